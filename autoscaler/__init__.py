@@ -1,0 +1,1 @@
+"""gpusched autoscaler: the pure replica policy and its Kubernetes and Prometheus adapters."""

@@ -1,0 +1,1 @@
+"""gpusched benchmarks: the local test bed, the trace simulator and the benches."""

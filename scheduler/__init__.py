@@ -1,0 +1,1 @@
+"""gpusched scheduler: the pure placement core, the extender, the node agent."""

@@ -1,0 +1,51 @@
+"""Strict parsing of Kubernetes quantities used in annotations ("16Gi", "40G", "1.5Ti").
+
+Annotations come from users, so anything that is not a plain, positive, finite
+byte count below a sanity bound is rejected with a message that says why.
+"""
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+_SUFFIX = {
+    "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
+}
+_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))(?:[eE]([+-]?\d+))?\s*([a-zA-Z]*)\s*$")
+
+# No single GPU or model is bigger than this; anything larger is a typo or an attack.
+MAX_BYTES = 2**50  # 1 PiB
+
+
+class QuantityError(ValueError):
+    """The text is not a usable byte quantity; the message says why."""
+
+
+def parse_bytes(text: str, *, what: str = "quantity", max_bytes: int = MAX_BYTES) -> int:
+    """Return the byte count of a Kubernetes quantity, rounded up to a whole byte."""
+    if not isinstance(text, str):
+        raise QuantityError(f"{what}: expected a string such as '16Gi', got {type(text).__name__}")
+    if len(text) > 64:
+        raise QuantityError(f"{what}: {len(text)} characters is too long for a quantity")
+    m = _RE.match(text)
+    if not m or m.group(3) not in _SUFFIX:
+        raise QuantityError(f"{what}: {text!r} is not a quantity (use e.g. '16Gi', '40G' or '1073741824')")
+    try:
+        value = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0)) * _SUFFIX[m.group(3)]
+    except (InvalidOperation, OverflowError) as exc:
+        raise QuantityError(f"{what}: {text!r} is not a number") from exc
+    if value <= 0:
+        raise QuantityError(f"{what}: {text!r} must be positive")
+    if value > max_bytes:
+        raise QuantityError(f"{what}: {text!r} is larger than {max_bytes} bytes")
+    return int(value.to_integral_value(rounding="ROUND_CEILING"))
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable binary size for messages and Events ("40Gi", "1.5Gi", "512Mi")."""
+    for unit, size in (("Ti", 2**40), ("Gi", 2**30), ("Mi", 2**20), ("Ki", 2**10)):
+        if abs(n) >= size:
+            v = n / size
+            return f"{v:.0f}{unit}" if abs(v - round(v)) < 0.05 else f"{v:.1f}{unit}"
+    return f"{int(n)}"
