@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import pytest
+
+from scheduler.quantity import QuantityError, format_bytes, parse_bytes
+
+
+@pytest.mark.parametrize("text,want", [
+    ("16Gi", 16 * 2**30),
+    ("40G", 40 * 10**9),
+    ("1.5Ti", 3 * 2**39),          # 1.5 x 2^40
+    ("1073741824", 2**30),
+    ("512Mi", 2**29),
+    ("1e9", 10**9),
+    ("0.5Ki", 512),
+    ("1.0000001", 2),               # rounded up to a whole byte
+])
+def test_parse(text, want):
+    assert parse_bytes(text) == want
+
+
+@pytest.mark.parametrize("text,msg", [
+    ("-5Gi", "must be positive"),
+    ("0", "must be positive"),
+    ("1e30", "larger than"),
+    ("abc", "is not a quantity"),
+    ("16GB", "is not a quantity"),  # GB is not a Kubernetes suffix
+    ("", "is not a quantity"),
+    ("9" * 80, "too long"),
+    ("2Ei", "larger than"),          # 2^61 > 1 PiB bound
+])
+def test_reject(text, msg):
+    with pytest.raises(QuantityError, match=msg):
+        parse_bytes(text, what="gpusched.io/gpu-memory")
+
+
+def test_reject_non_string():
+    with pytest.raises(QuantityError, match="expected a string"):
+        parse_bytes(16)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n,want", [(40 * 2**30, "40Gi"), (1.5 * 2**30, "1.5Gi"), (512 * 2**20, "512Mi"), (100, "100")])
+def test_format(n, want):
+    assert format_bytes(n) == want
