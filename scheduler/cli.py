@@ -57,4 +57,6 @@ class UserError(Exception):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run through the package module, so that UserError is one class for everyone.
+    from scheduler.cli import main as package_main
+    sys.exit(package_main())

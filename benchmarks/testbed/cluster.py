@@ -311,7 +311,7 @@ class LocalCluster:
             f"--kubeconfig={kc}", f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
             "--bind-address=127.0.0.1", f"--secure-port={p['controller-manager']}",
             "--leader-elect=false", f"--service-account-private-key-file={k.sa_key}",
-            f"--root-ca-file={k.ca_cert}", "--use-service-account-credentials=false",
+            f"--root-ca-file={k.ca_cert}", "--use-service-account-credentials=true",
             "--kube-api-qps=200", "--kube-api-burst=400", "--concurrent-replicaset-syncs=10",
             "--controllers=*,-nodeipam", "--v=1",
         ])
