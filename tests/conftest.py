@@ -54,3 +54,16 @@ def namespace(core, request) -> Iterator[str]:
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
+    # GPU capacity is shared by the whole session: wait until this test's pods are gone.
+    from tests.helpers import eventually
+    eventually(lambda: not core.list_namespaced_pod(name).items, timeout=60, what=f"pods of {name} deleted")
+
+
+@pytest.fixture(scope="session")
+def gpusched(cluster):
+    """The extender and a second kube-scheduler with deploy/scheduler's configuration."""
+    from benchmarks.testbed.stack import GpuschedScheduler
+    g = GpuschedScheduler(cluster)
+    g.start()
+    yield g
+    g.stop()

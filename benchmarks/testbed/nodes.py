@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable
 
@@ -17,11 +18,12 @@ log = logging.getLogger(__name__)
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 
 
-def node_body(spec: NodeSpec) -> dict[str, Any]:
+def node_body(spec: NodeSpec, now: datetime | None = None) -> dict[str, Any]:
     mem = gpu_memory_bytes(spec)
     report = NodeReport(
         gpus=tuple(GPU(i, f"GPU-{spec.name}-{i}", mem, 0, product=spec.product) for i in range(spec.gpus)),
         models=tuple(CachedModel(m, b, t) for m, (b, t) in spec.cached_models.items()),
+        reported_at=now or datetime.now(timezone.utc),
     )
     resources = {
         "cpu": f"{spec.cpu_milli}m",
@@ -46,8 +48,8 @@ def node_body(spec: NodeSpec) -> dict[str, Any]:
         "metadata": {
             "name": spec.name,
             "labels": labels,
-            # The test bed plays the node agent, so its report carries no heartbeat
-            # (gpusched.io/reported-at): a static report is trusted, a stale one is not.
+            # The test bed plays the node agent and reports once, at creation: extenders
+            # on the test bed run with a staleAfterSeconds longer than the session.
             "annotations": {KWOK_ANNOTATION: "fake", **annotations_for(report)},
         },
         "spec": {},

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
 
@@ -35,13 +36,14 @@ def test_bad_profiles(profile, n, msg):
 
 def test_node_body_carries_what_device_plugin_gfd_and_agent_would():
     spec = small(1)[0]
-    body = node_body(spec)
+    at = datetime(2026, 11, 23, 9, 0, tzinfo=timezone.utc)
+    body = node_body(spec, now=at)
     assert body["status"]["allocatable"]["nvidia.com/gpu"] == "8"
     assert body["metadata"]["labels"]["nvidia.com/gpu.memory"] == "81559"
     report = report_from_annotations(body["metadata"]["annotations"])
     assert not report.errors
-    # 81559 MiB per GPU, none used, all healthy, no heartbeat (a static report)
+    # 81559 MiB per GPU, none used, all healthy, reported at creation
     assert [(g.index, g.memory_total // MiB, g.memory_used, g.healthy) for g in report.gpus] == \
         [(i, 81559, 0, True) for i in range(8)]
-    assert report.reported_at is None
+    assert report.reported_at == at
     assert json.loads(body["metadata"]["annotations"]["gpusched.io/model-cache"]) == {}

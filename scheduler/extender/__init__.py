@@ -1,0 +1,1 @@
+"""The kube-scheduler extender: HTTP verbs over an in-memory snapshot kept by informers."""

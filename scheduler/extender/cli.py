@@ -1,0 +1,46 @@
+"""`gpusched extender`: the HTTP extender that a second kube-scheduler calls."""
+from __future__ import annotations
+
+import argparse
+
+import yaml
+
+from scheduler.cli import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "extender", help="serve the kube-scheduler extender (filter, prioritize, bind)",
+        description="Places GPU pods by GPU memory, fragmentation and model-cache locality. A second "
+                    "kube-scheduler (profile schedulerName: gpusched, see deploy/scheduler/) calls it at "
+                    "/filter, /prioritize and /bind; /healthz, /readyz and /metrics are for operators.",
+        epilog="examples:\n"
+               "  gpusched extender --kubeconfig ~/.kube/config --listen 127.0.0.1:8888\n"
+               "  gpusched extender --config /etc/gpusched/extender.yaml     # in a cluster\n"
+               "  gpusched extender --print-config                           # the defaults",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kubeconfig", help="kubeconfig path (default: the in-cluster service account)")
+    p.add_argument("--listen", help="HOST:PORT to serve on (default 0.0.0.0:8888)")
+    p.add_argument("--config", help="YAML config: listen, staleAfterSeconds, weights")
+    p.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scheduler.extender.config import ConfigError, load
+
+    try:
+        cfg = load(args.config, args.listen)
+    except ConfigError as exc:
+        raise UserError(str(exc)) from None
+    if args.print_config:
+        print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+        return 0
+    from scheduler.extender.daemon import ExtenderDaemon
+
+    try:
+        daemon = ExtenderDaemon(cfg, args.kubeconfig)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {cfg.listen[0]}:{cfg.listen[1]}: {exc.strerror}") from None
+    daemon.run()
+    return 0

@@ -1,0 +1,62 @@
+"""Wiring: informers -> LiveState -> Extender -> HTTP server."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from scheduler.extender.config import ExtenderConfig
+from scheduler.extender.live import LiveState
+from scheduler.extender.server import Extender, ExtenderHTTPServer
+from scheduler.kube.client import api_client, raw
+from scheduler.kube.watch import Informer
+
+log = logging.getLogger(__name__)
+
+
+class ExtenderDaemon:
+    def __init__(self, cfg: ExtenderConfig, kubeconfig: str | None):
+        self.cfg = cfg
+        self.api = api_client(kubeconfig)
+        self.live = LiveState(stale_after_s=cfg.stale_after_s)
+        self.stop = threading.Event()
+        self.nodes = Informer(self.api, "/api/v1/nodes", self.live.on_node, on_relist=self.live.set_nodes,
+                              name="nodes")
+        # Only bound pods hold GPUs; the field selector keeps pending pods off the wire.
+        self.pods = Informer(self.api, "/api/v1/pods", self.live.on_pod, on_relist=self.live.set_pods,
+                             params={"fieldSelector": "spec.nodeName!="}, name="pods")
+        self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights)
+        host, port = cfg.listen
+        self.http = ExtenderHTTPServer((host, port), self.extender, self.ready)
+
+    def ready(self) -> tuple[bool, str]:
+        missing = [i.name for i in (self.nodes, self.pods) if not i.synced.is_set()]
+        if missing:
+            return False, f"waiting for the first list of {', '.join(missing)}"
+        return True, f"ok: {len(self.live.snapshot().names)} nodes"
+
+    def _bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
+        meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
+        if annotations:
+            meta["annotations"] = annotations  # the API server copies these onto the pod with the binding
+        body = {"apiVersion": "v1", "kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": node}}
+        raw(self.api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body)
+
+    def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return raw(self.api, "GET", f"/api/v1/namespaces/{namespace}/pods/{name}")[1]
+
+    def run(self) -> None:
+        self.nodes.start()
+        self.pods.start()
+        threading.Thread(target=self.live.refresh_forever, args=(self.stop,), name="refresher", daemon=True).start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
+        log.info("gpusched extender listening on %s:%d", *self.http.server_address[:2])
+        self.http.serve_forever(poll_interval=0.2)
+
+    def shutdown(self) -> None:
+        self.stop.set()
+        self.nodes.stop()
+        self.pods.stop()
+        self.http.shutdown()

@@ -1,0 +1,235 @@
+"""The extender's view of the cluster: Nodes and bound GPU pods from informers, plus
+the pods it has bound itself and not yet seen come back in the watch.
+
+Readers take `snapshot()`, an immutable reference swapped atomically, so the HTTP hot
+path never locks and never waits on the API server. Writers (watch events, binds)
+take one lock. Pod events and binds patch the snapshot row by row (copy-on-write);
+node events mark it dirty and a refresher rebuilds it at most every `rebuild_every_s`.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler import contract
+from scheduler.core import (Allocation, ClusterSnapshot, NodeState, RequestError, build_snapshot,
+                            parse_pod)
+from scheduler.nodeinfo import report_from_annotations
+from scheduler.quantity import QuantityError, parse_bytes
+
+log = logging.getLogger(__name__)
+
+# A pod we bound counts against its node at once; if the watch has not confirmed
+# it after this long (the Binding was lost), the reservation is dropped.
+ASSUME_TTL_S = 120.0
+
+
+def pod_key(pod: dict[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+
+
+def parse_gpu_ids(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        ids = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        return None
+    return ids if all(0 <= i < 64 for i in ids) and len(set(ids)) == len(ids) else None
+
+
+def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
+    """What a bound, live pod holds on its node; None for pods that hold no GPU.
+
+    Pods with annotations the extender would have rejected (e.g. bound by the default
+    binder while the extender was down) still count, as conservatively as they parse."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    node = spec.get("nodeName")
+    if not node or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    try:
+        req = parse_pod(pod)
+        whole, memory = req.whole_gpus, req.gpu_memory
+    except RequestError:
+        whole = _whole_gpus_lenient(spec)
+        try:
+            memory = parse_bytes(annotations.get(contract.GPU_MEMORY, ""))
+        except QuantityError:
+            memory = 0
+    if whole == 0 and memory == 0:
+        return None
+    ids = parse_gpu_ids(annotations.get(contract.GPU_IDS))
+    if ids is not None and whole and len(ids) != whole:
+        ids = None  # annotation disagrees with the request: infer instead
+    return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
+                            count=max(whole, 1))
+
+
+def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
+    total = 0
+    for c in spec.get("containers") or []:
+        res = (c.get("resources") or {})
+        v = (res.get("limits") or {}).get(contract.GPU_RESOURCE) or (res.get("requests") or {}).get(contract.GPU_RESOURCE)
+        try:
+            total += max(int(v), 0) if v is not None else 0
+        except (TypeError, ValueError):
+            pass
+    return min(total, 64)
+
+
+def node_state_of(node: dict[str, Any]) -> NodeState:
+    meta, status = node.get("metadata") or {}, node.get("status") or {}
+    labels = meta.get("labels") or {}
+    alloc = status.get("allocatable") or {}
+    try:
+        count = int(alloc.get(contract.GPU_RESOURCE, 0))
+    except (TypeError, ValueError):
+        count = 0
+    try:
+        mib = int(labels.get(contract.GPU_MEMORY_LABEL, 0))
+    except (TypeError, ValueError):
+        mib = 0
+    schedulable = not (node.get("spec") or {}).get("unschedulable", False)
+    return NodeState(
+        name=meta.get("name", ""),
+        gpu_count=count if schedulable else 0,
+        product=labels.get(contract.GPU_PRODUCT_LABEL, ""),
+        gpu_memory_label_mib=mib,
+        report=report_from_annotations(meta.get("annotations")),
+        allocations=[],
+    )
+
+
+@dataclass
+class _Assumed:
+    node: str
+    alloc: Allocation
+    deadline: float
+
+
+class LiveState:
+    def __init__(self, stale_after_s: float = 600.0, rebuild_every_s: float = 0.2, clock=time.time):
+        self.stale_after_s = stale_after_s
+        self.rebuild_every_s = rebuild_every_s
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._nodes: dict[str, NodeState] = {}
+        self._pods: dict[str, tuple[str, Allocation]] = {}
+        self._assumed: dict[str, _Assumed] = {}
+        self._dirty = True
+        self._snapshot: ClusterSnapshot = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
+        self.built_at = 0.0  # wall time of the last full rebuild
+        self.node_report_errors: dict[str, tuple[str, ...]] = {}
+
+    # ---------- readers (lock-free)
+
+    def snapshot(self) -> ClusterSnapshot:
+        return self._snapshot
+
+    # ---------- node events
+
+    def set_nodes(self, nodes: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._nodes = {}
+            for n in nodes:
+                self._put_node(n)
+            self._dirty = True
+        self.rebuild()
+
+    def on_node(self, typ: str, node: dict[str, Any]) -> None:
+        with self._lock:
+            name = (node.get("metadata") or {}).get("name", "")
+            if typ == "DELETED":
+                self._nodes.pop(name, None)
+            else:
+                self._put_node(node)
+            self._dirty = True
+
+    def _put_node(self, node: dict[str, Any]) -> None:
+        state = node_state_of(node)
+        if state.report.errors:
+            if self.node_report_errors.get(state.name) != state.report.errors:
+                log.warning("node %s: unreadable gpusched report: %s", state.name, "; ".join(state.report.errors))
+            self.node_report_errors[state.name] = state.report.errors
+        else:
+            self.node_report_errors.pop(state.name, None)
+        self._nodes[state.name] = state
+
+    # ---------- pod events
+
+    def set_pods(self, pods: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._pods = {}
+            for p in pods:
+                held = allocation_of(p)
+                if held:
+                    self._pods[pod_key(p)] = held
+                    self._assumed.pop(pod_key(p), None)
+            self._dirty = True
+        self.rebuild()
+
+    def on_pod(self, typ: str, pod: dict[str, Any]) -> None:
+        key = pod_key(pod)
+        held = None if typ == "DELETED" else allocation_of(pod)
+        with self._lock:
+            before = self._pods.pop(key, None)
+            if held:
+                self._pods[key] = held
+            assumed = self._assumed.pop(key, None) if held or typ == "DELETED" else None
+            snap = self._snapshot
+            for node, _ in filter(None, (before, assumed and (assumed.node, assumed.alloc))):
+                snap = snap.without_allocation(node, key)
+            if held:
+                snap = snap.with_allocation(*held)
+            self._snapshot = snap
+
+    # ---------- binds
+
+    def assume(self, node: str, alloc: Allocation, now: float | None = None) -> None:
+        """Count a pod against its node at once, before the watch shows the binding."""
+        with self._lock:
+            self._assumed[alloc.pod_key] = _Assumed(node, alloc, (now or self.clock()) + ASSUME_TTL_S)
+            self._snapshot = self._snapshot.with_allocation(node, alloc)
+
+    def forget(self, node: str, key: str) -> None:
+        """Release what a failed bind reserved."""
+        with self._lock:
+            if self._assumed.pop(key, None) is not None:
+                self._snapshot = self._snapshot.without_allocation(node, key)
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    # ---------- rebuilds
+
+    def rebuild(self, now: float | None = None) -> None:
+        now = now or self.clock()
+        with self._lock:
+            for key in [k for k, a in self._assumed.items() if a.deadline < now]:
+                log.warning("pod %s: binding never showed up in the watch; releasing its reservation", key)
+                del self._assumed[key]
+            per_node: dict[str, list[Allocation]] = {}
+            for node, alloc in self._pods.values():
+                per_node.setdefault(node, []).append(alloc)
+            for a in self._assumed.values():
+                per_node.setdefault(a.node, []).append(a.alloc)
+            nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
+                               per_node.get(n.name, [])) for n in self._nodes.values()]
+            self._snapshot = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s)
+            self._dirty = False
+            self.built_at = now
+
+    def refresh_forever(self, stop: threading.Event, max_age_s: float = 10.0) -> None:
+        """Rebuild when nodes changed, and every max_age_s anyway so staleness is re-judged."""
+        while not stop.wait(self.rebuild_every_s):
+            if self._dirty or self.clock() - self.built_at > max_age_s:
+                try:
+                    self.rebuild()
+                except Exception:  # never let the refresher die; the next tick retries
+                    log.exception("snapshot rebuild failed")

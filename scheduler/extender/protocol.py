@@ -1,0 +1,121 @@
+"""kube-scheduler extender v1 on the wire (k8s.io/kube-scheduler/extender/v1).
+
+The Go types carry no json tags, so fields travel with their Go names: `Pod`,
+`Nodes`, `NodeNames`, `FailedNodes`, `FailedAndUnresolvableNodes`, `Error`,
+`Host`, `Score`, `PodName`, `PodNamespace`, `PodUID`, `Node`. Every check here
+turns bad input into a `ProtocolError` (HTTP 400), never an exception escaping.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_BODY = 16 * 2**20  # 16 MiB: 5,000 node names are ~100 KiB; a whole NodeList is larger
+MAX_EXTENDER_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
+
+
+class ProtocolError(ValueError):
+    """The request is not a valid extender call; the message says which field."""
+
+
+@dataclass(frozen=True)
+class ExtenderArgs:
+    pod: dict[str, Any]
+    node_names: list[str]
+    sent_names: bool  # True with nodeCacheCapable (NodeNames), False when a NodeList was sent
+
+    @property
+    def pod_key(self) -> str:
+        meta = self.pod.get("metadata") or {}
+        return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+
+@dataclass(frozen=True)
+class BindingArgs:
+    pod_name: str
+    pod_namespace: str
+    pod_uid: str
+    node: str
+
+    @property
+    def pod_key(self) -> str:
+        return f"{self.pod_namespace}/{self.pod_name}"
+
+
+def _loads(body: bytes) -> Any:
+    if len(body) > MAX_BODY:
+        raise ProtocolError(f"request body of {len(body)} bytes is over the {MAX_BODY}-byte limit")
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ProtocolError("request body is nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"request body is not JSON: {exc}") from None
+
+
+def _str(v: Any, what: str, limit: int = 253) -> str:
+    if not isinstance(v, str) or not v or len(v) > limit:
+        raise ProtocolError(f"{what} must be a non-empty string of at most {limit} characters")
+    return v
+
+
+def parse_extender_args(body: bytes) -> ExtenderArgs:
+    raw = _loads(body)
+    if not isinstance(raw, dict):
+        raise ProtocolError("expected a JSON object with Pod and NodeNames (or Nodes)")
+    pod = raw.get("Pod")
+    if not isinstance(pod, dict) or not isinstance(pod.get("metadata"), dict):
+        raise ProtocolError("Pod must be an object with metadata")
+    _str(pod["metadata"].get("name"), "Pod.metadata.name")
+    names = raw.get("NodeNames")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, str) and 0 < len(n) <= 253 for n in names):
+            raise ProtocolError("NodeNames must be a list of node names")
+        return ExtenderArgs(pod, names, True)
+    nodes = raw.get("Nodes")
+    if isinstance(nodes, dict) and isinstance(nodes.get("items"), list):
+        out = []
+        for i, n in enumerate(nodes["items"]):
+            meta = n.get("metadata") if isinstance(n, dict) else None
+            out.append(_str(meta.get("name") if isinstance(meta, dict) else None, f"Nodes.items[{i}].metadata.name"))
+        return ExtenderArgs(pod, out, False)
+    raise ProtocolError("neither NodeNames nor Nodes.items was sent")
+
+
+def parse_binding_args(body: bytes) -> BindingArgs:
+    raw = _loads(body)
+    if not isinstance(raw, dict):
+        raise ProtocolError("expected a JSON object with PodName, PodNamespace, PodUID and Node")
+    return BindingArgs(
+        pod_name=_str(raw.get("PodName"), "PodName"),
+        pod_namespace=_str(raw.get("PodNamespace"), "PodNamespace", 63),
+        pod_uid=_str(raw.get("PodUID"), "PodUID", 128),
+        node=_str(raw.get("Node"), "Node"),
+    )
+
+
+def filter_result(args: ExtenderArgs, feasible: list[str], failed: dict[str, str],
+                  unresolvable: dict[str, str] | None = None, error: str = "") -> bytes:
+    """With nodeCacheCapable the answer must carry NodeNames (only names it was sent);
+    an answer with neither NodeNames nor Nodes removes every node."""
+    body: dict[str, Any] = {
+        "Nodes": None,
+        "NodeNames": feasible,
+        "FailedNodes": failed,
+        "FailedAndUnresolvableNodes": unresolvable or {},
+        "Error": error,
+    }
+    if not args.sent_names:
+        # Only names go back; kube-scheduler maps them onto its own Node objects.
+        body["Nodes"] = {"items": [{"metadata": {"name": n}} for n in feasible]}
+        body["NodeNames"] = None
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def prioritize_result(scores: list[tuple[str, int]]) -> bytes:
+    return json.dumps([{"Host": h, "Score": s} for h, s in scores], separators=(",", ":")).encode()
+
+
+def binding_result(error: str = "") -> bytes:
+    return json.dumps({"Error": error}).encode()

@@ -1,0 +1,255 @@
+"""The extender's HTTP server: /filter, /prioritize, /bind, /healthz, /readyz, /metrics.
+
+Filter and prioritize read the in-memory snapshot only. Bind is the one verb that
+talks to the API server, after it has reserved the GPUs in memory, so two pods
+bound back to back never get the same GPU memory.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from scheduler import contract
+from scheduler.core import (Allocation, RequestError, Weights, assign_gpus, filter_nodes, parse_pod,
+                            prioritize)
+from scheduler.extender import protocol
+from scheduler.extender.live import LiveState
+from scheduler.quantity import format_bytes
+
+log = logging.getLogger(__name__)
+
+# A pod that passed our filter is normally bound within milliseconds. Until then the
+# next pod's filter waits (on this process, never the network) so that it sees the
+# reservation; a pod that never comes to bind stops blocking after this long.
+INFLIGHT_WAIT_S = 0.25
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "gpusched_extender_request_seconds", "Time to answer an extender call", ["verb"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5), registry=self.registry)
+        self.decisions = Counter("gpusched_extender_decisions_total", "Extender answers by verb and result",
+                                 ["verb", "result"], registry=self.registry)
+        self.snapshot_age = Gauge("gpusched_extender_snapshot_age_seconds",
+                                  "Seconds since the snapshot was last rebuilt", registry=self.registry)
+        self.nodes = Gauge("gpusched_extender_nodes", "Nodes in the snapshot", registry=self.registry)
+        self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
+                                      "Time filters waited for a previous pod's bind", registry=self.registry)
+
+
+@dataclass
+class Extender:
+    """The verbs, independent of HTTP, so tests and benchmarks call them directly."""
+    live: LiveState
+    binder: Callable[[str, str, str, str, dict[str, str]], None]  # (namespace, name, uid, node, annotations)
+    get_pod: Callable[[str, str], dict[str, Any] | None]  # fallback when bind comes for a pod we never filtered
+    weights: Weights = field(default_factory=Weights)
+    metrics: Metrics = field(default_factory=Metrics)
+    clock: Callable[[], float] = time.time
+    _recent: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
+    _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
+    _inflight: dict[str, float] = field(default_factory=dict)
+    _cv: threading.Condition = field(default_factory=threading.Condition)
+
+    def _remember(self, store: "OrderedDict[str, Any]", key: str, value: Any, limit: int = 20000) -> None:
+        with self._cv:
+            store[key] = value
+            store.move_to_end(key)
+            while len(store) > limit:
+                store.popitem(last=False)
+
+    def _wait_for_inflight(self, key: str) -> None:
+        start = time.monotonic()
+        with self._cv:
+            while True:
+                now = time.monotonic()
+                others = [t for k, t in self._inflight.items() if k != key and now - t < INFLIGHT_WAIT_S]
+                if not others:
+                    break
+                self._cv.wait(INFLIGHT_WAIT_S - (now - min(others)))
+            for k in [k for k, t in self._inflight.items() if time.monotonic() - t >= INFLIGHT_WAIT_S]:
+                del self._inflight[k]
+        waited = time.monotonic() - start
+        if waited > 0.0005:
+            self.metrics.inflight_waits.inc(waited)
+
+    def _done(self, key: str) -> None:
+        with self._cv:
+            self._inflight.pop(key, None)
+            self._cv.notify_all()
+
+    # ---------- verbs
+
+    def filter(self, body: bytes) -> bytes:
+        args = protocol.parse_extender_args(body)
+        key = args.pod_key
+        try:
+            req = parse_pod(args.pod)
+        except RequestError as exc:
+            self.metrics.decisions.labels("filter", "bad-pod").inc()
+            # Unresolvable: preempting other pods cannot fix a bad annotation.
+            reason = f"gpusched: {exc}"
+            return protocol.filter_result(args, [], {}, {n: reason for n in args.node_names})
+        self._remember(self._recent, key, args.pod)
+        if not req.gpu_pod:
+            return protocol.filter_result(args, args.node_names, {})
+        self._wait_for_inflight(key)
+        feasible, failed = filter_nodes(self.live.snapshot(), req, args.node_names)
+        self.metrics.decisions.labels("filter", "fit" if feasible else "none").inc()
+        if feasible:
+            with self._cv:
+                self._inflight[key] = time.monotonic()
+        return protocol.filter_result(args, feasible, failed)
+
+    def prioritize(self, body: bytes) -> bytes:
+        args = protocol.parse_extender_args(body)
+        try:
+            req = parse_pod(args.pod)
+        except RequestError:
+            return protocol.prioritize_result([(n, 0) for n in args.node_names])
+        if not req.gpu_pod:
+            return protocol.prioritize_result([(n, 0) for n in args.node_names])
+        scores, details = prioritize(self.live.snapshot(), req, args.node_names, self.weights)
+        self._remember(self._details, args.pod_key, details)
+        self.metrics.decisions.labels("prioritize", "scored").inc()
+        return protocol.prioritize_result(scores)
+
+    def bind(self, body: bytes) -> bytes:
+        b = protocol.parse_binding_args(body)
+        key = b.pod_key
+        try:
+            return protocol.binding_result(self._bind(b))
+        finally:
+            self._done(key)
+
+    def _bind(self, b: protocol.BindingArgs) -> str:
+        key = b.pod_key
+        pod = self._recent.get(key)
+        if pod is None or (pod.get("metadata") or {}).get("uid") != b.pod_uid:
+            pod = self.get_pod(b.pod_namespace, b.pod_name)
+            if pod is None:
+                self.metrics.decisions.labels("bind", "pod-gone").inc()
+                return f"pod {key} no longer exists"
+        try:
+            req = parse_pod(pod)
+        except RequestError as exc:
+            self.metrics.decisions.labels("bind", "bad-pod").inc()
+            return f"gpusched: {exc}"
+        annotations: dict[str, str] = {}
+        alloc = None
+        if req.gpu_pod:
+            with self.live.lock:
+                assignment = assign_gpus(self.live.snapshot(), b.node, req)
+                if assignment.gpu_ids is None or not assignment.gpu_ids:
+                    self.metrics.decisions.labels("bind", "conflict").inc()
+                    log.warning("bind %s to %s refused: %s", key, b.node, assignment.reason)
+                    return f"gpusched: {assignment.reason}"
+                alloc = Allocation(pod_key=key, gpu_ids=tuple(assignment.gpu_ids),
+                                   memory_per_gpu=assignment.memory_per_gpu, whole=req.whole_gpus > 0,
+                                   count=len(assignment.gpu_ids))
+                self.live.assume(b.node, alloc)
+            annotations = {
+                contract.GPU_IDS: ",".join(map(str, alloc.gpu_ids)),
+                contract.PLACEMENT: self._placement(key, b.node, req, alloc, assignment.reason),
+            }
+        try:
+            self.binder(b.pod_namespace, b.pod_name, b.pod_uid, b.node, annotations)
+        except Exception as exc:
+            if alloc is not None:
+                self.live.forget(b.node, key)
+            self.metrics.decisions.labels("bind", "api-error").inc()
+            log.warning("bind %s to %s failed: %s", key, b.node, exc)
+            return f"binding {key} to {b.node} failed: {exc}"
+        self.metrics.decisions.labels("bind", "bound").inc()
+        log.info("bound %s to %s gpus=%s", key, b.node, annotations.get(contract.GPU_IDS, "-"))
+        return ""
+
+    def _placement(self, key: str, node: str, req, alloc: Allocation, reason: str) -> str:
+        details = (self._details.get(key) or {}).get(node, {})
+        body = {
+            "node": node,
+            "gpus": list(alloc.gpu_ids),
+            "memoryPerGPU": format_bytes(alloc.memory_per_gpu) if alloc.memory_per_gpu else "whole",
+            "score": details,
+            "reason": reason,
+        }
+        return json.dumps(body, separators=(",", ":"), default=str)[:4096]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: kube-scheduler reuses connections
+    server: "ExtenderHTTPServer"
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # access logs at DEBUG only
+        log.debug("%s " + fmt, self.address_string(), *args)
+
+    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        ext = self.server.extender
+        if self.path == "/healthz":
+            self._send(200, b"ok", "text/plain")
+        elif self.path == "/readyz":
+            ok, why = self.server.ready()
+            self._send(200 if ok else 503, why.encode(), "text/plain")
+        elif self.path == "/metrics":
+            ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
+            ext.metrics.nodes.set(len(ext.live.snapshot().names))
+            self._send(200, generate_latest(ext.metrics.registry), CONTENT_TYPE_LATEST)
+        else:
+            self._send(404, b'{"Error":"unknown path"}')
+
+    def do_POST(self) -> None:
+        verb = self.path.strip("/").split("?")[0]
+        handler = {"filter": self.server.extender.filter, "prioritize": self.server.extender.prioritize,
+                   "bind": self.server.extender.bind}.get(verb)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > protocol.MAX_BODY:
+            self.close_connection = True
+            self._send(413 if length > 0 else 400,
+                       json.dumps({"Error": f"Content-Length must be 0..{protocol.MAX_BODY}"}).encode())
+            return
+        body = self.rfile.read(length)
+        if handler is None:
+            self._send(404, json.dumps({"Error": f"unknown verb {verb!r}: use /filter, /prioritize or /bind"}).encode())
+            return
+        start = time.perf_counter()
+        try:
+            out = handler(body)
+            code = 200
+        except protocol.ProtocolError as exc:
+            out, code = json.dumps({"Error": str(exc)}).encode(), 400
+            self.server.extender.metrics.decisions.labels(verb, "bad-request").inc()
+        except Exception as exc:  # a bug must not take the server down; say so and keep serving
+            log.exception("%s failed", verb)
+            out, code = json.dumps({"Error": f"internal error: {type(exc).__name__}"}).encode(), 500
+        self.server.extender.metrics.latency.labels(verb).observe(time.perf_counter() - start)
+        self._send(code, out)
+
+
+class ExtenderHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]]):
+        super().__init__(address, _Handler)
+        self.extender = extender
+        self.ready = ready

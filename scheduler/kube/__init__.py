@@ -1,0 +1,1 @@
+"""The Kubernetes adapter shared by the daemons: raw list+watch, clients, Events."""
