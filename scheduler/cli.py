@@ -28,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for ep in sorted(entry_points(group="gpusched.commands"), key=lambda e: e.name):
-        register: Register = ep.load()
+        try:
+            register: Register = ep.load()
+        except ImportError as exc:  # one broken subcommand must not take the others down
+            print(f"gpusched: command {ep.name!r} unavailable: {exc}", file=sys.stderr)
+            continue
         register(sub)
     return parser
 
