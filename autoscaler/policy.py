@@ -1,0 +1,483 @@
+"""The replica policy: ``decide(state, observation, spec, now) -> Decision``.
+
+Pure: plain data in, a decision with its reason and the next state out. No I/O, no
+clock (``now`` is seconds on any monotonic-enough scale the caller picks, e.g. Unix
+time), no randomness. The live daemon, the trace simulator and the tests drive the
+same function.
+
+Replica counts. ``current = ready + pending``: the serving replicas already asked for.
+Pending replicas (scheduled or loading, or warm ones being promoted) count as asked
+for, so a slow start does not trigger a second scale-up: per-replica signals are
+measured on ready replicas only and, like HPA, pending replicas are taken to carry no
+load (desired = ceil(ready * value / target)), which is then compared with
+``current``, not with ``ready``. Warm replicas are extra pods held out of traffic;
+``maxReplicas`` bounds serving replicas only.
+
+Rules, each giving a recommendation with its arithmetic:
+1. one HPA-style ratio per signal, with tolerance (hold when |ratio - 1| <= tolerance);
+2. queueing (when ``spec.slo`` is set): the fewest replicas c, modelled as M/M/c
+   with arrival rate lambda and service rate mu per replica, such that utilisation
+   lambda/(c mu) <= slo.targetUtilization and P(wait > bound) = C(c, lambda/mu) *
+   exp(-(c mu - lambda) bound) <= 1 - slo.percentile (Erlang C); scales down only past
+   the tolerance;
+3. forecast (with queueing, ``forecast.enabled`` and coldStartSeconds > 0): Holt's
+   linear trend over the recent arrival rates, extrapolated over the cold-start
+   horizon, fed to the queueing rule; it only ever asks for more.
+The recommendation is the largest. Then, in order:
+- unknown data: any configured input that is unknown (a signal that is None, or the
+  arrival/service rate when the queueing rule is on) forbids a scale-down; a scale-up
+  that the known inputs ask for still happens (missing data is not zero, and holding
+  a burst back because another metric is missing would cost the SLO);
+- stabilisation (HPA): the result lies between the lowest recommendation in the
+  scale-up window and the highest in the scale-down window. A state with less history
+  than the scale-down window (a fresh daemon, a new leader) does not scale down;
+- panic (Knative KPA): when the demand averaged over the panic window reaches
+  ``threshold`` x ready replicas, panic until ``stableWindow`` after the last trigger:
+  no scale-down at all, and scale-ups skip the rate limit;
+- rate limits (HPA): at most max(periodStart + pods, ceil(periodStart * (1 + pct)))
+  up, and down to no less than min(periodStart - pods, floor(periodStart * (1 - pct))),
+  where periodStart is ``current`` less the changes decided within the period;
+- clamp to [minReplicas, maxReplicas].
+
+Warm pool: desired warm = min(warmReplicas, maxReplicas - desired serving) (a warm
+pod that can never be promoted is wasted GPU time). A scale-up is served first by
+promoting warm pods (``promote``), the rest start cold (``cold_start``); a scale-down
+first demotes serving pods into the pool while it is below its size (``demote``) and
+deletes the rest; the actuator refills the pool to ``warm``.
+
+State the caller keeps: the ``state`` of the returned decision, passed to the next
+call. If the actuator could not apply a decision, passing the old state back keeps
+the rate-limit history honest.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Final, Mapping
+
+import numpy as np
+
+from .spec import AutoscalerSpec, SignalSpec
+
+# Rule names reported in Decision.rule (signal rules are "signal:<name>").
+QUEUEING: Final = "queueing"
+FORECAST: Final = "forecast"
+HOLD: Final = "hold"
+UNKNOWN_HOLD: Final = "unknownHold"
+STABILIZATION: Final = "stabilization"
+RATE_LIMIT: Final = "rateLimit"
+PANIC: Final = "panic"
+MIN_REPLICAS: Final = "minReplicas"
+MAX_REPLICAS: Final = "maxReplicas"
+
+_EPS: Final = 1e-9
+_MAX_ARRIVALS: Final = 32  # samples kept for Holt's forecast
+_MIN_ARRIVALS: Final = 3  # samples needed before the trend is trusted
+
+_UNITS: Final = {"queueDepth": "/replica", "gpuUtilization": "%", "kvCache": "", "promql": ""}
+
+
+def _ceil(x: float) -> int:
+    """ceil that forgives float noise: 8/0.8 may be 10.000000000000002."""
+    return int(math.ceil(x - _EPS))
+
+
+# ---------------------------------------------------------------- data types
+
+@dataclass(frozen=True)
+class Observation:
+    """What the daemon (or simulator) saw at ``now``. Values per signal name: the
+    per-ready-replica value in the signal's units, or None when unknown; a spec
+    signal absent from ``signals`` is unknown too."""
+
+    ready: int  # serving replicas that are Ready (in traffic)
+    pending: int = 0  # serving replicas asked for, not Ready yet
+    warm: int = 0  # warm-pool pods (held out of traffic by the serving gate)
+    signals: Mapping[str, float | None] = field(default_factory=dict)
+    arrival_rate: float | None = None  # requests/s arriving at the model, None = unknown
+    service_rate: float | None = None  # requests/s one replica sustains, None = not measured
+    notes: Mapping[str, str] = field(default_factory=dict)  # why a signal is unknown, by name
+
+    @property
+    def current(self) -> int:
+        return self.ready + self.pending
+
+
+@dataclass(frozen=True)
+class ScaleState:
+    """History the policy needs; immutable, replaced by each decision."""
+
+    started_at: float | None = None  # first decision of this state's lineage
+    recommendations: tuple[tuple[float, int], ...] = ()  # (t, recommendation before stabilisation)
+    demand: tuple[tuple[float, int], ...] = ()  # (t, largest rule recommendation), for panic
+    events: tuple[tuple[float, int], ...] = ()  # (t, replicas added (+) or removed (-))
+    arrivals: tuple[tuple[float, float], ...] = ()  # (t, arrival rate), for the forecast
+    panic_until: float | None = None  # panicking while now < panic_until
+    panic_peak: int = 0  # highest replicas decided during this panic
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    rule: str
+    replicas: int  # what the rule asks for (current, when it holds)
+    reason: str
+    demand: int | None = None  # the computed need before holds, for panic; None = replicas
+
+    @property
+    def need(self) -> int:
+        return self.replicas if self.demand is None else self.demand
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int  # desired serving replicas
+    warm: int  # desired warm-pool size
+    promote: int  # warm pods to promote now (scale-up served from the pool first)
+    cold_start: int  # serving pods to create cold
+    demote: int  # serving pods to park in the pool instead of deleting
+    prewarm: int  # replicas the forecast expects beyond `replicas` within 2x cold start (cache pre-warming)
+    rule: str  # the rule that set `replicas`
+    reason: str  # human readable, with the arithmetic
+    state: ScaleState
+    current: int = 0  # ready + pending when decided
+    panic: bool = False
+    unknown: tuple[str, ...] = ()  # inputs that were unknown
+    recommendations: tuple[Recommendation, ...] = ()
+    forecast_arrival_rate: float | None = None  # lambda at now + coldStartSeconds
+
+    @property
+    def scale(self) -> int:
+        """Change in serving replicas: > 0 up, < 0 down."""
+        return self.replicas - self.current
+
+
+# ---------------------------------------------------------------- queueing helpers
+
+def erlang_c(c: int, offered: float) -> float:
+    """Probability an arrival waits in M/M/c with offered load a = lambda/mu (needs a < c)."""
+    if offered <= 0:
+        return 0.0
+    if c <= offered:
+        return 1.0
+    b = 1.0  # Erlang B by the stable recurrence B(k) = a B(k-1) / (k + a B(k-1))
+    for k in range(1, c + 1):
+        b = offered * b / (k + offered * b)
+    rho = offered / c
+    return b / (1.0 - rho * (1.0 - b))
+
+
+def replicas_for_slo(arrival: float, service: float, target_utilization: float,
+                     wait_bound: float | None, percentile: float, cap: int) -> tuple[int, str]:
+    """Fewest replicas c with lambda/(c mu) <= target and P(wait > bound) <= 1 - percentile
+    (M/M/c). The utilisation bound alone may ask for more than ``cap`` (the caller clamps
+    and says so); the wait bound is searched up to ``cap`` and gives ``cap`` if missed there."""
+    if arrival <= 0:
+        return 0, f"arrival {arrival:g} req/s -> 0"
+    offered = arrival / service
+    c_util = max(1, _ceil(offered / target_utilization))
+    text = f"ceil({arrival:g}/({service:g}*{target_utilization:g}))={c_util}"
+    if wait_bound is None or c_util >= cap:
+        return c_util, text
+    cs = np.arange(c_util, max(cap, c_util) + 1)
+    # Erlang B for k = 1..cap by recurrence, then C and the wait tail for every candidate.
+    b = np.empty(int(cs[-1]) + 1)
+    b[0] = 1.0
+    for k in range(1, len(b)):
+        b[k] = offered * b[k - 1] / (k + offered * b[k - 1])
+    rho = offered / cs
+    bc = b[cs]
+    c_wait = bc / (1.0 - rho * (1.0 - bc))
+    tail = c_wait * np.exp(-(cs * service - arrival) * wait_bound)
+    ok = np.nonzero(tail <= (1.0 - percentile) + _EPS)[0]
+    if len(ok) == 0:
+        return int(cs[-1]), f"{text}; P(wait>{wait_bound:g}s) still {tail[-1]:.3g} at {cs[-1]}"
+    c = int(cs[ok[0]])
+    if c == c_util:
+        return c, f"{text}; P(wait>{wait_bound:g}s)={tail[ok[0]]:.2g} <= {1 - percentile:.2g}"
+    return c, f"{text}, but P(wait>{wait_bound:g}s) <= {1 - percentile:.2g} needs {c} ({tail[ok[0]]:.2g})"
+
+
+def holt_forecast(times: np.ndarray, values: np.ndarray, alpha: float, beta: float,
+                  at: float) -> tuple[float, float, float]:
+    """Holt's linear trend on irregularly spaced samples: level and trend (per second)
+    after the last sample, and the extrapolation to time ``at``."""
+    level = float(values[0])
+    trend = 0.0
+    if len(values) >= 2 and times[1] > times[0]:
+        trend = float((values[1] - values[0]) / (times[1] - times[0]))
+    dts = np.diff(times)
+    for x, dt in zip(values[1:], dts):
+        if dt <= 0:
+            continue
+        prev = level
+        level = alpha * float(x) + (1 - alpha) * (level + trend * float(dt))
+        trend = beta * (level - prev) / float(dt) + (1 - beta) * trend
+    return level, trend, level + trend * (at - float(times[-1]))
+
+
+# ---------------------------------------------------------------- the rules
+
+def _valid(v: float | None) -> bool:
+    return v is not None and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+
+
+def _ratio_rule(sig: SignalSpec, value: float, obs: Observation, tol: float) -> Recommendation | None:
+    ready, cur = obs.ready, obs.current
+    unit = _UNITS.get(sig.type, "")
+    head = f"{sig.name} {value:g}{unit} vs target {sig.target:g}"
+    if ready <= 0:
+        return None
+    usage = value / sig.target  # on ready replicas
+    raw = _ceil(ready * value / sig.target)
+    arith = f"ceil({ready}*{value:g}/{sig.target:g})={raw}"
+    if usage > 1 + tol and obs.pending > 0:
+        # HPA: pending replicas carry no load yet; recompute the ratio over all asked for.
+        usage_all = ready * value / (cur * sig.target)
+        if usage_all <= 1 + tol:
+            return Recommendation(f"signal:{sig.name}", cur,
+                                  f"{head} over {ready} ready -> {arith}, covered by {cur} requested "
+                                  f"({ready} ready + {obs.pending} pending)", raw)
+    elif abs(usage - 1) <= tol:
+        return Recommendation(f"signal:{sig.name}", cur,
+                              f"{head}: ratio {usage:.2f} within tolerance {tol:g} -> hold {cur}", raw)
+    return Recommendation(f"signal:{sig.name}", raw, f"{head} over {ready} ready -> {arith}")
+
+
+def _policies(fn: str, proposals: list[tuple[int, str]]) -> str:
+    texts = [t for _, t in proposals]
+    return texts[0] if len(texts) == 1 else f"{fn}({', '.join(texts)})"
+
+
+def _rate(obs_value: float | None, fallback: float | None) -> float | None:
+    if _valid(obs_value) and obs_value > 0:
+        return obs_value
+    return fallback
+
+
+# ---------------------------------------------------------------- decide
+
+def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float) -> Decision:
+    cur = obs.current
+    tol = spec.behavior.tolerance
+    recs: list[Recommendation] = []
+    unknown: list[str] = []
+    notes: list[str] = []  # why inputs are unknown
+    skipped: list[str] = []  # known inputs that gave no recommendation
+
+    # 1. one ratio per signal
+    for sig in spec.signals:
+        v = obs.signals.get(sig.name)
+        if not _valid(v):
+            why = obs.notes.get(sig.name) or ("no value" if v is None else f"invalid value {v!r}")
+            unknown.append(sig.name)
+            notes.append(f"{sig.name} unknown ({why})")
+            continue
+        rec = _ratio_rule(sig, float(v), obs, tol)
+        if rec is None:
+            skipped.append(f"{sig.name} {v:g}: no ready replicas to scale from")
+        else:
+            recs.append(rec)
+
+    # 2. queueing and 3. forecast
+    arrivals = state.arrivals
+    forecast_rate: float | None = None
+    prewarm_target: int | None = None
+    if spec.slo is not None:
+        lam = obs.arrival_rate if _valid(obs.arrival_rate) else None
+        mu = _rate(obs.service_rate, spec.service_rate_per_replica)
+        if lam is None:
+            unknown.append("arrivalRate")
+            notes.append("arrivalRate unknown")
+        if mu is None:
+            unknown.append("serviceRate")
+            notes.append("serviceRate unknown (not measured, no spec.serviceRatePerReplica)")
+        if lam is not None:
+            arrivals = (arrivals + ((now, float(lam)),))[-_MAX_ARRIVALS:]
+        if lam is not None and mu is not None:
+            slo = spec.slo
+            cap = spec.max_replicas
+            c, text = replicas_for_slo(lam, mu, slo.target_utilization, slo.wait_bound_s, slo.percentile, cap)
+            if cur > 0 and c < cur and (cur - c) / cur <= tol:
+                recs.append(Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; "
+                                           f"{c} within tolerance {tol:g} of {cur} -> hold {cur}", c))
+            else:
+                recs.append(Recommendation(QUEUEING, c, f"queueing: {lam:g} req/s, mu {mu:g}: {text}"))
+            fc = spec.forecast
+            if fc.enabled and spec.cold_start_s > 0 and len(arrivals) >= _MIN_ARRIVALS:
+                t = np.array([a[0] for a in arrivals], dtype=float)
+                x = np.array([a[1] for a in arrivals], dtype=float)
+                h = spec.cold_start_s
+                level, trend, f1 = holt_forecast(t, x, fc.alpha, fc.beta, now + h)
+                forecast_rate = max(0.0, f1)
+                f2 = max(0.0, level + trend * (now + 2 * h - float(t[-1])))
+                prewarm_target = replicas_for_slo(f2, mu, slo.target_utilization, slo.wait_bound_s,
+                                                  slo.percentile, cap)[0]
+                if forecast_rate > lam + _EPS:
+                    cf, ftext = replicas_for_slo(forecast_rate, mu, slo.target_utilization,
+                                                 slo.wait_bound_s, slo.percentile, cap)
+                    recs.append(Recommendation(FORECAST, cf,
+                                               f"forecast: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
+                                               f"-> {forecast_rate:.3g} req/s in {h:g}s: {ftext}"))
+
+    # the largest recommendation wins (first listed on ties)
+    demand: int | None = None
+    if recs:
+        best = max(recs, key=lambda r: r.replicas)
+        # panic is for sudden load seen now; the forecast is anticipated load, so it does not count
+        now_recs = [r.need for r in recs if r.rule != FORECAST]
+        demand = max(now_recs) if now_recs else None
+        raw, rule, reason = best.replicas, best.rule, best.reason
+    else:
+        raw, rule = cur, HOLD
+        reason = f"no recommendation ({'; '.join(notes + skipped) or 'no inputs'}); hold {cur}"
+    if unknown and not recs:
+        rule = UNKNOWN_HOLD
+        reason = f"{'; '.join(notes + skipped)}: hold {cur}, no scale-down on missing data"
+    elif unknown and raw < cur:
+        raw, rule = cur, UNKNOWN_HOLD
+        reason = (f"{'; '.join(notes)}: hold {cur}, no scale-down on missing data"
+                  + (f" (known inputs said {best.replicas}: {best.reason})" if recs else ""))
+    elif unknown and recs:
+        reason += f"; {'; '.join(notes)} (scale-down blocked, scale-up allowed)"
+
+    started = state.started_at if state.started_at is not None else now
+    beh = spec.behavior
+    up_rules, down_rules, panic_spec = beh.scale_up, beh.scale_down, beh.panic
+
+    # stabilisation (HPA): between the lowest recent recommendation (up window)
+    # and the highest (down window)
+    up_rec = min([raw] + [r for t, r in state.recommendations if t > now - up_rules.stabilization_window_s])
+    hist_down = max([raw] + [r for t, r in state.recommendations if t > now - down_rules.stabilization_window_s])
+    young = now - started < down_rules.stabilization_window_s
+    down_rec = max(hist_down, cur) if young else hist_down
+    desired = min(max(cur, up_rec), down_rec)
+    if desired != raw:
+        if desired < raw:
+            why = f"lowest recommendation in the last {up_rules.stabilization_window_s:g}s"
+        elif desired <= hist_down:
+            why = f"highest recommendation in the last {down_rules.stabilization_window_s:g}s"
+        else:
+            why = (f"less than {down_rules.stabilization_window_s:g}s of history (new daemon or leader): "
+                   f"no scale-down yet")
+        reason += f"; stabilised at {desired} ({why})"
+        rule = STABILIZATION
+
+    # panic (Knative KPA)
+    panic_until = state.panic_until
+    window_demand = [d for t, d in state.demand if t > now - panic_spec.window_s]
+    if demand is not None:
+        window_demand.append(demand)
+    panicking = panic_until is not None and now < panic_until
+    panic_peak = state.panic_peak if panicking else 0
+    if window_demand and obs.ready > 0:
+        avg = float(np.mean(window_demand))
+        if avg >= panic_spec.threshold * obs.ready - _EPS:
+            if not panicking:
+                reason += (f"; panic: demand {avg:g} >= {panic_spec.threshold:g} x {obs.ready} ready "
+                           f"(over {panic_spec.window_s:g}s)")
+            panicking = True
+            panic_until = now + panic_spec.stable_window_s
+    if not panicking:
+        panic_until = None
+
+    # rate limits (HPA), skipped upward while panicking
+    def period_start(period: float) -> int:
+        # max(0, ...): a change decided but not applied yet must not block the next one forever
+        return max(0, cur - sum(d for t, d in state.events if t > now - period))
+
+    if desired > cur and not panicking:
+        start = period_start(up_rules.period_s)
+        proposals = []
+        if up_rules.max_pods is not None:
+            proposals.append((start + up_rules.max_pods, f"{start}+{up_rules.max_pods}"))
+        if up_rules.max_percent is not None:
+            proposals.append((_ceil(start * (1 + up_rules.max_percent / 100)),
+                              f"ceil({start}*{1 + up_rules.max_percent / 100:g})"))
+        if proposals:
+            limit = max(cur, max(p for p, _ in proposals))
+            if desired > limit:
+                reason += f"; scale-up limited to {limit} ({_policies('max', proposals)} per {up_rules.period_s:g}s)"
+                desired, rule = limit, RATE_LIMIT
+    elif desired < cur:
+        start = period_start(down_rules.period_s)
+        proposals = []
+        if down_rules.max_pods is not None:
+            proposals.append((start - down_rules.max_pods, f"{start}-{down_rules.max_pods}"))
+        if down_rules.max_percent is not None:
+            proposals.append((int(start * (1 - down_rules.max_percent / 100)),
+                              f"floor({start}*{1 - down_rules.max_percent / 100:g})"))
+        if proposals:
+            limit = min(cur, min(p for p, _ in proposals))
+            if desired < limit:
+                reason += (f"; scale-down limited to {limit} ({_policies('min', proposals)} "
+                           f"per {down_rules.period_s:g}s)")
+                desired, rule = limit, RATE_LIMIT
+
+    if panicking:
+        floor = max(cur, panic_peak)
+        if desired < floor:
+            reason += f"; panicking until t={panic_until:g}: no scale-down below {floor}"
+            desired, rule = floor, PANIC
+
+    # clamp
+    if desired > spec.max_replicas:
+        reason += f" (capped by maxReplicas {spec.max_replicas})"
+        desired, rule = spec.max_replicas, MAX_REPLICAS
+    elif desired < spec.min_replicas:
+        reason += f" (raised to minReplicas {spec.min_replicas})"
+        desired, rule = spec.min_replicas, MIN_REPLICAS
+    if panicking:
+        panic_peak = max(panic_peak, desired)
+
+    # warm pool
+    warm = min(spec.warm_replicas, max(0, spec.max_replicas - desired))
+    up = max(0, desired - cur)
+    promote = min(up, max(0, obs.warm))
+    cold = up - promote
+    demote = min(max(0, cur - desired), max(0, warm - obs.warm))
+    if promote:
+        reason += f"; promote {promote} warm" + (f", start {cold} cold" if cold else "")
+    elif cold:
+        reason += f"; start {cold} cold"
+    if demote:
+        reason += f"; demote {demote} to the warm pool"
+    prewarm = 0
+    if prewarm_target is not None:
+        prewarm = max(0, min(prewarm_target, spec.max_replicas) - desired)
+
+    # next state
+    keep_rec = max(up_rules.stabilization_window_s, down_rules.stabilization_window_s)
+    keep_events = max(up_rules.period_s, down_rules.period_s)
+    events = tuple(e for e in state.events if e[0] > now - keep_events)
+    if desired != cur:
+        events += ((now, desired - cur),)
+    demand_hist = tuple(d for d in state.demand if d[0] > now - panic_spec.window_s)
+    if demand is not None:
+        demand_hist += ((now, demand),)
+    horizon_keep = max(600.0, 8 * spec.cold_start_s)
+    new_state = ScaleState(
+        started_at=started,
+        recommendations=tuple(r for r in state.recommendations if r[0] > now - keep_rec) + ((now, raw),),
+        demand=demand_hist,
+        events=events,
+        arrivals=tuple(a for a in arrivals if a[0] > now - horizon_keep),
+        panic_until=panic_until,
+        panic_peak=panic_peak if panicking else 0,
+    )
+    return Decision(
+        replicas=desired, warm=warm, promote=promote, cold_start=cold, demote=demote, prewarm=prewarm,
+        rule=rule, reason=reason, state=new_state, current=cur, panic=panicking,
+        unknown=tuple(unknown), recommendations=tuple(recs), forecast_arrival_rate=forecast_rate,
+    )
+
+
+def initial_state() -> ScaleState:
+    return ScaleState()
+
+
+__all__ = [
+    "Observation", "ScaleState", "Recommendation", "Decision", "decide", "initial_state",
+    "erlang_c", "replicas_for_slo", "holt_forecast",
+    "QUEUEING", "FORECAST", "HOLD", "UNKNOWN_HOLD", "STABILIZATION", "RATE_LIMIT", "PANIC",
+    "MIN_REPLICAS", "MAX_REPLICAS",
+]

@@ -1,0 +1,368 @@
+"""The InferenceAutoscaler spec: parsed from the CR's ``spec`` dict and validated.
+
+Pure data, no I/O. Keys are the CRD's camelCase names; attributes are snake_case.
+The same rules are enforced twice on purpose: by the CRD's OpenAPI schema and CEL
+rules at the API server (deploy/crds/inferenceautoscalers.gpusched.io.yaml), and
+here, so the daemon never acts on an object created before the schema was tightened
+and so the simulator and tests, which have no API server, get the same answers.
+
+Units of a signal's ``target``, per replica:
+- ``queueDepth``: requests waiting per ready serving replica (WVA calls vLLM saturated at 5)
+- ``gpuUtilization``: percent, 0..100 (DCGM's DCGM_FI_DEV_GPU_UTIL scale), average over GPUs
+- ``kvCache``: fraction, 0..1 (vLLM's kv_cache_usage_perc is a fraction despite its name)
+- ``promql``: the query must return the per-replica average of what it measures
+  (e.g. ``sum(x) / count(x)``); the policy treats it like the others:
+  desired = ceil(ready * value / target)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Final, Mapping
+
+SIGNAL_TYPES: Final = ("queueDepth", "gpuUtilization", "kvCache", "promql")
+SERVERS: Final = ("vllm", "tgi", "triton")
+
+# HPA's defaults (tolerance, stabilisation, rate limits) and Knative KPA's panic mode.
+DEFAULT_TOLERANCE: Final = 0.1
+DEFAULT_SCALE_UP_WINDOW_S: Final = 0.0
+DEFAULT_SCALE_UP_PODS: Final = 4
+DEFAULT_SCALE_UP_PERCENT: Final = 100.0
+DEFAULT_SCALE_DOWN_WINDOW_S: Final = 300.0
+DEFAULT_SCALE_DOWN_PERCENT: Final = 100.0
+DEFAULT_PERIOD_S: Final = 15.0
+DEFAULT_PANIC_THRESHOLD: Final = 2.0  # 200% of ready capacity
+DEFAULT_PANIC_WINDOW_S: Final = 6.0
+DEFAULT_PANIC_STABLE_WINDOW_S: Final = 60.0
+# Alibaba's GenAI trace: median base-model load ~23 s, p90 ~42 s; plus scheduling.
+DEFAULT_COLD_START_S: Final = 45.0
+DEFAULT_TARGET_UTILIZATION: Final = 0.8
+DEFAULT_SLO_PERCENTILE: Final = 0.99
+DEFAULT_FORECAST_ALPHA: Final = 0.5
+DEFAULT_FORECAST_BETA: Final = 0.3
+
+
+class SpecError(ValueError):
+    """An InferenceAutoscaler spec that cannot be acted on. The message names the field."""
+
+
+@dataclass(frozen=True)
+class ScaleTargetRef:
+    name: str
+    api_version: str = "apps/v1"
+    kind: str = "Deployment"
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    type: str
+    target: float
+    name: str = ""  # unique within the spec; defaults to the type (type-N when repeated)
+    query: str | None = None  # promql only
+    server: str = "vllm"  # queueDepth / kvCache: which server's metric names
+
+
+@dataclass(frozen=True)
+class ScalingRules:
+    """One direction of ``behavior``. Rate limit: the change allowed per period is the
+    larger of the pod and percent policies (HPA's selectPolicy: Max). A policy left
+    out does not apply; with both left out the direction keeps its default policies
+    (as HPA does). ``None`` in both (only constructible in code) means no rate limit."""
+
+    stabilization_window_s: float
+    period_s: float = DEFAULT_PERIOD_S
+    max_pods: int | None = None
+    max_percent: float | None = None
+
+
+@dataclass(frozen=True)
+class PanicSpec:
+    threshold: float = DEFAULT_PANIC_THRESHOLD  # demand / ready replicas that starts panic
+    window_s: float = DEFAULT_PANIC_WINDOW_S  # demand averaged over this window
+    stable_window_s: float = DEFAULT_PANIC_STABLE_WINDOW_S  # panic ends this long after the last trigger
+
+
+@dataclass(frozen=True)
+class Behavior:
+    scale_up: ScalingRules = field(default_factory=lambda: ScalingRules(
+        DEFAULT_SCALE_UP_WINDOW_S, DEFAULT_PERIOD_S, DEFAULT_SCALE_UP_PODS, DEFAULT_SCALE_UP_PERCENT))
+    scale_down: ScalingRules = field(default_factory=lambda: ScalingRules(
+        DEFAULT_SCALE_DOWN_WINDOW_S, DEFAULT_PERIOD_S, None, DEFAULT_SCALE_DOWN_PERCENT))
+    tolerance: float = DEFAULT_TOLERANCE
+    panic: PanicSpec = field(default_factory=PanicSpec)
+
+
+@dataclass(frozen=True)
+class Slo:
+    """Queue-wait objective for the queueing rule: at least ``percentile`` of requests
+    wait at most ``queue_wait_s`` (and at most ``ttft_s``: the wait is part of TTFT;
+    prefill time is not modelled), with replicas at most ``target_utilization`` busy."""
+
+    queue_wait_s: float | None = None
+    ttft_s: float | None = None
+    percentile: float = DEFAULT_SLO_PERCENTILE
+    target_utilization: float = DEFAULT_TARGET_UTILIZATION
+
+    @property
+    def wait_bound_s(self) -> float | None:
+        bounds = [b for b in (self.queue_wait_s, self.ttft_s) if b is not None]
+        return min(bounds) if bounds else None
+
+
+@dataclass(frozen=True)
+class ForecastSpec:
+    enabled: bool = True
+    alpha: float = DEFAULT_FORECAST_ALPHA  # Holt level smoothing, per observation
+    beta: float = DEFAULT_FORECAST_BETA  # Holt trend smoothing, per observation
+
+
+@dataclass(frozen=True)
+class AutoscalerSpec:
+    scale_target_ref: ScaleTargetRef
+    max_replicas: int
+    min_replicas: int = 1
+    model: str | None = None
+    signals: tuple[SignalSpec, ...] = ()
+    warm_replicas: int = 0
+    behavior: Behavior = field(default_factory=Behavior)
+    slo: Slo | None = None
+    cold_start_s: float = DEFAULT_COLD_START_S
+    service_rate_per_replica: float | None = None  # req/s one replica sustains; used when not measured
+    forecast: ForecastSpec = field(default_factory=ForecastSpec)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> "AutoscalerSpec":
+        return parse_spec(spec)
+
+    def signal(self, name: str) -> SignalSpec:
+        for s in self.signals:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+# ---------------------------------------------------------------- parsing helpers
+
+_MISSING = object()
+
+
+def _mapping(d: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(d, Mapping):
+        raise SpecError(f"{path}: must be an object, got {type(d).__name__}")
+    return d
+
+
+def _known_keys(d: Mapping[str, Any], path: str, allowed: set[str]) -> None:
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise SpecError(f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _number(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, *,
+            minimum: float | None = None, exclusive_minimum: float | None = None,
+            maximum: float | None = None) -> Any:
+    v = d.get(key, _MISSING)
+    if v is _MISSING or v is None:
+        if default is _MISSING:
+            raise SpecError(f"{path}.{key}: required")
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecError(f"{path}.{key}: must be a number, got {v!r}")
+    if not math.isfinite(v):
+        raise SpecError(f"{path}.{key}: must be finite, got {v!r}")
+    if minimum is not None and v < minimum:
+        raise SpecError(f"{path}.{key}: must be >= {minimum:g}, got {v:g}")
+    if exclusive_minimum is not None and v <= exclusive_minimum:
+        raise SpecError(f"{path}.{key}: must be > {exclusive_minimum:g}, got {v:g}")
+    if maximum is not None and v > maximum:
+        raise SpecError(f"{path}.{key}: must be <= {maximum:g}, got {v:g}")
+    return v
+
+
+def _int(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, *, minimum: int | None = None) -> Any:
+    v = _number(d, key, path, default, minimum=minimum)
+    if v is default:
+        return v
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise SpecError(f"{path}.{key}: must be an integer, got {v!r}")
+        v = int(v)
+    return v
+
+
+def _str(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> Any:
+    v = d.get(key, _MISSING)
+    if v is _MISSING or v is None:
+        if default is _MISSING:
+            raise SpecError(f"{path}.{key}: required")
+        return default
+    if not isinstance(v, str):
+        raise SpecError(f"{path}.{key}: must be a string, got {v!r}")
+    return v
+
+
+def _parse_target_ref(d: Any) -> ScaleTargetRef:
+    path = "spec.scaleTargetRef"
+    d = _mapping(d, path)
+    _known_keys(d, path, {"apiVersion", "kind", "name"})
+    name = _str(d, "name", path)
+    if not name.strip():
+        raise SpecError(f"{path}.name: must not be empty")
+    return ScaleTargetRef(name=name, api_version=_str(d, "apiVersion", path, "apps/v1"),
+                          kind=_str(d, "kind", path, "Deployment"))
+
+
+def _parse_signal(d: Any, i: int) -> SignalSpec:
+    path = f"spec.signals[{i}]"
+    d = _mapping(d, path)
+    _known_keys(d, path, {"type", "target", "query", "server", "name"})
+    typ = _str(d, "type", path)
+    if typ not in SIGNAL_TYPES:
+        raise SpecError(f"{path}.type: unknown signal type {typ!r}; one of {', '.join(SIGNAL_TYPES)}")
+    target = float(_number(d, "target", path, exclusive_minimum=0))
+    if typ == "gpuUtilization" and target > 100:
+        raise SpecError(f"{path}.target: gpuUtilization is a percent (0..100], got {target:g}")
+    if typ == "kvCache" and target > 1:
+        raise SpecError(f"{path}.target: kvCache is a fraction (0..1], got {target:g}")
+    query = _str(d, "query", path, None)
+    if typ == "promql":
+        if query is None or not query.strip():
+            raise SpecError(f"{path}.query: a promql signal needs a non-empty query")
+    elif query is not None:
+        raise SpecError(f"{path}.query: only promql signals take a query (type is {typ})")
+    server = _str(d, "server", path, "vllm")
+    if server not in SERVERS:
+        raise SpecError(f"{path}.server: unknown server {server!r}; one of {', '.join(SERVERS)}")
+    if typ == "kvCache" and server != "vllm":
+        raise SpecError(f"{path}.server: kvCache is read from vLLM's metrics only, got {server!r}")
+    name = _str(d, "name", path, "")
+    return SignalSpec(type=typ, target=target, name=name, query=query, server=server)
+
+
+def _name_signals(signals: list[SignalSpec]) -> tuple[SignalSpec, ...]:
+    counts: dict[str, int] = {}
+    for s in signals:
+        if not s.name:
+            counts[s.type] = counts.get(s.type, 0) + 1
+    seen: dict[str, int] = {}
+    named = []
+    for s in signals:
+        if not s.name:
+            n = seen.get(s.type, 0)
+            seen[s.type] = n + 1
+            name = s.type if counts[s.type] == 1 else f"{s.type}-{n}"
+            s = SignalSpec(s.type, s.target, name, s.query, s.server)
+        named.append(s)
+    names = [s.name for s in named]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise SpecError(f"spec.signals: duplicate signal name(s) {', '.join(dup)}")
+    return tuple(named)
+
+
+def _parse_rules(d: Any, path: str, default: ScalingRules) -> ScalingRules:
+    if d is None:
+        return default
+    d = _mapping(d, path)
+    _known_keys(d, path, {"stabilizationWindowSeconds", "periodSeconds", "maxPodsPerPeriod", "maxPercentPerPeriod"})
+    window = float(_number(d, "stabilizationWindowSeconds", path, default.stabilization_window_s, minimum=0, maximum=3600))
+    period = float(_number(d, "periodSeconds", path, default.period_s, exclusive_minimum=0, maximum=1800))
+    pods = _int(d, "maxPodsPerPeriod", path, None, minimum=1)
+    percent = _number(d, "maxPercentPerPeriod", path, None, exclusive_minimum=0)
+    if pods is None and percent is None:
+        # Like HPA: leaving the policies out keeps the default policies.
+        pods, percent = default.max_pods, default.max_percent
+    return ScalingRules(window, period, pods, None if percent is None else float(percent))
+
+
+def _parse_behavior(d: Any) -> Behavior:
+    if d is None:
+        return Behavior()
+    path = "spec.behavior"
+    d = _mapping(d, path)
+    _known_keys(d, path, {"scaleUp", "scaleDown", "tolerance", "panic"})
+    base = Behavior()
+    tol = float(_number(d, "tolerance", path, base.tolerance, minimum=0, maximum=1))
+    panic = base.panic
+    if d.get("panic") is not None:
+        p = _mapping(d["panic"], f"{path}.panic")
+        _known_keys(p, f"{path}.panic", {"threshold", "windowSeconds", "stableWindowSeconds"})
+        panic = PanicSpec(
+            threshold=float(_number(p, "threshold", f"{path}.panic", panic.threshold, exclusive_minimum=1)),
+            window_s=float(_number(p, "windowSeconds", f"{path}.panic", panic.window_s, minimum=0)),
+            stable_window_s=float(_number(p, "stableWindowSeconds", f"{path}.panic", panic.stable_window_s, minimum=0)),
+        )
+    return Behavior(
+        scale_up=_parse_rules(d.get("scaleUp"), f"{path}.scaleUp", base.scale_up),
+        scale_down=_parse_rules(d.get("scaleDown"), f"{path}.scaleDown", base.scale_down),
+        tolerance=tol, panic=panic)
+
+
+def _parse_slo(d: Any) -> Slo | None:
+    if d is None:
+        return None
+    path = "spec.slo"
+    d = _mapping(d, path)
+    _known_keys(d, path, {"queueWaitSeconds", "ttftSeconds", "percentile", "targetUtilization"})
+    wait = _number(d, "queueWaitSeconds", path, None, exclusive_minimum=0)
+    ttft = _number(d, "ttftSeconds", path, None, exclusive_minimum=0)
+    pct = float(_number(d, "percentile", path, DEFAULT_SLO_PERCENTILE, exclusive_minimum=0))
+    if pct >= 1:
+        raise SpecError(f"{path}.percentile: must be < 1 (e.g. 0.99), got {pct:g}")
+    util = float(_number(d, "targetUtilization", path, DEFAULT_TARGET_UTILIZATION, exclusive_minimum=0, maximum=1))
+    return Slo(None if wait is None else float(wait), None if ttft is None else float(ttft), pct, util)
+
+
+def _parse_forecast(d: Any) -> ForecastSpec:
+    if d is None:
+        return ForecastSpec()
+    path = "spec.forecast"
+    d = _mapping(d, path)
+    _known_keys(d, path, {"enabled", "alpha", "beta"})
+    enabled = d.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SpecError(f"{path}.enabled: must be true or false, got {enabled!r}")
+    alpha = float(_number(d, "alpha", path, DEFAULT_FORECAST_ALPHA, exclusive_minimum=0, maximum=1))
+    beta = float(_number(d, "beta", path, DEFAULT_FORECAST_BETA, minimum=0, maximum=1))
+    return ForecastSpec(enabled, alpha, beta)
+
+
+_TOP_KEYS = {"scaleTargetRef", "minReplicas", "maxReplicas", "model", "signals", "warmReplicas",
+             "behavior", "slo", "coldStartSeconds", "serviceRatePerReplica", "forecast"}
+
+
+def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
+    """Parse and validate an InferenceAutoscaler ``spec``; raise SpecError naming the field."""
+    d = _mapping(spec, "spec")
+    _known_keys(d, "spec", _TOP_KEYS)
+    if "scaleTargetRef" not in d:
+        raise SpecError("spec.scaleTargetRef: required")
+    ref = _parse_target_ref(d["scaleTargetRef"])
+    min_r = _int(d, "minReplicas", "spec", 1, minimum=0)
+    max_r = _int(d, "maxReplicas", "spec", minimum=1)
+    if max_r < min_r:
+        raise SpecError(f"spec.maxReplicas ({max_r}) must be >= spec.minReplicas ({min_r})")
+    model = _str(d, "model", "spec", None)
+    raw_signals = d.get("signals") or []
+    if not isinstance(raw_signals, list):
+        raise SpecError(f"spec.signals: must be a list, got {type(raw_signals).__name__}")
+    signals = _name_signals([_parse_signal(s, i) for i, s in enumerate(raw_signals)])
+    slo = _parse_slo(d.get("slo"))
+    if not signals and slo is None:
+        raise SpecError("spec.signals: at least one signal is needed (or an slo for the queueing rule)")
+    if slo is not None and slo.wait_bound_s is None:
+        raise SpecError("spec.slo: needs queueWaitSeconds or ttftSeconds")
+    return AutoscalerSpec(
+        scale_target_ref=ref,
+        min_replicas=min_r,
+        max_replicas=max_r,
+        model=model,
+        signals=signals,
+        warm_replicas=_int(d, "warmReplicas", "spec", 0, minimum=0),
+        behavior=_parse_behavior(d.get("behavior")),
+        slo=slo,
+        cold_start_s=float(_number(d, "coldStartSeconds", "spec", DEFAULT_COLD_START_S, minimum=0, maximum=3600)),
+        service_rate_per_replica=(None if d.get("serviceRatePerReplica") is None else
+                                  float(_number(d, "serviceRatePerReplica", "spec", exclusive_minimum=0))),
+        forecast=_parse_forecast(d.get("forecast")),
+    )
