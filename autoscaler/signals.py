@@ -1,0 +1,424 @@
+"""Signals from Prometheus: one small adapter per signal kind behind one interface.
+
+The only module that imports prometheus_api_client. Every read answers a ``Reading``:
+a value, or None with the reason (for a condition or Event), never 0 for "nothing",
+and never an exception. Unknown, not zero: an empty result, NaN or Inf, several series
+where one is expected, an HTML page instead of JSON, a timeout, a refused connection
+or a PromQL error.
+
+Queries are scoped to the target's serving pods by a ``Scope`` the daemon builds:
+namespace, the serving pod names (warm pods excluded: idle warm pods would drag
+averages down) or a pod regex, and the model name. Metric names as the servers
+export them (DESIGN.md): vLLM labels are only ``model_name`` and ``engine``; pod and
+namespace come from the scrape config (``pod``/``namespace`` by default). The DCGM
+exporter's pod labels arrive as ``pod``/``namespace`` with honorLabels, as
+``exported_pod``/``exported_namespace`` without; its host label is ``Hostname`` in
+releases, ``hostname`` on main. Both spellings are accepted.
+
+Always with a client-side timeout: prometheus-api-client sets none by default.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Final, Mapping, Protocol, Sequence
+
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3.util.retry import Retry
+
+from .spec import AutoscalerSpec, SignalSpec
+
+DEFAULT_TIMEOUT_S: Final = 5.0
+
+QUEUE_METRICS: Final = {
+    "vllm": "vllm:num_requests_waiting",
+    "tgi": "tgi_queue_size",
+    "triton": "nv_inference_pending_request_count",
+}
+GPU_UTIL_METRIC: Final = "DCGM_FI_DEV_GPU_UTIL"
+KV_CACHE_METRICS: Final = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # new name first
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which series belong to the target. Give ``pods`` (serving pod names) where known;
+    ``pod_regex`` otherwise. Empty fields do not filter."""
+
+    namespace: str | None = None
+    pods: tuple[str, ...] = ()
+    pod_regex: str | None = None
+    model_name: str | None = None
+    hosts: tuple[str, ...] = ()  # node names, for DCGM without pod labels
+    pod_label: str = "pod"
+    namespace_label: str = "namespace"
+
+    def pod_pattern(self) -> str | None:
+        if self.pods:
+            return "|".join(re.escape(p) for p in self.pods)
+        return self.pod_regex
+
+
+@dataclass(frozen=True)
+class Reading:
+    value: float | None
+    reason: str  # what was read, or why it is unknown
+    query: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.value is not None
+
+
+class Signal(Protocol):
+    kind: str
+
+    def query(self, spec: SignalSpec, scope: Scope) -> str: ...
+
+    def read(self, client: PrometheusConnect, spec: SignalSpec, now: float, *, scope: Scope,
+             ready: int, timeout: float = DEFAULT_TIMEOUT_S) -> Reading: ...
+
+
+# ---------------------------------------------------------------- client
+
+class TimeoutSession(requests.Session):
+    """A Session that never sends a request without a timeout, whatever the caller
+    (or an older prometheus-api-client that has no ``timeout`` of its own) passes."""
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT_S):
+        super().__init__()
+        self.default_timeout = timeout
+
+    def request(self, method, url, **kwargs):  # type: ignore[override]
+        if kwargs.get("timeout") is None:
+            kwargs["timeout"] = self.default_timeout
+        return super().request(method, url, **kwargs)
+
+
+_INIT_PARAMS: Final = frozenset(inspect.signature(PrometheusConnect.__init__).parameters)
+_QUERY_TAKES_TIMEOUT: Final = "timeout" in inspect.signature(PrometheusConnect.custom_query).parameters
+
+
+def connect(url: str, *, timeout: float = DEFAULT_TIMEOUT_S, retries: int = 0,
+            headers: Mapping[str, str] | None = None, disable_ssl: bool = False,
+            session: requests.Session | None = None) -> PrometheusConnect:
+    """A PrometheusConnect that always has a timeout and by default no retries: the
+    library's default (3 retries with backoff on 5xx) can hold a decision for many
+    seconds, while the control loop asks again next tick anyway. A read then takes at
+    most about ``timeout`` x (1 + ``retries``).
+    ``session`` replaces the transport (tests); it gets the timeout too when it is a
+    TimeoutSession, and the client's own timeout where the library has one."""
+    if "session" not in _INIT_PARAMS and "timeout" not in _INIT_PARAMS:
+        raise RuntimeError("prometheus-api-client is too old to set a request timeout; need >= 0.5.5")
+    retry = Retry(total=retries, backoff_factor=0.2, status_forcelist=[429, 502, 503, 504],
+                  allowed_methods=["GET", "POST"], raise_on_status=False)
+    kwargs: dict[str, Any] = {"url": url, "headers": dict(headers) if headers else None,
+                              "disable_ssl": disable_ssl, "retry": retry}
+    if "timeout" in _INIT_PARAMS:
+        kwargs["timeout"] = timeout
+    if "session" in _INIT_PARAMS:
+        if session is None:
+            session = TimeoutSession(timeout)
+            session.verify = not disable_ssl
+        kwargs["session"] = session
+    elif session is not None:
+        raise RuntimeError("this prometheus-api-client takes no session")
+    return PrometheusConnect(**kwargs)
+
+
+def _label_value(v: str) -> str:
+    return json.dumps(v)  # PromQL strings take Go/JSON escapes
+
+
+def _matchers(pairs: Sequence[tuple[str, str, str]]) -> str:
+    parts = [f"{k}{op}{_label_value(v)}" for k, op, v in pairs if v]
+    return "{" + ",".join(parts) + "}"
+
+
+def _scope_matchers(scope: Scope, *, pod_label: str | None = None, ns_label: str | None = None,
+                    model: bool = True) -> str:
+    pairs: list[tuple[str, str, str]] = []
+    if scope.namespace:
+        pairs.append((ns_label or scope.namespace_label, "=", scope.namespace))
+    pat = scope.pod_pattern()
+    if pat:
+        pairs.append((pod_label or scope.pod_label, "=~", pat))
+    if model and scope.model_name:
+        pairs.append(("model_name", "=", scope.model_name))
+    return _matchers(pairs)
+
+
+def _describe_http_error(exc: PrometheusApiClientException) -> str:
+    msg = str(exc)
+    m = re.match(r"HTTP Status Code (\d+) \((.*)\)$", msg, re.S)
+    if not m:
+        return f"Prometheus error: {msg[:300]}"
+    code, body = m.group(1), m.group(2)
+    # body is repr(bytes): b'...'
+    text = body[2:-1] if body[:2] in ("b'", 'b"') else body
+    try:
+        payload = json.loads(text.encode().decode("unicode_escape"))
+        if isinstance(payload, dict) and payload.get("status") == "error":
+            return f"Prometheus HTTP {code} {payload.get('errorType', 'error')}: {payload.get('error', '')}"[:500]
+    except (ValueError, UnicodeDecodeError):
+        pass
+    kind = "HTML page" if "<html" in text.lower() or "<!doctype" in text.lower() else "non-JSON body"
+    return f"Prometheus HTTP {code} ({kind}: {text[:120]!s})"
+
+
+def _sample(v: Any) -> float:
+    """Value of an instant sample [ts, "value"]."""
+    if not (isinstance(v, (list, tuple)) and len(v) == 2):
+        raise ValueError(f"malformed sample {v!r}")
+    return float(v[1])
+
+
+def instant_query(client: PrometheusConnect, promql: str, now: float | None,
+                  timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[tuple[dict, float]] | None, str]:
+    """Run an instant query at ``now``. Returns ([(labels, value)], "") or (None, why).
+    Values are finite (NaN/Inf rejected); a scalar result is one unlabeled series."""
+    params = {} if now is None else {"time": f"{now:.3f}"}
+    try:
+        if _QUERY_TAKES_TIMEOUT:
+            result = client.custom_query(promql, params=params, timeout=timeout)
+        else:  # the client's own (connect() sets one) or TimeoutSession's timeout applies
+            result = client.custom_query(promql, params=params)
+    except (requests.exceptions.JSONDecodeError, json.JSONDecodeError) as e:  # an HTML page with 200
+        return None, f"Prometheus answered non-JSON (an HTML page or a proxy?): {_short(e)}"
+    except requests.exceptions.Timeout:
+        return None, f"Prometheus timed out after {timeout:g}s"
+    except requests.exceptions.ConnectionError as e:
+        text = str(e)
+        if "Read timed out" in text or "ReadTimeoutError" in text:  # a timeout after urllib3's retries
+            return None, f"Prometheus timed out after {timeout:g}s"
+        for known in ("Connection refused", "Name or service not known", "No route to host",
+                      "Temporary failure in name resolution", "Connection reset by peer"):
+            if known in text:
+                return None, f"Prometheus unreachable: {known.lower()} ({client.url})"
+        return None, f"Prometheus unreachable: {_short(e)}"
+    except PrometheusApiClientException as e:
+        return None, _describe_http_error(e)
+    except requests.exceptions.RequestException as e:
+        return None, f"Prometheus request failed: {_short(e)}"
+    except ValueError as e:
+        return None, f"Prometheus answered something unreadable: {_short(e)}"
+    except (KeyError, TypeError) as e:
+        return None, f"Prometheus answered malformed JSON: missing {_short(e)}"
+    except Exception as e:  # never let an adapter take the control loop down
+        return None, f"Prometheus query failed: {type(e).__name__}: {_short(e)}"
+    try:
+        if not isinstance(result, list):
+            return None, f"unexpected result type {type(result).__name__}"
+        if len(result) == 2 and not isinstance(result[0], dict):
+            series = [({}, float(result[1]))]  # scalar: [ts, "v"]
+        else:
+            series = []
+            for item in result:
+                if not isinstance(item, dict) or "value" not in item:
+                    if isinstance(item, dict) and "values" in item:
+                        return None, "query returned a range vector; an instant vector is expected"
+                    return None, f"malformed series {str(item)[:120]}"
+                series.append((dict(item.get("metric") or {}), _sample(item["value"])))
+    except (ValueError, TypeError) as e:
+        return None, f"unparseable sample value: {_short(e)}"
+    bad = [(lab, v) for lab, v in series if not math.isfinite(v)]
+    if bad:
+        return None, f"{len(bad)} series are NaN/Inf (e.g. {_labels(bad[0][0])}={bad[0][1]})"
+    return series, ""
+
+
+def _short(e: BaseException) -> str:
+    s = str(e)
+    return s if len(s) <= 200 else s[:200] + "..."
+
+
+def _labels(lab: Mapping[str, str]) -> str:
+    return "{" + ",".join(f"{k}={v!r}" for k, v in sorted(lab.items()) if k != "__name__") + "}"
+
+
+def _empty(q: str) -> str:
+    return "query returned no series (target not scraped, wrong labels, or metric not exported)"
+
+
+# ---------------------------------------------------------------- adapters
+
+class QueueDepth:
+    """Waiting requests per ready serving replica: the per-pod series summed (engines
+    too), divided by ``ready``. When fewer pods report than are ready, the average is
+    over those that report (a missing pod is not an empty queue)."""
+
+    kind = "queueDepth"
+
+    def query(self, spec: SignalSpec, scope: Scope) -> str:
+        metric = QUEUE_METRICS[spec.server]
+        return f"{metric}{_scope_matchers(scope, model=spec.server == 'vllm')}"
+
+    def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
+        q = self.query(spec, scope)
+        series, why = instant_query(client, q, now, timeout)
+        if series is None:
+            return Reading(None, why, q)
+        if not series:
+            return Reading(None, _empty(q), q)
+        if ready <= 0:
+            return Reading(None, "no ready serving replicas to average over", q)
+        total = sum(v for _, v in series)
+        if total < 0:
+            return Reading(None, f"negative queue total {total:g}", q)
+        pods = {lab.get(scope.pod_label) for lab, _ in series}
+        reporting = len(pods) if None not in pods else len(series)
+        if reporting < ready:
+            return Reading(total / reporting, f"{total:g} waiting over {reporting} of {ready} ready replicas "
+                                              f"that report = {total / reporting:g}/replica", q)
+        return Reading(total / ready, f"{total:g} waiting / {ready} ready = {total / ready:g}/replica", q)
+
+
+class GpuUtilization:
+    """Average DCGM_FI_DEV_GPU_UTIL (percent) over the target's GPUs."""
+
+    kind = "gpuUtilization"
+
+    def query(self, spec: SignalSpec, scope: Scope) -> str:
+        m = GPU_UTIL_METRIC
+        if scope.pod_pattern() or scope.namespace:
+            a = f"{m}{_scope_matchers(scope, model=False)}"
+            b = f"{m}{_scope_matchers(scope, pod_label='exported_pod', ns_label='exported_namespace', model=False)}"
+            return f"({a} or {b})"
+        if scope.hosts:
+            pat = "|".join(re.escape(h) for h in scope.hosts)
+            return f"({m}{_matchers([('Hostname', '=~', pat)])} or {m}{_matchers([('hostname', '=~', pat)])})"
+        return m
+
+    def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
+        q = self.query(spec, scope)
+        series, why = instant_query(client, q, now, timeout)
+        if series is None:
+            return Reading(None, why, q)
+        if not series:
+            return Reading(None, _empty(q), q)
+        vals = [v for _, v in series]
+        if any(v < 0 or v > 100 for v in vals):
+            return Reading(None, f"GPU utilisation outside 0..100: {vals[:5]}", q)
+        avg = sum(vals) / len(vals)
+        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs", q)
+
+
+class KvCache:
+    """Average vLLM KV-cache usage (fraction 0..1) over the target's pods; the old
+    metric name where a server only has that one."""
+
+    kind = "kvCache"
+
+    def query(self, spec: SignalSpec, scope: Scope) -> str:
+        sel = _scope_matchers(scope)
+        new, old = KV_CACHE_METRICS
+        # `or` matches on labels without the name: a pod exporting both counts once.
+        return f"({new}{sel} or {old}{sel})"
+
+    def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
+        q = self.query(spec, scope)
+        series, why = instant_query(client, q, now, timeout)
+        if series is None:
+            return Reading(None, why, q)
+        if not series:
+            return Reading(None, _empty(q), q)
+        vals = [v for _, v in series]
+        if any(v < 0 or v > 1 for v in vals):
+            return Reading(None, f"KV-cache usage outside 0..1: {vals[:5]}", q)
+        avg = sum(vals) / len(vals)
+        return Reading(avg, f"mean KV-cache usage {avg:g} over {len(vals)} series", q)
+
+
+class PromQL:
+    """The user's query, which must return exactly one series (or a scalar): the
+    per-replica value. The query is used as written (it is not scoped)."""
+
+    kind = "promql"
+
+    def query(self, spec: SignalSpec, scope: Scope) -> str:
+        return spec.query or ""
+
+    def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
+        q = self.query(spec, scope)
+        if not q.strip():
+            return Reading(None, "empty query", q)
+        series, why = instant_query(client, q, now, timeout)
+        if series is None:
+            return Reading(None, why, q)
+        if not series:
+            return Reading(None, _empty(q), q)
+        if len(series) > 1:
+            shown = ", ".join(_labels(lab) for lab, _ in series[:3])
+            return Reading(None, f"query returned {len(series)} series ({shown}...); one is expected: "
+                                 f"aggregate it (sum, avg, max)", q)
+        return Reading(series[0][1], f"{series[0][1]:g}", q)
+
+
+ADAPTERS: Final[Mapping[str, Signal]] = {
+    a.kind: a for a in (QueueDepth(), GpuUtilization(), KvCache(), PromQL())
+}
+
+
+def arrival_rate_query(server: str, scope: Scope, window: str = "1m") -> str:
+    """Requests/s arriving. TGI counts requests on arrival; vLLM and Triton count them
+    on completion, so their arrivals are completions plus the growth of those in the
+    system (waiting + running)."""
+    sel = _scope_matchers(scope, model=server == "vllm")
+    if server == "tgi":
+        return f"sum(rate(tgi_request_count{sel}[{window}]))"
+    if server == "vllm":
+        return (f"sum(rate(vllm:request_success_total{sel}[{window}]))"
+                f" + sum(deriv(vllm:num_requests_waiting{sel}[{window}]))"
+                f" + sum(deriv(vllm:num_requests_running{sel}[{window}]))")
+    if server == "triton":
+        return (f"sum(rate(nv_inference_request_success{sel}[{window}]))"
+                f" + sum(deriv(nv_inference_pending_request_count{sel}[{window}]))")
+    raise ValueError(f"unknown server {server!r}")
+
+
+def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now: float, *,
+                      timeout: float = DEFAULT_TIMEOUT_S, window: str = "1m") -> Reading:
+    """Arrival rate in requests/s (clamped at 0: a draining queue is not negative demand)."""
+    try:
+        q = arrival_rate_query(server, scope, window)
+    except ValueError as e:
+        return Reading(None, str(e))
+    series, why = instant_query(client, q, now, timeout)
+    if series is None:
+        return Reading(None, why, q)
+    if not series:
+        return Reading(None, _empty(q), q)
+    if len(series) > 1:
+        return Reading(None, f"arrival-rate query returned {len(series)} series; one is expected", q)
+    v = max(0.0, series[0][1])
+    return Reading(v, f"{v:g} req/s", q)
+
+
+def read_signal(client: PrometheusConnect, spec: SignalSpec, now: float, *, scope: Scope, ready: int,
+                timeout: float = DEFAULT_TIMEOUT_S) -> Reading:
+    adapter = ADAPTERS.get(spec.type)
+    if adapter is None:
+        return Reading(None, f"no adapter for signal type {spec.type!r}")
+    try:
+        return adapter.read(client, spec, now, scope=scope, ready=ready, timeout=timeout)
+    except Exception as e:  # an adapter bug must not escape into the control loop
+        return Reading(None, f"{spec.type} adapter failed: {type(e).__name__}: {_short(e)}")
+
+
+def read_signals(client: PrometheusConnect, spec: AutoscalerSpec, now: float, *, scope: Scope, ready: int,
+                 timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Reading]:
+    """Every signal of ``spec`` by name; feed ``values(...)`` and ``reasons(...)`` to
+    policy.Observation(signals=..., notes=...)."""
+    return {s.name: read_signal(client, s, now, scope=scope, ready=ready, timeout=timeout) for s in spec.signals}
+
+
+def values(readings: Mapping[str, Reading]) -> dict[str, float | None]:
+    return {k: r.value for k, r in readings.items()}
+
+
+def reasons(readings: Mapping[str, Reading]) -> dict[str, str]:
+    return {k: r.reason for k, r in readings.items() if r.value is None}

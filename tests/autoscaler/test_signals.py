@@ -1,0 +1,239 @@
+"""Signal adapters against a stubbed transport: a requests Session whose only adapter
+is a function from the request to (status, body) or an exception. The real
+Prometheus comes in the integration tests."""
+from __future__ import annotations
+
+import json
+import math
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+
+from autoscaler.signals import (ADAPTERS, Scope, TimeoutSession, arrival_rate_query, connect,
+                                instant_query, read_arrival_rate, read_signal, read_signals, reasons,
+                                values)
+from autoscaler.spec import SignalSpec, parse_spec
+
+URL = "http://prometheus.test:9090"
+NOW = 1_700_000_000.0
+
+
+class StubAdapter(requests.adapters.BaseAdapter):
+    def __init__(self, handler):
+        super().__init__()
+        self.handler = handler
+        self.calls: list[tuple[str, dict, object]] = []  # (path, params, timeout)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        u = urlparse(request.url)
+        params = {k: v[0] for k, v in parse_qs(u.query).items()}
+        self.calls.append((u.path, params, timeout))
+        out = self.handler(params.get("query", ""))
+        if isinstance(out, BaseException):
+            raise out
+        status, body = out
+        resp = requests.Response()
+        resp.status_code = status
+        resp._content = body.encode() if isinstance(body, str) else body
+        resp.url, resp.request = request.url, request
+        return resp
+
+    def close(self):
+        pass
+
+
+class StubSession(TimeoutSession):
+    def __init__(self, adapter, timeout):
+        super().__init__(timeout)
+        self.stub = adapter
+
+    def get_adapter(self, url):
+        return self.stub
+
+
+def client_for(handler, timeout=3.0):
+    adapter = StubAdapter(handler)
+    return connect(URL, timeout=timeout, session=StubSession(adapter, timeout)), adapter
+
+
+def vector(*series):
+    """series: (labels, value) -> Prometheus JSON for an instant vector."""
+    return 200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": lab, "value": [NOW, v if isinstance(v, str) else repr(float(v))]} for lab, v in series]}})
+
+
+def scalar(v):
+    return 200, json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [NOW, str(v)]}})
+
+
+HTML = "<!DOCTYPE html><html><head><title>Sign in</title></head><body>proxy login</body></html>"
+BAD_DATA = json.dumps({"status": "error", "errorType": "bad_data",
+                       "error": 'invalid parameter "query": 1:5: parse error: unexpected ")"'})
+SCOPE = Scope(namespace="llm", pods=("vllm-0", "vllm-1"), model_name="meta-llama/Llama-3.1-8B-Instruct")
+
+QD = SignalSpec("queueDepth", 5, "queueDepth")
+PROMQL = SignalSpec("promql", 3, "custom", query="sum(rate(x[1m]))")
+
+
+# ---- what goes wrong is unknown, with a reason; never 0, never an exception
+
+@pytest.mark.parametrize("name,answer,reason", [
+    ("empty", vector(), "query returned no series"),
+    ("nan", vector(({"pod": "vllm-0"}, "NaN")), "NaN/Inf"),
+    ("inf", vector(({"pod": "vllm-0"}, "+Inf")), "NaN/Inf"),
+    ("html-200", (200, HTML), "non-JSON"),
+    ("html-502", (502, HTML), "Prometheus HTTP 502 (HTML page"),
+    ("syntax-error", (400, BAD_DATA), "Prometheus HTTP 400 bad_data: invalid parameter \"query\": 1:5: parse error"),
+    ("json-not-prometheus", (200, json.dumps({"hello": "world"})), "malformed JSON"),
+    ("timeout", requests.exceptions.ReadTimeout("read timed out"), "Prometheus timed out after 3s"),
+    ("connect-timeout", requests.exceptions.ConnectTimeout("connect timed out"), "Prometheus timed out after 3s"),
+    ("refused", requests.exceptions.ConnectionError("[Errno 111] Connection refused"),
+     "Prometheus unreachable: connection refused (http://prometheus.test:9090)"),
+    ("timeout-after-retries", requests.exceptions.ConnectionError(
+        "Max retries exceeded (Caused by ReadTimeoutError(\"Read timed out. (read timeout=3)\"))"),
+     "Prometheus timed out after 3s"),
+    ("odd-exception", RuntimeError("boom"), "Prometheus query failed: RuntimeError: boom"),
+    ("range-vector", (200, json.dumps({"status": "success", "data": {"resultType": "matrix", "result": [
+        {"metric": {}, "values": [[NOW, "1"]]}]}})), "range vector"),
+    ("bad-sample", (200, json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
+        {"metric": {}, "value": [NOW, "many"]}]}})), "unparseable sample value"),
+])
+@pytest.mark.parametrize("spec", [QD, PROMQL], ids=["queueDepth", "promql"])
+def test_failures_are_unknown(name, answer, reason, spec):
+    client, _ = client_for(lambda q: answer)
+    r = read_signal(client, spec, NOW, scope=SCOPE, ready=2, timeout=3.0)
+    assert r.value is None and not r.known
+    assert reason in r.reason
+
+
+def test_several_series_where_one_is_expected():
+    client, _ = client_for(lambda q: vector(({"pod": "a"}, 1), ({"pod": "b"}, 2)))
+    r = read_signal(client, PROMQL, NOW, scope=SCOPE, ready=2)
+    assert r.value is None
+    assert "query returned 2 series ({pod='a'}, {pod='b'}...); one is expected" in r.reason
+
+
+def test_timeout_is_always_passed_and_time_is_now():
+    client, stub = client_for(lambda q: scalar(4), timeout=2.5)
+    r = read_signal(client, PROMQL, NOW, scope=SCOPE, ready=2, timeout=2.5)
+    assert r.value == 4.0
+    path, params, timeout = stub.calls[0]
+    assert path == "/api/v1/query" and params["query"] == "sum(rate(x[1m]))"
+    assert float(params["time"]) == NOW
+    assert timeout == 2.5
+
+
+def test_timeout_session_fills_a_missing_timeout():
+    stub = StubAdapter(lambda q: scalar(1))
+    s = StubSession(stub, 7.0)
+    s.get(URL + "/api/v1/query", params={"query": "1"})
+    assert stub.calls[0][2] == 7.0
+
+
+# ---- per-kind queries and arithmetic
+
+@pytest.mark.parametrize("server,metric", [
+    ("vllm", "vllm:num_requests_waiting"),
+    ("tgi", "tgi_queue_size"),
+    ("triton", "nv_inference_pending_request_count"),
+])
+def test_queue_metric_per_server(server, metric):
+    q = ADAPTERS["queueDepth"].query(SignalSpec("queueDepth", 5, server=server), SCOPE)
+    assert q.startswith(metric + "{")
+    assert 'namespace="llm"' in q and 'pod=~"vllm\\\\-0|vllm\\\\-1"' in q
+    assert ('model_name="meta-llama/Llama-3.1-8B-Instruct"' in q) == (server == "vllm")
+
+
+@pytest.mark.parametrize("series,ready,want,reason", [
+    ([({"pod": "vllm-0"}, 10), ({"pod": "vllm-1"}, 4)], 2, 7.0, "14 waiting / 2 ready = 7/replica"),
+    # (10 + 4) / 2 ready = 7
+    ([({"pod": "vllm-0", "engine": "0"}, 3), ({"pod": "vllm-0", "engine": "1"}, 5), ({"pod": "vllm-1"}, 0)], 2, 4.0,
+     "8 waiting / 2 ready"),
+    # two engines in one pod: (3 + 5 + 0) / 2 = 4
+    ([({"pod": "vllm-0"}, 12)], 3, 12.0, "12 waiting over 1 of 3 ready replicas that report = 12/replica"),
+    # one of three ready reports: a missing pod is not an empty queue: 12 / 1
+    ([({"pod": "vllm-0"}, 0), ({"pod": "vllm-1"}, 0)], 2, 0.0, "0 waiting / 2 ready = 0/replica"),
+    # a real zero is a value
+])
+def test_queue_depth_per_replica(series, ready, want, reason):
+    client, _ = client_for(lambda q: vector(*series))
+    r = read_signal(client, QD, NOW, scope=SCOPE, ready=ready)
+    assert r.value == pytest.approx(want) and reason in r.reason
+
+
+def test_queue_depth_without_ready_replicas_is_unknown():
+    client, _ = client_for(lambda q: vector(({"pod": "vllm-0"}, 3)))
+    r = read_signal(client, QD, NOW, scope=SCOPE, ready=0)
+    assert r.value is None and "no ready serving replicas" in r.reason
+
+
+def test_gpu_util_accepts_both_label_spellings():
+    q = ADAPTERS["gpuUtilization"].query(SignalSpec("gpuUtilization", 80), SCOPE)
+    assert 'DCGM_FI_DEV_GPU_UTIL{namespace="llm",pod=~' in q
+    assert 'DCGM_FI_DEV_GPU_UTIL{exported_namespace="llm",exported_pod=~' in q and " or " in q
+    hq = ADAPTERS["gpuUtilization"].query(SignalSpec("gpuUtilization", 80), Scope(hosts=("gpu-node-1",)))
+    assert 'Hostname=~"gpu\\\\-node\\\\-1"' in hq and 'hostname=~"gpu\\\\-node\\\\-1"' in hq
+    client, _ = client_for(lambda q: vector(({"exported_pod": "vllm-0", "gpu": "0"}, 90),
+                                            ({"exported_pod": "vllm-0", "gpu": "1"}, 70),
+                                            ({"pod": "vllm-1", "gpu": "0"}, 50)))
+    r = read_signal(client, SignalSpec("gpuUtilization", 80), NOW, scope=SCOPE, ready=2)
+    assert r.value == pytest.approx(70.0)  # (90 + 70 + 50) / 3 GPUs
+
+
+def test_gpu_util_out_of_range_is_unknown():
+    client, _ = client_for(lambda q: vector(({"pod": "vllm-0"}, 250)))
+    r = read_signal(client, SignalSpec("gpuUtilization", 80), NOW, scope=SCOPE, ready=1)
+    assert r.value is None and "outside 0..100" in r.reason
+
+
+def test_kv_cache_new_and_old_names():
+    q = ADAPTERS["kvCache"].query(SignalSpec("kvCache", 0.8), SCOPE)
+    assert "vllm:kv_cache_usage_perc{" in q and " or vllm:gpu_cache_usage_perc{" in q
+    client, _ = client_for(lambda q: vector(({"pod": "vllm-0"}, 0.9), ({"pod": "vllm-1"}, 0.5)))
+    assert read_signal(client, SignalSpec("kvCache", 0.8), NOW, scope=SCOPE, ready=2).value == pytest.approx(0.7)
+    client, _ = client_for(lambda q: vector(({"pod": "vllm-0"}, 85)))  # a percent where a fraction belongs
+    assert read_signal(client, SignalSpec("kvCache", 0.8), NOW, scope=SCOPE, ready=1).value is None
+
+
+def test_pod_regex_scope_and_label_escaping():
+    s = Scope(namespace='we"ird', pod_regex="llm-[a-z0-9]+-[a-z0-9]+")
+    q = ADAPTERS["queueDepth"].query(QD, s)
+    assert q == 'vllm:num_requests_waiting{namespace="we\\"ird",pod=~"llm-[a-z0-9]+-[a-z0-9]+"}'
+
+
+@pytest.mark.parametrize("server,needle", [
+    ("vllm", "rate(vllm:request_success_total"),
+    ("tgi", "rate(tgi_request_count"),
+    ("triton", "rate(nv_inference_request_success"),
+])
+def test_arrival_rate(server, needle):
+    assert needle in arrival_rate_query(server, SCOPE)
+    client, _ = client_for(lambda q: vector(({}, 12.5)))
+    assert read_arrival_rate(client, server, SCOPE, NOW).value == 12.5
+    client, _ = client_for(lambda q: vector(({}, -0.4)))  # a draining queue is not negative demand
+    assert read_arrival_rate(client, server, SCOPE, NOW).value == 0.0
+    client, _ = client_for(lambda q: vector())
+    assert read_arrival_rate(client, server, SCOPE, NOW).value is None
+
+
+def test_read_signals_feeds_the_observation():
+    spec = parse_spec({"scaleTargetRef": {"name": "llm"}, "maxReplicas": 4, "signals": [
+        {"type": "queueDepth", "target": 5}, {"type": "gpuUtilization", "target": 80}]})
+
+    def answer(q):
+        if q.startswith("vllm:num_requests_waiting"):
+            return vector(({"pod": "vllm-0"}, 6), ({"pod": "vllm-1"}, 2))
+        return requests.exceptions.ConnectionError("Connection refused")
+
+    client, _ = client_for(answer)
+    readings = read_signals(client, spec, NOW, scope=SCOPE, ready=2)
+    assert values(readings) == {"queueDepth": 4.0, "gpuUtilization": None}
+    assert reasons(readings) == {"gpuUtilization": f"Prometheus unreachable: connection refused ({URL})"}
+
+
+def test_instant_query_scalar():
+    client, _ = client_for(lambda q: scalar("3.5"))
+    series, why = instant_query(client, "vector(3.5)", NOW)
+    assert series == [({}, 3.5)] and why == ""
+    assert not any(math.isnan(v) for _, v in series)
