@@ -186,6 +186,28 @@ class Extender:
         return json.dumps(body, separators=(",", ":"), default=str)[:4096]
 
 
+def describe_node(snap, name: str) -> dict[str, Any] | None:
+    """What the extender believes about one node: for operators (`curl .../debug/nodes/NAME`) and tests."""
+    row = snap.index.get(name)
+    if row is None:
+        return None
+    gpus = [
+        {"index": g, "totalMiB": int(snap.gpu_mem_total[row, g]) >> 20, "committedMiB": int(snap.committed[row, g]) >> 20,
+         "freeMiB": int(snap.free[row, g]) >> 20, "usable": bool(snap.usable[row, g]),
+         "exclusive": bool(snap.exclusive[row, g])}
+        for g in range(snap.gpus) if snap.present[row, g]
+    ]
+    return {
+        "node": name,
+        "stale": bool(snap.stale[row]),
+        "reportError": snap.report_error.get(row),
+        "gpus": gpus,
+        "models": {m.model: {"bytes": m.bytes, "tier": m.tier} for m in snap.node_models[row]},
+        "pods": {a.pod_key: {"gpus": list(a.gpu_ids), "memoryPerGPU": a.memory_per_gpu, "inferred": a.inferred}
+                 for a in snap.allocations[row]},
+    }
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: kube-scheduler reuses connections
     server: "ExtenderHTTPServer"
@@ -207,6 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/readyz":
             ok, why = self.server.ready()
             self._send(200 if ok else 503, why.encode(), "text/plain")
+        elif self.path.startswith("/debug/nodes/"):
+            info = describe_node(ext.live.snapshot(), self.path[len("/debug/nodes/"):])
+            self._send(200 if info else 404, json.dumps(info or {"Error": "node not in the snapshot"}).encode())
         elif self.path == "/metrics":
             ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
             ext.metrics.nodes.set(len(ext.live.snapshot().names))

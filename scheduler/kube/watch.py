@@ -16,6 +16,8 @@ from typing import Any, Callable, Iterator
 
 from kubernetes.client import ApiClient
 
+from scheduler.kube.client import request
+
 log = logging.getLogger(__name__)
 
 Handler = Callable[[str, dict[str, Any]], None]  # (ADDED|MODIFIED|DELETED, object)
@@ -23,13 +25,6 @@ Handler = Callable[[str, dict[str, Any]], None]  # (ADDED|MODIFIED|DELETED, obje
 
 class Gone(Exception):
     """The resourceVersion is too old: relist."""
-
-
-def _request(api: ApiClient, path: str, params: dict[str, Any], timeout: float | tuple[float, float]):
-    return api.call_api(
-        path, "GET", query_params=list(params.items()), header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"], _preload_content=False, _request_timeout=timeout,
-    )[0]
 
 
 def list_all(api: ApiClient, path: str, params: dict[str, Any], page: int = 500) -> tuple[list[dict], str]:
@@ -40,8 +35,7 @@ def list_all(api: ApiClient, path: str, params: dict[str, Any], page: int = 500)
         q = dict(params, limit=page)
         if cont:
             q["continue"] = cont
-        resp = _request(api, path, q, timeout=60)
-        body = json.loads(resp.data)
+        body = json.loads(request(api, "GET", path, query=q, timeout=60).read())
         items.extend(body.get("items") or [])
         meta = body.get("metadata") or {}
         cont = meta.get("continue")
@@ -52,7 +46,7 @@ def list_all(api: ApiClient, path: str, params: dict[str, Any], page: int = 500)
 def watch_events(api: ApiClient, path: str, params: dict[str, Any], rv: str,
                  timeout_s: int = 300) -> Iterator[tuple[str, dict]]:
     q = dict(params, watch="true", resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds=timeout_s)
-    resp = _request(api, path, q, timeout=(10, timeout_s + 30))
+    resp = request(api, "GET", path, query=q, timeout=(10, timeout_s + 30)).response
     buf = b""
     try:
         for chunk in resp.stream(65536, decode_content=True):

@@ -1,0 +1,134 @@
+"""The demo behind `./dev demo`: real pods placed and scaled on the local test bed.
+
+Every step prints what gpusched decided and why (the pod's `gpusched.io/placement`
+annotation, or the FailedScheduling event that kube-scheduler shows for it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from benchmarks.testbed.cli import wait_nodes_ready
+from benchmarks.testbed.cluster import LocalCluster
+from benchmarks.testbed.nodes import create_nodes
+from benchmarks.testbed.profiles import small
+from benchmarks.testbed.stack import GpuschedScheduler
+from scheduler import contract
+
+NS = "demo"
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+QWEN = "Qwen/Qwen2.5-7B-Instruct"
+
+
+def deployment(name: str, replicas: int, *, gpus: int = 0, memory: str | None = None, model: str,
+               ready_delay: str = "2s") -> dict[str, Any]:
+    annotations = {contract.MODEL: model, contract.READY_DELAY: ready_delay}
+    if memory:
+        annotations[contract.GPU_MEMORY] = memory
+    resources = {"limits": {contract.GPU_RESOURCE: str(gpus)}} if gpus else {}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}, "annotations": annotations},
+                "spec": {"schedulerName": contract.SCHEDULER_NAME, "terminationGracePeriodSeconds": 0,
+                         "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
+                                         "args": ["--model", model], "resources": resources}]},
+            },
+        },
+    }
+
+
+def wait_for(fn, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = fn()
+        if out:
+            return out
+        time.sleep(0.3)
+    raise RuntimeError(f"demo: timed out waiting for {what}")
+
+
+def describe(core: client.CoreV1Api, app: str) -> list[str]:
+    lines = []
+    for p in sorted(core.list_namespaced_pod(NS, label_selector=f"app={app}").items, key=lambda p: p.metadata.name):
+        ann = p.metadata.annotations or {}
+        if p.spec.node_name:
+            placement = json.loads(ann.get(contract.PLACEMENT, "{}"))
+            ready = any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
+            lines.append(f"    {p.metadata.name:34s} -> {p.spec.node_name} GPU {ann.get(contract.GPU_IDS, '?'):5s}"
+                         f" {'Ready' if ready else 'starting'}  {placement.get('reason', '')}")
+        else:
+            evs = core.list_namespaced_event(NS, field_selector=f"involvedObject.name={p.metadata.name}").items
+            why = next((e.message for e in reversed(evs) if e.reason == "FailedScheduling"), "pending")
+            lines.append(f"    {p.metadata.name:34s} -> Pending: {why[:150]}")
+    return lines
+
+
+def placed(core: client.CoreV1Api, app: str, n: int):
+    pods = core.list_namespaced_pod(NS, label_selector=f"app={app}").items
+    return len([p for p in pods if p.spec.node_name]) >= n and pods
+
+
+def main(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    cluster = LocalCluster(Path(args.state))
+    cluster.down()  # a previous demo left running is replaced, not joined
+    specs = small(4)
+    specs[2].cached_models[LLAMA] = (16 * 2**30, "disk")
+    try:
+        cluster.up()
+        core = client.CoreV1Api(cluster.api_client())
+        apps = client.AppsV1Api(cluster.api_client())
+        create_nodes(core, specs)
+        wait_nodes_ready(core, len(specs), 60)
+        stack = GpuschedScheduler(cluster)
+        stack.start()
+        print(f"gpusched demo: Kubernetes {cluster.state.kubernetes_version} on 127.0.0.1, 4 kwok nodes x 8 "
+              f"H100 80GB, extender + gpusched kube-scheduler up in {time.monotonic() - started:.0f}s")
+        print(f"  {specs[2].name} has {LLAMA} (16Gi) in its model cache")
+        core.create_namespace({"metadata": {"name": NS}})
+
+        print(f"\n1. One replica of {LLAMA} (1 whole GPU): locality sends it where the weights are")
+        apps.create_namespaced_deployment(NS, deployment("llama", 1, gpus=1, model=LLAMA))
+        wait_for(lambda: placed(core, "llama", 1), 60, "llama placed")
+        print("\n".join(describe(core, "llama")))
+
+        print(f"\n2. Three 38Gi shares of {QWEN}: packed two to a GPU (2 x 38 = 76 GiB <= 79.6 GiB), not spread")
+        apps.create_namespaced_deployment(NS, deployment("qwen", 3, memory="38Gi", model=QWEN))
+        wait_for(lambda: placed(core, "qwen", 3), 60, "qwen placed")
+        print("\n".join(describe(core, "qwen")))
+
+        print("\n3. A 100Gi share fits no 80 GB GPU: it stays Pending with gpusched's reason")
+        apps.create_namespaced_deployment(NS, deployment("too-big", 1, memory="100Gi", model=QWEN))
+        wait_for(lambda: [e for e in core.list_namespaced_event(NS).items
+                          if e.reason == "FailedScheduling" and "too-big" in e.involved_object.name], 60,
+                 "FailedScheduling event")
+        print("\n".join(describe(core, "too-big")))
+
+        print(f"\n4. Scale {LLAMA} to 10 replicas of 1 GPU")
+        apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 10}})
+        t0 = time.monotonic()
+        wait_for(lambda: placed(core, "llama", 10), 120, "10 llama replicas placed")
+        print("\n".join(describe(core, "llama")))
+        print(f"    placed in {time.monotonic() - t0:.1f}s")
+
+        print(f"\n5. Scale {LLAMA} back to 2: GPUs are released and counted free at once")
+        apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 2}})
+        wait_for(lambda: len(core.list_namespaced_pod(NS, label_selector="app=llama").items) == 2, 60,
+                 "scale-down")
+        print("\n".join(describe(core, "llama")))
+        print(f"\ndemo done in {time.monotonic() - started:.0f}s. Logs: {cluster.dir / 'logs'}")
+        if args.keep:
+            print(f"cluster left running: export KUBECONFIG={cluster.kubeconfig}; "
+                  f"stop with gpusched cluster down --state {args.state}")
+    finally:
+        if not args.keep:
+            cluster.down()
+    return 0

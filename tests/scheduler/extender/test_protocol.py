@@ -1,0 +1,66 @@
+"""The extender v1 wire format, as kube-scheduler speaks it (Go field names, no json tags)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scheduler.extender import protocol
+from scheduler.extender.protocol import ProtocolError
+
+POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}}
+
+
+def body(**kw) -> bytes:
+    return json.dumps(kw).encode()
+
+
+def test_node_names_are_read_and_answered_as_names_only():
+    args = protocol.parse_extender_args(body(Pod=POD, NodeNames=["a", "b"], Nodes=None))
+    assert (args.node_names, args.sent_names, args.pod_key) == (["a", "b"], True, "ns/p")
+    out = json.loads(protocol.filter_result(args, ["a"], {"b": "no room"}))
+    assert out == {"Nodes": None, "NodeNames": ["a"], "FailedNodes": {"b": "no room"},
+                   "FailedAndUnresolvableNodes": {}, "Error": ""}
+
+
+def test_a_node_list_is_answered_with_a_node_list():
+    args = protocol.parse_extender_args(body(Pod=POD, Nodes={"items": [{"metadata": {"name": "a"}}]}))
+    out = json.loads(protocol.filter_result(args, ["a"], {}))
+    assert out["NodeNames"] is None and out["Nodes"] == {"items": [{"metadata": {"name": "a"}}]}
+
+
+def test_prioritize_and_bind_results():
+    assert json.loads(protocol.prioritize_result([("a", 10), ("b", 0)])) == [
+        {"Host": "a", "Score": 10}, {"Host": "b", "Score": 0}]
+    assert json.loads(protocol.binding_result("")) == {"Error": ""}
+    b = protocol.parse_binding_args(body(PodName="p", PodNamespace="ns", PodUID="u1", Node="a"))
+    assert (b.pod_key, b.node, b.pod_uid) == ("ns/p", "a", "u1")
+
+
+@pytest.mark.parametrize("raw,msg", [
+    (b"{not json", "not JSON"),
+    (b"[]", "expected a JSON object"),
+    (body(NodeNames=["a"]), "Pod must be an object"),
+    (body(Pod={"metadata": {}}, NodeNames=["a"]), "Pod.metadata.name"),
+    (body(Pod=POD), "neither NodeNames nor Nodes"),
+    (body(Pod=POD, NodeNames="a"), "NodeNames must be a list"),
+    (body(Pod=POD, NodeNames=[1, 2]), "NodeNames must be a list"),
+    (body(Pod=POD, NodeNames=["x" * 300]), "NodeNames must be a list"),
+    (body(Pod=POD, Nodes={"items": [{"metadata": {"name": 5}}]}), "Nodes.items[0].metadata.name"),
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    (b" " * (protocol.MAX_BODY + 1), "over the"),
+])
+def test_bad_extender_args(raw, msg):
+    with pytest.raises(ProtocolError, match=msg.replace("[", r"\[").replace("]", r"\]")):
+        protocol.parse_extender_args(raw)
+
+
+@pytest.mark.parametrize("raw,msg", [
+    (body(PodName="p", PodNamespace="ns", PodUID="u"), "Node must be"),
+    (body(PodName="", PodNamespace="ns", PodUID="u", Node="a"), "PodName must be"),
+    (body(PodName="p", PodNamespace=["ns"], PodUID="u", Node="a"), "PodNamespace must be"),
+    (b"null", "expected a JSON object"),
+])
+def test_bad_binding_args(raw, msg):
+    with pytest.raises(ProtocolError, match=msg):
+        protocol.parse_binding_args(raw)
