@@ -1,0 +1,5 @@
+import sys
+
+from scheduler.agent.cli import main
+
+sys.exit(main())

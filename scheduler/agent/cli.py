@@ -1,0 +1,270 @@
+"""`gpusched agent`: the node agent (a DaemonSet on GPU nodes; see deploy/agent/)."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from scheduler.quantity import QuantityError, parse_bytes
+
+log = logging.getLogger("scheduler.agent")
+
+DESCRIPTION = """\
+Report this node's GPUs (through NVML) and its model cache on the Node object
+(annotations gpusched.io/gpus, gpusched.io/model-cache, gpusched.io/reported-at
+and labels nvidia.com/gpu.{product,memory,count}), export them as Prometheus
+metrics (DCGM names), and prefetch models the Node's gpusched.io/prefetch
+annotation asks for.
+
+Writes are rate-limited: on change (memory used moving by more than
+--mem-threshold, GPU health, the set of cached models) at most once per
+--min-write-interval, plus a heartbeat every --heartbeat.
+
+Without a GPU driver the agent says so in one line and runs in no-GPU mode (the
+cache is still published); --require-gpus makes that an error instead."""
+
+EPILOG = """\
+examples:
+  # what the agent sees on this node, as JSON, writing nothing
+  gpusched agent --once --no-publish --cache-dir /var/cache/models --output json
+
+  # the same against a recorded 8x H100 node (no GPU needed)
+  gpusched agent --once --no-publish --output json \\
+      --nvml-recording tests/scheduler/agent/data/nvml-8xh100-10gib.json
+
+  # as the DaemonSet runs it (NODE_NAME from the downward API)
+  gpusched agent --cache-dir /var/cache/gpusched/models --require-gpus \\
+      --model-store https://models.internal/store --metrics-port 9401
+
+  # ask node gpu-7 to prefetch a model (JSON list; "source" optional, under a --model-store)
+  kubectl annotate node gpu-7 --overwrite \\
+      gpusched.io/prefetch='[{"model": "meta-llama/Llama-3.1-8B-Instruct"}]'
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("agent", help="node agent: publish GPUs and model cache, prefetch models",
+                              description=DESCRIPTION, epilog=EPILOG,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _seconds(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < v <= 86400:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a number of seconds between 0 and 86400")
+    return v
+
+
+def _bytes(text: str) -> int:
+    try:
+        return parse_bytes(text, what="--mem-threshold")
+    except QuantityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a port number, or 0 for no metrics endpoint")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("what to read")
+    g.add_argument("--cache-dir", action="append", default=[], metavar="DIR",
+                   help="model cache directory to scan (Hugging Face hub or <org>/<name> layout); repeatable")
+    g.add_argument("--loaded-model", action="append", default=[], metavar="ID",
+                   help="model a local inference server has loaded on the GPU (tier 'gpu'); repeatable")
+    g.add_argument("--no-residency", action="store_true",
+                   help="do not measure page-cache residency (every cached model reports tier 'disk')")
+    g.add_argument("--require-gpus", action="store_true",
+                   help="exit with an error when there is no GPU or NVIDIA driver (default: no-GPU mode)")
+    g.add_argument("--nvml-recording", metavar="FILE",
+                   help="read GPUs from a recording of NVML answers instead of the driver (demos, tests)")
+    g = p.add_argument_group("publishing")
+    g.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""),
+                   help="this node's name (default: $NODE_NAME, set from the downward API)")
+    g.add_argument("--kubeconfig", metavar="FILE",
+                   help="kubeconfig to use (default: in-cluster config, else ~/.kube/config)")
+    g.add_argument("--no-publish", action="store_true", help="do not write the Node or record Events")
+    g.add_argument("--interval", type=_seconds, default=10.0, metavar="S",
+                   help="seconds between reads of GPUs and cache (default 10)")
+    g.add_argument("--min-write-interval", type=_seconds, default=30.0, metavar="S",
+                   help="at most one Node write per this many seconds (default 30)")
+    g.add_argument("--heartbeat", type=_seconds, default=120.0, metavar="S",
+                   help="write at least this often, refreshing gpusched.io/reported-at (default 120)")
+    g.add_argument("--mem-threshold", type=_bytes, default=2**30, metavar="QTY",
+                   help="GPU memory used must move by more than this to cause a write (default 1Gi)")
+    g = p.add_argument_group("prefetch")
+    g.add_argument("--model-store", action="append", default=[], metavar="DIR_OR_URL",
+                   help="where models may be prefetched from (absolute directory or http(s) URL prefix); the "
+                        "first is the default source; repeatable. Without one, prefetch is off")
+    g.add_argument("--prefetch-dir", metavar="DIR", help="cache directory prefetch writes into (default: first "
+                   "--cache-dir)")
+    g = p.add_argument_group("output")
+    g.add_argument("--metrics-port", type=_port, default=9401, metavar="PORT",
+                   help="serve Prometheus /metrics on this port (default 9401; 0: off; off with --once)")
+    g.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address for /metrics (default 0.0.0.0)")
+    g.add_argument("--no-gpu-metrics", action="store_true",
+                   help="do not export DCGM_FI_* GPU metrics (where dcgm-exporter already does)")
+    g.add_argument("--once", action="store_true", help="read, publish (unless --no-publish), print and exit")
+    g.add_argument("--output", choices=("text", "json"), default="text",
+                   help="with --once: 'json' prints inventory, cache, annotations and labels as JSON")
+
+
+def _user_error(msg: str) -> Exception:
+    from scheduler.cli import UserError
+    return UserError(msg)
+
+
+def _core_v1(kubeconfig: str | None) -> Any:
+    try:
+        from kubernetes import client, config
+    except ImportError as exc:
+        raise _user_error(f"the kubernetes client is not installed ({exc}); use --no-publish") from None
+    try:
+        if kubeconfig:
+            config.load_kube_config(config_file=kubeconfig)
+        else:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+    except Exception as exc:  # noqa: BLE001 - ConfigException, file errors
+        raise _user_error(f"no Kubernetes configuration: {exc} (use --kubeconfig, or --no-publish)") from None
+    return client.CoreV1Api()
+
+
+def build_agent(args: argparse.Namespace) -> Any:
+    from scheduler.agent.daemon import Agent, AgentConfig
+    from scheduler.agent.metrics import AgentMetrics
+    from scheduler.agent.nvml import RecordedNVML
+    from scheduler.agent.prefetch import Prefetcher
+    from scheduler.agent.publish import NodePublisher
+
+    if args.min_write_interval > args.heartbeat:
+        raise _user_error("--min-write-interval must not exceed --heartbeat")
+    cache_dirs = tuple(os.path.abspath(d) for d in args.cache_dir)
+    for d in cache_dirs:
+        if not os.path.isdir(d):
+            log.warning("cache directory %s does not exist (yet); it will be scanned when it does", d)
+    nvml = None
+    if args.nvml_recording:
+        try:
+            nvml = RecordedNVML.load(args.nvml_recording)
+        except ValueError as exc:
+            raise _user_error(str(exc)) from None
+    publisher = None
+    if not args.no_publish:
+        if not args.node_name:
+            raise _user_error("no node name: pass --node-name or set NODE_NAME (or use --no-publish)")
+        publisher = NodePublisher(_core_v1(args.kubeconfig), args.node_name)
+    prefetcher = None
+    if args.model_store and not args.once:
+        target = args.prefetch_dir or (cache_dirs[0] if cache_dirs else None)
+        if target is None:
+            raise _user_error("--model-store needs a --cache-dir (or --prefetch-dir) to prefetch into")
+        try:
+            prefetcher = Prefetcher(target, args.model_store)
+        except ValueError as exc:
+            raise _user_error(str(exc)) from None
+    config = AgentConfig(
+        node_name=args.node_name, cache_dirs=cache_dirs, interval_s=args.interval,
+        min_interval_s=args.min_write_interval, heartbeat_s=args.heartbeat, mem_threshold_bytes=args.mem_threshold,
+        require_gpus=args.require_gpus, loaded_models=tuple(args.loaded_model),
+        measure_residency=not args.no_residency, model_stores=tuple(args.model_store),
+        prefetch_dir=args.prefetch_dir)
+    metrics = AgentMetrics(args.node_name, gpu_metrics=not args.no_gpu_metrics)
+    return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher)
+
+
+def run(args: argparse.Namespace) -> int:
+    from scheduler.agent.nvml import NVMLUnavailable
+
+    agent = build_agent(args)
+    if args.once:
+        try:
+            agent.start()
+        except NVMLUnavailable as exc:
+            raise _user_error(f"--require-gpus: {exc}") from None
+        try:
+            result = agent.tick(force_publish=True)
+        finally:
+            agent.close()
+        if args.output == "json":
+            json.dump(result.to_dict(args.node_name), sys.stdout, indent=2, sort_keys=True)
+            sys.stdout.write("\n")
+        else:
+            _print_text(result)
+        return 1 if (agent.publisher is not None and not result.published) else 0
+
+    if args.metrics_port:
+        try:
+            agent.metrics.serve(args.metrics_port, args.metrics_addr)
+        except OSError as exc:
+            raise _user_error(f"cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {exc}") from None
+        log.info("metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        agent.run(stop)
+    except NVMLUnavailable as exc:
+        raise _user_error(f"--require-gpus: {exc}") from None
+    return 0
+
+
+def _print_text(result: Any) -> None:
+    from scheduler.quantity import format_bytes
+
+    inv = result.inventory
+    if inv.available:
+        print(f"GPUs: {len(result.gpus)} (driver {inv.driver_version or '?'})")
+    else:
+        print(f"GPUs: none ({'; '.join(inv.errors) or 'NVML unavailable'})")
+    for g in result.gpus:
+        mem = (f"{format_bytes(g.memory_used)} / {format_bytes(g.memory_total)} used"
+               if g.memory_used is not None and g.memory_total is not None else "memory unknown")
+        health = "healthy" if g.healthy else "UNHEALTHY: " + "; ".join(g.health_reasons)
+        print(f"  {g.index}  {g.name or '?'}  {g.uuid or '?'}  {mem}  util {g.utilization_gpu}%  {health}")
+    print(f"models: {len(result.scan.models)}")
+    for m in result.scan.models:
+        print(f"  {m.model}  {format_bytes(m.bytes)}  {m.tier}  {m.path}")
+    for p in result.scan.incomplete:
+        print(f"  not counted: {p}")
+    for p in result.scan.problems:
+        print(f"  problem: {p}")
+    print(f"published: {'yes' if result.published else 'no'} ({result.reason})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m scheduler.agent ...`: the same command without the gpusched dispatcher."""
+    from scheduler.cli import UserError
+
+    parser = argparse.ArgumentParser(prog="gpusched agent", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return run(args)
+    except UserError as err:
+        print(f"gpusched agent: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
