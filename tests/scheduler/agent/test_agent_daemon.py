@@ -17,8 +17,7 @@ from scheduler.agent.nvml import NVMLUnavailable, RecordedNVML
 from scheduler.agent.prefetch import Prefetcher
 from scheduler.agent.publish import NodePublisher
 
-from test_agent_prefetch import FILES, MODEL, SIZE, make_store
-from test_agent_publish import FakeCoreV1
+from tests.scheduler.agent.fakes import FILES, MODEL, SIZE, FakeCoreV1, make_store
 
 DATA = pathlib.Path(__file__).parent / "data"
 MiB, GiB = 2**20, 2**30

@@ -3,9 +3,7 @@ and a failed or interrupted copy leaves nothing counted as cached."""
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
-import os
 import pathlib
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -15,26 +13,7 @@ import pytest
 from scheduler.agent.cache import TEMP_PREFIX, scan_cache
 from scheduler.agent.prefetch import (PrefetchError, Prefetcher, PrefetchRequest, cleanup_temp, parse_manifest,
                                       parse_requests)
-
-MODEL = "org/tiny"
-FILES = {"config.json": b'{"model_type": "llama"}', "model.safetensors": os.urandom(300_000),
-         "tokenizer/tokenizer.json": b'{"v": 1}'}
-SIZE = sum(len(v) for v in FILES.values())
-
-
-def make_store(root: pathlib.Path, model: str = MODEL, files: dict[str, bytes] = FILES, manifest: bool | dict = True,
-               sha: bool = True) -> pathlib.Path:
-    d = root.joinpath(*model.split("/"))
-    for name, data in files.items():
-        (d / name).parent.mkdir(parents=True, exist_ok=True)
-        (d / name).write_bytes(data)
-    if manifest is True:
-        manifest = {"files": [{"path": n, "size": len(b), **({"sha256": hashlib.sha256(b).hexdigest()} if sha else {})}
-                              for n, b in files.items()]}
-    if manifest:
-        (d / "manifest.json").write_text(json.dumps(manifest))
-    return d
-
+from tests.scheduler.agent.fakes import FILES, MODEL, SIZE, make_store
 
 def nothing_left(cache_dir: pathlib.Path) -> None:
     assert scan_cache([cache_dir], measure_residency=False).models == ()

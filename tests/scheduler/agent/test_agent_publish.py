@@ -1,14 +1,13 @@
 """When the agent writes its Node (rows show the arithmetic), and what it writes."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from kubernetes.client.exceptions import ApiException
 
 from scheduler import contract, nodeinfo
 from scheduler.agent.publish import (NodePublisher, gpu_labels, label_value, report_changes, should_publish)
 from scheduler.nodeinfo import GPU, CachedModel, NodeReport
+from tests.scheduler.agent.fakes import FakeCoreV1
 
 GiB, MiB = 2**30, 2**20
 TOTAL = 81079 * MiB
@@ -68,10 +67,10 @@ def test_reported_at_alone_is_not_a_change():
 
 def test_write_budget_for_1000_nodes():
     """1,000 quiet nodes at the default heartbeat: 1000 / 120 = 8.3 writes a second, < 10."""
-    from scheduler.agent.publish import DEFAULT_HEARTBEAT_S, DEFAULT_MIN_INTERVAL_S
+    from scheduler.agent.publish import DEFAULT_HEARTBEAT_S
     assert 1000 / DEFAULT_HEARTBEAT_S < 10
     # busy nodes: never more than one write per node per min interval (1000 / 30 = 33 a second)
-    t, writes, last = 0.0, 0, (BASE, 0.0)
+    writes, last = 0, (BASE, 0.0)
     for step in range(1, 121):  # memory moves by 2 GiB every second for two minutes
         cur = report(used0=(step * 2 * GiB) % (64 * GiB))
         ok, _ = should_publish(last[0], cur, last[1], float(step))
@@ -97,35 +96,6 @@ def test_gpu_labels():
         contract.GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3", contract.GPU_MEMORY_LABEL: "81559",
         contract.GPU_COUNT_LABEL: "8"}
     assert gpu_labels(None, None, 0) == {}
-
-
-class FakeCoreV1:
-    """Records calls like kubernetes.client.CoreV1Api; `fail` makes the next calls raise."""
-
-    def __init__(self, annotations=None):
-        self.patches: list[tuple[str, dict, dict]] = []
-        self.events: list[tuple[str, dict]] = []
-        self.fail: Exception | None = None
-        self.annotations = annotations if annotations is not None else {}
-        self.missing = False
-
-    def patch_node(self, name, body, **kw):
-        if self.fail:
-            raise self.fail
-        self.patches.append((name, body, kw))
-        return SimpleNamespace()
-
-    def create_namespaced_event(self, namespace, body, **kw):
-        if self.fail:
-            raise self.fail
-        self.events.append((namespace, body))
-
-    def list_node(self, **kw):
-        if self.fail:
-            raise self.fail
-        assert kw["field_selector"].startswith("metadata.name=") and kw["resource_version"] == "0"
-        items = [] if self.missing else [SimpleNamespace(metadata=SimpleNamespace(annotations=self.annotations))]
-        return SimpleNamespace(items=items)
 
 
 def test_publish_patches_only_own_annotations_and_gpu_labels():
