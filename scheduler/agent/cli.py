@@ -95,7 +95,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--nvml-recording", metavar="FILE",
                    help="read GPUs from a recording of NVML answers instead of the driver (demos, tests)")
     g = p.add_argument_group("publishing")
-    g.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""),
+    g.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), metavar="NAME",
                    help="this node's name (default: $NODE_NAME, set from the downward API)")
     g.add_argument("--kubeconfig", metavar="FILE",
                    help="kubeconfig to use (default: in-cluster config, else ~/.kube/config)")
@@ -174,9 +174,11 @@ def build_agent(args: argparse.Namespace) -> Any:
         publisher = NodePublisher(_core_v1(args.kubeconfig), args.node_name)
     prefetcher = None
     if args.model_store and not args.once:
-        target = args.prefetch_dir or (cache_dirs[0] if cache_dirs else None)
+        target = os.path.abspath(args.prefetch_dir) if args.prefetch_dir else (cache_dirs[0] if cache_dirs else None)
         if target is None:
             raise _user_error("--model-store needs a --cache-dir (or --prefetch-dir) to prefetch into")
+        if target not in cache_dirs:
+            cache_dirs += (target,)  # what is prefetched must be scanned, or it is fetched again
         try:
             prefetcher = Prefetcher(target, args.model_store)
         except ValueError as exc:

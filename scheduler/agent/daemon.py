@@ -51,6 +51,7 @@ class AgentConfig:
     prefetch_dir: str | None = None  # default: the first cache dir
     nvml_retry_s: float = 300.0
     prefetch_retry_s: float = 60.0  # first retry after a failed prefetch; doubles up to an hour
+    prefetch_poll_s: float = 30.0  # read the Node's gpusched.io/prefetch at most this often
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ class Agent:
         self._nvml_retry_at = float("inf")
         self._worker: prefetch_mod.PrefetchWorker | None = None
         self._pf = _PrefetchState()
+        self._next_poll = float("-inf")
         self._pf_lock = threading.Lock()
 
     # --- lifecycle ------------------------------------------------------------------
@@ -228,6 +230,9 @@ class Agent:
         for g in inv.gpus:
             if g.memory_total is not None and g.uuid is not None and not g.lost:
                 self.known[g.index] = g
+            k = self.known.get(g.index)
+            if g.uuid is None and k is not None:  # lost before it said who it is: keep its identity
+                g = replace(g, uuid=k.uuid, name=g.name or k.name, pci_bus_id=g.pci_bus_id or k.pci_bus_id)
             out.append(g)
         seen = {g.index for g in inv.gpus}
         for i, g in sorted(self.known.items()):
@@ -375,6 +380,10 @@ class Agent:
     def _request_prefetches(self, scan: cache_mod.CacheScan) -> None:
         if self._worker is None or self.publisher is None:
             return
+        now = self.clock()
+        if now < self._next_poll:
+            return
+        self._next_poll = now + self.config.prefetch_poll_s
         annotations = self.publisher.node_annotations()
         if annotations is None:
             self.metrics.error("node_read")
@@ -389,7 +398,6 @@ class Agent:
             self._event("PrefetchRejected", "; ".join(new[:5]))
         cached = {m.model for m in scan.models}
         pending = self._worker.pending()
-        now = self.clock()
         for req in requests:
             if req.model in cached or req.model in pending or now < self._pf.retry_at.get(req.model, float("-inf")):
                 continue

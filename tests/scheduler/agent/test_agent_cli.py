@@ -112,3 +112,42 @@ def test_registered_as_gpusched_agent(monkeypatch, capsys, cache_dir):
     assert json.loads(capsys.readouterr().out)["cache"]["models"][0]["model"] == "org/m"
     assert gpusched_cli.main(["agent", "--once"]) == 1  # UserError: one line, no traceback
     assert "gpusched agent: error: no node name" in capsys.readouterr().err
+
+
+def test_daemon_mode_serves_metrics_and_stops_on_sigterm(cache_dir):
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "scheduler.agent", "--no-publish", "--interval", "0.2",
+                             "--cache-dir", str(cache_dir), "--metrics-addr", "127.0.0.1", "--metrics-port", str(port),
+                             "--nvml-recording", str(DATA / "nvml-8xh100-gpu-lost.json")],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        text = ""
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # until GPU 3's loss is exported
+            try:
+                text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+            except OSError:
+                text = ""
+            if 'gpusched_gpu_healthy{Hostname="",UUID="GPU-5a1c03e2-7d3b-4c1f-9e0a-3f6b2c820433",gpu="3"} 0.0' in text:
+                break
+            time.sleep(0.2)
+        assert 'gpusched_gpu_healthy{Hostname="",UUID="GPU-5a1c03e2-7d3b-4c1f-9e0a-3f6b2c820433",gpu="3"} 0.0' in text, text[-2000:]
+        assert 'gpusched_model_cache_bytes{model="org/m",tier=' in text
+        assert 'gpusched_agent_errors_total{kind="gpu_lost"} 1.0' in text
+        assert text.count("DCGM_FI_DEV_FB_USED{") == 7  # the lost GPU drops out of the DCGM series
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "GPU 3" in err and "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
