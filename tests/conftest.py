@@ -49,8 +49,10 @@ def apps(cluster) -> "client.AppsV1Api":
 @pytest.fixture
 def namespace(core, request) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
+    import hashlib
     import re
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + f"-{os.getpid() % 1000}"
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:8]
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + f"-{digest}"
     core.create_namespace({"metadata": {"name": name}})
     yield name
     core.delete_namespace(name)
