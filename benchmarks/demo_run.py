@@ -100,7 +100,7 @@ def main(args: argparse.Namespace) -> int:
         wait_for(lambda: placed(core, "llama", 1), 60, "llama placed")
         print("\n".join(describe(core, "llama")))
 
-        print(f"\n2. Three 38Gi shares of {QWEN}: packed two to a GPU (2 x 38 = 76 GiB <= 79.6 GiB), not spread")
+        print(f"\n2. Three 38Gi shares of {QWEN}: packed two to a GPU (2 x 38 = 76 GiB <= 79.2 GiB usable), not spread")
         apps.create_namespaced_deployment(NS, deployment("qwen", 3, memory="38Gi", model=QWEN))
         wait_for(lambda: placed(core, "qwen", 3), 60, "qwen placed")
         print("\n".join(describe(core, "qwen")))

@@ -27,7 +27,10 @@ ALIBABA_GPU_MIB: dict[str, tuple[str, int]] = {
     "G2": ("G2-80GB", 81920),  # undisclosed 8-GPU type; assumed A100-80GB-class
     "G3": ("G3-80GB", 81920),  # undisclosed 8-GPU type; assumed H800-class
 }
-H100_MIB = 81559  # NVIDIA H100 80GB HBM3 as nvidia-smi reports it
+H100_MIB = 81559  # NVIDIA H100 80GB HBM3: nvidia-smi's Total, and GPU feature discovery's label
+# The driver keeps about 480 MiB of each H100 (NVML v2 `reserved`); the node agent reports
+# total minus that as the GPU's memory, because pods can never have it.
+H100_RESERVED_MIB = 480
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,7 @@ class NodeSpec:
     gpus: int
     product: str
     gpu_memory_mib: int
+    reserved_mib: int = 0  # driver reservation per GPU, not usable by pods
     cpu_milli: int = 128_000
     memory_mib: int = 1_048_576
     # model id -> (bytes, tier): what the node's cache holds at start
@@ -49,7 +53,7 @@ class ProfileError(ValueError):
 
 def small(n: int) -> list[NodeSpec]:
     """n nodes, each 8 x H100 80GB: the profile the tests use."""
-    return [NodeSpec(f"gpu-node-{i:04d}", 8, "NVIDIA-H100-80GB-HBM3", H100_MIB) for i in range(n)]
+    return [NodeSpec(f"gpu-node-{i:04d}", 8, "NVIDIA-H100-80GB-HBM3", H100_MIB, H100_RESERVED_MIB) for i in range(n)]
 
 
 def alibaba_nodes_csv() -> Path:
@@ -92,4 +96,5 @@ def nodes_for(profile: str, n: int) -> list[NodeSpec]:
 
 
 def gpu_memory_bytes(spec: NodeSpec) -> int:
-    return spec.gpu_memory_mib * MiB
+    """What the node agent would report per GPU: the memory pods can use."""
+    return (spec.gpu_memory_mib - spec.reserved_mib) * MiB

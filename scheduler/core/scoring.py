@@ -27,7 +27,6 @@ import numpy as np
 
 from scheduler import contract
 from scheduler.core.assign import best_fit_gpu
-from scheduler.core.feasibility import eligible_whole
 from scheduler.core.request import PodRequest
 from scheduler.core.snapshot import ClusterSnapshot
 
@@ -90,71 +89,85 @@ class Weights:
 
 
 class Placement(NamedTuple):
-    """The free-memory matrix of candidate rows before and after the pod is placed."""
-    before: np.ndarray  # [C,G] int64
-    after: np.ndarray  # [C,G] int64
-    whole_before: np.ndarray  # [C,G] bool
-    whole_after: np.ndarray  # [C,G] bool
+    """Where the pod would go on each candidate row, as assign_gpus would choose."""
+    gpu: np.ndarray  # [C] best-fit GPU of a share, -1 where none (whole-GPU pods: -1)
+    taken: np.ndarray  # [C] bytes the pod takes from the row's free memory
+    free_before: np.ndarray  # [C] free bytes on that GPU before (shares)
+    gpu_total: np.ndarray  # [C] that GPU's total (shares)
 
 
 def simulate(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray) -> Placement:
-    """Free memory per GPU of each candidate after placing the pod as assign_gpus would."""
-    before = s.free[rows]
-    whole_before = s.whole_free[rows]
-    after = before.copy()
-    whole_after = whole_before.copy()
+    n = len(rows)
     if req.whole_gpus:
-        eligible = eligible_whole(s, rows, req)
-        # the first `whole_gpus` eligible GPUs by index, as assign_gpus takes them
-        take = eligible & (np.cumsum(eligible, axis=1) <= req.whole_gpus)
-        after[take] = 0
-        whole_after[take] = False
-    elif req.gpu_memory:
-        g = best_fit_gpu(before, req.gpu_memory)
-        ok = g >= 0
-        r = np.flatnonzero(ok)
-        after[r, g[ok]] -= req.gpu_memory
-        whole_after[r, g[ok]] = False
-    return Placement(before, after, whole_before, whole_after)
+        # whole GPUs are untouched ones, so they take their total: k x that GPU size
+        taken = req.whole_gpus * s.gpu_mem_total[rows].max(axis=1)
+        return Placement(np.full(n, -1), taken, np.zeros(n, np.int64), np.zeros(n, np.int64))
+    free = s.free[rows]
+    g = best_fit_gpu(free, req.gpu_memory)
+    gi = np.maximum(g, 0)[:, None]
+    before = np.take_along_axis(free, gi, axis=1)[:, 0]
+    total = np.take_along_axis(s.gpu_mem_total[rows], gi, axis=1)[:, 0]
+    taken = np.where(g >= 0, req.gpu_memory, 0)
+    return Placement(g, taken, before, total)
 
 
 def packing(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement) -> np.ndarray:
     usable_total = np.maximum(s.usable_total[rows], 1)
-    node_full_after = 1 - p.after.sum(axis=1) / usable_total
+    node_full_after = 1 - (s.free_total[rows] - p.taken) / usable_total
     if req.whole_gpus:
         return np.clip(node_full_after, 0, 1)
-    g = best_fit_gpu(p.before, req.gpu_memory)
-    gpu_total = np.take_along_axis(s.gpu_mem_total[rows], np.maximum(g, 0)[:, None], axis=1)[:, 0]
-    gpu_left = np.take_along_axis(p.after, np.maximum(g, 0)[:, None], axis=1)[:, 0]
-    gpu_fill = np.where(g >= 0, 1 - gpu_left / np.maximum(gpu_total, 1), 0)
+    gpu_fill = np.where(p.gpu >= 0, 1 - (p.free_before - p.taken) / np.maximum(p.gpu_total, 1), 0)
     return np.clip((gpu_fill + node_full_after) / 2, 0, 1)
 
 
-def fragmentation_of(free: np.ndarray, whole: np.ndarray, gpu_total: np.ndarray,
-                     shapes: Sequence[Shape]) -> np.ndarray:
-    """[C] expected free bytes that the workload's shapes cannot use (FGD's F_n(M))."""
+def _share_fragment(free: np.ndarray, total: np.ndarray, fraction: float) -> np.ndarray:
+    """Free bytes of one GPU that a share of `fraction` of it cannot use."""
+    return np.where(free < fraction * total, free, 0)
+
+
+def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement,
+                        shapes: Sequence[Shape]) -> np.ndarray:
+    """[C] growth of the expected fragmentation (FGD's F_n(M)) if the pod lands on each row.
+
+    For a share shape a GPU's free memory is a fragment when the share does not fit in it;
+    for a whole-GPU shape every partly used GPU's free memory is, and all of the node's
+    free memory is when fewer untouched GPUs remain than the shape needs. A placement
+    changes one GPU (a share) or k untouched GPUs (whole), so only those are recomputed."""
     total_w = sum(sh.weight for sh in shapes) or 1.0
-    out = np.zeros(free.shape[0])
-    all_free = free.sum(axis=1)
+    whole_count = s.whole_free_count[rows].astype(np.int64)
+    free_total = s.free_total[rows]
+    partial = s.partial_free[rows]  # free memory on partly used GPUs
+    delta = np.zeros(len(rows))
+    if req.whole_gpus:
+        k = req.whole_gpus
+        for sh in shapes:
+            if sh.whole:  # shares gain nothing and lose nothing: the GPUs taken were not fragments
+                before = np.where(whole_count >= sh.whole, partial, free_total)
+                after = np.where(whole_count - k >= sh.whole, partial, free_total - p.taken)
+                delta += sh.weight / total_w * (after - before)
+        return delta
+    ok = p.gpu >= 0
+    was_whole = np.take_along_axis(s.whole_free[rows], np.maximum(p.gpu, 0)[:, None], axis=1)[:, 0] & ok
+    after_free = p.free_before - p.taken
     for sh in shapes:
         if sh.whole:
-            # only untouched GPUs serve whole-GPU pods; if too few remain, nothing here serves it
-            partial = np.where(whole, 0, free).sum(axis=1)
-            frag = np.where(whole.sum(axis=1) >= sh.whole, partial, all_free)
+            partial_after = partial + np.where(was_whole, after_free, -p.taken)
+            count_after = whole_count - was_whole
+            before = np.where(whole_count >= sh.whole, partial, free_total)
+            after = np.where(count_after >= sh.whole, partial_after, free_total - p.taken)
         else:
-            need = sh.fraction * gpu_total
-            frag = np.where(free < need, free, 0).sum(axis=1)
-        out += sh.weight / total_w * frag
-    return out
+            before = _share_fragment(p.free_before, p.gpu_total, sh.fraction)
+            after = _share_fragment(after_free, p.gpu_total, sh.fraction)
+        delta += sh.weight / total_w * np.where(ok, after - before, 0)
+    return delta
 
 
 def fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement,
                   shapes: Sequence[Shape]) -> np.ndarray:
-    total = s.gpu_mem_total[rows]
-    grow = (fragmentation_of(p.after, p.whole_after, total, shapes)
-            - fragmentation_of(p.before, p.whole_before, total, shapes))
-    taken = np.maximum((p.before - p.after).sum(axis=1), 1)
-    # growth per byte placed: -1 (strands as much as it takes) .. 0 .. +1 (removes fragments)
+    grow = fragmentation_delta(s, req, rows, p, shapes)
+    taken = np.maximum(p.taken, 1)
+    # growth per byte placed: +1 strands as much as it takes (score 0), 0 neutral (0.5),
+    # -1 removes as many fragment bytes as it takes (score 1)
     return np.clip(0.5 - grow / taken / 2, 0, 1)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 # A pod that passed our filter is normally bound within milliseconds. Until then the
 # next pod's filter waits (on this process, never the network) so that it sees the
 # reservation; a pod that never comes to bind stops blocking after this long.
-INFLIGHT_WAIT_S = 0.25
+INFLIGHT_WAIT_S = 1.0
 
 
 class Metrics:
@@ -215,12 +216,18 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt: str, *args: Any) -> None:  # access logs at DEBUG only
         log.debug("%s " + fmt, self.address_string(), *args)
 
+    def setup(self) -> None:
+        super().setup()
+        # Answers are small; without this, Nagle holds them for the client's delayed ACK (40 ms).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self._headers_buffer.append(b"\r\n")
+        self._headers_buffer.append(body)  # headers and body in one write
+        self.flush_headers()
 
     def do_GET(self) -> None:
         ext = self.server.extender

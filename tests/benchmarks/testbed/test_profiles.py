@@ -42,8 +42,8 @@ def test_node_body_carries_what_device_plugin_gfd_and_agent_would():
     assert body["metadata"]["labels"]["nvidia.com/gpu.memory"] == "81559"
     report = report_from_annotations(body["metadata"]["annotations"])
     assert not report.errors
-    # 81559 MiB per GPU, none used, all healthy, reported at creation
+    # 81,559 MiB per GPU less the driver's 480 MiB = 81,079 usable, none used, all healthy
     assert [(g.index, g.memory_total // MiB, g.memory_used, g.healthy) for g in report.gpus] == \
-        [(i, 81559, 0, True) for i in range(8)]
+        [(i, 81079, 0, True) for i in range(8)]
     assert report.reported_at == at
     assert json.loads(body["metadata"]["annotations"]["gpusched.io/model-cache"]) == {}

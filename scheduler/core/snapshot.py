@@ -1,0 +1,381 @@
+"""The cluster as the placement core sees it: immutable numpy arrays over all nodes.
+
+Rows are nodes, columns GPU indices (G = the most GPUs any node has; absent GPUs have
+`present` False and total 0), so feasibility and scoring are array expressions over
+thousands of nodes, not Python loops.
+
+Trust rules (DESIGN.md: missing data is not zero, a stale report is not trusted):
+- A node WITH a gpusched report (any of gpus, model-cache, reported-at, or an
+  unreadable one) is used only while `reported-at` is within `stale_after_s` of `now`
+  (either side: a clock far in the future is as suspect as an old one) and its GPU
+  field is readable. Otherwise it gets no new GPU pods; its allocations still count.
+- A node with NO report at all but `nvidia.com/gpu` allocatable is used as the device
+  plugin and GPU feature discovery describe it: that many healthy GPUs, each with the
+  `nvidia.com/gpu.memory` label's memory. So the product works without the node agent.
+  Without that label its GPUs' memory is unknown (0): whole GPUs can still be given,
+  memory shares cannot.
+
+Accounting: `committed` sums the memory of the pods bound or assumed on each GPU (a
+whole-GPU pod commits the GPU's total); free memory is total minus the larger of what
+was committed and what the agent saw in use, so neither a pod that has not loaded yet
+nor a process nobody told us about is double-booked.
+
+Snapshots are immutable: `with_allocation` and friends return a new snapshot; arrays
+they do not change are shared, those they change are copied (a few hundred kB at
+5,000 nodes, tens of microseconds), so readers holding the old one never see a change.
+"""
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field, replace
+from itertools import repeat
+from typing import Iterable, Mapping, NamedTuple, Sequence
+
+import numpy as np
+
+from scheduler import contract
+from scheduler.nodeinfo import CachedModel, NodeReport
+
+MiB = 2**20
+MAX_GPUS = 64
+# nvidia-smi shows a few MiB in use on an idle GPU (driver contexts, monitoring); below
+# this the GPU still counts as empty for whole-GPU placement.
+IDLE_USED_BYTES = 512 * MiB
+
+# Node status codes, in the order a reason is reported.
+OK, NO_GPUS, STALE, BAD_REPORT = 0, 1, 2, 3
+
+
+class SnapshotError(ValueError):
+    """Input that no snapshot can represent (e.g. two nodes with one name)."""
+
+
+@dataclass(frozen=True)
+class Allocation:
+    pod_key: str  # namespace/name
+    gpu_ids: tuple[int, ...]  # empty = unknown (e.g. bound while the extender was down)
+    memory_per_gpu: int  # bytes on each GPU; for whole GPUs informative only
+    whole: bool
+    count: int = 1  # GPUs held, used only when gpu_ids is unknown
+    inferred: bool = False  # gpu_ids were guessed by the snapshot, not read from the pod
+
+
+@dataclass
+class NodeState:
+    name: str
+    gpu_count: int = 0  # allocatable nvidia.com/gpu
+    product: str = ""  # label nvidia.com/gpu.product
+    gpu_memory_label_mib: int | None = None  # label nvidia.com/gpu.memory; 0 or None = unknown
+    report: NodeReport | None = None
+    allocations: list[Allocation] = field(default_factory=list)
+
+
+class ModelCache(NamedTuple):
+    node_idx: np.ndarray  # int64 node rows holding the model
+    bytes: np.ndarray  # int64 bytes cached there
+    tier: np.ndarray  # int8 index into contract.CACHE_TIERS
+
+
+class _Row(NamedTuple):
+    """One node's facts before they are stacked into the snapshot's arrays."""
+    total: np.ndarray
+    used: np.ndarray
+    present: np.ndarray
+    healthy: np.ndarray
+    reported_at: float
+    has_report: bool
+    error: str | None
+    product: str
+    models: tuple[CachedModel, ...]
+    gpu_count: int
+    notes: tuple[str, ...]
+
+
+def _node_row(state: NodeState) -> _Row:
+    rep = state.report
+    has_report = rep is not None and bool(rep.gpus or rep.models or rep.reported_at or rep.errors)
+    notes: list[str] = []
+    count = state.gpu_count if isinstance(state.gpu_count, int) and not isinstance(state.gpu_count, bool) else 0
+    if not 0 <= count <= MAX_GPUS:
+        notes.append(f"node {state.name}: allocatable {contract.GPU_RESOURCE} {count} outside 0..{MAX_GPUS}")
+        count = min(max(count, 0), MAX_GPUS)
+    if has_report:
+        assert rep is not None
+        width = max((g.index for g in rep.gpus), default=-1) + 1
+        total = np.zeros(width, np.int64)
+        used = np.zeros(width, np.int64)
+        present = np.zeros(width, bool)
+        healthy = np.zeros(width, bool)
+        for g in rep.gpus:
+            total[g.index] = g.memory_total
+            used[g.index] = g.memory_used if g.memory_used > IDLE_USED_BYTES else 0
+            present[g.index] = True
+            healthy[g.index] = g.healthy
+        at = rep.reported_at.timestamp() if rep.reported_at is not None else math.nan
+        # An unreadable model cache only costs locality; unreadable GPUs or time cost trust.
+        errors = [e for e in rep.errors if not e.startswith(contract.MODEL_CACHE)]
+        notes += [f"node {state.name}: {e}" for e in rep.errors if e.startswith(contract.MODEL_CACHE)]
+        product = state.product or next((g.product for g in rep.gpus if g.product), "")
+        return _Row(total, used, present, healthy, at, True, "; ".join(errors) or None, product,
+                    rep.models, count, tuple(notes))
+    mib = state.gpu_memory_label_mib or 0
+    mib = mib if isinstance(mib, int) and 0 < mib <= 2**24 else 0
+    return _Row(np.full(count, mib * MiB, np.int64), np.zeros(count, np.int64), np.ones(count, bool),
+                np.ones(count, bool), math.nan, False, None, state.product, (), count, tuple(notes))
+
+
+def _commit(alloc: Allocation, total: np.ndarray, committed: np.ndarray, exclusive: np.ndarray) -> None:
+    ids = list(alloc.gpu_ids)
+    if alloc.whole:
+        committed[ids] += total[ids]
+        exclusive[ids] = True
+    else:
+        committed[ids] += alloc.memory_per_gpu
+
+
+def _infer_ids(alloc: Allocation, total: np.ndarray, present: np.ndarray, healthy: np.ndarray,
+               committed: np.ndarray, exclusive: np.ndarray) -> tuple[int, ...]:
+    """Where a pod of unknown GPUs most likely sits: the extender's own choice (best fit,
+    lowest index) on what is left, falling back to over-committing rather than not
+    counting a pod that is certainly running somewhere on the node."""
+    live = present & healthy
+    if not live.any():
+        live = present
+    open_ = live & ~exclusive
+    order = np.arange(len(total))
+    if alloc.whole:
+        n = len(alloc.gpu_ids) or max(alloc.count, 1)
+        empty = open_ & (committed == 0)
+        ranked = ([int(i) for i in order[empty]]
+                  + [int(i) for i in sorted(order[open_ & ~empty], key=lambda i: (committed[i], i))]
+                  + [int(i) for i in order[present & ~open_]])
+        return tuple(sorted(ranked[:n]))
+    free = np.where(open_, total - committed, -1)
+    fits = open_ & (free >= alloc.memory_per_gpu)
+    if fits.any():
+        return (int(np.argmin(np.where(fits, free, np.iinfo(np.int64).max))),)
+    if open_.any():
+        return (int(np.argmax(free)),)
+    return (int(order[present][0]),) if present.any() else ()
+
+
+def _account(name: str, total: np.ndarray, present: np.ndarray, healthy: np.ndarray,
+             allocs: Iterable[Allocation]) -> tuple[np.ndarray, np.ndarray, tuple[Allocation, ...], tuple[str, ...]]:
+    """Committed memory and exclusive flags of one node's GPUs from its allocations.
+    Allocations with known, present GPU ids are counted first so guesses fill around them."""
+    width = len(total)
+    committed = np.zeros(width, np.int64)
+    exclusive = np.zeros(width, bool)
+    known, unknown = [], []
+    for a in allocs:
+        ok = (a.gpu_ids and len(set(a.gpu_ids)) == len(a.gpu_ids)
+              and all(0 <= g < width and present[g] for g in a.gpu_ids))
+        (known if ok else unknown).append(a)
+    notes: list[str] = []
+    for a in known:
+        _commit(a, total, committed, exclusive)
+    for a in sorted(unknown, key=lambda a: a.pod_key):
+        ids = _infer_ids(a, total, present, healthy, committed, exclusive)
+        if not ids:
+            notes.append(f"node {name}: pod {a.pod_key} holds GPUs but the node has none; not counted")
+        a = replace(a, gpu_ids=ids, inferred=True)
+        _commit(a, total, committed, exclusive)
+        known.append(a)
+    return committed, exclusive, tuple(known), tuple(notes)
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterSnapshot:
+    names: tuple[str, ...]
+    index: Mapping[str, int]  # name -> row; never mutated after build
+    gpu_count: np.ndarray  # [N] allocatable nvidia.com/gpu
+    gpu_mem_total: np.ndarray  # [N,G] int64 bytes
+    used: np.ndarray  # [N,G] int64 bytes the agent saw in use (idle noise zeroed)
+    committed: np.ndarray  # [N,G] int64 bytes held by allocations
+    exclusive: np.ndarray  # [N,G] bool: given whole to a pod
+    healthy: np.ndarray  # [N,G] bool
+    present: np.ndarray  # [N,G] bool
+    reported_at: np.ndarray  # [N] float64 epoch seconds; nan = none
+    has_report: np.ndarray  # [N] bool
+    report_error: Mapping[int, str]  # row -> why its report is unreadable
+    product_code: np.ndarray  # [N] int32 into `products`
+    products: tuple[str, ...]  # code table; "" (code 0) = unknown
+    model_cache: Mapping[str, ModelCache]
+    node_models: tuple[tuple[CachedModel, ...], ...]
+    allocations: tuple[tuple[Allocation, ...], ...]  # per row, gpu_ids resolved
+    now: float
+    stale_after_s: float
+    notes: tuple[str, ...] = ()
+    # Derived from the above by _derive; kept so the hot path only gathers rows.
+    status: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] int8 OK/NO_GPUS/STALE/BAD_REPORT
+    stale: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] bool
+    usable: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] present, healthy, node trusted
+    free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] int64 bytes free for new pods
+    whole_free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] can be given whole
+    max_free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] largest free on one GPU
+    free_total: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] sum of free
+    partial_free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] free on GPUs not whole-free
+    usable_total: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] sum of usable GPUs' memory
+    whole_free_count: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N]
+    unhealthy_count: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N]
+    memory_known: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] some GPU has a known total
+
+    def __post_init__(self) -> None:
+        if self.status is None:
+            status = _node_status(self)
+            usable = self.present & self.healthy & (status["status"] == OK)[:, None]
+            derived = _derive(self.gpu_mem_total, self.used, self.committed, self.exclusive, self.present,
+                              self.healthy, usable)
+            for k, v in {**status, **derived}.items():
+                object.__setattr__(self, k, _frozen(v))
+
+    # ---------- lookups
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def gpus(self) -> int:
+        """G, the width of the per-GPU arrays."""
+        return self.gpu_mem_total.shape[1]
+
+    def indices(self, names: Sequence[str]) -> np.ndarray:
+        """Rows of `names` (-1 where unknown), without a Python-level loop body."""
+        return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+
+    def product_codes(self, patterns: Iterable[str]) -> np.ndarray:
+        """Codes of the known products matching any of `patterns` (shell globs, exact otherwise)."""
+        pats = list(patterns)
+        return np.array([c for c, p in enumerate(self.products)
+                         if p and any(fnmatch.fnmatchcase(p, q) for q in pats)], dtype=np.int32)
+
+    # ---------- copy-on-write updates
+
+    def at(self, now: float) -> "ClusterSnapshot":
+        """The same cluster judged at `now`: staleness moves with the clock, data does not."""
+        return replace(self, now=float(now), status=None)
+
+    def with_allocation(self, node: str, alloc: Allocation) -> "ClusterSnapshot":
+        """Count `alloc` on `node` at once (replacing any earlier one of the same pod there).
+        Unknown or impossible gpu_ids are inferred rather than refused: this runs on watch
+        events, where refusing would leave a running pod uncounted. Unknown nodes: no-op
+        (the next rebuild counts the pod)."""
+        row = self.index.get(node)
+        if row is None:
+            return self
+        allocs = [a for a in self.allocations[row] if a.pod_key != alloc.pod_key] + [alloc]
+        return self._with_row_allocations(row, allocs)
+
+    def without_allocation(self, node: str, pod_key: str) -> "ClusterSnapshot":
+        row = self.index.get(node)
+        if row is None or all(a.pod_key != pod_key for a in self.allocations[row]):
+            return self
+        return self._with_row_allocations(row, [a for a in self.allocations[row] if a.pod_key != pod_key])
+
+    def _with_row_allocations(self, row: int, allocs: list[Allocation]) -> "ClusterSnapshot":
+        committed_row, exclusive_row, resolved, notes = _account(
+            self.names[row], self.gpu_mem_total[row], self.present[row], self.healthy[row], allocs)
+        committed, exclusive = self.committed.copy(), self.exclusive.copy()
+        committed[row], exclusive[row] = committed_row, exclusive_row
+        allocations = list(self.allocations)
+        allocations[row] = resolved
+        new = dict(committed=_frozen(committed), exclusive=_frozen(exclusive), allocations=tuple(allocations),
+                   notes=self.notes + notes)
+        one = slice(row, row + 1)
+        derived = _derive(self.gpu_mem_total[one], self.used[one], committed[one], exclusive[one],
+                          self.present[one], self.healthy[one], self.usable[one])
+        del derived["usable"]  # status and usable do not depend on allocations: shared
+        for k, v in derived.items():
+            whole = getattr(self, k).copy()
+            whole[row] = v[0]
+            new[k] = _frozen(whole)
+        return replace(self, **new)
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _node_status(s: ClusterSnapshot) -> dict[str, np.ndarray]:
+    age = s.now - s.reported_at
+    with np.errstate(invalid="ignore"):
+        stale = s.has_report & (np.isnan(age) | (np.abs(age) > s.stale_after_s))
+    bad = np.zeros(len(s.names), bool)
+    bad[list(s.report_error)] = True
+    no_gpus = ~s.present.any(axis=1)
+    status = np.select([bad, stale, no_gpus], [BAD_REPORT, STALE, NO_GPUS], OK).astype(np.int8)
+    return {"stale": stale, "status": status}
+
+
+def _derive(total: np.ndarray, used: np.ndarray, committed: np.ndarray, exclusive: np.ndarray,
+            present: np.ndarray, healthy: np.ndarray, usable: np.ndarray) -> dict[str, np.ndarray]:
+    """Free memory and whole-GPU availability, for all rows or a slice of them."""
+    free = np.where(usable, np.maximum(total - np.maximum(committed, used), 0), 0)
+    whole_free = usable & ~exclusive & (committed == 0) & (used == 0)
+    return {
+        "usable": usable,
+        "free": free,
+        "whole_free": whole_free,
+        "max_free": free.max(axis=1, initial=0),
+        "free_total": free.sum(axis=1),
+        "partial_free": np.where(whole_free, 0, free).sum(axis=1),
+        "usable_total": np.where(usable, total, 0).sum(axis=1),
+        "whole_free_count": whole_free.sum(axis=1),
+        "unhealthy_count": (present & ~healthy).sum(axis=1),
+        "memory_known": (np.where(present, total, 0) > 0).any(axis=1),
+    }
+
+
+def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float) -> ClusterSnapshot:
+    """Stack nodes into a snapshot. Not the hot path (one Python pass over the nodes)."""
+    if not stale_after_s > 0:
+        raise SnapshotError(f"stale_after_s must be positive, got {stale_after_s!r}")
+    names = tuple(n.name for n in nodes)
+    index = {name: i for i, name in enumerate(names)}
+    if len(index) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})[:3]
+        raise SnapshotError(f"node names must be unique; repeated: {dup}")
+    rows = [_node_row(n) for n in nodes]
+    width = max((len(r.total) for r in rows), default=0) or 1
+    size = len(rows)
+    total = np.zeros((size, width), np.int64)
+    used = np.zeros((size, width), np.int64)
+    present = np.zeros((size, width), bool)
+    healthy = np.zeros((size, width), bool)
+    committed = np.zeros((size, width), np.int64)
+    exclusive = np.zeros((size, width), bool)
+    product_table: dict[str, int] = {"": 0}
+    product_code = np.zeros(size, np.int32)
+    cache_lists: dict[str, tuple[list[int], list[int], list[int]]] = {}
+    allocations: list[tuple[Allocation, ...]] = []
+    notes: list[str] = []
+    tiers = {t: i for i, t in enumerate(contract.CACHE_TIERS)}
+    for i, (state, r) in enumerate(zip(nodes, rows)):
+        w = len(r.total)
+        total[i, :w], used[i, :w], present[i, :w], healthy[i, :w] = r.total, r.used, r.present, r.healthy
+        product_code[i] = product_table.setdefault(r.product, len(product_table))
+        for m in r.models:
+            lists = cache_lists.setdefault(m.model, ([], [], []))
+            lists[0].append(i)
+            lists[1].append(m.bytes)
+            lists[2].append(tiers[m.tier])
+        c, e, resolved, more = _account(state.name, total[i], present[i], healthy[i], state.allocations)
+        committed[i], exclusive[i] = c, e
+        allocations.append(resolved)
+        notes += r.notes + more
+    return ClusterSnapshot(
+        names=names, index=index,
+        gpu_count=_frozen(np.array([r.gpu_count for r in rows], np.int32)),
+        gpu_mem_total=_frozen(total), used=_frozen(used), committed=_frozen(committed),
+        exclusive=_frozen(exclusive), healthy=_frozen(healthy), present=_frozen(present),
+        reported_at=_frozen(np.array([r.reported_at for r in rows], np.float64)),
+        has_report=_frozen(np.array([r.has_report for r in rows], bool)),
+        report_error={i: r.error for i, r in enumerate(rows) if r.error},
+        product_code=_frozen(product_code), products=tuple(product_table),
+        model_cache={m: ModelCache(_frozen(np.array(a, np.int64)), _frozen(np.array(b, np.int64)),
+                                   _frozen(np.array(t, np.int8))) for m, (a, b, t) in cache_lists.items()},
+        node_models=tuple(r.models for r in rows),
+        allocations=tuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
+    )
