@@ -61,14 +61,21 @@ def describe(core: client.CoreV1Api, app: str) -> list[str]:
         ann = p.metadata.annotations or {}
         if p.spec.node_name:
             placement = json.loads(ann.get(contract.PLACEMENT, "{}"))
-            ready = any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or []))
-            lines.append(f"    {p.metadata.name:34s} -> {p.spec.node_name} GPU {ann.get(contract.GPU_IDS, '?'):5s}"
-                         f" {'Ready' if ready else 'starting'}  {placement.get('reason', '')}")
+            sc = placement.get("score") or {}
+            why = (f"score {sc.get('score')}/10 (packing {sc.get('packing')}, fragmentation {sc.get('fragmentation')}, "
+                   f"locality {sc.get('locality')}: {sc.get('loadSecondsAvoided')}s of load avoided)") if sc else \
+                "only feasible node (not scored)"
+            lines.append(f"    {p.metadata.name:30s} -> {p.spec.node_name} GPU {ann.get(contract.GPU_IDS, '?'):3s} {why}")
         else:
             evs = core.list_namespaced_event(NS, field_selector=f"involvedObject.name={p.metadata.name}").items
             why = next((e.message for e in reversed(evs) if e.reason == "FailedScheduling"), "pending")
             lines.append(f"    {p.metadata.name:34s} -> Pending: {why[:150]}")
     return lines
+
+
+def ready(core: client.CoreV1Api, app: str) -> int:
+    return sum(1 for p in core.list_namespaced_pod(NS, label_selector=f"app={app}").items
+               if any(c.type == "Ready" and c.status == "True" for c in (p.status.conditions or [])))
 
 
 def placed(core: client.CoreV1Api, app: str, n: int):
@@ -116,8 +123,11 @@ def main(args: argparse.Namespace) -> int:
         apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 10}})
         t0 = time.monotonic()
         wait_for(lambda: placed(core, "llama", 10), 120, "10 llama replicas placed")
+        t_placed = time.monotonic() - t0
+        wait_for(lambda: ready(core, "llama") >= 10, 120, "10 llama replicas Ready")
         print("\n".join(describe(core, "llama")))
-        print(f"    placed in {time.monotonic() - t0:.1f}s")
+        print(f"    placed in {t_placed:.1f}s, all Ready in {time.monotonic() - t0:.1f}s (each pod models a 2s load)")
+        print("    the cached node fills first (locality), then the rest pack node by node")
 
         print(f"\n5. Scale {LLAMA} back to 2: GPUs are released and counted free at once")
         apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 2}})

@@ -232,7 +232,10 @@ def prioritize(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], w
         pack = 1 - pack
     frag = fragmentation(s, req, r, p, shapes)
     loc, secs = locality(s, req, r, w)
-    total = (w.packing * pack + w.fragmentation * frag + w.locality * loc) / (w.packing + w.fragmentation + w.locality)
-    score = np.where(known, np.rint(total * MAX_PRIORITY), 0).astype(np.int64)
+    total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc, 0)
+    # Normalise as kube-scheduler's DefaultNormalizeScore does: the best candidate gets the
+    # maximum, so 11 integer levels resolve differences between these candidates.
+    best = total.max()
+    score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
     details = ScoreDetails(list(candidates), pack, frag, loc, secs, score)
     return list(zip(candidates, score.tolist())), details
