@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scheduler.core import PodRequest, Weights, prioritize
+from scheduler.core.scoring import (DEFAULT_SHAPES, Shape, fragmentation_delta, locality, packing, simulate)
+from tests.scheduler.core.fixtures import GiB, NOW, node, share, snapshot, whole
+
+M = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def rows(s, *names):
+    return s.indices(list(names))
+
+
+@pytest.mark.parametrize("tier,nbytes,want_frac,want_s", [
+    # remote 16 GiB / 0.5 GB/s = 34.36 s; disk 16 GiB / 2 GB/s = 8.59 s: 25.77 s avoided = 75%
+    ("disk", 16 * GiB, 0.75, 25.77),
+    # host memory at 20 GB/s: 0.86 s; 34.36 - 0.86 = 33.50 s = 97.5%
+    ("host-memory", 16 * GiB, 0.975, 33.50),
+    # already in GPU memory: the whole remote load, 140 GiB / 0.5 GB/s = 300.6 s
+    ("gpu", 140 * GiB, 1.0, 300.65),
+])
+def test_locality_weighs_load_time_avoided(tier, nbytes, want_frac, want_s):
+    s = snapshot(node("cached", models={M: (nbytes, tier)}), node("cold"))
+    frac, secs = locality(s, PodRequest(whole_gpus=1, model=M), rows(s, "cached", "cold"), Weights())
+    assert frac == pytest.approx([want_frac, 0.0], abs=1e-3)
+    assert secs == pytest.approx([want_s, 0.0], abs=0.01)
+
+
+@pytest.mark.parametrize("used_a,req,want_a_gt_b", [
+    # 40 GiB share: A's GPU 0 holds 40 (40 free, filled exactly: gpu fill 1.0), B is empty (fill 0.5)
+    ({0: 40}, PodRequest(gpu_memory=40 * GiB), True),
+    # 1 whole GPU: A has 1 of 8 GPUs busy -> 2/8 after; B 1/8 after
+    ({0: 80}, PodRequest(whole_gpus=1), True),
+])
+def test_packing_prefers_the_fuller_node(used_a, req, want_a_gt_b):
+    allocs = [share(f"p{g}", g, gib) for g, gib in used_a.items()]
+    s = snapshot(node("a", allocs=allocs), node("b"))
+    r = rows(s, "a", "b")
+    p = packing(s, req, r, simulate(s, req, r))
+    assert (p[0] > p[1]) == want_a_gt_b, p
+
+
+def test_spread_inverts_packing():
+    s = snapshot(node("a", allocs=[share("p", 0, 40)]), node("b"))
+    req = PodRequest(gpu_memory=20 * GiB)
+    packed = dict(prioritize(s, req, ["a", "b"], Weights(fragmentation=0, locality=0))[0])
+    spread = dict(prioritize(s, req, ["a", "b"], Weights(fragmentation=0, locality=0, policy="spread"))[0])
+    assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
+
+
+def _frag_bruteforce(free, whole_free, total, shapes):
+    """FGD's expected fragmentation recomputed from scratch over every GPU."""
+    tw = sum(sh.weight for sh in shapes)
+    out = np.zeros(free.shape[0])
+    for sh in shapes:
+        if sh.whole:
+            partial = np.where(whole_free, 0, free).sum(1)
+            f = np.where(whole_free.sum(1) >= sh.whole, partial, free.sum(1))
+        else:
+            f = np.where(free < sh.fraction * total, free, 0).sum(1)
+        out += sh.weight / tw * f
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB), PodRequest(gpu_memory=50 * GiB),
+                                 PodRequest(whole_gpus=1), PodRequest(whole_gpus=3)])
+def test_fragmentation_delta_equals_recomputing_everything(seed, req):
+    rng = np.random.default_rng(seed)
+    nodes = []
+    for i in range(30):
+        allocs = []
+        for g in range(8):
+            r = rng.random()
+            if r < 0.3:
+                allocs.append(share(f"s{i}-{g}", g, int(rng.integers(5, 60))))
+            elif r < 0.45:
+                allocs.append(whole(f"w{i}-{g}", g))
+        nodes.append(node(f"n{i}", allocs=allocs))
+    s = snapshot(*nodes)
+    from scheduler.core import assign_gpus, filter_nodes
+    from scheduler.core.snapshot import Allocation
+    feasible, _ = filter_nodes(s, req, list(s.names))
+    r = s.indices(feasible)
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), DEFAULT_SHAPES)
+    want = []
+    for name in feasible:
+        a = assign_gpus(s, name, req)
+        after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
+                                                   len(a.gpu_ids)))
+        i = s.index[name]
+        b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], DEFAULT_SHAPES)
+        aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
+                              DEFAULT_SHAPES)
+        want.append((aa - b)[0])
+    assert got == pytest.approx(want, rel=1e-9, abs=1.0)
+
+
+def test_fragmentation_prefers_filling_a_hole_over_breaking_a_whole_gpu():
+    # a 30 GiB share: on A it fills GPU 0's 30 GiB hole exactly (a fragment for whole-GPU
+    # shapes disappears); on B it breaks an untouched GPU (80 GiB leave the whole-GPU pool)
+    s = snapshot(node("a", allocs=[share("p", 0, 50)]), node("b"))
+    scores = dict(prioritize(s, PodRequest(gpu_memory=30 * GiB), ["a", "b"], Weights(packing=0, locality=0))[0])
+    assert scores["a"] == 10 and scores["b"] < scores["a"]
+
+
+def test_a_cached_node_with_room_beats_a_fuller_node():
+    cached = node("cached", models={M: (16 * GiB, "disk")})
+    full = node("full", allocs=[whole(f"w{g}", g) for g in range(6)])
+    s = snapshot(cached, full)
+    scores, details = prioritize(s, PodRequest(whole_gpus=1, model=M), ["cached", "full"])
+    assert dict(scores) == {"cached": 10, "full": pytest.approx(dict(scores)["full"])}
+    assert dict(scores)["full"] < 10
+    assert details.get("cached")["loadSecondsAvoided"] == pytest.approx(25.8, abs=0.1)
+
+
+def test_non_gpu_pods_and_unknown_nodes_score_zero():
+    s = snapshot(node("a"))
+    assert prioritize(s, PodRequest(), ["a"])[0] == [("a", 0)]
+    assert dict(prioritize(s, PodRequest(whole_gpus=1), ["a", "ghost"])[0])["ghost"] == 0
+
+
+@pytest.mark.parametrize("kw,msg", [
+    ({"packing": -1}, "weight packing must be a number >= 0"),
+    ({"packing": 0, "fragmentation": 0, "locality": 0}, "at least one weight"),
+    ({"policy": "random"}, "policy must be"),
+    ({"bandwidth_disk": 0}, "bandwidth_disk must be a positive"),
+])
+def test_bad_weights(kw, msg):
+    with pytest.raises(ValueError, match=msg):
+        Weights(**kw)
+
+
+def test_5000_nodes_score_every_candidate_once():
+    s = snapshot(*[node(f"n{i}", allocs=[share(f"p{i}", i % 8, 10)]) for i in range(5000)])
+    names = list(s.names)
+    scores, details = prioritize(s, PodRequest(gpu_memory=20 * GiB), names)
+    assert [n for n, _ in scores] == names
+    assert all(0 <= v <= 10 for _, v in scores) and max(v for _, v in scores) == 10
+    assert details.get("n7")["score"] == dict(scores)["n7"]
+    assert s.now == NOW
