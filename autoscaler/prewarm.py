@@ -1,0 +1,180 @@
+"""Cache pre-warming: when the forecast says more replicas will be needed, ask the node
+agents on the nodes where those replicas would land to prefetch the model, so the
+replicas start from a local copy instead of the remote store.
+
+Where they would land is decided the way the extender decides it, with the same pure
+core (scheduler.core): a snapshot of the Nodes (scheduler.extender.live's reading of
+them and of the pods bound to them), the target's pod template as the request, then
+for each future replica in turn: filter, prioritize, take the best node (ties by
+name), count the replica there (best-fit GPUs, as at bind) and go on. The nodes so
+chosen that neither cache the model nor were already asked to prefetch it are the
+ones asked. (kube-scheduler adds its own plugins' scores, so this is the extender's
+view of the placement, not a promise.)
+
+The request is the node agent's (scheduler/agent/prefetch.py): the Node annotation
+``gpusched.io/prefetch``, a JSON list of {"model": ID}; entries already there are kept.
+
+``choose`` is pure; ``Prewarmer`` is the thin adapter (one list of Nodes and one of
+bound pods per pre-warm, one PATCH per node asked), rate-limited to one pre-warm per
+model per cold-start horizon (a prefetch takes about that long; asking again sooner
+would only see the same picture).
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+from scheduler import contract
+from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Weights, assign_gpus,
+                            filter_nodes, parse_pod, prioritize)
+
+from . import kube
+
+log = logging.getLogger(__name__)
+
+MIN_INTERVAL_S = 30.0  # never more often than this per model, whatever coldStartSeconds says
+
+
+@dataclass(frozen=True)
+class Placement:
+    node: str
+    score: int
+    cached: bool  # the node's cache already holds the model (or was asked to fetch it)
+
+
+@dataclass(frozen=True)
+class Choice:
+    nodes: tuple[str, ...]  # to ask for a prefetch, in placement order
+    placements: tuple[Placement, ...]  # where each future replica would land
+    reason: str
+
+
+def cached_nodes(snapshot: ClusterSnapshot, model: str) -> set[str]:
+    cache = snapshot.model_cache.get(model)
+    if cache is None:
+        return set()
+    return {snapshot.names[int(i)] for i in cache.node_idx}
+
+
+def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, requested: Iterable[str] = (),
+           weights: Weights | None = None) -> Choice:
+    """Where ``replicas`` more pods like ``req`` would be placed, one after the other,
+    and which of those nodes lack the model. ``requested``: nodes already asked to
+    prefetch it (treated as cached)."""
+    if replicas <= 0:
+        return Choice((), (), "no replicas to pre-warm for")
+    if not req.model:
+        return Choice((), (), f"the pod template names no model ({contract.MODEL})")
+    if not req.gpu_pod:
+        return Choice((), (), "the pod template asks for no GPU")
+    have = cached_nodes(snapshot, req.model) | set(requested)
+    snap = snapshot
+    placements: list[Placement] = []
+    why_stop = ""
+    for i in range(replicas):
+        feasible, failed = filter_nodes(snap, req, list(snap.names))
+        if not feasible:
+            why_stop = f"; no room for replica {i + 1} of {replicas}" + (
+                f" (e.g. {next(iter(failed.values()))})" if failed else "")
+            break
+        scores, _ = prioritize(snap, req, feasible, weights)
+        node, score = min(scores, key=lambda ns: (-ns[1], ns[0]))
+        a = assign_gpus(snap, node, req)
+        if a.gpu_ids is None:  # filter said it fits; never expected
+            why_stop = f"; {a.reason}"
+            break
+        snap = snap.with_allocation(node, Allocation(
+            pod_key=f"gpusched-prewarm/{i}", gpu_ids=a.gpu_ids, memory_per_gpu=a.memory_per_gpu,
+            whole=req.whole_gpus > 0, count=max(req.whole_gpus, 1)))
+        placements.append(Placement(node, int(score), node in have))
+    nodes: list[str] = []
+    for p in placements:
+        if not p.cached and p.node not in nodes:
+            nodes.append(p.node)
+    where = ", ".join(f"{p.node}({p.score}{', cached' if p.cached else ''})" for p in placements) or "nowhere"
+    reason = f"{len(placements)} more replica(s) of {req.model} would land on {where}{why_stop}"
+    return Choice(tuple(nodes), tuple(placements), reason)
+
+
+def template_pod(deployment: Mapping[str, Any], model: str | None) -> dict[str, Any]:
+    """A pod like the Deployment's (its template), with the spec's model where the
+    template names none."""
+    tpl = ((deployment.get("spec") or {}).get("template")) or {}
+    meta = dict(tpl.get("metadata") or {})
+    annotations = dict(meta.get("annotations") or {})
+    if model and not annotations.get(contract.MODEL):
+        annotations[contract.MODEL] = model
+    meta["annotations"] = annotations
+    return {"metadata": meta, "spec": dict(tpl.get("spec") or {})}
+
+
+def requested_nodes(nodes: Iterable[Mapping[str, Any]], model: str) -> set[str]:
+    out = set()
+    for n in nodes:
+        meta = n.get("metadata") or {}
+        entries = kube.prefetch_entries((meta.get("annotations") or {}).get(contract.PREFETCH))
+        if any(kube.entry_model(e) == model for e in entries):
+            out.add(meta.get("name", ""))
+    return out
+
+
+@dataclass(frozen=True)
+class Result:
+    model: str
+    asked: tuple[str, ...]  # nodes whose annotation was changed
+    choice: Choice
+    errors: tuple[str, ...] = ()
+
+
+class Prewarmer:
+    def __init__(self, api, *, stale_after_s: float = 600.0, clock: Callable[[], float] = time.time,
+                 weights: Weights | None = None):
+        self.api = api
+        self.stale_after_s = stale_after_s
+        self.clock = clock
+        self.weights = weights
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def due(self, model: str, horizon_s: float, now: float) -> bool:
+        with self._lock:
+            last = self._last.get(model)
+        return last is None or now - last >= max(horizon_s, MIN_INTERVAL_S)
+
+    def prewarm(self, deployment: Mapping[str, Any], model: str | None, replicas: int, horizon_s: float,
+                now: float | None = None) -> Result | None:
+        """Ask for prefetches for ``replicas`` future replicas; None when not due (rate
+        limit) or nothing to do. Raises KubeError/RequestError for the caller to report."""
+        from scheduler.extender.live import LiveState  # the extender's reading of Nodes and pods
+
+        now = self.clock() if now is None else now
+        pod = template_pod(deployment, model)
+        try:
+            req = parse_pod(pod)
+        except RequestError:
+            raise
+        if replicas <= 0 or not req.model:
+            return None
+        if not self.due(req.model, horizon_s, now):
+            return None
+        with self._lock:
+            self._last[req.model] = now  # counted even if it fails: retry next horizon, not every tick
+        nodes = kube.list_nodes(self.api)
+        pods = kube.list_bound_pods(self.api)
+        live = LiveState(stale_after_s=self.stale_after_s, clock=lambda: now)
+        live.set_nodes(nodes)
+        live.set_pods(pods)
+        choice = choose(live.snapshot(), req, replicas, requested=requested_nodes(nodes, req.model),
+                        weights=self.weights)
+        asked, errors = [], []
+        for node in choice.nodes:
+            try:
+                if kube.add_prefetch(self.api, node, req.model):
+                    asked.append(node)
+            except kube.KubeError as exc:
+                errors.append(str(exc))
+        log.info("prewarm %s: %s; asked %s", req.model, choice.reason, asked or "no node")
+        return Result(req.model, tuple(asked), choice, tuple(errors))

@@ -1,0 +1,90 @@
+"""Where to pre-warm: replicas placed one after the other as the extender would place
+them; the nodes chosen that lack the model are the ones asked to prefetch it."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from autoscaler.prewarm import MIN_INTERVAL_S, Prewarmer, choose, requested_nodes, template_pod
+from scheduler import contract
+from scheduler.core import PodRequest, parse_pod
+from tests.scheduler.core.fixtures import GiB, node, snapshot, whole
+
+M = "org/model"
+
+
+@pytest.fixture
+def snap():
+    # 2 GPUs per node. n1 caches the model and is empty; n2 has one GPU taken (packing
+    # prefers it over the empty n3); n4 is full.
+    return snapshot(node("n1", 2, models={M: (16 * GiB, "disk")}),
+                    node("n2", 2, allocs=[whole("x/a", 0)]),
+                    node("n3", 2),
+                    node("n4", 2, allocs=[whole("x/b", 0), whole("x/c", 1)]))
+
+
+REQ = PodRequest(whole_gpus=1, model=M, model_bytes=16 * GiB)
+
+# (replicas, nodes asked, where the replicas land)
+ROWS = [
+    (1, (), ["n1"]),  # the cached node has room: nothing to prefetch
+    (2, (), ["n1", "n1"]),  # both fit on n1 (2 GPUs)
+    (3, ("n2",), ["n1", "n1", "n2"]),  # n1 full after two; n2 (half used) packs before the empty n3
+    (4, ("n2", "n3"), ["n1", "n1", "n2", "n3"]),
+    (5, ("n2", "n3"), ["n1", "n1", "n2", "n3", "n3"]),  # n3 asked once for two replicas
+    (6, ("n2", "n3"), ["n1", "n1", "n2", "n3", "n3"]),  # n4 is full: the 6th fits nowhere
+]
+
+
+@pytest.mark.parametrize("replicas,asked,where", ROWS, ids=[f"{r[0]}-replicas" for r in ROWS])
+def test_choose(snap, replicas, asked, where):
+    c = choose(snap, REQ, replicas)
+    assert c.nodes == asked
+    assert [p.node for p in c.placements] == where
+    assert all(p.cached == (p.node == "n1") for p in c.placements)
+    if replicas == 6:
+        assert "no room for replica 6 of 6" in c.reason
+
+
+def test_already_requested_nodes_are_not_asked_again(snap):
+    c = choose(snap, REQ, 4, requested={"n2"})
+    assert c.nodes == ("n3",)
+
+
+@pytest.mark.parametrize("req,why", [
+    (PodRequest(whole_gpus=1), "names no model"),
+    (PodRequest(model=M), "asks for no GPU"),
+])
+def test_nothing_to_do(snap, req, why):
+    c = choose(snap, req, 3)
+    assert c.nodes == () and why in c.reason
+    assert choose(snap, REQ, 0).nodes == ()
+
+
+def test_template_pod_takes_the_spec_model():
+    dep = {"spec": {"template": {"metadata": {"labels": {"app": "x"}},
+                                 "spec": {"containers": [{"name": "s", "resources": {"limits": {
+                                     "nvidia.com/gpu": "1"}}}]}}}}
+    req = parse_pod(template_pod(dep, M))
+    assert req.model == M and req.whole_gpus == 1
+    dep["spec"]["template"]["metadata"]["annotations"] = {contract.MODEL: "other/m"}
+    assert parse_pod(template_pod(dep, M)).model == "other/m"  # the pods' own annotation wins
+
+
+def test_requested_nodes_reads_both_entry_forms():
+    def n(name, value):
+        return {"metadata": {"name": name, "annotations": {contract.PREFETCH: value}}}
+    nodes = [n("a", json.dumps([{"model": M}])), n("b", json.dumps([M])), n("c", json.dumps(["x/y"])),
+             n("d", "not json")]
+    assert requested_nodes(nodes, M) == {"a", "b"}
+
+
+def test_rate_limit_per_model():
+    p = Prewarmer(api=None)
+    assert p.due(M, 45, 1000.0)
+    p._last[M] = 1000.0
+    assert not p.due(M, 45, 1044.0)
+    assert p.due(M, 45, 1045.0)
+    assert not p.due(M, 5, 1000.0 + MIN_INTERVAL_S - 1)  # never more often than MIN_INTERVAL_S
+    assert p.due("other/m", 45, 1001.0)
