@@ -1,0 +1,184 @@
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from scheduler.core import Allocation, NodeState, SnapshotError, build_snapshot
+from scheduler.core import snapshot as snap
+from scheduler.nodeinfo import NodeReport
+from tests.scheduler.core.fixtures import NOW, GiB, node, share, snapshot, whole
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize("n,stale_after,want", [
+    (node("n", reported_ago=10), 60, snap.OK),
+    (node("n", reported_ago=60), 60, snap.OK),  # exactly at the limit: still trusted
+    (node("n", reported_ago=61), 60, snap.STALE),
+    (node("n", reported_ago=-30), 60, snap.OK),  # small clock skew is tolerated
+    (node("n", reported_ago=-61), 60, snap.STALE),  # a report from the future is not
+    (replace(node("n"), report=replace(node("n").report, reported_at=None)), 60, snap.STALE),  # never said when
+    # no report at all: the labels are trusted, there is nothing to go stale
+    (NodeState("n", 8, "A100", 40960), 60, snap.OK),
+    (NodeState("n", 8, "A100", 40960, NodeReport()), 60, snap.OK),  # an empty report is no report
+    (node("n", 0), 60, snap.NO_GPUS),
+    (NodeState("n", 0), 60, snap.NO_GPUS),
+    (NodeState("n", 8, "A100", 40960, NodeReport(errors=("gpusched.io/reported-at: 'x' is not",))), 60,
+     snap.BAD_REPORT),
+])
+def test_node_status(n, stale_after, want):
+    s = snapshot(n, stale_after_s=stale_after)
+    assert s.status[0] == want
+    if want != snap.BAD_REPORT:  # an unreadable report is usually also undated; its status says why
+        assert s.stale[0] == (want == snap.STALE)
+    # an untrusted node offers nothing to new pods
+    assert s.usable[0].any() == (want == snap.OK)
+
+
+def test_staleness_moves_with_the_clock():
+    s = snapshot(node("n", reported_ago=10), stale_after_s=60)
+    assert s.status[0] == snap.OK
+    later = s.at(NOW + 51)  # 61 s after the report
+    assert later.status[0] == snap.STALE and later.max_free[0] == 0
+    assert s.status[0] == snap.OK  # the original is untouched
+
+
+def test_label_only_node():
+    # 2 GPUs from the device plugin, 40960 MiB = 40 GiB each from GPU feature discovery
+    s = snapshot(NodeState("n", 2, "NVIDIA-A100-SXM4-40GB", 40960))
+    assert s.gpu_mem_total[0].tolist() == [40 * GiB, 40 * GiB]
+    assert s.healthy[0].all() and s.whole_free_count[0] == 2
+    assert s.products[s.product_code[0]] == "NVIDIA-A100-SXM4-40GB"
+
+
+@pytest.mark.parametrize("allocs,used,free_gib,committed_gib,whole_free", [
+    # 2 x 80 GiB, nothing on them
+    ([], {}, [80, 80], [0, 0], [True, True]),
+    # 30 + 10 GiB shares on GPU 0: committed 40, free 80 - 40 = 40
+    ([share("a", 0, 30), share("b", 0, 10)], {}, [40, 80], [40, 0], [False, True]),
+    # a whole GPU commits its total whatever the pod asked
+    ([whole("a", 1)], {}, [80, 0], [0, 80], [True, False]),
+    # the agent sees 50 GiB used where 30 were committed: free 80 - max(30, 50) = 30
+    ([share("a", 0, 30)], {0: 50}, [30, 80], [30, 0], [False, True]),
+    # committed 30 but not loaded yet (used 10): free 80 - max(30, 10) = 50
+    ([share("a", 0, 30)], {0: 10}, [50, 80], [30, 0], [False, True]),
+    # a process nobody told us about holds 20 GiB on GPU 1: no longer whole-free
+    ([], {1: 20}, [80, 60], [0, 0], [True, False]),
+])
+def test_accounting(allocs, used, free_gib, committed_gib, whole_free):
+    s = snapshot(node("n", 2, used=used, allocs=allocs))
+    assert (s.free[0] // GiB).tolist() == free_gib
+    assert (s.committed[0] // GiB).tolist() == committed_gib
+    assert s.whole_free[0].tolist() == whole_free
+
+
+def test_idle_noise_is_not_use():
+    # nvidia-smi's few hundred MiB on an idle GPU: still whole-free, all memory free
+    n = node("n", 1)
+    n.report = replace(n.report, gpus=(replace(n.report.gpus[0], memory_used=300 * MiB),))
+    s = snapshot(n)
+    assert s.whole_free[0, 0] and s.free[0, 0] == 80 * GiB
+
+
+@pytest.mark.parametrize("known,unknown,want_ids", [
+    # a 30 GiB share of unknown GPU: best fit among 40 free (GPU 0) and 80 free (1..3) is GPU 0
+    ([share("a", 0, 40)], Allocation("z", (), 30 * GiB, False), (0,)),
+    # too big for GPU 0's 40 free: lowest-index GPU with the least room that fits
+    ([share("a", 0, 40)], Allocation("z", (), 50 * GiB, False), (1,)),
+    # 2 whole GPUs, GPU 0 shared: the lowest untouched ones
+    ([share("a", 0, 40)], Allocation("z", (), 0, True, count=2), (1, 2)),
+    # ids naming a GPU the node does not have (9) are not trusted either
+    ([], Allocation("z", (9,), 10 * GiB, False), (0,)),
+    # 2 whole GPUs where only GPU 3 is untouched: the second goes on the lowest taken one
+    # (over-committing), because a running pod must be counted somewhere
+    ([whole("a", 0, 1, 2)], Allocation("z", (), 0, True, count=2), (0, 3)),
+])
+def test_unknown_gpu_ids_are_inferred(known, unknown, want_ids):
+    s = snapshot(node("n", 4, allocs=known + [unknown]))
+    got = {a.pod_key: a for a in s.allocations[0]}["z"]
+    assert got.gpu_ids == want_ids and got.inferred
+
+
+def test_inference_is_deterministic():
+    allocs = [Allocation(f"p{i}", (), 20 * GiB, False) for i in range(6)]
+    a = snapshot(node("n", 4, allocs=allocs))
+    b = snapshot(node("n", 4, allocs=list(reversed(allocs))))
+    assert np.array_equal(a.committed, b.committed)
+
+
+MUTATED = ("committed", "exclusive", "free", "whole_free", "max_free", "free_total", "partial_free",
+           "whole_free_count")
+SHARED = ("gpu_mem_total", "used", "present", "healthy", "usable", "status", "product_code")
+
+
+def test_copy_on_write():
+    s0 = snapshot(node("a", 2), node("b", 2))
+    s1 = s0.with_allocation("a", Allocation("ns/p1", (0,), 30 * GiB, False))
+    s2 = s1.with_allocation("a", Allocation("ns/p2", (0,), 40 * GiB, False))
+    # back to back on one GPU: 30 + 40 = 70 committed, 10 free; each snapshot keeps its own view
+    assert (s0.committed[0, 0], s1.committed[0, 0], s2.committed[0, 0]) == (0, 30 * GiB, 70 * GiB)
+    assert (s0.free[0, 0], s1.free[0, 0], s2.free[0, 0]) == (80 * GiB, 50 * GiB, 10 * GiB)
+    for name in MUTATED:
+        x0, x1, x2 = (getattr(x, name) for x in (s0, s1, s2))
+        assert not np.shares_memory(x1, x2) and not np.shares_memory(x0, x1), name
+        assert not x2.flags.writeable, name
+    for name in SHARED:
+        assert getattr(s2, name) is getattr(s0, name), name
+    with pytest.raises(ValueError):
+        s2.committed[0, 0] = 0  # read-only: nobody can change a snapshot under a reader
+
+
+def test_with_allocation_replaces_and_without_restores():
+    s0 = snapshot(node("a", 2))
+    s1 = s0.with_allocation("a", Allocation("ns/p", (0,), 30 * GiB, False))
+    s2 = s1.with_allocation("a", Allocation("ns/p", (1,), 30 * GiB, False))  # same pod, moved: counted once
+    assert (s2.committed[0] // GiB).tolist() == [0, 30]
+    s3 = s2.without_allocation("a", "ns/p")
+    assert np.array_equal(s3.free, s0.free) and s3.allocations[0] == ()
+    assert s3.without_allocation("a", "ns/p") is s3  # releasing twice is harmless
+
+
+def test_unknown_node_is_a_noop():
+    s = snapshot(node("a", 2))
+    assert s.with_allocation("ghost", Allocation("ns/p", (0,), GiB, False)) is s
+    assert s.without_allocation("ghost", "ns/p") is s
+
+
+def test_with_allocation_infers_bad_ids():
+    s = snapshot(node("a", 2, allocs=[share("x", 0, 70)])).with_allocation(
+        "a", Allocation("ns/p", (7,), 30 * GiB, False))
+    p = {a.pod_key: a for a in s.allocations[0]}["ns/p"]
+    assert p.gpu_ids == (1,) and p.inferred  # GPU 0 has 10 free, GPU 1 80: only 1 fits
+
+
+def test_model_cache_and_products():
+    m = "meta-llama/Llama-3.1-8B-Instruct"
+    s = snapshot(node("a", models={m: (16 * GiB, "disk")}), node("b", product="NVIDIA-A100-SXM4-80GB"),
+                 node("c", models={m: (16 * GiB, "gpu")}))
+    c = s.model_cache[m]
+    assert c.node_idx.tolist() == [0, 2] and c.bytes.tolist() == [16 * GiB] * 2
+    assert [("gpu", "host-memory", "disk")[t] for t in c.tier] == ["disk", "gpu"]
+    assert s.product_codes(["NVIDIA-A100*"]).tolist() == [s.product_code[1]]
+    assert s.product_codes(["A100"]).tolist() == []  # exact unless a glob
+
+
+def test_unreadable_model_cache_costs_locality_only():
+    s = snapshot(NodeState("n", 1, "A100", 40960, replace(
+        node("n", 1).report, errors=("gpusched.io/model-cache: not JSON",))))
+    assert s.status[0] == snap.OK and s.model_cache == {} and any("model-cache" in n for n in s.notes)
+
+
+@pytest.mark.parametrize("nodes,stale_after,msg", [
+    ([NodeState("a"), NodeState("a")], 60, "unique"),
+    ([NodeState("a")], 0, "positive"),
+])
+def test_bad_snapshot_input(nodes, stale_after, msg):
+    with pytest.raises(SnapshotError, match=msg):
+        build_snapshot(nodes, now=NOW, stale_after_s=stale_after)
+
+
+def test_empty():
+    s = snapshot()
+    assert len(s) == 0 and s.indices(["a"]).tolist() == [-1]
