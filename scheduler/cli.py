@@ -31,10 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             register: Register = ep.load()
         except ImportError as exc:  # one broken subcommand must not take the others down
-            print(f"gpusched: command {ep.name!r} unavailable: {exc}", file=sys.stderr)
+            _unavailable(sub, ep.name, str(exc))
             continue
         register(sub)
     return parser
+
+
+def _unavailable(sub: argparse._SubParsersAction, name: str, why: str) -> None:
+    p = sub.add_parser(name, help=f"(unavailable: {why})")
+
+    def fail(_: argparse.Namespace) -> int:
+        raise UserError(f"this installation cannot run {name!r}: {why}")
+    p.set_defaults(func=fail)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

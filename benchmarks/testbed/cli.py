@@ -59,7 +59,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     cluster = LocalCluster(Path(args.state))
     started = time.monotonic()
     try:
-        cluster.up(apiserver_port=args.apiserver_port)
+        cluster.up(apiserver_port=args.apiserver_port)  # cleans up after itself if it fails
+    except (ClusterError, BuildError) as exc:
+        raise UserError(str(exc)) from None
+    try:
         api = client.CoreV1Api(cluster.api_client())
         create_nodes(api, specs)
         cluster.state.nodes, cluster.state.profile = len(specs), args.gpu_profile
