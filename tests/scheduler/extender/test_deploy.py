@@ -1,0 +1,101 @@
+"""deploy/scheduler on the real API server: it applies, its RBAC is what the extender needs
+and nothing more, and the extender runs under that ServiceAccount."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from benchmarks.testbed.cluster import free_port
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "scheduler"
+SA = "system:serviceaccount:gpusched-system:gpusched-extender"
+
+
+def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(cluster.binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def applied(cluster):
+    r = kubectl(cluster, "apply", "--server-side", "-k", str(DEPLOY))
+    assert r.returncode == 0, r.stderr
+    yield
+    kubectl(cluster, "delete", "-k", str(DEPLOY), "--wait=false")
+
+
+@pytest.mark.parametrize("verb,resource,allowed", [
+    ("list", "nodes", True),
+    ("watch", "pods", True),
+    ("get", "pods", True),
+    ("create", "pods/binding", True),
+    ("get", "secrets", False),          # no reading of credentials
+    ("patch", "nodes", False),          # the agent writes Nodes, not the extender
+    ("delete", "pods", False),
+    ("update", "pods", False),          # annotations travel on the Binding instead
+    ("create", "clusterrolebindings", False),
+    ("escalate", "clusterroles", False),
+])
+def test_extender_rbac(cluster, applied, verb, resource, allowed):
+    resource, _, sub = resource.partition("/")
+    r = kubectl(cluster, "auth", "can-i", verb, resource, *([f"--subresource={sub}"] if sub else []),
+                f"--as={SA}", "--all-namespaces")
+    assert (r.stdout.strip() == "yes") == allowed, (verb, resource, r.stdout, r.stderr)
+
+
+def test_extender_serves_and_binds_under_its_service_account(cluster, applied, core, namespace, tmp_path):
+    token = kubectl(cluster, "create", "token", "gpusched-extender", "-n", "gpusched-system").stdout.strip()
+    assert token
+    kc = tmp_path / "kubeconfig"
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    admin["users"] = [{"name": "extender", "user": {"token": token}}]
+    admin["contexts"][0]["context"]["user"] = "extender"
+    kc.write_text(yaml.safe_dump(admin))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    cluster.spawn("extender-as-sa", [sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(kc),
+                                     "--listen", f"127.0.0.1:{port}"])
+    try:
+        cluster.wait_until("extender-as-sa", lambda: requests.get(f"{url}/readyz", timeout=2).ok, 60, "ready")
+        # a pod no scheduler picks up, bound by hand through the extender's verbs
+        core.create_namespaced_pod(namespace, {
+            "metadata": {"name": "manual", "annotations": {"gpusched.io/gpu-memory": "10Gi"}},
+            "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "x"}]}})
+        pod = core.api_client.sanitize_for_serialization(core.read_namespaced_pod("manual", namespace))
+        f = requests.post(f"{url}/filter", json={"Pod": pod, "NodeNames": ["gpu-node-0000"]}, timeout=5).json()
+        assert f["NodeNames"] == ["gpu-node-0000"], f
+        b = requests.post(f"{url}/bind", json={"PodName": "manual", "PodNamespace": namespace,
+                                               "PodUID": pod["metadata"]["uid"], "Node": "gpu-node-0000"},
+                          timeout=10).json()
+        assert b == {"Error": ""}
+        p = eventually(lambda: (q := core.read_namespaced_pod("manual", namespace)).spec.node_name and q, timeout=10)
+        assert p.metadata.annotations["gpusched.io/gpu-ids"].isdigit()
+    finally:
+        cluster.stop_process("extender-as-sa")
+
+
+@pytest.mark.parametrize("body", [
+    b"{not json", b"[]", b'{"Pod": 5}', b'{"Pod": {"metadata": {"name": "x"}}, "NodeNames": [1]}',
+    b"\xff\xfe", b'{"Pod": {"metadata": {"name": "x", "annotations": {"gpusched.io/gpu-memory": "1e30"}}},'
+                 b' "NodeNames": ["gpu-node-0000"]}',
+])
+def test_bad_requests_get_4xx_or_a_reason_and_the_extender_keeps_serving(gpusched, body):
+    for verb in ("filter", "prioritize", "bind"):
+        r = requests.post(f"{gpusched.url}/{verb}", data=body, timeout=5)
+        assert r.status_code in (200, 400), (verb, r.status_code, r.text)
+        out = r.json()
+        if r.status_code == 400:
+            assert out["Error"]
+        elif verb == "filter":  # the absurd quantity: the node is refused with the reason
+            assert "larger than" in out["FailedAndUnresolvableNodes"]["gpu-node-0000"]
+        elif verb == "prioritize":
+            assert out == [{"Host": "gpu-node-0000", "Score": 0}]
+    assert requests.get(f"{gpusched.url}/healthz", timeout=5).ok
