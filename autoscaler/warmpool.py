@@ -29,8 +29,8 @@ The plan, for ``serving`` replicas in traffic and ``warm`` in the pool:
   loading, oldest first (they finish soonest): a promoted loading pod goes into
   traffic the moment it is loaded, without waiting for the next tick;
 - demote while more than ``serving`` serve: not-yet-Ready serving pods first (out of
-  traffic anyway), then the newest (the oldest keep their warm caches and their
-  place in the ReplicaSet's ranking);
+  traffic anyway), then the newest (created last, then promoted last): the oldest
+  keep serving with their warm caches;
 - replicas = serving + warm: the ReplicaSet creates the pool's missing pods (which
   start warm), or deletes the surplus.
 
@@ -91,6 +91,7 @@ class PodView:
     gated: bool = True  # spec.readinessGates names gpusched.io/serving
     deleting: bool = False  # deletionTimestamp set, or phase Succeeded/Failed
     loaded_since: float | None = None  # when ContainersReady last turned True
+    serving_since: float | None = None  # when gpusched.io/serving last turned True
     template_hash: str = ""  # label pod-template-hash: which ReplicaSet (template) made it
     node: str = ""
 
@@ -137,6 +138,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         gated=any(isinstance(g, Mapping) and g.get("conditionType") == SERVING_GATE for g in gates),
         deleting=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
         loaded_since=parse_time(cr.get("lastTransitionTime")) if loaded else None,
+        serving_since=parse_time(gate.get("lastTransitionTime")) if serving else None,
         template_hash=str((meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL, "")),
         node=str(spec.get("nodeName") or ""),
     )
@@ -255,8 +257,9 @@ def plan(pods: Sequence[PodView], serving: int, warm: int, current_hash: str | N
 
 
 def _newest_first(pods: list[PodView], first) -> list[PodView]:
-    """Sorted by ``first(pod)``, then newest first; equal times by name, last first."""
-    out = sorted(pods, key=lambda p: (p.created, p.name), reverse=True)
+    """Sorted by ``first(pod)``, then newest first (created, then promoted most recently;
+    last by name)."""
+    out = sorted(pods, key=lambda p: (p.created, p.serving_since or 0.0, p.name), reverse=True)
     out.sort(key=first)  # stable: keeps newest-first within equal keys
     return out
 

@@ -93,6 +93,13 @@ def test_down_demotes_newest_explicitly():
     assert p.serving == 1
 
 
+def test_equal_age_demotes_the_last_promoted():
+    a = PodView("a", created=1, serving=True, ready=True, loaded=True, serving_since=10)
+    b = PodView("b", created=1, serving=True, ready=True, loaded=True, serving_since=50)
+    assert plan([a, b], 1, 0).demote == ("b",)
+    assert plan([b, a], 1, 0).demote == ("b",)
+
+
 def test_pending_demotion_needs_no_wait():
     p = plan(pods("a:R@1", "b:R@3", "c:P@2"), 2, 0)
     assert p.demote == ("c",) and p.shrink_after == ()

@@ -1,0 +1,147 @@
+"""`gpusched autoscaler`: the InferenceAutoscaler controller."""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+
+DESCRIPTION = """\
+Scales inference Deployments named by InferenceAutoscaler objects (kubectl get ias)
+on queue depth, GPU utilisation, KV-cache usage or a PromQL query read from
+Prometheus, keeps warm replicas (pods loaded but held out of traffic by the
+readiness gate gpusched.io/serving) and promotes them in about a second on a burst,
+and asks node agents to prefetch the model where the forecast says replicas will go.
+
+Every --interval seconds, for each InferenceAutoscaler: read the spec and the target
+Deployment, count ready/pending/warm pods, read the signals (an unknown signal holds
+the replica count; it never scales down), decide, then promote/demote pods and scale
+the Deployment to serving + warm replicas. Status (kubectl get ias -o wide), Events
+(kubectl describe ias NAME) and the log say what was decided and why.
+
+Run two replicas: they elect a leader through the Lease gpusched-autoscaler in
+--namespace; only the leader acts, the other takes over within --lease-duration.
+"""
+
+EPILOG = """\
+examples:
+  # on a workstation, against a cluster and a port-forwarded Prometheus:
+  gpusched autoscaler --kubeconfig ~/.kube/config \\
+      --prometheus-url http://127.0.0.1:9090 --namespace default
+
+  # see what it would do without changing anything (Events "DryRun" + log):
+  gpusched autoscaler --kubeconfig ~/.kube/config --prometheus-url http://prometheus:9090 --dry-run
+
+  # in a cluster (deploy/autoscaler/): the in-cluster service account is used
+  gpusched autoscaler --prometheus-url http://prometheus-operated.monitoring:9090
+
+a minimal InferenceAutoscaler (deploy/autoscaler/example-vllm.yaml has a full one):
+  apiVersion: gpusched.io/v1alpha1
+  kind: InferenceAutoscaler
+  metadata: {name: llama, namespace: llm}
+  spec:
+    scaleTargetRef: {name: llama}          # an apps/v1 Deployment whose pods have
+    minReplicas: 1                         #   readinessGates: [{conditionType: gpusched.io/serving}]
+    maxReplicas: 8
+    warmReplicas: 1
+    model: meta-llama/Llama-3.1-8B-Instruct
+    signals: [{type: queueDepth, target: 5}]   # vllm:num_requests_waiting per replica
+
+endpoints on --metrics-port: /metrics (gpusched_autoscaler_*), /healthz
+"""
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("autoscaler", help="scale inference Deployments with warm replicas (InferenceAutoscaler)",
+                       description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from .daemon import LEASE_NAME, default_identity
+
+    p.add_argument("--kubeconfig", help="kubeconfig path (default: the in-cluster service account)")
+    p.add_argument("--prometheus-url", required=True, metavar="URL",
+                   help="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
+    p.add_argument("--prometheus-timeout", type=_positive, default=3.0, metavar="S",
+                   help="seconds per Prometheus query before the signal counts as unknown (default 3)")
+    p.add_argument("--interval", type=_positive, default=5.0, metavar="S",
+                   help="seconds between decisions (default 5); keep it steady: the forecast assumes "
+                        "evenly spaced samples")
+    p.add_argument("--namespace", default="gpusched-system",
+                   help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
+    p.add_argument("--watch-namespace", default=None, metavar="NS",
+                   help="only InferenceAutoscalers of this namespace (default: all namespaces)")
+    p.add_argument("--identity", default=None,
+                   help=f"this replica's name in the Lease (default hostname-pid, e.g. {default_identity()})")
+    p.add_argument("--dry-run", action="store_true",
+                   help="decide and report (log lines, Events 'DryRun') but change nothing: no scaling, no "
+                        "promotions, no prefetch, no status; uses its own Lease, so it can run beside a live one")
+    p.add_argument("--metrics-port", type=int, default=9402, metavar="PORT",
+                   help="serve /metrics and /healthz on this port (default 9402; 0: off)")
+    p.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address to serve on (default 0.0.0.0)")
+    p.add_argument("--lease-duration", type=_positive, default=15.0, metavar="S",
+                   help="Lease duration: a standby takes over at most this long after the leader dies "
+                        "(default 15; renew deadline 2/3 of it, retry every 2/15)")
+    p.add_argument("--workers", type=int, default=4, metavar="N",
+                   help="InferenceAutoscalers reconciled in parallel within a tick (default 4)")
+    p.add_argument("--no-prewarm", action="store_true",
+                   help="never ask node agents to prefetch models (no Node writes at all)")
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def config_from(args: argparse.Namespace):
+    from .daemon import Config, default_identity
+
+    return Config(
+        prometheus_url=args.prometheus_url.rstrip("/"),
+        interval_s=args.interval,
+        namespace=args.namespace,
+        identity=args.identity or default_identity(),
+        dry_run=args.dry_run,
+        metrics_port=args.metrics_port,
+        metrics_addr=args.metrics_addr,
+        lease_duration_s=args.lease_duration,
+        prometheus_timeout_s=args.prometheus_timeout,
+        watch_namespace=args.watch_namespace,
+        workers=max(1, args.workers),
+        prewarm=not args.no_prewarm,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from scheduler.cli import UserError
+    from scheduler.kube.client import api_client
+
+    from .daemon import Autoscaler
+
+    if not args.prometheus_url.startswith(("http://", "https://")):
+        raise UserError(f"--prometheus-url {args.prometheus_url!r}: give an http:// or https:// URL")
+    if not 0 <= args.metrics_port < 65536:
+        raise UserError(f"--metrics-port {args.metrics_port}: not a port")
+    cfg = config_from(args)
+    api = api_client(args.kubeconfig)
+    daemon = Autoscaler(api, cfg)
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        logging.getLogger(__name__).info("signal %d: releasing the Lease and stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        daemon.run(stop)
+    except OSError as exc:
+        raise UserError(f"cannot serve on {cfg.metrics_addr}:{cfg.metrics_port}: {exc.strerror}") from None
+    return 0

@@ -1,0 +1,616 @@
+"""The autoscaler daemon: observe, decide, act, report, every ``interval`` seconds.
+
+For each InferenceAutoscaler (from an informer), one tick:
+1. parse the spec (autoscaler.spec); a bad one: condition + Event, nothing else;
+2. read the target Deployment (apps/v1 only); a missing one: condition + Event,
+   nothing else touched;
+3. observe: the target's pods (an informer per namespace and selector) give ready,
+   pending and warm replicas (autoscaler.warmpool.count); Prometheus gives the signals
+   (autoscaler.signals), scoped to the namespace and the serving pods' names;
+4. decide (autoscaler.policy.decide) with the ScaleState kept in memory per object;
+5. act, if this process leads (Lease ``--namespace``/gpusched-autoscaler) and is not
+   a dry run: promote/demote pods through the serving gate, scale the Deployment
+   (autoscaler.warmpool.plan), ask node agents to prefetch (autoscaler.prewarm). If any
+   of it fails, the OLD state is kept, so rate limits never count a change that did
+   not happen;
+6. report: the status subresource (current/desired/warm, last decision, conditions)
+   and an Event for every scale decision and every error.
+
+The tick runs on a fixed schedule (not "sleep after work"): Holt's forecast in the
+policy assumes evenly spaced samples. Every per-object error is caught, reported and
+counted; the loop goes on. A follower keeps its informers warm and decides nothing;
+a new leader starts a fresh state (no scale-down until it has a stabilisation
+window of history). A dry run takes no part in the election (it uses its own Lease,
+so it can run next to a live autoscaler), writes no status, and records what it would
+do as ``DryRun`` Events and log lines.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Mapping
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from scheduler.kube.leader import LeaderElector
+from scheduler.kube.watch import Informer
+
+from . import kube, signals, status, warmpool
+from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
+                     initial_state)
+from .prewarm import Prewarmer
+from .spec import AutoscalerSpec, SpecError, parse_spec
+
+log = logging.getLogger(__name__)
+
+LEASE_NAME = "gpusched-autoscaler"
+STATUS_REFRESH_S = 60.0  # rewrite an unchanged status at least this often (lastDecision.time)
+STATUS_REASON_EVERY_S = 15.0  # a status that differs only in the reason text: at most this often
+
+
+def default_identity() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class Config:
+    prometheus_url: str
+    interval_s: float = 5.0
+    namespace: str = "gpusched-system"  # where the Lease lives
+    identity: str = field(default_factory=default_identity)
+    dry_run: bool = False
+    metrics_port: int = 9402  # 0: no HTTP server
+    metrics_addr: str = "0.0.0.0"
+    lease_duration_s: float = 15.0
+    lease_name: str = LEASE_NAME
+    prometheus_timeout_s: float = 3.0
+    watch_namespace: str | None = None  # None: InferenceAutoscalers of every namespace
+    workers: int = 4
+    prewarm: bool = True
+    demote_wait_s: float = 3.0  # how long a shrink waits for demoted pods to leave Ready
+    node_stale_after_s: float = 600.0  # as the extender's staleAfterSeconds
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        p = "gpusched_autoscaler_"
+        self.decisions = Counter(p + "decisions_total", "Decisions made, by InferenceAutoscaler and rule",
+                                 ["ias", "rule"], registry=r)
+        self.desired = Gauge(p + "desired_replicas", "Serving replicas last decided", ["ias"], registry=r)
+        self.current = Gauge(p + "current_replicas", "Serving replicas observed (ready + pending)", ["ias"],
+                             registry=r)
+        self.warm = Gauge(p + "warm_replicas", "Warm (loaded, gated out of traffic) replicas observed", ["ias"],
+                          registry=r)
+        self.signal = Gauge(p + "signal_value", "Last value read per signal (absent while unknown)",
+                            ["ias", "signal"], registry=r)
+        self.leader = Gauge(p + "leader", "1 while this process holds the Lease", registry=r)
+        self.errors = Counter(p + "errors_total", "Errors by kind", ["kind"], registry=r)
+        self.actions = Counter(p + "actions_total", "Pods promoted/demoted, scales, prefetch requests",
+                               ["action"], registry=r)
+        self.tick = Histogram(p + "tick_seconds", "Duration of one pass over every InferenceAutoscaler",
+                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
+        self.last_tick = Gauge(p + "last_tick_timestamp_seconds", "When the last tick ended", registry=r)
+        for kind in ("spec", "target", "signals", "actuation", "status", "event", "prewarm", "internal"):
+            self.errors.labels(kind)
+
+    def forget(self, ias: str, signal_names: list[str]) -> None:
+        for g in (self.desired, self.current, self.warm):
+            try:
+                g.remove(ias)
+            except KeyError:
+                pass
+        for s in signal_names:
+            try:
+                self.signal.remove(ias, s)
+            except KeyError:
+                pass
+
+
+class Store:
+    """Objects of one informer by namespace/name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, dict] = {}
+
+    @staticmethod
+    def key(obj: Mapping[str, Any]) -> str:
+        m = obj.get("metadata") or {}
+        return f"{m.get('namespace', '')}/{m.get('name', '')}"
+
+    def on_event(self, typ: str, obj: dict) -> None:
+        with self._lock:
+            if typ == "DELETED":
+                self._items.pop(self.key(obj), None)
+            else:
+                self._items[self.key(obj)] = obj
+
+    def relist(self, items: list[dict]) -> None:
+        with self._lock:
+            self._items = {self.key(o): o for o in items}
+
+    def items(self) -> list[dict]:
+        with self._lock:
+            return list(self._items.values())
+
+    def get(self, key: str) -> dict | None:
+        with self._lock:
+            return self._items.get(key)
+
+
+class PodWatch:
+    """An informer over one target's pods (namespace + label selector)."""
+
+    def __init__(self, api, namespace: str, selector: str):
+        self.store = Store()
+        self.informer = Informer(api, kube.pods_path(namespace), self.store.on_event,
+                                 params={"labelSelector": selector}, on_relist=self.store.relist,
+                                 name=f"pods {namespace} {selector}")
+        self.used = time.monotonic()
+        self.informer.start()
+
+
+@dataclass
+class IasState:
+    uid: str
+    state: ScaleState = field(default_factory=initial_state)
+    last_target: int | None = None  # serving replicas last decided (and applied)
+    last_status: dict | None = None
+    last_status_at: float = float("-inf")
+    signal_names: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Failure(Exception):
+    """A per-object problem reported as conditions and an Event; nothing is acted on."""
+
+    def __init__(self, reason: str, message: str, kind: str, conditions: list[tuple[str, str]]):
+        super().__init__(message)
+        self.reason, self.message, self.kind = reason, message, kind
+        self.conditions = conditions  # (type, status) set with this reason and message
+
+
+class Autoscaler:
+    def __init__(self, api, cfg: Config, *, prometheus=None, clock: Callable[[], float] = time.time):
+        self.api, self.cfg, self.clock = api, cfg, clock
+        self.metrics = Metrics()
+        self.prom = prometheus or signals.connect(cfg.prometheus_url, timeout=cfg.prometheus_timeout_s)
+        self.events = kube.EventRecorder(api, cfg.identity, on_error=lambda k: self.metrics.errors.labels(k).inc())
+        self.prewarmer = Prewarmer(api, stale_after_s=cfg.node_stale_after_s, clock=clock)
+        self.ias = Store()
+        self.ias_informer = Informer(api, kube.ias_path(cfg.watch_namespace), self.ias.on_event,
+                                     on_relist=self.ias.relist, name="inferenceautoscalers")
+        self.states: dict[str, IasState] = {}
+        self.pod_watches: dict[tuple[str, str], PodWatch] = {}
+        self._lock = threading.Lock()
+        lease = cfg.lease_duration_s
+        self.elector = LeaderElector(api, cfg.namespace, cfg.lease_name + ("-dry-run" if cfg.dry_run else ""),
+                                     cfg.identity, lease_duration_s=lease, renew_deadline_s=lease * 2 / 3,
+                                     retry_period_s=lease * 2 / 15, on_change=self._leader_changed)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="ias")
+        self._last_tick_mono: float | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self._elector_thread: threading.Thread | None = None
+        self.ticks = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def _leader_changed(self, leader: bool) -> None:
+        self.metrics.leader.set(1 if leader else 0)
+        with self._lock:
+            self.states.clear()  # a new lineage: no stale history, no scale-down until a window has passed
+        log.info("%s is %s", self.cfg.identity, "the leader: acting" if leader else "a follower: watching only")
+
+    def is_leader(self) -> bool:
+        return self.elector.is_leader()
+
+    def start(self, stop: threading.Event) -> None:
+        self.ias_informer.start()
+        self._elector_thread = threading.Thread(target=self.elector.run, args=(stop,), name="lease", daemon=True)
+        self._elector_thread.start()
+        if self.cfg.metrics_port:
+            self.serve(self.cfg.metrics_port, self.cfg.metrics_addr)
+
+    def run(self, stop: threading.Event) -> None:
+        self.start(stop)
+        log.info("autoscaler %s: every %gs, Prometheus %s, Lease %s/%s%s", self.cfg.identity, self.cfg.interval_s,
+                 self.cfg.prometheus_url, self.cfg.namespace, self.elector.name,
+                 " (dry run: nothing is changed)" if self.cfg.dry_run else "")
+        next_t = time.monotonic()
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # never let the loop die
+                log.exception("tick failed")
+                self.metrics.errors.labels("internal").inc()
+            next_t += self.cfg.interval_s
+            delay = next_t - time.monotonic()
+            if delay < 0:
+                log.warning("tick overran the %gs interval by %.1fs", self.cfg.interval_s, -delay)
+                next_t, delay = time.monotonic(), 0.0
+            stop.wait(delay)
+        self.close()
+
+    def close(self) -> None:
+        """After ``stop`` is set: the elector releases the Lease, so a standby takes over at once."""
+        if self._elector_thread is not None:
+            self._elector_thread.join(timeout=5.0)
+        self.ias_informer.stop()
+        for w in list(self.pod_watches.values()):
+            w.informer.stop()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    # ------------------------------------------------------------ HTTP
+
+    def healthy(self) -> tuple[bool, str]:
+        if self._last_tick_mono is None:
+            return False, "no tick yet"
+        age = time.monotonic() - self._last_tick_mono
+        limit = 3 * self.cfg.interval_s + 2 * self.cfg.prometheus_timeout_s + 10
+        if age > limit:
+            return False, f"last tick {age:.0f}s ago (limit {limit:.0f}s)"
+        if not self.ias_informer.synced.is_set():
+            return False, "InferenceAutoscalers not listed yet (is the CRD installed? RBAC?)"
+        role = "dry run" if self.cfg.dry_run else ("leader" if self.is_leader() else "follower")
+        return True, f"ok ({role}, last tick {age:.1f}s ago)"
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> int:
+        daemon = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    body, ctype, code = generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST, 200
+                elif path in ("/healthz", "/readyz"):
+                    ok, text = daemon.healthy()
+                    body, ctype, code = (text + "\n").encode(), "text/plain", 200 if ok else 503
+                else:
+                    body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer((addr, port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
+        return self._server.server_address[1]
+
+    # ------------------------------------------------------------ the loop
+
+    def tick(self) -> None:
+        started = time.monotonic()
+        acting = self.cfg.dry_run or self.is_leader()
+        objs = self.ias.items() if self.ias_informer.synced.is_set() else []
+        keys = {Store.key(o) for o in objs}
+        with self._lock:
+            for k in [k for k in self.states if k not in keys]:
+                self.metrics.forget(k, self.states.pop(k).signal_names)
+        if acting and objs:
+            now = self.clock()
+            list(self._pool.map(lambda o: self.reconcile_safe(o, now), objs))
+        self._gc_pod_watches()
+        self.ticks += 1
+        self._last_tick_mono = time.monotonic()
+        self.metrics.tick.observe(self._last_tick_mono - started)
+        self.metrics.last_tick.set(self.clock())
+
+    def reconcile_safe(self, obj: dict, now: float) -> Decision | None:
+        key = Store.key(obj)
+        try:
+            return self.reconcile(obj, now)
+        except Exception as exc:  # a bug or an unforeseen answer: report, go on
+            log.exception("%s: reconcile failed", key)
+            self.metrics.errors.labels("internal").inc()
+            self.events.record(obj, "Warning", "InternalError", f"{type(exc).__name__}: {exc}")
+            return None
+
+    def _state(self, obj: Mapping[str, Any]) -> IasState:
+        meta = obj.get("metadata") or {}
+        key, uid = Store.key(obj), meta.get("uid", "")
+        with self._lock:
+            st = self.states.get(key)
+            if st is None or st.uid != uid:
+                last = (obj.get("status") or {}).get("desiredReplicas")
+                st = self.states[key] = IasState(uid=uid, last_target=last if isinstance(last, int) else None)
+            return st
+
+    def pods_for(self, namespace: str, selector: str) -> list[dict]:
+        k = (namespace, selector)
+        with self._lock:
+            w = self.pod_watches.get(k)
+            if w is None:
+                w = self.pod_watches[k] = PodWatch(self.api, namespace, selector)
+            w.used = time.monotonic()
+        if w.informer.synced.wait(2.0):
+            return w.store.items()
+        return kube.list_pods(self.api, namespace, selector)  # informer still listing (or failing)
+
+    def _gc_pod_watches(self, idle_s: float = 120.0) -> None:
+        cutoff = time.monotonic() - idle_s
+        with self._lock:
+            for k in [k for k, w in self.pod_watches.items() if w.used < cutoff]:
+                self.pod_watches.pop(k).informer.stop()
+
+    # ------------------------------------------------------------ one object
+
+    def reconcile(self, obj: dict, now: float) -> Decision | None:
+        key = Store.key(obj)
+        st = self._state(obj)
+        with st.lock:
+            try:
+                return self._reconcile(obj, st, now)
+            except Failure as f:
+                self.metrics.errors.labels(f.kind).inc()
+                log.warning("%s: %s: %s", key, f.reason, f.message)
+                self.events.record(obj, "Warning", f.reason, f.message)
+                if not self.cfg.dry_run:
+                    conds = [status.cond(t, s, f.reason, f.message, _generation(obj)) for t, s in f.conditions]
+                    self._write_status(obj, st, {"observedGeneration": _generation(obj)}, conds, now, force=False)
+                return None
+
+    def _reconcile(self, obj: dict, st: IasState, now: float) -> Decision | None:
+        meta = obj.get("metadata") or {}
+        ns, name = meta.get("namespace", ""), meta.get("name", "")
+        key = f"{ns}/{name}"
+        gen = _generation(obj)
+        # 1. spec
+        try:
+            spec = parse_spec(obj.get("spec") or {})
+        except SpecError as exc:
+            raise Failure("InvalidSpec", f"spec not valid: {exc}", "spec",
+                          [(status.READY, "False"), (status.SCALING_ACTIVE, "False")]) from None
+        ref = spec.scale_target_ref
+        if ref.kind != "Deployment" or ref.api_version != "apps/v1":
+            raise Failure("UnsupportedTarget", f"scaleTargetRef {ref.api_version} {ref.kind} {ref.name}: only "
+                          f"apps/v1 Deployments can be scaled", "spec",
+                          [(status.READY, "False"), (status.ABLE_TO_SCALE, "False"), (status.SCALING_ACTIVE, "False")])
+        # 2. target
+        try:
+            dep = kube.get_deployment(self.api, ns, ref.name)
+        except kube.KubeError as exc:
+            raise Failure(exc.reason, str(exc), "target",
+                          [(status.READY, "False"), (status.ABLE_TO_SCALE, "False")]) from None
+        if dep is None:
+            raise Failure("TargetNotFound", f"Deployment {ns}/{ref.name} not found: nothing scaled (create it, "
+                          f"or fix spec.scaleTargetRef.name)", "target",
+                          [(status.READY, "False"), (status.ABLE_TO_SCALE, "False"), (status.SCALING_ACTIVE, "False")])
+        try:
+            selector = kube.selector_string((dep.get("spec") or {}).get("selector"))
+        except ValueError as exc:
+            raise Failure("InvalidSelector", f"Deployment {ns}/{ref.name}: {exc}", "target",
+                          [(status.READY, "False"), (status.ABLE_TO_SCALE, "False")]) from None
+        # 3. observe
+        try:
+            pods = self.pods_for(ns, selector)
+        except kube.KubeError as exc:
+            raise Failure(exc.reason, str(exc), "target", [(status.READY, "False"), (status.ABLE_TO_SCALE, "False")])
+        views = [warmpool.pod_view(p) for p in pods]
+        live = [v for v in views if v.state != warmpool.GONE]
+        current_hash = None
+        if len({v.template_hash for v in live if v.template_hash}) > 1:  # a rollout is under way
+            try:
+                rs = kube.list_replicasets(self.api, ns, selector)
+                current_hash = warmpool.template_hash_of_newest(rs, meta_uid(dep))
+            except kube.KubeError as exc:
+                log.warning("%s: %s", key, exc)
+        counts = warmpool.count(views, st.last_target)
+        ready_pods = tuple(sorted(v.name for v in live if v.state == warmpool.READY))
+        scope = signals.Scope(namespace=ns, pods=ready_pods)
+        readings = signals.read_signals(self.prom, spec, None, scope=scope, ready=counts.ready,  # type: ignore[arg-type]
+                                        timeout=self.cfg.prometheus_timeout_s)
+        notes = signals.reasons(readings)
+        arrival = None
+        if spec.slo is not None:
+            server = spec.signals[0].server if spec.signals else "vllm"
+            r = signals.read_arrival_rate(self.prom, server, signals.Scope(namespace=ns,
+                                          pods=tuple(sorted(v.name for v in live))), None,  # type: ignore[arg-type]
+                                          timeout=self.cfg.prometheus_timeout_s)
+            arrival = r.value
+            if r.value is None:
+                notes = {**notes, "arrivalRate": r.reason}
+        for sname, rd in readings.items():
+            if rd.value is None:
+                try:
+                    self.metrics.signal.remove(key, sname)
+                except KeyError:
+                    pass
+            else:
+                self.metrics.signal.labels(key, sname).set(rd.value)
+        st.signal_names = list(readings)
+        obs = Observation(ready=counts.ready, pending=counts.pending, warm=counts.warm,
+                          signals=signals.values(readings), arrival_rate=arrival,
+                          notes={k: v for k, v in notes.items() if k in readings})
+        # 4. decide
+        d = decide(st.state, obs, spec, now)
+        pl = warmpool.plan(views, d.replicas, d.warm, current_hash)
+        dep_replicas = int((dep.get("spec") or {}).get("replicas", 1))
+        self.metrics.decisions.labels(key, d.rule).inc()
+        self.metrics.desired.labels(key).set(d.replicas)
+        self.metrics.current.labels(key).set(counts.current)
+        self.metrics.warm.labels(key).set(counts.warm)
+        summary = (f"serving {counts.current} -> {d.replicas} (ready {counts.ready}), warm pool {counts.warm} "
+                   f"-> {pl.warm}, Deployment replicas {dep_replicas} -> {pl.replicas}")
+        if pl.promote:
+            summary += f"; promote {', '.join(pl.promote)}"
+        if pl.demote:
+            summary += f"; demote {', '.join(pl.demote)}"
+        changes = pl.changes or pl.replicas != dep_replicas
+        log.log(logging.INFO if changes else logging.DEBUG, "%s: %s: %s [%s]", key, summary, d.reason, d.rule)
+        for n in pl.notes:
+            self.events.record(obj, "Warning" if "lack" in n else "Normal", "WarmPool", n)
+
+        # 5. act
+        sig_status, sig_reason, sig_msg = status.signals_condition(notes, list(readings))
+        if notes:
+            self.metrics.errors.labels("signals").inc()
+            self.events.record(obj, "Warning", sig_reason, sig_msg)
+        if self.cfg.dry_run:
+            if changes or d.prewarm:
+                self.events.record(obj, "Normal", "DryRun", f"would set {summary}"
+                                   + (f"; prewarm {d.prewarm}" if d.prewarm else "") + f": {d.reason}")
+            st.state, st.last_target = d.state, d.replicas
+            return d
+        scaled, failure = False, None
+        try:
+            scaled = self._act(ns, name, ref.name, dep, dep_replicas, pl, d, pods_key=(ns, selector))
+        except kube.KubeError as exc:
+            failure = exc
+        if failure is None:
+            st.state, st.last_target = d.state, d.replicas
+            if changes:
+                self.events.record(obj, "Normal", "SuccessfulRescale", f"{summary}: {d.reason}")
+        else:  # keep the OLD state: the change did not happen
+            self.metrics.errors.labels("actuation").inc()
+            self.events.record(obj, "Warning", failure.reason, str(failure))
+        if d.prewarm and self.cfg.prewarm and failure is None:
+            self._prewarm(obj, spec, dep, d, now)
+
+        # 6. report
+        limited = d.rule in (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT)
+        conds = [
+            status.cond(status.READY, "True" if failure is None else "False",
+                        "Reconciled" if failure is None else failure.reason,
+                        "acting on the target" if failure is None else str(failure), gen),
+            status.cond(status.ABLE_TO_SCALE, "True" if failure is None else "False",
+                        ("SucceededRescale" if scaled else "ReadyForNewScale") if failure is None else failure.reason,
+                        summary if failure is None else str(failure), gen),
+            status.cond(status.SCALING_ACTIVE, "True", "ValidMetricFound" if not notes else "HoldingOnUnknown",
+                        d.reason, gen),
+            status.cond(status.SIGNALS_KNOWN, sig_status, sig_reason, sig_msg, gen),
+            status.cond(status.SCALING_LIMITED, "True" if limited else "False",
+                        {MAX_REPLICAS: "TooManyReplicas", MIN_REPLICAS: "TooFewReplicas",
+                         RATE_LIMIT: "ScaleRateLimited"}.get(d.rule, "DesiredWithinRange"),
+                        d.reason if limited else "the desired count is within range", gen),
+        ]
+        st_body = {
+            "observedGeneration": gen,
+            "currentReplicas": counts.current,
+            "desiredReplicas": d.replicas,
+            "warmReplicas": counts.warm,
+            "lastDecision": {"time": kube.now_iso(now), "replicas": d.replicas, "warm": pl.warm, "rule": d.rule,
+                             "reason": d.reason[:4000]},
+        }
+        if scaled:
+            st_body["lastScaleTime"] = kube.now_iso(now)
+        self._write_status(obj, st, st_body, conds, now, force=scaled or failure is not None)
+        return d
+
+    def _act(self, ns: str, ias_name: str, dep_name: str, dep: dict, dep_replicas: int, pl: warmpool.Plan,
+             d: Decision, pods_key: tuple[str, str]) -> bool:
+        """Promote, demote, scale; raises KubeError on the first failure. Returns whether
+        the Deployment was scaled."""
+        why = f"InferenceAutoscaler {ias_name}: {d.rule}"
+        for pod in pl.promote:
+            kube.set_serving(self.api, ns, pod, True, "Promoted", why)
+            self.metrics.actions.labels("promote").inc()
+        for pod in pl.demote:
+            kube.set_serving(self.api, ns, pod, False, "Demoted", why)
+            self.metrics.actions.labels("demote").inc()
+        target = pl.replicas
+        if target == dep_replicas:
+            return False
+        if target < dep_replicas and pl.shrink_after and not self._wait_not_ready(pods_key, pl.shrink_after):
+            log.info("%s/%s: demoted pods still Ready after %gs; shrinking next tick", ns, dep_name,
+                     self.cfg.demote_wait_s)
+            return False
+        before = kube.scale(self.api, ns, dep_name, target, deployment=dep)
+        if before is not None:
+            self.metrics.actions.labels("scale").inc()
+            return True
+        return False
+
+    def _wait_not_ready(self, pods_key: tuple[str, str], names: tuple[str, ...]) -> bool:
+        w = self.pod_watches.get(pods_key)
+        deadline = time.monotonic() + self.cfg.demote_wait_s
+        want = set(names)
+        while True:
+            if w is not None:
+                still = [p for p in w.store.items() if (p.get("metadata") or {}).get("name") in want
+                         and warmpool.pod_view(p).ready]
+            else:
+                still = [p for p in kube.list_pods(self.api, *pods_key)
+                         if (p.get("metadata") or {}).get("name") in want and warmpool.pod_view(p).ready]
+            if not still:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    def _prewarm(self, obj: dict, spec: AutoscalerSpec, dep: dict, d: Decision, now: float) -> None:
+        try:
+            res = self.prewarmer.prewarm(dep, spec.model, d.prewarm, spec.cold_start_s, now)
+        except Exception as exc:  # noqa: BLE001 - KubeError, RequestError, API errors: report
+            self.metrics.errors.labels("prewarm").inc()
+            self.events.record(obj, "Warning", "FailedPrewarm", f"{type(exc).__name__}: {exc}")
+            return
+        if res is None:
+            return
+        self.metrics.actions.labels("prefetch").inc(len(res.asked))
+        if res.asked:
+            self.events.record(obj, "Normal", "Prewarm", f"asked node agents on {', '.join(res.asked)} to prefetch "
+                               f"{res.model}: {res.choice.reason}")
+        for e in res.errors:
+            self.metrics.errors.labels("prewarm").inc()
+            self.events.record(obj, "Warning", "FailedPrewarm", e)
+
+    def _write_status(self, obj: dict, st: IasState, body: dict, conds: list[dict], now: float, *,
+                      force: bool) -> None:
+        meta = obj.get("metadata") or {}
+        old = (obj.get("status") or {}).get("conditions") if st.last_status is None else st.last_status.get(
+            "conditions")
+        merged = status.merge_conditions(old, conds, kube.now_iso(now))
+        new = dict(body, conditions=merged)
+        prev = st.last_status
+        if prev is not None and not force:
+            same_core = _strip(prev) == _strip(new)
+            same_but_reason = _strip(prev, reason=False) == _strip(new, reason=False)
+            age = now - st.last_status_at
+            if same_core and age < STATUS_REFRESH_S:
+                return
+            if same_but_reason and age < STATUS_REASON_EVERY_S:
+                return
+        try:
+            kube.patch_status(self.api, meta.get("namespace", ""), meta.get("name", ""), new)
+        except kube.KubeError as exc:
+            self.metrics.errors.labels("status").inc()
+            log.warning("%s", exc)
+            return
+        st.last_status, st.last_status_at = new, now
+
+
+def _generation(obj: Mapping[str, Any]) -> int:
+    g = (obj.get("metadata") or {}).get("generation")
+    return g if isinstance(g, int) else 0
+
+
+def meta_uid(obj: Mapping[str, Any]) -> str:
+    return (obj.get("metadata") or {}).get("uid", "")
+
+
+def _strip(s: Mapping[str, Any], reason: bool = True) -> Any:
+    """A status without its times (and optionally without free text), for comparison."""
+    d = {k: v for k, v in s.items() if k not in ("lastDecision", "lastScaleTime", "conditions")}
+    ld = dict(s.get("lastDecision") or {})
+    ld.pop("time", None)
+    if not reason:
+        ld.pop("reason", None)
+    d["lastDecision"] = ld
+    d["conditions"] = sorted((c.get("type"), c.get("status"), c.get("reason")) + ((c.get("message"),) if reason else ())
+                             for c in s.get("conditions") or [])
+    return d

@@ -1,0 +1,472 @@
+"""The autoscaler daemon on the test bed: a real kube-apiserver, controller-manager
+(ReplicaSets), kube-scheduler and kwok pods that honour the gpusched.io/serving
+readiness gate; a real Prometheus scraping a fleet that exports vLLM-named queue
+metrics per pod.
+
+(a) a burst promotes the warm replica first (Ready about a second after the gate
+    flips, no cold start) and the pool refills; (b) back down after the (short)
+    stabilisation window, keeping the oldest serving pod in traffic; (c) Prometheus
+    stopped mid-run: replicas hold, condition and Event say why; (d) two daemons:
+    only the leader acts, and the other takes over within the lease duration when it
+    is killed; (e) bad input: a missing Deployment, a PromQL syntax error, a
+    Prometheus that answers HTML or times out: condition + Event, nothing touched.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+
+from scheduler import contract
+from scheduler.kube.client import raw
+from scheduler.kube.watch import Informer
+from tests.helpers import eventually, gpu_deployment
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_PATH = ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
+MODEL = "org/model"
+COLD_START = "5s"  # kwok's time to ContainersReady for a new pod of these tests
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def crd(cluster):
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    ext = client.ApiextensionsV1Api(cluster.api_client())
+    body = yaml.safe_load(CRD_PATH.read_text())
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    eventually(lambda: any(c.type == "Established" and c.status == "True" for c in
+                           (ext.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or [])),
+               timeout=30, what="CRD Established")
+    return client.CustomObjectsApi(cluster.api_client())
+
+
+@pytest.fixture(scope="module")
+def prom(cluster):
+    from benchmarks.testbed.prometheus import Prometheus
+    p = Prometheus(cluster)
+    p.start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def fleet(cluster, prom):
+    """The fleet simulator: benchmarks/fleet when it is in the tree, else the stand-in."""
+    from tests.autoscaler.fleet_stub import FleetStub
+    f = FleetStub(cluster.api_client())
+    addr = f.start()
+    prom.set_targets([([addr], {"job_role": "fleet"})])
+    yield f
+    f.stop()
+
+
+@pytest.fixture
+def api(cluster):
+    return cluster.api_client()
+
+
+class PodTimeline:
+    """Wall-clock times at which the watch first showed each pod's conditions True,
+    and whether a pod ever left Ready after entering it."""
+
+    def __init__(self, api, namespace: str):
+        self.first: dict[tuple[str, str], float] = {}
+        self.lost_ready: set[str] = set()
+        self._ready: dict[str, bool] = {}
+        self._lock = threading.Lock()
+        self.inf = Informer(api, f"/api/v1/namespaces/{namespace}/pods", self._on,
+                            on_relist=lambda items: [self._on("ADDED", p) for p in items], name="timeline").start()
+
+    def _on(self, typ, pod):
+        now = time.time()
+        name = pod["metadata"]["name"]
+        conds = {c["type"]: c["status"] for c in (pod.get("status") or {}).get("conditions") or []}
+        with self._lock:
+            for what, ctype in (("serving", contract.SERVING_GATE), ("ready", "Ready"), ("loaded", "ContainersReady")):
+                if conds.get(ctype) == "True":
+                    self.first.setdefault((name, what), now)
+            ready = conds.get("Ready") == "True"
+            if self._ready.get(name) and not ready and not pod["metadata"].get("deletionTimestamp") and typ != "DELETED":
+                self.lost_ready.add(name)
+            self._ready[name] = ready
+
+    def stop(self):
+        self.inf.stop()
+
+
+class InProcess:
+    """An Autoscaler running in a thread of the test process."""
+
+    def __init__(self, api, prometheus_url: str, namespace: str, **kw):
+        from autoscaler.daemon import Autoscaler, Config
+        cfg = Config(prometheus_url=prometheus_url, interval_s=1.0, namespace=namespace, watch_namespace=namespace,
+                     identity=f"test-{namespace}"[:60], metrics_port=0, lease_duration_s=3.0,
+                     prometheus_timeout_s=1.0, demote_wait_s=3.0, **kw)
+        self.daemon = Autoscaler(api, cfg)
+        self.stop_event = threading.Event()
+        self.thread = threading.Thread(target=self.daemon.run, args=(self.stop_event,), daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.stop_event.set()
+        self.thread.join(15)
+
+
+@pytest.fixture
+def run_daemon(api):
+    started: list[InProcess] = []
+
+    def start(prometheus_url, namespace, **kw):
+        d = InProcess(api, prometheus_url, namespace, **kw)
+        started.append(d)
+        return d
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+# ---------------------------------------------------------------- helpers
+
+def ias_body(name, target="llm", **spec):
+    s = {"scaleTargetRef": {"name": target}, "minReplicas": 1, "maxReplicas": 6,
+         "signals": [{"type": "queueDepth", "target": 5}]}
+    s.update(spec)
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceAutoscaler", "metadata": {"name": name}, "spec": s}
+
+
+def create_ias(crd, ns, body):
+    return crd.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, body)
+
+
+def get_ias(crd, ns, name):
+    return crd.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, name)
+
+
+def ias_condition(crd, ns, name, type_):
+    for c in (get_ias(crd, ns, name).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def events(api, ns, reason=None, name=None):
+    _, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/events")
+    out = [e for e in body["items"] if e["involvedObject"].get("kind") == "InferenceAutoscaler"]
+    if reason:
+        out = [e for e in out if e["reason"] == reason]
+    if name:
+        out = [e for e in out if e["involvedObject"]["name"] == name]
+    return out
+
+
+def pods_json(api, ns, selector="app=llm"):
+    _, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/pods", query={"labelSelector": selector})
+    return [p for p in body["items"] if not p["metadata"].get("deletionTimestamp")]
+
+
+def cond(pod, type_):
+    return next((c["status"] for c in (pod.get("status") or {}).get("conditions") or [] if c["type"] == type_), None)
+
+
+def pool(api, ns):
+    """(serving&Ready, warm = loaded & not serving, all live) pod names."""
+    pods = pods_json(api, ns)
+    ready = sorted(p["metadata"]["name"] for p in pods if cond(p, "Ready") == "True"
+                   and cond(p, contract.SERVING_GATE) == "True")
+    warm = sorted(p["metadata"]["name"] for p in pods if cond(p, "ContainersReady") == "True"
+                  and cond(p, contract.SERVING_GATE) != "True" and cond(p, "Ready") != "True")
+    return ready, warm, sorted(p["metadata"]["name"] for p in pods)
+
+
+def deployment(apps, ns, name="llm", replicas=2, gated=True, delay=COLD_START):
+    body = gpu_deployment(name, replicas, annotations={contract.READY_DELAY: delay, contract.MODEL: MODEL},
+                          readiness_gates=[contract.SERVING_GATE] if gated else None)
+    apps.create_namespaced_deployment(ns, body)
+
+
+def replicas_of(apps, ns, name="llm"):
+    return apps.read_namespaced_deployment(name, ns).spec.replicas
+
+
+def wait_scraped(prom, ns, timeout=20):
+    eventually(lambda: prom.query(f'vllm:num_requests_waiting{{namespace="{ns}"}}'), timeout=timeout,
+               what=f"fleet metrics of {ns} in Prometheus")
+
+
+# ---------------------------------------------------------------- (a) + (b)
+
+def test_burst_promotes_warm_refills_pool_then_scales_down(cluster, crd, apps, api, namespace, prom, fleet,
+                                                           run_daemon):
+    ns = namespace
+    timeline = PodTimeline(api, ns)
+    try:
+        deployment(apps, ns, replicas=2)
+        create_ias(crd, ns, ias_body("llm", warmReplicas=1, behavior={
+            "scaleDown": {"stabilizationWindowSeconds": 6, "periodSeconds": 5},
+            "panic": {"stableWindowSeconds": 4}}))
+        run_daemon(prom.url, ns)
+        # start: the daemon promotes one pod (minReplicas) while both load; the other stays warm
+        eventually(lambda: (lambda r, w, a: len(r) == 1 and len(w) == 1)(*pool(api, ns)), timeout=30,
+                   what="1 serving + 1 warm")
+        first_serving, warm_pod = pool(api, ns)[0][0], pool(api, ns)[1][0]
+        wait_scraped(prom, ns)
+
+        # (a) burst: 18 waiting on 1 replica, target 5/replica -> ceil(1*18/5) = 4 serving, 1 warm
+        t_burst = time.time()
+        fleet.set_queue(ns, 18)
+        eventually(lambda: (warm_pod, "ready") in timeline.first, timeout=15, what="the warm pod promoted and Ready")
+        flip = timeline.first[(warm_pod, "serving")]
+        ready_at = timeline.first[(warm_pod, "ready")]
+        promotion_s = ready_at - flip
+        burst_to_ready_s = ready_at - t_burst
+        print(f"\npromotion: gate True -> Ready {promotion_s * 1000:.0f} ms; burst -> Ready {burst_to_ready_s:.1f} s")
+        assert timeline.first[(warm_pod, "loaded")] < t_burst  # it was loaded before: no cold start
+        assert promotion_s < 2.0, f"promoted pod took {promotion_s:.1f}s to become Ready"
+        assert burst_to_ready_s < 5.0  # scrape (1 s) + tick (1 s) + promotion; a cold start alone is 5 s
+        eventually(lambda: replicas_of(apps, ns) == 5, timeout=5, what="replicas 4 serving + 1 warm")
+        # the 2 cold replicas come up serving and the pool refills
+        eventually(lambda: (lambda r, w, a: len(r) == 4 and len(w) == 1 and len(a) == 5)(*pool(api, ns)),
+                   timeout=30, what="4 serving + 1 warm (pool refilled)")
+        st = get_ias(crd, ns, "llm")["status"]
+        assert st["desiredReplicas"] == 4 and st["lastDecision"]["rule"]
+        assert events(api, ns, "SuccessfulRescale")
+
+        # (b) load gone: after the 6 s stabilisation window, back to 1 serving + 1 warm
+        t_down = time.time()
+        fleet.set_queue(ns, 0)
+        eventually(lambda: (lambda r, w, a: len(r) == 1 and len(w) == 1 and len(a) == 2)(*pool(api, ns)),
+                   timeout=40, what="1 serving + 1 warm again")
+        down_s = time.time() - t_down
+        print(f"scale-down to 1 serving + 1 warm {down_s:.1f} s after the load stopped (window 6 s)")
+        assert down_s >= 6.0  # not before the stabilisation window
+        assert replicas_of(apps, ns) == 2
+        assert pool(api, ns)[0] == [first_serving]  # demote-then-shrink kept the oldest serving pod
+        assert first_serving not in timeline.lost_ready
+        eventually(lambda: get_ias(crd, ns, "llm")["status"]["desiredReplicas"] == 1, timeout=10)
+    finally:
+        timeline.stop()
+        fleet.set_queue(ns, 0)
+
+
+# ---------------------------------------------------------------- (c)
+
+def test_prometheus_stopped_holds_replicas(cluster, crd, apps, api, namespace, prom, fleet, run_daemon):
+    ns = namespace
+    deployment(apps, ns, replicas=3, gated=False, delay="500ms")
+    create_ias(crd, ns, ias_body("llm", behavior={"scaleDown": {"stabilizationWindowSeconds": 2}}))
+    fleet.set_queue(ns, 15)  # 5 per replica over 3: on target, hold 3
+    wait_scraped(prom, ns)
+    run_daemon(prom.url, ns)
+    eventually(lambda: (ias_condition(crd, ns, "llm", "SignalsKnown") or {}).get("status") == "True", timeout=20,
+               what="signals known")
+    try:
+        prom.stop()
+        t_stop = time.time()
+        c = eventually(lambda: (lambda c: c if c and c["status"] == "False" else None)(
+            ias_condition(crd, ns, "llm", "SignalsKnown")), timeout=10, what="SignalsKnown False")
+        assert c["reason"] == "PrometheusUnreachable", c
+        assert "holding replicas" in c["message"]
+        assert events(api, ns, "PrometheusUnreachable")
+        fleet.set_queue(ns, 0)  # whatever the load does now, nobody can see it
+        while time.time() < t_stop + 6:  # 3x the scale-down window
+            assert replicas_of(apps, ns) == 3
+            time.sleep(0.5)
+        st = get_ias(crd, ns, "llm")["status"]
+        assert st["desiredReplicas"] == 3 and st["lastDecision"]["rule"] == "unknownHold"
+    finally:
+        prom.start()
+    eventually(lambda: (ias_condition(crd, ns, "llm", "SignalsKnown") or {}).get("status") == "True", timeout=30,
+               what="signals known again after Prometheus restarted")
+
+
+# ---------------------------------------------------------------- (d)
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _metric(port, name):
+    try:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    except requests.RequestException:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _lease_holder(api, ns):
+    status, lease = raw(api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/gpusched-autoscaler")
+    return (lease.get("spec") or {}).get("holderIdentity") if status == 200 else None
+
+
+def test_two_daemons_only_the_leader_acts_and_the_other_takes_over(cluster, crd, apps, api, namespace, prom, fleet,
+                                                                    tmp_path):
+    ns = namespace
+    lease_s = 3
+    deployment(apps, ns, replicas=2)
+    create_ias(crd, ns, ias_body("llm", warmReplicas=1))
+    procs, ports = {}, {}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for ident in ("as-a", "as-b"):
+        ports[ident] = _free_port()
+        log = open(tmp_path / f"{ident}.log", "wb")
+        procs[ident] = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", prom.url,
+             "--interval", "1", "--namespace", ns, "--watch-namespace", ns, "--identity", ident,
+             "--lease-duration", str(lease_s), "--metrics-port", str(ports[ident]), "--metrics-addr", "127.0.0.1",
+             "--prometheus-timeout", "1"], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    try:
+        leader = eventually(lambda: _lease_holder(api, ns), timeout=20, what="a Lease holder")
+        follower = "as-b" if leader == "as-a" else "as-a"
+        eventually(lambda: (lambda r, w, a: len(r) == 1 and len(w) == 1)(*pool(api, ns)), timeout=30,
+                   what="1 serving + 1 warm")
+        wait_scraped(prom, ns)
+        fleet.set_queue(ns, 12)  # ceil(1*12/5) = 3
+        eventually(lambda: replicas_of(apps, ns) == 4, timeout=15, what="scaled to 3 serving + 1 warm")
+        rescale = events(api, ns, "SuccessfulRescale")
+        assert rescale and {e["reportingInstance"] for e in rescale} == {leader}
+        assert _metric(ports[leader], "gpusched_autoscaler_leader") == 1
+        assert _metric(ports[follower], "gpusched_autoscaler_leader") == 0
+        assert not _metric(ports[follower], "gpusched_autoscaler_decisions_total")  # decided nothing
+        assert _metric(ports[leader], "gpusched_autoscaler_decisions_total") > 0
+        eventually(lambda: len(pool(api, ns)[0]) == 3, timeout=30, what="3 serving")
+
+        # kill the leader without a chance to release the Lease
+        procs[leader].send_signal(signal.SIGKILL)
+        t_kill = time.time()
+        eventually(lambda: _lease_holder(api, ns) == follower, timeout=lease_s + 5, interval=0.05,
+                   what="the follower holds the Lease")
+        takeover_s = time.time() - t_kill
+        print(f"\ntakeover {takeover_s:.1f} s after SIGKILL (lease {lease_s} s)")
+        assert takeover_s <= lease_s + 1.0
+        # the new leader acts: 25 waiting over 3 -> ceil(3*25/3/5) = 5 serving
+        fleet.set_queue(ns, 25)
+        eventually(lambda: any(e["reportingInstance"] == follower for e in events(api, ns, "SuccessfulRescale")),
+                   timeout=15, what="a decision by the new leader")
+        eventually(lambda: replicas_of(apps, ns) == 6, timeout=10)
+    finally:
+        fleet.set_queue(ns, 0)
+        for p in procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in procs.values():
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+# ---------------------------------------------------------------- (e)
+
+def _untouched(apps, api, ns, name="plain", replicas=2, generation=None):
+    dep = apps.read_namespaced_deployment(name, ns)
+    assert dep.spec.replicas == replicas
+    if generation is not None:
+        assert dep.metadata.generation == generation
+    assert all(cond(p, contract.SERVING_GATE) is None for p in pods_json(api, ns, f"app={name}"))
+    return dep.metadata.generation
+
+
+def test_bad_input_missing_deployment_and_promql_syntax_error(cluster, crd, apps, api, namespace, prom, run_daemon):
+    ns = namespace
+    deployment(apps, ns, name="plain", replicas=2, gated=False, delay="500ms")
+    gen = eventually(lambda: apps.read_namespaced_deployment("plain", ns).status.ready_replicas == 2
+                     and apps.read_namespaced_deployment("plain", ns).metadata.generation, timeout=20)
+    create_ias(crd, ns, ias_body("missing", target="nope"))
+    create_ias(crd, ns, ias_body("badq", target="plain",
+                                 signals=[{"type": "promql", "target": 5, "query": "sum(vllm:num_requests_waiting) +"}]))
+    run_daemon(prom.url, ns)
+    c = eventually(lambda: ias_condition(crd, ns, "missing", "Ready"), timeout=15, what="a Ready condition")
+    assert (c["status"], c["reason"]) == ("False", "TargetNotFound") and "nope" in c["message"]
+    assert ias_condition(crd, ns, "missing", "AbleToScale")["reason"] == "TargetNotFound"
+    ev = eventually(lambda: events(api, ns, "TargetNotFound", "missing"), timeout=10)
+    assert ev[0]["type"] == "Warning" and "not found" in ev[0]["message"]
+    c = eventually(lambda: ias_condition(crd, ns, "badq", "SignalsKnown"), timeout=15, what="SignalsKnown")
+    assert (c["status"], c["reason"]) == ("False", "InvalidQuery") and "parse error" in c["message"], c
+    ev = eventually(lambda: events(api, ns, "InvalidQuery", "badq"), timeout=10)
+    assert "bad_data" in ev[0]["message"]
+    time.sleep(3)  # a few more ticks
+    _untouched(apps, api, ns, generation=gen)
+    assert [d.metadata.name for d in apps.list_namespaced_deployment(ns).items] == ["plain"]
+    assert "currentReplicas" not in (get_ias(crd, ns, "missing").get("status") or {})
+
+
+class _BadPrometheus:
+    def __init__(self, kind: str):
+        class H(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if kind == "timeout":
+                    time.sleep(3)
+                body = b"<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>"
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/html")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass
+
+            do_POST = do_GET
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("kind,reason", [("html", "PrometheusBadResponse"), ("timeout", "PrometheusTimeout")])
+def test_bad_prometheus(cluster, crd, apps, api, namespace, run_daemon, kind, reason):
+    ns = namespace
+    bad = _BadPrometheus(kind)
+    try:
+        deployment(apps, ns, name="plain", replicas=2, gated=False, delay="500ms")
+        gen = eventually(lambda: apps.read_namespaced_deployment("plain", ns).status.ready_replicas == 2
+                         and apps.read_namespaced_deployment("plain", ns).metadata.generation, timeout=20)
+        create_ias(crd, ns, ias_body("llm", target="plain"))
+        run_daemon(bad.url, ns)
+        c = eventually(lambda: ias_condition(crd, ns, "llm", "SignalsKnown"), timeout=15, what="SignalsKnown")
+        assert (c["status"], c["reason"]) == ("False", reason), c
+        ev = eventually(lambda: events(api, ns, reason, "llm"), timeout=10)
+        assert ev[0]["type"] == "Warning"
+        st = get_ias(crd, ns, "llm")["status"]
+        assert st["lastDecision"]["rule"] == "unknownHold" and st["desiredReplicas"] == 2
+        time.sleep(2)
+        _untouched(apps, api, ns, generation=gen)
+    finally:
+        bad.close()
