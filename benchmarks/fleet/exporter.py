@@ -36,7 +36,6 @@ so a query scoped to serving pods leaves it out.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -52,8 +51,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from benchmarks.fleet.model import Fleet, Histogram, LoadSource, ReplicaMetrics, ServiceModel
 from scheduler import contract
-from scheduler.kube.client import raw, request
-from scheduler.kube.watch import Gone, Informer, list_all
+from scheduler.kube.client import raw
+from scheduler.kube.watch import Informer
 from scheduler.nodeinfo import MiB, decode_gpus
 
 log = logging.getLogger(__name__)
@@ -257,90 +256,6 @@ def _uuid(node: str, index: int) -> str:
     return f"GPU-{node}-{index}"
 
 
-class _Informer(Informer):
-    """scheduler.kube.watch.Informer whose stop() also cuts the open watch request, so
-    its thread ends at once instead of when the server closes the watch (minutes).
-    The loop is the parent's (list, watch, relist on 410 Gone, capped backoff); only
-    the watch keeps its response at hand."""
-
-    def __init__(self, *args, **kw):
-        super().__init__(*args, **kw)
-        self._resp = None
-        self._resp_lock = threading.Lock()
-
-    def stop(self, timeout: float = 5.0) -> None:
-        super().stop()
-        with self._resp_lock:
-            resp = self._resp
-        if resp is not None:
-            try:
-                resp.shutdown()
-            except Exception:  # already closed
-                pass
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    @property
-    def alive(self) -> bool:
-        return self._thread.is_alive()
-
-    def _events(self, rv: str):
-        q = dict(self.params, watch="true", resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds=300)
-        resp = request(self.api, "GET", self.path, query=q, timeout=(10, 330)).response
-        with self._resp_lock:
-            self._resp = resp
-        if self._stop.is_set():
-            resp.shutdown()
-        buf = b""
-        try:
-            for chunk in resp.stream(65536, decode_content=True):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
-                    if not line.strip():
-                        continue
-                    ev = json.loads(line)
-                    typ, obj = ev.get("type"), ev.get("object") or {}
-                    if typ == "ERROR":
-                        if obj.get("code") == 410:
-                            raise Gone(obj.get("message", "resourceVersion too old"))
-                        raise RuntimeError(f"watch error: {obj.get('message')}")
-                    yield typ, obj
-        finally:
-            with self._resp_lock:
-                self._resp = None
-            resp.release_conn()
-
-    def _run(self) -> None:
-        backoff = 0.5
-        rv = ""
-        while not self._stop.is_set():
-            try:
-                if not rv:
-                    items, rv = list_all(self.api, self.path, self.params)
-                    if self.on_relist:
-                        self.on_relist(items)
-                    self.last_event = time.monotonic()
-                    self.synced.set()
-                for typ, obj in self._events(rv):
-                    if self._stop.is_set():
-                        return
-                    self.last_event = time.monotonic()
-                    rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
-                    if typ != "BOOKMARK":
-                        self.handler(typ, obj)
-                backoff = 0.5
-            except Gone:
-                rv = ""
-            except Exception as exc:
-                if self._stop.is_set():
-                    return
-                self.errors += 1
-                log.warning("%s: watch failed (%s); retrying in %.1fs", self.name, exc, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 15.0)
-
-
 # ---------------------------------------------------------------- simulator
 
 class Targets(Protocol):
@@ -379,7 +294,7 @@ class FleetSimulator:
         self._nodes: dict[str, NodeGpus] = {}
         self._published: list | None = None
         self._stop = threading.Event()
-        self._informers: list[_Informer] = []
+        self._informers: list[Informer] = []
         self._thread: threading.Thread | None = None
         self._server = _Server((host, port), self)
         self._server_thread: threading.Thread | None = None
@@ -409,7 +324,7 @@ class FleetSimulator:
         self._server_thread.start()
         self._t0 = time.monotonic()
         for w in self.workloads:
-            inf = _Informer(self.api, f"/api/v1/namespaces/{w.namespace}/pods",
+            inf = Informer(self.api, f"/api/v1/namespaces/{w.namespace}/pods",
                             lambda typ, obj, w=w: self._on_pod(w, typ, obj),
                             params={"labelSelector": w.selector},
                             on_relist=lambda items, w=w: self._on_relist(w, items), name=f"fleet pods {w.key}")

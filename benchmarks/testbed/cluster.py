@@ -74,7 +74,15 @@ class Proc:
     log: str
 
     def alive(self) -> bool:
-        return _proc_start_time(self.pid) == self.start_time
+        if _proc_start_time(self.pid) != self.start_time:
+            return False
+        try:  # an exited child stays a zombie until reaped: reap it, it is not alive
+            if Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                _reap(self.pid)
+                return False
+        except OSError:
+            return False
+        return True
 
 
 @dataclass

@@ -43,10 +43,14 @@ def list_all(api: ApiClient, path: str, params: dict[str, Any], page: int = 500)
             return items, meta.get("resourceVersion", "")
 
 
-def watch_events(api: ApiClient, path: str, params: dict[str, Any], rv: str,
-                 timeout_s: int = 300) -> Iterator[tuple[str, dict]]:
+def watch_events(api: ApiClient, path: str, params: dict[str, Any], rv: str, timeout_s: int = 300,
+                 on_open: Callable[[Any], None] | None = None) -> Iterator[tuple[str, dict]]:
+    """Events after resourceVersion `rv`; `on_open` gets the open response, so that another
+    thread can cut the watch short (`response.shutdown()`)."""
     q = dict(params, watch="true", resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds=timeout_s)
     resp = request(api, "GET", path, query=q, timeout=(10, timeout_s + 30)).response
+    if on_open:
+        on_open(resp)
     buf = b""
     try:
         for chunk in resp.stream(65536, decode_content=True):
@@ -81,13 +85,36 @@ class Informer:
         self.errors = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"informer {self.name}", daemon=True)
+        self._resp: Any = None
+        self._resp_lock = threading.Lock()
 
     def start(self) -> "Informer":
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 0.0) -> None:
+        """Stop, cutting the open watch so the thread ends now rather than when the server
+        closes the watch (minutes later); wait up to `timeout` for the thread."""
         self._stop.set()
+        with self._resp_lock:
+            resp = self._resp
+        if resp is not None:
+            try:
+                resp.shutdown()
+            except Exception:  # already closed
+                pass
+        if timeout and self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _opened(self, resp: Any) -> None:
+        with self._resp_lock:
+            self._resp = resp
+        if self._stop.is_set():
+            resp.shutdown()
 
     def _run(self) -> None:
         backoff = 0.5
@@ -101,7 +128,7 @@ class Informer:
                     self.last_event = time.monotonic()
                     self.synced.set()
                     log.info("%s: listed %d objects at resourceVersion %s", self.name, len(items), rv)
-                for typ, obj in watch_events(self.api, self.path, self.params, rv):
+                for typ, obj in watch_events(self.api, self.path, self.params, rv, on_open=self._opened):
                     if self._stop.is_set():
                         return
                     self.last_event = time.monotonic()
@@ -113,6 +140,8 @@ class Informer:
                 log.info("%s: resourceVersion %s expired, relisting", self.name, rv)
                 rv = ""
             except Exception as exc:  # API server down, connection reset, bad JSON: retry
+                if self._stop.is_set():
+                    return
                 self.errors += 1
                 log.warning("%s: watch failed (%s); retrying in %.1fs", self.name, exc, backoff)
                 self._stop.wait(backoff * (1 + random.random() / 2))
