@@ -470,3 +470,32 @@ def test_bad_prometheus(cluster, crd, apps, api, namespace, run_daemon, kind, re
         _untouched(apps, api, ns, generation=gen)
     finally:
         bad.close()
+
+
+# ---------------------------------------------------------------- pre-warming
+
+def test_prewarm_asks_the_nodes_where_replicas_would_land(cluster, api, core):
+    """The adapter on the real Nodes: a model cached on one node; 3 future replicas of
+    8 GPUs each go there first, then to two other nodes, which are asked to prefetch."""
+    from autoscaler.prewarm import Prewarmer
+    from scheduler.nodeinfo import CachedModel, encode_models
+
+    model = "org/prewarm-it"
+    cached = "gpu-node-0002"
+    before = {n.metadata.name: dict(n.metadata.annotations or {}) for n in core.list_node().items}
+    core.patch_node(cached, {"metadata": {"annotations": {
+        contract.MODEL_CACHE: encode_models([CachedModel(model, 16 << 30, "disk")])}}})
+    dep = {"spec": {"template": gpu_deployment("x", 1, gpus=8)["spec"]["template"]}}
+    try:
+        p = Prewarmer(api, stale_after_s=1e9)  # the test bed's node reports are written once
+        res = p.prewarm(dep, model, 3, horizon_s=45)
+        assert [pl.node for pl in res.choice.placements][0] == cached
+        assert len(res.asked) == 2 and cached not in res.asked, res.choice.reason
+        for n in res.asked:
+            entries = json.loads(core.read_node(n).metadata.annotations[contract.PREFETCH])
+            assert {"model": model} in entries
+        assert p.prewarm(dep, model, 3, horizon_s=45) is None  # once per cold-start horizon
+    finally:
+        for name, ann in before.items():
+            core.patch_node(name, {"metadata": {"annotations": {
+                contract.PREFETCH: ann.get(contract.PREFETCH), contract.MODEL_CACHE: ann.get(contract.MODEL_CACHE)}}})
