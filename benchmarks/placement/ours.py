@@ -1,0 +1,151 @@
+"""gpusched's placement, as the extender decides it: scheduler.core, byte for byte.
+
+The trace's nodes become a ClusterSnapshot built once (build_snapshot over NodeStates
+as a node without a gpusched agent report looks: allocatable nvidia.com/gpu and the
+`nvidia.com/gpu.memory` label, memory per ALIBABA_GPU_MIB). Each placement is counted
+with `with_allocation`, as the extender's bind does (`live.assume`).
+
+A pod becomes the PodRequest its chart would ask for:
+- whole GPUs: `nvidia.com/gpu: N`;
+- a share: `gpusched.io/gpu-memory` of gpu_milli/1000 of the GPU's memory (bytes,
+  rounded down). The trace's share is of whatever GPU the pod lands on, while a
+  request names bytes; so a share is asked once per GPU memory size in the cluster
+  (restricted to the products of that size), and each request goes through
+  filter_nodes and prioritize on its own;
+- gpu_spec: PodRequest.products (the products ALIBABA_GPU_MIB maps those models to).
+
+Candidates are the nodes whose CPU and memory fit (kube-scheduler's NodeResourcesFit);
+the core filters them. When one request covers the pod (whole GPUs, CPU-only, or one
+GPU size), the choice is the highest of prioritize's 0..10 scores, first in node order
+on ties (kube-scheduler would break ties at random). With several sizes, each
+candidate's unrounded total (weights x the components in ScoreDetails) is normalised
+over all of them as prioritize normalises one call (best = 10, rounded), then the same
+rule applies; tests check this reproduces prioritize's own scores. The GPUs are then
+assign_gpus's choice on that node, as at bind.
+
+CPU-only pods: the extender scores every node 0 for them (no GPU asked), so they go
+to the first node in order whose CPU and memory fit.
+
+`exact=True` (the `gpusched-exact` row) picks the highest unrounded total instead: not
+what kube-scheduler sees, it shows what the 11 integer levels cost.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Sequence
+
+import numpy as np
+
+from benchmarks.placement.policies import Choice, Policy
+from benchmarks.placement.state import Candidates, State
+from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
+from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
+from scheduler.core import (Allocation, NodeState, PodRequest, ScoreDetails, Shape, Weights, assign_gpus,
+                            build_snapshot, filter_nodes, prioritize)
+from scheduler.core.scoring import MAX_PRIORITY
+from scheduler.nodeinfo import MiB
+
+STALE_AFTER_S = 3600.0  # nodes without an agent report are never stale; the value is not used
+
+
+def node_states(nodes: Nodes) -> list[NodeState]:
+    return [NodeState(name, gpu_count=int(g), product=ALIBABA_GPU_MIB[m][0], gpu_memory_label_mib=ALIBABA_GPU_MIB[m][1])
+            for name, g, m in zip(nodes.names, nodes.gpus, nodes.model)]
+
+
+def trace_shapes(pods: Pods) -> tuple[Shape, ...]:
+    """The workload's GPU shapes weighted by how many of the trace's GPU pods ask for
+    each, as FGD's target workload: whole GPUs by count, shares by fraction of a GPU."""
+    counts = Counter((p.num_gpu, p.gpu_milli) for p in pods.pods if p.num_gpu)
+    total = sum(counts.values()) or 1
+    return tuple(Shape(whole=n, weight=c / total) if m == MILLI else Shape(fraction=m / MILLI, weight=c / total)
+                 for (n, m), c in sorted(counts.items()))
+
+
+def raw_total(d: ScoreDetails, w: Weights) -> np.ndarray:
+    """The unrounded weighted sum prioritize normalises (its `total`)."""
+    return w.packing * d.packing + w.fragmentation * d.fragmentation + w.locality * d.locality
+
+
+def normalise(total: np.ndarray) -> np.ndarray:
+    """prioritize's normalisation (kube-scheduler's DefaultNormalizeScore): best = 10."""
+    best = total.max() if len(total) else 0.0
+    return (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(len(total))).astype(np.int64)
+
+
+def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per_gpu: int) -> Allocation:
+    """What the extender's bind counts for a placed pod."""
+    return Allocation(pod_key=pod_key, gpu_ids=tuple(gpu_ids), memory_per_gpu=memory_per_gpu,
+                      whole=req.whole_gpus > 0, count=len(gpu_ids))
+
+
+class Gpusched(Policy):
+    name = "gpusched"
+    description = "scheduler.core filter_nodes + prioritize (default Weights, trace shapes) + assign_gpus"
+
+    def __init__(self, weights: Weights | None = None, exact: bool = False, shapes: Sequence[Shape] | None = None):
+        self.weights = weights or Weights()
+        self.exact = exact
+        self.fixed_shapes = shapes
+        if exact:
+            self.name = "gpusched-exact"
+            self.description = "as gpusched, but the highest unrounded score wins (not what the extender returns)"
+
+    def start(self, state: State, workload: Pods, seed: int) -> None:
+        self.snapshot = build_snapshot(node_states(state.nodes), now=0.0, stale_after_s=STALE_AFTER_S)
+        self.shapes = tuple(self.fixed_shapes) if self.fixed_shapes is not None else trace_shapes(workload)
+        self.names = np.array(state.names, dtype=object)
+        # GPU memory sizes in the cluster -> the trace models of that size
+        sizes: dict[int, set[str]] = {}
+        for m in set(state.nodes.model):
+            sizes.setdefault(ALIBABA_GPU_MIB[m][1], set()).add(m)
+        self.sizes = sorted((mib, frozenset(models)) for mib, models in sizes.items())
+        # per request of the last pod: (request, feasible nodes, prioritize scores, details)
+        self.last: list[tuple[PodRequest, list[str], list[int], ScoreDetails]] = []
+
+    def requests(self, pod: Pod) -> list[PodRequest]:
+        spec = pod.gpu_spec
+        products = frozenset(ALIBABA_GPU_MIB[m][0] for m in spec)
+        if pod.kind == "cpu":
+            return [PodRequest()]
+        if pod.kind == "whole":
+            return [PodRequest(whole_gpus=pod.num_gpu, products=products)]
+        out = []
+        for mib, models in self.sizes:
+            accepted = models & spec if spec else models
+            if accepted:
+                out.append(PodRequest(gpu_memory=pod.gpu_milli * mib * MiB // MILLI,
+                                      products=frozenset(ALIBABA_GPU_MIB[m][0] for m in accepted)))
+        return out
+
+    def choose(self, state: State, pod: Pod, c: Candidates) -> Choice | None:
+        names = self.names[c.resources].tolist()
+        self.last = []
+        for req in self.requests(pod):
+            feasible, _ = filter_nodes(self.snapshot, req, names)
+            if feasible:
+                scores, details = prioritize(self.snapshot, req, feasible, self.weights, self.shapes)
+                self.last.append((req, feasible, [s for _, s in scores], details))
+        if not self.last:
+            return None
+        if len(self.last) == 1 and not self.exact:
+            req, feasible, scores, _ = self.last[0]
+            return self._bind(pod, req, feasible[int(np.argmax(scores))])  # feasible keeps node order
+        totals = np.concatenate([raw_total(d, self.weights) for *_, d in self.last])
+        value = totals if self.exact else normalise(totals)
+        rows = np.concatenate([self.snapshot.indices(f) for _, f, _, _ in self.last])
+        which = np.concatenate([np.full(len(f), k) for k, (_, f, _, _) in enumerate(self.last)])
+        at = np.concatenate([np.arange(len(f)) for _, f, _, _ in self.last])
+        best = np.lexsort((rows, -value))[0]  # highest value, then node order
+        req, feasible, _, _ = self.last[int(which[best])]
+        return self._bind(pod, req, feasible[int(at[best])])
+
+    def _bind(self, pod: Pod, req: PodRequest, node: str) -> Choice:
+        row = self.snapshot.index[node]
+        if not req.gpu_pod:
+            return row, ()
+        a = assign_gpus(self.snapshot, node, req)
+        if not a.gpu_ids:
+            raise RuntimeError(f"assign_gpus refused {pod.key} on {node} after filter passed it: {a.reason}")
+        self.snapshot = self.snapshot.with_allocation(node, allocation(pod.key, req, a.gpu_ids, a.memory_per_gpu))
+        return row, tuple(a.gpu_ids)

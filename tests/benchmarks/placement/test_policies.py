@@ -1,0 +1,183 @@
+"""Each baseline's choice on tiny clusters; the arithmetic is in the comments.
+
+Cluster (every row below): three T4 nodes, 32 CPU, 128000 MiB, 4 GPUs each, with
+- n0: a 0.5 share on GPU 0 and 16 CPU used  -> GPU free [500,1000,1000,1000] (3500), CPU free 16000
+- n1: idle                                    -> GPU free 4000, CPU free 32000
+- n2: 2 whole GPUs (0, 1) and 8 CPU used      -> GPU free [0,0,1000,1000] (2000), CPU free 24000
+Pods ask no host memory, so the memory terms are equal everywhere.
+"""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.placement import fgd, policies
+from benchmarks.placement.state import State
+from tests.benchmarks.placement.tiny import nodes, place, pod, pods
+
+
+def cluster() -> State:
+    s = State(nodes((32000, 128000, 4, "T4"), (32000, 128000, 4, "T4"), (32000, 128000, 4, "T4")))
+    place(s, pod(1, 500, cpu=16000), 0, (0,))
+    place(s, pod(2, 1000, cpu=8000), 2, (0, 1))
+    return s
+
+
+SHARE = dict(num_gpu=1, gpu_milli=400, cpu=4000)  # 0.4 GPU, 4 CPU
+WHOLE2 = dict(num_gpu=2, gpu_milli=1000, cpu=4000)  # 2 GPUs, 4 CPU
+CPU20 = dict(cpu=20000)  # CPU only, 20 CPU: n0 (16 free) cannot
+SHARE6 = dict(num_gpu=1, gpu_milli=600, cpu=1000)  # does not fit n0's occupied GPU 0 (500 free)
+
+CASES = [
+    # spread (LeastAllocated): mean of (cap - requested after)/cap over cpu, memory, GPU
+    # share: n0 (.375 + 1 + .775)/3, n1 (.875 + 1 + .9)/3 <- highest, n2 (.625 + 1 + .4)/3; best-fit GPU: 0
+    ("spread", SHARE, (1, (0,))),
+    # 2 GPUs: n0 .375+1+.375, n1 .875+1+.5 <- highest, n2 .625+1+0
+    ("spread", WHOLE2, (1, (0, 1))),
+    # CPU only: n1 (12/32 + 1 + 4000/4000) = 2.375 > n2 (4/32 + 1 + 2000/4000) = 1.625
+    ("spread", CPU20, (1, ())),
+    # most-allocated: mean of requested after / cap
+    # share: n0 .625+0+.225 = .85, n1 .125+0+.1 = .225, n2 .375+0+.6 = .975 <- highest; best-fit of GPUs 2,3: 2
+    ("most-allocated", SHARE, (2, (2,))),
+    # 2 GPUs: n0 .625+.625, n1 .125+.5, n2 .375+1 <- highest; GPUs 2,3
+    ("most-allocated", WHOLE2, (2, (2, 3))),
+    # CPU only: n1 .625+0+0 < n2 .875+0+.5
+    ("most-allocated", CPU20, (2, ())),
+    # best-fit: GPU milli left after: n0 3500-400 = 3100, n1 3600, n2 2000-400 = 1600 <- least
+    ("best-fit", SHARE, (2, (2,))),
+    # 2 GPUs: n0 1500, n1 2000, n2 0 <- least
+    ("best-fit", WHOLE2, (2, (2, 3))),
+    # CPU only (GPU left unchanged): n1 4000, n2 2000 <- least
+    ("best-fit", CPU20, (2, ())),
+    # dot-product: demand/cap . free/cap over (cpu, memory, GPU)
+    # share: cpu .125 x (.5, 1, .75), GPU .1 x (.875, 1, .5): n0 .15, n1 .225 <- highest, n2 .14375;
+    # GPU most free (all 1000): 0
+    ("dot-product", SHARE, (1, (0,))),
+    # 2 GPUs: GPU .5 x (.875, 1, .5): n0 .0625+.4375 = .5, n1 .125+.5 = .625 <- highest, n2 .34375
+    ("dot-product", WHOLE2, (1, (0, 1))),
+    # CPU only: cpu .625 x (n1 1, n2 .75): n1
+    ("dot-product", CPU20, (1, ())),
+    # gpu-packing: tier 0 = an occupied GPU that fits: n0's GPU 0 (500 free >= 400)
+    ("gpu-packing", SHARE, (0, (0,))),
+    # 0.6 does not fit n0's GPU 0; tier 1 = free GPUs on nodes already in use (n0, n2): n0 first, GPU 1
+    ("gpu-packing", SHARE6, (0, (1,))),
+    # 2 GPUs: nodes in use first, node order: n0 (3 free), lowest GPUs 1, 2
+    ("gpu-packing", WHOLE2, (0, (1, 2))),
+    # CPU only: n0 cannot (16 CPU free), n2 is in use, n1 idle: n2
+    ("gpu-packing", CPU20, (2, ())),
+]
+
+
+@pytest.mark.parametrize("policy,ask,want", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_baseline_choice(policy, ask, want):
+    s = cluster()
+    p = pod(**ask)
+    pol = policies.baselines()[policy]()
+    pol.start(s, pods(p), seed=1)
+    assert pol.choose(s, p, s.candidates(p)) == want
+
+
+@pytest.mark.parametrize("policy", sorted(policies.baselines()) + ["fgd"])
+@pytest.mark.parametrize("ask", [
+    dict(num_gpu=1, gpu_milli=400, spec="V100M32"),  # no V100M32 node
+    dict(num_gpu=5, gpu_milli=1000),  # no node has 5 GPUs
+    dict(cpu=40000),  # no node has 40 CPU
+    dict(num_gpu=1, gpu_milli=1000, mem=200000),  # no node has 200000 MiB
+])
+def test_nothing_fits(policy, ask):
+    s = cluster()
+    p = pod(**ask)
+    pol = fgd.FGD() if policy == "fgd" else policies.baselines()[policy]()
+    pol.start(s, pods(p), seed=1)
+    assert pol.choose(s, p, s.candidates(p)) is None
+
+
+def test_random_is_seeded_and_feasible():
+    picks = []
+    for seed in (1, 1, 2):
+        s = cluster()
+        pol = policies.Random()
+        pol.start(s, pods(), seed)
+        got = []
+        for _ in range(6):
+            p = pod(num_gpu=1, gpu_milli=300, cpu=1000)
+            c = s.candidates(p)
+            node, gpus = pol.choose(s, p, c)
+            assert c.feasible[node] and c.fits[node, gpus[0]]
+            s.apply(p, node, gpus)
+            got.append((node, gpus))
+        picks.append(got)
+    assert picks[0] == picks[1]
+    assert picks[0] != picks[2]
+
+
+# ---------- FGD
+
+def test_fgd_share_goes_where_fragmentation_grows_least():
+    # One T4 node, GPU 0 holds 0.4 -> free [600, 1000]; the workload is all 0.5 shares.
+    # Before: both GPUs host a 0.5, F = 0.
+    # 0.5 on GPU 0 -> free [100, 1000]: 100 < 500 is a fragment, F = 100, delta +100
+    # 0.5 on GPU 1 -> free [600, 500]: both still host a 0.5, F = 0, delta 0  <- FGD
+    # best-fit takes GPU 0 (600 is the least free that holds 500).
+    s = State(nodes((32000, 128000, 2, "T4")))
+    place(s, pod(1, 400), 0, (0,))
+    workload = pods(*[pod(1, 500) for _ in range(3)])
+    p = pod(1, 500)
+    f = fgd.FGD()
+    f.start(s, workload, 1)
+    rows, delta = f.deltas(s, p, s.candidates(p))
+    assert delta[0].tolist()[:2] == [100.0, 0.0]
+    assert f.choose(s, p, s.candidates(p)) == (0, (1,))
+    b = policies.BestFit()
+    assert b.choose(s, p, s.candidates(p)) == (0, (0,))
+
+
+def test_fgd_keeps_cpu_from_stranding_gpus():
+    # The workload is 0.5 shares needing 4 CPU. n0: 8 CPU, 2 idle GPUs; n1: 8 CPU, both GPUs taken whole.
+    # A CPU-only pod of 6 CPU on n0 leaves 2 CPU: no 0.5 share can run there, its 2000 free milli
+    # become fragments (delta +2000); on n1 there is no free GPU to strand (delta 0) <- FGD.
+    # spread prefers n0 (more GPU left).
+    s = State(nodes((8000, 64000, 2, "T4"), (8000, 64000, 2, "T4")))
+    place(s, pod(2, 1000, cpu=0), 1, (0, 1))
+    workload = pods(*[pod(1, 500, cpu=4000) for _ in range(3)])
+    p = pod(cpu=6000)
+    f = fgd.FGD()
+    f.start(s, workload, 1)
+    rows, delta = f.deltas(s, p, s.candidates(p))
+    assert rows.tolist() == [0, 1] and delta.tolist() == [2000.0, 0.0]
+    assert f.choose(s, p, s.candidates(p)) == (1, ())
+    assert policies.Spread().choose(s, p, s.candidates(p)) == (0, ())
+
+
+def test_fragmentation_measure():
+    # Workload: half 0.5 shares (4 CPU), half 1 whole GPU (4 CPU).
+    # n0: GPU free [300, 1000], CPU plenty. Share 0.5: GPU 1 hosts it (usable 1000); whole 1: GPU 1 (1000).
+    #     F = 1300 - .5 x 1000 - .5 x 1000 = 300; stranded: GPU 0's 300 (no shape fits it) = 300.
+    # n1: 2 idle GPUs but only 1 CPU: no class runs there, F = 2000, stranded 2000.
+    # Total: F 2.3 GPUs, stranded 2.3, unallocated 3.3.
+    s = State(nodes((32000, 64000, 2, "T4"), (1000, 64000, 2, "T4")))
+    place(s, pod(1, 700, cpu=0), 0, (0,))
+    w = fgd.TargetWorkload(pods(pod(1, 500, cpu=4000), pod(1, 1000, cpu=4000)))
+    m = fgd.measure(s, w)
+    assert m == pytest.approx({"fgd_fragmented_gpus": 2.3, "stranded_gpus": 2.3, "unallocated_gpus": 3.3})
+
+
+def test_fgd_incremental_state_equals_recomputation():
+    from benchmarks.placement.trace import Pods
+    s = State(nodes(*[(16000, 64000, 4, "V100M32")] * 3, *[(8000, 32000, 2, "T4")] * 3))
+    shapes = [(1, 250), (1, 500), (1, 1000), (2, 1000), (0, 0), (1, 800)]
+    items = [pod(n, m, cpu=1000 + 500 * (i % 5), mem=1000 * (i % 3), spec="T4" if i % 7 == 0 else "")
+             for i, (n, m) in enumerate(shapes * 6)]
+    workload = Pods("w", tuple(items), "creation_time", 0)
+    f = fgd.FGD()
+    f.start(s, workload, 1)
+    for p in items:
+        c = s.candidates(p)
+        choice = f.choose(s, p, c)
+        if choice is None:
+            continue
+        s.apply(p, *choice)
+        f.placed(s, p, choice)
+        q = f.w.q(s.cpu_free, s.mem_free, s.model_code)
+        ge, usable = f.w.gpu_terms(s.gpu_free)
+        full = f.w.fragmentation(s.gpu_free.sum(axis=1), q, ge, usable)
+        assert f.frag == pytest.approx(full)
