@@ -24,6 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ext.add_argument("--out", default="results/extender")
     ext.set_defaults(func=run_extender)
 
+    from benchmarks.placement.cli import add_parser as add_placement
+    add_placement(benches)
+
 
 def run_extender(args: argparse.Namespace) -> int:
     from benchmarks import extender_latency as bench

@@ -1,0 +1,102 @@
+"""`gpusched bench placement`: argument parsing and the run; imports the simulator lazily."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from pathlib import Path
+
+POLICY_ORDER = ("gpusched", "gpusched-exact", "fgd", "best-fit", "gpu-packing", "dot-product", "most-allocated",
+                "spread", "random")
+DEFAULT_POLICIES = tuple(p for p in POLICY_ORDER if p != "gpusched-exact")
+
+
+def add_parser(benches: argparse._SubParsersAction) -> None:
+    p = benches.add_parser(
+        "placement", help="replay the Alibaba GPU trace (FGD, ATC'23): GPU allocation at the first unschedulable pod",
+        description="Replays pods in creation order on the trace's 1,213 GPU nodes, the FGD paper's method: each "
+                    "policy places each pod until the first one that fits nowhere. gpusched's policy is "
+                    "scheduler.core (filter_nodes, prioritize, assign_gpus) byte for byte; the baselines "
+                    "(kube-scheduler's spread, MostAllocated, best-fit, random, dot-product, GPU packing, FGD) run "
+                    "in the same process on the same trace. Writes placement.json, placement.md, curves and PNG "
+                    "plots to --out and prints the table.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  gpusched bench placement --out results/placement\n"
+               "  gpusched bench placement --pods ../shared/data/traces/alibaba-gpu-2023/openb_pod_list_gpuspec33.csv"
+               " --out results/placement-gpuspec33\n"
+               "  gpusched bench placement --policies gpusched fgd best-fit --limit 2000 --out /tmp/p")
+    p.add_argument("--pods", action="append", metavar="PATH",
+                   help="an openb_pod_list_*.csv; repeat for several (default: openb_pod_list_default.csv "
+                        "beside the node list)")
+    p.add_argument("--nodes", metavar="PATH", help="the node list (default: openb_node_list_gpu_node.csv in "
+                   "$GPUSCHED_TRACES or ../shared/data/traces/alibaba-gpu-2023/)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the random policy (default 1)")
+    p.add_argument("--out", default="results/placement", help="results directory (default results/placement)")
+    p.add_argument("--policies", nargs="+", choices=POLICY_ORDER, default=list(DEFAULT_POLICIES), metavar="NAME",
+                   help=f"policies to run, in this order (default: {' '.join(DEFAULT_POLICIES)}; also: "
+                        "gpusched-exact, the highest unrounded gpusched score)")
+    p.add_argument("--limit", type=int, metavar="N", help="replay only the first N pods of each trace")
+    p.add_argument("--stop-at-first-failure", action="store_true",
+                   help="stop each replay at the first pod that fits nowhere (default: record the figures there, "
+                        "then skip such pods to the end of the trace for the curves)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from benchmarks.placement import report, sim, trace
+    from benchmarks.placement.ours import trace_shapes
+    from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
+
+    if args.limit is not None and args.limit < 1:
+        raise trace.BenchInputError(f"--limit must be at least 1, got {args.limit}")
+    nodes = trace.read_nodes(args.nodes)
+    traces = [trace.read_pods(p) for p in (args.pods or [trace.default_pods_csv()])]
+    if args.limit:
+        traces = [t.head(args.limit) for t in traces]
+    names = list(dict.fromkeys(args.policies))
+    params = {
+        "command": "gpusched bench placement " + " ".join(shlex.quote(a) for a in _argv_tail()),
+        "seed": args.seed,
+        "nodes": {"file": nodes.path, "count": len(nodes), "gpus": int(nodes.gpus.sum())},
+        "traces": [{"file": t.path, "name": t.name, "pods": len(t), "ordered_by": t.ordered_by,
+                    "out_of_order": t.out_of_order} for t in traces],
+        "policies": names,
+        "limit": args.limit,
+        "stop_at_first_failure": args.stop_at_first_failure,
+        "gpu_memory_mib": {k: v[1] for k, v in ALIBABA_GPU_MIB.items() if k in set(nodes.model)},
+        "gpusched_shapes": len(trace_shapes(traces[0])),
+    }
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    total = sum(len(t) for t in traces) * len(names)
+    with tqdm(total=total, unit="pod", desc="placement", mininterval=1.0, file=sys.stderr) as bar:
+        def progress(n: int) -> None:
+            bar.update(n)
+
+        results = []
+        for t in traces:
+            for name in names:
+                bar.set_postfix_str(f"{t.name} {name}", refresh=False)
+                results.append(sim.replay(nodes, t, sim.make_policy(name), args.seed,
+                                          keep_going=not args.stop_at_first_failure, progress=progress))
+    params["runtime_s"] = round(time.perf_counter() - t0, 1)
+    out = Path(args.out)
+    paths = report.write(out, results, params)
+    print(f"placement on the Alibaba GPU trace: {len(nodes):,} nodes ({int(nodes.gpus.sum()):,} GPUs), seed "
+          f"{args.seed}, policies {', '.join(names)}; pods replayed in creation order until the first that fits "
+          f"nowhere ({params['runtime_s']:.0f} s)")
+    for t in params["traces"]:
+        note = f", {t['out_of_order']} rows out of order were sorted" if t["out_of_order"] else ""
+        print(f"  {t['file']}: {t['pods']:,} pods, ordered by {t['ordered_by']}{note}")
+    print()
+    print(report.table(results))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def _argv_tail() -> list[str]:
+    argv = sys.argv[1:]
+    return argv[argv.index("placement") + 1:] if "placement" in argv else argv

@@ -1,0 +1,134 @@
+"""What `gpusched bench placement` writes: JSON rows, a markdown table, PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+from benchmarks.placement.sim import Result
+
+CITATION = ("Alibaba cluster-trace-gpu-v2023 (CC-BY 4.0), the trace of Weng et al., \"Beware of Fragmentation: "
+            "Scheduling GPU-Sharing Workloads with Fragmentation Gradient Descent\", USENIX ATC'23")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def table(results: Sequence[Result]) -> str:
+    """One markdown table per trace, policies in run order."""
+    out: list[str] = []
+    for trace in dict.fromkeys(r.trace for r in results):
+        rows = [r for r in results if r.trace == trace]
+        total = rows[0].total_gpus
+        out.append(f"**{trace}** ({rows[0].pods_total:,} pods, {total:,.0f} GPUs)\n")
+        out.append("| policy | GPU allocation at first failure | pods placed | demand arrived | stranded GPUs "
+                   "| FGD-fragmented GPUs | unallocated GPUs | first pod that fit nowhere | allocation at end of trace |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|---:|")
+        for r in rows:
+            failed = r.first_failure["demand"] if r.first_failure else "none"
+            end = _pct(r.gpu_allocation_at_end) if r.pods_placed_total != r.pods_placed or not r.first_failure \
+                else "(stopped)"
+            out.append(f"| {r.policy} | {_pct(r.gpu_allocation_at_first_failure)} | {r.pods_placed:,} | "
+                       f"{_pct(r.arrived_demand_at_first_failure)} | {r.stranded_gpus:,.1f} | "
+                       f"{r.fgd_fragmented_gpus:,.1f} | {r.unallocated_gpus:,.1f} | {failed} | {end} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    p = out / "placement.json"
+    p.write_text(json.dumps({"params": params, "seed": params["seed"], "source": CITATION,
+                             "rows": [r.row() for r in results]}, indent=1) + "\n")
+    paths.append(p)
+    p = out / "placement_curves.json"
+    p.write_text(json.dumps({"seed": params["seed"], "curves": [
+        {"trace": r.trace, "policy": r.policy, "arrived_milli": r.arrived_milli, "allocated_milli": r.allocated_milli,
+         "samples": r.samples} for r in results]}, separators=(",", ":")) + "\n")
+    paths.append(p)
+    p = out / "placement.md"
+    p.write_text(f"# Placement on the Alibaba GPU trace\n\n{describe_params(params)}\n\n{table(results)}\n"
+                 f"Source: {CITATION}.\n")
+    paths.append(p)
+    paths += plots(out, results, params)
+    return paths
+
+
+def describe_params(params: dict) -> str:
+    traces = "; ".join(f"{t['file']} ({t['pods']:,} pods, replayed in {t['ordered_by']} order"
+                       + (f", {t['out_of_order']} rows were out of order" if t["out_of_order"] else "") + ")"
+                       for t in params["traces"])
+    stop = ("stops at the first pod that fits nowhere" if params["stop_at_first_failure"] else
+            "figures at the first pod that fits nowhere; the replay then skips such pods to the end of the trace")
+    return (f"`{params['command']}`\n\n"
+            f"Nodes: {params['nodes']['file']} ({params['nodes']['count']:,} nodes, {params['nodes']['gpus']:,} GPUs). "
+            f"Pods: {traces}. Seed {params['seed']} (only `random` draws). Replay {stop}. "
+            f"GPU memory assumed per model (MiB): {', '.join(f'{k} {v}' for k, v in params['gpu_memory_mib'].items())}. "
+            f"gpusched: default Weights, {params['gpusched_shapes']} shapes from the trace. "
+            "Stranded GPUs: free capacity no pod class of the trace could use where it lies; FGD-fragmented: "
+            "FGD's expected fragmentation F(M) over the trace's pod classes.")
+
+
+def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    traces = list(dict.fromkeys(r.trace for r in results))
+    for trace in traces:
+        rows = [r for r in results if r.trace == trace]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+        total = rows[0].total_gpus * 1000
+        for r in rows:
+            x = [100 * a / total for a in r.arrived_milli]
+            y = [100 * a / total for a in r.allocated_milli]
+            (line,) = ax1.plot(x, y, label=f"{r.policy} ({_pct(r.gpu_allocation_at_first_failure)})", linewidth=1.2)
+            if r.first_failure:
+                ax1.plot([100 * r.arrived_demand_at_first_failure], [100 * r.gpu_allocation_at_first_failure],
+                         "o", color=line.get_color(), markersize=5)
+            sx = [100 * s["arrived_milli"] / total for s in r.samples]
+            ax2.plot(sx, [s["fgd_fragmented_gpus"] for s in r.samples], color=line.get_color(), linewidth=1.2,
+                     label=r.policy)
+            ax2.plot(sx, [s["stranded_gpus"] for s in r.samples], color=line.get_color(), linewidth=0.8,
+                     linestyle=":")
+        lim = max(100 * r.arrived_milli[-1] / total for r in rows)
+        ax1.plot([0, 100], [0, 100], color="grey", linewidth=0.6, linestyle="--")
+        ax1.set(xlabel="GPU demand arrived (% of cluster GPU capacity)", ylabel="GPUs allocated (% of capacity)",
+                title=f"{trace}: allocation as pods arrive (dot: first pod that fits nowhere)", xlim=(0, lim + 2),
+                ylim=(0, 100))
+        ax1.legend(fontsize=8, loc="upper left")
+        ax1.grid(alpha=0.3)
+        ax2.set(xlabel="GPU demand arrived (% of cluster GPU capacity)", ylabel="GPUs",
+                title="fragmented GPUs (solid: FGD's F(M); dotted: stranded)", xlim=(0, lim + 2))
+        ax2.legend(fontsize=8, loc="upper left")
+        ax2.grid(alpha=0.3)
+        fig.text(0.01, 0.01, f"seed {params['seed']}; {CITATION}", fontsize=6, color="grey")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        p = out / f"placement_{trace}.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        paths.append(p)
+    # summary bars: allocation at first failure per policy and trace
+    policies = list(dict.fromkeys(r.policy for r in results))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(policies) * max(1, len(traces))), 4.5))
+    width = 0.8 / len(traces)
+    by = {(r.trace, r.policy): r for r in results}
+    for t, trace in enumerate(traces):
+        xs = [i + t * width for i in range(len(policies))]
+        ys = [100 * by[(trace, p)].gpu_allocation_at_first_failure if (trace, p) in by else 0 for p in policies]
+        bars = ax.bar(xs, ys, width, label=trace)
+        ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    ax.set_xticks([i + width * (len(traces) - 1) / 2 for i in range(len(policies))], policies, rotation=20)
+    ax.set(ylabel="GPU allocation at first failure (%)", ylim=(0, 105),
+           title=f"GPU allocation when the first pod fits nowhere (seed {params['seed']})")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    p = out / "placement_summary.png"
+    fig.savefig(p, dpi=120)
+    plt.close(fig)
+    paths.append(p)
+    return paths
