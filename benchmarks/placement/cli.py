@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
           f"nowhere ({params['runtime_s']:.0f} s)")
     for t in params["traces"]:
         note = f", {t['out_of_order']} rows out of order were sorted" if t["out_of_order"] else ""
-        print(f"  {t['file']}: {t['pods']:,} pods, ordered by {t['ordered_by']}{note}")
+        print(f"  {t['file']}: {t['pods']:,} pods, replayed in {t['ordered_by']}{note}")
     print()
     print(report.table(results))
     print(f"wrote {', '.join(str(p) for p in paths)}")

@@ -34,32 +34,36 @@ from benchmarks.placement.trace import MILLI, Pod, Pods
 
 
 class TargetWorkload:
-    """The trace's task classes and their popularity."""
+    """The trace's task classes and their popularity.
+
+    Popularity is kept as pod counts, so F_n(M) is an exact integer (milli-GPUs x pods)
+    and equal nodes tie exactly; `scale` (the trace's pod count) turns it into milli-GPUs."""
 
     def __init__(self, pods: Pods):
         classes = Counter((p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli, p.gpu_spec) for p in pods.pods)
+        # CPU-only classes first, then grouped by GPU shape (num_gpu, gpu_milli)
         keys = sorted(classes, key=lambda k: (k[2], k[3], k[0], k[1], sorted(k[4])))
-        total = sum(classes.values())
-        shapes = sorted({(k[2], k[3]) for k in keys if k[2] > 0})
-        shape_index = {s: i for i, s in enumerate(shapes)}
+        self.scale = max(sum(classes.values()), 1)
+        self.shapes = sorted({(k[2], k[3]) for k in keys if k[2] > 0})  # (num_gpu, gpu_milli)
         self.classes = len(keys)
         self.cpu = np.array([k[0] for k in keys], np.int64)
         self.mem = np.array([k[1] for k in keys], np.int64)
-        self.spec_ok = np.array([[not k[4] or m in k[4] for m in MODELS] for k in keys], bool).reshape(len(keys), len(MODELS))
-        self.p = np.array([classes[k] / total for k in keys])
-        self.shape_of = np.array([shape_index[(k[2], k[3])] if k[2] else -1 for k in keys], np.int64)
-        self.shapes = shapes  # (num_gpu, gpu_milli)
-        self.need = np.array([n if m == MILLI else 1 for n, m in shapes], np.int64)  # GPUs that must host it
-        self.d = np.array([m for _, m in shapes], np.int64)  # per-GPU milli
-        self.A = np.zeros((len(keys), len(shapes)))
-        gpu = self.shape_of >= 0
-        self.A[np.flatnonzero(gpu), self.shape_of[gpu]] = self.p[gpu]
-        self._spec_by_model = self.spec_ok.T.astype(bool)  # [models, K]
+        self.count = np.array([classes[k] for k in keys], np.int64)
+        spec_ok = np.array([[not k[4] or m in k[4] for m in MODELS] for k in keys], bool).reshape(len(keys), len(MODELS))
+        self._spec_by_model = np.ascontiguousarray(spec_ok.T)  # [models, K]
+        shape_of = [self.shapes.index((k[2], k[3])) if k[2] else -1 for k in keys]
+        self._gpu_from = sum(1 for s in shape_of if s < 0)  # first GPU class
+        self._starts = np.array([shape_of.index(i) for i in range(len(self.shapes))], np.int64) - self._gpu_from
+        self.need = np.array([n if m == MILLI else 1 for n, m in self.shapes], np.int64)  # GPUs that must host it
+        self.d = np.array([m for _, m in self.shapes], np.int64)  # per-GPU milli
 
     def q(self, cpu_free: np.ndarray, mem_free: np.ndarray, model_code: np.ndarray) -> np.ndarray:
-        """[n,S] popularity of each shape's classes that fit the nodes' CPU, memory and GPU model."""
-        ok = (cpu_free[:, None] >= self.cpu) & (mem_free[:, None] >= self.mem) & self._spec_by_model[model_code]
-        return ok.astype(np.float64) @ self.A
+        """[n,S] pods of each shape's classes that fit the nodes' CPU, memory and GPU model."""
+        g = slice(self._gpu_from, None)
+        if not len(self.shapes):
+            return np.zeros((len(cpu_free), 0), np.int64)
+        ok = (cpu_free[:, None] >= self.cpu[g]) & (mem_free[:, None] >= self.mem[g]) & self._spec_by_model[model_code][:, g]
+        return np.add.reduceat(ok * self.count[g], self._starts, axis=1)
 
     def gpu_terms(self, free: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """([n,S] GPUs with free >= d_s, [n,S] free milli on them) for free [n,G]."""
@@ -67,8 +71,9 @@ class TargetWorkload:
         return m.sum(axis=1), (free[:, :, None] * m).sum(axis=1)
 
     def fragmentation(self, free_sum: np.ndarray, q: np.ndarray, ge: np.ndarray, usable: np.ndarray) -> np.ndarray:
-        """[n] F_n(M) in milli-GPUs; arguments may carry extra middle axes (candidate GPUs)."""
-        return free_sum - (q * (ge >= self.need) * usable).sum(axis=-1)
+        """[n] F_n(M) x scale (milli-GPUs x pods, exact); arguments may carry extra middle
+        axes (candidate GPUs)."""
+        return free_sum * self.scale - (q * (ge >= self.need) * usable).sum(axis=-1)
 
 
 def measure(state: State, w: TargetWorkload) -> dict[str, float]:
@@ -85,7 +90,7 @@ def measure(state: State, w: TargetWorkload) -> dict[str, float]:
     shape_ok = (q > 0) & (ge >= w.need)  # [N,S] some class of shape s can run on n
     gpu_usable = (shape_ok[:, None, :] & (free[:, :, None] >= w.d)).any(axis=2)  # [N,G]
     stranded = np.where(gpu_usable, 0, free).sum()
-    return {"fgd_fragmented_gpus": float(frag.sum()) / MILLI, "stranded_gpus": float(stranded) / MILLI,
+    return {"fgd_fragmented_gpus": float(frag.sum()) / w.scale / MILLI, "stranded_gpus": float(stranded) / MILLI,
             "unallocated_gpus": float(free.sum()) / MILLI}
 
 
@@ -100,7 +105,8 @@ class FGD(Policy):
         self.frag = self.w.fragmentation(state.gpu_free.sum(axis=1), self.q, self.ge, self.usable)
 
     def deltas(self, state: State, pod: Pod, c: Candidates) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, delta): for shares delta is [C,G] (inf where the GPU does not fit), else [C]."""
+        """(rows, delta in milli-GPUs): for shares delta is [C,G] (inf where the GPU does not
+        fit), else [C]. Exact integers divided by one constant, so equal nodes tie exactly."""
         w = self.w
         r = np.flatnonzero(c.feasible)
         q2 = w.q(state.cpu_free[r] - pod.cpu_milli, state.mem_free[r] - pod.memory_mib, state.model_code[r])
@@ -113,15 +119,14 @@ class FGD(Policy):
             ge2 = ge[:, None, :] - a + b
             usable2 = usable[:, None, :] - R * a + (R - d) * b
             after = w.fragmentation((free_sum - d)[:, None], q2[:, None, :], ge2, usable2)  # [C,G]
-            delta = np.where(c.fits[r], after - self.frag[r][:, None], np.inf)
-        elif pod.kind == "whole":
+            return r, np.where(c.fits[r], (after - self.frag[r][:, None]) / w.scale, np.inf)
+        if pod.kind == "whole":
             k = pod.num_gpu  # k wholly free GPUs go: each counted for every shape
             after = w.fragmentation(free_sum - k * MILLI, q2, ge - k, usable - k * MILLI)
             delta = after - self.frag[r]
         else:
             delta = w.fragmentation(free_sum, q2, ge, usable) - self.frag[r]
-        # identical nodes must tie exactly whatever path the arithmetic took
-        return r, np.round(delta, 6)
+        return r, delta / w.scale
 
     def choose(self, state: State, pod: Pod, c: Candidates) -> Choice | None:
         r, delta = self.deltas(state, pod, c)

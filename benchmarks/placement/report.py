@@ -57,7 +57,7 @@ def write(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
 
 
 def describe_params(params: dict) -> str:
-    traces = "; ".join(f"{t['file']} ({t['pods']:,} pods, replayed in {t['ordered_by']} order"
+    traces = "; ".join(f"{t['file']} ({t['pods']:,} pods, replayed in {t['ordered_by']}"
                        + (f", {t['out_of_order']} rows were out of order" if t["out_of_order"] else "") + ")"
                        for t in params["traces"])
     stop = ("stops at the first pod that fits nowhere" if params["stop_at_first_failure"] else
@@ -81,30 +81,36 @@ def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     traces = list(dict.fromkeys(r.trace for r in results))
     for trace in traces:
         rows = [r for r in results if r.trace == trace]
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 5))
+        fig, (ax1, az, ax2) = plt.subplots(1, 3, figsize=(19, 5.5))
         total = rows[0].total_gpus * 1000
         for r in rows:
             x = [100 * a / total for a in r.arrived_milli]
             y = [100 * a / total for a in r.allocated_milli]
-            (line,) = ax1.plot(x, y, label=f"{r.policy} ({_pct(r.gpu_allocation_at_first_failure)})", linewidth=1.2)
-            if r.first_failure:
-                ax1.plot([100 * r.arrived_demand_at_first_failure], [100 * r.gpu_allocation_at_first_failure],
-                         "o", color=line.get_color(), markersize=5)
+            for ax in (ax1, az):
+                (line,) = ax.plot(x, y, label=f"{r.policy} ({_pct(r.gpu_allocation_at_first_failure)})",
+                                  linewidth=1.2, color=None if ax is ax1 else color)
+                color = line.get_color()
+                if r.first_failure:
+                    ax.plot([100 * r.arrived_demand_at_first_failure], [100 * r.gpu_allocation_at_first_failure],
+                            "o", color=color, markersize=5)
             sx = [100 * s["arrived_milli"] / total for s in r.samples]
-            ax2.plot(sx, [s["fgd_fragmented_gpus"] for s in r.samples], color=line.get_color(), linewidth=1.2,
-                     label=r.policy)
-            ax2.plot(sx, [s["stranded_gpus"] for s in r.samples], color=line.get_color(), linewidth=0.8,
-                     linestyle=":")
+            ax2.plot(sx, [s["fgd_fragmented_gpus"] for s in r.samples], color=color, linewidth=1.2, label=r.policy)
+            ax2.plot(sx, [s["stranded_gpus"] for s in r.samples], color=color, linewidth=0.8, linestyle=":")
         lim = max(100 * r.arrived_milli[-1] / total for r in rows)
-        ax1.plot([0, 100], [0, 100], color="grey", linewidth=0.6, linestyle="--")
-        ax1.set(xlabel="GPU demand arrived (% of cluster GPU capacity)", ylabel="GPUs allocated (% of capacity)",
-                title=f"{trace}: allocation as pods arrive (dot: first pod that fits nowhere)", xlim=(0, lim + 2),
+        for ax in (ax1, az):
+            ax.plot([0, 100], [0, 100], color="grey", linewidth=0.6, linestyle="--")
+            ax.set(xlabel="GPU demand arrived (% of cluster GPU capacity)", ylabel="GPUs allocated (% of capacity)")
+            ax.grid(alpha=0.3)
+        ax1.set(title=f"{trace}: allocation as pods arrive (dot: first pod that fits nowhere)", xlim=(0, lim + 2),
                 ylim=(0, 100))
         ax1.legend(fontsize=8, loc="upper left")
-        ax1.grid(alpha=0.3)
+        low = min([75.0] + [100 * r.gpu_allocation_at_first_failure - 3 for r in rows
+                            if r.gpu_allocation_at_first_failure > 0.6])
+        az.set(title="the same, zoomed on the end", xlim=(low, lim + 1), ylim=(low, 100))
+        az.legend(fontsize=8, loc="lower right")
         ax2.set(xlabel="GPU demand arrived (% of cluster GPU capacity)", ylabel="GPUs",
                 title="fragmented GPUs (solid: FGD's F(M); dotted: stranded)", xlim=(0, lim + 2))
-        ax2.legend(fontsize=8, loc="upper left")
+        ax2.legend(fontsize=8, loc="upper right")
         ax2.grid(alpha=0.3)
         fig.text(0.01, 0.01, f"seed {params['seed']}; {CITATION}", fontsize=6, color="grey")
         fig.tight_layout(rect=(0, 0.03, 1, 1))

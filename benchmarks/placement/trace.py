@@ -91,7 +91,7 @@ class Pod:
 class Pods:
     path: str
     pods: tuple[Pod, ...]  # in replay order
-    ordered_by: str  # "creation_time" or "file order (no creation_time column)"
+    ordered_by: str  # "creation_time order" or "file order (no creation_time column)"
     out_of_order: int  # pods whose creation_time was earlier than a previous row's
 
     def __len__(self) -> int:
@@ -233,7 +233,7 @@ def read_pods(path: Path | str | None = None) -> Pods:
         out_of_order = int((t < np.maximum.accumulate(t)).sum())
         order = np.argsort(t, kind="stable")
         pods = [pods[i] for i in order]
-        ordered_by = "creation_time"
+        ordered_by = "creation_time order"
     else:
         out_of_order = 0
         ordered_by = "file order (no creation_time column)"

@@ -167,7 +167,7 @@ def test_fgd_incremental_state_equals_recomputation():
     shapes = [(1, 250), (1, 500), (1, 1000), (2, 1000), (0, 0), (1, 800)]
     items = [pod(n, m, cpu=1000 + 500 * (i % 5), mem=1000 * (i % 3), spec="T4" if i % 7 == 0 else "")
              for i, (n, m) in enumerate(shapes * 6)]
-    workload = Pods("w", tuple(items), "creation_time", 0)
+    workload = Pods("w", tuple(items), "creation_time order", 0)
     f = fgd.FGD()
     f.start(s, workload, 1)
     for p in items:

@@ -29,7 +29,7 @@ def synthetic(n: int, seed: int, specs: tuple[str, ...] = ("",)) -> Pods:
         spec = specs[rng.integers(len(specs))] if num == 1 else ""  # multi-GPU pods fit the big nodes
         out.append(Pod(f"p{i:04d}", i + 2, int(rng.integers(1, 17)) * 1000, int(rng.integers(0, 65)) * 1024, num,
                        milli, frozenset(s for s in spec.split("|") if s)))
-    return Pods("synthetic", tuple(out), "creation_time", 0)
+    return Pods("synthetic", tuple(out), "creation_time order", 0)
 
 
 def mixed_nodes():
@@ -54,7 +54,7 @@ def test_same_seed_same_result_every_policy():
 def test_replay_stops_at_the_first_pod_that_fits_nowhere():
     ns = nodes((32000, 65536, 2, "T4"))
     ps = Pods("t", (Pod("a", 2, 1000, 0, 1, 1000, frozenset()), Pod("b", 3, 1000, 0, 2, 1000, frozenset()),
-                    Pod("c", 4, 1000, 0, 1, 500, frozenset())), "creation_time", 0)
+                    Pod("c", 4, 1000, 0, 1, 500, frozenset())), "creation_time order", 0)
     r = sim.replay(ns, ps, sim.make_policy("best-fit"), seed=1)
     # a takes 1 of 2 GPUs; b needs 2: fits nowhere. allocation 1000 / 2000
     assert (r.pods_placed, r.gpu_allocation_at_first_failure, r.first_failure["pod"]) == (1, 0.5, "b")

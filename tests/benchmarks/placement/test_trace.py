@@ -26,7 +26,7 @@ def test_reads_pods_in_creation_order_and_counts_unsorted_rows(tmp_path):
               "d,4000,400,8,1000,,LS,Running,30,0,0\n")
     pods = read_pods(p)
     assert [x.key for x in pods.pods] == ["b", "c", "a", "d"]  # stable: a before d at t=30
-    assert pods.out_of_order == 2 and pods.ordered_by == "creation_time"
+    assert pods.out_of_order == 2 and pods.ordered_by == "creation_time order"
     b = pods.pods[0]
     assert (b.kind, b.gpu_milli, b.gpu_spec, b.line) == ("share", 460, frozenset({"V100M16", "V100M32"}), 3)
     assert [x.kind for x in pods.pods[1:]] == ["cpu", "whole", "whole"]

@@ -23,7 +23,7 @@ def pod(num_gpu: int = 0, gpu_milli: int = 0, cpu: int = 1000, mem: int = 0, spe
 
 
 def pods(*items: Pod) -> Pods:
-    return Pods("tiny-pods.csv", tuple(items), "creation_time", 0)
+    return Pods("tiny-pods.csv", tuple(items), "creation_time order", 0)
 
 
 def place(state: State, p: Pod, node: int, gpus: tuple[int, ...] = ()) -> None:
