@@ -178,8 +178,13 @@ class Failure(Exception):
 
 
 class Autoscaler:
-    def __init__(self, api, cfg: Config, *, prometheus=None, clock: Callable[[], float] = time.time):
+    def __init__(self, api, cfg: Config, *, prometheus=None, clock: Callable[[], float] = time.time,
+                 on_decision: Callable[[str, float, Observation, Decision], None] | None = None):
+        """``on_decision(key, now, observation, decision)`` is called after every decision
+        (tests, the simulator, debugging); it must not block."""
         self.api, self.cfg, self.clock = api, cfg, clock
+        self.on_decision = on_decision
+        self._primed: dict[str, tuple[float, tuple[str, str] | None]] = {}
         self.metrics = Metrics()
         self.prom = prometheus or signals.connect(cfg.prometheus_url, timeout=cfg.prometheus_timeout_s)
         self.events = kube.EventRecorder(api, cfg.identity, on_error=lambda k: self.metrics.errors.labels(k).inc())
@@ -301,9 +306,14 @@ class Autoscaler:
         with self._lock:
             for k in [k for k in self.states if k not in keys]:
                 self.metrics.forget(k, self.states.pop(k).signal_names)
+            for k in [k for k in self._primed if k not in keys]:
+                del self._primed[k]
         if acting and objs:
             now = self.clock()
             list(self._pool.map(lambda o: self.reconcile_safe(o, now), objs))
+        elif objs:
+            for o in objs:
+                self._prime(o)
         self._gc_pod_watches()
         self.ticks += 1
         self._last_tick_mono = time.monotonic()
@@ -330,13 +340,39 @@ class Autoscaler:
                 st = self.states[key] = IasState(uid=uid, last_target=last if isinstance(last, int) else None)
             return st
 
-    def pods_for(self, namespace: str, selector: str) -> list[dict]:
+    def _watch(self, namespace: str, selector: str) -> PodWatch:
         k = (namespace, selector)
         with self._lock:
             w = self.pod_watches.get(k)
             if w is None:
                 w = self.pod_watches[k] = PodWatch(self.api, namespace, selector)
             w.used = time.monotonic()
+        return w
+
+    def _prime(self, obj: dict, every_s: float = 30.0) -> None:
+        """A follower keeps the pod informers of every target warm (so a new leader acts
+        on its first tick), looking the targets up at most every ``every_s``."""
+        key = Store.key(obj)
+        now = time.monotonic()
+        at, watch_key = self._primed.get(key, (float("-inf"), None))
+        if now - at < every_s:
+            if watch_key in self.pod_watches:
+                self.pod_watches[watch_key].used = now
+            return
+        watch_key = None
+        try:
+            ref = parse_spec(obj.get("spec") or {}).scale_target_ref
+            ns = (obj.get("metadata") or {}).get("namespace", "")
+            dep = kube.get_deployment(self.api, ns, ref.name)
+            if dep is not None:
+                watch_key = (ns, kube.selector_string((dep.get("spec") or {}).get("selector")))
+                self._watch(*watch_key)
+        except Exception as exc:  # noqa: BLE001 - the leader reports problems; a follower only warms up
+            log.debug("%s: not primed: %s", key, exc)
+        self._primed[key] = (now, watch_key)
+
+    def pods_for(self, namespace: str, selector: str) -> list[dict]:
+        w = self._watch(namespace, selector)
         if w.informer.synced.wait(2.0):
             return w.store.items()
         return kube.list_pods(self.api, namespace, selector)  # informer still listing (or failing)
@@ -438,6 +474,8 @@ class Autoscaler:
                           notes={k: v for k, v in notes.items() if k in readings})
         # 4. decide
         d = decide(st.state, obs, spec, now)
+        if self.on_decision is not None:
+            self.on_decision(key, now, obs, d)
         pl = warmpool.plan(views, d.replicas, d.warm, current_hash)
         dep_replicas = int((dep.get("spec") or {}).get("replicas", 1))
         self.metrics.decisions.labels(key, d.rule).inc()
