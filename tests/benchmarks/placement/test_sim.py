@@ -141,8 +141,8 @@ def test_gpusched_union_over_sizes_keeps_the_best_and_node_order():
             multi += 1
             rows = np.concatenate([pol.snapshot.indices(f) for _, f, _, _ in pol.last])
             ints = ours.normalise(np.concatenate([ours.raw_total(d, pol.weights) for *_, d in pol.last]))
-            assert ints.max() == 10
-            assert choice[0] == rows[ints == 10].min()
+            assert ints.max() in (0, 10)  # the best gets 10, unless every candidate scores 0
+            assert choice[0] == rows[ints == ints.max()].min()
         state.apply(p, *choice)
         pol.placed(state, p, choice)
     assert multi > 10

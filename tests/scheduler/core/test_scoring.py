@@ -46,8 +46,8 @@ def test_packing_prefers_the_fuller_node(used_a, req, want_a_gt_b):
 def test_spread_inverts_packing():
     s = snapshot(node("a", allocs=[share("p", 0, 40)]), node("b"))
     req = PodRequest(gpu_memory=20 * GiB)
-    packed = dict(prioritize(s, req, ["a", "b"], Weights(fragmentation=0, locality=0))[0])
-    spread = dict(prioritize(s, req, ["a", "b"], Weights(fragmentation=0, locality=0, policy="spread"))[0])
+    packed = dict(prioritize(s, req, ["a", "b"], Weights(packing=1, fragmentation=0, locality=0))[0])
+    spread = dict(prioritize(s, req, ["a", "b"], Weights(packing=1, fragmentation=0, locality=0, policy="spread"))[0])
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
