@@ -253,20 +253,7 @@ def _print_text(result: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m scheduler.agent ...`: the same command without the gpusched dispatcher."""
-    from scheduler.cli import UserError
+    """`python -m scheduler.agent ...`: the same as `gpusched agent ...`."""
+    from scheduler.cli import main as gpusched
 
-    parser = argparse.ArgumentParser(prog="gpusched agent", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    add_arguments(parser)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return run(args)
-    except UserError as err:
-        print(f"gpusched agent: error: {err}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
+    return gpusched(["agent", *(sys.argv[1:] if argv is None else argv)])
