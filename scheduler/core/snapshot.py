@@ -39,6 +39,7 @@ from scheduler.nodeinfo import CachedModel, NodeReport
 
 MiB = 2**20
 MAX_GPUS = 64
+MAX_NOTES = 100  # notes kept along a chain of with_allocation updates
 # nvidia-smi shows a few MiB in use on an idle GPU (driver contexts, monitoring); below
 # this the GPU still counts as empty for whole-GPU placement.
 IDLE_USED_BYTES = 512 * MiB
@@ -281,7 +282,7 @@ class ClusterSnapshot:
         allocations = list(self.allocations)
         allocations[row] = resolved
         new = dict(committed=_frozen(committed), exclusive=_frozen(exclusive), allocations=tuple(allocations),
-                   notes=self.notes + notes)
+                   notes=(self.notes + notes)[-MAX_NOTES:])  # a long-lived snapshot lineage must not grow
         one = slice(row, row + 1)
         derived = _derive(self.gpu_mem_total[one], self.used[one], committed[one], exclusive[one],
                           self.present[one], self.healthy[one], self.usable[one])

@@ -62,7 +62,12 @@ class Extender:
     _inflight: dict[str, float] = field(default_factory=dict)
     _cv: threading.Condition = field(default_factory=threading.Condition)
 
-    def _remember(self, store: "OrderedDict[str, Any]", key: str, value: Any, limit: int = 20000) -> None:
+    # Only pods between filter and bind need remembering (a handful at a time); the bounds
+    # keep memory flat: score details hold arrays over every candidate node.
+    RECENT_PODS = 2048
+    RECENT_DETAILS = 256
+
+    def _remember(self, store: "OrderedDict[str, Any]", key: str, value: Any, limit: int) -> None:
         with self._cv:
             store[key] = value
             store.move_to_end(key)
@@ -101,7 +106,7 @@ class Extender:
             # Unresolvable: preempting other pods cannot fix a bad annotation.
             reason = f"gpusched: {exc}"
             return protocol.filter_result(args, [], {}, {n: reason for n in args.node_names})
-        self._remember(self._recent, key, args.pod)
+        self._remember(self._recent, key, args.pod, self.RECENT_PODS)
         if not req.gpu_pod:
             return protocol.filter_result(args, args.node_names, {})
         self._wait_for_inflight(key)
@@ -121,7 +126,7 @@ class Extender:
         if not req.gpu_pod:
             return protocol.prioritize_result([(n, 0) for n in args.node_names])
         scores, details = prioritize(self.live.snapshot(), req, args.node_names, self.weights)
-        self._remember(self._details, args.pod_key, details)
+        self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
         return protocol.prioritize_result(scores)
 
