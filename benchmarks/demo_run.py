@@ -134,6 +134,10 @@ def main(args: argparse.Namespace) -> int:
         wait_for(lambda: len(core.list_namespaced_pod(NS, label_selector="app=llama").items) == 2, 60,
                  "scale-down")
         print("\n".join(describe(core, "llama")))
+
+        print("\n6. Autoscaling with a warm replica: a burst promotes the loaded-but-idle pod, no cold start")
+        from benchmarks import demo_autoscale
+        demo_autoscale.run(cluster, NS, LLAMA)
         print(f"\ndemo done in {time.monotonic() - started:.0f}s. Logs: {cluster.dir / 'logs'}")
         if args.keep:
             print(f"cluster left running: export KUBECONFIG={cluster.kubeconfig}; "

@@ -1,0 +1,251 @@
+"""Act 6 of `gpusched demo`: the autoscaler daemon with a warm replica, on the test bed.
+
+A real Prometheus scrapes the fleet simulator (benchmarks/fleet: one simulated vLLM
+server per pod); the request load bursts and then drops; the InferenceAutoscaler
+daemon runs in a thread of this process, as tests/autoscaler/test_autoscaler_integration.py
+runs it. Prints a short timeline of what happened and why.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from kubernetes import client
+
+from scheduler import contract
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD_PATH = ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
+APP = "vllm"
+COLD_START_S = 20
+
+
+class Load:
+    """Evenly spaced requests (100 prompt + 50 output tokens) for one workload of the
+    fleet simulator, at a rate that can be changed at any time."""
+
+    def __init__(self, sim, workload, rate: float = 0.0):
+        self.sim, self.key, self.rate = sim, workload.key, float(rate)
+        self._next: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="demo-load", daemon=True)
+        self._thread.start()
+
+    def set_rate(self, rate: float) -> None:
+        with self.sim.lock:
+            self.rate, self._next = float(rate), None
+
+    def _run(self) -> None:
+        from benchmarks.fleet.model import Request
+        while not self._stop.wait(0.05):
+            with self.sim.lock:
+                now = max(self.sim.fleet.now, self.sim.sim_now())
+                if self.rate <= 0:
+                    self._next = None
+                    continue
+                if self._next is None or self._next < now:
+                    self._next = now
+                while self._next < now + 0.3:
+                    self.sim.fleet.submit(self.key, Request(self._next, 100, 50))
+                    self._next += 1.0 / self.rate
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _cond(pod, type_: str) -> str | None:
+    return next((c.status for c in (pod.status.conditions or []) if c.type == type_), None)
+
+
+class Timeline:
+    """Polls the pods and the InferenceAutoscaler's Events; prints each change once,
+    stamped with seconds since the act started."""
+
+    def __init__(self, core: client.CoreV1Api, ns: str, t0: float):
+        self.core, self.ns, self.t0 = core, ns, t0
+        self.state: dict[str, str] = {}  # pod -> "loading" | "warm" | "serving"
+        self.first: dict[tuple[str, str], float] = {}  # (pod, state) -> monotonic time first seen
+        self.seen_events: set[str] = set()
+
+    def say(self, msg: str) -> None:
+        print(f"    t+{time.monotonic() - self.t0:5.1f}s  {msg}")
+
+    def pods(self) -> list:
+        return [p for p in self.core.list_namespaced_pod(self.ns, label_selector=f"app={APP}").items
+                if not p.metadata.deletion_timestamp]
+
+    def poll(self) -> None:
+        now = time.monotonic()
+        live = set()
+        for p in self.pods():
+            name = p.metadata.name
+            live.add(name)
+            if _cond(p, "Ready") == "True":
+                s = "serving"
+            elif _cond(p, "ContainersReady") == "True":
+                s = "warm"
+            else:
+                s = "loading"
+            self.first.setdefault((name, s), now)
+            if self.state.get(name) != s:
+                where = f" on {p.spec.node_name}" if p.spec.node_name else ""
+                text = {"loading": f"pod {name} created{where}, loading weights (cold start {COLD_START_S}s)",
+                        "warm": f"pod {name} loaded: warm, held out of traffic by the {contract.SERVING_GATE} gate",
+                        "serving": f"pod {name} Ready: serving traffic"}[s]
+                if s == "warm" and self.state.get(name) == "serving":
+                    text = f"pod {name} demoted: back to warm, out of traffic"
+                self.say(text)
+                self.state[name] = s
+        for gone in set(self.state) - live:
+            self.say(f"pod {gone} deleted")
+            del self.state[gone]
+        evs = self.core.list_namespaced_event(self.ns).items
+        for e in sorted(evs, key=lambda e: e.metadata.creation_timestamp):
+            if e.involved_object.kind != "InferenceAutoscaler" or e.metadata.uid in self.seen_events:
+                continue
+            self.seen_events.add(e.metadata.uid)
+            msg = e.message or ""
+            head, _, why = msg.partition(": ")
+            self.say(f"autoscaler {e.reason}: {head}")
+            if why:
+                self.say(f"  because {why[:170]}")
+
+    def count(self, state: str) -> int:
+        return sum(1 for s in self.state.values() if s == state)
+
+    def wait(self, fn: Callable[[], Any], timeout: float, what: str):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.poll()
+            out = fn()
+            if out:
+                return out
+            time.sleep(0.25)
+        raise RuntimeError(f"demo: timed out waiting for {what}")
+
+
+def deployment(model: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": APP, "labels": {"app": APP}},
+        "spec": {
+            "replicas": 2, "selector": {"matchLabels": {"app": APP}},
+            "template": {
+                "metadata": {"labels": {"app": APP},
+                             "annotations": {contract.MODEL: model, contract.READY_DELAY: f"{COLD_START_S}s"}},
+                "spec": {"schedulerName": contract.SCHEDULER_NAME, "terminationGracePeriodSeconds": 0,
+                         "readinessGates": [{"conditionType": contract.SERVING_GATE}],
+                         "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
+                                         "args": ["--model", model],
+                                         "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]},
+            },
+        },
+    }
+
+
+def autoscaler(model: str) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceAutoscaler", "metadata": {"name": APP},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP}, "model": model,
+                 "minReplicas": 1, "maxReplicas": 4, "warmReplicas": 1, "coldStartSeconds": COLD_START_S,
+                 "signals": [{"type": "queueDepth", "target": 5}],
+                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 6, "periodSeconds": 5},
+                              "panic": {"stableWindowSeconds": 4}}},
+    }
+
+
+def apply_crd(api_client) -> client.CustomObjectsApi:
+    from kubernetes.client.rest import ApiException
+    ext = client.ApiextensionsV1Api(api_client)
+    body = yaml.safe_load(CRD_PATH.read_text())
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+    deadline = time.monotonic() + 30
+    while not any(c.type == "Established" and c.status == "True" for c in
+                  (ext.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or [])):
+        if time.monotonic() > deadline:
+            raise RuntimeError("demo: the InferenceAutoscaler CRD was not Established in 30s")
+        time.sleep(0.3)
+    return client.CustomObjectsApi(api_client)
+
+
+def run(cluster, ns: str, model: str) -> None:
+    """Act 6. Everything it starts is stopped before it returns or raises."""
+    from autoscaler.daemon import Autoscaler, Config
+    from benchmarks.fleet.exporter import FleetSimulator, Workload
+    from benchmarks.fleet.model import ServiceModel
+    from benchmarks.testbed.prometheus import Prometheus
+
+    quiet = {"autoscaler": logging.ERROR, "scheduler.kube": logging.WARNING}  # the timeline says it shorter
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    for name, level in quiet.items():
+        logging.getLogger(name).setLevel(level)
+    api = cluster.api_client()
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    stops: list[Callable[[], None]] = []
+    try:
+        crd = apply_crd(api)
+        prom = Prometheus(cluster)
+        prom.start()
+        stops.append(prom.stop)
+        t0 = time.monotonic()
+        tl = Timeline(core, ns, t0)
+        apps.create_namespaced_deployment(ns, deployment(model))
+        crd.create_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, autoscaler(model))
+        print(f"    Deployment {APP}: 2 pods of 1 GPU, {COLD_START_S}s cold start, readiness gate "
+              f"{contract.SERVING_GATE}; InferenceAutoscaler min 1 / max 4 / warm 1, queueDepth target 5 per "
+              f"replica, scale-down window 6s; Prometheus + fleet simulator")
+        w = Workload(ns, f"app={APP}", model, None, ServiceModel(max_batch=4))  # ~4.5 req/s per replica
+        sim = FleetSimulator(api, [w], prometheus=prom).start()
+        stops.append(sim.stop)
+        load = Load(sim, w, 1.0)
+        stops.append(load.stop)
+        cfg = Config(prometheus_url=prom.url, interval_s=1.0, namespace=ns, watch_namespace=ns,
+                     identity="gpusched-demo", metrics_port=0, lease_duration_s=3.0, prometheus_timeout_s=1.0,
+                     demote_wait_s=3.0)
+        daemon, stop_event = Autoscaler(api, cfg), threading.Event()
+        thread = threading.Thread(target=daemon.run, args=(stop_event,), name="demo-autoscaler", daemon=True)
+        thread.start()
+        stops.append(lambda: (stop_event.set(), thread.join(15)))
+        tl.say("load 1 req/s; autoscaler daemon started (1s ticks)")
+
+        tl.wait(lambda: tl.count("serving") == 1 and tl.count("warm") == 1, 60, "1 serving + 1 warm")
+        warm_pod = next(n for n, s in tl.state.items() if s == "warm")
+        tl.wait(lambda: prom.query(f'vllm:num_requests_waiting{{namespace="{ns}"}}'), 20, "metrics in Prometheus")
+
+        load.set_rate(11.0)
+        t_burst = time.monotonic()
+        tl.say("BURST: 11 req/s (one replica serves ~4.5 req/s; the queue grows)")
+        tl.wait(lambda: (warm_pod, "serving") in tl.first, 20, "the warm pod promoted")
+        promoted_s = tl.first[(warm_pod, "serving")] - t_burst
+        tl.say(f"=> warm pod {warm_pod} serving {promoted_s:.1f}s after the burst began "
+               f"(a cold replica needs {COLD_START_S}s)")
+        tl.wait(lambda: time.monotonic() > t_burst + 10, 15, "the burst")
+
+        load.set_rate(1.0)
+        t_drop = time.monotonic()
+        tl.say("LOAD DROPS to 1 req/s")
+        tl.wait(lambda: tl.count("serving") == 1 and tl.count("warm") == 1 and len(tl.state) == 2
+                and apps.read_namespaced_deployment(APP, ns).spec.replicas == 2, 60, "back to 1 serving + 1 warm")
+        st = crd.get_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, APP).get("status") or {}
+        last = st.get("lastDecision") or {}
+        tl.say(f"back to 1 serving + 1 warm {time.monotonic() - t_drop:.0f}s after the drop")
+        print(f"    final: {tl.count('serving')} serving + {tl.count('warm')} warm pod, Deployment replicas "
+              f"{apps.read_namespaced_deployment(APP, ns).spec.replicas}, IAS desiredReplicas "
+              f"{st.get('desiredReplicas')} (rule {last.get('rule')})")
+    finally:
+        for stop in reversed(stops):
+            try:
+                stop()
+            except Exception as exc:  # keep tearing down
+                print(f"    (teardown: {exc})")
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
