@@ -1,0 +1,254 @@
+"""End-to-end scheduling throughput on the test bed: the default kube-scheduler vs gpusched.
+
+One run brings up the local control plane (etcd, kube-apiserver, kcm, kube-scheduler, kwok)
+with N small-profile kwok nodes (8 x H100 each), starts the gpusched extender and its
+kube-scheduler (deploy/scheduler/kube-scheduler-config.yaml), then for each scheduler in
+turn — `default-scheduler` first (the baseline), then `gpusched` — creates the same P pods,
+each asking one whole GPU (`nvidia.com/gpu: 1` limits), from a thread pool in a fresh
+namespace. Seconds run from the first create call to the moment a poll of the list
+(`spec.nodeName!=`, every 50 ms, served from the apiserver's watch cache) sees all P bound.
+The namespace is then deleted and its pods waited out before the next scheduler runs.
+The extender's /metrics is scraped before and after the gpusched run; filter/prioritize/bind
+p50/p99 are estimated from the difference of the histogram buckets (linear interpolation
+inside a bucket, as PromQL's histogram_quantile does).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from scheduler import contract
+
+SCHEDULERS = ("default-scheduler", "gpusched")
+VERBS = ("filter", "prioritize", "bind")
+METRIC = "gpusched_extender_request_seconds"
+
+
+@dataclass
+class Row:
+    scheduler: str
+    pods: int
+    scheduled: int
+    create_s: float  # first create call to last create call returning
+    seconds: float   # first create call to all pods bound
+    pods_per_s: float
+
+
+@dataclass
+class VerbLatency:
+    verb: str
+    calls: int
+    p50_ms: float | None
+    p99_ms: float | None
+
+
+def pod_body(i: int, scheduler: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": f"e2e-{i:05d}", "labels": {"app": "e2e"}},
+        "spec": {
+            "schedulerName": scheduler,
+            "terminationGracePeriodSeconds": 0,
+            "automountServiceAccountToken": False,
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9",
+                            "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}],
+        },
+    }
+
+
+def _bound(api, ns: str) -> int:
+    resp = api.list_namespaced_pod(ns, field_selector="spec.nodeName!=", resource_version="0",
+                                   _preload_content=False)
+    return len(json.loads(resp.data)["items"])
+
+
+def _wait(check, timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not met within {timeout:.0f}s")
+
+
+def run_one(api, scheduler: str, pods: int, workers: int, timeout: float) -> Row:
+    from kubernetes.client.rest import ApiException
+
+    ns = f"e2e-{scheduler.replace('-scheduler', '')}-{int(time.time())}"
+    api.create_namespace({"metadata": {"name": ns}})
+    try:
+        # Pods are refused until the namespace's default ServiceAccount exists.
+        _wait(lambda: _sa_exists(api, ns), 60, f"ServiceAccount default in {ns}")
+        bodies = [pod_body(i, scheduler) for i in range(pods)]
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futs = [pool.submit(api.create_namespaced_pod, ns, b) for b in bodies]
+            done: list[float] = []
+            for f in futs:
+                f.add_done_callback(lambda _f: done.append(time.monotonic()))
+            deadline = t0 + timeout
+            bound = 0
+            while time.monotonic() < deadline:
+                bound = _bound(api, ns)
+                if bound >= pods:
+                    break
+                time.sleep(0.05)
+            elapsed = time.monotonic() - t0
+            for f in futs:
+                f.result()
+        create_s = max(done) - t0
+        if bound < pods:
+            raise TimeoutError(f"{scheduler}: only {bound} of {pods} pods bound within {timeout:.0f}s")
+        return Row(scheduler, pods, bound, round(create_s, 3), round(elapsed, 3), round(pods / elapsed, 1))
+    finally:
+        try:
+            api.delete_namespace(ns)
+        except ApiException:
+            pass
+        # GPUs are free again once the pods are gone; the namespace follows.
+        _wait(lambda: not _ns_exists(api, ns), 300, f"namespace {ns} deleted", interval=0.5)
+
+
+def _sa_exists(api, ns: str) -> bool:
+    from kubernetes.client.rest import ApiException
+    try:
+        api.read_namespaced_service_account("default", ns)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def _ns_exists(api, ns: str) -> bool:
+    from kubernetes.client.rest import ApiException
+    try:
+        api.read_namespace(ns)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+def histograms(text: str) -> dict[str, dict[float, float]]:
+    """verb -> {upper bound: cumulative count} of the extender's request histogram."""
+    out: dict[str, dict[float, float]] = {}
+    for fam in text_string_to_metric_families(text):
+        if fam.name != METRIC:
+            continue
+        for s in fam.samples:
+            if s.name == METRIC + "_bucket":
+                out.setdefault(s.labels["verb"], {})[float(s.labels["le"])] = s.value
+    return out
+
+
+def quantile(q: float, buckets: dict[float, float]) -> float | None:
+    """histogram_quantile over cumulative buckets; None when there are no observations."""
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]] if bounds else 0
+    if total <= 0:
+        return None
+    rank = q * total
+    prev_bound, prev_count = 0.0, 0.0
+    for b in bounds:
+        c = buckets[b]
+        if c >= rank:
+            if b == float("inf"):
+                return prev_bound  # beyond the last finite bucket: its bound is all we know
+            return prev_bound + (b - prev_bound) * (rank - prev_count) / max(c - prev_count, 1e-12)
+        prev_bound, prev_count = b, c
+    return prev_bound
+
+
+def latencies(before: str, after: str) -> list[VerbLatency]:
+    b, a = histograms(before), histograms(after)
+    out = []
+    for verb in VERBS:
+        diff = {le: c - b.get(verb, {}).get(le, 0.0) for le, c in a.get(verb, {}).items()}
+        p50, p99 = quantile(0.5, diff), quantile(0.99, diff)
+        out.append(VerbLatency(verb, int(diff.get(float("inf"), 0)),
+                               None if p50 is None else round(p50 * 1000, 3),
+                               None if p99 is None else round(p99 * 1000, 3)))
+    return out
+
+
+def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
+        state_dir: Path | str | None = None) -> dict[str, Any]:
+    from kubernetes import client
+
+    from benchmarks.testbed.cli import wait_nodes_ready
+    from benchmarks.testbed.cluster import LocalCluster
+    from benchmarks.testbed.nodes import create_nodes
+    from benchmarks.testbed.profiles import small
+    from benchmarks.testbed.stack import GpuschedScheduler
+
+    if pods > nodes * 8:
+        raise ValueError(f"{pods} one-GPU pods do not fit on {nodes} nodes of 8 GPUs")
+    tmp = None
+    if state_dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="gpusched-e2e-")
+        state_dir = tmp.name
+    cluster = LocalCluster(state_dir)
+    gs = None
+    try:
+        t = time.monotonic()
+        cluster.up()
+        api = client.CoreV1Api(cluster.api_client())
+        create_nodes(api, small(nodes), workers=32)
+        wait_nodes_ready(api, nodes, timeout=300)
+        gs = GpuschedScheduler(cluster)
+        gs.start()
+        # Let both schedulers' informers see every node before timing anything.
+        time.sleep(3)
+        setup_s = time.monotonic() - t
+        rows, ext = [], []
+        for sched in SCHEDULERS:
+            before = gs.metrics() if sched == "gpusched" else ""
+            rows.append(run_one(api, sched, pods, workers, timeout))
+            if sched == "gpusched":
+                ext = latencies(before, gs.metrics())
+        return {
+            "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods,
+                       "pod": "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers",
+                       "create_workers": workers, "poll_interval_s": 0.05,
+                       "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1)},
+            "rows": [asdict(r) for r in rows],
+            "extender": [asdict(v) for v in ext],
+        }
+    finally:
+        try:
+            if gs is not None:
+                gs.stop()
+        finally:
+            cluster.down()
+            if tmp is not None:
+                tmp.cleanup()
+
+
+def table(result: dict[str, Any]) -> str:
+    rows = result["rows"]
+    base = next((r for r in rows if r["scheduler"] == "default-scheduler"), None)
+    out = ["| scheduler | pods | create s | seconds | pods/s | ratio to default |", "|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        ratio = f"{r['pods_per_s'] / base['pods_per_s']:.2f}x" if base else "-"
+        out.append(f"| {r['scheduler']} | {r['pods']:,} | {r['create_s']:.2f} | {r['seconds']:.2f} | {r['pods_per_s']:.1f} | {ratio} |")
+    out += ["", "| extender verb (gpusched run) | calls | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for v in result["extender"]:
+        out.append(f"| {v['verb']} | {v['calls']:,} | {fmt(v['p50_ms'])} | {fmt(v['p99_ms'])} |")
+    return "\n".join(out)
+
+
+def params_line(result: dict[str, Any]) -> str:
+    p = result["params"]
+    return (f"e2e scheduling throughput: {p['nodes']:,} kwok nodes ({p['profile']}), {p['pods']:,} pods of "
+            f"{p['pod']}, created by {p['create_workers']} threads; seconds = first create to all bound "
+            f"(polled every {p['poll_interval_s']}s; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); Kubernetes {p['kubernetes']}")
