@@ -27,9 +27,10 @@ from scheduler.quantity import format_bytes
 
 log = logging.getLogger(__name__)
 
-# A pod that passed our filter is normally bound within milliseconds. Until then the
-# next pod's filter waits (on this process, never the network) so that it sees the
-# reservation; a pod that never comes to bind stops blocking after this long.
+# A pod that passed our filter is normally bound within milliseconds. Until its bind has
+# reserved its GPUs, the next memory-share pod's filter waits (on this process, never
+# the network) so that it sees the reservation; a pod that never comes to bind stops
+# blocking after this long.
 INFLIGHT_WAIT_S = 1.0
 
 
@@ -109,7 +110,10 @@ class Extender:
         self._remember(self._recent, key, args.pod, self.RECENT_PODS)
         if not req.gpu_pod:
             return protocol.filter_result(args, args.node_names, {})
-        self._wait_for_inflight(key)
+        if req.shared:
+            # kube-scheduler counts nvidia.com/gpu itself, so whole-GPU pods cannot be
+            # over-committed by a bind still in flight; memory shares it does not see.
+            self._wait_for_inflight(key)
         feasible, failed = filter_nodes(self.live.snapshot(), req, args.node_names)
         self.metrics.decisions.labels("filter", "fit" if feasible else "none").inc()
         if feasible:
@@ -164,6 +168,8 @@ class Extender:
                                    memory_per_gpu=assignment.memory_per_gpu, whole=req.whole_gpus > 0,
                                    count=len(assignment.gpu_ids))
                 self.live.assume(b.node, alloc)
+            # Counted: the next pod's filter may go on now, while the Binding is in flight.
+            self._done(key)
             annotations = {
                 contract.GPU_IDS: ",".join(map(str, alloc.gpu_ids)),
                 contract.PLACEMENT: self._placement(key, b.node, req, alloc, assignment.reason),
