@@ -177,7 +177,10 @@ class LiveState:
         key = pod_key(pod)
         held = None if typ == "DELETED" else allocation_of(pod)
         with self._lock:
-            before = self._pods.pop(key, None)
+            before = self._pods.get(key)
+            if held is not None and held == before and key not in self._assumed:
+                return  # a status update (kwok, kubelet): what the pod holds did not change
+            self._pods.pop(key, None)
             if held:
                 self._pods[key] = held
             assumed = self._assumed.pop(key, None) if held or typ == "DELETED" else None
