@@ -148,6 +148,11 @@ class LocalCluster:
         cfg.connection_pool_maxsize = 32
         return ApiClient(cfg)
 
+    def kubectl(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run the test bed's own kubectl (same version as the server) as the admin user."""
+        return subprocess.run([str(self.binaries.kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+                              capture_output=True, text=True, timeout=timeout)
+
     def running(self) -> list[Proc]:
         return [p for p in self.state.procs if p.alive()]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -95,8 +94,8 @@ def test_defaults_parse_and_status_shows(ias, namespace, cluster):
                          "reason": "queueDepth 7/replica vs target 5 over 2 ready -> ceil(2*7/5)=3"},
         "conditions": [{"type": "ScalingActive", "status": "True", "reason": "SignalsKnown", "message": "",
                         "lastTransitionTime": "2025-01-01T00:00:00Z"}]}})
-    out = subprocess.run([str(cluster.binaries.kubectl), "--kubeconfig", str(cluster.kubeconfig), "-n", namespace,
-                          "get", "ias", "llm", "--no-headers", "-o", "wide"],
-                         capture_output=True, text=True, check=True).stdout.split()
+    r = cluster.kubectl("-n", namespace, "get", "ias", "llm", "--no-headers", "-o", "wide")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.split()
     # NAME TARGET MIN MAX CURRENT DESIRED WARM RULE REASON... AGE
     assert out[:8] == ["llm", "llm", "1", "4", "2", "3", "1", "signal:queueDepth"]

@@ -26,8 +26,7 @@ SA = "system:serviceaccount:gpusched-system:gpusched-autoscaler"
 
 
 def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(cluster.binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=60)
+    return cluster.kubectl(*args)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import pathlib
-import subprocess
 import time
 import urllib.parse
 
@@ -36,8 +35,7 @@ SA_USER = "system:serviceaccount:gpusched-system:gpusched-agent"
 
 
 def kubectl(cluster, *args: str) -> None:
-    r = subprocess.run([str(cluster.binaries.kubectl), f"--kubeconfig={cluster.kubeconfig}", *args],
-                       capture_output=True, text=True, timeout=60)
+    r = cluster.kubectl(*args)
     assert r.returncode == 0, r.stderr
 
 
