@@ -301,8 +301,11 @@ def test_burst_promotes_warm_refills_pool_then_scales_down(cluster, crd, apps, a
             ready, warm, live = pool(api, ns)
             desired = (get_ias(crd, ns, "llm").get("status") or {}).get("desiredReplicas", 0)
             new_warm = [p for p in warm if p not in (first_serving, warm_pod)]
-            return (len(ready) >= 2 and new_warm and replicas_of(apps, ns) == desired + 1
-                    and (ready, warm, desired))
+            # the pool's target is min(warmReplicas, max - desired): nothing to refill at the cap,
+            # which a slow machine reaches when the queue grows faster than replicas start
+            pool_target = min(1, 8 - desired)
+            return (len(ready) >= 2 and (new_warm or pool_target == 0)
+                    and replicas_of(apps, ns) == desired + pool_target and (ready, warm, desired))
         ready, warm, desired = eventually(refilled, timeout=30, what="a new warm pod while >= 2 serve")
         print(f"burst: {desired} serving decided, pool refilled with {warm}")
         assert desired >= 2 and events(api, ns, "SuccessfulRescale")
