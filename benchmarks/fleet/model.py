@@ -608,6 +608,8 @@ class TraceRow:
     t: float  # seconds since the trace's first request
     prompt_tokens: int
     output_tokens: int
+    model: str = ""  # the trace's model column, "" without one
+    service_s: float | None = None  # a service-time column instead of token counts
 
 
 _TIME_NAMES = ("timestamp", "time", "arrival", "arrival_time", "ts")
@@ -643,84 +645,128 @@ def parse_timestamp(text: str) -> float:
     return v.timestamp() if isinstance(v, datetime) else v
 
 
-def _column(header: list[str], given: str | None, names: tuple[str, ...], what: str, where: str) -> int:
+def _column(header: list[str], given: str | None, names: tuple[str, ...], what: str, where: str,
+            required: bool = True) -> int | None:
     lowered = [h.strip().lower() for h in header]
     if given is not None:
         if given.strip().lower() in lowered:
             return lowered.index(given.strip().lower())
-        raise TraceError(f"{where}: row 1 (header): no column {given!r} for {what}; columns are {header}")
+        raise TraceError(f"{where} row 1 (header): no column {given!r} for {what}; columns are {header}")
     for n in names:
         if n in lowered:
             return lowered.index(n)
-    raise TraceError(f"{where}: row 1 (header): no {what} column (one of {', '.join(names)}); "
-                     f"columns are {header}")
+    if not required:
+        return None
+    raise TraceError(f"{where} row 1 (header): no {what} column (one of {', '.join(names)}, or name it "
+                     f"with a column option); columns are {header}")
+
+
+_MODEL_NAMES = ("model", "model_id", "model_name", "modelid")
 
 
 def read_trace(source: str | os.PathLike | Iterable[str], *, time_column: str | None = None,
                prompt_column: str | None = None, output_column: str | None = None,
+               model_column: str | None = None, service_column: str | None = None,
                limit: int | None = None) -> list[TraceRow]:
-    """Rows of a CSV request trace: a header, then a time (seconds or a datetime), prompt
-    (context) tokens and output (generated) tokens per row; the Azure LLM inference
+    """Rows of a CSV request trace: a header, then a time (seconds or a datetime) and
+    either prompt (context) and output (generated) token counts or, with
+    ``service_column``, a service time in seconds per row; optionally a model column
+    (found by name: model, model_id, model_name; or named). The Azure LLM inference
     trace's TIMESTAMP,ContextTokens,GeneratedTokens is found by name. Times come back
     relative to the first row. Missing columns, bad values, negative sizes, timestamps
-    that go backwards and an empty file raise TraceError naming the row (1 = header)."""
+    that go backwards and an empty file raise one TraceError naming the file, the row
+    (1 = header, as a spreadsheet numbers them) and the column:
+    ``trace.csv row 17: ContextTokens is -5; token counts must be >= 0``."""
     if isinstance(source, (str, os.PathLike)):
         where = os.fspath(source)
         try:
             with open(source, newline="", encoding="utf-8-sig") as f:
-                return _read_rows(f, where, time_column, prompt_column, output_column, limit)
+                return _read_rows(f, where, time_column, prompt_column, output_column, model_column,
+                                  service_column, limit)
         except OSError as exc:
             raise TraceError(f"{where}: cannot read ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{where}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
     return _read_rows(io.StringIO("".join(l if l.endswith("\n") else l + "\n" for l in source)), "<trace>",
-                      time_column, prompt_column, output_column, limit)
+                      time_column, prompt_column, output_column, model_column, service_column, limit)
 
 
-def _read_rows(f, where, time_column, prompt_column, output_column, limit) -> list[TraceRow]:
+def _read_rows(f, where, time_column, prompt_column, output_column, model_column, service_column,
+               limit) -> list[TraceRow]:
     reader = csv.reader(f)
-    header = next(reader, None)
-    while header is not None and not any(c.strip() for c in header):
+    try:
         header = next(reader, None)
+        while header is not None and not any(c.strip() for c in header):
+            header = next(reader, None)
+    except csv.Error as exc:
+        raise TraceError(f"{where} row 1 (header): unreadable ({exc})") from None
     if header is None:
-        raise TraceError(f"{where}: empty file (no header row)")
+        raise TraceError(f"{where} row 1: empty file; expected a header row (e.g. "
+                         f"TIMESTAMP,ContextTokens,GeneratedTokens) and one row per request")
     ti = _column(header, time_column, _TIME_NAMES, "time", where)
-    pi = _column(header, prompt_column, _PROMPT_NAMES, "prompt-token", where)
-    oi = _column(header, output_column, _OUTPUT_NAMES, "output-token", where)
+    mi = _column(header, model_column, _MODEL_NAMES, "model", where, required=False)
+    if service_column is not None:
+        si = _column(header, service_column, (), "service time", where)
+        size_cols = [(si, "service times", True)]
+    else:
+        pi = _column(header, prompt_column, _PROMPT_NAMES, "prompt-token", where)
+        oi = _column(header, output_column, _OUTPUT_NAMES, "output-token", where)
+        size_cols = [(pi, "token counts", False), (oi, "token counts", False)]
+    names = [h.strip() for h in header]
+    need = max([ti] + [c for c, _, _ in size_cols] + ([mi] if mi is not None else []))
     rows: list[TraceRow] = []
     t0: float | datetime | None = None
     prev: float | datetime | None = None
-    for rowno, row in enumerate(reader, start=2):
-        if not any(c.strip() for c in row):
-            continue
-        if limit is not None and len(rows) >= limit:
-            break
-        if len(row) <= max(ti, pi, oi):
-            raise TraceError(f"{where}: row {rowno}: {len(row)} fields, expected {len(header)}: {row}")
-        try:
-            t = _parse_time(row[ti])
-            if t0 is not None and isinstance(t, datetime) != isinstance(t0, datetime):
-                raise ValueError("mixes numbers and datetimes")
-        except ValueError as exc:
-            raise TraceError(f"{where}: row {rowno}: bad time {row[ti]!r} ({exc})") from None
-        sizes = []
-        for i, what in ((pi, "prompt tokens"), (oi, "output tokens")):
+    prev_text = ""
+    rowno = 1
+    try:
+        for rowno, row in enumerate(reader, start=2):
+            if not any(c.strip() for c in row):
+                continue
+            if limit is not None and len(rows) >= limit:
+                break
+            if len(row) <= need:
+                raise TraceError(f"{where} row {rowno}: {len(row)} fields, the header has {len(header)} "
+                                 f"({','.join(names)}): {row}")
             try:
-                v = float(row[i])
-            except ValueError:
-                raise TraceError(f"{where}: row {rowno}: {what} {row[i]!r} is not a number") from None
-            if not math.isfinite(v) or v < 0 or v != int(v):
-                raise TraceError(f"{where}: row {rowno}: {what} {row[i]!r} must be a whole number >= 0")
-            sizes.append(int(v))
-        if prev is not None and t < prev:
-            raise TraceError(f"{where}: row {rowno}: time {row[ti].strip()!r} is earlier than the row "
-                             f"before it; sort the trace by time")
-        if t0 is None:
-            t0 = t
-        prev = t
-        # datetimes subtract exactly (microseconds); epoch floats would round to ~0.2 us
-        dt = (t - t0).total_seconds() if isinstance(t, datetime) else t - t0
-        rows.append(TraceRow(dt, sizes[0], sizes[1]))
+                t = _parse_time(row[ti])
+                if t0 is not None and isinstance(t, datetime) != isinstance(t0, datetime):
+                    raise ValueError("mixes numbers and datetimes")
+            except ValueError as exc:
+                raise TraceError(f"{where} row {rowno}: {names[ti]} {row[ti]!r} is not a time ({exc})") from None
+            sizes: list[float] = []
+            for i, what, real in size_cols:
+                text = row[i].strip()
+                try:
+                    v = float(text)
+                except ValueError:
+                    raise TraceError(f"{where} row {rowno}: {names[i]} {text!r} is not a number") from None
+                if not math.isfinite(v):
+                    raise TraceError(f"{where} row {rowno}: {names[i]} is {text}; {what} must be finite")
+                if v < 0:
+                    raise TraceError(f"{where} row {rowno}: {names[i]} is {text}; {what} must be >= 0")
+                if not real and v != int(v):
+                    raise TraceError(f"{where} row {rowno}: {names[i]} is {text}; {what} must be whole numbers")
+                sizes.append(v)
+            if prev is not None and t < prev:
+                raise TraceError(f"{where} row {rowno}: {names[ti]} {row[ti].strip()!r} is earlier than row "
+                                 f"{rowno - 1}'s {prev_text!r}; sort the trace by time")
+            if t0 is None:
+                t0 = t
+            prev, prev_text = t, row[ti].strip()
+            # datetimes subtract exactly (microseconds); epoch floats would round to ~0.2 us
+            dt = (t - t0).total_seconds() if isinstance(t, datetime) else t - t0
+            model = row[mi].strip() if mi is not None else ""
+            if mi is not None and not model:
+                raise TraceError(f"{where} row {rowno}: {names[mi]} is empty; every row needs a model")
+            if service_column is not None:
+                rows.append(TraceRow(dt, 0, 0, model, sizes[0]))
+            else:
+                rows.append(TraceRow(dt, int(sizes[0]), int(sizes[1]), model))
+    except csv.Error as exc:
+        raise TraceError(f"{where} row {rowno}: unreadable CSV ({exc})") from None
     if not rows:
-        raise TraceError(f"{where}: no data rows after the header")
+        raise TraceError(f"{where} row 2: no data rows after the header; the trace is empty")
     return rows
 
 

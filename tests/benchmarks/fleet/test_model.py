@@ -325,18 +325,63 @@ def test_parse_timestamp(text, seconds):
     assert parse_timestamp(text) == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("", "empty file"),
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\n", "no data rows"),
-    ("TIMESTAMP,ContextTokens\n1,2\n", "row 1 (header): no output-token column"),
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\n1,2,3\n0.5,2,3\n", "row 3: time '0.5' is earlier"),
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\n1,2,3\n2,-1,3\n", "row 3: prompt tokens '-1' must be"),
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\nyesterday,2,3\n", "row 2: bad time 'yesterday'"),
-    ("TIMESTAMP,ContextTokens,GeneratedTokens\n1,2\n", "row 2: 2 fields"),
+H = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+
+
+# One error per bad trace, naming the file ("<trace>" for lines given in memory), the
+# row as a spreadsheet numbers it (1 = header) and the column; the whole message.
+@pytest.mark.parametrize("text, kw, message", [
+    ("", {}, "<trace> row 1: empty file; expected a header row (e.g. TIMESTAMP,ContextTokens,GeneratedTokens) "
+             "and one row per request"),
+    ("\n\n", {}, "<trace> row 1: empty file; expected a header row (e.g. TIMESTAMP,ContextTokens,GeneratedTokens) "
+                 "and one row per request"),
+    (H, {}, "<trace> row 2: no data rows after the header; the trace is empty"),
+    ("TIMESTAMP,ContextTokens\n1,2\n", {},
+     "<trace> row 1 (header): no output-token column (one of generatedtokens, generated_tokens, output_tokens, "
+     "completion_tokens, outputtokens, response_tokens, or name it with a column option); "
+     "columns are ['TIMESTAMP', 'ContextTokens']"),
+    (H + "1,2,3\n", {"model_column": "model"},
+     "<trace> row 1 (header): no column 'model' for model; columns are "
+     "['TIMESTAMP', 'ContextTokens', 'GeneratedTokens']"),
+    # unsorted: row 3 goes back in time
+    (H + "1,2,3\n0.5,2,3\n", {}, "<trace> row 3: TIMESTAMP '0.5' is earlier than row 2's '1'; sort the trace by time"),
+    # negative sizes, each column named
+    (H + "1,2,3\n2,2,3\n3,-5,3\n", {}, "<trace> row 4: ContextTokens is -5; token counts must be >= 0"),
+    (H + "1,2,-1\n", {}, "<trace> row 2: GeneratedTokens is -1; token counts must be >= 0"),
+    (H + "1,2.5,1\n", {}, "<trace> row 2: ContextTokens is 2.5; token counts must be whole numbers"),
+    (H + "1,nan,1\n", {}, "<trace> row 2: ContextTokens is nan; token counts must be finite"),
+    (H + "1,many,1\n", {}, "<trace> row 2: ContextTokens 'many' is not a number"),
+    ("time,model,secs\n0,a,1.5\n1,b,-0.25\n", {"service_column": "secs"},
+     "<trace> row 3: secs is -0.25; service times must be >= 0"),
+    ("time,model,secs\n0,a,1.5\n1,,2\n", {"service_column": "secs"},
+     "<trace> row 3: model is empty; every row needs a model"),
+    (H + "yesterday,2,3\n", {},
+     "<trace> row 2: TIMESTAMP 'yesterday' is not a time (Invalid isoformat string: 'yesterday')"),
+    (H + "1,2\n", {}, "<trace> row 2: 2 fields, the header has 3 (TIMESTAMP,ContextTokens,GeneratedTokens): ['1', '2']"),
 ])
-def test_bad_traces_name_the_row(text, message):
-    with pytest.raises(TraceError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        read_trace(text.splitlines())
+def test_bad_traces_name_the_file_row_and_column(text, kw, message):
+    with pytest.raises(TraceError) as err:
+        read_trace(text.splitlines(), **kw)
+    assert str(err.value) == message
+
+
+def test_bad_trace_file_is_named(tmp_path):
+    p = tmp_path / "trace.csv"
+    p.write_text(H + "".join(f"{i},10,10\n" for i in range(15)) + "15,-5,3\n")
+    with pytest.raises(TraceError) as err:
+        read_trace(p)
+    assert str(err.value) == f"{p} row 17: ContextTokens is -5; token counts must be >= 0"
+    with pytest.raises(TraceError, match=r"nope\.csv: cannot read \(No such file or directory\)"):
+        read_trace(tmp_path / "nope.csv")
+
+
+def test_model_and_service_time_columns():
+    rows = read_trace(["time,model,secs", "0,a,1.5", "2.5,b,0"], service_column="secs")
+    assert [(r.t, r.model, r.service_s, r.prompt_tokens, r.output_tokens) for r in rows] == [
+        (0.0, "a", 1.5, 0, 0), (2.5, "b", 0.0, 0, 0)]
+    rows = read_trace(["TIMESTAMP,Model,ContextTokens,GeneratedTokens", "10,m1,5,6", "12,m2,7,8"])
+    assert [(r.t, r.model, r.prompt_tokens, r.output_tokens, r.service_s) for r in rows] == [
+        (0.0, "m1", 5, 6, None), (2.0, "m2", 7, 8, None)]
 
 
 def test_real_azure_trace_if_present():
