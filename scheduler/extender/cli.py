@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 
 import yaml
 
@@ -17,11 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n"
                "  gpusched extender --kubeconfig ~/.kube/config --listen 127.0.0.1:8888\n"
                "  gpusched extender --config /etc/gpusched/extender.yaml     # in a cluster\n"
+               "  gpusched extender --tls-cert-file tls.crt --tls-private-key-file tls.key   # HTTPS\n"
                "  gpusched extender --print-config                           # the defaults",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--kubeconfig", help="kubeconfig path (default: the in-cluster service account)")
     p.add_argument("--listen", help="HOST:PORT to serve on (default 0.0.0.0:8888)")
-    p.add_argument("--config", help="YAML config: listen, staleAfterSeconds, weights")
+    p.add_argument("--config", help="YAML config: listen, staleAfterSeconds, weights, tls")
+    p.add_argument("--tls-cert-file", metavar="PATH",
+                   help="serve HTTPS with this PEM certificate (chain); kube-scheduler then needs "
+                        "the extender's tlsConfig with the CA that signed it")
+    p.add_argument("--tls-private-key-file", metavar="PATH", help="the PEM private key of --tls-cert-file")
     p.add_argument("--print-config", action="store_true", help="print the effective config and exit")
     p.set_defaults(func=run)
 
@@ -30,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from scheduler.extender.config import ConfigError, load
 
     try:
-        cfg = load(args.config, args.listen)
+        cfg = load(args.config, args.listen, args.tls_cert_file, args.tls_private_key_file)
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     if args.print_config:
@@ -40,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         daemon = ExtenderDaemon(cfg, args.kubeconfig)
+    except ssl.SSLError as exc:
+        raise UserError(f"cannot use TLS certificate {cfg.tls_cert_file} with key {cfg.tls_key_file}: "
+                        f"{exc.reason or exc}") from None
     except OSError as exc:
         raise UserError(f"cannot listen on {cfg.listen[0]}:{cfg.listen[1]}: {exc.strerror}") from None
     daemon.run()

@@ -3,6 +3,9 @@
     listen: 0.0.0.0:8888          # where kube-scheduler calls
     staleAfterSeconds: 600        # a node report older than this is not trusted for new GPU pods
     weights: {...}                # scheduler.core.Weights fields; see `gpusched extender --print-config`
+    tls:                          # optional: serve HTTPS (kube-scheduler's extender tlsConfig)
+      certFile: /etc/gpusched/tls/tls.crt
+      keyFile: /etc/gpusched/tls/tls.key
 """
 from __future__ import annotations
 
@@ -25,10 +28,15 @@ class ExtenderConfig:
     listen: tuple[str, int] = ("0.0.0.0", 8888)
     stale_after_s: float = 600.0
     weights: Weights = field(default_factory=Weights)
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"listen": f"{self.listen[0]}:{self.listen[1]}", "staleAfterSeconds": self.stale_after_s,
-                "weights": dataclasses.asdict(self.weights)}
+        out: dict[str, Any] = {"listen": f"{self.listen[0]}:{self.listen[1]}", "staleAfterSeconds": self.stale_after_s,
+                               "weights": dataclasses.asdict(self.weights)}
+        if self.tls_cert_file:
+            out["tls"] = {"certFile": self.tls_cert_file, "keyFile": self.tls_key_file}
+        return out
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -38,7 +46,9 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def load(path: str | None, listen: str | None = None) -> ExtenderConfig:
+def load(path: str | None, listen: str | None = None, tls_cert_file: str | None = None,
+         tls_key_file: str | None = None) -> ExtenderConfig:
+    """The file's settings, with command-line values (when given) taking precedence."""
     raw: dict[str, Any] = {}
     if path:
         try:
@@ -47,7 +57,7 @@ def load(path: str | None, listen: str | None = None) -> ExtenderConfig:
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must be a mapping")
-    unknown = set(raw) - {"listen", "staleAfterSeconds", "weights"}
+    unknown = set(raw) - {"listen", "staleAfterSeconds", "weights", "tls"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     cfg = ExtenderConfig()
@@ -67,4 +77,21 @@ def load(path: str | None, listen: str | None = None) -> ExtenderConfig:
             cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, **w))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"weights: {exc}") from None
-    return cfg
+    return _with_tls(cfg, raw.get("tls"), tls_cert_file, tls_key_file)
+
+
+def _with_tls(cfg: ExtenderConfig, section: Any, cert: str | None, key: str | None) -> ExtenderConfig:
+    if section is not None:
+        if not isinstance(section, dict) or set(section) - {"certFile", "keyFile"}:
+            raise ConfigError("tls accepts only certFile and keyFile")
+        cert = cert or section.get("certFile")
+        key = key or section.get("keyFile")
+    if not cert and not key:
+        return cfg
+    if not cert or not key:
+        raise ConfigError("TLS needs both a certificate and its private key "
+                          "(--tls-cert-file and --tls-private-key-file, or tls.certFile and tls.keyFile)")
+    for what, f in (("certificate", cert), ("private key", key)):
+        if not Path(f).is_file():
+            raise ConfigError(f"TLS {what} {f} does not exist or is not a file")
+    return dataclasses.replace(cfg, tls_cert_file=str(cert), tls_key_file=str(key))

@@ -8,7 +8,7 @@ from typing import Any
 
 from scheduler.extender.config import ExtenderConfig
 from scheduler.extender.live import LiveState
-from scheduler.extender.server import Extender, ExtenderHTTPServer
+from scheduler.extender.server import Extender, ExtenderHTTPServer, server_tls_context
 from scheduler.kube.client import api_client, raw
 from scheduler.kube.watch import Informer
 
@@ -28,7 +28,8 @@ class ExtenderDaemon:
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
         self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights)
         host, port = cfg.listen
-        self.http = ExtenderHTTPServer((host, port), self.extender, self.ready)
+        tls = server_tls_context(cfg.tls_cert_file, cfg.tls_key_file) if cfg.tls_cert_file else None
+        self.http = ExtenderHTTPServer((host, port), self.extender, self.ready, tls=tls)
 
     def ready(self) -> tuple[bool, str]:
         missing = [i.name for i in (self.nodes, self.pods) if not i.synced.is_set()]
@@ -52,7 +53,8 @@ class ExtenderDaemon:
         threading.Thread(target=self.live.refresh_forever, args=(self.stop,), name="refresher", daemon=True).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
-        log.info("gpusched extender listening on %s:%d", *self.http.server_address[:2])
+        log.info("gpusched extender listening on %s://%s:%d", "https" if self.http.tls else "http",
+                 *self.http.server_address[:2])
         self.http.serve_forever(poll_interval=0.2)
 
     def shutdown(self) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import ssl
+import sys
 import threading
 import time
 from collections import OrderedDict
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 # the network) so that it sees the reservation; a pod that never comes to bind stops
 # blocking after this long.
 INFLIGHT_WAIT_S = 1.0
+TLS_HANDSHAKE_S = 10.0
 
 
 class Metrics:
@@ -228,9 +231,16 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s " + fmt, self.address_string(), *args)
 
     def setup(self) -> None:
-        super().setup()
         # Answers are small; without this, Nagle holds them for the client's delayed ACK (40 ms).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = self.server.tls
+        if tls is not None:
+            # The handshake runs on this connection's thread, not in accept(), so one slow
+            # or hostile client cannot stall the others; the timeout bounds it.
+            self.request.settimeout(TLS_HANDSHAKE_S)
+            self.request = tls.wrap_socket(self.request, server_side=True)
+            self.request.settimeout(None)
+        super().setup()
 
     def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
         self.send_response(code)
@@ -288,11 +298,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(code, out)
 
 
+def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """TLS 1.2+ server context; raises ssl.SSLError / OSError on a bad or mismatched pair."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
 class ExtenderHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]]):
+    def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]],
+                 tls: ssl.SSLContext | None = None):
         super().__init__(address, _Handler)
         self.extender = extender
         self.ready = ready
+        self.tls = tls
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A failed TLS handshake or a client that hangs up is the client's problem: one line, no traceback.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
+            log.info("connection from %s dropped: %s", client_address[0], exc)
+        else:
+            super().handle_error(request, client_address)
