@@ -20,7 +20,7 @@ from benchmarks.fleet.driver import Load
 from scheduler import contract
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD_PATH = ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+CRD_PATH = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 APP = "vllm"
 COLD_START_S = 20

@@ -13,7 +13,7 @@ import yaml
 from benchmarks.testbed import pki as pkimod
 from benchmarks.testbed.cluster import LocalCluster, free_port
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "scheduler" / "kube-scheduler-config.yaml"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "gpusched" / "files" / "kube-scheduler-config.yaml"
 
 
 class GpuschedScheduler:

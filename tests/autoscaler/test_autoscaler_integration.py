@@ -36,7 +36,7 @@ from tests.helpers import eventually, gpu_deployment
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+CRD_PATH = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 MODEL = "org/model"
 COLD_START = "5s"  # kwok's time to ContainersReady for a new pod of these tests

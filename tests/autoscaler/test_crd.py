@@ -11,7 +11,7 @@ import yaml
 
 from autoscaler.spec import SERVERS, SIGNAL_TYPES, SpecError, parse_spec
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+CRD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 CRD = yaml.safe_load(CRD_PATH.read_text())
 VERSION = CRD["spec"]["versions"][0]
 SCHEMA = VERSION["schema"]["openAPIV3Schema"]

@@ -15,7 +15,7 @@ from autoscaler.spec import parse_spec
 
 pytestmark = pytest.mark.integration
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+CRD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 
 

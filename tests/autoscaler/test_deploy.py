@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "autoscaler"
-CRD = ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
+CRD = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 SA = "system:serviceaccount:gpusched-system:gpusched-autoscaler"
 
 
