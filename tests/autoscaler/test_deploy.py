@@ -1,4 +1,4 @@
-"""deploy/autoscaler on the real API server: it applies (its pods pass the restricted
+"""The chart's autoscaler (deploy/manifests, rendered from deploy/chart/gpusched) on the real API server: it applies (its pods pass the restricted
 Pod Security level), its RBAC is what the autoscaler needs and nothing more, the
 admission policy limits its Node writes to the prefetch annotation, and the daemon
 does its whole job (Lease, promote, scale, status, Events) under that ServiceAccount."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,14 +14,12 @@ from kubernetes.client.rest import ApiException
 
 from scheduler import contract
 from scheduler.kube.client import raw
+from tests.deploy import manifests
 from tests.helpers import eventually, gpu_deployment
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "autoscaler"
-CRD = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
-SA = "system:serviceaccount:gpusched-system:gpusched-autoscaler"
+SA = manifests.sa_user("gpusched-autoscaler")
 
 
 def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
@@ -31,14 +28,17 @@ def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def applied(cluster):
-    r = kubectl(cluster, "apply", "--server-side", "-f", str(CRD))
-    assert r.returncode == 0, r.stderr
-    r = kubectl(cluster, "apply", "--server-side", "-k", str(DEPLOY))
-    assert r.returncode == 0, r.stderr
+    manifests.apply(cluster)
     yield
-    # not the Namespace: other components' deploy tests share gpusched-system
-    kubectl(cluster, "delete", "--wait=false", *(f"-f={DEPLOY / f}" for f in
-                                                 ("deployment.yaml", "admission-policy.yaml", "rbac.yaml")))
+    # the autoscaler's objects only, not the Namespace: other components' deploy tests share
+    # gpusched-system (and re-apply the manifests when they need them)
+    kubectl(cluster, "delete", "--wait=false", "--ignore-not-found",
+            "validatingadmissionpolicybinding/gpusched-autoscaler-prefetch-only",
+            "validatingadmissionpolicy/gpusched-autoscaler-prefetch-only",
+            "clusterrolebinding/gpusched-autoscaler", "clusterrole/gpusched-autoscaler")
+    kubectl(cluster, "delete", "--wait=false", "--ignore-not-found", "-n", manifests.NAMESPACE,
+            "deployment/gpusched-autoscaler", "poddisruptionbudget/gpusched-autoscaler",
+            "rolebinding/gpusched-autoscaler-lease", "role/gpusched-autoscaler-lease", "serviceaccount/gpusched-autoscaler")
 
 
 @pytest.fixture(scope="module")

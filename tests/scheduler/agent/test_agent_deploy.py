@@ -1,25 +1,17 @@
-"""deploy/agent stays in step with the code: flags the agent accepts, contract names,
-least privilege. (test_agent_integration.py applies the same files to a real API server.)"""
+"""The chart's agent (deploy/manifests, rendered from deploy/chart/gpusched) stays in step with
+the code: flags the agent accepts, contract names, least privilege.
+(test_agent_integration.py applies the same manifests to a real API server.)"""
 from __future__ import annotations
 
 import argparse
-import pathlib
-
-import yaml
 
 from scheduler import contract
 from scheduler.agent.cli import add_arguments
-
-DEPLOY = pathlib.Path(__file__).resolve().parents[3] / "deploy" / "agent"
-
-
-def docs(name: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all((DEPLOY / name).read_text()) if d]
+from tests.deploy import manifests
 
 
 def daemonset() -> dict:
-    (ds,) = [d for d in docs("daemonset.yaml") if d["kind"] == "DaemonSet"]
-    return ds
+    return manifests.one("DaemonSet", "gpusched-agent")
 
 
 def test_daemonset_args_are_flags_the_agent_accepts():
@@ -53,18 +45,18 @@ def test_daemonset_least_privilege():
 
 
 def test_rbac_is_what_the_agent_uses():
-    (role,) = [d for d in docs("rbac.yaml") if d["kind"] == "ClusterRole"]
+    role = manifests.one("ClusterRole", "gpusched-agent")
     rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
     assert rules[("", "nodes")] == {"get", "list", "patch"}
     assert rules[("", "events")] == {"create"}
     assert all("*" not in v for v in rules.values())
-    (sa,) = [d for d in docs("rbac.yaml") if d["kind"] == "ServiceAccount"]
+    sa = manifests.one("ServiceAccount", "gpusched-agent")
     assert daemonset()["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
 
 
 def test_admission_policy_names_the_contract_keys():
-    (vap,) = [d for d in docs("admission-policy.yaml") if d["kind"] == "ValidatingAdmissionPolicy"]
-    (binding,) = [d for d in docs("admission-policy.yaml") if d["kind"] == "ValidatingAdmissionPolicyBinding"]
+    vap = manifests.one("ValidatingAdmissionPolicy", "gpusched-agent-own-node")
+    binding = manifests.one("ValidatingAdmissionPolicyBinding", "gpusched-agent-own-node")
     assert binding["spec"]["policyName"] == vap["metadata"]["name"] and binding["spec"]["validationActions"] == ["Deny"]
     variables = {v["name"]: v["expression"] for v in vap["spec"]["variables"]}
     own = variables["ownAnnotations"]

@@ -1,5 +1,5 @@
-"""The agent against the real API server of the test bed, through deploy/agent's RBAC and
-ValidatingAdmissionPolicy: it updates its own Node when the cache gains or loses a
+"""The agent against the real API server of the test bed, through the chart's RBAC and
+ValidatingAdmissionPolicy (deploy/manifests, rendered from deploy/chart/gpusched): it updates its own Node when the cache gains or loses a
 model, prefetches what the Node asks for, and may change nothing else.
 
 The agent's identity is its ServiceAccount impersonated with the node-name extra
@@ -24,14 +24,14 @@ from scheduler.agent.metrics import AgentMetrics
 from scheduler.agent.nvml import RecordedNVML
 from scheduler.agent.prefetch import Prefetcher
 from scheduler.agent.publish import NodePublisher
+from tests.deploy import manifests
 from tests.helpers import eventually
 from tests.scheduler.agent.fakes import MODEL, SIZE, make_store
 
 pytestmark = pytest.mark.integration
 
-DEPLOY = pathlib.Path(__file__).resolve().parents[3] / "deploy" / "agent"
 DATA = pathlib.Path(__file__).parent / "data"
-SA_USER = "system:serviceaccount:gpusched-system:gpusched-agent"
+SA_USER = manifests.sa_user("gpusched-agent")
 
 
 def kubectl(cluster, *args: str) -> None:
@@ -41,9 +41,7 @@ def kubectl(cluster, *args: str) -> None:
 
 @pytest.fixture(scope="module")
 def agent_rbac(cluster, core):
-    for f in ("rbac.yaml", "admission-policy.yaml"):
-        kubectl(cluster, "apply", "-f", str(DEPLOY / f))
-    kubectl(cluster, "apply", "--dry-run=server", "-f", str(DEPLOY / "daemonset.yaml"))
+    manifests.apply(cluster)  # RBAC, the admission policies and the DaemonSet, with the rest of the chart
     # The API server loads a new policy asynchronously: wait until it denies.
     probe = f"agent-it-probe-{os.getpid() % 10000}"
     core.create_node({"metadata": {"name": probe}})
@@ -52,9 +50,12 @@ def agent_rbac(cluster, core):
     finally:
         core.delete_node(probe)
     yield
-    kubectl(cluster, "delete", "--ignore-not-found", "-f", str(DEPLOY / "admission-policy.yaml"))
-    kubectl(cluster, "delete", "--ignore-not-found", "clusterrolebinding/gpusched-agent", "clusterrole/gpusched-agent",
-            "-n", "gpusched-system", "serviceaccount/gpusched-agent")
+    # the agent's policies and RBAC go (other tests re-apply the manifests); not the namespaces
+    kubectl(cluster, "delete", "--ignore-not-found",
+            "validatingadmissionpolicybinding/gpusched-agent-own-node", "validatingadmissionpolicy/gpusched-agent-own-node",
+            "clusterrolebinding/gpusched-agent", "clusterrole/gpusched-agent")
+    kubectl(cluster, "delete", "--ignore-not-found", "-n", manifests.AGENT_NAMESPACE,
+            "daemonset/gpusched-agent", "serviceaccount/gpusched-agent")
 
 
 @pytest.fixture

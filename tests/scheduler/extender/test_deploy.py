@@ -1,22 +1,22 @@
-"""deploy/scheduler on the real API server: it applies, its RBAC is what the extender needs
-and nothing more, and the extender runs under that ServiceAccount."""
+"""The chart's extender (deploy/manifests, rendered from deploy/chart/gpusched) on the real API
+server: it applies, its RBAC is what the extender needs and nothing more, and the extender
+runs under that ServiceAccount."""
 from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
 
 from benchmarks.testbed.cluster import free_port
+from tests.deploy import manifests
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy" / "scheduler"
-SA = "system:serviceaccount:gpusched-system:gpusched-extender"
+SA = manifests.sa_user("gpusched-extender")
 
 
 def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
@@ -25,8 +25,7 @@ def kubectl(cluster, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def applied(cluster):
-    r = kubectl(cluster, "apply", "--server-side", "-k", str(DEPLOY))
-    assert r.returncode == 0, r.stderr
+    manifests.apply(cluster)
     yield  # left in place: other components' deploy tests share gpusched-system; the session cluster goes
 
 

@@ -1,0 +1,273 @@
+"""deploy/chart/gpusched without a cluster: helm lint and helm template clean with the
+defaults and with every optional part on, the committed plain manifests equal the chart's
+output, TLS wiring, pod security, documented values, and the Dockerfile."""
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from tests.deploy import manifests
+
+# Value sets that must lint and render clean. "all-on" turns on everything that is off by
+# default (the Prometheus Operator objects and the Grafana dashboard need CRDs/sidecars the
+# test bed lacks: they are rendered and linted here, not applied).
+CA = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n").decode()
+VALUE_SETS = {
+    "defaults": [],
+    "all-on": ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
+               "--set", "grafanaDashboard.enabled=true", "--set", "extender.tls.enabled=true",
+               "--set", f"extender.tls.caData={CA}", "--set", "agent.modelStores[0]=https://models.example/store",
+               "--set", "autoscaler.watchNamespace=llm"],
+    "tls-ca-from-secret": ["--set", "extender.tls.enabled=true", "--set", "serviceMonitor.enabled=true"],
+    "minimal": ["--set", "networkPolicy.enabled=false", "--set", "autoscaler.prewarm=false",
+                "--set", "agent.admissionPolicy=false", "--set", "autoscaler.admissionPolicy=false",
+                "--set", "namespaces.create=false", "--set", "agent.runtimeClassName=",
+                "--set", "networkPolicy.metricsFrom=null"],
+    "scheduler-only": ["--set", "agent.enabled=false", "--set", "autoscaler.enabled=false"],
+}
+
+
+@pytest.fixture(scope="module")
+def helm():
+    return manifests.helm_binary()
+
+
+def template(helm, *values: str) -> list[dict]:
+    mod = manifests.render_module()
+    return manifests.load_docs(mod.helm_template(helm, *values))
+
+
+def by(docs: list[dict], kind: str, name: str) -> dict:
+    (d,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    return d
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_helm_lint_is_clean(helm, values):
+    r = subprocess.run([str(helm), "lint", "--strict", str(manifests.CHART), *values],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "[WARNING]" not in r.stdout and "[ERROR]" not in r.stdout, r.stdout
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_helm_template_renders_valid_objects(helm, values):
+    docs = template(helm, *values)
+    assert docs
+    for d in docs:
+        assert d.get("apiVersion") and d.get("kind") and d["metadata"].get("name"), d
+        assert d["metadata"].get("labels", {}).get("app.kubernetes.io/part-of") == "gpusched", d["metadata"]
+    names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
+    assert len(names) == len(set(names)), "duplicate objects"
+
+
+def test_all_optional_parts_render(helm):
+    docs = template(helm, *VALUE_SETS["all-on"])
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for name in ("gpusched-extender", "gpusched-scheduler", "gpusched-autoscaler", "gpusched-agent"):
+        assert ("ServiceMonitor", name) in kinds
+    assert ("PrometheusRule", "gpusched") in kinds
+    rules = [r["alert"] for g in by(docs, "PrometheusRule", "gpusched")["spec"]["groups"] for r in g["rules"]]
+    assert "GpuschedExtenderSlow" in rules and "GpuschedAutoscalerNoLeader" in rules
+    dash = by(docs, "ConfigMap", "gpusched-grafana-dashboard")
+    assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
+    import json
+    panels = json.loads(dash["data"]["gpusched.json"])["panels"]
+    exprs = " ".join(t["expr"] for p in panels for t in p.get("targets", []))
+    for metric in ("gpusched_extender_request_seconds_bucket", "gpusched_autoscaler_desired_replicas",
+                   "DCGM_FI_DEV_GPU_UTIL", "gpusched_model_cache_bytes"):
+        assert metric in exprs
+    # prefetch on: the cache is mounted writable and the stores are passed
+    ds = by(docs, "DaemonSet", "gpusched-agent")["spec"]["template"]["spec"]
+    c = ds["containers"][0]
+    assert "--model-store=https://models.example/store" in c["args"]
+    assert [m for m in c["volumeMounts"] if m["name"] == "model-cache"][0]["readOnly"] is False
+
+
+def test_off_by_default(helm):
+    kinds = {d["kind"] for d in template(helm)}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+    assert not [d for d in template(helm) if d["metadata"]["name"] == "gpusched-grafana-dashboard"]
+
+
+def test_committed_manifests_are_the_charts_output(helm):
+    mod = manifests.render_module()
+    for path, text in mod.render(helm).items():
+        assert path.exists(), f"{path} is missing: run `.venv/bin/python deploy/render.py`"
+        assert path.read_text() == text, (f"{path.relative_to(manifests.ROOT)} differs from the chart: "
+                                          "run `.venv/bin/python deploy/render.py` and commit the result")
+
+
+def test_crd_is_the_charts_crd():
+    (crd,) = manifests.docs(path=manifests.RENDERED_CRDS)
+    assert crd == yaml.safe_load(manifests.CRD.read_text())
+
+
+@pytest.mark.parametrize("ca", [CA, ""], ids=["caData", "ca-from-secret"])
+def test_tls_between_kube_scheduler_and_the_extender(helm, ca):
+    docs = template(helm, "--set", "extender.tls.enabled=true", "--set", "extender.tls.secretName=ext-tls",
+                    "--set", f"extender.tls.caData={ca}")
+    dep = by(docs, "Deployment", "gpusched-extender")["spec"]["template"]["spec"]
+    c = dep["containers"][0]
+    args = c["args"]
+    assert "--tls-cert-file=/etc/gpusched/tls/tls.crt" in args
+    assert "--tls-private-key-file=/etc/gpusched/tls/tls.key" in args
+    (vol,) = [v for v in dep["volumes"] if v["name"] == "tls"]
+    assert vol["secret"]["secretName"] == "ext-tls"
+    assert {"name": "tls", "mountPath": "/etc/gpusched/tls", "readOnly": True} in c["volumeMounts"]
+    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    svc = by(docs, "Service", "gpusched-extender")
+    assert svc["spec"]["ports"][0]["name"] == "https"
+    cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
+    ext = cfg["extenders"][0]
+    assert ext["urlPrefix"] == "https://gpusched-extender.gpusched-system.svc:8888"
+    assert ext["tlsConfig"]["insecure"] is False
+    sched = by(docs, "Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]
+    if ca:
+        assert ext["tlsConfig"]["caData"] == ca
+        assert not [v for v in sched["volumes"] if "secret" in v]
+    else:  # the CA from the Secret's ca.crt, and only that key
+        path = ext["tlsConfig"]["caFile"]
+        (vol,) = [v for v in sched["volumes"] if "secret" in v]
+        assert vol["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
+        (m,) = [m for m in sched["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        assert path == f"{m['mountPath']}/ca.crt"
+
+
+def test_without_tls_the_extender_is_plain_http():
+    cfg = yaml.safe_load(manifests.one("ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
+    assert cfg["extenders"][0]["urlPrefix"] == "http://gpusched-extender.gpusched-system.svc:8888"
+    assert "tlsConfig" not in cfg["extenders"][0]
+    args = manifests.one("Deployment", "gpusched-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--tls")]
+
+
+def test_scheduler_config_is_the_chart_file_with_only_the_url_and_namespace_set():
+    """The test bed (benchmarks/testbed/stack.py) runs kube-scheduler with the chart's own file."""
+    from benchmarks.testbed import stack
+    assert stack.DEPLOY == manifests.SCHEDULER_CONFIG
+    source = yaml.safe_load(manifests.SCHEDULER_CONFIG.read_text())
+    rendered = yaml.safe_load(manifests.one("ConfigMap", "gpusched-scheduler-config")["data"]
+                              ["kube-scheduler-config.yaml"])
+    source["extenders"][0]["urlPrefix"] = rendered["extenders"][0]["urlPrefix"]
+    assert rendered == source
+
+
+def pod_specs(docs):
+    for d in docs:
+        if d["kind"] in ("Deployment", "DaemonSet"):
+            yield d["metadata"]["name"], d["metadata"]["namespace"], d["spec"]["template"]["spec"]
+
+
+def test_every_pod_is_restricted_grade():
+    specs = list(pod_specs(manifests.docs()))
+    assert {n for n, _, _ in specs} == {"gpusched-extender", "gpusched-scheduler", "gpusched-agent",
+                                       "gpusched-autoscaler"}
+    for name, _, spec in specs:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert psc.get("runAsUser", 0) != 0, name
+        assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC"), name
+        for c in spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"] == {"drop": ["ALL"]} and not sc.get("privileged"), name
+            assert not [p for p in c.get("ports", []) if p.get("hostPort")], name
+        host = [v for v in spec.get("volumes", []) if "hostPath" in v]
+        if name == "gpusched-agent":  # the one exception: the model cache, read-only by default
+            assert [v["hostPath"]["path"] for v in host] == ["/var/cache/gpusched/models"]
+            (m,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == host[0]["name"]]
+            assert m["readOnly"] is True
+            assert spec["runtimeClassName"] == "nvidia"
+        else:
+            assert not host, name
+
+
+def test_namespaces_carry_pod_security_labels():
+    ns = {d["metadata"]["name"]: d["metadata"]["labels"] for d in manifests.docs("Namespace")}
+    assert ns[manifests.NAMESPACE]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # the agent's hostPath is beyond baseline: privileged, audited at restricted, and held
+    # to the rest by the gpusched-agent-namespace-pods admission policy
+    assert ns[manifests.AGENT_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "privileged"
+    assert ns[manifests.AGENT_NAMESPACE]["pod-security.kubernetes.io/audit"] == "restricted"
+    for name, namespace, _ in pod_specs(manifests.docs()):
+        assert namespace == (manifests.AGENT_NAMESPACE if name == "gpusched-agent" else manifests.NAMESPACE)
+
+
+def test_pdbs_and_network_policies():
+    pdbs = {d["metadata"]["name"]: d["spec"] for d in manifests.docs("PodDisruptionBudget")}
+    assert pdbs["gpusched-scheduler"]["minAvailable"] == 1 and pdbs["gpusched-autoscaler"]["minAvailable"] == 1
+    assert pdbs["gpusched-extender"]["maxUnavailable"] == 1
+    ext = manifests.one("NetworkPolicy", "gpusched-extender")["spec"]
+    assert ext["policyTypes"] == ["Ingress"]
+    first = ext["ingress"][0]
+    assert first["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gpusched-scheduler"}}}]
+    assert all(p["port"] == 8888 for rule in ext["ingress"] for p in rule["ports"])
+    for name in ("gpusched-scheduler", "gpusched-autoscaler", "gpusched-agent"):
+        spec = manifests.one("NetworkPolicy", name)["spec"]
+        assert spec["policyTypes"] == ["Ingress"] and len(spec["ingress"]) == 1
+
+
+FREE_FORM = ("resources", "nodeSelector", "labels", "commonLabels", "tolerations", "metricsFrom", "affinity",
+             "weights")
+
+
+def _leaf_keys(d, prefix=""):
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v and k not in FREE_FORM:
+            yield from _leaf_keys(v, key + ".")
+        else:
+            yield key
+
+
+def test_every_value_is_commented_and_in_the_readme():
+    text = (manifests.CHART / "values.yaml").read_text()
+    lines = text.splitlines()
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    for i, line in enumerate(lines):
+        m = re.match(r"^( *)([A-Za-z]\w*):", line)
+        if not m:
+            continue
+        indent = len(m.group(1))
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        inside_free_form = any(k in FREE_FORM for _, k in stack)
+        stack.append((indent, m.group(2)))
+        if inside_free_form:
+            continue
+        assert lines[i - 1].strip().startswith("#"), f"values.yaml line {i + 1}: {line.strip()!r} has no comment above"
+    readme = (manifests.CHART / "README.md").read_text()
+    for key in _leaf_keys(yaml.safe_load(text)):
+        assert f"`{key}`" in readme, f"values key {key} is not in the chart README's table"
+
+
+def test_values_schema_rejects_typos(helm):
+    r = subprocess.run([str(helm), "template", "x", str(manifests.CHART), "--set", "extender.replica=3"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode != 0 and "replica" in r.stderr
+
+
+def test_dockerfile_is_multistage_small_and_non_root():
+    text = (manifests.ROOT / "Dockerfile").read_text()
+    instr = [ln.split(None, 1) for ln in (x.strip() for x in text.replace("\\\n", " ").splitlines())
+             if ln and not ln.startswith("#")]
+    froms = [rest for op, rest in instr if op.upper() == "FROM"]
+    assert len(froms) >= 2 and all(f.startswith("python:3.11-slim") for f in froms), froms
+    users = [rest.strip() for op, rest in instr if op.upper() == "USER"]
+    assert users and users[-1] in ("65532", "65532:65532"), users
+    entry = [rest for op, rest in instr if op.upper() == "ENTRYPOINT"]
+    assert entry and '"gpusched"' in entry[-1]
+    runs = " ".join(rest for op, rest in instr if op.upper() == "RUN")
+    assert "pip" in runs and "[test" not in runs and "[bench" not in runs and "-e " not in runs
+    # the chart's pods run as the image's user
+    for name, _, spec in pod_specs(manifests.docs()):
+        if name in ("gpusched-extender", "gpusched-autoscaler"):
+            assert spec["securityContext"]["runAsUser"] == 65532
+    ignore = (manifests.ROOT / ".dockerignore").read_text().split()
+    for p in (".venv", ".git", "results"):
+        assert any(x.strip("/") == p for x in ignore), p
