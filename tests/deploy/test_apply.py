@@ -1,0 +1,205 @@
+"""The chart's rendered manifests on the test bed's real kube-apiserver: they apply with
+server-side apply (twice: the second is a no-op), the TLS variant applies too (server
+dry-run), and each ServiceAccount may do what its component needs and nothing more:
+a `kubectl auth can-i --as=system:serviceaccount:...` table, allowed and denied rows, plus
+the admission policies that narrow the Node patches RBAC cannot narrow."""
+from __future__ import annotations
+
+import base64
+import time
+import urllib.parse
+
+import pytest
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from tests.deploy import manifests
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+EXT, SCHED, AGENT, AUTO = "gpusched-extender", "gpusched-scheduler", "gpusched-agent", "gpusched-autoscaler"
+ALL = None  # --all-namespaces
+SYS = manifests.NAMESPACE
+
+# (service account, verb, resource[/subresource][/name], namespace, allowed, why)
+CAN_I = [
+    # extender: reads Nodes and Pods, binds through pods/binding
+    (EXT, "list", "nodes", ALL, True, "snapshot"),
+    (EXT, "watch", "pods", ALL, True, "snapshot"),
+    (EXT, "create", "pods/binding", ALL, True, "bind verb"),
+    (EXT, "get", "secrets", ALL, False, "no credentials"),
+    (EXT, "get", "secrets", SYS, False, "not even its own namespace's"),
+    (EXT, "patch", "nodes", ALL, False, "the agent writes Nodes"),
+    (EXT, "update", "pods", ALL, False, "annotations travel on the Binding"),
+    (EXT, "delete", "pods", ALL, False, "deletes no pods"),
+    (EXT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
+    (EXT, "escalate", "clusterroles", ALL, False, "no escalation"),
+    (EXT, "bind", "clusterroles", ALL, False, "no binding of roles"),
+    (EXT, "impersonate", "serviceaccounts", ALL, False, "no impersonation"),
+    # kube-scheduler: system:kube-scheduler + its own Lease
+    (SCHED, "create", "pods/binding", ALL, True, "binds pods"),
+    (SCHED, "watch", "nodes", ALL, True, "scheduler cache"),
+    (SCHED, "delete", "pods", ALL, True, "preemption: every kube-scheduler may (system:kube-scheduler)"),
+    (SCHED, "create", "leases.coordination.k8s.io", SYS, True, "leader election"),
+    (SCHED, "update", "leases.coordination.k8s.io/gpusched-scheduler", SYS, True, "its own Lease"),
+    (SCHED, "update", "leases.coordination.k8s.io/gpusched-autoscaler", SYS, False, "not another's Lease"),
+    (SCHED, "get", "secrets", ALL, False, "no credentials"),
+    (SCHED, "patch", "nodes", ALL, False, "schedules, writes no Node"),
+    (SCHED, "create", "pods", ALL, False, "creates no pods"),
+    (SCHED, "update", "deployments.apps", ALL, False, "no workload writes"),
+    (SCHED, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
+    (SCHED, "escalate", "clusterroles", ALL, False, "no escalation"),
+    (SCHED, "bind", "clusterroles", ALL, False, "no binding of roles"),
+    # agent: get/list/patch Nodes (narrowed to its own Node by admission policy), Events
+    (AGENT, "get", "nodes", ALL, True, "reads its Node"),
+    (AGENT, "list", "nodes", ALL, True, "fieldSelector on its Node"),
+    (AGENT, "patch", "nodes", ALL, True, "RBAC cannot say 'own Node': see the policy tests"),
+    (AGENT, "create", "events", ALL, True, "Events on its Node"),
+    (AGENT, "create", "events.events.k8s.io", ALL, True, "Events on its Node"),
+    (AGENT, "delete", "nodes", ALL, False, "no Node deletes"),
+    (AGENT, "update", "nodes/status", ALL, False, "kubelet's business"),
+    (AGENT, "get", "secrets", ALL, False, "no credentials"),
+    (AGENT, "list", "pods", ALL, False, "reads no pods"),
+    (AGENT, "delete", "pods", ALL, False, "deletes no pods"),
+    (AGENT, "create", "pods", ALL, False, "creates no pods"),
+    (AGENT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
+    (AGENT, "escalate", "clusterroles", ALL, False, "no escalation"),
+    (AGENT, "bind", "clusterroles", ALL, False, "no binding of roles"),
+    # autoscaler: InferenceAutoscalers, Deployment scale, pod status, prefetch on Nodes, Events, its Lease
+    (AUTO, "watch", "inferenceautoscalers.gpusched.io", ALL, True, "its objects"),
+    (AUTO, "patch", "inferenceautoscalers.gpusched.io/status", ALL, True, "status"),
+    (AUTO, "update", "inferenceautoscalers.gpusched.io", ALL, False, "never its users' specs"),
+    (AUTO, "patch", "deployments.apps/scale", ALL, True, "scales"),
+    (AUTO, "patch", "deployments.apps", ALL, False, "only the scale subresource"),
+    (AUTO, "patch", "pods/status", ALL, True, "gpusched.io/serving condition"),
+    (AUTO, "patch", "nodes", ALL, True, "prefetch annotation only: see the policy tests"),
+    (AUTO, "update", "leases.coordination.k8s.io/gpusched-autoscaler", SYS, True, "its own Lease"),
+    (AUTO, "update", "leases.coordination.k8s.io/gpusched-scheduler", SYS, False, "not another's Lease"),
+    (AUTO, "delete", "pods", ALL, False, "the ReplicaSet deletes pods"),
+    (AUTO, "create", "pods", ALL, False, "creates no pods"),
+    (AUTO, "delete", "nodes", ALL, False, "no Node deletes"),
+    (AUTO, "get", "secrets", ALL, False, "no credentials"),
+    (AUTO, "list", "configmaps", ALL, False, "no configmaps"),
+    (AUTO, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
+    (AUTO, "escalate", "clusterroles", ALL, False, "no escalation"),
+    (AUTO, "bind", "clusterroles", ALL, False, "no binding of roles"),
+]
+
+
+@pytest.fixture(scope="module")
+def applied(cluster):
+    manifests.apply(cluster)
+    yield  # left in place: the session cluster goes at the end
+
+
+def test_rendered_manifests_apply_and_every_object_exists(cluster, applied):
+    for d in manifests.docs():
+        ns = d["metadata"].get("namespace")
+        r = cluster.kubectl("get", f"{d['kind'].lower()}.{d['apiVersion'].split('/')[0] if '/' in d['apiVersion'] else ''}".rstrip("."),
+                            d["metadata"]["name"], *(["-n", ns] if ns else []), "-o", "name")
+        assert r.returncode == 0, (d["kind"], d["metadata"]["name"], r.stderr)
+
+
+def test_second_apply_changes_nothing(cluster, applied):
+    r = cluster.kubectl("diff", "--server-side", "-f", str(manifests.RENDERED))
+    assert r.returncode == 0, r.stdout + r.stderr  # 0: no differences, 1: differences, >1: error
+
+
+def test_tls_and_prefetch_variant_applies(cluster, applied):
+    """helm template output with TLS and prefetch on applies too (server dry-run; the
+    Prometheus Operator objects are left out, the test bed has no such CRDs)."""
+    helm = manifests.helm_binary()
+    mod = manifests.render_module()
+    ca = base64.b64encode(cluster.pki.ca_cert.read_bytes()).decode()
+    text = mod.helm_template(helm, "--set", "extender.tls.enabled=true", "--set", f"extender.tls.caData={ca}",
+                             "--set", "agent.modelStores[0]=https://models.example/store",
+                             "--set", "autoscaler.prewarm=false")
+    path = cluster.dir / "gpusched-tls.yaml"
+    path.write_text(text)
+    r = cluster.kubectl("apply", "--server-side", "--dry-run=server", "--force-conflicts", "-f", str(path))
+    assert r.returncode == 0, r.stderr
+    assert "violate PodSecurity" not in r.stderr
+
+
+def test_restricted_namespace_admits_the_pods(cluster, applied, apps):
+    """The Deployments' pods pass Pod Security `restricted` (enforced in gpusched-system)."""
+    for name, replicas in ((EXT, 1), (SCHED, 2), (AUTO, 2)):
+        eventually(lambda: (apps.read_namespaced_deployment(name, SYS).status.replicas or 0) == replicas,
+                   timeout=30, what=f"{name} pods created")
+
+
+@pytest.mark.parametrize("sa,verb,resource,namespace,allowed,why", CAN_I,
+                         ids=[f"{r[0].removeprefix('gpusched-')}-{r[1]}-{r[2]}-{'ns' if r[3] else 'all'}-"
+                              f"{'yes' if r[4] else 'no'}" for r in CAN_I])
+def test_can_i(cluster, applied, sa, verb, resource, namespace, allowed, why):
+    parts = resource.split("/")
+    name = sub = None
+    if len(parts) == 2:
+        # "pods/binding" is a subresource; "leases.coordination.k8s.io/NAME" a named object
+        if parts[0].startswith("leases."):
+            name = parts[1]
+        else:
+            sub = parts[1]
+    target = f"{parts[0]}/{name}" if name else parts[0]
+    cmd = ["auth", "can-i", verb, target, *([f"--subresource={sub}"] if sub else []),
+           f"--as={manifests.sa_user(sa)}", *(["-n", namespace] if namespace else ["--all-namespaces"])]
+    r = cluster.kubectl(*cmd)
+    assert r.stdout.strip() in ("yes", "no"), (cmd, r.stdout, r.stderr)
+    assert (r.stdout.strip() == "yes") == allowed, (f"kubectl {' '.join(cmd)} -> {r.stdout.strip()}; expected "
+                                                    f"{'yes' if allowed else 'no'} ({why})")
+
+
+def _as(cluster, sa: str, node: str | None = None) -> client.CoreV1Api:
+    api = cluster.api_client()
+    api.default_headers["Impersonate-User"] = manifests.sa_user(sa)
+    if node is not None:
+        key = urllib.parse.quote("authentication.kubernetes.io/node-name", safe="")
+        api.default_headers[f"Impersonate-Extra-{key}"] = node
+    return client.CoreV1Api(api)
+
+
+def _patch_status(api: client.CoreV1Api, node: str, body: dict) -> int:
+    try:
+        api.patch_node(node, body, _content_type="application/merge-patch+json")
+    except ApiException as exc:
+        return exc.status
+    return 200
+
+
+# What RBAC allows but the admission policies refuse: "patch other nodes".
+# (agent on node A, node patched, body, expected HTTP status)
+NODE_PATCHES = [
+    ("agent", "own", {"metadata": {"annotations": {"gpusched.io/reported-at": "x"}}}, 200),
+    ("agent", "other", {"metadata": {"annotations": {"gpusched.io/reported-at": "x"}}}, 403),
+    ("agent", "own", {"metadata": {"labels": {"node-role.kubernetes.io/x": ""}}}, 403),
+    ("agent", "own", {"spec": {"unschedulable": True}}, 403),
+    ("autoscaler", "any", {"metadata": {"annotations": {"gpusched.io/prefetch": "[]"}}}, 200),
+    ("autoscaler", "any", {"metadata": {"annotations": {"gpusched.io/gpus": "[]"}}}, 403),
+    ("autoscaler", "any", {"spec": {"unschedulable": True}}, 403),
+]
+
+
+@pytest.fixture
+def two_nodes(core):
+    names = [f"deploy-policy-{i}-{time.monotonic_ns() % 100000}" for i in range(2)]
+    for n in names:
+        core.create_node({"metadata": {"name": n}})
+    yield names
+    for n in names:
+        core.delete_node(n)
+
+
+def test_admission_policies_narrow_node_patches(cluster, applied, two_nodes):
+    own, other = two_nodes
+    agent = _as(cluster, AGENT, own)
+    # the API server loads new policies asynchronously: wait until the agent is refused another Node
+    eventually(lambda: _patch_status(agent, other, {"metadata": {"labels": {"p": str(time.monotonic_ns())}}}) == 403,
+               timeout=60, what="admission policies enforced")
+    autoscaler = _as(cluster, AUTO)
+    eventually(lambda: _patch_status(autoscaler, other, {"metadata": {"labels": {"p": str(time.monotonic_ns())}}})
+               == 403, timeout=60, what="autoscaler policy enforced")
+    for who, target, body, status in NODE_PATCHES:
+        api = agent if who == "agent" else autoscaler
+        node = other if target == "other" else own
+        assert _patch_status(api, node, body) == status, (who, target, body)
