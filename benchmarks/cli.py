@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from benchmarks.placement.cli import add_parser as add_placement
     add_placement(benches)
+    from benchmarks.autoscale.cli import add_parser as add_autoscale; add_autoscale(benches)  # noqa: E702
     from benchmarks.coldstart.cli import add_parser as add_coldstart; add_coldstart(benches)  # noqa: E702
 
 
