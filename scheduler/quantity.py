@@ -6,7 +6,7 @@ byte count below a sanity bound is rejected with a message that says why.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
 
 _SUFFIX = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -33,7 +33,7 @@ def parse_bytes(text: str, *, what: str = "quantity", max_bytes: int = MAX_BYTES
         raise QuantityError(f"{what}: {text!r} is not a quantity (use e.g. '16Gi', '40G' or '1073741824')")
     try:
         value = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0)) * _SUFFIX[m.group(3)]
-    except (InvalidOperation, OverflowError) as exc:
+    except (DecimalException, OverflowError) as exc:  # InvalidOperation, and Overflow for '1e999999999'
         raise QuantityError(f"{what}: {text!r} is not a number") from exc
     if value <= 0:
         raise QuantityError(f"{what}: {text!r} must be positive")

@@ -49,7 +49,10 @@ def _gpu_count(value: Any, where: str) -> int:
         raise RequestError(f"{what}: expected a whole number of GPUs, got {value!r:.40}")
     if isinstance(value, str) and not _COUNT_RE.match(value):
         raise RequestError(f"{what}: {value[:40]!r} is not a whole number of GPUs")
-    n = int(value)
+    try:
+        n = int(value)
+    except ValueError:  # more digits than int() converts (4,300): no node has that many GPUs
+        raise RequestError(f"{what}: {str(value)[:40]!r}... is not a usable number of GPUs") from None
     if n < 0:
         raise RequestError(f"{what}: {value!r} must not be negative")
     if n > MAX_WHOLE_GPUS:
