@@ -168,7 +168,11 @@ def _number(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, 
         return default
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise SpecError(f"{path}.{key}: must be a number, got {v!r}")
-    if not math.isfinite(v):
+    try:
+        finite = math.isfinite(v)
+    except OverflowError:  # an integer too large for a float (JSON allows 1e400 written out)
+        raise SpecError(f"{path}.{key}: {str(v)[:20]}... is out of range") from None
+    if not finite:
         raise SpecError(f"{path}.{key}: must be finite, got {v!r}")
     if minimum is not None and v < minimum:
         raise SpecError(f"{path}.{key}: must be >= {minimum:g}, got {v:g}")
