@@ -71,6 +71,10 @@ def plot(out: Path, results: Sequence[Result], rows: Sequence[dict], params: dic
             ax1.plot(ttr, np.arange(1, len(ttr) + 1) / len(ttr), label=r.policy, linewidth=1.3)
     ax1.set(xscale="log", xlabel="time to ready (s, log)", ylabel="share of replicas",
             title="time to ready (CDF)")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    ax1.xaxis.set_major_formatter(ScalarFormatter())
+    ax1.xaxis.set_minor_formatter(NullFormatter())
+    ax1.set_xticks([20, 30, 50, 100, 200, 300])
     ax1.grid(alpha=0.3, which="both")
     ax1.legend(fontsize=8, loc="lower right")
     names = [r["policy"] for r in rows]

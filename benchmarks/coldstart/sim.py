@@ -314,7 +314,17 @@ def run(policy: Policy, p: Params, models: Sequence[Model], arrivals: Sequence[A
             cl.serving[r.node][r.model] -= 1
             if cl.serving[r.node][r.model] == 0:
                 cl.dirty[r.node] = True
-            pending = [q for q in pending if not place(replicas[q], now)]
+            # Oldest first. Feasibility depends only on the shape asked for, and placements in
+            # this pass only take room, so once a shape fails the rest of that shape are skipped.
+            failed: set[tuple[int, int]] = set()
+            still = []
+            for q in pending:
+                req = reqs[replicas[q].model]
+                shape = (req.whole_gpus, req.gpu_memory)
+                if shape in failed or not place(replicas[q], now):
+                    failed.add(shape)
+                    still.append(q)
+            pending = still
     if progress:
         progress(sum(1 for _, k, _, _ in events if k == START))  # starts after the end: not simulated
     return Result(policy.name, policy.description, replicas, p.warmup_s, len(pending), cl.rebuilds,
