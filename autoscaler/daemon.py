@@ -450,16 +450,12 @@ class Autoscaler:
         scope = signals.Scope(namespace=ns, pods=ready_pods)
         readings = signals.read_signals(self.prom, spec, None, scope=scope, ready=counts.ready,  # type: ignore[arg-type]
                                         timeout=self.cfg.prometheus_timeout_s)
-        notes = signals.reasons(readings)
         arrival = None
         if spec.slo is not None:
             server = spec.signals[0].server if spec.signals else "vllm"
-            r = signals.read_arrival_rate(self.prom, server, signals.Scope(namespace=ns,
-                                          pods=tuple(sorted(v.name for v in live))), None,  # type: ignore[arg-type]
-                                          timeout=self.cfg.prometheus_timeout_s)
-            arrival = r.value
-            if r.value is None:
-                notes = {**notes, "arrivalRate": r.reason}
+            arrival = signals.read_arrival_rate(self.prom, server, signals.Scope(namespace=ns,
+                                                pods=tuple(sorted(v.name for v in live))), None,  # type: ignore[arg-type]
+                                                timeout=self.cfg.prometheus_timeout_s)
         for sname, rd in readings.items():
             if rd.value is None:
                 try:
@@ -469,9 +465,7 @@ class Autoscaler:
             else:
                 self.metrics.signal.labels(key, sname).set(rd.value)
         st.signal_names = list(readings)
-        obs = Observation(ready=counts.ready, pending=counts.pending, warm=counts.warm,
-                          signals=signals.values(readings), arrival_rate=arrival,
-                          notes={k: v for k, v in notes.items() if k in readings})
+        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
         # 4. decide
         d = decide(st.state, obs, spec, now)
         if self.on_decision is not None:

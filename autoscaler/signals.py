@@ -31,6 +31,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
+from .policy import Observation
 from .spec import AutoscalerSpec, SignalSpec
 
 DEFAULT_TIMEOUT_S: Final = 5.0
@@ -422,3 +423,21 @@ def values(readings: Mapping[str, Reading]) -> dict[str, float | None]:
 
 def reasons(readings: Mapping[str, Reading]) -> dict[str, str]:
     return {k: r.reason for k, r in readings.items() if r.value is None}
+
+
+def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Reading],
+                arrival: Reading | None) -> tuple[Observation, dict[str, str]]:
+    """The policy's Observation from the pool's counts (autoscaler.warmpool.count) and
+    what Prometheus answered; pure, shared by the daemon and the trace simulator so
+    both feed ``decide`` the same thing. ``arrival`` is None when the spec has no SLO
+    (the arrival rate is not read). Also returns why each unknown input is unknown,
+    by name (arrivalRate included), for the SignalsKnown condition."""
+    notes = reasons(readings)
+    rate = None
+    if arrival is not None:
+        rate = arrival.value
+        if arrival.value is None:
+            notes = {**notes, "arrivalRate": arrival.reason}
+    obs = Observation(ready=ready, pending=pending, warm=warm, signals=values(readings), arrival_rate=rate,
+                      notes={k: v for k, v in notes.items() if k in readings})
+    return obs, notes
