@@ -516,6 +516,17 @@ class Fleet:
             ttft=rep.ttft.snapshot(), queue_time=rep.queue_time.snapshot(), success_total=rep.success,
             prompt_tokens_total=rep.prompt_total, generation_tokens_total=rep.generation_total)
 
+    def sample(self, name: str) -> tuple[int, int, float]:
+        """(waiting, running, GPU utilisation 0..100) of one replica: the three gauges a
+        scrape reads, without the histogram snapshots of ``metrics`` (the trace
+        simulator scrapes every replica every few seconds)."""
+        rep = self._replicas[name]
+        return len(rep.waiting), len(rep.running), rep.gpu_util()
+
+    def load(self, name: str) -> int:
+        """Requests a replica holds (waiting + running): 0 means drained."""
+        return self._replicas[name].load
+
     def pop_finished(self) -> list[Request]:
         out, self._finished = self._finished, []
         return out

@@ -1,0 +1,322 @@
+"""The policies `gpusched bench autoscale` compares, as controllers of benchmarks.autoscale.sim.
+
+- ``Ours``: the live daemon's decision path, byte for byte: warmpool.count ->
+  signals.observation -> policy.decide -> warmpool.plan, with ``now`` the simulated
+  clock and the daemon's interval (5 s); pre-warming asks for ``Decision.prewarm``
+  cached nodes, rate-limited as autoscaler.prewarm does. Its spec is an
+  InferenceAutoscaler ``spec`` dict (``ours_spec``); the ablations switch one feature
+  off through the spec (or, for pre-warming, the daemon's ``--no-prewarm``).
+- ``Hpa``: Kubernetes' HorizontalPodAutoscaler as its controller computes
+  (pkg/controller/podautoscaler): sync every 15 s; a Pods metric (GPU utilisation per
+  pod, DCGM through Prometheus) with the replica calculator's treatment of missing
+  and not-ready pods and tolerance 0.1; scale-down stabilisation 300 s (the highest
+  recommendation of the window), scale-up max(4 pods, 100%) per 15 s.
+- ``Keda``: KEDA's Prometheus scaler feeding that HPA an External metric of type
+  AverageValue: sum(vllm:num_requests_waiting) over the model (router queue too),
+  desired = ceil(total / target) unless within tolerance of the pods there are; KEDA
+  polls the query every 30 s (the HPA reads KEDA's last value at each 15 s sync).
+- ``Static``: a fixed number of replicas, enough for the trace's peak (the oracle's
+  highest count), all loaded from the start.
+- ``Oracle``: knows the arrivals. At each 5 s tick it runs
+  max over the next (cold start + tick) seconds of ceil(rate / (mu x u)), per 5 s bin
+  of arrivals, starting replicas one cold start ahead of need and deleting them as
+  soon as they are not needed. The bench searches the highest utilisation u at which
+  the oracle still meets the queue-wait SLO: the fewest GPU-hours that meet it.
+All the baselines' pods serve as soon as they are loaded (no serving gate, no warm pool).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from autoscaler import signals, warmpool
+from autoscaler.policy import decide, initial_state
+from autoscaler.prewarm import MIN_INTERVAL_S
+from autoscaler.spec import AutoscalerSpec, parse_spec
+from benchmarks.autoscale.sim import Action, Workload
+
+DAEMON_INTERVAL_S = 5.0  # autoscaler.daemon.Config.interval_s
+HPA_SYNC_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
+HPA_TOLERANCE = 0.1
+HPA_DOWN_WINDOW_S = 300.0
+HPA_UP_PODS, HPA_UP_PERCENT, HPA_PERIOD_S = 4, 100.0, 15.0
+KEDA_POLL_S = 30.0
+
+
+# ---------------------------------------------------------------- ours
+
+def ours_spec(model: str, *, max_replicas: int, mu: float, cold_start_s: float, queue_wait_s: float,
+              queue_target: float, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The InferenceAutoscaler spec the bench gives ours: what a user would write, with
+    serviceRatePerReplica from a one-replica load test on the trace's token mix and
+    coldStartSeconds the worst (remote-store) cold start. ``overrides`` (the bench's
+    --ours-spec) are merged in, nested objects key by key."""
+    spec = {
+        "scaleTargetRef": {"name": model},
+        "model": model,
+        "minReplicas": 1,
+        "maxReplicas": max_replicas,
+        "warmReplicas": 1,
+        "signals": [{"type": "queueDepth", "target": queue_target}],
+        # targetUtilization 0.9, not the CRD's default 0.8: serviceRatePerReplica is a saturation
+        # throughput, and on both Azure traces 0.9 (and 1.0) kept the same SLO attainment with
+        # 7% (code) and 3% (conv) fewer GPU-hours than 0.8
+        "slo": {"queueWaitSeconds": queue_wait_s, "percentile": 0.99, "targetUtilization": 0.9},
+        "coldStartSeconds": round(cold_start_s, 1),
+        "serviceRatePerReplica": round(mu, 3),
+    }
+    return merge_spec(spec, overrides or {})
+
+
+def merge_spec(base: dict, over: Mapping[str, Any]) -> dict:
+    """``base`` with ``over`` merged in: objects key by key, other values replaced, a None
+    value removes the key (e.g. ``{"slo": None}`` switches the queueing rule off)."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = merge_spec(out[k], v)
+        elif v is None:
+            out.pop(k, None)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+# Each ablation switches one feature of ours off, through what a user can set.
+ABLATIONS: dict[str, tuple[dict, bool, str]] = {
+    # name: (spec overrides, prewarm on, what it switches off)
+    "ours": ({}, True, "all features"),
+    "ours-no-warm": ({"warmReplicas": 0}, True, "warm pool (warmReplicas 0)"),
+    "ours-no-forecast": ({"forecast": {"enabled": False}}, True, "Holt forecast (forecast.enabled false)"),
+    "ours-no-queueing": ({"slo": None}, True, "queueing rule (no slo: queue-depth signal only; the forecast "
+                                              "needs the queueing rule, so it is off too)"),
+    "ours-no-panic": ({"behavior": {"panic": {"threshold": 1e9}}}, True, "panic mode (threshold 1e9)"),
+    "ours-no-prewarm": ({}, False, "cache pre-warming (daemon --no-prewarm)"),
+}
+
+
+class Ours:
+    gated = True
+    interval_s = DAEMON_INTERVAL_S
+
+    def __init__(self, name: str, spec: Mapping[str, Any], prewarm: bool, initial_serving: int, record: bool = False):
+        self.name = name
+        self.spec: AutoscalerSpec = parse_spec(spec)
+        self.prewarm = prewarm
+        self.record = record
+        self.state = initial_state()
+        self.last_target: int | None = None
+        self._initial = max(self.spec.min_replicas, min(initial_serving, self.spec.max_replicas))
+        self._last_prewarm = -math.inf
+
+    def initial(self) -> tuple[int, int]:
+        warm = min(self.spec.warm_replicas, max(0, self.spec.max_replicas - self._initial))
+        return self._initial, warm
+
+    def act(self, now: float, wl: Workload) -> Action:
+        spec = self.spec
+        views = wl.views()
+        live = [v for v in views if v.state != warmpool.GONE]
+        counts = warmpool.count(views, self.last_target)
+        ready_pods = tuple(sorted(v.name for v in live if v.state == warmpool.READY))
+        readings = {}
+        for s in spec.signals:
+            if s.type == "queueDepth":
+                readings[s.name] = wl.queue_reading(ready_pods, counts.ready)
+            elif s.type == "gpuUtilization":
+                readings[s.name] = wl.util_reading(ready_pods)
+            else:
+                readings[s.name] = signals.Reading(None, f"{s.type} is not simulated")
+        arrival = wl.arrival_reading() if spec.slo is not None else None
+        obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
+        d = decide(self.state, obs, spec, now)
+        pl = warmpool.plan(views, d.replicas, d.warm, None)
+        if self.record:
+            wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
+                                 "dep_replicas": wl.dep_replicas, "replicas": d.replicas, "warm": d.warm,
+                                 "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote})
+        self.state, self.last_target = d.state, d.replicas
+        prewarm = 0
+        # autoscaler.prewarm.Prewarmer: at most once per model per max(30 s, coldStartSeconds)
+        if self.prewarm and d.prewarm and now - self._last_prewarm >= max(MIN_INTERVAL_S, spec.cold_start_s):
+            self._last_prewarm = now
+            prewarm = d.prewarm
+        return Action(pl.promote, pl.demote, pl.replicas, prewarm)
+
+
+# ---------------------------------------------------------------- HPA and KEDA
+
+def plain_metric_replicas(metrics: Mapping[str, float], ready: set[str], unready: set[str], current: int,
+                          target: float, tolerance: float = HPA_TOLERANCE) -> int | None:
+    """The HPA replica calculator for a per-pod metric (calcPlainMetricReplicas):
+    not-ready pods are left out, ready pods without a sample are taken at the target
+    on a scale-down and at 0 on a scale-up, not-ready pods at 0 on a scale-up; no
+    change within the tolerance or when filling in reverses the direction. None when no
+    ready pod has a sample (the HPA then changes nothing)."""
+    have = {p: v for p, v in metrics.items() if p in ready}
+    if not have:
+        return None
+    missing = [p for p in ready if p not in metrics]
+    ratio = float(np.mean(list(have.values()))) / target
+    if not missing and not unready:
+        if abs(ratio - 1) <= tolerance:
+            return current
+        return int(math.ceil(ratio * len(have) - 1e-9))
+    filled = dict(have)
+    for p in missing:
+        filled[p] = target if ratio < 1 else 0.0
+    if ratio > 1:
+        for p in unready:
+            filled[p] = 0.0
+    new_ratio = float(np.mean(list(filled.values()))) / target
+    if abs(new_ratio - 1) <= tolerance or (ratio > 1 > new_ratio) or (ratio < 1 < new_ratio):
+        return current
+    new = int(math.ceil(new_ratio * len(filled) - 1e-9))
+    if (new_ratio < 1 and new > current) or (new_ratio > 1 and new < current):
+        return current
+    return new
+
+
+def external_average_replicas(total: float, status_replicas: int, target: float,
+                              tolerance: float = HPA_TOLERANCE) -> int:
+    """HPA on an External metric with an AverageValue target (how KEDA's scalers reach
+    it): ratio = total / (target x status replicas); ceil(total / target) outside the
+    tolerance."""
+    if status_replicas > 0 and abs(1 - total / (target * status_replicas)) <= tolerance:
+        return status_replicas
+    return int(math.ceil(total / target - 1e-9))
+
+
+@dataclass
+class HpaBehavior:
+    """HPA's default behavior: stabilisation and rate limits around a proposal."""
+
+    min_replicas: int
+    max_replicas: int
+    recs: list[tuple[float, int]] = field(default_factory=list)
+    ups: list[tuple[float, int]] = field(default_factory=list)
+
+    def normalize(self, proposal: int, current: int, now: float) -> int:
+        self.recs = [(t, r) for t, r in self.recs if t > now - HPA_DOWN_WINDOW_S] + [(now, proposal)]
+        up = min(r for t, r in self.recs if t >= now)  # scale-up window 0 s: this proposal only
+        down = max(r for _, r in self.recs)
+        desired = current
+        if desired < up:
+            desired = up
+        if desired > down:
+            desired = down
+        if desired > current:
+            self.ups = [(t, n) for t, n in self.ups if t > now - HPA_PERIOD_S]
+            start = current - sum(n for _, n in self.ups)
+            limit = max(start + HPA_UP_PODS, int(math.ceil(start * (1 + HPA_UP_PERCENT / 100))))
+            desired = min(desired, limit)
+        desired = max(self.min_replicas, min(desired, self.max_replicas))
+        if desired > current:
+            self.ups.append((now, desired - current))
+        return desired
+
+
+class Hpa:
+    gated = False
+    interval_s = HPA_SYNC_S
+
+    def __init__(self, name: str, target_util: float, min_replicas: int, max_replicas: int, initial_serving: int):
+        self.name, self.target = name, target_util
+        self.behavior = HpaBehavior(min_replicas, max_replicas)
+        self._initial = initial_serving
+
+    def initial(self) -> tuple[int, int]:
+        return self._initial, 0
+
+    def act(self, now: float, wl: Workload) -> Action | None:
+        s = wl.last
+        live = wl.live()
+        ready = {p.name for p in live if p.ready}
+        unready = {p.name for p in live if not p.ready}
+        metrics = {n: v[2] for n, v in (s.pods.items() if s else ()) if n in ready or n in unready}
+        proposal = plain_metric_replicas(metrics, ready, unready, wl.dep_replicas, self.target)
+        if proposal is None:
+            return None
+        return Action(replicas=self.behavior.normalize(proposal, wl.dep_replicas, now))
+
+
+class Keda:
+    gated = False
+    interval_s = HPA_SYNC_S
+
+    def __init__(self, name: str, queue_target: float, min_replicas: int, max_replicas: int, initial_serving: int):
+        self.name, self.target = name, queue_target
+        self.behavior = HpaBehavior(min_replicas, max_replicas)
+        self._initial = initial_serving
+        self._polled: tuple[float, float | None] = (-math.inf, None)
+
+    def initial(self) -> tuple[int, int]:
+        return self._initial, 0
+
+    def act(self, now: float, wl: Workload) -> Action | None:
+        if now - self._polled[0] >= KEDA_POLL_S:
+            self._polled = (now, wl.total_queue())
+        total = self._polled[1]
+        if total is None:
+            return None
+        status = len(wl.live())
+        proposal = external_average_replicas(total, status, self.target)
+        return Action(replicas=self.behavior.normalize(proposal, wl.dep_replicas, now))
+
+
+# ---------------------------------------------------------------- static and oracle
+
+ORACLE_BIN_S = 5.0
+
+
+def oracle_need(arrivals: np.ndarray, mu: float, utilization: float, until: float,
+                bin_s: float = ORACLE_BIN_S) -> np.ndarray:
+    """Replicas needed per bin of ``bin_s`` seconds: ceil(arrivals in the bin / bin_s /
+    (mu x utilization)), at least 1."""
+    n = int(math.ceil(until / bin_s)) + 1
+    counts = np.bincount(np.minimum((arrivals // bin_s).astype(np.int64), n - 1), minlength=n)
+    return np.maximum(1, np.ceil(counts / bin_s / (mu * utilization) - 1e-9)).astype(np.int64)
+
+
+class Oracle:
+    gated = False
+    interval_s = DAEMON_INTERVAL_S
+
+    def __init__(self, name: str, need: np.ndarray, max_replicas: int, bin_s: float = ORACLE_BIN_S):
+        self.name, self.need, self.bin_s, self.max = name, need, bin_s, max_replicas
+
+    def want(self, t0: float, t1: float) -> int:
+        a = int(t0 // self.bin_s)
+        b = int(t1 // self.bin_s) + 1
+        seg = self.need[max(0, a):max(a + 1, min(b, len(self.need)))]
+        return int(min(self.max, seg.max())) if len(seg) else 1
+
+    def initial(self) -> tuple[int, int]:
+        return self.want(0.0, DAEMON_INTERVAL_S), 0
+
+    def act(self, now: float, wl: Workload) -> Action:
+        # it knows where the next replica's weights come from, hence its cold start
+        ahead = wl.cfg.cold.seconds(wl.pool.next_tier(wl.model, now)) + self.interval_s + wl.cfg.step_s
+        return Action(replicas=self.want(now, now + ahead))
+
+
+class Static:
+    gated = False
+    interval_s = 3600.0 * 24
+
+    def __init__(self, name: str, replicas: int):
+        self.name, self.replicas = name, replicas
+
+    def initial(self) -> tuple[int, int]:
+        return self.replicas, 0
+
+    def act(self, now: float, wl: Workload) -> Action | None:
+        return None
+
+
+__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "Ours", "Hpa", "Keda", "Oracle", "Static", "oracle_need",
+           "plain_metric_replicas", "external_average_replicas", "HpaBehavior"]

@@ -1,0 +1,227 @@
+"""What `gpusched bench autoscale` writes: JSON rows, a markdown table, PNG plots."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from benchmarks.autoscale.sim import RunResult
+
+CITATION = ("Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative "
+            "LLM Inference Using Phase Splitting\", ISCA'24")
+
+
+@dataclass(frozen=True)
+class Row:
+    trace: str
+    policy: str
+    what: str
+    requests: int
+    queue_wait_ok: float  # share of requests with queue wait <= the SLO
+    ttft_ok: float
+    queue_wait_p50: float
+    queue_wait_p99: float
+    ttft_p99: float
+    gpu_hours: float
+    gpu_hours_by_state: dict
+    vs_oracle: float  # GPU-hours / the oracle's
+    cold_starts: int
+    cold_starts_by_tier: dict
+    promotions: int
+    scale_events: int
+    prefetches: int
+    aborted: int
+    slo_misses: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_wait_s: float,
+            ttft_s: float) -> list[Row]:
+    oracle = next((r for r in runs if r.policy == "oracle"), None)
+    oracle_h = _gpu_h(oracle) if oracle else float("nan")
+    out = []
+    for r in runs:
+        qw = np.concatenate([w.queue_wait for w in r.workloads])
+        tt = np.concatenate([w.ttft for w in r.workloads])
+        gpu_s: dict[str, float] = {}
+        tiers: dict[str, int] = {}
+        for w in r.workloads:
+            for k, v in w.gpu_s.items():
+                gpu_s[k] = gpu_s.get(k, 0.0) + v
+            for k, v in w.cold_starts.items():
+                tiers[k] = tiers.get(k, 0) + v
+        h = _gpu_h(r)
+        out.append(Row(
+            trace=trace, policy=r.policy, what=whats.get(r.policy, ""), requests=len(qw),
+            queue_wait_ok=float(np.mean(qw <= queue_wait_s)), ttft_ok=float(np.mean(tt <= ttft_s)),
+            queue_wait_p50=_q(qw, 0.5), queue_wait_p99=_q(qw, 0.99), ttft_p99=_q(tt, 0.99), gpu_hours=round(h, 3),
+            gpu_hours_by_state={k: round(v / 3600, 3) for k, v in gpu_s.items()},
+            vs_oracle=round(h / oracle_h, 3) if oracle_h == oracle_h and oracle_h > 0 else float("nan"),
+            cold_starts=sum(tiers.values()), cold_starts_by_tier=tiers,
+            promotions=sum(w.promotions for w in r.workloads), scale_events=sum(w.scale_events for w in r.workloads),
+            prefetches=sum(w.prefetches for w in r.workloads), aborted=sum(w.aborted for w in r.workloads),
+            slo_misses=int(np.sum(~(qw <= queue_wait_s)))))
+    return out
+
+
+def _q(x: np.ndarray, q: float) -> float:
+    """A quantile that is an observed value (inf = never served stays inf, no inf - inf)."""
+    return float(np.quantile(x, q, method="inverted_cdf")) if len(x) else float("nan")
+
+
+def _gpu_h(r: RunResult) -> float:
+    return sum(sum(w.gpu_s.values()) for w in r.workloads) / 3600.0
+
+
+def _s(x: float) -> str:
+    return "never" if not np.isfinite(x) else f"{x:.2f}"
+
+
+def table(rows: Sequence[Row], queue_wait_s: float, ttft_s: float) -> str:
+    out = []
+    for trace in dict.fromkeys(r.trace for r in rows):
+        rs = [r for r in rows if r.trace == trace]
+        out.append(f"**{trace}** ({rs[0].requests:,} requests)\n")
+        out.append(f"| policy | queue wait <= {queue_wait_s:g} s | TTFT <= {ttft_s:g} s | SLO misses | p99 queue wait (s) "
+                   f"| GPU-hours | x oracle | cold starts | warm promotions | scale events |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in rs:
+            out.append(f"| {r.policy} | {100 * r.queue_wait_ok:.2f}% | {100 * r.ttft_ok:.2f}% | {r.slo_misses:,} | "
+                       f"{_s(r.queue_wait_p99)} | {r.gpu_hours:.2f} | {r.vs_oracle:.2f} | {r.cold_starts} | "
+                       f"{r.promotions} | {r.scale_events} |")
+        out.append("")
+        out.extend(verdict(rs))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def verdict(rows: Sequence[Row], percentile: float = 0.99, ratio: float = 1.2) -> list[str]:
+    """The DESIGN.md targets, each checked and said plainly."""
+    by = {r.policy: r for r in rows}
+    ours = by.get("ours")
+    if ours is None:
+        return []
+    lines = []
+    met = ours.queue_wait_ok >= percentile
+    lines.append(f"- ours within the queue-wait SLO: {100 * ours.queue_wait_ok:.2f}% (target >= {100 * percentile:g}%): "
+                 f"{'met' if met else 'MISSED'}")
+    if "oracle" in by:
+        ok = ours.vs_oracle <= ratio
+        lines.append(f"- ours GPU-hours {ours.gpu_hours:.2f} = {ours.vs_oracle:.2f}x the oracle's "
+                     f"{by['oracle'].gpu_hours:.2f} (target <= {ratio:g}x): {'met' if ok else 'MISSED'}")
+    for b in ("hpa-util", "keda-queue"):
+        if b in by:
+            o = by[b]
+            fewer = ours.slo_misses < o.slo_misses
+            cheaper = ours.gpu_hours <= o.gpu_hours
+            lines.append(f"- vs {b}: {ours.slo_misses:,} SLO misses vs {o.slo_misses:,}, {ours.gpu_hours:.2f} vs "
+                         f"{o.gpu_hours:.2f} GPU-hours: {'met' if fewer and cheaper else 'MISSED'}"
+                         + ("" if fewer and cheaper else
+                            f" ({'more misses' if not fewer else ''}{' and ' if not fewer and not cheaper else ''}"
+                            f"{'more GPU-hours' if not cheaper else ''})"))
+    return lines
+
+
+def write(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], params: dict) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    qs, ts = params["slo"]["queue_wait_s"], params["slo"]["ttft_s"]
+    paths = []
+    p = out / "autoscale.json"
+    p.write_text(json.dumps({
+        "params": params, "seed": params["seed"], "source": CITATION,
+        "rows": [r.as_dict() for r in rows],
+        "timelines": {trace: {r.policy: [w.timeline for w in r.workloads] for r in rs} for trace, rs in runs.items()},
+    }, indent=1, default=_json) + "\n")
+    paths.append(p)
+    p = out / "autoscale.md"
+    p.write_text(f"# Autoscaling on trace replay\n\n{describe_params(params)}\n\n{table(rows, qs, ts)}\n"
+                 f"Source: {CITATION}.\n")
+    paths.append(p)
+    paths += plots(out, rows, runs, params)
+    return paths
+
+
+def _json(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise TypeError(type(o).__name__)
+
+
+def describe_params(params: dict) -> str:
+    traces = "; ".join(f"{t['file']} ({t['requests']:,} requests, {t['models']} model(s), service rate "
+                       f"{', '.join(f'{v:g}' for v in t['service_rate'].values())} req/s per replica)"
+                       for t in params["traces"])
+    cs = params["cold_start_s"]
+    return (f"`{params['command']}`\n\n"
+            f"Traces: {traces}. Seed {params['seed']}. GPU {params['gpu']} ({params['service_model']}); "
+            f"cold start by tier (s): {', '.join(f'{k} {v:g}' for k, v in cs.items())}; "
+            f"SLO: queue wait <= {params['slo']['queue_wait_s']:g} s for {100 * params['slo']['percentile']:g}% "
+            f"of requests (TTFT <= {params['slo']['ttft_s']:g} s reported). Prometheus scrape "
+            f"{params['scrape_s']:g} s; pool {params['pool_gpus'] or 'unbounded'} GPUs. "
+            f"Oracle utilisation per trace (the highest meeting the SLO): "
+            f"{', '.join(f'{k} {v:g}' for k, v in params['oracle_utilization'].items())}; static replicas "
+            f"(the fewest meeting the SLO): {', '.join(f'{k} {v}' for k, v in params['static_replicas'].items())}.\n\n"
+            f"Ours' spec (an InferenceAutoscaler spec as a user writes it): `{json.dumps(params['ours_spec_example'])}`")
+
+
+def plots(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], params: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    main = ("ours", "hpa-util", "keda-queue", "static", "oracle")
+    for trace, rs in runs.items():
+        fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(13, 8), sharex=True)
+        for r in rs:
+            if not r.workloads or not r.workloads[0].timeline:
+                continue
+            t = np.array([x[0] for x in r.workloads[0].timeline]) / 60
+            ready = np.sum([[x[1] for x in w.timeline] for w in r.workloads], axis=0)
+            held = np.sum([[x[3] for x in w.timeline] for w in r.workloads], axis=0)
+            style = "-" if r.policy in main else ":"
+            lw = 1.4 if r.policy in main else 0.9
+            ax1.step(t, ready, where="post", linestyle=style, linewidth=lw, label=r.policy)
+            ax2.step(t, held, where="post", linestyle=style, linewidth=lw, label=r.policy)
+        ax1.set(ylabel="Ready serving replicas", title=f"{trace}: replicas over time per policy (seed {params['seed']})")
+        ax2.set(ylabel="GPUs held (loading, warm, serving, draining)", xlabel="minutes into the trace")
+        for ax in (ax1, ax2):
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, ncol=5, loc="upper right")
+        fig.tight_layout()
+        p = out / f"autoscale_{trace}_replicas.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
+    traces = list(runs)
+    fig, axes = plt.subplots(1, len(traces), figsize=(7 * len(traces), 5.5), squeeze=False)
+    for ax, trace in zip(axes[0], traces):
+        rs = [r for r in rows if r.trace == trace]
+        for r in rs:
+            ax.scatter(r.gpu_hours, 100 * r.queue_wait_ok, s=40 if r.policy in main else 20,
+                       marker="o" if r.policy in main else "x")
+            ax.annotate(r.policy, (r.gpu_hours, 100 * r.queue_wait_ok), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
+        ax.axhline(100 * params["slo"]["percentile"], color="grey", linestyle="--", linewidth=0.8)
+        o = next((r for r in rs if r.policy == "oracle"), None)
+        if o is not None:
+            ax.axvline(1.2 * o.gpu_hours, color="grey", linestyle=":", linewidth=0.8)
+        ax.set(xscale="log", xlabel="GPU-hours (log; dotted: 1.2x the oracle)",
+               ylabel=f"requests within the {params['slo']['queue_wait_s']:g} s queue-wait SLO (%)",
+               title=f"{trace}: SLO attainment vs GPU-hours")
+        ax.grid(alpha=0.3)
+    fig.text(0.01, 0.01, f"seed {params['seed']}; {CITATION}", fontsize=6, color="grey")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    p = out / "autoscale_slo_vs_gpu_hours.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+    return paths

@@ -1,0 +1,120 @@
+"""Service-time and cold-start models of `gpusched bench autoscale`: documented
+parameters, pure functions.
+
+Service time (per GPU type, one replica = one GPU serving an 8B model in bf16 on
+vLLM; benchmarks.fleet.model.ServiceModel does the queueing, batching and KV-cache
+arithmetic). The H100 figures are the fleet model's conservative defaults; the others
+are scaled from them by the ratio of dense bf16 tensor FLOPS (prefill is compute-bound)
+and of memory bandwidth (decode is memory-bound), and their KV cache is what is left
+of 90% of GPU memory after 16 GB of weights and ~3 GB of activations, at 128 KiB per
+token (Llama-3.1-8B: 2 x 32 layers x 8 KV heads x 128 dims x 2 bytes):
+
+| GPU | prefill tok/s | decode tok/s (batch 1) | KV tokens | why |
+|---|---:|---:|---:|---|
+| h100 | 10,000 | 60 | 400,000 | fleet defaults (989 TFLOPS, 3.35 TB/s) |
+| a100 | 3,150 | 36 | 400,000 | 312 TFLOPS, 2.0 TB/s, 80 GB |
+| l40s | 3,650 | 15.5 | 170,000 | 362 TFLOPS, 0.86 TB/s, 48 GB |
+
+Cold start (time to Ready) = container start + model bytes / bandwidth of the tier the
+weights come from, bandwidths scheduler.core.scoring.DEFAULT_BANDWIDTH (host memory
+20 GB/s, local disk 2 GB/s, remote store 0.5 GB/s). Where the weights come from: a
+replica that starts on a GPU whose node served the model within ``host_cache_s``
+reads them from host memory (page cache), later from the node's disk; a replica on a
+node that never had the model reads them from the remote store; a prefetched node
+(cache pre-warming) has them on disk. A warm replica (loaded, held out of traffic)
+is promoted in ``promote_s``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Final, Sequence
+
+import numpy as np
+
+from benchmarks.fleet.model import Fleet, Request, ServiceModel, TraceRow
+from scheduler.core.scoring import DEFAULT_BANDWIDTH, GB
+
+GPU_TYPES: Final[dict[str, ServiceModel]] = {
+    "h100": ServiceModel(prefill_tps=10_000.0, decode_tps=60.0, decode_slowdown=0.02, max_batch=32,
+                         kv_capacity_tokens=400_000),
+    "a100": ServiceModel(prefill_tps=3_150.0, decode_tps=36.0, decode_slowdown=0.02, max_batch=32,
+                         kv_capacity_tokens=400_000),
+    "l40s": ServiceModel(prefill_tps=3_650.0, decode_tps=15.5, decode_slowdown=0.02, max_batch=32,
+                         kv_capacity_tokens=170_000),
+}
+
+TIERS: Final = ("host-memory", "disk", "remote")
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Time to Ready of a new replica, by where its weights come from."""
+
+    model_bytes: float = 16 * GB  # Llama-3.1-8B in bf16
+    container_start_s: float = 15.0  # pod start, vLLM init, CUDA graphs; image already on the node
+    bandwidth: tuple[tuple[str, float], ...] = tuple(DEFAULT_BANDWIDTH.items())
+    host_cache_s: float = 600.0  # a freed node keeps the weights in page cache this long, then on disk
+    promote_s: float = 1.0  # a warm replica's serving gate flips, the kubelet marks it Ready
+
+    def seconds(self, tier: str) -> float:
+        """container start + bytes / bandwidth(tier); 'gpu' (already loaded) is the promotion."""
+        if tier == "gpu":
+            return self.promote_s
+        bw = dict(self.bandwidth)[tier]
+        return self.container_start_s + self.model_bytes / bw
+
+    def table(self) -> dict[str, float]:
+        return {t: round(self.seconds(t), 2) for t in ("gpu",) + TIERS}
+
+
+def service_model(gpu: str) -> ServiceModel:
+    try:
+        return GPU_TYPES[gpu]
+    except KeyError:
+        raise ValueError(f"unknown GPU type {gpu!r}; one of {', '.join(GPU_TYPES)}") from None
+
+
+def tokens_of(row: TraceRow, service: ServiceModel) -> tuple[int, int]:
+    """(prompt, output) tokens of a row; a service-time row becomes the output tokens one
+    replica decodes alone in that time (at batch 1), no prompt."""
+    if row.service_s is None:
+        return row.prompt_tokens, row.output_tokens
+    return 0, max(0, int(round(row.service_s * service.decode_rate(1))))
+
+
+def calibrate_service_rate(rows: Sequence[TraceRow], service: ServiceModel, n: int = 1500,
+                           seed: int = 0) -> float:
+    """Requests/s one replica sustains on this trace's token mix: what a user's load test
+    would measure for ``spec.serviceRatePerReplica``. ``n`` rows drawn (seeded) from the
+    trace all arrive at once at one replica; completions / time to finish them all."""
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+    f = Fleet(keep_finished=False)
+
+    class _Load:
+        def requests(self):
+            for i in sorted(idx):
+                p, o = tokens_of(rows[i], service)
+                yield Request(0.0, p, o)
+
+    f.add_model("m", _Load(), service)
+    f.set_replica("r", "m", True, 0.0)
+    t, step = 0.0, 10.0
+    while True:
+        t += step
+        f.advance(t)
+        s = f.stats("m")
+        if s.arrived == len(idx) and s.finished == len(idx):
+            break
+    # busy time = the makespan: the replica always had work until the last completion
+    busy = f._replicas["r"].busy  # noqa: SLF001 - the replica's own clock, not the step's
+    return len(idx) / max(busy, 1e-9)
+
+def replicas_needed(rate: float, mu: float, utilization: float) -> int:
+    """ceil(rate / (mu * utilization)), at least 1."""
+    return max(1, int(math.ceil(rate / (mu * utilization) - 1e-9)))
+
+
+__all__ = ["GPU_TYPES", "TIERS", "ColdStart", "service_model", "tokens_of", "calibrate_service_rate",
+           "replicas_needed"]

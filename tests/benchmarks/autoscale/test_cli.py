@@ -1,0 +1,101 @@
+"""`gpusched bench autoscale` end to end on small traces: bad input is one line and exit
+code 2; a run writes JSON, markdown and PNGs with its parameters and seed; the same
+seed gives the same numbers; a model column gives one workload per model."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scheduler.cli import main
+
+H = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+
+
+def _run(capsys, *argv):
+    rc = main(["bench", "autoscale", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("text, kw, message", [
+    ("", [], "{p} row 1: empty file; expected a header row (e.g. TIMESTAMP,ContextTokens,GeneratedTokens) and one "
+             "row per request"),
+    ("TIMESTAMP,ContextTokens\n0,5\n", [],
+     "{p} row 1 (header): no output-token column (one of generatedtokens, generated_tokens, output_tokens, "
+     "completion_tokens, outputtokens, response_tokens, or name it with a column option); columns are "
+     "['TIMESTAMP', 'ContextTokens']"),
+    (H + "".join(f"{i},10,10\n" for i in range(15)) + "15,-5,3\n", [],
+     "{p} row 17: ContextTokens is -5; token counts must be >= 0"),
+    (H + "0,1,1\n5,1,1\n4,1,1\n", [], "{p} row 4: TIMESTAMP '4' is earlier than row 3's '5'; sort the trace by time"),
+    ("time,model,secs\n0,a,1\n1,a,-2\n", ["--service-column", "secs"],
+     "{p} row 3: secs is -2; service times must be >= 0"),
+    (H + "0,1,1\n", ["--model-column", "model"],
+     "{p} row 1 (header): no column 'model' for model; columns are ['TIMESTAMP', 'ContextTokens', 'GeneratedTokens']"),
+])
+def test_bad_trace_is_one_line_and_exit_2(tmp_path, capsys, text, kw, message):
+    p = tmp_path / "trace.csv"
+    p.write_text(text)
+    rc, out, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "out"), *kw)
+    assert rc == 2
+    assert err.strip().splitlines()[-1] == f"gpusched bench autoscale: error: {message.format(p=p)}"
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_missing_file_and_bad_spec_are_one_line(tmp_path, capsys):
+    rc, _, err = _run(capsys, "--trace", str(tmp_path / "nope.csv"), "--out", str(tmp_path / "o"))
+    assert rc == 2 and err.strip().endswith(f"{tmp_path / 'nope.csv'}: cannot read (No such file or directory)")
+    p = tmp_path / "t.csv"
+    p.write_text(H + "0,1,1\n1,1,1\n")
+    rc, _, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--ours-spec", '{"warmReplicas": -1}')
+    assert rc == 2 and err.strip().endswith("--ours-spec: spec.warmReplicas: must be >= 0, got -1")
+
+
+def _trace(path, models=("",)):
+    """600 s: 1 req/s, a 6 req/s burst from 200 to 320 s, then 1 req/s."""
+    lines, t, k = [], 0.0, 0
+    while t < 600:
+        m = models[k % len(models)]
+        lines.append(f"{t:.3f},{m + ',' if m else ''}{300 + 17 * (k % 9)},{40 + 7 * (k % 5)}")
+        t += 1 / (6.0 if 200 <= t < 320 else 1.0)
+        k += 1
+    head = "TIMESTAMP,model,ContextTokens,GeneratedTokens\n" if models != ("",) else H
+    path.write_text(head + "\n".join(lines) + "\n")
+
+
+def test_a_run_writes_everything_and_repeats_with_the_seed(tmp_path, capsys):
+    p = tmp_path / "small.csv"
+    _trace(p)
+    outs = []
+    for n in (1, 2):
+        rc, out, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / f"o{n}"), "--seed", "7")
+        assert rc == 0, err
+        outs.append(json.loads((tmp_path / f"o{n}" / "autoscale.json").read_text()))
+    assert "seed 7" in out and "| ours |" in out and "| oracle |" in out and "x oracle" in out
+    assert "autoscale" in err  # the progress bar
+    for f in ("autoscale.md", "autoscale_small_replicas.png", "autoscale_slo_vs_gpu_hours.png"):
+        assert (tmp_path / "o1" / f).stat().st_size > 0
+    a, b = outs
+    assert a["seed"] == 7 and a["params"]["ours_spec_example"]["serviceRatePerReplica"] > 0
+    assert [r["policy"] for r in a["rows"]] == ["ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing",
+                                                "ours-no-panic", "ours-no-prewarm", "hpa-util", "keda-queue",
+                                                "static", "oracle"]
+    strip = lambda d: [{k: v for k, v in r.items()} for r in d["rows"]]  # noqa: E731
+    assert strip(a) == strip(b)  # same seed, same numbers
+    rows = {r["policy"]: r for r in a["rows"]}
+    assert rows["oracle"]["vs_oracle"] == 1.0
+    assert rows["static"]["cold_starts"] == 0 and rows["static"]["scale_events"] == 0
+    assert rows["ours"]["gpu_hours"] != rows["ours-no-warm"]["gpu_hours"]  # the warm pool costs GPU time
+
+
+def test_model_column_gives_one_workload_per_model(tmp_path, capsys):
+    p = tmp_path / "multi.csv"
+    _trace(p, models=("llama", "qwen"))
+    rc, out, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--policies", "ours", "oracle",
+                        "--pool-gpus", "40")
+    assert rc == 0, err
+    d = json.loads((tmp_path / "o" / "autoscale.json").read_text())
+    assert d["params"]["traces"][0]["models"] == 2
+    assert set(d["params"]["traces"][0]["service_rate"]) == {"llama", "qwen"}
+    assert len(d["timelines"]["multi"]["ours"]) == 2  # one timeline per workload
+    assert {r["requests"] for r in d["rows"]} == {d["params"]["traces"][0]["requests"]}

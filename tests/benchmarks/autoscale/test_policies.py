@@ -1,0 +1,122 @@
+"""The baselines' arithmetic (HPA's replica calculator and behavior, KEDA's AverageValue,
+the oracle's bins), the cold-start tiers and the pool's cache, row by row."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.autoscale import policies as pol
+from benchmarks.autoscale.service import ColdStart, replicas_needed
+from benchmarks.autoscale.sim import GpuPool
+from scheduler.core.scoring import GB
+
+
+@pytest.mark.parametrize("metrics, ready, unready, current, target, want", [
+    # all ready, all reporting: ceil(mean/target * n); 90/70 = 1.29 -> ceil(1.29*2) = 3
+    ({"a": 90, "b": 90}, {"a", "b"}, set(), 2, 70, 3),
+    # within tolerance: 75/70 = 1.07 -> hold 2
+    ({"a": 75, "b": 75}, {"a", "b"}, set(), 2, 70, 2),
+    # scale-down: 35/70 = 0.5 -> ceil(0.5*4) = 2
+    ({"a": 35, "b": 35, "c": 35, "d": 35}, {"a", "b", "c", "d"}, set(), 4, 70, 2),
+    # a not-ready pod counts 0 on a scale-up: (100+100+0)/3 = 66.7 -> ratio 0.95, within tolerance: hold 3
+    ({"a": 100, "b": 100}, {"a", "b"}, {"c"}, 3, 70, 3),
+    # 100/70 = 1.43 over 1 ready with 1 unready at 0: 50/70 = 0.71 reverses direction: hold 2
+    ({"a": 100}, {"a"}, {"b"}, 2, 70, 2),
+    # a ready pod without a sample counts as the target on a scale-down: (20+70)/2/70 = 0.64 -> ceil(1.29) = 2
+    ({"a": 20}, {"a", "b"}, set(), 2, 70, 2),
+    # ... and 0 on a scale-up: (140+0)/2/70 = 1.0 -> hold 2
+    ({"a": 140}, {"a", "b"}, set(), 2, 70, 2),
+    # no ready pod reports: the HPA changes nothing
+    ({}, {"a"}, set(), 1, 70, None),
+])
+def test_hpa_replica_calculator(metrics, ready, unready, current, target, want):
+    assert pol.plain_metric_replicas(metrics, ready, unready, current, target) == want
+
+
+@pytest.mark.parametrize("total, status, target, want", [
+    (18, 1, 5, 4),  # ceil(18/5)
+    (10.5, 2, 5, 2),  # 10.5/(5*2) = 1.05 within tolerance: hold
+    (0, 3, 5, 0),  # an empty queue asks for 0 (minReplicas clamps later)
+    (51, 10, 5, 10),  # 51/50 = 1.02: hold
+])
+def test_keda_external_average_value(total, status, target, want):
+    assert pol.external_average_replicas(total, status, target) == want
+
+
+def test_hpa_behavior_rate_limit_and_stabilisation():
+    b = pol.HpaBehavior(min_replicas=1, max_replicas=50)
+    # scale-up limited to max(2 + 4, 2 * 2) = 6 per 15 s
+    assert b.normalize(20, 2, 0.0) == 6
+    # 10 s later the period started at 6 - 4 = 2 replicas: still max(6, 4) = 6
+    assert b.normalize(20, 6, 10.0) == 6
+    # 20 s in, the period starts at 6: max(10, 12) = 12
+    assert b.normalize(20, 6, 20.0) == 12
+    # proposals fall to 3, but the highest of the last 300 s (20) holds 12 until t > 300
+    assert b.normalize(3, 12, 100.0) == 12
+    assert b.normalize(3, 12, 299.0) == 12
+    assert b.normalize(3, 12, 321.0) == 3  # 0, 10 and 20 s are out of the window; the max is 3
+    assert b.normalize(0, 3, 400.0) == 3  # the 3s of 299 and 321 s are still in the window
+    assert b.normalize(0, 3, 700.0) == 1  # only 0s in (400, 700]: minReplicas
+
+
+@pytest.mark.parametrize("arrivals, mu, u, want", [
+    # 5 s bins: 10 arrivals in the first -> 2 req/s / (1 * 1) = 2; none in the second -> at least 1
+    ([0.1 * k for k in range(10)] + [12.0], 1.0, 1.0, [2, 1, 1, 1]),
+    # 2 req/s / (0.5 * 0.8) = 5
+    ([0.5 * k for k in range(10)], 0.5, 0.8, [5, 1]),
+])
+def test_oracle_need_per_bin(arrivals, mu, u, want):
+    got = pol.oracle_need(np.array(arrivals), mu, u, until=max(arrivals))
+    assert list(got[:len(want)]) == want
+
+
+def test_oracle_looks_ahead_by_its_cold_start():
+    o = pol.Oracle("oracle", np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 7, 1]), max_replicas=5)
+    # bins of 5 s: the 7 is in bin 10 (50..55 s); it is wanted from any window that reaches 50 s
+    assert o.want(0.0, 49.9) == 1
+    assert o.want(0.0, 50.0) == 5  # capped by maxReplicas
+    assert o.want(55.0, 70.0) == 1
+
+
+@pytest.mark.parametrize("tier, seconds", [
+    ("gpu", 1.0),  # a warm replica's promotion
+    ("host-memory", 15.0 + 16 / 20),  # container start + 16 GB / 20 GB/s
+    ("disk", 15.0 + 16 / 2),
+    ("remote", 15.0 + 16 / 0.5),
+])
+def test_cold_start_by_tier(tier, seconds):
+    assert ColdStart(model_bytes=16 * GB).seconds(tier) == pytest.approx(seconds)
+
+
+def test_pool_gives_the_freshest_copy_first():
+    cold = ColdStart(host_cache_s=600.0)
+    pool = GpuPool(capacity=3, cold=cold)
+    assert pool.take("m", 1, 0.0) == "remote"  # no node ever had it
+    pool.give_back("m", 1, 10.0, cached=True)
+    assert pool.next_tier("m", 500.0) == "host-memory"  # freed 490 s ago: page cache
+    assert pool.next_tier("m", 700.0) == "disk"  # 690 s > 600 s: only the disk copy is left
+    assert pool.take("m", 1, 100.0) == "host-memory"
+    pool.prefetch("m", 1, 100.0)  # ready at 100 + 16 GB / 0.5 GB/s = 132 s
+    assert pool.take("m", 1, 120.0) == "remote"  # the prefetch is not done yet
+    assert pool.take("m", 1, 140.0) == "disk"
+    assert not pool.room(1)  # 3 of 3 GPUs held
+
+
+@pytest.mark.parametrize("rate, mu, u, want", [(0.0, 2.0, 0.8, 1), (3.2, 2.0, 0.8, 2), (3.3, 2.0, 0.8, 3)])
+def test_replicas_needed(rate, mu, u, want):
+    assert replicas_needed(rate, mu, u) == want  # ceil(rate / (mu * u)), at least 1
+
+
+def test_ablations_switch_one_thing_off_through_the_spec():
+    from autoscaler.spec import parse_spec
+
+    base = pol.ours_spec("m", max_replicas=8, mu=2.0, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0)
+    specs = {k: parse_spec(pol.merge_spec(base, v[0])) for k, v in pol.ABLATIONS.items()}
+    assert specs["ours"].warm_replicas == 1 and specs["ours-no-warm"].warm_replicas == 0
+    assert specs["ours"].forecast.enabled and not specs["ours-no-forecast"].forecast.enabled
+    assert specs["ours"].slo is not None and specs["ours-no-queueing"].slo is None
+    assert specs["ours-no-panic"].behavior.panic.threshold == 1e9
+    assert pol.ABLATIONS["ours-no-prewarm"][1] is False and specs["ours-no-prewarm"] == specs["ours"]
+    assert math.isclose(specs["ours"].service_rate_per_replica, 2.0)

@@ -1,0 +1,116 @@
+"""The simulator decides as the live daemon does: a sim run's ticks (the pods it had,
+what Prometheus answered, the Deployment's replicas) replayed through
+autoscaler.daemon.Autoscaler.reconcile, with its Kubernetes and Prometheus adapters
+replaced by in-memory fakes at the adapter boundary, give the same observation, the
+same desired serving and warm replicas, and the same promotions, demotions and
+Deployment scale, tick by tick."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from autoscaler import kube, signals, warmpool
+from autoscaler.daemon import Autoscaler, Config
+from benchmarks.autoscale import policies as pol
+from benchmarks.autoscale.service import calibrate_service_rate, service_model
+from benchmarks.autoscale.sim import SimConfig, WorkloadInput, simulate
+from benchmarks.fleet.model import TraceRow
+from scheduler import contract
+
+
+def _rows() -> list[TraceRow]:
+    """2 req/s for 300 s, a 14 req/s burst for 240 s, then 1 req/s for 500 s."""
+    rows, t = [], 0.0
+    for rate, until in ((2.0, 300.0), (14.0, 540.0), (1.0, 1040.0)):
+        while t < until:
+            k = len(rows)
+            rows.append(TraceRow(t, 400 + 37 * (k % 11), 60 + 13 * (k % 7)))
+            t += 1.0 / rate
+    return rows
+
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def pod_json(v: warmpool.PodView) -> dict:
+    """The Kubernetes Pod the daemon would read for a simulated pod."""
+    conds = [{"type": "ContainersReady", "status": "True" if v.loaded else "False",
+              "lastTransitionTime": _iso(v.loaded_since if v.loaded else v.created)},
+             {"type": "Ready", "status": "True" if v.ready else "False", "lastTransitionTime": _iso(v.created)}]
+    if v.serving is not None:
+        conds.append({"type": contract.SERVING_GATE, "status": "True" if v.serving else "False",
+                      "lastTransitionTime": _iso(v.serving_since if v.serving else v.created)})
+    meta = {"name": v.name, "namespace": "ns", "creationTimestamp": _iso(v.created),
+            "labels": {"app": "llm", warmpool.TEMPLATE_HASH_LABEL: v.template_hash}}
+    if v.deleting:
+        meta["deletionTimestamp"] = _iso(v.created)
+    return {"metadata": meta,
+            "spec": {"readinessGates": [{"conditionType": contract.SERVING_GATE}] if v.gated else []},
+            "status": {"phase": "Running", "conditions": conds}}
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    rows = _rows()
+    svc = service_model("a100")
+    mu = calibrate_service_rate(rows, svc, n=300)
+    spec = pol.ours_spec("llm", max_replicas=12, mu=mu, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0)
+    res = simulate([WorkloadInput("llm", rows, svc, mu)], lambda i: pol.Ours("ours", spec, False, 1, record=True),
+                   SimConfig(drain_after_s=60.0), record=True)
+    return spec, res.workloads[0].decisions
+
+
+def test_the_recorded_run_exercises_scaling(recorded):
+    _, ticks = recorded
+    reps = [t["replicas"] for t in ticks]
+    assert len(ticks) > 150
+    assert max(reps) >= 4 and reps[-1] < max(reps)  # scaled up for the burst, back down after
+    assert any(t["promote"] for t in ticks) and any(t["demote"] for t in ticks)
+    assert any(t["arrival"].value is not None for t in ticks)
+
+
+def test_pod_json_round_trips(recorded):
+    _, ticks = recorded
+    for t in ticks[::7]:
+        for v in t["views"]:
+            assert warmpool.pod_view(pod_json(v)) == v
+
+
+def test_daemon_decides_as_the_simulator_tick_by_tick(monkeypatch, recorded):
+    spec, ticks = recorded
+    cur: dict = {}
+    calls: list[tuple] = []
+    monkeypatch.setattr(Autoscaler, "pods_for", lambda self, ns, sel: cur["pods"])
+    monkeypatch.setattr(Autoscaler, "_wait_not_ready", lambda self, key, names: True)
+    monkeypatch.setattr(kube, "get_deployment", lambda api, ns, name: cur["dep"])
+    monkeypatch.setattr(signals, "read_signals", lambda client, sp, now, *, scope, ready, timeout: cur["readings"])
+    monkeypatch.setattr(signals, "read_arrival_rate", lambda client, server, scope, now, **kw: cur["arrival"])
+    monkeypatch.setattr(kube, "set_serving", lambda api, ns, p, v, r, m: calls.append(("serving", p, v)))
+    monkeypatch.setattr(kube, "scale", lambda api, ns, name, n, *, deployment=None, **kw: calls.append(("scale", n))
+                        or deployment["spec"]["replicas"])
+    monkeypatch.setattr(kube, "patch_status", lambda *a, **k: None)
+    seen: list = []
+    d = Autoscaler(api=None, cfg=Config(prometheus_url="http://prom", identity="t", metrics_port=0, prewarm=False),
+                   prometheus=object(), on_decision=lambda key, now, obs, dec: seen.append(obs))
+
+    class Events:
+        def record(self, *a):
+            return True
+
+    d.events = Events()
+    ias = {"metadata": {"name": "llm", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
+    for t in ticks:
+        cur.update(pods=[pod_json(v) for v in t["views"]], readings=t["readings"], arrival=t["arrival"],
+                   dep={"metadata": {"name": "llm", "namespace": "ns", "uid": "d"},
+                        "spec": {"replicas": t["dep_replicas"], "selector": {"matchLabels": {"app": "llm"}}}})
+        calls.clear()
+        dec = d.reconcile(ias, t["now"])
+        assert dec is not None, t["now"]
+        assert seen[-1] == t["obs"], t["now"]
+        assert (dec.replicas, dec.warm) == (t["replicas"], t["warm"]), t["now"]
+        assert [c[1] for c in calls if c[0] == "serving" and c[2]] == list(t["promote"]), t["now"]
+        assert [c[1] for c in calls if c[0] == "serving" and not c[2]] == list(t["demote"]), t["now"]
+        scaled = [c[1] for c in calls if c[0] == "scale"]
+        assert scaled == ([t["plan_replicas"]] if t["plan_replicas"] != t["dep_replicas"] else []), t["now"]
