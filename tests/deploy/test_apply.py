@@ -6,6 +6,8 @@ the admission policies that narrow the Node patches RBAC cannot narrow."""
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
 import time
 import urllib.parse
 
@@ -203,3 +205,25 @@ def test_admission_policies_narrow_node_patches(cluster, applied, two_nodes):
         api = agent if who == "agent" else autoscaler
         node = other if target == "other" else own
         assert _patch_status(api, node, body) == status, (who, target, body)
+
+
+def test_helm_install_takes_over_the_kubectl_applied_objects(cluster, applied):
+    """`helm install` itself against the real API server (CRD from crds/, every template), over
+    the objects kubectl applied (--take-ownership): the chart and the manifests are the same
+    objects. Left installed (an uninstall would take the objects other modules use); the
+    session cluster goes at the end."""
+    helm = manifests.helm_binary()
+    env = {f"HELM_{d.upper()}_HOME": str(cluster.dir / "helm" / d) for d in ("cache", "config", "data")}
+    r = subprocess.run([str(helm), "upgrade", "--install", "gpusched", str(manifests.CHART), "--namespace", "default",
+                        "--take-ownership", f"--kubeconfig={cluster.kubeconfig}", "--wait=false"],
+                       capture_output=True, text=True, env={**os.environ, **env}, check=False, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = subprocess.run([str(helm), "get", "manifest", "gpusched", "--namespace", "default",
+                        f"--kubeconfig={cluster.kubeconfig}"], capture_output=True, text=True,
+                       env={**os.environ, **env}, check=False, timeout=60)
+    assert r.returncode == 0, r.stderr
+    key = lambda d: (d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"])  # noqa: E731
+    assert sorted(map(key, manifests.load_docs(r.stdout))) == sorted(map(key, manifests.docs()))
+    # and a kubectl apply of the manifests afterwards still changes nothing
+    r = cluster.kubectl("diff", "--server-side", "-f", str(manifests.RENDERED))
+    assert r.returncode == 0, r.stdout + r.stderr
