@@ -146,6 +146,12 @@ class AutoscalerSpec:
 _MISSING = object()
 
 
+def _show(v: Any, limit: int = 60) -> str:
+    """A user's value in a message, cut short: a 10,000-element list must not become the message."""
+    text = repr(v)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _mapping(d: Any, path: str) -> Mapping[str, Any]:
     if not isinstance(d, Mapping):
         raise SpecError(f"{path}: must be an object, got {type(d).__name__}")
@@ -153,9 +159,10 @@ def _mapping(d: Any, path: str) -> Mapping[str, Any]:
 
 
 def _known_keys(d: Mapping[str, Any], path: str, allowed: set[str]) -> None:
-    unknown = sorted(set(d) - allowed)
+    unknown = sorted(map(str, set(d) - allowed))
     if unknown:
-        raise SpecError(f"{path}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        shown = ", ".join(k[:40] for k in unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
+        raise SpecError(f"{path}: unknown field(s) {shown}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _number(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, *,
@@ -167,13 +174,13 @@ def _number(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, 
             raise SpecError(f"{path}.{key}: required")
         return default
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"{path}.{key}: must be a number, got {v!r}")
+        raise SpecError(f"{path}.{key}: must be a number, got {_show(v)}")
     try:
         finite = math.isfinite(v)
     except OverflowError:  # an integer too large for a float (JSON allows 1e400 written out)
         raise SpecError(f"{path}.{key}: {str(v)[:20]}... is out of range") from None
     if not finite:
-        raise SpecError(f"{path}.{key}: must be finite, got {v!r}")
+        raise SpecError(f"{path}.{key}: must be finite, got {_show(v)}")
     if minimum is not None and v < minimum:
         raise SpecError(f"{path}.{key}: must be >= {minimum:g}, got {v:g}")
     if exclusive_minimum is not None and v <= exclusive_minimum:
@@ -189,7 +196,7 @@ def _int(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, *, 
         return v
     if isinstance(v, float):
         if not v.is_integer():
-            raise SpecError(f"{path}.{key}: must be an integer, got {v!r}")
+            raise SpecError(f"{path}.{key}: must be an integer, got {_show(v)}")
         v = int(v)
     return v
 
@@ -201,7 +208,7 @@ def _str(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING) -> 
             raise SpecError(f"{path}.{key}: required")
         return default
     if not isinstance(v, str):
-        raise SpecError(f"{path}.{key}: must be a string, got {v!r}")
+        raise SpecError(f"{path}.{key}: must be a string, got {_show(v)}")
     return v
 
 
@@ -222,7 +229,7 @@ def _parse_signal(d: Any, i: int) -> SignalSpec:
     _known_keys(d, path, {"type", "target", "query", "server", "name"})
     typ = _str(d, "type", path)
     if typ not in SIGNAL_TYPES:
-        raise SpecError(f"{path}.type: unknown signal type {typ!r}; one of {', '.join(SIGNAL_TYPES)}")
+        raise SpecError(f"{path}.type: unknown signal type {_show(typ)}; one of {', '.join(SIGNAL_TYPES)}")
     target = float(_number(d, "target", path, exclusive_minimum=0))
     if typ == "gpuUtilization" and target > 100:
         raise SpecError(f"{path}.target: gpuUtilization is a percent (0..100], got {target:g}")
@@ -236,9 +243,9 @@ def _parse_signal(d: Any, i: int) -> SignalSpec:
         raise SpecError(f"{path}.query: only promql signals take a query (type is {typ})")
     server = _str(d, "server", path, "vllm")
     if server not in SERVERS:
-        raise SpecError(f"{path}.server: unknown server {server!r}; one of {', '.join(SERVERS)}")
+        raise SpecError(f"{path}.server: unknown server {_show(server)}; one of {', '.join(SERVERS)}")
     if typ == "kvCache" and server != "vllm":
-        raise SpecError(f"{path}.server: kvCache is read from vLLM's metrics only, got {server!r}")
+        raise SpecError(f"{path}.server: kvCache is read from vLLM's metrics only, got {_show(server)}")
     name = _str(d, "name", path, "")
     return SignalSpec(type=typ, target=target, name=name, query=query, server=server)
 
@@ -325,7 +332,7 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     _known_keys(d, path, {"enabled", "alpha", "beta"})
     enabled = d.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise SpecError(f"{path}.enabled: must be true or false, got {enabled!r}")
+        raise SpecError(f"{path}.enabled: must be true or false, got {_show(enabled)}")
     alpha = float(_number(d, "alpha", path, DEFAULT_FORECAST_ALPHA, exclusive_minimum=0, maximum=1))
     beta = float(_number(d, "beta", path, DEFAULT_FORECAST_BETA, minimum=0, maximum=1))
     return ForecastSpec(enabled, alpha, beta)
