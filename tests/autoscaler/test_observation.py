@@ -1,0 +1,30 @@
+"""signals.observation: the one pure step from the pool's counts and Prometheus' answers
+to the policy's Observation, shared by the daemon and the trace simulator."""
+from __future__ import annotations
+
+import pytest
+
+from autoscaler.policy import Observation
+from autoscaler.signals import Reading, observation
+
+OK = Reading(3.0, "6 waiting / 2 ready = 3/replica")
+DOWN = Reading(None, "Prometheus timed out after 3s")
+
+
+@pytest.mark.parametrize("readings, arrival, want_signals, want_rate, want_obs_notes, want_notes", [
+    # known signal, no SLO (arrival not read): nothing unknown
+    ({"queueDepth": OK}, None, {"queueDepth": 3.0}, None, {}, {}),
+    # known signal and arrival rate
+    ({"queueDepth": OK}, Reading(4.5, "4.5 req/s"), {"queueDepth": 3.0}, 4.5, {}, {}),
+    # unknown signal: None in the observation, its reason in both note maps
+    ({"queueDepth": DOWN}, None, {"queueDepth": None}, None,
+     {"queueDepth": DOWN.reason}, {"queueDepth": DOWN.reason}),
+    # unknown arrival rate: None; its reason for the condition only (the policy names it itself)
+    ({"queueDepth": OK}, Reading(None, "query returned no series"), {"queueDepth": 3.0}, None,
+     {}, {"arrivalRate": "query returned no series"}),
+])
+def test_observation(readings, arrival, want_signals, want_rate, want_obs_notes, want_notes):
+    obs, notes = observation(2, 1, 1, readings, arrival)
+    assert obs == Observation(ready=2, pending=1, warm=1, signals=want_signals, arrival_rate=want_rate,
+                              notes=want_obs_notes)
+    assert notes == want_notes
