@@ -227,3 +227,47 @@ def test_helm_install_takes_over_the_kubectl_applied_objects(cluster, applied):
     # and a kubectl apply of the manifests afterwards still changes nothing
     r = cluster.kubectl("diff", "--server-side", "-f", str(manifests.RENDERED))
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _agent_ns_pod(**changes) -> dict:
+    """A pod shaped like the agent's (restricted-grade, the cache hostPath), with changes."""
+    sc = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    sc.update(changes.pop("container_sc", {}))
+    spec = {"securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "nodeSelector": {"nobody": "schedules-this"},
+            "containers": [{"name": "c", "image": "x", "securityContext": sc}],
+            "volumes": [{"name": "cache", "hostPath": {"path": "/var/cache/gpusched/models"}}]}
+    spec.update(changes)
+    return {"metadata": {"generateName": "vap-probe-"}, "spec": spec}
+
+
+# Pods in the agent's namespace (Pod Security privileged, for the one hostPath): the
+# gpusched-agent-namespace-pods policy admits the agent's shape and nothing broader.
+AGENT_NS_PODS = [
+    ("agent-shaped", {}, True),
+    ("other-hostPath", {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]}, False),
+    ("privileged", {"container_sc": {"privileged": True, "allowPrivilegeEscalation": True}}, False),
+    ("added-capability", {"container_sc": {"capabilities": {"drop": ["ALL"], "add": ["SYS_ADMIN"]}}}, False),
+    ("escalation", {"container_sc": {"allowPrivilegeEscalation": True}}, False),
+    ("host-network", {"hostNetwork": True}, False),
+    ("host-pid", {"hostPID": True}, False),
+    ("root", {"securityContext": {"runAsNonRoot": False, "seccompProfile": {"type": "RuntimeDefault"}}}, False),
+]
+
+
+@pytest.mark.parametrize("changes,admitted", [r[1:] for r in AGENT_NS_PODS], ids=[r[0] for r in AGENT_NS_PODS])
+def test_agent_namespace_admits_only_agent_shaped_pods(cluster, applied, core, changes, admitted):
+    ns = manifests.AGENT_NAMESPACE
+
+    def create():
+        try:
+            return core.create_namespaced_pod(ns, _agent_ns_pod(**dict(changes)), dry_run="All")
+        except ApiException as exc:
+            assert exc.status in (403, 422), exc.body
+            assert "gpusched agent's namespace" in exc.body, exc.body
+            return None
+
+    if admitted:
+        assert create() is not None
+    else:  # the policy loads asynchronously after the apply
+        eventually(lambda: create() is None, timeout=60, what="policy denies")
