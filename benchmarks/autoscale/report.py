@@ -139,8 +139,13 @@ def write(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
     }, indent=1, default=_json) + "\n")
     paths.append(p)
     p = out / "autoscale.md"
+    legend = "; ".join(f"**{p}**: {w}" for p, w in dict((r.policy, r.what) for r in rows).items())
     p.write_text(f"# Autoscaling on trace replay\n\n{describe_params(params)}\n\n{table(rows, qs, ts)}\n"
-                 f"Source: {CITATION}.\n")
+                 f"Policies: {legend}. HPA: sync 15 s, tolerance 0.1, scale-down stabilisation 300 s, scale-up "
+                 f"max(4 pods, 100%) per 15 s, metrics from the last scrape; KEDA: that HPA on an AverageValue "
+                 f"External metric polled every 30 s. GPU-hours count every pod holding a GPU (loading, warm, "
+                 f"serving, draining); cold starts include warm-pool refills; scale events are changes of the "
+                 f"Deployment's replicas.\n\nSource: {CITATION}.\n")
     paths.append(p)
     paths += plots(out, rows, runs, params)
     return paths

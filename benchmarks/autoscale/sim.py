@@ -18,7 +18,13 @@ own Deployment, its own controller) on one shared GPU pool. Each simulated secon
    in the ReplicaSet controller's order (not Ready first, loading before loaded,
    newest first).
 GPU time is counted from the moment a pod gets a GPU until it gives it back,
-whatever the pod is doing (loading, warm, serving or draining).
+whatever the pod is doing (loading, warm, serving or draining), over the trace (first
+to last arrival); the run goes on after it, without controllers, until every request
+is served, so late requests are scored too.
+
+Granularity: pod transitions take effect at the first whole simulated second at or
+after they are due (a load that ends at 47.3 s serves from 48 s); requests are served
+in continuous time between those seconds.
 """
 from __future__ import annotations
 
