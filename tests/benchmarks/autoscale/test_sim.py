@@ -1,0 +1,88 @@
+"""The simulator's pod life: cold start by tier, a warm promotion in a second, the
+shared pool's capacity, drained deletions, GPU time by state."""
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.autoscale.service import ColdStart, service_model
+from benchmarks.autoscale.sim import Action, SimConfig, WorkloadInput, simulate
+from benchmarks.fleet.model import TraceRow
+
+SVC = service_model("h100")
+
+
+def rows(n: int, every: float = 1.0, start: float = 0.0) -> list[TraceRow]:
+    return [TraceRow(start + k * every, 100, 20) for k in range(n)]
+
+
+class Script:
+    """A controller that applies scripted actions at given times."""
+
+    def __init__(self, initial, script, gated=True, interval=1.0):
+        self.name, self.gated, self.interval_s = "script", gated, interval
+        self._initial, self.script = initial, dict(script)
+
+    def initial(self):
+        return self._initial
+
+    def act(self, now, wl):
+        self.wl = wl
+        f = self.script.get(now)
+        return f(wl) if f else None
+
+
+def run(ctl, trace, **cfg):
+    res = simulate([WorkloadInput("m", trace, SVC, 5.0)], lambda i: ctl, SimConfig(drain_after_s=120.0, **cfg))
+    return res.workloads[0]
+
+
+def test_cold_start_from_remote_and_warm_promotion_in_a_second():
+    seen = {}
+
+    def scale_up(wl):
+        seen["warm"] = next(p.name for p in wl.pods.values() if not p.serving)
+        return Action(promote=(seen["warm"],), replicas=3)  # promote the warm pod, one more pod cold
+
+    def look(wl):
+        seen[wl.fleet.now] = {p.name: p.ready for p in wl.pods.values()}
+
+    script = {10.0: scale_up, 11.0: look, 57.0: look}
+    ctl = Script((1, 1), script)
+    w = run(ctl, rows(100))
+    warm = seen["warm"]
+    assert seen[11.0][warm] is True  # promoted at 10 s, Ready 1 s later
+    new = [n for n in seen[57.0] if n != warm and not seen[57.0][n]]  # the pod started cold at 10 s
+    assert len(new) == 1 and w.cold_starts == {"host-memory": 0, "disk": 0, "remote": 1}
+    # remote: 15 s + 16 GB / 0.5 GB/s = 47 s after 10 s -> loaded at 57 s; not promoted, so warm: not Ready
+    p = ctl.wl.pods[new[0]]
+    assert p.loaded_since == 57.0 and p.tier == "remote" and not p.ready
+    assert w.promotions == 1
+
+
+def test_pool_capacity_holds_pods_without_a_gpu():
+    ctl = Script((1, 0), {5.0: lambda wl: Action(replicas=4)}, gated=False)
+    w = run(ctl, rows(60), pool_gpus=2)
+    # 2 GPUs: the seeded pod and one new one; the other two never get a GPU
+    assert sum(w.cold_starts.values()) == 1
+    assert w.gpu_s["serving"] + w.gpu_s["loading"] <= 2 * 59 + 1e-9
+
+
+def test_deleted_pods_drain_and_free_a_cached_gpu():
+    # 600 output tokens: ~10 s of decode each, then light requests so the controller acts to 60 s
+    long = [TraceRow(0.5 * k, 100, 600) for k in range(20)] + rows(20, 2.0, start=20.0)
+    ctl = Script((2, 0), {8.0: lambda wl: Action(replicas=1), 30.0: lambda wl: Action(replicas=2)}, gated=False)
+    w = run(ctl, long)
+    assert w.aborted == 0  # the deleted pod finished what it ran (within the 30 s grace)
+    assert w.gpu_s["draining"] > 0
+    assert w.cold_starts == {"host-memory": 1, "disk": 0, "remote": 0}  # the freed GPU kept the weights in memory
+
+
+@pytest.mark.parametrize("state_share", ["serving", "warm"])
+def test_gpu_time_by_state(state_share):
+    ctl = Script((1, 1), {})
+    w = run(ctl, rows(101))  # trace of 100 s: one serving and one warm pod for 100 s each
+    assert w.gpu_s[state_share] == pytest.approx(100.0)
+
+
+def test_cold_start_seconds_are_documented():
+    assert ColdStart().table() == {"gpu": 1.0, "host-memory": 15.8, "disk": 23.0, "remote": 47.0}
