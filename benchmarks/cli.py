@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -25,11 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     ext.set_defaults(func=run_extender)
 
     e2e = benches.add_parser(
-        "e2e", help="pods/s scheduled end to end on the test bed: default-scheduler vs gpusched",
+        "e2e", help="the test bed end to end: pods/s of default-scheduler vs gpusched, then the autoscaler on a trace",
         description="Brings up the local test bed with N kwok GPU nodes and the gpusched extender, creates the "
                     "same P one-GPU pods for each scheduler and times them until all are bound; reports the "
-                    "extender's filter/prioritize/bind p50/p99 from its /metrics.",
-        epilog="example: gpusched bench e2e --nodes 1000 --pods 2000 --out results/e2e")
+                    "extender's filter/prioritize/bind p50/p99 from its /metrics. Then (phase autoscale) runs "
+                    "the autoscaler daemon with a real Prometheus and the fleet simulator on a compressed window "
+                    "of the Azure LLM inference trace: an InferenceAutoscaler'd Deployment and a static one "
+                    "(the fewest replicas meeting the SLO offline) get the same requests; reports SLO attainment, "
+                    "replicas, scale events, warm promotions and GPU-hours.",
+        epilog="examples:\n  gpusched bench e2e --nodes 1000 --pods 2000 --out results/e2e\n"
+               "  gpusched bench e2e --phase autoscale --nodes 8 --as-window 300 --as-compression 5",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     e2e.add_argument("--nodes", type=int, default=1000)
     e2e.add_argument("--pods", type=int, default=2000)
     e2e.add_argument("--workers", type=int, default=31,
@@ -37,6 +45,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--timeout", type=float, default=600, help="seconds allowed per scheduler run")
     e2e.add_argument("--state", default=None, help="test bed state directory (default: a temporary one)")
     e2e.add_argument("--out", default="results/e2e")
+    e2e.add_argument("--phase", choices=("all", "schedule", "autoscale"), default="all",
+                     help="all (default), schedule (pods/s only) or autoscale (the autoscaler phase only)")
+    e2e.add_argument("--as-trace", metavar="CSV", default=None,
+                     help="request trace (default: the Azure code trace, AzureLLMInferenceTrace_code.csv)")
+    e2e.add_argument("--as-window-start", type=float, default=600.0, metavar="S",
+                     help="trace second the window starts at (default 600: minutes 10-20 hold two bursts)")
+    e2e.add_argument("--as-window", type=float, default=600.0, metavar="S", help="window length, trace seconds "
+                     "(default 600)")
+    e2e.add_argument("--as-compression", type=float, default=10 / 3, metavar="X",
+                     help="trace seconds per wall second (default 3.33: 10 minutes in 3)")
+    e2e.add_argument("--as-cold-start", type=float, default=20.0, metavar="S",
+                     help="wall seconds for a new pod to load (default 20)")
+    e2e.add_argument("--as-max-replicas", type=int, default=16, help="maxReplicas, and the static sizing's cap "
+                     "(default 16)")
+    e2e.add_argument("--as-warm", type=int, default=1, help="warmReplicas (default 1)")
+    e2e.add_argument("--as-no-static", action="store_true", help="skip the static baseline")
     e2e.set_defaults(func=run_e2e)
 
     from benchmarks.placement.cli import add_parser as add_placement
@@ -63,11 +87,33 @@ def run_extender(args: argparse.Namespace) -> int:
 def run_e2e(args: argparse.Namespace) -> int:
     from benchmarks import e2e
 
-    result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state)
+    from benchmarks import e2e_autoscale
+
+    settings = e2e_autoscale.Settings(
+        **({"trace": args.as_trace} if args.as_trace else {}), window_start_s=args.as_window_start,
+        window_s=args.as_window, compression=args.as_compression, cold_start_s=args.as_cold_start,
+        max_replicas=args.as_max_replicas, warm=args.as_warm, static=not args.as_no_static)
+    try:
+        settings.check()
+        if args.nodes < 1 or args.pods < 1:
+            raise ValueError("--nodes and --pods must be >= 1")
+        if args.phase != "autoscale" and args.pods > args.nodes * 8:
+            raise ValueError(f"--pods {args.pods} one-GPU pods do not fit on --nodes {args.nodes} nodes of 8 GPUs")
+        if not Path(settings.trace).is_file():
+            raise ValueError(f"--as-trace {settings.trace}: no such file")
+    except ValueError as exc:
+        print(f"gpusched bench e2e: error: {exc}", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state, phase=args.phase,
+                     autoscale=settings)
+    result["params"]["wall_s"] = round(time.monotonic() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "e2e.json").write_text(json.dumps(result, indent=1))
     text = e2e.table(result)
     (out / "e2e.md").write_text(e2e.params_line(result) + "\n\n" + text + "\n")
-    print(f"{e2e.params_line(result)}\n{text}")
+    if "autoscale" in result:
+        e2e_autoscale.plot(result["autoscale"], out / "e2e_autoscale.png")
+    print(f"{e2e.params_line(result)}\n{text}\n(whole run {result['params']['wall_s']:.0f} s; wrote {out})")
     return 0

@@ -97,33 +97,45 @@ class Timeline:
         raise RuntimeError(f"demo: timed out waiting for {what}")
 
 
-def deployment(model: str) -> dict[str, Any]:
+def deployment(model: str, *, name: str = APP, replicas: int = 2, cold_start_s: float = COLD_START_S,
+               labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """An inference Deployment of 1-GPU pods scheduled by gpusched; each pod takes
+    `cold_start_s` to load (kwok's ready delay), then is held out of traffic by the
+    serving readiness gate until something (the autoscaler) sets it True."""
+    labels = {"app": name, **(labels or {})}
+    spec: dict[str, Any] = {"schedulerName": contract.SCHEDULER_NAME, "terminationGracePeriodSeconds": 0,
+                            "readinessGates": [{"conditionType": contract.SERVING_GATE}],
+                            "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
+                                            "args": ["--model", model],
+                                            "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": APP, "labels": {"app": APP}},
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
         "spec": {
-            "replicas": 2, "selector": {"matchLabels": {"app": APP}},
+            "replicas": replicas, "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {"labels": {"app": APP},
-                             "annotations": {contract.MODEL: model, contract.READY_DELAY: f"{COLD_START_S}s"}},
-                "spec": {"schedulerName": contract.SCHEDULER_NAME, "terminationGracePeriodSeconds": 0,
-                         "readinessGates": [{"conditionType": contract.SERVING_GATE}],
-                         "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
-                                         "args": ["--model", model],
-                                         "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]},
+                "metadata": {"labels": labels,
+                             "annotations": {contract.MODEL: model, contract.READY_DELAY: f"{cold_start_s:g}s"}},
+                "spec": spec,
             },
         },
     }
 
 
-def autoscaler(model: str) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceAutoscaler", "metadata": {"name": APP},
-        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": APP}, "model": model,
-                 "minReplicas": 1, "maxReplicas": 4, "warmReplicas": 1, "coldStartSeconds": COLD_START_S,
-                 "signals": [{"type": "queueDepth", "target": 5}],
-                 "behavior": {"scaleDown": {"stabilizationWindowSeconds": 6, "periodSeconds": 5},
-                              "panic": {"stableWindowSeconds": 4}}},
+def autoscaler(model: str, *, name: str = APP, min_replicas: int = 1, max_replicas: int = 4, warm: int = 1,
+               cold_start_s: float = COLD_START_S, queue_target: float = 5,
+               behavior: dict[str, Any] | None = None, slo: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An InferenceAutoscaler for `deployment(model, name=name)`; the defaults are the demo's."""
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "model": model,
+        "minReplicas": min_replicas, "maxReplicas": max_replicas, "warmReplicas": warm,
+        "coldStartSeconds": cold_start_s, "signals": [{"type": "queueDepth", "target": queue_target}],
+        "behavior": behavior if behavior is not None else {
+            "scaleDown": {"stabilizationWindowSeconds": 6, "periodSeconds": 5}, "panic": {"stableWindowSeconds": 4}},
     }
+    if slo:
+        spec["slo"] = slo
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceAutoscaler", "metadata": {"name": name},
+            "spec": spec}
 
 
 def apply_crd(api_client) -> client.CustomObjectsApi:
@@ -144,25 +156,78 @@ def apply_crd(api_client) -> client.CustomObjectsApi:
     return client.CustomObjectsApi(api_client)
 
 
+class Stack:
+    """What an autoscaling run needs besides the cluster: a real Prometheus, the fleet
+    simulator playing the inference servers of some workloads, and the autoscaler daemon
+    in a thread of this process (as tests/autoscaler/test_autoscaler_integration.py runs
+    it). Used by the demo's act 6 and by `gpusched bench e2e`'s autoscale phase.
+    `stop()` tears down whatever was started, in reverse, and restores log levels."""
+
+    # the demo's timeline and the bench's table say it shorter than the daemon's log
+    QUIET = {"autoscaler": logging.ERROR, "scheduler.kube": logging.WARNING}
+
+    def __init__(self, cluster, quiet: bool = True):
+        self.cluster, self.api = cluster, cluster.api_client()
+        self.prom = self.sim = self.daemon = None
+        self._stops: list[Callable[[], None]] = []
+        self._levels = {name: logging.getLogger(name).level for name in self.QUIET} if quiet else {}
+        for name in self._levels:
+            logging.getLogger(name).setLevel(self.QUIET[name])
+
+    def start_fleet(self, workloads: list, *, keep_finished: bool = False) -> "Stack":
+        """Prometheus, then the fleet simulator for `workloads` (benchmarks.fleet.exporter.Workload).
+        keep_finished: keep every finished request for `sim.fleet.pop_finished()`."""
+        from benchmarks.fleet.exporter import FleetSimulator
+        from benchmarks.testbed.prometheus import Prometheus
+
+        self.prom = Prometheus(self.cluster)
+        self.prom.start()
+        self._stops.append(self.prom.stop)
+        self.sim = FleetSimulator(self.api, workloads, prometheus=self.prom)
+        self.sim.fleet.keep_finished = keep_finished
+        self.sim.start()
+        self._stops.append(self.sim.stop)
+        return self
+
+    def add_stop(self, stop: Callable[[], None]) -> None:
+        self._stops.append(stop)
+
+    def start_daemon(self, ns: str, identity: str, on_decision=None, interval_s: float = 1.0) -> "Stack":
+        """The InferenceAutoscaler daemon for `ns`, reading this stack's Prometheus."""
+        from autoscaler.daemon import Autoscaler, Config
+
+        assert self.prom is not None, "start_fleet first"
+        cfg = Config(prometheus_url=self.prom.url, interval_s=interval_s, namespace=ns, watch_namespace=ns,
+                     identity=identity, metrics_port=0, lease_duration_s=3.0, prometheus_timeout_s=1.0,
+                     demote_wait_s=3.0)
+        self.daemon, stop_event = Autoscaler(self.api, cfg, on_decision=on_decision), threading.Event()
+        thread = threading.Thread(target=self.daemon.run, args=(stop_event,), name=f"{identity}-autoscaler",
+                                  daemon=True)
+        thread.start()
+        self._stops.append(lambda: (stop_event.set(), thread.join(15)))
+        return self
+
+    def stop(self) -> None:
+        for stop in reversed(self._stops):
+            try:
+                stop()
+            except Exception as exc:  # keep tearing down
+                print(f"    (teardown: {exc})")
+        self._stops = []
+        for name, level in self._levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def run(cluster, ns: str, model: str) -> None:
     """Act 6. Everything it starts is stopped before it returns or raises."""
-    from autoscaler.daemon import Autoscaler, Config
-    from benchmarks.fleet.exporter import FleetSimulator, Workload
+    from benchmarks.fleet.exporter import Workload
     from benchmarks.fleet.model import ServiceModel
-    from benchmarks.testbed.prometheus import Prometheus
 
-    quiet = {"autoscaler": logging.ERROR, "scheduler.kube": logging.WARNING}  # the timeline says it shorter
-    levels = {name: logging.getLogger(name).level for name in quiet}
-    for name, level in quiet.items():
-        logging.getLogger(name).setLevel(level)
     api = cluster.api_client()
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
-    stops: list[Callable[[], None]] = []
+    stack = Stack(cluster)
     try:
         crd = apply_crd(api)
-        prom = Prometheus(cluster)
-        prom.start()
-        stops.append(prom.stop)
         t0 = time.monotonic()
         tl = Timeline(core, ns, t0)
         apps.create_namespaced_deployment(ns, deployment(model))
@@ -171,17 +236,11 @@ def run(cluster, ns: str, model: str) -> None:
               f"{contract.SERVING_GATE}; InferenceAutoscaler min 1 / max 4 / warm 1, queueDepth target 5 per "
               f"replica, scale-down window 6s; Prometheus + fleet simulator")
         w = Workload(ns, f"app={APP}", model, None, ServiceModel(max_batch=4))  # ~4.5 req/s per replica
-        sim = FleetSimulator(api, [w], prometheus=prom).start()
-        stops.append(sim.stop)
+        stack.start_fleet([w])
+        prom, sim = stack.prom, stack.sim
         load = Load(sim, w, 1.0)
-        stops.append(load.stop)
-        cfg = Config(prometheus_url=prom.url, interval_s=1.0, namespace=ns, watch_namespace=ns,
-                     identity="gpusched-demo", metrics_port=0, lease_duration_s=3.0, prometheus_timeout_s=1.0,
-                     demote_wait_s=3.0)
-        daemon, stop_event = Autoscaler(api, cfg), threading.Event()
-        thread = threading.Thread(target=daemon.run, args=(stop_event,), name="demo-autoscaler", daemon=True)
-        thread.start()
-        stops.append(lambda: (stop_event.set(), thread.join(15)))
+        stack.add_stop(load.stop)
+        stack.start_daemon(ns, "gpusched-demo")
         tl.say("load 1 req/s; autoscaler daemon started (1s ticks)")
 
         tl.wait(lambda: tl.count("serving") == 1 and tl.count("warm") == 1, 60, "1 serving + 1 warm")
@@ -209,10 +268,4 @@ def run(cluster, ns: str, model: str) -> None:
               f"{apps.read_namespaced_deployment(APP, ns).spec.replicas}, IAS desiredReplicas "
               f"{st.get('desiredReplicas')} (rule {last.get('rule')})")
     finally:
-        for stop in reversed(stops):
-            try:
-                stop()
-            except Exception as exc:  # keep tearing down
-                print(f"    (teardown: {exc})")
-        for name, level in levels.items():
-            logging.getLogger(name).setLevel(level)
+        stack.stop()

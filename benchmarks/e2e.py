@@ -11,6 +11,11 @@ The namespace is then deleted and its pods waited out before the next scheduler 
 The extender's /metrics is scraped before and after the gpusched run; filter/prioritize/bind
 p50/p99 are estimated from the difference of the histogram buckets (linear interpolation
 inside a bucket, as PromQL's histogram_quantile does).
+
+Then, on the same cluster (or alone with phase="autoscale"), the autoscale phase
+(benchmarks/e2e_autoscale.py): the autoscaler daemon with a real Prometheus and the fleet
+simulator on a compressed window of the Azure LLM inference trace, against a static
+baseline in the same run.
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from scheduler import contract
 
 SCHEDULERS = ("default-scheduler", "gpusched")
+PHASES = ("all", "schedule", "autoscale")
 VERBS = ("filter", "prioritize", "bind")
 METRIC = "gpusched_extender_request_seconds"
 
@@ -181,7 +187,9 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
-        state_dir: Path | str | None = None) -> dict[str, Any]:
+        state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None) -> dict[str, Any]:
+    """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
+    "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults)."""
     from kubernetes import client
 
     from benchmarks.testbed.cli import wait_nodes_ready
@@ -190,7 +198,10 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
     from benchmarks.testbed.profiles import small
     from benchmarks.testbed.stack import GpuschedScheduler
 
-    if pods > nodes * 8:
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {', '.join(PHASES)}, got {phase!r}")
+    scheduling = phase in ("all", "schedule")
+    if scheduling and pods > nodes * 8:
         raise ValueError(f"{pods} one-GPU pods do not fit on {nodes} nodes of 8 GPUs")
     tmp = None
     if state_dir is None:
@@ -210,19 +221,27 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         time.sleep(3)
         setup_s = time.monotonic() - t
         rows, ext = [], []
-        for sched in SCHEDULERS:
+        t = time.monotonic()
+        for sched in SCHEDULERS if scheduling else ():
             before = gs.metrics() if sched == "gpusched" else ""
             rows.append(run_one(api, sched, pods, workers, timeout))
             if sched == "gpusched":
                 ext = latencies(before, gs.metrics())
-        return {
-            "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods,
+        result: dict[str, Any] = {
+            "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
                        "pod": "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers",
-                       "create_workers": workers, "poll_interval_s": 0.05,
-                       "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1)},
+                       "create_workers": workers, "poll_interval_s": 0.05, "phase": phase,
+                       "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
+                       "schedule_phase_s": round(time.monotonic() - t, 1)},
             "rows": [asdict(r) for r in rows],
             "extender": [asdict(v) for v in ext],
         }
+        if phase in ("all", "autoscale"):
+            from benchmarks import e2e_autoscale
+            t = time.monotonic()
+            result["autoscale"] = e2e_autoscale.run(cluster, autoscale)
+            result["params"]["autoscale_phase_s"] = round(time.monotonic() - t, 1)
+        return result
     finally:
         try:
             if gs is not None:
@@ -234,6 +253,15 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
 
 
 def table(result: dict[str, Any]) -> str:
+    """The scheduling table, then the autoscale phase's when it ran."""
+    parts = [_schedule_table(result)] if result["rows"] else []
+    if "autoscale" in result:
+        from benchmarks import e2e_autoscale
+        parts.append(e2e_autoscale.params_line(result["autoscale"]) + "\n\n" + e2e_autoscale.table(result["autoscale"]))
+    return "\n\n".join(parts)
+
+
+def _schedule_table(result: dict[str, Any]) -> str:
     rows = result["rows"]
     base = next((r for r in rows if r["scheduler"] == "default-scheduler"), None)
     out = ["| scheduler | pods | create s | seconds | pods/s | ratio to default |", "|---|---:|---:|---:|---:|---:|"]
@@ -249,6 +277,9 @@ def table(result: dict[str, Any]) -> str:
 
 def params_line(result: dict[str, Any]) -> str:
     p = result["params"]
+    if not result["rows"]:
+        return (f"e2e on {p['nodes']:,} kwok nodes ({p['profile']}), autoscale phase only; "
+                f"Kubernetes {p['kubernetes']}")
     return (f"e2e scheduling throughput: {p['nodes']:,} kwok nodes ({p['profile']}), {p['pods']:,} pods of "
             f"{p['pod']}, created by {p['create_workers']} threads; seconds = first create to all bound "
             f"(polled every {p['poll_interval_s']}s; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); Kubernetes {p['kubernetes']}")

@@ -32,3 +32,87 @@ def test_quantile_from_cumulative_buckets():
     assert lat["filter"].p50_ms == pytest.approx(1.0)
     assert lat["filter"].p99_ms == pytest.approx(9.82)
     assert lat["bind"].calls == 0 and lat["bind"].p50_ms is None
+
+
+# ---------------------------------------------------------------- the autoscale phase
+
+from benchmarks import e2e_autoscale as eas  # noqa: E402
+from benchmarks.fleet.model import Request, ServiceModel, TraceRow  # noqa: E402
+
+
+def _req(arrival, admitted=None, first=None, aborted=False):
+    r = Request(arrival, 100, 10)
+    r.admitted, r.first_token, r.aborted = admitted, first, aborted
+    return r
+
+
+@pytest.mark.parametrize("done, total, wait_ok, ttft_ok", [
+    ([_req(0, 1.0, 1.5), _req(0, 3.0, 3.5)], 2, 0.5, 1.0),   # waits 1 and 3 s (bound 2); TTFTs 1.5, 3.5 (bound 5)
+    ([_req(0, 1.0, 6.0)], 4, 0.25, 0.0),                     # 3 of 4 never finished: misses
+    ([_req(0, 0.5, 0.6, aborted=True)], 1, 0.0, 0.0),        # aborted: a miss, however fast it started
+    ([], 3, 0.0, 0.0),
+])
+def test_attainment_counts_every_request_of_the_window(done, total, wait_ok, ttft_ok):
+    a = eas.attainment(done, total, queue_wait_s=2.0, ttft_s=5.0)
+    assert (a.requests, a.queue_wait_ok, a.ttft_ok) == (total, wait_ok, ttft_ok)
+
+
+def test_window_shifts_rows_to_its_start_and_peak_rate_is_compressed():
+    rows = [TraceRow(t, 100, 10) for t in (5, 10, 11, 12, 25, 31)]
+    w = eas.window(rows, 10, 20)  # 10 <= t < 30
+    assert [r.t for r in w] == [0, 1, 2, 15]
+    # compressed x2: arrivals at 0, 0.5, 1, 7.5 s; the busiest 10 s bucket holds 4
+    assert eas.peak_rate(w, 2.0) == pytest.approx(0.4)
+    assert eas.peak_rate([], 2.0) == 0.0
+
+
+@pytest.mark.parametrize("key, values, events", [
+    ("deployment_replicas", [2, 2, 6, 16, 16, 4], [(2, 2, 6), (3, 6, 16), (5, 16, 4)]),
+    ("deployment_replicas", [3, 3], []),
+])
+def test_scale_events_and_gpu_seconds(key, values, events):
+    samples = [{"t": float(i), key: v} for i, v in enumerate(values)]
+    assert [(e["t"], e["from"], e["to"]) for e in eas.scale_events(samples, key)] == events
+    # rectangles between samples, 1 s apart: the last sample has no width
+    assert eas.gpu_seconds(samples, key) == sum(values[:-1])
+
+
+def test_static_sizing_meets_the_slo_offline_and_one_fewer_does_not():
+    # 20 req/s of 1,000-token prompts for 10 s: one replica prefills 10 req/s, so more are needed
+    rows = [TraceRow(i * 0.05, 1000, 10) for i in range(200)]
+    s = eas.Settings(max_replicas=8, drain_s=30.0)
+    n, ok = eas.size_static(rows, 1.0, ServiceModel(), s)
+    assert 2 <= n < 8 and ok >= s.percentile
+    fewer = eas.attainment(eas.offline(rows, 1.0, n - 1, ServiceModel(), 30.0), len(rows), 2.0, 5.0)
+    assert fewer.queue_wait_ok < s.percentile
+
+
+@pytest.mark.integration
+def test_autoscale_phase_scales_up_in_the_burst(tmp_path):
+    """Two minutes of the Azure code trace (a silent minute, then 632 requests) in one
+    minute: the autoscaler starts at 1 serving + 1 warm, promotes the warm pod and scales
+    up during the burst; the static baseline gets the same requests."""
+    settings = eas.Settings(window_start_s=780, window_s=120, compression=2.0, cold_start_s=8, max_replicas=8,
+                            lead_s=10, drain_s=30)
+    result = e2e.run(nodes=3, pods=1, workers=4, timeout=60, state_dir=tmp_path / "state", phase="autoscale",
+                     autoscale=settings)
+    assert result["rows"] == [] and result["params"]["phase"] == "autoscale"
+    a = result["autoscale"]
+    rows = {r["deployment"]: r for r in a["rows"]}
+    assert set(rows) == {"autoscaled", "static"}
+    burst_at = settings.lead_s + 60 / settings.compression  # the trace's quiet minute, compressed
+    ups = [e for e in a["scale_events"] if e["to"] > e["from"]]
+    assert ups and ups[0]["t"] >= burst_at - 2, a["scale_events"]  # not before the burst
+    assert max(x["deployment_replicas"] for x in a["samples"]) > 1 + settings.warm
+    asr = rows["autoscaled"]
+    assert asr["scale_ups"] >= 1 and asr["promotions"]["from_warm_pool"] >= 1
+    assert asr["requests"] == rows["static"]["requests"] == a["params"]["requests"] > 600
+    assert rows["static"]["replicas"] == a["params"]["static_replicas"] >= 2
+    assert rows["static"]["queue_wait_ok"] >= 0.9
+    for r in rows.values():
+        for field in ("queue_wait_ok", "ttft_ok", "queue_wait_p99_s", "ttft_p99_s", "gpu_hours_trace", "serving"):
+            assert field in r
+        assert 0 < r["gpu_hours_trace"] and 0 <= r["queue_wait_ok"] <= 1
+    assert {d["rule"] for d in a["decisions"]}
+    text = e2e.table(result)
+    assert "| autoscaled |" in text and f"| static ({rows['static']['replicas']}) |" in text

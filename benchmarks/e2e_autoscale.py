@@ -1,0 +1,438 @@
+"""The autoscale phase of `gpusched bench e2e`: the autoscaler daemon on the test bed,
+driven by a compressed window of the Azure LLM inference trace.
+
+On the test bed's cluster (control plane, kwok GPU nodes, the gpusched scheduler and
+extender already running), one run:
+1. sizes the static baseline offline with the pure fleet model
+   (benchmarks.fleet.model): the smallest fixed replica count, always Ready, for which
+   `percentile` of the window's requests wait at most the queue-wait SLO (capped at
+   --as-max-replicas): what a capacity planner who knows the window's peak would run;
+2. creates two Deployments of 1-GPU pods scheduled by gpusched, each pod taking
+   `cold_start_s` to load (kwok's ready delay): `autoscaled` (gated by
+   gpusched.io/serving, with an InferenceAutoscaler: min 1, warm pool, queueDepth
+   signal, queue-wait SLO) and `static` (that fixed count; same gate, set True as
+   soon as a pod is loaded), in two namespaces;
+3. once the static pods are Ready and the autoscaled ones loaded, starts a real
+   Prometheus, the fleet simulator (one simulated vLLM server per pod, both
+   Deployments) and the autoscaler daemon (demo_autoscale.Stack, as the demo runs it);
+4. replays the window to both Deployments at once, the same requests: a row at trace
+   time t (from the window start) arrives `lead_s + t / compression` seconds after the
+   fleet started; then waits for the requests in flight to finish (at most `drain_s`);
+5. samples every `sample_s`: pods bound (GPUs held), serving and warm replicas,
+   the Deployment's replicas; the daemon's decisions come through its on_decision hook.
+   A promotion (from the first request on) is "from the warm pool" when the pod had
+   been loaded and idle for more than two samples, else of a fresh pod just loaded.
+
+SLO attainment is over every request of the window: one that had not started running
+(resp. produced its first token) within the bound when the run ended, or was
+aborted, is a miss. Times are the fleet model's simulated seconds, which run at wall
+speed; the trace is compressed, so GPU-hours are reported both on the wall clock and
+scaled to the trace's time (x compression). The autoscaler's windows are compressed
+with the trace: scale-down stabilisation 300 s / compression, panic stable window
+60 s / compression (HPA's and Knative's defaults).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from benchmarks.fleet.model import Fleet, Request, ServiceModel, Trace, TraceRow, read_trace
+from scheduler import contract
+
+
+
+def default_trace() -> Path:
+    """The Azure code trace, found as the test bed finds the Alibaba one: $GPUSCHED_TRACES,
+    else ../shared/data/traces beside the checkout."""
+    env = os.environ.get("GPUSCHED_TRACES")
+    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
+    return base / "azure-llm-2023" / "AzureLLMInferenceTrace_code.csv"
+
+
+MODEL = "meta-llama/Llama-3.1-8B-Instruct"
+AUTOSCALED, STATIC = "autoscaled", "static"
+
+
+@dataclass(frozen=True)
+class Settings:
+    trace: str = field(default_factory=lambda: str(default_trace()))
+    window_start_s: float = 600.0  # trace seconds: minutes 10-20 of the code trace hold two bursts and idle gaps
+    window_s: float = 600.0
+    compression: float = 10 / 3  # 10 minutes of trace in 3
+    cold_start_s: float = 20.0  # wall seconds from a pod's creation to loaded
+    max_replicas: int = 16
+    warm: int = 1
+    queue_target: float = 5.0  # waiting requests per replica (WVA's saturation point)
+    queue_wait_slo_s: float = 2.0
+    ttft_slo_s: float = 5.0
+    percentile: float = 0.99
+    static: bool = True
+    lead_s: float = 15.0  # fleet start to the first request: Prometheus scrapes, the daemon settles
+    drain_s: float = 60.0
+    sample_s: float = 1.0
+
+    def check(self) -> None:
+        for name in ("window_s", "compression", "sample_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("window_start_s", "cold_start_s", "lead_s", "drain_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.max_replicas < 1 or self.warm < 0:
+            raise ValueError("max_replicas must be >= 1 and warm >= 0")
+        if not 0 < self.percentile < 1:
+            raise ValueError(f"percentile must be in (0, 1), got {self.percentile}")
+
+
+# ---------------------------------------------------------------- pure parts
+
+def window(rows: Sequence[TraceRow], start_s: float, length_s: float) -> list[TraceRow]:
+    """Rows with start_s <= t < start_s + length_s, times shifted so the window starts at 0."""
+    return [TraceRow(r.t - start_s, r.prompt_tokens, r.output_tokens) for r in rows
+            if start_s <= r.t < start_s + length_s]
+
+
+def peak_rate(rows: Sequence[TraceRow], compression: float, bucket_s: float = 10.0) -> float:
+    """Highest arrival rate (requests per wall second) over `bucket_s` buckets of the compressed window."""
+    if not rows:
+        return 0.0
+    t = np.array([r.t / compression for r in rows])
+    return float(np.bincount((t // bucket_s).astype(int)).max() / bucket_s)
+
+
+@dataclass
+class Attainment:
+    requests: int
+    finished: int
+    aborted: int
+    queue_wait_ok: float  # share of all requests admitted within the queue-wait bound
+    ttft_ok: float  # share of all requests with a first token within the TTFT bound
+    queue_wait_p50_s: float | None
+    queue_wait_p99_s: float | None
+    ttft_p50_s: float | None
+    ttft_p99_s: float | None
+
+
+def attainment(done: Sequence[Request], total: int, queue_wait_s: float, ttft_s: float) -> Attainment:
+    """SLO attainment over `total` requests, of which `done` finished or were aborted; the
+    rest (still waiting or running at the end) and aborted ones count as misses unless
+    their wait already met the bound."""
+    ok_wait = sum(1 for r in done if not r.aborted and r.queue_wait is not None and r.queue_wait <= queue_wait_s)
+    ok_ttft = sum(1 for r in done if not r.aborted and r.ttft is not None and r.ttft <= ttft_s)
+    waits = [r.queue_wait for r in done if r.queue_wait is not None and not r.aborted]
+    ttfts = [r.ttft for r in done if r.ttft is not None and not r.aborted]
+    q = lambda xs, p: None if not xs else round(float(np.percentile(xs, p)), 3)  # noqa: E731
+    n = max(total, 1)
+    return Attainment(total, sum(1 for r in done if not r.aborted), sum(1 for r in done if r.aborted),
+                      round(ok_wait / n, 4), round(ok_ttft / n, 4), q(waits, 50), q(waits, 99), q(ttfts, 50),
+                      q(ttfts, 99))
+
+
+def offline(rows: Sequence[TraceRow], compression: float, replicas: int, service: ServiceModel,
+            drain_s: float) -> list[Request]:
+    """The window through `replicas` always-Ready replicas of the pure fleet model."""
+    fleet = Fleet()
+    fleet.add_model("m", Trace(rows, compression=compression), service)
+    for i in range(replicas):
+        fleet.set_replica(f"r{i}", "m", True, 0.0)
+    end = (rows[-1].t / compression if rows else 0.0) + drain_s
+    t = 0.0
+    while t < end:  # steps bound the work per advance; the result does not depend on them
+        t = min(t + 10.0, end)
+        fleet.advance(t)
+    return fleet.pop_finished()
+
+
+def size_static(rows: Sequence[TraceRow], compression: float, service: ServiceModel, s: Settings) -> tuple[int, float]:
+    """(smallest fixed replica count meeting the queue-wait SLO offline, its attainment);
+    max_replicas if none does."""
+    best = 0.0
+    for n in range(1, s.max_replicas + 1):
+        a = attainment(offline(rows, compression, n, service, s.drain_s), len(rows), s.queue_wait_slo_s, s.ttft_slo_s)
+        best = a.queue_wait_ok
+        if best >= s.percentile:
+            return n, best
+    return s.max_replicas, best
+
+
+def replicas_summary(samples: Sequence[dict], key: str) -> dict[str, float]:
+    v = [x[key] for x in samples]
+    return {"min": min(v, default=0), "mean": round(float(np.mean(v)), 2) if v else 0.0, "max": max(v, default=0)}
+
+
+def gpu_seconds(samples: Sequence[dict], key: str) -> float:
+    """Integral of GPUs held (pods bound, 1 GPU each) over the samples' wall times."""
+    out = 0.0
+    for a, b in zip(samples, samples[1:]):
+        out += a[key] * (b["t"] - a["t"])
+    return out
+
+
+def scale_events(samples: Sequence[dict], key: str = "deployment_replicas") -> list[dict]:
+    out, prev = [], None
+    for x in samples:
+        if prev is not None and x[key] != prev:
+            out.append({"t": x["t"], "from": prev, "to": x[key]})
+        prev = x[key]
+    return out
+
+
+# ---------------------------------------------------------------- the run on the test bed
+
+def _pods(api, ns: str) -> list[dict]:
+    from scheduler.kube.client import raw
+    _, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/pods", timeout=10)
+    return body["items"]
+
+
+def _cond(pod: dict, type_: str) -> bool:
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+
+
+def _serve_loaded(api, ns: str, pods: list[dict] | None = None) -> int:
+    """Set the serving gate True on every loaded pod of `ns` that lacks it; returns how
+    many pods are Ready. The static baseline goes through the same readiness gate as the
+    autoscaled pods: on the test bed a gated, serving pod that the node lifecycle
+    controller marks not Ready (a kwok node lease renewed late on a busy machine) is made
+    Ready again by kwok's pod-serve stage, while an ungated one would stay out of traffic."""
+    from autoscaler.kube import set_serving
+    ready = 0
+    for p in pods if pods is not None else _pods(api, ns):
+        if p["metadata"].get("deletionTimestamp"):
+            continue
+        ready += _cond(p, "Ready")
+        if _cond(p, "ContainersReady") and not _cond(p, contract.SERVING_GATE):
+            set_serving(api, ns, p["metadata"]["name"], True, "StaticBaseline", "the static baseline serves when loaded")
+    return ready
+
+
+def _wait(check, timeout: float, what: str, interval: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"e2e autoscale: {what} not met within {timeout:.0f}s")
+
+
+def run(cluster, s: Settings | None = None) -> dict[str, Any]:
+    """The autoscale phase on a running test bed (gpusched scheduler up). Everything it
+    starts is stopped, and its namespaces deleted, before it returns or raises."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    from benchmarks import demo_autoscale as da
+    from benchmarks.fleet.exporter import Workload
+
+    s = s or Settings()
+    s.check()
+    rows = window(read_trace(s.trace), s.window_start_s, s.window_s)
+    if not rows:
+        raise ValueError(f"{s.trace}: no requests between {s.window_start_s:g}s and "
+                         f"{s.window_start_s + s.window_s:g}s of the trace")
+    service = ServiceModel()
+    t_size = time.monotonic()
+    static_n, static_offline = size_static(rows, s.compression, service, s) if s.static else (0, 0.0)
+    sizing_s = time.monotonic() - t_size
+
+    api = cluster.api_client()
+    core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
+    stamp = int(time.time())
+    ns = {AUTOSCALED: f"e2e-autoscaled-{stamp}", STATIC: f"e2e-static-{stamp}"}
+    kinds = [AUTOSCALED] + ([STATIC] if s.static else [])
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": round(300 / s.compression, 1)},
+                "panic": {"stableWindowSeconds": round(60 / s.compression, 1)}}
+    slo = {"queueWaitSeconds": s.queue_wait_slo_s, "ttftSeconds": s.ttft_slo_s, "percentile": s.percentile}
+    decisions: list[dict] = []
+    stack = da.Stack(cluster)
+    t_setup = time.monotonic()
+    try:
+        crd = da.apply_crd(api)
+        for k in kinds:
+            core.create_namespace({"metadata": {"name": ns[k]}})
+        _wait(lambda: all(_sa(core, ns[k]) for k in kinds), 60, "default ServiceAccounts")
+        apps.create_namespaced_deployment(ns[AUTOSCALED], da.deployment(
+            MODEL, name=AUTOSCALED, replicas=1 + s.warm, cold_start_s=s.cold_start_s))
+        crd.create_namespaced_custom_object(da.GROUP, da.VERSION, ns[AUTOSCALED], da.PLURAL, da.autoscaler(
+            MODEL, name=AUTOSCALED, min_replicas=1, max_replicas=s.max_replicas, warm=s.warm,
+            cold_start_s=s.cold_start_s, queue_target=s.queue_target, behavior=behavior, slo=slo))
+        if s.static:
+            apps.create_namespaced_deployment(ns[STATIC], da.deployment(
+                MODEL, name=STATIC, replicas=static_n, cold_start_s=s.cold_start_s))
+            _wait(lambda: _serve_loaded(api, ns[STATIC]) >= static_n, 120 + s.cold_start_s,
+                  f"{static_n} static pods serving")
+        _wait(lambda: sum(_cond(p, "ContainersReady") for p in _pods(api, ns[AUTOSCALED])) >= 1 + s.warm,
+              120 + s.cold_start_s, "the autoscaled pods loaded")
+
+        workloads = {k: Workload(ns[k], f"app={k}", MODEL, Trace(rows, compression=s.compression, start=s.lead_s),
+                                 service) for k in kinds}
+        stack.start_fleet(list(workloads.values()), keep_finished=True)
+        sim = stack.sim
+        stack.start_daemon(ns[AUTOSCALED], f"e2e-{stamp}", on_decision=lambda key, now, obs, d: decisions.append(
+            {"t": round(sim.sim_now(), 2), "replicas": d.replicas, "warm": d.warm, "rule": d.rule}))
+        setup_s = time.monotonic() - t_setup
+
+        end_feed = s.lead_s + rows[-1].t / s.compression
+        done: dict[str, list[Request]] = {k: [] for k in kinds}
+        samples: list[dict] = []
+        states: dict[str, str] = {}  # autoscaled pod -> loading | warm | serving
+        warm_since: dict[str, float] = {}
+        promotions = {"from_warm_pool": 0, "cold": 0}
+        promoted: set[str] = set()
+        while True:
+            now = sim.sim_now()
+            with sim.lock:
+                for r in sim.fleet.pop_finished():
+                    done[next(k for k in kinds if workloads[k].key == r.model)].append(r)
+                stats = {k: sim.fleet.stats(workloads[k].key) for k in kinds}
+            pods = sim.pods()
+            x: dict[str, Any] = {"t": round(now, 2), "arrived": stats[AUTOSCALED].arrived}
+            for k in kinds:
+                listed = [p for p in _pods(api, ns[k]) if not p["metadata"].get("deletionTimestamp")]
+                mine = [st for key, st in pods.items() if key.startswith(ns[k] + "/")]
+                x[f"{k}_gpus"] = sum(1 for p in listed if (p.get("spec") or {}).get("nodeName"))
+                x[f"{k}_serving"] = sum(1 for st in mine if st.running and st.ready)
+                x[f"{k}_warm"] = sum(1 for st in mine if st.running and not st.ready)
+                if k == STATIC:
+                    _serve_loaded(api, ns[k], listed)  # a replaced pod serves once loaded, as its first ones did
+                if k == AUTOSCALED:
+                    for p in listed:
+                        name = p["metadata"]["name"]
+                        st = "serving" if _cond(p, "Ready") else "warm" if _cond(p, "ContainersReady") else "loading"
+                        before = states.get(name)
+                        if st == "warm" and before != "warm":
+                            warm_since[name] = now
+                        # once per pod: a serving pod the node controller marks not Ready and kwok
+                        # makes Ready again (see _serve_loaded) is not promoted twice
+                        if st == "serving" and name not in promoted:
+                            promoted.add(name)
+                            # idle in the pool for more than two samples: a promotion, not a fresh pod's first tick
+                            pooled = before == "warm" and now - warm_since.get(name, now) > 2 * s.sample_s
+                            if now >= s.lead_s:
+                                promotions["from_warm_pool" if pooled else "cold"] += 1
+                        states[name] = st
+                    x["loading"] = sum(1 for v in states.values() if v == "loading")
+                    x["deployment_replicas"] = int(apps.read_namespaced_deployment(AUTOSCALED, ns[k]).spec.replicas)
+            samples.append(x)
+            finished_all = all(stats[k].finished + stats[k].aborted >= len(rows) for k in kinds)
+            if now >= end_feed and (finished_all or now >= end_feed + s.drain_s):
+                break
+            time.sleep(max(0.0, s.sample_s - (sim.sim_now() - now)))
+        daemon = stack.daemon
+        actions = {a: int(daemon.metrics.registry.get_sample_value(
+            "gpusched_autoscaler_actions_total", {"action": a}) or 0) for a in ("promote", "demote", "scale")}
+        ias_status = crd.get_namespaced_custom_object(da.GROUP, da.VERSION, ns[AUTOSCALED], da.PLURAL,
+                                                      AUTOSCALED).get("status") or {}
+    finally:
+        stack.stop()
+        for k in kinds:
+            try:
+                core.delete_namespace(ns[k])
+            except ApiException:
+                pass
+
+    out_rows = []
+    for k in kinds:
+        a = attainment(done[k], len(rows), s.queue_wait_slo_s, s.ttft_slo_s)
+        gs = gpu_seconds(samples, f"{k}_gpus")
+        row = {"deployment": k, **a.__dict__,
+               "gpu_hours_wall": round(gs / 3600, 4), "gpu_hours_trace": round(gs * s.compression / 3600, 3),
+               "serving": replicas_summary(samples, f"{k}_serving"), "gpus": replicas_summary(samples, f"{k}_gpus")}
+        if k == AUTOSCALED:
+            ev = scale_events(samples)
+            row.update(scale_ups=sum(1 for e in ev if e["to"] > e["from"]),
+                       scale_downs=sum(1 for e in ev if e["to"] < e["from"]), promotions=promotions,
+                       daemon_actions=actions)
+        else:
+            row.update(replicas=static_n, offline_queue_wait_ok=round(static_offline, 4))
+        out_rows.append(row)
+    return {
+        "params": {"trace": s.trace, "window_start_s": s.window_start_s, "window_s": s.window_s,
+                   "compression": round(s.compression, 4), "requests": len(rows),
+                   "peak_rate_per_s": round(peak_rate(rows, s.compression), 2),
+                   "wall_window_s": round(rows[-1].t / s.compression, 1), "cold_start_s": s.cold_start_s,
+                   "max_replicas": s.max_replicas, "warm": s.warm, "queue_target": s.queue_target,
+                   "queue_wait_slo_s": s.queue_wait_slo_s, "ttft_slo_s": s.ttft_slo_s, "percentile": s.percentile,
+                   "behavior": behavior, "model": MODEL, "service": service.__dict__, "static_replicas": static_n,
+                   "static_sizing_s": round(sizing_s, 1), "setup_s": round(setup_s, 1), "lead_s": s.lead_s,
+                   "pod": f"1 GPU, scheduled by {contract.SCHEDULER_NAME}"},
+        "rows": out_rows,
+        "scale_events": scale_events(samples),
+        "ias_status": {k: ias_status.get(k) for k in ("currentReplicas", "desiredReplicas", "warmReplicas")},
+        "decisions": decisions,
+        "samples": samples,
+    }
+
+
+def _sa(core, ns: str) -> bool:
+    from kubernetes.client.rest import ApiException
+    try:
+        core.read_namespaced_service_account("default", ns)
+        return True
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+
+
+# ---------------------------------------------------------------- output
+
+def table(result: dict[str, Any]) -> str:
+    p = result["params"]
+    out = [f"| deployment | replicas serving min/mean/max | GPU-hours (trace time) | requests "
+           f"| queue wait <= {p['queue_wait_slo_s']:g} s | TTFT <= {p['ttft_slo_s']:g} s | p99 queue wait s "
+           f"| p99 TTFT s | scale ups / downs | promotions from warm pool / of fresh pods |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+    for r in result["rows"]:
+        sv = r["serving"]
+        name = r["deployment"] if r["deployment"] == AUTOSCALED else f"static ({r['replicas']})"
+        scale = f"{r['scale_ups']} / {r['scale_downs']}" if "scale_ups" in r else "-"
+        promo = (f"{r['promotions']['from_warm_pool']} / {r['promotions']['cold']}" if "promotions" in r else "-")
+        out.append(f"| {name} | {sv['min']} / {sv['mean']:.1f} / {sv['max']} | {r['gpu_hours_trace']:.2f} | "
+                   f"{r['requests']:,} | {100 * r['queue_wait_ok']:.1f}% | {100 * r['ttft_ok']:.1f}% | "
+                   f"{fmt(r['queue_wait_p99_s'])} | {fmt(r['ttft_p99_s'])} | {scale} | {promo} |")
+    return "\n".join(out)
+
+
+def params_line(result: dict[str, Any]) -> str:
+    p = result["params"]
+    return (f"e2e autoscale: {Path(p['trace']).name} seconds {p['window_start_s']:g}-"
+            f"{p['window_start_s'] + p['window_s']:g} ({p['requests']:,} requests, peak {p['peak_rate_per_s']:.1f} "
+            f"req/s) compressed x{p['compression']:.2f} into {p['wall_window_s']:.0f} s; 1-GPU pods of {p['model']} "
+            f"scheduled by gpusched, {p['cold_start_s']:g} s cold start; InferenceAutoscaler min 1 / max "
+            f"{p['max_replicas']} / warm {p['warm']}, queueDepth target {p['queue_target']:g}, SLO queue wait "
+            f"{p['queue_wait_slo_s']:g} s at p{100 * p['percentile']:g}; static = {p['static_replicas']} replicas "
+            f"(the fewest meeting the SLO offline); real Prometheus + fleet simulator")
+
+
+def plot(result: dict[str, Any], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = result["samples"]
+    t = [x["t"] for x in xs]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(11, 7), sharex=True)
+    rate = [0.0] + [(b["arrived"] - a["arrived"]) / max(b["t"] - a["t"], 1e-9) for a, b in zip(xs, xs[1:])]
+    ax1.plot(t, rate, color="grey", linewidth=0.8)
+    ax1.set(ylabel="requests/s arriving", title="compressed trace window")
+    ax2.step(t, [x["autoscaled_serving"] for x in xs], where="post", label="autoscaled: serving")
+    ax2.step(t, [x["autoscaled_warm"] for x in xs], where="post", label="autoscaled: warm", linestyle=":")
+    ax2.step(t, [x["autoscaled_gpus"] for x in xs], where="post", label="autoscaled: GPUs held", linewidth=0.8)
+    if any("static_serving" in x for x in xs):
+        ax2.step(t, [x.get("static_serving", 0) for x in xs], where="post", label="static: serving", color="black")
+    ax2.set(xlabel="seconds since the fleet started (wall)", ylabel="replicas")
+    ax2.legend(fontsize=8)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
