@@ -231,6 +231,19 @@ class LocalCluster:
         self.state.procs = [p for p in self.state.procs if p.name != name]
         self.state.save()
 
+    def restart_apiserver(self, down_s: float = 0.0, timeout: float = 120.0, sig: int = signal.SIGTERM) -> float:
+        """Stop kube-apiserver and start it again on the same port with the same etcd (what an
+        upgrade or a crash of the control plane does to clients); returns the seconds it was
+        unreachable. Clients (informers, leader election) must reconnect by themselves."""
+        t0 = time.monotonic()
+        self.stop_process("kube-apiserver", sig)
+        if down_s:
+            time.sleep(down_s)
+        # The port may still have connections in TIME_WAIT (so a plain bind() test says "in use"),
+        # but Go listens with SO_REUSEADDR: start at once.
+        self._start_apiserver(timeout)
+        return time.monotonic() - t0
+
     def spawn(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None,
               cwd: Path | None = None) -> Proc:
         """Start a long-running child in its own session, logging to logs/<name>.log."""
