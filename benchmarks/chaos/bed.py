@@ -1,0 +1,243 @@
+"""A test bed of its own for the fault cases: they kill and restart the control plane,
+so they never run on a cluster that other tests share.
+
+One LocalCluster (etcd, kube-apiserver, controller-manager, kube-scheduler, kwok) with
+N simulated 8 x H100 nodes, the gpusched extender and its kube-scheduler as deploy/
+configures them, and on demand Prometheus, the InferenceAutoscaler CRD and the fleet
+simulator (simulated vLLM servers) for the autoscaler cases.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+
+from scheduler import contract
+from scheduler.kube.client import raw
+from scheduler.nodeinfo import encode_time
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_CANDIDATES = [
+    ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml",
+    ROOT / "deploy" / "manifests" / "crds.yaml",
+    ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml",
+]
+GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
+IMAGE = "vllm/vllm-openai:v0.9.0"
+
+
+def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - the API server may be restarting
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not within {timeout:.0f}s (last: {last!r:.300})")
+
+
+def crd_body() -> dict:
+    for path in CRD_CANDIDATES:
+        if path.is_file():
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition" and \
+                        doc["metadata"]["name"] == f"{PLURAL}.{GROUP}":
+                    return doc
+    raise FileNotFoundError(f"the InferenceAutoscaler CRD is in none of {', '.join(map(str, CRD_CANDIDATES))}")
+
+
+def gpu_pod(name: str, *, gpus: int = 0, memory: str | None = None, scheduler: str = "gpusched",
+            labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+            node_selector: dict[str, str] | None = None) -> dict:
+    ann = dict(annotations or {})
+    if memory:
+        ann[contract.GPU_MEMORY] = memory
+    spec: dict[str, Any] = {
+        "schedulerName": scheduler, "terminationGracePeriodSeconds": 0,
+        "containers": [{"name": "server", "image": IMAGE,
+                        "resources": {"limits": {contract.GPU_RESOURCE: str(gpus)}} if gpus else {}}],
+    }
+    if node_selector:
+        spec["nodeSelector"] = node_selector
+    return {"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "labels": labels or {"app": "chaos"}, "annotations": ann}, "spec": spec}
+
+
+def _scheduler_class():
+    from benchmarks.testbed.stack import GpuschedScheduler
+
+    class Scheduler(GpuschedScheduler):
+        """deploy/'s configuration, with the extender's ``ignorable`` overridden when asked."""
+        ignorable: bool | None = None
+
+        def scheduler_config(self) -> dict:
+            cfg = super().scheduler_config()
+            if self.ignorable is not None:
+                cfg["extenders"][0]["ignorable"] = self.ignorable
+            return cfg
+
+        def deployed_ignorable(self) -> bool:
+            return bool(super().scheduler_config()["extenders"][0].get("ignorable", False))
+    return Scheduler
+
+
+def _Scheduler(cluster, **kw):
+    return _scheduler_class()(cluster, **kw)
+
+
+class ChaosBed:
+    def __init__(self, state_dir: Path | str, nodes: int):
+        from benchmarks.testbed.cluster import LocalCluster
+        self.cluster = LocalCluster(state_dir)
+        self.nodes = nodes
+        self.gpusched = None
+        self.prom = None
+        self._api = None
+        self._crd = False
+        self._ns_seq = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    def up(self) -> "ChaosBed":
+        from benchmarks.testbed.cli import wait_nodes_ready
+        from benchmarks.testbed.nodes import create_nodes
+        from benchmarks.testbed.profiles import small
+        from kubernetes import client
+
+        self.cluster.up()
+        try:
+            core = client.CoreV1Api(self.cluster.api_client())
+            create_nodes(core, small(self.nodes))
+            wait_nodes_ready(core, self.nodes, timeout=120)
+            self.gpusched = _Scheduler(self.cluster)
+            self.gpusched.start()
+        except BaseException:
+            self.cluster.down()
+            raise
+        return self
+
+    def down(self) -> None:
+        self.cluster.down()
+
+    def set_ignorable(self, ignorable: bool | None) -> None:
+        """Restart gpusched's kube-scheduler with the extender ignorable or not (None: as deploy/ has it)."""
+        if self.gpusched.ignorable == ignorable:
+            return
+        self.gpusched.ignorable = ignorable
+        name = f"{self.gpusched.name}-scheduler"
+        self.cluster.stop_process(name)
+        self.cluster.start_scheduler(name, self.gpusched.scheduler_config())
+
+    @property
+    def api(self):
+        if self._api is None:
+            from scheduler.kube.client import api_client
+            self._api = api_client(str(self.cluster.kubeconfig))
+        return self._api
+
+    # ------------------------------------------------------------ pieces on demand
+
+    def prometheus(self):
+        from benchmarks.testbed.prometheus import Prometheus
+        if self.prom is None:
+            self.prom = Prometheus(self.cluster)
+            self.prom.start()
+        return self.prom
+
+    def install_crd(self) -> None:
+        if self._crd:
+            return
+        body = crd_body()
+        status, _ = raw(self.api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{body['metadata']['name']}")
+        if status == 404:
+            raw(self.api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
+
+        def established():
+            _, crd = raw(self.api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{body['metadata']['name']}")
+            return any(c["type"] == "Established" and c["status"] == "True"
+                       for c in (crd.get("status") or {}).get("conditions") or [])
+        wait_for(established, 30, "CRD Established")
+        wait_for(lambda: raw(self.api, "GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")[0] == 200, 30, "CRD served")
+        self._crd = True
+
+    # ------------------------------------------------------------ namespaces and objects
+
+    def namespace(self, prefix: str) -> str:
+        self._ns_seq += 1
+        name = f"chaos-{prefix}-{self._ns_seq}-{int(time.time()) % 100000}"
+        raw(self.api, "POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+        wait_for(lambda: raw(self.api, "GET", f"/api/v1/namespaces/{name}/serviceaccounts/default")[0] == 200, 60,
+                 f"default ServiceAccount in {name}")
+        return name
+
+    def delete_namespace(self, ns: str, timeout: float = 300) -> None:
+        """Delete and wait until its pods are gone: GPU capacity is shared by the cases."""
+        try:
+            raw(self.api, "DELETE", f"/api/v1/namespaces/{ns}")
+        except Exception as exc:  # noqa: BLE001
+            log.warning("deleting %s: %s", ns, exc)
+        wait_for(lambda: not self.pods(ns), timeout, f"pods of {ns} deleted", interval=1.0)
+
+    def pods(self, ns: str | None = None, selector: str | None = None) -> list[dict]:
+        path = f"/api/v1/namespaces/{ns}/pods" if ns else "/api/v1/pods"
+        _, body = raw(self.api, "GET", path, query={"labelSelector": selector} if selector else None, timeout=60)
+        return (body or {}).get("items") or []
+
+    def list_nodes(self) -> list[dict]:
+        return raw(self.api, "GET", "/api/v1/nodes", timeout=60)[1]["items"]
+
+    def create_pods(self, ns: str, bodies: list[dict], workers: int = 8,
+                    on_created: Callable[[int], None] | None = None) -> int:
+        """Create pods from a few threads (retrying while the API server is away); returns how
+        many were created. ``on_created(n)`` is called with the running count."""
+        done = 0
+        lock = threading.Lock()
+
+        def one(body: dict) -> None:
+            nonlocal done
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    raw(self.api, "POST", f"/api/v1/namespaces/{ns}/pods", body)
+                    break
+                except Exception as exc:  # noqa: BLE001
+                    if getattr(exc, "status", None) == 409:
+                        break
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.5)
+            with lock:
+                done += 1
+                n = done
+            if on_created:
+                on_created(n)
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(one, bodies))
+        return done
+
+    def set_reported_at(self, node: str, when: datetime, models: dict[str, tuple[int, str]] | None = None) -> None:
+        """Play the node agent: publish the report's time (and optionally the model cache)."""
+        import json
+        ann: dict[str, Any] = {contract.REPORTED_AT: encode_time(when)}
+        if models is not None:
+            ann[contract.MODEL_CACHE] = json.dumps({m: {"bytes": b, "tier": t} for m, (b, t) in models.items()},
+                                                   separators=(",", ":"))
+        raw(self.api, "PATCH", f"/api/v1/nodes/{node}", {"metadata": {"annotations": ann}},
+            content_type="application/merge-patch+json")
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
