@@ -65,6 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     from benchmarks.placement.cli import add_parser as add_placement
     add_placement(benches)
+    __import__("benchmarks.chaos.cli", fromlist=["add_parser"]).add_parser(benches)
     from benchmarks.autoscale.cli import add_parser as add_autoscale; add_autoscale(benches)  # noqa: E702
     from benchmarks.coldstart.cli import add_parser as add_coldstart; add_coldstart(benches)  # noqa: E702
 
