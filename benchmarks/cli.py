@@ -103,7 +103,12 @@ def run_e2e(args: argparse.Namespace) -> int:
         if not Path(settings.trace).is_file():
             raise ValueError(f"--as-trace {settings.trace}: no such file")
     except ValueError as exc:
-        print(f"gpusched bench e2e: error: {exc}", file=sys.stderr)
+        msg = str(exc)
+        for name, flag in (("window_start_s", "--as-window-start"), ("window_s", "--as-window"),
+                           ("compression", "--as-compression"), ("cold_start_s", "--as-cold-start"),
+                           ("max_replicas", "--as-max-replicas"), ("warm", "--as-warm")):
+            msg = msg.replace(name, flag) if msg.startswith(name) or f" {name} " in msg else msg
+        print(f"gpusched bench e2e: error: {msg}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
     result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state, phase=args.phase,

@@ -316,6 +316,8 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
                             if now >= s.lead_s:
                                 promotions["from_warm_pool" if pooled else "cold"] += 1
                         states[name] = st
+                    for gone in set(states) - {p["metadata"]["name"] for p in listed}:
+                        del states[gone]
                     x["loading"] = sum(1 for v in states.values() if v == "loading")
                     x["deployment_replicas"] = int(apps.read_namespaced_deployment(AUTOSCALED, ns[k]).spec.replicas)
             samples.append(x)

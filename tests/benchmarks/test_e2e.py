@@ -116,3 +116,18 @@ def test_autoscale_phase_scales_up_in_the_burst(tmp_path):
     assert {d["rule"] for d in a["decisions"]}
     text = e2e.table(result)
     assert "| autoscaled |" in text and f"| static ({rows['static']['replicas']}) |" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--as-compression", "0"], "--as-compression must be > 0, got 0.0"),
+    (["--as-window", "-5"], "--as-window must be > 0"),
+    (["--as-max-replicas", "0"], "--as-max-replicas must be >= 1"),
+    (["--as-trace", "/nonexistent.csv"], "--as-trace /nonexistent.csv: no such file"),
+    (["--nodes", "2", "--pods", "17"], "--pods 17 one-GPU pods do not fit on --nodes 2 nodes of 8 GPUs"),
+])
+def test_e2e_bad_flags_give_one_line_and_exit_2_before_any_cluster(argv, message, capsys, tmp_path):
+    from scheduler.cli import main
+    assert main(["bench", "e2e", "--out", str(tmp_path)] + argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing ran, nothing written
