@@ -213,3 +213,20 @@ def test_bad_flags_give_one_line_and_exit_2(argv, message, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert message in err and len(err.splitlines()) == 1
+
+
+def test_node_report_is_what_the_extender_reads_from_the_node():
+    """The simulated agent's report survives the Node annotations round trip (the
+    extender's path: annotations_for on the agent side, report_from_annotations in
+    node_state_of), so the snapshot the policies see is the one the extender builds."""
+    from scheduler.nodeinfo import annotations_for, report_from_annotations
+    cl = sim.Cluster(_params(), [SMALL, BIG])
+    cl.caches[0].loaded(SMALL.name, SMALL.bytes, "remote")
+    cl.caches[0].loaded(BIG.name, BIG.bytes, "remote")
+    cl.serving[0][1] = 1  # a replica of BIG runs on node 0
+    rep = cl.report(0, 125.0)
+    back = report_from_annotations(annotations_for(rep))
+    assert back.errors == ()
+    assert back.gpus == rep.gpus and back.models == rep.models
+    assert {m.model: m.tier for m in rep.models} == {SMALL.name: "host-memory", BIG.name: "gpu"}
+    assert back.reported_at.timestamp() == pytest.approx(sim.EPOCH.timestamp() + 125.0, abs=1)
