@@ -4,11 +4,12 @@ The same functions run in the extender, the simulator and the unit tests."""
 from scheduler.core.assign import Assignment, assign_gpus
 from scheduler.core.feasibility import filter_nodes
 from scheduler.core.request import PodRequest, RequestError, parse_pod
-from scheduler.core.scoring import DEFAULT_SHAPES, ScoreDetails, Shape, Weights, prioritize
+from scheduler.core.scoring import (DEFAULT_SHAPES, ScoreDetails, Shape, Weights, prioritize,
+                                     score_candidates)
 from scheduler.core.snapshot import Allocation, ClusterSnapshot, NodeState, SnapshotError, build_snapshot
 
 __all__ = [
     "Allocation", "Assignment", "ClusterSnapshot", "DEFAULT_SHAPES", "NodeState", "PodRequest", "RequestError",
     "ScoreDetails", "Shape", "SnapshotError", "Weights", "assign_gpus", "build_snapshot", "filter_nodes",
-    "parse_pod", "prioritize",
+    "parse_pod", "prioritize", "score_candidates",
 ]

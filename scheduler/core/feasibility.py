@@ -119,7 +119,10 @@ def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str])
     with a reason for each of the latter. Non-GPU pods pass everywhere."""
     if not req.gpu_pod:
         return list(candidates), {}
-    c = check(s, req, s.indices(candidates))
+    rows = s.indices(candidates)
+    c = check(s, req, rows)
     names = np.array(candidates, dtype=object)
     failed = ~c.ok
-    return names[c.ok].tolist(), dict(zip(names[failed].tolist(), reasons(s, req, c, failed)))
+    feasible = names[c.ok].tolist()
+    s.remember_rows(feasible, rows[c.ok])  # what prioritize will be sent next
+    return feasible, dict(zip(names[failed].tolist(), reasons(s, req, c, failed)))

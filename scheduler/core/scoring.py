@@ -221,15 +221,21 @@ class ScoreDetails:
 
 def prioritize(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], weights: Weights | None = None,
                shapes: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[list[tuple[str, int]], ScoreDetails]:
-    """Scores 0..10 for each candidate (unknown nodes and non-GPU pods get 0)."""
+    """Scores 0..10 for each candidate (unknown nodes and non-GPU pods get 0), as (name, score) pairs."""
+    details = score_candidates(s, req, candidates, weights, shapes)
+    return list(zip(details.names, details.score.tolist())), details
+
+
+def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], weights: Weights | None = None,
+                     shapes: Sequence[Shape] = DEFAULT_SHAPES) -> ScoreDetails:
+    """`prioritize` without the pairs: the extender encodes the score array directly."""
     w = weights or Weights()
     n = len(candidates)
     zeros = np.zeros(n)
     rows = s.indices(candidates) if len(s) else np.full(n, -1, np.int64)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        details = ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64))
-        return [(c, 0) for c in candidates], details
+        return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64))
     r = np.where(known, rows, 0)
     p = simulate(s, req, r)
     pack = packing(s, req, r, p)
@@ -242,5 +248,4 @@ def prioritize(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], w
     # maximum, so 11 integer levels resolve differences between these candidates.
     best = total.max()
     score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
-    details = ScoreDetails(list(candidates), pack, frag, loc, secs, score)
-    return list(zip(candidates, score.tolist())), details
+    return ScoreDetails(list(candidates), pack, frag, loc, secs, score)

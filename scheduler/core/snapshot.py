@@ -186,6 +186,9 @@ def _account(name: str, total: np.ndarray, present: np.ndarray, healthy: np.ndar
     return committed, exclusive, tuple(known), tuple(notes)
 
 
+ROW_MEMO_SIZE = 4
+
+
 @dataclass(frozen=True, eq=False)
 class ClusterSnapshot:
     names: tuple[str, ...]
@@ -221,6 +224,10 @@ class ClusterSnapshot:
     whole_free_count: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N]
     unhealthy_count: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N]
     memory_known: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] some GPU has a known total
+    # Recent name lists and their rows. kube-scheduler sends prioritize the very list our
+    # filter answered, so its 5,000 name lookups need not be done twice. Shared by the
+    # patched copies of a snapshot (replace() passes it on), which keep the same index.
+    _row_memo: list = field(default_factory=list, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.status is None:
@@ -242,8 +249,21 @@ class ClusterSnapshot:
         return self.gpu_mem_total.shape[1]
 
     def indices(self, names: Sequence[str]) -> np.ndarray:
-        """Rows of `names` (-1 where unknown), without a Python-level loop body."""
-        return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        """Rows of `names` (-1 where unknown), read-only; a list seen lately costs one comparison."""
+        for index, seen, rows in tuple(self._row_memo):
+            # a different list almost always differs in length or at its first name
+            if index is self.index and len(seen) == len(names) and seen == names:
+                return rows
+        rows = np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
+        self.remember_rows(names, rows)
+        return rows
+
+    def remember_rows(self, names: Sequence[str], rows: np.ndarray) -> None:
+        """Note that `names` are at `rows` (e.g. the candidates that passed a filter)."""
+        rows.flags.writeable = False
+        self._row_memo.append((self.index, list(names), rows))
+        while len(self._row_memo) > ROW_MEMO_SIZE:
+            self._row_memo.pop(0)
 
     def product_codes(self, patterns: Iterable[str]) -> np.ndarray:
         """Codes of the known products matching any of `patterns` (shell globs, exact otherwise)."""

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from scheduler import contract
 from scheduler.core import (Allocation, RequestError, Weights, assign_gpus, filter_nodes, parse_pod,
-                            prioritize)
+                            score_candidates)
 from scheduler.extender import protocol
 from scheduler.extender.live import LiveState
 from scheduler.quantity import format_bytes
@@ -129,13 +130,13 @@ class Extender:
         try:
             req = parse_pod(args.pod)
         except RequestError:
-            return protocol.prioritize_result([(n, 0) for n in args.node_names])
+            return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
         if not req.gpu_pod:
-            return protocol.prioritize_result([(n, 0) for n in args.node_names])
-        scores, details = prioritize(self.live.snapshot(), req, args.node_names, self.weights)
+            return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
+        details = score_candidates(self.live.snapshot(), req, args.node_names, self.weights)
         self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
-        return protocol.prioritize_result(scores)
+        return protocol.prioritize_result(details.names, details.score)
 
     def bind(self, body: bytes) -> bytes:
         b = protocol.parse_binding_args(body)

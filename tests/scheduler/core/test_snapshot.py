@@ -182,3 +182,25 @@ def test_bad_snapshot_input(nodes, stale_after, msg):
 def test_empty():
     s = snapshot()
     assert len(s) == 0 and s.indices(["a"]).tolist() == [-1]
+
+
+def test_indices_remember_recent_lists_and_answer_the_same_as_a_fresh_lookup():
+    s = snapshot(node("a"), node("b"), node("c"))
+    first = s.indices(["c", "ghost", "a"])
+    assert first.tolist() == [2, -1, 0]
+    again = s.indices(["c", "ghost", "a"])  # an equal list (not the same object): memo hit
+    assert again is first and not again.flags.writeable
+    assert s.indices(["a", "c", "ghost"]).tolist() == [0, 2, -1]  # another order is another list
+    # a patched copy shares the memo; its rows are still right
+    patched = s.with_allocation("a", share("ns/p", 0, 10))
+    assert patched.indices(["c", "ghost", "a"]) is first
+    # a snapshot with other nodes (a new index) never reads an old entry
+    other = snapshot(node("c"), node("a"))
+    assert other.indices(["c", "ghost", "a"]).tolist() == [0, -1, 1]
+
+
+def test_indices_memo_is_bounded():
+    s = snapshot(node("a"), node("b"))
+    for i in range(snap.ROW_MEMO_SIZE + 5):
+        s.indices(["a"] * (i + 1))
+    assert len(s._row_memo) == snap.ROW_MEMO_SIZE

@@ -30,11 +30,34 @@ def test_a_node_list_is_answered_with_a_node_list():
 
 
 def test_prioritize_and_bind_results():
-    assert json.loads(protocol.prioritize_result([("a", 10), ("b", 0)])) == [
+    assert json.loads(protocol.prioritize_result(["a", "b"], [10, 0])) == [
         {"Host": "a", "Score": 10}, {"Host": "b", "Score": 0}]
+    assert protocol.prioritize_result([], []) == b"[]"
     assert json.loads(protocol.binding_result("")) == {"Error": ""}
     b = protocol.parse_binding_args(body(PodName="p", PodNamespace="ns", PodUID="u1", Node="a"))
     assert (b.pod_key, b.node, b.pod_uid) == ("ns/p", "a", "u1")
+
+
+@pytest.mark.parametrize("hosts", [
+    ["node-1", "node-2"],
+    ['we"ird', "back\\slash", "tab\there"],  # not valid node names, but never malformed JSON
+    ["n\u00f6de", "\u30ce\u30fc\u30c9"],
+])
+def test_prioritize_result_encodes_any_host_name_as_json_would(hosts):
+    scores = [i % 11 for i in range(len(hosts))]
+    for _ in range(2):  # the second call reads the encoded-name cache
+        assert json.loads(protocol.prioritize_result(hosts, scores)) == [
+            {"Host": h, "Score": s} for h, s in zip(hosts, scores)]
+
+
+@pytest.mark.parametrize("hosts, scores, error", [
+    (["a"], [-1], "0..10"),
+    (["a"], [11], "0..10"),
+    (["a", "b"], [1], "2 hosts but 1 scores"),
+])
+def test_prioritize_result_refuses_what_kube_scheduler_could_not_use(hosts, scores, error):
+    with pytest.raises(ValueError, match=error):
+        protocol.prioritize_result(hosts, scores)
 
 
 @pytest.mark.parametrize("raw,msg", [
