@@ -79,13 +79,18 @@ def _scheduler_class():
     from benchmarks.testbed.stack import GpuschedScheduler
 
     class Scheduler(GpuschedScheduler):
-        """deploy/'s configuration, with the extender's ``ignorable`` overridden when asked."""
+        """deploy/'s configuration, with the extender's ``ignorable`` overridden when asked, and
+        kube-scheduler calling it through a readiness-gated proxy (a Service) unless ``direct``."""
         ignorable: bool | None = None
+        direct: bool = False
+        proxy = None
 
         def scheduler_config(self) -> dict:
             cfg = super().scheduler_config()
             if self.ignorable is not None:
                 cfg["extenders"][0]["ignorable"] = self.ignorable
+            if self.proxy is not None and not self.direct:
+                cfg["extenders"][0]["urlPrefix"] = self.proxy.url
             return cfg
 
         def deployed_ignorable(self) -> bool:
@@ -121,7 +126,9 @@ class ChaosBed:
             core = client.CoreV1Api(self.cluster.api_client())
             create_nodes(core, small(self.nodes))
             wait_nodes_ready(core, self.nodes, timeout=120)
+            from benchmarks.chaos.proxy import ReadyProxy
             self.gpusched = _Scheduler(self.cluster)
+            self.gpusched.proxy = ReadyProxy(self.gpusched.port, f"{self.gpusched.url}/readyz").start()
             self.gpusched.start()
         except BaseException:
             self.cluster.down()
@@ -129,13 +136,16 @@ class ChaosBed:
         return self
 
     def down(self) -> None:
+        if self.gpusched is not None and self.gpusched.proxy is not None:
+            self.gpusched.proxy.stop()
         self.cluster.down()
 
-    def set_ignorable(self, ignorable: bool | None) -> None:
-        """Restart gpusched's kube-scheduler with the extender ignorable or not (None: as deploy/ has it)."""
-        if self.gpusched.ignorable == ignorable:
+    def configure(self, ignorable: bool | None = None, direct: bool = False) -> None:
+        """Restart gpusched's kube-scheduler with the extender ignorable or not (None: as deploy/ has it),
+        calling it directly or through the readiness-gated proxy."""
+        if (self.gpusched.ignorable, self.gpusched.direct) == (ignorable, direct):
             return
-        self.gpusched.ignorable = ignorable
+        self.gpusched.ignorable, self.gpusched.direct = ignorable, direct
         name = f"{self.gpusched.name}-scheduler"
         self.cluster.stop_process(name)
         self.cluster.start_scheduler(name, self.gpusched.scheduler_config())

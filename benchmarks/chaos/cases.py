@@ -76,14 +76,18 @@ def burst_nodes(pods: int) -> int:
 
 @_timed
 def extender_killed_during_burst(bed: ChaosBed, pods: int = 1000, down_s: float = 5.0, kill_at: float = 0.3,
-                                 timeout: float | None = None, ignorable: bool | None = None) -> CaseResult:
+                                 timeout: float | None = None, ignorable: bool | None = None,
+                                 direct: bool = False) -> CaseResult:
     """SIGKILL the extender when kill_at of the pods are created, keep it down down_s, restart it;
     the burst goes on. Every pod must be bound and no GPU over-committed. ``ignorable``: the
-    extender's setting in gpusched's kube-scheduler (None: as deploy/ configures it)."""
+    extender's setting in gpusched's kube-scheduler (None: as deploy/ configures it). ``direct``:
+    kube-scheduler calls the extender's port itself instead of through the readiness-gated
+    proxy that plays the Service (calls reach the restarted extender before it is Ready)."""
     g = bed.gpusched
-    bed.set_ignorable(ignorable)
+    bed.configure(ignorable, direct)
     ign = g.deployed_ignorable() if ignorable is None else ignorable
-    variant = f"ignorable: {str(ign).lower()}" + (" (as deployed)" if ignorable is None else "")
+    variant = (f"ignorable: {str(ign).lower()}" + (" as deployed" if ignorable is None else "")
+               + (", called directly, not through a Service" if direct else ""))
     gpus = bed.nodes * 8
     whole = math.ceil(pods / 4)
     need = whole + math.ceil((pods - whole) / SHARES_PER_GPU)
@@ -151,12 +155,14 @@ def extender_killed_during_burst(bed: ChaosBed, pods: int = 1000, down_s: float 
                "double_booked": len(chk.double_booked), "nodes_overcommitted": len(chk.node_overcommit),
                "extender_view_overcommitted": len(view), "bound_without_gpu_ids": chk.without_ids,
                "extender_down_s": round(down, 1), "killed_after_created": created_at_kill,
-               "bound_at_kill": bound_at_kill, "pods_per_s": round(bound / elapsed, 1), "ignorable": ign}
+               "bound_at_kill": bound_at_kill, "pods_per_s": round(bound / elapsed, 1), "ignorable": ign,
+               "through_service": not direct}
     bed.delete_namespace(ns)
-    bed.set_ignorable(None)
+    bed.configure(None, False)
     return CaseResult(f"extender killed during a burst ({variant})",
                       f"SIGKILL the extender once it has bound {int(kill_at * 100)}% of a burst of {pods} GPU pods "
-                      f"(1/4 whole GPUs, 3/4 {SHARE} shares, {bed.nodes} nodes), restart it {down_s:g}s later: "
+                      f"(1/4 whole GPUs, 3/4 {SHARE} shares, {bed.nodes} nodes), restart it {down_s:g}s later, "
+                      f"{'kube-scheduler calling its port directly' if direct else 'behind a readiness-gated Service'}: "
                       "every pod bound; no GPU id held by two whole-GPU pods, no GPU's shares over its memory, "
                       "no node over its GPUs (API pods) nor any GPU over-committed in the extender's view",
                       found, passed, figures)
@@ -635,6 +641,7 @@ def apiserver_restart(bed: ChaosBed, down_s: float = 5.0) -> CaseResult:
 CASES = {
     "extender-kill": extender_killed_during_burst,
     "extender-kill-not-ignorable": lambda bed, **kw: extender_killed_during_burst(bed, ignorable=False, **kw),
+    "extender-kill-direct": lambda bed, **kw: extender_killed_during_burst(bed, ignorable=False, direct=True, **kw),
     "stale-report": stale_node_report,
     "prometheus-outage": prometheus_outage,
     "leader-kill": autoscaler_leader_killed,

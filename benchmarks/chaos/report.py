@@ -34,6 +34,7 @@ def run(pods: int = 1000, outage_s: float = 120.0, lease_s: float = 15.0, extend
     try:
         kwargs = {"extender-kill": {"pods": pods, "down_s": extender_down_s},
                   "extender-kill-not-ignorable": {"pods": pods, "down_s": extender_down_s},
+                  "extender-kill-direct": {"pods": pods, "down_s": extender_down_s},
                   "stale-report": {}, "prometheus-outage": {"outage_s": outage_s},
                   "leader-kill": {"lease_s": lease_s}, "apiserver-restart": {"down_s": apiserver_down_s}}
         for name in names:
