@@ -46,7 +46,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmarks.placement import report, sim, trace
-    from benchmarks.placement.ours import trace_shapes
+    from benchmarks.placement.ours import RELEARN_EVERY
+    from scheduler.core.scoring import LEARN_MIN_PODS, MAX_LEARNED_SHAPES
     from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 
     if args.limit is not None and args.limit < 1:
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "stop_at_first_failure": args.stop_at_first_failure,
         "gpu_memory_mib": {k: v[1] for k, v in ALIBABA_GPU_MIB.items() if k in set(nodes.model)},
-        "gpusched_shapes": len(trace_shapes(traces[0])),
+        "gpusched_shapes": {"learned_from": "pods placed so far", "every_placements": RELEARN_EVERY,
+                            "min_pods": LEARN_MIN_PODS, "max_shapes": MAX_LEARNED_SHAPES},
     }
     from tqdm import tqdm
 

@@ -41,7 +41,7 @@ from benchmarks.placement.state import Candidates, State
 from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler.core import (Allocation, NodeState, PodRequest, ScoreDetails, Shape, Weights, assign_gpus,
-                            build_snapshot, filter_nodes, prioritize)
+                            build_snapshot, filter_nodes, prioritize, workload_shapes)
 from scheduler.core.scoring import MAX_PRIORITY
 from scheduler.nodeinfo import MiB
 
@@ -79,21 +79,28 @@ def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per
                       whole=req.whole_gpus > 0, count=len(gpu_ids))
 
 
+# The extender re-estimates the workload's shapes at each snapshot rebuild (every 10 s at
+# most); the replay has no clock, so it does so every this many placements.
+RELEARN_EVERY = 100
+
+
 class Gpusched(Policy):
     name = "gpusched"
-    description = "scheduler.core filter_nodes + prioritize (default Weights, trace shapes) + assign_gpus"
+    description = ("scheduler.core filter_nodes + prioritize (default Weights; shapes learned from the pods "
+                   "placed so far, as the extender learns them) + assign_gpus")
 
     def __init__(self, weights: Weights | None = None, exact: bool = False, shapes: Sequence[Shape] | None = None):
         self.weights = weights or Weights()
         self.exact = exact
-        self.fixed_shapes = shapes
+        self.fixed_shapes = shapes  # None: learned, as the extender does
         if exact:
             self.name = "gpusched-exact"
             self.description = "as gpusched, but the highest unrounded score wins (not what the extender returns)"
 
     def start(self, state: State, workload: Pods, seed: int) -> None:
         self.snapshot = build_snapshot(node_states(state.nodes), now=0.0, stale_after_s=STALE_AFTER_S)
-        self.shapes = tuple(self.fixed_shapes) if self.fixed_shapes is not None else trace_shapes(workload)
+        self.shapes = tuple(self.fixed_shapes) if self.fixed_shapes is not None else workload_shapes(self.snapshot)
+        self._placed = 0
         self.names = np.array(state.names, dtype=object)
         # GPU memory sizes in the cluster -> the trace models of that size
         sizes: dict[int, set[str]] = {}
@@ -148,4 +155,7 @@ class Gpusched(Policy):
         if not a.gpu_ids:
             raise RuntimeError(f"assign_gpus refused {pod.key} on {node} after filter passed it: {a.reason}")
         self.snapshot = self.snapshot.with_allocation(node, allocation(pod.key, req, a.gpu_ids, a.memory_per_gpu))
+        self._placed += 1
+        if self.fixed_shapes is None and self._placed % RELEARN_EVERY == 0:
+            self.shapes = workload_shapes(self.snapshot)
         return row, tuple(a.gpu_ids)

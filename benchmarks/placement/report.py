@@ -62,11 +62,14 @@ def describe_params(params: dict) -> str:
                        for t in params["traces"])
     stop = ("stops at the first pod that fits nowhere" if params["stop_at_first_failure"] else
             "figures at the first pod that fits nowhere; the replay then skips such pods to the end of the trace")
+    sh = params["gpusched_shapes"]
     return (f"`{params['command']}`\n\n"
             f"Nodes: {params['nodes']['file']} ({params['nodes']['count']:,} nodes, {params['nodes']['gpus']:,} GPUs). "
             f"Pods: {traces}. Seed {params['seed']} (only `random` draws). Replay {stop}. "
             f"GPU memory assumed per model (MiB): {', '.join(f'{k} {v}' for k, v in params['gpu_memory_mib'].items())}. "
-            f"gpusched: default Weights, {params['gpusched_shapes']} shapes from the trace. "
+            f"gpusched: default Weights; fragmentation weighed against the {sh['max_shapes']} commonest shapes of the "
+            f"pods placed so far, re-learned every {sh['every_placements']} placements as the extender re-learns them "
+            f"at each snapshot rebuild (its defaults until {sh['min_pods']} GPU pods run). "
             "Stranded GPUs: free capacity no pod class of the trace could use where it lies; FGD-fragmented: "
             "FGD's expected fragmentation F(M) over the trace's pod classes.")
 

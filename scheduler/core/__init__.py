@@ -5,11 +5,11 @@ from scheduler.core.assign import Assignment, assign_gpus
 from scheduler.core.feasibility import filter_nodes
 from scheduler.core.request import PodRequest, RequestError, parse_pod
 from scheduler.core.scoring import (DEFAULT_SHAPES, ScoreDetails, Shape, Weights, prioritize,
-                                     score_candidates)
+                                     score_candidates, workload_shapes)
 from scheduler.core.snapshot import Allocation, ClusterSnapshot, NodeState, SnapshotError, build_snapshot
 
 __all__ = [
     "Allocation", "Assignment", "ClusterSnapshot", "DEFAULT_SHAPES", "NodeState", "PodRequest", "RequestError",
     "ScoreDetails", "Shape", "SnapshotError", "Weights", "assign_gpus", "build_snapshot", "filter_nodes",
-    "parse_pod", "prioritize", "score_candidates",
+    "parse_pod", "prioritize", "score_candidates", "workload_shapes",
 ]

@@ -20,6 +20,7 @@ plugins keep scoring and normalisation apart.
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Mapping, NamedTuple, Sequence
 
@@ -49,6 +50,36 @@ DEFAULT_SHAPES: tuple[Shape, ...] = (
     Shape(fraction=0.25, weight=0.15), Shape(fraction=0.5, weight=0.2), Shape(whole=1, weight=0.3),
     Shape(whole=2, weight=0.15), Shape(whole=4, weight=0.1), Shape(whole=8, weight=0.1),
 )
+
+# FGD weighs fragmentation by the cluster's target workload. The extender estimates it from
+# the GPU pods the cluster already runs, once there are enough of them to say something;
+# the commonest shapes only, since scoring costs one pass over the candidates per shape.
+LEARN_MIN_PODS = 20
+MAX_LEARNED_SHAPES = 8
+
+
+def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
+                    fallback: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[Shape, ...]:
+    """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
+    (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals); the
+    `limit` commonest, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
+    counts: Counter[tuple[int, float]] = Counter()
+    for row, allocs in enumerate(s.allocations):
+        for a in allocs:
+            if a.whole:
+                counts[(len(a.gpu_ids) or a.count, 0.0)] += 1
+            elif a.memory_per_gpu and a.gpu_ids:
+                total = int(s.gpu_mem_total[row, a.gpu_ids[0]])
+                if total > 0:
+                    counts[(0, round(a.memory_per_gpu / total, 3))] += 1
+    n = sum(counts.values())
+    if n < min_pods:
+        return tuple(fallback)
+    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    kept = sum(c for _, c in top)
+    return tuple(Shape(whole=w, weight=c / kept) if w else Shape(fraction=f, weight=c / kept)
+                 for (w, f), c in sorted(top))
+
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are
 # conservative for H100 nodes: host memory over PCIe Gen5 x16 (~20 GB/s effective),

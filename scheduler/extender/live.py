@@ -5,6 +5,7 @@ Readers take `snapshot()`, an immutable reference swapped atomically, so the HTT
 path never locks and never waits on the API server. Writers (watch events, binds)
 take one lock. Pod events and binds patch the snapshot row by row (copy-on-write);
 node events mark it dirty and a refresher rebuilds it at most every `rebuild_every_s`.
+Each rebuild also re-estimates the workload's shapes from the GPU pods it counts.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler import contract
-from scheduler.core import (Allocation, ClusterSnapshot, NodeState, RequestError, build_snapshot,
-                            parse_pod)
+from scheduler.core import (DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, RequestError, Shape,
+                            build_snapshot, parse_pod, workload_shapes)
 from scheduler.nodeinfo import report_from_annotations
 from scheduler.quantity import QuantityError, parse_bytes
 
@@ -124,6 +125,8 @@ class LiveState:
         self._dirty = True
         self._snapshot: ClusterSnapshot = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
         self.built_at = 0.0  # wall time of the last full rebuild
+        # the workload fragmentation is weighed against, re-estimated at each rebuild
+        self.shapes: tuple[Shape, ...] = DEFAULT_SHAPES
         self.node_report_errors: dict[str, tuple[str, ...]] = {}
 
     # ---------- readers (lock-free)
@@ -225,6 +228,7 @@ class LiveState:
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                per_node.get(n.name, [])) for n in self._nodes.values()]
             self._snapshot = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s)
+            self.shapes = workload_shapes(self._snapshot)
             self._dirty = False
             self.built_at = now
 

@@ -6,6 +6,7 @@ bound back to back never get the same GPU memory.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import socket
@@ -133,7 +134,7 @@ class Extender:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
         if not req.gpu_pod:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
-        details = score_candidates(self.live.snapshot(), req, args.node_names, self.weights)
+        details = score_candidates(self.live.snapshot(), req, args.node_names, self.weights, self.live.shapes)
         self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
         return protocol.prioritize_result(details.names, details.score)
@@ -258,6 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif self.path == "/readyz":
             ok, why = self.server.ready()
             self._send(200 if ok else 503, why.encode(), "text/plain")
+        elif self.path == "/debug/shapes":  # the workload fragmentation is weighed against
+            self._send(200, json.dumps([dataclasses.asdict(sh) for sh in ext.live.shapes]).encode())
         elif self.path.startswith("/debug/nodes/"):
             info = describe_node(ext.live.snapshot(), self.path[len("/debug/nodes/"):])
             self._send(200 if info else 404, json.dumps(info or {"Error": "node not in the snapshot"}).encode())

@@ -142,3 +142,38 @@ def test_5000_nodes_score_every_candidate_once():
     assert all(0 <= v <= 10 for _, v in scores) and max(v for _, v in scores) == 10
     assert details.get("n7")["score"] == dict(scores)["n7"]
     assert s.now == NOW
+
+
+def _pods(n: int, make) -> list:
+    return [make(i) for i in range(n)]
+
+
+@pytest.mark.parametrize("allocs_a, allocs_b, want", [
+    # too few GPU pods to say anything: the defaults
+    ([share("s0", 0, 20)], [], DEFAULT_SHAPES),
+    # 15 x 20 GiB shares of 80 GiB GPUs (0.25) and 5 x 2 whole GPUs: 15/20 and 5/20
+    (_pods(15, lambda i: share(f"s{i}", i % 8, 20)), _pods(5, lambda i: whole(f"w{i}", 2 * (i % 4), 2 * (i % 4) + 1)),
+     (Shape(fraction=0.25, weight=0.75), Shape(whole=2, weight=0.25))),
+    # 10 x 40 GiB (0.5) on one node, 10 x 1 GPU on the other
+    (_pods(10, lambda i: share(f"h{i}", i % 8, 40)), _pods(10, lambda i: whole(f"o{i}", i % 8)),
+     (Shape(fraction=0.5, weight=0.5), Shape(whole=1, weight=0.5))),
+])
+def test_workload_shapes_are_learned_from_the_pods_the_cluster_runs(allocs_a, allocs_b, want):
+    from scheduler.core import workload_shapes
+
+    s = snapshot(node("a", allocs=allocs_a), node("b", allocs=allocs_b))
+    got = workload_shapes(s)
+    assert [(g.whole, g.fraction) for g in got] == [(w.whole, w.fraction) for w in want]
+    assert [g.weight for g in got] == pytest.approx([w.weight for w in want])
+
+
+def test_workload_shapes_keep_the_commonest_and_reweigh_them():
+    from scheduler.core import workload_shapes
+
+    # 9 distinct share sizes (1..9 GiB of 80: 0.013, 0.025, ...): 9 x 3 pods, plus 9 more of 5 GiB
+    allocs = [share(f"p{k}-{i}", 0, k) for k in range(1, 10) for i in range(3)] + \
+             [share(f"x{i}", 1, 5) for i in range(9)]
+    s = snapshot(node("a", allocs=allocs))
+    got = workload_shapes(s, limit=2)
+    # 5 GiB: 12 pods; then the smallest of the 3-pod sizes, 1 GiB (ties broken by shape): 12/15, 3/15
+    assert [(g.fraction, round(g.weight, 3)) for g in got] == [(0.013, 0.2), (0.062, 0.8)]
