@@ -32,10 +32,10 @@ examples:
   # see what it would do without changing anything (Events "DryRun" + log):
   gpusched autoscaler --kubeconfig ~/.kube/config --prometheus-url http://prometheus:9090 --dry-run
 
-  # in a cluster (deploy/autoscaler/): the in-cluster service account is used
+  # in a cluster (deploy/chart, or deploy/manifests/gpusched.yaml): the in-cluster service account is used
   gpusched autoscaler --prometheus-url http://prometheus-operated.monitoring:9090
 
-a minimal InferenceAutoscaler (deploy/autoscaler/example-vllm.yaml has a full one):
+a minimal InferenceAutoscaler (deploy/examples/vllm-autoscaled.yaml has a full one):
   apiVersion: gpusched.io/v1alpha1
   kind: InferenceAutoscaler
   metadata: {name: llama, namespace: llm}

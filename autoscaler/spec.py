@@ -2,7 +2,7 @@
 
 Pure data, no I/O. Keys are the CRD's camelCase names; attributes are snake_case.
 The same rules are enforced twice on purpose: by the CRD's OpenAPI schema and CEL
-rules at the API server (deploy/crds/inferenceautoscalers.gpusched.io.yaml), and
+rules at the API server (deploy/chart/gpusched/crds/inferenceautoscalers.gpusched.io.yaml), and
 here, so the daemon never acts on an object created before the schema was tightened
 and so the simulator and tests, which have no API server, get the same answers.
 

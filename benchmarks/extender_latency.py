@@ -22,6 +22,7 @@ import numpy as np
 from benchmarks.testbed.nodes import node_body
 from benchmarks.testbed.profiles import H100_MIB, NodeSpec
 from scheduler import contract
+from scheduler.extender.daemon import freeze_long_lived
 from scheduler.extender.live import LiveState
 from scheduler.extender.server import Extender, ExtenderHTTPServer
 
@@ -105,6 +106,7 @@ def measure(n: int, calls: int, seed: int) -> list[Result]:
         live.set_nodes(nodes)
         live.set_pods(pods)
         ext = cls(live=live, binder=lambda *a: None, get_pod=lambda *a: None)
+        freeze_long_lived()  # as the daemon does once its caches are synced
         srv = _serve(ext)
         conn = http.client.HTTPConnection("127.0.0.1", srv.server_address[1])
         conn.connect()

@@ -63,7 +63,7 @@ def namespace(core, request) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def gpusched(cluster):
-    """The extender and a second kube-scheduler with deploy/scheduler's configuration."""
+    """The extender and a second kube-scheduler with the chart's kube-scheduler configuration (deploy/chart/gpusched/files)."""
     from benchmarks.testbed.stack import GpuschedScheduler
     g = GpuschedScheduler(cluster)
     g.start()

@@ -1,4 +1,4 @@
-"""`gpusched agent`: the node agent (a DaemonSet on GPU nodes; see deploy/agent/)."""
+"""`gpusched agent`: the node agent (a DaemonSet on GPU nodes; see deploy/chart/gpusched)."""
 from __future__ import annotations
 
 import argparse

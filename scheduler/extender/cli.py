@@ -13,7 +13,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "extender", help="serve the kube-scheduler extender (filter, prioritize, bind)",
         description="Places GPU pods by GPU memory, fragmentation and model-cache locality. A second "
-                    "kube-scheduler (profile schedulerName: gpusched, see deploy/scheduler/) calls it at "
+                    "kube-scheduler (profile schedulerName: gpusched, see deploy/chart/gpusched) calls it at "
                     "/filter, /prioritize and /bind; /healthz, /readyz and /metrics are for operators.",
         epilog="examples:\n"
                "  gpusched extender --kubeconfig ~/.kube/config --listen 127.0.0.1:8888\n"

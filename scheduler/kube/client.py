@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+import urllib3
 
 from kubernetes import config as kconfig
 from kubernetes.client import ApiClient, Configuration
@@ -23,20 +27,42 @@ def api_client(kubeconfig: str | None = None, qps_pool: int = 32) -> ApiClient:
 
 
 def request(api: ApiClient, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
-            timeout: float | tuple[float, float] = 10.0, content_type: str = "application/json"):
-    """Send one request with the client's auth and TLS; returns the unread response
-    (its `.response` is urllib3's, for streaming). Non-2xx raises ApiException."""
-    headers = {"Accept": "application/json"}
+            timeout: float | tuple[float, float] = 10.0, content_type: str = "application/json"
+            ) -> urllib3.BaseHTTPResponse:
+    """Send one request with the client's auth and TLS; returns urllib3's unread response
+    (stream it, or `.read()`). Non-2xx raises ApiException.
+
+    This goes straight to the client's connection pool: the generated client's
+    serialisation layers cost about 0.9 ms of CPU per call, which on the extender's
+    bind path is CPU that the next pod's filter waits for."""
+    cfg = api.configuration
+    headers = {"Accept": "application/json", "User-Agent": api.user_agent}
+    auth = cfg.auth_settings().get("BearerToken")  # re-reads a rotated service-account token
+    if auth and auth.get("value"):
+        headers["Authorization"] = auth["value"]
+    data = None
     if body is not None:
         headers["Content-Type"] = content_type
-    method, url, headers, body, post = api.param_serialize(
-        method, path, query_params=list((query or {}).items()), header_params=headers, body=body,
-        auth_settings=["BearerToken"])
-    resp = api.call_api(method, url, headers, body, post, _request_timeout=timeout)
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+    url = cfg.host + path
+    if query:
+        url += "?" + urlencode(query)
+    t = urllib3.Timeout(total=timeout) if isinstance(timeout, (int, float)) else urllib3.Timeout(*timeout)
+    resp = api.rest_client.pool_manager.request(method, url, body=data, headers=headers, timeout=t,
+                                                preload_content=False)
     if not 200 <= resp.status < 300:
-        data = resp.read()
-        raise ApiException(status=resp.status, reason=f"{resp.reason}: {data[:500].decode(errors='replace')}")
+        text = resp.read()
+        resp.release_conn()
+        raise ApiException(status=resp.status, reason=f"{resp.reason}: {text[:500].decode(errors='replace')}")
     return resp
+
+
+def loads(data: bytes) -> Any:
+    """JSON from the API server: orjson (a pod decodes 3x faster); json when orjson refuses."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)  # raises the usual error on what is not JSON at all
 
 
 def raw(api: ApiClient, method: str, path: str, body: Any = None, *, timeout: float = 10.0,
@@ -48,5 +74,8 @@ def raw(api: ApiClient, method: str, path: str, body: Any = None, *, timeout: fl
         if exc.status == 404:
             return 404, None
         raise
-    data = resp.read()
-    return resp.status, json.loads(data) if data else None
+    try:
+        data = resp.read()
+    finally:
+        resp.release_conn()
+    return resp.status, loads(data) if data else None

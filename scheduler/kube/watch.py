@@ -7,7 +7,6 @@ so an API server restart heals by itself.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import threading
@@ -16,7 +15,7 @@ from typing import Any, Callable, Iterator
 
 from kubernetes.client import ApiClient
 
-from scheduler.kube.client import request
+from scheduler.kube.client import loads, request
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,11 @@ def list_all(api: ApiClient, path: str, params: dict[str, Any], page: int = 500)
         q = dict(params, limit=page)
         if cont:
             q["continue"] = cont
-        body = json.loads(request(api, "GET", path, query=q, timeout=60).read())
+        resp = request(api, "GET", path, query=q, timeout=60)
+        try:
+            body = loads(resp.read())
+        finally:
+            resp.release_conn()
         items.extend(body.get("items") or [])
         meta = body.get("metadata") or {}
         cont = meta.get("continue")
@@ -48,7 +51,7 @@ def watch_events(api: ApiClient, path: str, params: dict[str, Any], rv: str, tim
     """Events after resourceVersion `rv`; `on_open` gets the open response, so that another
     thread can cut the watch short (`response.shutdown()`)."""
     q = dict(params, watch="true", resourceVersion=rv, allowWatchBookmarks="true", timeoutSeconds=timeout_s)
-    resp = request(api, "GET", path, query=q, timeout=(10, timeout_s + 30)).response
+    resp = request(api, "GET", path, query=q, timeout=(10, timeout_s + 30))
     if on_open:
         on_open(resp)
     buf = b""
@@ -59,7 +62,7 @@ def watch_events(api: ApiClient, path: str, params: dict[str, Any], rv: str, tim
                 line, buf = buf.split(b"\n", 1)
                 if not line.strip():
                     continue
-                ev = json.loads(line)
+                ev = loads(line)
                 typ, obj = ev.get("type"), ev.get("object") or {}
                 if typ == "ERROR":
                     if obj.get("code") == 410:
