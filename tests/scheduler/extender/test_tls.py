@@ -1,0 +1,64 @@
+"""TLS between kube-scheduler and the extender on the test bed: the real kube-scheduler
+verifies the extender's certificate through the extender's tlsConfig (caData)."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+import requests
+
+from benchmarks.testbed.stack import GpuschedScheduler
+from scheduler import contract
+from tests.helpers import eventually
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def tls_scheduler(cluster):
+    g = GpuschedScheduler(cluster, tls=True, name="gpusched-tls")
+    g.start()
+    yield g
+    g.stop()
+
+
+def test_pods_schedule_and_bind_through_an_https_extender(tls_scheduler, core, namespace):
+    body = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "tls-share", "annotations": {contract.GPU_MEMORY: "20Gi"}},
+        "spec": {"schedulerName": "gpusched-tls", "terminationGracePeriodSeconds": 0,
+                 "containers": [{"name": "server", "image": "vllm/vllm-openai:v0.9.0"}]},
+    }
+    core.create_namespaced_pod(namespace, body)
+    pod = eventually(lambda: (p := core.read_namespaced_pod("tls-share", namespace)).spec.node_name and p,
+                     timeout=60, what="tls-share bound")
+    # Only our bind writes gpu-ids: the pod went filter -> prioritize -> bind over HTTPS.
+    assert pod.metadata.annotations.get(contract.GPU_IDS, "").isdigit()
+    assert 'gpusched_extender_decisions_total{result="bound",verb="bind"}' in tls_scheduler.metrics()
+
+
+def test_plain_http_and_untrusted_clients_are_refused_and_the_extender_keeps_serving(tls_scheduler):
+    plain = tls_scheduler.url.replace("https://", "http://")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(f"{plain}/healthz", timeout=5)
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{tls_scheduler.url}/healthz", timeout=5, verify=True)  # system CAs do not know ours
+    # A client that connects and never handshakes does not hold up others.
+    idle = socket.create_connection(("127.0.0.1", tls_scheduler.port))
+    try:
+        assert tls_scheduler.get("/healthz").text == "ok"
+    finally:
+        idle.close()
+
+
+def test_a_mismatched_key_is_one_clear_line(tmp_path, cluster):
+    g = GpuschedScheduler(cluster, tls=True, name="gpusched-tls-bad")
+    other = GpuschedScheduler(cluster, tls=True, name="gpusched-tls-other")
+    cert, key = g._tls_args[1], other._tls_args[3]
+    r = subprocess.run([sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(cluster.kubeconfig),
+                        "--listen", "127.0.0.1:0", "--tls-cert-file", cert, "--tls-private-key-file", key],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0
+    assert "cannot use TLS certificate" in r.stderr and "Traceback" not in r.stderr
