@@ -148,12 +148,14 @@ class LiveState:
         with self._lock:
             name = (node.get("metadata") or {}).get("name", "")
             if typ == "DELETED":
-                self._nodes.pop(name, None)
+                self._dirty |= self._nodes.pop(name, None) is not None
             else:
-                self._put_node(node)
-            self._dirty = True
+                # Most node updates are heartbeats (conditions, lease times); a full rebuild
+                # for each would cost the hot path CPU for nothing.
+                self._dirty |= self._put_node(node)
 
-    def _put_node(self, node: dict[str, Any]) -> None:
+    def _put_node(self, node: dict[str, Any]) -> bool:
+        """Store what the snapshot reads of `node`; True when that changed."""
         state = node_state_of(node)
         if state.report.errors:
             if self.node_report_errors.get(state.name) != state.report.errors:
@@ -161,7 +163,9 @@ class LiveState:
             self.node_report_errors[state.name] = state.report.errors
         else:
             self.node_report_errors.pop(state.name, None)
+        changed = self._nodes.get(state.name) != state
         self._nodes[state.name] = state
+        return changed
 
     # ---------- pod events
 

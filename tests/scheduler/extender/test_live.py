@@ -1,0 +1,62 @@
+"""LiveState: which watch events cost a snapshot rebuild."""
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timezone
+
+import pytest
+
+from benchmarks.testbed.nodes import node_body
+from benchmarks.testbed.profiles import H100_MIB, NodeSpec
+from scheduler import contract
+from scheduler.extender.live import LiveState
+
+AT = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
+
+
+def _node(name: str = "n1") -> dict:
+    return node_body(NodeSpec(name, 8, "NVIDIA-H100-80GB-HBM3", H100_MIB), now=AT)
+
+
+def _heartbeat(n: dict) -> dict:
+    n = copy.deepcopy(n)
+    n["metadata"]["resourceVersion"] = "999"
+    n.setdefault("status", {})["conditions"] = [{"type": "Ready", "status": "True",
+                                                  "lastHeartbeatTime": "2026-11-23T10:00:40Z"}]
+    return n
+
+
+def _relabel(n: dict) -> dict:
+    n = copy.deepcopy(n)
+    n["metadata"]["labels"][contract.GPU_PRODUCT_LABEL] = "NVIDIA-A100-SXM4-80GB"
+    return n
+
+
+def _cordon(n: dict) -> dict:
+    n = copy.deepcopy(n)
+    n.setdefault("spec", {})["unschedulable"] = True
+    return n
+
+
+def _new_report(n: dict) -> dict:
+    return node_body(NodeSpec(n["metadata"]["name"], 8, "NVIDIA-H100-80GB-HBM3", H100_MIB),
+                     now=datetime(2026, 11, 23, 10, 1, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize("typ, change, dirty", [
+    ("MODIFIED", _heartbeat, False),  # kubelet/kwok heartbeats: nothing the snapshot reads
+    ("MODIFIED", lambda n: n, False),  # a resync of the same object
+    ("MODIFIED", _relabel, True),  # GPU product label
+    ("MODIFIED", _cordon, True),  # unschedulable: no GPUs for new pods
+    ("MODIFIED", _new_report, True),  # the agent published a new report
+    ("ADDED", lambda n: _node("n2"), True),
+    ("DELETED", lambda n: n, True),
+    ("DELETED", lambda n: _node("ghost"), False),  # never known
+])
+def test_only_events_that_change_what_the_snapshot_reads_mark_it_dirty(typ, change, dirty):
+    live = LiveState(stale_after_s=600, clock=lambda: AT.timestamp() + 30)
+    base = _node()
+    live.set_nodes([base])
+    assert not live._dirty
+    live.on_node(typ, change(base))
+    assert live._dirty is dirty
