@@ -22,6 +22,12 @@ log = logging.getLogger(__name__)
 # event's JSON) is still freed by reference counting.
 GC_FREEZE_EVERY_S = 60.0
 
+# kube-scheduler binds many pods at once. Past the client's pool of keep-alive
+# connections, urllib3 opens a new TLS connection per request and throws it away after:
+# a handshake's CPU for every bind. Binds past this many wait here for a connection.
+API_POOL = 32
+BIND_CONCURRENCY = API_POOL - 4  # the two watches and the occasional list or get keep theirs
+
 
 def freeze_long_lived() -> None:
     gc.collect()
@@ -31,7 +37,8 @@ def freeze_long_lived() -> None:
 class ExtenderDaemon:
     def __init__(self, cfg: ExtenderConfig, kubeconfig: str | None):
         self.cfg = cfg
-        self.api = api_client(kubeconfig)
+        self.api = api_client(kubeconfig, qps_pool=API_POOL)
+        self._bind_slots = threading.BoundedSemaphore(BIND_CONCURRENCY)
         self.live = LiveState(stale_after_s=cfg.stale_after_s)
         self.stop = threading.Event()
         self.nodes = Informer(self.api, "/api/v1/nodes", self.live.on_node, on_relist=self.live.set_nodes,
@@ -55,7 +62,8 @@ class ExtenderDaemon:
         if annotations:
             meta["annotations"] = annotations  # the API server copies these onto the pod with the binding
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": node}}
-        raw(self.api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body)
+        with self._bind_slots:
+            raw(self.api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body)
 
     def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return raw(self.api, "GET", f"/api/v1/namespaces/{namespace}/pods/{name}")[1]
