@@ -438,7 +438,9 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
     replica_changes: list[tuple[float, int, int]] = []
     try:
         raw(bed.api, "POST", f"/apis/apps/v1/namespaces/{ns}/deployments", deployment_body("llm", 1))
-        raw(bed.api, "POST", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}", ias_body("llm", "llm"))
+        # maxReplicas with headroom: the old leader's burst must not reach it, so the new one has a scale-up to make
+        raw(bed.api, "POST", f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}", ias_body("llm", "llm",
+                                                                                          maxReplicas=24))
         fleet = Fleet(bed, ns, 1.0)
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for ident in ("as-a", "as-b"):
@@ -488,7 +490,7 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
         t_takeover = time.time()
         takeover = t_takeover - t_kill
         before = replicas_of(bed, ns)
-        fleet.load.set_rate(40.0)
+        fleet.load.set_rate(60.0)
         try:
             wait_for(lambda: replicas_of(bed, ns) > before, 60, "a scale-up by the new leader", interval=0.2)
             acted = True
