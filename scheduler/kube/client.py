@@ -47,7 +47,10 @@ def request(api: ApiClient, method: str, path: str, *, query: dict[str, Any] | N
     url = cfg.host + path
     if query:
         url += "?" + urlencode(query)
-    t = urllib3.Timeout(total=timeout) if isinstance(timeout, (int, float)) else urllib3.Timeout(*timeout)
+    # (connect, read) as the generated client takes it; urllib3.Timeout's first positional
+    # argument is *total*, which would cut every watch after `connect` seconds.
+    t = urllib3.Timeout(total=timeout) if isinstance(timeout, (int, float)) else \
+        urllib3.Timeout(connect=timeout[0], read=timeout[1])
     resp = api.rest_client.pool_manager.request(method, url, body=data, headers=headers, timeout=t,
                                                 preload_content=False)
     if not 200 <= resp.status < 300:
