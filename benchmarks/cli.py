@@ -45,6 +45,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--timeout", type=float, default=600, help="seconds allowed per scheduler run")
     e2e.add_argument("--state", default=None, help="test bed state directory (default: a temporary one)")
     e2e.add_argument("--out", default="results/e2e")
+    e2e.add_argument("--modes", choices=("create", "backlog", "both"), default="both",
+                     help="create: pods created while the schedulers run (creation shares the cores); backlog: "
+                          "each scheduler stopped while its pods are created, then timed from its first bind "
+                          "to its last (the scheduler alone); both (default)")
     e2e.add_argument("--phase", choices=("all", "schedule", "autoscale"), default="all",
                      help="all (default), schedule (pods/s only) or autoscale (the autoscaler phase only)")
     e2e.add_argument("--as-trace", metavar="CSV", default=None,
@@ -111,7 +115,7 @@ def run_e2e(args: argparse.Namespace) -> int:
         print(f"gpusched bench e2e: error: {msg}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state, phase=args.phase,
+    result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state, phase=args.phase, modes=args.modes,
                      autoscale=settings)
     result["params"]["wall_s"] = round(time.monotonic() - t0, 1)
     out = Path(args.out)

@@ -25,13 +25,14 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler import contract
 
 SCHEDULERS = ("default-scheduler", "gpusched")
+MODES = {"create": ("create",), "backlog": ("backlog",), "both": ("create", "backlog")}
 PHASES = ("all", "schedule", "autoscale")
 VERBS = ("filter", "prioritize", "bind")
 METRIC = "gpusched_extender_request_seconds"
@@ -43,8 +44,10 @@ class Row:
     pods: int
     scheduled: int
     create_s: float  # first create call to last create call returning
-    seconds: float   # first create call to all pods bound
-    pods_per_s: float
+    seconds: float   # first create call (backlog: the scheduler's start) to all pods bound
+    pods_per_s: float  # pods / seconds; backlog: (pods - 1) / drain_s
+    mode: str = "create"  # "create": pods created while the scheduler runs; "backlog": created first
+    drain_s: float | None = None  # backlog: first pod bound to all bound
 
 
 @dataclass
@@ -84,15 +87,22 @@ def _wait(check, timeout: float, what: str, interval: float = 0.2) -> None:
     raise TimeoutError(f"{what} not met within {timeout:.0f}s")
 
 
-def run_one(api, scheduler: str, pods: int, workers: int, timeout: float) -> Row:
+def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
+            hold: tuple[Callable[[], None], Callable[[], None]] | None = None) -> Row:
+    """Create `pods` pods for `scheduler` and time them until all are bound. With `hold`
+    (stop, start) the scheduler is stopped while they are created and started after: the
+    rate from its first bind to its last is then the scheduler's alone, without the
+    creating client sharing the 2 cores (kube-scheduler's scheduler_perf measures so)."""
     from kubernetes.client.rest import ApiException
 
-    ns = f"e2e-{scheduler.replace('-scheduler', '')}-{int(time.time())}"
+    ns = f"e2e-{scheduler.replace('-scheduler', '')}-{'b' if hold else 'c'}-{int(time.time())}"
     api.create_namespace({"metadata": {"name": ns}})
     try:
         # Pods are refused until the namespace's default ServiceAccount exists.
         _wait(lambda: _sa_exists(api, ns), 60, f"ServiceAccount default in {ns}")
         bodies = [pod_body(i, scheduler) for i in range(pods)]
+        if hold:
+            return _backlog(api, ns, scheduler, bodies, workers, timeout, *hold)
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futs = [pool.submit(api.create_namespaced_pod, ns, b) for b in bodies]
@@ -128,6 +138,38 @@ def run_one(api, scheduler: str, pods: int, workers: int, timeout: float) -> Row
             pass
         # GPUs are free again once the pods are gone; the namespace follows.
         _wait(lambda: not _ns_exists(api, ns), max(300.0, timeout), f"namespace {ns} deleted", interval=0.5)
+
+
+def _backlog(api, ns: str, scheduler: str, bodies: list[dict[str, Any]], workers: int, timeout: float,
+             stop: Callable[[], None], start: Callable[[], None]) -> Row:
+    pods = len(bodies)
+    stop()
+    try:
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(lambda b: api.create_namespaced_pod(ns, b), bodies))
+        create_s = time.monotonic() - t0
+        if _bound(api, ns):
+            raise RuntimeError(f"{scheduler}: pods were bound while it was stopped")
+    finally:
+        t_start = time.monotonic()
+        start()
+    first = None
+    bound = 0
+    deadline = t_start + timeout
+    while time.monotonic() < deadline:
+        bound = _bound(api, ns)
+        if bound and first is None:
+            first = time.monotonic()
+        if bound >= pods:
+            break
+        time.sleep(0.05)
+    end = time.monotonic()
+    if bound < pods or first is None:
+        raise TimeoutError(f"{scheduler}: only {bound} of {pods} pods bound within {timeout:.0f}s of its start")
+    drain = max(end - first, 1e-3)
+    return Row(scheduler, pods, bound, round(create_s, 3), round(end - t_start, 3), round((pods - 1) / drain, 1),
+               mode="backlog", drain_s=round(drain, 3))
 
 
 def _sa_exists(api, ns: str) -> bool:
@@ -195,9 +237,11 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
-        state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None) -> dict[str, Any]:
+        state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None,
+        modes: str = "both") -> dict[str, Any]:
     """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
-    "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults)."""
+    "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults); modes: "create"
+    (pods created while the schedulers run), "backlog" (created first) or "both"."""
     from kubernetes import client
 
     from benchmarks.testbed.cli import wait_nodes_ready
@@ -230,15 +274,20 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         setup_s = time.monotonic() - t
         rows, ext = [], []
         t = time.monotonic()
-        for sched in SCHEDULERS if scheduling else ():
-            before = gs.metrics() if sched == "gpusched" else ""
-            rows.append(run_one(api, sched, pods, workers, timeout))
-            if sched == "gpusched":
-                ext = latencies(before, gs.metrics())
+        g = gs
+        holds = {"default-scheduler": (lambda: cluster.stop_process("kube-scheduler"), cluster.start_default_scheduler),
+                 "gpusched": (lambda: cluster.stop_process("gpusched-scheduler"),
+                              lambda: cluster.start_scheduler("gpusched-scheduler", g.scheduler_config()))}
+        for mode in MODES[modes] if scheduling else ():
+            for sched in SCHEDULERS:
+                before = gs.metrics() if sched == "gpusched" else ""
+                rows.append(run_one(api, sched, pods, workers, timeout, holds[sched] if mode == "backlog" else None))
+                if sched == "gpusched" and mode == "create":
+                    ext = latencies(before, gs.metrics())
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
                        "pod": "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers",
-                       "create_workers": workers, "poll_interval_s": 0.05, "phase": phase,
+                       "create_workers": workers, "poll_interval_s": 0.05, "phase": phase, "modes": modes,
                        "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
                        "schedule_phase_s": round(time.monotonic() - t, 1)},
             "rows": [asdict(r) for r in rows],
@@ -271,11 +320,14 @@ def table(result: dict[str, Any]) -> str:
 
 def _schedule_table(result: dict[str, Any]) -> str:
     rows = result["rows"]
-    base = next((r for r in rows if r["scheduler"] == "default-scheduler"), None)
-    out = ["| scheduler | pods | create s | seconds | pods/s | ratio to default |", "|---|---:|---:|---:|---:|---:|"]
+    out = ["| mode | scheduler | pods | create s | seconds | pods/s | ratio to default |",
+           "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
+        mode = r.get("mode", "create")
+        base = next((b for b in rows if b["scheduler"] == "default-scheduler" and b.get("mode", "create") == mode), None)
         ratio = f"{r['pods_per_s'] / base['pods_per_s']:.2f}x" if base else "-"
-        out.append(f"| {r['scheduler']} | {r['pods']:,} | {r['create_s']:.2f} | {r['seconds']:.2f} | {r['pods_per_s']:.1f} | {ratio} |")
+        out.append(f"| {mode} | {r['scheduler']} | {r['pods']:,} | {r['create_s']:.2f} | {r['seconds']:.2f} | "
+                   f"{r['pods_per_s']:.1f} | {ratio} |")
     out += ["", "| extender verb (gpusched run) | calls | p50 ms | p99 ms |", "|---|---:|---:|---:|"]
     fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
     for v in result["extender"]:
@@ -289,5 +341,7 @@ def params_line(result: dict[str, Any]) -> str:
         return (f"e2e on {p['nodes']:,} kwok nodes ({p['profile']}), autoscale phase only; "
                 f"Kubernetes {p['kubernetes']}")
     return (f"e2e scheduling throughput: {p['nodes']:,} kwok nodes ({p['profile']}), {p['pods']:,} pods of "
-            f"{p['pod']}, created by {p['create_workers']} threads; seconds = first create to all bound "
-            f"(polled every {p['poll_interval_s']}s; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); Kubernetes {p['kubernetes']}")
+            f"{p['pod']}, created by {p['create_workers']} threads; mode create: seconds = first create to all bound "
+            f"(polled every {p['poll_interval_s']}s; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); "
+            f"mode backlog: the scheduler is stopped while the pods are created, seconds = its start to all bound, "
+            f"pods/s = (pods - 1) / (first bound to all bound); Kubernetes {p['kubernetes']}")

@@ -184,7 +184,7 @@ class LocalCluster:
             self._start_etcd(timeout)
             self._start_apiserver(timeout)
             self._start_controller_manager()
-            self._start_scheduler()
+            self.start_default_scheduler()
             self._start_kwok()
             self.wait_for_default_service_account(timeout)
         except BaseException:
@@ -368,7 +368,8 @@ class LocalCluster:
         ])
         return proc
 
-    def _start_scheduler(self) -> None:
+    def start_default_scheduler(self) -> None:
+        """(Re)start the default kube-scheduler, e.g. after stop_process("kube-scheduler")."""
         cfg = self.scheduler_config(self.kubeconfig_for("system:kube-scheduler"))
         self.start_scheduler("kube-scheduler", cfg, self.state.ports["scheduler"])
 

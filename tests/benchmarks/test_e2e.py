@@ -9,14 +9,18 @@ from benchmarks import e2e
 
 @pytest.mark.integration
 def test_e2e_schedules_every_pod_with_both_schedulers(tmp_path):
-    result = e2e.run(nodes=20, pods=40, workers=8, timeout=120, state_dir=tmp_path / "state")
-    rows = {r["scheduler"]: r for r in result["rows"]}
-    assert set(rows) == {"default-scheduler", "gpusched"}
+    result = e2e.run(nodes=20, pods=40, workers=8, timeout=120, state_dir=tmp_path / "state", phase="schedule")
+    rows = {(r["mode"], r["scheduler"]): r for r in result["rows"]}
+    assert set(rows) == {(m, s) for m in ("create", "backlog") for s in ("default-scheduler", "gpusched")}
     assert all(r["scheduled"] == 40 for r in rows.values())
+    for s in ("default-scheduler", "gpusched"):
+        # the backlog run times the scheduler alone: from its first bind, after all 40 existed
+        b = rows[("backlog", s)]
+        assert 0 < b["drain_s"] <= b["seconds"] and b["pods_per_s"] == pytest.approx(39 / b["drain_s"], rel=0.01)
     calls = {v["verb"]: v["calls"] for v in result["extender"]}
     assert calls["filter"] >= 40 and calls["bind"] >= 40
     text = e2e.table(result)
-    assert "| default-scheduler | 40 |" in text and "| gpusched | 40 |" in text
+    assert "| create | default-scheduler | 40 |" in text and "| backlog | gpusched | 40 |" in text
 
 
 def test_quantile_from_cumulative_buckets():
