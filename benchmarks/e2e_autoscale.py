@@ -10,7 +10,8 @@ extender already running), one run:
 2. creates two Deployments of 1-GPU pods scheduled by gpusched, each pod taking
    `cold_start_s` to load (kwok's ready delay): `autoscaled` (gated by
    gpusched.io/serving, with an InferenceAutoscaler: min 1, warm pool, queueDepth
-   signal, queue-wait SLO) and `static` (that fixed count; same gate, set True as
+   signal, queue-wait SLO, serviceRatePerReplica = what one replica of the fleet model
+   sustains on the window's requests, measured offline) and `static` (that fixed count; same gate, set True as
    soon as a pod is loaded), in two namespaces;
 3. once the static pods are Ready and the autoscaled ones loaded, starts a real
    Prometheus, the fleet simulator (one simulated vLLM server per pod, both
@@ -148,6 +149,17 @@ def offline(rows: Sequence[TraceRow], compression: float, replicas: int, service
     return fleet.pop_finished()
 
 
+def service_rate(rows: Sequence[TraceRow], service: ServiceModel) -> float:
+    """Requests/s one replica of the fleet model sustains on this mix of requests: the
+    window compressed until all of it queues at once (x100), through one replica."""
+    if not rows:
+        return 0.0
+    done = offline(rows, 100.0, 1, service, drain_s=100.0 * len(rows))
+    served = [r for r in done if not r.aborted and r.finished is not None]
+    span = max(r.finished for r in served) - min(r.arrival for r in served) if served else 0.0
+    return len(served) / span if span > 0 else 0.0
+
+
 def size_static(rows: Sequence[TraceRow], compression: float, service: ServiceModel, s: Settings) -> tuple[int, float]:
     """(smallest fixed replica count meeting the queue-wait SLO offline, its attainment);
     max_replicas if none does."""
@@ -238,6 +250,9 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
     service = ServiceModel()
     t_size = time.monotonic()
     static_n, static_offline = size_static(rows, s.compression, service, s) if s.static else (0, 0.0)
+    # The queueing rule of the SLO needs a service rate; the daemon does not measure one on
+    # the fleet simulator, and without it it never scales down (missing data holds).
+    rate = service_rate(rows, service)
     sizing_s = time.monotonic() - t_size
 
     api = cluster.api_client()
@@ -260,7 +275,8 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
             MODEL, name=AUTOSCALED, replicas=1 + s.warm, cold_start_s=s.cold_start_s))
         crd.create_namespaced_custom_object(da.GROUP, da.VERSION, ns[AUTOSCALED], da.PLURAL, da.autoscaler(
             MODEL, name=AUTOSCALED, min_replicas=1, max_replicas=s.max_replicas, warm=s.warm,
-            cold_start_s=s.cold_start_s, queue_target=s.queue_target, behavior=behavior, slo=slo))
+            cold_start_s=s.cold_start_s, queue_target=s.queue_target, behavior=behavior, slo=slo,
+            service_rate=rate))
         if s.static:
             apps.create_namespaced_deployment(ns[STATIC], da.deployment(
                 MODEL, name=STATIC, replicas=static_n, cold_start_s=s.cold_start_s))
@@ -274,7 +290,8 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
         stack.start_fleet(list(workloads.values()), keep_finished=True)
         sim = stack.sim
         stack.start_daemon(ns[AUTOSCALED], f"e2e-{stamp}", on_decision=lambda key, now, obs, d: decisions.append(
-            {"t": round(sim.sim_now(), 2), "replicas": d.replicas, "warm": d.warm, "rule": d.rule}))
+            {"t": round(sim.sim_now(), 2), "replicas": d.replicas, "warm": d.warm, "rule": d.rule,
+             "reason": d.reason[:300]}))
         setup_s = time.monotonic() - t_setup
 
         end_feed = s.lead_s + rows[-1].t / s.compression
@@ -360,7 +377,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
                    "wall_window_s": round(rows[-1].t / s.compression, 1), "cold_start_s": s.cold_start_s,
                    "max_replicas": s.max_replicas, "warm": s.warm, "queue_target": s.queue_target,
                    "queue_wait_slo_s": s.queue_wait_slo_s, "ttft_slo_s": s.ttft_slo_s, "percentile": s.percentile,
-                   "behavior": behavior, "model": MODEL, "service": service.__dict__, "static_replicas": static_n,
+                   "behavior": behavior, "service_rate_per_replica": round(rate, 3), "model": MODEL, "service": service.__dict__, "static_replicas": static_n,
                    "static_sizing_s": round(sizing_s, 1), "setup_s": round(setup_s, 1), "lead_s": s.lead_s,
                    "pod": f"1 GPU, scheduled by {contract.SCHEDULER_NAME}"},
         "rows": out_rows,

@@ -91,6 +91,15 @@ def test_static_sizing_meets_the_slo_offline_and_one_fewer_does_not():
     assert fewer.queue_wait_ok < s.percentile
 
 
+@pytest.mark.parametrize("prompt, output, low, high", [
+    (1000, 10, 9.0, 10.0),  # prefill-bound: 10,000 prompt tokens/s / 1,000 = 10 req/s, less the decode tail
+    (100, 200, 5.0, 6.0),   # decode-bound: 32 running x 37.0 tok/s / 200 tokens = 5.9 req/s, less prefill
+])
+def test_service_rate_is_what_one_replica_sustains(prompt, output, low, high):
+    rows = [TraceRow(i * 0.05, prompt, output) for i in range(400)]
+    assert low <= eas.service_rate(rows, ServiceModel()) <= high
+
+
 @pytest.mark.integration
 def test_autoscale_phase_scales_up_in_the_burst(tmp_path):
     """Two minutes of the Azure code trace (a silent minute, then 632 requests) in one
