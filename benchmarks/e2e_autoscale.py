@@ -203,7 +203,8 @@ def _pods(api, ns: str) -> list[dict]:
 
 
 def _cond(pod: dict, type_: str) -> bool:
-    return any(c.get("type") == type_ and c.get("status") == "True" for c in (pod.get("status") or {}).get("conditions") or [])
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == type_ and c.get("status") == "True" for c in conditions)
 
 
 def _serve_loaded(api, ns: str, pods: list[dict] | None = None) -> int:
@@ -219,7 +220,8 @@ def _serve_loaded(api, ns: str, pods: list[dict] | None = None) -> int:
             continue
         ready += _cond(p, "Ready")
         if _cond(p, "ContainersReady") and not _cond(p, contract.SERVING_GATE):
-            set_serving(api, ns, p["metadata"]["name"], True, "StaticBaseline", "the static baseline serves when loaded")
+            set_serving(api, ns, p["metadata"]["name"], True, "StaticBaseline",
+                        "the static baseline serves when loaded")
     return ready
 
 
@@ -377,7 +379,8 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
                    "wall_window_s": round(rows[-1].t / s.compression, 1), "cold_start_s": s.cold_start_s,
                    "max_replicas": s.max_replicas, "warm": s.warm, "queue_target": s.queue_target,
                    "queue_wait_slo_s": s.queue_wait_slo_s, "ttft_slo_s": s.ttft_slo_s, "percentile": s.percentile,
-                   "behavior": behavior, "service_rate_per_replica": round(rate, 3), "model": MODEL, "service": service.__dict__, "static_replicas": static_n,
+                   "behavior": behavior, "service_rate_per_replica": round(rate, 3), "model": MODEL,
+                   "service": service.__dict__, "static_replicas": static_n,
                    "static_sizing_s": round(sizing_s, 1), "setup_s": round(setup_s, 1), "lead_s": s.lead_s,
                    "pod": f"1 GPU, scheduled by {contract.SCHEDULER_NAME}"},
         "rows": out_rows,

@@ -136,7 +136,8 @@ class Spread(Policy):
 
 def make_policy(name: str) -> Policy:
     if name == "gpusched":
-        return Gpusched(Weights(), "gpusched", "scheduler.core filter_nodes + prioritize (default Weights) + assign_gpus")
+        return Gpusched(Weights(), "gpusched",
+                        "scheduler.core filter_nodes + prioritize (default Weights) + assign_gpus")
     if name == "no-locality":
         return Gpusched(Weights(locality=0.0), "no-locality", "as gpusched with Weights(locality=0)")
     if name == "spread":
