@@ -476,9 +476,9 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
         follower = "as-b" if leader == "as-a" else "as-a"
         watcher.start()
         _wait_scraped(bed, ns)
-        wait_for(lambda: _metric(ports[leader], "gpusched_autoscaler_decisions_total"), 60, "the leader deciding")
+        wait_for(lambda: _metric(ports[leader], "gpusched_autoscaler_decisions_total"), 120, "the leader deciding")
         fleet.load.set_rate(12.0)  # the queue grows on one replica: the leader scales up
-        wait_for(lambda: replicas_of(bed, ns) >= 2, 60, "scaled up by the leader")
+        wait_for(lambda: replicas_of(bed, ns) >= 2, 180, "scaled up by the leader")
         time.sleep(3)
         leader_scales = _scale_actions(ports[leader])
         follower_decisions_before = _metric(ports[follower], "gpusched_autoscaler_decisions_total") or 0
@@ -492,7 +492,7 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
         before = replicas_of(bed, ns)
         fleet.load.set_rate(60.0)
         try:
-            wait_for(lambda: replicas_of(bed, ns) > before, 60, "a scale-up by the new leader", interval=0.2)
+            wait_for(lambda: replicas_of(bed, ns) > before, 120, "a scale-up by the new leader", interval=0.2)
             acted = True
         except TimeoutError:
             acted = False

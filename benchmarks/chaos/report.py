@@ -39,11 +39,13 @@ def run(pods: int = 1000, outage_s: float = 120.0, lease_s: float = 15.0, extend
                   "leader-kill": {"lease_s": lease_s}, "apiserver-restart": {"down_s": apiserver_down_s}}
         for name in names:
             progress(f"chaos: {name} ...")
+            t_case = time.monotonic()
             try:
                 res = CASES[name](bed, **kwargs[name])
             except Exception as exc:  # noqa: BLE001 - a broken bed is a failed case, reported with the rest
                 res = CaseResult(name, CASES[name].__doc__.split("\n")[0].strip() if CASES[name].__doc__ else name,
-                                 f"the case could not run: {type(exc).__name__}: {exc}", False, {})
+                                 f"the case could not run: {type(exc).__name__}: {exc}", False, {},
+                                 round(time.monotonic() - t_case, 1))
             progress(f"chaos: {name}: {'passed' if res.passed else 'FAILED'} in {res.seconds:.0f}s")
             results.append(res)
     finally:
