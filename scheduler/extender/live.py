@@ -207,10 +207,21 @@ class LiveState:
             self._snapshot = self._snapshot.with_allocation(node, alloc)
 
     def forget(self, node: str, key: str) -> None:
-        """Release what a failed bind reserved."""
+        """Release what a failed bind reserved. What the watch has confirmed for the pod
+        stays counted (a bind can fail because the pod is already bound)."""
         with self._lock:
             if self._assumed.pop(key, None) is not None:
-                self._snapshot = self._snapshot.without_allocation(node, key)
+                snap = self._snapshot.without_allocation(node, key)
+                confirmed = self._pods.get(key)
+                if confirmed is not None:
+                    snap = snap.with_allocation(*confirmed)
+                self._snapshot = snap
+
+    def placed_on(self, key: str) -> str | None:
+        """The node a pod is counted on: bound as the watch showed it, or reserved by a bind."""
+        with self._lock:
+            held = self._pods.get(key) or (a := self._assumed.get(key)) and (a.node, a.alloc)
+            return held[0] if held else None
 
     @property
     def lock(self) -> threading.RLock:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # blocking after this long.
 INFLIGHT_WAIT_S = 1.0
 TLS_HANDSHAKE_S = 10.0
+RETRIED_BIND_WAIT_S = 30.0  # a retried bind waits this long for the first one's outcome
 
 
 class Metrics:
@@ -55,6 +56,13 @@ class Metrics:
 
 
 @dataclass
+class _Bind:
+    node: str
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str = ""
+
+
+@dataclass
 class Extender:
     """The verbs, independent of HTTP, so tests and benchmarks call them directly."""
     live: LiveState
@@ -66,6 +74,7 @@ class Extender:
     _recent: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _inflight: dict[str, float] = field(default_factory=dict)
+    _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
     _cv: threading.Condition = field(default_factory=threading.Condition)
 
     # Only pods between filter and bind need remembering (a handful at a time); the bounds
@@ -142,13 +151,41 @@ class Extender:
     def bind(self, body: bytes) -> bytes:
         b = protocol.parse_binding_args(body)
         key = b.pod_key
+        with self._cv:
+            first = self._binding.get(key)
+            if first is None:
+                self._binding[key] = mine = _Bind(b.node)
+        if first is not None:
+            # kube-scheduler retries a bind that outlived its httpTimeout while ours still
+            # runs: answer with the first one's outcome rather than reserve a second GPU.
+            return protocol.binding_result(self._retried(b, first))
         try:
-            return protocol.binding_result(self._bind(b))
+            mine.error = self._bind(b)
+            return protocol.binding_result(mine.error)
         finally:
+            mine.done.set()
+            with self._cv:
+                self._binding.pop(key, None)
             self._done(key)
+
+    def _retried(self, b: protocol.BindingArgs, first: "_Bind") -> str:
+        self.metrics.decisions.labels("bind", "retried").inc()
+        if first.node != b.node:
+            return f"gpusched: pod {b.pod_key} is being bound to {first.node}, not {b.node}"
+        if not first.done.wait(RETRIED_BIND_WAIT_S):
+            return f"gpusched: the first bind of {b.pod_key} to {b.node} has not finished"
+        return first.error
 
     def _bind(self, b: protocol.BindingArgs) -> str:
         key = b.pod_key
+        already = self.live.placed_on(key)
+        if already is not None:
+            # Bound (or reserved) before: a retry after the first bind succeeded. Counting it
+            # again would reserve a second GPU; binding it elsewhere is what the API refuses.
+            self.metrics.decisions.labels("bind", "retried").inc()
+            if already == b.node:
+                return ""
+            return f"gpusched: pod {key} is already bound to {already}"
         pod = self._recent.get(key)
         if pod is None or (pod.get("metadata") or {}).get("uid") != b.pod_uid:
             pod = self.get_pod(b.pod_namespace, b.pod_name)
@@ -273,6 +310,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         verb = self.path.strip("/").split("?")[0]
+        if not self.server.synced():
+            # Before the first list of nodes and pods, every GPU looks free: answering then
+            # would double-book. kube-scheduler treats this like an extender that is down.
+            self.close_connection = True
+            self._send(503, json.dumps({"Error": f"gpusched extender not ready: {self.server.ready()[1]}"}).encode())
+            return
         handler = {"filter": self.server.extender.filter, "prioritize": self.server.extender.prioritize,
                    "bind": self.server.extender.bind}.get(verb)
         try:
@@ -320,6 +363,13 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
         self.extender = extender
         self.ready = ready
         self.tls = tls
+        self._synced = False
+
+    def synced(self) -> bool:
+        """Once ready, always: informers stay synced through relists."""
+        if not self._synced:
+            self._synced = self.ready()[0]
+        return self._synced
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A failed TLS handshake or a client that hangs up is the client's problem: one line, no traceback.

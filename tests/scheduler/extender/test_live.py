@@ -60,3 +60,26 @@ def test_only_events_that_change_what_the_snapshot_reads_mark_it_dirty(typ, chan
     assert not live._dirty
     live.on_node(typ, change(base))
     assert live._dirty is dirty
+
+
+def _committed(live: LiveState, node: str) -> dict[int, int]:
+    from scheduler.extender.server import describe_node
+    return {g["index"]: g["committedMiB"] for g in describe_node(live.snapshot(), node)["gpus"] if g["committedMiB"]}
+
+
+def test_a_failed_bind_of_an_already_bound_pod_keeps_what_it_holds():
+    """Found by the fault suite: a retried bind's reservation failed (409, already bound) and
+    forget() dropped the pod's confirmed GPU too, until the next rebuild."""
+    from scheduler.core import Allocation
+
+    live = LiveState(stale_after_s=86400)
+    live.set_nodes([_node("n1")])
+    pod = {"metadata": {"name": "p", "namespace": "ns", "annotations": {contract.GPU_IDS: "0"}},
+           "spec": {"nodeName": "n1", "containers": [{"resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]},
+           "status": {"phase": "Running"}}
+    live.set_pods([pod])
+    assert _committed(live, "n1") == {0: H100_MIB} and live.placed_on("ns/p") == "n1"
+    live.assume("n1", Allocation(pod_key="ns/p", gpu_ids=(1,), memory_per_gpu=0, whole=True, count=1))
+    assert _committed(live, "n1") == {1: H100_MIB}  # one pod, one allocation per node: the reservation replaced it
+    live.forget("n1", "ns/p")
+    assert _committed(live, "n1") == {0: H100_MIB}  # GPU 0 is still held by p
