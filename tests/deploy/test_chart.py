@@ -271,3 +271,10 @@ def test_dockerfile_is_multistage_small_and_non_root():
     ignore = (manifests.ROOT / ".dockerignore").read_text().split()
     for p in (".venv", ".git", "results"):
         assert any(x.strip("/") == p for x in ignore), p
+
+
+@pytest.mark.parametrize("value, want", [("true", True), ("false", False)])
+def test_extender_ignorable_reaches_the_scheduler_config(helm, value, want):
+    docs = template(helm, "--set", f"extender.ignorable={value}")
+    cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
+    assert cfg["extenders"][0]["ignorable"] is want
