@@ -25,8 +25,9 @@ tier) in the report the policy saw, whether some node caching the model had room
 before `warmup_s` are simulated but not counted (caches start empty).
 
 Policies:
-- gpusched: scheduler.core filter_nodes + prioritize (default Weights, default
-  shapes) + assign_gpus; the node with the highest 0..10 score, first in node order
+- gpusched: scheduler.core filter_nodes + prioritize (default Weights; the workload
+  shapes re-learned at each rebuild with workload_shapes, as the extender does) +
+  assign_gpus; the node with the highest 0..10 score, first in node order
   on ties (kube-scheduler breaks ties at random), as benchmarks/placement/ours.py;
 - no-locality: the same with Weights(locality=0);
 - spread: kube-scheduler's default NodeResourcesFit LeastAllocated on GPU memory:
@@ -49,8 +50,9 @@ from benchmarks.coldstart.catalogue import H100_USABLE_BYTES, Model
 from benchmarks.coldstart.workload import Arrival
 from benchmarks.placement.ours import allocation
 from benchmarks.placement.policies import first_max
-from scheduler.core import (ClusterSnapshot, NodeState, PodRequest, Weights, assign_gpus, build_snapshot,
+from scheduler.core import (ClusterSnapshot, NodeState, PodRequest, Shape, Weights, assign_gpus, build_snapshot,
                             filter_nodes, prioritize)
+from scheduler.core.scoring import DEFAULT_SHAPES, workload_shapes
 from scheduler.nodeinfo import GPU, CachedModel, NodeReport
 
 GiB = 2**30
@@ -110,7 +112,8 @@ class Policy:
     name = "policy"
     description = ""
 
-    def choose(self, s: ClusterSnapshot, req: PodRequest, feasible: list[str]) -> str:
+    def choose(self, s: ClusterSnapshot, req: PodRequest, feasible: list[str],
+               shapes: Sequence[Shape] = DEFAULT_SHAPES) -> str:
         raise NotImplementedError
 
 
@@ -118,8 +121,8 @@ class Gpusched(Policy):
     def __init__(self, weights: Weights, name: str, description: str):
         self.weights, self.name, self.description = weights, name, description
 
-    def choose(self, s, req, feasible):
-        scores, _ = prioritize(s, req, feasible, self.weights)
+    def choose(self, s, req, feasible, shapes=DEFAULT_SHAPES):
+        scores, _ = prioritize(s, req, feasible, self.weights, shapes)
         return feasible[int(np.argmax([v for _, v in scores]))]  # feasible keeps node order
 
 
@@ -127,7 +130,7 @@ class Spread(Policy):
     name = "spread"
     description = "kube-scheduler default NodeResourcesFit LeastAllocated on GPU memory (after gpusched's filter)"
 
-    def choose(self, s, req, feasible):
+    def choose(self, s, req, feasible, shapes=DEFAULT_SHAPES):
         rows = s.indices(feasible)
         taken = req.whole_gpus * s.gpu_mem_total[rows].max(axis=1) if req.whole_gpus else req.gpu_memory
         share_free = (s.free_total[rows] - taken) / np.maximum(s.usable_total[rows], 1)
@@ -163,6 +166,7 @@ class Cluster:
         self.dirty = [True] * p.nodes  # the node's report changed since the last rebuild
         self.reports: list[NodeReport | None] = [None] * p.nodes
         self.snapshot: ClusterSnapshot | None = None
+        self.shapes: tuple[Shape, ...] = DEFAULT_SHAPES
         self.rebuilds = 0
 
     def report(self, i: int, now: float) -> NodeReport:
@@ -183,6 +187,8 @@ class Cluster:
             states = [NodeState(n, GPUS_PER_NODE, PRODUCT, H100_USABLE_BYTES >> 20, self.report(i, now),
                                 list(self.allocs[i].values())) for i, n in enumerate(self.names)]
             self.snapshot = build_snapshot(states, now=EPOCH.timestamp() + now, stale_after_s=STALE_AFTER_S)
+            # as LiveState.rebuild: fragmentation is weighed against the shapes the cluster runs
+            self.shapes = workload_shapes(self.snapshot)
             self.dirty = [False] * len(self.names)
             self.rebuilds += 1
         return self.snapshot
@@ -277,7 +283,7 @@ def run(policy: Policy, p: Params, models: Sequence[Model], arrivals: Sequence[A
         feasible, _ = filter_nodes(s, req, cl.names)
         if not feasible:
             return False
-        node = policy.choose(s, req, feasible)
+        node = policy.choose(s, req, feasible, cl.shapes)
         a = assign_gpus(s, node, req)
         if not a.gpu_ids:
             raise RuntimeError(f"{policy.name}: assign_gpus refused replica {r.id} on {node} after the filter "
