@@ -238,7 +238,7 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None,
-        modes: str = "both") -> dict[str, Any]:
+        modes: str = "backlog") -> dict[str, Any]:
     """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
     "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults); modes: "create"
     (pods created while the schedulers run), "backlog" (created first) or "both"."""

@@ -9,7 +9,8 @@ from benchmarks import e2e
 
 @pytest.mark.integration
 def test_e2e_schedules_every_pod_with_both_schedulers(tmp_path):
-    result = e2e.run(nodes=20, pods=40, workers=8, timeout=120, state_dir=tmp_path / "state", phase="schedule")
+    result = e2e.run(nodes=20, pods=40, workers=8, timeout=120, state_dir=tmp_path / "state", phase="schedule",
+                     modes="both")
     rows = {(r["mode"], r["scheduler"]): r for r in result["rows"]}
     assert set(rows) == {(m, s) for m in ("create", "backlog") for s in ("default-scheduler", "gpusched")}
     assert all(r["scheduled"] == 40 for r in rows.values())
