@@ -363,6 +363,11 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
         raise SpecError("spec.signals: at least one signal is needed (or an slo for the queueing rule)")
     if slo is not None and slo.wait_bound_s is None:
         raise SpecError("spec.slo: needs queueWaitSeconds or ttftSeconds")
+    if slo is not None and d.get("serviceRatePerReplica") is None:
+        # The queueing rule needs it and the daemon does not measure it: without it every
+        # scale-down would be held as missing data, for ever.
+        raise SpecError("spec.serviceRatePerReplica: required with slo (the requests/s one replica sustains "
+                        "at your prompt mix; measure it with a load test)")
     return AutoscalerSpec(
         scale_target_ref=ref,
         min_replicas=min_r,

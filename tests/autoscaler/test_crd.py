@@ -56,10 +56,11 @@ def test_schema_and_parser_agree():
     assert SPEC["properties"]["signals"]["items"]["properties"]["type"]["enum"] == list(SIGNAL_TYPES)
     assert SPEC["properties"]["signals"]["items"]["properties"]["server"]["enum"] == list(SERVERS)
     parse_spec(GOOD)  # every field the CRD shows, the parser takes
+    required_with = {"serviceRatePerReplica": "slo"}  # the CEL rule and the parser both say so
     for key in SPEC["properties"]:
         bogus = copy.deepcopy(GOOD)
         bogus.pop(key, None)
-        if key in SPEC["required"]:
+        if key in SPEC["required"] or required_with.get(key) in bogus:
             with pytest.raises(SpecError):
                 parse_spec(bogus)
         else:
@@ -69,6 +70,7 @@ def test_schema_and_parser_agree():
 def test_cel_rules_present():
     rules = {r["rule"]: r["message"] for r in SPEC["x-kubernetes-validations"]}
     assert rules["self.maxReplicas >= self.minReplicas"] == "maxReplicas must be >= minReplicas"
+    assert "serviceRatePerReplica is required with slo" in rules["!has(self.slo) || has(self.serviceRatePerReplica)"]
     item_rules = " ".join(r["rule"] for r in SPEC["properties"]["signals"]["items"]["x-kubernetes-validations"])
     assert "promql" in item_rules and "self.query.matches" in item_rules
 

@@ -66,10 +66,11 @@ def obj(name, **spec):
     ({"signals": [{"type": "gpuUtilization", "target": 120}]}, "gpuUtilization target is a percent"),
     ({"signals": [{"type": "kvCache", "target": 0.5, "server": "tgi"}]}, "kvCache is read from vLLM's metrics only"),
     ({"signals": []}, "at least one signal is needed"),
-    ({"slo": {}}, "slo needs queueWaitSeconds or ttftSeconds"),
+    ({"slo": {}, "serviceRatePerReplica": 2}, "slo needs queueWaitSeconds or ttftSeconds"),
+    ({"slo": {"queueWaitSeconds": 1}}, "serviceRatePerReplica is required with slo"),
     ({"minReplicas": -1}, "should be greater than or equal to 0"),
 ], ids=["max<min", "target<0", "type", "blank-query", "no-query", "query-on-queue", "gpu>100", "kv-tgi",
-        "no-signals", "empty-slo", "min<0"])
+        "no-signals", "empty-slo", "slo-no-rate", "min<0"])
 def test_api_server_rejects(ias, namespace, spec, message):
     from kubernetes.client.rest import ApiException
     with pytest.raises(ApiException) as e:
@@ -81,7 +82,8 @@ def test_api_server_rejects(ias, namespace, spec, message):
 def test_defaults_parse_and_status_shows(ias, namespace, cluster):
     ias.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, obj("llm", warmReplicas=1))
     ias.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                        obj("slo-only", signals=None, slo={"queueWaitSeconds": 1}))
+                                        obj("slo-only", signals=None, slo={"queueWaitSeconds": 1},
+                                            serviceRatePerReplica=2))
     got = ias.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "llm")
     assert got["spec"]["minReplicas"] == 1 and got["spec"]["signals"][0]["server"] == "vllm"
     s = parse_spec(got["spec"])  # what the API server stores, defaults included, parses

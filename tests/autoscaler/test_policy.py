@@ -3,6 +3,7 @@ with the arithmetic in a comment. Times are plain numbers; nothing here is timed
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -176,7 +177,10 @@ QUEUE_ROWS = [
     # 10 vs 14: (14-10)/14 = 0.29 > 0.1: 10
     ("arrival-unknown", spec([], maxReplicas=20, **SLO), OLD, obs(14, arrival=None), NOW, 14, UNKNOWN_HOLD),
     # the queueing rule is on and the arrival rate is unknown: hold 14
-    ("service-unknown", spec([], slo={"queueWaitSeconds": 60}), OLD, obs(4, arrival=3), NOW, 4, UNKNOWN_HOLD),
+    # a spec with an slo must give serviceRatePerReplica; decide() still holds when neither it nor a
+    # measurement is known (a measured rate may take its place)
+    ("service-unknown", dataclasses.replace(spec([], slo={"queueWaitSeconds": 60}, serviceRatePerReplica=1),
+                                            service_rate_per_replica=None), OLD, obs(4, arrival=3), NOW, 4, UNKNOWN_HOLD),
     # no measured service rate and no serviceRatePerReplica: hold 4
     ("signal-and-queueing", spec(Q5, maxReplicas=20, **SLO), OLD, obs(6, queueDepth=4.6, arrival=8), NOW, 10,
      QUEUEING),

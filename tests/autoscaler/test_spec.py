@@ -76,7 +76,7 @@ def test_repeated_types_get_numbered_names():
 
 
 def test_slo_alone_is_enough():
-    s = parse_spec(with_(signals=None, slo={"queueWaitSeconds": 1}))
+    s = parse_spec(with_(signals=None, slo={"queueWaitSeconds": 1}, serviceRatePerReplica=2))
     assert s.signals == () and s.slo.queue_wait_s == 1
 
 
@@ -109,6 +109,8 @@ def test_slo_alone_is_enough():
     (with_(signals=[]), "at least one signal is needed"),
     (with_(signals="queueDepth"), "spec.signals: must be a list"),
     (with_(slo={"percentile": 0.9}), "spec.slo: needs queueWaitSeconds or ttftSeconds"),
+    # the daemon does not measure the service rate: without it every scale-down would wait for ever
+    (with_(slo={"queueWaitSeconds": 1}), "spec.serviceRatePerReplica: required with slo"),
     (with_(slo={"queueWaitSeconds": 1, "percentile": 1}), "spec.slo.percentile: must be < 1"),
     (with_(slo={"queueWaitSeconds": 0}), "spec.slo.queueWaitSeconds: must be > 0"),
     (with_(slo={"queueWaitSeconds": 1, "targetUtilization": 1.5}), "spec.slo.targetUtilization: must be <= 1"),
