@@ -178,14 +178,17 @@ class Extender:
 
     def _bind(self, b: protocol.BindingArgs) -> str:
         key = b.pod_key
-        already = self.live.placed_on(key)
-        if already is not None:
-            # Bound (or reserved) before: a retry after the first bind succeeded. Counting it
-            # again would reserve a second GPU; binding it elsewhere is what the API refuses.
-            self.metrics.decisions.labels("bind", "retried").inc()
-            if already == b.node:
-                return ""
-            return f"gpusched: pod {key} is already bound to {already}"
+        if self.live.placed_on(key) is not None:
+            # Counted already: most likely kube-scheduler retrying a bind that succeeded.
+            # Reserving again would take a second GPU; but a pod recreated under the same
+            # name must still be bound, so ask the API server which one this is (rare path).
+            now = self.get_pod(b.pod_namespace, b.pod_name)
+            meta, spec = (now or {}).get("metadata") or {}, (now or {}).get("spec") or {}
+            if now is not None and meta.get("uid") == b.pod_uid and spec.get("nodeName"):
+                self.metrics.decisions.labels("bind", "retried").inc()
+                if spec["nodeName"] == b.node:
+                    return ""
+                return f"gpusched: pod {key} is already bound to {spec['nodeName']}"
         pod = self._recent.get(key)
         if pod is None or (pod.get("metadata") or {}).get("uid") != b.pod_uid:
             pod = self.get_pod(b.pod_namespace, b.pod_name)

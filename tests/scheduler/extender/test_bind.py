@@ -38,12 +38,19 @@ class Api:
             raise RuntimeError(self.refuse)
         self.binds.append((name, node, annotations[contract.GPU_IDS]))
 
+    def get_pod(self, namespace, name) -> dict:
+        pod = _pod(name)
+        bound = [n for p, n, _ in self.binds if p == name]
+        if bound:
+            pod["spec"]["nodeName"] = bound[-1]
+        return pod
+
 
 def setup() -> tuple[Extender, LiveState, Api]:
     live = LiveState(stale_after_s=86400)
     live.set_nodes([node_body(NodeSpec(n, 8, "NVIDIA-H100-80GB-HBM3", H100_MIB)) for n in ("a", "b")])
     api = Api()
-    ext = Extender(live=live, binder=api.binder, get_pod=lambda ns, name: _pod(name))
+    ext = Extender(live=live, binder=api.binder, get_pod=api.get_pod)
     return ext, live, api
 
 
@@ -63,6 +70,17 @@ def test_a_retry_after_the_first_bind_succeeded_binds_nothing_more():
     assert api.binds == [("p", "a", "0")] and used(live, "a") == [0]
     assert "already bound to a" in bind(ext, "p", "b")
     assert used(live, "b") == []
+
+
+def test_a_pod_recreated_under_the_same_name_is_bound_again():
+    """The old pod's allocation is still counted (its DELETED event not seen yet); the new one,
+    with another UID and no node, must be bound, not answered as a retry."""
+    ext, live, api = setup()
+    assert bind(ext, "p", "a") == ""
+    api.binds.clear()  # the API server no longer has the old pod; the new one is pending
+    answer = json.loads(ext.bind(json.dumps({"PodName": "p", "PodNamespace": "ns", "PodUID": "uid-p",
+                                             "Node": "b"}).encode()))["Error"]
+    assert answer == "" and api.binds == [("p", "b", "0")]
 
 
 def test_a_retry_while_the_first_bind_runs_waits_for_its_outcome():
