@@ -140,8 +140,8 @@ class Extender:
         try:
             req = parse_pod(args.pod)
         except RequestError:
-            return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
-        if not req.gpu_pod:
+            req = None  # filter already refused it everywhere, with the reason
+        if req is None or not req.gpu_pod:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
         details = score_candidates(self.live.snapshot(), req, args.node_names, self.weights, self.live.shapes)
         self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
