@@ -402,7 +402,8 @@ def prometheus_outage(bed: ChaosBed, outage_s: float = 120.0, rate: float = 10.0
 
 # ---------------------------------------------------------------- 4. autoscaler leader killed
 
-def _metric(port: int, name: str) -> float | None:
+def metric_total(port: int, name: str) -> float | None:
+    """Sum of every sample of `name` on a local /metrics page; None when it cannot be read."""
     try:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except requests.RequestException:
@@ -456,7 +457,7 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
         def watch():
             last = None
             while not stop_watch.is_set():
-                flags = [_metric(ports[i], "gpusched_autoscaler_leader") for i in procs if procs[i].poll() is None]
+                flags = [metric_total(ports[i], "gpusched_autoscaler_leader") for i in procs if procs[i].poll() is None]
                 spec = _lease(bed, ns)
                 if spec.get("holderIdentity") == leader:
                     renew_last[0] = spec.get("renewTime")
@@ -476,12 +477,12 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
         follower = "as-b" if leader == "as-a" else "as-a"
         watcher.start()
         _wait_scraped(bed, ns)
-        wait_for(lambda: _metric(ports[leader], "gpusched_autoscaler_decisions_total"), 120, "the leader deciding")
+        wait_for(lambda: metric_total(ports[leader], "gpusched_autoscaler_decisions_total"), 120, "the leader deciding")
         fleet.load.set_rate(12.0)  # the queue grows on one replica: the leader scales up
         wait_for(lambda: replicas_of(bed, ns) >= 2, 180, "scaled up by the leader")
         time.sleep(3)
         leader_scales = _scale_actions(ports[leader])
-        follower_decisions_before = _metric(ports[follower], "gpusched_autoscaler_decisions_total") or 0
+        follower_decisions_before = metric_total(ports[follower], "gpusched_autoscaler_decisions_total") or 0
         procs[leader].send_signal(signal.SIGKILL)
         t_kill = time.time()
         procs[leader].wait(10)

@@ -27,6 +27,7 @@ import pytest
 import requests
 import yaml
 
+from benchmarks.chaos.cases import metric_total
 from benchmarks.fleet.driver import Load
 from scheduler import contract
 from scheduler.kube.client import raw
@@ -346,18 +347,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _metric(port, name):
-    try:
-        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except requests.RequestException:
-        return None
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name) and not line.startswith("#"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def _lease_holder(api, ns):
     status, lease = raw(api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/gpusched-autoscaler")
     return (lease.get("spec") or {}).get("holderIdentity") if status == 200 else None
@@ -390,10 +379,10 @@ def test_two_daemons_only_the_leader_acts_and_the_other_takes_over(cluster, crd,
         eventually(lambda: replicas_of(apps, ns) >= 3, timeout=15, what="scaled up")
         rescale = events(api, ns, "SuccessfulRescale")
         assert rescale and {e["reportingInstance"] for e in rescale} == {leader}
-        assert _metric(ports[leader], "gpusched_autoscaler_leader") == 1
-        assert _metric(ports[follower], "gpusched_autoscaler_leader") == 0
-        assert not _metric(ports[follower], "gpusched_autoscaler_decisions_total")  # decided nothing
-        assert _metric(ports[leader], "gpusched_autoscaler_decisions_total") > 0
+        assert metric_total(ports[leader], "gpusched_autoscaler_leader") == 1
+        assert metric_total(ports[follower], "gpusched_autoscaler_leader") == 0
+        assert not metric_total(ports[follower], "gpusched_autoscaler_decisions_total")  # decided nothing
+        assert metric_total(ports[leader], "gpusched_autoscaler_decisions_total") > 0
         eventually(lambda: len(pool(api, ns)[0]) >= 2, timeout=30, what=">= 2 serving")
 
         # kill the leader without a chance to release the Lease
