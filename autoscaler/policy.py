@@ -15,14 +15,20 @@ load (desired = ceil(ready * value / target)), which is then compared with
 
 Rules, each giving a recommendation with its arithmetic:
 1. one HPA-style ratio per signal, with tolerance (hold when |ratio - 1| <= tolerance);
-2. queueing (when ``spec.slo`` is set): the fewest replicas c, modelled as M/M/c
-   with arrival rate lambda and service rate mu per replica, such that utilisation
-   lambda/(c mu) <= slo.targetUtilization and P(wait > bound) = C(c, lambda/mu) *
-   exp(-(c mu - lambda) bound) <= 1 - slo.percentile (Erlang C); scales down only past
-   the tolerance;
+2. queueing (when ``spec.slo`` is set): the fewest replicas c such that utilisation
+   lambda/(c mu) <= slo.targetUtilization and P(wait > bound) <= 1 - slo.percentile,
+   with arrival rate lambda and service rate mu per replica. A replica runs up to
+   B = ``concurrencyPerReplica`` requests at once (vLLM's --max-num-seqs) and a request
+   waits only when every slot of every replica is busy, so the fleet is M/M/(cB) with
+   rate mu/B per slot: P(wait > t) = C(cB, B lambda/mu) * exp(-(c mu - lambda) t)
+   (Erlang C; B = 1 is M/M/c, one server per replica). Scales down only past the
+   tolerance;
 3. forecast (with queueing, ``forecast.enabled`` and coldStartSeconds > 0): Holt's
    linear trend over the recent arrival rates, extrapolated over the cold-start
-   horizon, fed to the queueing rule; it only ever asks for more.
+   horizon, less the sampling noise of the 1-minute rate it is fed
+   (z * sqrt(lambda / 60 s), z the normal quantile of slo.percentile: a Poisson count
+   over 60 s has variance lambda * 60), fed to the queueing rule; it only ever asks for
+   more. A rise within that noise is not a trend.
 The recommendation is the largest. Then, in order:
 - unknown data: any configured input that is unknown (a signal that is None, or the
   arrival/service rate when the queueing rule is on) forbids a scale-down; a scale-up
@@ -53,6 +59,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 from typing import Final, Mapping
 
 import numpy as np
@@ -73,6 +80,10 @@ MAX_REPLICAS: Final = "maxReplicas"
 _EPS: Final = 1e-9
 _MAX_ARRIVALS: Final = 32  # samples kept for Holt's forecast
 _MIN_ARRIVALS: Final = 3  # samples needed before the trend is trusted
+# The arrival rate is a rate over this window (autoscaler.signals.read_arrival_rate's "1m"):
+# a Poisson count over it has variance lambda * window, the rate a standard deviation of
+# sqrt(lambda / window).
+ARRIVAL_RATE_WINDOW_S: Final = 60.0
 
 _UNITS: Final = {"queueDepth": "/replica", "gpuUtilization": "%", "kvCache": "", "promql": ""}
 
@@ -167,34 +178,45 @@ def erlang_c(c: int, offered: float) -> float:
 
 
 def replicas_for_slo(arrival: float, service: float, target_utilization: float,
-                     wait_bound: float | None, percentile: float, cap: int) -> tuple[int, str]:
-    """Fewest replicas c with lambda/(c mu) <= target and P(wait > bound) <= 1 - percentile
-    (M/M/c). The utilisation bound alone may ask for more than ``cap`` (the caller clamps
+                     wait_bound: float | None, percentile: float, cap: int,
+                     concurrency: int = 1) -> tuple[int, str]:
+    """Fewest replicas c with lambda/(c mu) <= target and P(wait > bound) <= 1 - percentile.
+
+    A replica runs up to ``concurrency`` = B requests at once (vLLM's --max-num-seqs), and
+    a request waits only when every slot of every replica is busy: the fleet is M/M/(cB)
+    with rate mu/B per slot (offered load a = B lambda/mu), so P(wait > t) =
+    C(cB, a) exp(-(cB mu/B - lambda) t) = C(cB, a) exp(-(c mu - lambda) t). B = 1 is
+    M/M/c. The utilisation bound alone may ask for more than ``cap`` (the caller clamps
     and says so); the wait bound is searched up to ``cap`` and gives ``cap`` if missed there."""
     if arrival <= 0:
         return 0, f"arrival {arrival:g} req/s -> 0"
-    offered = arrival / service
-    c_util = max(1, _ceil(offered / target_utilization))
+    b_slots = max(1, int(concurrency))
+    offered = arrival / service * b_slots  # in slots
+    c_util = max(1, _ceil(arrival / service / target_utilization))
     text = f"ceil({arrival:g}/({service:g}*{target_utilization:g}))={c_util}"
     if wait_bound is None or c_util >= cap:
         return c_util, text
-    cs = np.arange(c_util, max(cap, c_util) + 1)
-    # Erlang B for k = 1..cap by recurrence, then C and the wait tail for every candidate.
-    b = np.empty(int(cs[-1]) + 1)
-    b[0] = 1.0
-    for k in range(1, len(b)):
-        b[k] = offered * b[k - 1] / (k + offered * b[k - 1])
-    rho = offered / cs
-    bc = b[cs]
-    c_wait = bc / (1.0 - rho * (1.0 - bc))
-    tail = c_wait * np.exp(-(cs * service - arrival) * wait_bound)
-    ok = np.nonzero(tail <= (1.0 - percentile) + _EPS)[0]
-    if len(ok) == 0:
-        return int(cs[-1]), f"{text}; P(wait>{wait_bound:g}s) still {tail[-1]:.3g} at {cs[-1]}"
-    c = int(cs[ok[0]])
+    model = "" if b_slots == 1 else f" (M/M/cB, B={b_slots})"
+    # Erlang B over servers k = 1.. by the stable recurrence B(k) = a B(k-1) / (k + a B(k-1));
+    # candidates c = c_util..cap, n = cB servers each; stop at the first that meets the bound.
+    b, k = 1.0, 0
+    tail = math.inf
+    c = c_util
+    for c in range(c_util, max(cap, c_util) + 1):
+        n = c * b_slots
+        while k < n:
+            k += 1
+            b = offered * b / (k + offered * b)
+        rho = offered / n
+        c_wait = b / (1.0 - rho * (1.0 - b)) if rho < 1 else 1.0
+        tail = c_wait * math.exp(-(c * service - arrival) * wait_bound)
+        if tail <= (1.0 - percentile) + _EPS:
+            break
+    else:
+        return c, f"{text}; P(wait>{wait_bound:g}s){model} still {tail:.3g} at {c}"
     if c == c_util:
-        return c, f"{text}; P(wait>{wait_bound:g}s)={tail[ok[0]]:.2g} <= {1 - percentile:.2g}"
-    return c, f"{text}, but P(wait>{wait_bound:g}s) <= {1 - percentile:.2g} needs {c} ({tail[ok[0]]:.2g})"
+        return c, f"{text}; P(wait>{wait_bound:g}s){model}={tail:.2g} <= {1 - percentile:.2g}"
+    return c, f"{text}, but P(wait>{wait_bound:g}s) <= {1 - percentile:.2g}{model} needs {c} ({tail:.2g})"
 
 
 def holt_forecast(times: np.ndarray, values: np.ndarray, alpha: float, beta: float,
@@ -296,7 +318,8 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
         if lam is not None and mu is not None:
             slo = spec.slo
             cap = spec.max_replicas
-            c, text = replicas_for_slo(lam, mu, slo.target_utilization, slo.wait_bound_s, slo.percentile, cap)
+            conc = spec.concurrency_per_replica
+            c, text = replicas_for_slo(lam, mu, slo.target_utilization, slo.wait_bound_s, slo.percentile, cap, conc)
             if cur > 0 and c < cur and (cur - c) / cur <= tol:
                 recs.append(Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; "
                                            f"{c} within tolerance {tol:g} of {cur} -> hold {cur}", c))
@@ -311,13 +334,19 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
                 forecast_rate = max(0.0, f1)
                 f2 = max(0.0, level + trend * (now + 2 * h - float(t[-1])))
                 prewarm_target = replicas_for_slo(f2, mu, slo.target_utilization, slo.wait_bound_s,
-                                                  slo.percentile, cap)[0]
-                if forecast_rate > lam + _EPS:
-                    cf, ftext = replicas_for_slo(forecast_rate, mu, slo.target_utilization,
-                                                 slo.wait_bound_s, slo.percentile, cap)
+                                                  slo.percentile, cap, conc)[0]
+                # the part of the rise beyond the 1-minute rate's sampling noise at the SLO percentile
+                z = max(0.0, NormalDist().inv_cdf(slo.percentile))
+                noise = z * math.sqrt(lam / ARRIVAL_RATE_WINDOW_S)
+                asked = forecast_rate - noise
+                if asked > lam + _EPS:
+                    cf, ftext = replicas_for_slo(asked, mu, slo.target_utilization,
+                                                 slo.wait_bound_s, slo.percentile, cap, conc)
                     recs.append(Recommendation(FORECAST, cf,
                                                f"forecast: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
-                                               f"-> {forecast_rate:.3g} req/s in {h:g}s: {ftext}"))
+                                               f"-> {forecast_rate:.3g} req/s in {h:g}s, less noise "
+                                               f"{z:.3g}*sqrt({lam:g}/{ARRIVAL_RATE_WINDOW_S:g})={noise:.3g}: "
+                                               f"{ftext}"))
 
     # the largest recommendation wins (first listed on ties)
     demand: int | None = None

@@ -128,6 +128,9 @@ class AutoscalerSpec:
     slo: Slo | None = None
     cold_start_s: float = DEFAULT_COLD_START_S
     service_rate_per_replica: float | None = None  # req/s one replica sustains; used when not measured
+    # requests one replica runs at once (vLLM --max-num-seqs, TGI --max-concurrent-requests): the
+    # queueing rule's M/M/(c x concurrency) model; 1 = each replica one M/M/c server
+    concurrency_per_replica: int = 1
     forecast: ForecastSpec = field(default_factory=ForecastSpec)
 
     @classmethod
@@ -338,8 +341,18 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     return ForecastSpec(enabled, alpha, beta)
 
 
+MAX_CONCURRENCY: Final = 4096
+
+
+def _concurrency(d: Mapping[str, Any]) -> int:
+    v = _int(d, "concurrencyPerReplica", "spec", 1, minimum=1)
+    if v > MAX_CONCURRENCY:
+        raise SpecError(f"spec.concurrencyPerReplica: must be <= {MAX_CONCURRENCY}, got {v}")
+    return v
+
+
 _TOP_KEYS = {"scaleTargetRef", "minReplicas", "maxReplicas", "model", "signals", "warmReplicas",
-             "behavior", "slo", "coldStartSeconds", "serviceRatePerReplica", "forecast"}
+             "behavior", "slo", "coldStartSeconds", "serviceRatePerReplica", "concurrencyPerReplica", "forecast"}
 
 
 def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
@@ -380,5 +393,6 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
         cold_start_s=float(_number(d, "coldStartSeconds", "spec", DEFAULT_COLD_START_S, minimum=0, maximum=3600)),
         service_rate_per_replica=(None if d.get("serviceRatePerReplica") is None else
                                   float(_number(d, "serviceRatePerReplica", "spec", exclusive_minimum=0))),
+        concurrency_per_replica=_concurrency(d),
         forecast=_parse_forecast(d.get("forecast")),
     )

@@ -28,7 +28,7 @@ GOOD = {
                  "scaleDown": {"stabilizationWindowSeconds": 300, "maxPercentPerPeriod": 100},
                  "panic": {"threshold": 2, "windowSeconds": 6, "stableWindowSeconds": 60}},
     "slo": {"queueWaitSeconds": 2, "ttftSeconds": 3, "percentile": 0.99, "targetUtilization": 0.8},
-    "coldStartSeconds": 45, "serviceRatePerReplica": 2.5,
+    "coldStartSeconds": 45, "serviceRatePerReplica": 2.5, "concurrencyPerReplica": 32,
     "forecast": {"enabled": True, "alpha": 0.5, "beta": 0.3},
 }
 
@@ -153,8 +153,11 @@ def test_schema_takes_the_good_spec():
     (_bad(behavior__scaleUp__periodSeconds=0), "spec.behavior.scaleUp.periodSeconds: below minimum"),
     (_bad(scaleTargetRef={"kind": "Deployment"}), "spec.scaleTargetRef.name: required"),
     (_bad(maxReplicas="8"), "spec.maxReplicas: not integer"),
+    (_bad(concurrencyPerReplica=0), "spec.concurrencyPerReplica: below minimum"),
+    (_bad(concurrencyPerReplica=5000), "spec.concurrencyPerReplica: above maximum"),
+    (_bad(concurrencyPerReplica=2.5), "spec.concurrencyPerReplica: not integer"),
 ], ids=["min<0", "max=0", "warm<0", "target<0", "target=0", "type", "server", "percentile", "period", "no-name",
-        "string"])
+        "string", "concurrency=0", "concurrency>4096", "concurrency-float"])
 def test_schema_rejects(spec, err):
     assert err in schema_errors(SPEC, spec)
     with pytest.raises(SpecError):  # and the parser too

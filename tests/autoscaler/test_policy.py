@@ -171,6 +171,13 @@ QUEUE_ROWS = [
     ("wait-binds", spec([], **SLO_TIGHT), OLD, obs(1, arrival=1), NOW, 3, QUEUEING),
     # a=1: ceil(1/0.8)=2, P(wait>2s) = C(2,1) e^-(2-1)2 = (1/3)(0.135) = 0.045 > 0.01;
     # c=3: C(3,1)=0.0909, x e^-(3-1)2 = 0.0017 <= 0.01: 3
+    ("wait-binds-slots", spec([], concurrencyPerReplica=4, **SLO_TIGHT), OLD, obs(1, arrival=1), NOW, 2, QUEUEING),
+    # 4 requests at once per replica: M/M/(4c) at mu/4 per slot, a = 4*1/1 = 4 slots busy on average;
+    # c=2: 8 slots, C(8,4)=0.059, x e^-(2*1-1)2 = 0.0080 <= 0.01: 2, where M/M/c (wait-binds) needs 3
+    ("wait-binds-few-slots", spec([], concurrencyPerReplica=2, **SLO_TIGHT), OLD, obs(1, arrival=1), NOW, 3,
+     QUEUEING),
+    # 2 slots: c=2 is 4 slots with a = 2: C(4,2)=0.174, x e^-2 = 0.024 > 0.01; c=3: 6 slots, C(6,2)=0.018,
+    # x e^-4 = 0.00033: 3
     ("queueing-tolerance-down", spec([], maxReplicas=20, **SLO), OLD, obs(11, arrival=7.5), NOW, 11, QUEUEING),
     # ceil(7.5/0.8)=ceil(9.375)=10 vs 11: (11-10)/11=0.09 <= 0.1: hold 11
     ("queueing-down", spec([], maxReplicas=20, **SLO), OLD, obs(14, arrival=7.5), NOW, 10, QUEUEING),
@@ -187,7 +194,18 @@ QUEUE_ROWS = [
     # queue 4.6/5 within tolerance: hold 6; queueing ceil(8/0.8)=10: max = 10
     # ---- forecast: Holt on 1, 2, 3, 4 req/s at t=0, 15, 30, 45 and now 5 at t=60 (a line, so Holt is exact)
     ("forecast-ramp", spec([], maxReplicas=20, **SLO), RAMP, obs(7, arrival=5), 60, 10, FORECAST),
-    # trend (2-1)/15 = 1/15 req/s per s; in 45 s: 5 + 45/15 = 8 req/s: ceil(8/0.8)=10 (now: ceil(5/0.8)=7)
+    # trend (2-1)/15 = 1/15 req/s per s; in 45 s: 5 + 45/15 = 8 req/s, less the 1-minute rate's noise at
+    # the 99th percentile 2.326*sqrt(5/60) = 0.672: 7.33 req/s: ceil(7.33/0.8)=ceil(9.16)=10 (now: ceil(5/0.8)=7)
+    ("forecast-less-noise", spec([], maxReplicas=20, **SLO),
+     ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5), 60, 10,
+     FORECAST),
+    # a line, trend 0.08/s: 5 + 45*0.08 = 8.6 req/s would ask ceil(8.6/0.8)=ceil(10.75)=11; less the noise
+    # 2.326*sqrt(5/60)=0.672: 7.93 req/s: ceil(7.93/0.8)=ceil(9.91)=10
+    ("forecast-within-noise", spec([], maxReplicas=20, **SLO),
+     ScaleState(started_at=0, arrivals=((0, 5.3), (15, 5.35), (30, 5.4), (45, 5.45))), obs(7, arrival=5.5), 60, 7,
+     QUEUEING),
+    # a line, trend 1/300 req/s per s: 5.5 + 45/300 = 5.65 req/s would ask ceil(5.65/0.8)=ceil(7.06)=8; but the
+    # rise 0.15 is within the noise 2.326*sqrt(5.5/60)=0.704: no forecast; now ceil(5.5/0.8)=ceil(6.875)=7
     ("forecast-flat", spec([], maxReplicas=20, **SLO),
      ScaleState(started_at=0, arrivals=((0, 5.0), (15, 5.0), (30, 5.0), (45, 5.0))), obs(7, arrival=5), 60, 7,
      QUEUEING),
@@ -305,6 +323,35 @@ def test_erlang_c(c, a, want):
 ])
 def test_replicas_for_slo(lam, mu, util, wait, pct, cap, want):
     assert replicas_for_slo(lam, mu, util, wait, pct, cap)[0] == want
+    assert replicas_for_slo(lam, mu, util, wait, pct, cap, 1)[0] == want  # B = 1 is M/M/c
+
+
+@pytest.mark.parametrize("lam,mu,util,wait,pct,cap,slots,want", [
+    (1, 1, 0.8, 2, 0.99, 100, 4, 2),
+    # M/M/(cB), rate mu/B per slot: a = B lam/mu = 4; c=2: 8 slots, Erlang B(8,4)=0.0304 (recurrence),
+    # C = 0.0304/(1-0.5*(1-0.0304)) = 0.059; P(wait>2s) = 0.059 e^-(2*1-1)*2 = 0.0080 <= 0.01: 2 (M/M/c: 3)
+    (1, 1, 0.8, 2, 0.99, 100, 2, 3),
+    # a = 2; c=2: 4 slots, C(4,2)=0.174, x e^-2 = 0.024 > 0.01; c=3: C(6,2)=0.018 x e^-4 = 0.00033: 3
+    (8, 1, 0.9, 2, 0.99, 100, 32, 9),    # ceil(8/0.9)=9; 288 slots at a=256: P(wait>2s)=0.0042 <= 0.01: 9
+    (8, 1, 0.9, 2, 0.99, 100, 1, 10),    # the same as M/M/c: P(wait>2s)=0.0075 only at 10
+    (2.5, 1, 0.9, 2, 0.99, 100, 32, 4),  # ceil(2.5/0.9)=3, but 96 slots at a=80 miss the bound; 128 slots: 4
+    (2.5, 1, 0.9, 2, 0.99, 100, 1, 5),   # M/M/c: 5
+    (1, 1, 1.0, 2, 0.99, 2, 2, 2),
+    # ceil(1/1)=1: 2 slots at a=2 are saturated (P=1); c=2: 0.024 > 0.01; the cap 2 misses it: the cap
+])
+def test_replicas_for_slo_slots(lam, mu, util, wait, pct, cap, slots, want):
+    c, text = replicas_for_slo(lam, mu, util, wait, pct, cap, slots)
+    assert c == want, text
+    assert ("M/M/cB" in text) == (slots > 1)
+
+
+def test_reason_shows_slots_and_noise():
+    d = decide(OLD, obs(1, arrival=1), spec([], concurrencyPerReplica=4, **SLO_TIGHT), NOW)
+    assert "P(wait>2s) (M/M/cB, B=4)=0.008 <= 0.01" in d.reason, d.reason
+    d = decide(ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5),
+               spec([], maxReplicas=20, **SLO), 60)
+    assert "-> 8.6 req/s in 45s, less noise 2.33*sqrt(5/60)=0.672: ceil(7.92844/(1*0.8))=10" in d.reason, d.reason
+    assert d.forecast_arrival_rate == pytest.approx(8.6)  # Holt's own forecast, before the noise
 
 
 def test_holt_exact_on_a_line_and_irregular_steps():

@@ -35,6 +35,7 @@ def test_defaults_match_hpa_and_kpa():
     assert (b.scale_up.max_pods, b.scale_up.max_percent, b.scale_up.period_s) == (4, 100, 15)  # max(100%, 4)/15 s
     assert (b.panic.threshold, b.panic.window_s, b.panic.stable_window_s) == (2.0, 6, 60)      # KPA
     assert s.cold_start_s == 45 and s.slo is None
+    assert s.concurrency_per_replica == 1  # each replica one M/M/c server, as before the field existed
     assert s.signals[0].name == "queueDepth" and s.signals[0].server == "vllm"
 
 
@@ -55,9 +56,10 @@ def test_full_spec():
                      "scaleDown": {"stabilizationWindowSeconds": 120, "maxPodsPerPeriod": 1},
                      "panic": {"threshold": 3, "stableWindowSeconds": 30}},
         "slo": {"queueWaitSeconds": 2, "ttftSeconds": 1.5, "percentile": 0.95},
-        "coldStartSeconds": 30, "serviceRatePerReplica": 4.5,
+        "coldStartSeconds": 30, "serviceRatePerReplica": 4.5, "concurrencyPerReplica": 256,
         "forecast": {"alpha": 0.3, "beta": 0.1},
     })
+    assert s.concurrency_per_replica == 256
     assert [x.name for x in s.signals] == ["queueDepth", "gpuUtilization", "kvCache", "custom", "promql"]
     assert s.signal("custom").query == "sum(x)/count(x)"
     # a direction's policies left out keep defaults; one given replaces both
@@ -121,6 +123,11 @@ def test_slo_alone_is_enough():
     (with_(behavior={"scaleUp": {"stabilisationWindowSeconds": 5}}), "unknown field(s) stabilisationWindowSeconds"),
     (with_(replicas=3), "spec: unknown field(s) replicas"),
     (with_(serviceRatePerReplica=0), "spec.serviceRatePerReplica: must be > 0"),
+    (with_(concurrencyPerReplica=0), "spec.concurrencyPerReplica: must be >= 1, got 0"),
+    (with_(concurrencyPerReplica=2.5), "spec.concurrencyPerReplica: must be an integer, got 2.5"),
+    (with_(concurrencyPerReplica="32"), "spec.concurrencyPerReplica: must be a number, got '32'"),
+    (with_(concurrencyPerReplica=True), "spec.concurrencyPerReplica: must be a number"),
+    (with_(concurrencyPerReplica=5000), "spec.concurrencyPerReplica: must be <= 4096, got 5000"),
     (with_(forecast={"alpha": 0}), "spec.forecast.alpha: must be > 0"),
     (with_(forecast={"enabled": "yes"}), "spec.forecast.enabled: must be true or false"),
     ([], "spec: must be an object"),
