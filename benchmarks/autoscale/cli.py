@@ -215,7 +215,8 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         # the user's overrides first, then the ablation's switch (which may remove a field)
         return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=i.mu,
                                             cold_start_s=cold.seconds("remote"), queue_wait_s=args.queue_wait_slo,
-                                            queue_target=args.queue_target, overrides=overrides), extra)
+                                            queue_target=args.queue_target, concurrency=service.max_batch,
+                                            overrides=overrides), extra)
 
     try:
         for i in inputs:

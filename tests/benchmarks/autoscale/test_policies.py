@@ -120,3 +120,19 @@ def test_ablations_switch_one_thing_off_through_the_spec():
     assert specs["ours-no-panic"].behavior.panic.threshold == 1e9
     assert pol.ABLATIONS["ours-no-prewarm"][1] is False and specs["ours-no-prewarm"] == specs["ours"]
     assert math.isclose(specs["ours"].service_rate_per_replica, 2.0)
+
+
+def test_ours_spec_slots_and_scale_down():
+    from autoscaler.spec import parse_spec
+
+    kw = dict(max_replicas=8, mu=2.0, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0)
+    # the simulated server's batch size, as a user reads --max-num-seqs off their vLLM
+    s = parse_spec(pol.ours_spec("m", concurrency=32, **kw))
+    assert s.concurrency_per_replica == 32
+    assert parse_spec(pol.ours_spec("m", **kw)).concurrency_per_replica == 1  # left out: M/M/c
+    # ablations keep it (each switches one thing off)
+    assert all(parse_spec(pol.merge_spec(pol.ours_spec("m", concurrency=32, **kw), v[0])).concurrency_per_replica
+               == 32 for v in pol.ABLATIONS.values())
+    # shed at most 10% per 15 s (HPA's default is 100%)
+    assert (s.behavior.scale_down.max_percent, s.behavior.scale_down.period_s) == (10.0, 15.0)
+    assert s.behavior.scale_down.stabilization_window_s == 300
