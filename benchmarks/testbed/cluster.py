@@ -27,6 +27,7 @@ from benchmarks.testbed.binaries import Binaries, ensure_binaries
 log = logging.getLogger(__name__)
 
 STAGES = Path(__file__).with_name("kwok-stages.yaml")
+NODE_LEASE_S = 40  # the kubelet's default nodeLeaseDurationSeconds
 STATE_FILE = "cluster.json"
 # Client identities: common name -> organisations (RBAC groups).
 CLIENTS = {
@@ -380,6 +381,11 @@ class LocalCluster:
             f"--config={STAGES}",
             "--manage-all-nodes=false", "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--server-address=127.0.0.1:{p['kwok']}", "--node-ip=10.0.0.1", "--cidr=10.0.0.1/16",
+            # Node Leases are the heartbeat kube-controller-manager watches (the stages' node
+            # status heartbeat is every 10 minutes); without them every node turns NotReady
+            # after the 50 s grace period and the node lifecycle controller marks every pod on
+            # it not Ready. kwok renews at a quarter of the duration, as the kubelet does.
+            f"--node-lease-duration-seconds={NODE_LEASE_S}",
         ])
 
     def wait_for_default_service_account(self, timeout: float) -> None:
