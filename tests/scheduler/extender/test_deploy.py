@@ -56,10 +56,13 @@ def test_extender_serves_and_binds_under_its_service_account(cluster, applied, c
     admin["users"] = [{"name": "extender", "user": {"token": token}}]
     admin["contexts"][0]["context"]["user"] = "extender"
     kc.write_text(yaml.safe_dump(admin))
+    # The session's nodes were reported once, at its start; this test may run after the default 600 s.
+    config = tmp_path / "extender.yaml"
+    config.write_text("staleAfterSeconds: 86400\n")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     cluster.spawn("extender-as-sa", [sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(kc),
-                                     "--listen", f"127.0.0.1:{port}"])
+                                     "--listen", f"127.0.0.1:{port}", "--config", str(config)])
     try:
         cluster.wait_until("extender-as-sa", lambda: requests.get(f"{url}/readyz", timeout=2).ok, 60, "ready")
         # a pod no scheduler picks up, bound by hand through the extender's verbs
