@@ -165,6 +165,8 @@ class IasState:
     last_status: dict | None = None
     last_status_at: float = float("-inf")
     signal_names: list[str] = field(default_factory=list)
+    last_rule: str | None = None  # of the last decision: a change of rule is logged even without a scale
+    last_signals_msg: str | None = None  # what was unknown at the last tick (None: all known)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -483,7 +485,10 @@ class Autoscaler:
         if pl.demote:
             summary += f"; demote {', '.join(pl.demote)}"
         changes = pl.changes or pl.replicas != dep_replicas
-        log.log(logging.INFO if changes else logging.DEBUG, "%s: %s: %s [%s]", key, summary, d.reason, d.rule)
+        # A hold is logged when its rule changes, so a log shows why nothing happened.
+        log.log(logging.INFO if changes or d.rule != st.last_rule else logging.DEBUG, "%s: %s: %s [%s]", key,
+                summary, d.reason, d.rule)
+        st.last_rule = d.rule
         for n in pl.notes:
             self.events.record(obj, "Warning" if "lack" in n else "Normal", "WarmPool", n)
 
@@ -492,6 +497,11 @@ class Autoscaler:
         if notes:
             self.metrics.errors.labels("signals").inc()
             self.events.record(obj, "Warning", sig_reason, sig_msg)
+            if sig_msg != st.last_signals_msg:
+                log.warning("%s: %s: %s", key, sig_reason, sig_msg)
+        elif st.last_signals_msg is not None:
+            log.info("%s: every signal known again", key)
+        st.last_signals_msg = sig_msg if notes else None
         if self.cfg.dry_run:
             if changes or d.prewarm:
                 self.events.record(obj, "Normal", "DryRun", f"would set {summary}"

@@ -129,6 +129,23 @@ def test_unknown_signals_hold_and_say_why(monkeypatch):
     assert ("Warning", "PrometheusTimeout") in [(t, r) for t, r, _ in w.events]
 
 
+def test_a_hold_says_why_in_the_log_once_and_when_it_ends(monkeypatch, caplog):
+    w = World(monkeypatch, [pod("a", "ready"), pod("b", "ready")], queue=None,
+              deployment=dict(DEP, spec=dict(DEP["spec"], replicas=3)))  # 2 serving + the warm one asked for
+    d = w.daemon()
+    with caplog.at_level("INFO", logger="autoscaler.daemon"):
+        for _ in range(3):
+            d.reconcile(IAS, NOW)
+        w.queue = 10.0  # Prometheus answers again: 10/2 = 5 per replica, the target: hold on the signal
+        d.reconcile(IAS, NOW + 5)
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records]
+    # three ticks of the same unknown hold: one warning, one decision line (a rule change), not three
+    assert [lv for lv, m in lines if "PrometheusTimeout" in m] == ["WARNING"], lines
+    assert sum("[unknownHold]" in m for _, m in lines) == 1, lines
+    assert ("INFO", "ns/llm: every signal known again") in lines
+    assert any("[signal:queueDepth]" in m or "[hold]" in m for _, m in lines[-3:]), lines
+
+
 @pytest.mark.parametrize("ias,reason", [
     ({**IAS, "spec": {**IAS["spec"], "maxReplicas": 0}}, "InvalidSpec"),
     ({**IAS, "spec": {**IAS["spec"], "scaleTargetRef": {"name": "llm", "kind": "StatefulSet"}}}, "UnsupportedTarget"),
