@@ -448,7 +448,7 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
             ports[ident] = free_port()
             out = open(bed.cluster.dir / "logs" / f"{ns}-{ident}.log", "wb")
             procs[ident] = subprocess.Popen(
-                [sys.executable, "-m", "autoscaler", "--kubeconfig", str(bed.cluster.kubeconfig),
+                [sys.executable, "-m", "scheduler.cli", "-v", "autoscaler", "--kubeconfig", str(bed.cluster.kubeconfig),
                  "--prometheus-url", prom.url, "--interval", "1", "--namespace", ns, "--watch-namespace", ns,
                  "--identity", ident, "--lease-duration", f"{lease_s:g}", "--metrics-port", str(ports[ident]),
                  "--metrics-addr", "127.0.0.1", "--prometheus-timeout", "1"],
@@ -497,6 +497,10 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
             acted = True
         except TimeoutError:
             acted = False
+        # what the new leader last decided, and whether it was deciding at all: the log says why
+        last = (get_ias(bed, ns, "llm").get("status") or {}).get("lastDecision") or {}
+        decided_after = (metric_total(ports[follower], "gpusched_autoscaler_decisions_total") or 0) \
+            - follower_decisions_before
         time.sleep(3)
         stop_watch.set()
         watcher.join(5)
@@ -526,6 +530,14 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
                  f"{follower_decisions_before:.0f} times before; scale actions {leader_scales:.0f} by the old leader + "
                  f"{new_scales:.0f} by the new one for {changes} Deployment replica changes; new leader "
                  f"{'scaled up' if acted else 'did NOT scale up'} the next burst")
+        if not acted:
+            _, pods = raw(bed.api, "GET", f"/api/v1/namespaces/{ns}/pods")
+            ready = [p["metadata"]["name"] for p in (pods or {}).get("items") or []
+                     if any(c.get("type") == "Ready" and c.get("status") == "True"
+                            for c in (p.get("status") or {}).get("conditions") or [])]
+            found += (f" ({decided_after:.0f} decisions as leader; the last: {last.get('replicas')} replicas by "
+                      f"{last.get('rule')}: {last.get('reason')}; the API server shows {len(ready)} Ready pods; "
+                      f"log {bed.cluster.dir / 'logs' / f'{ns}-{follower}.log'})")
         figures = {"lease_s": lease_s, "takeover_s": round(takeover, 1), "takeover_bound_s": round(bound, 1),
                    "since_last_renewal_s": round(since_renew, 1) if since_renew is not None else None,
                    "both_leaders_samples": overlap[0], "samples": overlap[1],
