@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
-            "hpa-util", "keda-queue", "static", "oracle")
+            "ours-batch-slots", "hpa-util", "keda-queue", "static", "oracle")
 
 # The bench's defaults, each a documented assumption (see --help and the module docs
 # of benchmarks.autoscale.service and .policies).
@@ -213,10 +213,11 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
 
     def spec_for(i, extra):
         # the user's overrides first, then the ablation's switch (which may remove a field)
+        if extra.get("concurrencyPerReplica") == pol.SERVER_BATCH:
+            extra = dict(extra, concurrencyPerReplica=service.max_batch)
         return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=i.mu,
                                             cold_start_s=cold.seconds("remote"), queue_wait_s=args.queue_wait_slo,
-                                            queue_target=args.queue_target, concurrency=service.max_batch,
-                                            overrides=overrides), extra)
+                                            queue_target=args.queue_target, overrides=overrides), extra)
 
     try:
         for i in inputs:

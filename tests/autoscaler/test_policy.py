@@ -194,18 +194,15 @@ QUEUE_ROWS = [
     # queue 4.6/5 within tolerance: hold 6; queueing ceil(8/0.8)=10: max = 10
     # ---- forecast: Holt on 1, 2, 3, 4 req/s at t=0, 15, 30, 45 and now 5 at t=60 (a line, so Holt is exact)
     ("forecast-ramp", spec([], maxReplicas=20, **SLO), RAMP, obs(7, arrival=5), 60, 10, FORECAST),
-    # trend (2-1)/15 = 1/15 req/s per s; in 45 s: 5 + 45/15 = 8 req/s, less the 1-minute rate's noise at
-    # the 99th percentile 2.326*sqrt(5/60) = 0.672: 7.33 req/s: ceil(7.33/0.8)=ceil(9.16)=10 (now: ceil(5/0.8)=7)
-    ("forecast-less-noise", spec([], maxReplicas=20, **SLO),
-     ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5), 60, 10,
+    # trend (2-1)/15 = 1/15 req/s per s; in 45 s: 5 + 45/15 = 8 req/s: ceil(8/0.8)=10 (now: ceil(5/0.8)=7)
+    ("forecast-steep", spec([], maxReplicas=20, **SLO),
+     ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5), 60, 11,
      FORECAST),
-    # a line, trend 0.08/s: 5 + 45*0.08 = 8.6 req/s would ask ceil(8.6/0.8)=ceil(10.75)=11; less the noise
-    # 2.326*sqrt(5/60)=0.672: 7.93 req/s: ceil(7.93/0.8)=ceil(9.91)=10
-    ("forecast-within-noise", spec([], maxReplicas=20, **SLO),
-     ScaleState(started_at=0, arrivals=((0, 5.3), (15, 5.35), (30, 5.4), (45, 5.45))), obs(7, arrival=5.5), 60, 7,
-     QUEUEING),
-    # a line, trend 1/300 req/s per s: 5.5 + 45/300 = 5.65 req/s would ask ceil(5.65/0.8)=ceil(7.06)=8; but the
-    # rise 0.15 is within the noise 2.326*sqrt(5.5/60)=0.704: no forecast; now ceil(5.5/0.8)=ceil(6.875)=7
+    # a line, trend 0.08/s: 5 + 45*0.08 = 8.6 req/s: ceil(8.6/0.8)=ceil(10.75)=11
+    ("forecast-small-rise", spec([], maxReplicas=20, **SLO),
+     ScaleState(started_at=0, arrivals=((0, 5.3), (15, 5.35), (30, 5.4), (45, 5.45))), obs(7, arrival=5.5), 60, 8,
+     FORECAST),
+    # a line, trend 1/300 req/s per s: 5.5 + 45/300 = 5.65 req/s: ceil(5.65/0.8)=ceil(7.06)=8 (now: 7)
     ("forecast-flat", spec([], maxReplicas=20, **SLO),
      ScaleState(started_at=0, arrivals=((0, 5.0), (15, 5.0), (30, 5.0), (45, 5.0))), obs(7, arrival=5), 60, 7,
      QUEUEING),
@@ -345,13 +342,13 @@ def test_replicas_for_slo_slots(lam, mu, util, wait, pct, cap, slots, want):
     assert ("M/M/cB" in text) == (slots > 1)
 
 
-def test_reason_shows_slots_and_noise():
+def test_reason_shows_slots_and_forecast():
     d = decide(OLD, obs(1, arrival=1), spec([], concurrencyPerReplica=4, **SLO_TIGHT), NOW)
     assert "P(wait>2s) (M/M/cB, B=4)=0.008 <= 0.01" in d.reason, d.reason
     d = decide(ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5),
                spec([], maxReplicas=20, **SLO), 60)
-    assert "-> 8.6 req/s in 45s, less noise 2.33*sqrt(5/60)=0.672: ceil(7.92844/(1*0.8))=10" in d.reason, d.reason
-    assert d.forecast_arrival_rate == pytest.approx(8.6)  # Holt's own forecast, before the noise
+    assert "-> 8.6 req/s in 45s: ceil(8.6/(1*0.8))=11" in d.reason, d.reason
+    assert d.forecast_arrival_rate == pytest.approx(8.6)
 
 
 def test_holt_exact_on_a_line_and_irregular_steps():
