@@ -18,10 +18,13 @@ def test_e2e_schedules_every_pod_with_both_schedulers(tmp_path):
         # the backlog run times the scheduler alone: from its first bind, after all 40 existed
         b = rows[("backlog", s)]
         assert 0 < b["drain_s"] <= b["seconds"] and b["pods_per_s"] == pytest.approx(39 / b["drain_s"], rel=0.01)
-    calls = {v["verb"]: v["calls"] for v in result["extender"]}
-    assert calls["filter"] >= 40 and calls["bind"] >= 40
+    # the extender's own latencies, for the gpusched run of each mode
+    calls = {(v["mode"], v["verb"]): v["calls"] for v in result["extender"]}
+    for mode in ("create", "backlog"):
+        assert calls[(mode, "filter")] >= 40 and calls[(mode, "bind")] >= 40, calls
     text = e2e.table(result)
     assert "| create | default-scheduler | 40 |" in text and "| backlog | gpusched | 40 |" in text
+    assert "| backlog | prioritize |" in text
 
 
 def test_quantile_from_cumulative_buckets():
