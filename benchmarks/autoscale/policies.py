@@ -117,7 +117,6 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
 }
 
 
-
 class Ours:
     gated = True
     interval_s = DAEMON_INTERVAL_S

@@ -448,8 +448,10 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
             ports[ident] = free_port()
             out = open(bed.cluster.dir / "logs" / f"{ns}-{ident}.log", "wb")
             procs[ident] = subprocess.Popen(
-                [sys.executable, "-m", "scheduler.cli", "-v", "autoscaler", "--kubeconfig", str(bed.cluster.kubeconfig),
-                 "--prometheus-url", prom.url, "--interval", "1", "--namespace", ns, "--watch-namespace", ns,
+                # -v: DEBUG, every decision with its reason, for a failure to be read afterwards
+                [sys.executable, "-m", "scheduler.cli", "-v", "autoscaler",
+                 "--kubeconfig", str(bed.cluster.kubeconfig), "--prometheus-url", prom.url, "--interval", "1",
+                 "--namespace", ns, "--watch-namespace", ns,
                  "--identity", ident, "--lease-duration", f"{lease_s:g}", "--metrics-port", str(ports[ident]),
                  "--metrics-addr", "127.0.0.1", "--prometheus-timeout", "1"],
                 stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
