@@ -36,6 +36,7 @@ MODES = {"create": ("create",), "backlog": ("backlog",), "both": ("create", "bac
 PHASES = ("all", "schedule", "autoscale")
 VERBS = ("filter", "prioritize", "bind")
 METRIC = "gpusched_extender_request_seconds"
+POLL_S = 0.05  # how often a run counts its bound pods
 
 
 @dataclass
@@ -79,6 +80,19 @@ def _bound(api, ns: str) -> int:
     return len(json.loads(resp.data)["items"])
 
 
+def _until_bound(api, ns: str, pods: int, deadline: float) -> tuple[int, float | None]:
+    """Poll until `pods` are bound or the deadline: (pods bound, when the first was seen bound)."""
+    bound, first = 0, None
+    while time.monotonic() < deadline:
+        bound = _bound(api, ns)
+        if bound and first is None:
+            first = time.monotonic()
+        if bound >= pods:
+            break
+        time.sleep(POLL_S)
+    return bound, first
+
+
 def _wait(check, timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -110,13 +124,7 @@ def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
             done: list[float] = []
             for f in futs:
                 f.add_done_callback(lambda _f: done.append(time.monotonic()))
-            deadline = t0 + timeout
-            bound = 0
-            while time.monotonic() < deadline:
-                bound = _bound(api, ns)
-                if bound >= pods:
-                    break
-                time.sleep(0.05)
+            bound, _ = _until_bound(api, ns, pods, t0 + timeout)
             elapsed = time.monotonic() - t0
             for f in futs:
                 f.result()
@@ -155,16 +163,7 @@ def _backlog(api, ns: str, scheduler: str, bodies: list[dict[str, Any]], workers
     finally:
         t_start = time.monotonic()
         start()
-    first = None
-    bound = 0
-    deadline = t_start + timeout
-    while time.monotonic() < deadline:
-        bound = _bound(api, ns)
-        if bound and first is None:
-            first = time.monotonic()
-        if bound >= pods:
-            break
-        time.sleep(0.05)
+    bound, first = _until_bound(api, ns, pods, t_start + timeout)
     end = time.monotonic()
     if bound < pods or first is None:
         raise TimeoutError(f"{scheduler}: only {bound} of {pods} pods bound within {timeout:.0f}s of its start")
@@ -275,10 +274,9 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         setup_s = time.monotonic() - t
         rows, ext = [], []
         t = time.monotonic()
-        g = gs
         holds = {"default-scheduler": (lambda: cluster.stop_process("kube-scheduler"), cluster.start_default_scheduler),
                  "gpusched": (lambda: cluster.stop_process("gpusched-scheduler"),
-                              lambda: cluster.start_scheduler("gpusched-scheduler", g.scheduler_config()))}
+                              lambda: cluster.start_scheduler("gpusched-scheduler", gs.scheduler_config()))}
         for mode in MODES[modes] if scheduling else ():
             for sched in SCHEDULERS:
                 before = gs.metrics() if sched == "gpusched" else ""
@@ -288,7 +286,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
                        "pod": "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers",
-                       "create_workers": workers, "poll_interval_s": 0.05, "phase": phase, "modes": modes,
+                       "create_workers": workers, "poll_interval_s": POLL_S, "phase": phase, "modes": modes,
                        "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
                        "schedule_phase_s": round(time.monotonic() - t, 1)},
             "rows": [asdict(r) for r in rows],

@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import requests
 
+from autoscaler.warmpool import pod_view
 from benchmarks.chaos.bed import GROUP, IMAGE, PLURAL, ROOT, VERSION, ChaosBed, gpu_pod, now_utc, wait_for
 from benchmarks.chaos.checks import check_gpus, extender_view_overcommit, gpu_capacity
 from scheduler import contract
@@ -534,11 +535,9 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
                  f"{'scaled up' if acted else 'did NOT scale up'} the next burst")
         if not acted:
             _, pods = raw(bed.api, "GET", f"/api/v1/namespaces/{ns}/pods")
-            ready = [p["metadata"]["name"] for p in (pods or {}).get("items") or []
-                     if any(c.get("type") == "Ready" and c.get("status") == "True"
-                            for c in (p.get("status") or {}).get("conditions") or [])]
+            ready = sum(pod_view(p).ready for p in (pods or {}).get("items") or [])
             found += (f" ({decided_after:.0f} decisions as leader; the last: {last.get('replicas')} replicas by "
-                      f"{last.get('rule')}: {last.get('reason')}; the API server shows {len(ready)} Ready pods; "
+                      f"{last.get('rule')}: {last.get('reason')}; the API server shows {ready} Ready pods; "
                       f"log {bed.cluster.dir / 'logs' / f'{ns}-{follower}.log'})")
         figures = {"lease_s": lease_s, "takeover_s": round(takeover, 1), "takeover_bound_s": round(bound, 1),
                    "since_last_renewal_s": round(since_renew, 1) if since_renew is not None else None,

@@ -220,8 +220,10 @@ class LiveState:
     def placed_on(self, key: str) -> str | None:
         """The node a pod is counted on: bound as the watch showed it, or reserved by a bind."""
         with self._lock:
-            held = self._pods.get(key) or (a := self._assumed.get(key)) and (a.node, a.alloc)
-            return held[0] if held else None
+            if key in self._pods:
+                return self._pods[key][0]
+            assumed = self._assumed.get(key)
+            return assumed.node if assumed else None
 
     @property
     def lock(self) -> threading.RLock:

@@ -83,8 +83,10 @@ def test_a_pod_recreated_under_the_same_name_is_bound_again():
     assert answer == "" and api.binds == [("p", "b", "0")]
 
 
-def test_a_retry_while_the_first_bind_runs_waits_for_its_outcome():
-    ext, live, api = setup()
+def bind_and_retry(ext, api, while_held=lambda results: None) -> dict[str, str]:
+    """kube-scheduler's retry of a bind that outlived its httpTimeout: the first bind waits on
+    the API server (api.release), the retry comes while it does; `while_held` sees the
+    answers so far before the API server answers."""
     api.release.clear()  # the API server is slow
     results: dict[str, str] = {}
     first = threading.Thread(target=lambda: results.update(first=bind(ext, "p", "a")))
@@ -92,28 +94,29 @@ def test_a_retry_while_the_first_bind_runs_waits_for_its_outcome():
     time.sleep(0.2)
     retry = threading.Thread(target=lambda: results.update(retry=bind(ext, "p", "a")))
     retry.start()
-    time.sleep(0.2)
-    assert "retry" not in results  # waiting, not reserving
+    while_held(results)
     api.release.set()
     first.join(5)
     retry.join(5)
+    return results
+
+
+def test_a_retry_while_the_first_bind_runs_waits_for_its_outcome():
+    ext, live, api = setup()
+
+    def still_waiting(results):
+        time.sleep(0.2)
+        assert "retry" not in results  # waiting, not reserving
+
+    results = bind_and_retry(ext, api, still_waiting)
     assert results == {"first": "", "retry": ""}
     assert api.binds == [("p", "a", "0")] and used(live, "a") == [0]
 
 
 def test_a_retry_of_a_failed_bind_gets_the_failure_and_nothing_stays_reserved():
     ext, live, api = setup()
-    api.release.clear()
     api.refuse = "the API server said no"
-    results: dict[str, str] = {}
-    first = threading.Thread(target=lambda: results.update(first=bind(ext, "p", "a")))
-    first.start()
-    time.sleep(0.2)
-    retry = threading.Thread(target=lambda: results.update(retry=bind(ext, "p", "a")))
-    retry.start()
-    api.release.set()
-    first.join(5)
-    retry.join(5)
+    results = bind_and_retry(ext, api)
     assert "the API server said no" in results["first"] and results["retry"] == results["first"]
     assert used(live, "a") == []
     api.refuse = None
