@@ -250,9 +250,17 @@ class ClusterSnapshot:
 
     def indices(self, names: Sequence[str]) -> np.ndarray:
         """Rows of `names` (-1 where unknown), read-only; a list seen lately costs one comparison."""
-        for index, seen, rows in tuple(self._row_memo):
+        memo = self._row_memo
+        for entry in tuple(memo):
+            index, seen, rows = entry
             # a different list almost always differs in length or at its first name
             if index is self.index and len(seen) == len(names) and seen == names:
+                if not memo or memo[-1] is not entry:  # evict the least recently used, not the oldest
+                    try:
+                        memo.remove(entry)
+                        memo.append(entry)
+                    except ValueError:
+                        pass  # another thread moved or evicted it
                 return rows
         rows = np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
         self.remember_rows(names, rows)

@@ -204,3 +204,14 @@ def test_indices_memo_is_bounded():
     for i in range(snap.ROW_MEMO_SIZE + 5):
         s.indices(["a"] * (i + 1))
     assert len(s._row_memo) == snap.ROW_MEMO_SIZE
+
+
+def test_indices_memo_keeps_the_list_used_every_call():
+    # kube-scheduler sends prioritize the list our filter answered, a new one per pod, while
+    # a list seen on every call (all nodes) must stay: evictions go least recently used.
+    s = snapshot(node("a"), node("b"))
+    everyone = s.indices(["a", "b"])
+    for i in range(3 * snap.ROW_MEMO_SIZE):
+        assert s.indices(["a", "b"]) is everyone
+        s.remember_rows(["b"] * (i + 1), np.ones(i + 1, np.int64))
+    assert s.indices(["a", "b"]) is everyone
