@@ -236,6 +236,7 @@ class ScoreDetails:
     locality: np.ndarray
     load_seconds_avoided: np.ndarray
     score: np.ndarray
+    rows: np.ndarray | None = None  # [C] each candidate's snapshot row, -1 if unknown
     _index: dict[str, int] = field(default_factory=dict)
 
     def get(self, node: str, default: dict | None = None) -> dict:
@@ -266,7 +267,7 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     rows = s.indices(candidates) if len(s) else np.full(n, -1, np.int64)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64))
+        return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows)
     r = np.where(known, rows, 0)
     p = simulate(s, req, r)
     pack = packing(s, req, r, p)
@@ -279,4 +280,4 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     # maximum, so 11 integer levels resolve differences between these candidates.
     best = total.max()
     score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
-    return ScoreDetails(list(candidates), pack, frag, loc, secs, score)
+    return ScoreDetails(list(candidates), pack, frag, loc, secs, score, rows)

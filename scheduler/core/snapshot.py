@@ -357,12 +357,21 @@ def _derive(total: np.ndarray, used: np.ndarray, committed: np.ndarray, exclusiv
     }
 
 
-def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float) -> ClusterSnapshot:
-    """Stack nodes into a snapshot. Not the hot path (one Python pass over the nodes)."""
+def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
+                   previous: ClusterSnapshot | None = None) -> ClusterSnapshot:
+    """Stack nodes into a snapshot. Not the hot path (one Python pass over the nodes).
+
+    When `previous` had the same node names in the same order (a rebuild for a changed
+    report, not for a node added or gone), the new snapshot keeps its name index and row
+    memo, so the lists the hot path has already looked up stay looked up."""
     if not stale_after_s > 0:
         raise SnapshotError(f"stale_after_s must be positive, got {stale_after_s!r}")
     names = tuple(n.name for n in nodes)
-    index = {name: i for i, name in enumerate(names)}
+    memo: list = []
+    if previous is not None and previous.names == names:
+        names, index, memo = previous.names, previous.index, previous._row_memo
+    else:
+        index = {name: i for i, name in enumerate(names)}
     if len(index) != len(names):
         dup = sorted({n for n in names if names.count(n) > 1})[:3]
         raise SnapshotError(f"node names must be unique; repeated: {dup}")
@@ -407,4 +416,5 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float)
                                    _frozen(np.array(t, np.int8))) for m, (a, b, t) in cache_lists.items()},
         node_models=tuple(r.models for r in rows),
         allocations=tuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
+        _row_memo=memo,
     )

@@ -244,7 +244,7 @@ class LiveState:
                 per_node.setdefault(a.node, []).append(a.alloc)
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                per_node.get(n.name, [])) for n in self._nodes.values()]
-            self._snapshot = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s)
+            self._snapshot = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
             self.shapes = workload_shapes(self._snapshot)
             self._dirty = False
             self.built_at = now

@@ -143,10 +143,11 @@ class Extender:
             req = None  # filter already refused it everywhere, with the reason
         if req is None or not req.gpu_pod:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
-        details = score_candidates(self.live.snapshot(), req, args.node_names, self.weights, self.live.shapes)
+        snap = self.live.snapshot()
+        details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes)
         self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
-        return protocol.prioritize_result(details.names, details.score)
+        return protocol.prioritize_result(details.names, details.score, details.rows, snap.names)
 
     def bind(self, body: bytes) -> bytes:
         b = protocol.parse_binding_args(body)

@@ -215,3 +215,16 @@ def test_indices_memo_keeps_the_list_used_every_call():
         assert s.indices(["a", "b"]) is everyone
         s.remember_rows(["b"] * (i + 1), np.ones(i + 1, np.int64))
     assert s.indices(["a", "b"]) is everyone
+
+
+def test_a_rebuild_with_the_same_nodes_keeps_the_name_index_and_its_memo():
+    first = snapshot(node("a"), node("b"))
+    rows = first.indices(["b", "a"])
+    same = build_snapshot([node("a"), node("b")], now=NOW, stale_after_s=600, previous=first)
+    assert same.names is first.names and same.index is first.index
+    assert same.indices(["b", "a"]) is rows  # looked up once, for both
+    # another node, or the same nodes in another order, is a new index: rows would differ
+    for nodes in ([node("a"), node("b"), node("c")], [node("b"), node("a")]):
+        other = build_snapshot(nodes, now=NOW, stale_after_s=600, previous=first)
+        assert other.index is not first.index
+        assert other.indices(["b", "a"]).tolist() == [other.index["b"], other.index["a"]]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from scheduler.extender import protocol
@@ -30,8 +31,10 @@ def test_a_node_list_is_answered_with_a_node_list():
 
 
 def test_prioritize_and_bind_results():
-    assert json.loads(protocol.prioritize_result(["a", "b"], [10, 0])) == [
-        {"Host": "a", "Score": 10}, {"Host": "b", "Score": 0}]
+    # b scores 0: kube-scheduler gives an unlisted host 0 from the extender, so it is left out
+    assert json.loads(protocol.prioritize_result(["a", "b", "c"], [10, 0, 3])) == [
+        {"Host": "a", "Score": 10}, {"Host": "c", "Score": 3}]
+    assert protocol.prioritize_result(["a", "b"], [0, 0]) == b"[]"
     assert protocol.prioritize_result([], []) == b"[]"
     assert json.loads(protocol.binding_result("")) == {"Error": ""}
     b = protocol.parse_binding_args(body(PodName="p", PodNamespace="ns", PodUID="u1", Node="a"))
@@ -44,10 +47,26 @@ def test_prioritize_and_bind_results():
     ["n\u00f6de", "\u30ce\u30fc\u30c9"],
 ])
 def test_prioritize_result_encodes_any_host_name_as_json_would(hosts):
-    scores = [i % 11 for i in range(len(hosts))]
-    for _ in range(2):  # the second call reads the encoded-name cache
-        assert json.loads(protocol.prioritize_result(hosts, scores)) == [
-            {"Host": h, "Score": s} for h, s in zip(hosts, scores)]
+    scores = [i % 10 + 1 for i in range(len(hosts))]
+    rows = np.arange(len(hosts))[::-1]
+    by_row = tuple(reversed(hosts))
+    for _ in range(2):  # the second call reads the encoded-name caches
+        want = [{"Host": h, "Score": s} for h, s in zip(hosts, scores)]
+        assert json.loads(protocol.prioritize_result(hosts, scores)) == want
+        assert json.loads(protocol.prioritize_result(hosts, scores, rows, by_row)) == want
+
+
+@pytest.mark.parametrize("rows, scores, want", [
+    # hosts by row: r0 "n0", r1 "n1", r2 "n2"; the answer names rows, leaving out score 0
+    ([2, 0, 1], [4, 0, 7], [("n2", 4), ("n1", 7)]),
+    ([1, 1], [1, 2], [("n1", 1), ("n1", 2)]),
+    # an unknown host (row -1): every name comes from the hosts as sent instead
+    ([2, -1], [5, 6], [("n2", 5), ("ghost", 6)]),
+])
+def test_prioritize_result_by_row(rows, scores, want):
+    hosts = [("n0", "n1", "n2")[r] if r >= 0 else "ghost" for r in rows]
+    out = json.loads(protocol.prioritize_result(hosts, scores, np.array(rows), ("n0", "n1", "n2")))
+    assert [(h["Host"], h["Score"]) for h in out] == want
 
 
 @pytest.mark.parametrize("hosts, scores, error", [
