@@ -6,6 +6,10 @@ Requests go over real HTTP on loopback with keep-alive, as kube-scheduler sends 
 LiveState fed with synthetic Node and Pod objects instead of informers. The baseline in
 the same run is an HTTP handler that parses the same body and answers "all nodes fit":
 the cost of the protocol alone.
+
+The node lists are the ones kube-scheduler sends: filter gets every node in a new order
+each call (its filter plugins run on 16 goroutines and the feasible list is in the order
+they finish, schedule_one.go findNodesThatPassFilters), prioritize the list filter answered.
 """
 from __future__ import annotations
 
@@ -52,7 +56,11 @@ def bound_pod(name: str, node: str, gpu: int, memory: str) -> dict[str, Any]:
             "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
 
 
-def request_body(n_nodes: int, i: int) -> bytes:
+def request_body(n_nodes: int, i: int, names: list[str] | None = None) -> bytes:
+    """Call i's body: its pod, and `names` (default: every node, in an order of its own)."""
+    if names is None:
+        names = [f"node-{k:05d}" for k in range(n_nodes)]
+        random.Random(i).shuffle(names)
     pod = {
         "metadata": {"name": f"bench-{i}", "namespace": "bench", "uid": f"uid-{i}",
                      "annotations": {contract.MODEL: MODELS[i % len(MODELS)], contract.GPU_MEMORY: "20Gi"}},
@@ -60,7 +68,7 @@ def request_body(n_nodes: int, i: int) -> bytes:
                  "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
                                  "resources": {"requests": {"cpu": "4", "memory": "32Gi"}}}]},
     }
-    return json.dumps({"Pod": pod, "NodeNames": [f"node-{k:05d}" for k in range(n_nodes)]}).encode()
+    return json.dumps({"Pod": pod, "NodeNames": names}, separators=(",", ":")).encode()  # compact, as Go writes
 
 
 class _Baseline(Extender):
@@ -108,10 +116,9 @@ def _client(port: int, n: int, calls: int, bind: bool, conn_out) -> None:
     conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go's net/http does
     lat: dict[str, list[float]] = {"filter": [], "prioritize": []}
     for i in range(calls + 20):
-        body = request_body(n, i)
-        t_f, data = _call(conn, "/filter", body)
-        t_p, _ = _call(conn, "/prioritize", body)
+        t_f, data = _call(conn, "/filter", request_body(n, i))
         feasible = json.loads(data).get("NodeNames") or []
+        t_p, _ = _call(conn, "/prioritize", request_body(n, i, feasible))
         if feasible and bind:
             _call(conn, "/bind", json.dumps({"PodName": f"bench-{i}", "PodNamespace": "bench",
                                              "PodUID": f"uid-{i}", "Node": feasible[0]}).encode())
