@@ -86,7 +86,8 @@ def run_extender(args: argparse.Namespace) -> int:
          "rows": [asdict(r) for r in results]}, indent=1))
     text = bench.table(results)
     (out / "extender.md").write_text(text + "\n")
-    print(f"extender latency over HTTP, {args.calls} calls per row, seed {args.seed}\n{text}")
+    print(f"extender latency over HTTP (client side; then time inside the server), {args.calls} calls "
+          f"per row, seed {args.seed}\n{text}")
     return 0
 
 
