@@ -106,6 +106,14 @@ def node_state_of(node: dict[str, Any]) -> NodeState:
     )
 
 
+def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
+    """Whether the snapshot would count `a` on node_a exactly as `b` on node_b: the same
+    known GPUs, taken whole, or with the same memory each (a whole GPU's memory figure is
+    informative only)."""
+    return (node_a == node_b and bool(a.gpu_ids) and a.gpu_ids == b.gpu_ids and a.whole == b.whole
+            and (a.whole or a.memory_per_gpu == b.memory_per_gpu) and not a.inferred and not b.inferred)
+
+
 @dataclass
 class _Assumed:
     node: str
@@ -191,6 +199,8 @@ class LiveState:
             if held:
                 self._pods[key] = held
             assumed = self._assumed.pop(key, None) if held or typ == "DELETED" else None
+            if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
+                return  # the watch shows what our bind reserved: the snapshot counts it already
             snap = self._snapshot
             for node, _ in filter(None, (before, assumed and (assumed.node, assumed.alloc))):
                 snap = snap.without_allocation(node, key)

@@ -168,7 +168,7 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
     Hosts that score 0 are left out: kube-scheduler adds an extender's score only to the
     hosts it lists (prioritizeNodes in schedule_one.go), so an absent host scores 0, and the
     list to encode, send and decode is shorter. With `rows` (each host's index in
-    `row_names`, all >= 0) the hosts' names are gathered by row."""
+    `row_names`, -1 for one not there) the names of the hosts listed are gathered by row."""
     scores = np.asarray(scores, dtype=np.int64)
     if len(hosts) != len(scores):
         raise ValueError(f"{len(hosts)} hosts but {len(scores)} scores")
@@ -180,8 +180,9 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
     if not keep.any():
         return b"[]"
     parts = np.empty(2 * int(keep.sum()), dtype=object)
-    if rows is not None and row_names is not None and len(rows) == len(scores) and rows.min() >= 0:
-        parts[::2] = _prefixes_by_row(row_names)[rows[keep]]
+    picked = rows[keep] if rows is not None and row_names is not None and len(rows) == len(scores) else None
+    if picked is not None and picked.min() >= 0:
+        parts[::2] = _prefixes_by_row(row_names)[picked]
     else:
         parts[::2] = _host_prefixes(list(compress(hosts, keep)))
     parts[1::2] = _SCORE_SUFFIX[scores[keep]]

@@ -83,3 +83,39 @@ def test_a_failed_bind_of_an_already_bound_pod_keeps_what_it_holds():
     assert _committed(live, "n1") == {1: H100_MIB}  # one pod, one allocation per node: the reservation replaced it
     live.forget("n1", "ns/p")
     assert _committed(live, "n1") == {0: H100_MIB}  # GPU 0 is still held by p
+
+
+def _bound(node: str, ids: str, *, whole: int = 0, memory: str = "") -> dict:
+    annotations = {contract.GPU_IDS: ids, **({contract.GPU_MEMORY: memory} if memory else {})}
+    limits = {contract.GPU_RESOURCE: str(whole)} if whole else {}
+    return {"metadata": {"name": "p", "namespace": "ns", "annotations": annotations},
+            "spec": {"nodeName": node, "containers": [{"resources": {"limits": limits}}]},
+            "status": {"phase": "Pending"}}
+
+
+GIB_MIB = 1024
+
+
+@pytest.mark.parametrize("reserved, watched, kept, committed", [
+    # (node, gpu ids, whole, memory bytes) reserved by our bind; the pod as the watch shows it
+    (("n1", (2,), False, 20 * 2**30), _bound("n1", "2", memory="20Gi"), True, {2: 20 * GIB_MIB}),
+    # whole GPUs: the memory figure differs (the GPU's total against the request's 0), the count does not
+    (("n1", (0, 1), True, H100_MIB * 2**20), _bound("n1", "0,1", whole=2), True, {0: H100_MIB, 1: H100_MIB}),
+    # anything else is recounted from what the watch shows
+    (("n1", (2,), False, 20 * 2**30), _bound("n1", "3", memory="20Gi"), False, {3: 20 * GIB_MIB}),
+    (("n1", (2,), False, 20 * 2**30), _bound("n1", "2", memory="30Gi"), False, {2: 30 * GIB_MIB}),
+    (("n1", (2,), False, 20 * 2**30), _bound("n2", "2", memory="20Gi"), False, {}),
+])
+def test_the_watch_confirming_a_reservation_leaves_the_snapshot_alone_and_anything_else_recounts(
+        reserved, watched, kept, committed):
+    from scheduler.core import Allocation
+
+    live = LiveState(stale_after_s=86400)
+    live.set_nodes([_node("n1"), _node("n2")])
+    node, ids, whole, memory = reserved
+    live.assume(node, Allocation(pod_key="ns/p", gpu_ids=ids, memory_per_gpu=memory, whole=whole, count=len(ids)))
+    before = live.snapshot()
+    live.on_pod("ADDED", watched)
+    assert (live.snapshot() is before) is kept
+    assert _committed(live, "n1") == committed
+    assert live.placed_on("ns/p") == watched["spec"]["nodeName"]

@@ -60,8 +60,9 @@ def test_prioritize_result_encodes_any_host_name_as_json_would(hosts):
     # hosts by row: r0 "n0", r1 "n1", r2 "n2"; the answer names rows, leaving out score 0
     ([2, 0, 1], [4, 0, 7], [("n2", 4), ("n1", 7)]),
     ([1, 1], [1, 2], [("n1", 1), ("n1", 2)]),
-    # an unknown host (row -1): every name comes from the hosts as sent instead
+    # an unknown host (row -1) listed: every name comes from the hosts as sent instead
     ([2, -1], [5, 6], [("n2", 5), ("ghost", 6)]),
+    ([-1, 2], [0, 6], [("n2", 6)]),  # left out, so the rows serve (below)
 ])
 def test_prioritize_result_by_row(rows, scores, want):
     hosts = [("n0", "n1", "n2")[r] if r >= 0 else "ghost" for r in rows]
@@ -106,3 +107,12 @@ def test_bad_extender_args(raw, msg):
 def test_bad_binding_args(raw, msg):
     with pytest.raises(ProtocolError, match=msg):
         protocol.parse_binding_args(raw)
+
+
+def test_prioritize_result_names_hosts_by_row_when_every_listed_host_has_one():
+    # the rows path reads names from row_names; the hosts as sent are only its fallback
+    by_row = ("n0", "n1", "n2")
+    assert json.loads(protocol.prioritize_result(["x", "y"], [0, 6], np.array([-1, 2]), by_row)) == [
+        {"Host": "n2", "Score": 6}]
+    assert json.loads(protocol.prioritize_result(["x", "y"], [1, 6], np.array([-1, 2]), by_row)) == [
+        {"Host": "x", "Score": 1}, {"Host": "y", "Score": 6}]
