@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from scheduler import contract
 from scheduler.core.assign import best_fit_gpu
 from scheduler.core.request import PodRequest
 from scheduler.core.snapshot import ClusterSnapshot
+
+if TYPE_CHECKING:  # row_scores builds on this module's functions
+    from scheduler.core.row_scores import RowScores
 
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 GB = 10**9
@@ -258,9 +261,15 @@ def prioritize(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], w
     return list(zip(details.names, details.score.tolist())), details
 
 
+# With a memo, candidates at least 1/DENSE of the snapshot's rows are scored through it.
+DENSE = 4
+
+
 def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], weights: Weights | None = None,
-                     shapes: Sequence[Shape] = DEFAULT_SHAPES) -> ScoreDetails:
-    """`prioritize` without the pairs: the extender encodes the score array directly."""
+                     shapes: Sequence[Shape] = DEFAULT_SHAPES, memo: "RowScores | None" = None) -> ScoreDetails:
+    """`prioritize` without the pairs: the extender encodes the score array directly. A
+    `memo` (the extender keeps one) carries every row's packing and fragmentation from one
+    call to the next; the scores are the same with it or without."""
     w = weights or Weights()
     n = len(candidates)
     zeros = np.zeros(n)
@@ -269,11 +278,14 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     if not req.gpu_pod or not known.any():
         return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows)
     r = np.where(known, rows, 0)
-    p = simulate(s, req, r)
-    pack = packing(s, req, r, p)
+    if memo is not None and n * DENSE >= len(s):
+        pack_all, frag_all = memo.get(s, req, shapes)
+        pack, frag = pack_all[r], frag_all[r]
+    else:
+        p = simulate(s, req, r)
+        pack, frag = packing(s, req, r, p), fragmentation(s, req, r, p, shapes)
     if w.policy == "spread":
         pack = 1 - pack
-    frag = fragmentation(s, req, r, p, shapes)
     loc, secs = locality(s, req, r, w)
     total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc, 0)
     # Normalise as kube-scheduler's DefaultNormalizeScore does: the best candidate gets the

@@ -25,6 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from scheduler import contract
 from scheduler.core import (Allocation, RequestError, Weights, assign_gpus, filter_nodes, parse_pod,
                             score_candidates)
+from scheduler.core.row_scores import RowScores
 from scheduler.extender import protocol
 from scheduler.extender.live import LiveState
 from scheduler.quantity import format_bytes
@@ -76,6 +77,7 @@ class Extender:
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
     _cv: threading.Condition = field(default_factory=threading.Condition)
+    row_scores: RowScores = field(default_factory=RowScores)  # replicas of one shape are scored incrementally
 
     # Only pods between filter and bind need remembering (a handful at a time); the bounds
     # keep memory flat: score details hold arrays over every candidate node.
@@ -144,7 +146,7 @@ class Extender:
         if req is None or not req.gpu_pod:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
         snap = self.live.snapshot()
-        details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes)
+        details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes, self.row_scores)
         self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
         return protocol.prioritize_result(details.names, details.score, details.rows, snap.names)
