@@ -116,3 +116,7 @@ def test_prioritize_result_names_hosts_by_row_when_every_listed_host_has_one():
         {"Host": "n2", "Score": 6}]
     assert json.loads(protocol.prioritize_result(["x", "y"], [1, 6], np.array([-1, 2]), by_row)) == [
         {"Host": "x", "Score": 1}, {"Host": "y", "Score": 6}]
+    # names of very different lengths would pad every entry to the longest: hosts as sent instead
+    uneven = ("n0", "n1", "n" * 200)
+    assert json.loads(protocol.prioritize_result(["x", "y"], [2, 6], np.array([0, 2]), uneven)) == [
+        {"Host": "x", "Score": 2}, {"Host": "y", "Score": 6}]
