@@ -15,6 +15,7 @@ import numpy as np
 from scheduler import contract
 from scheduler.core import snapshot as snap
 from scheduler.core.request import PodRequest
+from scheduler.core.row_memo import DENSE, RowMemo
 from scheduler.core.snapshot import ClusterSnapshot
 from scheduler.quantity import format_bytes
 
@@ -37,14 +38,34 @@ def eligible_whole(s: ClusterSnapshot, rows: np.ndarray, req: PodRequest) -> np.
     return wf & (s.gpu_mem_total[rows] >= req.gpu_memory) if req.gpu_memory else wf
 
 
-def check(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray) -> Check:
-    """Feasibility of every candidate row for a GPU pod (callers pass non-GPU pods by)."""
+# Every snapshot array that _check_rows reads; `now` and the product table go in the memo's key.
+CHECK_INPUTS = ("status", "product_code", "unhealthy_count", "whole_free", "gpu_mem_total", "whole_free_count",
+                "memory_known", "max_free", "reported_at")
+
+
+def check(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, memo: RowMemo | None = None) -> Check:
+    """Feasibility of every candidate row for a GPU pod (callers pass non-GPU pods by). A
+    `memo` carries every row's answer from one call to the next; the answer is the same."""
     known = rows >= 0
     r = np.where(known, rows, 0)
     n = len(rows)
     if len(s) == 0:
         zeros = np.zeros(n, np.int64)
         return Check(rows, np.zeros(n, bool), np.full(n, UNKNOWN, np.int8), zeros, zeros)
+    if memo is not None and n * DENSE >= len(s):
+        key = ("check", req.whole_gpus, req.gpu_memory, req.products, s.products, s.now)
+        code_all, v1_all, v2_all = memo.get(s, key, CHECK_INPUTS, lambda rows: _check_rows(s, req, rows))
+        code, v1, v2 = code_all[r], v1_all[r], v2_all[r]
+    else:
+        code, v1, v2 = _check_rows(s, req, r)
+    if not known.all():
+        code, v1, v2 = np.where(known, code, UNKNOWN).astype(np.int8), np.where(known, v1, 0), np.where(known, v2, 0)
+    return Check(rows, code == FITS, code, v1, v2)
+
+
+def _check_rows(s: ClusterSnapshot, req: PodRequest, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(reason code, v1, v2) of rows `r`, all of them in the snapshot."""
+    n = len(r)
     status = s.status[r]
     product = s.product_code[r]
     wrong_product = (~np.isin(product, s.product_codes(req.products))) if req.products else np.zeros(n, bool)
@@ -60,14 +81,12 @@ def check(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray) -> Check:
         mem_unknown = ~s.memory_known[r]
         room_code, room_v1 = NO_ROOM, largest
     age = np.nan_to_num(s.now - s.reported_at[r], nan=-(2**40)).astype(np.int64)  # -2^40 = never reported
-    conds = [~known, status == snap.BAD_REPORT, status == snap.STALE, status == snap.NO_GPUS,
-             wrong_product, mem_unknown, short]
-    code = np.select(conds, [UNKNOWN, BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, room_code],
-                     FITS).astype(np.int8)
+    conds = [status == snap.BAD_REPORT, status == snap.STALE, status == snap.NO_GPUS, wrong_product, mem_unknown, short]
+    code = np.select(conds, [BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, room_code], FITS).astype(np.int8)
     v1 = np.select([code == BAD_REPORT, code == STALE, code == PRODUCT, code == room_code],
                    [r, age, product, room_v1], 0).astype(np.int64)
     v2 = np.where(code == room_code, unhealthy, 0)
-    return Check(rows, code == FITS, code, v1, v2)
+    return code, v1, v2
 
 
 def _plural(n: int, one: str, many: str) -> str:
@@ -114,13 +133,14 @@ def reasons(s: ClusterSnapshot, req: PodRequest, c: Check, where: np.ndarray) ->
     return table[inverse.ravel()].tolist()
 
 
-def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str],
+                 memo: RowMemo | None = None) -> tuple[list[str], dict[str, str]]:
     """Split candidates into those that can take the pod's GPUs and those that cannot,
     with a reason for each of the latter. Non-GPU pods pass everywhere."""
     if not req.gpu_pod:
         return list(candidates), {}
     rows = s.indices(candidates)
-    c = check(s, req, rows)
+    c = check(s, req, rows, memo)
     names = np.array(candidates, dtype=object)
     failed = ~c.ok
     feasible = names[c.ok].tolist()

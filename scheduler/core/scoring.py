@@ -22,17 +22,15 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Mapping, NamedTuple, Sequence
+from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from scheduler import contract
 from scheduler.core.assign import best_fit_gpu
 from scheduler.core.request import PodRequest
+from scheduler.core.row_memo import DENSE, RowMemo
 from scheduler.core.snapshot import ClusterSnapshot
-
-if TYPE_CHECKING:  # row_scores builds on this module's functions
-    from scheduler.core.row_scores import RowScores
 
 MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 GB = 10**9
@@ -261,12 +259,19 @@ def prioritize(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], w
     return list(zip(details.names, details.score.tolist())), details
 
 
-# With a memo, candidates at least 1/DENSE of the snapshot's rows are scored through it.
-DENSE = 4
+# Every snapshot array that simulate, packing and fragmentation read.
+SCORE_INPUTS = ("free", "whole_free", "gpu_mem_total", "usable_total", "free_total", "partial_free",
+                "whole_free_count")
+
+
+def packing_and_fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray,
+                              shapes: Sequence[Shape]) -> tuple[np.ndarray, np.ndarray]:
+    p = simulate(s, req, rows)
+    return packing(s, req, rows, p), fragmentation(s, req, rows, p, shapes)
 
 
 def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], weights: Weights | None = None,
-                     shapes: Sequence[Shape] = DEFAULT_SHAPES, memo: "RowScores | None" = None) -> ScoreDetails:
+                     shapes: Sequence[Shape] = DEFAULT_SHAPES, memo: RowMemo | None = None) -> ScoreDetails:
     """`prioritize` without the pairs: the extender encodes the score array directly. A
     `memo` (the extender keeps one) carries every row's packing and fragmentation from one
     call to the next; the scores are the same with it or without."""
@@ -279,11 +284,11 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
         return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
-        pack_all, frag_all = memo.get(s, req, shapes)
+        key = ("score", req.whole_gpus, req.gpu_memory, tuple(shapes))
+        pack_all, frag_all = memo.get(s, key, SCORE_INPUTS, lambda rows: packing_and_fragmentation(s, req, rows, shapes))
         pack, frag = pack_all[r], frag_all[r]
     else:
-        p = simulate(s, req, r)
-        pack, frag = packing(s, req, r, p), fragmentation(s, req, r, p, shapes)
+        pack, frag = packing_and_fragmentation(s, req, r, shapes)
     if w.policy == "spread":
         pack = 1 - pack
     loc, secs = locality(s, req, r, w)

@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from scheduler import contract
 from scheduler.core import (Allocation, RequestError, Weights, assign_gpus, filter_nodes, parse_pod,
                             score_candidates)
-from scheduler.core.row_scores import RowScores
+from scheduler.core.row_memo import RowMemo
 from scheduler.extender import protocol
 from scheduler.extender.live import LiveState
 from scheduler.quantity import format_bytes
@@ -77,7 +77,9 @@ class Extender:
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
     _cv: threading.Condition = field(default_factory=threading.Condition)
-    row_scores: RowScores = field(default_factory=RowScores)  # replicas of one shape are scored incrementally
+    # Filter's and prioritize's per-row answers for the last few pod shapes, recomputed only
+    # on rows that changed since (a Deployment's replicas share a shape)
+    row_memo: RowMemo = field(default_factory=lambda: RowMemo(keys_kept=8))
 
     # Only pods between filter and bind need remembering (a handful at a time); the bounds
     # keep memory flat: score details hold arrays over every candidate node.
@@ -130,7 +132,7 @@ class Extender:
             # kube-scheduler counts nvidia.com/gpu itself, so whole-GPU pods cannot be
             # over-committed by a bind still in flight; memory shares it does not see.
             self._wait_for_inflight(key)
-        feasible, failed = filter_nodes(self.live.snapshot(), req, args.node_names)
+        feasible, failed = filter_nodes(self.live.snapshot(), req, args.node_names, self.row_memo)
         self.metrics.decisions.labels("filter", "fit" if feasible else "none").inc()
         if feasible:
             with self._cv:
@@ -146,7 +148,7 @@ class Extender:
         if req is None or not req.gpu_pod:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
         snap = self.live.snapshot()
-        details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes, self.row_scores)
+        details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes, self.row_memo)
         self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
         return protocol.prioritize_result(details.names, details.score, details.rows, snap.names)
