@@ -21,7 +21,7 @@ plugins keep scoring and normalisation apart.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -238,13 +238,28 @@ class ScoreDetails:
     load_seconds_avoided: np.ndarray
     score: np.ndarray
     rows: np.ndarray | None = None  # [C] each candidate's snapshot row, -1 if unknown
+    index: Mapping[str, int] | None = None  # the snapshot's rows by name, so names can be dropped
 
-    def get(self, node: str, default: dict | None = None) -> dict:
+    def without_names(self) -> "ScoreDetails":
+        """The same, looked up by row: what is kept for a pod until its bind holds no
+        per-request strings (5,000 of them per pod at 5,000 nodes)."""
+        return replace(self, names=[]) if self.rows is not None and self.index is not None else self
+
+    def _position(self, node: str) -> int | None:
+        if not self.names:
+            row = self.index.get(node, -2) if self.index is not None and self.rows is not None else -2
+            hits = np.flatnonzero(self.rows == row) if row >= 0 else ()
+            return int(hits[0]) if len(hits) else None
         try:
             # one C-level scan, for the one node a pod is bound to: a dict of all the
             # candidates (built per pod, 2 ms at 5,000 nodes) would cost more than it saves
-            i = self.names.index(node)
+            return self.names.index(node)
         except ValueError:
+            return None
+
+    def get(self, node: str, default: dict | None = None) -> dict:
+        i = self._position(node)
+        if i is None:
             return default if default is not None else {}
         return {"score": int(self.score[i]), "packing": round(float(self.packing[i]), 3),
                 "fragmentation": round(float(self.fragmentation[i]), 3),
@@ -281,7 +296,7 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     rows = s.indices(candidates) if len(s) else np.full(n, -1, np.int64)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows)
+        return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows, s.index)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
         key = ("score", req.whole_gpus, req.gpu_memory, tuple(shapes))
@@ -297,4 +312,4 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     # maximum, so 11 integer levels resolve differences between these candidates.
     best = total.max()
     score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
-    return ScoreDetails(list(candidates), pack, frag, loc, secs, score, rows)
+    return ScoreDetails(list(candidates), pack, frag, loc, secs, score, rows, s.index)

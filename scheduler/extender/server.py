@@ -84,7 +84,7 @@ class Extender:
     # Only pods between filter and bind need remembering (a handful at a time); the bounds
     # keep memory flat: score details hold arrays over every candidate node.
     RECENT_PODS = 2048
-    RECENT_DETAILS = 256
+    RECENT_DETAILS = 128  # binds follow prioritize within a second; past this a placement lacks scores
 
     def _remember(self, store: "OrderedDict[str, Any]", key: str, value: Any, limit: int) -> None:
         with self._cv:
@@ -149,7 +149,7 @@ class Extender:
             return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
         snap = self.live.snapshot()
         details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes, self.row_memo)
-        self._remember(self._details, args.pod_key, details, self.RECENT_DETAILS)
+        self._remember(self._details, args.pod_key, details.without_names(), self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
         return protocol.prioritize_result(details.names, details.score, details.rows, snap.names)
 

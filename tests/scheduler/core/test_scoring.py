@@ -144,6 +144,17 @@ def test_5000_nodes_score_every_candidate_once():
     assert s.now == NOW
 
 
+def test_details_without_names_are_looked_up_by_row():
+    s = snapshot(node("a", models={M: (80 * GiB, "disk")}), node("b"), node("c"))
+    _, details = prioritize(s, PodRequest(gpu_memory=20 * GiB, model=M), ["c", "ghost", "a"])
+    slim = details.without_names()
+    assert slim.names == [] and details.names == ["c", "ghost", "a"]
+    for n in ("a", "c"):
+        assert slim.get(n) == details.get(n) != {}
+    assert slim.get("ghost") == {}  # not in the snapshot: nothing to say (and it cannot be bound)
+    assert slim.get("b") == details.get("b") == {}  # in the snapshot, not a candidate
+
+
 def _pods(n: int, make) -> list:
     return [make(i) for i in range(n)]
 
