@@ -16,6 +16,8 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
@@ -270,12 +272,82 @@ def describe_node(snap, name: str) -> dict[str, Any] | None:
     }
 
 
+MAX_HEADER_LINE = 65536  # as http.client allows
+MAX_HEADERS = 100
+
+
+class _Headers(dict):
+    """Request headers by lower-cased name."""
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)
+
+
+_DATE: tuple[int, str] = (0, "")
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: kube-scheduler reuses connections
     server: "ExtenderHTTPServer"
 
     def log_message(self, fmt: str, *args: Any) -> None:  # access logs at DEBUG only
         log.debug("%s " + fmt, self.address_string(), *args)
+
+    def log_request(self, code: Any = "-", size: Any = "-") -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            super().log_request(code, size)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        global _DATE
+        if timestamp is not None:
+            return super().date_time_string(timestamp)
+        now = int(time.time())
+        if _DATE[0] != now:  # formatted once a second, not once a call (email.utils is slow)
+            _DATE = (now, formatdate(now, usegmt=True))
+        return _DATE[1]
+
+    def parse_request(self) -> bool:
+        """The request line and headers, read without the email package, which the standard
+        library parses headers with: ~0.3 ms a call, a tenth of a 5,000-node filter. Extender
+        calls are small HTTP/1.x requests; anything else is refused as the standard library would."""
+        # HTTP/1.0 until the line says otherwise, so that even an error gets a status line
+        self.command, self.request_version, self.close_connection = None, "HTTP/1.0", True
+        self.requestline = line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = line.split()
+        if len(words) != 3 or not words[2].startswith("HTTP/"):
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request line {line[:100]!r}")
+            return False
+        if words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Unsupported HTTP version {words[2][:20]!r}")
+            return False
+        self.command, self.path, self.request_version = words
+        if self.path.startswith("//"):  # as the standard library: never an absolute URL's host
+            self.path = "/" + self.path.lstrip("/")
+        headers = _Headers()
+        for _ in range(MAX_HEADERS + 1):
+            raw = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if len(raw) > MAX_HEADER_LINE:
+                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
+                return False
+            if raw in (b"\r\n", b"\n", b""):
+                break
+            name, sep, value = raw.decode("iso-8859-1").partition(":")
+            name = name.strip().lower()
+            if not sep or not name or (name == "content-length" and name in headers):
+                # two Content-Lengths could frame the body two ways: refuse, do not pick one
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad header line {raw[:100]!r}")
+                return False
+            headers[name] = value.strip()
+        else:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
+            return False
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0"
+                                                          and connection != "keep-alive")
+        if headers.get("expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
+            return self.handle_expect_100()  # curl asks before sending a body over 1 kB
+        return True
 
     def setup(self) -> None:
         # Answers are small; without this, Nagle holds them for the client's delayed ACK (40 ms).
