@@ -136,7 +136,8 @@ def reasons(s: ClusterSnapshot, req: PodRequest, c: Check, where: np.ndarray) ->
 def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str],
                  memo: RowMemo | None = None) -> tuple[list[str], dict[str, str]]:
     """Split candidates into those that can take the pod's GPUs and those that cannot,
-    with a reason for each of the latter. Non-GPU pods pass everywhere."""
+    with a reason for each of the latter. Non-GPU pods pass everywhere. The snapshot keeps
+    the feasible list (kube-scheduler sends prioritize that very list): do not change it."""
     if not req.gpu_pod:
         return list(candidates), {}
     rows = s.indices(candidates)
@@ -144,5 +145,5 @@ def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str],
     names = np.array(candidates, dtype=object)
     failed = ~c.ok
     feasible = names[c.ok].tolist()
-    s.remember_rows(feasible, rows[c.ok])  # what prioritize will be sent next
+    s.remember_rows(feasible, rows[c.ok], copy=False)  # what prioritize will be sent next
     return feasible, dict(zip(names[failed].tolist(), reasons(s, req, c, failed)))

@@ -266,10 +266,11 @@ class ClusterSnapshot:
         self.remember_rows(names, rows)
         return rows
 
-    def remember_rows(self, names: Sequence[str], rows: np.ndarray) -> None:
-        """Note that `names` are at `rows` (e.g. the candidates that passed a filter)."""
+    def remember_rows(self, names: Sequence[str], rows: np.ndarray, copy: bool = True) -> None:
+        """Note that `names` are at `rows` (e.g. the candidates that passed a filter). With
+        copy=False the list itself is kept (no pass over 5,000 names): its owner must not change it."""
         rows.flags.writeable = False
-        self._row_memo.append((self.index, list(names), rows))
+        self._row_memo.append((self.index, list(names) if copy else names, rows))
         while len(self._row_memo) > ROW_MEMO_SIZE:
             self._row_memo.pop(0)
 

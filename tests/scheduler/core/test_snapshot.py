@@ -228,3 +228,13 @@ def test_a_rebuild_with_the_same_nodes_keeps_the_name_index_and_its_memo():
         other = build_snapshot(nodes, now=NOW, stale_after_s=600, previous=first)
         assert other.index is not first.index
         assert other.indices(["b", "a"]).tolist() == [other.index["b"], other.index["a"]]
+
+
+def test_remember_rows_copies_the_list_unless_its_owner_says_not_to():
+    s = snapshot(node("a"), node("b"))
+    mine, theirs = ["b"], ["a"]
+    s.remember_rows(mine, np.array([1]), copy=False)  # filter's own feasible list: kept as it is
+    s.remember_rows(theirs, np.array([0]))
+    assert s._row_memo[-2][1] is mine and s._row_memo[-1][1] is not theirs
+    theirs.append("b")  # a caller changing its list later does not change what was remembered
+    assert s.indices(["a"]).tolist() == [0] and s.indices(["b"]).tolist() == [1]
