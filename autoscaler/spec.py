@@ -193,8 +193,9 @@ def _number(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, 
     return v
 
 
-def _int(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, *, minimum: int | None = None) -> Any:
-    v = _number(d, key, path, default, minimum=minimum)
+def _int(d: Mapping[str, Any], key: str, path: str, default: Any = _MISSING, *, minimum: int | None = None,
+         maximum: int | None = None) -> Any:
+    v = _number(d, key, path, default, minimum=minimum, maximum=maximum)
     if v is default:
         return v
     if isinstance(v, float):
@@ -344,13 +345,6 @@ def _parse_forecast(d: Any) -> ForecastSpec:
 MAX_CONCURRENCY: Final = 4096
 
 
-def _concurrency(d: Mapping[str, Any]) -> int:
-    v = _int(d, "concurrencyPerReplica", "spec", 1, minimum=1)
-    if v > MAX_CONCURRENCY:
-        raise SpecError(f"spec.concurrencyPerReplica: must be <= {MAX_CONCURRENCY}, got {v}")
-    return v
-
-
 _TOP_KEYS = {"scaleTargetRef", "minReplicas", "maxReplicas", "model", "signals", "warmReplicas",
              "behavior", "slo", "coldStartSeconds", "serviceRatePerReplica", "concurrencyPerReplica", "forecast"}
 
@@ -393,6 +387,6 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
         cold_start_s=float(_number(d, "coldStartSeconds", "spec", DEFAULT_COLD_START_S, minimum=0, maximum=3600)),
         service_rate_per_replica=(None if d.get("serviceRatePerReplica") is None else
                                   float(_number(d, "serviceRatePerReplica", "spec", exclusive_minimum=0))),
-        concurrency_per_replica=_concurrency(d),
+        concurrency_per_replica=_int(d, "concurrencyPerReplica", "spec", 1, minimum=1, maximum=MAX_CONCURRENCY),
         forecast=_parse_forecast(d.get("forecast")),
     )
