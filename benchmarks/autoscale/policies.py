@@ -50,14 +50,12 @@ KEDA_POLL_S = 30.0
 # ---------------------------------------------------------------- ours
 
 def ours_spec(model: str, *, max_replicas: int, mu: float, cold_start_s: float, queue_wait_s: float,
-              queue_target: float, concurrency: int | None = None,
-              overrides: Mapping[str, Any] | None = None) -> dict:
+              queue_target: float, overrides: Mapping[str, Any] | None = None) -> dict:
     """The InferenceAutoscaler spec the bench gives ours: what a user would write, with
-    serviceRatePerReplica from a one-replica load test on the trace's token mix,
-    coldStartSeconds the worst (remote-store) cold start and concurrencyPerReplica the
-    simulated server's batch size (the --max-num-seqs a user reads off their vLLM; None
-    leaves the field out). ``overrides`` (the bench's --ours-spec) are merged in, nested
-    objects key by key."""
+    serviceRatePerReplica from a one-replica load test on the trace's token mix and
+    coldStartSeconds the worst (remote-store) cold start; concurrencyPerReplica is left
+    out (M/M/c). ``overrides`` (the bench's --ours-spec, an ablation's switch) are merged
+    in, nested objects key by key."""
     spec = {
         "scaleTargetRef": {"name": model},
         "model": model,
@@ -77,8 +75,6 @@ def ours_spec(model: str, *, max_replicas: int, mu: float, cold_start_s: float, 
         # within the SLO at 10.62 GPU-h vs 99.22% at 10.54, azure-conv 100% at 5.14 both
         "behavior": {"scaleDown": {"maxPercentPerPeriod": 10, "periodSeconds": 15}},
     }
-    if concurrency is not None:
-        spec["concurrencyPerReplica"] = int(concurrency)
     return merge_spec(spec, overrides or {})
 
 

@@ -127,7 +127,7 @@ def test_ours_spec_slots_and_scale_down():
 
     kw = dict(max_replicas=8, mu=2.0, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0)
     # the simulated server's batch size, as a user reads --max-num-seqs off their vLLM
-    s = parse_spec(pol.ours_spec("m", concurrency=32, **kw))
+    s = parse_spec(pol.ours_spec("m", overrides={"concurrencyPerReplica": 32}, **kw))
     assert s.concurrency_per_replica == 32
     ours = parse_spec(pol.ours_spec("m", **kw))
     assert ours.concurrency_per_replica == 1  # left out: M/M/c
