@@ -83,7 +83,7 @@ def _changed(entry: _Entry | None, s: ClusterSnapshot, arrays: tuple[np.ndarray,
 def _rows_differ(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     """[N] whether each row differs (NaN, as in reported_at, equals NaN here)."""
     diff = old != new
-    if diff.dtype == bool and old.dtype.kind == "f":
+    if old.dtype.kind == "f":
         diff &= ~(np.isnan(old) & np.isnan(new))
     if diff.ndim == 1:
         return diff

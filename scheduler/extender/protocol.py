@@ -142,6 +142,10 @@ _BY_ROW: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
 _SCORE_FIXED = np.frombuffer(b"".join(b"%2d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)), "V3")
 
 
+def _host_fragment(host: str) -> bytes:
+    return b',{"Host":' + orjson.dumps(host) + b',"Score":'
+
+
 def _host_prefixes(hosts: Sequence[str]) -> list[bytes]:
     try:
         return list(map(_HOST_PREFIX.__getitem__, hosts))
@@ -150,7 +154,7 @@ def _host_prefixes(hosts: Sequence[str]) -> list[bytes]:
             _HOST_PREFIX.clear()
         for h in hosts:
             if h not in _HOST_PREFIX:
-                _HOST_PREFIX[h] = b',{"Host":' + orjson.dumps(h) + b',"Score":'
+                _HOST_PREFIX[h] = _host_fragment(h)
         return list(map(_HOST_PREFIX.__getitem__, hosts))
 
 
@@ -158,7 +162,7 @@ def _fixed_by_row(row_names: tuple[str, ...]) -> np.ndarray | None:
     global _BY_ROW
     names, table = _BY_ROW
     if names is not row_names:
-        frags = [b',{"Host":' + orjson.dumps(h) + b',"Score":' for h in row_names]
+        frags = [_host_fragment(h) for h in row_names]
         widths = np.fromiter(map(len, frags), np.int64, len(frags))
         table = None
         if len(frags) and widths.max() <= 2 * np.median(widths):
