@@ -35,6 +35,7 @@ from typing import Iterable, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from scheduler import contract
+from scheduler.core.name_table import NameTable
 from scheduler.nodeinfo import CachedModel, NodeReport
 
 MiB = 2**20
@@ -228,6 +229,7 @@ class ClusterSnapshot:
     # filter answered, so its 5,000 name lookups need not be done twice. Shared by the
     # patched copies of a snapshot (replace() passes it on), which keep the same index.
     _row_memo: list = field(default_factory=list, repr=False, compare=False)
+    _name_table: list = field(default_factory=list, repr=False, compare=False)  # [NameTable] once built
 
     def __post_init__(self) -> None:
         if self.status is None:
@@ -265,6 +267,14 @@ class ClusterSnapshot:
         rows = np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
         self.remember_rows(names, rows)
         return rows
+
+    @property
+    def name_table(self) -> NameTable:
+        """The rows of names given as bytes (name_table.py); built on first use, shared like
+        the row memo by the patched copies of this snapshot and by rebuilds with the same names."""
+        if not self._name_table:
+            self._name_table.append(NameTable.build(self.names))  # two threads may both build: either is right
+        return self._name_table[0]
 
     def remember_rows(self, names: Sequence[str], rows: np.ndarray, copy: bool = True) -> None:
         """Note that `names` are at `rows` (e.g. the candidates that passed a filter). With
@@ -369,8 +379,9 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
         raise SnapshotError(f"stale_after_s must be positive, got {stale_after_s!r}")
     names = tuple(n.name for n in nodes)
     memo: list = []
+    table: list = []
     if previous is not None and previous.names == names:
-        names, index, memo = previous.names, previous.index, previous._row_memo
+        names, index, memo, table = previous.names, previous.index, previous._row_memo, previous._name_table
     else:
         # Copies made one after another, so the index's keys lie together in memory rather
         # than among the node objects they were read from: kube-scheduler's 5,000 names in a
@@ -421,5 +432,5 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
                                    _frozen(np.array(t, np.int8))) for m, (a, b, t) in cache_lists.items()},
         node_models=tuple(r.models for r in rows),
         allocations=tuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
-        _row_memo=memo,
+        _row_memo=memo, _name_table=table,
     )

@@ -254,7 +254,9 @@ class LiveState:
                 per_node.setdefault(a.node, []).append(a.alloc)
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                per_node.get(n.name, [])) for n in self._nodes.values()]
-            self._snapshot = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
+            snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
+            snap.name_table  # built here when the node list changed, not in the first filter call after
+            self._snapshot = snap
             self.shapes = workload_shapes(self._snapshot)
             self._dirty = False
             self.built_at = now

@@ -230,6 +230,18 @@ def test_a_rebuild_with_the_same_nodes_keeps_the_name_index_and_its_memo():
         assert other.indices(["b", "a"]).tolist() == [other.index["b"], other.index["a"]]
 
 
+def test_the_name_table_is_shared_while_the_names_stay_the_same():
+    first = snapshot(node("a"), node("b"))
+    table = first.name_table
+    assert first.name_table is table  # built once
+    assert first.with_allocation("a", Allocation("ns/p", (0,), 30 * GiB, False)).name_table is table
+    assert build_snapshot([node("a"), node("b")], now=NOW, stale_after_s=600, previous=first).name_table is table
+    other = build_snapshot([node("b"), node("a")], now=NOW, stale_after_s=600, previous=first)
+    assert other.name_table is not table
+    buf = np.frombuffer(b'"a","b"' + bytes(8), np.uint8)
+    assert other.name_table.find(buf, np.array([1, 5]), np.array([1, 1])).tolist() == [1, 0]
+
+
 def test_remember_rows_copies_the_list_unless_its_owner_says_not_to():
     s = snapshot(node("a"), node("b"))
     mine, theirs = ["b"], ["a"]

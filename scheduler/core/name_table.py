@@ -1,0 +1,128 @@
+"""Rows of node names read straight from bytes, without making a Python string per name.
+
+kube-scheduler sends filter every node's name, in a new order on each call: 5,000 names at
+5,000 nodes. Decoding them into str objects and looking each up in a dict was the largest
+part of a filter call. Here the names stay bytes: each is gathered as one fixed-width row of
+8-byte words (one numpy gather for all of them), hashed by a multiply-add over its words,
+found by that hash in an open-addressing table, then compared with the stored name word by
+word. A row is returned only for an exact match, so no hash collision can alias two nodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MAX_NAME = 253  # a node name is a DNS subdomain
+# Bytes a name may hold to be found here: those that stand for themselves inside a JSON
+# string, so a name matched in a request's raw bytes is also what JSON decoding would give.
+_PLAIN = frozenset(range(0x20, 0x80)) - {ord('"'), ord("\\")}
+
+
+def _plain(name: bytes) -> bool:
+    return 0 < len(name) <= MAX_NAME and _PLAIN.issuperset(name)
+
+
+@dataclass(frozen=True, eq=False)
+class NameTable:
+    width: int  # bytes per stored name, a multiple of 8 at least as long as the longest
+    words: np.ndarray  # [N, width // 8] uint64: each row's name, NUL-padded; empty for one not findable
+    lengths: np.ndarray  # [N] int64 bytes of each stored name
+    keys: np.ndarray  # [width // 8] odd uint64 multipliers
+    shift: int  # a hash's slot is its top bits
+    slot_hash: np.ndarray  # [slots] uint64
+    slot_row: np.ndarray  # [slots] int64, -1 = empty
+    word_masks: np.ndarray  # [width + 1, width // 8] uint64: the first L bytes set
+    # Recent lists (as the bytes they came in) and their rows, for callers to reuse:
+    # kube-scheduler sends prioritize the list filter answered, byte for byte.
+    recent: list = field(default_factory=list, repr=False)
+    RECENT = 4
+
+    def recall(self, key: bytes) -> np.ndarray | None:
+        """The rows remembered for `key`, or None. One bytes comparison per entry, and a
+        different list almost always differs in length first."""
+        for seen, rows in tuple(self.recent):  # a copy: other threads may remember meanwhile
+            if seen == key:
+                return rows
+        return None
+
+    def remember(self, key: bytes, rows: np.ndarray) -> None:
+        if self.recent and self.recent[-1][1] is rows:
+            return  # a list recalled and answered whole
+        rows.flags.writeable = False
+        self.recent.append((key, rows))
+        del self.recent[:-self.RECENT]
+
+    @classmethod
+    def build(cls, names: tuple[str, ...] | list[str]) -> "NameTable":
+        """A table of `names` (a snapshot's, by row). Names that are not plain printable
+        ASCII of 1..253 bytes are left out: they are never found, and callers fall back."""
+        encoded = [n.encode() for n in names]
+        findable = [_plain(b) for b in encoded]
+        encoded = [b if ok else b"" for b, ok in zip(encoded, findable)]
+        width = max(8, -(-max(map(len, encoded), default=0) // 8) * 8)
+        stored = np.array(encoded, dtype=f"S{width}")
+        lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
+        words = stored.view(np.uint64).reshape(len(encoded), width // 8)
+        rows = np.flatnonzero(findable)
+        bits = max(8, (8 * len(rows)).bit_length())  # load under 1/8: probes rarely go past one slot
+        shift = 64 - bits
+        for seed in range(100):
+            keys = np.random.default_rng(seed).integers(1, 2**63, width // 8, dtype=np.uint64) | np.uint64(1)
+            hashes = _hash(words[rows], keys)
+            if len(np.unique(hashes)) == len(hashes):  # the probe stops at the first equal hash
+                break
+        else:  # 100 seeds, each colliding, over at most a few thousand 64-bit hashes: not a chance
+            raise ValueError("could not hash node names without collisions")
+        # Linear probing, built at once: in home-slot order, each name takes its home slot or
+        # the one after the previous name's, whichever is later (the running max below).
+        home = (hashes >> np.uint64(shift)).astype(np.int64)
+        order = np.argsort(home, kind="stable")
+        ranks = np.arange(len(order))
+        at = np.maximum.accumulate(home[order] - ranks) + ranks if len(order) else ranks
+        slot_hash = np.zeros((1 << bits) + len(order) + 1, np.uint64)
+        slot_row = np.full(len(slot_hash), -1, np.int64)
+        slot_hash[at] = hashes[order]
+        slot_row[at] = rows[order]
+        masks = np.zeros((width + 1, width), np.uint8)
+        masks[np.arange(width)[None, :] < np.arange(width + 1)[:, None]] = 0xFF
+        return cls(width, words, lengths, keys, shift, slot_hash, slot_row,
+                   masks.view(np.uint64).reshape(width + 1, width // 8))
+
+    def find(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Rows of the names at buf[starts[i]:starts[i] + lengths[i]] (-1 for one not in
+        the table). `buf` is uint8 and must hold `width` more bytes past its last name."""
+        m = len(starts)
+        if not len(self.lengths):
+            return np.full(m, -1, np.int64)
+        window = np.ndarray((len(buf) - self.width + 1,), dtype=f"S{self.width}", buffer=buf, strides=(1,))
+        fits = lengths <= self.width
+        # take, not [], for every row gather here: 5-10x faster on 2-D arrays
+        words = window[starts].view(np.uint64).reshape(m, self.width // 8)
+        words &= np.take(self.word_masks, np.where(fits, lengths, 0), axis=0)  # the bytes past each name
+        hashes = _hash(words, self.keys)
+        slot = (hashes >> np.uint64(self.shift)).astype(np.int64)
+        rows = np.take(self.slot_row, slot)
+        hit = np.take(self.slot_hash, slot) == hashes
+        todo = np.flatnonzero(~hit & (rows >= 0))  # a name past its home slot, or one not there
+        rows[~hit] = -1
+        while len(todo):
+            slot[todo] += 1
+            at = slot[todo]
+            row = self.slot_row[at]
+            hit = self.slot_hash[at] == hashes[todo]
+            rows[todo[hit]] = row[hit]
+            todo = todo[~hit & (row >= 0)]  # an empty slot ends the probe: not there
+        known = np.where(fits & (rows >= 0), rows, 0)
+        same = np.take(self.lengths, known) == lengths
+        stored = np.take(self.words, known, axis=0)
+        for j in range(words.shape[1]):
+            same &= words[:, j] == stored[:, j]
+        return np.where(same & (rows >= 0), rows, -1)
+
+
+def _hash(words: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    h = words[:, 0] * keys[0]
+    for j in range(1, words.shape[1]):
+        h += words[:, j] * keys[j]
+    return h

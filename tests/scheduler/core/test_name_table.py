@@ -1,0 +1,89 @@
+"""Rows of node names found from bytes (scheduler/core/name_table.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from scheduler.core.name_table import NameTable
+
+# rows: 0 "a", 1 "node-1", 2 "node-10", 3 "node-1x" (8 bytes: one whole word),
+# 4 a 23-byte name (three words), 5 'we"ird' (never findable: JSON would escape the quote)
+NAMES = ("a", "node-1", "node-10", "node-1x", "ip-10-0-0-1.internal-xy", 'we"ird')
+
+
+def find(table: NameTable, queries: list[bytes]) -> list[int]:
+    """Queries laid out as in a request, "a","b": each name between quotes."""
+    items = b",".join(b'"%s"' % q for q in queries)
+    buf = np.frombuffer(items + bytes(table.width), np.uint8)
+    starts, at = [], 1
+    for q in queries:
+        starts.append(at)
+        at += len(q) + 3
+    return table.find(buf, np.array(starts, np.int64), np.array([len(q) for q in queries], np.int64)).tolist()
+
+
+@pytest.mark.parametrize("query, want", [
+    (b"a", 0),
+    (b"node-1", 1),  # a prefix of rows 2 and 3: the bytes past its end must not count
+    (b"node-10", 2),
+    (b"node-1x", 3),  # fills its word exactly
+    (b"ip-10-0-0-1.internal-xy", 4),
+    (b"node-", -1),  # a prefix of stored names, itself not stored
+    (b"node-100", -1),  # one byte past a stored name
+    (b"node-11", -1),  # same length as row 2, one byte different
+    (b"ip-10-0-0-1.internal-xz", -1),  # differs in the last byte of the last word
+    (b"A", -1),  # names are bytes: no case folding
+    (b"x" * 40, -1),  # longer than any stored name (wider than the table)
+    (b'we\\"ird', -1),  # row 5 as JSON writes it: not findable by its raw bytes
+])
+def test_find(query, want):
+    assert find(NameTable.build(NAMES), [query]) == [want]
+
+
+def test_find_many_in_any_order_with_repeats():
+    table = NameTable.build(NAMES)
+    assert find(table, [b"node-10", b"ghost", b"a", b"node-10", b"node-1"]) == [2, -1, 0, 2, 1]
+
+
+def test_an_empty_table_finds_nothing():
+    assert find(NameTable.build(()), [b"a", b"node-1"]) == [-1, -1]
+
+
+@pytest.mark.parametrize("name, findable", [
+    ("node-1", True),
+    ("n" * 253, True),
+    ("n" * 254, False),  # longer than a DNS subdomain
+    ('we"ird', False),
+    ("back\\slash", False),
+    ("tab\there", False),
+    ("n\u00f6de", False),  # non-ASCII: JSON may send it escaped
+    ("", False),
+])
+def test_only_names_json_sends_as_their_own_bytes_are_findable(name, findable):
+    table = NameTable.build(("other", name))
+    assert find(table, [name.encode()]) == [1 if findable else -1]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(st.lists(st.from_regex(r"\A[a-z0-9][a-z0-9.-]{0,62}\Z"), min_size=1, max_size=300, unique=True),
+       st.lists(st.from_regex(r"\A[a-z0-9][a-z0-9.-]{0,70}\Z"), max_size=50), st.randoms(use_true_random=False))
+def test_find_agrees_with_a_dict(names, others, rnd):
+    """Every stored name is found at its row, anything else at -1, in any order."""
+    table = NameTable.build(tuple(names))
+    index = {n: i for i, n in enumerate(names)}
+    queries = names + others
+    rnd.shuffle(queries)
+    assert find(table, [q.encode() for q in queries]) == [index.get(q, -1) for q in queries]
+
+
+def test_remembered_lists_are_recalled_by_their_bytes_and_only_the_latest_are_kept():
+    table = NameTable.build(NAMES)
+    rows = np.array([1, 0])
+    table.remember(b'"node-1","a"', rows)
+    assert table.recall(b'"node-1","a"') is rows
+    assert table.recall(b'"a","node-1"') is None
+    for i in range(NameTable.RECENT):
+        table.remember(b'"a"' * (i + 1), np.array([0] * (i + 1)))
+    assert table.recall(b'"node-1","a"') is None
