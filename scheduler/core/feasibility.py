@@ -141,9 +141,16 @@ def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str],
     if not req.gpu_pod:
         return list(candidates), {}
     rows = s.indices(candidates)
-    c = check(s, req, rows, memo)
+    ok, why = filter_rows(s, req, rows, memo)
     names = np.array(candidates, dtype=object)
-    failed = ~c.ok
-    feasible = names[c.ok].tolist()
-    s.remember_rows(feasible, rows[c.ok], copy=False)  # what prioritize will be sent next
-    return feasible, dict(zip(names[failed].tolist(), reasons(s, req, c, failed)))
+    feasible = names[ok].tolist()
+    s.remember_rows(feasible, rows[ok], copy=False)  # what prioritize will be sent next
+    return feasible, dict(zip(names[~ok].tolist(), why))
+
+
+def filter_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray,
+                memo: RowMemo | None = None) -> tuple[np.ndarray, list[str]]:
+    """`filter_nodes` by row (-1 for a node not in the snapshot), for a GPU pod: which
+    candidates fit, and the reason of each that does not, in candidate order."""
+    c = check(s, req, rows, memo)
+    return c.ok, reasons(s, req, c, ~c.ok)

@@ -285,18 +285,22 @@ def packing_and_fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndar
     return packing(s, req, rows, p), fragmentation(s, req, rows, p, shapes)
 
 
-def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], weights: Weights | None = None,
-                     shapes: Sequence[Shape] = DEFAULT_SHAPES, memo: RowMemo | None = None) -> ScoreDetails:
+def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str] | None,
+                     weights: Weights | None = None, shapes: Sequence[Shape] = DEFAULT_SHAPES,
+                     memo: RowMemo | None = None, rows: np.ndarray | None = None) -> ScoreDetails:
     """`prioritize` without the pairs: the extender encodes the score array directly. A
     `memo` (the extender keeps one) carries every row's packing and fragmentation from one
-    call to the next; the scores are the same with it or without."""
+    call to the next; the scores are the same with it or without. Given the candidates'
+    `rows`, `candidates` may be None: the details then hold no names (as without_names())."""
     w = weights or Weights()
-    n = len(candidates)
+    if rows is None:
+        rows = s.indices(candidates) if len(s) else np.full(len(candidates), -1, np.int64)
+    names = list(candidates) if candidates is not None else []
+    n = len(rows)
     zeros = np.zeros(n)
-    rows = s.indices(candidates) if len(s) else np.full(n, -1, np.int64)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        return ScoreDetails(list(candidates), zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows, s.index)
+        return ScoreDetails(names, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows, s.index)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
         key = ("score", req.whole_gpus, req.gpu_memory, tuple(shapes))
@@ -312,4 +316,4 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     # maximum, so 11 integer levels resolve differences between these candidates.
     best = total.max()
     score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
-    return ScoreDetails(list(candidates), pack, frag, loc, secs, score, rows, s.index)
+    return ScoreDetails(names, pack, frag, loc, secs, score, rows, s.index)
