@@ -27,6 +27,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from scheduler import contract
 from scheduler.core import (Allocation, RequestError, Weights, assign_gpus, filter_nodes, parse_pod,
                             score_candidates)
+from scheduler.core.feasibility import filter_rows
 from scheduler.core.row_memo import RowMemo
 from scheduler.extender import protocol
 from scheduler.extender.live import LiveState
@@ -118,7 +119,8 @@ class Extender:
     # ---------- verbs
 
     def filter(self, body: bytes) -> bytes:
-        args = protocol.parse_extender_args(body)
+        read_with = self.live.snapshot()
+        args = protocol.parse_extender_args(body, read_with.name_table)
         key = args.pod_key
         try:
             req = parse_pod(args.pod)
@@ -134,23 +136,34 @@ class Extender:
             # kube-scheduler counts nvidia.com/gpu itself, so whole-GPU pods cannot be
             # over-committed by a bind still in flight; memory shares it does not see.
             self._wait_for_inflight(key)
-        feasible, failed = filter_nodes(self.live.snapshot(), req, args.node_names, self.row_memo)
-        self.metrics.decisions.labels("filter", "fit" if feasible else "none").inc()
-        if feasible:
+        snap = self.live.snapshot()  # after the wait: it counts the bind waited for
+        if args.rows is not None and snap.names is read_with.names:  # rows still mean the same nodes
+            ok, why = filter_rows(snap, req, args.rows, self.row_memo)
+            fit = bool(ok.any())
+            answer = protocol.filter_result_rows(args, ok, why, snap.name_table, snap.names)
+        else:
+            feasible, failed = filter_nodes(snap, req, args.node_names, self.row_memo)
+            fit = bool(feasible)
+            answer = protocol.filter_result(args, feasible, failed)
+        self.metrics.decisions.labels("filter", "fit" if fit else "none").inc()
+        if fit:
             with self._cv:
                 self._inflight[key] = time.monotonic()
-        return protocol.filter_result(args, feasible, failed)
+        return answer
 
     def prioritize(self, body: bytes) -> bytes:
-        args = protocol.parse_extender_args(body)
+        snap = self.live.snapshot()
+        args = protocol.parse_extender_args(body, snap.name_table)
         try:
             req = parse_pod(args.pod)
         except RequestError:
             req = None  # filter already refused it everywhere, with the reason
         if req is None or not req.gpu_pod:
-            return protocol.prioritize_result(args.node_names, np.zeros(len(args.node_names), np.int64))
-        snap = self.live.snapshot()
-        details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes, self.row_memo)
+            return b"[]"  # every host scores 0, and an absent host scores 0 (prioritize_result)
+        if args.rows is not None:
+            details = score_candidates(snap, req, None, self.weights, self.live.shapes, self.row_memo, args.rows)
+        else:
+            details = score_candidates(snap, req, args.node_names, self.weights, self.live.shapes, self.row_memo)
         self._remember(self._details, args.pod_key, details.without_names(), self.RECENT_DETAILS)
         self.metrics.decisions.labels("prioritize", "scored").inc()
         return protocol.prioritize_result(details.names, details.score, details.rows, snap.names)

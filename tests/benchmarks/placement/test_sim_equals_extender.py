@@ -51,6 +51,7 @@ from tests.benchmarks.placement.tiny import nodes
 NAMESPACE = "bench"
 REPORTED_AT = datetime(2026, 1, 1, tzinfo=timezone.utc)
 NOW = REPORTED_AT.timestamp() + 30.0  # the agent reported 30 s ago: fresh under the default 600 s
+GO = (",", ":")  # compact, as Go writes the extender calls (the extender reads those names as rows)
 
 
 def cluster() -> Nodes:
@@ -215,7 +216,7 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         # kube-scheduler also counts nvidia.com/gpu, so it may send fewer nodes than fit CPU and memory
         assert set(names) <= set(sim_names), where
         assert names == [n for n in sim_names if n in names], where
-        body = json.dumps({"Pod": pod, "NodeNames": names}).encode()
+        body = json.dumps({"Pod": pod, "NodeNames": names}, separators=GO).encode()
         filtered = json.loads(ext.filter(body))
         feasible = filtered["NodeNames"] or []
         assert filtered["Error"] == "", where
@@ -233,7 +234,7 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
             continue
         assert choice is not None, where
         # --- same integer scores on every node
-        answer = json.loads(ext.prioritize(json.dumps({"Pod": pod, "NodeNames": feasible}).encode()))
+        answer = json.loads(ext.prioritize(json.dumps({"Pod": pod, "NodeNames": feasible}, separators=GO).encode()))
         listed = {a["Host"]: a["Score"] for a in answer}
         # hosts in the order sent; one scoring 0 is left out, as kube-scheduler reads it
         assert [a["Host"] for a in answer] == [n for n in feasible if n in listed], where

@@ -182,10 +182,11 @@ json_any = st.recursive(json_leaf, lambda c: st.one_of(st.lists(c, max_size=5),
                         max_leaves=20)
 
 
-def dumps(obj: Any) -> bytes:
+def dumps(obj: Any, go: bool = False) -> bytes:
     """The stdlib writes NaN, Infinity and integers past 64 bits, which are not JSON that
-    Go would send: exactly what a fuzzer wants on the wire."""
-    return json.dumps(obj).encode()
+    Go would send: exactly what a fuzzer wants on the wire. `go`: compact, as Go writes,
+    which the extender reads names from without decoding them (protocol._read_as_rows)."""
+    return json.dumps(obj, separators=(",", ":") if go else None).encode()
 
 
 # Every place in a filter/prioritize call a wrong type can go.
@@ -224,7 +225,7 @@ def wrong_types(draw) -> bytes:
     if draw(st.booleans()):
         base = {"Pod": base["Pod"], "Nodes": {"items": [{"metadata": {"name": n}} for n in NODES]}}
     path = draw(st.sampled_from(ARG_PATHS))
-    return dumps(replace_at(base, path, draw(json_any)))
+    return dumps(replace_at(base, path, draw(json_any)), draw(st.booleans()))
 
 
 ABSURD = ["-5Gi", "1e30", "abc", "NaN", "nan", "Infinity", "-Infinity", "inf", "0", "-0", "0.0", "1e-30", "",
@@ -249,12 +250,12 @@ def absurd_quantities(draw) -> bytes:
     if draw(st.booleans()):
         limits = {contract.GPU_RESOURCE: draw(st.one_of(
             q, st.integers(min_value=-(2**65), max_value=2**65), st.sampled_from(["1", "8", "65", "-1", " 3 ", "٣"])))}
-    return dumps(valid_args(pod(ann, limits)))
+    return dumps(valid_args(pod(ann, limits)), draw(st.booleans()))
 
 
 @st.composite
 def malformed_json(draw) -> bytes:
-    text = dumps(valid_args(pod({contract.GPU_MEMORY: "20Gi"}, {contract.GPU_RESOURCE: "1"})))
+    text = dumps(valid_args(pod({contract.GPU_MEMORY: "20Gi"}, {contract.GPU_RESOURCE: "1"})), draw(st.booleans()))
     how = draw(st.sampled_from(["truncate", "insert", "delete", "replace"]))
     i = draw(st.integers(min_value=0, max_value=len(text)))
     junk = draw(st.binary(min_size=1, max_size=8) | st.sampled_from([b"{", b"}", b"[", b"]", b",", b":", b'"',
@@ -297,17 +298,17 @@ def big_lists(draw) -> bytes:
     kind = draw(st.sampled_from(["names", "unknown-names", "containers", "annotation", "duplicates"]))
     n = draw(st.integers(min_value=1, max_value=20_000))
     if kind == "names":
-        return dumps(valid_args(names=[f"node-{i}" for i in range(n)]))
+        return dumps(valid_args(names=[f"node-{i}" for i in range(n)]), draw(st.booleans()))
     if kind == "unknown-names":
-        return dumps(valid_args(names=[("x" * 253)[: 1 + i % 253] for i in range(n)]))
+        return dumps(valid_args(names=[("x" * 253)[: 1 + i % 253] for i in range(n)]), draw(st.booleans()))
     if kind == "duplicates":
-        return dumps(valid_args(names=NODES * (n // 4 + 1)))
+        return dumps(valid_args(names=NODES * (n // 4 + 1)), draw(st.booleans()))
     if kind == "containers":
         p = pod({})
         p["spec"]["containers"] = [{"name": f"c{i}", "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}
                                    for i in range(min(n, 5000))]
-        return dumps(valid_args(p))
-    return dumps(valid_args(pod({contract.GPU_MEMORY: "20Gi", "x": "y" * (n * 100)})))
+        return dumps(valid_args(p), draw(st.booleans()))
+    return dumps(valid_args(pod({contract.GPU_MEMORY: "20Gi", "x": "y" * (n * 100)})), draw(st.booleans()))
 
 
 @st.composite

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from scheduler.core.name_table import NameTable
 from scheduler.extender import protocol
 from scheduler.extender.protocol import ProtocolError
 
@@ -68,6 +72,14 @@ def test_prioritize_result_by_row(rows, scores, want):
     hosts = [("n0", "n1", "n2")[r] if r >= 0 else "ghost" for r in rows]
     out = json.loads(protocol.prioritize_result(hosts, scores, np.array(rows), ("n0", "n1", "n2")))
     assert [(h["Host"], h["Score"]) for h in out] == want
+    if min(r for r, s in zip(rows, scores) if s) >= 0:  # read as rows, with no names: rows are enough
+        out = json.loads(protocol.prioritize_result([], scores, np.array(rows), ("n0", "n1", "n2")))
+        assert [(h["Host"], h["Score"]) for h in out] == want
+        out = json.loads(protocol.prioritize_result([], scores, np.array(rows), ("n0", "n1", "n" * 200)))
+        assert [(h["Host"], h["Score"]) for h in out] == [(n if n != "n2" else "n" * 200, s) for n, s in want]
+    else:
+        with pytest.raises(ValueError, match="no host names"):
+            protocol.prioritize_result([], scores, np.array(rows), ("n0", "n1", "n2"))
 
 
 @pytest.mark.parametrize("hosts, scores, error", [
@@ -120,3 +132,85 @@ def test_prioritize_result_names_hosts_by_row_when_every_listed_host_has_one():
     uneven = ("n0", "n1", "n" * 200)
     assert json.loads(protocol.prioritize_result(["x", "y"], [2, 6], np.array([0, 2]), uneven)) == [
         {"Host": "x", "Score": 2}, {"Host": "y", "Score": 6}]
+
+
+# ---------- requests read as rows (what kube-scheduler sends, without a str per name)
+
+TABLE_NAMES = ("node-0", "node-1", "node-10", "ip-10-0-0-1.internal")
+POD_JSON = json.dumps(POD, separators=(",", ":")).encode()
+
+
+def go_body(items: bytes, before: bytes = b'"Nodes":null,') -> bytes:
+    """As Go's encoding/json writes ExtenderArgs: compact, fields in struct order."""
+    return b'{"Pod":%s,%s"NodeNames":[%s]}' % (POD_JSON, before, items)
+
+
+@pytest.mark.parametrize("raw, rows", [
+    (go_body(b'"node-1","node-0"'), [1, 0]),
+    (go_body(b'"node-10","ip-10-0-0-1.internal","node-10"', before=b""), [2, 3, 2]),
+    # anything else is decoded whole, with the same outcome
+    (go_body(b'"node-1","ghost"'), None),  # a node the table does not hold
+    (go_body(b'"node\\u002d1"'), None),  # escaped: only decoding says it is node-1
+    (go_body(b'"node-1", "node-0"'), None),  # whitespace is JSON, but not what Go writes
+    (go_body(b'"node-1","node-0"') + b" ", None),
+    (go_body(b""), None),
+    (go_body(b'"node-1",,"node-0"'), None),  # not JSON: the full decoding's error
+    (go_body(b'"node-1":"node-0"'), None),
+    (b'{"NodeNames":["node-1"],"Pod":%s}' % POD_JSON, None),  # names not last
+    (b'{"Pod":%s,"NodeNames":["node-1"],"X":["node-0"]}' % POD_JSON, None),
+    (b'{"Pod":{"metadata":{"name":"p","x":"\\"NodeNames\\":["}},"NodeNames":["node-1"]}', [1]),
+    (b'{"Pod":5,"NodeNames":["node-1"]}', None),  # the pod's error, as the full decoding gives it
+    (b'{"Pod":{"metadata":{"name":"p"}}"NodeNames":["node-1"]}', None),  # not JSON before the names
+])
+def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, rows):
+    table = NameTable.build(TABLE_NAMES)
+    try:
+        want = protocol.parse_extender_args(raw)
+    except ProtocolError as exc:
+        with pytest.raises(ProtocolError, match=re.escape(str(exc))):
+            protocol.parse_extender_args(raw, table)
+        return
+    got = protocol.parse_extender_args(raw, table)
+    assert (got.pod, got.node_names, got.sent_names) == (want.pod, want.node_names, want.sent_names)
+    assert (got.rows.tolist() if got.rows is not None else None) == rows
+    if rows is not None:
+        assert [TABLE_NAMES[r] for r in rows] == got.node_names
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(TABLE_NAMES + ("ghost", "node-1 ", "NODE-1", "a,b", "n\u00f6de", 'q"uote')),
+                max_size=6),
+       st.sampled_from([(",", ":"), (", ", ": ")]), st.integers(0, 200), st.binary(max_size=3))
+def test_reading_as_rows_changes_nothing_a_full_decoding_gives(names, separators, cut, junk):
+    """Valid bodies, and bodies broken at any byte: the same args or the same error."""
+    text = json.dumps({"Pod": POD, "NodeNames": names}, separators=separators).encode()
+    table = NameTable.build(TABLE_NAMES)
+    for raw in (text, text[:cut] + junk + text[cut:], text[:cut] + text[cut + len(junk):]):
+        try:
+            want = protocol.parse_extender_args(raw)
+        except ProtocolError as exc:
+            with pytest.raises(ProtocolError) as got_exc:
+                protocol.parse_extender_args(raw, table)
+            assert str(got_exc.value) == str(exc)
+            continue
+        got = protocol.parse_extender_args(raw, table)
+        assert (got.pod, got.node_names, got.sent_names) == (want.pod, want.node_names, want.sent_names)
+        if got.rows is not None:
+            assert [TABLE_NAMES[r] for r in got.rows] == got.node_names
+
+
+@pytest.mark.parametrize("ok, reasons, names, failed", [
+    # request rows [1, 0, 2]: node-1, node-0, node-10
+    ([True, True, True], [], ["node-1", "node-0", "node-10"], {}),
+    ([True, False, True], ["full"], ["node-1", "node-10"], {"node-0": "full"}),
+    ([False, False, False], ["a", "b", "c"], [], {"node-1": "a", "node-0": "b", "node-10": "c"}),
+])
+def test_filter_result_by_row_answers_as_filter_result_does(ok, reasons, names, failed):
+    table = NameTable.build(TABLE_NAMES)
+    args = protocol.parse_extender_args(go_body(b'"node-1","node-0","node-10"'), table)
+    out = protocol.filter_result_rows(args, np.array(ok), reasons, table, TABLE_NAMES)
+    assert json.loads(out) == json.loads(protocol.filter_result(args, names, failed))
+    # prioritize is sent the feasible list next: its bytes are remembered with their rows
+    if names:
+        sent = json.dumps(names, separators=(",", ":")).encode()[1:-1]
+        assert [TABLE_NAMES[r] for r in table.recall(sent)] == names
