@@ -55,6 +55,10 @@ class Metrics:
         self.snapshot_age = Gauge("gpusched_extender_snapshot_age_seconds",
                                   "Seconds since the snapshot was last rebuilt", registry=self.registry)
         self.nodes = Gauge("gpusched_extender_nodes", "Nodes in the snapshot", registry=self.registry)
+        self.reads = Counter("gpusched_extender_requests_read_total",
+                             "filter and prioritize calls by how their node names were read: 'rows' straight "
+                             "from kube-scheduler's bytes, 'decoded' in full (another shape, or a node the "
+                             "snapshot lacks)", ["verb", "how"], registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
 
@@ -121,6 +125,7 @@ class Extender:
     def filter(self, body: bytes) -> bytes:
         read_with = self.live.snapshot()
         args = protocol.parse_extender_args(body, read_with.name_table)
+        self.metrics.reads.labels("filter", "decoded" if args.rows is None else "rows").inc()
         key = args.pod_key
         try:
             req = parse_pod(args.pod)
@@ -154,6 +159,7 @@ class Extender:
     def prioritize(self, body: bytes) -> bytes:
         snap = self.live.snapshot()
         args = protocol.parse_extender_args(body, snap.name_table)
+        self.metrics.reads.labels("prioritize", "decoded" if args.rows is None else "rows").inc()
         try:
             req = parse_pod(args.pod)
         except RequestError:
