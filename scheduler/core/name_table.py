@@ -33,6 +33,7 @@ class NameTable:
     slot_hash: np.ndarray  # [slots] uint64
     slot_row: np.ndarray  # [slots] int64, -1 = empty
     word_masks: np.ndarray  # [width + 1, width // 8] uint64: the first L bytes set
+    by_bytes: dict[bytes, int]  # the findable names' rows: for a few names, a dict is quicker
     # Recent lists (as the bytes they came in) and their rows, for callers to reuse:
     # kube-scheduler sends prioritize the list filter answered, byte for byte.
     recent: list = field(default_factory=list, repr=False)
@@ -87,7 +88,8 @@ class NameTable:
         masks = np.zeros((width + 1, width), np.uint8)
         masks[np.arange(width)[None, :] < np.arange(width + 1)[:, None]] = 0xFF
         return cls(width, words, lengths, keys, shift, slot_hash, slot_row,
-                   masks.view(np.uint64).reshape(width + 1, width // 8))
+                   masks.view(np.uint64).reshape(width + 1, width // 8),
+                   {encoded[r]: int(r) for r in rows.tolist()})
 
     def find(self, buf: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """Rows of the names at buf[starts[i]:starts[i] + lengths[i]] (-1 for one not in

@@ -64,6 +64,7 @@ def test_an_empty_table_finds_nothing():
 def test_only_names_json_sends_as_their_own_bytes_are_findable(name, findable):
     table = NameTable.build(("other", name))
     assert find(table, [name.encode()]) == [1 if findable else -1]
+    assert table.by_bytes.get(name.encode(), -1) == (1 if findable else -1)  # the dict for few names
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)

@@ -140,6 +140,14 @@ TABLE_NAMES = ("node-0", "node-1", "node-10", "ip-10-0-0-1.internal")
 POD_JSON = json.dumps(POD, separators=(",", ":")).encode()
 
 
+@pytest.fixture(params=["dict", "numpy"])
+def finder(request, monkeypatch):
+    """Few names are looked up in a dict, many with numpy (protocol._FEW_NAMES_BYTES): both ways."""
+    if request.param == "numpy":
+        monkeypatch.setattr(protocol, "_FEW_NAMES_BYTES", 0)
+    return request.param
+
+
 def go_body(items: bytes, before: bytes = b'"Nodes":null,') -> bytes:
     """As Go's encoding/json writes ExtenderArgs: compact, fields in struct order."""
     return b'{"Pod":%s,%s"NodeNames":[%s]}' % (POD_JSON, before, items)
@@ -162,7 +170,7 @@ def go_body(items: bytes, before: bytes = b'"Nodes":null,') -> bytes:
     (b'{"Pod":5,"NodeNames":["node-1"]}', None),  # the pod's error, as the full decoding gives it
     (b'{"Pod":{"metadata":{"name":"p"}}"NodeNames":["node-1"]}', None),  # not JSON before the names
 ])
-def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, rows):
+def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, rows, finder):
     table = NameTable.build(TABLE_NAMES)
     try:
         want = protocol.parse_extender_args(raw)
@@ -183,6 +191,13 @@ def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, ro
        st.sampled_from([(",", ":"), (", ", ": ")]), st.integers(0, 200), st.binary(max_size=3))
 def test_reading_as_rows_changes_nothing_a_full_decoding_gives(names, separators, cut, junk):
     """Valid bodies, and bodies broken at any byte: the same args or the same error."""
+    for few_names_bytes in (protocol._FEW_NAMES_BYTES, 0):  # a dict, then numpy
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(protocol, "_FEW_NAMES_BYTES", few_names_bytes)
+            _reads_alike(names, separators, cut, junk)
+
+
+def _reads_alike(names, separators, cut, junk):
     text = json.dumps({"Pod": POD, "NodeNames": names}, separators=separators).encode()
     table = NameTable.build(TABLE_NAMES)
     for raw in (text, text[:cut] + junk + text[cut:], text[:cut] + text[cut + len(junk):]):
@@ -205,7 +220,7 @@ def test_reading_as_rows_changes_nothing_a_full_decoding_gives(names, separators
     ([True, False, True], ["full"], ["node-1", "node-10"], {"node-0": "full"}),
     ([False, False, False], ["a", "b", "c"], [], {"node-1": "a", "node-0": "b", "node-10": "c"}),
 ])
-def test_filter_result_by_row_answers_as_filter_result_does(ok, reasons, names, failed):
+def test_filter_result_by_row_answers_as_filter_result_does(ok, reasons, names, failed, finder):
     table = NameTable.build(TABLE_NAMES)
     args = protocol.parse_extender_args(go_body(b'"node-1","node-0","node-10"'), table)
     out = protocol.filter_result_rows(args, np.array(ok), reasons, table, TABLE_NAMES)
