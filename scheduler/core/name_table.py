@@ -19,8 +19,13 @@ MAX_NAME = 253  # a node name is a DNS subdomain
 _PLAIN = frozenset(range(0x20, 0x80)) - {ord('"'), ord("\\")}
 
 
-def _plain(name: bytes) -> bool:
-    return 0 < len(name) <= MAX_NAME and _PLAIN.issuperset(name)
+def _plain(name: str) -> bytes:
+    """`name` as bytes when it can be found by them, else b"" (never found)."""
+    try:
+        b = name.encode()
+    except UnicodeEncodeError:  # a lone surrogate: no node is named so, but never raise on it
+        return b""
+    return b if 0 < len(b) <= MAX_NAME and _PLAIN.issuperset(b) else b""
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,23 +63,24 @@ class NameTable:
     def build(cls, names: tuple[str, ...] | list[str]) -> "NameTable":
         """A table of `names` (a snapshot's, by row). Names that are not plain printable
         ASCII of 1..253 bytes are left out: they are never found, and callers fall back."""
-        encoded = [n.encode() for n in names]
-        findable = [_plain(b) for b in encoded]
-        encoded = [b if ok else b"" for b, ok in zip(encoded, findable)]
+        encoded = [_plain(n) for n in names]
         width = max(8, -(-max(map(len, encoded), default=0) // 8) * 8)
         stored = np.array(encoded, dtype=f"S{width}")
         lengths = np.fromiter(map(len, encoded), np.int64, len(encoded))
         words = stored.view(np.uint64).reshape(len(encoded), width // 8)
-        rows = np.flatnonzero(findable)
+        rows = np.flatnonzero(lengths)
         bits = max(8, (8 * len(rows)).bit_length())  # load under 1/8: probes rarely go past one slot
         shift = 64 - bits
-        for seed in range(100):
+        for seed in range(16):
             keys = np.random.default_rng(seed).integers(1, 2**63, width // 8, dtype=np.uint64) | np.uint64(1)
             hashes = _hash(words[rows], keys)
             if len(np.unique(hashes)) == len(hashes):  # the probe stops at the first equal hash
                 break
-        else:  # 100 seeds, each colliding, over at most a few thousand 64-bit hashes: not a chance
-            raise ValueError("could not hash node names without collisions")
+        else:  # never seen: then nothing is findable, and every request is decoded in full
+            rows = rows[:0]
+            hashes = hashes[:0]
+            encoded = [b""] * len(encoded)
+            lengths[:] = 0
         # Linear probing, built at once: in home-slot order, each name takes its home slot or
         # the one after the previous name's, whichever is later (the running max below).
         home = (hashes >> np.uint64(shift)).astype(np.int64)
@@ -124,7 +130,19 @@ class NameTable:
 
 
 def _hash(words: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    h = words[:, 0] * keys[0]
-    for j in range(1, words.shape[1]):
-        h += words[:, j] * keys[j]
+    """Each word times its key, mixed (MurmurHash3's fmix64) before the words are summed: a
+    product alone carries a difference only upwards, so names that differ in the high bytes
+    of their words alone would share most of their bits (and collide by the thousand)."""
+    h = np.zeros(len(words), np.uint64)
+    for j in range(words.shape[1]):
+        v = words[:, j] * keys[j]
+        v ^= v >> _S33
+        v *= _M1
+        v ^= v >> _S33
+        v *= _M2
+        v ^= v >> _S33
+        h += v
     return h
+
+
+_S33, _M1, _M2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)

@@ -95,8 +95,8 @@ def _read_as_rows(body: bytes, table: NameTable) -> ExtenderArgs | None:
     the rest is decoded with an empty array in the names' place, and each name's raw bytes
     match a stored name that holds no byte JSON would escape."""
     at = body.rfind(_NAMES_KEY)
-    if at < 0 or not body.endswith(b"]}") or len(body) > MAX_BODY:
-        return None
+    if at < 1 or body[at - 1] not in b",{" or not body.endswith(b"]}") or len(body) > MAX_BODY:
+        return None  # (a quote after a backslash would be the escaped one in a key like "\"NodeNames")
     items = body[at + len(_NAMES_KEY):-2]
     rows = table.recall(items)
     if rows is None:

@@ -55,9 +55,9 @@ class Metrics:
                                   "Seconds since the snapshot was last rebuilt", registry=self.registry)
         self.nodes = Gauge("gpusched_extender_nodes", "Nodes in the snapshot", registry=self.registry)
         self.reads = Counter("gpusched_extender_requests_read_total",
-                             "filter and prioritize calls by how their node names were read: 'rows' straight "
-                             "from kube-scheduler's bytes, 'decoded' in full (another shape, or a node the "
-                             "snapshot lacks)", ["verb", "how"], registry=self.registry)
+                             "filter and prioritize calls for GPU pods by how their node names were read: "
+                             "'rows' straight from kube-scheduler's bytes, 'decoded' in full (another shape, "
+                             "or a node the snapshot lacks)", ["verb", "how"], registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
 
@@ -124,7 +124,6 @@ class Extender:
     def filter(self, body: bytes) -> bytes:
         read_with = self.live.snapshot()
         args = protocol.parse_extender_args(body, read_with.name_table)
-        self.metrics.reads.labels("filter", "decoded" if args.rows is None else "rows").inc()
         key = args.pod_key
         try:
             req = parse_pod(args.pod)
@@ -141,7 +140,9 @@ class Extender:
             # over-committed by a bind still in flight; memory shares it does not see.
             self._wait_for_inflight(key)
         snap = self.live.snapshot()  # after the wait: it counts the bind waited for
-        if args.rows is not None and snap.names is read_with.names:  # rows still mean the same nodes
+        by_row = args.rows is not None and snap.names is read_with.names  # rows still mean the same nodes
+        self.metrics.reads.labels("filter", "rows" if by_row else "decoded").inc()
+        if by_row:
             ok, why = filter_rows(snap, req, args.rows, self.row_memo)
             fit = bool(ok.any())
             answer = protocol.filter_result_rows(args, ok, why, snap.name_table, snap.names)
@@ -158,13 +159,13 @@ class Extender:
     def prioritize(self, body: bytes) -> bytes:
         snap = self.live.snapshot()
         args = protocol.parse_extender_args(body, snap.name_table)
-        self.metrics.reads.labels("prioritize", "decoded" if args.rows is None else "rows").inc()
         try:
             req = parse_pod(args.pod)
         except RequestError:
             req = None  # filter already refused it everywhere, with the reason
         if req is None or not req.gpu_pod:
             return b"[]"  # every host scores 0, and an absent host scores 0 (prioritize_result)
+        self.metrics.reads.labels("prioritize", "decoded" if args.rows is None else "rows").inc()
         if args.rows is not None:
             details = score_candidates(snap, req, None, self.weights, self.live.shapes, self.row_memo, args.rows)
         else:

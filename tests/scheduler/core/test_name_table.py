@@ -1,11 +1,15 @@
 """Rows of node names found from bytes (scheduler/core/name_table.py)."""
 from __future__ import annotations
 
+import random
+import string
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scheduler.core import name_table
 from scheduler.core.name_table import NameTable
 
 # rows: 0 "a", 1 "node-1", 2 "node-10", 3 "node-1x" (8 bytes: one whole word),
@@ -77,6 +81,29 @@ def test_find_agrees_with_a_dict(names, others, rnd):
     queries = names + others
     rnd.shuffle(queries)
     assert find(table, [q.encode() for q in queries]) == [index.get(q, -1) for q in queries]
+
+
+def test_names_that_differ_only_in_the_high_bytes_of_their_words_are_all_found():
+    """A product carries a difference only upwards: without mixing, these 16-byte names (one
+    varying byte high in each word) shared all but 16 bits of their hash, and 1,000 of them
+    could not be stored without collisions."""
+    chars = string.ascii_lowercase + string.digits
+    rnd = random.Random(0)
+    names = tuple(sorted({"gpu-rk%s%s-node-%s%s" % tuple(rnd.choice(chars) for _ in range(4)) for _ in range(1000)}))
+    table = NameTable.build(names)
+    assert len(table.by_bytes) == len(names) == 999
+    assert find(table, [n.encode() for n in names[::-1]]) == list(range(len(names)))[::-1]
+
+
+def test_a_name_that_cannot_be_encoded_is_left_out_without_failing_the_table():
+    table = NameTable.build(("a", "lone-\ud800", "b"))  # a lone surrogate: no UTF-8 for it
+    assert find(table, [b"a", b"b"]) == [0, 2] and len(table.by_bytes) == 2
+
+
+def test_a_table_that_cannot_hash_its_names_apart_finds_nothing_rather_than_failing(monkeypatch):
+    monkeypatch.setattr(name_table, "_hash", lambda words, keys: np.zeros(len(words), np.uint64))
+    table = NameTable.build(NAMES)
+    assert find(table, [b"a", b"node-1"]) == [-1, -1] and not table.by_bytes  # callers decode in full
 
 
 def test_remembered_lists_are_recalled_by_their_bytes_and_only_the_latest_are_kept():

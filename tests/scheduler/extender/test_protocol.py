@@ -168,6 +168,8 @@ def go_body(items: bytes, before: bytes = b'"Nodes":null,') -> bytes:
     (b'{"Pod":%s,"NodeNames":["node-1"],"X":["node-0"]}' % POD_JSON, None),
     (b'{"Pod":{"metadata":{"name":"p","x":"\\"NodeNames\\":["}},"NodeNames":["node-1"]}', [1]),
     (b'{"Pod":5,"NodeNames":["node-1"]}', None),  # the pod's error, as the full decoding gives it
+    # the last `"NodeNames":[` opens with the escaped quote of another key; the real one is empty
+    (b'{"Pod":%s,"NodeNames":[],"\\"NodeNames":["node-1"]}' % POD_JSON, None),
     (b'{"Pod":{"metadata":{"name":"p"}}"NodeNames":["node-1"]}', None),  # not JSON before the names
 ])
 def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, rows, finder):
