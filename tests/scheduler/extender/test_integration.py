@@ -111,8 +111,16 @@ def test_pods_that_cannot_fit_stay_pending_with_our_reason(gpusched, core, names
     assert not core.read_namespaced_pod("nofit", namespace).spec.node_name
 
 
+def reads(gpusched) -> dict[tuple[str, str], float]:
+    """gpusched_extender_requests_read_total by (verb, how), since the extender started."""
+    return {(s.labels["verb"], s.labels["how"]): s.value for m in text_string_to_metric_families(
+        gpusched.get("/metrics").text) if m.name == "gpusched_extender_requests_read" for s in m.samples
+        if s.name.endswith("_total")}
+
+
 def test_200_pods_at_once_never_overcommit_a_gpu(gpusched, apps, core, namespace):
     # 4 nodes x 8 GPUs, 3 shares of 26 GiB (26,624 MiB) per 81,079 MiB GPU = 96 fit; 104 stay Pending
+    before = reads(gpusched)  # the extender serves the whole session, nodes of other tests' come and go
     apps.create_namespaced_deployment(namespace, gpu_deployment(
         "burst", 200, gpus=0, scheduler="gpusched", annotations={contract.GPU_MEMORY: "26Gi"}))
 
@@ -128,11 +136,10 @@ def test_200_pods_at_once_never_overcommit_a_gpu(gpusched, apps, core, namespace
     assert len(usage) == 32  # every GPU got used before any pod was refused
     # kube-scheduler's calls came in the shape the extender reads names from as bytes (it
     # skips prioritize when one node is left, so fewer of those than pods placed)
-    reads = {(s.labels["verb"], s.labels["how"]): s.value for m in text_string_to_metric_families(
-        gpusched.get("/metrics").text) if m.name == "gpusched_extender_requests_read" for s in m.samples
-        if s.name.endswith("_total")}
-    assert reads.get(("filter", "rows"), 0) >= 96 and reads.get(("prioritize", "rows"), 0) > 0, reads
-    assert reads.get(("filter", "decoded"), 0) == reads.get(("prioritize", "decoded"), 0) == 0, reads
+    after = reads(gpusched)
+    calls = {k: after[k] - before.get(k, 0) for k in after}
+    assert calls.get(("filter", "rows"), 0) >= 96 and calls.get(("prioritize", "rows"), 0) > 0, calls
+    assert calls.get(("filter", "decoded"), 0) == calls.get(("prioritize", "decoded"), 0) == 0, calls
 
 
 def test_without_the_extender_pods_still_schedule_and_nothing_is_double_booked_after(gpusched, core, namespace):
