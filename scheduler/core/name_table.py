@@ -3,9 +3,9 @@
 kube-scheduler sends filter every node's name, in a new order on each call: 5,000 names at
 5,000 nodes. Decoding them into str objects and looking each up in a dict was the largest
 part of a filter call. Here the names stay bytes: each is gathered as one fixed-width row of
-8-byte words (one numpy gather for all of them), hashed by a multiply-add over its words,
-found by that hash in an open-addressing table, then compared with the stored name word by
-word. A row is returned only for an exact match, so no hash collision can alias two nodes.
+8-byte words (one numpy gather for all of them), hashed (each word times a key, mixed, then
+summed), found by that hash in an open-addressing table, then compared with the stored name
+word by word. A row is returned only for an exact match: no hash collision aliases two nodes.
 """
 from __future__ import annotations
 
@@ -77,10 +77,7 @@ class NameTable:
             if len(np.unique(hashes)) == len(hashes):  # the probe stops at the first equal hash
                 break
         else:  # never seen: then nothing is findable, and every request is decoded in full
-            rows = rows[:0]
-            hashes = hashes[:0]
-            encoded = [b""] * len(encoded)
-            lengths[:] = 0
+            rows, hashes = rows[:0], hashes[:0]
         # Linear probing, built at once: in home-slot order, each name takes its home slot or
         # the one after the previous name's, whichever is later (the running max below).
         home = (hashes >> np.uint64(shift)).astype(np.int64)

@@ -94,8 +94,10 @@ def _read_as_rows(body: bytes, table: NameTable) -> ExtenderArgs | None:
     otherwise, and the caller decodes it all. Equal to the full decoding whenever it answers:
     the rest is decoded with an empty array in the names' place, and each name's raw bytes
     match a stored name that holds no byte JSON would escape."""
+    if len(body) > MAX_BODY or not body.endswith(b"]}"):
+        return None
     at = body.rfind(_NAMES_KEY)
-    if at < 1 or body[at - 1] not in b",{" or not body.endswith(b"]}") or len(body) > MAX_BODY:
+    if at < 1 or body[at - 1] not in b",{":
         return None  # (a quote after a backslash would be the escaped one in a key like "\"NodeNames")
     items = body[at + len(_NAMES_KEY):-2]
     rows = table.recall(items)
@@ -295,7 +297,8 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
         out["score"] = _SCORE_FIXED[scores[keep]]
         return b"".join((b"[", memoryview(out.view(np.uint8))[1:], b"]"))  # less the first leading comma
     parts = np.empty(2 * int(keep.sum()), dtype=object)
-    parts[::2] = _host_prefixes(list(compress(hosts, keep)) if len(hosts) else list(map(row_names.__getitem__, picked.tolist())))
+    listed = list(compress(hosts, keep)) if len(hosts) else list(map(row_names.__getitem__, picked.tolist()))
+    parts[::2] = _host_prefixes(listed)
     parts[1::2] = _SCORE_SUFFIX[scores[keep]]
     return b"[" + b"".join(parts.tolist())[1:] + b"]"
 
