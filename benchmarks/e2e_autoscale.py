@@ -34,7 +34,6 @@ with the trace: scale-down stabilisation 300 s / compression, panic stable windo
 """
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,16 +42,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks.fleet.model import Fleet, Request, ServiceModel, Trace, TraceRow, read_trace
+from benchmarks.traces import azure_dir
 from scheduler import contract
 
 
 
 def default_trace() -> Path:
-    """The Azure code trace, found as the test bed finds the Alibaba one: $GPUSCHED_TRACES,
-    else ../shared/data/traces beside the checkout."""
-    env = os.environ.get("GPUSCHED_TRACES")
-    base = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "traces"
-    return base / "azure-llm-2023" / "AzureLLMInferenceTrace_code.csv"
+    """The Azure code trace (benchmarks/traces.py says where traces are found)."""
+    return azure_dir() / "AzureLLMInferenceTrace_code.csv"
 
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from benchmarks.traces import azure_dir
+
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
             "ours-batch-slots", "hpa-util", "keda-queue", "static", "oracle")
@@ -52,7 +54,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                "  gpusched bench autoscale --ours-spec '{\"slo\": {\"targetUtilization\": 0.9}}' --out /tmp/b")
     p.add_argument("--trace", action="append", metavar="FILE",
                    help="a CSV request trace; repeat for several (default: both Azure LLM traces in "
-                        "$GPUSCHED_TRACES/azure-llm-2023 or ../shared/data/traces/azure-llm-2023)")
+                        "benchmarks/data/traces/azure-llm-2023, or $GPUSCHED_TRACES/azure-llm-2023)")
     p.add_argument("--time-column", help="arrival time column (default: found by name, e.g. TIMESTAMP)")
     p.add_argument("--prompt-column", help="prompt-token column (default: found by name, e.g. ContextTokens)")
     p.add_argument("--output-column", help="output-token column (default: found by name, e.g. GeneratedTokens)")
@@ -81,11 +83,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
 
 
 def default_traces() -> list[Path]:
-    import os
-
-    env = os.environ.get("GPUSCHED_TRACES")
-    base = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
-    return [base / "azure-llm-2023" / n for n in AZURE]
+    return [azure_dir() / n for n in AZURE]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,14 +24,14 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  gpusched bench placement --out results/placement\n"
-               "  gpusched bench placement --pods ../shared/data/traces/alibaba-gpu-2023/openb_pod_list_gpuspec33.csv"
+               "  gpusched bench placement --pods benchmarks/data/traces/alibaba-gpu-2023/openb_pod_list_gpuspec33.csv"
                " --out results/placement-gpuspec33\n"
                "  gpusched bench placement --policies gpusched fgd best-fit --limit 2000 --out /tmp/p")
     p.add_argument("--pods", action="append", metavar="PATH",
                    help="an openb_pod_list_*.csv; repeat for several (default: openb_pod_list_default.csv "
                         "beside the node list)")
     p.add_argument("--nodes", metavar="PATH", help="the node list (default: openb_node_list_gpu_node.csv in "
-                   "$GPUSCHED_TRACES or ../shared/data/traces/alibaba-gpu-2023/)")
+                   "benchmarks/data/traces/alibaba-gpu-2023/, or $GPUSCHED_TRACES/alibaba-gpu-2023/)")
     p.add_argument("--seed", type=int, default=1, help="seed of the random policy (default 1)")
     p.add_argument("--out", default="results/placement", help="results directory (default results/placement)")
     p.add_argument("--policies", nargs="+", choices=POLICY_ORDER, default=list(DEFAULT_POLICIES), metavar="NAME",

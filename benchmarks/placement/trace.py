@@ -36,7 +36,7 @@ class BenchInputError(UserError):
 
 def traces_dir() -> Path:
     """The Alibaba trace directory, found as the test bed's profiles find it
-    (GPUSCHED_TRACES, else ../shared/data/traces beside the checkout)."""
+    (benchmarks/traces.py)."""
     return alibaba_nodes_csv().parent
 
 

@@ -8,11 +8,11 @@ there (capacity `nvidia.com/gpu`, labels `nvidia.com/gpu.product` and
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from benchmarks.traces import alibaba_dir
 from scheduler.nodeinfo import MiB
 
 # The Alibaba trace names GPU models but not their memory; G2 and G3 are undisclosed.
@@ -57,9 +57,7 @@ def small(n: int) -> list[NodeSpec]:
 
 
 def alibaba_nodes_csv() -> Path:
-    env = os.environ.get("GPUSCHED_TRACES")
-    base = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
-    return base / "alibaba-gpu-2023" / "openb_node_list_gpu_node.csv"
+    return alibaba_dir() / "openb_node_list_gpu_node.csv"
 
 
 def alibaba(n: int, path: Path | None = None) -> list[NodeSpec]:

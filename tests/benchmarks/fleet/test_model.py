@@ -384,12 +384,9 @@ def test_model_and_service_time_columns():
         (0.0, "m1", 5, 6, None), (2.0, "m2", 7, 8, None)]
 
 
-def test_real_azure_trace_if_present():
-    from pathlib import Path
-    path = Path(__file__).resolve().parents[4] / "shared/data/traces/azure-llm-2023/AzureLLMInferenceTrace_conv.csv"
-    if not path.is_file():
-        pytest.skip(f"{path} not here")
-    rows = read_trace(path)
+def test_the_bundled_azure_trace_reads_whole():
+    from benchmarks.traces import azure_dir
+    rows = read_trace(azure_dir() / "AzureLLMInferenceTrace_conv.csv")
     assert len(rows) == 19_366  # the last row has no newline, so `wc -l` says one less
     assert 3000 < rows[-1].t < 3700  # one hour
     assert all(r.prompt_tokens >= 0 and r.output_tokens >= 0 for r in rows)
