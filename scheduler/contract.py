@@ -1,4 +1,4 @@
-"""Names that are part of the product's contract (DESIGN.md). Change them only on purpose."""
+"""Names that are part of the product's contract (docs/design.md, "The contract"). Change them only on purpose."""
 from typing import Final
 
 DOMAIN: Final = "gpusched.io"

@@ -87,7 +87,7 @@ def plot(out: Path, results: Sequence[Result], rows: Sequence[dict], params: dic
         ax2.bar_label(b, fmt="%.1f", fontsize=7)
     ax2.axhline(90, color="grey", linestyle="--", linewidth=0.8)
     ax2.set_xticks(x, names)
-    ax2.set(ylim=(0, 105), ylabel="% placed on a node caching the model", title="locality (dashed: DESIGN target 90%)")
+    ax2.set(ylim=(0, 105), ylabel="% placed on a node caching the model", title="locality (dashed: target 90%)")
     ax2.legend(fontsize=8, loc="lower left")
     bottom = np.zeros(len(rows))
     for s in SOURCES:

@@ -1,6 +1,6 @@
 """Writes the NVML recordings in this folder (run it from anywhere; output is deterministic).
 
-They are synthesised from figures measured on a lent H100 (DESIGN.md, "Facts measured
+They are synthesised from figures measured on a lent H100 (docs/design.md, "Facts measured
 here": driver 580.159.04; a PyTorch process holding a 10 GiB tensor; NVML v1 said
 used = 11,247 MiB, nvidia-smi 10,767 MiB; the driver reserves 480 MiB), laid out
 as `python -m scheduler.agent.nvml record` writes them. Replace them with a raw
