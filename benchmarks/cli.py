@@ -19,10 +19,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Calls the extender's HTTP server as kube-scheduler does (Pod + NodeNames, keep-alive) "
                     "against a synthetic cluster; the baseline is a handler that parses the same request and "
                     "answers 'all fit'.",
-        epilog="example: gpusched bench extender --nodes 100 1000 5000 --calls 500 --out results/extender")
+        epilog="examples:\n  gpusched bench extender --nodes 100 1000 5000 --calls 500 --out results/extender\n"
+               "  gpusched bench extender --mode best realistic --nodes 1000 5000 10000",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     ext.add_argument("--nodes", type=int, nargs="+", default=[100, 1000, 5000])
     ext.add_argument("--calls", type=int, default=300, help="calls per verb and size (default 300)")
     ext.add_argument("--seed", type=int, default=1)
+    ext.add_argument("--mode", nargs="+", choices=("best", "realistic"), default=["best"],
+                     help="best: one pod shape, a static cluster; realistic: the Alibaba trace's mix of shapes "
+                          "while node reports and bound pods change every 50 ms (default: best)")
     ext.add_argument("--out", default="results/extender")
     ext.set_defaults(func=run_extender)
 
@@ -78,11 +83,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_extender(args: argparse.Namespace) -> int:
     from benchmarks import extender_latency as bench
 
-    results = bench.run(args.nodes, args.calls, args.seed)
+    results = bench.run(args.nodes, args.calls, args.seed, tuple(args.mode))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "extender.json").write_text(json.dumps(
-        {"params": {"nodes": args.nodes, "calls": args.calls, "seed": args.seed},
+        {"params": {"nodes": args.nodes, "calls": args.calls, "seed": args.seed, "modes": args.mode},
          "rows": [asdict(r) for r in results]}, indent=1))
     text = bench.table(results)
     (out / "extender.md").write_text(text + "\n")

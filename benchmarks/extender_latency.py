@@ -10,9 +10,16 @@ the cost of the protocol alone.
 The node lists are the ones kube-scheduler sends: filter gets every node in a new order
 each call (its filter plugins run on 16 goroutines and the feasible list is in the order
 they finish, schedule_one.go findNodesThatPassFilters), prioritize the list filter answered.
+
+Two modes. *best*: one pod shape (a 20 GiB share) and a static cluster, the best case for
+the per-row memo. *realistic*: each call's pod is drawn from the Alibaba GPU trace's mix
+of shapes (whole GPUs 1 to 8, shares of one GPU), and while the client calls, a thread in
+the server's process changes the cluster as informers would: every 50 ms one node's
+report (its model cache) and one bound pod (one ends, another starts elsewhere).
 """
 from __future__ import annotations
 
+import csv
 import json
 import multiprocessing
 import random
@@ -27,27 +34,77 @@ import numpy as np
 
 from benchmarks.testbed.nodes import node_body
 from benchmarks.testbed.profiles import H100_MIB, NodeSpec
+from benchmarks.traces import alibaba_dir
 from scheduler import contract
 from scheduler.extender.daemon import freeze_long_lived
 from scheduler.extender.live import LiveState
 from scheduler.extender.server import Extender, ExtenderHTTPServer
 
 MODELS = [f"org/model-{i}" for i in range(20)]
+MODES = ("best", "realistic")
+BEST_SHAPE = (0, "20Gi")  # (whole GPUs, memory of a share): the best case's one shape
+CHURN_EVERY_S = 0.05
+
+
+def _spec(i: int, rng: random.Random) -> NodeSpec:
+    """Node i of 8 x H100; a third cache some model."""
+    spec = NodeSpec(f"node-{i:05d}", 8, "NVIDIA-H100-80GB-HBM3", H100_MIB)
+    _recache(spec, rng)
+    return spec
+
+
+def _recache(spec: NodeSpec, rng: random.Random) -> None:
+    spec.cached_models.clear()
+    if rng.random() < 0.33:
+        spec.cached_models[rng.choice(MODELS)] = (rng.randint(2, 140) * 2**30, rng.choice(["disk", "host-memory"]))
 
 
 def synthetic_cluster(n: int, seed: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """n nodes of 8 x H100; a third cache some model; about half the GPUs hold shares."""
+    specs, pods = _cluster(n, seed)
+    return [node_body(s) for s in specs], pods
+
+
+def _cluster(n: int, seed: int) -> tuple[list[NodeSpec], list[dict[str, Any]]]:
     rng = random.Random(seed)
-    nodes, pods = [], []
+    specs, pods = [], []
     for i in range(n):
-        spec = NodeSpec(f"node-{i:05d}", 8, "NVIDIA-H100-80GB-HBM3", H100_MIB)
-        if rng.random() < 0.33:
-            spec.cached_models[rng.choice(MODELS)] = (rng.randint(2, 140) * 2**30, rng.choice(["disk", "host-memory"]))
-        nodes.append(node_body(spec))
+        specs.append(_spec(i, rng))
         for g in range(8):
             if rng.random() < 0.5:
-                pods.append(bound_pod(f"p-{i}-{g}", spec.name, g, f"{rng.choice([10, 20, 40])}Gi"))
-    return nodes, pods
+                pods.append(bound_pod(f"p-{i}-{g}", specs[-1].name, g, f"{rng.choice([10, 20, 40])}Gi"))
+    return specs, pods
+
+
+def trace_shapes(path: Any = None) -> list[tuple[int, str]]:
+    """Every GPU pod's shape in the Alibaba trace's default pod list, in its order, as
+    (whole GPUs, share memory) on an 80 GiB GPU: gpu_milli 800 is a 64Gi share."""
+    path = path or alibaba_dir() / "openb_pod_list_default.csv"
+    out = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            gpus, milli = int(row["num_gpu"]), int(row["gpu_milli"])
+            if gpus == 0:
+                continue
+            out.append((gpus, "") if milli >= 1000 else (0, f"{max(1, milli * 80 // 1000)}Gi"))
+    return out
+
+
+def _churn(live: LiveState, specs: list[NodeSpec], pods: list[dict[str, Any]], stop: threading.Event,
+           seed: int) -> None:
+    """What informers deliver on a busy cluster: a node's report changes, a pod ends and another starts."""
+    rng = random.Random(seed)
+    k = 0
+    while not stop.wait(CHURN_EVERY_S):
+        spec = specs[rng.randrange(len(specs))]
+        _recache(spec, rng)
+        live.on_node("MODIFIED", node_body(spec))
+        if pods:
+            live.on_pod("DELETED", pods.pop(rng.randrange(len(pods))))
+        k += 1
+        node = specs[rng.randrange(len(specs))].name
+        pods.append(bound_pod(f"churn-{k}", node, rng.randrange(8), f"{rng.choice([10, 20, 40])}Gi"))
+        live.on_pod("ADDED", pods[-1])
 
 
 def bound_pod(name: str, node: str, gpu: int, memory: str) -> dict[str, Any]:
@@ -56,17 +113,24 @@ def bound_pod(name: str, node: str, gpu: int, memory: str) -> dict[str, Any]:
             "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
 
 
-def request_body(n_nodes: int, i: int, names: list[str] | None = None) -> bytes:
-    """Call i's body: its pod, and `names` (default: every node, in an order of its own)."""
+def request_body(n_nodes: int, i: int, names: list[str] | None = None,
+                 shape: tuple[int, str] = BEST_SHAPE) -> bytes:
+    """Call i's body: its pod of `shape` (whole GPUs, share memory), and `names` (default:
+    every node, in an order of its own)."""
     if names is None:
         names = [f"node-{k:05d}" for k in range(n_nodes)]
         random.Random(i).shuffle(names)
+    gpus, share = shape
+    annotations = {contract.MODEL: MODELS[i % len(MODELS)]}
+    resources: dict[str, Any] = {"requests": {"cpu": "4", "memory": "32Gi"}}
+    if gpus:
+        resources["limits"] = {contract.GPU_RESOURCE: str(gpus)}
+    else:
+        annotations[contract.GPU_MEMORY] = share
     pod = {
-        "metadata": {"name": f"bench-{i}", "namespace": "bench", "uid": f"uid-{i}",
-                     "annotations": {contract.MODEL: MODELS[i % len(MODELS)], contract.GPU_MEMORY: "20Gi"}},
+        "metadata": {"name": f"bench-{i}", "namespace": "bench", "uid": f"uid-{i}", "annotations": annotations},
         "spec": {"schedulerName": "gpusched",
-                 "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
-                                 "resources": {"requests": {"cpu": "4", "memory": "32Gi"}}}]},
+                 "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0", "resources": resources}]},
     }
     return json.dumps({"Pod": pod, "NodeNames": names}, separators=(",", ":")).encode()  # compact, as Go writes
 
@@ -91,6 +155,7 @@ class Result:
     calls: int
     handler_p50_ms: float = 0.0  # inside the server: body parsed to answer encoded
     handler_p99_ms: float = 0.0
+    mode: str = "best"
 
 
 def _time_verbs(ext: Extender) -> dict[str, list[float]]:
@@ -153,16 +218,17 @@ def _call(conn: _Conn, path: str, body: bytes) -> tuple[float, bytes]:
     return elapsed, data
 
 
-def _client(port: int, n: int, calls: int, bind: bool, conn_out) -> None:
+def _client(port: int, n: int, calls: int, bind: bool, shapes: list[tuple[int, str]], conn_out) -> None:
     """kube-scheduler's side, in a process of its own as kube-scheduler is: in the server's
     process the client's encoding and reading would share the server's GIL and be timed as
     the server's. Each round is what kube-scheduler does for one pod: filter, prioritize, bind."""
     conn = _Conn(port)
     lat: dict[str, list[float]] = {"filter": [], "prioritize": []}
     for i in range(calls + 20):
-        t_f, data = _call(conn, "/filter", request_body(n, i))
+        shape = shapes[i % len(shapes)]
+        t_f, data = _call(conn, "/filter", request_body(n, i, shape=shape))
         feasible = json.loads(data).get("NodeNames") or []
-        t_p, _ = _call(conn, "/prioritize", request_body(n, i, feasible))
+        t_p, _ = _call(conn, "/prioritize", request_body(n, i, feasible, shape=shape))
         if feasible and bind:
             _call(conn, "/bind", json.dumps({"PodName": f"bench-{i}", "PodNamespace": "bench",
                                              "PodUID": f"uid-{i}", "Node": feasible[0]}).encode())
@@ -173,50 +239,58 @@ def _client(port: int, n: int, calls: int, bind: bool, conn_out) -> None:
     conn_out.send(lat)
 
 
-def measure(n: int, calls: int, seed: int) -> list[Result]:
-    nodes, pods = synthetic_cluster(n, seed)
+def measure(n: int, calls: int, seed: int, mode: str = "best") -> list[Result]:
+    realistic = mode == "realistic"
+    shapes = random.Random(seed).sample(trace_shapes(), k=calls + 20) if realistic else [BEST_SHAPE]
     out = []
     ctx = multiprocessing.get_context("spawn")  # no fork of a process with a server thread
     for label, cls in (("gpusched", Extender), ("baseline", _Baseline)):
+        specs, pods = _cluster(n, seed)  # afresh for each server: the churn changes them
         live = LiveState(stale_after_s=86400)
-        live.set_nodes(nodes)
+        live.set_nodes([node_body(s) for s in specs])
         live.set_pods(pods)
         ext = cls(live=live, binder=lambda *a: None, get_pod=lambda *a: None)
         spent = _time_verbs(ext)
         freeze_long_lived()  # as the daemon does once its caches are synced
         srv = _serve(ext)
+        stop = threading.Event()
+        if realistic:
+            threading.Thread(target=_churn, args=(live, specs, pods, stop, seed), daemon=True).start()
         recv, send = ctx.Pipe(duplex=False)
-        client = ctx.Process(target=_client, args=(srv.server_address[1], n, calls, label == "gpusched", send))
+        client = ctx.Process(target=_client,
+                             args=(srv.server_address[1], n, calls, label == "gpusched", shapes, send))
         client.start()
         lat = recv.recv()
         client.join(30)
+        stop.set()
         for verb, values in lat.items():
             a = np.array(values) * 1000
             h = np.array(spent[verb][-len(values):]) * 1000  # the warm-up rounds' calls came first
             out.append(Result(n, verb, label, float(np.percentile(a, 50)), float(np.percentile(a, 99)), calls,
-                              float(np.percentile(h, 50)), float(np.percentile(h, 99))))
+                              float(np.percentile(h, 50)), float(np.percentile(h, 99)), mode))
         srv.shutdown()
         srv.server_close()
     return out
 
 
-def run(sizes: list[int], calls: int, seed: int) -> list[Result]:
+def run(sizes: list[int], calls: int, seed: int, modes: tuple[str, ...] = ("best",)) -> list[Result]:
     results = []
-    for n in sizes:
-        results += measure(n, calls, seed)
+    for mode in modes:
+        for n in sizes:
+            results += measure(n, calls, seed, mode)
     return results
 
 
 def table(results: list[Result]) -> str:
     """Client-side figures (what kube-scheduler waits), then the extender's own time."""
-    rows = ["| nodes | verb | gpusched p50 ms | gpusched p99 ms | baseline p99 ms | p99 ratio "
+    rows = ["| mode | nodes | verb | gpusched p50 ms | gpusched p99 ms | baseline p99 ms | p99 ratio "
             "| in extender p50 / p99 ms | baseline in server p99 ms |",
-            "|---:|---|---:|---:|---:|---:|---|---:|"]
-    by = {(r.nodes, r.verb, r.server): r for r in results}
-    for n in sorted({r.nodes for r in results}):
+            "|---|---:|---|---:|---:|---:|---:|---|---:|"]
+    by = {(r.mode, r.nodes, r.verb, r.server): r for r in results}
+    for mode, n in sorted({(r.mode, r.nodes) for r in results}):
         for verb in ("filter", "prioritize"):
-            g, b = by[(n, verb, "gpusched")], by[(n, verb, "baseline")]
-            rows.append(f"| {n:,} | {verb} | {g.p50_ms:.2f} | {g.p99_ms:.2f} | {b.p99_ms:.2f} | "
+            g, b = by[(mode, n, verb, "gpusched")], by[(mode, n, verb, "baseline")]
+            rows.append(f"| {mode} | {n:,} | {verb} | {g.p50_ms:.2f} | {g.p99_ms:.2f} | {b.p99_ms:.2f} | "
                         f"{g.p99_ms / b.p99_ms:.1f}x | {g.handler_p50_ms:.2f} / {g.handler_p99_ms:.2f} | "
                         f"{b.handler_p99_ms:.2f} |")
     return "\n".join(rows)

@@ -20,4 +20,25 @@ def test_a_small_run_measures_both_servers_and_both_verbs():
     assert {(r.server, r.verb) for r in results} == {
         (s, v) for s in ("gpusched", "baseline") for v in ("filter", "prioritize")}
     assert all(0 < r.p50_ms <= r.p99_ms for r in results)
-    assert "| 20 | prioritize |" in bench.table(results)
+    assert "| best | 20 | prioritize |" in bench.table(results)
+
+
+def test_trace_shapes_map_the_alibaba_mix_onto_80_gib_gpus():
+    shapes = bench.trace_shapes()
+    assert (1, "") in shapes and (8, "") in shapes  # whole GPUs
+    assert (0, "64Gi") in shapes  # gpu_milli 800 of an 80 GiB GPU: 64 GiB
+    assert all((g > 0) != bool(m) for g, m in shapes)  # a whole-GPU pod or a share, never both
+
+
+def test_a_realistic_pod_asks_for_whole_gpus_as_a_resource_and_a_share_as_an_annotation():
+    whole = json.loads(bench.request_body(3, 0, shape=(2, "")))["Pod"]
+    share = json.loads(bench.request_body(3, 0, shape=(0, "10Gi")))["Pod"]
+    assert whole["spec"]["containers"][0]["resources"]["limits"] == {"nvidia.com/gpu": "2"}
+    assert "gpusched.io/gpu-memory" not in whole["metadata"]["annotations"]
+    assert share["metadata"]["annotations"]["gpusched.io/gpu-memory"] == "10Gi"
+
+
+def test_a_small_realistic_run_changes_the_cluster_while_it_measures():
+    results = bench.run([20], calls=5, seed=1, modes=("realistic",))
+    assert {r.mode for r in results} == {"realistic"}
+    assert "| realistic | 20 | filter |" in bench.table(results)
