@@ -158,16 +158,20 @@ class Result:
     mode: str = "best"
 
 
+def _timed(inner: Any, out: list[float]) -> Any:
+    def timed(body: bytes) -> bytes:
+        t = time.perf_counter()
+        answer = inner(body)
+        out.append(time.perf_counter() - t)
+        return answer
+    return timed
+
+
 def _time_verbs(ext: Extender) -> dict[str, list[float]]:
     """Record how long each filter and prioritize call spends in the extender's own code."""
     spent: dict[str, list[float]] = {"filter": [], "prioritize": []}
     for verb, out in spent.items():
-        def timed(body: bytes, inner=getattr(ext, verb), out=out) -> bytes:
-            t = time.perf_counter()
-            answer = inner(body)
-            out.append(time.perf_counter() - t)
-            return answer
-        setattr(ext, verb, timed)  # the server looks the verb up on the instance
+        setattr(ext, verb, _timed(getattr(ext, verb), out))  # the server looks the verb up on the instance
     return spent
 
 

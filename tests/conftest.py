@@ -7,9 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
+
+if TYPE_CHECKING:
+    from kubernetes import client
+
+    from benchmarks.testbed.cluster import LocalCluster
 
 TEST_NODES = 4
 

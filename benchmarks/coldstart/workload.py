@@ -47,4 +47,4 @@ def generate(models: Sequence[Model], *, gpus: int, load: float, duration_s: flo
     times = np.sort(rng.uniform(0.0, duration_s, n))  # a Poisson process given its count
     which = rng.choice(len(models), size=n, p=p)
     life = rng.exponential(lifetime_s, n)
-    return [Arrival(float(t), int(m), float(l)) for t, m, l in zip(times, which, life)], p, rate
+    return [Arrival(float(t), int(m), float(span)) for t, m, span in zip(times, which, life)], p, rate

@@ -457,7 +457,7 @@ class FleetSimulator:
         groups: list[tuple[list[str], dict[str, str]]] = []
         with self.lock:
             nodes = set()
-            for key, (w, st) in sorted(self._pods.items()):
+            for key, (_, st) in sorted(self._pods.items()):
                 groups.append((addr, {"namespace": st.namespace, "pod": st.name,
                                       "instance": f"{st.ip}:{VLLM_PORT}" if st.ip else key,
                                       "__metrics_path__": f"/metrics/{st.namespace}/{st.name}"}))

@@ -698,7 +698,7 @@ def read_trace(source: str | os.PathLike | Iterable[str], *, time_column: str | 
             raise TraceError(f"{where}: cannot read ({exc.strerror or exc})") from None
         except UnicodeDecodeError as exc:
             raise TraceError(f"{where}: not a UTF-8 text file ({exc.reason} at byte {exc.start})") from None
-    return _read_rows(io.StringIO("".join(l if l.endswith("\n") else l + "\n" for l in source)), "<trace>",
+    return _read_rows(io.StringIO("".join(line if line.endswith("\n") else line + "\n" for line in source)), "<trace>",
                       time_column, prompt_column, output_column, model_column, service_column, limit)
 
 

@@ -127,7 +127,8 @@ def test_tls_and_prefetch_variant_applies(cluster, applied):
 def test_restricted_namespace_admits_the_pods(cluster, applied, apps):
     """The Deployments' pods pass Pod Security `restricted` (enforced in gpusched-system)."""
     for name, replicas in ((EXT, 1), (SCHED, 2), (AUTO, 2)):
-        eventually(lambda: (apps.read_namespaced_deployment(name, SYS).status.replicas or 0) == replicas,
+        eventually(lambda name=name, replicas=replicas:
+                   (apps.read_namespaced_deployment(name, SYS).status.replicas or 0) == replicas,
                    timeout=30, what=f"{name} pods created")
 
 
