@@ -149,6 +149,7 @@ def _core_v1(kubeconfig: str | None) -> Any:
 
 
 def build_agent(args: argparse.Namespace) -> Any:
+    from scheduler.agent.cache import cache_dir_problem
     from scheduler.agent.daemon import Agent, AgentConfig
     from scheduler.agent.metrics import AgentMetrics
     from scheduler.agent.nvml import RecordedNVML
@@ -159,8 +160,9 @@ def build_agent(args: argparse.Namespace) -> Any:
         raise _user_error("--min-write-interval must not exceed --heartbeat")
     cache_dirs = tuple(os.path.abspath(d) for d in args.cache_dir)
     for d in cache_dirs:
-        if not os.path.isdir(d):
-            log.warning("cache directory %s does not exist (yet); it will be scanned when it does", d)
+        bad = cache_dir_problem(d)
+        if bad is not None:  # not fatal: the agent reports it on every scan until it is fixed
+            log.warning("%s", bad[1])
     nvml = None
     if args.nvml_recording:
         try:
