@@ -118,6 +118,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--metrics-port", type=_port, default=9401, metavar="PORT",
                    help="serve Prometheus /metrics on this port (default 9401; 0: off; off with --once)")
     g.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address for /metrics (default 0.0.0.0)")
+    g.add_argument("--stale-after", type=_seconds, default=300.0, metavar="S",
+                   help="/healthz (same port as /metrics) answers 503 when no tick finished for this long "
+                        "(default 300): the liveness probe then restarts a stuck agent")
     g.add_argument("--no-gpu-metrics", action="store_true",
                    help="do not export DCGM_FI_* GPU metrics (where dcgm-exporter already does)")
     g.add_argument("--once", action="store_true", help="read, publish (unless --no-publish), print and exit")
@@ -158,6 +161,8 @@ def build_agent(args: argparse.Namespace) -> Any:
 
     if args.min_write_interval > args.heartbeat:
         raise _user_error("--min-write-interval must not exceed --heartbeat")
+    if args.stale_after <= args.interval:
+        raise _user_error("--stale-after must exceed --interval, or /healthz fails between two ticks")
     cache_dirs = tuple(os.path.abspath(d) for d in args.cache_dir)
     for d in cache_dirs:
         bad = cache_dir_problem(d)
@@ -190,7 +195,7 @@ def build_agent(args: argparse.Namespace) -> Any:
         min_interval_s=args.min_write_interval, heartbeat_s=args.heartbeat, mem_threshold_bytes=args.mem_threshold,
         require_gpus=args.require_gpus, loaded_models=tuple(args.loaded_model),
         measure_residency=not args.no_residency, model_stores=tuple(args.model_store),
-        prefetch_dir=args.prefetch_dir)
+        prefetch_dir=args.prefetch_dir, stale_after_s=args.stale_after)
     metrics = AgentMetrics(args.node_name, gpu_metrics=not args.no_gpu_metrics)
     return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher)
 
@@ -217,10 +222,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.metrics_port:
         try:
-            agent.metrics.serve(args.metrics_port, args.metrics_addr)
+            agent.metrics.serve(args.metrics_port, args.metrics_addr, health=agent.healthy)
         except OSError as exc:
             raise _user_error(f"cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {exc}") from None
-        log.info("metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port)
+        log.info("metrics on http://%s:%d/metrics, liveness on /healthz", args.metrics_addr, args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

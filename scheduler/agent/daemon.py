@@ -24,6 +24,7 @@ from typing import Any, Callable
 from scheduler import contract, nodeinfo
 from scheduler.agent import cache as cache_mod
 from scheduler.agent import prefetch as prefetch_mod
+from scheduler.agent.health import DEFAULT_STALE_AFTER_S, liveness
 from scheduler.agent.metrics import AgentMetrics
 from scheduler.agent.nvml import GPUInfo, GPUReader, Inventory, NVMLUnavailable
 from scheduler.agent.publish import (DEFAULT_HEARTBEAT_S, DEFAULT_MEM_THRESHOLD, DEFAULT_MIN_INTERVAL_S,
@@ -52,6 +53,7 @@ class AgentConfig:
     nvml_retry_s: float = 300.0
     prefetch_retry_s: float = 60.0  # first retry after a failed prefetch; doubles up to an hour
     prefetch_poll_s: float = 30.0  # read the Node's gpusched.io/prefetch at most this often
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # /healthz fails when no tick finished for this long
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class Agent:
         self._pf = _PrefetchState()
         self._next_poll = float("-inf")
         self._pf_lock = threading.Lock()
+        self.started_at = clock()
+        self.last_tick_at: float | None = None  # when the last tick finished (clock), for /healthz
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -196,7 +200,12 @@ class Agent:
                                        (False, "publish failed"))
         self._step("prefetch", lambda: self._request_prefetches(scan), None)
         self.metrics.last_tick.set(time.time())
+        self.last_tick_at = self.clock()
         return TickResult(inventory, gpus, scan, report, labels, published, reason)
+
+    def healthy(self) -> tuple[bool, str]:
+        """For /healthz: alive while ticks keep finishing (health.liveness)."""
+        return liveness(self.started_at, self.last_tick_at, self.clock(), self.config.stale_after_s)
 
     def _step(self, kind: str, fn: Callable[[], Any], fallback: Any) -> Any:
         try:
