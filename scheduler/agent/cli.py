@@ -17,8 +17,9 @@ log = logging.getLogger("scheduler.agent")
 DESCRIPTION = """\
 Report this node's GPUs (through NVML) and its model cache on the Node object
 (annotations gpusched.io/gpus, gpusched.io/model-cache, gpusched.io/reported-at
-and labels nvidia.com/gpu.{product,memory,count}), export them as Prometheus
-metrics (DCGM names), and prefetch models the Node's gpusched.io/prefetch
+and labels nvidia.com/gpu.{product,memory,count} unless GPU feature discovery
+runs), export them as Prometheus metrics (DCGM names, unless dcgm-exporter
+runs), and prefetch models the Node's gpusched.io/prefetch
 annotation asks for.
 
 Writes are rate-limited: on change (memory used moving by more than
@@ -121,8 +122,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stale-after", type=_seconds, default=300.0, metavar="S",
                    help="/healthz (same port as /metrics) answers 503 when no tick finished for this long "
                         "(default 300): the liveness probe then restarts a stuck agent")
-    g.add_argument("--no-gpu-metrics", action="store_true",
-                   help="do not export DCGM_FI_* GPU metrics (where dcgm-exporter already does)")
+    g.add_argument("--gpu-metrics", choices=("auto", "always", "never"), default="auto",
+                   help="export DCGM_FI_* GPU metrics; auto (default): not on Nodes where the GPU Operator runs "
+                        "dcgm-exporter (label nvidia.com/gpu.deploy.dcgm-exporter=true)")
+    g.add_argument("--no-gpu-metrics", action="store_true", help="the same as --gpu-metrics=never")
+    g.add_argument("--gpu-labels", choices=("auto", "always", "never"), default="auto",
+                   help="write the nvidia.com/gpu.{product,memory,count} labels; auto (default): not on Nodes "
+                        "GPU feature discovery labels (it owns them there)")
     g.add_argument("--once", action="store_true", help="read, publish (unless --no-publish), print and exit")
     g.add_argument("--output", choices=("text", "json"), default="text",
                    help="with --once: 'json' prints inventory, cache, annotations and labels as JSON")
@@ -195,8 +201,9 @@ def build_agent(args: argparse.Namespace) -> Any:
         min_interval_s=args.min_write_interval, heartbeat_s=args.heartbeat, mem_threshold_bytes=args.mem_threshold,
         require_gpus=args.require_gpus, loaded_models=tuple(args.loaded_model),
         measure_residency=not args.no_residency, model_stores=tuple(args.model_store),
-        prefetch_dir=args.prefetch_dir, stale_after_s=args.stale_after)
-    metrics = AgentMetrics(args.node_name, gpu_metrics=not args.no_gpu_metrics)
+        prefetch_dir=args.prefetch_dir, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
+        gpu_metrics="never" if args.no_gpu_metrics else args.gpu_metrics)
+    metrics = AgentMetrics(args.node_name, gpu_metrics=config.gpu_metrics != "never")
     return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher)
 
 

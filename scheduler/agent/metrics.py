@@ -2,8 +2,9 @@
 
 GPU figures use the DCGM exporter's names and labels (gpu, UUID, device,
 pci_bus_id, modelName, Hostname), so dashboards and the autoscaler's queries work
-on nodes without dcgm-exporter. Where dcgm-exporter also runs, start the agent
-with --no-gpu-metrics, or `sum()` over both would count each GPU twice.
+on nodes without dcgm-exporter. Where dcgm-exporter also runs they are off
+(--gpu-metrics=auto, see coexist.py; --gpu-metrics=never where the Node cannot
+tell), or `sum()` over both would count each GPU twice.
 
     DCGM_FI_DEV_GPU_UTIL      gauge  GPU utilisation, percent
     DCGM_FI_DEV_FB_USED       gauge  frame buffer used, MiB (as nvidia-smi: driver reservation excluded)
@@ -111,6 +112,10 @@ class AgentMetrics:
     def update(self, gpus: Iterable[GPUInfo], scan: CacheScan | None) -> None:
         models = tuple((m.model, m.tier, m.bytes) for m in scan.models) if scan is not None else ()
         self.snapshot.update(gpus, models)
+
+    def set_gpu_metrics(self, on: bool) -> None:
+        """Export the DCGM_FI_* series or not (coexist.exports_gpu_metrics decides)."""
+        self.snapshot.gpu_metrics = on
 
     def error(self, kind: str, n: int = 1) -> None:
         if n > 0:
