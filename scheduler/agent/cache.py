@@ -74,6 +74,41 @@ def hf_folder(model: str) -> str:
     return "models--" + validate_model_id(model).replace("/", "--")
 
 
+def cache_dir_problem(path: str) -> tuple[str, str] | None:
+    """Why `path` cannot be scanned as a cache directory, as (kind, message); None when it
+    can. Each cause gets its own words: only a missing directory is "not there (yet)";
+    a symlink loop, a dangling link or a plain file is a mistake someone must fix.
+    Kinds: missing, symlink-loop, dangling-symlink, not-a-directory, unreachable, unreadable."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink-loop", (f"cache directory {path} is a symlink loop (too many levels of symbolic "
+                                    "links); point it at a real directory")
+        if exc.errno == errno.ENOTDIR:
+            return "not-a-directory", (f"cache directory {path}: a parent of it is a file, not a directory")
+        if exc.errno == errno.ENOENT:
+            if os.path.islink(path):
+                try:
+                    target = os.readlink(path)
+                except OSError:
+                    target = "?"
+                return "dangling-symlink", (f"cache directory {path} is a symlink to {target}, which does "
+                                            "not exist")
+            return "missing", f"cache directory {path} does not exist (yet); it is scanned when it does"
+        return "unreachable", f"cache directory {path} cannot be reached: {_why(exc)}"
+    if not stat.S_ISDIR(st.st_mode):
+        mode = st.st_mode
+        kind = ("a plain file" if stat.S_ISREG(mode) else "a socket" if stat.S_ISSOCK(mode)
+                else "a named pipe" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "something else")
+        return "not-a-directory", f"cache directory {path} is {kind}, not a directory"
+    if not os.access(path, os.R_OK | os.X_OK):
+        return "unreadable", (f"cache directory {path} is not readable by UID {os.geteuid()} (needs read and "
+                              "search permission)")
+    return None
+
+
 @dataclass(frozen=True)
 class ModelEntry:
     model: str
@@ -251,10 +286,12 @@ class _Scan:
     # --- layouts ---------------------------------------------------------------
 
     def scan_root(self, root: str) -> None:
+        bad = cache_dir_problem(root)
+        if bad is not None:
+            self.problem(bad[1])
+            return
         entries = self.listdir(root, what="cache directory")
         if entries is None:
-            if not os.path.isdir(root):
-                self.problem(f"cache directory {root} does not exist")
             return
         for e in entries:
             name = e.name

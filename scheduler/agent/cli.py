@@ -17,8 +17,9 @@ log = logging.getLogger("scheduler.agent")
 DESCRIPTION = """\
 Report this node's GPUs (through NVML) and its model cache on the Node object
 (annotations gpusched.io/gpus, gpusched.io/model-cache, gpusched.io/reported-at
-and labels nvidia.com/gpu.{product,memory,count}), export them as Prometheus
-metrics (DCGM names), and prefetch models the Node's gpusched.io/prefetch
+and labels nvidia.com/gpu.{product,memory,count} unless GPU feature discovery
+runs), export them as Prometheus metrics (DCGM names, unless dcgm-exporter
+runs), and prefetch models the Node's gpusched.io/prefetch
 annotation asks for.
 
 Writes are rate-limited: on change (memory used moving by more than
@@ -118,8 +119,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--metrics-port", type=_port, default=9401, metavar="PORT",
                    help="serve Prometheus /metrics on this port (default 9401; 0: off; off with --once)")
     g.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address for /metrics (default 0.0.0.0)")
-    g.add_argument("--no-gpu-metrics", action="store_true",
-                   help="do not export DCGM_FI_* GPU metrics (where dcgm-exporter already does)")
+    g.add_argument("--stale-after", type=_seconds, default=300.0, metavar="S",
+                   help="/healthz (same port as /metrics) answers 503 when no tick finished for this long "
+                        "(default 300): the liveness probe then restarts a stuck agent")
+    g.add_argument("--gpu-metrics", choices=("auto", "always", "never"), default="auto",
+                   help="export DCGM_FI_* GPU metrics; auto (default): not on Nodes where the GPU Operator runs "
+                        "dcgm-exporter (label nvidia.com/gpu.deploy.dcgm-exporter=true)")
+    g.add_argument("--no-gpu-metrics", action="store_true", help="the same as --gpu-metrics=never")
+    g.add_argument("--gpu-labels", choices=("auto", "always", "never"), default="auto",
+                   help="write the nvidia.com/gpu.{product,memory,count} labels; auto (default): not on Nodes "
+                        "GPU feature discovery labels (it owns them there)")
     g.add_argument("--once", action="store_true", help="read, publish (unless --no-publish), print and exit")
     g.add_argument("--output", choices=("text", "json"), default="text",
                    help="with --once: 'json' prints inventory, cache, annotations and labels as JSON")
@@ -149,6 +158,7 @@ def _core_v1(kubeconfig: str | None) -> Any:
 
 
 def build_agent(args: argparse.Namespace) -> Any:
+    from scheduler.agent.cache import cache_dir_problem
     from scheduler.agent.daemon import Agent, AgentConfig
     from scheduler.agent.metrics import AgentMetrics
     from scheduler.agent.nvml import RecordedNVML
@@ -157,10 +167,13 @@ def build_agent(args: argparse.Namespace) -> Any:
 
     if args.min_write_interval > args.heartbeat:
         raise _user_error("--min-write-interval must not exceed --heartbeat")
+    if args.stale_after <= args.interval:
+        raise _user_error("--stale-after must exceed --interval, or /healthz fails between two ticks")
     cache_dirs = tuple(os.path.abspath(d) for d in args.cache_dir)
     for d in cache_dirs:
-        if not os.path.isdir(d):
-            log.warning("cache directory %s does not exist (yet); it will be scanned when it does", d)
+        bad = cache_dir_problem(d)
+        if bad is not None:  # not fatal: the agent reports it on every scan until it is fixed
+            log.warning("%s", bad[1])
     nvml = None
     if args.nvml_recording:
         try:
@@ -188,8 +201,9 @@ def build_agent(args: argparse.Namespace) -> Any:
         min_interval_s=args.min_write_interval, heartbeat_s=args.heartbeat, mem_threshold_bytes=args.mem_threshold,
         require_gpus=args.require_gpus, loaded_models=tuple(args.loaded_model),
         measure_residency=not args.no_residency, model_stores=tuple(args.model_store),
-        prefetch_dir=args.prefetch_dir)
-    metrics = AgentMetrics(args.node_name, gpu_metrics=not args.no_gpu_metrics)
+        prefetch_dir=args.prefetch_dir, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
+        gpu_metrics="never" if args.no_gpu_metrics else args.gpu_metrics)
+    metrics = AgentMetrics(args.node_name, gpu_metrics=config.gpu_metrics != "never")
     return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher)
 
 
@@ -215,10 +229,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.metrics_port:
         try:
-            agent.metrics.serve(args.metrics_port, args.metrics_addr)
+            agent.metrics.serve(args.metrics_port, args.metrics_addr, health=agent.healthy)
         except OSError as exc:
             raise _user_error(f"cannot serve metrics on {args.metrics_addr}:{args.metrics_port}: {exc}") from None
-        log.info("metrics on http://%s:%d/metrics", args.metrics_addr, args.metrics_port)
+        log.info("metrics on http://%s:%d/metrics, liveness on /healthz", args.metrics_addr, args.metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

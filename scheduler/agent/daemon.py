@@ -24,6 +24,8 @@ from typing import Any, Callable
 from scheduler import contract, nodeinfo
 from scheduler.agent import cache as cache_mod
 from scheduler.agent import prefetch as prefetch_mod
+from scheduler.agent.coexist import exports_gpu_metrics, writes_gpu_labels
+from scheduler.agent.health import DEFAULT_STALE_AFTER_S, liveness
 from scheduler.agent.metrics import AgentMetrics
 from scheduler.agent.nvml import GPUInfo, GPUReader, Inventory, NVMLUnavailable
 from scheduler.agent.publish import (DEFAULT_HEARTBEAT_S, DEFAULT_MEM_THRESHOLD, DEFAULT_MIN_INTERVAL_S,
@@ -52,6 +54,10 @@ class AgentConfig:
     nvml_retry_s: float = 300.0
     prefetch_retry_s: float = 60.0  # first retry after a failed prefetch; doubles up to an hour
     prefetch_poll_s: float = 30.0  # read the Node's gpusched.io/prefetch at most this often
+    stale_after_s: float = DEFAULT_STALE_AFTER_S  # /healthz fails when no tick finished for this long
+    gpu_labels: str = "auto"  # coexist.MODES: write nvidia.com/gpu.* labels (auto: not where GFD runs)
+    gpu_metrics: str = "auto"  # coexist.MODES: export DCGM_FI_* (auto: not where dcgm-exporter runs)
+    node_labels_s: float = 300.0  # re-read the Node's labels for the "auto" decisions this often
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,11 @@ class Agent:
         self._pf = _PrefetchState()
         self._next_poll = float("-inf")
         self._pf_lock = threading.Lock()
+        self.started_at = clock()
+        self.node_labels: dict[str, str] | None = None  # the Node's labels, last read
+        self._node_labels_at = float("-inf")
+        self._coexist: dict[str, str] = {}  # decision -> its last reason, to log changes once
+        self.last_tick_at: float | None = None  # when the last tick finished (clock), for /healthz
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -188,7 +199,15 @@ class Agent:
         self._last_scan = scan
         report = nodeinfo.NodeReport(gpus=self._report_gpus(gpus), models=scan.cached_models(),
                                      reported_at=self.wall())
+        self._step("node_read", self._read_node_labels, None)
         labels = self._labels(gpus)
+        write, why = writes_gpu_labels(self.config.gpu_labels, self.node_labels if self.publisher else {})
+        self._note("gpu labels", write, why)
+        if not write:
+            labels = {}
+        export, why = exports_gpu_metrics(self.config.gpu_metrics, self.node_labels)
+        self._note("DCGM_FI_* metrics", export, why)
+        self.metrics.set_gpu_metrics(export)
         self._step("event", lambda: self._health_events(gpus), None)
         self._step("event", lambda: self._cache_events(scan), None)
         self.metrics.update(gpus, scan)
@@ -196,7 +215,31 @@ class Agent:
                                        (False, "publish failed"))
         self._step("prefetch", lambda: self._request_prefetches(scan), None)
         self.metrics.last_tick.set(time.time())
+        self.last_tick_at = self.clock()
         return TickResult(inventory, gpus, scan, report, labels, published, reason)
+
+    def _read_node_labels(self) -> None:
+        """The Node's labels, for the "auto" modes; read every node_labels_s (one read from
+        the watch cache), retried on the next tick after a failure."""
+        auto = "auto" in (self.config.gpu_labels, self.config.gpu_metrics)
+        now = self.clock()
+        if self.publisher is None or not auto or now < self._node_labels_at + self.config.node_labels_s:
+            return
+        meta = self.publisher.node_metadata()
+        if meta is None:
+            self.metrics.error("node_read")
+            return
+        self.node_labels, self._node_labels_at = meta[0], now
+
+    def _note(self, what: str, on: bool, why: str) -> None:
+        text = f"{what} {'on' if on else 'off'}: {why}"
+        if self._coexist.get(what) != text:
+            self._coexist[what] = text
+            log.info("%s", text)
+
+    def healthy(self) -> tuple[bool, str]:
+        """For /healthz: alive while ticks keep finishing (health.liveness)."""
+        return liveness(self.started_at, self.last_tick_at, self.clock(), self.config.stale_after_s)
 
     def _step(self, kind: str, fn: Callable[[], Any], fallback: Any) -> Any:
         try:

@@ -2,8 +2,9 @@
 
 GPU figures use the DCGM exporter's names and labels (gpu, UUID, device,
 pci_bus_id, modelName, Hostname), so dashboards and the autoscaler's queries work
-on nodes without dcgm-exporter. Where dcgm-exporter also runs, start the agent
-with --no-gpu-metrics, or `sum()` over both would count each GPU twice.
+on nodes without dcgm-exporter. Where dcgm-exporter also runs they are off
+(--gpu-metrics=auto, see coexist.py; --gpu-metrics=never where the Node cannot
+tell), or `sum()` over both would count each GPU twice.
 
     DCGM_FI_DEV_GPU_UTIL      gauge  GPU utilisation, percent
     DCGM_FI_DEV_FB_USED       gauge  frame buffer used, MiB (as nvidia-smi: driver reservation excluded)
@@ -22,9 +23,11 @@ and stays in gpusched_gpu_healthy as 0.
 from __future__ import annotations
 
 import threading
-from typing import Iterable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -110,9 +113,42 @@ class AgentMetrics:
         models = tuple((m.model, m.tier, m.bytes) for m in scan.models) if scan is not None else ()
         self.snapshot.update(gpus, models)
 
+    def set_gpu_metrics(self, on: bool) -> None:
+        """Export the DCGM_FI_* series or not (coexist.exports_gpu_metrics decides)."""
+        self.snapshot.gpu_metrics = on
+
     def error(self, kind: str, n: int = 1) -> None:
         if n > 0:
             self.errors.labels(kind).inc(n)
 
-    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
-        start_http_server(port, addr=addr, registry=self.registry)
+    def serve(self, port: int, addr: str = "0.0.0.0",
+              health: Callable[[], tuple[bool, str]] | None = None) -> ThreadingHTTPServer:
+        """/metrics, and /healthz answering 200 or 503 from `health` (always 200 without
+        one), on a daemon thread. Returns the server (port 0 picks a free port)."""
+        registry = self.registry
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                path = self.path.split("?")[0]
+                code = 200
+                if path == "/metrics":
+                    encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                    body = encoder(registry)
+                elif path == "/healthz":
+                    ok, text = health() if health is not None else (True, "ok")
+                    body, ctype, code = (text + "\n").encode(), "text/plain; charset=utf-8", 200 if ok else 503
+                else:
+                    body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass  # a probe every 30 s is not news
+
+        server = ThreadingHTTPServer((addr, port), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
+        return server

@@ -153,6 +153,11 @@ class NodePublisher:
     def node_annotations(self) -> dict[str, str] | None:
         """This Node's annotations, served from the API server's watch cache
         (resourceVersion=0); None when the Node cannot be read."""
+        meta = self.node_metadata()
+        return None if meta is None else meta[1]
+
+    def node_metadata(self) -> tuple[dict[str, str], dict[str, str]] | None:
+        """This Node's (labels, annotations), from the watch cache; None when it cannot be read."""
         try:
             nodes = self.api.list_node(field_selector=f"metadata.name={self.node_name}", resource_version="0",
                                        _request_timeout=self.timeout)
@@ -165,7 +170,8 @@ class NodePublisher:
             self.last_error = f"Node {self.node_name} not found"
             log.warning("%s", self.last_error)
             return None
-        return dict(getattr(items[0].metadata, "annotations", None) or {})
+        meta = items[0].metadata
+        return dict(getattr(meta, "labels", None) or {}), dict(getattr(meta, "annotations", None) or {})
 
     def event(self, reason: str, message: str, type_: str = "Warning") -> bool:
         """Record an Event on this Node (kubectl describe node shows it). The same reason and

@@ -11,7 +11,8 @@ from types import SimpleNamespace
 class FakeCoreV1:
     """Records calls like kubernetes.client.CoreV1Api; `fail` makes the next calls raise."""
 
-    def __init__(self, annotations=None):
+    def __init__(self, annotations=None, labels=None):
+        self.labels = labels if labels is not None else {}
         self.patches: list[tuple[str, dict, dict]] = []
         self.events: list[tuple[str, dict]] = []
         self.fail: Exception | None = None
@@ -22,6 +23,7 @@ class FakeCoreV1:
         if self.fail:
             raise self.fail
         self.patches.append((name, body, kw))
+        self.labels.update(body["metadata"].get("labels", {}))
         return SimpleNamespace()
 
     def create_namespaced_event(self, namespace, body, **kw):
@@ -33,7 +35,8 @@ class FakeCoreV1:
         if self.fail:
             raise self.fail
         assert kw["field_selector"].startswith("metadata.name=") and kw["resource_version"] == "0"
-        items = [] if self.missing else [SimpleNamespace(metadata=SimpleNamespace(annotations=self.annotations))]
+        items = [] if self.missing else [SimpleNamespace(metadata=SimpleNamespace(annotations=self.annotations,
+                                                                              labels=self.labels))]
         return SimpleNamespace(items=items)
 
 

@@ -318,3 +318,74 @@ def test_scan_writes_nothing(tmp_path):
     before = state()
     scan_cache([tmp_path])
     assert state() == before
+
+
+def _loop(d: pathlib.Path) -> pathlib.Path:
+    (d / "a").symlink_to(d / "b")
+    (d / "b").symlink_to(d / "a")
+    return d / "a"
+
+
+def _file(d: pathlib.Path) -> pathlib.Path:
+    (d / "models").write_text("not a directory")
+    return d / "models"
+
+
+def _dangling(d: pathlib.Path) -> pathlib.Path:
+    (d / "models").symlink_to(d / "gone")
+    return d / "models"
+
+
+def _under_file(d: pathlib.Path) -> pathlib.Path:
+    (d / "f").write_text("")
+    return d / "f" / "models"
+
+
+def _fifo(d: pathlib.Path) -> pathlib.Path:
+    os.mkfifo(d / "p")
+    return d / "p"
+
+
+def _link_to_dir(d: pathlib.Path) -> pathlib.Path:
+    (d / "real").mkdir()
+    (d / "models").symlink_to(d / "real")
+    return d / "models"
+
+
+# (what is at the cache path, kind, words the message must use, words it must not)
+CACHE_DIR_ROWS = [
+    ("missing", lambda d: d / "nope", "missing", "does not exist (yet)", None),
+    ("symlink loop", _loop, "symlink-loop", "is a symlink loop", "does not exist"),
+    ("plain file", _file, "not-a-directory", "is a plain file, not a directory", "does not exist"),
+    ("dangling symlink", _dangling, "dangling-symlink", "which does not exist", "(yet)"),
+    ("path under a file", _under_file, "not-a-directory", "a parent of it is a file", "does not exist"),
+    ("named pipe", _fifo, "not-a-directory", "is a named pipe", "does not exist"),
+    ("directory", lambda d: d, None, None, None),
+    ("symlink to a directory", _link_to_dir, None, None, None),
+]
+
+
+@pytest.mark.parametrize("make, kind, says, never", [r[1:] for r in CACHE_DIR_ROWS], ids=[r[0] for r in CACHE_DIR_ROWS])
+def test_each_bad_cache_dir_has_its_own_message(tmp_path, make, kind, says, never):
+    path = str(make(tmp_path))
+    got = cache.cache_dir_problem(path)
+    scan = scan_cache([path], measure_residency=False)
+    if kind is None:
+        assert got is None and scan.problems == ()
+        return
+    assert got is not None and got[0] == kind and says in got[1] and path in got[1], got
+    assert never is None or never not in got[1]
+    assert scan.models == () and scan.problems == (got[1],)  # the scan reports the same words, once
+
+
+def test_agent_startup_names_the_bad_cache_dir(tmp_path, caplog):
+    import argparse
+
+    from scheduler.agent.cli import add_arguments, build_agent
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    path = _loop(tmp_path)
+    with caplog.at_level("WARNING", logger="scheduler.agent"):
+        build_agent(p.parse_args(["--cache-dir", str(path), "--no-publish", "--once"]))
+    assert any("is a symlink loop" in r.getMessage() for r in caplog.records)
+    assert not any("does not exist" in r.getMessage() for r in caplog.records)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from scheduler import contract
 from scheduler.agent.cli import add_arguments
 from tests.deploy import manifests
@@ -28,7 +30,7 @@ def test_daemonset_args_are_flags_the_agent_accepts():
 
 def test_daemonset_least_privilege():
     spec = daemonset()["spec"]["template"]["spec"]
-    assert spec["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert not spec.get("nodeSelector")  # GPU nodes are chosen by node affinity: see below
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
     c = spec["containers"][0]
@@ -68,3 +70,80 @@ def test_admission_policy_names_the_contract_keys():
     assert "authentication.kubernetes.io/node-name" in variables["tokenNode"]
     sa = daemonset()["metadata"]["namespace"], daemonset()["spec"]["template"]["spec"]["serviceAccountName"]
     assert f"system:serviceaccount:{sa[0]}:{sa[1]}" in vap["spec"]["matchConditions"][0]["expression"]
+
+
+def _matches(term: dict, labels: dict[str, str]) -> bool:
+    """A nodeSelectorTerm against a Node's labels (the In and Exists operators the chart uses)."""
+    for e in term.get("matchExpressions", []):
+        if e["operator"] == "In" and labels.get(e["key"]) not in e["values"]:
+            return False
+        if e["operator"] == "Exists" and e["key"] not in labels:
+            return False
+        assert e["operator"] in ("In", "Exists"), e
+    return True
+
+
+# (a Node's labels, whether the agent runs there); the terms are ORed
+GPU_NODES = [
+    ("GPU Operator (GFD)", {"nvidia.com/gpu.present": "true", "feature.node.kubernetes.io/pci-10de.present": "true"}, True),
+    ("NFD only, no GPU Operator", {"feature.node.kubernetes.io/pci-10de.present": "true"}, True),
+    ("GKE GPU pool", {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}, True),
+    ("CPU node with NFD", {"feature.node.kubernetes.io/pci-8086.present": "true"}, False),
+    ("GFD says no GPU", {"nvidia.com/gpu.present": "false"}, False),
+    ("unlabelled", {}, False),
+]
+
+
+@pytest.mark.parametrize("labels, runs", [r[1:] for r in GPU_NODES], ids=[r[0] for r in GPU_NODES])
+def test_gpu_nodes_without_the_gpu_operator(labels, runs):
+    terms = (daemonset()["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+             ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"])
+    assert any(_matches(t, labels) for t in terms) is runs
+
+
+def test_liveness_probe_is_the_agents_health_endpoint():
+    c = daemonset()["spec"]["template"]["spec"]["containers"][0]
+    probe = c["livenessProbe"]["httpGet"]
+    assert probe["path"] == "/healthz" and probe["port"] == c["ports"][0]["name"]
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(c["args"][1:])
+    # kubelet restarts after failureThreshold x periodSeconds of 503s, i.e. after the agent's own limit
+    assert args.stale_after > args.interval
+    assert (args.gpu_metrics, args.gpu_labels) == ("auto", "auto")
+
+
+def _render(*sets: str) -> list[dict]:
+    mod = manifests.render_module()
+    args = [a for s in sets for a in ("--set", s)]
+    return manifests.load_docs(mod.helm_template(manifests.helm_binary(), *args))
+
+
+def _agent_args(docs: list[dict]) -> list[str]:
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    return ds["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+# (agent.gpuMetrics, the flag the agent gets); true/false from before the modes still work
+@pytest.mark.parametrize("value, flag", [("auto", "auto"), ("never", "never"), ("false", "never"), ("true", "always")])
+def test_gpu_metrics_value(value, flag):
+    assert f"--gpu-metrics={flag}" in _agent_args(_render(f"agent.gpuMetrics={value}"))
+
+
+def test_gpu_labels_never_leaves_the_agent_no_label_to_change():
+    docs = _render("agent.gpuLabels=never")
+    assert "--gpu-labels=never" in _agent_args(docs)
+    (vap,) = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy" and d["metadata"]["name"] ==
+              "gpusched-agent-own-node"]
+    assert {v["name"]: v["expression"] for v in vap["spec"]["variables"]}["ownLabels"] == "[]"
+
+
+def test_an_affinity_value_replaces_the_gpu_node_terms():
+    docs = _render("agent.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                   ".nodeSelectorTerms[0].matchExpressions[0].key=pool",
+                   "agent.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
+                   ".nodeSelectorTerms[0].matchExpressions[0].operator=Exists")
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    terms = ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]
