@@ -121,15 +121,15 @@ def config_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from scheduler.cli import UserError
+    from scheduler.cli import UsageError, UserError
     from scheduler.kube.client import KubeConfigError, api_client
 
     from .daemon import Autoscaler
 
     if not args.prometheus_url.startswith(("http://", "https://")):
-        raise UserError(f"--prometheus-url {args.prometheus_url!r}: give an http:// or https:// URL")
+        raise UsageError(f"--prometheus-url {args.prometheus_url!r}: give an http:// or https:// URL")
     if not 0 <= args.metrics_port < 65536:
-        raise UserError(f"--metrics-port {args.metrics_port}: not a port")
+        raise UsageError(f"--metrics-port {args.metrics_port}: not a port")
     cfg = config_from(args)
     try:
         api = api_client(args.kubeconfig)
