@@ -190,3 +190,31 @@ current-context: x
     assert "urllib3" not in err and "Retrying" not in err and "Traceback" not in err
     assert all(f"cannot reach the API server at https://127.0.0.1:{port}: [Errno 111] Connection refused" in ln
                for ln in lines), err
+
+
+@pytest.mark.integration
+def test_extender_finds_the_cluster_through_KUBECONFIG(cluster, tmp_path):
+    """No --kubeconfig: the extender lists the real API server's nodes through $KUBECONFIG
+    (a list whose first file is missing, as kubectl allows), with no ~/.kube/config."""
+    import time
+    import urllib.request
+
+    port = _closed_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
+           "KUBECONFIG": f"{tmp_path}/missing.yaml:{cluster.kubeconfig}"}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    proc = subprocess.Popen([sys.executable, "-m", "scheduler.cli", "extender", "--listen", f"127.0.0.1:{port}"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, answer = time.monotonic() + 30, ""
+        while time.monotonic() < deadline and not answer.startswith("ok"):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    answer = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert answer.startswith("ok: ") and int(answer.split()[1]) >= 1, answer
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "error" not in err.lower(), err
