@@ -26,8 +26,8 @@ Run two replicas: they elect a leader through the Lease gpusched-autoscaler in
 EPILOG = """\
 examples:
   # on a workstation, against a cluster and a port-forwarded Prometheus:
-  gpusched autoscaler --kubeconfig ~/.kube/config \\
-      --prometheus-url http://127.0.0.1:9090 --namespace default
+  # (the cluster of --kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config)
+  gpusched autoscaler --prometheus-url http://127.0.0.1:9090 --namespace default
 
   # see what it would do without changing anything (Events "DryRun" + log):
   gpusched autoscaler --kubeconfig ~/.kube/config --prometheus-url http://prometheus:9090 --dry-run
@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from .daemon import LEASE_NAME, default_identity
 
-    p.add_argument("--kubeconfig", help="kubeconfig path (default: the in-cluster service account)")
+    p.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, else the in-cluster service "
+                                        "account, else ~/.kube/config)")
     p.add_argument("--prometheus-url", required=True, metavar="URL",
                    help="Prometheus base URL, e.g. http://prometheus.monitoring:9090")
     p.add_argument("--prometheus-timeout", type=_positive, default=3.0, metavar="S",
@@ -120,17 +121,20 @@ def config_from(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from scheduler.cli import UserError
-    from scheduler.kube.client import api_client
+    from scheduler.cli import UsageError, UserError
+    from scheduler.kube.client import KubeConfigError, api_client
 
     from .daemon import Autoscaler
 
     if not args.prometheus_url.startswith(("http://", "https://")):
-        raise UserError(f"--prometheus-url {args.prometheus_url!r}: give an http:// or https:// URL")
+        raise UsageError(f"--prometheus-url {args.prometheus_url!r}: give an http:// or https:// URL")
     if not 0 <= args.metrics_port < 65536:
-        raise UserError(f"--metrics-port {args.metrics_port}: not a port")
+        raise UsageError(f"--metrics-port {args.metrics_port}: not a port")
     cfg = config_from(args)
-    api = api_client(args.kubeconfig)
+    try:
+        api = api_client(args.kubeconfig)
+    except KubeConfigError as exc:
+        raise UserError(str(exc)) from None
     daemon = Autoscaler(api, cfg)
     stop = threading.Event()
 

@@ -11,6 +11,7 @@ tests/deploy/test_chart.py fails when the committed files drift from the chart.
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,17 @@ def find_helm() -> Path:
     return ensure_helm()
 
 
+def testbed_kube_version() -> str:
+    """The Kubernetes release the test bed builds and the integration tests run (its go.mod):
+    the plain manifests are rendered for it, so their kube-scheduler image is that release
+    rather than whatever version helm was compiled to assume."""
+    gomod = ROOT / "benchmarks" / "testbed" / "gobuild" / "kubernetes" / "go.mod"
+    m = re.search(r"^require k8s\.io/kubernetes v(\d+\.\d+\.\d+)$", gomod.read_text(), re.M)
+    if not m:
+        raise RuntimeError(f"{gomod}: no 'require k8s.io/kubernetes vX.Y.Z' line")
+    return m.group(1)
+
+
 def helm_template(helm: Path | str, *extra: str) -> str:
     r = subprocess.run([str(helm), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *extra],
                        capture_output=True, text=True, check=False)
@@ -51,7 +63,7 @@ def render(helm: Path | str) -> dict[Path, str]:
     crds = sorted((CHART / "crds").glob("*.yaml"))
     crd_text = "\n---\n".join(p.read_text().rstrip("\n") + "\n" for p in crds)
     return {
-        MANIFESTS / "gpusched.yaml": HEADER + helm_template(helm),
+        MANIFESTS / "gpusched.yaml": HEADER + helm_template(helm, "--kube-version", testbed_kube_version()),
         MANIFESTS / "crds.yaml": HEADER + "# The chart's crds/ (helm installs them before the rest).\n" + crd_text,
     }
 

@@ -241,11 +241,10 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
 
 
 def _run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from benchmarks.autoscale import policies as pol
     from benchmarks.autoscale import report
     from benchmarks.autoscale.service import ColdStart, service_model
+    from benchmarks.progress import progress_bar
 
     if args.limit is not None and args.limit < 1:
         raise InputError(f"--limit must be at least 1, got {args.limit}")
@@ -261,7 +260,7 @@ def _run(args: argparse.Namespace) -> int:
     policies = list(dict.fromkeys(args.policies))
     t0 = time.perf_counter()
     results = []
-    with tqdm(total=0, unit="sim-s", unit_scale=True, desc="autoscale", mininterval=1.0, file=sys.stderr) as bar:
+    with progress_bar(total=0, unit="sim-s", unit_scale=True, desc="autoscale", mininterval=1.0) as bar:
         def add_total(s: float) -> None:
             bar.total += s
             bar.refresh()

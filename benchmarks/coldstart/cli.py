@@ -102,9 +102,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"gpusched bench coldstart: error: {exc}", file=sys.stderr)
         return 2
-    from tqdm import tqdm
-
     from benchmarks.coldstart import catalogue, report, sim, workload
+    from benchmarks.progress import progress_bar
 
     models = catalogue.catalogue(p.variants)
     arrivals, pop, rate = workload.generate(models, gpus=p.nodes * sim.GPUS_PER_NODE, load=p.load,
@@ -128,8 +127,7 @@ def run(args: argparse.Namespace) -> int:
           f"{args.hours:g} h (warm-up {args.warmup_hours:g} h not counted), load {p.load:g}, seed {p.seed}; "
           f"policies {', '.join(names)}", file=sys.stderr)
     results, timings = [], {}
-    with tqdm(total=len(arrivals) * len(names), unit="start", desc="coldstart", mininterval=1.0,
-              file=sys.stderr) as bar:
+    with progress_bar(total=len(arrivals) * len(names), unit="start", desc="coldstart", mininterval=1.0) as bar:
         for name in names:
             bar.set_postfix_str(name, refresh=False)
             t0 = time.perf_counter()

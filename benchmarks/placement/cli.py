@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
         "gpusched_shapes": {"learned_from": "pods placed so far", "every_placements": RELEARN_EVERY,
                             "min_pods": LEARN_MIN_PODS, "max_shapes": MAX_LEARNED_SHAPES},
     }
-    from tqdm import tqdm
+    from benchmarks.progress import progress_bar
 
     t0 = time.perf_counter()
     total = sum(len(t) for t in traces) * len(names)
-    with tqdm(total=total, unit="pod", desc="placement", mininterval=1.0, file=sys.stderr) as bar:
+    with progress_bar(total=total, unit="pod", desc="placement", mininterval=1.0) as bar:
         def progress(n: int) -> None:
             bar.update(n)
 

@@ -74,6 +74,23 @@ def describe_params(params: dict) -> str:
             "FGD's expected fragmentation F(M) over the trace's pod classes.")
 
 
+def zoom_window(rows: Sequence[Result]) -> tuple[float, float, float, float]:
+    """(x_lo, x_hi, y_lo, y_hi) in % of capacity for the panel zoomed on the curves' ends
+    (the first failure, or the end of the trace where no pod failed): from 75, or 3 points
+    under the lowest end above 60 (an end far below the others is on the full panel), to
+    just past the last demand arrived. When no curve ends that high (nothing failed on a
+    cluster the trace never filled), from 3 points under the lowest end instead, so the
+    panel is never empty or reversed. Allocation never exceeds demand, so y stops at x_hi."""
+    total = rows[0].total_gpus * 1000
+    ends = [100 * r.gpu_allocation_at_first_failure for r in rows]
+    x_hi = max(100 * r.arrived_milli[-1] / total if r.arrived_milli else 0.0 for r in rows) + 1
+    low = min([75.0] + [e - 3 for e in ends if e > 60])
+    if max(ends) < low:
+        low = max(0.0, min(ends) - 3)
+    x_hi = max(x_hi, low + 5)
+    return low, x_hi, low, max(min(100.0, x_hi), low + 5)
+
+
 def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     import matplotlib
 
@@ -107,9 +124,8 @@ def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
         ax1.set(title=f"{trace}: allocation as pods arrive (dot: first pod that fits nowhere)", xlim=(0, lim + 2),
                 ylim=(0, 100))
         ax1.legend(fontsize=8, loc="upper left")
-        low = min([75.0] + [100 * r.gpu_allocation_at_first_failure - 3 for r in rows
-                            if r.gpu_allocation_at_first_failure > 0.6])
-        az.set(title="the same, zoomed on the end", xlim=(low, lim + 1), ylim=(low, 100))
+        x_lo, x_hi, y_lo, y_hi = zoom_window(rows)
+        az.set(title="the same, zoomed on the end", xlim=(x_lo, x_hi), ylim=(y_lo, y_hi))
         az.legend(fontsize=8, loc="lower right")
         ax2.set(xlabel="GPU demand arrived (% of cluster GPU capacity)", ylabel="GPUs",
                 title="fragmented GPUs (solid: FGD's F(M); dotted: stranded)", xlim=(0, lim + 2))

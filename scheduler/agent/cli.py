@@ -99,7 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--node-name", default=os.environ.get("NODE_NAME", ""), metavar="NAME",
                    help="this node's name (default: $NODE_NAME, set from the downward API)")
     g.add_argument("--kubeconfig", metavar="FILE",
-                   help="kubeconfig to use (default: in-cluster config, else ~/.kube/config)")
+                   help="kubeconfig to use (default: $KUBECONFIG, else in-cluster, else ~/.kube/config)")
     g.add_argument("--no-publish", action="store_true", help="do not write the Node or record Events")
     g.add_argument("--interval", type=_seconds, default=10.0, metavar="S",
                    help="seconds between reads of GPUs and cache (default 10)")
@@ -141,20 +141,15 @@ def _user_error(msg: str) -> Exception:
 
 def _core_v1(kubeconfig: str | None) -> Any:
     try:
-        from kubernetes import client, config
+        from kubernetes import client
+
+        from scheduler.kube.client import KubeConfigError, api_client
     except ImportError as exc:
         raise _user_error(f"the kubernetes client is not installed ({exc}); use --no-publish") from None
     try:
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig)
-        else:
-            try:
-                config.load_incluster_config()
-            except config.ConfigException:
-                config.load_kube_config()
-    except Exception as exc:  # noqa: BLE001 - ConfigException, file errors
-        raise _user_error(f"no Kubernetes configuration: {exc} (use --kubeconfig, or --no-publish)") from None
-    return client.CoreV1Api()
+        return client.CoreV1Api(api_client(kubeconfig))
+    except KubeConfigError as exc:
+        raise _user_error(f"{exc} (or use --no-publish)") from None
 
 
 def build_agent(args: argparse.Namespace) -> Any:

@@ -21,7 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                "  gpusched extender --tls-cert-file tls.crt --tls-private-key-file tls.key   # HTTPS\n"
                "  gpusched extender --print-config                           # the defaults",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--kubeconfig", help="kubeconfig path (default: the in-cluster service account)")
+    p.add_argument("--kubeconfig", help="kubeconfig path (default: $KUBECONFIG, else the in-cluster service "
+                                        "account, else ~/.kube/config)")
     p.add_argument("--listen", help="HOST:PORT to serve on (default 0.0.0.0:8888)")
     p.add_argument("--config", help="YAML config: listen, staleAfterSeconds, weights, tls")
     p.add_argument("--tls-cert-file", metavar="PATH",
@@ -43,9 +44,12 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
     from scheduler.extender.daemon import ExtenderDaemon
+    from scheduler.kube.client import KubeConfigError
 
     try:
         daemon = ExtenderDaemon(cfg, args.kubeconfig)
+    except KubeConfigError as exc:
+        raise UserError(str(exc)) from None
     except ssl.SSLError as exc:
         raise UserError(f"cannot use TLS certificate {cfg.tls_cert_file} with key {cfg.tls_key_file}: "
                         f"{exc.reason or exc}") from None

@@ -1,7 +1,9 @@
-"""Building an API client: a kubeconfig when given, else the in-cluster service account."""
+"""Building an API client the way kubectl users expect, and sending raw requests with it."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -9,21 +11,82 @@ import orjson
 import urllib3
 
 from kubernetes import config as kconfig
+from kubernetes.config import incluster_config
 from kubernetes.client import ApiClient, Configuration
 from kubernetes.client.rest import ApiException
 
+# urllib3 retries a refused connection three times at once, logging a warning for each,
+# before the caller sees the error: against an API server that is down, three warnings
+# per attempt and no time gained. The callers retry with backoff themselves, so a failed
+# connect is not retried here; anything else (a kept-alive connection the server had
+# closed) still gets one retry.
+RETRIES = urllib3.Retry(total=1, connect=0)
 
-def api_client(kubeconfig: str | None = None, qps_pool: int = 32) -> ApiClient:
+
+class KubeConfigError(Exception):
+    """No usable Kubernetes configuration; the message is one line naming where it looked."""
+
+
+class ApiUnreachable(ConnectionError):
+    """The API server could not be connected to (refused, timed out, DNS, TLS)."""
+
+
+def load_configuration(kubeconfig: str | None = None) -> Configuration:
+    """The client configuration in the order kubectl users expect (controller-runtime's):
+    --kubeconfig, then $KUBECONFIG (a list of files, merged), then the in-cluster service
+    account, then ~/.kube/config. Raises KubeConfigError, one line naming what it tried."""
     cfg = Configuration()
     if kubeconfig:
-        kconfig.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
-    else:
+        _load_files(kubeconfig, "--kubeconfig", cfg, split=False)
+    elif os.environ.get("KUBECONFIG"):
+        _load_files(os.environ["KUBECONFIG"], "$KUBECONFIG", cfg, split=True)
+    elif os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.isfile(incluster_config.SERVICE_TOKEN_FILENAME):
         try:
             kconfig.load_incluster_config(client_configuration=cfg)
         except kconfig.ConfigException as exc:
-            raise SystemExit(f"no --kubeconfig given and not running in a cluster ({exc})") from None
+            raise KubeConfigError(f"in-cluster service account: {exc}") from None
+    else:
+        default = Path.home() / ".kube" / "config"
+        if not default.is_file():
+            raise KubeConfigError(f"no Kubernetes configuration: pass --kubeconfig, set $KUBECONFIG, run in a "
+                                  f"cluster, or create {default}")
+        _load_files(str(default), "kubeconfig", cfg, split=False)
+    return cfg
+
+
+def _load_files(paths: str, source: str, cfg: Configuration, *, split: bool) -> None:
+    files = [p for p in paths.split(os.pathsep) if p] if split else [paths]
+    found = [p for p in files if os.path.isfile(os.path.expanduser(p))]
+    if not found:
+        raise KubeConfigError(f"{source} {paths}: no such file")
+    try:
+        # Given a list, the client merges the files as kubectl does (first wins per key).
+        kconfig.load_kube_config(config_file=os.pathsep.join(found), client_configuration=cfg)
+    except Exception as exc:  # noqa: BLE001 - ConfigException, YAML, I/O, a malformed entry's KeyError/TypeError
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        raise KubeConfigError(f"{source} {paths}: {msg}") from None
+
+
+def api_client(kubeconfig: str | None = None, qps_pool: int = 32) -> ApiClient:
+    """A client from load_configuration (raises KubeConfigError) that fails fast on a
+    connection error: see RETRIES."""
+    cfg = load_configuration(kubeconfig)
     cfg.connection_pool_maxsize = qps_pool
+    cfg.retries = RETRIES
     return ApiClient(cfg)
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """A short reason for a connection failure, without urllib3's object reprs."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    if isinstance(reason, urllib3.exceptions.NewConnectionError):
+        text = text.split("Failed to establish a new connection: ", 1)[-1]
+    elif isinstance(reason, urllib3.exceptions.ConnectTimeoutError):
+        text = "connection timed out"
+    elif isinstance(reason, urllib3.exceptions.SSLError):
+        text = f"TLS: {text}"
+    return " ".join(text.split())
 
 
 def request(api: ApiClient, method: str, path: str, *, query: dict[str, Any] | None = None, body: Any = None,
@@ -51,8 +114,14 @@ def request(api: ApiClient, method: str, path: str, *, query: dict[str, Any] | N
     # argument is *total*, which would cut every watch after `connect` seconds.
     t = urllib3.Timeout(total=timeout) if isinstance(timeout, (int, float)) else \
         urllib3.Timeout(connect=timeout[0], read=timeout[1])
-    resp = api.rest_client.pool_manager.request(method, url, body=data, headers=headers, timeout=t,
-                                                preload_content=False)
+    try:
+        resp = api.rest_client.pool_manager.request(method, url, body=data, headers=headers, timeout=t,
+                                                    preload_content=False)
+    except urllib3.exceptions.MaxRetryError as exc:
+        if isinstance(exc.reason, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError,
+                                   urllib3.exceptions.SSLError)):
+            raise ApiUnreachable(f"cannot reach the API server at {cfg.host}: {unreachable_reason(exc)}") from None
+        raise
     if not 200 <= resp.status < 300:
         text = resp.read()
         resp.release_conn()

@@ -278,3 +278,39 @@ def test_extender_ignorable_reaches_the_scheduler_config(helm, value, want):
     docs = template(helm, "--set", f"extender.ignorable={value}")
     cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
     assert cfg["extenders"][0]["ignorable"] is want
+
+
+# kube-scheduler follows the cluster: `helm template --kube-version` stands for the API
+# server's version that `helm install` reads (.Capabilities.KubeVersion).
+#  --kube-version          values                                     -> kube-scheduler image tag
+SCHEDULER_IMAGES = [
+    ("1.33.4", [], "v1.33.4"),
+    ("1.36.3", [], "v1.36.3"),
+    ("v1.34.2-eks-1a2b3c4", [], "v1.34.2"),  # a vendor's suffix: registry.k8s.io has upstream tags
+    ("1.31.1+k3s1", [], "v1.31.1"),
+    ("1.33.4", ["--set", "scheduler.image.tag=v1.32.9"], "v1.32.9"),  # pinned (one minor older: within the skew)
+]
+
+
+@pytest.mark.parametrize("kube,values,tag", SCHEDULER_IMAGES, ids=[r[0] + ("-pinned" if r[1] else "")
+                                                                   for r in SCHEDULER_IMAGES])
+def test_scheduler_image_follows_the_clusters_version(helm, kube, values, tag):
+    docs = template(helm, "--kube-version", kube, *values)
+    pod = by(docs, "Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]
+    (c,) = [c for c in pod["containers"] if c["name"] == "kube-scheduler"]
+    assert c["image"] == f"registry.k8s.io/kube-scheduler:{tag}"
+    # nothing else follows the cluster's version
+    other = template(helm, "--kube-version", "1.36.3", *values)
+    for d in (docs, other):
+        sched = by(d, "Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]["containers"]
+        for c in sched:
+            c.pop("image")
+    assert docs == other
+
+
+def test_committed_manifests_are_rendered_for_the_testbeds_kubernetes():
+    mod = manifests.render_module()
+    text = (manifests.ROOT / "benchmarks/testbed/gobuild/kubernetes/go.mod").read_text()
+    assert f"require k8s.io/kubernetes v{mod.testbed_kube_version()}\n" in text
+    assert f"image: registry.k8s.io/kube-scheduler:v{mod.testbed_kube_version()}\n" in \
+        (manifests.ROOT / "deploy/manifests/gpusched.yaml").read_text()

@@ -25,6 +25,18 @@ app.kubernetes.io/name: {{ . }}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
 
+{{/* kube-scheduler's image: scheduler.image.tag, else the cluster's own version, as the
+version-skew policy wants (never newer than the API server). A vendor's suffix such as
+v1.33.4-eks-1a2b3c or v1.33.4+k3s1 is dropped: registry.k8s.io tags upstream releases. */}}
+{{- define "gpusched.schedulerImage" -}}
+{{- $s := .Values.scheduler.image -}}
+{{- $tag := $s.tag | default (regexFind "^v[0-9]+\\.[0-9]+\\.[0-9]+" .Capabilities.KubeVersion.Version) -}}
+{{- if not $tag -}}
+{{- fail (printf "scheduler.image.tag: cannot derive kube-scheduler's tag from the cluster's version %q; set it" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{ $s.repository }}:{{ $tag }}
+{{- end -}}
+
 {{/* The extender's URL as kube-scheduler calls it. */}}
 {{- define "gpusched.extenderURL" -}}
 {{ ternary "https" "http" .Values.extender.tls.enabled }}://gpusched-extender.{{ .Values.namespace }}.svc:{{ .Values.extender.port }}
