@@ -19,7 +19,10 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
 
+import urllib3
+
 from scheduler import contract, nodeinfo
+from scheduler.kube.client import unreachable_reason
 from scheduler.nodeinfo import NodeReport
 from scheduler.quantity import format_bytes
 
@@ -220,4 +223,6 @@ def _api_error(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     if status is not None:
         return f"HTTP {status} {reason or ''}".strip()
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError)):
+        return f"cannot reach the API server: {unreachable_reason(exc)}"[:300]
     return f"{type(exc).__name__}: {exc}"[:300]

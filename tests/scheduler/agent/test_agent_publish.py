@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from scheduler import contract, nodeinfo
-from scheduler.agent.publish import (NodePublisher, gpu_labels, label_value, report_changes, should_publish)
+from scheduler.agent.publish import (NodePublisher, _api_error, gpu_labels, label_value, report_changes, should_publish)
 from scheduler.nodeinfo import GPU, CachedModel, NodeReport
 from tests.scheduler.agent.fakes import FakeCoreV1
 
@@ -167,3 +168,15 @@ def test_node_annotations():
 def test_node_name_required():
     with pytest.raises(ValueError):
         NodePublisher(FakeCoreV1(), "")
+
+
+@pytest.mark.parametrize("error,said", [
+    (ApiException(status=409, reason="Conflict"), "HTTP 409 Conflict"),
+    # urllib3's MaxRetryError wraps the connect failure in object reprs: one short line instead
+    (MaxRetryError(None, "/api/v1/nodes", NewConnectionError(
+        None, "Failed to establish a new connection: [Errno 111] Connection refused")),
+     "cannot reach the API server: [Errno 111] Connection refused"),
+    (ValueError("odd"), "ValueError: odd"),
+])
+def test_api_errors_are_said_in_one_short_line(error, said):
+    assert _api_error(error) == said
