@@ -13,10 +13,18 @@
   recommendation of the window), scale-up max(4 pods, 100%) per 15 s.
 - ``Keda``: KEDA's Prometheus scaler feeding that HPA an External metric of type
   AverageValue: sum(vllm:num_requests_waiting) over the model (router queue too),
-  desired = ceil(total / target) unless within tolerance of the pods there are; KEDA
-  polls the query every 30 s (the HPA reads KEDA's last value at each 15 s sync).
-- ``Static``: a fixed number of replicas, enough for the trace's peak (the oracle's
-  highest count), all loaded from the start.
+  desired = ceil(total / target) unless within tolerance of the pods there are. The
+  query runs at every 15 s HPA sync: KEDA's metrics server answers the HPA's read by
+  querying the scaler (useCachedMetrics defaults to false; pollingInterval, 30 s, only
+  drives activation from and to zero, which this bench does not use).
+- ``Static``: a fixed number of replicas, all loaded from the start: the fewest that
+  meet the SLO over the whole trace (chosen with hindsight; reported, not a rival).
+- ``StaticSchedule`` ("static-prev-window"): static provisioning without hindsight, as
+  an operator sizes a fleet from yesterday's or last hour's peak: in each window the
+  count that would have met the SLO over the previous window (the bench searches it on
+  that window's requests); the first window, having no previous one, gets its own.
+  A larger count is loaded when the window starts, not before: the previous window's
+  figures exist only once it has ended.
 - ``Oracle``: knows the arrivals. At each 5 s tick it runs
   max over the next (cold start + tick) seconds of ceil(rate / (mu x u)), per 5 s bin
   of arrivals, starting replicas one cold start ahead of need and deleting them as
@@ -44,7 +52,7 @@ HPA_SYNC_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-pe
 HPA_TOLERANCE = 0.1
 HPA_DOWN_WINDOW_S = 300.0
 HPA_UP_PODS, HPA_UP_PERCENT, HPA_PERIOD_S = 4, 100.0, 15.0
-KEDA_POLL_S = 30.0
+KEDA_POLL_S = HPA_SYNC_S  # see Keda: queried at each HPA sync
 
 
 # ---------------------------------------------------------------- ours
@@ -314,8 +322,27 @@ class Oracle:
 
     def act(self, now: float, wl: Workload) -> Action:
         # it knows where the next replica's weights come from, hence its cold start
-        ahead = wl.cfg.cold.seconds(wl.pool.next_tier(wl.model, now)) + self.interval_s + wl.cfg.step_s
+        ahead = wl.pool.worst_load_s(wl.model, now) + self.interval_s + wl.cfg.step_s
         return Action(replicas=self.want(now, now + ahead))
+
+
+class StaticSchedule:
+    gated = False
+
+    def __init__(self, name: str, counts: "list[int]", window_s: float):
+        if not counts or window_s <= 0:
+            raise ValueError("a schedule needs at least one count and a window > 0")
+        self.name, self.counts, self.window_s = name, list(counts), window_s
+        self.interval_s = window_s
+
+    def count_at(self, now: float) -> int:
+        return self.counts[min(int(now // self.window_s), len(self.counts) - 1)]
+
+    def initial(self) -> tuple[int, int]:
+        return self.counts[0], 0
+
+    def act(self, now: float, wl: Workload) -> Action:
+        return Action(replicas=self.count_at(now))
 
 
 class Static:
@@ -332,5 +359,5 @@ class Static:
         return None
 
 
-__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "Ours", "Hpa", "Keda", "Oracle", "Static", "oracle_need",
-           "plain_metric_replicas", "external_average_replicas", "HpaBehavior"]
+__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "Ours", "Hpa", "Keda", "Oracle", "Static", "StaticSchedule",
+           "oracle_need", "plain_metric_replicas", "external_average_replicas", "HpaBehavior"]
