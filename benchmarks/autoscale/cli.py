@@ -276,7 +276,18 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         if p.startswith("ours"):
             extra, prewarm, _ = pol.ABLATIONS[p]
             specs = {i.model: spec_for(i, extra) for i in inputs}
-            runs.append(sim(lambda i, p=p, prewarm=prewarm: pol.Ours(p, specs[i.model], prewarm, initial[i.model]), p))
+            made: list = []
+
+            def make_ours(i, p=p, prewarm=prewarm, made=made):
+                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model]))
+                return made[-1]
+
+            res = sim(make_ours, p)
+            tally = pol.DecideTally()
+            for o in made:
+                tally = tally.merged(o.tally)
+            res.extra["decide"] = tally.hours()
+            runs.append(res)
         elif p == "hpa-util":
             runs.append(sim(lambda i: pol.Hpa(p, args.hpa_target, 1, args.max_replicas, initial[i.model]), p))
         elif p == "keda-queue":
@@ -374,6 +385,8 @@ def _run(args: argparse.Namespace) -> int:
                     "service_rate": {m: round(v, 3) for m, v in tr.models.items()}} for tr in results],
         "oracle_utilization": {tr.name: tr.oracle_u for tr in results},
         "static_replicas": {tr.name: ",".join(str(v) for v in tr.static.values()) or "-" for tr in results},
+        "ours_decide_replica_hours": {tr.name: next((r.extra.get("decide") for r in tr.runs if r.policy == "ours"),
+                                                    None) for tr in results},
         "static_prev_window_replicas": {tr.name: tr.static_prev for tr in results if tr.static_prev},
         "lower_bound": {tr.name: {"gpu_hours": round(tr.bound.gpu_hours, 3),
                                   "concurrency_gpu_hours": round(tr.bound.concurrency_h, 3),

@@ -42,7 +42,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from autoscaler import signals, warmpool
-from autoscaler.policy import decide, initial_state
+from autoscaler.policy import FORECAST as FORECAST_RULE, QUEUEING as QUEUEING_RULE, decide, initial_state
 from autoscaler.prewarm import MIN_INTERVAL_S
 from autoscaler.spec import AutoscalerSpec, parse_spec
 from benchmarks.autoscale.sim import Action, Workload
@@ -121,6 +121,55 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
 }
 
 
+@dataclass
+class DecideTally:
+    """Where ours' replica-seconds come from, tick by tick (each tick counts ``dt``):
+    its targets; what the queueing rule alone asked; how much more the forecast and the
+    signal rules asked; the target held above every current recommendation (by the rule
+    that set it: stabilisation, a rate limit, panic, minReplicas) and kept below the top
+    one (by the rule: a rate limit, maxReplicas). Read-only: it never changes a decision."""
+
+    target: float = 0.0
+    queueing: float = 0.0
+    forecast_above: float = 0.0
+    signals_above: float = 0.0
+    held_above: dict[str, float] = field(default_factory=dict)
+    below: dict[str, float] = field(default_factory=dict)
+    by_rule: dict[str, float] = field(default_factory=dict)
+
+    def add(self, d: Any, dt: float) -> None:
+        recs = {r.rule: r.replicas for r in d.recommendations}
+        q = recs.get(QUEUEING_RULE, 0)
+        f = recs.get(FORECAST_RULE, 0)
+        sig = max([v for k, v in recs.items() if k.startswith("signal:")] or [0])
+        top = max(q, f, sig)
+        self.target += d.replicas * dt
+        self.queueing += q * dt
+        self.forecast_above += max(0, f - max(q, sig)) * dt
+        self.signals_above += max(0, sig - max(q, f)) * dt
+        self.by_rule[d.rule] = self.by_rule.get(d.rule, 0.0) + d.replicas * dt
+        if recs and d.replicas > top:
+            self.held_above[d.rule] = self.held_above.get(d.rule, 0.0) + (d.replicas - top) * dt
+        elif recs and d.replicas < top:
+            self.below[d.rule] = self.below.get(d.rule, 0.0) + (top - d.replicas) * dt
+
+    def merged(self, other: "DecideTally") -> "DecideTally":
+        def add(a: dict, b: dict) -> dict:
+            return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in {**a, **b}}
+        return DecideTally(self.target + other.target, self.queueing + other.queueing,
+                           self.forecast_above + other.forecast_above, self.signals_above + other.signals_above,
+                           add(self.held_above, other.held_above), add(self.below, other.below),
+                           add(self.by_rule, other.by_rule))
+
+    def hours(self) -> dict:
+        h = lambda v: round(v / 3600.0, 3)  # noqa: E731
+        return {"target": h(self.target), "queueing_rule": h(self.queueing),
+                "forecast_above_queueing": h(self.forecast_above), "signals_above_rules": h(self.signals_above),
+                "held_above_recommendations": {k: h(v) for k, v in sorted(self.held_above.items())},
+                "below_top_recommendation": {k: h(v) for k, v in sorted(self.below.items())},
+                "target_by_final_rule": {k: h(v) for k, v in sorted(self.by_rule.items())}}
+
+
 class Ours:
     gated = True
     interval_s = DAEMON_INTERVAL_S
@@ -134,6 +183,7 @@ class Ours:
         self.last_target: int | None = None
         self._initial = max(self.spec.min_replicas, min(initial_serving, self.spec.max_replicas))
         self._last_prewarm = -math.inf
+        self.tally = DecideTally()
 
     def initial(self) -> tuple[int, int]:
         warm = min(self.spec.warm_replicas, max(0, self.spec.max_replicas - self._initial))
@@ -156,6 +206,7 @@ class Ours:
         arrival = wl.arrival_reading() if spec.slo is not None else None
         obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
         d = decide(self.state, obs, spec, now)
+        self.tally.add(d, self.interval_s)
         pl = warmpool.plan(views, d.replicas, d.warm, None)
         if self.record:
             wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
@@ -359,5 +410,5 @@ class Static:
         return None
 
 
-__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "Ours", "Hpa", "Keda", "Oracle", "Static", "StaticSchedule",
+__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "DecideTally", "Ours", "Hpa", "Keda", "Oracle", "Static", "StaticSchedule",
            "oracle_need", "plain_metric_replicas", "external_average_replicas", "HpaBehavior"]

@@ -93,6 +93,8 @@ def test_a_run_writes_everything_and_repeats_with_the_seed(tmp_path, capsys):
     assert rows["ours"]["vs_lower_bound"] == pytest.approx(rows["ours"]["gpu_hours"] / lb, rel=0.01)
     assert a["params"]["lower_bound"]["small"]["gpu_hours"] == lb
     assert "| lower_bound |" in out and "x lower bound" in out
+    tally = a["params"]["ours_decide_replica_hours"]["small"]  # where ours' replicas came from
+    assert tally["target"] > 0 and tally["queueing_rule"] > 0
     # static-prev-window: 600 s windows -> one window; it repeats its own count
     assert a["params"]["static_prev_window_replicas"]["small"]["small"] == [int(a["params"]["static_replicas"]["small"])]
 

@@ -182,3 +182,21 @@ def test_read_cold_starts(tmp_path):
             read_cold_starts(str(p))
     with pytest.raises(ColdStartError, match="cannot read"):
         read_cold_starts(str(tmp_path / "none.csv"))
+
+
+def _d(replicas, rule, **recs):
+    from types import SimpleNamespace as NS
+
+    return NS(replicas=replicas, rule=rule, recommendations=[NS(rule=k.replace("_", ":"), replicas=v)
+                                                             for k, v in recs.items()])
+
+
+def test_decide_tally_splits_ours_replica_seconds():
+    t = pol.DecideTally()
+    t.add(_d(5, "forecast", queueing=3, forecast=5), 5.0)  # forecast 2 above queueing, for 5 s: 10
+    t.add(_d(8, "stabilization", queueing=3, signal_q=4), 5.0)  # signal 1 above, held 8 - 4 = 4 above: 20
+    t.add(_d(6, "rateLimit", queueing=10), 5.0)  # kept 4 below the queueing rule: 20
+    assert (t.target, t.queueing, t.forecast_above, t.signals_above) == (95.0, 80.0, 10.0, 5.0)
+    assert t.held_above == {"stabilization": 20.0} and t.below == {"rateLimit": 20.0}
+    assert t.merged(t).by_rule == {"forecast": 50.0, "stabilization": 80.0, "rateLimit": 60.0}
+    assert t.hours()["held_above_recommendations"] == {"stabilization": round(20 / 3600, 3)}
