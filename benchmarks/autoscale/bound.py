@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -140,7 +140,7 @@ def lower_bound(loads: Sequence[Load], service: ServiceModel, wait_s: float, col
     b = service.max_batch
     decode_max = b * service.decode_rate(b)
     n_all = sum(len(x.arrival) for x in loads)
-    m = int(math.floor((1.0 - percentile) * n_all + 1e-9))
+    m = math.floor((1.0 - percentile) * n_all + 1e-9)
     conc, peak = 0.0, 0
     savings: list[np.ndarray] = []
     prefill, decode, slots = [], [], []
@@ -178,4 +178,4 @@ def _top(v: np.ndarray, m: int) -> float:
     return float(np.partition(v, len(v) - m)[len(v) - m:].sum())
 
 
-__all__ = ["Load", "Bound", "lower_bound", "required_replicas", "layer_cost", "min_service_s"]
+__all__ = ["Bound", "Load", "layer_cost", "lower_bound", "min_service_s", "required_replicas"]

@@ -42,8 +42,12 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                     "(benchmarks.fleet.model), cold starts by where the weights come from (GPU, host memory, "
                     "disk, remote store) and a warm pool, under each policy in one run: ours (the daemon's "
                     "autoscaler.policy.decide and warm-pool planning byte for byte), ours with each feature "
-                    "switched off in turn, HPA on GPU utilisation, KEDA on queue depth, static peak provisioning "
-                    "and an oracle that knows the arrivals. A trace with a model column becomes one autoscaled "
+                    "switched off in turn, HPA on GPU utilisation, KEDA on queue depth (queried at every HPA "
+                    "sync), static provisioning with hindsight and from the previous window's needs, and an "
+                    "oracle that knows the arrivals; beside them lower_bound, the fewest GPU-hours any policy "
+                    "with these cold starts could spend within the SLO (benchmarks.autoscale.bound). "
+                    "--max-batch 1 models servers that run one request at a time. A trace with a model column "
+                    "becomes one autoscaled "
                     "workload per model on one GPU pool. Writes autoscale.json, autoscale.md and PNG plots to "
                     "--out and prints the table.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -295,7 +299,8 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         elif p == "static":
             runs.append(sim(lambda i: pol.Static("static", static[i.model]), p))
         elif p == "static-prev-window":
-            runs.append(sim(lambda i: pol.StaticSchedule(p, static_prev[i.model], args.static_window), p))
+            runs.append(sim(lambda i: pol.StaticSchedule("static-prev-window", static_prev[i.model], args.static_window),
+                            p))
         elif p == "oracle":
             runs.append(oracle_res)
     return TraceRun(name=name, file=str(path), rows=len(rows), models={i.model: i.mu for i in inputs}, runs=runs,

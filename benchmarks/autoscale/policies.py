@@ -153,7 +153,7 @@ class DecideTally:
         elif recs and d.replicas < top:
             self.below[d.rule] = self.below.get(d.rule, 0.0) + (top - d.replicas) * dt
 
-    def merged(self, other: "DecideTally") -> "DecideTally":
+    def merged(self, other: DecideTally) -> DecideTally:
         def add(a: dict, b: dict) -> dict:
             return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in {**a, **b}}
         return DecideTally(self.target + other.target, self.queueing + other.queueing,
@@ -162,7 +162,9 @@ class DecideTally:
                            add(self.by_rule, other.by_rule))
 
     def hours(self) -> dict:
-        h = lambda v: round(v / 3600.0, 3)  # noqa: E731
+        def h(v: float) -> float:
+            return round(v / 3600.0, 3)
+
         return {"target": h(self.target), "queueing_rule": h(self.queueing),
                 "forecast_above_queueing": h(self.forecast_above), "signals_above_rules": h(self.signals_above),
                 "held_above_recommendations": {k: h(v) for k, v in sorted(self.held_above.items())},
@@ -380,7 +382,7 @@ class Oracle:
 class StaticSchedule:
     gated = False
 
-    def __init__(self, name: str, counts: "list[int]", window_s: float):
+    def __init__(self, name: str, counts: list[int], window_s: float):
         if not counts or window_s <= 0:
             raise ValueError("a schedule needs at least one count and a window > 0")
         self.name, self.counts, self.window_s = name, list(counts), window_s

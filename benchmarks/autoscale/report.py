@@ -53,7 +53,7 @@ def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_
     oracle_h = _gpu_h(oracle) if oracle else float("nan")
 
     def ratio(h: float, base: float | None) -> float:
-        return round(h / base, 3) if base is not None and base == base and base > 0 else float("nan")
+        return round(h / base, 3) if base is not None and np.isfinite(base) and base > 0 else float("nan")
 
     out = []
     for r in runs:

@@ -52,10 +52,10 @@ def test_bound_by_hand(arrivals, outputs, batch, cold, until, pct, want_s):
 def test_kv_cache_counts_a_replica_per_cache_full():
     # two 10 s requests overlapping on [2, 10), each 60% of the cache, batch 32: they cannot share
     x = load([0, 0], [10, 10], prompts=[0, 0])
-    t, r = required_replicas(x.arrival + 2, x.arrival + 10, np.array([600.0, 600.0]), svc(32, kv=1000))
+    _, r = required_replicas(x.arrival + 2, x.arrival + 10, np.array([600.0, 600.0]), svc(32, kv=1000))
     assert list(r[:-1]) == [2] and r[-1] == 0
     # a request larger than the cache runs alone and counts one replica, not two
-    t, r = required_replicas(np.array([2.0]), np.array([10.0]), np.array([5000.0]), svc(32, kv=1000))
+    _, r = required_replicas(np.array([2.0]), np.array([10.0]), np.array([5000.0]), svc(32, kv=1000))
     assert list(r[:-1]) == [1]
 
 
@@ -101,11 +101,11 @@ def _brute_force(r: list[int], cold: int) -> int:
     what to do each second: any number of replicas loaded at 0 for free (the service ran
     before); later, release any loaded replica or start new ones, which hold a GPU for
     ``cold`` seconds of loading first; every held second costs 1."""
-    from functools import lru_cache
+    from functools import cache
 
     top = 2 * max(r) + 1
 
-    @lru_cache(maxsize=None)
+    @cache
     def best(t: int, loaded: int, loading: tuple[int, ...]) -> float:
         if t == len(r):
             return 0

@@ -115,8 +115,8 @@ def test_model_column_gives_one_workload_per_model(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--max-batch", "0"], "--max-batch must be at least 1 (1 = one request at a time), got 0"),
     (["--static-window", "0"], "--static-window must be > 0, got 0"),
-    (["--cold-start-csv", "{d}/cold.csv"], "--cold-start-csv: {d}/cold.csv row 2: load time 0 must be a finite "
-                                            "number > 0"),
+    (["--cold-start-csv", "{d}/cold.csv"], ("--cold-start-csv: {d}/cold.csv row 2: load time 0 must be a finite "
+                                             "number > 0")),
 ])
 def test_bad_flags_are_one_line(tmp_path, capsys, flags, message):
     p = tmp_path / "t.csv"
@@ -132,7 +132,7 @@ def test_one_request_at_a_time_and_measured_cold_starts(tmp_path, capsys):
     _trace(p)
     cold = tmp_path / "cold.csv"
     cold.write_text("seconds\n20\n35\n60\n")
-    rc, out, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--max-batch", "1",
+    rc, _, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--max-batch", "1",
                         "--cold-start-csv", str(cold), "--policies", "ours", "static", "oracle")
     assert rc == 0, err
     d = json.loads((tmp_path / "o" / "autoscale.json").read_text())
