@@ -6,7 +6,7 @@ import json
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -14,7 +14,7 @@ from benchmarks.traces import azure_dir
 
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
-            "ours-batch-slots", "hpa-util", "keda-queue", "static", "oracle")
+            "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
 
 # The bench's defaults, each a documented assumption (see --help and the module docs
 # of benchmarks.autoscale.service and .policies).
@@ -27,6 +27,8 @@ DEFAULTS: dict[str, Any] = {
     "hpa_target": 70.0,  # % GPU utilisation per pod
     "queue_target": 5.0,  # waiting requests per replica: WVA's saturation point; ours' queueDepth signal too
     "scrape_s": 15.0,
+    "max_batch": 32,  # vLLM's max_num_seqs as the GPU models have it; 1 = one request at a time
+    "static_window_s": 600.0,  # static-prev-window: re-sized from the previous window's requests
 }
 
 
@@ -42,8 +44,12 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                     "(benchmarks.fleet.model), cold starts by where the weights come from (GPU, host memory, "
                     "disk, remote store) and a warm pool, under each policy in one run: ours (the daemon's "
                     "autoscaler.policy.decide and warm-pool planning byte for byte), ours with each feature "
-                    "switched off in turn, HPA on GPU utilisation, KEDA on queue depth, static peak provisioning "
-                    "and an oracle that knows the arrivals. A trace with a model column becomes one autoscaled "
+                    "switched off in turn, HPA on GPU utilisation, KEDA on queue depth (queried at every HPA "
+                    "sync), static provisioning with hindsight and from the previous window's needs, and an "
+                    "oracle that knows the arrivals; beside them lower_bound, the fewest GPU-hours any policy "
+                    "with these cold starts could spend within the SLO (benchmarks.autoscale.bound). "
+                    "--max-batch 1 models servers that run one request at a time. A trace with a model column "
+                    "becomes one autoscaled "
                     "workload per model on one GPU pool. Writes autoscale.json, autoscale.md and PNG plots to "
                     "--out and prints the table.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -74,10 +80,20 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                    help="InferenceAutoscaler spec fields merged over ours' defaults (JSON or a YAML/JSON file)")
     p.add_argument("--pool-gpus", type=int, help="GPUs in the shared pool (default: as many as asked)")
     p.add_argument("--scrape", type=float, default=DEFAULTS["scrape_s"], help="Prometheus scrape interval, s")
+    p.add_argument("--max-batch", type=int, default=DEFAULTS["max_batch"], metavar="N",
+                   help="requests one replica runs at once: N > 1 continuous batching (LLM servers), 1 one "
+                        f"request at a time (diffusion, some embedding servers) (default {DEFAULTS['max_batch']})")
+    p.add_argument("--cold-start-csv", metavar="FILE",
+                   help="measured load times in seconds (first column, one a row, optional header): every cold "
+                        "start draws one (seeded by --seed) instead of the tier model")
+    p.add_argument("--static-window", type=float, default=DEFAULTS["static_window_s"], metavar="S",
+                   help="static-prev-window re-sizes every S seconds to what met the SLO over the previous S "
+                        f"seconds (default {DEFAULTS['static_window_s']:g})")
     p.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES), metavar="NAME",
                    help=f"policies to run (default all: {' '.join(POLICIES)})")
     p.add_argument("--limit", type=int, metavar="N", help="replay only the first N rows of each trace")
-    p.add_argument("--seed", type=int, default=1, help="seed of the service-rate load test sample (default 1)")
+    p.add_argument("--seed", type=int, default=1,
+                   help="seed of the service-rate load test sample and the cold-start draws (default 1)")
     p.add_argument("--out", default="results/autoscale", help="results directory (default results/autoscale)")
     p.set_defaults(func=run)
 
@@ -122,6 +138,8 @@ class TraceRun:
     oracle_u: float
     static: dict[str, int]
     spec_example: dict
+    bound: Any = None  # benchmarks.autoscale.bound.Bound
+    static_prev: dict[str, list[int]] | None = None
 
 
 def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], overrides: dict,
@@ -132,7 +150,9 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
 
     from autoscaler.spec import SpecError, parse_spec
     from benchmarks.autoscale import policies as pol
-    from benchmarks.autoscale.service import ColdStart, calibrate_service_rate, replicas_needed, service_model
+    from benchmarks.autoscale.bound import Load, lower_bound
+    from benchmarks.autoscale.service import (TIERS, ColdStart, calibrate_service_rate, replicas_needed,
+                                              service_model, tokens_of)
     from benchmarks.autoscale.sim import SimConfig, WorkloadInput, simulate
     from benchmarks.fleet.model import TraceError, read_trace
 
@@ -143,9 +163,13 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
     except TraceError as exc:
         raise InputError(str(exc)) from None
     name = Path(path).stem.replace("AzureLLMInferenceTrace_", "azure-")
-    service = service_model(args.gpu)
+    service = service_model(args.gpu, args.max_batch)
     cold = ColdStart()
-    cfg = SimConfig(cold=cold, scrape_s=args.scrape, pool_gpus=args.pool_gpus)
+    samples = getattr(args, "cold_samples", None)
+    cfg = SimConfig(cold=cold, scrape_s=args.scrape, pool_gpus=args.pool_gpus, cold_samples=samples,
+                    cold_seed=args.seed)
+    worst_cold = max(samples) if samples else cold.seconds("remote")
+    least_cold = min(samples) if samples else min(cold.seconds(t) for t in TIERS)
     by_model: dict[str, list] = {}
     for r in rows:
         by_model.setdefault(r.model or name, []).append(r)
@@ -189,32 +213,59 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
                 hi = mid
     oracle_u, oracle_res = best
 
-    # static: per model, the fewest replicas held all along that meet the SLO
+    def fewest_static(i, guess: int) -> int:
+        """The fewest replicas held all along that meet the SLO on ``i``'s rows."""
+        lo_n, hi_n = 1, max(1, guess)
+        while True:
+            r = sim(lambda _i, n=hi_n: pol.Static("static", n), "static", [i])
+            if attained(r) >= pct or hi_n >= 4 * args.max_replicas:
+                break
+            lo_n, hi_n = hi_n, hi_n * 2
+        while lo_n < hi_n:
+            mid = (lo_n + hi_n) // 2
+            r = sim(lambda _i, n=mid: pol.Static("static", n), "static", [i])
+            if attained(r) >= pct:
+                hi_n = mid
+            else:
+                lo_n = mid + 1
+        return hi_n
+
+    # static: per model, the fewest replicas held all along that meet the SLO (hindsight)
     static: dict[str, int] = {}
     if "static" in policies:
         for i in inputs:
-            peak = int(pol.oracle_need(arrivals[i.model], i.mu, oracle_u, end).max())
-            lo_n, hi_n = 1, max(1, peak)
-            while True:
-                r = sim(lambda _i, n=hi_n: pol.Static("static", n), "static", [i])
-                if attained(r) >= pct or hi_n >= 4 * args.max_replicas:
-                    break
-                lo_n, hi_n = hi_n, hi_n * 2
-            while lo_n < hi_n:
-                mid = (lo_n + hi_n) // 2
-                r = sim(lambda _i, n=mid: pol.Static("static", n), "static", [i])
-                if attained(r) >= pct:
-                    hi_n = mid
-                else:
-                    lo_n = mid + 1
-            static[i.model] = hi_n
+            static[i.model] = fewest_static(i, int(pol.oracle_need(arrivals[i.model], i.mu, oracle_u, end).max()))
+
+    # static-prev-window: per model and window, what met the SLO over that window alone;
+    # window k is then served with window k-1's count (window 0 with its own)
+    static_prev: dict[str, list[int]] = {}
+    if "static-prev-window" in policies:
+        w = args.static_window
+        nwin = int(end // w) + 1
+        for i in inputs:
+            fits = []
+            for k in range(nwin):
+                rs = [replace(r, t=r.t - k * w) for r in i.rows if k * w <= r.t < (k + 1) * w]
+                if not rs:
+                    fits.append(1)
+                    continue
+                a = np.array([r.t for r in rs])
+                guess = int(pol.oracle_need(a, i.mu, oracle_u, float(a[-1])).max())
+                fits.append(fewest_static(replace(i, rows=rs), guess))
+            static_prev[i.model] = [fits[0]] + fits[:-1]
+
+    loads = []
+    for i in inputs:
+        toks = np.array([tokens_of(r, service) for r in i.rows], dtype=float).reshape(-1, 2)
+        loads.append(Load(arrivals[i.model], toks[:, 0], toks[:, 1]))
+    bound = lower_bound(loads, service, args.queue_wait_slo, least_cold, end, pct)
 
     def spec_for(i, extra):
         # the user's overrides first, then the ablation's switch (which may remove a field)
         if extra.get("concurrencyPerReplica") == pol.SERVER_BATCH:
             extra = dict(extra, concurrencyPerReplica=service.max_batch)
         return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=i.mu,
-                                            cold_start_s=cold.seconds("remote"), queue_wait_s=args.queue_wait_slo,
+                                            cold_start_s=worst_cold, queue_wait_s=args.queue_wait_slo,
                                             queue_target=args.queue_target, overrides=overrides), extra)
 
     try:
@@ -227,23 +278,38 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         if p.startswith("ours"):
             extra, prewarm, _ = pol.ABLATIONS[p]
             specs = {i.model: spec_for(i, extra) for i in inputs}
-            runs.append(sim(lambda i, p=p, prewarm=prewarm: pol.Ours(p, specs[i.model], prewarm, initial[i.model]), p))
+            made: list = []
+
+            def make_ours(i, p=p, prewarm=prewarm, made=made):
+                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model]))
+                return made[-1]
+
+            res = sim(make_ours, p)
+            tally = pol.DecideTally()
+            for o in made:
+                tally = tally.merged(o.tally)
+            res.extra["decide"] = tally.hours()
+            runs.append(res)
         elif p == "hpa-util":
             runs.append(sim(lambda i: pol.Hpa(p, args.hpa_target, 1, args.max_replicas, initial[i.model]), p))
         elif p == "keda-queue":
             runs.append(sim(lambda i: pol.Keda(p, args.queue_target, 1, args.max_replicas, initial[i.model]), p))
         elif p == "static":
             runs.append(sim(lambda i: pol.Static("static", static[i.model]), p))
+        elif p == "static-prev-window":
+            runs.append(sim(lambda i: pol.StaticSchedule("static-prev-window", static_prev[i.model], args.static_window),
+                            p))
         elif p == "oracle":
             runs.append(oracle_res)
     return TraceRun(name=name, file=str(path), rows=len(rows), models={i.model: i.mu for i in inputs}, runs=runs,
-                    oracle_u=oracle_u, static=static, spec_example=spec_for(inputs[0], {}))
+                    oracle_u=oracle_u, static=static, spec_example=spec_for(inputs[0], {}), bound=bound,
+                    static_prev=static_prev)
 
 
 def _run(args: argparse.Namespace) -> int:
     from benchmarks.autoscale import policies as pol
     from benchmarks.autoscale import report
-    from benchmarks.autoscale.service import ColdStart, service_model
+    from benchmarks.autoscale.service import ColdStart, ColdStartError, read_cold_starts, service_model
     from benchmarks.progress import progress_bar
 
     if args.limit is not None and args.limit < 1:
@@ -255,6 +321,16 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"{flag} must be > 0, got {v:g}")
     if args.max_replicas < 1:
         raise InputError(f"--max-replicas must be at least 1, got {args.max_replicas}")
+    if args.max_batch < 1:
+        raise InputError(f"--max-batch must be at least 1 (1 = one request at a time), got {args.max_batch}")
+    if not args.static_window > 0:
+        raise InputError(f"--static-window must be > 0, got {args.static_window:g}")
+    args.cold_samples = None
+    if args.cold_start_csv:
+        try:
+            args.cold_samples = read_cold_starts(args.cold_start_csv)
+        except ColdStartError as exc:
+            raise InputError(f"--cold-start-csv: {exc}") from None
     overrides = _load_overrides(args.ours_spec)
     traces = args.trace or [str(p) for p in default_traces()]
     policies = list(dict.fromkeys(args.policies))
@@ -272,11 +348,19 @@ def _run(args: argparse.Namespace) -> int:
     whats = {k: v[2] for k, v in pol.ABLATIONS.items()}
     whats.update({"hpa-util": f"HPA on GPU utilisation, target {args.hpa_target:g}%",
                   "keda-queue": f"KEDA on queue depth, {args.queue_target:g} waiting per replica",
-                  "static": "static peak provisioning", "oracle": "knows the arrivals ahead"})
+                  "static": "static with hindsight: the fewest replicas held all along that meet the SLO",
+                  "static-prev-window": f"static re-sized every {args.static_window:g} s to what met the SLO over "
+                                        f"the previous {args.static_window:g} s (no hindsight)",
+                  "oracle": "knows the arrivals ahead (a heuristic, not a bound)",
+                  "lower_bound": "no policy with these cold starts spends fewer GPU-hours and meets the SLO "
+                                 "(computed, not simulated)"})
     rows = []
     for tr in results:
-        rows += report.rows_of(tr.name, tr.runs, whats, args.queue_wait_slo, args.ttft_slo)
-    svc = service_model(args.gpu)
+        rows += report.rows_of(tr.name, tr.runs, whats, args.queue_wait_slo, args.ttft_slo,
+                               lower_bound_h=tr.bound.gpu_hours if tr.bound else None,
+                               percentile=DEFAULTS["percentile"])
+    svc = service_model(args.gpu, args.max_batch)
+    samples = args.cold_samples
     params = {
         "command": "gpusched bench autoscale " + " ".join(shlex.quote(a) for a in _argv_tail()),
         "seed": args.seed,
@@ -284,7 +368,11 @@ def _run(args: argparse.Namespace) -> int:
         "service_model": (f"prefill {svc.prefill_tps:g} tok/s, decode {svc.decode_tps:g} tok/s at batch 1, "
                           f"slowdown {svc.decode_slowdown:g}/request, batch {svc.max_batch}, KV "
                           f"{svc.kv_capacity_tokens:,} tokens"),
-        "cold_start_s": ColdStart().table(),
+        "cold_start_s": ColdStart().table() if not samples else {
+            "measured": args.cold_start_csv, "n": len(samples), "min": round(min(samples), 2),
+            "median": round(float(sorted(samples)[len(samples) // 2]), 2), "max": round(max(samples), 2)},
+        "max_batch": args.max_batch,
+        "static_window_s": args.static_window,
         "slo": {"queue_wait_s": args.queue_wait_slo, "ttft_s": args.ttft_slo, "percentile": DEFAULTS["percentile"]},
         "scrape_s": args.scrape,
         "pool_gpus": args.pool_gpus,
@@ -299,6 +387,16 @@ def _run(args: argparse.Namespace) -> int:
                     "service_rate": {m: round(v, 3) for m, v in tr.models.items()}} for tr in results],
         "oracle_utilization": {tr.name: tr.oracle_u for tr in results},
         "static_replicas": {tr.name: ",".join(str(v) for v in tr.static.values()) or "-" for tr in results},
+        "ours_decide_replica_hours": {tr.name: next((r.extra.get("decide") for r in tr.runs if r.policy == "ours"),
+                                                    None) for tr in results},
+        "static_prev_window_replicas": {tr.name: tr.static_prev for tr in results if tr.static_prev},
+        "lower_bound": {tr.name: {"gpu_hours": round(tr.bound.gpu_hours, 3),
+                                  "concurrency_gpu_hours": round(tr.bound.concurrency_h, 3),
+                                  "work_gpu_hours": round(tr.bound.work_h, 3),
+                                  "allowance_gpu_hours": round(tr.bound.allowance_h, 3),
+                                  "misses_allowed": tr.bound.misses_allowed,
+                                  "peak_required_replicas": tr.bound.peak_required,
+                                  "binding": tr.bound.binding} for tr in results if tr.bound},
         "runtime_s": runtime,
     }
     paths = report.write(Path(args.out), rows, {tr.name: tr.runs for tr in results}, params)
@@ -309,7 +407,8 @@ def _run(args: argparse.Namespace) -> int:
     for tr in results:
         print(f"  {tr.file}: {tr.rows:,} requests, service rate "
               f"{', '.join(f'{v:.3g}' for v in tr.models.values())} req/s per replica; oracle u {tr.oracle_u:g}; "
-              f"static {params['static_replicas'][tr.name]} replicas")
+              f"static {params['static_replicas'][tr.name]} replicas; lower bound {tr.bound.gpu_hours:.2f} GPU-h "
+              f"({tr.bound.binding} term)")
     print()
     print(report.table(rows, args.queue_wait_slo, args.ttft_slo))
     print(f"wrote {', '.join(str(p) for p in paths)}")

@@ -13,10 +13,18 @@
   recommendation of the window), scale-up max(4 pods, 100%) per 15 s.
 - ``Keda``: KEDA's Prometheus scaler feeding that HPA an External metric of type
   AverageValue: sum(vllm:num_requests_waiting) over the model (router queue too),
-  desired = ceil(total / target) unless within tolerance of the pods there are; KEDA
-  polls the query every 30 s (the HPA reads KEDA's last value at each 15 s sync).
-- ``Static``: a fixed number of replicas, enough for the trace's peak (the oracle's
-  highest count), all loaded from the start.
+  desired = ceil(total / target) unless within tolerance of the pods there are. The
+  query runs at every 15 s HPA sync: KEDA's metrics server answers the HPA's read by
+  querying the scaler (useCachedMetrics defaults to false; pollingInterval, 30 s, only
+  drives activation from and to zero, which this bench does not use).
+- ``Static``: a fixed number of replicas, all loaded from the start: the fewest that
+  meet the SLO over the whole trace (chosen with hindsight; reported, not a rival).
+- ``StaticSchedule`` ("static-prev-window"): static provisioning without hindsight, as
+  an operator sizes a fleet from yesterday's or last hour's peak: in each window the
+  count that would have met the SLO over the previous window (the bench searches it on
+  that window's requests); the first window, having no previous one, gets its own.
+  A larger count is loaded when the window starts, not before: the previous window's
+  figures exist only once it has ended.
 - ``Oracle``: knows the arrivals. At each 5 s tick it runs
   max over the next (cold start + tick) seconds of ceil(rate / (mu x u)), per 5 s bin
   of arrivals, starting replicas one cold start ahead of need and deleting them as
@@ -34,7 +42,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from autoscaler import signals, warmpool
-from autoscaler.policy import decide, initial_state
+from autoscaler.policy import FORECAST as FORECAST_RULE, QUEUEING as QUEUEING_RULE, decide, initial_state
 from autoscaler.prewarm import MIN_INTERVAL_S
 from autoscaler.spec import AutoscalerSpec, parse_spec
 from benchmarks.autoscale.sim import Action, Workload
@@ -44,7 +52,7 @@ HPA_SYNC_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-pe
 HPA_TOLERANCE = 0.1
 HPA_DOWN_WINDOW_S = 300.0
 HPA_UP_PODS, HPA_UP_PERCENT, HPA_PERIOD_S = 4, 100.0, 15.0
-KEDA_POLL_S = 30.0
+KEDA_POLL_S = HPA_SYNC_S  # see Keda: queried at each HPA sync
 
 
 # ---------------------------------------------------------------- ours
@@ -113,6 +121,57 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
 }
 
 
+@dataclass
+class DecideTally:
+    """Where ours' replica-seconds come from, tick by tick (each tick counts ``dt``):
+    its targets; what the queueing rule alone asked; how much more the forecast and the
+    signal rules asked; the target held above every current recommendation (by the rule
+    that set it: stabilisation, a rate limit, panic, minReplicas) and kept below the top
+    one (by the rule: a rate limit, maxReplicas). Read-only: it never changes a decision."""
+
+    target: float = 0.0
+    queueing: float = 0.0
+    forecast_above: float = 0.0
+    signals_above: float = 0.0
+    held_above: dict[str, float] = field(default_factory=dict)
+    below: dict[str, float] = field(default_factory=dict)
+    by_rule: dict[str, float] = field(default_factory=dict)
+
+    def add(self, d: Any, dt: float) -> None:
+        recs = {r.rule: r.replicas for r in d.recommendations}
+        q = recs.get(QUEUEING_RULE, 0)
+        f = recs.get(FORECAST_RULE, 0)
+        sig = max([v for k, v in recs.items() if k.startswith("signal:")] or [0])
+        top = max(q, f, sig)
+        self.target += d.replicas * dt
+        self.queueing += q * dt
+        self.forecast_above += max(0, f - max(q, sig)) * dt
+        self.signals_above += max(0, sig - max(q, f)) * dt
+        self.by_rule[d.rule] = self.by_rule.get(d.rule, 0.0) + d.replicas * dt
+        if recs and d.replicas > top:
+            self.held_above[d.rule] = self.held_above.get(d.rule, 0.0) + (d.replicas - top) * dt
+        elif recs and d.replicas < top:
+            self.below[d.rule] = self.below.get(d.rule, 0.0) + (top - d.replicas) * dt
+
+    def merged(self, other: DecideTally) -> DecideTally:
+        def add(a: dict, b: dict) -> dict:
+            return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in {**a, **b}}
+        return DecideTally(self.target + other.target, self.queueing + other.queueing,
+                           self.forecast_above + other.forecast_above, self.signals_above + other.signals_above,
+                           add(self.held_above, other.held_above), add(self.below, other.below),
+                           add(self.by_rule, other.by_rule))
+
+    def hours(self) -> dict:
+        def h(v: float) -> float:
+            return round(v / 3600.0, 3)
+
+        return {"target": h(self.target), "queueing_rule": h(self.queueing),
+                "forecast_above_queueing": h(self.forecast_above), "signals_above_rules": h(self.signals_above),
+                "held_above_recommendations": {k: h(v) for k, v in sorted(self.held_above.items())},
+                "below_top_recommendation": {k: h(v) for k, v in sorted(self.below.items())},
+                "target_by_final_rule": {k: h(v) for k, v in sorted(self.by_rule.items())}}
+
+
 class Ours:
     gated = True
     interval_s = DAEMON_INTERVAL_S
@@ -126,6 +185,7 @@ class Ours:
         self.last_target: int | None = None
         self._initial = max(self.spec.min_replicas, min(initial_serving, self.spec.max_replicas))
         self._last_prewarm = -math.inf
+        self.tally = DecideTally()
 
     def initial(self) -> tuple[int, int]:
         warm = min(self.spec.warm_replicas, max(0, self.spec.max_replicas - self._initial))
@@ -148,6 +208,7 @@ class Ours:
         arrival = wl.arrival_reading() if spec.slo is not None else None
         obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
         d = decide(self.state, obs, spec, now)
+        self.tally.add(d, self.interval_s)
         pl = warmpool.plan(views, d.replicas, d.warm, None)
         if self.record:
             wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
@@ -314,8 +375,27 @@ class Oracle:
 
     def act(self, now: float, wl: Workload) -> Action:
         # it knows where the next replica's weights come from, hence its cold start
-        ahead = wl.cfg.cold.seconds(wl.pool.next_tier(wl.model, now)) + self.interval_s + wl.cfg.step_s
+        ahead = wl.pool.worst_load_s(wl.model, now) + self.interval_s + wl.cfg.step_s
         return Action(replicas=self.want(now, now + ahead))
+
+
+class StaticSchedule:
+    gated = False
+
+    def __init__(self, name: str, counts: list[int], window_s: float):
+        if not counts or window_s <= 0:
+            raise ValueError("a schedule needs at least one count and a window > 0")
+        self.name, self.counts, self.window_s = name, list(counts), window_s
+        self.interval_s = window_s
+
+    def count_at(self, now: float) -> int:
+        return self.counts[min(int(now // self.window_s), len(self.counts) - 1)]
+
+    def initial(self) -> tuple[int, int]:
+        return self.counts[0], 0
+
+    def act(self, now: float, wl: Workload) -> Action:
+        return Action(replicas=self.count_at(now))
 
 
 class Static:
@@ -332,5 +412,5 @@ class Static:
         return None
 
 
-__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "Ours", "Hpa", "Keda", "Oracle", "Static", "oracle_need",
-           "plain_metric_replicas", "external_average_replicas", "HpaBehavior"]
+__all__ = ["ours_spec", "merge_spec", "ABLATIONS", "DecideTally", "Ours", "Hpa", "Keda", "Oracle", "Static", "StaticSchedule",
+           "oracle_need", "plain_metric_replicas", "external_average_replicas", "HpaBehavior"]

@@ -23,11 +23,17 @@ reads them from host memory (page cache), later from the node's disk; a replica 
 node that never had the model reads them from the remote store; a prefetched node
 (cache pre-warming) has them on disk. A warm replica (loaded, held out of traffic)
 is promoted in ``promote_s``.
+
+A measured cold-start distribution (``--cold-start-csv``: load times in seconds, one a
+row) replaces the tiers: every load draws one of the measured times (seeded, the same
+sequence for every policy of a run), since a measurement already includes wherever the
+weights came from; a warm promotion still takes ``promote_s``.
 """
 from __future__ import annotations
 
+import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Sequence
 
 import numpy as np
@@ -68,11 +74,50 @@ class ColdStart:
         return {t: round(self.seconds(t), 2) for t in ("gpu",) + TIERS}
 
 
-def service_model(gpu: str) -> ServiceModel:
+def service_model(gpu: str, max_batch: int | None = None) -> ServiceModel:
+    """The GPU's service model; ``max_batch`` 1 is a server that runs one request at a
+    time (diffusion, some embedding servers), larger values continuous batching."""
     try:
-        return GPU_TYPES[gpu]
+        svc = GPU_TYPES[gpu]
     except KeyError:
         raise ValueError(f"unknown GPU type {gpu!r}; one of {', '.join(GPU_TYPES)}") from None
+    if max_batch is None:
+        return svc
+    if max_batch < 1:
+        raise ValueError(f"max batch must be at least 1, got {max_batch}")
+    return replace(svc, max_batch=max_batch)
+
+
+class ColdStartError(ValueError):
+    """A cold-start CSV that cannot be used; the message names the file and row."""
+
+
+def read_cold_starts(path: str) -> tuple[float, ...]:
+    """Load times (s) from a CSV: the first column, one a row, an optional header row;
+    every value finite and > 0."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except OSError as exc:
+        raise ColdStartError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ColdStartError(f"{path}: not a text CSV") from None
+    out: list[float] = []
+    for i, row in enumerate(rows, start=1):
+        if not row or not row[0].strip():
+            continue
+        try:
+            v = float(row[0])
+        except ValueError:
+            if i == 1 and not out:
+                continue  # a header
+            raise ColdStartError(f"{path} row {i}: {row[0].strip()[:40]!r} is not a number of seconds") from None
+        if not (math.isfinite(v) and v > 0):
+            raise ColdStartError(f"{path} row {i}: load time {row[0].strip()[:40]} must be a finite number > 0")
+        out.append(v)
+    if not out:
+        raise ColdStartError(f"{path}: no load times; expected one number of seconds a row in the first column")
+    return tuple(out)
 
 
 def tokens_of(row: TraceRow, service: ServiceModel) -> tuple[int, int]:
@@ -116,5 +161,5 @@ def replicas_needed(rate: float, mu: float, utilization: float) -> int:
     return max(1, int(math.ceil(rate / (mu * utilization) - 1e-9)))
 
 
-__all__ = ["GPU_TYPES", "TIERS", "ColdStart", "service_model", "tokens_of", "calibrate_service_rate",
-           "replicas_needed"]
+__all__ = ["GPU_TYPES", "TIERS", "ColdStart", "ColdStartError", "read_cold_starts", "service_model", "tokens_of",
+           "calibrate_service_rate", "replicas_needed"]

@@ -103,6 +103,9 @@ class SimConfig:
     pool_gpus: int | None = None  # the shared pool; None = as many as asked
     drain_after_s: float = 600.0  # simulate this long after the last arrival so queues empty
     step_s: float = 1.0
+    # a measured cold-start distribution (s) that replaces the tiers, drawn with this seed
+    cold_samples: tuple[float, ...] | None = None
+    cold_seed: int = 0
 
 
 class GpuPool:
@@ -111,8 +114,12 @@ class GpuPool:
     for ``host_cache_s``, on its disk after that; a prefetch puts m on a node's disk
     once it has been read from the remote store. The freshest copy is taken first."""
 
-    def __init__(self, capacity: int | None, cold: ColdStart):
+    def __init__(self, capacity: int | None, cold: ColdStart, samples: Sequence[float] | None = None,
+                 seed: int = 0):
         self.capacity, self.cold = capacity, cold
+        self.samples = np.asarray(samples, dtype=float) if samples else None
+        # one generator per run: the k-th load of every policy draws the same time
+        self.rng = np.random.default_rng(seed)
         self.used = 0
         self.freed: dict[str, list[float]] = {}  # model -> times GPUs holding it were freed
         self.prefetched: dict[str, list[float]] = {}  # model -> times prefetches complete
@@ -145,6 +152,18 @@ class GpuPool:
     def prefetch(self, model: str, n: int, now: float) -> None:
         done = now + self.cold.model_bytes / dict(self.cold.bandwidth)["remote"]
         self.prefetched.setdefault(model, []).extend([done] * n)
+
+    def load_s(self, tier: str) -> float:
+        """How long a load from ``tier`` takes: the tier's time, or a measured draw."""
+        if self.samples is None:
+            return self.cold.seconds(tier)
+        return float(self.samples[self.rng.integers(len(self.samples))])
+
+    def worst_load_s(self, model: str, now: float) -> float:
+        """The longest the next load of ``model`` could take (what a planner must allow)."""
+        if self.samples is None:
+            return self.cold.seconds(self.next_tier(model, now))
+        return float(self.samples.max())
 
     def next_tier(self, model: str, now: float) -> str:
         freed = self.freed.get(model, [])
@@ -253,7 +272,6 @@ class Workload:
 
     def life(self, now: float) -> None:
         """Pod transitions due by ``now``."""
-        cold = self.cfg.cold
         for p in list(self.pods.values()):
             if p.deleting_since is not None:
                 drained = not p.in_fleet or self.fleet.load(p.name) == 0
@@ -269,7 +287,7 @@ class Workload:
                     continue
                 p.tier = self.pool.take(self.model, p.gpus, now)
                 p.scheduled_at = now
-                p.loaded_at = now + cold.seconds(p.tier)
+                p.loaded_at = now + self.pool.load_s(p.tier)
                 self.cold_starts[p.tier] += 1
             if not p.loaded and p.loaded_at is not None and p.loaded_at <= now:
                 p.loaded, p.loaded_since = True, _us(p.loaded_at)
@@ -407,7 +425,7 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
     """Replay every workload's rows through its controller on one pool; ``progress(s)``
     is told the simulated seconds done."""
     fleet = Fleet(start=0.0, keep_finished=False)
-    pool = GpuPool(cfg.pool_gpus, cfg.cold)
+    pool = GpuPool(cfg.pool_gpus, cfg.cold, cfg.cold_samples, cfg.cold_seed)
     wls: list[Workload] = []
     for inp in inputs:
         ctl = make(inp)

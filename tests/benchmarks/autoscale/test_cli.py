@@ -79,13 +79,24 @@ def test_a_run_writes_everything_and_repeats_with_the_seed(tmp_path, capsys):
     assert a["seed"] == 7 and a["params"]["ours_spec_example"]["serviceRatePerReplica"] > 0
     assert [r["policy"] for r in a["rows"]] == ["ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing",
                                                 "ours-no-panic", "ours-no-prewarm", "ours-batch-slots", "hpa-util",
-                                                "keda-queue", "static", "oracle"]
+                                                "keda-queue", "static", "static-prev-window", "oracle",
+                                                "lower_bound"]
     strip = lambda d: [{k: v for k, v in r.items()} for r in d["rows"]]  # noqa: E731
     assert strip(a) == strip(b)  # same seed, same numbers
     rows = {r["policy"]: r for r in a["rows"]}
     assert rows["oracle"]["vs_oracle"] == 1.0
     assert rows["static"]["cold_starts"] == 0 and rows["static"]["scale_events"] == 0
     assert rows["ours"]["gpu_hours"] != rows["ours-no-warm"]["gpu_hours"]  # the warm pool costs GPU time
+    # the bound is below every policy that met the SLO, and each row says how far above it is
+    lb = rows["lower_bound"]["gpu_hours"]
+    assert 0 < lb <= min(r["gpu_hours"] for r in a["rows"] if r["queue_wait_ok"] >= 0.99)
+    assert rows["ours"]["vs_lower_bound"] == pytest.approx(rows["ours"]["gpu_hours"] / lb, rel=0.01)
+    assert a["params"]["lower_bound"]["small"]["gpu_hours"] == lb
+    assert "| lower_bound |" in out and "x lower bound" in out
+    tally = a["params"]["ours_decide_replica_hours"]["small"]  # where ours' replicas came from
+    assert tally["target"] > 0 and tally["queueing_rule"] > 0
+    # static-prev-window: 600 s windows -> one window; it repeats its own count
+    assert a["params"]["static_prev_window_replicas"]["small"]["small"] == [int(a["params"]["static_replicas"]["small"])]
 
 
 def test_model_column_gives_one_workload_per_model(tmp_path, capsys):
@@ -99,3 +110,34 @@ def test_model_column_gives_one_workload_per_model(tmp_path, capsys):
     assert set(d["params"]["traces"][0]["service_rate"]) == {"llama", "qwen"}
     assert len(d["timelines"]["multi"]["ours"]) == 2  # one timeline per workload
     assert {r["requests"] for r in d["rows"]} == {d["params"]["traces"][0]["requests"]}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-batch", "0"], "--max-batch must be at least 1 (1 = one request at a time), got 0"),
+    (["--static-window", "0"], "--static-window must be > 0, got 0"),
+    (["--cold-start-csv", "{d}/cold.csv"], ("--cold-start-csv: {d}/cold.csv row 2: load time 0 must be a finite "
+                                             "number > 0")),
+])
+def test_bad_flags_are_one_line(tmp_path, capsys, flags, message):
+    p = tmp_path / "t.csv"
+    p.write_text(H + "0,1,1\n1,1,1\n")
+    (tmp_path / "cold.csv").write_text("seconds\n0\n")
+    flags = [f.format(d=tmp_path) for f in flags]
+    rc, _, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), *flags)
+    assert rc == 2 and err.strip().splitlines()[-1] == f"gpusched bench autoscale: error: {message.format(d=tmp_path)}"
+
+
+def test_one_request_at_a_time_and_measured_cold_starts(tmp_path, capsys):
+    p = tmp_path / "small.csv"
+    _trace(p)
+    cold = tmp_path / "cold.csv"
+    cold.write_text("seconds\n20\n35\n60\n")
+    rc, _, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--max-batch", "1",
+                        "--cold-start-csv", str(cold), "--policies", "ours", "static", "oracle")
+    assert rc == 0, err
+    d = json.loads((tmp_path / "o" / "autoscale.json").read_text())
+    assert d["params"]["max_batch"] == 1 and "batch 1," in d["params"]["service_model"]
+    assert d["params"]["cold_start_s"] == {"measured": str(cold), "n": 3, "min": 20.0, "median": 35.0, "max": 60.0}
+    assert d["params"]["ours_spec_example"]["coldStartSeconds"] == 60.0  # the worst measured load
+    rows = {r["policy"]: r for r in d["rows"]}
+    assert rows["lower_bound"]["gpu_hours"] <= min(r["gpu_hours"] for r in d["rows"] if r["queue_wait_ok"] >= 0.99)

@@ -136,3 +136,67 @@ def test_ours_spec_slots_and_scale_down():
     # shed at most 10% per 15 s (HPA's default is 100%)
     assert (ours.behavior.scale_down.max_percent, ours.behavior.scale_down.period_s) == (10.0, 15.0)
     assert ours.behavior.scale_down.stabilization_window_s == 300
+
+
+@pytest.mark.parametrize("now, want", [(0.0, 3), (599.0, 3), (600.0, 7), (1199.0, 7), (1200.0, 2), (9999.0, 2)])
+def test_static_prev_window_counts_by_window(now, want):
+    s = pol.StaticSchedule("static-prev-window", [3, 7, 2], 600.0)
+    assert s.count_at(now) == want and s.initial() == (3, 0) and s.interval_s == 600.0
+
+
+class _Queue:
+    """What Keda reads of a workload: the summed queue, the pods, the Deployment."""
+
+    def __init__(self):
+        self.queue, self.dep_replicas = 0.0, 1
+
+    def total_queue(self):
+        return self.queue
+
+    def live(self):
+        return [None] * self.dep_replicas
+
+
+def test_keda_queries_the_queue_at_every_hpa_sync():
+    k = pol.Keda("keda-queue", 5.0, 1, 32, 1)
+    wl = _Queue()
+    assert k.interval_s == 15.0
+    wl.queue = 20.0
+    assert k.act(15.0, wl).replicas == 4  # ceil(20 / 5), within max(1 + 4, 2)
+    wl.dep_replicas, wl.queue = 4, 40.0
+    assert k.act(30.0, wl).replicas == 8  # the next sync sees the new queue (not a 30 s-old poll)
+
+
+def test_read_cold_starts(tmp_path):
+    from benchmarks.autoscale.service import ColdStartError, read_cold_starts
+
+    p = tmp_path / "c.csv"
+    p.write_text("load_seconds,node\n31.5,a\n\n48,b\n")
+    assert read_cold_starts(str(p)) == (31.5, 48.0)
+    for text, msg in (("s\n12\nabc\n", "row 3: 'abc' is not a number of seconds"),
+                      ("-3\n", "row 1: load time -3 must be a finite number > 0"),
+                      ("nan\n", "row 1: load time nan must be a finite number > 0"),
+                      ("seconds\n", "no load times")):
+        p.write_text(text)
+        with pytest.raises(ColdStartError, match=msg):
+            read_cold_starts(str(p))
+    with pytest.raises(ColdStartError, match="cannot read"):
+        read_cold_starts(str(tmp_path / "none.csv"))
+
+
+def _d(replicas, rule, **recs):
+    from types import SimpleNamespace as NS
+
+    return NS(replicas=replicas, rule=rule, recommendations=[NS(rule=k.replace("_", ":"), replicas=v)
+                                                             for k, v in recs.items()])
+
+
+def test_decide_tally_splits_ours_replica_seconds():
+    t = pol.DecideTally()
+    t.add(_d(5, "forecast", queueing=3, forecast=5), 5.0)  # forecast 2 above queueing, for 5 s: 10
+    t.add(_d(8, "stabilization", queueing=3, signal_q=4), 5.0)  # signal 1 above, held 8 - 4 = 4 above: 20
+    t.add(_d(6, "rateLimit", queueing=10), 5.0)  # kept 4 below the queueing rule: 20
+    assert (t.target, t.queueing, t.forecast_above, t.signals_above) == (95.0, 80.0, 10.0, 5.0)
+    assert t.held_above == {"stabilization": 20.0} and t.below == {"rateLimit": 20.0}
+    assert t.merged(t).by_rule == {"forecast": 50.0, "stabilization": 80.0, "rateLimit": 60.0}
+    assert t.hours()["held_above_recommendations"] == {"stabilization": round(20 / 3600, 3)}

@@ -86,3 +86,29 @@ def test_gpu_time_by_state(state_share):
 
 def test_cold_start_seconds_are_documented():
     assert ColdStart().table() == {"gpu": 1.0, "host-memory": 15.8, "disk": 23.0, "remote": 47.0}
+
+
+def test_measured_cold_starts_are_drawn_seeded_and_replace_the_tiers():
+    def loads(samples, seed):
+        ctl = Script((1, 0), {5.0: lambda wl: Action(replicas=4)}, gated=False)
+        run(ctl, rows(100), cold_samples=samples, cold_seed=seed)
+        return sorted(p.loaded_at - p.scheduled_at for p in ctl.wl.pods.values() if p.scheduled_at is not None)
+
+    # one measured time: every load takes it, whatever the tier (the seeded pod loaded at 0)
+    assert loads((7.0,), 1) == [0.0, 7.0, 7.0, 7.0]
+    a, b = loads((3.0, 9.0, 30.0), 1), loads((3.0, 9.0, 30.0), 1)
+    assert a == b and set(a[1:]) <= {3.0, 9.0, 30.0}  # the same seed draws the same times
+
+
+def test_one_request_at_a_time_queues_the_second():
+    from benchmarks.autoscale.service import service_model
+
+    svc1 = service_model("h100", 1)
+    trace = [TraceRow(0.0, 0, 600), TraceRow(0.1, 0, 600)]  # 10 s of decode each at 60 tok/s
+    ctl = Script((1, 0), {}, gated=False)
+    res = simulate([WorkloadInput("m", trace, svc1, 0.1)], lambda i: ctl, SimConfig(drain_after_s=60.0))
+    qw = res.workloads[0].queue_wait
+    assert qw[0] == pytest.approx(0.0) and qw[1] == pytest.approx(10.0 - 0.1, abs=1e-6)
+    assert service_model("h100").max_batch == 32
+    with pytest.raises(ValueError, match="at least 1"):
+        service_model("h100", 0)
