@@ -521,7 +521,7 @@ class RecordedNVML:
         return list(getattr(v, str(cause), None) or []) if isinstance(v, SimpleNamespace) else list(v or [])
 
     def nvmlDeviceGetRemappedRows(self, h: int) -> tuple[int, int, int, int]:
-        return tuple(self._dev_call(h, "nvmlDeviceGetRemappedRows"))  # type: ignore[return-value]
+        return tuple(self._dev_call(h, "nvmlDeviceGetRemappedRows"))
 
     def nvmlDeviceGetMigMode(self, h: int) -> list[int]:
         return list(self._dev_call(h, "nvmlDeviceGetMigMode"))

@@ -407,7 +407,7 @@ class Prefetcher:
 
 def cleanup_temp(cache_dir: str) -> list[str]:
     """Remove what interrupted prefetches left in cache_dir (hidden temporary entries)."""
-    removed = []
+    removed: list[str] = []
     try:
         with os.scandir(cache_dir) as it:
             names = [e.name for e in it if e.name.startswith(TEMP_PREFIX)]

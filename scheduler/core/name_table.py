@@ -41,7 +41,7 @@ class NameTable:
     by_bytes: dict[bytes, int]  # the findable names' rows: for a few names, a dict is quicker
     # Recent lists (as the bytes they came in) and their rows, for callers to reuse:
     # kube-scheduler sends prioritize the list filter answered, byte for byte.
-    recent: list = field(default_factory=list, repr=False)
+    recent: list[tuple[bytes, np.ndarray]] = field(default_factory=list, repr=False)
     RECENT = 4
 
     def recall(self, key: bytes) -> np.ndarray | None:

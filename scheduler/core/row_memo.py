@@ -22,7 +22,7 @@ DENSE = 4
 
 
 class _Entry(NamedTuple):
-    index: object  # the snapshot's name index: rows mean the same nodes only under the same one
+    name_index: object  # the snapshot's name index: rows mean the same nodes only under the same one
     inputs: tuple[np.ndarray, ...]
     results: tuple[np.ndarray, ...]  # each [N], read-only
 
@@ -46,11 +46,11 @@ class RowMemo:
                 self._entries.move_to_end(key)  # the least recently used key goes first
         arrays = tuple(getattr(s, name) for name in inputs)
         changed = _changed(entry, s, arrays)
-        if changed is not None and not len(changed):
-            return entry.results
-        if changed is None or len(changed) * DENSE > len(s):
+        if entry is None or changed is None or len(changed) * DENSE > len(s):
             changed = np.arange(len(s))
             results = compute(changed)
+        elif not len(changed):
+            return entry.results
         else:
             results = tuple(old.copy() for old in entry.results)
             for whole, part in zip(results, compute(changed)):
@@ -68,7 +68,7 @@ class RowMemo:
 
 def _changed(entry: _Entry | None, s: ClusterSnapshot, arrays: tuple[np.ndarray, ...]) -> np.ndarray | None:
     """Rows whose inputs differ from the entry's; None when no row can be trusted."""
-    if entry is None or entry.index is not s.index:
+    if entry is None or entry.name_index is not s.index:
         return None
     changed = np.zeros(len(s), bool)
     for old, new in zip(entry.inputs, arrays):
