@@ -86,11 +86,8 @@ def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
 def node_state_of(node: dict[str, Any]) -> NodeState:
     meta, status = node.get("metadata") or {}, node.get("status") or {}
     labels = meta.get("labels") or {}
-    alloc = status.get("allocatable") or {}
-    try:
-        count = int(alloc.get(contract.GPU_RESOURCE, 0))
-    except (TypeError, ValueError):
-        count = 0
+    count = _gpu_quantity(status.get("allocatable"))
+    capacity = max(_gpu_quantity(status.get("capacity")), count)  # a kubelet without capacity: allocatable
     try:
         mib = int(labels.get(contract.GPU_MEMORY_LABEL, 0))
     except (TypeError, ValueError):
@@ -103,7 +100,15 @@ def node_state_of(node: dict[str, Any]) -> NodeState:
         gpu_memory_label_mib=mib,
         report=report_from_annotations(meta.get("annotations")),
         allocations=[],
+        kubelet_gpus=(capacity, count),
     )
+
+
+def _gpu_quantity(resources: Any) -> int:
+    try:
+        return max(int((resources or {}).get(contract.GPU_RESOURCE, 0)), 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0
 
 
 def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
@@ -253,7 +258,7 @@ class LiveState:
             for a in self._assumed.values():
                 per_node.setdefault(a.node, []).append(a.alloc)
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               per_node.get(n.name, [])) for n in self._nodes.values()]
+                               per_node.get(n.name, []), n.kubelet_gpus) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
             snap.name_table  # built here when the node list changed, not in the first filter call after
             self._snapshot = snap
