@@ -9,6 +9,7 @@ Each rebuild also re-estimates the workload's shapes from the GPU pods it counts
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -43,6 +44,31 @@ def parse_gpu_ids(text: str | None) -> tuple[int, ...] | None:
     return ids if all(0 <= i < 64 for i in ids) and len(set(ids)) == len(ids) else None
 
 
+def trusted_gpu_ids(node: str, annotations: dict[str, Any]) -> tuple[int, ...] | None:
+    """The pod's gpu-ids, if they are the ones our bind wrote; None: infer them instead.
+
+    The extender's Binding writes gpu-ids and placement together, and the API server
+    copies them onto the pod straight into storage, leaving no record of who wrote them
+    (no managedFields entry, no pod admission). So the pod is trusted only as far as it
+    is self-consistent: placement names the pod's node and the same GPUs. Who may write
+    either annotation at all is the admission policy's job (gpusched-gpu-ownership:
+    the extender's ServiceAccount only); a pair that does not agree, or ids alone, are
+    not ours and the snapshot places the pod where it most likely is."""
+    ids = parse_gpu_ids(annotations.get(contract.GPU_IDS))
+    if ids is None:
+        return None
+    try:
+        placement = json.loads(annotations.get(contract.PLACEMENT) or "null")
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(placement, dict) or placement.get("node") != node:
+        return None
+    gpus = placement.get("gpus")
+    if not isinstance(gpus, list) or [g for g in gpus if isinstance(g, int) and not isinstance(g, bool)] != list(ids):
+        return None
+    return ids
+
+
 def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     """What a bound, live pod holds on its node; None for pods that hold no GPU.
 
@@ -64,7 +90,7 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
             memory = 0
     if whole == 0 and memory == 0:
         return None
-    ids = parse_gpu_ids(annotations.get(contract.GPU_IDS))
+    ids = trusted_gpu_ids(node, annotations)
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
