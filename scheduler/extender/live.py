@@ -14,12 +14,12 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from scheduler import contract
 from scheduler.core import (DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, RequestError, Shape,
                             build_snapshot, parse_pod, workload_shapes)
-from scheduler.nodeinfo import report_from_annotations
+from scheduler.nodeinfo import report_from_annotations, vouched_gpus
 from scheduler.quantity import QuantityError, parse_bytes
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,17 @@ def _gpu_quantity(resources: Any) -> int:
         return 0
 
 
+def report_errors(state: NodeState) -> tuple[str, ...]:
+    """Why a node's report is not trusted: fields that do not decode, and GPUs the kubelet
+    does not vouch for (the snapshot clamps the same way; this is for logs and Events)."""
+    errors = tuple(state.report.errors) if state.report else ()
+    if state.report and state.report.gpus and state.kubelet_gpus is not None:
+        _, clamped = vouched_gpus(state.report.gpus, *state.kubelet_gpus)
+        if clamped:
+            errors += (clamped,)
+    return errors
+
+
 def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
     """Whether the snapshot would count `a` on node_a exactly as `b` on node_b: the same
     known GPUs, taken whole, or with the same memory each (a whole GPU's memory figure is
@@ -153,8 +164,11 @@ class _Assumed:
 
 
 class LiveState:
-    def __init__(self, stale_after_s: float = 600.0, rebuild_every_s: float = 0.2, clock=time.time):
+    def __init__(self, stale_after_s: float = 600.0, rebuild_every_s: float = 0.2, clock=time.time,
+                 on_report_error: Callable[[str, str], None] | None = None):
         self.stale_after_s = stale_after_s
+        # told (node, why) when a node's report becomes untrusted or its reason changes
+        self.on_report_error = on_report_error
         self.rebuild_every_s = rebuild_every_s
         self.clock = clock
         self._lock = threading.RLock()
@@ -196,10 +210,13 @@ class LiveState:
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
         state = node_state_of(node)
-        if state.report.errors:
-            if self.node_report_errors.get(state.name) != state.report.errors:
-                log.warning("node %s: unreadable gpusched report: %s", state.name, "; ".join(state.report.errors))
-            self.node_report_errors[state.name] = state.report.errors
+        errors = report_errors(state)
+        if errors:
+            if self.node_report_errors.get(state.name) != errors:
+                log.warning("node %s: gpusched report not trusted: %s", state.name, "; ".join(errors))
+                if self.on_report_error is not None:
+                    self.on_report_error(state.name, "gpusched report not trusted: " + "; ".join(errors))
+            self.node_report_errors[state.name] = errors
         else:
             self.node_report_errors.pop(state.name, None)
         changed = self._nodes.get(state.name) != state
