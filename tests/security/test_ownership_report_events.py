@@ -77,3 +77,29 @@ def test_event_body_names_are_unique_and_messages_bounded():
     a, b = (event_body("n1", "m" * 5000, AT, seq) for seq in (1, 2))
     assert a["metadata"]["name"] != b["metadata"]["name"]
     assert len(a["message"]) == 1024
+
+
+@pytest.mark.integration
+def test_the_extender_records_a_warning_event_on_an_overclaiming_node(gpusched, core):
+    """On the test bed: a Node whose report claims 64 GPUs (its kubelet: 8) gets a Warning
+    Event from the running extender, and the extender does not offer it to GPU pods."""
+    from tests.helpers import eventually
+
+    body = node(64)
+    body["metadata"]["name"] = name = "ownership-liar"
+    body["metadata"]["labels"]["kubernetes.io/hostname"] = name
+    body["metadata"]["annotations"][contract.REPORTED_AT] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    core.create_node(body)
+    try:
+        def events():
+            return [e for e in core.list_namespaced_event("default", field_selector=f"involvedObject.name={name}").items
+                    if e.reason == REASON]
+        (ev,) = eventually(events, timeout=30, what="a GpuschedReportRejected Event on the Node")
+        assert ev.type == "Warning" and "capacity is 8" in ev.message and ev.involved_object.kind == "Node"
+        seen = eventually(lambda: gpusched.debug_node(name).get("reportError"), timeout=30,
+                          what="the clamp in the extender's snapshot")
+        assert "capacity is 8" in seen
+        d = gpusched.debug_node(name)
+        assert len(d["gpus"]) == 8 and not any(g["usable"] for g in d["gpus"]), d
+    finally:
+        core.delete_node(name)
