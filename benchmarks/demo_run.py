@@ -55,9 +55,13 @@ def wait_for(fn, timeout: float, what: str):
     raise RuntimeError(f"demo: timed out waiting for {what}")
 
 
-def describe(core: client.CoreV1Api, app: str) -> list[str]:
+def describe(core: client.CoreV1Api, app: str, ns: str = NS) -> list[str]:
+    """One line per pod: where it went, on which GPUs and why, or why it is Pending. A bound
+    GPU pod always has GPU ids: the extender is not ignorable, so nothing binds it but the
+    extender's own bind, which assigns GPUs even when kube-scheduler skipped prioritize
+    because one node was left ("only feasible node (not scored)")."""
     lines = []
-    for p in sorted(core.list_namespaced_pod(NS, label_selector=f"app={app}").items, key=lambda p: p.metadata.name):
+    for p in sorted(core.list_namespaced_pod(ns, label_selector=f"app={app}").items, key=lambda p: p.metadata.name):
         ann = p.metadata.annotations or {}
         if p.spec.node_name:
             placement = json.loads(ann.get(contract.PLACEMENT, "{}"))
@@ -67,7 +71,7 @@ def describe(core: client.CoreV1Api, app: str) -> list[str]:
                 "only feasible node (not scored)"
             lines.append(f"    {p.metadata.name:30s} -> {p.spec.node_name} GPU {ann.get(contract.GPU_IDS, '?'):3s} {why}")
         else:
-            evs = core.list_namespaced_event(NS, field_selector=f"involvedObject.name={p.metadata.name}").items
+            evs = core.list_namespaced_event(ns, field_selector=f"involvedObject.name={p.metadata.name}").items
             why = next((e.message for e in reversed(evs) if e.reason == "FailedScheduling"), "pending")
             lines.append(f"    {p.metadata.name:34s} -> Pending: {why[:150]}")
     return lines

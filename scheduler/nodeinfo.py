@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from scheduler import contract
 
 MiB = 2**20
+# The most memory one GPU may report. The largest accelerator announced today is one
+# package of 1 TB HBM (NVIDIA's Rubin Ultra, 2027; shipping parts top out at 288 GB), so
+# 1 TiB leaves room for the next part while a unit slip (KiB read as MiB: 1024x) or a
+# lie ("16 TiB per GPU") is an unreadable report, not capacity the extender would fill.
+MAX_GPU_MEMORY_MIB = 2**20
+# How far ahead of the extender's clock a report may be dated. NTP keeps nodes within
+# milliseconds; 30 s covers a node stepping its clock after boot. Beyond it the report
+# is refused as clock skew rather than trusted for longer than it is fresh.
+MAX_CLOCK_SKEW_S = 30.0
 
 
 class ReportError(ValueError):
@@ -105,8 +114,8 @@ def decode_gpus(text: str) -> tuple[GPU, ...]:
         if index in seen:
             raise ReportError(f"{contract.GPUS}[{pos}]: index {index} appears twice")
         seen.add(index)
-        total = _int(g.get("memoryTotalMiB"), f"{contract.GPUS}[{pos}].memoryTotalMiB", 1, 2**24) * MiB
-        used = _int(g.get("memoryUsedMiB", 0), f"{contract.GPUS}[{pos}].memoryUsedMiB", 0, 2**24) * MiB
+        total = _int(g.get("memoryTotalMiB"), f"{contract.GPUS}[{pos}].memoryTotalMiB", 1, MAX_GPU_MEMORY_MIB) * MiB
+        used = _int(g.get("memoryUsedMiB", 0), f"{contract.GPUS}[{pos}].memoryUsedMiB", 0, MAX_GPU_MEMORY_MIB) * MiB
         util = g.get("util", 0)
         util = float(util) if isinstance(util, (int, float)) and math.isfinite(util) else 0.0
         gpus.append(GPU(
@@ -145,6 +154,33 @@ def decode_time(text: str) -> datetime:
     except ValueError:
         raise ReportError(f"{contract.REPORTED_AT}: {text[:40]!r} is not an RFC 3339 time") from None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def vouched_gpus(gpus: tuple[GPU, ...], capacity: int, allocatable: int) -> tuple[tuple[GPU, ...], str | None]:
+    """The reported GPUs the node itself vouches for, and why the rest were not believed.
+
+    The agent may write its own Node, so its report is checked against what the kubelet
+    (the device plugin) says of the same node: a GPU index at or past `capacity`
+    nvidia.com/gpu is dropped, and at most `allocatable` GPUs stay healthy (the kubelet
+    counts only healthy devices as allocatable; the lowest indices are kept, the rest are
+    kept unhealthy so pods bound there still count). Any such clamp is an error: the node
+    takes no new GPU pods until the report agrees with the kubelet again."""
+    capacity, allocatable = max(capacity, 0), max(min(allocatable, capacity), 0)
+    kept = [g for g in gpus if g.index < capacity]
+    problems = []
+    if len(kept) < len(gpus):
+        beyond = [g.index for g in gpus if g.index >= capacity]
+        problems.append(f"GPU index {beyond[0]}{' and more' if len(beyond) > 1 else ''} reported, but the node's "
+                        f"capacity is {capacity} {contract.GPU_RESOURCE}")
+    healthy = [g for g in kept if g.healthy]
+    if len(healthy) > allocatable:
+        trusted = {g.index for g in healthy[:allocatable]}
+        kept = [g if not g.healthy or g.index in trusted else replace(g, healthy=False) for g in kept]
+        problems.append(f"{len(healthy)} healthy GPUs reported, but the node's allocatable {contract.GPU_RESOURCE} "
+                        f"is {allocatable}" + (" (device plugin not running?)" if allocatable == 0 else ""))
+    if not problems:
+        return gpus, None
+    return tuple(kept), f"{contract.GPUS}: " + "; ".join(problems) + " (report clamped to the node)"
 
 
 def report_from_annotations(annotations: Mapping[str, str] | None) -> NodeReport:

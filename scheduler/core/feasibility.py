@@ -81,7 +81,8 @@ def _check_rows(s: ClusterSnapshot, req: PodRequest, r: np.ndarray) -> tuple[np.
         mem_unknown = ~s.memory_known[r]
         room_code, room_v1 = NO_ROOM, largest
     age = np.nan_to_num(s.now - s.reported_at[r], nan=-(2**40)).astype(np.int64)  # -2^40 = never reported
-    conds = [status == snap.BAD_REPORT, status == snap.STALE, status == snap.NO_GPUS, wrong_product, mem_unknown, short]
+    conds = [status == snap.BAD_REPORT, (status == snap.STALE) | (status == snap.CLOCK_SKEW), status == snap.NO_GPUS,
+             wrong_product, mem_unknown, short]
     code = np.select(conds, [BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, room_code], FITS).astype(np.int8)
     v1 = np.select([code == BAD_REPORT, code == STALE, code == PRODUCT, code == room_code],
                    [r, age, product, room_v1], 0).astype(np.int64)
@@ -102,8 +103,8 @@ def _describe(s: ClusterSnapshot, req: PodRequest, code: int, v1: int, v2: int) 
     if code == STALE:
         if v1 == -(2**40):
             return f"GPU report stale (no {contract.REPORTED_AT} time)"
-        if v1 < 0:
-            return f"GPU report stale (reported {-v1}s in the future; node clock skewed?)"
+        if v1 < 0:  # only a skew past nodeinfo.MAX_CLOCK_SKEW_S gets here
+            return f"clock skew: GPU report dated {-v1}s in the future; not trusted until the node's clock is fixed"
         return f"GPU report stale (last {v1}s ago)"
     if code == NO_GPUS:
         return "node has no GPUs"

@@ -6,9 +6,10 @@ thousands of nodes, not Python loops.
 
 Trust rules (DESIGN.md: missing data is not zero, a stale report is not trusted):
 - A node WITH a gpusched report (any of gpus, model-cache, reported-at, or an
-  unreadable one) is used only while `reported-at` is within `stale_after_s` of `now`
-  (either side: a clock far in the future is as suspect as an old one) and its GPU
-  field is readable. Otherwise it gets no new GPU pods; its allocations still count.
+  unreadable one) is used only while `reported-at` is at most `stale_after_s` old and
+  at most MAX_CLOCK_SKEW_S in the future (clock skew, its own reason), its GPU field is
+  readable and the kubelet's nvidia.com/gpu vouches for its GPUs (nodeinfo.vouched_gpus).
+  Otherwise it gets no new GPU pods; its allocations still count.
 - A node with NO report at all but `nvidia.com/gpu` allocatable is used as the device
   plugin and GPU feature discovery describe it: that many healthy GPUs, each with the
   `nvidia.com/gpu.memory` label's memory. So the product works without the node agent.
@@ -36,7 +37,7 @@ import numpy as np
 
 from scheduler import contract
 from scheduler.core.name_table import NameTable
-from scheduler.nodeinfo import CachedModel, NodeReport
+from scheduler.nodeinfo import MAX_CLOCK_SKEW_S, CachedModel, NodeReport, vouched_gpus
 
 MiB = 2**20
 MAX_GPUS = 64
@@ -46,7 +47,7 @@ MAX_NOTES = 100  # notes kept along a chain of with_allocation updates
 IDLE_USED_BYTES = 512 * MiB
 
 # Node status codes, in the order a reason is reported.
-OK, NO_GPUS, STALE, BAD_REPORT = 0, 1, 2, 3
+OK, NO_GPUS, STALE, BAD_REPORT, CLOCK_SKEW = 0, 1, 2, 3, 4
 
 
 class SnapshotError(ValueError):
@@ -71,6 +72,11 @@ class NodeState:
     gpu_memory_label_mib: int | None = None  # label nvidia.com/gpu.memory; 0 or None = unknown
     report: NodeReport | None = None
     allocations: list[Allocation] = field(default_factory=list)
+    # The kubelet's own count of the node's GPUs (status.capacity / status.allocatable
+    # nvidia.com/gpu, whatever the node's schedulability): the agent's report is believed
+    # only as far as these vouch for it (nodeinfo.vouched_gpus). None: not known (a
+    # simulation, a test row), the report is taken as it is.
+    kubelet_gpus: tuple[int, int] | None = None
 
 
 class ModelCache(NamedTuple):
@@ -104,21 +110,24 @@ def _node_row(state: NodeState) -> _Row:
         count = min(max(count, 0), MAX_GPUS)
     if has_report:
         assert rep is not None
-        width = max((g.index for g in rep.gpus), default=-1) + 1
+        gpus, clamped = rep.gpus, None
+        if state.kubelet_gpus is not None:
+            gpus, clamped = vouched_gpus(rep.gpus, *state.kubelet_gpus)
+        width = max((g.index for g in gpus), default=-1) + 1
         total = np.zeros(width, np.int64)
         used = np.zeros(width, np.int64)
         present = np.zeros(width, bool)
         healthy = np.zeros(width, bool)
-        for g in rep.gpus:
+        for g in gpus:
             total[g.index] = g.memory_total
             used[g.index] = g.memory_used if g.memory_used > IDLE_USED_BYTES else 0
             present[g.index] = True
             healthy[g.index] = g.healthy
         at = rep.reported_at.timestamp() if rep.reported_at is not None else math.nan
         # An unreadable model cache only costs locality; unreadable GPUs or time cost trust.
-        errors = [e for e in rep.errors if not e.startswith(contract.MODEL_CACHE)]
+        errors = [e for e in rep.errors if not e.startswith(contract.MODEL_CACHE)] + ([clamped] if clamped else [])
         notes += [f"node {state.name}: {e}" for e in rep.errors if e.startswith(contract.MODEL_CACHE)]
-        product = state.product or next((g.product for g in rep.gpus if g.product), "")
+        product = state.product or next((g.product for g in gpus if g.product), "")
         return _Row(total, used, present, healthy, at, True, "; ".join(errors) or None, product,
                     rep.models, count, tuple(notes))
     mib = state.gpu_memory_label_mib or 0
@@ -213,7 +222,7 @@ class ClusterSnapshot:
     stale_after_s: float
     notes: tuple[str, ...] = ()
     # Derived from the above by _derive; kept so the hot path only gathers rows.
-    status: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] int8 OK/NO_GPUS/STALE/BAD_REPORT
+    status: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] int8 OK/NO_GPUS/STALE/BAD_REPORT/CLOCK_SKEW
     stale: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] bool
     usable: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] present, healthy, node trusted
     free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] int64 bytes free for new pods
@@ -341,11 +350,15 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 def _node_status(s: ClusterSnapshot) -> dict[str, np.ndarray]:
     age = s.now - s.reported_at
     with np.errstate(invalid="ignore"):
-        stale = s.has_report & (np.isnan(age) | (np.abs(age) > s.stale_after_s))
+        stale = s.has_report & (np.isnan(age) | (age > s.stale_after_s))
+        # A report dated ahead of our clock would stay "fresh" that much longer after its
+        # agent died (abs(age) gave a +599 s date 20 minutes of trust): past a small skew it
+        # is refused, with its own reason, however fresh it claims to be.
+        skewed = s.has_report & (age < -min(MAX_CLOCK_SKEW_S, s.stale_after_s))
     bad = np.zeros(len(s.names), bool)
     bad[list(s.report_error)] = True
     no_gpus = ~s.present.any(axis=1)
-    status = np.select([bad, stale, no_gpus], [BAD_REPORT, STALE, NO_GPUS], OK).astype(np.int8)
+    status = np.select([bad, skewed, stale, no_gpus], [BAD_REPORT, CLOCK_SKEW, STALE, NO_GPUS], OK).astype(np.int8)
     return {"stale": stale, "status": status}
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from scheduler.extender.config import ExtenderConfig
 from scheduler.extender.live import LiveState
+from scheduler.extender.node_events import NodeEvents
 from scheduler.extender.server import Extender, ExtenderHTTPServer, server_tls_context
 from scheduler.kube.client import api_client, raw
 from scheduler.kube.watch import Informer
@@ -39,7 +40,8 @@ class ExtenderDaemon:
         self.cfg = cfg
         self.api = api_client(kubeconfig, qps_pool=API_POOL)
         self._bind_slots = threading.BoundedSemaphore(BIND_CONCURRENCY)
-        self.live = LiveState(stale_after_s=cfg.stale_after_s)
+        self.node_events = NodeEvents(lambda body: raw(self.api, "POST", "/api/v1/namespaces/default/events", body))
+        self.live = LiveState(stale_after_s=cfg.stale_after_s, on_report_error=self.node_events.report_error)
         self.stop = threading.Event()
         self.nodes = Informer(self.api, "/api/v1/nodes", self.live.on_node, on_relist=self.live.set_nodes,
                               name="nodes")
@@ -73,6 +75,7 @@ class ExtenderDaemon:
         self.pods.start()
         threading.Thread(target=self.live.refresh_forever, args=(self.stop,), name="refresher", daemon=True).start()
         threading.Thread(target=self._freeze_forever, name="gc-freeze", daemon=True).start()
+        threading.Thread(target=self.node_events.run, args=(self.stop,), name="node-events", daemon=True).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
         log.info("gpusched extender listening on %s://%s:%d", "https" if self.http.tls else "http",

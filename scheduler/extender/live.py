@@ -9,16 +9,17 @@ Each rebuild also re-estimates the workload's shapes from the GPU pods it counts
 """
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from scheduler import contract
 from scheduler.core import (DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, RequestError, Shape,
                             build_snapshot, parse_pod, workload_shapes)
-from scheduler.nodeinfo import report_from_annotations
+from scheduler.nodeinfo import report_from_annotations, vouched_gpus
 from scheduler.quantity import QuantityError, parse_bytes
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,31 @@ def parse_gpu_ids(text: str | None) -> tuple[int, ...] | None:
     return ids if all(0 <= i < 64 for i in ids) and len(set(ids)) == len(ids) else None
 
 
+def trusted_gpu_ids(node: str, annotations: dict[str, Any]) -> tuple[int, ...] | None:
+    """The pod's gpu-ids, if they are the ones our bind wrote; None: infer them instead.
+
+    The extender's Binding writes gpu-ids and placement together, and the API server
+    copies them onto the pod straight into storage, leaving no record of who wrote them
+    (no managedFields entry, no pod admission). So the pod is trusted only as far as it
+    is self-consistent: placement names the pod's node and the same GPUs. Who may write
+    either annotation at all is the admission policy's job (gpusched-gpu-ownership:
+    the extender's ServiceAccount only); a pair that does not agree, or ids alone, are
+    not ours and the snapshot places the pod where it most likely is."""
+    ids = parse_gpu_ids(annotations.get(contract.GPU_IDS))
+    if ids is None:
+        return None
+    try:
+        placement = json.loads(annotations.get(contract.PLACEMENT) or "null")
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(placement, dict) or placement.get("node") != node:
+        return None
+    gpus = placement.get("gpus")
+    if not isinstance(gpus, list) or [g for g in gpus if isinstance(g, int) and not isinstance(g, bool)] != list(ids):
+        return None
+    return ids
+
+
 def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     """What a bound, live pod holds on its node; None for pods that hold no GPU.
 
@@ -64,7 +90,7 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
             memory = 0
     if whole == 0 and memory == 0:
         return None
-    ids = parse_gpu_ids(annotations.get(contract.GPU_IDS))
+    ids = trusted_gpu_ids(node, annotations)
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
@@ -86,11 +112,8 @@ def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
 def node_state_of(node: dict[str, Any]) -> NodeState:
     meta, status = node.get("metadata") or {}, node.get("status") or {}
     labels = meta.get("labels") or {}
-    alloc = status.get("allocatable") or {}
-    try:
-        count = int(alloc.get(contract.GPU_RESOURCE, 0))
-    except (TypeError, ValueError):
-        count = 0
+    count = _gpu_quantity(status.get("allocatable"))
+    capacity = max(_gpu_quantity(status.get("capacity")), count)  # a kubelet without capacity: allocatable
     try:
         mib = int(labels.get(contract.GPU_MEMORY_LABEL, 0))
     except (TypeError, ValueError):
@@ -103,7 +126,26 @@ def node_state_of(node: dict[str, Any]) -> NodeState:
         gpu_memory_label_mib=mib,
         report=report_from_annotations(meta.get("annotations")),
         allocations=[],
+        kubelet_gpus=(capacity, count),
     )
+
+
+def _gpu_quantity(resources: Any) -> int:
+    try:
+        return max(int((resources or {}).get(contract.GPU_RESOURCE, 0)), 0)
+    except (TypeError, ValueError, AttributeError):
+        return 0
+
+
+def report_errors(state: NodeState) -> tuple[str, ...]:
+    """Why a node's report is not trusted: fields that do not decode, and GPUs the kubelet
+    does not vouch for (the snapshot clamps the same way; this is for logs and Events)."""
+    errors = tuple(state.report.errors) if state.report else ()
+    if state.report and state.report.gpus and state.kubelet_gpus is not None:
+        _, clamped = vouched_gpus(state.report.gpus, *state.kubelet_gpus)
+        if clamped:
+            errors += (clamped,)
+    return errors
 
 
 def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
@@ -122,8 +164,11 @@ class _Assumed:
 
 
 class LiveState:
-    def __init__(self, stale_after_s: float = 600.0, rebuild_every_s: float = 0.2, clock=time.time):
+    def __init__(self, stale_after_s: float = 600.0, rebuild_every_s: float = 0.2, clock=time.time,
+                 on_report_error: Callable[[str, str], None] | None = None):
         self.stale_after_s = stale_after_s
+        # told (node, why) when a node's report becomes untrusted or its reason changes
+        self.on_report_error = on_report_error
         self.rebuild_every_s = rebuild_every_s
         self.clock = clock
         self._lock = threading.RLock()
@@ -165,10 +210,13 @@ class LiveState:
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
         state = node_state_of(node)
-        if state.report.errors:
-            if self.node_report_errors.get(state.name) != state.report.errors:
-                log.warning("node %s: unreadable gpusched report: %s", state.name, "; ".join(state.report.errors))
-            self.node_report_errors[state.name] = state.report.errors
+        errors = report_errors(state)
+        if errors:
+            if self.node_report_errors.get(state.name) != errors:
+                log.warning("node %s: gpusched report not trusted: %s", state.name, "; ".join(errors))
+                if self.on_report_error is not None:
+                    self.on_report_error(state.name, "gpusched report not trusted: " + "; ".join(errors))
+            self.node_report_errors[state.name] = errors
         else:
             self.node_report_errors.pop(state.name, None)
         changed = self._nodes.get(state.name) != state
@@ -253,7 +301,7 @@ class LiveState:
             for a in self._assumed.values():
                 per_node.setdefault(a.node, []).append(a.alloc)
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               per_node.get(n.name, [])) for n in self._nodes.values()]
+                               per_node.get(n.name, []), n.kubelet_gpus) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
             snap.name_table  # built here when the node list changed, not in the first filter call after
             self._snapshot = snap

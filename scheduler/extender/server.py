@@ -234,7 +234,10 @@ class Extender:
                 if assignment.gpu_ids is None or not assignment.gpu_ids:
                     self.metrics.decisions.labels("bind", "conflict").inc()
                     log.warning("bind %s to %s refused: %s", key, b.node, assignment.reason)
-                    return f"gpusched: {assignment.reason}"
+                    # kube-scheduler (extender not ignorable) shows this in the pod's
+                    # FailedScheduling Event and retries the pod after backoff.
+                    return (f"gpusched refused to bind {key} to {b.node}: {assignment.reason} "
+                            "(the node changed since the filter); kube-scheduler retries the pod")
                 alloc = Allocation(pod_key=key, gpu_ids=tuple(assignment.gpu_ids),
                                    memory_per_gpu=assignment.memory_per_gpu, whole=req.whole_gpus > 0,
                                    count=len(assignment.gpu_ids))

@@ -30,6 +30,7 @@ CAN_I = [
     (EXT, "list", "nodes", ALL, True, "snapshot"),
     (EXT, "watch", "pods", ALL, True, "snapshot"),
     (EXT, "create", "pods/binding", ALL, True, "bind verb"),
+    (EXT, "create", "events", ALL, True, "Events on Nodes whose report it does not trust"),
     (EXT, "get", "secrets", ALL, False, "no credentials"),
     (EXT, "get", "secrets", SYS, False, "not even its own namespace's"),
     (EXT, "patch", "nodes", ALL, False, "the agent writes Nodes"),

@@ -58,13 +58,14 @@ def test_extender_killed_during_a_burst_not_ignorable(bed):
 
 
 def test_extender_killed_during_a_burst_as_deployed(bed):
-    """deploy/'s configuration (ignorable: true): no pod is lost and no GPU id is given twice.
-    Memory shares bound by kube-scheduler alone while the extender is dead have no GPU ids and
-    can over-commit their node: counted in the figures (nodes_overcommitted), see the bench."""
+    """deploy/'s configuration (ignorable: false since the extender's refusals were bound anyway by
+    kube-scheduler's DefaultBinder): no pod lost, none bound without GPU ids, nothing over-committed."""
     r = record(cases.extender_killed_during_burst(bed, pods=BURST, down_s=3.0))
     f = r.figures
+    assert f["ignorable"] is False, "deploy/'s kube-scheduler configuration must keep the extender not ignorable"
     assert f["pods_scheduled"] == BURST and f["pods_lost"] == 0, r.found
-    assert f["double_booked"] == 0, r.found
+    assert f["double_booked"] == 0 and f["nodes_overcommitted"] == 0, r.found
+    assert f["bound_without_gpu_ids"] == 0, r.found
     assert f["bound_at_kill"] >= 1
 
 

@@ -35,7 +35,7 @@ H100 = "NVIDIA-H100-80GB-HBM3"
     # reported 312 s ago, trusted for 60 s
     (node("n", reported_ago=312), PodRequest(whole_gpus=1), "gpusched: GPU report stale (last 312s ago)"),
     # a clock 900 s ahead is as suspect as an old report
-    (node("n", reported_ago=-900), PodRequest(whole_gpus=1), "reported 900s in the future"),
+    (node("n", reported_ago=-900), PodRequest(whole_gpus=1), "clock skew: GPU report dated 900s in the future"),
     (node("n", product="H100-SXM"), PodRequest(whole_gpus=1, products=frozenset({"A100"})),
      "gpusched: GPU product H100-SXM not in [A100]"),
     # globs match the GPU feature discovery names

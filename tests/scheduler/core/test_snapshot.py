@@ -18,7 +18,8 @@ MiB = 2**20
     (node("n", reported_ago=60), 60, snap.OK),  # exactly at the limit: still trusted
     (node("n", reported_ago=61), 60, snap.STALE),
     (node("n", reported_ago=-30), 60, snap.OK),  # small clock skew is tolerated
-    (node("n", reported_ago=-61), 60, snap.STALE),  # a report from the future is not
+    (node("n", reported_ago=-31), 60, snap.CLOCK_SKEW),  # past 30 s ahead: clock skew, its own reason
+    (node("n", reported_ago=-900), 600, snap.CLOCK_SKEW),  # was "stale"; now it says why
     (replace(node("n"), report=replace(node("n").report, reported_at=None)), 60, snap.STALE),  # never said when
     # no report at all: the labels are trusted, there is nothing to go stale
     (NodeState("n", 8, "A100", 40960), 60, snap.OK),

@@ -142,7 +142,10 @@ def test_200_pods_at_once_never_overcommit_a_gpu(gpusched, apps, core, namespace
     assert calls.get(("filter", "decoded"), 0) == calls.get(("prioritize", "decoded"), 0) == 0, calls
 
 
-def test_without_the_extender_pods_still_schedule_and_nothing_is_double_booked_after(gpusched, core, namespace):
+def test_while_the_extender_is_down_gpusched_pods_wait_and_other_schedulers_go_on(gpusched, core, namespace):
+    """The chart's default (ignorable: false): no gpusched pod is bound behind the extender's
+    back. While it is down the pod stays Pending with a FailedScheduling reason, a pod of the
+    default scheduler is unaffected, and once it is back the pod is bound with GPU ids."""
     node = "gpu-node-0001"
 
     def pinned(name: str) -> dict:
@@ -150,16 +153,25 @@ def test_without_the_extender_pods_still_schedule_and_nothing_is_double_booked_a
         body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": node}
         return body
 
+    other = pod("default-scheduler-pod")
+    del other["spec"]["schedulerName"]
     gpusched.stop_extender()
     try:
         core.create_namespaced_pod(namespace, pinned("while-down"))
-        p = bound(core, namespace, "while-down", timeout=60)  # kube-scheduler's own plugins (ignorable)
-        assert contract.GPU_IDS not in (p.metadata.annotations or {})
+        core.create_namespaced_pod(namespace, other)
+        why = eventually(lambda: failed_scheduling_messages(core, namespace, "while-down"), timeout=60,
+                         what="a FailedScheduling event while the extender is down")
+        # kube-scheduler's own words: the extender call that failed (in a cluster its URL names
+        # the Service, gpusched-extender.<namespace>.svc)
+        assert any(f"{gpusched.url}/filter" in m for m in why), why
+        assert bound(core, namespace, "default-scheduler-pod", timeout=60).spec.node_name
+        assert not core.read_namespaced_pod("while-down", namespace).spec.node_name
     finally:
         gpusched.start_extender()
-    # One 40 GiB share per 81,079 MiB GPU (2 x 40,960 > 81,079): 8 per node. The restarted
-    # extender rebuilds from the API server and counts the share placed while it was down
-    # on one GPU, so only 7 of 8 more fit, each on its own GPU.
+    # retried after backoff (at most 10 s) and bound by the extender, with its GPU
+    p = bound(core, namespace, "while-down", timeout=60)
+    assert contract.GPU_IDS in (p.metadata.annotations or {})
+    # One 40 GiB share per 81,079 MiB GPU (2 x 40,960 > 81,079): 8 per node, one taken.
     for i in range(8):
         core.create_namespaced_pod(namespace, pinned(f"after-{i}"))
 
@@ -170,6 +182,6 @@ def test_without_the_extender_pods_still_schedule_and_nothing_is_double_booked_a
     eventually(lambda: failed_scheduling_messages(core, namespace,
                                                   next(q.metadata.name for q in after() if not q.spec.node_name)),
                timeout=30, what="the 8th refused")
-    placed = [q for q in after() if q.spec.node_name]
+    placed = [q for q in after() if q.spec.node_name] + [p]
     ids = [int(q.metadata.annotations[contract.GPU_IDS]) for q in placed]
-    assert len(placed) == 7 and len(set(ids)) == 7
+    assert len(placed) == 8 and len(set(ids)) == 8

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from datetime import datetime, timezone
 
 import pytest
@@ -74,7 +75,7 @@ def test_a_failed_bind_of_an_already_bound_pod_keeps_what_it_holds():
 
     live = LiveState(stale_after_s=86400)
     live.set_nodes([_node("n1")])
-    pod = {"metadata": {"name": "p", "namespace": "ns", "annotations": {contract.GPU_IDS: "0"}},
+    pod = {"metadata": {"name": "p", "namespace": "ns", "annotations": ours("n1", "0")},
            "spec": {"nodeName": "n1", "containers": [{"resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]},
            "status": {"phase": "Running"}}
     live.set_pods([pod])
@@ -85,8 +86,13 @@ def test_a_failed_bind_of_an_already_bound_pod_keeps_what_it_holds():
     assert _committed(live, "n1") == {0: H100_MIB}  # GPU 0 is still held by p
 
 
+def ours(node: str, ids: str) -> dict[str, str]:
+    """gpu-ids with the placement our bind writes beside them (what makes them trusted)."""
+    return {contract.GPU_IDS: ids, contract.PLACEMENT: json.dumps({"node": node, "gpus": [int(i) for i in ids.split(",")]})}
+
+
 def _bound(node: str, ids: str, *, whole: int = 0, memory: str = "") -> dict:
-    annotations = {contract.GPU_IDS: ids, **({contract.GPU_MEMORY: memory} if memory else {})}
+    annotations = {**ours(node, ids), **({contract.GPU_MEMORY: memory} if memory else {})}
     limits = {contract.GPU_RESOURCE: str(whole)} if whole else {}
     return {"metadata": {"name": "p", "namespace": "ns", "annotations": annotations},
             "spec": {"nodeName": node, "containers": [{"resources": {"limits": limits}}]},

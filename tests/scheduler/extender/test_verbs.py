@@ -18,7 +18,8 @@ NODES = ("gpu-a", "gpu-b", "gpu-c", "gpu-d")
 
 def held(name: str, node: str, gpu: int, memory: str) -> dict:
     return {"metadata": {"name": name, "namespace": "ns", "uid": name,
-                         "annotations": {contract.GPU_MEMORY: memory, contract.GPU_IDS: str(gpu)}},
+                         "annotations": {contract.GPU_MEMORY: memory, contract.GPU_IDS: str(gpu),
+                                         contract.PLACEMENT: json.dumps({"node": node, "gpus": [gpu]})}},
             "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
 
 
