@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
 from scheduler import contract
+from scheduler.core.objects import snapshot_of
 from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Weights, assign_gpus,
                             filter_nodes, parse_pod, prioritize)
 
@@ -148,8 +149,6 @@ class Prewarmer:
                 now: float | None = None) -> Result | None:
         """Ask for prefetches for ``replicas`` future replicas; None when not due (rate
         limit) or nothing to do. Raises KubeError/RequestError for the caller to report."""
-        from scheduler.extender.live import LiveState  # the extender's reading of Nodes and pods
-
         now = self.clock() if now is None else now
         pod = template_pod(deployment, model)
         try:
@@ -164,10 +163,8 @@ class Prewarmer:
             self._last[req.model] = now  # counted even if it fails: retry next horizon, not every tick
         nodes = kube.list_nodes(self.api)
         pods = kube.list_bound_pods(self.api)
-        live = LiveState(stale_after_s=self.stale_after_s, clock=lambda: now)
-        live.set_nodes(nodes)
-        live.set_pods(pods)
-        choice = choose(live.snapshot(), req, replicas, requested=requested_nodes(nodes, req.model),
+        snapshot = snapshot_of(nodes, pods, now=now, stale_after_s=self.stale_after_s)
+        choice = choose(snapshot, req, replicas, requested=requested_nodes(nodes, req.model),
                         weights=self.weights)
         asked, errors = [], []
         for node in choice.nodes:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from scheduler import contract
-from scheduler.extender.live import parse_gpu_ids
+from scheduler.core.objects import parse_gpu_ids
 from scheduler.nodeinfo import MiB, report_from_annotations
 from scheduler.quantity import QuantityError, parse_bytes
 

@@ -9,143 +9,20 @@ Each rebuild also re-estimates the workload's shapes from the GPU pods it counts
 """
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from scheduler import contract
-from scheduler.core import (DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, RequestError, Shape,
-                            build_snapshot, parse_pod, workload_shapes)
-from scheduler.nodeinfo import report_from_annotations, vouched_gpus
-from scheduler.quantity import QuantityError, parse_bytes
+from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
+from scheduler.core.objects import allocation_of, node_state_of, pod_key, report_errors
 
 log = logging.getLogger(__name__)
 
 # A pod we bound counts against its node at once; if the watch has not confirmed
 # it after this long (the Binding was lost), the reservation is dropped.
 ASSUME_TTL_S = 120.0
-
-
-def pod_key(pod: dict[str, Any]) -> str:
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-
-
-def parse_gpu_ids(text: str | None) -> tuple[int, ...] | None:
-    if not text:
-        return None
-    try:
-        ids = tuple(int(x) for x in text.split(","))
-    except ValueError:
-        return None
-    return ids if all(0 <= i < 64 for i in ids) and len(set(ids)) == len(ids) else None
-
-
-def trusted_gpu_ids(node: str, annotations: dict[str, Any]) -> tuple[int, ...] | None:
-    """The pod's gpu-ids, if they are the ones our bind wrote; None: infer them instead.
-
-    The extender's Binding writes gpu-ids and placement together, and the API server
-    copies them onto the pod straight into storage, leaving no record of who wrote them
-    (no managedFields entry, no pod admission). So the pod is trusted only as far as it
-    is self-consistent: placement names the pod's node and the same GPUs. Who may write
-    either annotation at all is the admission policy's job (gpusched-gpu-ownership:
-    the extender's ServiceAccount only); a pair that does not agree, or ids alone, are
-    not ours and the snapshot places the pod where it most likely is."""
-    ids = parse_gpu_ids(annotations.get(contract.GPU_IDS))
-    if ids is None:
-        return None
-    try:
-        placement = json.loads(annotations.get(contract.PLACEMENT) or "null")
-    except (ValueError, RecursionError):
-        return None
-    if not isinstance(placement, dict) or placement.get("node") != node:
-        return None
-    gpus = placement.get("gpus")
-    if not isinstance(gpus, list) or [g for g in gpus if isinstance(g, int) and not isinstance(g, bool)] != list(ids):
-        return None
-    return ids
-
-
-def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
-    """What a bound, live pod holds on its node; None for pods that hold no GPU.
-
-    Pods with annotations the extender would have rejected (e.g. bound by the default
-    binder while the extender was down) still count, as conservatively as they parse."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    node = spec.get("nodeName")
-    if not node or status.get("phase") in ("Succeeded", "Failed"):
-        return None
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    try:
-        req = parse_pod(pod)
-        whole, memory = req.whole_gpus, req.gpu_memory
-    except RequestError:
-        whole = _whole_gpus_lenient(spec)
-        try:
-            memory = parse_bytes(annotations.get(contract.GPU_MEMORY, ""))
-        except QuantityError:
-            memory = 0
-    if whole == 0 and memory == 0:
-        return None
-    ids = trusted_gpu_ids(node, annotations)
-    if ids is not None and whole and len(ids) != whole:
-        ids = None  # annotation disagrees with the request: infer instead
-    return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
-                            count=max(whole, 1))
-
-
-def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
-    total = 0
-    for c in spec.get("containers") or []:
-        res = (c.get("resources") or {})
-        v = (res.get("limits") or {}).get(contract.GPU_RESOURCE) or (res.get("requests") or {}).get(contract.GPU_RESOURCE)
-        try:
-            total += max(int(v), 0) if v is not None else 0
-        except (TypeError, ValueError):
-            pass
-    return min(total, 64)
-
-
-def node_state_of(node: dict[str, Any]) -> NodeState:
-    meta, status = node.get("metadata") or {}, node.get("status") or {}
-    labels = meta.get("labels") or {}
-    count = _gpu_quantity(status.get("allocatable"))
-    capacity = max(_gpu_quantity(status.get("capacity")), count)  # a kubelet without capacity: allocatable
-    try:
-        mib = int(labels.get(contract.GPU_MEMORY_LABEL, 0))
-    except (TypeError, ValueError):
-        mib = 0
-    schedulable = not (node.get("spec") or {}).get("unschedulable", False)
-    return NodeState(
-        name=meta.get("name", ""),
-        gpu_count=count if schedulable else 0,
-        product=labels.get(contract.GPU_PRODUCT_LABEL, ""),
-        gpu_memory_label_mib=mib,
-        report=report_from_annotations(meta.get("annotations")),
-        allocations=[],
-        kubelet_gpus=(capacity, count),
-    )
-
-
-def _gpu_quantity(resources: Any) -> int:
-    try:
-        return max(int((resources or {}).get(contract.GPU_RESOURCE, 0)), 0)
-    except (TypeError, ValueError, AttributeError):
-        return 0
-
-
-def report_errors(state: NodeState) -> tuple[str, ...]:
-    """Why a node's report is not trusted: fields that do not decode, and GPUs the kubelet
-    does not vouch for (the snapshot clamps the same way; this is for logs and Events)."""
-    errors = tuple(state.report.errors) if state.report else ()
-    if state.report and state.report.gpus and state.kubelet_gpus is not None:
-        _, clamped = vouched_gpus(state.report.gpus, *state.kubelet_gpus)
-        if clamped:
-            errors += (clamped,)
-    return errors
 
 
 def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
@@ -303,7 +180,7 @@ class LiveState:
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                per_node.get(n.name, []), n.kubelet_gpus) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
-            snap.name_table  # built here when the node list changed, not in the first filter call after
+            _ = snap.name_table  # built here when the node list changed, not in the first filter call after
             self._snapshot = snap
             self.shapes = workload_shapes(self._snapshot)
             self._dirty = False

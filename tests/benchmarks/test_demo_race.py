@@ -17,7 +17,7 @@ import requests
 
 from benchmarks.demo_run import describe
 from scheduler import contract
-from scheduler.extender.live import parse_gpu_ids
+from scheduler.core.objects import parse_gpu_ids
 from scheduler.nodeinfo import report_from_annotations
 from scheduler.quantity import parse_bytes
 from tests.helpers import eventually, gpu_deployment

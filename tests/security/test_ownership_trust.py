@@ -9,7 +9,7 @@ import json
 import pytest
 
 from scheduler import contract
-from scheduler.extender.live import allocation_of, trusted_gpu_ids
+from scheduler.core.objects import allocation_of, trusted_gpu_ids
 
 
 def placement(node: str, gpus) -> str:

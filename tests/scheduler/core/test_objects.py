@@ -1,0 +1,54 @@
+"""Kubernetes objects to the core's snapshot: what each bound pod holds, row by row."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scheduler import contract
+from scheduler.core.objects import snapshot_of
+
+GiB = 2**30
+NOW = 1_000_000.0
+
+
+def node(name: str, gpus: int = 4, mib: int = 81920) -> dict:
+    return {"metadata": {"name": name, "labels": {contract.GPU_MEMORY_LABEL: str(mib)}},
+            "status": {"allocatable": {contract.GPU_RESOURCE: str(gpus)}, "capacity": {contract.GPU_RESOURCE: str(gpus)}}}
+
+
+def pod(name: str, on: str, memory: str = "", whole: int = 0, ids: tuple[int, ...] = (), phase: str = "Running",
+        placement_node: str | None = None) -> dict:
+    ann = {}
+    if memory:
+        ann[contract.GPU_MEMORY] = memory
+    if ids:
+        ann[contract.GPU_IDS] = ",".join(map(str, ids))
+        ann[contract.PLACEMENT] = json.dumps({"node": placement_node or on, "gpus": list(ids)})
+    res = {"limits": {contract.GPU_RESOURCE: str(whole)}} if whole else {}
+    return {"metadata": {"name": name, "namespace": "t", "annotations": ann},
+            "spec": {"nodeName": on, "containers": [{"name": "c", "resources": res}]}, "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("pods,committed_gib", [
+    # nothing bound: every GPU free
+    ([], [0, 0, 0, 0]),
+    # a 20 GiB share the extender placed on GPU 2 (gpu-ids and placement agree)
+    ([pod("a", "n1", "20Gi", ids=(2,))], [0, 0, 20, 0]),
+    # a whole GPU commits all of its 80 GiB; two shares add up on one GPU
+    ([pod("a", "n1", whole=1, ids=(0,)), pod("b", "n1", "10Gi", ids=(3,)), pod("c", "n1", "30Gi", ids=(3,))],
+     [80, 0, 0, 40]),
+    # finished pods and pods on other nodes hold nothing here
+    ([pod("a", "n1", "20Gi", ids=(1,), phase="Succeeded"), pod("b", "n2", "20Gi", ids=(1,))], [0, 0, 0, 0]),
+])
+def test_bound_pods_count_on_the_gpus_their_trusted_ids_name(pods, committed_gib):
+    s = snapshot_of([node("n1"), node("n2")], pods, now=NOW, stale_after_s=600)
+    assert (s.committed[s.index["n1"]] // GiB).tolist() == committed_gib
+
+
+def test_forged_ids_are_not_where_the_pod_is_counted():
+    # gpu-ids say GPU 3, but placement (written with them at bind) names another node:
+    # not ours, so the snapshot infers where the share sits instead of believing GPU 3
+    s = snapshot_of([node("n1")], [pod("a", "n1", "20Gi", ids=(3,), placement_node="n9")], now=NOW, stale_after_s=600)
+    row = s.committed[s.index["n1"]]
+    assert row.sum() == 20 * GiB and row[3] == 0
