@@ -81,7 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_extender(args: argparse.Namespace) -> int:
-    from benchmarks import extender_latency as bench
+    from benchmarks.extender import latency as bench
 
     results = bench.run(args.nodes, args.calls, args.seed, tuple(args.mode))
     out = Path(args.out)
@@ -97,9 +97,9 @@ def run_extender(args: argparse.Namespace) -> int:
 
 
 def run_e2e(args: argparse.Namespace) -> int:
-    from benchmarks import e2e
+    from benchmarks.e2e import schedule as e2e
 
-    from benchmarks import e2e_autoscale
+    from benchmarks.e2e import autoscale as e2e_autoscale
 
     settings = e2e_autoscale.Settings(
         **({"trace": args.as_trace} if args.as_trace else {}), window_start_s=args.as_window_start,

@@ -15,7 +15,7 @@ extender already running), one run:
    soon as a pod is loaded), in two namespaces;
 3. once the static pods are Ready and the autoscaled ones loaded, starts a real
    Prometheus, the fleet simulator (one simulated vLLM server per pod, both
-   Deployments) and the autoscaler daemon (demo_autoscale.Stack, as the demo runs it);
+   Deployments) and the autoscaler daemon (benchmarks.demo.autoscale.Stack, as the demo runs it);
 4. replays the window to both Deployments at once, the same requests: a row at trace
    time t (from the window start) arrives `lead_s + t / compression` seconds after the
    fleet started; then waits for the requests in flight to finish (at most `drain_s`);
@@ -237,7 +237,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    from benchmarks import demo_autoscale as da
+    from benchmarks.demo import autoscale as da
     from benchmarks.fleet.exporter import Workload
 
     s = s or Settings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks import e2e
+from benchmarks.e2e import schedule as e2e
 
 
 @pytest.mark.integration
@@ -44,7 +44,7 @@ def test_quantile_from_cumulative_buckets():
 
 # ---------------------------------------------------------------- the autoscale phase
 
-from benchmarks import e2e_autoscale as eas  # noqa: E402
+from benchmarks.e2e import autoscale as eas  # noqa: E402
 from benchmarks.fleet.model import Request, ServiceModel, TraceRow  # noqa: E402
 
 

@@ -14,5 +14,5 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.demo_run import main
+    from benchmarks.demo.run import main
     return main(args)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from benchmarks import extender_latency as bench
+from benchmarks.extender import latency as bench
 
 
 def test_filter_lists_come_in_a_new_order_each_call_as_kube_schedulers_do():

@@ -140,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         print("\n".join(describe(core, "llama")))
 
         print("\n6. Autoscaling with a warm replica: a burst promotes the loaded-but-idle pod, no cold start")
-        from benchmarks import demo_autoscale
+        from benchmarks.demo import autoscale as demo_autoscale
         demo_autoscale.run(cluster, NS, LLAMA)
         print(f"\ndemo done in {time.monotonic() - started:.0f}s. Logs: {cluster.dir / 'logs'}")
         if args.keep:

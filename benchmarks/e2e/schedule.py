@@ -13,7 +13,7 @@ p50/p99 are estimated from the difference of the histogram buckets (linear inter
 inside a bucket, as PromQL's histogram_quantile does).
 
 Then, on the same cluster (or alone with phase="autoscale"), the autoscale phase
-(benchmarks/e2e_autoscale.py): the autoscaler daemon with a real Prometheus and the fleet
+(benchmarks/e2e/autoscale.py): the autoscaler daemon with a real Prometheus and the fleet
 simulator on a compressed window of the Azure LLM inference trace, against a static
 baseline in the same run.
 """
@@ -293,7 +293,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
             "extender": [asdict(v) for v in ext],
         }
         if phase in ("all", "autoscale"):
-            from benchmarks import e2e_autoscale
+            from benchmarks.e2e import autoscale as e2e_autoscale
             t = time.monotonic()
             result["autoscale"] = e2e_autoscale.run(cluster, autoscale)
             result["params"]["autoscale_phase_s"] = round(time.monotonic() - t, 1)
@@ -312,7 +312,7 @@ def table(result: dict[str, Any]) -> str:
     """The scheduling table, then the autoscale phase's when it ran."""
     parts = [_schedule_table(result)] if result["rows"] else []
     if "autoscale" in result:
-        from benchmarks import e2e_autoscale
+        from benchmarks.e2e import autoscale as e2e_autoscale
         parts.append(e2e_autoscale.params_line(result["autoscale"]) + "\n\n" + e2e_autoscale.table(result["autoscale"]))
     return "\n\n".join(parts)
 

@@ -19,7 +19,7 @@ from kubernetes import client
 from benchmarks.fleet.driver import Load
 from scheduler import contract
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 APP = "vllm"

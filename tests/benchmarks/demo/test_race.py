@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from benchmarks.demo_run import describe
+from benchmarks.demo.run import describe
 from scheduler import contract
 from scheduler.core.objects import parse_gpu_ids
 from scheduler.nodeinfo import report_from_annotations

@@ -1,0 +1,1 @@
+"""The extender micro-benchmark: filter and prioritize over HTTP, with a baseline."""
