@@ -31,8 +31,8 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 
@@ -44,6 +44,7 @@ from scheduler.kube.watch import Informer
 from . import kube, signals, status, warmpool
 from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
                      initial_state)
+from .lanes import Lanes
 from .prewarm import Prewarmer
 from .spec import AutoscalerSpec, SpecError, parse_spec
 
@@ -75,6 +76,14 @@ class Config:
     prewarm: bool = True
     demote_wait_s: float = 3.0  # how long a shrink waits for demoted pods to leave Ready
     node_stale_after_s: float = 600.0  # as the extender's staleAfterSeconds
+    # how long a tick waits for one object; None: max(2 intervals, Prometheus timeout + 2 s)
+    object_budget_s: float | None = None
+
+    @property
+    def budget_s(self) -> float:
+        if self.object_budget_s is not None:
+            return self.object_budget_s
+        return max(2 * self.interval_s, self.prometheus_timeout_s + 2.0)
 
 
 class Metrics:
@@ -97,7 +106,9 @@ class Metrics:
         self.tick = Histogram(p + "tick_seconds", "Duration of one pass over every InferenceAutoscaler",
                               buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
         self.last_tick = Gauge(p + "last_tick_timestamp_seconds", "When the last tick ended", registry=r)
-        for kind in ("spec", "target", "signals", "actuation", "status", "event", "prewarm", "internal"):
+        self.overrunning = Gauge(p + "reconciles_over_budget", "InferenceAutoscalers whose reconcile is still "
+                                 "running past its time budget (skipped until it ends)", registry=r)
+        for kind in ("spec", "target", "signals", "actuation", "status", "event", "prewarm", "internal", "slow"):
             self.errors.labels(kind)
 
     def forget(self, ias: str, signal_names: list[str]) -> None:
@@ -201,7 +212,8 @@ class Autoscaler:
         self.elector = LeaderElector(api, cfg.namespace, cfg.lease_name + ("-dry-run" if cfg.dry_run else ""),
                                      cfg.identity, lease_duration_s=lease, renew_deadline_s=lease * 2 / 3,
                                      retry_period_s=lease * 2 / 15, on_change=self._leader_changed)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="ias")
+        self._lanes = Lanes(cfg.workers)
+        self._stop = threading.Event()
         self._last_tick_mono: float | None = None
         self._server: ThreadingHTTPServer | None = None
         self._elector_thread: threading.Thread | None = None
@@ -219,6 +231,7 @@ class Autoscaler:
         return self.elector.is_leader()
 
     def start(self, stop: threading.Event) -> None:
+        self._stop = stop
         self.ias_informer.start()
         self._elector_thread = threading.Thread(target=self.elector.run, args=(stop,), name="lease", daemon=True)
         self._elector_thread.start()
@@ -252,7 +265,7 @@ class Autoscaler:
         self.ias_informer.stop()
         for w in list(self.pod_watches.values()):
             w.informer.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # reconciles still running are daemon threads: they do not hold the process up
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -312,7 +325,12 @@ class Autoscaler:
                 del self._primed[k]
         if acting and objs:
             now = self.clock()
-            list(self._pool.map(lambda o: self.reconcile_safe(o, now), objs))
+            by_key = {Store.key(o): o for o in objs}
+            out = self._lanes.run([(k, partial(self.reconcile_safe, o, now)) for k, o in by_key.items()],
+                                  self.cfg.budget_s, self._stop)
+            for k in out.overran:
+                self._report_overrun(by_key[k])
+            self.metrics.overrunning.set(len(self._lanes.running()) if out.overran or out.busy else 0)
         elif objs:
             for o in objs:
                 self._prime(o)
@@ -321,6 +339,16 @@ class Autoscaler:
         self._last_tick_mono = time.monotonic()
         self.metrics.tick.observe(self._last_tick_mono - started)
         self.metrics.last_tick.set(self.clock())
+
+    def _report_overrun(self, obj: dict) -> None:
+        key = Store.key(obj)
+        n = len((obj.get("spec") or {}).get("signals") or [])
+        msg = (f"reconciling took more than {self.cfg.budget_s:g}s and is still running: the other "
+               f"InferenceAutoscalers go on without it, and this one is skipped until it ends ({n} signal(s); "
+               f"slow or many Prometheus queries? each may take up to {self.cfg.prometheus_timeout_s:g}s)")
+        log.warning("%s: %s", key, msg)
+        self.metrics.errors.labels("slow").inc()
+        self.events.record(obj, "Warning", "ReconcileSlow", msg)
 
     def reconcile_safe(self, obj: dict, now: float) -> Decision | None:
         key = Store.key(obj)
