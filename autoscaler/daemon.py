@@ -41,7 +41,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from scheduler.kube.leader import LeaderElector
 from scheduler.kube.watch import Informer
 
-from . import kube, signals, status, warmpool
+from . import kube, names, signals, status, warmpool
 from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
                      initial_state)
 from .lanes import Lanes
@@ -71,7 +71,9 @@ class Config:
     lease_duration_s: float = 15.0
     lease_name: str = LEASE_NAME
     prometheus_timeout_s: float = 3.0
-    watch_namespace: str | None = None  # None: InferenceAutoscalers of every namespace
+    # None: InferenceAutoscalers of every namespace; else comma-separated namespaces, the ones
+    # the chart grants a RoleBinding in (autoscaler.namespaces); "" watches none
+    watch_namespace: str | None = None
     workers: int = 4
     prewarm: bool = True
     demote_wait_s: float = 3.0  # how long a shrink waits for demoted pods to leave Ready
@@ -156,6 +158,67 @@ class Store:
             return self._items.get(key)
 
 
+def watched_namespaces(text: str | None) -> list[str | None]:
+    """``--watch-namespace``: None -> [None] (every namespace), "a,b" -> ["a", "b"],
+    "" -> [] (none: the chart lists no namespace). Each must be a DNS-1123 label."""
+    if text is None:
+        return [None]
+    out = []
+    for part in text.split(","):
+        ns = part.strip()
+        if not ns:
+            continue
+        why = names.label_error(ns)
+        if why is not None:
+            raise ValueError(f"--watch-namespace: {why}")
+        if ns not in out:
+            out.append(ns)
+    return out
+
+
+class _AllSynced:
+    def __init__(self, informers: list[Informer]):
+        self._informers = informers
+
+    def is_set(self) -> bool:
+        return all(i.synced.is_set() for i in self._informers)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for i in self._informers:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not i.synced.wait(left):
+                return False
+        return True
+
+
+class NamespacedStores:
+    """InferenceAutoscalers from one informer per watched namespace, each with its own
+    Store (a relist of one namespace must not drop another's objects)."""
+
+    def __init__(self, api, namespaces: list[str | None]):
+        self.stores = [Store() for _ in namespaces]
+        self.informers = [Informer(api, kube.ias_path(ns), st.on_event, on_relist=st.relist,
+                                   name=f"inferenceautoscalers {ns or 'all namespaces'}")
+                          for ns, st in zip(namespaces, self.stores)]
+        self.synced = _AllSynced(self.informers)
+
+    @property
+    def errors(self) -> int:
+        return sum(i.errors for i in self.informers)
+
+    def start(self) -> None:
+        for i in self.informers:
+            i.start()
+
+    def stop(self) -> None:
+        for i in self.informers:
+            i.stop()
+
+    def items(self) -> list[dict]:
+        return [o for st in self.stores for o in st.items()]
+
+
 class PodWatch:
     """An informer over one target's pods (namespace + label selector)."""
 
@@ -202,9 +265,8 @@ class Autoscaler:
         self.prom = prometheus or signals.connect(cfg.prometheus_url, timeout=cfg.prometheus_timeout_s)
         self.events = kube.EventRecorder(api, cfg.identity, on_error=lambda k: self.metrics.errors.labels(k).inc())
         self.prewarmer = Prewarmer(api, stale_after_s=cfg.node_stale_after_s, clock=clock)
-        self.ias = Store()
-        self.ias_informer = Informer(api, kube.ias_path(cfg.watch_namespace), self.ias.on_event,
-                                     on_relist=self.ias.relist, name="inferenceautoscalers")
+        self.namespaces = watched_namespaces(cfg.watch_namespace)
+        self.ias_informer = self.ias = NamespacedStores(api, self.namespaces)
         self.states: dict[str, IasState] = {}
         self.pod_watches: dict[tuple[str, str], PodWatch] = {}
         self._lock = threading.Lock()
@@ -240,9 +302,13 @@ class Autoscaler:
 
     def run(self, stop: threading.Event) -> None:
         self.start(stop)
-        log.info("autoscaler %s: every %gs, Prometheus %s, Lease %s/%s%s", self.cfg.identity, self.cfg.interval_s,
-                 self.cfg.prometheus_url, self.cfg.namespace, self.elector.name,
+        log.info("autoscaler %s: every %gs, Prometheus %s, Lease %s/%s, namespaces %s%s", self.cfg.identity,
+                 self.cfg.interval_s, self.cfg.prometheus_url, self.cfg.namespace, self.elector.name,
+                 ", ".join(n or "all" for n in self.namespaces) or "NONE",
                  " (dry run: nothing is changed)" if self.cfg.dry_run else "")
+        if not self.namespaces:
+            log.warning("no namespace to watch (--watch-namespace is empty): list the namespaces to autoscale in "
+                        "the chart's autoscaler.namespaces, which grants the autoscaler a RoleBinding in each")
         next_t = time.monotonic()
         while not stop.is_set():
             try:

@@ -183,7 +183,11 @@ def instant_query(client: PrometheusConnect, promql: str, now: float | None,
                   timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[tuple[dict, float]] | None, str]:
     """Run an instant query at ``now``. Returns ([(labels, value)], "") or (None, why).
     Values are finite (NaN/Inf rejected); a scalar result is one unlabeled series."""
-    params = {} if now is None else {"time": f"{now:.3f}"}
+    # Prometheus's own `timeout`: the server stops evaluating when the client gives up, so a
+    # tenant's heavy query costs Prometheus at most this long (not its --query.timeout, 2 min)
+    params = {"timeout": f"{timeout:g}"}  # in seconds
+    if now is not None:
+        params["time"] = f"{now:.3f}"
     try:
         if _QUERY_TAKES_TIMEOUT:
             result = client.custom_query(promql, params=params, timeout=timeout)

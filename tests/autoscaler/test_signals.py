@@ -123,6 +123,7 @@ def test_timeout_is_always_passed_and_time_is_now():
     assert path == "/api/v1/query" and params["query"] == 'sum(rate(x{namespace="llm"}[1m]))'  # scoped
     assert float(params["time"]) == NOW
     assert timeout == 2.5
+    assert params["timeout"] == "2.5"  # and Prometheus stops evaluating when the client gives up
 
 
 def test_timeout_session_fills_a_missing_timeout():
