@@ -396,7 +396,7 @@ class Autoscaler:
                                   self.cfg.budget_s, self._stop)
             for k in out.overran:
                 self._report_overrun(by_key[k])
-            self.metrics.overrunning.set(len(self._lanes.running()) if out.overran or out.busy else 0)
+            self.metrics.overrunning.set(len(out.overran) + len(out.busy))
         elif objs:
             for o in objs:
                 self._prime(o)
