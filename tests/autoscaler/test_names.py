@@ -85,3 +85,12 @@ def test_event_names_stay_names_for_the_longest_object_name(monkeypatch):
     assert rec.record(obj, "Normal", "R", "m")
     (path, body), = posted
     assert path == "/api/v1/namespaces/ns/events" and names.is_subdomain(body["metadata"]["name"])
+
+
+def test_the_crd_pattern_is_the_parser_rule():
+    import yaml
+    from tests.deploy import manifests
+    crd = yaml.safe_load(manifests.CRD.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert spec["scaleTargetRef"]["properties"]["name"]["pattern"] == names.SUBDOMAIN_PATTERN
+    assert spec["maxReplicas"]["maximum"] == 10_000 and spec["serviceRatePerReplica"]["minimum"] == 0.001
