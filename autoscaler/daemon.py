@@ -31,8 +31,8 @@ import os
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Mapping
 
@@ -41,9 +41,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from scheduler.kube.leader import LeaderElector
 from scheduler.kube.watch import Informer
 
-from . import kube, signals, status, warmpool
+from . import kube, names, signals, status, warmpool
 from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
                      initial_state)
+from .lanes import Lanes
 from .prewarm import Prewarmer
 from .spec import AutoscalerSpec, SpecError, parse_spec
 
@@ -70,11 +71,21 @@ class Config:
     lease_duration_s: float = 15.0
     lease_name: str = LEASE_NAME
     prometheus_timeout_s: float = 3.0
-    watch_namespace: str | None = None  # None: InferenceAutoscalers of every namespace
+    # None: InferenceAutoscalers of every namespace; else comma-separated namespaces, the ones
+    # the chart grants a RoleBinding in (autoscaler.namespaces); "" watches none
+    watch_namespace: str | None = None
     workers: int = 4
     prewarm: bool = True
     demote_wait_s: float = 3.0  # how long a shrink waits for demoted pods to leave Ready
     node_stale_after_s: float = 600.0  # as the extender's staleAfterSeconds
+    # how long a tick waits for one object; None: max(2 intervals, Prometheus timeout + 2 s)
+    object_budget_s: float | None = None
+
+    @property
+    def budget_s(self) -> float:
+        if self.object_budget_s is not None:
+            return self.object_budget_s
+        return max(2 * self.interval_s, self.prometheus_timeout_s + 2.0)
 
 
 class Metrics:
@@ -97,7 +108,9 @@ class Metrics:
         self.tick = Histogram(p + "tick_seconds", "Duration of one pass over every InferenceAutoscaler",
                               buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=r)
         self.last_tick = Gauge(p + "last_tick_timestamp_seconds", "When the last tick ended", registry=r)
-        for kind in ("spec", "target", "signals", "actuation", "status", "event", "prewarm", "internal"):
+        self.overrunning = Gauge(p + "reconciles_over_budget", "InferenceAutoscalers whose reconcile is still "
+                                 "running past its time budget (skipped until it ends)", registry=r)
+        for kind in ("spec", "target", "signals", "actuation", "status", "event", "prewarm", "internal", "slow"):
             self.errors.labels(kind)
 
     def forget(self, ias: str, signal_names: list[str]) -> None:
@@ -143,6 +156,67 @@ class Store:
     def get(self, key: str) -> dict | None:
         with self._lock:
             return self._items.get(key)
+
+
+def watched_namespaces(text: str | None) -> list[str | None]:
+    """``--watch-namespace``: None -> [None] (every namespace), "a,b" -> ["a", "b"],
+    "" -> [] (none: the chart lists no namespace). Each must be a DNS-1123 label."""
+    if text is None:
+        return [None]
+    out = []
+    for part in text.split(","):
+        ns = part.strip()
+        if not ns:
+            continue
+        why = names.label_error(ns)
+        if why is not None:
+            raise ValueError(f"--watch-namespace: {why}")
+        if ns not in out:
+            out.append(ns)
+    return out
+
+
+class _AllSynced:
+    def __init__(self, informers: list[Informer]):
+        self._informers = informers
+
+    def is_set(self) -> bool:
+        return all(i.synced.is_set() for i in self._informers)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for i in self._informers:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not i.synced.wait(left):
+                return False
+        return True
+
+
+class NamespacedStores:
+    """InferenceAutoscalers from one informer per watched namespace, each with its own
+    Store (a relist of one namespace must not drop another's objects)."""
+
+    def __init__(self, api, namespaces: list[str | None]):
+        self.stores = [Store() for _ in namespaces]
+        self.informers = [Informer(api, kube.ias_path(ns), st.on_event, on_relist=st.relist,
+                                   name=f"inferenceautoscalers {ns or 'all namespaces'}")
+                          for ns, st in zip(namespaces, self.stores)]
+        self.synced = _AllSynced(self.informers)
+
+    @property
+    def errors(self) -> int:
+        return sum(i.errors for i in self.informers)
+
+    def start(self) -> None:
+        for i in self.informers:
+            i.start()
+
+    def stop(self) -> None:
+        for i in self.informers:
+            i.stop()
+
+    def items(self) -> list[dict]:
+        return [o for st in self.stores for o in st.items()]
 
 
 class PodWatch:
@@ -191,9 +265,8 @@ class Autoscaler:
         self.prom = prometheus or signals.connect(cfg.prometheus_url, timeout=cfg.prometheus_timeout_s)
         self.events = kube.EventRecorder(api, cfg.identity, on_error=lambda k: self.metrics.errors.labels(k).inc())
         self.prewarmer = Prewarmer(api, stale_after_s=cfg.node_stale_after_s, clock=clock)
-        self.ias = Store()
-        self.ias_informer = Informer(api, kube.ias_path(cfg.watch_namespace), self.ias.on_event,
-                                     on_relist=self.ias.relist, name="inferenceautoscalers")
+        self.namespaces = watched_namespaces(cfg.watch_namespace)
+        self.ias_informer = self.ias = NamespacedStores(api, self.namespaces)
         self.states: dict[str, IasState] = {}
         self.pod_watches: dict[tuple[str, str], PodWatch] = {}
         self._lock = threading.Lock()
@@ -201,7 +274,8 @@ class Autoscaler:
         self.elector = LeaderElector(api, cfg.namespace, cfg.lease_name + ("-dry-run" if cfg.dry_run else ""),
                                      cfg.identity, lease_duration_s=lease, renew_deadline_s=lease * 2 / 3,
                                      retry_period_s=lease * 2 / 15, on_change=self._leader_changed)
-        self._pool = ThreadPoolExecutor(max_workers=max(1, cfg.workers), thread_name_prefix="ias")
+        self._lanes = Lanes(cfg.workers)
+        self._stop = threading.Event()
         self._last_tick_mono: float | None = None
         self._server: ThreadingHTTPServer | None = None
         self._elector_thread: threading.Thread | None = None
@@ -219,6 +293,7 @@ class Autoscaler:
         return self.elector.is_leader()
 
     def start(self, stop: threading.Event) -> None:
+        self._stop = stop
         self.ias_informer.start()
         self._elector_thread = threading.Thread(target=self.elector.run, args=(stop,), name="lease", daemon=True)
         self._elector_thread.start()
@@ -227,9 +302,13 @@ class Autoscaler:
 
     def run(self, stop: threading.Event) -> None:
         self.start(stop)
-        log.info("autoscaler %s: every %gs, Prometheus %s, Lease %s/%s%s", self.cfg.identity, self.cfg.interval_s,
-                 self.cfg.prometheus_url, self.cfg.namespace, self.elector.name,
+        log.info("autoscaler %s: every %gs, Prometheus %s, Lease %s/%s, namespaces %s%s", self.cfg.identity,
+                 self.cfg.interval_s, self.cfg.prometheus_url, self.cfg.namespace, self.elector.name,
+                 ", ".join(n or "all" for n in self.namespaces) or "NONE",
                  " (dry run: nothing is changed)" if self.cfg.dry_run else "")
+        if not self.namespaces:
+            log.warning("no namespace to watch (--watch-namespace is empty): list the namespaces to autoscale in "
+                        "the chart's autoscaler.namespaces, which grants the autoscaler a RoleBinding in each")
         next_t = time.monotonic()
         while not stop.is_set():
             try:
@@ -252,7 +331,7 @@ class Autoscaler:
         self.ias_informer.stop()
         for w in list(self.pod_watches.values()):
             w.informer.stop()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # reconciles still running are daemon threads: they do not hold the process up
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -312,7 +391,12 @@ class Autoscaler:
                 del self._primed[k]
         if acting and objs:
             now = self.clock()
-            list(self._pool.map(lambda o: self.reconcile_safe(o, now), objs))
+            by_key = {Store.key(o): o for o in objs}
+            out = self._lanes.run([(k, partial(self.reconcile_safe, o, now)) for k, o in by_key.items()],
+                                  self.cfg.budget_s, self._stop)
+            for k in out.overran:
+                self._report_overrun(by_key[k])
+            self.metrics.overrunning.set(len(out.overran) + len(out.busy))
         elif objs:
             for o in objs:
                 self._prime(o)
@@ -321,6 +405,16 @@ class Autoscaler:
         self._last_tick_mono = time.monotonic()
         self.metrics.tick.observe(self._last_tick_mono - started)
         self.metrics.last_tick.set(self.clock())
+
+    def _report_overrun(self, obj: dict) -> None:
+        key = Store.key(obj)
+        n = len((obj.get("spec") or {}).get("signals") or [])
+        msg = (f"reconciling took more than {self.cfg.budget_s:g}s and is still running: the other "
+               f"InferenceAutoscalers go on without it, and this one is skipped until it ends ({n} signal(s); "
+               f"slow or many Prometheus queries? each may take up to {self.cfg.prometheus_timeout_s:g}s)")
+        log.warning("%s: %s", key, msg)
+        self.metrics.errors.labels("slow").inc()
+        self.events.record(obj, "Warning", "ReconcileSlow", msg)
 
     def reconcile_safe(self, obj: dict, now: float) -> Decision | None:
         key = Store.key(obj)

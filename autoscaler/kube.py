@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping
+from urllib.parse import quote
 
 from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
@@ -34,6 +35,8 @@ from kubernetes.client.rest import ApiException
 from scheduler import contract
 from scheduler.kube.client import raw
 from scheduler.kube.watch import list_all
+
+from . import names
 
 log = logging.getLogger(__name__)
 
@@ -82,24 +85,65 @@ def _micro(t: float) -> str:
 
 # ---------------------------------------------------------------- paths
 
+def _segment(value: str, what: str, *, label: bool = False) -> str:
+    """One path segment from a name: checked as the API server would name the object,
+    then URL-quoted (nothing stays unquoted, '/' included), so no name can step into
+    another path. Raises KubeError InvalidName."""
+    why = names.label_error(value) if label else names.subdomain_error(value)
+    if why is not None:
+        raise KubeError("InvalidName", f"{what}: {why}")
+    return quote(value, safe="")
+
+
 def ias_path(namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
     p = f"/apis/{GROUP}/{VERSION}"
     if namespace:
-        p += f"/namespaces/{namespace}"
+        p += f"/namespaces/{_segment(namespace, 'namespace', label=True)}"
     p += f"/{PLURAL}"
     if name:
-        p += f"/{name}"
+        p += f"/{_segment(name, 'InferenceAutoscaler name')}"
         if sub:
-            p += f"/{sub}"
+            p += f"/{quote(sub, safe='')}"
     return p
 
 
 def deployment_path(namespace: str, name: str, sub: str | None = None) -> str:
-    return f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}" + (f"/{sub}" if sub else "")
+    return (f"/apis/apps/v1/namespaces/{_segment(namespace, 'namespace', label=True)}/deployments/"
+            f"{_segment(name, 'Deployment name')}" + (f"/{quote(sub, safe='')}" if sub else ""))
 
 
 def pods_path(namespace: str) -> str:
-    return f"/api/v1/namespaces/{namespace}/pods"
+    return f"/api/v1/namespaces/{_segment(namespace, 'namespace', label=True)}/pods"
+
+
+def pod_path(namespace: str, name: str, sub: str | None = None) -> str:
+    return f"{pods_path(namespace)}/{_segment(name, 'pod name')}" + (f"/{quote(sub, safe='')}" if sub else "")
+
+
+def node_path(name: str) -> str:
+    return f"/api/v1/nodes/{_segment(name, 'node name')}"
+
+
+def events_path(namespace: str, name: str | None = None) -> str:
+    p = f"/api/v1/namespaces/{_segment(namespace, 'namespace', label=True)}/events"
+    return p + (f"/{_segment(name, 'Event name')}" if name else "")
+
+
+def replicasets_path(namespace: str) -> str:
+    return f"/apis/apps/v1/namespaces/{_segment(namespace, 'namespace', label=True)}/replicasets"
+
+
+def check_identity(obj: Any, kind: str, namespace: str | None, name: str) -> dict:
+    """The object the API server answered is the one asked for (namespace and name):
+    a proxy, a rewritten path or a server bug must not make the autoscaler act on, or
+    report, another object. Raises KubeError UnexpectedObject."""
+    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    got_ns = meta.get("namespace") if isinstance(meta, Mapping) else None
+    got_name = meta.get("name") if isinstance(meta, Mapping) else None
+    if got_name != name or (namespace is not None and got_ns != namespace):
+        raise KubeError("UnexpectedObject", f"asked for {kind} {namespace + '/' if namespace else ''}{name}, the API "
+                        f"server answered {str(got_ns)[:63]}/{str(got_name)[:253]}: not acting on it")
+    return dict(obj)
 
 
 # ---------------------------------------------------------------- selectors
@@ -140,7 +184,9 @@ def get_deployment(api: ApiClient, namespace: str, name: str) -> dict | None:
     except ApiException as exc:
         raise KubeError("FailedGetTarget", f"reading Deployment {namespace}/{name}: {_api_error(exc)}",
                         exc.status) from None
-    return None if status == 404 else body
+    if status == 404:
+        return None
+    return check_identity(body, "Deployment", namespace, name)
 
 
 def list_pods(api: ApiClient, namespace: str, selector: str) -> list[dict]:
@@ -154,7 +200,7 @@ def list_pods(api: ApiClient, namespace: str, selector: str) -> list[dict]:
 
 def list_replicasets(api: ApiClient, namespace: str, selector: str) -> list[dict]:
     try:
-        items, _ = list_all(api, f"/apis/apps/v1/namespaces/{namespace}/replicasets", {"labelSelector": selector})
+        items, _ = list_all(api, replicasets_path(namespace), {"labelSelector": selector})
     except ApiException as exc:
         raise KubeError("FailedListReplicaSets", f"listing ReplicaSets in {namespace}: {_api_error(exc)}",
                         exc.status) from None
@@ -194,7 +240,7 @@ def scale(api: ApiClient, namespace: str, name: str, replicas: int, *, deploymen
         if rv:
             body["metadata"] = {"resourceVersion": rv}
         try:
-            status, _ = raw(api, "PATCH", deployment_path(namespace, name, "scale"), body, content_type=MERGE)
+            status, answer = raw(api, "PATCH", deployment_path(namespace, name, "scale"), body, content_type=MERGE)
         except ApiException as exc:
             if exc.status == 409 and attempt + 1 < attempts:
                 delay = backoff_s * 2 ** attempt * (1 + random.random() / 2)
@@ -207,6 +253,7 @@ def scale(api: ApiClient, namespace: str, name: str, replicas: int, *, deploymen
                             exc.status) from None
         if status == 404:
             raise KubeError("TargetNotFound", f"Deployment {namespace}/{name} not found", 404)
+        check_identity(answer, "Scale", namespace, name)
         return before
     raise KubeError("Conflict", f"scaling Deployment {namespace}/{name}: still conflicting after {attempts} tries")
 
@@ -222,7 +269,7 @@ def set_serving(api: ApiClient, namespace: str, pod: str, value: bool, reason: s
     """Set the pod's gpusched.io/serving condition (True: promote, False: demote)."""
     body = {"status": {"conditions": [serving_condition(value, reason, message)]}}
     try:
-        status, _ = raw(api, "PATCH", f"{pods_path(namespace)}/{pod}/status", body, content_type=STRATEGIC)
+        status, _ = raw(api, "PATCH", pod_path(namespace, pod, "status"), body, content_type=STRATEGIC)
     except ApiException as exc:
         raise KubeError("FailedPromote" if value else "FailedDemote",
                         f"setting {contract.SERVING_GATE}={value} on pod {namespace}/{pod}: {_api_error(exc)}",
@@ -285,15 +332,18 @@ class EventRecorder:
                 s = None
         if s is not None:
             try:
-                code, _ = raw(self.api, "PATCH", f"/api/v1/namespaces/{target[0]}/events/{target[1]}", patch,
+                code, _ = raw(self.api, "PATCH", events_path(target[0], target[1]), patch,
                               content_type=MERGE)
                 if code != 404:
                     return True
             except ApiException as exc:
                 log.debug("patching Event %s: %s", target[1], _api_error(exc))
+            except KubeError as exc:  # an unusable name: start a new Event
+                log.debug("patching Event %s: %s", target[1], exc)
             with self._lock:
                 self._series.pop(key, None)  # gone (TTL) or failing: start a new Event
-        ev_name = f"{name}.{time.time_ns():x}"
+        # within a subdomain's 253 characters whatever the object's name
+        ev_name = f"{name[:200].rstrip('.-') or 'ias'}.{time.time_ns():x}"
         body = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"name": ev_name, "namespace": ns},
@@ -306,7 +356,7 @@ class EventRecorder:
             "firstTimestamp": now_iso(now), "lastTimestamp": now_iso(now), "count": 1,
         }
         try:
-            raw(self.api, "POST", f"/api/v1/namespaces/{ns}/events", body)
+            raw(self.api, "POST", events_path(ns), body)
         except Exception as exc:  # noqa: BLE001 - an Event is never worth a crash
             text = _api_error(exc) if isinstance(exc, ApiException) else str(exc)
             log.warning("recording Event %s on %s/%s failed: %s", reason, ns, name, text)
@@ -349,9 +399,10 @@ def add_prefetch(api: ApiClient, node: str, model: str, *, attempts: int = 3) ->
     """Ask the node's agent to prefetch ``model``: append {"model": model} to the Node's
     gpusched.io/prefetch list unless it is there. Returns whether the Node changed."""
     for attempt in range(attempts):
-        status, obj = raw(api, "GET", f"/api/v1/nodes/{node}")
+        status, obj = raw(api, "GET", node_path(node))
         if status == 404:
             raise KubeError("NodeNotFound", f"node {node} is gone", 404)
+        obj = check_identity(obj, "Node", None, node)
         meta = obj.get("metadata") or {}
         entries = prefetch_entries((meta.get("annotations") or {}).get(contract.PREFETCH))
         if any(entry_model(e) == model for e in entries):
@@ -362,7 +413,7 @@ def add_prefetch(api: ApiClient, node: str, model: str, *, attempts: int = 3) ->
         body = {"metadata": {"resourceVersion": meta.get("resourceVersion"),
                              "annotations": {contract.PREFETCH: json.dumps(entries, separators=(",", ":"))}}}
         try:
-            raw(api, "PATCH", f"/api/v1/nodes/{node}", body, content_type=MERGE)
+            raw(api, "PATCH", node_path(node), body, content_type=MERGE)
             return True
         except ApiException as exc:
             if exc.status == 409 and attempt + 1 < attempts:

@@ -21,8 +21,8 @@ Rules, each giving a recommendation with its arithmetic:
    B = ``concurrencyPerReplica`` requests at once (vLLM's --max-num-seqs) and a request
    waits only when every slot of every replica is busy, so the fleet is M/M/(cB) with
    rate mu/B per slot: P(wait > t) = C(cB, B lambda/mu) * exp(-(c mu - lambda) t)
-   (Erlang C; B = 1 is M/M/c, one server per replica). Scales down only past the
-   tolerance;
+   (Erlang C; B = 1 is M/M/c, one server per replica; autoscaler.queueing, bounded
+   cost for any input). Scales down only past the tolerance;
 3. forecast (with queueing, ``forecast.enabled`` and coldStartSeconds > 0): Holt's
    linear trend over the recent arrival rates, extrapolated over the cold-start
    horizon, fed to the queueing rule; it only ever asks for more. (Discounting the
@@ -57,11 +57,12 @@ the rate-limit history honest.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final, Mapping
 
 import numpy as np
 
+from .queueing import erlang_c, replicas_for_slo
 from .spec import AutoscalerSpec, SignalSpec
 
 # Rule names reported in Decision.rule (signal rules are "signal:<name>").
@@ -156,62 +157,7 @@ class Decision:
         return self.replicas - self.current
 
 
-# ---------------------------------------------------------------- queueing helpers
-
-def erlang_c(c: int, offered: float) -> float:
-    """Probability an arrival waits in M/M/c with offered load a = lambda/mu (needs a < c)."""
-    if offered <= 0:
-        return 0.0
-    if c <= offered:
-        return 1.0
-    b = 1.0  # Erlang B by the stable recurrence B(k) = a B(k-1) / (k + a B(k-1))
-    for k in range(1, c + 1):
-        b = offered * b / (k + offered * b)
-    rho = offered / c
-    return b / (1.0 - rho * (1.0 - b))
-
-
-def replicas_for_slo(arrival: float, service: float, target_utilization: float,
-                     wait_bound: float | None, percentile: float, cap: int,
-                     concurrency: int = 1) -> tuple[int, str]:
-    """Fewest replicas c with lambda/(c mu) <= target and P(wait > bound) <= 1 - percentile.
-
-    A replica runs up to ``concurrency`` = B requests at once (vLLM's --max-num-seqs), and
-    a request waits only when every slot of every replica is busy: the fleet is M/M/(cB)
-    with rate mu/B per slot (offered load a = B lambda/mu), so P(wait > t) =
-    C(cB, a) exp(-(cB mu/B - lambda) t) = C(cB, a) exp(-(c mu - lambda) t). B = 1 is
-    M/M/c. The utilisation bound alone may ask for more than ``cap`` (the caller clamps
-    and says so); the wait bound is searched up to ``cap`` and gives ``cap`` if missed there."""
-    if arrival <= 0:
-        return 0, f"arrival {arrival:g} req/s -> 0"
-    b_slots = max(1, int(concurrency))
-    offered = arrival / service * b_slots  # in slots
-    c_util = max(1, _ceil(arrival / service / target_utilization))
-    text = f"ceil({arrival:g}/({service:g}*{target_utilization:g}))={c_util}"
-    if wait_bound is None or c_util >= cap:
-        return c_util, text
-    model = "" if b_slots == 1 else f" (M/M/cB, B={b_slots})"
-    # Erlang B over servers k = 1.. by the stable recurrence B(k) = a B(k-1) / (k + a B(k-1));
-    # candidates c = c_util..cap, n = cB servers each; stop at the first that meets the bound.
-    b, k = 1.0, 0
-    tail = math.inf
-    c = c_util
-    for c in range(c_util, max(cap, c_util) + 1):
-        n = c * b_slots
-        while k < n:
-            k += 1
-            b = offered * b / (k + offered * b)
-        rho = offered / n
-        c_wait = b / (1.0 - rho * (1.0 - b)) if rho < 1 else 1.0
-        tail = c_wait * math.exp(-(c * service - arrival) * wait_bound)
-        if tail <= (1.0 - percentile) + _EPS:
-            break
-    else:
-        return c, f"{text}; P(wait>{wait_bound:g}s){model} still {tail:.3g} at {c}"
-    if c == c_util:
-        return c, f"{text}; P(wait>{wait_bound:g}s){model}={tail:.2g} <= {1 - percentile:.2g}"
-    return c, f"{text}, but P(wait>{wait_bound:g}s) <= {1 - percentile:.2g}{model} needs {c} ({tail:.2g})"
-
+# ---------------------------------------------------------------- forecast
 
 def holt_forecast(times: np.ndarray, values: np.ndarray, alpha: float, beta: float,
                   at: float) -> tuple[float, float, float]:

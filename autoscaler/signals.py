@@ -32,6 +32,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from .policy import Observation
+from .promql_scope import UnsafeQuery, scope_query
 from .spec import AutoscalerSpec, SignalSpec
 
 DEFAULT_TIMEOUT_S: Final = 5.0
@@ -182,7 +183,11 @@ def instant_query(client: PrometheusConnect, promql: str, now: float | None,
                   timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[tuple[dict, float]] | None, str]:
     """Run an instant query at ``now``. Returns ([(labels, value)], "") or (None, why).
     Values are finite (NaN/Inf rejected); a scalar result is one unlabeled series."""
-    params = {} if now is None else {"time": f"{now:.3f}"}
+    # Prometheus's own `timeout`: the server stops evaluating when the client gives up, so a
+    # tenant's heavy query costs Prometheus at most this long (not its --query.timeout, 2 min)
+    params = {"timeout": f"{timeout:g}"}  # in seconds
+    if now is not None:
+        params["time"] = f"{now:.3f}"
     try:
         if _QUERY_TAKES_TIMEOUT:
             result = client.custom_query(promql, params=params, timeout=timeout)
@@ -228,17 +233,13 @@ def instant_query(client: PrometheusConnect, promql: str, now: float | None,
         return None, f"unparseable sample value: {_short(e)}"
     bad = [(lab, v) for lab, v in series if not math.isfinite(v)]
     if bad:
-        return None, f"{len(bad)} series are NaN/Inf (e.g. {_labels(bad[0][0])}={bad[0][1]})"
+        return None, f"{len(bad)} of {len(series)} series are NaN/Inf"  # counts only: no label sets
     return series, ""
 
 
 def _short(e: BaseException) -> str:
     s = str(e)
     return s if len(s) <= 200 else s[:200] + "..."
-
-
-def _labels(lab: Mapping[str, str]) -> str:
-    return "{" + ",".join(f"{k}={v!r}" for k, v in sorted(lab.items()) if k != "__name__") + "}"
 
 
 def _empty(q: str) -> str:
@@ -336,25 +337,33 @@ class KvCache:
 
 class PromQL:
     """The user's query, which must return exactly one series (or a scalar): the
-    per-replica value. The query is used as written (it is not scoped)."""
+    per-replica value. Confined to the object's namespace before it is sent: every
+    vector selector gets ``namespace="<ns>"`` (autoscaler.promql_scope, as
+    prom-label-proxy does); a query that cannot be rewritten safely is not sent. What
+    it answers is reported as counts and values, never as label sets (they would carry
+    other series' labels into status and Events)."""
 
     kind = "promql"
 
     def query(self, spec: SignalSpec, scope: Scope) -> str:
-        return spec.query or ""
+        if not scope.namespace:
+            raise UnsafeQuery("a promql signal is read only for an object's namespace")
+        return scope_query(spec.query or "", scope.namespace, scope.namespace_label)
 
     def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
-        q = self.query(spec, scope)
-        if not q.strip():
-            return Reading(None, "empty query", q)
+        if not (spec.query or "").strip():
+            return Reading(None, "empty query")
+        try:
+            q = self.query(spec, scope)
+        except UnsafeQuery as e:
+            return Reading(None, f"query refused: {e}")
         series, why = instant_query(client, q, now, timeout)
         if series is None:
             return Reading(None, why, q)
         if not series:
             return Reading(None, _empty(q), q)
         if len(series) > 1:
-            shown = ", ".join(_labels(lab) for lab, _ in series[:3])
-            return Reading(None, f"query returned {len(series)} series ({shown}...); one is expected: "
+            return Reading(None, f"query returned {len(series)} series; one is expected: "
                                  f"aggregate it (sum, avg, max)", q)
         return Reading(series[0][1], f"{series[0][1]:g}", q)
 

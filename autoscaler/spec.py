@@ -20,6 +20,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping
 
+from . import names
+
 SIGNAL_TYPES: Final = ("queueDepth", "gpuUtilization", "kvCache", "promql")
 SERVERS: Final = ("vllm", "tgi", "triton")
 
@@ -40,6 +42,15 @@ DEFAULT_TARGET_UTILIZATION: Final = 0.8
 DEFAULT_SLO_PERCENTILE: Final = 0.99
 DEFAULT_FORECAST_ALPHA: Final = 0.5
 DEFAULT_FORECAST_BETA: Final = 0.3
+
+# Bounds that keep one object's decision cheap and its history small whatever a tenant
+# writes (the CRD holds the same ones). 10,000 replicas is well past any one model's
+# fleet; 0.001 req/s is one request per ~17 minutes per replica.
+MAX_CONCURRENCY: Final = 4096
+MAX_REPLICAS: Final = 10_000
+MIN_SERVICE_RATE: Final = 0.001
+MAX_SERVICE_RATE: Final = 1_000_000.0
+MAX_WINDOW_S: Final = 3600.0
 
 
 class SpecError(ValueError):
@@ -221,8 +232,10 @@ def _parse_target_ref(d: Any) -> ScaleTargetRef:
     d = _mapping(d, path)
     _known_keys(d, path, {"apiVersion", "kind", "name"})
     name = _str(d, "name", path)
-    if not name.strip():
-        raise SpecError(f"{path}.name: must not be empty")
+    why = names.subdomain_error(name)
+    if why is not None:
+        # The name becomes a segment of the API path the autoscaler scales through.
+        raise SpecError(f"{path}.name: {why}")
     return ScaleTargetRef(name=name, api_version=_str(d, "apiVersion", path, "apps/v1"),
                           kind=_str(d, "kind", path, "Deployment"))
 
@@ -304,8 +317,10 @@ def _parse_behavior(d: Any) -> Behavior:
         _known_keys(p, f"{path}.panic", {"threshold", "windowSeconds", "stableWindowSeconds"})
         panic = PanicSpec(
             threshold=float(_number(p, "threshold", f"{path}.panic", panic.threshold, exclusive_minimum=1)),
-            window_s=float(_number(p, "windowSeconds", f"{path}.panic", panic.window_s, minimum=0)),
-            stable_window_s=float(_number(p, "stableWindowSeconds", f"{path}.panic", panic.stable_window_s, minimum=0)),
+            window_s=float(_number(p, "windowSeconds", f"{path}.panic", panic.window_s, minimum=0,
+                                   maximum=MAX_WINDOW_S)),
+            stable_window_s=float(_number(p, "stableWindowSeconds", f"{path}.panic", panic.stable_window_s,
+                                          minimum=0, maximum=MAX_WINDOW_S)),
         )
     return Behavior(
         scale_up=_parse_rules(d.get("scaleUp"), f"{path}.scaleUp", base.scale_up),
@@ -342,7 +357,6 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     return ForecastSpec(enabled, alpha, beta)
 
 
-MAX_CONCURRENCY: Final = 4096
 
 
 _TOP_KEYS = {"scaleTargetRef", "minReplicas", "maxReplicas", "model", "signals", "warmReplicas",
@@ -356,8 +370,8 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
     if "scaleTargetRef" not in d:
         raise SpecError("spec.scaleTargetRef: required")
     ref = _parse_target_ref(d["scaleTargetRef"])
-    min_r = _int(d, "minReplicas", "spec", 1, minimum=0)
-    max_r = _int(d, "maxReplicas", "spec", minimum=1)
+    min_r = _int(d, "minReplicas", "spec", 1, minimum=0, maximum=MAX_REPLICAS)
+    max_r = _int(d, "maxReplicas", "spec", minimum=1, maximum=MAX_REPLICAS)
     if max_r < min_r:
         raise SpecError(f"spec.maxReplicas ({max_r}) must be >= spec.minReplicas ({min_r})")
     model = _str(d, "model", "spec", None)
@@ -381,12 +395,13 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
         max_replicas=max_r,
         model=model,
         signals=signals,
-        warm_replicas=_int(d, "warmReplicas", "spec", 0, minimum=0),
+        warm_replicas=_int(d, "warmReplicas", "spec", 0, minimum=0, maximum=MAX_REPLICAS),
         behavior=_parse_behavior(d.get("behavior")),
         slo=slo,
         cold_start_s=float(_number(d, "coldStartSeconds", "spec", DEFAULT_COLD_START_S, minimum=0, maximum=3600)),
         service_rate_per_replica=(None if d.get("serviceRatePerReplica") is None else
-                                  float(_number(d, "serviceRatePerReplica", "spec", exclusive_minimum=0))),
+                                  float(_number(d, "serviceRatePerReplica", "spec", minimum=MIN_SERVICE_RATE,
+                                                       maximum=MAX_SERVICE_RATE))),
         concurrency_per_replica=_int(d, "concurrencyPerReplica", "spec", 1, minimum=1, maximum=MAX_CONCURRENCY),
         forecast=_parse_forecast(d.get("forecast")),
     )

@@ -11,7 +11,8 @@ Conditions (HPA's names where HPA has one):
 - ``SignalsKnown``: every configured input was read. Reasons (from the signal
   adapters' texts): AllSignalsKnown, PrometheusUnreachable, PrometheusTimeout,
   PrometheusBadResponse (HTML or other non-JSON), InvalidQuery (PromQL error),
-  PrometheusError, NoData, AmbiguousQuery, InvalidValue, SignalUnknown.
+  PrometheusError, NoData, AmbiguousQuery, InvalidValue, QueryRefused (a promql
+  signal that cannot be confined to its namespace), SignalUnknown.
 - ``ScalingLimited``: the decision was capped (maxReplicas, minReplicas, rate limit).
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ def classify_unknown(reason: str) -> str:
     """A CamelCase reason for why a signal is unknown, from the adapter's text."""
     r = reason or ""
     low = r.lower()
+    if low.startswith("query refused"):
+        return "QueryRefused"
     if "timed out" in low:
         return "PrometheusTimeout"
     if "unreachable" in low:

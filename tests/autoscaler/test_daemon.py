@@ -189,3 +189,20 @@ def test_prewarm_asked_when_the_decision_says_so(monkeypatch):
     monkeypatch.setattr(dmod, "decide", with_prewarm)
     d.reconcile({**IAS, "spec": {**IAS["spec"], "model": "org/m", "coldStartSeconds": 30}}, NOW)
     assert asked == [("org/m", 2, 30.0)]
+
+
+@pytest.mark.parametrize("text,want", [
+    (None, [None]),                       # every namespace (cluster-wide RBAC needed)
+    ("llm", ["llm"]),
+    ("llm, team-b,llm", ["llm", "team-b"]),  # the chart joins autoscaler.namespaces with commas
+    ("", []),                             # none listed: watch nothing
+])
+def test_watched_namespaces(text, want):
+    from autoscaler.daemon import watched_namespaces
+    assert watched_namespaces(text) == want
+
+
+def test_watched_namespaces_refuses_non_names():
+    from autoscaler.daemon import watched_namespaces
+    with pytest.raises(ValueError):
+        watched_namespaces("llm,../kube-system")

@@ -35,7 +35,8 @@ def applied(cluster):
     kubectl(cluster, "delete", "--wait=false", "--ignore-not-found",
             "validatingadmissionpolicybinding/gpusched-autoscaler-prefetch-only",
             "validatingadmissionpolicy/gpusched-autoscaler-prefetch-only",
-            "clusterrolebinding/gpusched-autoscaler", "clusterrole/gpusched-autoscaler")
+            "clusterrolebinding/gpusched-autoscaler", "clusterrole/gpusched-autoscaler",
+            "clusterrole/gpusched-autoscaler-tenant")
     kubectl(cluster, "delete", "--wait=false", "--ignore-not-found", "-n", manifests.NAMESPACE,
             "deployment/gpusched-autoscaler", "poddisruptionbudget/gpusched-autoscaler",
             "rolebinding/gpusched-autoscaler-lease", "role/gpusched-autoscaler-lease", "serviceaccount/gpusched-autoscaler")
@@ -58,24 +59,27 @@ def sa_api(cluster, applied, tmp_path_factory):
     return ApiClient(cfg)
 
 
+# --all-namespaces: with the default autoscaler.namespaces (none), nothing namespaced is granted;
+# tests/security/test_autoscaler_rbac.py has the rows of a listed namespace
 @pytest.mark.parametrize("verb,resource,allowed", [
-    ("watch", "inferenceautoscalers.gpusched.io", True),
-    ("patch", "inferenceautoscalers.gpusched.io/status", True),
+    ("watch", "inferenceautoscalers.gpusched.io", False),
+    ("patch", "inferenceautoscalers.gpusched.io/status", False),
     ("update", "inferenceautoscalers.gpusched.io", False),    # never its users' specs
     ("delete", "inferenceautoscalers.gpusched.io", False),
-    ("watch", "deployments.apps", True),
-    ("patch", "deployments.apps/scale", True),
+    ("watch", "deployments.apps", False),
+    ("patch", "deployments.apps/scale", False),
     ("patch", "deployments.apps", False),                     # only the scale subresource
     ("update", "deployments.apps", False),
-    ("list", "replicasets.apps", True),
-    ("watch", "pods", True),
-    ("patch", "pods/status", True),
+    ("list", "replicasets.apps", False),
+    ("list", "pods", True),                                   # pre-warming: GPUs taken per node
+    ("watch", "pods", False),
+    ("patch", "pods/status", False),
     ("patch", "pods", False),
     ("delete", "pods", False),                                # the ReplicaSet deletes pods
     ("create", "pods", False),
     ("patch", "nodes", True),                                 # prefetch only: see the policy test
     ("delete", "nodes", False),
-    ("create", "events", True),
+    ("create", "events", False),
     ("get", "secrets", False),
     ("list", "configmaps", False),
     ("create", "clusterrolebindings", False),
@@ -128,14 +132,17 @@ def test_node_writes_limited_to_the_prefetch_annotation(cluster, sa_api, core):
         core.patch_node(node, {"metadata": {"annotations": {contract.PREFETCH: value}}})
 
 
-def test_daemon_runs_under_its_service_account(cluster, sa_api, apps, api_admin, namespace):
-    """Lease, pod informer, promote, scale, status and Events with the deployed RBAC.
+def test_daemon_runs_under_its_service_account(cluster, sa_api, apps, api_admin, namespace, tmp_path):
+    """Lease, pod informer, promote, scale, status and Events with the deployed RBAC, the
+    namespace listed in autoscaler.namespaces (its RoleBinding applied).
     The signal is a constant PromQL (no fleet needed): vector(12) per replica, target 5."""
     from autoscaler.daemon import Autoscaler, Config
     from benchmarks.testbed.prometheus import Prometheus
+    from tests.autoscaler import bed
     import threading
 
     ns = namespace
+    bed.apply(cluster, [d for d in bed.autoscaler_rbac([ns]) if d["kind"] == "RoleBinding"], tmp_path / "rb.yaml")
     prom = Prometheus(cluster)
     prom.start()
     stop = threading.Event()

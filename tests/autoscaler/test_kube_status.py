@@ -48,7 +48,8 @@ def dep(rv, replicas):
 
 
 def test_scale_retries_on_conflict(monkeypatch):
-    fake = FakeApi([ApiException(status=409, reason="Conflict"), (200, dep("2", 3)), (200, {})])
+    scale = {"kind": "Scale", "metadata": {"name": "llm", "namespace": "ns"}, "spec": {"replicas": 5}}
+    fake = FakeApi([ApiException(status=409, reason="Conflict"), (200, dep("2", 3)), (200, scale)])
     monkeypatch.setattr(kube, "raw", fake)
     slept = []
     before = kube.scale(None, "ns", "llm", 5, deployment=dep("1", 2), sleep=slept.append)

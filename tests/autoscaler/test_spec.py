@@ -122,7 +122,7 @@ def test_slo_alone_is_enough():
     (with_(behavior={"panic": {"threshold": 1}}), "spec.behavior.panic.threshold: must be > 1"),
     (with_(behavior={"scaleUp": {"stabilisationWindowSeconds": 5}}), "unknown field(s) stabilisationWindowSeconds"),
     (with_(replicas=3), "spec: unknown field(s) replicas"),
-    (with_(serviceRatePerReplica=0), "spec.serviceRatePerReplica: must be > 0"),
+    (with_(serviceRatePerReplica=0), "spec.serviceRatePerReplica: must be >= 0.001"),
     (with_(concurrencyPerReplica=0), "spec.concurrencyPerReplica: must be >= 1, got 0"),
     (with_(concurrencyPerReplica=2.5), "spec.concurrencyPerReplica: must be an integer, got 2.5"),
     (with_(concurrencyPerReplica="32"), "spec.concurrencyPerReplica: must be a number, got '32'"),

@@ -69,13 +69,16 @@ CAN_I = [
     (AGENT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
     (AGENT, "escalate", "clusterroles", ALL, False, "no escalation"),
     (AGENT, "bind", "clusterroles", ALL, False, "no binding of roles"),
-    # autoscaler: InferenceAutoscalers, Deployment scale, pod status, prefetch on Nodes, Events, its Lease
-    (AUTO, "watch", "inferenceautoscalers.gpusched.io", ALL, True, "its objects"),
-    (AUTO, "patch", "inferenceautoscalers.gpusched.io/status", ALL, True, "status"),
+    # autoscaler: prefetch on Nodes, its Lease; InferenceAutoscalers, Deployment scale, pod status and
+    # Events only in the namespaces listed in autoscaler.namespaces (none by default; see
+    # tests/security/test_autoscaler_rbac.py for a listed one)
+    (AUTO, "watch", "inferenceautoscalers.gpusched.io", ALL, False, "only in listed namespaces"),
+    (AUTO, "patch", "inferenceautoscalers.gpusched.io/status", ALL, False, "only in listed namespaces"),
     (AUTO, "update", "inferenceautoscalers.gpusched.io", ALL, False, "never its users' specs"),
-    (AUTO, "patch", "deployments.apps/scale", ALL, True, "scales"),
+    (AUTO, "patch", "deployments.apps/scale", ALL, False, "only in listed namespaces"),
+    (AUTO, "patch", "deployments.apps/scale", "kube-system", False, "never kube-system unless listed"),
     (AUTO, "patch", "deployments.apps", ALL, False, "only the scale subresource"),
-    (AUTO, "patch", "pods/status", ALL, True, "gpusched.io/serving condition"),
+    (AUTO, "patch", "pods/status", ALL, False, "only in listed namespaces"),
     (AUTO, "patch", "nodes", ALL, True, "prefetch annotation only: see the policy tests"),
     (AUTO, "update", "leases.coordination.k8s.io/gpusched-autoscaler", SYS, True, "its own Lease"),
     (AUTO, "update", "leases.coordination.k8s.io/gpusched-scheduler", SYS, False, "not another's Lease"),

@@ -21,7 +21,7 @@ VALUE_SETS = {
     "all-on": ["--set", "serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true",
                "--set", "grafanaDashboard.enabled=true", "--set", "extender.tls.enabled=true",
                "--set", f"extender.tls.caData={CA}", "--set", "agent.modelStores[0]=https://models.example/store",
-               "--set", "autoscaler.watchNamespace=llm"],
+               "--set", "autoscaler.namespaces={llm,team-b}"],
     "tls-ca-from-secret": ["--set", "extender.tls.enabled=true", "--set", "serviceMonitor.enabled=true"],
     "minimal": ["--set", "networkPolicy.enabled=false", "--set", "autoscaler.prewarm=false",
                 "--set", "agent.admissionPolicy=false", "--set", "autoscaler.admissionPolicy=false",
