@@ -72,8 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "evenly spaced samples")
     p.add_argument("--namespace", default="gpusched-system",
                    help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
-    p.add_argument("--watch-namespace", default=None, metavar="NS",
-                   help="only InferenceAutoscalers of this namespace (default: all namespaces)")
+    p.add_argument("--watch-namespace", default=None, metavar="NS[,NS...]", type=_namespaces,
+                   help="only InferenceAutoscalers of these namespaces, comma-separated; the chart passes "
+                        "autoscaler.namespaces, and an empty value watches none (default: all namespaces)")
     p.add_argument("--identity", default=None,
                    help=f"this replica's name in the Lease (default hostname-pid, e.g. {default_identity()})")
     p.add_argument("--dry-run", action="store_true",
@@ -89,6 +90,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="InferenceAutoscalers reconciled in parallel within a tick (default 4)")
     p.add_argument("--no-prewarm", action="store_true",
                    help="never ask node agents to prefetch models (no Node writes at all)")
+
+
+def _namespaces(text: str) -> str:
+    """Checked here so a bad list is a usage error, not a traceback from the daemon."""
+    from autoscaler.daemon import watched_namespaces
+
+    try:
+        watched_namespaces(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--watch-namespace: ")) from None
+    return text
 
 
 def _positive(text: str) -> float:

@@ -162,6 +162,13 @@ def test_autoscaler_bad_url_is_a_usage_error():
         "gpusched autoscaler: error: --prometheus-url 'prometheus:9090': give an http:// or https:// URL")
 
 
+def test_autoscaler_bad_watch_namespace_is_a_usage_error():
+    r = gpusched("autoscaler", "--prometheus-url", "http://p:9090", "--watch-namespace", "llm,Team_B")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1] == ("gpusched autoscaler: error: argument --watch-namespace: "
+                                                 "'Team_B' is not a DNS-1123 label (lowercase letters, digits and '-')")
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
