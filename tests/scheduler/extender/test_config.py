@@ -28,7 +28,7 @@ def test_defaults_work_without_a_file():
     ("weights: {locality: 1, gravity: 2}\n", "weights accepts only"),
     ("colour: blue\n", "unknown config keys: colour"),
     ("- a list\n", "must be a mapping"),
-    ("tls: {certFile: /x, keyFile: /y, ca: /z}\n", "tls accepts only certFile and keyFile"),
+    ("tls: {certFile: /x, keyFile: /y, ca: /z}\n", "tls accepts only certFile, keyFile and clientCAFile"),
     ("tls: {certFile: /nonexistent.crt, keyFile: /nonexistent.key}\n", "certificate /nonexistent.crt does not exist"),
     ("tls: {certFile: /nonexistent.crt}\n", "needs both a certificate and its private key"),
 ])
