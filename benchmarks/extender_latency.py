@@ -56,18 +56,23 @@ def bound_pod(name: str, node: str, gpu: int, memory: str) -> dict[str, Any]:
             "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
 
 
-def request_body(n_nodes: int, i: int, names: list[str] | None = None) -> bytes:
-    """Call i's body: its pod, and `names` (default: every node, in an order of its own)."""
-    if names is None:
-        names = [f"node-{k:05d}" for k in range(n_nodes)]
-        random.Random(i).shuffle(names)
-    pod = {
+def pending_pod(i: int) -> dict[str, Any]:
+    """Call i's pod, as kube-scheduler sends it and as the API server answers bind's check."""
+    return {
         "metadata": {"name": f"bench-{i}", "namespace": "bench", "uid": f"uid-{i}",
                      "annotations": {contract.MODEL: MODELS[i % len(MODELS)], contract.GPU_MEMORY: "20Gi"}},
         "spec": {"schedulerName": "gpusched",
                  "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0",
                                  "resources": {"requests": {"cpu": "4", "memory": "32Gi"}}}]},
     }
+
+
+def request_body(n_nodes: int, i: int, names: list[str] | None = None) -> bytes:
+    """Call i's body: its pod, and `names` (default: every node, in an order of its own)."""
+    if names is None:
+        names = [f"node-{k:05d}" for k in range(n_nodes)]
+        random.Random(i).shuffle(names)
+    pod = pending_pod(i)
     return json.dumps({"Pod": pod, "NodeNames": names}, separators=(",", ":")).encode()  # compact, as Go writes
 
 
@@ -181,7 +186,7 @@ def measure(n: int, calls: int, seed: int) -> list[Result]:
         live = LiveState(stale_after_s=86400)
         live.set_nodes(nodes)
         live.set_pods(pods)
-        ext = cls(live=live, binder=lambda *a: None, get_pod=lambda *a: None)
+        ext = cls(live=live, binder=lambda *a: None, get_pod=lambda ns, name: pending_pod(int(name.split("-")[1])))
         spent = _time_verbs(ext)
         freeze_long_lived()  # as the daemon does once its caches are synced
         srv = _serve(ext)

@@ -18,8 +18,10 @@ answer even while every worker is busy with binds waiting on the API server.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
+import select
 import selectors
 import socket
 import ssl
@@ -32,6 +34,8 @@ from http import HTTPStatus
 from typing import Callable
 
 log = logging.getLogger(__name__)
+
+STICKY_S = 0.002  # how long a worker waits on its connection for the next request (see _next_here)
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,11 @@ class _BadRequest(Exception):
         self.status = status
 
 
-_HANDSHAKE, _IDLE, _HEAD, _BODY, _BUSY = range(5)
+_HANDSHAKE, _IDLE, _HEAD, _BODY, _BUSY, _DRAIN = range(6)
+# After refusing a body, read and drop this much of it for up to DRAIN_S before closing:
+# closing on unread bytes sends a reset, and the client would never see the 413.
+DRAIN_BYTES = 16 * 2**20
+DRAIN_S = 1.0
 
 
 @dataclass(eq=False)
@@ -274,6 +282,9 @@ class BoundedHTTPServer:
             self._sel.register(sock, selectors.EVENT_READ, c)
 
     def _readable(self, c: _Conn) -> None:
+        if c.state == _DRAIN:
+            self._drain(c)
+            return
         if c.state == _HANDSHAKE:
             try:
                 c.sock.do_handshake()  # type: ignore[attr-defined]
@@ -377,7 +388,30 @@ class BoundedHTTPServer:
 
     def _refuse(self, c: _Conn, status: int, message: str) -> None:
         self._send_now(c, encode(_error(status, message), False, self.dates()))
-        self._close(c)
+        if status not in (411, 413, 503) or c.closed:
+            self._close(c)
+            return
+        # a body is on its way: drop it (never buffered) so that the answer is read, not reset
+        self._release(c)
+        c.buf.clear()
+        c.state, c.deadline, c.need = _DRAIN, time.monotonic() + DRAIN_S, DRAIN_BYTES
+        try:
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _drain(self, c: _Conn) -> None:
+        while True:
+            try:
+                chunk = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except (OSError, ValueError):
+                chunk = b""
+            c.need -= len(chunk)
+            if not chunk or c.need <= 0:
+                self._close(c)
+                return
 
     def _send_now(self, c: _Conn, data: bytes) -> bool:
         """A small answer from the watching thread; a client whose socket will not take it
@@ -407,6 +441,8 @@ class BoundedHTTPServer:
         for c in late:
             if c.state == _BODY:
                 self._refuse(c, 408, "request body not received in time")
+            elif c.state == _DRAIN:
+                self._close(c)
             else:
                 self._close(c)  # idle, or a head or handshake that never came: nothing to say
 
@@ -446,18 +482,80 @@ class BoundedHTTPServer:
             if job is None:
                 return
             c, req = job
+            while req is not None:
+                self._answer(c, req)
+                req = None if c.close else self._next_here(c)
+            self._returned.append(c)
+            self._wake()
+
+    def _answer(self, c: _Conn, req: Request) -> None:
+        resp = self.quick(req) if self.quick is not None else None
+        if resp is None:
             try:
                 resp = self.handle(req)
             except Exception:  # a bug must not take a worker down; say so and keep serving
                 log.exception("%s: %s %s failed", self.name, req.method, req.path)
                 resp = Response(500, b'{"Error":"internal error"}')
-            data = encode(resp, not (c.close or resp.close), self.dates())
-            c.close = c.close or resp.close
+        data = encode(resp, not (c.close or resp.close), self.dates())
+        c.close = c.close or resp.close
+        try:
+            c.sock.settimeout(self.limits.write_s)
+            c.sock.sendall(data)
+            c.sock.setblocking(False)
+        except (OSError, ValueError):
+            c.close = True
+
+    def _next_here(self, c: _Conn) -> Request | None:
+        """The connection's next request, when it comes within STICKY_S and whole at once:
+        kube-scheduler sends prioritize right after filter's answer, and handing the
+        connection to the watching thread and back would cost two thread switches each way.
+        Anything else (nothing yet, part of a request, a refusal to send) is left in c.buf
+        for the watching thread, which applies every limit."""
+        if c.buf:
+            return None  # pipelined: the watching thread parses it, with the body budget
+        pending = getattr(c.sock, "pending", None)
+        try:
+            if not (pending and pending()) and not select.select([c.sock], [], [], STICKY_S)[0]:
+                return None
+        except (OSError, ValueError):
+            c.close = True
+            return None
+        cap = self.limits.max_header_bytes + self.limits.max_body
+        while len(c.buf) <= cap:
             try:
-                c.sock.settimeout(self.limits.write_s)
-                c.sock.sendall(data)
-                c.sock.setblocking(False)
+                chunk = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
             except (OSError, ValueError):
                 c.close = True
-            self._returned.append(c)
-            self._wake()
+                return None
+            if not chunk:
+                c.close = not c.buf  # EOF: the watching thread answers what came before it
+                break
+            c.buf += chunk
+        whole = _whole_request(c.buf, self.limits)
+        if whole is None:
+            return None
+        req, used, keep = whole
+        if self.tls is not None:
+            req = dataclasses.replace(req, peer_cert=c.sock.getpeercert() or None)  # type: ignore[attr-defined]
+        del c.buf[:used]
+        c.close = not keep
+        return req
+
+
+def _whole_request(buf: bytearray, lim: Limits) -> tuple[Request, int, bool] | None:
+    """(request, bytes it took, keep-alive) when buf starts with a whole, plain, acceptable
+    request; None for anything the watching thread should see (incomplete, 100-continue, bad)."""
+    end, sep = buf.find(b"\r\n\r\n", 0, lim.max_header_bytes + 4), 4
+    if end < 0:
+        return None
+    try:
+        method, path, headers, keep = parse_head(bytes(buf[:end]), lim.max_headers)
+        length = _content_length(headers, lim.max_body)
+    except _BadRequest:
+        return None
+    need = end + sep + length
+    if len(buf) < need or "expect" in headers:
+        return None
+    return Request(method, path, headers, bytes(buf[end + sep:need])), need, keep
