@@ -37,6 +37,7 @@ class GpuschedScheduler:
         self.cert: tuple[str, str] | None = None  # kube-scheduler's client certificate, for tests calling verbs
         self._tls_args: list[str] = []
         self.pki: pkimod.ExtenderTLS | None = None
+        self.proc = None  # the extender's process, once started
         if tls:
             self.pki = pkimod.create_extender_tls(cluster.dir / "extender-pki", name)
             self._tls_args = ["--tls-cert-file", str(self.pki.cert), "--tls-private-key-file", str(self.pki.key),
@@ -53,7 +54,7 @@ class GpuschedScheduler:
         return requests.post(f"{self.url}{path}", timeout=timeout, verify=self.verify, cert=self.cert, **kw)
 
     def start_extender(self) -> None:
-        self.cluster.spawn(f"{self.name}-extender", [
+        self.proc = self.cluster.spawn(f"{self.name}-extender", [
             sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(self.cluster.kubeconfig),
             "--listen", f"127.0.0.1:{self.port}", "--metrics-listen", f"127.0.0.1:{self.ops_port}",
             "--config", str(self.config), *self._tls_args])

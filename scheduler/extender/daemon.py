@@ -53,7 +53,7 @@ class ExtenderDaemon:
         tls = server_tls_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file) \
             if cfg.tls_cert_file else None
         self.http = ExtenderHTTPServer((host, port), self.extender, self.ready, tls=tls)
-        self.ops = OpsHTTPServer(cfg.metrics_listen, self.extender, self.ready)
+        self.ops = OpsHTTPServer(cfg.metrics_listen, self.extender, self.ready, verbs=self.http)
 
     def ready(self) -> tuple[bool, str]:
         missing = [i.name for i in (self.nodes, self.pods) if not i.synced.is_set()]

@@ -196,8 +196,11 @@ class BoundedHTTPServer:
         self._returned: deque[_Conn] = deque()  # workers hand connections back through this
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._conns: dict[int, _Conn] = {}
-        self._idle: OrderedDict[_Conn, None] = OrderedDict()  # oldest first: the one to close at the cap
+        # Connections with no request under way (a TLS handshake, idle, a head still coming),
+        # least recently active first: at the cap the first of them is closed for the new one.
+        self._evictable: OrderedDict[_Conn, None] = OrderedDict()
         self._buffered = 0
+        self._budget = threading.Lock()
         self._stop = threading.Event()
         self._stopped = threading.Event()
         self._workers: list[threading.Thread] = []
@@ -259,10 +262,10 @@ class BoundedHTTPServer:
                 log.warning("%s: accept failed: %s", self.name, exc)
                 return
             if len(self._conns) >= self.limits.max_connections:
-                if not self._idle:
+                if not self._evictable:
                     sock.close()  # every connection is mid-request: refuse the new one
                     continue
-                oldest = next(iter(self._idle))
+                oldest = next(iter(self._evictable))
                 self.evicted += 1
                 self._close(oldest)
             sock.setblocking(False)
@@ -277,7 +280,7 @@ class BoundedHTTPServer:
                 c = _Conn(sock, str(addr[0]), _HANDSHAKE, now + self.limits.header_s)
             else:
                 c = _Conn(sock, str(addr[0]), _IDLE, now + self.limits.idle_s)
-                self._idle[c] = None
+            self._evictable[c] = None
             self._conns[sock.fileno()] = c
             self._sel.register(sock, selectors.EVENT_READ, c)
 
@@ -295,7 +298,7 @@ class BoundedHTTPServer:
                 self._close(c)
                 return
             c.state, c.deadline = _IDLE, time.monotonic() + self.limits.idle_s
-            self._idle[c] = None
+            self._evictable.move_to_end(c)
         eof = False
         while True:
             try:
@@ -324,7 +327,6 @@ class BoundedHTTPServer:
         lim = self.limits
         while c.buf and not c.closed and c.state != _BUSY:
             if c.state == _IDLE:
-                self._idle.pop(c, None)
                 c.state, c.deadline = _HEAD, time.monotonic() + lim.header_s
             if c.state == _HEAD and not self._read_head(c):
                 return
@@ -349,7 +351,7 @@ class BoundedHTTPServer:
                 self._close(c)
                 return
             c.state, c.deadline, c.head = _IDLE, time.monotonic() + lim.idle_s, None
-            self._idle[c] = None
+            self._evictable[c] = None
 
     def _read_head(self, c: _Conn) -> bool:
         """The head, once whole: parsed, its body length checked and reserved. False while
@@ -368,13 +370,17 @@ class BoundedHTTPServer:
         except _BadRequest as exc:
             self._refuse(c, exc.status, str(exc))
             return False
-        if self._buffered + length > lim.buffered_bytes:
+        with self._budget:
+            fits = self._buffered + length <= lim.buffered_bytes
+            if fits:
+                self._buffered += length
+                c.reserved = length
+        if not fits:
             self._refuse(c, 503, "too many request bodies in flight; retry")
             return False
-        self._buffered += length
-        c.reserved = length
         c.head_len, c.need = end + sep, end + sep + length
         c.state, c.deadline = _BODY, time.monotonic() + lim.body_s
+        self._evictable.pop(c, None)  # a request under way is not cut off for a newcomer
         if c.head[2].get("expect", "").lower() == "100-continue" and len(c.buf) < c.need:
             self._send_now(c, b"HTTP/1.1 100 Continue\r\n\r\n")  # curl asks before a body over 1 kB
         return True
@@ -382,7 +388,7 @@ class BoundedHTTPServer:
     def _rest(self, c: _Conn) -> None:
         """Between requests: idle, or straight on with the next one if it came along."""
         c.state, c.deadline, c.head = _IDLE, time.monotonic() + self.limits.idle_s, None
-        self._idle[c] = None
+        self._evictable[c] = None
         if c.buf:
             self._advance(c)
 
@@ -447,15 +453,16 @@ class BoundedHTTPServer:
                 self._close(c)  # idle, or a head or handshake that never came: nothing to say
 
     def _release(self, c: _Conn) -> None:
-        self._buffered -= c.reserved
-        c.reserved = 0
+        with self._budget:  # workers release too, as soon as their request is answered
+            self._buffered -= c.reserved
+            c.reserved = 0
 
     def _close(self, c: _Conn, registered: bool = True) -> None:
         if c.closed:
             return
         c.closed = True
         self._release(c)
-        self._idle.pop(c, None)
+        self._evictable.pop(c, None)
         if self._conns.get(c.fd) is c:
             del self._conns[c.fd]
         if registered and c.state != _BUSY:
@@ -496,6 +503,7 @@ class BoundedHTTPServer:
             except Exception:  # a bug must not take a worker down; say so and keep serving
                 log.exception("%s: %s %s failed", self.name, req.method, req.path)
                 resp = Response(500, b'{"Error":"internal error"}')
+        self._release(c)
         data = encode(resp, not (c.close or resp.close), self.dates())
         c.close = c.close or resp.close
         try:

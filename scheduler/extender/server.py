@@ -56,6 +56,9 @@ class Metrics:
                              "filter and prioritize calls for GPU pods by how their node names were read: "
                              "'rows' straight from kube-scheduler's bytes, 'decoded' in full (another shape, "
                              "or a node the snapshot lacks)", ["verb", "how"], registry=self.registry)
+        self.connections = Gauge("gpusched_extender_connections",
+                                 "Connections open, by port (capped; past the cap the least recently active idle "
+                                 "one is closed)", ["port"], registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
 
@@ -338,8 +341,9 @@ class ExtenderHTTPServer(BoundedHTTPServer):
     With mutual TLS only a caller holding a certificate from the client CA gets a request in."""
 
     def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]],
-                 tls: ssl.SSLContext | None = None, limits: Limits = Limits(max_body=protocol.MAX_BODY)):
-        super().__init__(address, self._verb, lambda req: _health(req, ready), tls, limits, name="extender")
+                 tls: ssl.SSLContext | None = None, limits: Limits | None = None):
+        super().__init__(address, self._verb, lambda req: _health(req, ready), tls, limits or VERBS_LIMITS,
+                         name="extender")
         self.extender = extender
         self.ready = ready
         self._synced = False
@@ -378,15 +382,22 @@ class ExtenderHTTPServer(BoundedHTTPServer):
         return Response(code, out)
 
 
+# Scrapes and probes: a few at a time, no bodies
+OPS_LIMITS = Limits(workers=2, max_connections=256, max_body=0)
+VERBS_LIMITS = Limits(max_body=protocol.MAX_BODY)
+
+
 class OpsHTTPServer(BoundedHTTPServer):
     """The operators' port: /metrics, /debug/shapes, /debug/nodes/NAME, /healthz, /readyz.
     Plain HTTP on a port of its own, so that Prometheus and probes need no client
     certificate and the verbs' port admits kube-scheduler alone."""
 
     def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]],
-                 limits: Limits = Limits(workers=2, max_connections=256, max_body=0)):
+                 verbs: BoundedHTTPServer | None = None,
+                 limits: Limits = OPS_LIMITS):
         super().__init__(address, self._get, lambda req: _health(req, ready), None, limits, name="extender-ops")
         self.extender = extender
+        self.verbs = verbs
 
     def _get(self, req: Request) -> Response:
         ext = self.extender
@@ -395,6 +406,9 @@ class OpsHTTPServer(BoundedHTTPServer):
         if req.path == "/metrics":
             ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
             ext.metrics.nodes.set(len(ext.live.snapshot().names))
+            ext.metrics.connections.labels("metrics").set(self.connections())
+            if self.verbs is not None:
+                ext.metrics.connections.labels("verbs").set(self.verbs.connections())
             return Response(200, generate_latest(ext.metrics.registry), CONTENT_TYPE_LATEST)
         if req.path == "/debug/shapes":  # the workload fragmentation is weighed against
             return Response(200, orjson.dumps([dataclasses.asdict(sh) for sh in ext.live.shapes]))
