@@ -285,6 +285,8 @@ class BoundedHTTPServer:
             self._sel.register(sock, selectors.EVENT_READ, c)
 
     def _readable(self, c: _Conn) -> None:
+        if c.closed:  # closed earlier in this round of events (at the cap); its fd may be another's now
+            return
         if c.state == _DRAIN:
             self._drain(c)
             return
