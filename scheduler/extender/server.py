@@ -80,7 +80,6 @@ class Extender:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
     scheduler_name: str = contract.SCHEDULER_NAME  # bind refuses pods meant for any other scheduler
-    _recent: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
@@ -89,9 +88,8 @@ class Extender:
     # on rows that changed since (a Deployment's replicas share a shape)
     row_memo: RowMemo = field(default_factory=lambda: RowMemo(keys_kept=8))
 
-    # Only pods between filter and bind need remembering (a handful at a time); the bounds
-    # keep memory flat: score details hold arrays over every candidate node.
-    RECENT_PODS = 2048
+    # Only pods between prioritize and bind need their scores remembered (a handful at a time);
+    # the bound keeps memory flat: score details hold arrays over every candidate node.
     RECENT_DETAILS = 128  # binds follow prioritize within a second; past this a placement lacks scores
 
     def _remember(self, store: "OrderedDict[str, Any]", key: str, value: Any, limit: int) -> None:
@@ -134,7 +132,6 @@ class Extender:
             # Unresolvable: preempting other pods cannot fix a bad annotation.
             reason = f"gpusched: {exc}"
             return protocol.filter_result(args, [], {}, {n: reason for n in args.node_names})
-        self._remember(self._recent, key, args.pod, self.RECENT_PODS)
         if not req.gpu_pod:
             return protocol.filter_result(args, args.node_names, {})
         if req.shared:
