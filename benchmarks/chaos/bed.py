@@ -127,7 +127,8 @@ class ChaosBed:
             create_nodes(core, small(self.nodes))
             wait_nodes_ready(core, self.nodes, timeout=120)
             from benchmarks.chaos.proxy import ReadyProxy
-            self.gpusched = _Scheduler(self.cluster)
+            # plain HTTP: the readiness-gated proxy forwards bytes and probes /readyz on the verbs' URL
+            self.gpusched = _Scheduler(self.cluster, tls=False)
             self.gpusched.proxy = ReadyProxy(self.gpusched.port, f"{self.gpusched.url}/readyz").start()
             self.gpusched.start()
         except BaseException:

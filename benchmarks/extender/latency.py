@@ -113,13 +113,9 @@ def bound_pod(name: str, node: str, gpu: int, memory: str) -> dict[str, Any]:
             "spec": {"nodeName": node, "containers": [{"name": "c"}]}, "status": {"phase": "Running"}}
 
 
-def request_body(n_nodes: int, i: int, names: list[str] | None = None,
-                 shape: tuple[int, str] = BEST_SHAPE) -> bytes:
-    """Call i's body: its pod of `shape` (whole GPUs, share memory), and `names` (default:
-    every node, in an order of its own)."""
-    if names is None:
-        names = [f"node-{k:05d}" for k in range(n_nodes)]
-        random.Random(i).shuffle(names)
+def pending_pod(i: int, shape: tuple[int, str] = BEST_SHAPE) -> dict[str, Any]:
+    """Call i's pod of `shape` (whole GPUs, share memory), as kube-scheduler sends it and as
+    the API server answers bind's check."""
     gpus, share = shape
     annotations = {contract.MODEL: MODELS[i % len(MODELS)]}
     resources: dict[str, Any] = {"requests": {"cpu": "4", "memory": "32Gi"}}
@@ -127,11 +123,20 @@ def request_body(n_nodes: int, i: int, names: list[str] | None = None,
         resources["limits"] = {contract.GPU_RESOURCE: str(gpus)}
     else:
         annotations[contract.GPU_MEMORY] = share
-    pod = {
+    return {
         "metadata": {"name": f"bench-{i}", "namespace": "bench", "uid": f"uid-{i}", "annotations": annotations},
         "spec": {"schedulerName": "gpusched",
                  "containers": [{"name": "vllm", "image": "vllm/vllm-openai:v0.9.0", "resources": resources}]},
     }
+
+
+def request_body(n_nodes: int, i: int, names: list[str] | None = None,
+                 shape: tuple[int, str] = BEST_SHAPE) -> bytes:
+    """Call i's body: its pod of `shape`, and `names` (default: every node, in an order of its own)."""
+    if names is None:
+        names = [f"node-{k:05d}" for k in range(n_nodes)]
+        random.Random(i).shuffle(names)
+    pod = pending_pod(i, shape)
     return json.dumps({"Pod": pod, "NodeNames": names}, separators=(",", ":")).encode()  # compact, as Go writes
 
 
@@ -243,6 +248,14 @@ def _client(port: int, n: int, calls: int, bind: bool, shapes: list[tuple[int, s
     conn_out.send(lat)
 
 
+def _pending_pods(shapes: list[tuple[int, str]]) -> Any:
+    """bind's check of the API server's copy of the pod, answered as the API server would."""
+    def get_pod(namespace: str, name: str) -> dict[str, Any]:
+        i = int(name.split("-")[1])
+        return pending_pod(i, shapes[i % len(shapes)])
+    return get_pod
+
+
 def measure(n: int, calls: int, seed: int, mode: str = "best") -> list[Result]:
     realistic = mode == "realistic"
     shapes = random.Random(seed).sample(trace_shapes(), k=calls + 20) if realistic else [BEST_SHAPE]
@@ -253,7 +266,7 @@ def measure(n: int, calls: int, seed: int, mode: str = "best") -> list[Result]:
         live = LiveState(stale_after_s=86400)
         live.set_nodes([node_body(s) for s in specs])
         live.set_pods(pods)
-        ext = cls(live=live, binder=lambda *a: None, get_pod=lambda *a: None)
+        ext = cls(live=live, binder=lambda *a: None, get_pod=_pending_pods(shapes))
         spent = _time_verbs(ext)
         freeze_long_lived()  # as the daemon does once its caches are synced
         srv = _serve(ext)

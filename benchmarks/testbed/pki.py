@@ -85,14 +85,10 @@ def issue(
     return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
-def create(directory: Path, clients: dict[str, tuple[str, ...]]) -> PKI:
-    """Create the CA, the API server's serving certificate and one client certificate
-    per entry of `clients` (common name -> organisations)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    pki = PKI(directory)
+def _new_ca(common_name: str):
     ca_key = _key()
     now = dt.datetime.now(dt.timezone.utc)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gpusched-testbed-ca")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     ca_cert = (
         x509.CertificateBuilder()
         .subject_name(subject).issuer_name(subject)
@@ -107,6 +103,15 @@ def create(directory: Path, clients: dict[str, tuple[str, ...]]) -> PKI:
             encipher_only=False, decipher_only=False), critical=True)
         .sign(ca_key, hashes.SHA256())
     )
+    return ca_key, ca_cert
+
+
+def create(directory: Path, clients: dict[str, tuple[str, ...]]) -> PKI:
+    """Create the CA, the API server's serving certificate and one client certificate
+    per entry of `clients` (common name -> organisations)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    pki = PKI(directory)
+    ca_key, ca_cert = _new_ca("gpusched-testbed-ca")
     _write(pki.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
     _write(pki.key("ca"), _pem_key(ca_key))
     crt, key = issue(ca_key, ca_cert, "kube-apiserver", server=True,
@@ -131,3 +136,31 @@ def load_ca(pki: PKI):
     """The CA key and certificate, to issue more leaves later (e.g. the extender's TLS)."""
     ca_key = serialization.load_pem_private_key(pki.key("ca").read_bytes(), password=None)
     return ca_key, x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
+
+
+@dataclass(frozen=True)
+class ExtenderTLS:
+    """Mutual TLS between kube-scheduler and the extender, as the chart sets it up: a CA of
+    their own (not the cluster's, whose every client certificate would then be let in), the
+    extender's serving certificate and kube-scheduler's client certificate."""
+    ca_cert: Path
+    cert: Path
+    key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def create_extender_tls(directory: Path, name: str) -> ExtenderTLS:
+    directory.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = _new_ca(f"{name}-extender-ca")
+    out = ExtenderTLS(directory / f"{name}-extender-ca.crt", directory / f"{name}-extender.crt",
+                      directory / f"{name}-extender.key", directory / f"{name}-scheduler-client.crt",
+                      directory / f"{name}-scheduler-client.key")
+    _write(out.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+    crt, key = issue(ca_key, ca_cert, f"{name}-extender", server=True, dns=("localhost",), ips=("127.0.0.1",))
+    _write(out.cert, crt)
+    _write(out.key, key)
+    crt, key = issue(ca_key, ca_cert, f"{name}-scheduler")
+    _write(out.client_cert, crt)
+    _write(out.client_key, key)
+    return out

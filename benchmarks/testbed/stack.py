@@ -17,41 +17,47 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "gpusched" /
 
 
 class GpuschedScheduler:
-    """With ``tls``, the extender serves HTTPS with a certificate from the test bed's CA and
-    kube-scheduler verifies it through the extender's tlsConfig, as the chart's TLS option does."""
+    """With ``tls`` (the default, as the chart deploys it), the extender serves HTTPS and asks
+    every caller of its verbs for a client certificate; kube-scheduler's extender tlsConfig
+    carries the CA (caData) and its client certificate (certFile, keyFile), all from a CA of
+    their own. /metrics, /debug, /healthz and /readyz are on a plain-HTTP port of their own."""
 
-    def __init__(self, cluster: LocalCluster, *, tls: bool = False, name: str = "gpusched"):
+    def __init__(self, cluster: LocalCluster, *, tls: bool = True, name: str = "gpusched"):
         self.cluster = cluster
         self.name = name
         self.port = free_port()
+        self.ops_port = free_port()
         self.tls = tls
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.ops_url = f"http://127.0.0.1:{self.ops_port}"
         self.config = cluster.dir / f"{name}-extender.yaml"
         # The test bed reports nodes once, at creation; trust that for the whole session.
-        self.config.write_text("staleAfterSeconds: 86400\n")
+        self.config.write_text(f"staleAfterSeconds: 86400\nschedulerName: {name}\n")
         self.verify: str | bool = True
+        self.cert: tuple[str, str] | None = None  # kube-scheduler's client certificate, for tests calling verbs
         self._tls_args: list[str] = []
+        self.pki: pkimod.ExtenderTLS | None = None
+        self.proc = None  # the extender's process, once started
         if tls:
-            self._tls_args = self._issue_serving_cert()
-            self.verify = str(cluster.pki.ca_cert)
-
-    def _issue_serving_cert(self) -> list[str]:
-        ca_key, ca_cert = pkimod.load_ca(self.cluster.pki)
-        crt, key = pkimod.issue(ca_key, ca_cert, f"{self.name}-extender", server=True,
-                                dns=("localhost",), ips=("127.0.0.1",))
-        cert_path, key_path = self.cluster.dir / f"{self.name}-extender.crt", self.cluster.dir / f"{self.name}-extender.key"
-        cert_path.write_bytes(crt)
-        key_path.write_bytes(key)
-        key_path.chmod(0o600)
-        return ["--tls-cert-file", str(cert_path), "--tls-private-key-file", str(key_path)]
+            self.pki = pkimod.create_extender_tls(cluster.dir / "extender-pki", name)
+            self._tls_args = ["--tls-cert-file", str(self.pki.cert), "--tls-private-key-file", str(self.pki.key),
+                              "--tls-client-ca-file", str(self.pki.ca_cert)]
+            self.verify = str(self.pki.ca_cert)
+            self.cert = (str(self.pki.client_cert), str(self.pki.client_key))
 
     def get(self, path: str, timeout: float = 5) -> requests.Response:
-        return requests.get(f"{self.url}{path}", timeout=timeout, verify=self.verify)
+        """An operator's GET (/metrics, /debug/..., /healthz, /readyz), on the metrics port."""
+        return requests.get(f"{self.ops_url}{path}", timeout=timeout)
+
+    def post(self, path: str, timeout: float = 5, **kw) -> requests.Response:
+        """A verb, as kube-scheduler calls it: with its client certificate when TLS is on."""
+        return requests.post(f"{self.url}{path}", timeout=timeout, verify=self.verify, cert=self.cert, **kw)
 
     def start_extender(self) -> None:
-        self.cluster.spawn(f"{self.name}-extender", [
+        self.proc = self.cluster.spawn(f"{self.name}-extender", [
             sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(self.cluster.kubeconfig),
-            "--listen", f"127.0.0.1:{self.port}", "--config", str(self.config), *self._tls_args])
+            "--listen", f"127.0.0.1:{self.port}", "--metrics-listen", f"127.0.0.1:{self.ops_port}",
+            "--config", str(self.config), *self._tls_args])
         self.cluster.wait_until(f"{self.name}-extender", lambda: self.get("/readyz", 2).status_code == 200,
                                 60, "ready")
 
@@ -61,9 +67,10 @@ class GpuschedScheduler:
     def scheduler_config(self) -> dict:
         cfg = yaml.safe_load(DEPLOY.read_text())
         cfg["extenders"][0]["urlPrefix"] = self.url
-        if self.tls:
-            ca = base64.b64encode(self.cluster.pki.ca_cert.read_bytes()).decode()
-            cfg["extenders"][0]["tlsConfig"] = {"insecure": False, "caData": ca}
+        if self.pki is not None:
+            ca = base64.b64encode(self.pki.ca_cert.read_bytes()).decode()
+            cfg["extenders"][0]["tlsConfig"] = {"insecure": False, "caData": ca, "certFile": str(self.pki.client_cert),
+                                                "keyFile": str(self.pki.client_key)}
         if self.name != "gpusched":
             cfg["profiles"][0]["schedulerName"] = self.name
         cfg["clientConnection"]["kubeconfig"] = str(self.cluster.kubeconfig_for("system:kube-scheduler"))

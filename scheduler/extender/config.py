@@ -1,11 +1,14 @@
 """The extender's configuration file (YAML), with defaults that work without one.
 
-    listen: 0.0.0.0:8888          # where kube-scheduler calls
+    listen: 0.0.0.0:8888          # where kube-scheduler calls: /filter, /prioritize, /bind
+    metricsListen: 0.0.0.0:8889   # /metrics, /debug/..., /healthz, /readyz (plain HTTP)
+    schedulerName: gpusched       # /bind refuses pods whose spec.schedulerName is another
     staleAfterSeconds: 600        # a node report older than this is not trusted for new GPU pods
     weights: {...}                # scheduler.core.Weights fields; see `gpusched extender --print-config`
     tls:                          # optional: serve HTTPS (kube-scheduler's extender tlsConfig)
       certFile: /etc/gpusched/tls/tls.crt
       keyFile: /etc/gpusched/tls/tls.key
+      clientCAFile: /etc/gpusched/tls/ca.crt   # require a client certificate signed by it
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Any
 import yaml
 
 from scheduler.core import Weights
+from scheduler.kube.names import is_dns_subdomain
 
 
 class ConfigError(ValueError):
@@ -26,16 +30,22 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class ExtenderConfig:
     listen: tuple[str, int] = ("0.0.0.0", 8888)
+    metrics_listen: tuple[str, int] = ("0.0.0.0", 8889)
     stale_after_s: float = 600.0
+    scheduler_name: str = "gpusched"
     weights: Weights = field(default_factory=Weights)
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"listen": f"{self.listen[0]}:{self.listen[1]}", "staleAfterSeconds": self.stale_after_s,
-                               "weights": dataclasses.asdict(self.weights)}
+        out: dict[str, Any] = {"listen": f"{self.listen[0]}:{self.listen[1]}",
+                               "metricsListen": f"{self.metrics_listen[0]}:{self.metrics_listen[1]}",
+                               "schedulerName": self.scheduler_name, "staleAfterSeconds": self.stale_after_s, "weights": dataclasses.asdict(self.weights)}
         if self.tls_cert_file:
             out["tls"] = {"certFile": self.tls_cert_file, "keyFile": self.tls_key_file}
+            if self.tls_client_ca_file:
+                out["tls"]["clientCAFile"] = self.tls_client_ca_file
         return out
 
 
@@ -47,7 +57,8 @@ def parse_listen(text: str) -> tuple[str, int]:
 
 
 def load(path: str | None, listen: str | None = None, tls_cert_file: str | None = None,
-         tls_key_file: str | None = None) -> ExtenderConfig:
+         tls_key_file: str | None = None, *, metrics_listen: str | None = None,
+         tls_client_ca_file: str | None = None) -> ExtenderConfig:
     """The file's settings, with command-line values (when given) taking precedence."""
     raw: dict[str, Any] = {}
     if path:
@@ -57,12 +68,21 @@ def load(path: str | None, listen: str | None = None, tls_cert_file: str | None 
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must be a mapping")
-    unknown = set(raw) - {"listen", "staleAfterSeconds", "weights", "tls"}
+    unknown = set(raw) - {"listen", "metricsListen", "schedulerName", "staleAfterSeconds", "weights", "tls"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     cfg = ExtenderConfig()
     if listen or raw.get("listen"):
         cfg = dataclasses.replace(cfg, listen=parse_listen(listen or str(raw["listen"])))
+    if metrics_listen or raw.get("metricsListen"):
+        cfg = dataclasses.replace(cfg, metrics_listen=parse_listen(metrics_listen or str(raw["metricsListen"])))
+    if cfg.metrics_listen[1] and cfg.metrics_listen == cfg.listen:
+        raise ConfigError("metricsListen must differ from listen: /metrics and /debug have a port of their own")
+    if "schedulerName" in raw:
+        v = raw["schedulerName"]
+        if not isinstance(v, str) or not is_dns_subdomain(v):
+            raise ConfigError("schedulerName must be a DNS-1123 subdomain, as kube-scheduler profiles' names are")
+        cfg = dataclasses.replace(cfg, scheduler_name=v)
     if "staleAfterSeconds" in raw:
         v = raw["staleAfterSeconds"]
         if not isinstance(v, (int, float)) or v <= 0:
@@ -77,15 +97,21 @@ def load(path: str | None, listen: str | None = None, tls_cert_file: str | None 
             cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, **w))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"weights: {exc}") from None
-    return _with_tls(cfg, raw.get("tls"), tls_cert_file, tls_key_file)
+    return _with_tls(cfg, raw.get("tls"), tls_cert_file, tls_key_file, tls_client_ca_file)
 
 
-def _with_tls(cfg: ExtenderConfig, section: Any, cert: str | None, key: str | None) -> ExtenderConfig:
+def _with_tls(cfg: ExtenderConfig, section: Any, cert: str | None, key: str | None,
+              client_ca: str | None) -> ExtenderConfig:
     if section is not None:
-        if not isinstance(section, dict) or set(section) - {"certFile", "keyFile"}:
-            raise ConfigError("tls accepts only certFile and keyFile")
+        if not isinstance(section, dict) or set(section) - {"certFile", "keyFile", "clientCAFile"}:
+            raise ConfigError("tls accepts only certFile, keyFile and clientCAFile")
         cert = cert or section.get("certFile")
         key = key or section.get("keyFile")
+        client_ca = client_ca or section.get("clientCAFile")
+    if client_ca and not cert:
+        raise ConfigError("a client CA (tls.clientCAFile, --tls-client-ca-file) needs TLS: a certificate and key")
+    if client_ca and not Path(client_ca).is_file():
+        raise ConfigError(f"TLS client CA {client_ca} does not exist or is not a file")
     if not cert and not key:
         return cfg
     if not cert or not key:
@@ -94,4 +120,5 @@ def _with_tls(cfg: ExtenderConfig, section: Any, cert: str | None, key: str | No
     for what, f in (("certificate", cert), ("private key", key)):
         if not Path(f).is_file():
             raise ConfigError(f"TLS {what} {f} does not exist or is not a file")
-    return dataclasses.replace(cfg, tls_cert_file=str(cert), tls_key_file=str(key))
+    return dataclasses.replace(cfg, tls_cert_file=str(cert), tls_key_file=str(key),
+                               tls_client_ca_file=str(client_ca) if client_ca else None)

@@ -10,8 +10,9 @@ from typing import Any
 from scheduler.extender.config import ExtenderConfig
 from scheduler.extender.live import LiveState
 from scheduler.extender.node_events import NodeEvents
-from scheduler.extender.server import Extender, ExtenderHTTPServer, server_tls_context
+from scheduler.extender.server import Extender, ExtenderHTTPServer, OpsHTTPServer, server_tls_context
 from scheduler.kube.client import api_client, raw
+from scheduler.kube.names import namespaced_path
 from scheduler.kube.watch import Informer
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,13 @@ class ExtenderDaemon:
         # Only bound pods hold GPUs; the field selector keeps pending pods off the wire.
         self.pods = Informer(self.api, "/api/v1/pods", self.live.on_pod, on_relist=self.live.set_pods,
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
-        self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights)
+        self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights,
+                                 scheduler_name=cfg.scheduler_name)
         host, port = cfg.listen
-        tls = server_tls_context(cfg.tls_cert_file, cfg.tls_key_file) if cfg.tls_cert_file else None
+        tls = server_tls_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file) \
+            if cfg.tls_cert_file else None
         self.http = ExtenderHTTPServer((host, port), self.extender, self.ready, tls=tls)
+        self.ops = OpsHTTPServer(cfg.metrics_listen, self.extender, self.ready, verbs=self.http)
 
     def ready(self) -> tuple[bool, str]:
         missing = [i.name for i in (self.nodes, self.pods) if not i.synced.is_set()]
@@ -65,10 +69,10 @@ class ExtenderDaemon:
             meta["annotations"] = annotations  # the API server copies these onto the pod with the binding
         body = {"apiVersion": "v1", "kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": node}}
         with self._bind_slots:
-            raw(self.api, "POST", f"/api/v1/namespaces/{namespace}/pods/{name}/binding", body)
+            raw(self.api, "POST", namespaced_path("/api/v1", namespace, "pods", name, "binding"), body)
 
     def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        return raw(self.api, "GET", f"/api/v1/namespaces/{namespace}/pods/{name}")[1]
+        return raw(self.api, "GET", namespaced_path("/api/v1", namespace, "pods", name))[1]
 
     def run(self) -> None:
         self.nodes.start()
@@ -78,8 +82,11 @@ class ExtenderDaemon:
         threading.Thread(target=self.node_events.run, args=(self.stop,), name="node-events", daemon=True).start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
-        log.info("gpusched extender listening on %s://%s:%d", "https" if self.http.tls else "http",
-                 *self.http.server_address[:2])
+        threading.Thread(target=self.ops.serve_forever, name="ops-http", daemon=True).start()
+        mode = "http" if not self.http.tls else \
+            "https, client certificates required" if self.cfg.tls_client_ca_file else "https"
+        log.info("gpusched extender listening on %s:%d (%s); metrics on http://%s:%d", *self.http.server_address[:2],
+                 mode, *self.ops.server_address[:2])
         self.http.serve_forever(poll_interval=0.2)
 
     def _freeze_forever(self) -> None:
@@ -93,3 +100,4 @@ class ExtenderDaemon:
         self.nodes.stop()
         self.pods.stop()
         self.http.shutdown()
+        self.ops.shutdown()

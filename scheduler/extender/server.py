@@ -1,4 +1,6 @@
-"""The extender's HTTP server: /filter, /prioritize, /bind, /healthz, /readyz, /metrics.
+"""The extender's verbs (/filter, /prioritize, /bind) and the routes that serve them:
+kube-scheduler's port (the verbs, /healthz, /readyz) and the operators' port (/metrics,
+/debug/..., /healthz, /readyz). Connection handling is scheduler/extender/http.py.
 
 Filter and prioritize read the in-memory snapshot only. Bind is the one verb that
 talks to the API server, after it has reserved the GPUs in memory, so two pods
@@ -9,18 +11,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import socket
 import ssl
-import sys
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from email.utils import formatdate
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from scheduler import contract
@@ -29,6 +27,7 @@ from scheduler.core import (Allocation, RequestError, Weights, assign_gpus, filt
 from scheduler.core.feasibility import filter_rows
 from scheduler.core.row_memo import RowMemo
 from scheduler.extender import protocol
+from scheduler.extender.http import BoundedHTTPServer, Limits, Request, Response
 from scheduler.extender.live import LiveState
 from scheduler.quantity import format_bytes
 
@@ -39,7 +38,6 @@ log = logging.getLogger(__name__)
 # the network) so that it sees the reservation; a pod that never comes to bind stops
 # blocking after this long.
 INFLIGHT_WAIT_S = 1.0
-TLS_HANDSHAKE_S = 10.0
 RETRIED_BIND_WAIT_S = 30.0  # a retried bind waits this long for the first one's outcome
 
 
@@ -58,6 +56,9 @@ class Metrics:
                              "filter and prioritize calls for GPU pods by how their node names were read: "
                              "'rows' straight from kube-scheduler's bytes, 'decoded' in full (another shape, "
                              "or a node the snapshot lacks)", ["verb", "how"], registry=self.registry)
+        self.connections = Gauge("gpusched_extender_connections",
+                                 "Connections open, by port (capped; past the cap the least recently active idle "
+                                 "one is closed)", ["port"], registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
 
@@ -74,11 +75,11 @@ class Extender:
     """The verbs, independent of HTTP, so tests and benchmarks call them directly."""
     live: LiveState
     binder: Callable[[str, str, str, str, dict[str, str]], None]  # (namespace, name, uid, node, annotations)
-    get_pod: Callable[[str, str], dict[str, Any] | None]  # fallback when bind comes for a pod we never filtered
+    get_pod: Callable[[str, str], dict[str, Any] | None]  # the API server's copy: what bind checks against
     weights: Weights = field(default_factory=Weights)
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
-    _recent: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
+    scheduler_name: str = contract.SCHEDULER_NAME  # bind refuses pods meant for any other scheduler
     _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
@@ -87,9 +88,8 @@ class Extender:
     # on rows that changed since (a Deployment's replicas share a shape)
     row_memo: RowMemo = field(default_factory=lambda: RowMemo(keys_kept=8))
 
-    # Only pods between filter and bind need remembering (a handful at a time); the bounds
-    # keep memory flat: score details hold arrays over every candidate node.
-    RECENT_PODS = 2048
+    # Only pods between prioritize and bind need their scores remembered (a handful at a time);
+    # the bound keeps memory flat: score details hold arrays over every candidate node.
     RECENT_DETAILS = 128  # binds follow prioritize within a second; past this a placement lacks scores
 
     def _remember(self, store: "OrderedDict[str, Any]", key: str, value: Any, limit: int) -> None:
@@ -123,7 +123,7 @@ class Extender:
 
     def filter(self, body: bytes) -> bytes:
         read_with = self.live.snapshot()
-        args = protocol.parse_extender_args(body, read_with.name_table)
+        args = protocol.parse_extender_args(body, read_with.name_table, protocol.max_names(len(read_with.names)))
         key = args.pod_key
         try:
             req = parse_pod(args.pod)
@@ -132,7 +132,6 @@ class Extender:
             # Unresolvable: preempting other pods cannot fix a bad annotation.
             reason = f"gpusched: {exc}"
             return protocol.filter_result(args, [], {}, {n: reason for n in args.node_names})
-        self._remember(self._recent, key, args.pod, self.RECENT_PODS)
         if not req.gpu_pod:
             return protocol.filter_result(args, args.node_names, {})
         if req.shared:
@@ -158,7 +157,7 @@ class Extender:
 
     def prioritize(self, body: bytes) -> bytes:
         snap = self.live.snapshot()
-        args = protocol.parse_extender_args(body, snap.name_table)
+        args = protocol.parse_extender_args(body, snap.name_table, protocol.max_names(len(snap.names)))
         try:
             req = parse_pod(args.pod)
         except RequestError:
@@ -204,23 +203,14 @@ class Extender:
 
     def _bind(self, b: protocol.BindingArgs) -> str:
         key = b.pod_key
-        if self.live.placed_on(key) is not None:
-            # Counted already: most likely kube-scheduler retrying a bind that succeeded.
-            # Reserving again would take a second GPU; but a pod recreated under the same
-            # name must still be bound, so ask the API server which one this is (rare path).
-            now = self.get_pod(b.pod_namespace, b.pod_name)
-            meta, spec = (now or {}).get("metadata") or {}, (now or {}).get("spec") or {}
-            if now is not None and meta.get("uid") == b.pod_uid and spec.get("nodeName"):
-                self.metrics.decisions.labels("bind", "retried").inc()
-                if spec["nodeName"] == b.node:
-                    return ""
-                return f"gpusched: pod {key} is already bound to {spec['nodeName']}"
-        pod = self._recent.get(key)
-        if pod is None or (pod.get("metadata") or {}).get("uid") != b.pod_uid:
-            pod = self.get_pod(b.pod_namespace, b.pod_name)
-            if pod is None:
-                self.metrics.decisions.labels("bind", "pod-gone").inc()
-                return f"pod {key} no longer exists"
+        pod, refusal = self._bindable(b)
+        if refusal:
+            self.metrics.decisions.labels("bind", refusal[0]).inc()
+            log.warning("bind %s to %s refused: %s", key, b.node, refusal[1])
+            return f"gpusched: {refusal[1]}"
+        if pod is None:  # bound already, by this extender, to this very node: a retry
+            self.metrics.decisions.labels("bind", "retried").inc()
+            return ""
         try:
             req = parse_pod(pod)
         except RequestError as exc:
@@ -255,10 +245,39 @@ class Extender:
                 self.live.forget(b.node, key)
             self.metrics.decisions.labels("bind", "api-error").inc()
             log.warning("bind %s to %s failed: %s", key, b.node, exc)
-            return f"binding {key} to {b.node} failed: {exc}"
+            # The API server's text stays in our log: a 409 names the pod's real UID.
+            return f"binding {key} to {b.node} failed: {_status_of(exc)}"
         self.metrics.decisions.labels("bind", "bound").inc()
         log.info("bound %s to %s gpus=%s", key, b.node, annotations.get(contract.GPU_IDS, "-"))
         return ""
+
+    def _bindable(self, b: protocol.BindingArgs) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
+        """The pod as the API server has it, when it may be bound to b.node: (pod, None);
+        (None, None) for a retry of a bind this extender made; else (None, (metric, reason)).
+        Checked against the API server, not against what a caller sent to /filter."""
+        key = b.pod_key
+        if b.node not in self.live.snapshot().index:
+            return None, ("unknown-node", f"node {b.node} is not in gpusched's view of the cluster")
+        try:
+            pod = self.get_pod(b.pod_namespace, b.pod_name)
+        except Exception as exc:
+            log.warning("bind %s: reading the pod failed: %s", key, exc)
+            return None, ("api-error", f"cannot read pod {key}: {_status_of(exc)}")
+        meta, spec = (pod or {}).get("metadata") or {}, (pod or {}).get("spec") or {}
+        if pod is None:
+            return None, ("pod-gone", f"pod {key} does not exist")
+        if meta.get("uid") != b.pod_uid:
+            # never the real UID: a caller that knew it could try again with it
+            return None, ("wrong-uid", f"PodUID does not match pod {key}")
+        if spec.get("schedulerName") != self.scheduler_name:
+            return None, ("not-ours", f"pod {key} is not for scheduler {self.scheduler_name}")
+        if spec.get("nodeName"):
+            if spec["nodeName"] == b.node and self.live.placed_on(key) == b.node:
+                return None, None  # kube-scheduler retrying a bind that succeeded
+            return None, ("already-bound", f"pod {key} is already bound to {spec['nodeName']}")
+        if meta.get("deletionTimestamp"):
+            return None, ("pod-gone", f"pod {key} is being deleted")
+        return pod, None
 
     def _placement(self, key: str, node: str, req, alloc: Allocation, reason: str) -> str:
         details = (self._details.get(key) or {}).get(node, {})
@@ -270,6 +289,12 @@ class Extender:
             "reason": reason,
         }
         return json.dumps(body, separators=(",", ":"), default=str)[:4096]
+
+
+def _status_of(exc: Exception) -> str:
+    """What may be told to a caller about an API error: its HTTP status, never its text."""
+    status = getattr(exc, "status", None)
+    return f"API server answered {status}" if status else type(exc).__name__
 
 
 def describe_node(snap, name: str) -> dict[str, Any] | None:
@@ -294,177 +319,33 @@ def describe_node(snap, name: str) -> dict[str, Any] | None:
     }
 
 
-MAX_HEADER_LINE = 65536  # as http.client allows
-MAX_HEADERS = 100
+def _json_error(status: int, message: str, close: bool = False) -> Response:
+    return Response(status, orjson.dumps({"Error": message}), close=close)
 
 
-class _Headers(dict):
-    """Request headers by lower-cased name."""
-
-    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
-        return super().get(name.lower(), default)
-
-
-_DATE: tuple[int, str] = (0, "")
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: kube-scheduler reuses connections
-    server: "ExtenderHTTPServer"
-
-    def log_message(self, fmt: str, *args: Any) -> None:  # access logs at DEBUG only
-        log.debug("%s " + fmt, self.address_string(), *args)
-
-    def log_request(self, code: Any = "-", size: Any = "-") -> None:
-        if log.isEnabledFor(logging.DEBUG):
-            super().log_request(code, size)
-
-    def date_time_string(self, timestamp: float | None = None) -> str:
-        global _DATE
-        if timestamp is not None:
-            return super().date_time_string(timestamp)
-        now = int(time.time())
-        if _DATE[0] != now:  # formatted once a second, not once a call (email.utils is slow)
-            _DATE = (now, formatdate(now, usegmt=True))
-        return _DATE[1]
-
-    def parse_request(self) -> bool:
-        """The request line and headers, read without the email package, which the standard
-        library parses headers with: ~0.3 ms a call, a tenth of a 5,000-node filter. Extender
-        calls are small HTTP/1.x requests; anything else is refused as the standard library would."""
-        # HTTP/1.0 until the line says otherwise, so that even an error gets a status line
-        self.command, self.request_version, self.close_connection = None, "HTTP/1.0", True
-        self.requestline = line = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = line.split()
-        if len(words) != 3 or not words[2].startswith("HTTP/"):
-            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request line {line[:100]!r}")
-            return False
-        if words[2] not in ("HTTP/1.0", "HTTP/1.1"):
-            self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Unsupported HTTP version {words[2][:20]!r}")
-            return False
-        self.command, self.path, self.request_version = words
-        if self.path.startswith("//"):  # as the standard library: never an absolute URL's host
-            self.path = "/" + self.path.lstrip("/")
-        headers = _Headers()
-        for _ in range(MAX_HEADERS + 1):
-            raw = self.rfile.readline(MAX_HEADER_LINE + 1)
-            if len(raw) > MAX_HEADER_LINE:
-                self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long")
-                return False
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = raw.decode("iso-8859-1").partition(":")
-            name = name.strip().lower()
-            if not sep or not name or (name == "content-length" and name in headers):
-                # two Content-Lengths could frame the body two ways: refuse, do not pick one
-                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad header line {raw[:100]!r}")
-                return False
-            headers[name] = value.strip()
-        else:
-            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers")
-            return False
-        self.headers = headers  # type: ignore[assignment]
-        connection = headers.get("connection", "").lower()
-        self.close_connection = connection == "close" or (self.request_version == "HTTP/1.0"
-                                                          and connection != "keep-alive")
-        if headers.get("expect", "").lower() == "100-continue" and self.request_version == "HTTP/1.1":
-            return self.handle_expect_100()  # curl asks before sending a body over 1 kB
-        return True
-
-    def setup(self) -> None:
-        # Answers are small; without this, Nagle holds them for the client's delayed ACK (40 ms).
-        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        tls = self.server.tls
-        if tls is not None:
-            # The handshake runs on this connection's thread, not in accept(), so one slow
-            # or hostile client cannot stall the others; the timeout bounds it.
-            self.request.settimeout(TLS_HANDSHAKE_S)
-            self.request = tls.wrap_socket(self.request, server_side=True)
-            self.request.settimeout(None)
-        super().setup()
-
-    def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(body)  # headers and body in one write
-        self.flush_headers()
-
-    def do_GET(self) -> None:
-        ext = self.server.extender
-        if self.path == "/healthz":
-            self._send(200, b"ok", "text/plain")
-        elif self.path == "/readyz":
-            ok, why = self.server.ready()
-            self._send(200 if ok else 503, why.encode(), "text/plain")
-        elif self.path == "/debug/shapes":  # the workload fragmentation is weighed against
-            self._send(200, json.dumps([dataclasses.asdict(sh) for sh in ext.live.shapes]).encode())
-        elif self.path.startswith("/debug/nodes/"):
-            info = describe_node(ext.live.snapshot(), self.path[len("/debug/nodes/"):])
-            self._send(200 if info else 404, json.dumps(info or {"Error": "node not in the snapshot"}).encode())
-        elif self.path == "/metrics":
-            ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
-            ext.metrics.nodes.set(len(ext.live.snapshot().names))
-            self._send(200, generate_latest(ext.metrics.registry), CONTENT_TYPE_LATEST)
-        else:
-            self._send(404, b'{"Error":"unknown path"}')
-
-    def do_POST(self) -> None:
-        verb = self.path.strip("/").split("?")[0]
-        if not self.server.synced():
-            # Before the first list of nodes and pods, every GPU looks free: answering then
-            # would double-book. kube-scheduler treats this like an extender that is down.
-            self.close_connection = True
-            self._send(503, json.dumps({"Error": f"gpusched extender not ready: {self.server.ready()[1]}"}).encode())
-            return
-        handler = {"filter": self.server.extender.filter, "prioritize": self.server.extender.prioritize,
-                   "bind": self.server.extender.bind}.get(verb)
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0 or length > protocol.MAX_BODY:
-            self.close_connection = True
-            self._send(413 if length > 0 else 400,
-                       json.dumps({"Error": f"Content-Length must be 0..{protocol.MAX_BODY}"}).encode())
-            return
-        body = self.rfile.read(length)
-        if handler is None:
-            self._send(404, json.dumps({"Error": f"unknown verb {verb!r}: use /filter, /prioritize or /bind"}).encode())
-            return
-        start = time.perf_counter()
-        try:
-            out = handler(body)
-            code = 200
-        except protocol.ProtocolError as exc:
-            out, code = json.dumps({"Error": str(exc)}).encode(), 400
-            self.server.extender.metrics.decisions.labels(verb, "bad-request").inc()
-        except Exception as exc:  # a bug must not take the server down; say so and keep serving
-            log.exception("%s failed", verb)
-            out, code = json.dumps({"Error": f"internal error: {type(exc).__name__}"}).encode(), 500
-        self.server.extender.metrics.latency.labels(verb).observe(time.perf_counter() - start)
-        self._send(code, out)
+def _health(req: Request, ready: Callable[[], tuple[bool, str]]) -> Response | None:
+    """/healthz and /readyz, answered on the connection thread itself (never queued behind
+    busy workers): a probe that waits is a probe that fails."""
+    if req.method != "GET":
+        return None
+    if req.path == "/healthz":
+        return Response(200, b"ok", "text/plain")
+    if req.path == "/readyz":
+        ok, why = ready()
+        return Response(200 if ok else 503, why.encode(), "text/plain")
+    return None
 
 
-def server_tls_context(cert_file: str, key_file: str) -> ssl.SSLContext:
-    """TLS 1.2+ server context; raises ssl.SSLError / OSError on a bad or mismatched pair."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_file, key_file)
-    return ctx
-
-
-class ExtenderHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128
+class ExtenderHTTPServer(BoundedHTTPServer):
+    """kube-scheduler's port: /filter, /prioritize and /bind, and /healthz and /readyz.
+    With mutual TLS only a caller holding a certificate from the client CA gets a request in."""
 
     def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]],
-                 tls: ssl.SSLContext | None = None):
-        super().__init__(address, _Handler)
+                 tls: ssl.SSLContext | None = None, limits: Limits | None = None):
+        super().__init__(address, self._verb, lambda req: _health(req, ready), tls, limits or VERBS_LIMITS,
+                         name="extender")
         self.extender = extender
         self.ready = ready
-        self.tls = tls
         self._synced = False
 
     def synced(self) -> bool:
@@ -473,10 +354,78 @@ class ExtenderHTTPServer(ThreadingHTTPServer):
             self._synced = self.ready()[0]
         return self._synced
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A failed TLS handshake or a client that hangs up is the client's problem: one line, no traceback.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ssl.SSLError, ConnectionError, TimeoutError)):
-            log.info("connection from %s dropped: %s", client_address[0], exc)
-        else:
-            super().handle_error(request, client_address)
+    def _verb(self, req: Request) -> Response:
+        verb = req.path.strip("/").split("?")[0]
+        if req.method != "POST":
+            return _json_error(404, "unknown path: /metrics and /debug are on the metrics port")
+        if not self.synced():
+            # Before the first list of nodes and pods, every GPU looks free: answering then
+            # would double-book. kube-scheduler treats this like an extender that is down.
+            return _json_error(503, f"gpusched extender not ready: {self.ready()[1]}", close=True)
+        ext = self.extender
+        handler = {"filter": ext.filter, "prioritize": ext.prioritize, "bind": ext.bind}.get(verb)
+        if handler is None:
+            return _json_error(404, f"unknown verb {verb[:40]!r}: use /filter, /prioritize or /bind")
+        start = time.perf_counter()
+        try:
+            out, code = handler(req.body), 200
+        except protocol.TooLarge as exc:
+            out, code = orjson.dumps({"Error": str(exc)}), 413
+            ext.metrics.decisions.labels(verb, "too-large").inc()
+        except protocol.ProtocolError as exc:
+            out, code = orjson.dumps({"Error": str(exc)}), 400
+            ext.metrics.decisions.labels(verb, "bad-request").inc()
+        except Exception as exc:  # a bug must not take the server down; say so and keep serving
+            log.exception("%s failed", verb)
+            out, code = orjson.dumps({"Error": f"internal error: {type(exc).__name__}"}), 500
+        ext.metrics.latency.labels(verb).observe(time.perf_counter() - start)
+        return Response(code, out)
+
+
+# Scrapes and probes: a few at a time, no bodies
+OPS_LIMITS = Limits(workers=2, max_connections=256, max_body=0)
+VERBS_LIMITS = Limits(max_body=protocol.MAX_BODY)
+
+
+class OpsHTTPServer(BoundedHTTPServer):
+    """The operators' port: /metrics, /debug/shapes, /debug/nodes/NAME, /healthz, /readyz.
+    Plain HTTP on a port of its own, so that Prometheus and probes need no client
+    certificate and the verbs' port admits kube-scheduler alone."""
+
+    def __init__(self, address: tuple[str, int], extender: Extender, ready: Callable[[], tuple[bool, str]],
+                 verbs: BoundedHTTPServer | None = None,
+                 limits: Limits = OPS_LIMITS):
+        super().__init__(address, self._get, lambda req: _health(req, ready), None, limits, name="extender-ops")
+        self.extender = extender
+        self.verbs = verbs
+
+    def _get(self, req: Request) -> Response:
+        ext = self.extender
+        if req.method != "GET":
+            return _json_error(405, "only GET here")
+        if req.path == "/metrics":
+            ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
+            ext.metrics.nodes.set(len(ext.live.snapshot().names))
+            ext.metrics.connections.labels("metrics").set(self.connections())
+            if self.verbs is not None:
+                ext.metrics.connections.labels("verbs").set(self.verbs.connections())
+            return Response(200, generate_latest(ext.metrics.registry), CONTENT_TYPE_LATEST)
+        if req.path == "/debug/shapes":  # the workload fragmentation is weighed against
+            return Response(200, orjson.dumps([dataclasses.asdict(sh) for sh in ext.live.shapes]))
+        if req.path.startswith("/debug/nodes/"):
+            info = describe_node(ext.live.snapshot(), req.path[len("/debug/nodes/"):])
+            return Response(200 if info else 404, orjson.dumps(info or {"Error": "node not in the snapshot"}))
+        return _json_error(404, "unknown path")
+
+
+def server_tls_context(cert_file: str, key_file: str, client_ca_file: str | None = None) -> ssl.SSLContext:
+    """TLS 1.2+ server context; with `client_ca_file`, a client certificate signed by that CA
+    is required (kube-scheduler's extender tlsConfig certFile/keyFile). Raises ssl.SSLError
+    / OSError on a bad or mismatched pair or CA."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    if client_ca_file:
+        ctx.load_verify_locations(cafile=client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx

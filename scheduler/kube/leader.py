@@ -18,6 +18,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from scheduler.kube.client import raw
+from scheduler.kube.names import namespaced_path
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class LeaderElector:
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
         self._leader = False
-        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self.path = namespaced_path("/apis/coordination.k8s.io/v1", namespace, "leases", name)
 
     def is_leader(self) -> bool:
         return self._leader and self.monotonic() - self._renewed_at < self.renew_deadline_s
@@ -84,7 +85,7 @@ class LeaderElector:
         if status == 404:
             spec_new.update(acquireTime=_micro_time(now), leaseTransitions=0)
             try:
-                raw(self.api, "POST", f"/apis/coordination.k8s.io/v1/namespaces/{self.namespace}/leases",
+                raw(self.api, "POST", namespaced_path("/apis/coordination.k8s.io/v1", self.namespace, "leases"),
                     self._body(spec_new, None))
             except ApiException as exc:
                 if exc.status == 409:

@@ -119,31 +119,60 @@ def test_tls_between_kube_scheduler_and_the_extender(helm, ca):
     (vol,) = [v for v in dep["volumes"] if v["name"] == "tls"]
     assert vol["secret"]["secretName"] == "ext-tls"
     assert {"name": "tls", "mountPath": "/etc/gpusched/tls", "readOnly": True} in c["volumeMounts"]
-    assert c["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    # callers need a client certificate from the Secret's CA; probes use the plain metrics port
+    assert "--tls-client-ca-file=/etc/gpusched/tls/ca.crt" in args
+    assert {"key": "ca.crt", "path": "ca.crt"} in vol["secret"]["items"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTP"}
     svc = by(docs, "Service", "gpusched-extender")
-    assert svc["spec"]["ports"][0]["name"] == "https"
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["https", "metrics"]
     cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
     ext = cfg["extenders"][0]
     assert ext["urlPrefix"] == "https://gpusched-extender.gpusched-system.svc:8888"
     assert ext["tlsConfig"]["insecure"] is False
     sched = by(docs, "Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]
+    # kube-scheduler's client certificate, from a Secret of its own
+    (client,) = [v for v in sched["volumes"] if v["name"] == "extender-client"]
+    assert client["secret"]["secretName"] == "gpusched-extender-client"
+    (m,) = [m for m in sched["containers"][0]["volumeMounts"] if m["name"] == "extender-client"]
+    assert (ext["tlsConfig"]["certFile"], ext["tlsConfig"]["keyFile"]) == (
+        f"{m['mountPath']}/tls.crt", f"{m['mountPath']}/tls.key")
     if ca:
         assert ext["tlsConfig"]["caData"] == ca
-        assert not [v for v in sched["volumes"] if "secret" in v]
+        assert not [v for v in sched["volumes"] if "secret" in v and v["name"] != "extender-client"]
     else:  # the CA from the Secret's ca.crt, and only that key
         path = ext["tlsConfig"]["caFile"]
-        (vol,) = [v for v in sched["volumes"] if "secret" in v]
+        (vol,) = [v for v in sched["volumes"] if "secret" in v and v["name"] != "extender-client"]
         assert vol["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
         (m,) = [m for m in sched["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
         assert path == f"{m['mountPath']}/ca.crt"
 
 
-def test_without_tls_the_extender_is_plain_http():
+def test_tls_with_client_certificates_is_the_default():
     cfg = yaml.safe_load(manifests.one("ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
+    assert cfg["extenders"][0]["urlPrefix"] == "https://gpusched-extender.gpusched-system.svc:8888"
+    assert {"certFile", "keyFile", "caFile"} <= set(cfg["extenders"][0]["tlsConfig"])
+    args = manifests.one("Deployment", "gpusched-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--tls-client-ca-file=/etc/gpusched/tls/ca.crt" in args
+
+
+def test_without_tls_the_extender_is_plain_http(helm):
+    docs = template(helm, "--set", "extender.tls.enabled=false")
+    cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
     assert cfg["extenders"][0]["urlPrefix"] == "http://gpusched-extender.gpusched-system.svc:8888"
     assert "tlsConfig" not in cfg["extenders"][0]
-    args = manifests.one("Deployment", "gpusched-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
+    args = by(docs, "Deployment", "gpusched-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not [a for a in args if a.startswith("--tls")]
+
+
+def test_cert_manager_issues_the_serving_and_client_certificates(helm):
+    docs = template(helm, "--set", "extender.tls.certManager.enabled=true")
+    certs = {d["metadata"]["name"]: d["spec"] for d in docs if d and d["kind"] == "Certificate"}
+    assert certs["gpusched-extender-ca"]["isCA"] is True
+    assert "gpusched-extender.gpusched-system.svc" in certs["gpusched-extender-tls"]["dnsNames"]
+    assert certs["gpusched-extender-client"]["usages"] == ["client auth", "digital signature"]
+    # both from the chart's own CA, never the cluster's
+    assert certs["gpusched-extender-tls"]["issuerRef"]["name"] == "gpusched-extender-ca"
+    assert certs["gpusched-extender-client"]["issuerRef"]["name"] == "gpusched-extender-ca"
 
 
 def test_scheduler_config_is_the_chart_file_with_only_the_url_and_namespace_set():
@@ -154,6 +183,7 @@ def test_scheduler_config_is_the_chart_file_with_only_the_url_and_namespace_set(
     rendered = yaml.safe_load(manifests.one("ConfigMap", "gpusched-scheduler-config")["data"]
                               ["kube-scheduler-config.yaml"])
     source["extenders"][0]["urlPrefix"] = rendered["extenders"][0]["urlPrefix"]
+    source["extenders"][0]["tlsConfig"] = rendered["extenders"][0]["tlsConfig"]  # the test bed sets its own
     assert rendered == source
 
 
@@ -206,7 +236,9 @@ def test_pdbs_and_network_policies():
     assert ext["policyTypes"] == ["Ingress"]
     first = ext["ingress"][0]
     assert first["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gpusched-scheduler"}}}]
-    assert all(p["port"] == 8888 for rule in ext["ingress"] for p in rule["ports"])
+    assert first["ports"] == [{"protocol": "TCP", "port": 8888}]  # the verbs: kube-scheduler only
+    # the scrapers reach the metrics port alone, not /bind
+    assert all(p["port"] == 8889 for rule in ext["ingress"][1:] for p in rule["ports"])
     for name in ("gpusched-scheduler", "gpusched-autoscaler", "gpusched-agent"):
         spec = manifests.one("NetworkPolicy", name)["spec"]
         assert spec["policyTypes"] == ["Ingress"] and len(spec["ingress"]) == 1

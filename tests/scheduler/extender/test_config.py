@@ -28,9 +28,12 @@ def test_defaults_work_without_a_file():
     ("weights: {locality: 1, gravity: 2}\n", "weights accepts only"),
     ("colour: blue\n", "unknown config keys: colour"),
     ("- a list\n", "must be a mapping"),
-    ("tls: {certFile: /x, keyFile: /y, ca: /z}\n", "tls accepts only certFile and keyFile"),
+    ("tls: {certFile: /x, keyFile: /y, ca: /z}\n", "tls accepts only certFile, keyFile and clientCAFile"),
     ("tls: {certFile: /nonexistent.crt, keyFile: /nonexistent.key}\n", "certificate /nonexistent.crt does not exist"),
     ("tls: {certFile: /nonexistent.crt}\n", "needs both a certificate and its private key"),
+    ("tls: {clientCAFile: /etc/hostname}\n", "needs TLS: a certificate and key"),
+    ("listen: 0.0.0.0:9000\nmetricsListen: 0.0.0.0:9000\n", "metricsListen must differ from listen"),
+    ("schedulerName: Not/A/Name\n", "schedulerName must be a DNS-1123 subdomain"),
 ])
 def test_bad_config_files_say_what_is_wrong(tmp_path, text, error):
     path = tmp_path / "extender.yaml"

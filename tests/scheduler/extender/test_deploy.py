@@ -58,17 +58,20 @@ def test_extender_serves_and_binds_under_its_service_account(cluster, applied, c
     kc.write_text(yaml.safe_dump(admin))
     # The session's nodes were reported once, at its start; this test may run after the default 600 s.
     config = tmp_path / "extender.yaml"
-    config.write_text("staleAfterSeconds: 86400\n")
-    port = free_port()
+    # bind takes pods of this scheduler name only, and no scheduler serves it
+    config.write_text("staleAfterSeconds: 86400\nschedulerName: by-hand\n")
+    port, ops = free_port(), free_port()
     url = f"http://127.0.0.1:{port}"
     cluster.spawn("extender-as-sa", [sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(kc),
-                                     "--listen", f"127.0.0.1:{port}", "--config", str(config)])
+                                     "--listen", f"127.0.0.1:{port}", "--metrics-listen", f"127.0.0.1:{ops}",
+                                     "--config", str(config)])
     try:
-        cluster.wait_until("extender-as-sa", lambda: requests.get(f"{url}/readyz", timeout=2).ok, 60, "ready")
+        cluster.wait_until("extender-as-sa", lambda: requests.get(f"http://127.0.0.1:{ops}/readyz", timeout=2).ok,
+                           60, "ready")
         # a pod no scheduler picks up, bound by hand through the extender's verbs
         core.create_namespaced_pod(namespace, {
             "metadata": {"name": "manual", "annotations": {"gpusched.io/gpu-memory": "10Gi"}},
-            "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "x"}]}})
+            "spec": {"schedulerName": "by-hand", "containers": [{"name": "c", "image": "x"}]}})
         pod = core.api_client.sanitize_for_serialization(core.read_namespaced_pod("manual", namespace))
         f = requests.post(f"{url}/filter", json={"Pod": pod, "NodeNames": ["gpu-node-0000"]}, timeout=5).json()
         assert f["NodeNames"] == ["gpu-node-0000"], f
@@ -89,7 +92,7 @@ def test_extender_serves_and_binds_under_its_service_account(cluster, applied, c
 ])
 def test_bad_requests_get_4xx_or_a_reason_and_the_extender_keeps_serving(gpusched, body):
     for verb in ("filter", "prioritize", "bind"):
-        r = requests.post(f"{gpusched.url}/{verb}", data=body, timeout=5)
+        r = gpusched.post(f"/{verb}", data=body)
         assert r.status_code in (200, 400), (verb, r.status_code, r.text)
         out = r.json()
         if r.status_code == 400:
@@ -98,4 +101,4 @@ def test_bad_requests_get_4xx_or_a_reason_and_the_extender_keeps_serving(gpusche
             assert "larger than" in out["FailedAndUnresolvableNodes"]["gpu-node-0000"]
         elif verb == "prioritize":
             assert out == []  # score 0 for every node: kube-scheduler reads an unlisted host as 0
-    assert requests.get(f"{gpusched.url}/healthz", timeout=5).ok
+    assert gpusched.get("/healthz").ok

@@ -5,6 +5,7 @@ import json
 import re
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -231,3 +232,42 @@ def test_filter_result_by_row_answers_as_filter_result_does(ok, reasons, names, 
     if names:
         sent = json.dumps(names, separators=(",", ":")).encode()[1:-1]
         assert [TABLE_NAMES[r] for r in table.recall(sent)] == names
+
+
+@pytest.mark.parametrize("what, names, limit, refused", [
+    # limit = 2 x nodes + 16: 100 nodes -> 216 names at most
+    ("as many names as the limit", 216, 216, False),
+    ("one over", 217, 216, True),
+    ("3.9 million one-character names, as the review sent", None, 216, True),
+])
+def test_names_over_the_cap_are_refused_before_decoding(what, names, limit, refused):
+    if names is None:  # 2 MiB of "a", -- what fits under the body cap
+        body = b'{"Pod":{"metadata":{"name":"p"}},"NodeNames":[' + b'"a",' * ((protocol.MAX_BODY - 60) // 4) + b'"a"]}'
+    else:
+        body = orjson.dumps({"Pod": {"metadata": {"name": "p"}}, "NodeNames": [f"n{i}" for i in range(names)]})
+    assert protocol.max_names(100) == 216
+    if refused:
+        with pytest.raises(protocol.TooLarge):
+            protocol.parse_extender_args(body, None, limit)
+    else:
+        assert len(protocol.parse_extender_args(body, None, limit).node_names) == names
+
+
+@pytest.mark.parametrize("body", [
+    # the key spelled with an escape is not found by bytes: the count after decoding refuses it
+    b'{"Pod":{"metadata":{"name":"p"}},"Node\\u004eames":[' + b'"a",' * 300 + b'"a"]}',
+    b'{"Pod":{"metadata":{"name":"p"}},"Nodes":{"items":[' + b'{"metadata":{"name":"a"}},' * 300 + b'{}]}}',
+])
+def test_names_over_the_cap_in_other_spellings_are_refused_after_decoding(body):
+    with pytest.raises(protocol.TooLarge):
+        protocol.parse_extender_args(body, None, 216)
+
+
+@pytest.mark.parametrize("field, value", [
+    ("PodNamespace", "kube-system/pods/y"), ("PodNamespace", "KUBE-SYSTEM"), ("PodNamespace", ".."),
+    ("PodName", "a/b"), ("PodName", "a%2fb"), ("Node", "node/../x"), ("Node", "-node"), ("PodUID", "a\nb"),
+])
+def test_binding_names_must_be_dns_names(field, value):
+    body = {"PodName": "p", "PodNamespace": "ns", "PodUID": "u", "Node": "n", field: value}
+    with pytest.raises(protocol.ProtocolError, match=field):
+        protocol.parse_binding_args(orjson.dumps(body))

@@ -1,5 +1,6 @@
-"""TLS between kube-scheduler and the extender on the test bed: the real kube-scheduler
-verifies the extender's certificate through the extender's tlsConfig (caData)."""
+"""Mutual TLS between kube-scheduler and the extender on the test bed: the real kube-scheduler
+verifies the extender's certificate through the extender's tlsConfig (caData) and presents
+its own (certFile, keyFile), which the extender requires of every caller."""
 from __future__ import annotations
 
 import socket
@@ -9,6 +10,7 @@ import sys
 import pytest
 import requests
 
+from benchmarks.testbed import pki as pkimod
 from benchmarks.testbed.stack import GpuschedScheduler
 from scheduler import contract
 from tests.helpers import eventually
@@ -39,16 +41,26 @@ def test_pods_schedule_and_bind_through_an_https_extender(tls_scheduler, core, n
     assert 'gpusched_extender_decisions_total{result="bound",verb="bind"}' in tls_scheduler.metrics()
 
 
-def test_plain_http_and_untrusted_clients_are_refused_and_the_extender_keeps_serving(tls_scheduler):
-    plain = tls_scheduler.url.replace("https://", "http://")
+def test_plain_http_and_untrusted_clients_are_refused_and_the_extender_keeps_serving(tls_scheduler, tmp_path):
+    g = tls_scheduler
+    plain = g.url.replace("https://", "http://")
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"{plain}/healthz", timeout=5)
     with pytest.raises(requests.exceptions.SSLError):
-        requests.get(f"{tls_scheduler.url}/healthz", timeout=5, verify=True)  # system CAs do not know ours
+        requests.get(f"{g.url}/healthz", timeout=5, verify=True)  # system CAs do not know ours
+    # trusting the server is not enough: no client certificate, or one from another CA, is refused
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(f"{g.url}/filter", data=b"{}", timeout=5, verify=g.verify)
+    other = pkimod.create_extender_tls(tmp_path, "stranger")
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(f"{g.url}/filter", data=b"{}", timeout=5, verify=g.verify,
+                      cert=(str(other.client_cert), str(other.client_key)))
     # A client that connects and never handshakes does not hold up others.
-    idle = socket.create_connection(("127.0.0.1", tls_scheduler.port))
+    idle = socket.create_connection(("127.0.0.1", g.port))
     try:
-        assert tls_scheduler.get("/healthz").text == "ok"
+        assert requests.get(f"{g.url}/healthz", timeout=5, verify=g.verify, cert=g.cert).text == "ok"
+        assert g.get("/healthz").text == "ok"  # the metrics port: plain HTTP, no certificate
+        assert g.post("/filter", data=b"{}").status_code == 400  # in, and judged on the body
     finally:
         idle.close()
 
@@ -58,7 +70,8 @@ def test_a_mismatched_key_is_one_clear_line(tmp_path, cluster):
     other = GpuschedScheduler(cluster, tls=True, name="gpusched-tls-other")
     cert, key = g._tls_args[1], other._tls_args[3]
     r = subprocess.run([sys.executable, "-m", "scheduler.cli", "extender", "--kubeconfig", str(cluster.kubeconfig),
-                        "--listen", "127.0.0.1:0", "--tls-cert-file", cert, "--tls-private-key-file", key],
+                        "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--tls-cert-file", cert,
+                        "--tls-private-key-file", key],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode != 0
     assert "cannot use TLS certificate" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,571 @@
+"""The extender's connection handling: a bounded HTTP/1.1 server.
+
+One thread watches every connection with a selector: it accepts, runs TLS handshakes
+without blocking, and reads each request whole (head and body) into memory before any
+worker sees it. A fixed pool of workers answers complete requests. So an idle, slow or
+hostile client costs a socket and a small buffer, never a thread, and it is cut off when
+a limit runs out:
+
+- at most `max_connections` open; past it the longest-idle one is closed for the new one,
+  so a flood of idle connections cannot lock out kube-scheduler or a health probe;
+- `idle_s` between requests, `header_s` from the first byte (or accept, for TLS) to the
+  end of the head, `body_s` to read the body, `write_s` to write an answer;
+- a head of at most `max_header_bytes`, a body of at most `max_body`, and at most
+  `buffered_bytes` of bodies held at once over all connections (past it: 503, retry).
+
+`quick` routes (health and readiness) are answered on the watching thread itself, so they
+answer even while every worker is busy with binds waiting on the API server.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import select
+import selectors
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Callable
+
+log = logging.getLogger(__name__)
+
+STICKY_S = 0.002  # how long a worker waits on its connection for the next request (see _next_here)
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_connections: int = 1024
+    # kube-scheduler binds up to its parallelism at once, each waiting on the API server;
+    # filter and prioritize must never queue behind them (daemon.BIND_CONCURRENCY is 28)
+    workers: int = 40
+    idle_s: float = 60.0  # Go's client keeps an idle connection 90 s and retries one closed under it
+    header_s: float = 10.0
+    body_s: float = 10.0
+    write_s: float = 10.0
+    max_header_bytes: int = 16384  # kube-scheduler's heads are ~200 bytes
+    max_headers: int = 100
+    max_body: int = 2 * 2**20
+    buffered_bytes: int = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    peer_cert: dict | None = None  # the verified client certificate, with mutual TLS
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    close: bool = False
+
+
+Handler = Callable[[Request], Response]
+Quick = Callable[[Request], "Response | None"]
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+_HANDSHAKE, _IDLE, _HEAD, _BODY, _BUSY, _DRAIN = range(6)
+# After refusing a body, read and drop this much of it for up to DRAIN_S before closing:
+# closing on unread bytes sends a reset, and the client would never see the 413.
+DRAIN_BYTES = 16 * 2**20
+DRAIN_S = 1.0
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    peer: str
+    state: int
+    deadline: float
+    buf: bytearray = field(default_factory=bytearray)
+    head: tuple[str, str, dict[str, str], bool] | None = None  # method, path, headers, keep-alive
+    head_len: int = 0
+    need: int = 0  # bytes of buf that make the request whole
+    reserved: int = 0  # bytes of the buffer budget this request's body holds
+    close: bool = False
+    closed: bool = False
+
+    @property
+    def fd(self) -> int:
+        return self._fd
+
+    def __post_init__(self) -> None:
+        self._fd = self.sock.fileno()
+
+
+def parse_head(data: bytes, max_headers: int) -> tuple[str, str, dict[str, str], bool]:
+    """Request line and headers -> (method, path, headers, keep_alive); _BadRequest otherwise.
+    Written out rather than via the email package the standard library uses: ~0.3 ms a call."""
+    lines = data.decode("iso-8859-1").split("\n")
+    words = lines[0].rstrip("\r").split()
+    if len(words) != 3 or not words[2].startswith("HTTP/"):
+        raise _BadRequest(400, f"Bad request line {lines[0][:100]!r}")
+    method, path, version = words
+    if version not in ("HTTP/1.0", "HTTP/1.1"):
+        raise _BadRequest(505, f"Unsupported HTTP version {version[:20]!r}")
+    if path.startswith("//"):  # as the standard library: never an absolute URL's host
+        path = "/" + path.lstrip("/")
+    headers: dict[str, str] = {}
+    fields = [ln.rstrip("\r") for ln in lines[1:]]
+    fields = [ln for ln in fields if ln]
+    if len(fields) > max_headers:
+        raise _BadRequest(431, "Too many headers")
+    for ln in fields:
+        name, sep, value = ln.partition(":")
+        name = name.strip().lower()
+        if not sep or not name or (name == "content-length" and name in headers):
+            # two Content-Lengths could frame the body two ways: refuse, do not pick one
+            raise _BadRequest(400, f"Bad header line {ln[:100]!r}")
+        headers[name] = value.strip()
+    connection = headers.get("connection", "").lower()
+    keep = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
+    return method, path, headers, keep
+
+
+def _content_length(headers: dict[str, str], max_body: int) -> int:
+    if "transfer-encoding" in headers:
+        # kube-scheduler sends a Content-Length; a chunked body would have no bound up front
+        raise _BadRequest(411, "Transfer-Encoding is not accepted: send Content-Length")
+    text = headers.get("content-length", "0")
+    if not text.isascii() or not text.isdigit():
+        raise _BadRequest(400, f"Content-Length must be 0..{max_body}")
+    if len(text) > 12 or int(text) > max_body:
+        raise _BadRequest(413, f"Content-Length must be 0..{max_body}")
+    return int(text)
+
+
+class Dates:
+    """The Date header, formatted once a second rather than once a call (email.utils is slow)."""
+
+    def __init__(self) -> None:
+        self._now: tuple[int, str] = (0, "")
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        cached = self._now
+        if cached[0] != now:
+            cached = self._now = (now, formatdate(now, usegmt=True))  # one tuple swapped at once
+        return cached[1]
+
+
+def encode(resp: Response, keep_alive: bool, date: str) -> bytes:
+    try:
+        phrase = HTTPStatus(resp.status).phrase
+    except ValueError:
+        phrase = ""
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    return b"HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n%s" % (
+        resp.status, phrase.encode(), date.encode(), resp.content_type.encode(), len(resp.body), close, resp.body)
+
+
+def _error(status: int, message: str) -> Response:
+    return Response(status, b'{"Error":"%s"}' % message.replace("\\", "\\\\").replace('"', "'").encode(
+        "ascii", "replace"), close=True)
+
+
+class BoundedHTTPServer:
+    """serve_forever() on one thread; shutdown() from another; server_address once bound."""
+
+    def __init__(self, address: tuple[str, int], handle: Handler, quick: Quick | None = None,
+                 tls: ssl.SSLContext | None = None, limits: Limits = Limits(), name: str = "http"):
+        self.handle, self.quick, self.tls, self.limits, self.name = handle, quick, tls, limits, name
+        self._sock = socket.create_server(address, backlog=1024)
+        self._sock.setblocking(False)
+        self.server_address: tuple[str, int] = self._sock.getsockname()[:2]
+        self._sel = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._returned: deque[_Conn] = deque()  # workers hand connections back through this
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._conns: dict[int, _Conn] = {}
+        # Connections with no request under way (a TLS handshake, idle, a head still coming),
+        # least recently active first: at the cap the first of them is closed for the new one.
+        self._evictable: OrderedDict[_Conn, None] = OrderedDict()
+        self._buffered = 0
+        self._budget = threading.Lock()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._workers: list[threading.Thread] = []
+        self.dates = Dates()
+        self.evicted = 0  # connections closed at the cap, for tests and logs
+
+    # ---------- lifecycle
+
+    def serve_forever(self, poll_interval: float = 0.25) -> None:
+        for i in range(self.limits.workers):
+            t = threading.Thread(target=self._work, name=f"{self.name}-worker-{i}", daemon=True)
+            t.start()
+            self._workers.append(t)
+        self._sel.register(self._sock, selectors.EVENT_READ, None)
+        self._sel.register(self._wake_r, selectors.EVENT_READ, None)
+        next_sweep = time.monotonic() + poll_interval
+        try:
+            while not self._stop.is_set():
+                for key, _ in self._sel.select(poll_interval):
+                    if key.fileobj is self._sock:
+                        self._accept()
+                    elif key.fileobj is self._wake_r:
+                        self._take_back()
+                    else:
+                        self._readable(key.data)
+                now = time.monotonic()
+                if now >= next_sweep:  # deadlines to the poll interval, not a heap per event
+                    self._sweep(now)
+                    next_sweep = now + poll_interval
+        finally:
+            for c in list(self._conns.values()):
+                self._close(c)
+            for _ in self._workers:
+                self._jobs.put(None)
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake()
+        self._stopped.wait(10)
+
+    def server_close(self) -> None:
+        for s in (self._sock, self._wake_r, self._wake_w):
+            s.close()
+        self._sel.close()
+
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # ---------- the watching thread
+
+    def _accept(self) -> None:
+        for _ in range(256):  # then let the open connections have a turn
+            try:
+                sock, addr = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # out of descriptors: the backlog waits; the sweep frees some
+                log.warning("%s: accept failed: %s", self.name, exc)
+                return
+            if len(self._conns) >= self.limits.max_connections:
+                if not self._evictable:
+                    sock.close()  # every connection is mid-request: refuse the new one
+                    continue
+                oldest = next(iter(self._evictable))
+                self.evicted += 1
+                self._close(oldest)
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else Nagle waits 40 ms on answers
+            now = time.monotonic()
+            if self.tls is not None:
+                try:
+                    sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+                except (OSError, ValueError):
+                    sock.close()
+                    continue
+                c = _Conn(sock, str(addr[0]), _HANDSHAKE, now + self.limits.header_s)
+            else:
+                c = _Conn(sock, str(addr[0]), _IDLE, now + self.limits.idle_s)
+            self._evictable[c] = None
+            self._conns[sock.fileno()] = c
+            self._sel.register(sock, selectors.EVENT_READ, c)
+
+    def _readable(self, c: _Conn) -> None:
+        if c.closed:  # closed earlier in this round of events (at the cap); its fd may be another's now
+            return
+        if c.state == _DRAIN:
+            self._drain(c)
+            return
+        if c.state == _HANDSHAKE:
+            try:
+                c.sock.do_handshake()  # type: ignore[attr-defined]
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except (OSError, ValueError) as exc:
+                log.info("%s: TLS handshake from %s failed: %s", self.name, c.peer, exc)
+                self._close(c)
+                return
+            c.state, c.deadline = _IDLE, time.monotonic() + self.limits.idle_s
+            self._evictable.move_to_end(c)
+        eof = False
+        while True:
+            try:
+                chunk = c.sock.recv(262144)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except (OSError, ValueError):
+                eof = True
+                break
+            if not chunk:
+                eof = True
+                break
+            c.buf += chunk
+            if len(c.buf) > c.need + self.limits.max_header_bytes:
+                break  # the request and the head of the next: read no further until they are answered
+        if c.buf:
+            self._advance(c)
+        if eof and c.state == _BODY and not c.closed:
+            self._refuse(c, 400, "the body ended before Content-Length bytes")  # the client may still read
+        elif eof and c.state != _BUSY and not c.closed:
+            self._close(c)
+
+    def _advance(self, c: _Conn) -> None:
+        """Move the requests in c.buf as far as the bytes allow: each whole one is answered
+        here (quick) or handed to a worker, and a pipelined next one follows in this loop."""
+        lim = self.limits
+        while c.buf and not c.closed and c.state != _BUSY:
+            if c.state == _IDLE:
+                c.state, c.deadline = _HEAD, time.monotonic() + lim.header_s
+            if c.state == _HEAD and not self._read_head(c):
+                return
+            if len(c.buf) < c.need:
+                return
+            method, path, headers, keep = c.head
+            body = bytes(c.buf[c.head_len:c.need])
+            del c.buf[:c.need]
+            c.need = 0
+            cert = c.sock.getpeercert() if self.tls is not None else None  # type: ignore[attr-defined]
+            req = Request(method, path, headers, body, cert or None)
+            c.close = not keep
+            resp = self.quick(req) if self.quick is not None else None
+            if resp is None:
+                c.state = _BUSY
+                self._sel.unregister(c.sock)
+                self._jobs.put((c, req))
+                return
+            self._release(c)
+            ok = self._send_now(c, encode(resp, keep and not resp.close, self.dates()))
+            if not ok or c.close or resp.close:
+                self._close(c)
+                return
+            c.state, c.deadline, c.head = _IDLE, time.monotonic() + lim.idle_s, None
+            self._evictable[c] = None
+
+    def _read_head(self, c: _Conn) -> bool:
+        """The head, once whole: parsed, its body length checked and reserved. False while
+        it is not whole yet, or when the request was refused."""
+        lim = self.limits
+        end, sep = c.buf.find(b"\r\n\r\n"), 4
+        if end < 0:
+            end, sep = c.buf.find(b"\n\n"), 2
+        if end < 0 or end > lim.max_header_bytes:
+            if len(c.buf) > lim.max_header_bytes:
+                self._refuse(c, 431, "Request head too large")
+            return False
+        try:
+            c.head = parse_head(bytes(c.buf[:end]), lim.max_headers)
+            length = _content_length(c.head[2], lim.max_body)
+        except _BadRequest as exc:
+            self._refuse(c, exc.status, str(exc))
+            return False
+        with self._budget:
+            fits = self._buffered + length <= lim.buffered_bytes
+            if fits:
+                self._buffered += length
+                c.reserved = length
+        if not fits:
+            self._refuse(c, 503, "too many request bodies in flight; retry")
+            return False
+        c.head_len, c.need = end + sep, end + sep + length
+        c.state, c.deadline = _BODY, time.monotonic() + lim.body_s
+        self._evictable.pop(c, None)  # a request under way is not cut off for a newcomer
+        if c.head[2].get("expect", "").lower() == "100-continue" and len(c.buf) < c.need:
+            self._send_now(c, b"HTTP/1.1 100 Continue\r\n\r\n")  # curl asks before a body over 1 kB
+        return True
+
+    def _rest(self, c: _Conn) -> None:
+        """Between requests: idle, or straight on with the next one if it came along."""
+        c.state, c.deadline, c.head = _IDLE, time.monotonic() + self.limits.idle_s, None
+        self._evictable[c] = None
+        if c.buf:
+            self._advance(c)
+
+    def _refuse(self, c: _Conn, status: int, message: str) -> None:
+        self._send_now(c, encode(_error(status, message), False, self.dates()))
+        if status not in (411, 413, 503) or c.closed:
+            self._close(c)
+            return
+        # a body is on its way: drop it (never buffered) so that the answer is read, not reset
+        self._release(c)
+        c.buf.clear()
+        c.state, c.deadline, c.need = _DRAIN, time.monotonic() + DRAIN_S, DRAIN_BYTES
+        try:
+            c.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def _drain(self, c: _Conn) -> None:
+        while True:
+            try:
+                chunk = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                return
+            except (OSError, ValueError):
+                chunk = b""
+            c.need -= len(chunk)
+            if not chunk or c.need <= 0:
+                self._close(c)
+                return
+
+    def _send_now(self, c: _Conn, data: bytes) -> bool:
+        """A small answer from the watching thread; a client whose socket will not take it
+        whole at once is not waited for."""
+        try:
+            return c.sock.send(data) == len(data)
+        except (OSError, ValueError, ssl.SSLError):
+            return False
+
+    def _take_back(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        while self._returned:
+            c = self._returned.popleft()
+            self._release(c)
+            if c.close or self._stop.is_set():
+                self._close(c, registered=False)
+                continue
+            self._sel.register(c.sock, selectors.EVENT_READ, c)
+            self._rest(c)
+
+    def _sweep(self, now: float) -> None:
+        late = [c for c in self._conns.values() if c.state != _BUSY and now >= c.deadline]
+        for c in late:
+            if c.state == _BODY:
+                self._refuse(c, 408, "request body not received in time")
+            elif c.state == _DRAIN:
+                self._close(c)
+            else:
+                self._close(c)  # idle, or a head or handshake that never came: nothing to say
+
+    def _release(self, c: _Conn) -> None:
+        with self._budget:  # workers release too, as soon as their request is answered
+            self._buffered -= c.reserved
+            c.reserved = 0
+
+    def _close(self, c: _Conn, registered: bool = True) -> None:
+        if c.closed:
+            return
+        c.closed = True
+        self._release(c)
+        self._evictable.pop(c, None)
+        if self._conns.get(c.fd) is c:
+            del self._conns[c.fd]
+        if registered and c.state != _BUSY:
+            try:
+                self._sel.unregister(c.sock)
+            except (KeyError, ValueError):
+                pass
+        try:
+            c.sock.close()
+        except OSError:
+            pass
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"x")
+        except (BlockingIOError, OSError):
+            pass  # already a wake-up pending, or shutting down
+
+    # ---------- workers
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            c, req = job
+            while req is not None:
+                self._answer(c, req)
+                req = None if c.close else self._next_here(c)
+            self._returned.append(c)
+            self._wake()
+
+    def _answer(self, c: _Conn, req: Request) -> None:
+        resp = self.quick(req) if self.quick is not None else None
+        if resp is None:
+            try:
+                resp = self.handle(req)
+            except Exception:  # a bug must not take a worker down; say so and keep serving
+                log.exception("%s: %s %s failed", self.name, req.method, req.path)
+                resp = Response(500, b'{"Error":"internal error"}')
+        self._release(c)
+        data = encode(resp, not (c.close or resp.close), self.dates())
+        c.close = c.close or resp.close
+        try:
+            c.sock.settimeout(self.limits.write_s)
+            c.sock.sendall(data)
+            c.sock.setblocking(False)
+        except (OSError, ValueError):
+            c.close = True
+
+    def _next_here(self, c: _Conn) -> Request | None:
+        """The connection's next request, when it comes within STICKY_S and whole at once:
+        kube-scheduler sends prioritize right after filter's answer, and handing the
+        connection to the watching thread and back would cost two thread switches each way.
+        Anything else (nothing yet, part of a request, a refusal to send) is left in c.buf
+        for the watching thread, which applies every limit."""
+        if c.buf:
+            return None  # pipelined: the watching thread parses it, with the body budget
+        pending = getattr(c.sock, "pending", None)
+        try:
+            if not (pending and pending()) and not select.select([c.sock], [], [], STICKY_S)[0]:
+                return None
+        except (OSError, ValueError):
+            c.close = True
+            return None
+        cap = self.limits.max_header_bytes + self.limits.max_body
+        while len(c.buf) <= cap:
+            try:
+                chunk = c.sock.recv(65536)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                break
+            except (OSError, ValueError):
+                c.close = True
+                return None
+            if not chunk:
+                c.close = not c.buf  # EOF: the watching thread answers what came before it
+                break
+            c.buf += chunk
+        whole = _whole_request(c.buf, self.limits)
+        if whole is None:
+            return None
+        req, used, keep = whole
+        if self.tls is not None:
+            req = dataclasses.replace(req, peer_cert=c.sock.getpeercert() or None)  # type: ignore[attr-defined]
+        del c.buf[:used]
+        c.close = not keep
+        return req
+
+
+def _whole_request(buf: bytearray, lim: Limits) -> tuple[Request, int, bool] | None:
+    """(request, bytes it took, keep-alive) when buf starts with a whole, plain, acceptable
+    request; None for anything the watching thread should see (incomplete, 100-continue, bad)."""
+    end, sep = buf.find(b"\r\n\r\n", 0, lim.max_header_bytes + 4), 4
+    if end < 0:
+        return None
+    try:
+        method, path, headers, keep = parse_head(bytes(buf[:end]), lim.max_headers)
+        length = _content_length(headers, lim.max_body)
+    except _BadRequest:
+        return None
+    need = end + sep + length
+    if len(buf) < need or "expect" in headers:
+        return None
+    return Request(method, path, headers, bytes(buf[end + sep:need])), need, keep
