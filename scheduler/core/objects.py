@@ -18,6 +18,7 @@ from scheduler.quantity import QuantityError, parse_bytes
 
 
 def pod_key(pod: dict[str, Any]) -> str:
+    """The key namespace/name: one key for a pod across the watch, kube-scheduler's calls and binds."""
     meta = pod.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
 

@@ -16,6 +16,7 @@ import numpy as np
 import orjson
 
 from scheduler.core.name_table import NameTable
+from scheduler.core.objects import pod_key
 from scheduler.kube.names import is_dns_label, is_dns_subdomain
 
 # 5,000 node names are ~100 KiB and a pod a few KiB; the cap bounds what one call can make
@@ -64,8 +65,7 @@ class ExtenderArgs:
 
     @property
     def pod_key(self) -> str:
-        meta = self.pod.get("metadata") or {}
-        return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+        return pod_key(self.pod)
 
 
 @dataclass(frozen=True)
