@@ -79,10 +79,6 @@ def now_iso(t: float | None = None) -> str:
     return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _micro(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 # ---------------------------------------------------------------- paths
 
 def _segment(value: str, what: str, *, label: bool = False) -> str:

@@ -69,11 +69,6 @@ def validate_model_id(model: object) -> str:
     return model
 
 
-def hf_folder(model: str) -> str:
-    """The hub cache folder name of a model id ('org/name' -> 'models--org--name')."""
-    return "models--" + validate_model_id(model).replace("/", "--")
-
-
 def cache_dir_problem(path: str) -> tuple[str, str] | None:
     """Why `path` cannot be scanned as a cache directory, as (kind, message); None when it
     can. Each cause gets its own words: only a missing directory is "not there (yet)";

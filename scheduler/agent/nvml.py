@@ -70,9 +70,6 @@ CALLS = (
 
 # Errors that mean the GPU itself is gone until a reset; stop asking it anything.
 _LOST = ("GPU_IS_LOST", "RESET_REQUIRED")
-# Errors at init that mean "no usable GPU stack here", not a bug.
-_UNAVAILABLE = ("LIBRARY_NOT_FOUND", "DRIVER_NOT_LOADED", "NO_PERMISSION", "FUNCTION_NOT_FOUND",
-                "LIB_RM_VERSION_MISMATCH", "UNKNOWN", "OPERATING_SYSTEM")
 # XIDs caused by applications, not the GPU (NVIDIA's k8s-device-plugin skips the same).
 APPLICATION_XIDS = frozenset({13, 31, 43, 45, 68, 109})
 
