@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import json
 import logging
 import os
@@ -509,21 +510,16 @@ class _Libc:
         self.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
 
 
-_libc: _Libc | None = None
-_libc_failed = False
-
-
+@functools.lru_cache(maxsize=1)
 def _get_libc() -> _Libc | None:
-    global _libc, _libc_failed
-    if _libc is None and not _libc_failed:
-        try:
-            if not sys.platform.startswith("linux"):
-                raise OSError("not Linux")
-            _libc = _Libc()
-        except (OSError, AttributeError) as exc:
-            log.info("page-cache residency not measurable here (%s): cached models report tier 'disk'", exc)
-            _libc_failed = True
-    return _libc
+    """libc's mmap and mincore, loaded once; None (said once) where they are not there."""
+    try:
+        if not sys.platform.startswith("linux"):
+            raise OSError("not Linux")
+        return _Libc()
+    except (OSError, AttributeError) as exc:
+        log.info("page-cache residency not measurable here (%s): cached models report tier 'disk'", exc)
+        return None
 
 
 def resident_bytes(path: str) -> tuple[int, int] | None:

@@ -266,17 +266,8 @@ def filter_result_rows(args: ExtenderArgs, ok: np.ndarray, reasons: list[str], t
         items, failed)
 
 
-# Each host's `,{"Host":"<name>","Score":` fragment, encoded once per node name, and the
-# closing `<score>}` per score: joining them costs a third of building 5,000 dicts for orjson.
-_HOST_PREFIX: dict[str, bytes] = {}
-_HOST_PREFIX_LIMIT = 100_000  # names seen over the process's life; a churning fleet must not grow it forever
 _SCORE_SUFFIX = np.empty(MAX_EXTENDER_PRIORITY + 1, dtype=object)
 _SCORE_SUFFIX[:] = [b"%d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)]
-# The fragments of one node list (a snapshot's names) by row, as rows of one byte matrix
-# padded with spaces after `"Score":` (JSON whitespace): an answer is then two numpy gathers
-# and a copy, where joining 5,000 bytes objects reads each object's scattered memory.
-# None where names differ in length too much for the padding to pay.
-_BY_ROW: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
 _SCORE_FIXED = np.frombuffer(b"".join(b"%2d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)), "V3")
 
 
@@ -284,31 +275,48 @@ def _host_fragment(host: str) -> bytes:
     return b',{"Host":' + orjson.dumps(host) + b',"Score":'
 
 
-def _host_prefixes(hosts: Sequence[str]) -> list[bytes]:
-    try:
-        return list(map(_HOST_PREFIX.__getitem__, hosts))
-    except KeyError:
-        if len(_HOST_PREFIX) > _HOST_PREFIX_LIMIT:
-            _HOST_PREFIX.clear()
-        for h in hosts:
-            if h not in _HOST_PREFIX:
-                _HOST_PREFIX[h] = _host_fragment(h)
-        return list(map(_HOST_PREFIX.__getitem__, hosts))
+class HostFragments:
+    """Prioritize's answer, pre-encoded. Each host's `,{"Host":"<name>","Score":` fragment is
+    encoded once per node name, and the closing `<score>}` once per score: joining them costs
+    a third of building 5,000 dicts for orjson. The fragments of one node list (a snapshot's
+    names) are also kept by row, as rows of one byte matrix padded with spaces after
+    `"Score":` (JSON whitespace): an answer is then two numpy gathers and a copy, where
+    joining 5,000 bytes objects reads each object's scattered memory."""
+
+    PREFIX_LIMIT = 100_000  # names seen over the process's life; a churning fleet must not grow it forever
+
+    def __init__(self) -> None:
+        self._prefix: dict[str, bytes] = {}
+        # (the node list, its matrix or None where names differ in length too much for the
+        # padding to pay), one tuple swapped at once: readers on other threads see a pair
+        self._by_row: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
+
+    def prefixes(self, hosts: Sequence[str]) -> list[bytes]:
+        try:
+            return list(map(self._prefix.__getitem__, hosts))
+        except KeyError:
+            if len(self._prefix) > self.PREFIX_LIMIT:
+                self._prefix.clear()
+            for h in hosts:
+                if h not in self._prefix:
+                    self._prefix[h] = _host_fragment(h)
+            return list(map(self._prefix.__getitem__, hosts))
+
+    def by_row(self, row_names: tuple[str, ...]) -> np.ndarray | None:
+        names, table = self._by_row
+        if names is not row_names:
+            frags = [_host_fragment(h) for h in row_names]
+            widths = np.fromiter(map(len, frags), np.int64, len(frags))
+            table = None
+            if len(frags) and widths.max() <= 2 * np.median(widths):
+                # one fixed-size item per row: numpy gathers those with a copy each, not byte by byte
+                width = int(widths.max())
+                table = np.frombuffer(b"".join(f.ljust(width) for f in frags), f"V{width}")
+            self._by_row = (row_names, table)
+        return table
 
 
-def _fixed_by_row(row_names: tuple[str, ...]) -> np.ndarray | None:
-    global _BY_ROW
-    names, table = _BY_ROW
-    if names is not row_names:
-        frags = [_host_fragment(h) for h in row_names]
-        widths = np.fromiter(map(len, frags), np.int64, len(frags))
-        table = None
-        if len(frags) and widths.max() <= 2 * np.median(widths):
-            # one fixed-size item per row: numpy gathers those with a copy each, not byte by byte
-            width = int(widths.max())
-            table = np.frombuffer(b"".join(f.ljust(width) for f in frags), f"V{width}")
-        _BY_ROW = (row_names, table)  # one tuple swapped at once: readers on other threads see a pair
-    return table
+_FRAGMENTS = HostFragments()  # one per process: the extender serves one node list at a time
 
 
 def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
@@ -334,7 +342,7 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
     picked = rows[keep] if by_row else None
     if not len(hosts) and picked.min() < 0:
         raise ValueError("no host names, and some rows are not in row_names")
-    table = _fixed_by_row(row_names) if picked is not None and picked.min() >= 0 else None
+    table = _FRAGMENTS.by_row(row_names) if picked is not None and picked.min() >= 0 else None
     if table is not None:
         out = np.empty(len(picked), [("host", table.dtype), ("score", _SCORE_FIXED.dtype)])
         out["host"] = table[picked]
@@ -342,7 +350,7 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
         return b"".join((b"[", memoryview(out.view(np.uint8))[1:], b"]"))  # less the first leading comma
     parts = np.empty(2 * int(keep.sum()), dtype=object)
     listed = list(compress(hosts, keep)) if len(hosts) else list(map(row_names.__getitem__, picked.tolist()))
-    parts[::2] = _host_prefixes(listed)
+    parts[::2] = _FRAGMENTS.prefixes(listed)
     parts[1::2] = _SCORE_SUFFIX[scores[keep]]
     return b"[" + b"".join(parts.tolist())[1:] + b"]"
 
