@@ -64,7 +64,7 @@ def signals_condition(notes: Mapping[str, str], known: Iterable[str]) -> tuple[s
 
 
 def cond(type_: str, status: str, reason: str, message: str, generation: int | None = None) -> dict[str, Any]:
-    c = {"type": type_, "status": status, "reason": reason, "message": message[:4000]}
+    c: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message[:4000]}
     if generation is not None:
         c["observedGeneration"] = generation
     return c
