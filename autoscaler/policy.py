@@ -50,6 +50,10 @@ promoting warm pods (``promote``), the rest start cold (``cold_start``); a scale
 first demotes serving pods into the pool while it is below its size (``demote``) and
 deletes the rest; the actuator refills the pool to ``warm``.
 
+``decide`` runs all this as named phases, each a pure function with its own tests:
+signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
+stabilise, panic_mode, rate_limit, panic_floor, clamp, warm_pool, next_state.
+
 State the caller keeps: the ``state`` of the returned decision, passed to the next
 call. If the actuator could not apply a decision, passing the old state back keeps
 the rate-limit history honest.
