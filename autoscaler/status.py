@@ -85,10 +85,3 @@ def merge_conditions(old: Sequence[Mapping[str, Any]] | None, new: Sequence[Mapp
             out[k] = dict(c)
     return sorted(out.values(), key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER else len(ORDER),
                                                c["type"]))
-
-
-def same_conditions(a: Sequence[Mapping[str, Any]] | None, b: Sequence[Mapping[str, Any]] | None) -> bool:
-    def key(cs):
-        return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-                      for c in (cs or []))
-    return key(a) == key(b)
