@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Final, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -163,7 +163,7 @@ def watched_namespaces(text: str | None) -> list[str | None]:
     "" -> [] (none: the chart lists no namespace). Each must be a DNS-1123 label."""
     if text is None:
         return [None]
-    out = []
+    out: list[str | None] = []
     for part in text.split(","):
         ns = part.strip()
         if not ns:
@@ -251,6 +251,113 @@ class Failure(Exception):
         super().__init__(message)
         self.reason, self.message, self.kind = reason, message, kind
         self.conditions = conditions  # (type, status) set with this reason and message
+
+
+# ---------------------------------------------------------------- the reconcile's pure phases
+
+# Prometheus is asked at its own time: the daemon's clock may be off from Prometheus's,
+# and a query past Prometheus's newest sample finds nothing.
+PROMETHEUS_NOW: Final[None] = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One InferenceAutoscaler, its valid spec and the Deployment it scales."""
+
+    obj: dict
+    key: str  # namespace/name of the InferenceAutoscaler
+    namespace: str
+    name: str
+    generation: int
+    spec: AutoscalerSpec
+    deployment: dict
+    selector: str  # the Deployment's pod selector, as a label selector string
+
+    @property
+    def replicas(self) -> int:
+        """The Deployment's spec.replicas when read."""
+        return int((self.deployment.get("spec") or {}).get("replicas", 1))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What one tick observed of a target."""
+
+    views: list[warmpool.PodView]
+    current_hash: str | None  # the newest ReplicaSet's pod-template-hash during a rollout, else None
+    counts: warmpool.Counts
+    readings: dict[str, signals.Reading]
+    obs: Observation
+    notes: dict[str, str]  # why each unknown input is unknown, by name
+
+
+def parse_target(obj: Mapping[str, Any]) -> AutoscalerSpec:
+    """The spec, if valid and aimed at an apps/v1 Deployment; else a Failure."""
+    try:
+        spec = parse_spec(obj.get("spec") or {})
+    except SpecError as exc:
+        raise Failure("InvalidSpec", f"spec not valid: {exc}", "spec",
+                      [(status.READY, "False"), (status.SCALING_ACTIVE, "False")]) from None
+    ref = spec.scale_target_ref
+    if ref.kind != "Deployment" or ref.api_version != "apps/v1":
+        raise Failure("UnsupportedTarget", f"scaleTargetRef {ref.api_version} {ref.kind} {ref.name}: only "
+                      f"apps/v1 Deployments can be scaled", "spec",
+                      [(status.READY, "False"), (status.ABLE_TO_SCALE, "False"), (status.SCALING_ACTIVE, "False")])
+    return spec
+
+
+def summarise(counts: warmpool.Counts, d: Decision, pl: warmpool.Plan, dep_replicas: int) -> str:
+    """One line for the log, the Events and AbleToScale: what the tick changes."""
+    summary = (f"serving {counts.current} -> {d.replicas} (ready {counts.ready}), warm pool {counts.warm} "
+               f"-> {pl.warm}, Deployment replicas {dep_replicas} -> {pl.replicas}")
+    if pl.promote:
+        summary += f"; promote {', '.join(pl.promote)}"
+    if pl.demote:
+        summary += f"; demote {', '.join(pl.demote)}"
+    return summary
+
+
+_LIMITED = {MAX_REPLICAS: "TooManyReplicas", MIN_REPLICAS: "TooFewReplicas", RATE_LIMIT: "ScaleRateLimited"}
+
+
+def conditions(d: Decision, failure: kube.KubeError | None, scaled: bool, summary: str, holding: bool,
+               signals_cond: tuple[str, str, str], gen: int) -> list[dict[str, Any]]:
+    """The five conditions of an acted-on tick. ``holding``: some input is unknown;
+    ``signals_cond``: SignalsKnown's (status, reason, message)."""
+    if failure is None:
+        ready = status.cond(status.READY, "True", "Reconciled", "acting on the target", gen)
+        able = status.cond(status.ABLE_TO_SCALE, "True", "SucceededRescale" if scaled else "ReadyForNewScale",
+                           summary, gen)
+    else:
+        ready = status.cond(status.READY, "False", failure.reason, str(failure), gen)
+        able = status.cond(status.ABLE_TO_SCALE, "False", failure.reason, str(failure), gen)
+    limited = d.rule in _LIMITED
+    return [
+        ready,
+        able,
+        status.cond(status.SCALING_ACTIVE, "True", "HoldingOnUnknown" if holding else "ValidMetricFound", d.reason,
+                    gen),
+        status.cond(status.SIGNALS_KNOWN, *signals_cond, gen),
+        status.cond(status.SCALING_LIMITED, "True" if limited else "False",
+                    _LIMITED.get(d.rule, "DesiredWithinRange"),
+                    d.reason if limited else "the desired count is within range", gen),
+    ]
+
+
+def status_body(gen: int, counts: warmpool.Counts, d: Decision, pl: warmpool.Plan, scaled: bool,
+                now: float) -> dict[str, Any]:
+    """The status subresource, less its conditions."""
+    body: dict[str, Any] = {
+        "observedGeneration": gen,
+        "currentReplicas": counts.current,
+        "desiredReplicas": d.replicas,
+        "warmReplicas": counts.warm,
+        "lastDecision": {"time": kube.now_iso(now), "replicas": d.replicas, "warm": pl.warm, "rule": d.rule,
+                         "reason": d.reason[:4000]},
+    }
+    if scaled:
+        body["lastScaleTime"] = kube.now_iso(now)
+    return body
 
 
 class Autoscaler:
@@ -497,22 +604,35 @@ class Autoscaler:
                 return None
 
     def _reconcile(self, obj: dict, st: IasState, now: float) -> Decision | None:
+        """Parse, fetch, observe, decide, log, act, report; a Failure in the first three
+        is reported by ``reconcile`` and nothing is acted on."""
+        t = self._fetch_target(obj, parse_target(obj))
+        seen = self._observe(t, st)
+        d = decide(st.state, seen.obs, t.spec, now)
+        if self.on_decision is not None:
+            self.on_decision(t.key, now, seen.obs, d)
+        pl = warmpool.plan(seen.views, d.replicas, d.warm, seen.current_hash)
+        summary = summarise(seen.counts, d, pl, t.replicas)
+        changes = pl.changes or pl.replicas != t.replicas
+        self._log_decision(t, st, seen.counts, d, pl, summary, changes)
+        signals_cond = self._report_signals(t, st, seen)
+        if self.cfg.dry_run:
+            if changes or d.prewarm:
+                self.events.record(obj, "Normal", "DryRun", f"would set {summary}"
+                                   + (f"; prewarm {d.prewarm}" if d.prewarm else "") + f": {d.reason}")
+            st.state, st.last_target = d.state, d.replicas
+            return d
+        scaled, failure = self._apply(t, st, d, pl, summary, changes, now)
+        conds = conditions(d, failure, scaled, summary, bool(seen.notes), signals_cond, t.generation)
+        self._write_status(obj, st, status_body(t.generation, seen.counts, d, pl, scaled, now), conds, now,
+                           force=scaled or failure is not None)
+        return d
+
+    def _fetch_target(self, obj: dict, spec: AutoscalerSpec) -> Target:
+        """The Deployment and its pod selector; a Failure when it cannot be read."""
         meta = obj.get("metadata") or {}
         ns, name = meta.get("namespace", ""), meta.get("name", "")
-        key = f"{ns}/{name}"
-        gen = _generation(obj)
-        # 1. spec
-        try:
-            spec = parse_spec(obj.get("spec") or {})
-        except SpecError as exc:
-            raise Failure("InvalidSpec", f"spec not valid: {exc}", "spec",
-                          [(status.READY, "False"), (status.SCALING_ACTIVE, "False")]) from None
         ref = spec.scale_target_ref
-        if ref.kind != "Deployment" or ref.api_version != "apps/v1":
-            raise Failure("UnsupportedTarget", f"scaleTargetRef {ref.api_version} {ref.kind} {ref.name}: only "
-                          f"apps/v1 Deployments can be scaled", "spec",
-                          [(status.READY, "False"), (status.ABLE_TO_SCALE, "False"), (status.SCALING_ACTIVE, "False")])
-        # 2. target
         try:
             dep = kube.get_deployment(self.api, ns, ref.name)
         except kube.KubeError as exc:
@@ -527,31 +647,42 @@ class Autoscaler:
         except ValueError as exc:
             raise Failure("InvalidSelector", f"Deployment {ns}/{ref.name}: {exc}", "target",
                           [(status.READY, "False"), (status.ABLE_TO_SCALE, "False")]) from None
-        # 3. observe
+        return Target(obj=obj, key=f"{ns}/{name}", namespace=ns, name=name, generation=_generation(obj), spec=spec,
+                      deployment=dep, selector=selector)
+
+    def _observe(self, t: Target, st: IasState) -> Seen:
+        """The target's pods and what Prometheus says of them, as the policy's Observation."""
+        ns = t.namespace
         try:
-            pods = self.pods_for(ns, selector)
+            pods = self.pods_for(ns, t.selector)
         except kube.KubeError as exc:
-            raise Failure(exc.reason, str(exc), "target", [(status.READY, "False"), (status.ABLE_TO_SCALE, "False")])
+            raise Failure(exc.reason, str(exc), "target",
+                          [(status.READY, "False"), (status.ABLE_TO_SCALE, "False")]) from None
         views = [warmpool.pod_view(p) for p in pods]
         live = [v for v in views if v.state != warmpool.GONE]
         current_hash = None
         if len({v.template_hash for v in live if v.template_hash}) > 1:  # a rollout is under way
             try:
-                rs = kube.list_replicasets(self.api, ns, selector)
-                current_hash = warmpool.template_hash_of_newest(rs, meta_uid(dep))
+                rs = kube.list_replicasets(self.api, ns, t.selector)
+                current_hash = warmpool.template_hash_of_newest(rs, meta_uid(t.deployment))
             except kube.KubeError as exc:
-                log.warning("%s: %s", key, exc)
+                log.warning("%s: %s", t.key, exc)
         counts = warmpool.count(views, st.last_target)
         ready_pods = tuple(sorted(v.name for v in live if v.state == warmpool.READY))
-        scope = signals.Scope(namespace=ns, pods=ready_pods)
-        readings = signals.read_signals(self.prom, spec, None, scope=scope, ready=counts.ready,  # type: ignore[arg-type]
-                                        timeout=self.cfg.prometheus_timeout_s)
+        readings = signals.read_signals(self.prom, t.spec, PROMETHEUS_NOW, scope=signals.Scope(namespace=ns, pods=ready_pods),
+                                        ready=counts.ready, timeout=self.cfg.prometheus_timeout_s)
         arrival = None
-        if spec.slo is not None:
-            server = spec.signals[0].server if spec.signals else "vllm"
-            arrival = signals.read_arrival_rate(self.prom, server, signals.Scope(namespace=ns,
-                                                pods=tuple(sorted(v.name for v in live))), None,  # type: ignore[arg-type]
+        if t.spec.slo is not None:
+            server = t.spec.signals[0].server if t.spec.signals else "vllm"
+            every_pod = signals.Scope(namespace=ns, pods=tuple(sorted(v.name for v in live)))
+            arrival = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                 timeout=self.cfg.prometheus_timeout_s)
+        self._export_signals(t.key, readings)
+        st.signal_names = list(readings)
+        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
+        return Seen(views=views, current_hash=current_hash, counts=counts, readings=readings, obs=obs, notes=notes)
+
+    def _export_signals(self, key: str, readings: Mapping[str, signals.Reading]) -> None:
         for sname, rd in readings.items():
             if rd.value is None:
                 try:
@@ -560,92 +691,55 @@ class Autoscaler:
                     pass
             else:
                 self.metrics.signal.labels(key, sname).set(rd.value)
-        st.signal_names = list(readings)
-        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
-        # 4. decide
-        d = decide(st.state, obs, spec, now)
-        if self.on_decision is not None:
-            self.on_decision(key, now, obs, d)
-        pl = warmpool.plan(views, d.replicas, d.warm, current_hash)
-        dep_replicas = int((dep.get("spec") or {}).get("replicas", 1))
+
+    def _log_decision(self, t: Target, st: IasState, counts: warmpool.Counts, d: Decision, pl: warmpool.Plan,
+                      summary: str, changes: bool) -> None:
+        key = t.key
         self.metrics.decisions.labels(key, d.rule).inc()
         self.metrics.desired.labels(key).set(d.replicas)
         self.metrics.current.labels(key).set(counts.current)
         self.metrics.warm.labels(key).set(counts.warm)
-        summary = (f"serving {counts.current} -> {d.replicas} (ready {counts.ready}), warm pool {counts.warm} "
-                   f"-> {pl.warm}, Deployment replicas {dep_replicas} -> {pl.replicas}")
-        if pl.promote:
-            summary += f"; promote {', '.join(pl.promote)}"
-        if pl.demote:
-            summary += f"; demote {', '.join(pl.demote)}"
-        changes = pl.changes or pl.replicas != dep_replicas
         # A hold is logged when its rule changes, so a log shows why nothing happened.
         log.log(logging.INFO if changes or d.rule != st.last_rule else logging.DEBUG, "%s: %s: %s [%s]", key,
                 summary, d.reason, d.rule)
         st.last_rule = d.rule
         for n in pl.notes:
-            self.events.record(obj, "Warning" if "lack" in n else "Normal", "WarmPool", n)
+            self.events.record(t.obj, "Warning" if "lack" in n else "Normal", "WarmPool", n)
 
-        # 5. act
-        sig_status, sig_reason, sig_msg = status.signals_condition(notes, list(readings))
-        if notes:
+    def _report_signals(self, t: Target, st: IasState, seen: Seen) -> tuple[str, str, str]:
+        """SignalsKnown's (status, reason, message); a Warning Event while any input is
+        unknown, a log line when that changes."""
+        sig_status, sig_reason, sig_msg = status.signals_condition(seen.notes, list(seen.readings))
+        if seen.notes:
             self.metrics.errors.labels("signals").inc()
-            self.events.record(obj, "Warning", sig_reason, sig_msg)
+            self.events.record(t.obj, "Warning", sig_reason, sig_msg)
             if sig_msg != st.last_signals_msg:
-                log.warning("%s: %s: %s", key, sig_reason, sig_msg)
+                log.warning("%s: %s: %s", t.key, sig_reason, sig_msg)
         elif st.last_signals_msg is not None:
-            log.info("%s: every signal known again", key)
-        st.last_signals_msg = sig_msg if notes else None
-        if self.cfg.dry_run:
-            if changes or d.prewarm:
-                self.events.record(obj, "Normal", "DryRun", f"would set {summary}"
-                                   + (f"; prewarm {d.prewarm}" if d.prewarm else "") + f": {d.reason}")
-            st.state, st.last_target = d.state, d.replicas
-            return d
+            log.info("%s: every signal known again", t.key)
+        st.last_signals_msg = sig_msg if seen.notes else None
+        return sig_status, sig_reason, sig_msg
+
+    def _apply(self, t: Target, st: IasState, d: Decision, pl: warmpool.Plan, summary: str, changes: bool,
+               now: float) -> tuple[bool, kube.KubeError | None]:
+        """Act on the plan; the new state is kept only if every step succeeded (so rate
+        limits never count a change that did not happen). Returns (scaled, failure)."""
         scaled, failure = False, None
         try:
-            scaled = self._act(ns, name, ref.name, dep, dep_replicas, pl, d, pods_key=(ns, selector))
+            scaled = self._act(t.namespace, t.name, t.spec.scale_target_ref.name, t.deployment, t.replicas, pl, d,
+                               pods_key=(t.namespace, t.selector))
         except kube.KubeError as exc:
             failure = exc
         if failure is None:
             st.state, st.last_target = d.state, d.replicas
             if changes:
-                self.events.record(obj, "Normal", "SuccessfulRescale", f"{summary}: {d.reason}")
-        else:  # keep the OLD state: the change did not happen
+                self.events.record(t.obj, "Normal", "SuccessfulRescale", f"{summary}: {d.reason}")
+        else:
             self.metrics.errors.labels("actuation").inc()
-            self.events.record(obj, "Warning", failure.reason, str(failure))
+            self.events.record(t.obj, "Warning", failure.reason, str(failure))
         if d.prewarm and self.cfg.prewarm and failure is None:
-            self._prewarm(obj, spec, dep, d, now)
-
-        # 6. report
-        limited = d.rule in (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT)
-        conds = [
-            status.cond(status.READY, "True" if failure is None else "False",
-                        "Reconciled" if failure is None else failure.reason,
-                        "acting on the target" if failure is None else str(failure), gen),
-            status.cond(status.ABLE_TO_SCALE, "True" if failure is None else "False",
-                        ("SucceededRescale" if scaled else "ReadyForNewScale") if failure is None else failure.reason,
-                        summary if failure is None else str(failure), gen),
-            status.cond(status.SCALING_ACTIVE, "True", "ValidMetricFound" if not notes else "HoldingOnUnknown",
-                        d.reason, gen),
-            status.cond(status.SIGNALS_KNOWN, sig_status, sig_reason, sig_msg, gen),
-            status.cond(status.SCALING_LIMITED, "True" if limited else "False",
-                        {MAX_REPLICAS: "TooManyReplicas", MIN_REPLICAS: "TooFewReplicas",
-                         RATE_LIMIT: "ScaleRateLimited"}.get(d.rule, "DesiredWithinRange"),
-                        d.reason if limited else "the desired count is within range", gen),
-        ]
-        st_body = {
-            "observedGeneration": gen,
-            "currentReplicas": counts.current,
-            "desiredReplicas": d.replicas,
-            "warmReplicas": counts.warm,
-            "lastDecision": {"time": kube.now_iso(now), "replicas": d.replicas, "warm": pl.warm, "rule": d.rule,
-                             "reason": d.reason[:4000]},
-        }
-        if scaled:
-            st_body["lastScaleTime"] = kube.now_iso(now)
-        self._write_status(obj, st, st_body, conds, now, force=scaled or failure is not None)
-        return d
+            self._prewarm(t.obj, t.spec, t.deployment, d, now)
+        return scaled, failure
 
     def _act(self, ns: str, ias_name: str, dep_name: str, dep: dict, dep_replicas: int, pl: warmpool.Plan,
              d: Decision, pods_key: tuple[str, str]) -> bool:

@@ -50,6 +50,10 @@ promoting warm pods (``promote``), the rest start cold (``cold_start``); a scale
 first demotes serving pods into the pool while it is below its size (``demote``) and
 deletes the rest; the actuator refills the pool to ``warm``.
 
+``decide`` runs all this as named phases, each a pure function with its own tests:
+signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
+stabilise, panic_mode, rate_limit, panic_floor, clamp, warm_pool, next_state.
+
 State the caller keeps: the ``state`` of the returned decision, passed to the next
 call. If the actuator could not apply a decision, passing the old state back keeps
 the rate-limit history honest.
@@ -58,12 +62,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Final, Mapping
+from typing import Final, Mapping, TypeGuard
 
 import numpy as np
 
 from .queueing import erlang_c, replicas_for_slo
-from .spec import AutoscalerSpec, SignalSpec
+from .spec import AutoscalerSpec, Behavior, PanicSpec, SignalSpec
 
 # Rule names reported in Decision.rule (signal rules are "signal:<name>").
 QUEUEING: Final = "queueing"
@@ -177,9 +181,62 @@ def holt_forecast(times: np.ndarray, values: np.ndarray, alpha: float, beta: flo
     return level, trend, level + trend * (at - float(times[-1]))
 
 
-# ---------------------------------------------------------------- the rules
+# ---------------------------------------------------------------- phase results
 
-def _valid(v: float | None) -> bool:
+@dataclass(frozen=True)
+class Rules:
+    """What the rules recommend, and the inputs they could not use, in the order the
+    reason lists them (signals first, then queueing and forecast)."""
+
+    recs: tuple[Recommendation, ...] = ()
+    unknown: tuple[str, ...] = ()  # names of the configured inputs that are unknown
+    notes: tuple[str, ...] = ()  # why each of them is unknown
+    skipped: tuple[str, ...] = ()  # known inputs that gave no recommendation
+
+    def __add__(self, other: Rules) -> Rules:
+        return Rules(self.recs + other.recs, self.unknown + other.unknown, self.notes + other.notes,
+                     self.skipped + other.skipped)
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Holt's forecast of the arrival rate; all None when it does not run."""
+
+    rate: float | None = None  # lambda at now + coldStartSeconds
+    prewarm_target: int | None = None  # replicas the rate at now + 2 x coldStartSeconds needs
+    rec: Recommendation | None = None  # only when the forecast asks for more than now
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The replicas decided so far, the rule that set them, and the reason so far. Each
+    phase after the rules takes one and returns one, adding to the reason."""
+
+    replicas: int
+    rule: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Panic:
+    active: bool
+    until: float | None  # set while active
+    peak: int  # highest replicas decided earlier in this panic (0 when it starts now)
+
+
+@dataclass(frozen=True)
+class WarmPool:
+    warm: int
+    promote: int
+    cold_start: int
+    demote: int
+    prewarm: int
+    note: str  # appended to the reason
+
+
+# ---------------------------------------------------------------- phase 1: one ratio per signal
+
+def _valid(v: float | None) -> TypeGuard[float]:
     return v is not None and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
@@ -205,28 +262,12 @@ def _ratio_rule(sig: SignalSpec, value: float, obs: Observation, tol: float) -> 
     return Recommendation(f"signal:{sig.name}", raw, f"{head} over {ready} ready -> {arith}")
 
 
-def _policies(fn: str, proposals: list[tuple[int, str]]) -> str:
-    texts = [t for _, t in proposals]
-    return texts[0] if len(texts) == 1 else f"{fn}({', '.join(texts)})"
-
-
-def _rate(obs_value: float | None, fallback: float | None) -> float | None:
-    if _valid(obs_value) and obs_value > 0:
-        return obs_value
-    return fallback
-
-
-# ---------------------------------------------------------------- decide
-
-def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float) -> Decision:
-    cur = obs.current
-    tol = spec.behavior.tolerance
+def signal_ratios(spec: AutoscalerSpec, obs: Observation) -> Rules:
+    """One HPA ratio per signal; an invalid or missing value is unknown, with why."""
     recs: list[Recommendation] = []
     unknown: list[str] = []
-    notes: list[str] = []  # why inputs are unknown
-    skipped: list[str] = []  # known inputs that gave no recommendation
-
-    # 1. one ratio per signal
+    notes: list[str] = []
+    skipped: list[str] = []
     for sig in spec.signals:
         v = obs.signals.get(sig.name)
         if not _valid(v):
@@ -234,55 +275,98 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
             unknown.append(sig.name)
             notes.append(f"{sig.name} unknown ({why})")
             continue
-        rec = _ratio_rule(sig, float(v), obs, tol)
+        rec = _ratio_rule(sig, float(v), obs, spec.behavior.tolerance)
         if rec is None:
             skipped.append(f"{sig.name} {v:g}: no ready replicas to scale from")
         else:
             recs.append(rec)
+    return Rules(tuple(recs), tuple(unknown), tuple(notes), tuple(skipped))
 
-    # 2. queueing and 3. forecast
-    arrivals = state.arrivals
-    forecast_rate: float | None = None
-    prewarm_target: int | None = None
-    if spec.slo is not None:
-        lam = obs.arrival_rate if _valid(obs.arrival_rate) else None
-        mu = _rate(obs.service_rate, spec.service_rate_per_replica)
-        if lam is None:
-            unknown.append("arrivalRate")
-            notes.append("arrivalRate unknown")
-        if mu is None:
-            unknown.append("serviceRate")
-            notes.append("serviceRate unknown (not measured, no spec.serviceRatePerReplica)")
-        if lam is not None:
-            arrivals = (arrivals + ((now, float(lam)),))[-_MAX_ARRIVALS:]
-        if lam is not None and mu is not None:
-            slo = spec.slo
-            cap = spec.max_replicas
-            conc = spec.concurrency_per_replica
-            c, text = replicas_for_slo(lam, mu, slo.target_utilization, slo.wait_bound_s, slo.percentile, cap, conc)
-            if cur > 0 and c < cur and (cur - c) / cur <= tol:
-                recs.append(Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; "
-                                           f"{c} within tolerance {tol:g} of {cur} -> hold {cur}", c))
-            else:
-                recs.append(Recommendation(QUEUEING, c, f"queueing: {lam:g} req/s, mu {mu:g}: {text}"))
-            fc = spec.forecast
-            if fc.enabled and spec.cold_start_s > 0 and len(arrivals) >= _MIN_ARRIVALS:
-                t = np.array([a[0] for a in arrivals], dtype=float)
-                x = np.array([a[1] for a in arrivals], dtype=float)
-                h = spec.cold_start_s
-                level, trend, f1 = holt_forecast(t, x, fc.alpha, fc.beta, now + h)
-                forecast_rate = max(0.0, f1)
-                f2 = max(0.0, level + trend * (now + 2 * h - float(t[-1])))
-                prewarm_target = replicas_for_slo(f2, mu, slo.target_utilization, slo.wait_bound_s,
-                                                  slo.percentile, cap, conc)[0]
-                if forecast_rate > lam + _EPS:
-                    cf, ftext = replicas_for_slo(forecast_rate, mu, slo.target_utilization,
-                                                 slo.wait_bound_s, slo.percentile, cap, conc)
-                    recs.append(Recommendation(FORECAST, cf,
-                                               f"forecast: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
-                                               f"-> {forecast_rate:.3g} req/s in {h:g}s: {ftext}"))
 
-    # the largest recommendation wins (first listed on ties)
+# ---------------------------------------------------------------- phase 2: queueing and forecast
+
+def _rate(obs_value: float | None, fallback: float | None) -> float | None:
+    if _valid(obs_value) and obs_value > 0:
+        return obs_value
+    return fallback
+
+
+def queue_inputs(obs: Observation, spec: AutoscalerSpec) -> tuple[float | None, float | None, Rules]:
+    """The arrival rate lambda and the per-replica service rate mu (measured, else the
+    spec's), each None when unknown, with the unknowns named."""
+    lam = obs.arrival_rate if _valid(obs.arrival_rate) else None
+    mu = _rate(obs.service_rate, spec.service_rate_per_replica)
+    missing = Rules()
+    if lam is None:
+        missing += Rules(unknown=("arrivalRate",), notes=("arrivalRate unknown",))
+    if mu is None:
+        missing += Rules(unknown=("serviceRate",),
+                         notes=("serviceRate unknown (not measured, no spec.serviceRatePerReplica)",))
+    return lam, mu, missing
+
+
+def _slo_replicas(lam: float, mu: float, spec: AutoscalerSpec) -> tuple[int, str]:
+    slo = spec.slo
+    assert slo is not None  # the queueing phases run only with an slo
+    return replicas_for_slo(lam, mu, slo.target_utilization, slo.wait_bound_s, slo.percentile, spec.max_replicas,
+                            spec.concurrency_per_replica)
+
+
+def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Recommendation:
+    """The fewest replicas meeting the SLO; scales down only past the tolerance."""
+    tol = spec.behavior.tolerance
+    c, text = _slo_replicas(lam, mu, spec)
+    if cur > 0 and c < cur and (cur - c) / cur <= tol:
+        return Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; "
+                              f"{c} within tolerance {tol:g} of {cur} -> hold {cur}", c)
+    return Recommendation(QUEUEING, c, f"queueing: {lam:g} req/s, mu {mu:g}: {text}")
+
+
+def forecast(arrivals: tuple[tuple[float, float], ...], lam: float, mu: float, spec: AutoscalerSpec,
+             now: float) -> Forecast:
+    """Holt over the recent arrival rates (``arrivals`` ends with lambda at ``now``),
+    extrapolated one cold start ahead (a recommendation, only when above lambda) and two
+    (the replicas worth pre-warming caches for)."""
+    fc = spec.forecast
+    if not (fc.enabled and spec.cold_start_s > 0 and len(arrivals) >= _MIN_ARRIVALS):
+        return Forecast()
+    t = np.array([a[0] for a in arrivals], dtype=float)
+    x = np.array([a[1] for a in arrivals], dtype=float)
+    h = spec.cold_start_s
+    level, trend, f1 = holt_forecast(t, x, fc.alpha, fc.beta, now + h)
+    rate = max(0.0, f1)
+    f2 = max(0.0, level + trend * (now + 2 * h - float(t[-1])))
+    prewarm_target = _slo_replicas(f2, mu, spec)[0]
+    rec = None
+    if rate > lam + _EPS:
+        cf, ftext = _slo_replicas(rate, mu, spec)
+        rec = Recommendation(FORECAST, cf, f"forecast: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
+                             f"-> {rate:.3g} req/s in {h:g}s: {ftext}")
+    return Forecast(rate, prewarm_target, rec)
+
+
+def queueing_and_forecast(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec: AutoscalerSpec,
+                          now: float) -> tuple[Rules, tuple[tuple[float, float], ...], Forecast]:
+    """The queueing and forecast recommendations (none without ``spec.slo``), and the
+    arrival history with lambda at ``now`` added when known."""
+    if spec.slo is None:
+        return Rules(), arrivals, Forecast()
+    lam, mu, missing = queue_inputs(obs, spec)
+    if lam is not None:
+        arrivals = (arrivals + ((now, float(lam)),))[-_MAX_ARRIVALS:]
+    if lam is None or mu is None:
+        return missing, arrivals, Forecast()
+    fc = forecast(arrivals, lam, mu, spec, now)
+    recs = (queueing_rule(lam, mu, spec, obs.current),) + ((fc.rec,) if fc.rec is not None else ())
+    return Rules(recs=recs), arrivals, fc
+
+
+# ---------------------------------------------------------------- phase 3: the largest, or hold
+
+def pick_largest(rules: Rules, cur: int) -> tuple[Verdict, int | None]:
+    """The largest recommendation (first listed on ties), held at ``cur`` when unknown
+    inputs forbid a scale-down; and the demand panic looks at (None: no rule saw load)."""
+    notes, recs = list(rules.notes), rules.recs
     demand: int | None = None
     if recs:
         best = max(recs, key=lambda r: r.replicas)
@@ -292,145 +376,206 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
         raw, rule, reason = best.replicas, best.rule, best.reason
     else:
         raw, rule = cur, HOLD
-        reason = f"no recommendation ({'; '.join(notes + skipped) or 'no inputs'}); hold {cur}"
-    if unknown and not recs:
+        reason = f"no recommendation ({'; '.join(notes + list(rules.skipped)) or 'no inputs'}); hold {cur}"
+    if rules.unknown and not recs:
         rule = UNKNOWN_HOLD
-        reason = f"{'; '.join(notes + skipped)}: hold {cur}, no scale-down on missing data"
-    elif unknown and raw < cur:
+        reason = f"{'; '.join(notes + list(rules.skipped))}: hold {cur}, no scale-down on missing data"
+    elif rules.unknown and raw < cur:
         raw, rule = cur, UNKNOWN_HOLD
         reason = (f"{'; '.join(notes)}: hold {cur}, no scale-down on missing data"
                   + (f" (known inputs said {best.replicas}: {best.reason})" if recs else ""))
-    elif unknown and recs:
+    elif rules.unknown and recs:
         reason += f"; {'; '.join(notes)} (scale-down blocked, scale-up allowed)"
+    return Verdict(raw, rule, reason), demand
 
-    started = state.started_at if state.started_at is not None else now
-    beh = spec.behavior
-    up_rules, down_rules, panic_spec = beh.scale_up, beh.scale_down, beh.panic
 
-    # stabilisation (HPA): between the lowest recent recommendation (up window)
-    # and the highest (down window)
-    up_rec = min([raw] + [r for t, r in state.recommendations if t > now - up_rules.stabilization_window_s])
-    hist_down = max([raw] + [r for t, r in state.recommendations if t > now - down_rules.stabilization_window_s])
-    young = now - started < down_rules.stabilization_window_s
+# ---------------------------------------------------------------- phase 4: stabilisation
+
+def stabilise(v: Verdict, history: tuple[tuple[float, int], ...], behavior: Behavior, cur: int, now: float,
+              started: float) -> Verdict:
+    """HPA: between the lowest recommendation in the scale-up window and the highest in
+    the scale-down window; with less history than the latter, no scale-down."""
+    up_s = behavior.scale_up.stabilization_window_s
+    down_s = behavior.scale_down.stabilization_window_s
+    raw = v.replicas
+    up_rec = min([raw] + [r for t, r in history if t > now - up_s])
+    hist_down = max([raw] + [r for t, r in history if t > now - down_s])
+    young = now - started < down_s
     down_rec = max(hist_down, cur) if young else hist_down
     desired = min(max(cur, up_rec), down_rec)
-    if desired != raw:
-        if desired < raw:
-            why = f"lowest recommendation in the last {up_rules.stabilization_window_s:g}s"
-        elif desired <= hist_down:
-            why = f"highest recommendation in the last {down_rules.stabilization_window_s:g}s"
-        else:
-            why = (f"less than {down_rules.stabilization_window_s:g}s of history (new daemon or leader): "
-                   f"no scale-down yet")
-        reason += f"; stabilised at {desired} ({why})"
-        rule = STABILIZATION
+    if desired == raw:
+        return v
+    if desired < raw:
+        why = f"lowest recommendation in the last {up_s:g}s"
+    elif desired <= hist_down:
+        why = f"highest recommendation in the last {down_s:g}s"
+    else:
+        why = f"less than {down_s:g}s of history (new daemon or leader): no scale-down yet"
+    return Verdict(desired, STABILIZATION, v.reason + f"; stabilised at {desired} ({why})")
 
-    # panic (Knative KPA)
-    panic_until = state.panic_until
-    window_demand = [d for t, d in state.demand if t > now - panic_spec.window_s]
+
+# ---------------------------------------------------------------- phase 5: panic
+
+def panic_mode(v: Verdict, state: ScaleState, demand: int | None, ready: int, spec: PanicSpec,
+               now: float) -> tuple[Verdict, Panic]:
+    """Knative KPA: demand averaged over the window at ``threshold`` x ready or more
+    starts (or extends) a panic lasting ``stable_window_s`` past the last trigger."""
+    until = state.panic_until
+    window = [d for t, d in state.demand if t > now - spec.window_s]
     if demand is not None:
-        window_demand.append(demand)
-    panicking = panic_until is not None and now < panic_until
-    panic_peak = state.panic_peak if panicking else 0
-    if window_demand and obs.ready > 0:
-        avg = float(np.mean(window_demand))
-        if avg >= panic_spec.threshold * obs.ready - _EPS:
-            if not panicking:
-                reason += (f"; panic: demand {avg:g} >= {panic_spec.threshold:g} x {obs.ready} ready "
-                           f"(over {panic_spec.window_s:g}s)")
-            panicking = True
-            panic_until = now + panic_spec.stable_window_s
-    if not panicking:
-        panic_until = None
+        window.append(demand)
+    active = until is not None and now < until
+    peak = state.panic_peak if active else 0
+    reason = v.reason
+    if window and ready > 0:
+        avg = float(np.mean(window))
+        if avg >= spec.threshold * ready - _EPS:
+            if not active:
+                reason += f"; panic: demand {avg:g} >= {spec.threshold:g} x {ready} ready (over {spec.window_s:g}s)"
+            active = True
+            until = now + spec.stable_window_s
+    return Verdict(v.replicas, v.rule, reason), Panic(active, until if active else None, peak)
 
-    # rate limits (HPA), skipped upward while panicking
-    def period_start(period: float) -> int:
-        # max(0, ...): a change decided but not applied yet must not block the next one forever
-        return max(0, cur - sum(d for t, d in state.events if t > now - period))
 
+# ---------------------------------------------------------------- phase 6: rate limits
+
+def _policies(fn: str, proposals: list[tuple[int, str]]) -> str:
+    texts = [t for _, t in proposals]
+    return texts[0] if len(texts) == 1 else f"{fn}({', '.join(texts)})"
+
+
+def _period_start(events: tuple[tuple[float, int], ...], cur: int, now: float, period: float) -> int:
+    # max(0, ...): a change decided but not applied yet must not block the next one forever
+    return max(0, cur - sum(d for t, d in events if t > now - period))
+
+
+def rate_limit(v: Verdict, events: tuple[tuple[float, int], ...], behavior: Behavior, cur: int, now: float,
+               panicking: bool) -> Verdict:
+    """HPA: the change per period from ``periodStart`` (``cur`` less the changes decided
+    within it) is bounded by the larger pod or percent policy; a panic lifts the upward
+    bound."""
+    desired = v.replicas
     if desired > cur and not panicking:
-        start = period_start(up_rules.period_s)
+        up = behavior.scale_up
+        start = _period_start(events, cur, now, up.period_s)
         proposals = []
-        if up_rules.max_pods is not None:
-            proposals.append((start + up_rules.max_pods, f"{start}+{up_rules.max_pods}"))
-        if up_rules.max_percent is not None:
-            proposals.append((_ceil(start * (1 + up_rules.max_percent / 100)),
-                              f"ceil({start}*{1 + up_rules.max_percent / 100:g})"))
+        if up.max_pods is not None:
+            proposals.append((start + up.max_pods, f"{start}+{up.max_pods}"))
+        if up.max_percent is not None:
+            proposals.append((_ceil(start * (1 + up.max_percent / 100)), f"ceil({start}*{1 + up.max_percent / 100:g})"))
         if proposals:
             limit = max(cur, max(p for p, _ in proposals))
             if desired > limit:
-                reason += f"; scale-up limited to {limit} ({_policies('max', proposals)} per {up_rules.period_s:g}s)"
-                desired, rule = limit, RATE_LIMIT
+                return Verdict(limit, RATE_LIMIT, v.reason + f"; scale-up limited to {limit} "
+                               f"({_policies('max', proposals)} per {up.period_s:g}s)")
     elif desired < cur:
-        start = period_start(down_rules.period_s)
+        down = behavior.scale_down
+        start = _period_start(events, cur, now, down.period_s)
         proposals = []
-        if down_rules.max_pods is not None:
-            proposals.append((start - down_rules.max_pods, f"{start}-{down_rules.max_pods}"))
-        if down_rules.max_percent is not None:
-            proposals.append((int(start * (1 - down_rules.max_percent / 100)),
-                              f"floor({start}*{1 - down_rules.max_percent / 100:g})"))
+        if down.max_pods is not None:
+            proposals.append((start - down.max_pods, f"{start}-{down.max_pods}"))
+        if down.max_percent is not None:
+            proposals.append((int(start * (1 - down.max_percent / 100)),
+                              f"floor({start}*{1 - down.max_percent / 100:g})"))
         if proposals:
             limit = min(cur, min(p for p, _ in proposals))
             if desired < limit:
-                reason += (f"; scale-down limited to {limit} ({_policies('min', proposals)} "
-                           f"per {down_rules.period_s:g}s)")
-                desired, rule = limit, RATE_LIMIT
+                return Verdict(limit, RATE_LIMIT, v.reason + f"; scale-down limited to {limit} "
+                               f"({_policies('min', proposals)} per {down.period_s:g}s)")
+    return v
 
-    if panicking:
-        floor = max(cur, panic_peak)
-        if desired < floor:
-            reason += f"; panicking until t={panic_until:g}: no scale-down below {floor}"
-            desired, rule = floor, PANIC
 
-    # clamp
-    if desired > spec.max_replicas:
-        reason += f" (capped by maxReplicas {spec.max_replicas})"
-        desired, rule = spec.max_replicas, MAX_REPLICAS
-    elif desired < spec.min_replicas:
-        reason += f" (raised to minReplicas {spec.min_replicas})"
-        desired, rule = spec.min_replicas, MIN_REPLICAS
-    if panicking:
-        panic_peak = max(panic_peak, desired)
+# ---------------------------------------------------------------- phase 7: panic floor, phase 8: clamp
 
-    # warm pool
+def panic_floor(v: Verdict, panic: Panic, cur: int) -> Verdict:
+    """While panicking, no scale-down below the current count or the panic's peak."""
+    if not panic.active:
+        return v
+    floor = max(cur, panic.peak)
+    if v.replicas >= floor:
+        return v
+    return Verdict(floor, PANIC, v.reason + f"; panicking until t={panic.until:g}: no scale-down below {floor}")
+
+
+def clamp(v: Verdict, min_replicas: int, max_replicas: int) -> Verdict:
+    if v.replicas > max_replicas:
+        return Verdict(max_replicas, MAX_REPLICAS, v.reason + f" (capped by maxReplicas {max_replicas})")
+    if v.replicas < min_replicas:
+        return Verdict(min_replicas, MIN_REPLICAS, v.reason + f" (raised to minReplicas {min_replicas})")
+    return v
+
+
+# ---------------------------------------------------------------- phase 9: warm pool
+
+def warm_pool(desired: int, cur: int, warm_now: int, spec: AutoscalerSpec, prewarm_target: int | None) -> WarmPool:
+    """The pool's size (no larger than the room under maxReplicas), a scale-up served by
+    promotion first, a scale-down parked in the pool while it is short; and the
+    replicas beyond ``desired`` the forecast wants caches pre-warmed for."""
     warm = min(spec.warm_replicas, max(0, spec.max_replicas - desired))
     up = max(0, desired - cur)
-    promote = min(up, max(0, obs.warm))
+    promote = min(up, max(0, warm_now))
     cold = up - promote
-    demote = min(max(0, cur - desired), max(0, warm - obs.warm))
+    demote = min(max(0, cur - desired), max(0, warm - warm_now))
+    note = ""
     if promote:
-        reason += f"; promote {promote} warm" + (f", start {cold} cold" if cold else "")
+        note += f"; promote {promote} warm" + (f", start {cold} cold" if cold else "")
     elif cold:
-        reason += f"; start {cold} cold"
+        note += f"; start {cold} cold"
     if demote:
-        reason += f"; demote {demote} to the warm pool"
+        note += f"; demote {demote} to the warm pool"
     prewarm = 0
     if prewarm_target is not None:
         prewarm = max(0, min(prewarm_target, spec.max_replicas) - desired)
+    return WarmPool(warm, promote, cold, demote, prewarm, note)
 
-    # next state
-    keep_rec = max(up_rules.stabilization_window_s, down_rules.stabilization_window_s)
-    keep_events = max(up_rules.period_s, down_rules.period_s)
+
+# ---------------------------------------------------------------- phase 10: the next state
+
+def next_state(state: ScaleState, spec: AutoscalerSpec, now: float, started: float, cur: int, raw: int,
+               desired: int, demand: int | None, arrivals: tuple[tuple[float, float], ...],
+               panic: Panic) -> ScaleState:
+    """The history the next call needs, each part trimmed to the longest window that reads it."""
+    beh = spec.behavior
+    keep_rec = max(beh.scale_up.stabilization_window_s, beh.scale_down.stabilization_window_s)
+    keep_events = max(beh.scale_up.period_s, beh.scale_down.period_s)
     events = tuple(e for e in state.events if e[0] > now - keep_events)
     if desired != cur:
         events += ((now, desired - cur),)
-    demand_hist = tuple(d for d in state.demand if d[0] > now - panic_spec.window_s)
+    demand_hist = tuple(d for d in state.demand if d[0] > now - beh.panic.window_s)
     if demand is not None:
         demand_hist += ((now, demand),)
     horizon_keep = max(600.0, 8 * spec.cold_start_s)
-    new_state = ScaleState(
+    return ScaleState(
         started_at=started,
         recommendations=tuple(r for r in state.recommendations if r[0] > now - keep_rec) + ((now, raw),),
         demand=demand_hist,
         events=events,
         arrivals=tuple(a for a in arrivals if a[0] > now - horizon_keep),
-        panic_until=panic_until,
-        panic_peak=panic_peak if panicking else 0,
+        panic_until=panic.until,
+        panic_peak=max(panic.peak, desired) if panic.active else 0,
     )
+
+
+# ---------------------------------------------------------------- decide
+
+def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float) -> Decision:
+    """The phases in order; each adds its part to the reason (module docstring)."""
+    cur = obs.current
+    started = state.started_at if state.started_at is not None else now
+    queued, arrivals, fc = queueing_and_forecast(state.arrivals, obs, spec, now)
+    rules = signal_ratios(spec, obs) + queued
+    picked, demand = pick_largest(rules, cur)
+    v = stabilise(picked, state.recommendations, spec.behavior, cur, now, started)
+    v, panic = panic_mode(v, state, demand, obs.ready, spec.behavior.panic, now)
+    v = rate_limit(v, state.events, spec.behavior, cur, now, panic.active)
+    v = panic_floor(v, panic, cur)
+    v = clamp(v, spec.min_replicas, spec.max_replicas)
+    pool = warm_pool(v.replicas, cur, obs.warm, spec, fc.prewarm_target)
+    new_state = next_state(state, spec, now, started, cur, picked.replicas, v.replicas, demand, arrivals, panic)
     return Decision(
-        replicas=desired, warm=warm, promote=promote, cold_start=cold, demote=demote, prewarm=prewarm,
-        rule=rule, reason=reason, state=new_state, current=cur, panic=panicking,
-        unknown=tuple(unknown), recommendations=tuple(recs), forecast_arrival_rate=forecast_rate,
+        replicas=v.replicas, warm=pool.warm, promote=pool.promote, cold_start=pool.cold_start, demote=pool.demote,
+        prewarm=pool.prewarm, rule=v.rule, reason=v.reason + pool.note, state=new_state, current=cur,
+        panic=panic.active, unknown=rules.unknown, recommendations=rules.recs, forecast_arrival_rate=fc.rate,
     )
 
 

@@ -81,7 +81,7 @@ class Signal(Protocol):
 
     def query(self, spec: SignalSpec, scope: Scope) -> str: ...
 
-    def read(self, client: PrometheusConnect, spec: SignalSpec, now: float, *, scope: Scope,
+    def read(self, client: PrometheusConnect, spec: SignalSpec, now: float | None, *, scope: Scope,
              ready: int, timeout: float = DEFAULT_TIMEOUT_S) -> Reading: ...
 
 
@@ -95,7 +95,7 @@ class TimeoutSession(requests.Session):
         super().__init__()
         self.default_timeout = timeout
 
-    def request(self, method, url, **kwargs):  # type: ignore[override]
+    def request(self, method, url, **kwargs):
         if kwargs.get("timeout") is None:
             kwargs["timeout"] = self.default_timeout
         return super().request(method, url, **kwargs)
@@ -181,7 +181,8 @@ def _sample(v: Any) -> float:
 
 def instant_query(client: PrometheusConnect, promql: str, now: float | None,
                   timeout: float = DEFAULT_TIMEOUT_S) -> tuple[list[tuple[dict, float]] | None, str]:
-    """Run an instant query at ``now``. Returns ([(labels, value)], "") or (None, why).
+    """Run an instant query at ``now`` (None: at Prometheus's own time, which the daemon
+    uses). Returns ([(labels, value)], "") or (None, why).
     Values are finite (NaN/Inf rejected); a scalar result is one unlabeled series."""
     # Prometheus's own `timeout`: the server stops evaluating when the client gives up, so a
     # tenant's heavy query costs Prometheus at most this long (not its --query.timeout, 2 min)
@@ -220,7 +221,7 @@ def instant_query(client: PrometheusConnect, promql: str, now: float | None,
         if not isinstance(result, list):
             return None, f"unexpected result type {type(result).__name__}"
         if len(result) == 2 and not isinstance(result[0], dict):
-            series = [({}, float(result[1]))]  # scalar: [ts, "v"]
+            series: list[tuple[dict, float]] = [({}, float(result[1]))]  # scalar: [ts, "v"]
         else:
             series = []
             for item in result:
@@ -390,7 +391,7 @@ def arrival_rate_query(server: str, scope: Scope, window: str = "1m") -> str:
     raise ValueError(f"unknown server {server!r}")
 
 
-def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now: float, *,
+def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now: float | None, *,
                       timeout: float = DEFAULT_TIMEOUT_S, window: str = "1m") -> Reading:
     """Arrival rate in requests/s (clamped at 0: a draining queue is not negative demand)."""
     try:
@@ -408,7 +409,7 @@ def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now:
     return Reading(v, f"{v:g} req/s", q)
 
 
-def read_signal(client: PrometheusConnect, spec: SignalSpec, now: float, *, scope: Scope, ready: int,
+def read_signal(client: PrometheusConnect, spec: SignalSpec, now: float | None, *, scope: Scope, ready: int,
                 timeout: float = DEFAULT_TIMEOUT_S) -> Reading:
     adapter = ADAPTERS.get(spec.type)
     if adapter is None:
@@ -419,7 +420,7 @@ def read_signal(client: PrometheusConnect, spec: SignalSpec, now: float, *, scop
         return Reading(None, f"{spec.type} adapter failed: {type(e).__name__}: {_short(e)}")
 
 
-def read_signals(client: PrometheusConnect, spec: AutoscalerSpec, now: float, *, scope: Scope, ready: int,
+def read_signals(client: PrometheusConnect, spec: AutoscalerSpec, now: float | None, *, scope: Scope, ready: int,
                  timeout: float = DEFAULT_TIMEOUT_S) -> dict[str, Reading]:
     """Every signal of ``spec`` by name; feed ``values(...)`` and ``reasons(...)`` to
     policy.Observation(signals=..., notes=...)."""

@@ -64,7 +64,7 @@ def signals_condition(notes: Mapping[str, str], known: Iterable[str]) -> tuple[s
 
 
 def cond(type_: str, status: str, reason: str, message: str, generation: int | None = None) -> dict[str, Any]:
-    c = {"type": type_, "status": status, "reason": reason, "message": message[:4000]}
+    c: dict[str, Any] = {"type": type_, "status": status, "reason": reason, "message": message[:4000]}
     if generation is not None:
         c["observedGeneration"] = generation
     return c
@@ -85,10 +85,3 @@ def merge_conditions(old: Sequence[Mapping[str, Any]] | None, new: Sequence[Mapp
             out[k] = dict(c)
     return sorted(out.values(), key=lambda c: (ORDER.index(c["type"]) if c["type"] in ORDER else len(ORDER),
                                                c["type"]))
-
-
-def same_conditions(a: Sequence[Mapping[str, Any]] | None, b: Sequence[Mapping[str, Any]] | None) -> bool:
-    def key(cs):
-        return sorted((c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-                      for c in (cs or []))
-    return key(a) == key(b)

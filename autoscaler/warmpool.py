@@ -125,7 +125,8 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
     gate = conds.get(SERVING_GATE)
     serving = None
     if gate is not None:
-        serving = {"True": True, "False": False}.get(gate.get("status"))
+        gate_status = gate.get("status")
+        serving = True if gate_status == "True" else False if gate_status == "False" else None
     cr = conds.get("ContainersReady") or {}
     loaded = cr.get("status") == "True"
     gates = spec.get("readinessGates") or []
@@ -138,7 +139,7 @@ def pod_view(pod: Mapping[str, Any]) -> PodView:
         gated=any(isinstance(g, Mapping) and g.get("conditionType") == SERVING_GATE for g in gates),
         deleting=bool(meta.get("deletionTimestamp")) or status.get("phase") in ("Succeeded", "Failed"),
         loaded_since=parse_time(cr.get("lastTransitionTime")) if loaded else None,
-        serving_since=parse_time(gate.get("lastTransitionTime")) if serving else None,
+        serving_since=parse_time(gate.get("lastTransitionTime")) if serving and gate is not None else None,
         template_hash=str((meta.get("labels") or {}).get(TEMPLATE_HASH_LABEL, "")),
         node=str(spec.get("nodeName") or ""),
     )

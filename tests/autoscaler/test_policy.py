@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
+from autoscaler.policy import (FORECAST, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, ScaleState, decide, erlang_c,
                                holt_forecast, replicas_for_slo)
 from autoscaler.spec import parse_spec

@@ -1,0 +1,324 @@
+"""Each phase of ``decide`` on its own, as tables: a row is the phase's input and what it
+must give, with the arithmetic in a comment. test_policy.py checks the phases together."""
+from __future__ import annotations
+
+import copy
+import dataclasses
+
+import pytest
+
+from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
+                               STABILIZATION, UNKNOWN_HOLD, Observation, Panic, Recommendation, Rules, ScaleState,
+                               Verdict, clamp, forecast, next_state, panic_floor, panic_mode, pick_largest,
+                               queue_inputs, queueing_and_forecast, queueing_rule, rate_limit, signal_ratios,
+                               stabilise, warm_pool)
+from autoscaler.spec import parse_spec
+
+NOW = 1000.0
+Q5 = {"type": "queueDepth", "target": 5}
+GPU60 = {"type": "gpuUtilization", "target": 60}
+SLO = {"slo": {"queueWaitSeconds": 60}, "serviceRatePerReplica": 1.0, "coldStartSeconds": 45}
+
+
+def spec(signals=(Q5,), **kw):
+    d = {"scaleTargetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": 10, "signals": list(signals)}
+    d.update(copy.deepcopy(kw))
+    return parse_spec(d)
+
+
+def obs(ready, pending=0, warm=0, arrival=None, service=None, **signals):
+    return Observation(ready=ready, pending=pending, warm=warm, signals=signals, arrival_rate=arrival,
+                       service_rate=service)
+
+
+def rec(rule, replicas, demand=None):
+    return Recommendation(rule, replicas, f"{rule} says {replicas}", demand)
+
+
+V = Verdict  # (replicas, rule, reason so far)
+
+
+# ---------------------------------------------------------------- 1. signal ratios
+
+@pytest.mark.parametrize("name,sp,ob,want_recs,want_unknown,skipped", [
+    ("up", spec(), obs(3, queueDepth=14), [("signal:queueDepth", 9, None)], (), 0),
+    # ceil(3*14/5)=ceil(8.4)=9
+    ("within-tolerance", spec(), obs(4, queueDepth=5.4), [("signal:queueDepth", 4, 5)], (), 0),
+    # 5.4/5=1.08, |1.08-1| <= 0.1: hold 4; the need ceil(4*5.4/5)=ceil(4.32)=5 is kept for panic
+    ("pending-covers", spec(), obs(3, pending=6, queueDepth=14), [("signal:queueDepth", 9, 9)], (), 0),
+    # 42/(9*5)=0.93 <= 1.1 over 3 ready + 6 pending: hold 9, need ceil(3*14/5)=9
+    ("two-signals", spec([Q5, GPU60]), obs(3, queueDepth=1, gpuUtilization=95),
+     [("signal:queueDepth", 1, None), ("signal:gpuUtilization", 5, None)], (), 0),
+    # ceil(3*1/5)=1 and ceil(3*95/60)=ceil(4.75)=5, in the spec's order
+    ("unknown-none", spec(), obs(3, queueDepth=None), [], ("queueDepth",), 0),
+    ("unknown-missing", spec(), obs(3), [], ("queueDepth",), 0),
+    ("unknown-nan", spec(), obs(3, queueDepth=float("nan")), [], ("queueDepth",), 0),
+    ("unknown-negative", spec(), obs(3, queueDepth=-1.0), [], ("queueDepth",), 0),
+    ("no-ready", spec(), obs(0, pending=2, queueDepth=4), [], (), 1),
+    # known, but 0 ready replicas give no ratio: skipped, not unknown
+])
+def test_signal_ratios(name, sp, ob, want_recs, want_unknown, skipped):
+    r = signal_ratios(sp, ob)
+    assert [(x.rule, x.replicas, x.demand) for x in r.recs] == want_recs
+    assert (r.unknown, len(r.notes), len(r.skipped)) == (want_unknown, len(want_unknown), skipped)
+
+
+def test_signal_ratios_say_why_unknown():
+    ob = Observation(ready=3, signals={"queueDepth": None}, notes={"queueDepth": "Prometheus timed out"})
+    assert signal_ratios(spec(), ob).notes == ("queueDepth unknown (Prometheus timed out)",)
+    assert signal_ratios(spec(), obs(3, queueDepth=float("inf"))).notes == ("queueDepth unknown (invalid value inf)",)
+
+
+# ---------------------------------------------------------------- 2. queueing and forecast
+
+@pytest.mark.parametrize("name,ob,service_spec,want", [
+    ("both-known", obs(2, arrival=8, service=2), 1.0, (8, 2, ())),  # measured mu 2 beats the spec's 1
+    ("measured-zero", obs(2, arrival=8, service=0.0), 1.0, (8, 1.0, ())),  # 0 is not a rate: the spec's 1
+    ("arrival-unknown", obs(2, arrival=None), 1.0, (None, 1.0, ("arrivalRate",))),
+    ("arrival-nan", obs(2, arrival=float("nan")), 1.0, (None, 1.0, ("arrivalRate",))),
+    ("service-unknown", obs(2, arrival=3), None, (3, None, ("serviceRate",))),
+    ("both-unknown", obs(2), None, (None, None, ("arrivalRate", "serviceRate"))),
+])
+def test_queue_inputs(name, ob, service_spec, want):
+    sp = dataclasses.replace(spec([], **SLO), service_rate_per_replica=service_spec)
+    lam, mu, missing = queue_inputs(ob, sp)
+    assert (lam, mu, missing.unknown) == want
+
+
+@pytest.mark.parametrize("name,lam,mu,cur,want", [
+    ("utilisation", 8, 1, 6, (10, None)),  # ceil(8/(1*0.8))=10; P(wait>60s) ~ 0
+    ("faster-replicas", 8, 2, 6, (5, None)),  # ceil(8/(2*0.8))=5
+    ("down-within-tolerance", 7.5, 1, 11, (11, 10)),  # ceil(7.5/0.8)=10 vs 11: (11-10)/11=0.09 <= 0.1: hold 11
+    ("down-past-tolerance", 7.5, 1, 14, (10, None)),  # (14-10)/14=0.29 > 0.1: 10
+    ("from-zero", 0.5, 1, 0, (1, None)),  # ceil(0.5/0.8)=1; no tolerance from 0 replicas
+])
+def test_queueing_rule(name, lam, mu, cur, want):
+    r = queueing_rule(lam, mu, spec([], maxReplicas=20, **SLO), cur)
+    assert (r.rule, r.replicas, r.demand) == (QUEUEING,) + want, r.reason
+
+
+LINE = ((0.0, 1.0), (15.0, 2.0), (30.0, 3.0), (45.0, 4.0), (60.0, 5.0))  # 1/15 req/s per s
+
+@pytest.mark.parametrize("name,arrivals,lam,kw,want", [
+    ("ramp", LINE, 5, {}, (8.0, 14, 10)),
+    # a line, so Holt is exact: in 45 s 5 + 45/15 = 8 req/s: ceil(8/0.8)=10; in 90 s 5 + 90/15 = 11: ceil(11/0.8)=14
+    ("flat", tuple((t, 5.0) for t, _ in LINE), 5, {}, (5.0, 7, None)),
+    # no trend: 5 req/s = now, no recommendation; pre-warm for ceil(5/0.8)=7
+    ("falling", tuple((t, 9.0 - x) for t, x in LINE), 4, {}, (1.0, 0, None)),
+    # 4 - 45/15 = 1 req/s: below now, no recommendation; in 90 s 4 - 90/15 = -2, floored at 0 req/s: 0 replicas
+    ("too-few-samples", LINE[-2:], 5, {}, (None, None, None)),  # 2 samples are not a trend (3 needed)
+    ("disabled", LINE, 5, {"forecast": {"enabled": False}}, (None, None, None)),
+    ("no-cold-start", LINE, 5, {"coldStartSeconds": 0}, (None, None, None)),  # no horizon to look over
+])
+def test_forecast(name, arrivals, lam, kw, want):
+    sp = spec([], maxReplicas=20, **{**SLO, **kw})
+    f = forecast(arrivals, lam, 1.0, sp, 60.0)
+    rate = None if f.rate is None else round(f.rate, 9)
+    assert (rate, f.prewarm_target, None if f.rec is None else f.rec.replicas) == want
+    assert f.rec is None or f.rec.rule == FORECAST
+
+
+def test_queueing_and_forecast_keeps_known_arrivals_only():
+    sp = spec([], maxReplicas=20, **SLO)
+    rules, arrivals, f = queueing_and_forecast(LINE[:-1], obs(7, arrival=5), sp, 60.0)
+    assert arrivals == LINE and [r.rule for r in rules.recs] == [QUEUEING, FORECAST] and f.rate == pytest.approx(8)
+    rules, arrivals, f = queueing_and_forecast(LINE[:-1], obs(7, arrival=None), sp, 60.0)
+    assert arrivals == LINE[:-1] and rules.recs == () and rules.unknown == ("arrivalRate",) and f.rate is None
+    # without an slo the phase does nothing, not even record the arrival rate
+    assert queueing_and_forecast(LINE[:-1], obs(7, arrival=5), spec(), 60.0) == (Rules(), LINE[:-1], f)
+    # at most 32 samples are kept: 40 in, the last 32 out
+    many = tuple((float(t), 1.0) for t in range(40))
+    assert len(queueing_and_forecast(many, obs(7, arrival=1), sp, 40.0)[1]) == 32
+
+
+# ---------------------------------------------------------------- 3. the largest, or hold
+
+UNK = Rules(unknown=("gpu",), notes=("gpu unknown (no value)",))
+
+@pytest.mark.parametrize("name,rules,cur,want", [
+    ("largest", Rules((rec("signal:a", 3), rec("signal:b", 5))), 4, (5, "signal:b", 5)),  # max(3, 5)=5
+    ("tie-first-listed", Rules((rec("signal:a", 5), rec(QUEUEING, 5))), 4, (5, "signal:a", 5)),
+    ("held-need-counts", Rules((rec("signal:a", 4, demand=6),)), 4, (4, "signal:a", 6)),
+    # a hold within tolerance at 4 whose computed need is 6: panic sees 6
+    ("forecast-not-demand", Rules((rec(QUEUEING, 5), rec(FORECAST, 9))), 4, (9, FORECAST, 5)),
+    # the forecast wins (9) but panic sees only load measured now: 5
+    ("nothing", Rules(), 4, (4, HOLD, None)),
+    ("only-unknown", UNK, 4, (4, UNKNOWN_HOLD, None)),
+    ("unknown-blocks-down", Rules((rec("signal:a", 2),)) + UNK, 6, (6, UNKNOWN_HOLD, 2)),  # 2 < 6: hold 6
+    ("unknown-allows-up", Rules((rec("signal:a", 8),)) + UNK, 6, (8, "signal:a", 8)),  # 8 > 6: up
+])
+def test_pick_largest(name, rules, cur, want):
+    v, demand = pick_largest(rules, cur)
+    assert (v.replicas, v.rule, demand) == want, v.reason
+
+
+def test_pick_largest_reasons():
+    assert pick_largest(Rules(skipped=("q 4: no ready replicas to scale from",)), 0)[0].reason == \
+        "no recommendation (q 4: no ready replicas to scale from); hold 0"
+    v, _ = pick_largest(Rules((rec("signal:a", 2),)) + UNK, 6)
+    assert v.reason == ("gpu unknown (no value): hold 6, no scale-down on missing data "
+                        "(known inputs said 2: signal:a says 2)")
+    v, _ = pick_largest(Rules((rec("signal:a", 8),)) + UNK, 6)
+    assert v.reason == "signal:a says 8; gpu unknown (no value) (scale-down blocked, scale-up allowed)"
+
+
+# ---------------------------------------------------------------- 4. stabilisation
+
+DEFAULT_BEHAVIOR = spec().behavior  # scale-up window 0 s, scale-down window 300 s
+
+@pytest.mark.parametrize("name,raw,history,cur,started,kw,want", [
+    ("no-history-old-state", 2, (), 8, 0.0, {}, (2, "r")),  # nothing in the windows: 2
+    ("down-window-max", 2, ((750.0, 6), (900.0, 5)), 8, 0.0, {}, (6, STABILIZATION)),
+    # max(2, 6, 5)=6: t=750 > 1000-300
+    ("down-window-expired", 2, ((650.0, 8),), 8, 0.0, {}, (2, "r")),  # t=650 <= 700: out
+    ("young-state", 2, (), 8, 800.0, {}, (8, STABILIZATION)),
+    # 1000-800=200 s < 300 s of history: no scale-down, max(2, cur 8)=8
+    ("young-state-up", 9, (), 8, 800.0, {}, (9, "r")),  # a young state still scales up
+    ("up-window-min", 6, ((970.0, 4),), 4, 0.0, {"scaleUp": {"stabilizationWindowSeconds": 60}}, (4, STABILIZATION)),
+    # lowest in the last 60 s: min(6, 4)=4, and never below cur: max(4, 4)=4
+    ("up-window-partial", 8, ((970.0, 6),), 4, 0.0, {"scaleUp": {"stabilizationWindowSeconds": 60}},
+     (6, STABILIZATION)),  # min(8, 6)=6 > cur 4: up to 6 only
+])
+def test_stabilise(name, raw, history, cur, started, kw, want):
+    beh = spec(behavior=kw).behavior if kw else DEFAULT_BEHAVIOR
+    v = stabilise(V(raw, "r", "why"), history, beh, cur, NOW, started)
+    assert (v.replicas, v.rule) == want, v.reason
+
+
+def test_stabilise_says_which_window():
+    v = stabilise(V(2, "r", "why"), ((900.0, 6),), DEFAULT_BEHAVIOR, 8, NOW, 0.0)
+    assert v.reason == "why; stabilised at 6 (highest recommendation in the last 300s)"
+    v = stabilise(V(2, "r", "why"), (), DEFAULT_BEHAVIOR, 8, NOW, 900.0)
+    assert v.reason.endswith("(less than 300s of history (new daemon or leader): no scale-down yet)")
+
+
+# ---------------------------------------------------------------- 5. panic
+
+@pytest.mark.parametrize("name,state,demand,ready,want", [
+    ("trigger", ScaleState(), 9, 3, (True, 1060.0, 0)),  # 9 >= 2 x 3 ready: panic until 1000+60
+    ("below", ScaleState(), 5, 3, (False, None, 0)),  # 5 < 6
+    ("window-average", ScaleState(demand=((996.0, 4),)), 9, 3, (True, 1060.0, 0)),  # mean(4, 9)=6.5 >= 6
+    ("window-average-low", ScaleState(demand=((996.0, 2),)), 9, 3, (False, None, 0)),  # mean(2, 9)=5.5 < 6
+    ("old-demand-ignored", ScaleState(demand=((990.0, 2),)), 9, 3, (True, 1060.0, 0)),
+    # t=990 <= 1000-6: out of the window, mean(9)=9
+    ("no-ready", ScaleState(), 9, 0, (False, None, 0)),  # no ready replicas: no ratio, no panic
+    ("continues", ScaleState(panic_until=1030.0, panic_peak=9), 3, 3, (True, 1030.0, 9)),
+    # 3 < 6, but the last trigger's panic runs until 1030; the peak 9 is kept
+    ("extended", ScaleState(panic_until=1030.0, panic_peak=9), 7, 3, (True, 1060.0, 9)),  # 7 >= 6: until 1060
+    ("ended", ScaleState(panic_until=990.0, panic_peak=9), 3, 3, (False, None, 0)),  # 990 <= now: over
+    ("no-demand", ScaleState(), None, 3, (False, None, 0)),  # nothing measured now, nothing in the window
+])
+def test_panic_mode(name, state, demand, ready, want):
+    v, p = panic_mode(V(4, "r", "why"), state, demand, ready, spec().behavior.panic, NOW)
+    assert (p.active, p.until, p.peak) == want
+    assert v.replicas == 4 and v.rule == "r"  # panic only reports; later phases act on it
+    assert ("; panic: demand" in v.reason) == (p.active and not (state.panic_until or 0) > NOW)
+
+
+# ---------------------------------------------------------------- 6. rate limits
+
+UP2 = {"scaleUp": {"maxPodsPerPeriod": 2, "periodSeconds": 60}}
+
+@pytest.mark.parametrize("name,desired,cur,events,kw,panicking,want", [
+    ("up-default", 9, 3, (), {}, False, (7, RATE_LIMIT)),  # max(3+4, ceil(3*2))=7 per 15 s
+    ("up-default-percent", 30, 10, (), {}, False, (20, RATE_LIMIT)),  # max(10+4, ceil(10*2))=20
+    ("up-under-limit", 6, 3, (), {}, False, (6, "r")),  # 6 <= 7
+    ("up-panicking", 9, 3, (), {}, True, (9, "r")),  # a panic lifts the upward limit
+    ("up-pods", 14, 10, (), UP2, False, (12, RATE_LIMIT)),  # 10+2=12
+    ("up-spent", 14, 10, ((990.0, 2),), UP2, False, (10, RATE_LIMIT)),
+    # +2 at t=990 within 60 s: period start 10-2=8, limit max(10, 8+2)=10
+    ("up-old-event", 14, 10, ((930.0, 2),), UP2, False, (12, RATE_LIMIT)),  # t=930 out of the period: 10+2=12
+    ("up-unapplied-never-blocks", 5, 1, ((995.0, 8),), {}, False, (4, RATE_LIMIT)),
+    # +8 decided, never applied: period start max(0, 1-8)=0 (-7 would give max(1, -7+4)=1, blocked for good);
+    # limit max(1, 0+4, ceil(0*2))=4
+    ("down-pods", 2, 6, (), {"scaleDown": {"maxPodsPerPeriod": 1}}, False, (5, RATE_LIMIT)),  # 6-1=5
+    ("down-percent", 2, 6, (), {"scaleDown": {"maxPercentPerPeriod": 50}}, False, (3, RATE_LIMIT)),
+    # floor(6*0.5)=3
+    ("down-both-smaller", 2, 6, (), {"scaleDown": {"maxPodsPerPeriod": 1, "maxPercentPerPeriod": 50}}, False,
+     (3, RATE_LIMIT)),  # min(6-1, floor(6*0.5))=3: the larger change
+    ("down-default", 0, 6, (), {}, False, (0, "r")),  # floor(6*(1-1.0))=0: no limit
+    ("down-while-panicking", 2, 6, (), {"scaleDown": {"maxPodsPerPeriod": 1}}, True, (5, RATE_LIMIT)),
+    # panic lifts only the upward limit (the panic floor phase stops the scale-down)
+    ("hold", 6, 6, (), {}, False, (6, "r")),
+])
+def test_rate_limit(name, desired, cur, events, kw, panicking, want):
+    beh = spec(behavior=kw).behavior
+    v = rate_limit(V(desired, "r", "why"), events, beh, cur, NOW, panicking)
+    assert (v.replicas, v.rule) == want, v.reason
+
+
+def test_rate_limit_reason():
+    v = rate_limit(V(9, "r", "why"), (), DEFAULT_BEHAVIOR, 3, NOW, False)
+    assert v.reason == "why; scale-up limited to 7 (max(3+4, ceil(3*2)) per 15s)"
+    v = rate_limit(V(2, "r", "why"), (), spec(behavior={"scaleDown": {"maxPercentPerPeriod": 50}}).behavior, 6,
+                   NOW, False)
+    assert v.reason == "why; scale-down limited to 3 (floor(6*0.5) per 15s)"
+
+
+# ---------------------------------------------------------------- 7. panic floor and 8. clamp
+
+@pytest.mark.parametrize("name,desired,panic,cur,want", [
+    ("not-panicking", 2, Panic(False, None, 0), 9, (2, "r")),
+    ("holds-cur", 2, Panic(True, 1030.0, 0), 9, (9, PANIC)),  # max(cur 9, peak 0)=9
+    ("holds-peak", 7, Panic(True, 1030.0, 9), 7, (9, PANIC)),  # max(7, peak 9)=9: the peak not applied yet stays
+    ("up-untouched", 12, Panic(True, 1030.0, 9), 7, (12, "r")),
+])
+def test_panic_floor(name, desired, panic, cur, want):
+    v = panic_floor(V(desired, "r", "why"), panic, cur)
+    assert (v.replicas, v.rule) == want
+
+
+@pytest.mark.parametrize("name,desired,lo,hi,want", [
+    ("within", 5, 1, 10, (5, "r", "why")),
+    ("capped", 26, 1, 10, (10, MAX_REPLICAS, "why (capped by maxReplicas 10)")),
+    ("raised", 0, 2, 10, (2, MIN_REPLICAS, "why (raised to minReplicas 2)")),
+    ("edges", 10, 10, 10, (10, "r", "why")),
+])
+def test_clamp(name, desired, lo, hi, want):
+    v = clamp(V(desired, "r", "why"), lo, hi)
+    assert (v.replicas, v.rule, v.reason) == want
+
+
+# ---------------------------------------------------------------- 9. warm pool
+
+@pytest.mark.parametrize("name,desired,cur,warm_now,kw,prewarm_target,want", [
+    ("promote-first", 9, 3, 2, {"warmReplicas": 2}, None, (1, 2, 4, 0, 0, "; promote 2 warm, start 4 cold")),
+    # +6: 2 promoted, 4 cold; pool = min(2, max 10 - 9)=1
+    ("promote-only", 6, 4, 3, {"warmReplicas": 3, "maxReplicas": 20}, None, (3, 2, 0, 0, 0, "; promote 2 warm")),
+    ("cold-only", 5, 3, 0, {}, None, (0, 0, 2, 0, 0, "; start 2 cold")),
+    ("demote", 2, 6, 0, {"warmReplicas": 2}, None, (2, 0, 0, 2, 0, "; demote 2 to the warm pool")),
+    # -4: the empty pool of 2 takes 2, the other 2 are deleted
+    ("pool-full", 2, 6, 1, {"warmReplicas": 1}, None, (1, 0, 0, 0, 0, "")),
+    ("at-max", 10, 10, 2, {"warmReplicas": 2}, None, (0, 0, 0, 0, 0, "")),  # no room to promote into: pool 0
+    ("prewarm", 10, 10, 0, {"maxReplicas": 20}, 14, (0, 0, 0, 0, 4, "")),  # 14 - 10 = 4 to pre-warm
+    ("prewarm-capped", 10, 10, 0, {"maxReplicas": 12}, 14, (0, 0, 0, 0, 2, "")),  # min(14, 12) - 10 = 2
+    ("prewarm-none", 10, 10, 0, {"maxReplicas": 20}, 8, (0, 0, 0, 0, 0, "")),  # 8 < 10: max(0, -2)=0
+])
+def test_warm_pool(name, desired, cur, warm_now, kw, prewarm_target, want):
+    p = warm_pool(desired, cur, warm_now, spec(**kw), prewarm_target)
+    assert (p.warm, p.promote, p.cold_start, p.demote, p.prewarm, p.note) == want
+
+
+# ---------------------------------------------------------------- 10. next state
+
+def test_next_state_trims_each_history_to_its_window():
+    state = ScaleState(started_at=0.0, recommendations=((650.0, 8), (800.0, 6)), demand=((990.0, 3), (996.0, 4)),
+                       events=((980.0, 1), (990.0, 2)), arrivals=((300.0, 1.0), (500.0, 2.0)))
+    s = next_state(state, spec(), NOW, 0.0, cur=4, raw=5, desired=6, demand=7,
+                   arrivals=state.arrivals + ((NOW, 3.0),), panic=Panic(True, 1060.0, 9))
+    assert s.recommendations == ((800.0, 6), (NOW, 5))  # 300 s window: t=650 out; the raw 5, not the 6 decided
+    assert s.demand == ((996.0, 4), (NOW, 7))  # 6 s window: t=990 out
+    assert s.events == ((990.0, 2), (NOW, 2))  # 15 s period: t=980 out; +2 = 6 - 4
+    assert s.arrivals == ((500.0, 2.0), (NOW, 3.0))  # max(600, 8 x 45)=600 s: t=300 out
+    assert (s.started_at, s.panic_until, s.panic_peak) == (0.0, 1060.0, 9)  # max(peak 9, desired 6)
+
+
+@pytest.mark.parametrize("name,desired,panic,want_events,want_peak", [
+    ("no-change", 4, Panic(False, None, 0), (), 0),  # 4 = cur: no event
+    ("panic-peak-rises", 12, Panic(True, 1060.0, 9), ((NOW, 8),), 12),  # max(9, 12)=12; +8 = 12 - 4
+    ("panic-over", 6, Panic(False, None, 9), ((NOW, 2),), 0),  # no panic: no peak
+])
+def test_next_state_events_and_peak(name, desired, panic, want_events, want_peak):
+    s = next_state(ScaleState(), spec(), NOW, NOW, cur=4, raw=desired, desired=desired, demand=None, arrivals=(),
+                   panic=panic)
+    assert (s.events, s.panic_peak, s.demand) == (want_events, want_peak, ())
