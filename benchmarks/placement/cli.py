@@ -48,6 +48,9 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--policies", nargs="+", choices=POLICY_ORDER, default=list(DEFAULT_POLICIES), metavar="NAME",
                    help=f"policies to run, in this order (default: {' '.join(DEFAULT_POLICIES)}; also: "
                         "gpusched-exact, the highest unrounded gpusched score)")
+    p.add_argument("--combine", nargs="+", metavar="DIR",
+                   help="run nothing: merge the --inflate results already written to these directories (e.g. "
+                        "one per seed or per pod list) into --out, averaging over the seeds")
     p.add_argument("--limit", type=int, metavar="N", help="replay only the first N pods of each trace")
     p.add_argument("--stop-at-first-failure", action="store_true",
                    help="stop each replay at the first pod that fits nowhere (default: record the figures there, "
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     from scheduler.core.scoring import LEARN_MIN_PODS, MAX_LEARNED_SHAPES
     from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 
+    if args.combine:
+        return combine(args)
     if args.limit is not None and args.limit < 1:
         raise trace.BenchInputError(f"--limit must be at least 1, got {args.limit}")
     if args.inflate is not None and not 0 < args.inflate <= 10:
@@ -127,6 +132,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {t['file']}: {t['pods']:,} pods" + ("" if args.inflate else f", replayed in {t['ordered_by']}{note}"))
     print()
     print(report.mc_table(results) if args.inflate else report.table(results))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def combine(args: argparse.Namespace) -> int:
+    from benchmarks.placement import report
+
+    results, params = report.read_mc(Path(d) for d in args.combine)
+    runs = list(params["commands"])
+    params["command"] = "gpusched bench placement " + " ".join(shlex.quote(a) for a in _argv_tail())
+    params["commands"].append(params["command"])
+    paths = report.write(Path(args.out), results, params)
+    print(f"merged {len(runs)} Monte Carlo runs: {'; '.join(runs)}\n")
+    print(report.mc_table(results))
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from benchmarks.placement.sim import Result
 
@@ -191,6 +191,40 @@ def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     return paths
 
 
+def read_mc(dirs: Iterable[Path]) -> tuple[list[Result], dict]:
+    """The Results and merged params of --inflate runs written to `dirs` (rows in file
+    order; a (trace, policy, seed) seen twice is an error, as it would count twice)."""
+    from benchmarks.placement.trace import BenchInputError
+
+    results: list[Result] = []
+    params: dict = {}
+    seen: set[tuple] = set()
+    for d in dirs:
+        try:
+            data = json.loads((d / "placement.json").read_text())
+            levels = json.loads((d / "placement_levels.json").read_text())["levels"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise BenchInputError(f"{d}: not the output of an --inflate run ({exc})") from None
+        p = data.get("params", {})
+        if not p.get("inflate"):
+            raise BenchInputError(f"{d}: not the output of an --inflate run")
+        if params and (p["inflate"], p["nodes"]) != (params["inflate"], params["nodes"]):
+            raise BenchInputError(f"{d}: another --inflate or node list than the runs before it")
+        params = params or {**p, "seeds": [], "commands": [], "traces": []}
+        params["commands"].append(p["command"])
+        params["traces"] += [t for t in p["traces"] if t not in params["traces"]]
+        for row, lv in zip(data["rows"], levels):
+            key = (row["trace"], row["policy"], row["seed"])
+            if key in seen:
+                raise BenchInputError(f"{d}: {key} is already in an earlier directory")
+            seen.add(key)
+            results.append(Result(**row, levels=lv["levels"]))
+            if row["seed"] not in params["seeds"]:
+                params["seeds"].append(row["seed"])
+    results.sort(key=lambda r: (r.trace, r.seed))  # stable: policies keep their run order
+    return results, params
+
+
 def write_mc(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     """The Monte Carlo run's files: rows per (trace, policy, seed), their summary, the
     per-percent levels, a table and one plot per trace."""
@@ -204,7 +238,8 @@ def write_mc(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
                                         for r in results]}, separators=(",", ":")) + "\n")
     paths.append(p)
     p = out / "placement.md"
-    p.write_text(f"# Placement on the Alibaba GPU trace: FGD's Monte Carlo evaluation\n\n`{params['command']}`\n\n"
+    commands = "".join(f"`{c}`\n\n" for c in params.get("commands", [params["command"]]))
+    p.write_text(f"# Placement on the Alibaba GPU trace: FGD's Monte Carlo evaluation\n\n{commands}"
                  f"Pods drawn with replacement from each pod list until the GPU demand arrived is "
                  f"{params['inflate']:g}x the cluster's {params['nodes']['gpus']:,} GPUs; seeds "
                  f"{' '.join(map(str, params['seeds']))}. CPU-only pods placed by kube-scheduler's defaults "
