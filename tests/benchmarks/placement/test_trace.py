@@ -171,3 +171,25 @@ def test_inflate_draws_until_the_demand_reaches_the_target():
     assert [p.key for p in a.pods] == [p.key for p in b.pods]  # seeded
     assert len({p.key for p in a.pods}) == len(a.pods)  # copies keyed apart, as the extender needs
     assert [p.key for p in inflate(ps, 10_000, 1.3, seed=2).pods] != [p.key for p in a.pods]
+
+
+def test_cli_combine_averages_runs_written_apart(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tqdm")
+    nodes = write(tmp_path, NODE_HEADER + "\nn0,16000,65536,2,T4\nn1,32000,65536,4,V100M32\n", "nodes.csv")
+    rows = [f"p{i},2000,1024,{n},{m},,LS,Running,{i},0,0" for i, (n, m) in
+            enumerate([(1, 500), (1, 1000), (0, 0), (2, 1000), (1, 250)])]
+    pods = write(tmp_path, POD_HEADER + "\n" + "\n".join(rows) + "\n")
+    common = ["--nodes", str(nodes), "--pods", str(pods), "--inflate", "1.3", "--policies", "best-fit", "fgd"]
+    assert _cli([*common, "--seed", "1", "--out", str(tmp_path / "a")]) == 0
+    assert _cli([*common, "--seed", "2", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert _cli(["--combine", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 0
+    assert "seeds: 1 2" in capsys.readouterr().out
+    runs = [json.loads((tmp_path / d / "placement.json").read_text()) for d in "abc"]
+    for s in runs[2]["summary"]:
+        parts = [r["unallocated_gpus_at_100pct"] for run in runs[:2] for r in run["rows"] if r["policy"] == s["policy"]]
+        assert len(parts) == 2 and s["unallocated_gpus_at_100pct"] == pytest.approx(sum(parts) / 2, abs=0.01)
+    # the same seed twice would count twice: refused in one line
+    assert _cli(["--combine", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "d")]) == 1
+    assert "already in an earlier directory" in capsys.readouterr().err
