@@ -64,7 +64,7 @@ def trace_shapes(pods: Pods) -> tuple[Shape, ...]:
 
 def raw_total(d: ScoreDetails, w: Weights) -> np.ndarray:
     """The unrounded weighted sum prioritize normalises (its `total`)."""
-    return w.packing * d.packing + w.fragmentation * d.fragmentation + w.locality * d.locality
+    return d.total
 
 
 def normalise(total: np.ndarray) -> np.ndarray:

@@ -125,7 +125,8 @@ def test_non_gpu_pods_and_unknown_nodes_score_zero():
 
 @pytest.mark.parametrize("kw,msg", [
     ({"packing": -1}, "weight packing must be a number >= 0"),
-    ({"packing": 0, "fragmentation": 0, "locality": 0}, "at least one weight"),
+    ({"packing": 0, "fragmentation": 0, "locality": 0, "balance": 0}, "at least one weight"),
+    ({"balance": -0.1}, "weight balance must be a number >= 0"),
     ({"policy": "random"}, "policy must be"),
     ({"bandwidth_disk": 0}, "bandwidth_disk must be a positive"),
 ])
@@ -188,3 +189,23 @@ def test_workload_shapes_keep_the_commonest_and_reweigh_them():
     got = workload_shapes(s, limit=2)
     # 5 GiB: 12 pods; then the smallest of the 3-pod sizes, 1 GiB (ties broken by shape): 12/15, 3/15
     assert [(g.fraction, round(g.weight, 3)) for g in got] == [(0.013, 0.2), (0.062, 0.8)]
+
+
+@pytest.mark.parametrize("weights,want", [
+    # One whole GPU; the workload asks single whole GPUs only, so it fragments nothing on
+    # either node: fragmentation 0.5 on both. packing = GPUs in use after: a 5/8 = .625,
+    # b 2/8 = .25; balance = 1 - packing: a .375, b .75.
+    # default (balance .2): a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
+    (Weights(), {"a": 9, "b": 10}),
+    # balance 0: .5 and .5 -> a tie, 10 and 10 (node order then picks a: first fit)
+    (Weights(balance=0), {"a": 10, "b": 10}),
+    # packing 1, balance 0: a .5 + .625 = 1.125 -> 10, b .5 + .25 = .75 -> rint(6.67) = 7
+    (Weights(packing=1, balance=0), {"a": 10, "b": 7}),
+])
+def test_balance_prefers_the_emptier_of_nodes_that_fragment_alike(weights, want):
+    s = snapshot(node("a", allocs=[whole(f"w{g}", g) for g in range(4)]), node("b", allocs=[whole("w", 0)]))
+    scores, details = prioritize(s, PodRequest(whole_gpus=1), ["a", "b"], weights, (Shape(whole=1),))
+    assert dict(scores) == want
+    assert details.fragmentation.tolist() == [0.5, 0.5]
+    assert details.total == pytest.approx([0.5 + weights.packing * 0.625 + weights.balance * 0.375,
+                                           0.5 + weights.packing * 0.25 + weights.balance * 0.75])
