@@ -274,13 +274,9 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         feasible = filtered["NodeNames"] or []
         assert filtered["Error"] == "", where
         # --- same feasible set
-        if p.kind == "cpu":
-            assert feasible == names, where
-            sim_feasible = sim_names
-        else:
-            sim_feasible = policy.last[0][1] if policy.last else []
-            assert feasible == sim_feasible, f"{where}: extender passes {feasible}, simulator {sim_feasible}"
-            assert set(filtered["FailedNodes"]) == set(names) - set(feasible), where
+        sim_feasible = policy.last[0][1] if policy.last else []
+        assert feasible == sim_feasible, f"{where}: extender passes {feasible}, simulator {sim_feasible}"
+        assert set(filtered["FailedNodes"]) == set(names) - set(feasible), where
         if not feasible:
             assert choice is None and not c.feasible.any(), where
             seen.unplaced += 1
@@ -293,13 +289,10 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         assert [a["Host"] for a in answer] == [n for n in feasible if n in listed], where
         assert all(isinstance(s, int) and 0 < s <= 10 for s in listed.values()), where
         scores = [listed.get(n, 0) for n in feasible]
-        if p.kind == "cpu":
-            assert scores == [0] * len(feasible), where
-        else:
-            assert len(policy.last) == 1, where
-            assert scores == policy.last[0][2], (
-                f"{where}: extender scores {dict(zip(feasible, scores))}, "
-                f"simulator {dict(zip(sim_feasible, policy.last[0][2]))}")
+        assert len(policy.last) == 1, where
+        assert scores == policy.last[0][2], (
+            f"{where}: extender scores {dict(zip(feasible, scores))}, "
+            f"simulator {dict(zip(sim_feasible, policy.last[0][2]))}")
         # --- kube-scheduler's pick: the highest score, first in NodeNames order
         top = max(scores)
         node = feasible[scores.index(top)]
@@ -311,17 +304,13 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         got_node, annotations = kube.bindings[p.key]
         assert got_node == node, where
         # --- the GPUs the extender wrote are the simulator's
-        if p.kind == "cpu":
-            assert annotations == {} and choice[1] == (), where
-            seen.cpu_pods += 1
-        else:
-            assert annotations[contract.GPU_IDS] == ",".join(map(str, choice[1])), (
-                f"{where}: extender wrote gpu-ids {annotations[contract.GPU_IDS]!r} on {node}, simulator {choice[1]}")
-            placement = json.loads(annotations[contract.PLACEMENT])
-            assert (placement["node"], tuple(placement["gpus"]), placement["score"]["score"]) == (node, choice[1], top)
-            seen.gpu_pods += 1
-            seen.shares += p.kind == "share"
-            seen.whole += p.kind == "whole"
+        assert annotations[contract.GPU_IDS] == ",".join(map(str, choice[1])), (
+            f"{where}: extender wrote gpu-ids {annotations[contract.GPU_IDS]!r} on {node}, simulator {choice[1]}")
+        placement = json.loads(annotations[contract.PLACEMENT])
+        assert (placement["node"], tuple(placement["gpus"]), placement["score"]["score"]) == (node, choice[1], top)
+        seen.gpu_pods += 1
+        seen.shares += p.kind == "share"
+        seen.whole += p.kind == "whole"
         seen.nodes_used.add(node)
         state.apply(p, *choice)
         policy.placed(state, p, choice)
@@ -335,7 +324,7 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         assert np.array_equal(snap.committed[rows], mine.committed), where
         assert np.array_equal(snap.exclusive[rows], mine.exclusive), where
         assert not live._assumed, where
-        assert before is not mine or p.kind == "cpu", where
+        assert before is not mine, where
     # the same cluster after a full rebuild from the informers' caches (what a restart would see)
     live.rebuild(now=NOW)
     snap = live.snapshot()
