@@ -193,3 +193,15 @@ def test_cli_combine_averages_runs_written_apart(tmp_path, capsys):
     # the same seed twice would count twice: refused in one line
     assert _cli(["--combine", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "d")]) == 1
     assert "already in an earlier directory" in capsys.readouterr().err
+
+
+def test_variants_are_the_pod_lists_beside_the_node_list_default_first(tmp_path, monkeypatch):
+    from benchmarks.placement.trace import pod_list_variants
+    d = tmp_path / "alibaba-gpu-2023"
+    d.mkdir()
+    for name in ("openb_node_list_gpu_node.csv", "openb_pod_list_multigpu20.csv", "openb_pod_list_default.csv",
+                 "openb_pod_list_cpu050.csv", "other.csv"):
+        (d / name).write_text("")
+    monkeypatch.setenv("GPUSCHED_TRACES", str(tmp_path))
+    assert [p.name for p in pod_list_variants()] == [
+        "openb_pod_list_default.csv", "openb_pod_list_cpu050.csv", "openb_pod_list_multigpu20.csv"]
