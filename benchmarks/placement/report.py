@@ -269,9 +269,11 @@ def mc_plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     paths = []
     for trace in dict.fromkeys(r.trace for r in results):
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2))
+        top = 0.0  # the left panel shows 60% arrived onwards, where the policies part
         for policy in dict.fromkeys(r.policy for r in results if r.trace == trace):
             rows = [r for r in results if (r.trace, r.policy) == (trace, policy)]
             xs, un = _mean_levels(rows, "unallocated_gpus")
+            top = max([top] + [u for x, u in zip(xs, un) if x >= 60])
             at = dict(zip(xs, un)).get(100)
             (line,) = ax1.plot(xs, un, linewidth=1.2, label=f"{policy} ({at:,.0f} at 100%)" if at is not None
                                else policy)
@@ -282,7 +284,8 @@ def mc_plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
             ax.set(xlabel="GPU demand arrived (% of cluster GPU capacity)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8)
-        ax1.set(ylabel="GPUs", title=f"{trace}: unallocated GPUs (mean over seeds)")
+        ax1.set(ylabel="GPUs", title=f"{trace}: unallocated GPUs (mean over seeds)", xlim=(60, None),
+                ylim=(0, top * 1.05 or None))
         ax2.set(ylabel="GPUs", title="fragmented GPUs, FGD's F(M) (mean over seeds)")
         fig.text(0.01, 0.01, f"seeds {' '.join(map(str, params['seeds']))}; {CITATION}", fontsize=6, color="grey")
         fig.tight_layout(rect=(0, 0.03, 1, 1))
