@@ -209,3 +209,18 @@ def test_balance_prefers_the_emptier_of_nodes_that_fragment_alike(weights, want)
     assert details.fragmentation.tolist() == [0.5, 0.5]
     assert details.total == pytest.approx([0.5 + weights.packing * 0.625 + weights.balance * 0.375,
                                            0.5 + weights.packing * 0.25 + weights.balance * 0.75])
+
+
+def test_workload_shapes_keep_rare_multi_gpu_shapes():
+    from scheduler.core import workload_shapes
+
+    # 6 share sizes x 5 pods (5..30 GiB of 80), 20 single GPUs, and one pod of 4 whole GPUs:
+    # by count alone limit 4 keeps 1 GPU (20) and three 5-pod sizes; the 4-GPU shape, 1 pod,
+    # takes a slot first (up to limit // 2 = 2 go to multi-GPU shapes), then 1 GPU and
+    # the two smallest 5-pod sizes: weights 1, 20, 5, 5 of 31
+    allocs = [share(f"p{k}-{i}", k % 8, 5 * k) for k in range(1, 7) for i in range(5)]
+    wholes = [whole(f"w{i}", i % 4) for i in range(20)] + [whole("big", 4, 5, 6, 7)]
+    s = snapshot(node("a", allocs=allocs), node("b", allocs=wholes))
+    got = workload_shapes(s, limit=4)
+    assert [(g.whole, g.fraction, round(g.weight * 31)) for g in got] == [
+        (0, 0.062, 5), (0, 0.125, 5), (1, 0.0, 20), (4, 0.0, 1)]
