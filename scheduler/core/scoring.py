@@ -114,10 +114,10 @@ class Weights:
     CPU first and stranded the GPUs there. Unallocated GPUs at 100% arrived, seed 1,
     pod lists default / gpuspec33 / multigpu20: balance 0: 720 / 809 / 701; 0.1: 462 /
     685 / 689; 0.2: 396 / 775 / 505 (FGD: 888 / 891 / 737); on the default list 0.05 gave
-    751 and 0.3 412. Replayed in creation order, the allocation at the first pod that fits
-    nowhere is 40.1% / 19.1% / 40.1% with 0 and 0.1, 25.6% / 19.1% / 25.6% with 0.2
-    (best-fit: 19.1% / 17.7% / 19.1%), 19.1% with 0.3. docs/benchmarks-placement.md has
-    the commands and every seed.
+    751 and 0.3 412 (0.3 also lost the creation-order first failure, 40.1% -> 19.1%).
+    With the multi-GPU shapes workload_shapes keeps, 0.2 gives 427 / 739 / 475 and
+    40.1% / 19.1% / 40.1% at the first failure in creation order (best-fit 19.1% / 17.7%
+    / 19.1%). docs/benchmarks-placement.md has the commands and every seed.
     Locality outweighs fragmentation, so a node that caches the model and has room wins
     (DESIGN: at least 90% of new replicas land where their model is cached)."""
     packing: float = 0.0
