@@ -19,11 +19,15 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                     "policy places each pod until the first one that fits nowhere. gpusched's policy is "
                     "scheduler.core (filter_nodes, prioritize, assign_gpus) byte for byte; the baselines "
                     "(kube-scheduler's spread, MostAllocated, best-fit, random, dot-product, GPU packing, FGD) run "
-                    "in the same process on the same trace. Writes placement.json, placement.md, curves and PNG "
-                    "plots to --out and prints the table.",
+                    "in the same process on the same trace. CPU-only pods are placed by kube-scheduler's default "
+                    "scoring for every policy. With --inflate, FGD's Monte Carlo evaluation instead: pods drawn "
+                    "with replacement to F x capacity, unallocated and fragmented GPUs at each percent arrived. "
+                    "Writes placement.json, placement.md, curves and PNG plots to --out and prints the table.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  gpusched bench placement --out results/placement\n"
+               "  gpusched bench placement --inflate 1.3 --seed 1 2 3 --variants --policies gpusched fgd best-fit "
+               "gpu-packing spread --out results/placement-mc\n"
                "  gpusched bench placement --pods benchmarks/data/traces/alibaba-gpu-2023/openb_pod_list_gpuspec33.csv"
                " --out results/placement-gpuspec33\n"
                "  gpusched bench placement --policies gpusched fgd best-fit --limit 2000 --out /tmp/p")
@@ -32,11 +36,23 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                         "beside the node list)")
     p.add_argument("--nodes", metavar="PATH", help="the node list (default: openb_node_list_gpu_node.csv in "
                    "benchmarks/data/traces/alibaba-gpu-2023/, or $GPUSCHED_TRACES/alibaba-gpu-2023/)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the random policy (default 1)")
+    p.add_argument("--variants", action="store_true",
+                   help="every openb_pod_list_*.csv beside the node list (instead of --pods)")
+    p.add_argument("--seed", type=int, nargs="+", default=[1], metavar="N",
+                   help="seeds: of the random policy and, with --inflate, of the pods drawn; several are run "
+                        "and averaged (default 1)")
+    p.add_argument("--inflate", type=float, metavar="F",
+                   help="FGD's Monte Carlo evaluation (ATC'23, section 6.1): draw pods from the pod list with "
+                        "replacement until the GPU demand arrived reaches F x the cluster's GPU capacity (the "
+                        "paper: 1.3), placing what fits; record unallocated and fragmented GPUs at each percent "
+                        "of capacity arrived (headline: unallocated GPUs at 100%%, mean over the seeds)")
     p.add_argument("--out", default="results/placement", help="results directory (default results/placement)")
     p.add_argument("--policies", nargs="+", choices=POLICY_ORDER, default=list(DEFAULT_POLICIES), metavar="NAME",
                    help=f"policies to run, in this order (default: {' '.join(DEFAULT_POLICIES)}; also: "
                         "gpusched-exact, the highest unrounded gpusched score)")
+    p.add_argument("--combine", nargs="+", metavar="DIR",
+                   help="run nothing: merge the --inflate results already written to these directories (e.g. "
+                        "one per seed or per pod list) into --out, averaging over the seeds")
     p.add_argument("--limit", type=int, metavar="N", help="replay only the first N pods of each trace")
     p.add_argument("--stop-at-first-failure", action="store_true",
                    help="stop each replay at the first pod that fits nowhere (default: record the figures there, "
@@ -50,16 +66,32 @@ def run(args: argparse.Namespace) -> int:
     from scheduler.core.scoring import LEARN_MIN_PODS, MAX_LEARNED_SHAPES
     from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 
+    if args.combine:
+        return combine(args)
     if args.limit is not None and args.limit < 1:
         raise trace.BenchInputError(f"--limit must be at least 1, got {args.limit}")
+    if args.inflate is not None and not 0 < args.inflate <= 10:
+        raise trace.BenchInputError(f"--inflate must be above 0 and at most 10, got {args.inflate}")
+    if args.inflate is not None and args.stop_at_first_failure:
+        raise trace.BenchInputError("--inflate keeps placing past pods that fit nowhere; drop --stop-at-first-failure")
+    if args.variants and args.pods:
+        raise trace.BenchInputError("give either --variants or --pods")
+    seeds = list(dict.fromkeys(args.seed))
     nodes = trace.read_nodes(args.nodes)
+    if args.variants:
+        found = trace.pod_list_variants()
+        if not found:
+            raise trace.BenchInputError(f"no openb_pod_list_*.csv in {trace.traces_dir()}")
+        args.pods = [str(p) for p in found]
     traces = [trace.read_pods(p) for p in (args.pods or [trace.default_pods_csv()])]
     if args.limit:
         traces = [t.head(args.limit) for t in traces]
     names = list(dict.fromkeys(args.policies))
     params = {
         "command": "gpusched bench placement " + " ".join(shlex.quote(a) for a in _argv_tail()),
-        "seed": args.seed,
+        "seed": seeds[0],
+        "seeds": seeds,
+        "inflate": args.inflate,
         "nodes": {"file": nodes.path, "count": len(nodes), "gpus": int(nodes.gpus.sum())},
         "traces": [{"file": t.path, "name": t.name, "pods": len(t), "ordered_by": t.ordered_by,
                     "out_of_order": t.out_of_order} for t in traces],
@@ -73,28 +105,49 @@ def run(args: argparse.Namespace) -> int:
     from benchmarks.progress import progress_bar
 
     t0 = time.perf_counter()
-    total = sum(len(t) for t in traces) * len(names)
+    capacity = int(nodes.gpus.sum()) * trace.MILLI
+    # (trace, the pods replayed, seed): drawn per seed with --inflate, else the trace itself
+    runs = [(t, sim.inflate(t, capacity, args.inflate, seed) if args.inflate else t, seed)
+            for t in traces for seed in seeds]
+    total = sum(len(r) for _, r, _ in runs) * len(names)
     with progress_bar(total=total, unit="pod", desc="placement", mininterval=1.0) as bar:
         def progress(n: int) -> None:
             bar.update(n)
 
         results = []
-        for t in traces:
+        for t, pods, seed in runs:
             for name in names:
-                bar.set_postfix_str(f"{t.name} {name}", refresh=False)
-                results.append(sim.replay(nodes, t, sim.make_policy(name), args.seed,
-                                          keep_going=not args.stop_at_first_failure, progress=progress))
+                bar.set_postfix_str(f"{t.name} seed {seed} {name}", refresh=False)
+                results.append(sim.replay(nodes, pods, sim.make_policy(name), seed, workload=t,
+                                          keep_going=not args.stop_at_first_failure, progress=progress,
+                                          levels=bool(args.inflate), sample_every=0 if args.inflate else 50))
     params["runtime_s"] = round(time.perf_counter() - t0, 1)
     out = Path(args.out)
     paths = report.write(out, results, params)
-    print(f"placement on the Alibaba GPU trace: {len(nodes):,} nodes ({int(nodes.gpus.sum()):,} GPUs), seed "
-          f"{args.seed}, policies {', '.join(names)}; pods replayed in creation order until the first that fits "
-          f"nowhere ({params['runtime_s']:.0f} s)")
+    how = (f"pods drawn with replacement until the GPU demand arrived is {args.inflate:g}x capacity (FGD's Monte "
+           "Carlo evaluation)" if args.inflate else "pods replayed in creation order until the first that fits nowhere")
+    print(f"placement on the Alibaba GPU trace: {len(nodes):,} nodes ({int(nodes.gpus.sum()):,} GPUs), seed"
+          f"{'s' if len(seeds) > 1 else ''} {' '.join(map(str, seeds))}, policies {', '.join(names)}; {how} "
+          f"({params['runtime_s']:.0f} s)")
     for t in params["traces"]:
         note = f", {t['out_of_order']} rows out of order were sorted" if t["out_of_order"] else ""
-        print(f"  {t['file']}: {t['pods']:,} pods, replayed in {t['ordered_by']}{note}")
+        print(f"  {t['file']}: {t['pods']:,} pods" + ("" if args.inflate else f", replayed in {t['ordered_by']}{note}"))
     print()
-    print(report.table(results))
+    print(report.mc_table(results) if args.inflate else report.table(results))
+    print(f"wrote {', '.join(str(p) for p in paths)}")
+    return 0
+
+
+def combine(args: argparse.Namespace) -> int:
+    from benchmarks.placement import report
+
+    results, params = report.read_mc(Path(d) for d in args.combine)
+    runs = list(params["commands"])
+    params["command"] = "gpusched bench placement " + " ".join(shlex.quote(a) for a in _argv_tail())
+    params["commands"].append(params["command"])
+    paths = report.write(Path(args.out), results, params)
+    print(f"merged {len(runs)} Monte Carlo runs: {'; '.join(runs)}\n")
+    print(report.mc_table(results))
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -23,8 +23,9 @@ over all of them as prioritize normalises one call (best = 10, rounded), then th
 rule applies; tests check this reproduces prioritize's own scores. The GPUs are then
 assign_gpus's choice on that node, as at bind.
 
-CPU-only pods: the extender scores every node 0 for them (no GPU asked), so they go
-to the first node in order whose CPU and memory fit.
+CPU-only pods are not gpusched's: the simulator places them with kube-scheduler's
+default scoring for every policy (policies.kube_default). Called for one anyway, this
+policy answers as the extender would: every node scores 0, the first that fits wins.
 
 `exact=True` (the `gpusched-exact` row) picks the highest unrounded total instead: not
 what kube-scheduler sees, it shows what the 11 integer levels cost.
@@ -64,7 +65,7 @@ def trace_shapes(pods: Pods) -> tuple[Shape, ...]:
 
 def raw_total(d: ScoreDetails, w: Weights) -> np.ndarray:
     """The unrounded weighted sum prioritize normalises (its `total`)."""
-    return w.packing * d.packing + w.fragmentation * d.fragmentation + w.locality * d.locality
+    return d.total
 
 
 def normalise(total: np.ndarray) -> np.ndarray:

@@ -25,6 +25,10 @@ GPUs to the lowest-index free ones (all free GPUs are alike here).
   GPU whose free capacity aligns best with it, i.e. the most free one.
 - gpu-packing: occupied GPUs first (a share onto a partly used GPU), then free GPUs
   on nodes that already run GPU pods, then idle nodes; node order within a tier.
+
+CPU-only pods are not any GPU scheduler's pods: the cluster's default kube-scheduler
+places them, whatever the policy under test (`kube_default`, which the simulator
+calls for every policy alike).
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from typing import Callable
 
 import numpy as np
 
-from benchmarks.placement.state import Candidates, State
+from benchmarks.placement.state import Candidates, State, nonzero_requests
 from benchmarks.placement.trace import MILLI, Pod, Pods
 
 Choice = tuple[int, tuple[int, ...]]
@@ -61,6 +65,37 @@ def first_max(score: np.ndarray, mask: np.ndarray) -> int | None:
     if not mask.any():
         return None
     return int(np.argmax(np.where(mask, score, -np.inf)))
+
+
+MAX_NODE_SCORE = 100  # k8s.io/kube-scheduler framework.MaxNodeScore
+
+
+def kube_default_scores(state: State, pod: Pod) -> np.ndarray:
+    """[N] kube-scheduler's default score plugins that tell nodes apart for a bare pod,
+    in its integer arithmetic, over cpu and memory (the default resources, weight 1 each):
+    NodeResourcesFit LeastAllocated, mean over resources of (cap - req) * 100 // cap
+    (0 when over), plus NodeResourcesBalancedAllocation, int((1 - std of the requested
+    fractions) * 100). Requests are the non-zero ones kube-scheduler scores with
+    (state.nonzero_requests), the pod's included."""
+    cpu_nz, mem_nz = nonzero_requests(pod.cpu_milli, pod.memory_mib)
+    least = np.zeros(len(state), np.int64)
+    fractions = []
+    for req, cap in ((state.cpu_scored + cpu_nz, state.cpu_cap), (state.mem_scored + mem_nz, state.mem_cap)):
+        safe = np.maximum(cap, 1)
+        least += np.where((cap > 0) & (req <= cap), (cap - req) * MAX_NODE_SCORE // safe, 0)
+        fractions.append(np.where(cap > 0, np.minimum(req / safe, 1.0), 1.0))
+    least //= 2
+    # two resources: the standard deviation is half their difference
+    balanced = ((1 - np.abs(fractions[0] - fractions[1]) / 2) * MAX_NODE_SCORE).astype(np.int64)
+    return least + balanced
+
+
+def kube_default(state: State, pod: Pod, c: Candidates) -> Choice | None:
+    """Where the default kube-scheduler puts a CPU-only pod: the highest kube_default_scores
+    among the nodes whose cpu and memory fit; ties by node order (kube-scheduler draws
+    among them at random)."""
+    node = first_max(kube_default_scores(state, pod).astype(np.float64), c.feasible)
+    return None if node is None else (node, ())
 
 
 class Policy:

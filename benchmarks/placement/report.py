@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from benchmarks.placement.sim import Result
 
@@ -36,8 +37,55 @@ def table(results: Sequence[Result]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+def summary(results: Sequence[Result]) -> list[dict]:
+    """Per trace and policy, over the seeds: the Monte Carlo figures' mean, min and max."""
+    out = []
+    for key in dict.fromkeys((r.trace, r.policy) for r in results):
+        rows = [r for r in results if (r.trace, r.policy) == key]
+        un = [r.unallocated_gpus_at_100pct for r in rows if r.unallocated_gpus_at_100pct is not None]
+        fr = [r.fgd_fragmented_gpus_at_100pct for r in rows if r.fgd_fragmented_gpus_at_100pct is not None]
+        out.append({
+            "trace": key[0], "policy": key[1], "seeds": [r.seed for r in rows],
+            "unallocated_gpus_at_100pct": round(statistics.fmean(un), 2) if un else None,
+            "unallocated_gpus_at_100pct_min": min(un) if un else None,
+            "unallocated_gpus_at_100pct_max": max(un) if un else None,
+            "fgd_fragmented_gpus_at_100pct": round(statistics.fmean(fr), 2) if fr else None,
+            "gpu_allocation_at_first_failure": round(statistics.fmean(r.gpu_allocation_at_first_failure
+                                                                      for r in rows), 5),
+            "gpu_allocation_at_end": round(statistics.fmean(r.gpu_allocation_at_end for r in rows), 5),
+        })
+    return out
+
+
+def mc_table(results: Sequence[Result]) -> str:
+    """The Monte Carlo figures: one markdown table per trace, means over the seeds."""
+    out: list[str] = []
+    for trace in dict.fromkeys(r.trace for r in results):
+        rows = [s for s in summary(results) if s["trace"] == trace]
+        first = next(r for r in results if r.trace == trace)
+        seeds = rows[0]["seeds"]
+        out.append(f"**{trace}** ({first.total_gpus:,.0f} GPUs; {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: "
+                   f"{' '.join(map(str, seeds))})\n")
+        out.append("| policy | unallocated GPUs at 100% arrived (mean) | min-max over seeds | FGD-fragmented GPUs "
+                   "at 100% | GPU allocation at the first failure | GPU allocation at the end |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for s in rows:
+            un = s["unallocated_gpus_at_100pct"]
+            if un is None:
+                out.append(f"| {s['policy']} | (demand never reached 100%) | | | "
+                           f"{_pct(s['gpu_allocation_at_first_failure'])} | {_pct(s['gpu_allocation_at_end'])} |")
+                continue
+            out.append(f"| {s['policy']} | {un:,.1f} | {s['unallocated_gpus_at_100pct_min']:,.1f}-"
+                       f"{s['unallocated_gpus_at_100pct_max']:,.1f} | {s['fgd_fragmented_gpus_at_100pct']:,.1f} | "
+                       f"{_pct(s['gpu_allocation_at_first_failure'])} | {_pct(s['gpu_allocation_at_end'])} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
 def write(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
+    if params.get("inflate"):
+        return write_mc(out, results, params)
     paths = []
     p = out / "placement.json"
     p.write_text(json.dumps({"params": params, "seed": params["seed"], "source": CITATION,
@@ -156,4 +204,109 @@ def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     fig.savefig(p, dpi=120)
     plt.close(fig)
     paths.append(p)
+    return paths
+
+
+def read_mc(dirs: Iterable[Path]) -> tuple[list[Result], dict]:
+    """The Results and merged params of --inflate runs written to `dirs` (rows in file
+    order; a (trace, policy, seed) seen twice is an error, as it would count twice)."""
+    from benchmarks.placement.trace import BenchInputError
+
+    results: list[Result] = []
+    params: dict = {}
+    seen: set[tuple] = set()
+    for d in dirs:
+        try:
+            data = json.loads((d / "placement.json").read_text())
+            levels = json.loads((d / "placement_levels.json").read_text())["levels"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise BenchInputError(f"{d}: not the output of an --inflate run ({exc})") from None
+        p = data.get("params", {})
+        if not p.get("inflate"):
+            raise BenchInputError(f"{d}: not the output of an --inflate run")
+        if params and (p["inflate"], p["nodes"]) != (params["inflate"], params["nodes"]):
+            raise BenchInputError(f"{d}: another --inflate or node list than the runs before it")
+        params = params or {**p, "seeds": [], "commands": [], "traces": []}
+        params["commands"].append(p["command"])
+        params["traces"] += [t for t in p["traces"] if t not in params["traces"]]
+        for row, lv in zip(data["rows"], levels):
+            key = (row["trace"], row["policy"], row["seed"])
+            if key in seen:
+                raise BenchInputError(f"{d}: {key} is already in an earlier directory")
+            seen.add(key)
+            results.append(Result(**row, levels=lv["levels"]))
+            if row["seed"] not in params["seeds"]:
+                params["seeds"].append(row["seed"])
+    results.sort(key=lambda r: (r.trace, r.seed))  # stable: policies keep their run order
+    return results, params
+
+
+def write_mc(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
+    """The Monte Carlo run's files: rows per (trace, policy, seed), their summary, the
+    per-percent levels, a table and one plot per trace."""
+    paths = []
+    p = out / "placement.json"
+    p.write_text(json.dumps({"params": params, "seeds": params["seeds"], "source": CITATION,
+                             "summary": summary(results), "rows": [r.row() for r in results]}, indent=1) + "\n")
+    paths.append(p)
+    p = out / "placement_levels.json"
+    p.write_text(json.dumps({"levels": [{"trace": r.trace, "policy": r.policy, "seed": r.seed, "levels": r.levels}
+                                        for r in results]}, separators=(",", ":")) + "\n")
+    paths.append(p)
+    p = out / "placement.md"
+    commands = "".join(f"`{c}`\n\n" for c in params.get("commands", [params["command"]]))
+    p.write_text(f"# Placement on the Alibaba GPU trace: FGD's Monte Carlo evaluation\n\n{commands}"
+                 f"Pods drawn with replacement from each pod list until the GPU demand arrived is "
+                 f"{params['inflate']:g}x the cluster's {params['nodes']['gpus']:,} GPUs; seeds "
+                 f"{' '.join(map(str, params['seeds']))}. CPU-only pods placed by kube-scheduler's defaults "
+                 f"(LeastAllocated + BalancedAllocation) for every policy.\n\n{mc_table(results)}\n"
+                 f"Source: {CITATION}.\n")
+    paths.append(p)
+    paths += mc_plots(out, results, params)
+    return paths
+
+
+def _mean_levels(rows: Sequence[Result], key: str) -> tuple[list[int], list[float]]:
+    """Mean of `key` over the seeds at each percent every seed reached."""
+    by: dict[int, list[float]] = {}
+    for r in rows:
+        for lv in r.levels:
+            by.setdefault(lv["percent"], []).append(lv[key])
+    xs = [x for x in sorted(by) if len(by[x]) == len(rows)]
+    return xs, [statistics.fmean(by[x]) for x in xs]
+
+
+def mc_plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for trace in dict.fromkeys(r.trace for r in results):
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5.2))
+        top = 0.0  # the left panel shows 60% arrived onwards, where the policies part
+        for policy in dict.fromkeys(r.policy for r in results if r.trace == trace):
+            rows = [r for r in results if (r.trace, r.policy) == (trace, policy)]
+            xs, un = _mean_levels(rows, "unallocated_gpus")
+            top = max([top] + [u for x, u in zip(xs, un) if x >= 60])
+            at = dict(zip(xs, un)).get(100)
+            (line,) = ax1.plot(xs, un, linewidth=1.2, label=f"{policy} ({at:,.0f} at 100%)" if at is not None
+                               else policy)
+            xs, fr = _mean_levels(rows, "fgd_fragmented_gpus")
+            ax2.plot(xs, fr, linewidth=1.2, color=line.get_color(), label=policy)
+        for ax in (ax1, ax2):
+            ax.axvline(100, color="grey", linewidth=0.6, linestyle="--")
+            ax.set(xlabel="GPU demand arrived (% of cluster GPU capacity)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=8)
+        ax1.set(ylabel="GPUs", title=f"{trace}: unallocated GPUs (mean over seeds)", xlim=(60, None),
+                ylim=(0, top * 1.05 or None))
+        ax2.set(ylabel="GPUs", title="fragmented GPUs, FGD's F(M) (mean over seeds)")
+        fig.text(0.01, 0.01, f"seeds {' '.join(map(str, params['seeds']))}; {CITATION}", fontsize=6, color="grey")
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+        p = out / f"placement_mc_{trace}.png"
+        fig.savefig(p, dpi=120)
+        plt.close(fig)
+        paths.append(p)
     return paths

@@ -9,12 +9,24 @@ the GPU allocation ratio at the first failure: allocated / total GPU capacity.
 
 With keep_going the replay skips pods that fit nowhere and runs to the end of the
 trace (the curves then cover all of it); the first-failure figures are the same.
+
+CPU-only pods are placed by the cluster's default kube-scheduler for every policy
+(policies.kube_default): they are not a GPU scheduler's pods.
+
+Monte Carlo inflation (`inflate`, the paper's section 6.1 evaluation): pods drawn from
+the pod list with replacement (seeded) until the GPU demand arrived reaches a multiple
+of the cluster's GPU capacity (1.3 in the paper); the replay keeps going past pods
+that fit nowhere and records, each time the arrived demand crosses another percent of
+capacity, the unallocated and fragmented GPUs (`levels`). The headline figure is the
+unallocated GPUs when the arrived demand first reaches 100% of capacity.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
+
+import numpy as np
 
 from benchmarks.placement import fgd, ours, policies
 from benchmarks.placement.policies import Policy
@@ -48,6 +60,36 @@ def describe(pod: Pod) -> str:
     return f"{gpu}{spec}, {pod.cpu_milli / 1000:g} CPU, {pod.memory_mib} MiB"
 
 
+def inflate(pods: Pods, capacity_milli: int, factor: float, seed: int) -> Pods:
+    """Pods drawn uniformly with replacement from `pods` (numpy Generator seeded by `seed`)
+    until their GPU demand reaches `factor` x `capacity_milli`; each copy keyed
+    `name#i` (i: its arrival), as the extender keys pods by name."""
+    if not factor > 0:
+        raise ValueError(f"inflate factor must be positive, got {factor}")
+    demand = np.array([p.demand_milli for p in pods.pods], np.int64)
+    if demand.sum() == 0:
+        raise ValueError(f"{pods.path}: no pod asks for a GPU; GPU demand cannot reach {factor:g}x capacity")
+    rng = np.random.default_rng(seed)
+    target = factor * capacity_milli
+    picks: list[np.ndarray] = []
+    arrived = 0
+    mean = max(float(demand.mean()), 1.0)
+    while arrived < target:  # draw in batches; cut at the pod that reaches the target
+        batch = rng.integers(len(pods.pods), size=int((target - arrived) / mean * 1.1) + 16)
+        cum = arrived + np.cumsum(demand[batch])
+        stop = int(np.searchsorted(cum, target))  # first index with cum >= target
+        if stop < len(batch):
+            picks.append(batch[:stop + 1])
+            break
+        picks.append(batch)
+        arrived = int(cum[-1])
+    order = np.concatenate(picks)
+    out = tuple(Pod(f"{pods.pods[i].key}#{k}", pods.pods[i].line, pods.pods[i].cpu_milli, pods.pods[i].memory_mib,
+                    pods.pods[i].num_gpu, pods.pods[i].gpu_milli, pods.pods[i].gpu_spec)
+                for k, i in enumerate(order.tolist()))
+    return Pods(pods.path, out, f"drawn with replacement (seed {seed}) to {factor:g}x GPU capacity", 0)
+
+
 @dataclass
 class Result:
     trace: str
@@ -64,25 +106,31 @@ class Result:
     unallocated_gpus: float
     first_failure: dict | None  # the pod that fit nowhere
     runtime_s: float
+    seed: int = 0
+    unallocated_gpus_at_100pct: float | None = None  # when the arrived GPU demand first reaches capacity
+    fgd_fragmented_gpus_at_100pct: float | None = None
     pods_placed_total: int = 0  # with keep_going: all pods placed over the whole trace
     gpu_allocation_at_end: float = 0.0
     # curves: per arrived pod, milli-GPUs; fragmentation sampled
     arrived_milli: list[int] = field(default_factory=list, repr=False)
     allocated_milli: list[int] = field(default_factory=list, repr=False)
     samples: list[dict] = field(default_factory=list, repr=False)
+    levels: list[dict] = field(default_factory=list, repr=False)  # one per percent of capacity arrived
+
+    CURVES = ("arrived_milli", "allocated_milli", "samples", "levels")
 
     def row(self) -> dict:
         """The JSON row (curves are written apart)."""
-        d = {k: v for k, v in self.__dict__.items() if k not in ("arrived_milli", "allocated_milli", "samples")}
-        return d
+        return {k: v for k, v in self.__dict__.items() if k not in self.CURVES}
 
 
 def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pods | None = None,
-           keep_going: bool = False, sample_every: int = 50,
+           keep_going: bool = False, sample_every: int = 50, levels: bool = False,
            progress: Callable[[int], None] | None = None) -> Result:
     """Replay `pods` on an empty cluster of `nodes` with `policy`. `workload` (default:
-    `pods`) is the trace whose mix FGD's target workload and gpusched's shapes are
-    derived from."""
+    `pods`) is the trace whose mix FGD's target workload is derived from (gpusched learns
+    its shapes from the pods it placed). `levels`: also record the figures at every
+    percent of capacity the arrived GPU demand crosses."""
     t0 = time.perf_counter()
     state = State(nodes)
     target = fgd.TargetWorkload(workload or pods)
@@ -98,9 +146,12 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
         return {"pods": step, "arrived_milli": arrived_now, "allocated_milli": state.allocated_milli,
                 **fgd.measure(state, target)}
 
+    level_at: list[dict] = []
+    next_level = 1  # percent of capacity
+
     for i, pod in enumerate(pods.pods):
         c = state.candidates(pod)
-        choice = policy.choose(state, pod, c)
+        choice = policies.kube_default(state, pod, c) if pod.kind == "cpu" else policy.choose(state, pod, c)
         arrived_now += pod.demand_milli
         if choice is None:
             if c.feasible.any():
@@ -124,6 +175,11 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
         arrived.append(arrived_now)
         allocated.append(state.allocated_milli)
         done = i + 1
+        if levels and arrived_now * 100 >= next_level * state.total_milli:
+            now = sample(done)
+            while arrived_now * 100 >= next_level * state.total_milli:
+                level_at.append({"percent": next_level, **now})
+                next_level += 1
         if sample_every and done % sample_every == 0:
             samples.append(sample(done))
         if progress:
@@ -136,6 +192,7 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
         at_failure = samples[-1]
         placed_at_failure = placed
     total = state.total_milli
+    at100 = next((lv for lv in level_at if lv["percent"] == 100), None)
     return Result(
         trace=pods.name, policy=policy.name, description=policy.description, pods_total=len(pods),
         pods_placed=placed_at_failure,
@@ -144,9 +201,12 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
         arrived_demand_at_first_failure=at_failure["arrived_milli"] / total,
         stranded_gpus=at_failure["stranded_gpus"], fgd_fragmented_gpus=at_failure["fgd_fragmented_gpus"],
         unallocated_gpus=at_failure["unallocated_gpus"], first_failure=first,
-        runtime_s=round(time.perf_counter() - t0, 2), pods_placed_total=placed,
+        runtime_s=round(time.perf_counter() - t0, 2), seed=seed,
+        unallocated_gpus_at_100pct=at100["unallocated_gpus"] if at100 else None,
+        fgd_fragmented_gpus_at_100pct=at100["fgd_fragmented_gpus"] if at100 else None,
+        pods_placed_total=placed,
         gpu_allocation_at_end=state.allocated_milli / total,
-        arrived_milli=arrived, allocated_milli=allocated, samples=samples,
+        arrived_milli=arrived, allocated_milli=allocated, samples=samples, levels=level_at,
     )
 
 

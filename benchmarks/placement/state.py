@@ -20,6 +20,15 @@ from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 
 MODELS: tuple[str, ...] = tuple(ALIBABA_GPU_MIB)
 
+# kube-scheduler scores a request of 0 as these (NonZeroRequested: DefaultMilliCPURequest,
+# DefaultMemoryRequest), so pods that ask for nothing are still spread.
+NONZERO_CPU_MILLI = 100
+NONZERO_MEMORY_MIB = 200
+
+
+def nonzero_requests(cpu_milli: int, memory_mib: int) -> tuple[int, int]:
+    return cpu_milli or NONZERO_CPU_MILLI, memory_mib or NONZERO_MEMORY_MIB
+
 
 class SimulationError(RuntimeError):
     """A policy chose a placement the cluster cannot hold: a bug, never bad input."""
@@ -48,6 +57,9 @@ class State:
         self.gpu_cap = nodes.gpus * MILLI  # [N] milli
         self.cpu_free = nodes.cpu_milli.copy()
         self.mem_free = nodes.memory_mib.copy()
+        # what kube-scheduler's scoring counts as requested on each node (non-zero requests)
+        self.cpu_scored = np.zeros(n, np.int64)
+        self.mem_scored = np.zeros(n, np.int64)
         self.gpu_free = np.where(self.present, MILLI, 0).astype(np.int64)  # [N,G]
         self.total_milli = int(self.gpu_cap.sum())
         self.allocated_milli = 0
@@ -112,5 +124,8 @@ class State:
             self.gpu_free[node, ids] -= need
         self.cpu_free[node] -= pod.cpu_milli
         self.mem_free[node] -= pod.memory_mib
+        cpu_nz, mem_nz = nonzero_requests(pod.cpu_milli, pod.memory_mib)
+        self.cpu_scored[node] += cpu_nz
+        self.mem_scored[node] += mem_nz
         self.allocated_milli += pod.demand_milli
         self.placed.append((pod.key, node, tuple(ids)))

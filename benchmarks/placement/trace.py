@@ -48,6 +48,12 @@ def default_pods_csv() -> Path:
     return traces_dir() / "openb_pod_list_default.csv"
 
 
+def pod_list_variants() -> list[Path]:
+    """Every openb_pod_list_*.csv beside the node list, default first, then by name."""
+    found = sorted(traces_dir().glob("openb_pod_list_*.csv"))
+    return sorted(found, key=lambda p: (p.name != default_pods_csv().name, p.name))
+
+
 @dataclass(frozen=True)
 class Nodes:
     path: str

@@ -9,6 +9,10 @@ plugins keep scoring and normalisation apart.
   filled (1 = the pod fills the GPU's free memory exactly) averaged with how full the
   node is after the placement; for whole GPUs, the node's share of GPUs in use after.
   `spread` inverts it (LeastAllocated).
+- balance: LeastAllocated on GPU memory (1 - packing), weighed lightly: among nodes
+  that fragment alike, the emptier one. GPU pods also take CPU and host memory, which
+  the extender does not see; piled onto the same nodes they use those up and strand
+  the GPUs left there.
 - fragmentation, after FGD (Weng et al., USENIX ATC'23): a node's fragmentation for a
   workload shape is the free GPU memory that shape cannot use there; the expected
   fragmentation weighs shapes by how often they are asked for. Placing the pod
@@ -62,8 +66,9 @@ MAX_LEARNED_SHAPES = 8
 def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
                     fallback: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[Shape, ...]:
     """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
-    (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals); the
-    `limit` commonest, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
+    (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals): the
+    commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
+    `limit`, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
     counts: Counter[tuple[int, float]] = Counter()
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
@@ -76,7 +81,13 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     n = sum(counts.values())
     if n < min_pods:
         return tuple(fallback)
-    top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    # Multi-GPU shapes are rare by count (under 1% of the Alibaba trace's GPU pods ask 8)
+    # but each needs that many untouched GPUs on one node: crowded out by share sizes,
+    # nothing would keep a node whole for them (FGD weighs every class). Up to half the
+    # slots go to them first, at their own weight.
+    multi = [kv for kv in ranked if kv[0][0] > 1][:limit // 2]
+    top = multi + [kv for kv in ranked if kv[0][0] <= 1][:limit - len(multi)]
     kept = sum(c for _, c in top)
     return tuple(Shape(whole=w, weight=c / kept) if w else Shape(fraction=f, weight=c / kept)
                  for (w, f), c in sorted(top))
@@ -96,22 +107,34 @@ class Weights:
     consolidates whole-GPU pods, and on the Alibaba trace any packing weight made it
     worse (GPU allocation at the first unplaceable pod 89.1% with packing 0.25, 0.5 or 1,
     93.0% with 0; `gpusched bench placement`). Set it, with `policy: spread`, to spread.
+
+    Balance 0.2 spreads a little among nodes that fragment alike. On FGD's Monte Carlo
+    evaluation of the Alibaba trace (pods drawn to 130% of capacity, CPU-only pods placed
+    by kube-scheduler's defaults) GPU pods piled onto the same 8-GPU nodes used up their
+    CPU first and stranded the GPUs there. Unallocated GPUs at 100% arrived, seed 1,
+    pod lists default / gpuspec33 / multigpu20: balance 0: 720 / 809 / 701; 0.1: 462 /
+    685 / 689; 0.2: 396 / 775 / 505 (FGD: 888 / 891 / 737); on the default list 0.05 gave
+    751 and 0.3 412 (0.3 also lost the creation-order first failure, 40.1% -> 19.1%).
+    With the multi-GPU shapes workload_shapes keeps, 0.2 gives 427 / 739 / 475 and
+    40.1% / 19.1% / 40.1% at the first failure in creation order (best-fit 19.1% / 17.7%
+    / 19.1%). docs/benchmarks-placement.md has the commands and every seed.
     Locality outweighs fragmentation, so a node that caches the model and has room wins
     (DESIGN: at least 90% of new replicas land where their model is cached)."""
     packing: float = 0.0
     fragmentation: float = 1.0
     locality: float = 3.0
+    balance: float = 0.2
     policy: str = "packing"  # or "spread"
     bandwidth_host_memory: float = DEFAULT_BANDWIDTH["host-memory"]
     bandwidth_disk: float = DEFAULT_BANDWIDTH["disk"]
     bandwidth_remote: float = DEFAULT_BANDWIDTH["remote"]
 
     def __post_init__(self) -> None:
-        for name in ("packing", "fragmentation", "locality"):
+        for name in ("packing", "fragmentation", "locality", "balance"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or v < 0 or v != v:
                 raise ValueError(f"weight {name} must be a number >= 0, got {v!r}")
-        if self.packing + self.fragmentation + self.locality <= 0:
+        if self.packing + self.fragmentation + self.locality + self.balance <= 0:
             raise ValueError("at least one weight must be positive")
         if self.policy not in ("packing", "spread"):
             raise ValueError(f"policy must be 'packing' or 'spread', got {self.policy!r}")
@@ -239,6 +262,7 @@ class ScoreDetails:
     score: np.ndarray
     rows: np.ndarray | None = None  # [C] each candidate's snapshot row, -1 if unknown
     index: Mapping[str, int] | None = None  # the snapshot's rows by name, so names can be dropped
+    total: np.ndarray | None = None  # [C] the unrounded weighted sum `score` normalises
 
     def without_names(self) -> "ScoreDetails":
         """The same, looked up by row: what is kept for a pod until its bind holds no
@@ -300,7 +324,7 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     zeros = np.zeros(n)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        return ScoreDetails(names, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows, s.index)
+        return ScoreDetails(names, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows, s.index, zeros)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
         key = ("score", req.whole_gpus, req.gpu_memory, tuple(shapes))
@@ -308,12 +332,13 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
         pack, frag = pack_all[r], frag_all[r]
     else:
         pack, frag = packing_and_fragmentation(s, req, r, shapes)
+    balance = 1 - pack
     if w.policy == "spread":
-        pack = 1 - pack
+        pack = balance
     loc, secs = locality(s, req, r, w)
-    total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc, 0)
+    total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc + w.balance * balance, 0)
     # Normalise as kube-scheduler's DefaultNormalizeScore does: the best candidate gets the
     # maximum, so 11 integer levels resolve differences between these candidates.
     best = total.max()
     score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
-    return ScoreDetails(names, pack, frag, loc, secs, score, rows, s.index)
+    return ScoreDetails(names, pack, frag, loc, secs, score, rows, s.index, total)

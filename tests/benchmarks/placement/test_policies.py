@@ -8,6 +8,7 @@ Pods ask no host memory, so the memory terms are equal everywhere.
 """
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from benchmarks.placement import fgd, policies
@@ -181,3 +182,84 @@ def test_fgd_incremental_state_equals_recomputation():
         ge, usable = f.w.gpu_terms(s.gpu_free)
         full = f.w.fragmentation(s.gpu_free.sum(axis=1), q, ge, usable)
         assert f.frag == pytest.approx(full)
+
+
+def _paper_fragmentation(s: State, items) -> float:
+    """FGD's F(M) as the paper defines it, one node and one pod class at a time: a class
+    that cannot run on the node (CPU, memory, GPU model, no GPU with room, too few whole
+    GPUs) or asks no GPU makes all the node's free GPU capacity a fragment; otherwise the
+    free capacity of GPUs with less free than min(its share, 1 GPU). Weighted by popularity."""
+    from collections import Counter
+
+    from benchmarks.placement.state import MODELS
+    classes = Counter((p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli, p.gpu_spec) for p in items)
+    total = sum(classes.values())
+    frag = 0.0
+    for n in range(len(s)):
+        free = s.gpu_free[n][s.present[n]]
+        for (cpu, mem, num, milli, spec), count in classes.items():
+            runs = num > 0 and s.cpu_free[n] >= cpu and s.mem_free[n] >= mem \
+                and (not spec or MODELS[s.model_code[n]] in spec) \
+                and (free >= milli).sum() >= (num if milli == 1000 else 1)
+            frag += count / total * (free[free < min(milli, 1000)].sum() if runs else free.sum())
+    return frag / 1000
+
+
+def test_fgd_measure_and_deltas_are_the_papers_definition():
+    """measure() and FGD's per-node deltas against the definition computed the slow way, on
+    a mixed cluster after a replay: every candidate node (and GPU, for shares) of several pods."""
+    import copy
+
+    from tests.benchmarks.placement.test_sim import mixed_nodes, synthetic
+    ns, ps = mixed_nodes(), synthetic(120, seed=3, specs=("", "", "T4", "G2|G3"))
+    s, f = State(ns), fgd.FGD()
+    f.start(s, ps, 1)
+    w = f.w
+    checked = 0
+    for i, p in enumerate(ps.pods):
+        c = s.candidates(p)
+        choice = policies.kube_default(s, p, c) if p.kind == "cpu" else f.choose(s, p, c)
+        if choice is None:
+            continue
+        if i % 7 == 0 and p.kind != "cpu":
+            rows, delta = f.deltas(s, p, c)
+            before = _paper_fragmentation(s, ps.pods)
+            for j, n in enumerate(rows.tolist()):
+                for g in (np.flatnonzero(c.fits[n]).tolist() if p.kind == "share" else [None]):
+                    after = copy.deepcopy(s)
+                    after.apply(p, n, (g,) if g is not None else policies.default_gpus(s, p, n, c))
+                    got = delta[j, g] if g is not None else delta[j]
+                    assert got / 1000 == pytest.approx(_paper_fragmentation(after, ps.pods) - before, abs=1e-9)
+                    checked += 1
+        s.apply(p, *choice)
+        f.placed(s, p, choice)
+        assert fgd.measure(s, w)["fgd_fragmented_gpus"] == pytest.approx(_paper_fragmentation(s, ps.pods))
+    assert checked >= 100
+
+
+# kube_default (CPU-only pods, every policy): LeastAllocated + BalancedAllocation over cpu
+# and memory, in kube-scheduler's integer arithmetic. cluster(): n0 16 of 32 CPU requested,
+# n1 none, n2 8; memory 0 asked by the pods placed, scored as 200 MiB each (non-zero).
+KUBE_DEFAULT = [
+    # CPU20 (20000m, memory 0 -> 200 MiB): n0 cannot (16 CPU free).
+    # n1: cpu (32000-20000)*100//32000 = 37, mem (128000-200)*100//128000 = 99 -> 68;
+    #     balanced 1 - |.625 - .0016|/2 = .688 -> 68; total 136
+    # n2: cpu (32000-28000)*100//32000 = 12, mem (128000-400)*100//128000 = 99 -> 55;
+    #     balanced 1 - |.875 - .0031|/2 = .564 -> 56; total 111          -> n1
+    (CPU20, 1),
+    # 1 CPU, 64000 MiB: n0 cpu 46, mem 49 -> 47; balanced 1 - |.531 - .5016|/2 -> 98; 145
+    #                   n1 cpu 96, mem 50 -> 73; balanced 1 - |.031 - .5|/2 = .766 -> 76; 149 <- highest
+    #                   n2 cpu 71, mem 49 -> 60; balanced 1 - |.281 - .5031|/2 -> 88; 148
+    (dict(cpu=1000, mem=64000), 1),
+    # 1 CPU, 120000 MiB: n0 cpu 46, mem (128000-120200)*100//128000 = 6 -> 26; balanced 1-|.531-.939|/2 -> 79; 105
+    #                    n1 cpu 96, mem 6 -> 51; balanced 1 - |.031 - .9375|/2 = .547 -> 54; 105
+    #                    n2 cpu 71, mem 6 -> 38; balanced 1 - |.281 - .939|/2 -> 67; 105: tie, node order -> n0
+    (dict(cpu=1000, mem=120000), 0),
+]
+
+
+@pytest.mark.parametrize("ask,want", KUBE_DEFAULT)
+def test_cpu_only_pods_go_where_the_default_scheduler_puts_them(ask, want):
+    s = cluster()
+    p = pod(**ask)
+    assert policies.kube_default(s, p, s.candidates(p)) == (want, ())

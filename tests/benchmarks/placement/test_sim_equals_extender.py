@@ -11,7 +11,10 @@ bind as the JSON bytes kube-scheduler sends. This file plays kube-scheduler (its
 NodeResourcesFit on cpu, memory and nvidia.com/gpu decides which NodeNames go to the
 extender; the highest extender score wins, first in NodeNames order) and the API
 server (the binder records the annotations; the bound pod comes back through
-LiveState.on_pod as the watch delivers it).
+LiveState.on_pod as the watch delivers it). CPU-only pods are not gpusched's: the
+default kube-scheduler places them (Kube.default_pick, its LeastAllocated and
+BalancedAllocation scores computed here from the objects), as the simulator does for
+every policy (policies.kube_default).
 
 Per pod: the same feasible nodes, the same integer score on every node, the extender's
 top node is the simulator's, and the `gpusched.io/gpu-ids` the extender wrote are the
@@ -34,7 +37,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from benchmarks.placement import ours, sim
+from benchmarks.placement import ours, policies, sim
 from benchmarks.placement.state import State
 from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.nodes import node_body
@@ -132,6 +135,37 @@ class Kube:
             gpu += int(res["limits"].get(contract.GPU_RESOURCE, 0))
         return cpu, mem, gpu
 
+    @staticmethod
+    def _scored(pod: dict[str, Any]) -> np.ndarray:
+        """cpu (milli) and memory (bytes) as kube-scheduler scores them: 100m and 200Mi for
+        a request of 0 (NonZeroRequested)."""
+        cpu, mem, _ = Kube._requests(pod)
+        return np.array([cpu or 100, mem or 200 * 2**20])
+
+    def default_pick(self, pod: dict[str, Any], names: list[str]) -> str | None:
+        """The default kube-scheduler's choice among `names` for a pod no extender sees:
+        NodeResourcesFit LeastAllocated + NodeResourcesBalancedAllocation over cpu and
+        memory, in its integer arithmetic; the first of the best in node order."""
+        used: dict[str, np.ndarray] = {}
+        for q in self.pods.values():
+            node = q["spec"].get("nodeName")
+            if node:
+                used[node] = used.get(node, np.zeros(2, np.int64)) + self._scored(q)
+        best, pick = -1, None
+        for n in self.node_list:
+            name = n["metadata"]["name"]
+            if name not in names:
+                continue
+            a = n["status"]["allocatable"]
+            cap = [_cpu_milli(a["cpu"]), parse_bytes(a["memory"])]
+            req = used.get(name, np.zeros(2, np.int64)) + self._scored(pod)
+            least = sum((c - int(r)) * 100 // c if int(r) <= c else 0 for r, c in zip(req, cap)) // 2
+            f = [min(int(r) / c, 1.0) for r, c in zip(req, cap)]
+            score = least + int((1 - abs(f[0] - f[1]) / 2) * 100)
+            if score > best:
+                best, pick = score, name
+        return pick
+
     def fit(self, pod: dict[str, Any]) -> list[str]:
         """Nodes whose allocatable cpu, memory and nvidia.com/gpu hold the pod next to the
         pods bound there, in node order: the NodeNames kube-scheduler sends."""
@@ -216,18 +250,33 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         # kube-scheduler also counts nvidia.com/gpu, so it may send fewer nodes than fit CPU and memory
         assert set(names) <= set(sim_names), where
         assert names == [n for n in sim_names if n in names], where
+        if p.kind == "cpu":  # the default scheduler's pod: no extender call
+            choice = policies.kube_default(state, p, c)
+            node = kube.default_pick(pod, names)
+            assert (choice is None) == (node is None), where
+            if node is None:
+                seen.unplaced += 1
+                continue
+            assert state.names[choice[0]] == node and choice[1] == (), (
+                f"{where}: kube-scheduler's default pick {node}, simulator's {state.names[choice[0]]}")
+            bound = copy.deepcopy(pod)
+            bound["spec"]["nodeName"] = node
+            bound["status"] = {"phase": "Running"}
+            kube.pods[p.key] = bound
+            live.on_pod("MODIFIED", copy.deepcopy(bound))
+            state.apply(p, *choice)
+            policy.placed(state, p, choice)
+            seen.cpu_pods += 1
+            seen.nodes_used.add(node)
+            continue
         body = json.dumps({"Pod": pod, "NodeNames": names}, separators=GO).encode()
         filtered = json.loads(ext.filter(body))
         feasible = filtered["NodeNames"] or []
         assert filtered["Error"] == "", where
         # --- same feasible set
-        if p.kind == "cpu":
-            assert feasible == names, where
-            sim_feasible = sim_names
-        else:
-            sim_feasible = policy.last[0][1] if policy.last else []
-            assert feasible == sim_feasible, f"{where}: extender passes {feasible}, simulator {sim_feasible}"
-            assert set(filtered["FailedNodes"]) == set(names) - set(feasible), where
+        sim_feasible = policy.last[0][1] if policy.last else []
+        assert feasible == sim_feasible, f"{where}: extender passes {feasible}, simulator {sim_feasible}"
+        assert set(filtered["FailedNodes"]) == set(names) - set(feasible), where
         if not feasible:
             assert choice is None and not c.feasible.any(), where
             seen.unplaced += 1
@@ -240,13 +289,10 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         assert [a["Host"] for a in answer] == [n for n in feasible if n in listed], where
         assert all(isinstance(s, int) and 0 < s <= 10 for s in listed.values()), where
         scores = [listed.get(n, 0) for n in feasible]
-        if p.kind == "cpu":
-            assert scores == [0] * len(feasible), where
-        else:
-            assert len(policy.last) == 1, where
-            assert scores == policy.last[0][2], (
-                f"{where}: extender scores {dict(zip(feasible, scores))}, "
-                f"simulator {dict(zip(sim_feasible, policy.last[0][2]))}")
+        assert len(policy.last) == 1, where
+        assert scores == policy.last[0][2], (
+            f"{where}: extender scores {dict(zip(feasible, scores))}, "
+            f"simulator {dict(zip(sim_feasible, policy.last[0][2]))}")
         # --- kube-scheduler's pick: the highest score, first in NodeNames order
         top = max(scores)
         node = feasible[scores.index(top)]
@@ -258,17 +304,13 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         got_node, annotations = kube.bindings[p.key]
         assert got_node == node, where
         # --- the GPUs the extender wrote are the simulator's
-        if p.kind == "cpu":
-            assert annotations == {} and choice[1] == (), where
-            seen.cpu_pods += 1
-        else:
-            assert annotations[contract.GPU_IDS] == ",".join(map(str, choice[1])), (
-                f"{where}: extender wrote gpu-ids {annotations[contract.GPU_IDS]!r} on {node}, simulator {choice[1]}")
-            placement = json.loads(annotations[contract.PLACEMENT])
-            assert (placement["node"], tuple(placement["gpus"]), placement["score"]["score"]) == (node, choice[1], top)
-            seen.gpu_pods += 1
-            seen.shares += p.kind == "share"
-            seen.whole += p.kind == "whole"
+        assert annotations[contract.GPU_IDS] == ",".join(map(str, choice[1])), (
+            f"{where}: extender wrote gpu-ids {annotations[contract.GPU_IDS]!r} on {node}, simulator {choice[1]}")
+        placement = json.loads(annotations[contract.PLACEMENT])
+        assert (placement["node"], tuple(placement["gpus"]), placement["score"]["score"]) == (node, choice[1], top)
+        seen.gpu_pods += 1
+        seen.shares += p.kind == "share"
+        seen.whole += p.kind == "whole"
         seen.nodes_used.add(node)
         state.apply(p, *choice)
         policy.placed(state, p, choice)
@@ -282,7 +324,7 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         assert np.array_equal(snap.committed[rows], mine.committed), where
         assert np.array_equal(snap.exclusive[rows], mine.exclusive), where
         assert not live._assumed, where
-        assert before is not mine or p.kind == "cpu", where
+        assert before is not mine, where
     # the same cluster after a full rebuild from the informers' caches (what a restart would see)
     live.rebuild(now=NOW)
     snap = live.snapshot()

@@ -130,3 +130,78 @@ def test_cli_writes_json_table_and_plots(tmp_path, capsys):
     assert {"pods_placed", "stranded_gpus", "first_failure"} <= set(row)
     assert (out / "placement.md").read_text().count("| gpusched |") == 2
     assert (out / "placement_pods.png").stat().st_size > 0 and (out / "placement_summary.png").stat().st_size > 0
+
+
+def test_cli_monte_carlo_rows_carry_unallocated_at_100pct(tmp_path, capsys):
+    """--inflate 1.3 with two seeds: pods drawn until 130% of the 6 GPUs (7,800 milli) arrived;
+    each (policy, seed) row has the unallocated GPUs when the demand first reached 100%
+    (6,000 milli), and the summary is their mean."""
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tqdm")
+    nodes = write(tmp_path, NODE_HEADER + "\nn0,16000,65536,2,T4\nn1,32000,65536,4,V100M32\n", "nodes.csv")
+    rows = [f"p{i},2000,1024,{n},{m},,LS,Running,{i},0,0" for i, (n, m) in
+            enumerate([(1, 500), (1, 1000), (0, 0), (2, 1000), (1, 250), (1, 700)])]
+    pods = write(tmp_path, POD_HEADER + "\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    assert _cli(["--nodes", str(nodes), "--pods", str(pods), "--inflate", "1.3", "--seed", "4", "5",
+                 "--policies", "gpusched", "fgd", "best-fit", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "seeds 4 5" in printed and "unallocated GPUs at 100% arrived" in printed
+    data = json.loads((out / "placement.json").read_text())
+    assert len(data["rows"]) == 3 * 2 and {r["seed"] for r in data["rows"]} == {4, 5}
+    for r in data["rows"]:
+        assert 0 <= r["unallocated_gpus_at_100pct"] <= 6
+    for s in data["summary"]:
+        mine = [r["unallocated_gpus_at_100pct"] for r in data["rows"] if r["policy"] == s["policy"]]
+        assert s["unallocated_gpus_at_100pct"] == pytest.approx(sum(mine) / 2, abs=0.01)
+    levels = json.loads((out / "placement_levels.json").read_text())["levels"]
+    got = [lv["percent"] for lv in levels[0]["levels"]]  # the last pod may carry the demand past 130%
+    assert got == list(range(1, len(got) + 1)) and 130 <= len(got) < 130 + 2000 * 100 // 6000 + 1
+    assert (out / "placement_mc_pods.png").stat().st_size > 0
+
+
+def test_inflate_draws_until_the_demand_reaches_the_target():
+    from benchmarks.placement.sim import inflate
+    from tests.benchmarks.placement.tiny import pod, pods
+    ps = pods(pod(1, 500), pod(2, 1000), pod())
+    a, b = inflate(ps, 10_000, 1.3, seed=1), inflate(ps, 10_000, 1.3, seed=1)
+    demand = [p.demand_milli for p in a.pods]
+    # stops at the first pod that brings the demand to 13,000 milli or more
+    assert sum(demand) >= 13_000 and sum(demand[:-1]) < 13_000 and demand[-1] > 0
+    assert [p.key for p in a.pods] == [p.key for p in b.pods]  # seeded
+    assert len({p.key for p in a.pods}) == len(a.pods)  # copies keyed apart, as the extender needs
+    assert [p.key for p in inflate(ps, 10_000, 1.3, seed=2).pods] != [p.key for p in a.pods]
+
+
+def test_cli_combine_averages_runs_written_apart(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("tqdm")
+    nodes = write(tmp_path, NODE_HEADER + "\nn0,16000,65536,2,T4\nn1,32000,65536,4,V100M32\n", "nodes.csv")
+    rows = [f"p{i},2000,1024,{n},{m},,LS,Running,{i},0,0" for i, (n, m) in
+            enumerate([(1, 500), (1, 1000), (0, 0), (2, 1000), (1, 250)])]
+    pods = write(tmp_path, POD_HEADER + "\n" + "\n".join(rows) + "\n")
+    common = ["--nodes", str(nodes), "--pods", str(pods), "--inflate", "1.3", "--policies", "best-fit", "fgd"]
+    assert _cli([*common, "--seed", "1", "--out", str(tmp_path / "a")]) == 0
+    assert _cli([*common, "--seed", "2", "--out", str(tmp_path / "b")]) == 0
+    capsys.readouterr()
+    assert _cli(["--combine", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "c")]) == 0
+    assert "seeds: 1 2" in capsys.readouterr().out
+    runs = [json.loads((tmp_path / d / "placement.json").read_text()) for d in "abc"]
+    for s in runs[2]["summary"]:
+        parts = [r["unallocated_gpus_at_100pct"] for run in runs[:2] for r in run["rows"] if r["policy"] == s["policy"]]
+        assert len(parts) == 2 and s["unallocated_gpus_at_100pct"] == pytest.approx(sum(parts) / 2, abs=0.01)
+    # the same seed twice would count twice: refused in one line
+    assert _cli(["--combine", str(tmp_path / "a"), str(tmp_path / "a"), "--out", str(tmp_path / "d")]) == 1
+    assert "already in an earlier directory" in capsys.readouterr().err
+
+
+def test_variants_are_the_pod_lists_beside_the_node_list_default_first(tmp_path, monkeypatch):
+    from benchmarks.placement.trace import pod_list_variants
+    d = tmp_path / "alibaba-gpu-2023"
+    d.mkdir()
+    for name in ("openb_node_list_gpu_node.csv", "openb_pod_list_multigpu20.csv", "openb_pod_list_default.csv",
+                 "openb_pod_list_cpu050.csv", "other.csv"):
+        (d / name).write_text("")
+    monkeypatch.setenv("GPUSCHED_TRACES", str(tmp_path))
+    assert [p.name for p in pod_list_variants()] == [
+        "openb_pod_list_default.csv", "openb_pod_list_cpu050.csv", "openb_pod_list_multigpu20.csv"]

@@ -125,7 +125,8 @@ def test_non_gpu_pods_and_unknown_nodes_score_zero():
 
 @pytest.mark.parametrize("kw,msg", [
     ({"packing": -1}, "weight packing must be a number >= 0"),
-    ({"packing": 0, "fragmentation": 0, "locality": 0}, "at least one weight"),
+    ({"packing": 0, "fragmentation": 0, "locality": 0, "balance": 0}, "at least one weight"),
+    ({"balance": -0.1}, "weight balance must be a number >= 0"),
     ({"policy": "random"}, "policy must be"),
     ({"bandwidth_disk": 0}, "bandwidth_disk must be a positive"),
 ])
@@ -188,3 +189,38 @@ def test_workload_shapes_keep_the_commonest_and_reweigh_them():
     got = workload_shapes(s, limit=2)
     # 5 GiB: 12 pods; then the smallest of the 3-pod sizes, 1 GiB (ties broken by shape): 12/15, 3/15
     assert [(g.fraction, round(g.weight, 3)) for g in got] == [(0.013, 0.2), (0.062, 0.8)]
+
+
+@pytest.mark.parametrize("weights,want", [
+    # One whole GPU; the workload asks single whole GPUs only, so it fragments nothing on
+    # either node: fragmentation 0.5 on both. packing = GPUs in use after: a 5/8 = .625,
+    # b 2/8 = .25; balance = 1 - packing: a .375, b .75.
+    # default (balance .2): a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
+    (Weights(), {"a": 9, "b": 10}),
+    # balance 0: .5 and .5 -> a tie, 10 and 10 (node order then picks a: first fit)
+    (Weights(balance=0), {"a": 10, "b": 10}),
+    # packing 1, balance 0: a .5 + .625 = 1.125 -> 10, b .5 + .25 = .75 -> rint(6.67) = 7
+    (Weights(packing=1, balance=0), {"a": 10, "b": 7}),
+])
+def test_balance_prefers_the_emptier_of_nodes_that_fragment_alike(weights, want):
+    s = snapshot(node("a", allocs=[whole(f"w{g}", g) for g in range(4)]), node("b", allocs=[whole("w", 0)]))
+    scores, details = prioritize(s, PodRequest(whole_gpus=1), ["a", "b"], weights, (Shape(whole=1),))
+    assert dict(scores) == want
+    assert details.fragmentation.tolist() == [0.5, 0.5]
+    assert details.total == pytest.approx([0.5 + weights.packing * 0.625 + weights.balance * 0.375,
+                                           0.5 + weights.packing * 0.25 + weights.balance * 0.75])
+
+
+def test_workload_shapes_keep_rare_multi_gpu_shapes():
+    from scheduler.core import workload_shapes
+
+    # 6 share sizes x 5 pods (5..30 GiB of 80), 20 single GPUs, and one pod of 4 whole GPUs:
+    # by count alone limit 4 keeps 1 GPU (20) and three 5-pod sizes; the 4-GPU shape, 1 pod,
+    # takes a slot first (up to limit // 2 = 2 go to multi-GPU shapes), then 1 GPU and
+    # the two smallest 5-pod sizes: weights 1, 20, 5, 5 of 31
+    allocs = [share(f"p{k}-{i}", k % 8, 5 * k) for k in range(1, 7) for i in range(5)]
+    wholes = [whole(f"w{i}", i % 4) for i in range(20)] + [whole("big", 4, 5, 6, 7)]
+    s = snapshot(node("a", allocs=allocs), node("b", allocs=wholes))
+    got = workload_shapes(s, limit=4)
+    assert [(g.whole, g.fraction, round(g.weight * 31)) for g in got] == [
+        (0, 0.062, 5), (0, 0.125, 5), (1, 0.0, 20), (4, 0.0, 1)]
