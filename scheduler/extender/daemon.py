@@ -50,7 +50,9 @@ class ExtenderDaemon:
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
         self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights)
         host, port = cfg.listen
-        tls = server_tls_context(cfg.tls_cert_file, cfg.tls_key_file) if cfg.tls_cert_file else None
+        # config.load sets both files or neither
+        tls = (server_tls_context(cfg.tls_cert_file, cfg.tls_key_file)
+               if cfg.tls_cert_file and cfg.tls_key_file else None)
         self.http = ExtenderHTTPServer((host, port), self.extender, self.ready, tls=tls)
 
     def ready(self) -> tuple[bool, str]:
