@@ -11,7 +11,7 @@ import json
 import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 from scheduler import contract
 
@@ -25,6 +25,8 @@ MAX_GPU_MEMORY_MIB = 2**20
 # milliseconds; 30 s covers a node stepping its clock after boot. Beyond it the report
 # is refused as clock skew rather than trusted for longer than it is fresh.
 MAX_CLOCK_SKEW_S = 30.0
+
+T = TypeVar("T")
 
 
 class ReportError(ValueError):
@@ -188,21 +190,19 @@ def report_from_annotations(annotations: Mapping[str, str] | None) -> NodeReport
     `errors` and left empty, so one bad agent never breaks the extender."""
     annotations = annotations or {}
     errors: list[str] = []
-    gpus: tuple[GPU, ...] = ()
-    models: tuple[CachedModel, ...] = ()
-    at = None
-    for key, decode in ((contract.GPUS, decode_gpus), (contract.MODEL_CACHE, decode_models), (contract.REPORTED_AT, decode_time)):
-        if key not in annotations:
-            continue
-        try:
-            value = decode(annotations[key])
-        except ReportError as exc:
-            errors.append(str(exc))
-            continue
-        if key == contract.GPUS:
-            gpus = value
-        elif key == contract.MODEL_CACHE:
-            models = value
-        else:
-            at = value
+    gpus: tuple[GPU, ...] = _decoded(annotations, contract.GPUS, decode_gpus, (), errors)
+    models: tuple[CachedModel, ...] = _decoded(annotations, contract.MODEL_CACHE, decode_models, (), errors)
+    at: datetime | None = _decoded(annotations, contract.REPORTED_AT, decode_time, None, errors)
     return NodeReport(gpus=gpus, models=models, reported_at=at, errors=tuple(errors))
+
+
+def _decoded(annotations: Mapping[str, str], key: str, decode: Callable[[str], T], default: T,
+             errors: list[str]) -> T:
+    """annotations[key] decoded; `default` when absent or unreadable (why goes to `errors`)."""
+    if key not in annotations:
+        return default
+    try:
+        return decode(annotations[key])
+    except ReportError as exc:
+        errors.append(str(exc))
+        return default

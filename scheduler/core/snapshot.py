@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import KW_ONLY, dataclass, field, replace
 from itertools import repeat
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import Iterable, Mapping, NamedTuple, Sequence, TypedDict
 
 import numpy as np
 
@@ -178,7 +178,8 @@ def _account(name: str, total: np.ndarray, present: np.ndarray, healthy: np.ndar
     width = len(total)
     committed = np.zeros(width, np.int64)
     exclusive = np.zeros(width, bool)
-    known, unknown = [], []
+    known: list[Allocation] = []
+    unknown: list[Allocation] = []
     for a in allocs:
         ok = (a.gpu_ids and len(set(a.gpu_ids)) == len(a.gpu_ids)
               and all(0 <= g < width and present[g] for g in a.gpu_ids))
@@ -197,6 +198,31 @@ def _account(name: str, total: np.ndarray, present: np.ndarray, healthy: np.ndar
 
 
 ROW_MEMO_SIZE = 4
+
+
+class _Trust(TypedDict):
+    """What the snapshot derives from reports, hardware and the clock, not from allocations:
+    recomputed when `now` moves, shared by the copies a bind makes."""
+    status: np.ndarray  # [N] int8 OK/NO_GPUS/STALE/BAD_REPORT/CLOCK_SKEW
+    stale: np.ndarray  # [N] bool
+    usable: np.ndarray  # [N,G] present, healthy, node trusted
+    usable_total: np.ndarray  # [N] sum of usable GPUs' memory
+    unhealthy_count: np.ndarray  # [N]
+    memory_known: np.ndarray  # [N] some GPU has a known total
+
+
+class _Free(TypedDict):
+    """What the snapshot derives from allocations too: patched row by row on each bind."""
+    free: np.ndarray  # [N,G] int64 bytes free for new pods
+    whole_free: np.ndarray  # [N,G] can be given whole
+    max_free: np.ndarray  # [N] largest free on one GPU
+    free_total: np.ndarray  # [N] sum of free
+    partial_free: np.ndarray  # [N] free on GPUs not whole-free
+    whole_free_count: np.ndarray  # [N]
+
+
+# (the snapshot's name index, the names, their rows): see ClusterSnapshot.indices
+_RowMemoEntry = tuple[Mapping[str, int], Sequence[str], np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -221,33 +247,26 @@ class ClusterSnapshot:
     now: float
     stale_after_s: float
     notes: tuple[str, ...] = ()
-    # Derived from the above by _derive; kept so the hot path only gathers rows.
-    status: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] int8 OK/NO_GPUS/STALE/BAD_REPORT/CLOCK_SKEW
-    stale: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] bool
-    usable: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] present, healthy, node trusted
-    free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] int64 bytes free for new pods
-    whole_free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N,G] can be given whole
-    max_free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] largest free on one GPU
-    free_total: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] sum of free
-    partial_free: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] free on GPUs not whole-free
-    usable_total: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] sum of usable GPUs' memory
-    whole_free_count: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N]
-    unhealthy_count: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N]
-    memory_known: np.ndarray = field(default=None)  # type: ignore[assignment]  # [N] some GPU has a known total
+    _: KW_ONLY
+    # Derived from the above (_trust, _free; see their fields), so the hot path only
+    # gathers rows. Passed in rather than computed here: a bind patches one row of them.
+    status: np.ndarray
+    stale: np.ndarray
+    usable: np.ndarray
+    usable_total: np.ndarray
+    unhealthy_count: np.ndarray
+    memory_known: np.ndarray
+    free: np.ndarray
+    whole_free: np.ndarray
+    max_free: np.ndarray
+    free_total: np.ndarray
+    partial_free: np.ndarray
+    whole_free_count: np.ndarray
     # Recent name lists and their rows. kube-scheduler sends prioritize the very list our
     # filter answered, so its 5,000 name lookups need not be done twice. Shared by the
     # patched copies of a snapshot (replace() passes it on), which keep the same index.
-    _row_memo: list = field(default_factory=list, repr=False, compare=False)
-    _name_table: list = field(default_factory=list, repr=False, compare=False)  # [NameTable] once built
-
-    def __post_init__(self) -> None:
-        if self.status is None:
-            status = _node_status(self)
-            usable = self.present & self.healthy & (status["status"] == OK)[:, None]
-            derived = _derive(self.gpu_mem_total, self.used, self.committed, self.exclusive, self.present,
-                              self.healthy, usable)
-            for k, v in {**status, **derived}.items():
-                object.__setattr__(self, k, _frozen(v))
+    _row_memo: list[_RowMemoEntry] = field(default_factory=list, repr=False, compare=False)
+    _name_table: list[NameTable] = field(default_factory=list, repr=False, compare=False)  # one, once built
 
     # ---------- lookups
 
@@ -303,7 +322,11 @@ class ClusterSnapshot:
 
     def at(self, now: float) -> "ClusterSnapshot":
         """The same cluster judged at `now`: staleness moves with the clock, data does not."""
-        return replace(self, now=float(now), status=None)
+        now = float(now)
+        trust = _trust(self.present, self.healthy, self.gpu_mem_total, self.has_report, self.reported_at,
+                       self.report_error, now, self.stale_after_s)
+        free = _free(self.gpu_mem_total, self.used, self.committed, self.exclusive, trust["usable"])
+        return replace(self, now=now, **trust, **free)
 
     def with_allocation(self, node: str, alloc: Allocation) -> "ClusterSnapshot":
         """Count `alloc` on `node` at once (replacing any earlier one of the same pod there).
@@ -329,17 +352,24 @@ class ClusterSnapshot:
         committed[row], exclusive[row] = committed_row, exclusive_row
         allocations = list(self.allocations)
         allocations[row] = resolved
-        new = dict(committed=_frozen(committed), exclusive=_frozen(exclusive), allocations=tuple(allocations),
-                   notes=(self.notes + notes)[-MAX_NOTES:])  # a long-lived snapshot lineage must not grow
         one = slice(row, row + 1)
-        derived = _derive(self.gpu_mem_total[one], self.used[one], committed[one], exclusive[one],
-                          self.present[one], self.healthy[one], self.usable[one])
-        del derived["usable"]  # status and usable do not depend on allocations: shared
-        for k, v in derived.items():
-            whole = getattr(self, k).copy()
-            whole[row] = v[0]
-            new[k] = _frozen(whole)
-        return replace(self, **new)
+        part = _free(self.gpu_mem_total[one], self.used[one], committed[one], exclusive[one], self.usable[one])
+        return replace(
+            self, committed=_frozen(committed), exclusive=_frozen(exclusive), allocations=tuple(allocations),
+            notes=(self.notes + notes)[-MAX_NOTES:],  # a long-lived snapshot lineage must not grow
+            free=_with_row(self.free, row, part["free"]),
+            whole_free=_with_row(self.whole_free, row, part["whole_free"]),
+            max_free=_with_row(self.max_free, row, part["max_free"]),
+            free_total=_with_row(self.free_total, row, part["free_total"]),
+            partial_free=_with_row(self.partial_free, row, part["partial_free"]),
+            whole_free_count=_with_row(self.whole_free_count, row, part["whole_free_count"]))
+
+
+def _with_row(whole: np.ndarray, row: int, part: np.ndarray) -> np.ndarray:
+    """A read-only copy of `whole` with `row` set from the one-row `part`."""
+    out = whole.copy()
+    out[row] = part[0]
+    return _frozen(out)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -347,38 +377,42 @@ def _frozen(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def _node_status(s: ClusterSnapshot) -> dict[str, np.ndarray]:
-    age = s.now - s.reported_at
+def _trust(present: np.ndarray, healthy: np.ndarray, total: np.ndarray, has_report: np.ndarray,
+           reported_at: np.ndarray, report_error: Mapping[int, str], now: float, stale_after_s: float) -> _Trust:
+    """Which nodes and GPUs are trusted at `now`, for all rows."""
+    age = now - reported_at
     with np.errstate(invalid="ignore"):
-        stale = s.has_report & (np.isnan(age) | (age > s.stale_after_s))
+        stale = has_report & (np.isnan(age) | (age > stale_after_s))
         # A report dated ahead of our clock would stay "fresh" that much longer after its
         # agent died (abs(age) gave a +599 s date 20 minutes of trust): past a small skew it
         # is refused, with its own reason, however fresh it claims to be.
-        skewed = s.has_report & (age < -min(MAX_CLOCK_SKEW_S, s.stale_after_s))
-    bad = np.zeros(len(s.names), bool)
-    bad[list(s.report_error)] = True
-    no_gpus = ~s.present.any(axis=1)
+        skewed = has_report & (age < -min(MAX_CLOCK_SKEW_S, stale_after_s))
+    bad = np.zeros(len(has_report), bool)
+    bad[list(report_error)] = True
+    no_gpus = ~present.any(axis=1)
     status = np.select([bad, skewed, stale, no_gpus], [BAD_REPORT, CLOCK_SKEW, STALE, NO_GPUS], OK).astype(np.int8)
-    return {"stale": stale, "status": status}
+    usable = present & healthy & (status == OK)[:, None]
+    return _Trust(
+        status=_frozen(status), stale=_frozen(stale), usable=_frozen(usable),
+        usable_total=_frozen(np.where(usable, total, 0).sum(axis=1)),
+        unhealthy_count=_frozen((present & ~healthy).sum(axis=1)),
+        memory_known=_frozen(np.any(np.where(present, total, 0) > 0, axis=1)),
+    )
 
 
-def _derive(total: np.ndarray, used: np.ndarray, committed: np.ndarray, exclusive: np.ndarray,
-            present: np.ndarray, healthy: np.ndarray, usable: np.ndarray) -> dict[str, np.ndarray]:
+def _free(total: np.ndarray, used: np.ndarray, committed: np.ndarray, exclusive: np.ndarray,
+          usable: np.ndarray) -> _Free:
     """Free memory and whole-GPU availability, for all rows or a slice of them."""
     free = np.where(usable, np.maximum(total - np.maximum(committed, used), 0), 0)
     whole_free = usable & ~exclusive & (committed == 0) & (used == 0)
-    return {
-        "usable": usable,
-        "free": free,
-        "whole_free": whole_free,
-        "max_free": free.max(axis=1, initial=0),
-        "free_total": free.sum(axis=1),
-        "partial_free": np.where(whole_free, 0, free).sum(axis=1),
-        "usable_total": np.where(usable, total, 0).sum(axis=1),
-        "whole_free_count": whole_free.sum(axis=1),
-        "unhealthy_count": (present & ~healthy).sum(axis=1),
-        "memory_known": (np.where(present, total, 0) > 0).any(axis=1),
-    }
+    return _Free(
+        free=_frozen(free),
+        whole_free=_frozen(whole_free),
+        max_free=_frozen(free.max(axis=1, initial=0)),
+        free_total=_frozen(free.sum(axis=1)),
+        partial_free=_frozen(np.where(whole_free, 0, free).sum(axis=1)),
+        whole_free_count=_frozen(whole_free.sum(axis=1)),
+    )
 
 
 def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
@@ -391,8 +425,8 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
     if not stale_after_s > 0:
         raise SnapshotError(f"stale_after_s must be positive, got {stale_after_s!r}")
     names = tuple(n.name for n in nodes)
-    memo: list = []
-    table: list = []
+    memo: list[_RowMemoEntry] = []
+    table: list[NameTable] = []
     if previous is not None and previous.names == names:
         names, index, memo, table = previous.names, previous.index, previous._row_memo, previous._name_table
     else:
@@ -432,18 +466,21 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
         committed[i], exclusive[i] = c, e
         allocations.append(resolved)
         notes += r.notes + more
+    reported_at = _frozen(np.array([r.reported_at for r in rows], np.float64))
+    has_report = _frozen(np.array([r.has_report for r in rows], bool))
+    report_error = {i: r.error for i, r in enumerate(rows) if r.error}
+    trust = _trust(present, healthy, total, has_report, reported_at, report_error, float(now), float(stale_after_s))
     return ClusterSnapshot(
         names=names, index=index,
         gpu_count=_frozen(np.array([r.gpu_count for r in rows], np.int32)),
         gpu_mem_total=_frozen(total), used=_frozen(used), committed=_frozen(committed),
         exclusive=_frozen(exclusive), healthy=_frozen(healthy), present=_frozen(present),
-        reported_at=_frozen(np.array([r.reported_at for r in rows], np.float64)),
-        has_report=_frozen(np.array([r.has_report for r in rows], bool)),
-        report_error={i: r.error for i, r in enumerate(rows) if r.error},
+        reported_at=reported_at, has_report=has_report, report_error=report_error,
         product_code=_frozen(product_code), products=tuple(product_table),
         model_cache={m: ModelCache(_frozen(np.array(a, np.int64)), _frozen(np.array(b, np.int64)),
                                    _frozen(np.array(t, np.int8))) for m, (a, b, t) in cache_lists.items()},
         node_models=tuple(r.models for r in rows),
         allocations=tuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
+        **trust, **_free(total, used, committed, exclusive, trust["usable"]),
         _row_memo=memo, _name_table=table,
     )

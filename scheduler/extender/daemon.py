@@ -52,8 +52,9 @@ class ExtenderDaemon:
         self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights,
                                  scheduler_name=cfg.scheduler_name)
         host, port = cfg.listen
-        tls = server_tls_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file) \
-            if cfg.tls_cert_file else None
+        # config.load sets both files or neither
+        tls = (server_tls_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file)
+               if cfg.tls_cert_file and cfg.tls_key_file else None)
         self.http = ExtenderHTTPServer((host, port), self.extender, self.ready, tls=tls)
         self.ops = OpsHTTPServer(cfg.metrics_listen, self.extender, self.ready, verbs=self.http)
 

@@ -127,7 +127,7 @@ class LiveState:
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
                 return  # the watch shows what our bind reserved: the snapshot counts it already
             snap = self._snapshot
-            for node, _ in filter(None, (before, assumed and (assumed.node, assumed.alloc))):
+            for node in ([before[0]] if before else []) + ([assumed.node] if assumed else []):
                 snap = snap.without_allocation(node, key)
             if held:
                 snap = snap.with_allocation(*held)

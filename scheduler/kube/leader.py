@@ -79,9 +79,10 @@ class LeaderElector:
 
     def try_acquire_or_renew(self) -> bool:
         now = datetime.now(timezone.utc)
+        renewed = _micro_time(now)
         status, lease = raw(self.api, "GET", self.path)
-        spec_new = {"holderIdentity": self.identity, "leaseDurationSeconds": int(self.lease_duration_s),
-                    "renewTime": _micro_time(now)}
+        spec_new: dict[str, Any] = {"holderIdentity": self.identity,
+                                    "leaseDurationSeconds": int(self.lease_duration_s), "renewTime": renewed}
         if status == 404:
             spec_new.update(acquireTime=_micro_time(now), leaseTransitions=0)
             try:
@@ -113,7 +114,7 @@ class LeaderElector:
             if exc.status == 409:  # someone else wrote first
                 return False
             raise
-        self._observed, self._observed_at = (self.identity, spec_new["renewTime"]), mono
+        self._observed, self._observed_at = (self.identity, renewed), mono
         return True
 
     def release(self) -> None:

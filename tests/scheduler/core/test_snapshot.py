@@ -111,7 +111,12 @@ def test_inference_is_deterministic():
 
 MUTATED = ("committed", "exclusive", "free", "whole_free", "max_free", "free_total", "partial_free",
            "whole_free_count")
-SHARED = ("gpu_mem_total", "used", "present", "healthy", "usable", "status", "product_code")
+# status, stale, usable, usable_total, unhealthy_count, memory_known follow from reports,
+# hardware and the clock, never from allocations: a bind shares them
+SHARED = ("gpu_mem_total", "used", "present", "healthy", "usable", "status", "product_code", "stale",
+          "usable_total", "unhealthy_count", "memory_known")
+DERIVED = ("status", "stale", "usable", "usable_total", "unhealthy_count", "memory_known", "free", "whole_free",
+           "max_free", "free_total", "partial_free", "whole_free_count")
 
 
 def test_copy_on_write():
@@ -129,6 +134,26 @@ def test_copy_on_write():
         assert getattr(s2, name) is getattr(s0, name), name
     with pytest.raises(ValueError):
         s2.committed[0, 0] = 0  # read-only: nobody can change a snapshot under a reader
+
+
+# +0: a fresh, b stale (500 s old); +51: a stale too (61 s > 60); c has no report, never stale
+@pytest.mark.parametrize("later_s", [0, 51, 700])
+def test_a_snapshot_judged_later_derives_what_a_rebuild_then_would(later_s):
+    nodes = [node("a", 2, reported_ago=10, allocs=[Allocation("ns/p", (0,), 30 * GiB, False)]),
+             node("b", 2, reported_ago=500, healthy={1}), NodeState("c", 2, "A100", 40960)]
+    moved = build_snapshot(nodes, NOW, 60).at(NOW + later_s)
+    rebuilt = build_snapshot(nodes, NOW + later_s, 60)
+    for name in DERIVED:
+        assert np.array_equal(getattr(moved, name), getattr(rebuilt, name)), name
+        assert not getattr(moved, name).flags.writeable, name
+
+
+def test_a_bind_derives_what_a_rebuild_with_the_pod_would():
+    alloc = Allocation("ns/p", (1,), 30 * GiB, False)
+    bound = snapshot(node("a", 2), node("b", 2)).with_allocation("b", alloc)
+    rebuilt = snapshot(node("a", 2), node("b", 2, allocs=[alloc]))
+    for name in DERIVED:
+        assert np.array_equal(getattr(bound, name), getattr(rebuilt, name)), name
 
 
 def test_with_allocation_replaces_and_without_restores():
