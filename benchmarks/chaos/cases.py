@@ -186,7 +186,7 @@ def stale_node_report(bed: ChaosBed, pods: int = 24, stale_after_s: float = 300.
     bed.set_reported_at(stale, now - timedelta(hours=1))
     sched = "gpusched-stale"
     g = GpuschedScheduler(bed.cluster, name=sched)
-    g.config.write_text(f"staleAfterSeconds: {stale_after_s:g}\n")
+    g.config.write_text(f"staleAfterSeconds: {stale_after_s:g}\nschedulerName: {sched}\n")
     g.start()
     ns = bed.namespace("stale")
     try:
