@@ -32,7 +32,6 @@ what kube-scheduler sees, it shows what the 11 integer levels cost.
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Sequence
 
 import numpy as np
@@ -43,7 +42,7 @@ from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler.core import (Allocation, NodeState, PodRequest, ScoreDetails, Shape, Weights, assign_gpus,
                             build_snapshot, filter_nodes, prioritize, workload_shapes)
-from scheduler.core.scoring import MAX_PRIORITY
+from scheduler.core.scoring import normalize
 from scheduler.nodeinfo import MiB
 
 STALE_AFTER_S = 3600.0  # nodes without an agent report are never stale; the value is not used
@@ -52,26 +51,6 @@ STALE_AFTER_S = 3600.0  # nodes without an agent report are never stale; the val
 def node_states(nodes: Nodes) -> list[NodeState]:
     return [NodeState(name, gpu_count=int(g), product=ALIBABA_GPU_MIB[m][0], gpu_memory_label_mib=ALIBABA_GPU_MIB[m][1])
             for name, g, m in zip(nodes.names, nodes.gpus, nodes.model)]
-
-
-def trace_shapes(pods: Pods) -> tuple[Shape, ...]:
-    """The workload's GPU shapes weighted by how many of the trace's GPU pods ask for
-    each, as FGD's target workload: whole GPUs by count, shares by fraction of a GPU."""
-    counts = Counter((p.num_gpu, p.gpu_milli) for p in pods.pods if p.num_gpu)
-    total = sum(counts.values()) or 1
-    return tuple(Shape(whole=n, weight=c / total) if m == MILLI else Shape(fraction=m / MILLI, weight=c / total)
-                 for (n, m), c in sorted(counts.items()))
-
-
-def raw_total(d: ScoreDetails, w: Weights) -> np.ndarray:
-    """The unrounded weighted sum prioritize normalises (its `total`)."""
-    return d.total
-
-
-def normalise(total: np.ndarray) -> np.ndarray:
-    """prioritize's normalisation (kube-scheduler's DefaultNormalizeScore): best = 10."""
-    best = total.max() if len(total) else 0.0
-    return (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(len(total))).astype(np.int64)
 
 
 def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per_gpu: int) -> Allocation:
@@ -139,8 +118,8 @@ class Gpusched(Policy):
         if len(self.last) == 1 and not self.exact:
             req, feasible, scores, _ = self.last[0]
             return self._bind(pod, req, feasible[int(np.argmax(scores))])  # feasible keeps node order
-        totals = np.concatenate([raw_total(d, self.weights) for *_, d in self.last])
-        value = totals if self.exact else normalise(totals)
+        totals = np.concatenate([d.total for *_, d in self.last])
+        value = totals if self.exact else normalize(totals)
         rows = np.concatenate([self.snapshot.indices(f) for _, f, _, _ in self.last])
         which = np.concatenate([np.full(len(f), k) for k, (_, f, _, _) in enumerate(self.last)])
         at = np.concatenate([np.arange(len(f)) for _, f, _, _ in self.last])

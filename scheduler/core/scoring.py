@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -36,7 +36,7 @@ from scheduler.core.request import PodRequest
 from scheduler.core.row_memo import DENSE, RowMemo
 from scheduler.core.snapshot import ClusterSnapshot
 
-MAX_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
+MAX_EXTENDER_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 GB = 10**9
 
 
@@ -272,7 +272,7 @@ class ScoreDetails:
     def _position(self, node: str) -> int | None:
         if not self.names:
             row = self.index.get(node, -2) if self.index is not None and self.rows is not None else -2
-            hits = np.flatnonzero(self.rows == row) if row >= 0 else ()
+            hits = np.flatnonzero(self.rows == row) if row >= 0 else np.empty(0, np.int64)
             return int(hits[0]) if len(hits) else None
         try:
             # one C-level scan, for the one node a pod is bound to: a dict of all the
@@ -281,7 +281,7 @@ class ScoreDetails:
         except ValueError:
             return None
 
-    def get(self, node: str, default: dict | None = None) -> dict:
+    def get(self, node: str, default: dict[str, Any] | None = None) -> dict[str, Any]:
         i = self._position(node)
         if i is None:
             return default if default is not None else {}
@@ -318,6 +318,8 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
     `rows`, `candidates` may be None: the details then hold no names (as without_names())."""
     w = weights or Weights()
     if rows is None:
+        if candidates is None:
+            raise ValueError("score_candidates needs the candidates' names or their rows")
         rows = s.indices(candidates) if len(s) else np.full(len(candidates), -1, np.int64)
     names = list(candidates) if candidates is not None else []
     n = len(rows)
@@ -337,8 +339,12 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
         pack = balance
     loc, secs = locality(s, req, r, w)
     total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc + w.balance * balance, 0)
-    # Normalise as kube-scheduler's DefaultNormalizeScore does: the best candidate gets the
-    # maximum, so 11 integer levels resolve differences between these candidates.
-    best = total.max()
-    score = (np.rint(total * MAX_PRIORITY / best) if best > 0 else np.zeros(n)).astype(np.int64)
-    return ScoreDetails(names, pack, frag, loc, secs, score, rows, s.index, total)
+    return ScoreDetails(names, pack, frag, loc, secs, normalize(total), rows, s.index, total)
+
+
+def normalize(total: np.ndarray) -> np.ndarray:
+    """Weighted totals to extender scores 0..MAX_EXTENDER_PRIORITY, as kube-scheduler's
+    DefaultNormalizeScore does: the best candidate gets the maximum, so 11 integer levels
+    resolve differences between these candidates, not between all nodes there are."""
+    best = total.max() if len(total) else 0.0
+    return (np.rint(total * MAX_EXTENDER_PRIORITY / best) if best > 0 else np.zeros(len(total))).astype(np.int64)

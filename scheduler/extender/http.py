@@ -334,6 +334,7 @@ class BoundedHTTPServer:
                 return
             if len(c.buf) < c.need:
                 return
+            assert c.head is not None  # _read_head parsed it before `need` was set
             method, path, headers, keep = c.head
             body = bytes(c.buf[c.head_len:c.need])
             del c.buf[:c.need]

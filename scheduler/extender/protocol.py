@@ -17,13 +17,13 @@ import orjson
 
 from scheduler.core.name_table import NameTable
 from scheduler.core.objects import pod_key
+from scheduler.core.scoring import MAX_EXTENDER_PRIORITY
 from scheduler.kube.names import is_dns_label, is_dns_subdomain
 
 # 5,000 node names are ~100 KiB and a pod a few KiB; the cap bounds what one call can make
 # the extender hold (a 15.6 MB body of one-character names once took it from 90 MB to 820 MB).
 # A whole NodeList (nodeCacheCapable: false) fits only for small clusters.
 MAX_BODY = 2 * 2**20
-MAX_EXTENDER_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 
 
 class ProtocolError(ValueError):
@@ -253,6 +253,8 @@ def filter_result_rows(args: ExtenderArgs, ok: np.ndarray, reasons: list[str], t
     """`filter_result` for a request read as rows with `table`: `ok` and the failed ones'
     `reasons` in request order, `row_names` the table's names. When every node fits, they go
     back as sent. The table remembers the answer's list: kube-scheduler sends it to prioritize."""
+    if args.rows is None:
+        raise ValueError("filter_result_rows needs a request read as rows")
     if ok.all():
         items, rows, failed = args.names_json, args.rows, b"{}"
     else:
@@ -329,7 +331,9 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
     `row_names`, -1 for one not there) the names of the hosts listed are gathered by row, and
     `hosts` may be empty when every row is there."""
     scores = np.asarray(scores, dtype=np.int64)
-    by_row = rows is not None and row_names is not None and len(rows) == len(scores)
+    if rows is None or row_names is None or len(rows) != len(scores):
+        rows = row_names = None  # by host name only
+    by_row = rows is not None
     if len(hosts) != len(scores) and not (by_row and not len(hosts)):
         raise ValueError(f"{len(hosts)} hosts but {len(scores)} scores")
     if not len(scores):
@@ -339,17 +343,22 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
     keep = scores > 0
     if not keep.any():
         return b"[]"
-    picked = rows[keep] if by_row else None
-    if not len(hosts) and picked.min() < 0:
+    picked = rows[keep] if rows is not None else None
+    if not len(hosts) and (picked is None or picked.min() < 0):
         raise ValueError("no host names, and some rows are not in row_names")
-    table = _FRAGMENTS.by_row(row_names) if picked is not None and picked.min() >= 0 else None
-    if table is not None:
+    table = _FRAGMENTS.by_row(row_names) if picked is not None and row_names is not None and picked.min() >= 0 \
+        else None
+    if table is not None and picked is not None:
         out = np.empty(len(picked), [("host", table.dtype), ("score", _SCORE_FIXED.dtype)])
         out["host"] = table[picked]
         out["score"] = _SCORE_FIXED[scores[keep]]
-        return b"".join((b"[", memoryview(out.view(np.uint8))[1:], b"]"))  # less the first leading comma
+        return b"".join((b"[", out.view(np.uint8).data[1:], b"]"))  # less the first leading comma
     parts = np.empty(2 * int(keep.sum()), dtype=object)
-    listed = list(compress(hosts, keep)) if len(hosts) else list(map(row_names.__getitem__, picked.tolist()))
+    if len(hosts):
+        listed = list(compress(hosts, keep))
+    else:
+        assert picked is not None and row_names is not None  # checked above: no hosts means rows
+        listed = list(map(row_names.__getitem__, picked.tolist()))
     parts[::2] = _FRAGMENTS.prefixes(listed)
     parts[1::2] = _SCORE_SUFFIX[scores[keep]]
     return b"[" + b"".join(parts.tolist())[1:] + b"]"

@@ -141,7 +141,7 @@ class Extender:
         snap = self.live.snapshot()  # after the wait: it counts the bind waited for
         by_row = args.rows is not None and snap.names is read_with.names  # rows still mean the same nodes
         self.metrics.reads.labels("filter", "rows" if by_row else "decoded").inc()
-        if by_row:
+        if by_row and args.rows is not None:
             ok, why = filter_rows(snap, req, args.rows, self.row_memo)
             fit = bool(ok.any())
             answer = protocol.filter_result_rows(args, ok, why, snap.name_table, snap.names)

@@ -13,6 +13,7 @@ from benchmarks.placement.trace import MILLI, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler import contract
 from scheduler.core import DEFAULT_SHAPES, filter_nodes, prioritize
+from scheduler.core.scoring import normalize
 from scheduler.core.assign import assign_gpus
 from scheduler.nodeinfo import MiB
 from tests.benchmarks.placement.tiny import nodes
@@ -98,7 +99,7 @@ def test_gpusched_choice_is_the_top_score_of_scheduler_core():
             assert choice[1] == tuple(assign_gpus(before, want, req).gpu_ids)
             checked += 1
         # the rounding of the union reproduces prioritize's own scores
-        assert ours.normalise(ours.raw_total(details, pol.weights)).tolist() == [s for _, s in scores]
+        assert normalize(details.total).tolist() == [s for _, s in scores]
         state.apply(p, *choice)
         pol.placed(state, p, choice)
     assert checked > 40
@@ -140,7 +141,7 @@ def test_gpusched_union_over_sizes_keeps_the_best_and_node_order():
         if len(pol.last) > 1:
             multi += 1
             rows = np.concatenate([pol.snapshot.indices(f) for _, f, _, _ in pol.last])
-            ints = ours.normalise(np.concatenate([ours.raw_total(d, pol.weights) for *_, d in pol.last]))
+            ints = normalize(np.concatenate([d.total for *_, d in pol.last]))
             assert ints.max() in (0, 10)  # the best gets 10, unless every candidate scores 0
             assert choice[0] == rows[ints == ints.max()].min()
         state.apply(p, *choice)
