@@ -280,7 +280,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             specs = {i.model: spec_for(i, extra) for i in inputs}
             made: list = []
 
-            def make_ours(i, p=p, prewarm=prewarm, made=made):
+            def make_ours(i, p=p, prewarm=prewarm, made=made, specs=specs):
                 made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model]))
                 return made[-1]
 
@@ -291,9 +291,9 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             res.extra["decide"] = tally.hours()
             runs.append(res)
         elif p == "hpa-util":
-            runs.append(sim(lambda i: pol.Hpa(p, args.hpa_target, 1, args.max_replicas, initial[i.model]), p))
+            runs.append(sim(lambda i, p=p: pol.Hpa(p, args.hpa_target, 1, args.max_replicas, initial[i.model]), p))
         elif p == "keda-queue":
-            runs.append(sim(lambda i: pol.Keda(p, args.queue_target, 1, args.max_replicas, initial[i.model]), p))
+            runs.append(sim(lambda i, p=p: pol.Keda(p, args.queue_target, 1, args.max_replicas, initial[i.model]), p))
         elif p == "static":
             runs.append(sim(lambda i: pol.Static("static", static[i.model]), p))
         elif p == "static-prev-window":

@@ -154,6 +154,7 @@ def plots(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
         for r in rows:
             x = [100 * a / total for a in r.arrived_milli]
             y = [100 * a / total for a in r.allocated_milli]
+            color = None  # the zoom panel's line takes the colour the main panel's got
             for ax in (ax1, az):
                 (line,) = ax.plot(x, y, label=f"{r.policy} ({_pct(r.gpu_allocation_at_first_failure)})",
                                   linewidth=1.2, color=None if ax is ax1 else color)

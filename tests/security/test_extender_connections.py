@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import resource
 import socket
-import threading
 import time
 
 import pytest

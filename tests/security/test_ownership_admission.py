@@ -124,7 +124,8 @@ def test_only_the_extenders_binding_writes_ownership_and_nobody_else_may_change_
     assert a.spec.node_name == NODE and a.metadata.annotations[contract.GPU_IDS] == "3"
     # once written, the tenant may not change or remove them, but may edit the rest of the pod
     for change in ({contract.GPU_IDS: "0"}, {contract.GPU_IDS: None}, {contract.PLACEMENT: None}):
-        got, why = status(lambda: tenant.patch_namespaced_pod("a", tenant_ns, {"metadata": {"annotations": change}}))
+        got, why = status(lambda change=change: tenant.patch_namespaced_pod("a", tenant_ns,
+                                                                             {"metadata": {"annotations": change}}))
         assert got == 403 and REFUSED in why, (change, why)
     got, why = status(lambda: tenant.patch_namespaced_pod("a", tenant_ns, {"metadata": {"labels": {"x": "y"}}}))
     assert got == 200, why

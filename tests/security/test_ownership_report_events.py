@@ -51,7 +51,7 @@ def test_events_are_posted_once_per_reason_and_rate_limited():
     posted: list[dict] = []
     now = [0.0]
     ev = NodeEvents(posted.append, repeat_s=3600, max_per_minute=3, clock=lambda: now[0])
-    for i in range(5):
+    for _ in range(5):
         ev.report_error("n1", "same")
     assert ev.drain(timeout=0) == 1  # one Event for five identical reports
     for i in range(5):

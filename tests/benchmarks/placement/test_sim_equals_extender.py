@@ -35,7 +35,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
-import pytest
 
 from benchmarks.placement import ours, policies, sim
 from benchmarks.placement.state import State

@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scheduler import contract
 from scheduler.nodeinfo import MiB, encode_time
-from tests.helpers import condition, eventually, gpu_deployment
+from tests.helpers import eventually, gpu_deployment
 
 pytestmark = pytest.mark.integration
 
