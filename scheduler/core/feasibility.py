@@ -22,6 +22,8 @@ from scheduler.quantity import format_bytes
 # Reason codes, in the order they are reported (the first that applies wins).
 FITS, UNKNOWN, BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, TOO_FEW_WHOLE, NO_ROOM = range(9)
 PREFIX = "gpusched: "
+# The age reported for a node that never said when it reported: below any clock skew.
+NEVER_REPORTED = -(2**40)
 
 
 class Check(NamedTuple):
@@ -80,7 +82,7 @@ def _check_rows(s: ClusterSnapshot, req: PodRequest, r: np.ndarray) -> tuple[np.
         short = largest < req.gpu_memory
         mem_unknown = ~s.memory_known[r]
         room_code, room_v1 = NO_ROOM, largest
-    age = np.nan_to_num(s.now - s.reported_at[r], nan=-(2**40)).astype(np.int64)  # -2^40 = never reported
+    age = np.nan_to_num(s.now - s.reported_at[r], nan=NEVER_REPORTED).astype(np.int64)
     conds = [status == snap.BAD_REPORT, (status == snap.STALE) | (status == snap.CLOCK_SKEW), status == snap.NO_GPUS,
              wrong_product, mem_unknown, short]
     code = np.select(conds, [BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, room_code], FITS).astype(np.int8)
@@ -101,7 +103,7 @@ def _describe(s: ClusterSnapshot, req: PodRequest, code: int, v1: int, v2: int) 
     if code == BAD_REPORT:
         return f"GPU report unreadable ({s.report_error.get(v1, 'unknown error')[:200]})"
     if code == STALE:
-        if v1 == -(2**40):
+        if v1 == NEVER_REPORTED:
             return f"GPU report stale (no {contract.REPORTED_AT} time)"
         if v1 < 0:  # only a skew past nodeinfo.MAX_CLOCK_SKEW_S gets here
             return f"clock skew: GPU report dated {-v1}s in the future; not trusted until the node's clock is fixed"
