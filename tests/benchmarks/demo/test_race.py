@@ -170,7 +170,8 @@ def slow_binds(cluster):
             cfg["extenders"][0]["httpTimeout"] = "5s"
             return cfg
 
-    g = Slow(cluster, name="gpusched-slowbind")
+    # plain HTTP: the proxy speaks HTTP to both sides (mutual TLS is the extender's own tests' business)
+    g = Slow(cluster, name="gpusched-slowbind", tls=False)
     g.proxy = SlowBinds(g.url, delay_s=0.3)
     g.start()
     yield g
