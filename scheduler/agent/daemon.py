@@ -212,7 +212,8 @@ class Agent:
         self.metrics.set_gpu_metrics(export)
         self._step("event", lambda: self._health_events(gpus), None)
         self._step("event", lambda: self._cache_events(scan), None)
-        pods = self._step("pod_gpu", lambda: self.pod_gpu.read(gpus), ()) if self.pod_gpu is not None else ()
+        source = self.pod_gpu
+        pods = self._step("pod_gpu", lambda: source.read(gpus), ()) if source is not None else ()
         self.metrics.update(gpus, scan, pods)
         published, reason = self._step("publish", lambda: self._publish(report, labels, force_publish),
                                        (False, "publish failed"))
