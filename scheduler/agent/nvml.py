@@ -338,7 +338,8 @@ class GPUReader:
             if not _is_nvml_error(exc):
                 raise
             name = _err_name(exc)
-            if name == "NOT_FOUND":
+            # pynvml raises NVMLError(NVML_SUCCESS) when the driver answers zero samples
+            if name == "NOT_FOUND" or getattr(exc, "value", None) == getattr(_pynvml, "NVML_SUCCESS", 0):
                 return ()
             if name != "NOT_SUPPORTED":
                 errors.append(f"process_utilization: {exc}")
@@ -475,7 +476,8 @@ class RecordedNVML:
     @staticmethod
     def _raise(value: Any) -> None:
         if isinstance(value, dict) and "nvml_error" in value:
-            code = getattr(_pynvml, "NVML_ERROR_" + str(value["nvml_error"]), None)
+            name = str(value["nvml_error"])
+            code = getattr(_pynvml, "NVML_SUCCESS" if name == "SUCCESS" else "NVML_ERROR_" + name, None)
             raise _pynvml.NVMLError(code if code is not None else _pynvml.NVML_ERROR_UNKNOWN)
 
     def _answer(self, value: Any) -> Any:

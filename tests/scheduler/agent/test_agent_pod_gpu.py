@@ -181,3 +181,31 @@ def test_agent_tick_exports_the_sources_per_pod_series(tmp_path):
     text = generate_latest(agent.metrics.registry).decode()
     (s,) = [s for f in text_string_to_metric_families(text) if f.name == POD_GPU_UTIL for s in f.samples]
     assert (s.labels["pod"], s.value) == ("a", 40.0)
+
+
+def one_gpu(process_util):
+    import json
+
+    rec = json.loads((DATA / "nvml-8xh100-shared.json").read_text())
+    dev = rec["frames"][0]["devices"][0]
+    dev["nvmlDeviceGetProcessUtilization"] = process_util
+    rec["frames"][0]["devices"] = [dev]
+    rec["frames"][0]["nvmlDeviceGetCount"] = 1
+    with GPUReader(RecordedNVML(rec)) as reader:
+        (g,) = reader.read().gpus
+    return g
+
+
+@pytest.mark.parametrize("answer, util, error", [
+    ({"nvml_error": "NOT_FOUND"}, (), False),  # no sample since the timestamp: idle
+    ({"nvml_error": "SUCCESS"}, (), False),  # pynvml's way of saying zero samples
+    ({"nvml_error": "NOT_SUPPORTED"}, None, False),
+    ({"nvml_error": "NO_PERMISSION"}, None, True),
+    ([{"pid": 1, "timeStamp": 5, "smUtil": 250, "memUtil": 0},  # a stray sample is dropped
+      {"pid": 2, "timeStamp": 6, "smUtil": 10, "memUtil": 0}, {"pid": 2, "timeStamp": 7, "smUtil": 30, "memUtil": 0}],
+     ((2, 20.0),), False),
+])
+def test_process_utilization_answers(answer, util, error):
+    g = one_gpu(answer)
+    assert g.process_utilization == util
+    assert any(e.startswith("process_utilization") for e in g.errors) == error
