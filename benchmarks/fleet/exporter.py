@@ -1,5 +1,6 @@
-"""The fleet simulator on the test bed: plays vLLM servers and DCGM exporters for a real
-Prometheus, driven by the pure queueing model in benchmarks.fleet.model.
+"""The fleet simulator on the test bed: plays vLLM servers, DCGM exporters and gpusched
+node agents for a real Prometheus, driven by the pure queueing model in
+benchmarks.fleet.model.
 
 One HTTP server on 127.0.0.1 (a free port) serves
 - ``/metrics/<namespace>/<pod>``: one simulated vLLM server per pod, with vLLM's names

@@ -326,12 +326,14 @@ class GPUReader:
                 procs.append(GPUProcess(pid=int(p.pid), used_memory=int(used) if used is not None else None))
             values["processes"] = tuple(procs)
         if not lost and hasattr(nv, "nvmlDeviceGetProcessUtilization"):
-            values["process_utilization"] = self._process_utilization(index, h, errors)
+            values["process_utilization"], lost = self._process_utilization(index, h, errors)
         return GPUInfo(lost=lost, errors=tuple(errors), **values)
 
-    def _process_utilization(self, index: int, h: Any, errors: list[str]) -> tuple[tuple[int, float], ...] | None:
-        """SM share per process since the last read: NVML keeps a ring of samples and
-        answers those newer than the timestamp given (NOT_FOUND: none, an idle GPU)."""
+    def _process_utilization(self, index: int, h: Any,
+                             errors: list[str]) -> tuple[tuple[tuple[int, float], ...] | None, bool]:
+        """SM share per process since the last read, and whether the GPU was lost meanwhile:
+        NVML keeps a ring of samples and answers those newer than the timestamp given
+        (NOT_FOUND: none, an idle GPU)."""
         try:
             samples = self._nvml.nvmlDeviceGetProcessUtilization(h, self._last_sample.get(index, 0))
         except Exception as exc:  # noqa: BLE001
@@ -340,10 +342,10 @@ class GPUReader:
             name = _err_name(exc)
             # pynvml raises NVMLError(NVML_SUCCESS) when the driver answers zero samples
             if name == "NOT_FOUND" or getattr(exc, "value", None) == getattr(_pynvml, "NVML_SUCCESS", 0):
-                return ()
+                return (), False
             if name != "NOT_SUPPORTED":
                 errors.append(f"process_utilization: {exc}")
-            return None
+            return None, name in _LOST
         by_pid: dict[int, list[float]] = {}
         newest = self._last_sample.get(index, 0)
         for s in samples or ():
@@ -355,7 +357,7 @@ class GPUReader:
                 by_pid.setdefault(pid, []).append(sm)
             newest = max(newest, ts)
         self._last_sample[index] = newest
-        return tuple((pid, sum(v) / len(v)) for pid, v in sorted(by_pid.items()))
+        return tuple((pid, sum(v) / len(v)) for pid, v in sorted(by_pid.items())), False
 
     def _with_health(self, g: GPUInfo) -> GPUInfo:
         reasons = []

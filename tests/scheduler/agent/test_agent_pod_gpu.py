@@ -209,3 +209,8 @@ def test_process_utilization_answers(answer, util, error):
     g = one_gpu(answer)
     assert g.process_utilization == util
     assert any(e.startswith("process_utilization") for e in g.errors) == error
+
+
+def test_gpu_lost_on_the_process_samples_marks_it_lost():
+    g = one_gpu({"nvml_error": "GPU_IS_LOST"})
+    assert g.lost and not g.healthy and g.process_utilization is None
