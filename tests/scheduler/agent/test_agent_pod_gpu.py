@@ -214,3 +214,18 @@ def test_process_utilization_answers(answer, util, error):
 def test_gpu_lost_on_the_process_samples_marks_it_lost():
     g = one_gpu({"nvml_error": "GPU_IS_LOST"})
     assert g.lost and not g.healthy and g.process_utilization is None
+
+
+def test_cli_wires_the_source_with_proc_root(monkeypatch, tmp_path):
+    import argparse
+
+    from scheduler.agent import cli
+
+    monkeypatch.setattr(cli, "_core_v1", lambda kubeconfig: Pods([]))
+    p = argparse.ArgumentParser()
+    cli.add_arguments(p)
+    args = p.parse_args(["--node-name", "node-1", "--proc-root", str(tmp_path), "--metrics-port", "0"])
+    agent = cli.build_agent(args)
+    assert (agent.pod_gpu.proc_root, agent.pod_gpu.node_name) == (str(tmp_path), "node-1")
+    no_publish = cli.build_agent(p.parse_args(["--no-publish", "--metrics-port", "0"]))
+    assert no_publish.pod_gpu is None  # no API server: no pod names to give
