@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import threading
 
@@ -88,6 +89,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default 15; renew deadline 2/3 of it, retry every 2/15)")
     p.add_argument("--workers", type=int, default=4, metavar="N",
                    help="InferenceAutoscalers reconciled in parallel within a tick (default 4)")
+    g = p.add_argument_group("label names on Prometheus's series (docs/metrics.md)")
+    g.add_argument("--pod-label", default="pod", metavar="NAME", type=_label,
+                   help="the pod's name on vLLM/TGI/Triton targets and dcgm-exporter series (default pod; "
+                        "exported_NAME is read too)")
+    g.add_argument("--namespace-label", default="namespace", metavar="NAME", type=_label,
+                   help="the pod's namespace (default namespace; exported_NAME is read too)")
+    g.add_argument("--host-label", default="Hostname,hostname", metavar="NAME[,NAME...]", type=_labels,
+                   help="dcgm-exporter's node label, any of these (default Hostname,hostname)")
+    g.add_argument("--model-label", default="model_name", metavar="NAME", type=_label,
+                   help="the served model's label on vLLM series (default model_name)")
     p.add_argument("--no-prewarm", action="store_true",
                    help="never ask node agents to prefetch models (no Node writes at all)")
 
@@ -103,6 +114,19 @@ def _namespaces(text: str) -> str:
     return text
 
 
+def _label(text: str) -> str:
+    if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a Prometheus label name")
+    return text
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    names = tuple(_label(t.strip()) for t in text.split(",") if t.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one label name")
+    return names
+
+
 def _positive(text: str) -> float:
     try:
         v = float(text)
@@ -115,6 +139,7 @@ def _positive(text: str) -> float:
 
 def config_from(args: argparse.Namespace):
     from .daemon import Config, default_identity
+    from .signals import Labels
 
     return Config(
         prometheus_url=args.prometheus_url.rstrip("/"),
@@ -129,6 +154,8 @@ def config_from(args: argparse.Namespace):
         watch_namespace=args.watch_namespace,
         workers=max(1, args.workers),
         prewarm=not args.no_prewarm,
+        labels=Labels(pod=args.pod_label, namespace=args.namespace_label, hosts=args.host_label,
+                      model_name=args.model_label),
     )
 
 

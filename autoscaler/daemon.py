@@ -80,6 +80,7 @@ class Config:
     node_stale_after_s: float = 600.0  # as the extender's staleAfterSeconds
     # how long a tick waits for one object; None: max(2 intervals, Prometheus timeout + 2 s)
     object_budget_s: float | None = None
+    labels: signals.Labels = field(default_factory=signals.Labels)  # label names on Prometheus's series
 
     @property
     def budget_s(self) -> float:
@@ -669,12 +670,13 @@ class Autoscaler:
                 log.warning("%s: %s", t.key, exc)
         counts = warmpool.count(views, st.last_target)
         ready_pods = tuple(sorted(v.name for v in live if v.state == warmpool.READY))
-        readings = signals.read_signals(self.prom, t.spec, PROMETHEUS_NOW, scope=signals.Scope(namespace=ns, pods=ready_pods),
+        scope = signals.Scope(namespace=ns, pods=ready_pods, labels=self.cfg.labels)
+        readings = signals.read_signals(self.prom, t.spec, PROMETHEUS_NOW, scope=scope,
                                         ready=counts.ready, timeout=self.cfg.prometheus_timeout_s)
         arrival = None
         if t.spec.slo is not None:
             server = t.spec.signals[0].server if t.spec.signals else "vllm"
-            every_pod = signals.Scope(namespace=ns, pods=tuple(sorted(v.name for v in live)))
+            every_pod = signals.Scope(namespace=ns, pods=tuple(sorted(v.name for v in live)), labels=self.cfg.labels)
             arrival = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                 timeout=self.cfg.prometheus_timeout_s)
         self._export_signals(t.key, readings)

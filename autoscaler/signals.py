@@ -13,7 +13,14 @@ export them (DESIGN.md): vLLM labels are only ``model_name`` and ``engine``; pod
 namespace come from the scrape config (``pod``/``namespace`` by default). The DCGM
 exporter's pod labels arrive as ``pod``/``namespace`` with honorLabels, as
 ``exported_pod``/``exported_namespace`` without; its host label is ``Hostname`` in
-releases, ``hostname`` on main. Both spellings are accepted.
+releases, ``hostname`` on main. Both spellings are accepted. The label names are
+``Labels`` (the autoscaler's --pod-label, --namespace-label, --host-label,
+--model-label flags), today's names by default.
+
+GPU utilisation: dcgm-exporter names a pod only for containers holding
+``nvidia.com/gpu`` devices, so pods sharing a GPU through gpusched have no DCGM
+series of their own. For the pods DCGM does not name, the node agent's
+``gpusched_pod_gpu_utilization`` (the pod's processes' SM share, from NVML) is read.
 
 Always with a client-side timeout: prometheus-api-client sets none by default.
 """
@@ -43,7 +50,31 @@ QUEUE_METRICS: Final = {
     "triton": "nv_inference_pending_request_count",
 }
 GPU_UTIL_METRIC: Final = "DCGM_FI_DEV_GPU_UTIL"
+POD_GPU_UTIL_METRIC: Final = "gpusched_pod_gpu_utilization"  # the node agent's (scheduler.agent.metrics)
 KV_CACHE_METRICS: Final = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")  # new name first
+
+
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """The label names the series carry on this cluster's Prometheus. ``pod`` and
+    ``namespace`` are the scrape targets' (a PodMonitor's relabelling) and
+    dcgm-exporter's; without honorLabels a series' own ``pod`` turns into
+    ``exported_pod``, which is read too."""
+
+    pod: str = "pod"
+    namespace: str = "namespace"
+    hosts: tuple[str, ...] = ("Hostname", "hostname")  # dcgm-exporter: releases, main
+    model_name: str = "model_name"
+
+    def __post_init__(self) -> None:
+        for name in (self.pod, self.namespace, self.model_name, *self.hosts):
+            if not _LABEL_NAME.fullmatch(name or ""):
+                raise ValueError(f"{name!r} is not a Prometheus label name")
+        if not self.hosts:
+            raise ValueError("give at least one host label name")
 
 
 @dataclass(frozen=True)
@@ -56,8 +87,15 @@ class Scope:
     pod_regex: str | None = None
     model_name: str | None = None
     hosts: tuple[str, ...] = ()  # node names, for DCGM without pod labels
-    pod_label: str = "pod"
-    namespace_label: str = "namespace"
+    labels: Labels = Labels()
+
+    @property
+    def pod_label(self) -> str:
+        return self.labels.pod
+
+    @property
+    def namespace_label(self) -> str:
+        return self.labels.namespace
 
     def pod_pattern(self) -> str | None:
         if self.pods:
@@ -150,7 +188,7 @@ def _scope_matchers(scope: Scope, *, pod_label: str | None = None, ns_label: str
     if pat:
         pairs.append((pod_label or scope.pod_label, "=~", pat))
     if model and scope.model_name:
-        pairs.append(("model_name", "=", scope.model_name))
+        pairs.append((scope.labels.model_name, "=", scope.model_name))
     return _matchers(pairs)
 
 
@@ -281,33 +319,66 @@ class QueueDepth:
 
 
 class GpuUtilization:
-    """Average DCGM_FI_DEV_GPU_UTIL (percent) over the target's GPUs."""
+    """Average GPU utilisation (percent) over the target's GPUs: DCGM_FI_DEV_GPU_UTIL per
+    GPU for the pods dcgm-exporter names, the agent's per-pod SM share for the others
+    (pods sharing a GPU through gpusched). A pod named by neither is left out of the
+    average, as a pod that does not report its queue is; none at all is unknown."""
 
     kind = "gpuUtilization"
 
     def query(self, spec: SignalSpec, scope: Scope) -> str:
         m = GPU_UTIL_METRIC
         if scope.pod_pattern() or scope.namespace:
-            a = f"{m}{_scope_matchers(scope, model=False)}"
-            b = f"{m}{_scope_matchers(scope, pod_label='exported_pod', ns_label='exported_namespace', model=False)}"
-            return f"({a} or {b})"
+            return _both_spellings(m, scope)
         if scope.hosts:
             pat = "|".join(re.escape(h) for h in scope.hosts)
-            return f"({m}{_matchers([('Hostname', '=~', pat)])} or {m}{_matchers([('hostname', '=~', pat)])})"
+            return "(" + " or ".join(f"{m}{_matchers([(h, '=~', pat)])}" for h in scope.labels.hosts) + ")"
         return m
+
+    def agent_query(self, scope: Scope) -> str:
+        return _both_spellings(POD_GPU_UTIL_METRIC, scope)
 
     def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
         q = self.query(spec, scope)
         series, why = instant_query(client, q, now, timeout)
         if series is None:
             return Reading(None, why, q)
+        note = ""
+        if scope.pod_pattern() or scope.namespace:
+            named = {_pod_of(lab, scope) for lab, _ in series}
+            if not scope.pods or set(scope.pods) - named:  # some pod may have no DCGM series
+                aq = self.agent_query(scope)
+                agent, awhy = instant_query(client, aq, now, timeout)
+                q = f"{q}; {aq}"
+                if agent is None:
+                    if not series:
+                        return Reading(None, f"no DCGM series; the agent's per-pod series: {awhy}", q)
+                    note = f" (the agent's per-pod series unreadable: {awhy})"
+                else:
+                    extra = [(lab, v) for lab, v in agent if _pod_of(lab, scope) not in named]
+                    if extra:
+                        note = f" ({len(extra)} of them per-pod SM shares from the node agent)"
+                    series = series + extra
         if not series:
             return Reading(None, _empty(q), q)
         vals = [v for _, v in series]
         if any(v < 0 or v > 100 for v in vals):
             return Reading(None, f"GPU utilisation outside 0..100: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
-        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs", q)
+        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q)
+
+
+def _both_spellings(metric: str, scope: Scope) -> str:
+    """The series with the pod's labels as they are, or as exported_* (a scrape without
+    honorLabels renames a series' own pod/namespace that way)."""
+    lab = scope.labels
+    a = f"{metric}{_scope_matchers(scope, model=False)}"
+    b = f"{metric}{_scope_matchers(scope, pod_label='exported_' + lab.pod, ns_label='exported_' + lab.namespace, model=False)}"
+    return f"({a} or {b})"
+
+
+def _pod_of(labels: Mapping[str, str], scope: Scope) -> str | None:
+    return labels.get(scope.labels.pod) or labels.get("exported_" + scope.labels.pod)
 
 
 class KvCache:

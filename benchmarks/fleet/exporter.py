@@ -1,5 +1,6 @@
-"""The fleet simulator on the test bed: plays vLLM servers and DCGM exporters for a real
-Prometheus, driven by the pure queueing model in benchmarks.fleet.model.
+"""The fleet simulator on the test bed: plays vLLM servers, DCGM exporters and gpusched
+node agents for a real Prometheus, driven by the pure queueing model in
+benchmarks.fleet.model.
 
 One HTTP server on 127.0.0.1 (a free port) serves
 - ``/metrics/<namespace>/<pod>``: one simulated vLLM server per pod, with vLLM's names
@@ -12,7 +13,15 @@ One HTTP server on 127.0.0.1 (a free port) serves
 - ``/metrics/dcgm/<node>``: a DCGM exporter in Kubernetes mode for each node that runs
   a simulated pod: ``DCGM_FI_DEV_GPU_UTIL`` (percent), ``DCGM_FI_DEV_FB_USED`` and
   ``DCGM_FI_DEV_FB_FREE`` (MiB) per GPU, labels ``gpu``, ``UUID``, ``device``,
-  ``modelName``, ``Hostname``, and ``container``/``namespace``/``pod`` on GPUs a pod holds;
+  ``modelName``, ``Hostname``, and ``container``/``namespace``/``pod`` only on GPUs a
+  container holds as ``nvidia.com/gpu`` devices. dcgm-exporter's pod mapper asks the
+  kubelet's PodResources API which devices each container was given; a pod that shares
+  a GPU through gpusched (``gpusched.io/gpu-memory`` alone) asks for no device, so its
+  GPU's series carry no pod label (gpusched's ``gpu-ids`` annotation is not read, as
+  dcgm-exporter does not read it). A GPU's utilisation and memory are its pods' summed;
+- ``/metrics/agent/<node>``: the gpusched node agent's per-pod series
+  (``gpusched_pod_gpu_utilization``, ``gpusched_pod_gpu_memory_used_bytes``, rendered by
+  the agent's own code) for every pod with work on a GPU, share pods included;
 - ``/metrics/router/<namespace>/<model>``: the model's router queue (requests that
   arrived while no replica was Ready) as ``vllm:num_requests_waiting{model_name}``.
 
@@ -29,6 +38,7 @@ seconds. Prometheus's file_sd targets follow the pods:
     router: {"labels": {"namespace": NS, "model": MODEL, "instance": "router/NS/MODEL",
              "__metrics_path__": "/metrics/router/NS/MODEL"}}   (no pod label)
     dcgm:   {"labels": {"instance": "NODE:9400", "__metrics_path__": "/metrics/dcgm/NODE"}}
+    agent:  {"labels": {"instance": "NODE:9401", "__metrics_path__": "/metrics/agent/NODE"}}
 
 The router target carries the namespace too (not only the model), so that a query
 scoped to the workload's namespace sees demand at zero replicas; it has no pod label,
@@ -51,9 +61,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from benchmarks.fleet.model import Fleet, Histogram, LoadSource, ReplicaMetrics, ServiceModel
 from scheduler import contract
+from scheduler.agent.metrics import pod_gpu_families
+from scheduler.agent.pod_gpu import PodGpuUsage
 from scheduler.kube.client import raw
 from scheduler.kube.watch import Informer
 from scheduler.nodeinfo import MiB, decode_gpus
+from scheduler.quantity import QuantityError, parse_bytes
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +74,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ENGINE = "0"  # vLLM V1 labels each engine core by index
 VLLM_PORT = 8000
 DCGM_PORT = 9400
+AGENT_PORT = 9401
 DEFAULT_GPU_MIB = 81559  # usable memory of an H100 80GB HBM3, as the test bed's nodes report it
 DEFAULT_PRODUCT = "NVIDIA H100 80GB HBM3"
 
@@ -186,9 +200,15 @@ class PodState:
     ip: str
     running: bool  # the server is up: a replica and a scrape target
     ready: bool  # gets traffic: Ready condition True and not terminating
-    gpus: int  # whole GPUs it asks for
+    gpus: int  # whole GPUs it asks for (nvidia.com/gpu: devices the kubelet gives it)
     gpu_ids: tuple[int, ...] | None  # as the extender assigned them
-    container: str
+    container: str  # the one holding the GPU devices, else the first
+    gpu_memory_mib: int | None = None  # gpusched.io/gpu-memory
+
+    @property
+    def share(self) -> bool:
+        """Shares a GPU through gpusched: GPU memory asked, no device."""
+        return self.gpus == 0 and self.gpu_memory_mib is not None
 
     @property
     def key(self) -> str:
@@ -203,16 +223,27 @@ def pod_state(obj: dict[str, Any]) -> PodState:
     running = status.get("phase") == "Running" and bool(spec.get("nodeName"))
     gpus = 0
     containers = spec.get("containers") or []
+    holder = ""
     for c in containers:
         res = c.get("resources") or {}
         v = (res.get("limits") or {}).get(contract.GPU_RESOURCE) or (res.get("requests") or {}).get(
             contract.GPU_RESOURCE)
         try:
-            gpus += int(v or 0)
+            n = int(v or 0)
         except (TypeError, ValueError):
-            pass
+            n = 0
+        if n > 0:
+            gpus += n
+            holder = holder or c.get("name", "")
+    ann = meta.get("annotations") or {}
+    share_mib = None
+    if ann.get(contract.GPU_MEMORY):
+        try:
+            share_mib = parse_bytes(ann[contract.GPU_MEMORY]) // MiB
+        except (QuantityError, ValueError, TypeError):
+            share_mib = None
     ids = None
-    text = (meta.get("annotations") or {}).get(contract.GPU_IDS)
+    text = ann.get(contract.GPU_IDS)
     if text:
         try:
             parsed = tuple(int(x) for x in text.split(","))
@@ -223,7 +254,8 @@ def pod_state(obj: dict[str, Any]) -> PodState:
     return PodState(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), node=spec.get("nodeName") or "",
         ip=status.get("podIP") or "", running=running, ready=running and not deleting and conds.get("Ready") == "True",
-        gpus=gpus, gpu_ids=ids, container=(containers[0].get("name", "") if containers else ""))
+        gpus=gpus, gpu_ids=ids, container=holder or (containers[0].get("name", "") if containers else ""),
+        gpu_memory_mib=share_mib)
 
 
 @dataclass(frozen=True)
@@ -427,13 +459,17 @@ class FleetSimulator:
             self._gpu_ids[st.key] = self._assign_gpus(st)
 
     def _assign_gpus(self, st: PodState) -> tuple[int, ...]:
+        """Where the pod's processes run: the extender's choice, else the device plugin's
+        (free GPUs in order); a share pod without one goes on the first GPU no whole-GPU
+        pod holds."""
         if st.gpu_ids is not None:
-            return st.gpu_ids
-        taken = {i for k, ids in self._gpu_ids.items() if k in self._pods and self._pods[k][1].node == st.node
-                 for i in ids}
+            return st.gpu_ids if not st.share else st.gpu_ids[:1]
+        here = [(self._pods[k][1], ids) for k, ids in self._gpu_ids.items()
+                if k in self._pods and self._pods[k][1].node == st.node]
+        taken = {i for other, ids in here for i in ids if not (st.share and other.share)}
         node = self._nodes.get(st.node)
         indices = [g[0] for g in node.gpus] if node and node.gpus else list(range(64))
-        return tuple([i for i in indices if i not in taken][:st.gpus])
+        return tuple([i for i in indices if i not in taken][:1 if st.share else st.gpus])
 
     # ---- reading (tests, benches)
 
@@ -468,6 +504,8 @@ class FleetSimulator:
                                       "__metrics_path__": f"/metrics/router/{w.namespace}/{w.model}"}))
             for node in sorted(nodes):
                 groups.append((addr, {"instance": f"{node}:{DCGM_PORT}", "__metrics_path__": f"/metrics/dcgm/{node}"}))
+                groups.append((addr, {"instance": f"{node}:{AGENT_PORT}",
+                                      "__metrics_path__": f"/metrics/agent/{node}"}))
         return groups
 
     def _publish(self) -> None:
@@ -491,8 +529,8 @@ class FleetSimulator:
             if len(parts) == 2 and f"{parts[0]}/{parts[1]}" in self._pods:
                 w, st = self._pods[f"{parts[0]}/{parts[1]}"]
                 fams = vllm_families(self.fleet.metrics(st.key), w.model, w.engine)
-            elif len(parts) == 2 and parts[0] == "dcgm":
-                fams = self._dcgm(parts[1])
+            elif len(parts) == 2 and parts[0] in ("dcgm", "agent"):
+                fams = self._dcgm(parts[1]) if parts[0] == "dcgm" else self._agent(parts[1])
                 if fams is None:
                     return None
             elif len(parts) >= 3 and parts[0] == "router":
@@ -505,30 +543,56 @@ class FleetSimulator:
                 return None
         return render(fams)
 
-    def _dcgm(self, node: str) -> list[Metric] | None:
-        held: dict[int, PodState] = {}
-        for key, (_, st) in self._pods.items():
+    def _held(self, node: str) -> dict[int, list[PodState]]:
+        held: dict[int, list[PodState]] = {}
+        for key, (_, st) in sorted(self._pods.items()):
             if st.node == node:
                 for i in self._gpu_ids.get(key, ()):
-                    held[i] = st
+                    held.setdefault(i, []).append(st)
+        return held
+
+    def _node_gpu_list(self, node: str, held: dict[int, list[PodState]]) -> tuple[str, list[tuple[int, str, int]]]:
         info = self._nodes.get(node)
-        if info is None and not held:
-            return None
         gpus = list(info.gpus) if info else []
         known = {g[0] for g in gpus}
         gpus += [(i, _uuid(node, i), DEFAULT_GPU_MIB) for i in sorted(held) if i not in known]
-        product = info.product if info else DEFAULT_PRODUCT
+        return (info.product if info else DEFAULT_PRODUCT), gpus
+
+    def _pod_mib(self, st: PodState, mem: int, sharing: int) -> int:
+        """What the pod's server holds on one GPU: vLLM takes its share at start."""
+        if st.share:
+            return min(mem, st.gpu_memory_mib or mem // max(1, sharing))
+        return int(math.floor(mem * self.gpu_memory_utilization))
+
+    def _dcgm(self, node: str) -> list[Metric] | None:
+        held = self._held(node)
+        if node not in self._nodes and not held:
+            return None
+        product, gpus = self._node_gpu_list(node, held)
         samples = []
         for index, uuid, mem in gpus:
-            st = held.get(index)
-            if st is None:
-                samples.append(GpuSample(index, uuid, product, node, 0.0, 0, mem))
-                continue
-            util = self.fleet.metrics(st.key).gpu_util
-            used = int(math.floor(mem * self.gpu_memory_utilization))  # vLLM takes its share at start
-            samples.append(GpuSample(index, uuid, product, node, util, used, mem - used,
-                                     st.namespace, st.name, st.container))
+            pods = held.get(index, [])
+            util = min(100.0, sum(self.fleet.metrics(st.key).gpu_util for st in pods))
+            used = min(mem, sum(self._pod_mib(st, mem, len(pods)) for st in pods))
+            # the PodResources API lists only containers given nvidia.com/gpu devices
+            device_holder = next((st for st in pods if st.gpus > 0), None)
+            if device_holder is None:
+                samples.append(GpuSample(index, uuid, product, node, util, used, mem - used))
+            else:
+                samples.append(GpuSample(index, uuid, product, node, util, used, mem - used,
+                                         device_holder.namespace, device_holder.name, device_holder.container))
         return dcgm_families(samples)
+
+    def _agent(self, node: str) -> list[Metric] | None:
+        """The node agent's per-pod series: every pod with a process on a GPU."""
+        held = self._held(node)
+        if node not in self._nodes and not held:
+            return None
+        _, gpus = self._node_gpu_list(node, held)
+        usages = [PodGpuUsage(st.namespace, st.name, index, uuid, self._pod_mib(st, mem, len(held.get(index, []))) * MiB,
+                              self.fleet.metrics(st.key).gpu_util)
+                  for index, uuid, mem in gpus for st in held.get(index, [])]
+        return pod_gpu_families(usages, node)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -126,6 +126,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="export DCGM_FI_* GPU metrics; auto (default): not on Nodes where the GPU Operator runs "
                         "dcgm-exporter (label nvidia.com/gpu.deploy.dcgm-exporter=true)")
     g.add_argument("--no-gpu-metrics", action="store_true", help="the same as --gpu-metrics=never")
+    g.add_argument("--proc-root", default="/proc", metavar="DIR",
+                   help="the host's /proc, for GPU processes' cgroups (gpusched_pod_gpu_* metrics; default /proc: "
+                        "needs hostPID)")
     g.add_argument("--gpu-labels", choices=("auto", "always", "never"), default="auto",
                    help="write the nvidia.com/gpu.{product,memory,count} labels; auto (default): not on Nodes "
                         "GPU feature discovery labels (it owns them there)")
@@ -157,6 +160,7 @@ def build_agent(args: argparse.Namespace) -> Any:
     from scheduler.agent.daemon import Agent, AgentConfig
     from scheduler.agent.metrics import AgentMetrics
     from scheduler.agent.nvml import RecordedNVML
+    from scheduler.agent.pod_source import PodGpuSource
     from scheduler.agent.prefetch import Prefetcher
     from scheduler.agent.publish import NodePublisher
 
@@ -175,11 +179,13 @@ def build_agent(args: argparse.Namespace) -> Any:
             nvml = RecordedNVML.load(args.nvml_recording)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
-    publisher = None
+    publisher = pod_gpu = None
     if not args.no_publish:
         if not args.node_name:
             raise _user_error("no node name: pass --node-name or set NODE_NAME (or use --no-publish)")
-        publisher = NodePublisher(_core_v1(args.kubeconfig), args.node_name)
+        core = _core_v1(args.kubeconfig)
+        publisher = NodePublisher(core, args.node_name)
+        pod_gpu = PodGpuSource(core, args.node_name, proc_root=args.proc_root)
     prefetcher = None
     if args.model_store and not args.once:
         target = os.path.abspath(args.prefetch_dir) if args.prefetch_dir else (cache_dirs[0] if cache_dirs else None)
@@ -199,7 +205,7 @@ def build_agent(args: argparse.Namespace) -> Any:
         prefetch_dir=args.prefetch_dir, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
         gpu_metrics="never" if args.no_gpu_metrics else args.gpu_metrics)
     metrics = AgentMetrics(args.node_name, gpu_metrics=config.gpu_metrics != "never")
-    return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher)
+    return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher, pod_gpu=pod_gpu)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from scheduler.agent.coexist import exports_gpu_metrics, writes_gpu_labels
 from scheduler.agent.health import DEFAULT_STALE_AFTER_S, liveness
 from scheduler.agent.metrics import AgentMetrics
 from scheduler.agent.nvml import GPUInfo, GPUReader, Inventory, NVMLUnavailable
+from scheduler.agent.pod_source import PodGpuSource
 from scheduler.agent.publish import (DEFAULT_HEARTBEAT_S, DEFAULT_MEM_THRESHOLD, DEFAULT_MIN_INTERVAL_S,
                                      NodePublisher, gpu_labels, label_value,
                                      should_publish)
@@ -111,12 +112,13 @@ class _PrefetchState:
 class Agent:
     def __init__(self, config: AgentConfig, *, nvml: Any = None, publisher: NodePublisher | None = None,
                  metrics: AgentMetrics | None = None, prefetcher: prefetch_mod.Prefetcher | None = None,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = _utcnow):
+                 pod_gpu: PodGpuSource | None = None, clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = _utcnow):
         self.config = config
         self.nvml = nvml
         self.publisher = publisher
         self.metrics = metrics if metrics is not None else AgentMetrics(config.node_name)
         self.prefetcher = prefetcher
+        self.pod_gpu = pod_gpu
         self.clock = clock
         self.wall = wall
         self.reader: GPUReader | None = None
@@ -210,7 +212,9 @@ class Agent:
         self.metrics.set_gpu_metrics(export)
         self._step("event", lambda: self._health_events(gpus), None)
         self._step("event", lambda: self._cache_events(scan), None)
-        self.metrics.update(gpus, scan)
+        source = self.pod_gpu
+        pods = self._step("pod_gpu", lambda: source.read(gpus), ()) if source is not None else ()
+        self.metrics.update(gpus, scan, pods)
         published, reason = self._step("publish", lambda: self._publish(report, labels, force_publish),
                                        (False, "publish failed"))
         self._step("prefetch", lambda: self._request_prefetches(scan), None)

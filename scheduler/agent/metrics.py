@@ -12,13 +12,26 @@ tell), or `sum()` over both would count each GPU twice.
     DCGM_FI_DEV_FB_RESERVED   gauge  frame buffer the driver reserves, MiB (NVML v2 only)
     DCGM_FI_DEV_GPU_TEMP      gauge  degrees C
     gpusched_gpu_healthy{gpu,UUID,Hostname}          1 healthy, 0 not (lost, ECC, XID, row remap)
+    gpusched_pod_gpu_utilization{namespace,pod,gpu,UUID,Hostname}
+                                                     percent of the GPU's SM time the pod's processes
+                                                     used since the last read (NVML process samples)
+    gpusched_pod_gpu_memory_used_bytes{namespace,pod,gpu,UUID,Hostname}
+                                                     GPU memory the pod's processes hold
     gpusched_model_cache_bytes{model,tier}           bytes of each complete cached model
-    gpusched_agent_errors_total{kind}                nvml, gpu_lost, cache, publish, node_read, event, prefetch
+    gpusched_agent_errors_total{kind}                nvml, gpu_lost, cache, publish, node_read, event, prefetch, pod_gpu
     gpusched_prefetch_bytes{model}                   bytes copied so far by the current/last prefetch
     gpusched_agent_node_writes_total{result}         Node patches, ok / error
     gpusched_agent_last_tick_timestamp_seconds       when the agent last finished a tick
 A GPU that NVML no longer describes drops out of the DCGM series (no stale values)
 and stays in gpusched_gpu_healthy as 0.
+
+The gpusched_pod_gpu_* series (pod_gpu.py) exist for pods dcgm-exporter cannot name:
+it labels only containers holding nvidia.com/gpu devices, so pods sharing a GPU through
+gpusched get none. They are exported whatever --gpu-metrics says (no other exporter has
+them) for every pod with a process on a GPU; `namespace`/`pod` name the workload pod, so
+a scrape without honorLabels turns them into exported_namespace/exported_pod (the
+autoscaler reads both). A pod with no process sample since the last read has no
+utilisation series (unknown, not 0).
 """
 from __future__ import annotations
 
@@ -33,10 +46,29 @@ from prometheus_client.registry import Collector
 
 from scheduler.agent.cache import CacheScan
 from scheduler.agent.nvml import GPUInfo
+from scheduler.agent.pod_gpu import PodGpuUsage
 
 MiB = 2**20
-ERROR_KINDS = ("nvml", "gpu_lost", "cache", "publish", "node_read", "event", "prefetch")
+ERROR_KINDS = ("nvml", "gpu_lost", "cache", "publish", "node_read", "event", "prefetch", "pod_gpu")
 _GPU_LABELS = ["gpu", "UUID", "device", "pci_bus_id", "modelName", "Hostname"]
+POD_GPU_UTIL = "gpusched_pod_gpu_utilization"  # autoscaler.signals.POD_GPU_UTIL_METRIC reads it
+POD_GPU_MEMORY = "gpusched_pod_gpu_memory_used_bytes"
+_POD_GPU_LABELS = ["namespace", "pod", "gpu", "UUID", "Hostname"]
+
+
+def pod_gpu_families(usages: Iterable[PodGpuUsage], hostname: str) -> list[Metric]:
+    """The per-pod GPU series (also what the test bed's fleet simulator serves as the agent)."""
+    util = GaugeMetricFamily(POD_GPU_UTIL, "Percent of the GPU's SM time the pod's processes used (NVML).",
+                             labels=_POD_GPU_LABELS)
+    mem = GaugeMetricFamily(POD_GPU_MEMORY, "GPU memory the pod's processes hold, bytes (NVML).",
+                            labels=_POD_GPU_LABELS)
+    for u in usages:
+        lv = [u.namespace, u.pod, str(u.gpu), u.uuid, hostname]
+        if u.utilization is not None:
+            util.add_metric(lv, u.utilization)
+        if u.memory_used is not None:
+            mem.add_metric(lv, u.memory_used)
+    return [util, mem]
 
 
 class _SnapshotCollector(Collector):
@@ -48,15 +80,18 @@ class _SnapshotCollector(Collector):
         self._lock = threading.Lock()
         self._gpus: tuple[GPUInfo, ...] = ()
         self._models: tuple[tuple[str, str, int], ...] = ()
+        self._pods: tuple[PodGpuUsage, ...] = ()
 
-    def update(self, gpus: Iterable[GPUInfo], models: Iterable[tuple[str, str, int]]) -> None:
+    def update(self, gpus: Iterable[GPUInfo], models: Iterable[tuple[str, str, int]],
+               pods: Iterable[PodGpuUsage] = ()) -> None:
         with self._lock:
             self._gpus = tuple(gpus)
             self._models = tuple(models)
+            self._pods = tuple(pods)
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            gpus, models = self._gpus, self._models
+            gpus, models, pods = self._gpus, self._models, self._pods
         if self.gpu_metrics:
             util = GaugeMetricFamily("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", labels=_GPU_LABELS)
             used = GaugeMetricFamily("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", labels=_GPU_LABELS)
@@ -84,6 +119,7 @@ class _SnapshotCollector(Collector):
         for g in gpus:
             healthy.add_metric([str(g.index), g.uuid or "", self.hostname], 1.0 if g.healthy else 0.0)
         yield healthy
+        yield from pod_gpu_families(pods, self.hostname)
         cache = GaugeMetricFamily("gpusched_model_cache_bytes", "Bytes of each complete model in the node's cache.",
                                   labels=["model", "tier"])
         for model, tier, size in models:
@@ -109,9 +145,9 @@ class AgentMetrics:
         self.last_tick = Gauge("gpusched_agent_last_tick_timestamp_seconds", "When the agent last finished a tick.",
                                registry=self.registry)
 
-    def update(self, gpus: Iterable[GPUInfo], scan: CacheScan | None) -> None:
+    def update(self, gpus: Iterable[GPUInfo], scan: CacheScan | None, pods: Iterable[PodGpuUsage] = ()) -> None:
         models = tuple((m.model, m.tier, m.bytes) for m in scan.models) if scan is not None else ()
-        self.snapshot.update(gpus, models)
+        self.snapshot.update(gpus, models, pods)
 
     def set_gpu_metrics(self, on: bool) -> None:
         """Export the DCGM_FI_* series or not (coexist.exports_gpu_metrics decides)."""

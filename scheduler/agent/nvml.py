@@ -66,6 +66,7 @@ CALLS = (
     "nvmlDeviceGetRemappedRows",  # [correctable, uncorrectable, pending, failure]
     "nvmlDeviceGetMigMode",  # [current, pending]
     "nvmlDeviceGetComputeRunningProcesses",  # [{"pid", "usedGpuMemory"}]
+    "nvmlDeviceGetProcessUtilization",  # [{"pid", "timeStamp", "smUtil", "memUtil", ...}]; NOT_FOUND: none
 )
 
 # Errors that mean the GPU itself is gone until a reset; stop asking it anything.
@@ -106,6 +107,8 @@ class GPUInfo:
     mig_mode: bool | None = None  # current MIG mode
     mig_mode_pending: bool | None = None
     processes: tuple[GPUProcess, ...] | None = None
+    # (pid, SM percent) averaged over NVML's samples since the last read; () none, None not told
+    process_utilization: tuple[tuple[int, float], ...] | None = None
     xids: tuple[int, ...] = ()  # critical XIDs seen since the reader opened
     lost: bool = False
     healthy: bool = True
@@ -165,6 +168,7 @@ class GPUReader:
         self._events = None
         self._registered: set[int] = set()  # GPU indices registered for XID events
         self._xids: dict[str, list[int]] = {}  # uuid -> critical XIDs
+        self._last_sample: dict[int, int] = {}  # GPU index -> newest process sample's timestamp (us)
 
     def open(self) -> None:
         if self._open:
@@ -321,7 +325,39 @@ class GPUReader:
                 used = getattr(p, "usedGpuMemory", None)
                 procs.append(GPUProcess(pid=int(p.pid), used_memory=int(used) if used is not None else None))
             values["processes"] = tuple(procs)
+        if not lost and hasattr(nv, "nvmlDeviceGetProcessUtilization"):
+            values["process_utilization"], lost = self._process_utilization(index, h, errors)
         return GPUInfo(lost=lost, errors=tuple(errors), **values)
+
+    def _process_utilization(self, index: int, h: Any,
+                             errors: list[str]) -> tuple[tuple[tuple[int, float], ...] | None, bool]:
+        """SM share per process since the last read, and whether the GPU was lost meanwhile:
+        NVML keeps a ring of samples and answers those newer than the timestamp given
+        (NOT_FOUND: none, an idle GPU)."""
+        try:
+            samples = self._nvml.nvmlDeviceGetProcessUtilization(h, self._last_sample.get(index, 0))
+        except Exception as exc:  # noqa: BLE001
+            if not _is_nvml_error(exc):
+                raise
+            name = _err_name(exc)
+            # pynvml raises NVMLError(NVML_SUCCESS) when the driver answers zero samples
+            if name == "NOT_FOUND" or getattr(exc, "value", None) == getattr(_pynvml, "NVML_SUCCESS", 0):
+                return (), False
+            if name != "NOT_SUPPORTED":
+                errors.append(f"process_utilization: {exc}")
+            return None, name in _LOST
+        by_pid: dict[int, list[float]] = {}
+        newest = self._last_sample.get(index, 0)
+        for s in samples or ():
+            try:
+                pid, sm, ts = int(s.pid), float(s.smUtil), int(s.timeStamp)
+            except (AttributeError, TypeError, ValueError):
+                continue
+            if 0 <= sm <= 100:  # a stray sample is dropped, not exported
+                by_pid.setdefault(pid, []).append(sm)
+            newest = max(newest, ts)
+        self._last_sample[index] = newest
+        return tuple((pid, sum(v) / len(v)) for pid, v in sorted(by_pid.items())), False
 
     def _with_health(self, g: GPUInfo) -> GPUInfo:
         reasons = []
@@ -442,7 +478,8 @@ class RecordedNVML:
     @staticmethod
     def _raise(value: Any) -> None:
         if isinstance(value, dict) and "nvml_error" in value:
-            code = getattr(_pynvml, "NVML_ERROR_" + str(value["nvml_error"]), None)
+            name = str(value["nvml_error"])
+            code = getattr(_pynvml, "NVML_SUCCESS" if name == "SUCCESS" else "NVML_ERROR_" + name, None)
             raise _pynvml.NVMLError(code if code is not None else _pynvml.NVML_ERROR_UNKNOWN)
 
     def _answer(self, value: Any) -> Any:
@@ -525,6 +562,10 @@ class RecordedNVML:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[Any]:
         return list(self._dev_call(h, "nvmlDeviceGetComputeRunningProcesses"))
+
+    def nvmlDeviceGetProcessUtilization(self, h: int, last_seen: int) -> list[Any]:
+        samples = self._dev_call(h, "nvmlDeviceGetProcessUtilization")
+        return [x for x in samples if int(getattr(x, "timeStamp", 0)) > int(last_seen)]
 
     def nvmlEventSetCreate(self) -> str:
         self._check_init()
@@ -611,6 +652,10 @@ def record(nvml: Any = None, meta: dict[str, Any] | None = None) -> dict[str, An
             dev["nvmlDeviceGetComputeRunningProcesses"] = (
                 [{"pid": p["pid"], "usedGpuMemory": p.get("usedGpuMemory")} for p in procs]
                 if isinstance(procs, list) else procs)
+            util = grab("nvmlDeviceGetProcessUtilization", h, 0)
+            dev["nvmlDeviceGetProcessUtilization"] = (
+                [{"pid": u["pid"], "timeStamp": u["timeStamp"], "smUtil": u["smUtil"], "memUtil": u["memUtil"]}
+                 for u in util] if isinstance(util, list) else util)
             devices.append(dev)
         frame["devices"] = devices
     finally:

@@ -239,3 +239,77 @@ def test_instant_query_scalar():
     series, why = instant_query(client, "vector(3.5)", NOW)
     assert series == [({}, 3.5)] and why == ""
     assert not any(math.isnan(v) for _, v in series)
+
+
+# ---- gpuUtilization: DCGM for the pods it names, the node agent's per-pod series for the rest
+
+def dcgm_or_agent(dcgm, agent):
+    def answer(q):
+        if q.startswith("(DCGM_FI_DEV_GPU_UTIL"):
+            return dcgm
+        assert q.startswith("(gpusched_pod_gpu_utilization{namespace=\"llm\",pod=~")
+        return agent
+    return answer
+
+
+REFUSED = requests.exceptions.ConnectionError("[Errno 111] Connection refused")
+GPU_ROWS = [
+    # (what, DCGM answer, agent answer, value, reason has, queries sent)
+    ("dcgm names every pod: the agent is not asked",
+     vector(({"pod": "vllm-0"}, 90), ({"pod": "vllm-1"}, 50)), None, (90 + 50) / 2, "over 2 GPUs", 1),
+    ("share pod vllm-1 has no DCGM pod label: its agent series fills in; vllm-0's agent series is not counted twice",
+     vector(({"pod": "vllm-0"}, 90)), vector(({"pod": "vllm-0"}, 80), ({"pod": "vllm-1", "gpu": "3"}, 30)),
+     (90 + 30) / 2, "1 of them per-pod SM shares from the node agent", 2),
+    ("both share pods, one GPU, scraped without honorLabels",
+     vector(), vector(({"exported_pod": "vllm-0", "gpu": "0"}, 40), ({"exported_pod": "vllm-1", "gpu": "0"}, 20)),
+     (40 + 20) / 2, "2 of them per-pod SM shares", 2),
+    ("neither has a series: unknown, not 0", vector(), vector(), None, "query returned no series", 2),
+    ("no DCGM series and the agent's unreadable: unknown", vector(), REFUSED, None,
+     "no DCGM series; the agent's per-pod series: Prometheus unreachable", 2),
+    ("the agent's unreadable: what DCGM has", vector(({"pod": "vllm-0"}, 90)), REFUSED, 90.0,
+     "the agent's per-pod series unreadable", 2),
+    ("Prometheus fails: unknown, nothing more asked", REFUSED, None, None, "Prometheus unreachable", 1),
+    ("an agent value out of range: unknown", vector(), vector(({"pod": "vllm-1"}, 150)), None,
+     "outside 0..100", 2),
+    ("NaN from the agent: unknown", vector(), vector(({"pod": "vllm-1"}, "NaN")), None, "NaN/Inf", 2),
+]
+
+
+@pytest.mark.parametrize("dcgm, agent, value, reason, sent", [r[1:] for r in GPU_ROWS], ids=[r[0] for r in GPU_ROWS])
+def test_gpu_util_falls_back_to_the_agent_for_pods_dcgm_does_not_name(dcgm, agent, value, reason, sent):
+    client, adapter = client_for(dcgm_or_agent(dcgm, agent))
+    r = read_signal(client, SignalSpec("gpuUtilization", 80), NOW, scope=SCOPE, ready=2)
+    assert r.value == (pytest.approx(value) if value is not None else None)
+    assert reason in r.reason
+    assert len(adapter.calls) == sent
+
+
+def test_gpu_util_with_a_pod_regex_asks_the_agent_too():
+    client, adapter = client_for(dcgm_or_agent(vector(({"pod": "vllm-0"}, 90)), vector(({"pod": "vllm-1"}, 10))))
+    scope = Scope(namespace="llm", pod_regex="vllm-.*")
+    assert read_signal(client, SignalSpec("gpuUtilization", 80), NOW, scope=scope, ready=2).value == 50.0
+
+
+def test_the_agent_metric_name_is_the_agents():
+    from scheduler.agent.metrics import POD_GPU_UTIL
+
+    from autoscaler.signals import POD_GPU_UTIL_METRIC
+    assert POD_GPU_UTIL_METRIC == POD_GPU_UTIL
+
+
+def test_label_names_are_configurable():
+    from autoscaler.signals import Labels
+
+    lab = Labels(pod="kubernetes_pod_name", namespace="kubernetes_namespace", hosts=("node",), model_name="model")
+    s = Scope(namespace="llm", pods=("vllm-0",), model_name="m", labels=lab)
+    assert ADAPTERS["queueDepth"].query(QD, s) == \
+        'vllm:num_requests_waiting{kubernetes_namespace="llm",kubernetes_pod_name=~"vllm\\\\-0",model="m"}'
+    gq = ADAPTERS["gpuUtilization"].query(SignalSpec("gpuUtilization", 80), s)
+    assert 'exported_kubernetes_namespace="llm",exported_kubernetes_pod_name=~' in gq
+    hq = ADAPTERS["gpuUtilization"].query(SignalSpec("gpuUtilization", 80), Scope(hosts=("n1",), labels=lab))
+    assert hq == '(DCGM_FI_DEV_GPU_UTIL{node=~"n1"})'
+    client, _ = client_for(lambda q: vector(({"kubernetes_pod_name": "vllm-0"}, 3)))
+    assert read_signal(client, QD, NOW, scope=s, ready=1).value == 3.0
+    for bad in ({"pod": "pod-name"}, {"namespace": ""}, {"hosts": ()}, {"model_name": "1x"}):
+        with pytest.raises(ValueError):
+            Labels(**bad)

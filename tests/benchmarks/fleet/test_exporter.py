@@ -14,14 +14,18 @@ from benchmarks.fleet.model import Fleet, Request, ServiceModel
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 
 
-def pod(name, *, phase="Running", ready="True", node="n1", gates=False, deleting=False, gpus="1", ids=None):
+def pod(name, *, phase="Running", ready="True", node="n1", gates=False, deleting=False, gpus="1", ids=None,
+        share=None):
     conds = [{"type": "ContainersReady", "status": "True"}, {"type": "Ready", "status": ready}]
     meta = {"name": name, "namespace": "ns", "annotations": {}}
     if ids:
         meta["annotations"]["gpusched.io/gpu-ids"] = ids
+    if share:
+        meta["annotations"]["gpusched.io/gpu-memory"] = share
     if deleting:
         meta["deletionTimestamp"] = "2025-01-01T00:00:00Z"
-    spec = {"nodeName": node, "containers": [{"name": "server", "resources": {"limits": {"nvidia.com/gpu": gpus}}}]}
+    limits = {"nvidia.com/gpu": gpus} if gpus else {}
+    spec = {"nodeName": node, "containers": [{"name": "sidecar"}, {"name": "server", "resources": {"limits": limits}}]}
     if gates:
         spec["readinessGates"] = [{"conditionType": "gpusched.io/serving"}]
     return {"metadata": meta, "spec": spec, "status": {"phase": phase, "podIP": "10.0.0.7", "conditions": conds}}
@@ -47,7 +51,11 @@ def test_pod_state(obj, running, ready):
 def test_pod_state_gpus():
     st = pod_state(pod("p", gpus="2", ids="3,5"))
     assert (st.gpus, st.gpu_ids, st.container, st.ip, st.node) == (2, (3, 5), "server", "10.0.0.7", "n1")
+    assert not st.share  # whole GPUs: the container holding the devices, not the first
     assert pod_state(pod("p", ids="x,1")).gpu_ids is None
+    sh = pod_state(pod("p", gpus=None, share="20Gi", ids="1"))
+    assert (sh.gpus, sh.share, sh.gpu_memory_mib, sh.gpu_ids) == (0, True, 20480, (1,))
+    assert not pod_state(pod("p", gpus=None, share="lots")).share  # unreadable: not a share
 
 
 def test_node_gpus_from_report_then_labels():
@@ -119,7 +127,8 @@ def test_pages_and_targets_without_an_api_server():
 
         groups = sim.target_groups()
         paths = sorted(g[1]["__metrics_path__"] for g in groups)
-        assert paths == ["/metrics/dcgm/n1", "/metrics/ns/a", "/metrics/ns/warm", f"/metrics/router/ns/{MODEL}"]
+        assert paths == ["/metrics/agent/n1", "/metrics/dcgm/n1", "/metrics/ns/a", "/metrics/ns/warm",
+                         f"/metrics/router/ns/{MODEL}"]
         by_path = {g[1]["__metrics_path__"]: g[1] for g in groups}
         assert by_path["/metrics/ns/a"]["pod"] == "a" and by_path["/metrics/ns/a"]["namespace"] == "ns"
         router_labels = by_path[f"/metrics/router/ns/{MODEL}"]
@@ -130,6 +139,49 @@ def test_pages_and_targets_without_an_api_server():
         with sim.lock:
             sim._apply(w, pod_state(pod("a")), deleted=True)
         assert parse(sim.page(f"/metrics/router/ns/{MODEL}"))["vllm:num_requests_waiting"][0].value == 1
+    finally:
+        sim._server.server_close()
+
+
+def test_dcgm_names_only_device_holders_and_the_agent_names_every_pod():
+    """As dcgm-exporter's pod mapper (kubelet PodResources: containers with nvidia.com/gpu
+    devices): the whole-GPU pod's GPU is labelled, the GPU two share pods use is not,
+    even though gpusched's gpu-ids annotation says which GPU they are on."""
+    w = Workload("ns", "app=llm", MODEL, service=ServiceModel(max_batch=1))
+    sim = FleetSimulator(api=None, workloads=[w])
+    sim._nodes["n1"] = node_gpus({"metadata": {"labels": {"nvidia.com/gpu.count": "3",
+                                                          "nvidia.com/gpu.memory": "81559"}}}, "n1")
+    with sim.lock:
+        sim._apply(w, pod_state(pod("whole", ids="0")), deleted=False)
+        sim._apply(w, pod_state(pod("s1", gpus=None, share="20Gi", ids="1")), deleted=False)
+        sim._apply(w, pod_state(pod("s2", gpus=None, share="30Gi")), deleted=False)  # no gpu-ids: first free
+        for _ in range(2):
+            sim.fleet.submit(w.key, Request(0.0, 100, 600))
+        sim.fleet.advance(1.0)
+    busy = {k: sim.fleet.metrics(f"ns/{k}").gpu_util for k in ("whole", "s1", "s2")}
+    assert sorted(busy.values()) == [0, 100, 100]  # two requests, batch 1: two servers busy
+    try:
+        dcgm = parse(sim.page("/metrics/dcgm/n1"))
+        util = {s.labels["gpu"]: s for s in dcgm["DCGM_FI_DEV_GPU_UTIL"]}
+        rows = [
+            # (gpu, pod label, container label, utilisation = its pods' summed)
+            ("0", "whole", "server", busy["whole"]),
+            ("1", None, None, min(100, busy["s1"] + busy["s2"])),
+            ("2", None, None, 0),
+        ]
+        for gpu, pod_label, container, value in rows:
+            s = util[gpu]
+            assert (s.labels.get("pod"), s.labels.get("container"), s.value) == (pod_label, container, round(value))
+        used = {s.labels["gpu"]: s.value for s in dcgm["DCGM_FI_DEV_FB_USED"]}
+        assert used == {"0": int(81559 * 0.9), "1": 20480 + 30720, "2": 0}
+
+        agent = parse(sim.page("/metrics/agent/n1"))
+        per_pod = {(s.labels["pod"], s.labels["gpu"]): s for s in agent["gpusched_pod_gpu_utilization"]}
+        assert set(per_pod) == {("whole", "0"), ("s1", "1"), ("s2", "1")}
+        assert per_pod[("s1", "1")].value == busy["s1"] and per_pod[("s1", "1")].labels["Hostname"] == "n1"
+        mem = {s.labels["pod"]: s.value for s in agent["gpusched_pod_gpu_memory_used_bytes"]}
+        assert mem["s2"] == 30720 * 2**20
+        assert sim.page("/metrics/agent/n9") is None
     finally:
         sim._server.server_close()
 

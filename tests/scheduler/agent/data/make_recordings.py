@@ -19,7 +19,7 @@ UUIDS = [f"GPU-5a1c{i:02x}e2-7d3b-4c1f-9e0a-{0x3f6b2c81d400 + i * 0x1011:012x}" 
 LOST = {"nvml_error": "GPU_IS_LOST"}
 
 
-def device(i, used_mib=0, procs=(), util=0, temp=31):
+def device(i, used_mib=0, procs=(), util=0, temp=31, samples=None):
     used = used_mib * MiB
     return {
         "nvmlDeviceGetName": "NVIDIA H100 80GB HBM3",
@@ -35,6 +35,10 @@ def device(i, used_mib=0, procs=(), util=0, temp=31):
         "nvmlDeviceGetRemappedRows": [0, 0, 0, 0],
         "nvmlDeviceGetMigMode": [0, 0],
         "nvmlDeviceGetComputeRunningProcesses": [{"pid": p, "usedGpuMemory": m * MiB} for p, m in procs],
+        # NOT_FOUND: no process sample since the timestamp asked (an idle GPU answers so)
+        "nvmlDeviceGetProcessUtilization": (
+            [{"pid": p, "timeStamp": ts, "smUtil": sm, "memUtil": mu, "encUtil": 0, "decUtil": 0}
+             for p, ts, sm, mu in samples] if samples else {"nvml_error": "NOT_FOUND"}),
     }
 
 
@@ -76,6 +80,28 @@ lost = {
     "frames": [frame(healthy), frame(half_lost, [{"index": 3, "xid": 79}]), frame(gone)],
 }
 
+# GPU 0 shared by two pods through gpusched (gpusched.io/gpu-memory alone, no nvidia.com/gpu):
+# pod A (pid 5101, 30 GiB) and pod B (pids 5202 and 5203, 20 + 1 GiB); a host process
+# (pid 777, 512 MiB) too. GPU 1 is held whole by pod C (pid 6301). NVML keeps several samples
+# per process: SM shares since the last read average to A 40 %, B 15 + 5 %, C 90 %.
+T0 = 1_764_990_000_000_000  # microseconds, as NVML stamps samples
+shared = {
+    "format": "gpusched-nvml-recording/1",
+    "meta": {
+        "node": "8x NVIDIA H100 80GB HBM3 (HGX), driver 580.159.04",
+        "source": "synthesised (tests/scheduler/agent/data/make_recordings.py)",
+        "scenario": "GPU 0: share pods A (pid 5101) and B (pids 5202, 5203) and host pid 777; "
+                    "GPU 1: whole-GPU pod C (pid 6301); GPUs 2-7 idle (process samples NOT_FOUND)",
+    },
+    "frames": [frame(
+        [device(0, 30720 + 20480 + 1024 + 512, [(5101, 30720), (5202, 20480), (5203, 1024), (777, 512)], util=60,
+                samples=[(5101, T0 + 100_000, 35, 20), (5101, T0 + 1_100_000, 45, 22),
+                         (5202, T0 + 600_000, 15, 9), (5203, T0 + 700_000, 5, 1), (777, T0 + 800_000, 0, 0)]),
+         device(1, 72000, [(6301, 72000)], util=90, samples=[(6301, T0 + 900_000, 90, 40)])]
+        + [device(i, temp=30 + i % 3) for i in range(2, 8)])],
+}
+
 here = pathlib.Path(__file__).parent
-for name, rec in (("nvml-8xh100-10gib.json", h100), ("nvml-8xh100-gpu-lost.json", lost)):
+for name, rec in (("nvml-8xh100-10gib.json", h100), ("nvml-8xh100-gpu-lost.json", lost),
+                  ("nvml-8xh100-shared.json", shared)):
     (here / name).write_text(json.dumps(rec, indent=1) + "\n")

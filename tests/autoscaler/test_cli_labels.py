@@ -1,0 +1,32 @@
+"""The autoscaler's label-name flags: today's names by default, checked before the daemon starts."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from autoscaler.cli import add_arguments, config_from
+from autoscaler.signals import Labels
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(["--prometheus-url", "http://prom:9090", *argv])
+
+
+@pytest.mark.parametrize("argv, labels", [
+    ((), Labels()),
+    (("--pod-label", "kubernetes_pod_name", "--namespace-label", "kubernetes_namespace"),
+     Labels(pod="kubernetes_pod_name", namespace="kubernetes_namespace")),
+    (("--host-label", "node, Hostname", "--model-label", "model"), Labels(hosts=("node", "Hostname"), model_name="model")),
+])
+def test_label_flags(argv, labels):
+    assert config_from(parse(*argv)).labels == labels
+
+
+@pytest.mark.parametrize("argv", [("--pod-label", "pod-name"), ("--host-label", ","), ("--model-label", "")])
+def test_bad_label_names_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        parse(*argv)
+    assert e.value.code == 2 and "label name" in capsys.readouterr().err
