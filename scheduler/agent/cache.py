@@ -457,6 +457,27 @@ def scan_cache(dirs: Iterable[str | os.PathLike[str]], *, loaded: Iterable[str] 
 # --- helpers ----------------------------------------------------------------------
 
 
+def last_access(path: str, limit: int = MAX_FILES_PER_MODEL) -> float:
+    """The latest access or change time (epoch seconds) of the files under a model's
+    directory, symlinks followed to their blobs; 0.0 when none can be read. With
+    relatime mounts atime moves at most daily, which is fine grain enough for LRU
+    eviction; the agent adds its own sightings of models in use."""
+    latest = 0.0
+    seen = 0
+    for dirpath, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for n in names:
+            seen += 1
+            if seen > limit:
+                return latest
+            try:
+                st = os.stat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            latest = max(latest, st.st_atime, st.st_mtime)
+    return latest
+
+
 def _why(exc: BaseException) -> str:
     return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 

@@ -206,6 +206,9 @@ class Prefetcher:
         self.hub_dir = os.path.join(self.cache_dir, "hub")
         self.stores = [_normalise_store(s) for s in stores]
         self.token_file = token_file
+        # called with (model, bytes coming) before anything is written; raises
+        # PrefetchError when the cache quota cannot make room (the daemon sets it)
+        self.make_room: Callable[[str, int], None] | None = None
         self.timeout_s = timeout_s
         self.chunk = chunk_bytes
         self.free_margin = free_margin_bytes
@@ -328,6 +331,8 @@ class Prefetcher:
                                                                      timeout=self.timeout_s)
             siblings = info.siblings or []
             total = sum(int(s.size or 0) for s in siblings)
+            if self.make_room is not None:
+                self.make_room(model, total)
             self._check_space(total)
             if progress is not None:
                 progress(model, 0, total)
@@ -348,6 +353,8 @@ class Prefetcher:
         except OSError as exc:
             raise PrefetchError(f"reading {source}: {exc.strerror or exc}") from None
         total = sum(f.size for f in files)
+        if self.make_room is not None:
+            self.make_room(model, total)
         self._check_space(total)
         try:
             model_dir = self._model_dir(model)
@@ -457,6 +464,20 @@ class Prefetcher:
         return final
 
 
+def evict_model(cache_dir: str, model: str) -> bool:
+    """Delete a model from <cache_dir>/hub: renamed to a hidden name first (one atomic
+    step: a reader sees the model whole or not at all), then removed. False when it was
+    not there."""
+    hub = os.path.join(os.path.realpath(cache_dir), "hub")
+    src = os.path.join(hub, hub_folder(validate_model_id(model)))
+    if not os.path.lexists(src):
+        return False
+    gone = os.path.join(hub, f"{TEMP_PREFIX}evict-{secrets.token_hex(6)}")
+    os.rename(src, gone)  # moves a symlink itself, never its target
+    _remove(gone)
+    return True
+
+
 def hub_folder(model: str) -> str:
     """The hub cache's folder name for a model: org/name -> models--org--name."""
     return "models--" + model.replace("/", "--")
@@ -497,8 +518,8 @@ def cleanup_temp(cache_dir: str, now: float | None = None) -> list[str]:
     progress by another process and is left alone."""
     now = time.time() if now is None else now
     removed: list[str] = []
-    places = [cache_dir]
     hub = os.path.join(cache_dir, "hub")
+    places = [cache_dir, hub]
     try:
         with os.scandir(hub) as it:
             for e in it:
