@@ -141,3 +141,21 @@ def test_quota_never_evicts_blind_when_pods_cannot_be_listed(tmp_path):
     (msg,) = [b["message"] for _, b in api.events if b["reason"] == "PrefetchFailed"]
     assert "pods on this node cannot be listed" in msg
     agent.close()
+
+
+def test_cli_wires_the_token_file_and_the_quota(tmp_path):
+    import argparse
+
+    from scheduler.agent.cli import add_arguments, build_agent
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    (tmp_path / "store").mkdir()
+    args = p.parse_args(["--no-publish", "--cache-dir", str(tmp_path / "hf"), "--model-store", "hf",
+                         "--model-store", str(tmp_path / "store"), "--hf-token-file", str(tmp_path / "token"),
+                         "--cache-quota", "500Gi"])
+    agent = build_agent(args)
+    assert agent.config.cache_quota_bytes == 500 * 2**30
+    assert agent.prefetcher.token_file == str(tmp_path / "token")
+    assert agent.prefetcher.stores == ["https://huggingface.co", str((tmp_path / "store").resolve())]
+    assert agent.prefetcher.hub_dir == str((tmp_path / "hf").resolve() / "hub")
