@@ -12,17 +12,39 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
+import yaml
 
 from scheduler.agent.cache import scan_cache
 from scheduler.agent.prefetch import Prefetcher, PrefetchRequest
 from tests.scheduler.agent.fakehub import FakeHub, Repo
 from tests.scheduler.agent.fakes import FILES, SIZE, make_store
 
-HUB_MODEL, DIR_MODEL = "org/tiny", "org/local"
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+EXAMPLE = ROOT / "deploy" / "examples" / "vllm-autoscaled.yaml"
+VALUES = ROOT / "deploy" / "chart" / "gpusched" / "values.yaml"
+
+
+def serving_container() -> tuple[dict, dict]:
+    """The example's vLLM container and its pod spec."""
+    docs = [d for d in yaml.safe_load_all(EXAMPLE.read_text()) if d]
+    (deploy,) = [d for d in docs if d["kind"] == "Deployment"]
+    spec = deploy["spec"]["template"]["spec"]
+    (container,) = [c for c in spec["containers"] if c["name"] == "vllm"]
+    return container, spec
+
+
+def example_model() -> str:
+    container, _ = serving_container()
+    (arg,) = [a for a in container["args"] if a.startswith("--model=")]
+    return arg.split("=", 1)[1]
+
+
+HUB_MODEL, DIR_MODEL = example_model(), "org/local"
 COMMIT = "89abcdef0123456789abcdef0123456789abcdef"
 
 SERVE = r"""
@@ -75,9 +97,25 @@ def hf_home(tmp_path):
     return home
 
 
+def test_the_example_reads_the_agents_cache_as_hf_home():
+    """The example's container: HF_HOME is where the agent's cache dir is mounted, offline,
+    and no --download-dir sends vLLM elsewhere."""
+    container, spec = serving_container()
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    cache_dir = yaml.safe_load(VALUES.read_text())["agent"]["cacheDir"]
+    (volume,) = [v for v in spec["volumes"] if v.get("hostPath", {}).get("path") == cache_dir]
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    assert env["HF_HOME"] == mount["mountPath"]
+    assert env["HF_HUB_OFFLINE"] == "1"
+    assert not [a for a in container["args"] if a.startswith("--download-dir")]
+
+
 def serve_offline(home, *repos: str) -> dict:
+    """The example's container environment, with HF_HOME at the host directory it mounts."""
+    container, _ = serving_container()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1")
+    env.update({e["name"]: e["value"] for e in container["env"] if e["name"].startswith("HF_")})
+    env.update(HF_HOME=str(home), HF_MODULES_CACHE=str(home.parent / "modules"), HF_HUB_DISABLE_TELEMETRY="1")
     proc = subprocess.run([sys.executable, "-c", SERVE, *repos], env=env, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
