@@ -193,7 +193,7 @@ def _normalise_store(store: str) -> str:
     if store.startswith("file://"):
         store = urllib.parse.unquote(urllib.parse.urlsplit(store).path)
     if not os.path.isabs(store):
-        raise ValueError(f"model store {store!r}: use an absolute directory or an http(s) URL")
+        raise ValueError(f"model store {store!r}: use hf, an http(s) Hub endpoint or an absolute directory")
     return os.path.realpath(store)
 
 
