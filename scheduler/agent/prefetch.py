@@ -210,6 +210,7 @@ class Prefetcher:
         # PrefetchError when the cache quota cannot make room (the daemon sets it)
         self.make_room: Callable[[str, int], None] | None = None
         self.timeout_s = timeout_s
+        self.progress_every_s = 2.0  # how often a Hub download's progress is measured
         self.chunk = chunk_bytes
         self.free_margin = free_margin_bytes
 
@@ -336,9 +337,13 @@ class Prefetcher:
             self._check_space(total)
             if progress is not None:
                 progress(model, 0, total)
-            self._model_dir(model)  # refuses planted symlinks before huggingface_hub writes
-            path = snapshot_download(model, revision=rev, cache_dir=self.hub_dir, token=token, endpoint=endpoint,
-                                     etag_timeout=self.timeout_s, max_workers=4)
+            blobs = os.path.join(self._model_dir(model), "blobs")  # refuses planted symlinks first
+            watcher = _BlobWatcher(blobs, model, total, progress, self.progress_every_s)
+            try:
+                path = snapshot_download(model, revision=rev, cache_dir=self.hub_dir, token=token,
+                                         endpoint=endpoint, etag_timeout=self.timeout_s, max_workers=4)
+            finally:
+                watcher.stop()
         except PrefetchError:
             raise
         except Exception as exc:  # noqa: BLE001 - HfHubHTTPError, RepositoryNotFoundError, httpx errors, OSError
@@ -476,6 +481,48 @@ def evict_model(cache_dir: str, model: str) -> bool:
     os.rename(src, gone)  # moves a symlink itself, never its target
     _remove(gone)
     return True
+
+
+class _BlobWatcher:
+    """Reports a Hub download's progress from the bytes in the model's blobs/ (finished
+    blobs and *.incomplete ones), every 2 s on its own thread: huggingface_hub reports
+    progress only to tqdm bars, which a daemon's log should not carry."""
+
+    def __init__(self, blobs: str, model: str, total: int, progress: Progress | None, every_s: float = 2.0):
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if progress is None or total <= 0:
+            return
+        self._args = (blobs, model, total, progress, every_s)
+        self._thread = threading.Thread(target=self._run, name="gpusched-prefetch-progress", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        blobs, model, total, progress, every_s = self._args
+        while not self._stop.wait(every_s):
+            try:
+                progress(model, min(_dir_bytes(blobs), total), total)
+            except OSError:
+                pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5.0)
+
+
+def _dir_bytes(path: str, limit: int = MAX_FILES) -> int:
+    total = 0
+    with os.scandir(path) as it:
+        for n, e in enumerate(it):
+            if n >= limit:
+                break
+            try:
+                if e.is_file(follow_symlinks=False):
+                    total += e.stat(follow_symlinks=False).st_size
+            except OSError:
+                continue
+    return total
 
 
 def hub_folder(model: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,6 +25,7 @@ class FakeHub:
     repos: dict[str, Repo]
     token: str | None = None
     truncate_once: set[str] = field(default_factory=set)  # file names cut short on their first GET
+    pause_midway: dict[str, float] = field(default_factory=dict)  # file name -> seconds to stall at half
     requests: list[tuple[str, str, str | None, str | None]] = field(default_factory=list)
     url: str = ""
     _server: Any = None
@@ -90,6 +92,17 @@ class FakeHub:
                     self.wfile.write(data[: len(data) // 2])  # then the connection drops
                     self.wfile.flush()
                     self.close_connection = True
+                    return None
+                if not head and fname in hub.pause_midway:
+                    self.send_response(200)
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    time.sleep(hub.pause_midway[fname])
+                    self.wfile.write(data[len(data) // 2:])
                     return None
                 self.reply(200, data, headers, head)
 

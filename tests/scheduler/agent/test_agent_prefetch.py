@@ -280,6 +280,19 @@ def test_hub_store(hub, dirs, token_file):
     assert cached(cache_dir) == {MODEL: SIZE}
 
 
+def test_hub_download_reports_progress_from_the_blobs(hub, dirs, token_file):
+    _, cache_dir = dirs
+    hub.pause_midway["model.safetensors"] = 1.0  # the weights stall; config and tokenizer are done
+    p = Prefetcher(str(cache_dir), [hub.url], token_file=token_file)
+    p.progress_every_s = 0.1
+    seen = []
+    p.fetch(PrefetchRequest(MODEL), progress=lambda m, d, t: seen.append((m, d, t)))
+    assert seen[0] == (MODEL, 0, SIZE) and seen[-1] == (MODEL, SIZE, SIZE)
+    # mid-way: the finished blobs (huggingface_hub writes 10 MB chunks, so a blob being
+    # written shows once a chunk is in)
+    assert (MODEL, SIZE - len(FILES["model.safetensors"]), SIZE) in seen, seen
+
+
 def test_hub_download_survives_a_dropped_connection(hub, dirs, token_file):
     _, cache_dir = dirs
     hub.truncate_once.add("model.safetensors")
