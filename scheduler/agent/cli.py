@@ -122,12 +122,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("prefetch")
     g.add_argument("--model-store", action="append", default=[], metavar="DIR_OR_URL",
                    help="where models may be prefetched from: 'hf' (the Hugging Face Hub), another http(s) "
-                        "endpoint speaking the Hub's API (a mirror), or an absolute directory holding "
-                        "<org>/<name>/ (a PVC); the first is the default source; repeatable. Without one, "
-                        "prefetch is off")
+                        "endpoint speaking the Hub's API (a mirror), s3://bucket/prefix, or an absolute "
+                        "directory; the last two hold <org>/<name>/. The first is the default source; "
+                        "repeatable. Without one, prefetch is off")
     g.add_argument("--hf-token-file", metavar="FILE",
                    help="file holding the Hub token (a mounted Secret), read at each prefetch; sent only to "
                         "the Hub endpoint stores (gated and private models)")
+    g.add_argument("--s3-endpoint", metavar="URL",
+                   help="endpoint of an S3-compatible store for s3:// model stores (MinIO, Ceph RGW, ...); "
+                        "credentials from boto3's usual chain (AWS_* variables, AWS_SHARED_CREDENTIALS_FILE, "
+                        "IRSA)")
     g.add_argument("--cache-quota", type=_quota, metavar="QTY",
                    help="keep the prefetch directory's hub/ within this size (e.g. 500Gi): before a prefetch, "
                         "evict least recently used models no pod on this node uses (needs RBAC to list pods)")
@@ -206,7 +210,8 @@ def build_agent(args: argparse.Namespace) -> Any:
         if target not in cache_dirs:
             cache_dirs += (target,)  # what is prefetched must be scanned, or it is fetched again
         try:
-            prefetcher = Prefetcher(target, args.model_store, token_file=args.hf_token_file)
+            prefetcher = Prefetcher(target, args.model_store, token_file=args.hf_token_file,
+                                    s3_endpoint=args.s3_endpoint)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
     config = AgentConfig(

@@ -16,9 +16,10 @@ every tick; whoever wants a model warm on a node, e.g. the autoscaler, writes it
 - stores: `hf` (https://huggingface.co) or another http(s) endpoint that speaks the
   Hub's API (a mirror or proxy), fetched with `huggingface_hub` (the token read
   from `--hf-token-file`, a mounted Secret; redirects to the Hub's CDN followed;
-  an interrupted download resumes); or a directory (a PVC, NFS) holding
-  `<store>/<org>/<name>/` with the model's files, optionally listed with sizes and
-  sha256 in a `manifest.json` {"files": [{"path", "size", "sha256"?}, ...]}.
+  a dropped connection is retried); `s3://bucket/prefix` (S3 or compatible, through
+  boto3, `--s3-endpoint`); or a directory (a PVC, NFS). The last two hold
+  `<store>/<org>/<name>/` with the model's files; a directory may list them with sizes
+  and sha256 in a `manifest.json` {"files": [{"path", "size", "sha256"?}, ...]}.
 - where: `<cache_dir>/hub/models--org--name/{blobs,snapshots/<commit>,refs/<rev>}`,
   so a serving container with HF_HOME=<cache_dir> and HF_HUB_OFFLINE=1 finds it.
   A directory source gets a content-derived commit (the same files, the same
@@ -36,6 +37,7 @@ never go through a symlink planted in the cache.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -182,9 +184,20 @@ def _is_url(s: str) -> bool:
     return s.startswith(("http://", "https://"))
 
 
+_S3_URL = re.compile(r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])((?:/[A-Za-z0-9_][A-Za-z0-9._-]{0,254})*)/?$")
+
+
+def _is_s3(s: str) -> bool:
+    return s.startswith("s3://")
+
+
 def _normalise_store(store: str) -> str:
     if store == "hf":
         return HF_ENDPOINT
+    if _is_s3(store):
+        if not _S3_URL.fullmatch(store):
+            raise ValueError(f"model store {store!r}: use s3://bucket or s3://bucket/prefix (no '..', no query)")
+        return store.rstrip("/")
     if _is_url(store):
         u = urllib.parse.urlsplit(store)
         if u.username or u.password or u.query or u.fragment:
@@ -201,11 +214,14 @@ class Prefetcher:
     """Prefetches into `cache_dir`, an HF_HOME: models land in `<cache_dir>/hub`."""
 
     def __init__(self, cache_dir: str, stores: Sequence[str], *, token_file: str | None = None,
+                 s3_endpoint: str | None = None,
                  timeout_s: float = 30.0, chunk_bytes: int = 4 * 2**20, free_margin_bytes: int = 256 * 2**20):
         self.cache_dir = os.path.realpath(cache_dir)
         self.hub_dir = os.path.join(self.cache_dir, "hub")
         self.stores = [_normalise_store(s) for s in stores]
         self.token_file = token_file
+        self.s3_endpoint = s3_endpoint
+        self._s3_client: Any = None
         # called with (model, bytes coming) before anything is written; raises
         # PrefetchError when the cache quota cannot make room (the daemon sets it)
         self.make_room: Callable[[str, int], None] | None = None
@@ -222,8 +238,16 @@ class Prefetcher:
             if not self.stores:
                 raise PrefetchError("no source given and the agent has no --model-store")
             store = self.stores[0]
-            return store if _is_url(store) else os.path.join(store, *req.model.split("/"))
+            if _is_url(store):
+                return store
+            return f"{store}/{req.model}" if _is_s3(store) else os.path.join(store, *req.model.split("/"))
         src = req.source
+        if _is_s3(src):
+            norm = src.rstrip("/")
+            if not _S3_URL.fullmatch(norm) or not any(
+                    _is_s3(st) and norm.startswith(st + "/") for st in self.stores):
+                raise PrefetchError(f"source {src[:200]!r} is not under an allowed s3:// --model-store")
+            return norm
         if src == "hf":
             src = HF_ENDPOINT
         if _is_url(src):
@@ -237,11 +261,13 @@ class Prefetcher:
         if not os.path.isabs(src):
             raise PrefetchError(f"source {src[:200]!r}: use an absolute path or an http(s) URL")
         real = os.path.realpath(src)
-        if not any(not _is_url(s) and _inside(real, s) for s in self.stores):
+        if not any(s.startswith("/") and _inside(real, s) for s in self.stores):
             raise PrefetchError(f"source {src[:200]!r} is not under an allowed --model-store")
         return real
 
     def plan(self, source: str) -> list[FileSpec]:
+        if _is_s3(source):
+            return self._plan_s3(source)
         if not os.path.isdir(source):
             raise PrefetchError(f"source {source} is not a directory")
         manifest = os.path.join(source, "manifest.json")
@@ -265,9 +291,57 @@ class Prefetcher:
             raise PrefetchError(f"source {source} holds no files")
         return files
 
+    def _s3(self) -> Any:
+        """An S3 client: credentials from boto3's usual chain (AWS_* variables, a mounted
+        credentials file through AWS_SHARED_CREDENTIALS_FILE, IRSA / pod identity), the
+        endpoint from --s3-endpoint for S3-compatible stores (MinIO, Ceph RGW, R2)."""
+        if self._s3_client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._s3_client = boto3.client("s3", endpoint_url=self.s3_endpoint, config=Config(
+                connect_timeout=self.timeout_s, read_timeout=self.timeout_s,
+                retries={"max_attempts": 5, "mode": "standard"}))
+        return self._s3_client
+
+    def _plan_s3(self, source: str) -> list[FileSpec]:
+        """The objects under s3://bucket/prefix/org/name/, as files (hidden names skipped)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        bucket, _, prefix = source[len("s3://"):].partition("/")
+        prefix = prefix + "/" if prefix else ""
+        files: list[FileSpec] = []
+        try:
+            pages = self._s3().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                for obj in page.get("Contents", []):
+                    rel = str(obj["Key"])[len(prefix):]
+                    if not rel or rel.endswith("/") or any(p.startswith(".") for p in rel.split("/")):
+                        continue
+                    if rel == "manifest.json":
+                        continue
+                    files.append(FileSpec(_safe_relpath(rel), int(obj["Size"])))
+                    if len(files) > MAX_FILES:
+                        raise PrefetchError(f"source has more than {MAX_FILES} files")
+        except (BotoCoreError, ClientError) as exc:
+            raise PrefetchError(f"listing {source}: {exc}") from None
+        if not files:
+            raise PrefetchError(f"source {source} holds no files")
+        return files
+
     def _open_source(self, source: str, spec: FileSpec) -> Any:
+        if _is_s3(source):
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            bucket, _, prefix = source[len("s3://"):].partition("/")
+            key = f"{prefix}/{spec.path}" if prefix else spec.path
+            try:
+                body = self._s3().get_object(Bucket=bucket, Key=key)["Body"]
+            except (BotoCoreError, ClientError) as exc:
+                raise PrefetchError(f"{source}/{spec.path}: {exc}") from None
+            return contextlib.closing(body)
         full = os.path.realpath(os.path.join(source, *spec.path.split("/")))
-        if not _inside(full, source) and not any(not _is_url(s) and _inside(full, s) for s in self.stores):
+        if not _inside(full, source) and not any(s.startswith("/") and _inside(full, s) for s in self.stores):
             raise PrefetchError(f"{spec.path} resolves outside the model store")
         try:
             return open(full, "rb")

@@ -357,7 +357,64 @@ def test_hub_sources_other_than_the_stores_are_refused(hub, dirs, source):
     nothing_left(cache_dir)
 
 
-@pytest.mark.parametrize("store", ["relative/dir", "http://u:p@host/x", "https://host/x?q=1"])
+@pytest.mark.parametrize("store", ["relative/dir", "http://u:p@host/x", "https://host/x?q=1", "s3://B/x",
+                                   "s3://bucket/../x", "s3://bucket/x?y=1"])
 def test_bad_store_flags(store, tmp_path):
     with pytest.raises(ValueError):
         Prefetcher(str(tmp_path), [store])
+
+
+# --- an S3-compatible store on loopback (moto's server: real HTTP, real S3 protocol) --
+
+@pytest.fixture
+def s3(monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    import boto3
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(k, v)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="weights")
+    for name, data in FILES.items():
+        client.put_object(Bucket="weights", Key=f"store/{MODEL}/{name}", Body=data)
+    client.put_object(Bucket="weights", Key=f"store/{MODEL}/.hidden", Body=b"x")
+    try:
+        yield endpoint, client
+    finally:
+        server.stop()
+
+
+def test_s3_store(s3, dirs):
+    endpoint, _ = s3
+    _, cache_dir = dirs
+    res = Prefetcher(str(cache_dir), ["s3://weights/store"], s3_endpoint=endpoint).fetch(PrefetchRequest(MODEL))
+    assert res.source == f"s3://weights/store/{MODEL}" and res.bytes == SIZE and res.files == 3
+    assert (pathlib.Path(res.path) / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    assert cached(cache_dir) == {MODEL: SIZE}
+
+
+@pytest.mark.parametrize("source, words", [
+    ("s3://weights/store/org/nope", "holds no files"),
+    ("s3://other/store/org/tiny", "not under an allowed"),
+    ("s3://weights/store/../secret", "not under an allowed"),
+    ("s3://weights/storeX/org/tiny", "not under an allowed"),
+])
+def test_s3_refusals_leave_nothing(s3, dirs, source, words):
+    endpoint, _ = s3
+    _, cache_dir = dirs
+    with pytest.raises(PrefetchError, match=words):
+        Prefetcher(str(cache_dir), ["s3://weights/store"], s3_endpoint=endpoint).fetch(PrefetchRequest(MODEL, source))
+    nothing_left(cache_dir)
+
+
+def test_s3_missing_bucket(s3, dirs):
+    endpoint, _ = s3
+    _, cache_dir = dirs
+    with pytest.raises(PrefetchError, match="NoSuchBucket"):
+        Prefetcher(str(cache_dir), ["s3://absent"], s3_endpoint=endpoint).fetch(PrefetchRequest(MODEL))
+    nothing_left(cache_dir)
