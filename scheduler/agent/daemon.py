@@ -454,7 +454,10 @@ class Agent:
             self.metrics.error("prefetch", len(new))
             self._event("PrefetchRejected", "; ".join(new[:5]))
         cached = {m.model for m in scan.models}
-        self._prune_requests(annotations.get(contract.PREFETCH), cached)
+        # pruned only once gpusched.io/model-cache shows the model: until then the
+        # autoscaler's prewarmer, seeing neither, would ask again
+        published = {m.model for m in self.last_published.models} if self.last_published is not None else set()
+        self._prune_requests(annotations.get(contract.PREFETCH), cached & published)
         if self.config.cache_quota_bytes is not None:
             self._note_use(scan, {r.model for r in requests})
         pending = self._worker.pending()

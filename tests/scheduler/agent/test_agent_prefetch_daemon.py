@@ -159,3 +159,18 @@ def test_cli_wires_the_token_file_and_the_quota(tmp_path):
     assert agent.prefetcher.token_file == str(tmp_path / "token")
     assert agent.prefetcher.stores == ["https://huggingface.co", str((tmp_path / "store").resolve())]
     assert agent.prefetcher.hub_dir == str((tmp_path / "hf").resolve() / "hub")
+
+
+def test_a_request_is_pruned_only_once_the_node_shows_the_model(tmp_path):
+    # writes at most every 1000 s: the model is cached at t+30 but published only at t+1000,
+    # and until then the request stays (the prewarmer would otherwise ask again)
+    agent, api, clock, cache_dir = make_agent(tmp_path, ["org/a"], min_interval_s=1000, heartbeat_s=2000)
+    settle(agent, clock)
+    assert cached(cache_dir) == {"org/a"}
+    assert "org/a" not in api.patches[-1][1]["metadata"]["annotations"][contract.MODEL_CACHE]
+    assert json.loads(api.annotations[contract.PREFETCH]) == ["org/a"]
+    clock.t += 1000
+    agent.tick()
+    assert "org/a" in api.patches[-1][1]["metadata"]["annotations"][contract.MODEL_CACHE]
+    assert contract.PREFETCH not in api.annotations
+    agent.close()
