@@ -5,9 +5,11 @@ Two layouts, in any number of cache directories:
 - Hugging Face hub: `<dir>/models--<org>--<name>/snapshots/<rev>/...` whose files are
   symlinks into `<dir>/models--<org>--<name>/blobs/` (or plain copies, as the hub
   client makes where symlinks are unavailable). `<dir>/hub/` is scanned the same
-  way, so HF_HOME works as well as HF_HUB_CACHE.
+  way, so HF_HOME works as well as HF_HUB_CACHE. The snapshot `refs/main` names is
+  preferred, else the newest complete one. This is the layout prefetch writes and
+  vLLM reads with HF_HOME set.
 - plain: `<dir>/<org>/<name>/` or `<dir>/<name>/` holding a config.json or weight
-  files (the layout `gpusched agent` prefetch writes).
+  files (for servers started with `--model=/path`; vLLM with HF_HOME does not read it).
 
 A model counts only when complete: every snapshot file resolves to a regular file
 (into blobs/ for the hub layout), no `*.incomplete` (or .part/.partial/.tmp) file

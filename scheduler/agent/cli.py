@@ -120,7 +120,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mem-threshold", type=_bytes, default=2**30, metavar="QTY",
                    help="GPU memory used must move by more than this to cause a write (default 1Gi)")
     g = p.add_argument_group("prefetch")
-    g.add_argument("--model-store", action="append", default=[], metavar="DIR_OR_URL",
+    g.add_argument("--model-store", action="append", default=[], metavar="STORE",
                    help="where models may be prefetched from: 'hf' (the Hugging Face Hub), another http(s) "
                         "endpoint speaking the Hub's API (a mirror), s3://bucket/prefix, or an absolute "
                         "directory; the last two hold <org>/<name>/. The first is the default source; "
