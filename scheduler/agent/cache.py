@@ -5,9 +5,11 @@ Two layouts, in any number of cache directories:
 - Hugging Face hub: `<dir>/models--<org>--<name>/snapshots/<rev>/...` whose files are
   symlinks into `<dir>/models--<org>--<name>/blobs/` (or plain copies, as the hub
   client makes where symlinks are unavailable). `<dir>/hub/` is scanned the same
-  way, so HF_HOME works as well as HF_HUB_CACHE.
+  way, so HF_HOME works as well as HF_HUB_CACHE. The snapshot `refs/main` names is
+  preferred, else the newest complete one. This is the layout prefetch writes and
+  vLLM reads with HF_HOME set.
 - plain: `<dir>/<org>/<name>/` or `<dir>/<name>/` holding a config.json or weight
-  files (the layout `gpusched agent` prefetch writes).
+  files (for servers started with `--model=/path`; vLLM with HF_HOME does not read it).
 
 A model counts only when complete: every snapshot file resolves to a regular file
 (into blobs/ for the hub layout), no `*.incomplete` (or .part/.partial/.tmp) file
@@ -455,6 +457,27 @@ def scan_cache(dirs: Iterable[str | os.PathLike[str]], *, loaded: Iterable[str] 
 
 
 # --- helpers ----------------------------------------------------------------------
+
+
+def last_access(path: str, limit: int = MAX_FILES_PER_MODEL) -> float:
+    """The latest access or change time (epoch seconds) of the files under a model's
+    directory, symlinks followed to their blobs; 0.0 when none can be read. With
+    relatime mounts atime moves at most daily, which is fine grain enough for LRU
+    eviction; the agent adds its own sightings of models in use."""
+    latest = 0.0
+    seen = 0
+    for dirpath, dirs, names in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for n in names:
+            seen += 1
+            if seen > limit:
+                return latest
+            try:
+                st = os.stat(os.path.join(dirpath, n))
+            except OSError:
+                continue
+            latest = max(latest, st.st_atime, st.st_mtime)
+    return latest
 
 
 def _why(exc: BaseException) -> str:

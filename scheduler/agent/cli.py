@@ -32,17 +32,19 @@ cache is still published); --require-gpus makes that an error instead."""
 EPILOG = """\
 examples:
   # what the agent sees on this node, as JSON, writing nothing
-  gpusched agent --once --no-publish --cache-dir /var/cache/models --output json
+  gpusched agent --once --no-publish --cache-dir /var/cache/gpusched/hf --output json
 
   # the same against a recorded 8x H100 node (no GPU needed)
   gpusched agent --once --no-publish --output json \\
       --nvml-recording tests/scheduler/agent/data/nvml-8xh100-10gib.json
 
-  # as the DaemonSet runs it (NODE_NAME from the downward API)
-  gpusched agent --cache-dir /var/cache/gpusched/models --require-gpus \\
-      --model-store https://models.internal/store --metrics-port 9401
+  # as the DaemonSet runs it (NODE_NAME from the downward API); the cache dir is
+  # the HF_HOME the serving pods mount, models land in its hub/ subdirectory
+  gpusched agent --cache-dir /var/cache/gpusched/hf --require-gpus \\
+      --model-store hf --hf-token-file /var/run/secrets/hf/token \\
+      --cache-quota 500Gi --metrics-port 9401
 
-  # ask node gpu-7 to prefetch a model (JSON list; "source" optional, under a --model-store)
+  # ask node gpu-7 to prefetch a model (JSON list; "source" and "revision" optional)
   kubectl annotate node gpu-7 --overwrite \\
       gpusched.io/prefetch='[{"model": "meta-llama/Llama-3.1-8B-Instruct"}]'
 """
@@ -73,6 +75,13 @@ def _bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _quota(text: str) -> int:
+    try:
+        return parse_bytes(text, what="--cache-quota")
+    except QuantityError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _port(text: str) -> int:
     try:
         v = int(text)
@@ -86,7 +95,8 @@ def _port(text: str) -> int:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to read")
     g.add_argument("--cache-dir", action="append", default=[], metavar="DIR",
-                   help="model cache directory to scan (Hugging Face hub or <org>/<name> layout); repeatable")
+                   help="model cache directory to scan: an HF_HOME (its hub/ is read), a hub cache, or an "
+                        "<org>/<name> tree; repeatable. Prefetch writes into the first, in the hub layout")
     g.add_argument("--loaded-model", action="append", default=[], metavar="ID",
                    help="model a local inference server has loaded on the GPU (tier 'gpu'); repeatable")
     g.add_argument("--no-residency", action="store_true",
@@ -110,9 +120,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mem-threshold", type=_bytes, default=2**30, metavar="QTY",
                    help="GPU memory used must move by more than this to cause a write (default 1Gi)")
     g = p.add_argument_group("prefetch")
-    g.add_argument("--model-store", action="append", default=[], metavar="DIR_OR_URL",
-                   help="where models may be prefetched from (absolute directory or http(s) URL prefix); the "
-                        "first is the default source; repeatable. Without one, prefetch is off")
+    g.add_argument("--model-store", action="append", default=[], metavar="STORE",
+                   help="where models may be prefetched from: 'hf' (the Hugging Face Hub), another http(s) "
+                        "endpoint speaking the Hub's API (a mirror), s3://bucket/prefix, or an absolute "
+                        "directory; the last two hold <org>/<name>/. The first is the default source; "
+                        "repeatable. Without one, prefetch is off")
+    g.add_argument("--hf-token-file", metavar="FILE",
+                   help="file holding the Hub token (a mounted Secret), read at each prefetch; sent only to "
+                        "the Hub endpoint stores (gated and private models)")
+    g.add_argument("--s3-endpoint", metavar="URL",
+                   help="endpoint of an S3-compatible store for s3:// model stores (MinIO, Ceph RGW, ...); "
+                        "credentials from boto3's usual chain (AWS_* variables, AWS_SHARED_CREDENTIALS_FILE, "
+                        "IRSA)")
+    g.add_argument("--cache-quota", type=_quota, metavar="QTY",
+                   help="keep the prefetch directory's hub/ within this size (e.g. 500Gi): before a prefetch, "
+                        "evict least recently used models no pod on this node uses (needs RBAC to list pods)")
     g.add_argument("--prefetch-dir", metavar="DIR", help="cache directory prefetch writes into (default: first "
                    "--cache-dir)")
     g = p.add_argument_group("output")
@@ -194,7 +216,8 @@ def build_agent(args: argparse.Namespace) -> Any:
         if target not in cache_dirs:
             cache_dirs += (target,)  # what is prefetched must be scanned, or it is fetched again
         try:
-            prefetcher = Prefetcher(target, args.model_store)
+            prefetcher = Prefetcher(target, args.model_store, token_file=args.hf_token_file,
+                                    s3_endpoint=args.s3_endpoint)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
     config = AgentConfig(
@@ -202,7 +225,7 @@ def build_agent(args: argparse.Namespace) -> Any:
         min_interval_s=args.min_write_interval, heartbeat_s=args.heartbeat, mem_threshold_bytes=args.mem_threshold,
         require_gpus=args.require_gpus, loaded_models=tuple(args.loaded_model),
         measure_residency=not args.no_residency, model_stores=tuple(args.model_store),
-        prefetch_dir=args.prefetch_dir, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
+        prefetch_dir=args.prefetch_dir, cache_quota_bytes=args.cache_quota, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
         gpu_metrics="never" if args.no_gpu_metrics else args.gpu_metrics)
     metrics = AgentMetrics(args.node_name, gpu_metrics=config.gpu_metrics != "never")
     return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher, pod_gpu=pod_gpu)

@@ -15,6 +15,7 @@ so the extender stops placing on it rather than forgetting it exists.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from scheduler.agent.health import DEFAULT_STALE_AFTER_S, liveness
 from scheduler.agent.metrics import AgentMetrics
 from scheduler.agent.nvml import GPUInfo, GPUReader, Inventory, NVMLUnavailable
 from scheduler.agent.pod_source import PodGpuSource
+from scheduler.agent.quota import CachedUse, plan_eviction
 from scheduler.agent.publish import (DEFAULT_HEARTBEAT_S, DEFAULT_MEM_THRESHOLD, DEFAULT_MIN_INTERVAL_S,
                                      NodePublisher, gpu_labels, label_value,
                                      should_publish)
@@ -52,6 +54,7 @@ class AgentConfig:
     host_memory_fraction: float = 0.9
     model_stores: tuple[str, ...] = ()
     prefetch_dir: str | None = None  # default: the first cache dir
+    cache_quota_bytes: int | None = None  # LRU-evict from the prefetch dir's hub/ to stay within; None: no quota
     nvml_retry_s: float = 300.0
     prefetch_retry_s: float = 60.0  # first retry after a failed prefetch; doubles up to an hour
     prefetch_poll_s: float = 30.0  # read the Node's gpusched.io/prefetch at most this often
@@ -107,6 +110,10 @@ class _PrefetchState:
     retry_at: dict[str, float] = field(default_factory=dict)
     progress: dict[str, tuple[int, int]] = field(default_factory=dict)
     progress_bucket: dict[str, int] = field(default_factory=dict)
+    used_at: dict[str, float] = field(default_factory=dict)  # model -> epoch s last seen loaded or in page cache
+    protected: frozenset[str] = frozenset()  # never evicted: loaded, requested, used by a pod on this node
+    pods_known: bool = False  # whether `protected` includes this node's pods (else no eviction)
+    evicted: list[str] = field(default_factory=list)  # Event messages for the next tick
 
 
 class Agent:
@@ -153,6 +160,8 @@ class Agent:
             removed = prefetch_mod.cleanup_temp(self.prefetcher.cache_dir)
             if removed:
                 log.info("removed %d leftover prefetch directories from %s", len(removed), self.prefetcher.cache_dir)
+            if self.config.cache_quota_bytes is not None:
+                self.prefetcher.make_room = self._make_room
             self._worker = prefetch_mod.PrefetchWorker(self.prefetcher, self._on_progress)
 
     def close(self) -> None:
@@ -403,6 +412,11 @@ class Agent:
                 self._pf.progress_bucket[model] = bucket
                 self._event("PrefetchProgress", f"{model}: {25 * bucket}% ({format_bytes(done)} of "
                                                 f"{format_bytes(total)})", "Normal")
+        with self._pf_lock:
+            evicted, self._pf.evicted = self._pf.evicted, []
+        for msg in evicted:
+            log.info("evicted %s", msg)
+            self._event("ModelEvicted", msg, "Normal")
         for req, result, error in self._worker.drain():
             with self._pf_lock:
                 self._pf.progress.pop(req.model, None)
@@ -444,6 +458,12 @@ class Agent:
             self.metrics.error("prefetch", len(new))
             self._event("PrefetchRejected", "; ".join(new[:5]))
         cached = {m.model for m in scan.models}
+        # pruned only once gpusched.io/model-cache shows the model: until then the
+        # autoscaler's prewarmer, seeing neither, would ask again
+        published = {m.model for m in self.last_published.models} if self.last_published is not None else set()
+        self._prune_requests(annotations.get(contract.PREFETCH), cached & published)
+        if self.config.cache_quota_bytes is not None:
+            self._note_use(scan, {r.model for r in requests})
         pending = self._worker.pending()
         for req in requests:
             if req.model in cached or req.model in pending or now < self._pf.retry_at.get(req.model, float("-inf")):
@@ -451,6 +471,89 @@ class Agent:
             if self._worker.submit(req):
                 self._event("PrefetchStarted", f"{req.model} from {req.source or 'the default model store'}",
                             "Normal")
+
+    def _prune_requests(self, text: str | None, cached: set[str]) -> None:
+        """Drop the cached models from gpusched.io/prefetch. A JSON patch whose `test`
+        op fails when someone rewrote the annotation since it was read, so a request
+        added meanwhile is never lost; the next poll tries again."""
+        pruned = prefetch_mod.prune_requests(text, cached)
+        if pruned is None or self.publisher is None:
+            return
+        path = "/metadata/annotations/" + contract.PREFETCH.replace("~", "~0").replace("/", "~1")
+        ops: list[dict[str, Any]] = [{"op": "test", "path": path, "value": text}]
+        ops.append({"op": "remove", "path": path} if pruned == "[]" else
+                   {"op": "replace", "path": path, "value": pruned})
+        try:
+            self.publisher.api.patch_node(self.config.node_name, ops, _content_type="application/json-patch+json",
+                                          _request_timeout=self.publisher.timeout)
+        except Exception as exc:  # noqa: BLE001 - ApiException (422: changed meanwhile), urllib3 errors
+            log.info("pruning %s on Node %s failed (retried next poll): %s", contract.PREFETCH,
+                     self.config.node_name, str(exc).splitlines()[0][:200])
+
+    def _note_use(self, scan: cache_mod.CacheScan, requested: set[str]) -> None:
+        """What the quota must not evict, and when models were last seen in use."""
+        now = self.wall().timestamp()
+        used_at = dict(self._pf.used_at)
+        for m in scan.models:
+            if m.tier != "disk":
+                used_at[m.model] = now
+        pods = self._pod_models()
+        protected = set(self.config.loaded_models) | requested | (pods or set())
+        protected |= {m.model for m in scan.models if m.tier == "gpu"}
+        with self._pf_lock:
+            self._pf.used_at = used_at
+            self._pf.protected = frozenset(protected)
+            self._pf.pods_known = pods is not None
+
+    def _pod_models(self) -> set[str] | None:
+        """The gpusched.io/model of the pods on this node that have not finished; None
+        when they cannot be listed (RBAC: pods list, granted by the chart with
+        agent.cacheQuota), and then nothing is evicted."""
+        if self.publisher is None:
+            return None
+        try:
+            pods = self.publisher.api.list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={self.config.node_name}", resource_version="0",
+                _request_timeout=self.publisher.timeout)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("listing pods on %s failed; no cache eviction until it works: %s", self.config.node_name,
+                        str(exc).splitlines()[0][:200])
+            return None
+        models = set()
+        for pod in getattr(pods, "items", None) or []:
+            if getattr(getattr(pod, "status", None), "phase", None) in ("Succeeded", "Failed"):
+                continue
+            meta = getattr(pod, "metadata", None)
+            for where in (getattr(meta, "annotations", None) or {}, getattr(meta, "labels", None) or {}):
+                model = where.get(contract.MODEL)
+                if isinstance(model, str) and model:
+                    models.add(model)
+        return models
+
+    def _make_room(self, model: str, incoming: int) -> None:  # runs on the prefetch worker's thread
+        """Evict least recently used models from the prefetch dir's hub/ until `incoming`
+        bytes fit the quota; raise PrefetchError (the prefetch fails with the reason)
+        when they cannot."""
+        assert self.prefetcher is not None and self.config.cache_quota_bytes is not None
+        with self._pf_lock:
+            used_at, protected, pods_known = dict(self._pf.used_at), self._pf.protected, self._pf.pods_known
+        hub = self.prefetcher.hub_dir
+        scan = cache_mod.scan_cache([self.prefetcher.cache_dir], measure_residency=False)
+        mine = [m for m in scan.models if m.layout == "hf" and m.path.startswith(hub + "/")]
+        uses = [CachedUse(m.model, m.bytes, max(used_at.get(m.model, 0.0),
+                                                cache_mod.last_access(os.path.dirname(os.path.dirname(m.path)))))
+                for m in mine if m.model != model]
+        plan = plan_eviction(uses, quota_bytes=self.config.cache_quota_bytes, incoming_bytes=incoming,
+                             protected=protected | {model})
+        if not plan.fits:
+            raise prefetch_mod.PrefetchError(f"cache quota: {plan.reason}")
+        if plan.evict and not pods_known:
+            raise prefetch_mod.PrefetchError("cache quota: eviction needed, but the pods on this node cannot be "
+                                             "listed, so which models they use is unknown; nothing evicted")
+        for m in plan.evict:
+            if prefetch_mod.evict_model(self.prefetcher.cache_dir, m):
+                with self._pf_lock:
+                    self._pf.evicted.append(f"{m} for {model}: {plan.reason}")
 
     def wait_prefetches(self, timeout: float) -> bool:
         """Block until no prefetch is queued or running (tests, --once); True when idle."""

@@ -18,10 +18,26 @@ class FakeCoreV1:
         self.fail: Exception | None = None
         self.annotations = annotations if annotations is not None else {}
         self.missing = False
+        self.json_patches: list[list[dict]] = []  # RFC 6902 patches, applied to `annotations`
+        self.pods: list | None = []  # what list_pod_for_all_namespaces returns; None: 403
 
     def patch_node(self, name, body, **kw):
         if self.fail:
             raise self.fail
+        if isinstance(body, list):  # a JSON patch: `test` ops enforced as the API server does (422)
+            assert kw["_content_type"] == "application/json-patch+json"
+            for op in body:
+                key = op["path"].removeprefix("/metadata/annotations/").replace("~1", "/").replace("~0", "~")
+                if op["op"] == "test" and self.annotations.get(key) != op["value"]:
+                    raise RuntimeError("(422) the test operation failed")
+            for op in body:
+                key = op["path"].removeprefix("/metadata/annotations/").replace("~1", "/").replace("~0", "~")
+                if op["op"] == "replace":
+                    self.annotations[key] = op["value"]
+                elif op["op"] == "remove":
+                    del self.annotations[key]
+            self.json_patches.append(body)
+            return SimpleNamespace()
         self.patches.append((name, body, kw))
         self.labels.update(body["metadata"].get("labels", {}))
         return SimpleNamespace()
@@ -30,6 +46,12 @@ class FakeCoreV1:
         if self.fail:
             raise self.fail
         self.events.append((namespace, body))
+
+    def list_pod_for_all_namespaces(self, **kw):
+        if self.pods is None:
+            raise RuntimeError("(403) pods is forbidden")
+        assert kw["field_selector"].startswith("spec.nodeName=")
+        return SimpleNamespace(items=self.pods)
 
     def list_node(self, **kw):
         if self.fail:

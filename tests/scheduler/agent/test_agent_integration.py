@@ -154,8 +154,31 @@ def test_prefetch_requested_on_the_node(cluster, core, agent_rbac, nodes, tmp_pa
             "default", field_selector=f"involvedObject.name={node}").items if e.reason.startswith("Prefetch")],
             what="prefetch events")
         assert "PrefetchStarted" in reasons and "Prefetched" in reasons
+        clock[0] += 30
+        agent.tick()  # the next poll prunes the done request: a JSON patch the admission policy admits
+        assert contract.PREFETCH not in (core.read_node(node).metadata.annotations or {})
     finally:
         agent.close()
+
+
+@pytest.mark.parametrize("before, after, allowed", [
+    ('["org/a","org/b"]', '["org/b"]', True),  # a done request pruned
+    ('["org/a"]', None, True),  # the last one: the annotation removed
+    ('["org/a"]', '["org/a","org/evil"]', False),  # never adds a request
+    ('["org/a"]', '["org/b"]', False),  # nor swaps one for another of the same length
+])
+def test_the_agent_may_only_shorten_the_prefetch_request(cluster, core, agent_rbac, nodes, before, after, allowed):
+    own = nodes[0]
+    core.patch_node(own, {"metadata": {"annotations": {contract.PREFETCH: before}}})
+    body = {"metadata": {"annotations": {contract.PREFETCH: after}}}
+    api = as_agent(cluster, own)
+    if allowed:
+        api.patch_node(own, body, _content_type="application/merge-patch+json")
+    else:
+        with pytest.raises(ApiException) as exc:
+            api.patch_node(own, body, _content_type="application/merge-patch+json")
+        assert exc.value.status == 403, exc.value.body
+    assert (core.read_node(own).metadata.annotations or {}).get(contract.PREFETCH) == (after if allowed else before)
 
 
 @pytest.mark.parametrize("what, token_node, target, body, allowed", [

@@ -1,23 +1,29 @@
-"""Prefetch from a local store and from an HTTP server on 127.0.0.1: atomic, verified,
-and a failed or interrupted copy leaves nothing counted as cached."""
+"""Prefetch from a local store and from a Hub endpoint on 127.0.0.1 into the Hugging
+Face hub layout: atomic, verified, and a failed or interrupted copy leaves nothing
+counted as cached."""
 from __future__ import annotations
 
-import functools
+import hashlib
 import json
+import os
 import pathlib
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from scheduler.agent.cache import TEMP_PREFIX, scan_cache
-from scheduler.agent.prefetch import (PrefetchError, Prefetcher, PrefetchRequest, cleanup_temp, parse_manifest,
-                                      parse_requests)
+from scheduler.agent.prefetch import (PrefetchError, Prefetcher, PrefetchRequest, cleanup_temp, content_commit,
+                                      parse_manifest, parse_requests, prune_requests)
+from tests.scheduler.agent.fakehub import FakeHub, Repo
 from tests.scheduler.agent.fakes import FILES, MODEL, SIZE, make_store
+
+HUB_MODEL = "hub/models--org--tiny"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def nothing_left(cache_dir: pathlib.Path) -> None:
     assert scan_cache([cache_dir], measure_residency=False).models == ()
-    assert [p.name for p in cache_dir.iterdir() if p.name.startswith(TEMP_PREFIX)] == []
+    left = [str(p) for p in cache_dir.rglob("*") if p.name.startswith(TEMP_PREFIX)]
+    assert left == []
 
 
 def cached(cache_dir: pathlib.Path) -> dict[str, int]:
@@ -46,6 +52,8 @@ def dirs(tmp_path):
     ('{"model": "org/a"}', [], 1),
     ("not json", [], 1),
     (json.dumps([f"org/m{i}" for i in range(40)]), [f"org/m{i}" for i in range(32)], 1),
+    ('[{"model": "org/a", "revision": "v1.0"}, {"model": "org/b", "revision": "../x"}]', ["org/a"], 1),
+    ('[{"model": "org/a", "revision": 7}]', [], 1),
     ("[" + " " * 20000 + "]", [], 1),
 ])
 def test_parse_requests(text, models, n_problems):
@@ -71,24 +79,71 @@ def test_bad_manifests(files, words):
         parse_manifest(json.dumps({"files": files}).encode())
 
 
+# "org/a" cached: its entries go, whatever their spelling; what the agent cannot
+# read stays for its writer to see in the PrefetchRejected Event
+@pytest.mark.parametrize("text, cached_models, after", [
+    ('["org/a", "org/b"]', {"org/a"}, '["org/b"]'),
+    ('[{"model": "org/a", "source": "hf"}, {"model": "org/b"}]', {"org/a"}, '[{"model":"org/b"}]'),
+    ('["org/a"]', {"org/a"}, "[]"),
+    ('["org/a", 42, {"model": "../x"}]', {"org/a"}, '[42,{"model":"../x"}]'),
+    ('["org/b"]', {"org/a"}, None),  # nothing done: no write
+    ("not json", {"org/a"}, None),
+    ('{"model": "org/a"}', {"org/a"}, None),
+    (None, {"org/a"}, None),
+])
+def test_prune_requests(text, cached_models, after):
+    assert prune_requests(text, cached_models) == after
+
+
 # --- local store ---------------------------------------------------------------------
 
+def blob(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 @pytest.mark.parametrize("manifest", [True, False], ids=["manifest", "listed"])
-def test_local_store(dirs, manifest):
+def test_local_store_writes_the_hub_layout(dirs, manifest):
     store, cache_dir = dirs
     make_store(store, manifest=manifest)
     progress = []
     res = Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL),
                                                          progress=lambda m, d, t: progress.append((m, d, t)))
-    assert res.bytes == SIZE and res.files == 3 and res.path == str(cache_dir / "org" / "tiny")
+    commit = content_commit([(n, blob(d)) for n, d in FILES.items()])
+    model_dir = cache_dir / HUB_MODEL
+    assert res.bytes == SIZE and res.files == 3 and res.path == str(model_dir / "snapshots" / commit)
     assert progress[-1] == (MODEL, SIZE, SIZE)
+    assert (model_dir / "refs" / "main").read_text() == commit
     for name, data in FILES.items():
-        p = cache_dir / "org" / "tiny" / name
-        assert p.read_bytes() == data and (p.stat().st_mode & 0o777) == 0o644
-    assert (cache_dir / "org" / "tiny").stat().st_mode & 0o777 == 0o755
-    assert not (cache_dir / "org" / "tiny" / "manifest.json").exists()
+        link = model_dir / "snapshots" / commit / name
+        assert link.is_symlink() and not os.path.isabs(os.readlink(link))  # relative, as the Hub client makes
+        assert link.resolve() == (model_dir / "blobs" / blob(data)).resolve()
+        assert link.read_bytes() == data and (link.stat().st_mode & 0o777) == 0o644
+    assert sorted(p.name for p in (model_dir / "blobs").iterdir()) == sorted(blob(d) for d in FILES.values())
+    assert not (model_dir / "snapshots" / commit / "manifest.json").exists()
     assert cached(cache_dir) == {MODEL: SIZE}
-    assert [p.name for p in cache_dir.iterdir()] == ["org"]
+    assert [p.name for p in cache_dir.iterdir()] == ["hub"]
+
+
+def test_a_second_prefetch_of_the_same_files_copies_nothing(dirs):
+    store, cache_dir = dirs
+    make_store(store)
+    p = Prefetcher(str(cache_dir), [str(store)])
+    first = p.fetch(PrefetchRequest(MODEL))
+    blobs = {b.name: b.stat().st_ino for b in (cache_dir / HUB_MODEL / "blobs").iterdir()}
+    second = p.fetch(PrefetchRequest(MODEL))
+    assert second.path == first.path
+    assert {b.name: b.stat().st_ino for b in (cache_dir / HUB_MODEL / "blobs").iterdir()} == blobs
+    assert cached(cache_dir) == {MODEL: SIZE}
+
+
+def test_revision_names_the_ref(dirs):
+    store, cache_dir = dirs
+    make_store(store)
+    Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL, revision="v1.0"))
+    commit = (cache_dir / HUB_MODEL / "refs" / "v1.0").read_text()
+    assert (cache_dir / HUB_MODEL / "snapshots" / commit).is_dir()
+    Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL, revision=COMMIT))
+    assert (cache_dir / HUB_MODEL / "snapshots" / COMMIT / "config.json").read_bytes() == FILES["config.json"]
 
 
 def test_explicit_source_under_the_store(dirs):
@@ -143,15 +198,20 @@ def test_cancelled_prefetch_leaves_nothing(dirs):
     nothing_left(cache_dir)
 
 
-def test_killed_prefetch_leaves_a_hidden_dir_that_is_not_counted_and_cleaned_up(dirs):
+def test_killed_prefetch_leaves_hidden_files_that_are_not_counted_and_cleaned_up(dirs):
     _, cache_dir = dirs
-    tmp = cache_dir / (TEMP_PREFIX + "abc")  # what a SIGKILL mid-copy leaves
-    (tmp / "config.json").parent.mkdir(parents=True)
-    (tmp / "config.json").write_bytes(b"{}")
-    (tmp / "model.safetensors").write_bytes(b"half")
+    model_dir = cache_dir / HUB_MODEL
+    for d in ("blobs", "refs", "snapshots/" + TEMP_PREFIX + "abc"):
+        (model_dir / d).mkdir(parents=True)
+    (model_dir / "blobs" / (TEMP_PREFIX + "x.incomplete")).write_bytes(b"half")  # what a SIGKILL mid-copy leaves
+    (model_dir / "snapshots" / (TEMP_PREFIX + "abc") / "config.json").symlink_to("../../blobs/nothing")
+    (model_dir / "blobs" / "hf-own.incomplete").write_bytes(b"half")  # huggingface_hub's: it resumes these
+    (cache_dir / (TEMP_PREFIX + "old")).mkdir()  # an older agent's work directory
     assert cached(cache_dir) == {}
-    assert cleanup_temp(str(cache_dir)) == [TEMP_PREFIX + "abc"]
-    assert list(cache_dir.iterdir()) == []
+    assert sorted(cleanup_temp(str(cache_dir))) == [
+        TEMP_PREFIX + "old", f"{HUB_MODEL}/blobs/{TEMP_PREFIX}x.incomplete", f"{HUB_MODEL}/snapshots/{TEMP_PREFIX}abc"]
+    assert [p.name for p in (model_dir / "blobs").iterdir()] == ["hf-own.incomplete"]
+    assert list((model_dir / "snapshots").iterdir()) == []
 
 
 def test_not_enough_space(dirs):
@@ -164,169 +224,197 @@ def test_not_enough_space(dirs):
 
 # --- what is already in the cache directory -----------------------------------------
 
-def test_org_symlink_is_never_followed_for_writes(dirs, tmp_path):
+@pytest.mark.parametrize("planted", ["hub", HUB_MODEL, f"{HUB_MODEL}/blobs", f"{HUB_MODEL}/snapshots"])
+def test_a_planted_symlink_is_never_followed_for_writes(dirs, tmp_path, planted):
     store, cache_dir = dirs
     make_store(store)
     outside = tmp_path / "outside"
     outside.mkdir()
-    (cache_dir / "org").symlink_to(outside)
+    (cache_dir / planted).parent.mkdir(parents=True, exist_ok=True)
+    (cache_dir / planted).symlink_to(outside)
     with pytest.raises(PrefetchError, match="not a plain directory"):
         Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL))
     assert list(outside.iterdir()) == []
-    assert [p.name for p in cache_dir.iterdir()] == ["org"]
 
 
-def test_model_symlink_is_replaced_not_followed(dirs, tmp_path):
+def test_an_incomplete_snapshot_is_replaced_atomically(dirs):
     store, cache_dir = dirs
     make_store(store)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "keep").write_text("mine")
-    (cache_dir / "org").mkdir()
-    (cache_dir / "org" / "tiny").symlink_to(outside)
-    Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL))
-    assert not (cache_dir / "org" / "tiny").is_symlink()
-    assert cached(cache_dir) == {MODEL: SIZE}
-    assert [p.name for p in outside.iterdir()] == ["keep"]
-
-
-def test_incomplete_model_is_replaced_atomically(dirs):
-    store, cache_dir = dirs
-    make_store(store)
-    old = cache_dir / "org" / "tiny"
+    commit = content_commit([(n, blob(d)) for n, d in FILES.items()])
+    old = cache_dir / HUB_MODEL / "snapshots" / commit
     old.mkdir(parents=True)
-    (old / "config.json").write_bytes(b"{}")
-    (old / "model.safetensors").write_bytes(b"")  # 0-byte: not counted
+    (old / "config.json").symlink_to("../../blobs/gone")  # dangling: not complete
     assert cached(cache_dir) == {}
     Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL))
     assert cached(cache_dir) == {MODEL: SIZE}
-    assert [p.name for p in cache_dir.iterdir()] == ["org"]
+    assert [p.name for p in (cache_dir / HUB_MODEL / "snapshots").iterdir()] == [commit]
 
 
-def test_a_directory_that_is_not_a_model_is_not_replaced(dirs):
-    store, cache_dir = dirs
-    make_store(store)
-    (cache_dir / "org" / "tiny" / "notes").mkdir(parents=True)
-    with pytest.raises(PrefetchError, match="not a model directory"):
-        Prefetcher(str(cache_dir), [str(store)]).fetch(PrefetchRequest(MODEL))
-    assert (cache_dir / "org" / "tiny" / "notes").is_dir()
-    nothing_left(cache_dir)
+# --- a Hub endpoint on loopback (huggingface_hub's own download) ---------------------
 
-
-# --- HTTP store on loopback ----------------------------------------------------------
-
-class StoreHandler(SimpleHTTPRequestHandler):
-    truncate: set[str] = set()
-    lie_length: dict[str, int] = {}
-    redirect: dict[str, str] = {}
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-    def do_GET(self):  # noqa: N802
-        path = self.path.split("?")[0]
-        if path in self.redirect:
-            self.send_response(302)
-            self.send_header("Location", self.redirect[path])
-            self.end_headers()
-            return
-        local = pathlib.Path(self.translate_path(path))
-        if path in self.truncate and local.is_file():
-            data = local.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data[: len(data) // 2])  # then the connection drops
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        if path in self.lie_length and local.is_file():
-            data = local.read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Length", str(self.lie_length[path]))
-            self.end_headers()
-            self.wfile.write(data)
-            return
-        super().do_GET()
+@pytest.fixture
+def hub():
+    h = FakeHub({MODEL: Repo(COMMIT, dict(FILES))}, token="hf_secret").start()
+    try:
+        yield h
+    finally:
+        h.stop()
 
 
 @pytest.fixture
-def http_store(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Handler(StoreHandler):
-        truncate, lie_length, redirect = set(), {}, {}
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield root, f"http://127.0.0.1:{server.server_address[1]}/models", Handler
-    finally:
-        server.shutdown()
-        server.server_close()
+def token_file(tmp_path):
+    p = tmp_path / "token"
+    p.write_text("hf_secret\n")
+    return str(p)
 
 
-def test_http_store(http_store, tmp_path):
-    root, url, _ = http_store
-    make_store(root / "models")
-    cache_dir = tmp_path / "cache"
-    cache_dir.mkdir()
-    res = Prefetcher(str(cache_dir), [url]).fetch(PrefetchRequest(MODEL))
-    assert res.source == f"{url}/{MODEL}" and res.bytes == SIZE
+def test_hub_store(hub, dirs, token_file):
+    _, cache_dir = dirs
+    res = Prefetcher(str(cache_dir), [hub.url], token_file=token_file).fetch(PrefetchRequest(MODEL))
+    assert res.source == hub.url and res.bytes == SIZE and res.files == 3
+    assert res.path == str(cache_dir / HUB_MODEL / "snapshots" / COMMIT)
+    assert (cache_dir / HUB_MODEL / "refs" / "main").read_text() == COMMIT
+    assert (cache_dir / HUB_MODEL / "snapshots" / COMMIT / "model.safetensors").read_bytes() == \
+        FILES["model.safetensors"]
+    assert {auth for _, _, auth, _ in hub.requests} == {"Bearer hf_secret"}
     assert cached(cache_dir) == {MODEL: SIZE}
-    assert (cache_dir / "org" / "tiny" / "model.safetensors").read_bytes() == FILES["model.safetensors"]
 
 
-@pytest.mark.parametrize("breakage, words", [
-    ("truncated", "got 150000 bytes, expected 300000"),
-    ("length_mismatch", "server says 123 bytes, manifest says 300000"),
-    ("manifest_size_wrong", "server says 300000 bytes, manifest says 300001"),
-    ("missing_file", "HTTP 404"),
-    ("no_manifest", "manifest.json: HTTP 404"),
-    ("redirect", "redirect to .* not followed"),
+def test_hub_download_reports_progress_from_the_blobs(hub, dirs, token_file):
+    _, cache_dir = dirs
+    hub.pause_midway["model.safetensors"] = 1.0  # the weights stall; config and tokenizer are done
+    p = Prefetcher(str(cache_dir), [hub.url], token_file=token_file)
+    p.progress_every_s = 0.1
+    seen = []
+    p.fetch(PrefetchRequest(MODEL), progress=lambda m, d, t: seen.append((m, d, t)))
+    assert seen[0] == (MODEL, 0, SIZE) and seen[-1] == (MODEL, SIZE, SIZE)
+    # mid-way: the finished blobs (huggingface_hub writes 10 MB chunks, so a blob being
+    # written shows once a chunk is in)
+    assert (MODEL, SIZE - len(FILES["model.safetensors"]), SIZE) in seen, seen
+
+
+def test_hub_download_survives_a_dropped_connection(hub, dirs, token_file):
+    _, cache_dir = dirs
+    hub.truncate_once.add("model.safetensors")
+    Prefetcher(str(cache_dir), [hub.url], token_file=token_file, timeout_s=5).fetch(PrefetchRequest(MODEL))
+    assert cached(cache_dir) == {MODEL: SIZE}
+    assert len(hub.gets("model.safetensors")) == 2
+
+
+def test_hub_download_after_a_killed_agent_fetches_only_what_is_missing(hub, dirs, token_file):
+    _, cache_dir = dirs
+    data = FILES["model.safetensors"]
+    blobs = cache_dir / HUB_MODEL / "blobs"
+    blobs.mkdir(parents=True)
+    (blobs / blob(data)).write_bytes(data)  # finished before the kill
+    stale = blobs / f"{blob(FILES['config.json'])}.1a2b3c4d.incomplete"  # huggingface_hub's, mid-download
+    stale.write_bytes(b"{")
+    os.utime(stale, (1, 1))
+    fresh = blobs / "other.5e6f7a8b.incomplete"  # someone else's download in progress: not ours to remove
+    fresh.write_bytes(b"x")
+    assert cleanup_temp(str(cache_dir)) == [f"{HUB_MODEL}/blobs/{stale.name}"]
+    fresh.unlink()
+    Prefetcher(str(cache_dir), [hub.url], token_file=token_file).fetch(PrefetchRequest(MODEL))
+    assert hub.gets("model.safetensors") == []
+    assert len(hub.gets("config.json")) == 1
+    assert cached(cache_dir) == {MODEL: SIZE}
+
+
+@pytest.mark.parametrize("token, words", [
+    (None, "401|GatedRepo|Unauthorized"),
+    ("wrong", "401|GatedRepo|Unauthorized"),
+    ("", "does not hold one token"),
 ])
-def test_http_failures_leave_nothing_counted(http_store, tmp_path, breakage, words):
-    root, url, handler = http_store
-    files = dict(FILES)
-    manifest: bool | dict = True
-    if breakage == "manifest_size_wrong":
-        manifest = {"files": [{"path": n, "size": len(b) + (1 if n == "model.safetensors" else 0)}
-                              for n, b in files.items()]}
-    d = make_store(root / "models", manifest=manifest)
-    weights = f"/models/{MODEL}/model.safetensors"
-    if breakage == "truncated":
-        handler.truncate.add(weights)
-    if breakage == "length_mismatch":
-        handler.lie_length[weights] = 123
-    if breakage == "missing_file":
-        (d / "tokenizer" / "tokenizer.json").unlink()
-    if breakage == "no_manifest":
-        (d / "manifest.json").unlink()
-    if breakage == "redirect":
-        handler.redirect[f"/models/{MODEL}/manifest.json"] = "http://example.invalid/manifest.json"
-    cache_dir = tmp_path / "cache"
-    cache_dir.mkdir()
+def test_hub_refusals_leave_nothing(hub, dirs, tmp_path, token, words):
+    _, cache_dir = dirs
+    token_file = None
+    if token is not None:
+        token_file = tmp_path / "t"
+        token_file.write_text(token)
     with pytest.raises(PrefetchError, match=words):
-        Prefetcher(str(cache_dir), [url], timeout_s=5).fetch(PrefetchRequest(MODEL))
+        Prefetcher(str(cache_dir), [hub.url], token_file=token_file and str(token_file),
+                   timeout_s=5).fetch(PrefetchRequest(MODEL))
     nothing_left(cache_dir)
 
 
-@pytest.mark.parametrize("source", ["http://127.0.0.1:1/elsewhere/org/tiny", "{url}/../../etc",
-                                    "{url}/org/tiny?x=1", "http://user:pw@{host}/models/org/tiny",
+def test_hub_unknown_model_or_revision(hub, dirs, token_file):
+    _, cache_dir = dirs
+    p = Prefetcher(str(cache_dir), [hub.url], token_file=token_file, timeout_s=5)
+    with pytest.raises(PrefetchError, match="org/nope@main"):
+        p.fetch(PrefetchRequest("org/nope"))
+    with pytest.raises(PrefetchError, match="org/tiny@v9"):
+        p.fetch(PrefetchRequest(MODEL, revision="v9"))
+    nothing_left(cache_dir)
+
+
+@pytest.mark.parametrize("source", ["http://127.0.0.1:1", "{url}/org/tiny", "https://huggingface.co",
                                     "ftp://127.0.0.1/models/org/tiny"])
-def test_http_sources_outside_the_store_are_refused(http_store, tmp_path, source):
-    _, url, _ = http_store
-    cache_dir = tmp_path / "cache"
-    cache_dir.mkdir()
-    src = source.format(url=url, host=url.split("/")[2])
+def test_hub_sources_other_than_the_stores_are_refused(hub, dirs, source):
+    _, cache_dir = dirs
     with pytest.raises(PrefetchError):
-        Prefetcher(str(cache_dir), [url]).fetch(PrefetchRequest(MODEL, src))
+        Prefetcher(str(cache_dir), [hub.url]).fetch(PrefetchRequest(MODEL, source.format(url=hub.url)))
+    assert hub.requests == []
     nothing_left(cache_dir)
 
 
-@pytest.mark.parametrize("store", ["relative/dir", "http://u:p@host/x", "https://host/x?q=1"])
+@pytest.mark.parametrize("store", ["relative/dir", "http://u:p@host/x", "https://host/x?q=1", "s3://B/x",
+                                   "s3://bucket/../x", "s3://bucket/x?y=1"])
 def test_bad_store_flags(store, tmp_path):
     with pytest.raises(ValueError):
         Prefetcher(str(tmp_path), [store])
+
+
+# --- an S3-compatible store on loopback (moto's server: real HTTP, real S3 protocol) --
+
+@pytest.fixture
+def s3(monkeypatch):
+    moto_server = pytest.importorskip("moto.server")
+    import boto3
+
+    for k, v in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+                 "AWS_CONFIG_FILE": "/nonexistent", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent"}.items():
+        monkeypatch.setenv(k, v)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint)
+    client.create_bucket(Bucket="weights")
+    for name, data in FILES.items():
+        client.put_object(Bucket="weights", Key=f"store/{MODEL}/{name}", Body=data)
+    client.put_object(Bucket="weights", Key=f"store/{MODEL}/.hidden", Body=b"x")
+    try:
+        yield endpoint, client
+    finally:
+        server.stop()
+
+
+def test_s3_store(s3, dirs):
+    endpoint, _ = s3
+    _, cache_dir = dirs
+    res = Prefetcher(str(cache_dir), ["s3://weights/store"], s3_endpoint=endpoint).fetch(PrefetchRequest(MODEL))
+    assert res.source == f"s3://weights/store/{MODEL}" and res.bytes == SIZE and res.files == 3
+    assert (pathlib.Path(res.path) / "model.safetensors").read_bytes() == FILES["model.safetensors"]
+    assert cached(cache_dir) == {MODEL: SIZE}
+
+
+@pytest.mark.parametrize("source, words", [
+    ("s3://weights/store/org/nope", "holds no files"),
+    ("s3://other/store/org/tiny", "not under an allowed"),
+    ("s3://weights/store/../secret", "not under an allowed"),
+    ("s3://weights/storeX/org/tiny", "not under an allowed"),
+])
+def test_s3_refusals_leave_nothing(s3, dirs, source, words):
+    endpoint, _ = s3
+    _, cache_dir = dirs
+    with pytest.raises(PrefetchError, match=words):
+        Prefetcher(str(cache_dir), ["s3://weights/store"], s3_endpoint=endpoint).fetch(PrefetchRequest(MODEL, source))
+    nothing_left(cache_dir)
+
+
+def test_s3_missing_bucket(s3, dirs):
+    endpoint, _ = s3
+    _, cache_dir = dirs
+    with pytest.raises(PrefetchError, match="NoSuchBucket"):
+        Prefetcher(str(cache_dir), ["s3://absent"], s3_endpoint=endpoint).fetch(PrefetchRequest(MODEL))
+    nothing_left(cache_dir)
