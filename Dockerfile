@@ -10,12 +10,14 @@
 # the build), then a wheel of this repository with --no-deps, so nothing unpinned comes in;
 # the second copies only that environment. No compiler, pip cache or source tree in the result.
 #
-# requirements.lock is made from pyproject.toml's [project] dependencies with pip-tools, on
-# Python 3.11 (the image's); after changing a dependency, regenerate and commit it:
+# requirements.lock is made from pyproject.toml's [project] dependencies with uv (pip-tools'
+# resolver backtracked for over ten minutes here once boto3 joined; uv resolves the same in
+# under a second), for Python 3.11 on Linux (the image's); after changing a dependency,
+# regenerate and commit it:
 #
-#   .venv/bin/pip install pip-tools
-#   .venv/bin/pip-compile --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
-#       --no-emit-find-links --output-file=requirements.lock pyproject.toml
+#   .venv/bin/pip install uv
+#   .venv/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 \
+#       --python-platform linux -o requirements.lock
 #
 # (`--upgrade` as well to move every pin to the newest allowed release.) tests/deploy/
 # test_lock.py fails when a dependency in pyproject.toml is missing from the lock or pinned
