@@ -38,10 +38,11 @@ from typing import Any, Callable, Final, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from scheduler import names
 from scheduler.kube.leader import LeaderElector
 from scheduler.kube.watch import Informer
 
-from . import kube, names, signals, status, warmpool
+from . import kube, signals, status, warmpool
 from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
                      initial_state)
 from .lanes import Lanes

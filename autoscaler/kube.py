@@ -36,7 +36,7 @@ from scheduler import contract
 from scheduler.kube.client import raw
 from scheduler.kube.watch import list_all
 
-from . import names
+from scheduler import names
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping
 
-from . import names
+from scheduler import names
 
 SIGNAL_TYPES: Final = ("queueDepth", "gpuUtilization", "kvCache", "promql")
 SERVERS: Final = ("vllm", "tgi", "triton")

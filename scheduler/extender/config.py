@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from scheduler.core import Weights
-from scheduler.kube.names import is_dns_subdomain
+from scheduler.names import is_subdomain
 
 
 class ConfigError(ValueError):
@@ -80,7 +80,7 @@ def load(path: str | None, listen: str | None = None, tls_cert_file: str | None 
         raise ConfigError("metricsListen must differ from listen: /metrics and /debug have a port of their own")
     if "schedulerName" in raw:
         v = raw["schedulerName"]
-        if not isinstance(v, str) or not is_dns_subdomain(v):
+        if not isinstance(v, str) or not is_subdomain(v):
             raise ConfigError("schedulerName must be a DNS-1123 subdomain, as kube-scheduler profiles' names are")
         cfg = dataclasses.replace(cfg, scheduler_name=v)
     if "staleAfterSeconds" in raw:

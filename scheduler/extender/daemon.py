@@ -12,7 +12,7 @@ from scheduler.extender.live import LiveState
 from scheduler.extender.node_events import NodeEvents
 from scheduler.extender.server import Extender, ExtenderHTTPServer, OpsHTTPServer, server_tls_context
 from scheduler.kube.client import api_client, raw
-from scheduler.kube.names import namespaced_path
+from scheduler.names import namespaced_path
 from scheduler.kube.watch import Informer
 
 log = logging.getLogger(__name__)

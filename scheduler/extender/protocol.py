@@ -18,7 +18,7 @@ import orjson
 from scheduler.core.name_table import NameTable
 from scheduler.core.objects import pod_key
 from scheduler.core.scoring import MAX_EXTENDER_PRIORITY
-from scheduler.kube.names import is_dns_label, is_dns_subdomain
+from scheduler.names import is_label, is_subdomain
 
 # 5,000 node names are ~100 KiB and a pod a few KiB; the cap bounds what one call can make
 # the extender hold (a 15.6 MB body of one-character names once took it from 90 MB to 820 MB).
@@ -219,11 +219,11 @@ def parse_binding_args(body: bytes) -> BindingArgs:
         pod_uid=_str(raw.get("PodUID"), "PodUID", 128),
         node=_str(raw.get("Node"), "Node"),
     )
-    if not is_dns_label(b.pod_namespace):
+    if not is_label(b.pod_namespace):
         raise ProtocolError("PodNamespace must be a DNS-1123 label (lower-case letters, digits and '-')")
-    if not is_dns_subdomain(b.pod_name):
+    if not is_subdomain(b.pod_name):
         raise ProtocolError("PodName must be a DNS-1123 subdomain")
-    if not is_dns_subdomain(b.node):
+    if not is_subdomain(b.node):
         raise ProtocolError("Node must be a DNS-1123 subdomain")
     if not b.pod_uid.isprintable():
         raise ProtocolError("PodUID must be printable")

@@ -18,7 +18,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.rest import ApiException
 
 from scheduler.kube.client import raw
-from scheduler.kube.names import namespaced_path
+from scheduler.names import namespaced_path
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""DNS-1123 names (autoscaler.names) and the adapter's paths built from them
+"""DNS-1123 names (scheduler.names) and the adapter's paths built from them
 (autoscaler.kube): a name that is not one the API server could have given is refused
 before a request, every segment is quoted, and an answer about another object is
 refused."""
@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from autoscaler import kube, names
+from autoscaler import kube
+from scheduler import names
 
 
 @pytest.mark.parametrize("name,ok", [

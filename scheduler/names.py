@@ -1,14 +1,18 @@
-"""Kubernetes object names as the API server defines them (apimachinery's validation).
+"""Kubernetes object names as the API server validates them (apimachinery's DNS-1123
+rules), and API paths built from them.
 
-Every name the autoscaler puts into an API path comes from a tenant's object
-(``scaleTargetRef.name``) or from an API answer; both are checked here before a path
-is built, so ``../../tenant-b/deployments/victim`` never reaches a request.
-Pure: no I/O.
+A name from a tenant (an InferenceAutoscaler's ``scaleTargetRef.name``) or a caller (an
+extender /bind) is hostile until checked: ``kube-system/pods/y`` as a namespace, or
+``../../tenant-b/deployments/victim`` as a name, would walk the request to another
+object. Names are checked here, then every path segment is percent-quoted as well, so
+that one missed check still cannot add a segment. Pure: no I/O; the extender, the
+autoscaler and the CRD's pattern share it.
 """
 from __future__ import annotations
 
 import re
 from typing import Final
+from urllib.parse import quote
 
 # DNS-1123 label: namespaces (and most names that must be one path segment).
 LABEL_MAX: Final = 63
@@ -58,3 +62,27 @@ def is_subdomain(name: object) -> bool:
 
 def is_label(name: object) -> bool:
     return label_error(name) is None
+
+
+class InvalidName(ValueError):
+    """Not a valid Kubernetes name; the message says which and why."""
+
+
+def segment(part: str) -> str:
+    """One path segment, percent-quoted: a '/' in it stays inside it."""
+    return quote(part, safe="")
+
+
+def namespaced_path(prefix: str, namespace: str, resource: str, name: str = "", sub: str = "") -> str:
+    """`{prefix}/namespaces/{namespace}/{resource}[/{name}[/{sub}]]` with the namespace a DNS
+    label and the name a DNS subdomain; InvalidName otherwise."""
+    if not is_label(namespace):
+        raise InvalidName(f"namespace {namespace[:80]!r} is not a DNS-1123 label")
+    path = f"{prefix}/namespaces/{segment(namespace)}/{segment(resource)}"
+    if name or sub:
+        if not is_subdomain(name):
+            raise InvalidName(f"{resource} name {name[:80]!r} is not a DNS-1123 subdomain")
+        path += f"/{segment(name)}"
+    if sub:
+        path += f"/{segment(sub)}"
+    return path
