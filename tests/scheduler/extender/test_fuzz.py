@@ -2,7 +2,7 @@
 /filter, /prioritize and /bind.
 
 The contract (scheduler/extender/server.py, protocol.py): a request body of at most
-protocol.MAX_BODY (16 MiB) that is not a valid extender call is answered 400 with
+protocol.MAX_BODY (2 MiB) that is not a valid extender call is answered 400 with
 {"Error": ...}; a Content-Length over the limit is answered 413 and the connection is
 closed; a well-formed call about a pod with bad annotations is answered 200 with every
 node failed and the reason (kube-scheduler shows it on the pod). Never a 5xx, never a
@@ -44,7 +44,7 @@ MIN_REQUESTS = 10_000
 
 def rss_mib() -> float:
     """Resident memory after a collection and malloc_trim: what is live, not what glibc's
-    per-thread arenas keep after a 16 MiB body was freed (they would hand it out again)."""
+    per-thread arenas keep after a body at the limit was freed (they would hand it out again)."""
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
     for line in Path("/proc/self/status").read_text().splitlines():
@@ -406,7 +406,7 @@ def test_fuzz_the_extender_over_http(fz):
         fz.call("bind", "filter-then-bind", dumps(b))
     run(700, absurd_quantities(), filter_then_bind)
     fz.fallback_pod = None
-    around_the_limit(fz)  # again: a second round of 16 MiB bodies must not add to memory
+    around_the_limit(fz)  # again: a second round of bodies at the limit must not add to memory
 
     # after all of it: still answering, the real verbs still work, memory flat
     assert c.get("/healthz") == 200
