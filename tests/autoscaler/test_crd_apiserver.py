@@ -5,44 +5,23 @@ from __future__ import annotations
 
 import copy
 import json
-import time
-from pathlib import Path
 
 import pytest
-import yaml
 
 from autoscaler.spec import parse_spec
+from tests.autoscaler.bed import install_crd
 
 pytestmark = pytest.mark.integration
 
-CRD_PATH = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
 GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 
 
 @pytest.fixture(scope="module")
 def ias(cluster):
     from kubernetes import client
-    from kubernetes.client.rest import ApiException
 
-    api = cluster.api_client()
-    ext = client.ApiextensionsV1Api(api)
-    crd = yaml.safe_load(CRD_PATH.read_text())
-    try:
-        ext.create_custom_resource_definition(crd)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        current = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        crd["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    deadline = time.monotonic() + 30
-    while True:
-        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        if any(c.type == "Established" and c.status == "True" for c in (got.status.conditions or [])):
-            break
-        assert time.monotonic() < deadline, "CRD not Established in 30 s"
-        time.sleep(0.2)
-    return client.CustomObjectsApi(api)
+    install_crd(cluster)
+    return client.CustomObjectsApi(cluster.api_client())
 
 
 def obj(name, **spec):
