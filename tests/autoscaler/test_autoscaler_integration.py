@@ -28,6 +28,7 @@ import yaml
 
 from benchmarks.chaos.cases import metric_total
 from benchmarks.fleet.driver import Load
+from benchmarks.testbed.cluster import free_port
 from scheduler import contract
 from scheduler.kube.client import raw
 from scheduler.kube.watch import Informer
@@ -339,13 +340,6 @@ def test_prometheus_stopped_holds_replicas(cluster, crd, apps, api, namespace, p
 
 # ---------------------------------------------------------------- (d)
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _lease_holder(api, ns):
     status, lease = raw(api, "GET", f"/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/gpusched-autoscaler")
     return (lease.get("spec") or {}).get("holderIdentity") if status == 200 else None
@@ -361,7 +355,7 @@ def test_two_daemons_only_the_leader_acts_and_the_other_takes_over(cluster, crd,
     procs, ports = {}, {}
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for ident in ("as-a", "as-b"):
-        ports[ident] = _free_port()
+        ports[ident] = free_port()
         log = open(tmp_path / f"{ident}.log", "wb")
         procs[ident] = subprocess.Popen(
             [sys.executable, "-m", "autoscaler", "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", prom.url,

@@ -8,13 +8,13 @@ import argparse
 import logging
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 from importlib.metadata import EntryPoint, version
 
 import pytest
 
+from benchmarks.testbed.cluster import free_port
 from scheduler import cli
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -169,17 +169,11 @@ def test_autoscaler_bad_watch_namespace_is_a_usage_error():
                                                  "'Team_B' is not a DNS-1123 label (lowercase letters, digits and '-')")
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("daemon", DAEMONS[:2], ids=lambda d: d[0])
 def test_unreachable_api_server_is_one_line_per_retry(daemon, tmp_path):
     """$KUBECONFIG is used (no --kubeconfig); each failed attempt is one line naming the
     server, and urllib3 logs no "Retrying" warnings of its own."""
-    port = _closed_port()
+    port = free_port()
     kc = tmp_path / "kc"
     kc.write_text(f"""apiVersion: v1
 kind: Config
@@ -206,7 +200,7 @@ def test_extender_finds_the_cluster_through_KUBECONFIG(cluster, tmp_path):
     import time
     import urllib.request
 
-    port = _closed_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HOME": str(tmp_path),
            "KUBECONFIG": f"{tmp_path}/missing.yaml:{cluster.kubeconfig}"}
     env.pop("KUBERNETES_SERVICE_HOST", None)

@@ -27,6 +27,7 @@ import pytest
 import requests
 from kubernetes.client.rest import ApiException
 
+from benchmarks.testbed.cluster import free_port
 from scheduler import contract
 from scheduler.kube.client import raw
 from tests.autoscaler import bed
@@ -80,13 +81,6 @@ def prom(cluster):
     p.stop()
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _events(api, ns, reason):
     _, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/events")
     return [e for e in body["items"] if e["reason"] == reason]
@@ -106,7 +100,7 @@ def test_a_slow_object_neither_freezes_the_others_nor_holds_sigterm(cluster, crd
             {"type": "promql", "target": 1, "query": f"{HEAVY} * 0 + 1 + 0 * {i}", "name": f"heavy-{i}"}
             for i in range(SLOW_SIGNALS)]))
         raw(api, "POST", bed.ias_path(ns), bed.ias_body("fast", "fast"))  # vector(12) vs 5: 3 replicas
-        port = _free_port()
+        port = free_port()
         log = open(tmp_path / "autoscaler.log", "wb")
         proc = subprocess.Popen(
             [sys.executable, "-m", "autoscaler", "--kubeconfig", str(cluster.kubeconfig), "--prometheus-url", prom.url,
