@@ -7,6 +7,7 @@ MiB, and it goes on answering a real filter."""
 from __future__ import annotations
 
 import json
+import select
 import socket
 import ssl
 import threading
@@ -61,29 +62,37 @@ class PeakRSS:
 
 
 def post_raw(g: GpuschedScheduler, body: bytes) -> int:
-    """POST /filter over mutual TLS, the body sent from another thread while the answer is
-    read: the extender answers an oversized body before reading it."""
+    """POST /filter over mutual TLS, the body sent while the answer is read, from one thread:
+    the extender answers an oversized body before reading it. One thread, because an SSL
+    object read and written from two threads at once is undefined in OpenSSL (it lost the
+    answer about one round in six)."""
     ctx = ssl.create_default_context(cafile=g.verify)
     ctx.load_cert_chain(*g.cert)
     with socket.create_connection(("127.0.0.1", g.port), timeout=30) as raw, \
             ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
         s.sendall(b"POST /filter HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                   b"Content-Length: %d\r\n\r\n" % len(body))
-
-        def send() -> None:
+        s.setblocking(False)
+        view, data, deadline = memoryview(body), b"", time.monotonic() + 30
+        while b"\r\n" not in data and time.monotonic() < deadline:
+            select.select([s], [s] if view else [], [], 0.05)
             try:
-                s.sendall(body)
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+                continue
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                pass
             except OSError:
-                pass  # the extender stopped reading after its answer
-        t = threading.Thread(target=send, daemon=True)
-        t.start()
-        data = b""
-        while b"\r\n" not in data:
-            chunk = s.recv(4096)
-            if not chunk:
                 break
-            data += chunk
-        t.join(10)
+            if view:
+                try:
+                    view = view[s.send(view[:65536]):]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+                except OSError:
+                    view = view[:0]  # the extender stopped reading after its answer
         return int(data.split()[1]) if data else 0
 
 
