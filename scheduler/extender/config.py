@@ -5,6 +5,11 @@
     schedulerName: gpusched       # /bind refuses pods whose spec.schedulerName is another
     staleAfterSeconds: 600        # a node report older than this is not trusted for new GPU pods
     weights: {...}                # scheduler.core.Weights fields; see `gpusched extender --print-config`
+    leaderElection:               # optional: a sidecar of a leader-elected kube-scheduler (the chart's)
+      resourceNamespace: gpusched-system   # kube-scheduler's Lease
+      resourceName: gpusched-scheduler
+      renewDeadlineSeconds: 10    # kube-scheduler's renewDeadline: no bind later than this after a renewal
+      identity: ""                # this pod's host name (the default): kube-scheduler's is <hostname>_<uuid>
     tls:                          # optional: serve HTTPS (kube-scheduler's extender tlsConfig)
       certFile: /etc/gpusched/tls/tls.crt
       keyFile: /etc/gpusched/tls/tls.key
@@ -28,6 +33,19 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
+class LeaderElection:
+    """kube-scheduler's Lease, which this extender follows (scheduler/extender/leadership.py)."""
+    namespace: str
+    name: str
+    renew_deadline_s: float = 10.0
+    identity: str = ""  # empty: socket.gethostname(), which is the pod's name in a pod
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"resourceNamespace": self.namespace, "resourceName": self.name,
+                "renewDeadlineSeconds": self.renew_deadline_s, "identity": self.identity}
+
+
+@dataclass(frozen=True)
 class ExtenderConfig:
     listen: tuple[str, int] = ("0.0.0.0", 8888)
     metrics_listen: tuple[str, int] = ("0.0.0.0", 8889)
@@ -37,11 +55,14 @@ class ExtenderConfig:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
+    leader_election: LeaderElection | None = None  # None: answer whenever called (one replica, no Lease)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"listen": f"{self.listen[0]}:{self.listen[1]}",
                                "metricsListen": f"{self.metrics_listen[0]}:{self.metrics_listen[1]}",
                                "schedulerName": self.scheduler_name, "staleAfterSeconds": self.stale_after_s, "weights": dataclasses.asdict(self.weights)}
+        if self.leader_election is not None:
+            out["leaderElection"] = self.leader_election.to_dict()
         if self.tls_cert_file:
             out["tls"] = {"certFile": self.tls_cert_file, "keyFile": self.tls_key_file}
             if self.tls_client_ca_file:
@@ -68,7 +89,8 @@ def load(path: str | None, listen: str | None = None, tls_cert_file: str | None 
             raise ConfigError(f"cannot read config {path}: {exc}") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"config {path} must be a mapping")
-    unknown = set(raw) - {"listen", "metricsListen", "schedulerName", "staleAfterSeconds", "weights", "tls"}
+    unknown = set(raw) - {"listen", "metricsListen", "schedulerName", "staleAfterSeconds", "weights", "tls",
+                          "leaderElection"}
     if unknown:
         raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
     cfg = ExtenderConfig()
@@ -97,7 +119,28 @@ def load(path: str | None, listen: str | None = None, tls_cert_file: str | None 
             cfg = dataclasses.replace(cfg, weights=dataclasses.replace(cfg.weights, **w))
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"weights: {exc}") from None
+    if raw.get("leaderElection") is not None:
+        cfg = dataclasses.replace(cfg, leader_election=_leader_election(raw["leaderElection"]))
     return _with_tls(cfg, raw.get("tls"), tls_cert_file, tls_key_file, tls_client_ca_file)
+
+
+def _leader_election(section: Any) -> LeaderElection:
+    keys = {"resourceNamespace", "resourceName", "renewDeadlineSeconds", "identity"}
+    if not isinstance(section, dict) or set(section) - keys:
+        raise ConfigError(f"leaderElection accepts only {', '.join(sorted(keys))}")
+    ns, name = section.get("resourceNamespace"), section.get("resourceName")
+    for what, v in (("resourceNamespace", ns), ("resourceName", name)):
+        if not isinstance(v, str) or not is_subdomain(v):
+            raise ConfigError(f"leaderElection.{what} must name kube-scheduler's Lease (a DNS-1123 name)")
+    deadline = section.get("renewDeadlineSeconds", 10)
+    if not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or not 0 < deadline <= 600:
+        raise ConfigError("leaderElection.renewDeadlineSeconds must be a number of seconds in (0, 600], "
+                          "kube-scheduler's renewDeadline")
+    identity = section.get("identity") or ""
+    if not isinstance(identity, str) or len(identity) > 253:
+        raise ConfigError("leaderElection.identity must be a host name (kube-scheduler's Lease identity "
+                          "is <hostname>_<uuid>)")
+    return LeaderElection(ns, name, float(deadline), identity)
 
 
 def _with_tls(cfg: ExtenderConfig, section: Any, cert: str | None, key: str | None,

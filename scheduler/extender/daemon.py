@@ -4,10 +4,12 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import socket
 import threading
 from typing import Any
 
 from scheduler.extender.config import ExtenderConfig
+from scheduler.extender.leadership import Leadership
 from scheduler.extender.live import LiveState
 from scheduler.extender.node_events import NodeEvents
 from scheduler.extender.server import Extender, ExtenderHTTPServer, OpsHTTPServer, server_tls_context
@@ -31,6 +33,10 @@ API_POOL = 32
 BIND_CONCURRENCY = API_POOL - 4  # the two watches and the occasional list or get keep theirs
 
 
+def _always() -> tuple[bool, str]:
+    return True, "no leader election: this extender answers whenever called"
+
+
 def freeze_long_lived() -> None:
     gc.collect()
     gc.freeze()
@@ -49,14 +55,32 @@ class ExtenderDaemon:
         # Only bound pods hold GPUs; the field selector keeps pending pods off the wire.
         self.pods = Informer(self.api, "/api/v1/pods", self.live.on_pod, on_relist=self.live.set_pods,
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
+        self.leadership: Leadership | None = None
+        self.lease: Informer | None = None
+        le = cfg.leader_election
+        if le is not None:
+            # a sidecar of a leader-elected kube-scheduler: act only for the leader, after a fresh LIST
+            self.leadership = Leadership(le.identity or socket.gethostname(), le.renew_deadline_s,
+                                         relist=self.pods.relist)
+            self.lease = Informer(self.api, namespaced_path("/apis/coordination.k8s.io/v1", le.namespace, "leases"),
+                                  self.leadership.on_lease, params={"fieldSelector": f"metadata.name={le.name}"},
+                                  on_relist=self._leases_listed, name="lease")
         self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights,
-                                 scheduler_name=cfg.scheduler_name)
+                                 scheduler_name=cfg.scheduler_name,
+                                 may_act=self.leadership.may_act if self.leadership else _always)
         host, port = cfg.listen
         # config.load sets both files or neither
         tls = (server_tls_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file)
                if cfg.tls_cert_file and cfg.tls_key_file else None)
         self.http = ExtenderHTTPServer((host, port), self.extender, self.ready, tls=tls)
         self.ops = OpsHTTPServer(cfg.metrics_listen, self.extender, self.ready, verbs=self.http)
+
+    def _leases_listed(self, items: list[dict]) -> None:
+        assert self.leadership is not None
+        if not items:
+            self.leadership.on_lease("DELETED", {})
+        for item in items:
+            self.leadership.on_lease("ADDED", item)
 
     def ready(self) -> tuple[bool, str]:
         missing = [i.name for i in (self.nodes, self.pods) if not i.synced.is_set()]
@@ -78,6 +102,8 @@ class ExtenderDaemon:
     def run(self) -> None:
         self.nodes.start()
         self.pods.start()
+        if self.lease is not None:
+            self.lease.start()
         threading.Thread(target=self.live.refresh_forever, args=(self.stop,), name="refresher", daemon=True).start()
         threading.Thread(target=self._freeze_forever, name="gc-freeze", daemon=True).start()
         threading.Thread(target=self.node_events.run, args=(self.stop,), name="node-events", daemon=True).start()
@@ -100,5 +126,7 @@ class ExtenderDaemon:
         self.stop.set()
         self.nodes.stop()
         self.pods.stop()
+        if self.lease is not None:
+            self.lease.stop()
         self.http.shutdown()
         self.ops.shutdown()

@@ -59,6 +59,9 @@ class Metrics:
         self.connections = Gauge("gpusched_extender_connections",
                                  "Connections open, by port (capped; past the cap the least recently active idle "
                                  "one is closed)", ["port"], registry=self.registry)
+        self.acting = Gauge("gpusched_extender_acting",
+                            "1 while this extender answers verbs: no leader election, or its kube-scheduler "
+                            "holds the Lease and the bound pods were listed since", registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
 
@@ -80,6 +83,9 @@ class Extender:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Callable[[], float] = time.time
     scheduler_name: str = contract.SCHEDULER_NAME  # bind refuses pods meant for any other scheduler
+    # (may this extender answer now, why not): with leader election, only the leader's sidecar
+    # once caught up, and a bind only while the Lease is fresh (scheduler/extender/leadership.py)
+    may_act: Callable[[], tuple[bool, str]] = lambda: (True, "")
     _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
@@ -238,6 +244,15 @@ class Extender:
                 contract.GPU_IDS: ",".join(map(str, alloc.gpu_ids)),
                 contract.PLACEMENT: self._placement(key, b.node, req, alloc, assignment.reason),
             }
+        acting, why = self.may_act()
+        if not acting:
+            # The fence: a deposed leader's bind goes no further than here once its Lease
+            # is past renewDeadline; the next leader has not listed yet, or sees this pod Pending.
+            if alloc is not None:
+                self.live.forget(b.node, key)
+            self.metrics.decisions.labels("bind", "not-leader").inc()
+            log.warning("bind %s to %s refused: %s", key, b.node, why)
+            return f"gpusched: not binding {key}: {why}"
         try:
             self.binder(b.pod_namespace, b.pod_name, b.pod_uid, b.node, annotations)
         except Exception as exc:
@@ -363,6 +378,12 @@ class ExtenderHTTPServer(BoundedHTTPServer):
             # would double-book. kube-scheduler treats this like an extender that is down.
             return _json_error(503, f"gpusched extender not ready: {self.ready()[1]}", close=True)
         ext = self.extender
+        acting, why = ext.may_act()
+        if not acting:
+            # kube-scheduler (extender not ignorable) records this in FailedScheduling and retries
+            if verb in ("filter", "prioritize", "bind"):
+                ext.metrics.decisions.labels(verb, "not-leader").inc()
+            return _json_error(503, f"gpusched extender not acting: {why}")
         handler = {"filter": ext.filter, "prioritize": ext.prioritize, "bind": ext.bind}.get(verb)
         if handler is None:
             return _json_error(404, f"unknown verb {verb[:40]!r}: use /filter, /prioritize or /bind")
@@ -406,6 +427,7 @@ class OpsHTTPServer(BoundedHTTPServer):
         if req.path == "/metrics":
             ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
             ext.metrics.nodes.set(len(ext.live.snapshot().names))
+            ext.metrics.acting.set(1 if ext.may_act()[0] else 0)
             ext.metrics.connections.labels("metrics").set(self.connections())
             if self.verbs is not None:
                 ext.metrics.connections.labels("verbs").set(self.verbs.connections())

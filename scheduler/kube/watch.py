@@ -90,6 +90,10 @@ class Informer:
         self._thread = threading.Thread(target=self._run, name=f"informer {self.name}", daemon=True)
         self._resp: Any = None
         self._resp_lock = threading.Lock()
+        # relist(): lists asked for and lists applied, counted, so a caller waits for one begun after it asked
+        self._relists = threading.Condition(self._resp_lock)
+        self._relists_wanted = 0
+        self._relists_done = 0
 
     def start(self) -> "Informer":
         self._thread.start()
@@ -113,6 +117,27 @@ class Informer:
         if timeout and self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    def relist(self, timeout: float = 60.0) -> bool:
+        """List again from the API server (a quorum read), cutting the open watch, and wait
+        until that list has been handed to on_relist: True, or False after `timeout`."""
+        with self._relists:
+            self._relists_wanted += 1
+            want = self._relists_wanted
+            resp = self._resp
+        if resp is not None:
+            try:
+                resp.shutdown()
+            except Exception:  # already closed
+                pass
+        deadline = time.monotonic() + timeout
+        with self._relists:
+            while self._relists_done < want:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._relists.wait(left)
+        return True
+
     def _opened(self, resp: Any) -> None:
         with self._resp_lock:
             self._resp = resp
@@ -124,16 +149,25 @@ class Informer:
         rv = ""
         while not self._stop.is_set():
             try:
+                with self._relists:
+                    asked = self._relists_wanted
+                if asked > self._relists_done:
+                    rv = ""
                 if not rv:
                     items, rv = list_all(self.api, self.path, self.params)
                     if self.on_relist:
                         self.on_relist(items)
                     self.last_event = time.monotonic()
                     self.synced.set()
+                    with self._relists:
+                        self._relists_done = max(self._relists_done, asked)
+                        self._relists.notify_all()
                     log.info("%s: listed %d objects at resourceVersion %s", self.name, len(items), rv)
                 for typ, obj in watch_events(self.api, self.path, self.params, rv, on_open=self._opened):
                     if self._stop.is_set():
                         return
+                    if self._relists_wanted > self._relists_done:
+                        break  # relist() asked: the events still buffered are older than the list to come
                     self.last_event = time.monotonic()
                     rv = (obj.get("metadata") or {}).get("resourceVersion", rv)
                     if typ != "BOOKMARK":
@@ -145,6 +179,8 @@ class Informer:
             except Exception as exc:  # API server down, connection reset, bad JSON: retry
                 if self._stop.is_set():
                     return
+                if self._relists_wanted > self._relists_done:
+                    continue  # relist() cut the watch: list at once
                 self.errors += 1
                 log.warning("%s: watch failed (%s); retrying in %.1fs", self.name, exc, backoff)
                 self._stop.wait(backoff * (1 + random.random() / 2))
