@@ -655,6 +655,12 @@ def apiserver_restart(bed: ChaosBed, down_s: float = 5.0) -> CaseResult:
         bed.set_reported_at(node, now_utc(), models={})
 
 
+def _pair_kill(bed: ChaosBed, **kw: Any) -> CaseResult:
+    """Two leader-elected kube-scheduler + extender pairs; the active one SIGKILLed during a burst."""
+    from benchmarks.chaos.ha import active_pair_killed_during_burst
+    return active_pair_killed_during_burst(bed, **kw)
+
+
 CASES = {
     "extender-kill": extender_killed_during_burst,
     "extender-kill-not-ignorable": lambda bed, **kw: extender_killed_during_burst(bed, ignorable=False, **kw),
@@ -663,4 +669,5 @@ CASES = {
     "prometheus-outage": prometheus_outage,
     "leader-kill": autoscaler_leader_killed,
     "apiserver-restart": apiserver_restart,
+    "scheduler-pair-kill": _pair_kill,
 }

@@ -10,10 +10,11 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     from benchmarks.chaos.cases import CASES
 
     p = benches.add_parser(
-        "chaos", help="fault cases on a test bed of their own: extender, Prometheus, API server, leader, stale node",
+        "chaos", help="fault cases on a test bed of their own: extender, Prometheus, API server, leaders, stale node",
         description="Brings up a test bed of its own (it restarts the API server) and runs each fault case: the "
                     "extender killed during a burst of --pods GPU pods, a stale node report, Prometheus stopped "
-                    "--outage seconds under load, the autoscaler leader killed, kube-apiserver restarted. Writes "
+                    "--outage seconds under load, the autoscaler leader killed, kube-apiserver restarted, and the active "
+                    "pair of two leader-elected kube-scheduler + extender pairs SIGKILLed during a burst of --pods. Writes "
                     "chaos.json and chaos.md to --out and prints the table: what each case checked, what it "
                     "found, its figures (pods lost and double-booked must be zero).",
         epilog="example: gpusched bench chaos --out results/chaos  (about 15 minutes on 2 cores)")

@@ -36,7 +36,8 @@ def run(pods: int = 1000, outage_s: float = 120.0, lease_s: float = 15.0, extend
                   "extender-kill-not-ignorable": {"pods": pods, "down_s": extender_down_s},
                   "extender-kill-direct": {"pods": pods, "down_s": extender_down_s},
                   "stale-report": {}, "prometheus-outage": {"outage_s": outage_s},
-                  "leader-kill": {"lease_s": lease_s}, "apiserver-restart": {"down_s": apiserver_down_s}}
+                  "leader-kill": {"lease_s": lease_s}, "apiserver-restart": {"down_s": apiserver_down_s},
+                  "scheduler-pair-kill": {"pods": pods}}
         for name in names:
             progress(f"chaos: {name} ...")
             t_case = time.monotonic()

@@ -38,6 +38,19 @@ CLIENTS = {
 }
 
 
+# `unshare -Uru sh -c ... HOSTNAME argv...`: the command with a host name of its own
+HOST_NAMESPACE = ["unshare", "--user", "--map-root-user", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"']
+
+
+def host_namespaces_work() -> bool:
+    """Whether this machine lets an unprivileged user give a process its own host name."""
+    try:
+        r = subprocess.run([*HOST_NAMESPACE, "probe-host", "hostname"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return r.returncode == 0 and r.stdout.strip() == "probe-host"
+
+
 class ClusterError(RuntimeError):
     """The cluster could not be started or reached; the message says why and what to do."""
 
@@ -355,15 +368,20 @@ class LocalCluster:
         cfg.update(extra or {})
         return cfg
 
-    def start_scheduler(self, name: str, config: dict[str, Any], port: int | None = None) -> Proc:
-        """Start a kube-scheduler with the given KubeSchedulerConfiguration (e.g. gpusched's)."""
+    def start_scheduler(self, name: str, config: dict[str, Any], port: int | None = None,
+                        hostname: str | None = None) -> Proc:
+        """Start a kube-scheduler with the given KubeSchedulerConfiguration (e.g. gpusched's).
+        ``hostname``: run it in a UTS namespace of its own with that host name (an unprivileged
+        user namespace, `unshare -Ur`), as a pod has: its leader-election identity is
+        ``<hostname>_<uuid>``, and a sidecar extender knows its partner by that host name."""
         port = port or free_port()
         self.state.ports[name] = port
         path = self.dir / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         kc = self.kubeconfig_for("system:kube-scheduler")
+        wrap = [] if hostname is None else [*HOST_NAMESPACE, hostname]
         proc = self.spawn(name, [
-            self.binaries.kube_scheduler, f"--config={path}",
+            *wrap, self.binaries.kube_scheduler, f"--config={path}",
             f"--authentication-kubeconfig={kc}", f"--authorization-kubeconfig={kc}",
             "--bind-address=127.0.0.1", f"--secure-port={port}", "--v=1",
         ])
