@@ -94,7 +94,7 @@ def test_autoscaler_rbac(cluster, applied, verb, resource, allowed):
 
 @pytest.mark.parametrize("verb,name,allowed", [
     ("create", "", True), ("get", "gpusched-autoscaler", True), ("update", "gpusched-autoscaler", True),
-    ("update", "gpusched-extender", False), ("delete", "gpusched-autoscaler", False),
+    ("update", "gpusched-scheduler", False), ("delete", "gpusched-autoscaler", False),
 ])
 def test_lease_role_is_namespaced_and_named(cluster, applied, verb, name, allowed):
     target = f"leases.coordination.k8s.io/{name}" if name else "leases.coordination.k8s.io"

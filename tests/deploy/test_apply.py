@@ -20,7 +20,9 @@ from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
 
-EXT, SCHED, AGENT, AUTO = "gpusched-extender", "gpusched-scheduler", "gpusched-agent", "gpusched-autoscaler"
+# The extender is a sidecar of gpusched's kube-scheduler: one pod, one ServiceAccount, both sets of rights
+EXT = SCHED = "gpusched-scheduler"
+AGENT, AUTO = "gpusched-agent", "gpusched-autoscaler"
 ALL = None  # --all-namespaces
 SYS = manifests.NAMESPACE
 
@@ -35,7 +37,6 @@ CAN_I = [
     (EXT, "get", "secrets", SYS, False, "not even its own namespace's"),
     (EXT, "patch", "nodes", ALL, False, "the agent writes Nodes"),
     (EXT, "update", "pods", ALL, False, "annotations travel on the Binding"),
-    (EXT, "delete", "pods", ALL, False, "deletes no pods"),
     (EXT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
     (EXT, "escalate", "clusterroles", ALL, False, "no escalation"),
     (EXT, "bind", "clusterroles", ALL, False, "no binding of roles"),
@@ -46,7 +47,9 @@ CAN_I = [
     (SCHED, "delete", "pods", ALL, True, "preemption: every kube-scheduler may (system:kube-scheduler)"),
     (SCHED, "create", "leases.coordination.k8s.io", SYS, True, "leader election"),
     (SCHED, "update", "leases.coordination.k8s.io/gpusched-scheduler", SYS, True, "its own Lease"),
+    (SCHED, "watch", "leases.coordination.k8s.io/gpusched-scheduler", SYS, True, "the sidecar follows the Lease"),
     (SCHED, "update", "leases.coordination.k8s.io/gpusched-autoscaler", SYS, False, "not another's Lease"),
+    (SCHED, "watch", "leases.coordination.k8s.io/gpusched-autoscaler", SYS, False, "nor watches another's"),
     (SCHED, "get", "secrets", ALL, False, "no credentials"),
     (SCHED, "patch", "nodes", ALL, False, "schedules, writes no Node"),
     (SCHED, "create", "pods", ALL, False, "creates no pods"),
@@ -130,7 +133,7 @@ def test_tls_and_prefetch_variant_applies(cluster, applied):
 
 def test_restricted_namespace_admits_the_pods(cluster, applied, apps):
     """The Deployments' pods pass Pod Security `restricted` (enforced in gpusched-system)."""
-    for name, replicas in ((EXT, 1), (SCHED, 2), (AUTO, 2)):
+    for name, replicas in ((SCHED, 2), (AUTO, 2)):
         eventually(lambda name=name, replicas=replicas:
                    (apps.read_namespaced_deployment(name, SYS).status.replicas or 0) == replicas,
                    timeout=30, what=f"{name} pods created")

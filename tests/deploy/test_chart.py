@@ -107,61 +107,113 @@ def test_crd_is_the_charts_crd():
     assert crd == yaml.safe_load(manifests.CRD.read_text())
 
 
+def _pod(docs):
+    """The scheduler pods' spec and its two containers: kube-scheduler and the extender sidecar."""
+    spec = by(docs, "Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]
+    cs = {c["name"]: c for c in spec["containers"]}
+    return spec, cs["kube-scheduler"], cs["extender"]
+
+
 @pytest.mark.parametrize("ca", [CA, ""], ids=["caData", "ca-from-secret"])
 def test_tls_between_kube_scheduler_and_the_extender(helm, ca):
     docs = template(helm, "--set", "extender.tls.enabled=true", "--set", "extender.tls.secretName=ext-tls",
                     "--set", f"extender.tls.caData={ca}")
-    dep = by(docs, "Deployment", "gpusched-extender")["spec"]["template"]["spec"]
-    c = dep["containers"][0]
+    spec, sched, c = _pod(docs)
     args = c["args"]
-    assert "--tls-cert-file=/etc/gpusched/tls/tls.crt" in args
-    assert "--tls-private-key-file=/etc/gpusched/tls/tls.key" in args
-    (vol,) = [v for v in dep["volumes"] if v["name"] == "tls"]
+    assert "--tls-cert-file=/etc/gpusched-extender/tls/tls.crt" in args
+    assert "--tls-private-key-file=/etc/gpusched-extender/tls/tls.key" in args
+    (vol,) = [v for v in spec["volumes"] if v["name"] == "extender-tls"]
     assert vol["secret"]["secretName"] == "ext-tls"
-    assert {"name": "tls", "mountPath": "/etc/gpusched/tls", "readOnly": True} in c["volumeMounts"]
+    assert {"name": "extender-tls", "mountPath": "/etc/gpusched-extender/tls", "readOnly": True} in c["volumeMounts"]
+    # the extender's key is mounted in its container only, not in kube-scheduler's
+    assert not [m for m in sched["volumeMounts"] if m["name"] == "extender-tls"]
     # callers need a client certificate from the Secret's CA; probes use the plain metrics port
-    assert "--tls-client-ca-file=/etc/gpusched/tls/ca.crt" in args
+    assert "--tls-client-ca-file=/etc/gpusched-extender/tls/ca.crt" in args
     assert {"key": "ca.crt", "path": "ca.crt"} in vol["secret"]["items"]
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics", "scheme": "HTTP"}
+    # no Service reaches the verbs: they listen on 127.0.0.1; the Service is for /metrics
     svc = by(docs, "Service", "gpusched-extender")
-    assert [p["name"] for p in svc["spec"]["ports"]] == ["https", "metrics"]
+    assert [p["name"] for p in svc["spec"]["ports"]] == ["metrics"]
+    ext_cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-extender")["data"]["extender.yaml"])
+    assert ext_cfg["listen"] == "127.0.0.1:8888"
     cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
     ext = cfg["extenders"][0]
-    assert ext["urlPrefix"] == "https://gpusched-extender.gpusched-system.svc:8888"
+    assert ext["urlPrefix"] == "https://127.0.0.1:8888"
+    # the certificate names the extender's Service host, as before the sidecar: existing Secrets still fit
+    assert ext["tlsConfig"]["serverName"] == "gpusched-extender.gpusched-system.svc"
     assert ext["tlsConfig"]["insecure"] is False
-    sched = by(docs, "Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]
     # kube-scheduler's client certificate, from a Secret of its own
-    (client,) = [v for v in sched["volumes"] if v["name"] == "extender-client"]
+    (client,) = [v for v in spec["volumes"] if v["name"] == "extender-client"]
     assert client["secret"]["secretName"] == "gpusched-extender-client"
-    (m,) = [m for m in sched["containers"][0]["volumeMounts"] if m["name"] == "extender-client"]
+    (m,) = [m for m in sched["volumeMounts"] if m["name"] == "extender-client"]
     assert (ext["tlsConfig"]["certFile"], ext["tlsConfig"]["keyFile"]) == (
         f"{m['mountPath']}/tls.crt", f"{m['mountPath']}/tls.key")
     if ca:
         assert ext["tlsConfig"]["caData"] == ca
-        assert not [v for v in sched["volumes"] if "secret" in v and v["name"] != "extender-client"]
+        assert not [v for v in spec["volumes"] if "secret" in v and v["name"] not in ("extender-client", "extender-tls")]
     else:  # the CA from the Secret's ca.crt, and only that key
         path = ext["tlsConfig"]["caFile"]
-        (vol,) = [v for v in sched["volumes"] if "secret" in v and v["name"] != "extender-client"]
+        (vol,) = [v for v in spec["volumes"] if "secret" in v and v["name"] not in ("extender-client", "extender-tls")]
         assert vol["secret"]["items"] == [{"key": "ca.crt", "path": "ca.crt"}]
-        (m,) = [m for m in sched["containers"][0]["volumeMounts"] if m["name"] == vol["name"]]
+        (m,) = [m for m in sched["volumeMounts"] if m["name"] == vol["name"]]
         assert path == f"{m['mountPath']}/ca.crt"
 
 
 def test_tls_with_client_certificates_is_the_default():
     cfg = yaml.safe_load(manifests.one("ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
-    assert cfg["extenders"][0]["urlPrefix"] == "https://gpusched-extender.gpusched-system.svc:8888"
+    assert cfg["extenders"][0]["urlPrefix"] == "https://127.0.0.1:8888"
     assert {"certFile", "keyFile", "caFile"} <= set(cfg["extenders"][0]["tlsConfig"])
-    args = manifests.one("Deployment", "gpusched-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--tls-client-ca-file=/etc/gpusched/tls/ca.crt" in args
+    spec = manifests.one("Deployment", "gpusched-scheduler")["spec"]["template"]["spec"]
+    (ext,) = [c for c in spec["containers"] if c["name"] == "extender"]
+    assert "--tls-client-ca-file=/etc/gpusched-extender/tls/ca.crt" in ext["args"]
 
 
 def test_without_tls_the_extender_is_plain_http(helm):
     docs = template(helm, "--set", "extender.tls.enabled=false")
     cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
-    assert cfg["extenders"][0]["urlPrefix"] == "http://gpusched-extender.gpusched-system.svc:8888"
+    assert cfg["extenders"][0]["urlPrefix"] == "http://127.0.0.1:8888"
     assert "tlsConfig" not in cfg["extenders"][0]
-    args = by(docs, "Deployment", "gpusched-extender")["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert not [a for a in args if a.startswith("--tls")]
+    _, _, ext = _pod(docs)
+    assert not [a for a in ext["args"] if a.startswith("--tls")]
+
+
+@pytest.mark.parametrize("values, want", [
+    # the defaults: kube-scheduler's own (15/10/2 s); the sidecar stops binding at renewDeadline
+    ([], ("15s", "10s", "2s", 10)),
+    (["--set", "scheduler.leaderElection.leaseDurationSeconds=30",
+      "--set", "scheduler.leaderElection.renewDeadlineSeconds=20"], ("30s", "20s", "2s", 20)),
+])
+def test_two_leader_elected_replicas_each_with_its_extender(helm, values, want):
+    docs = template(helm, *values)
+    dep = by(docs, "Deployment", "gpusched-scheduler")
+    assert dep["spec"]["replicas"] == 2
+    assert not [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gpusched-extender"]
+    spec, sched, ext = _pod(docs)
+    assert spec["serviceAccountName"] == "gpusched-scheduler"
+    anti = spec["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]
+    assert anti["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+    cfg = yaml.safe_load(by(docs, "ConfigMap", "gpusched-scheduler-config")["data"]["kube-scheduler-config.yaml"])
+    le = cfg["leaderElection"]
+    assert le["leaderElect"] is True and le["resourceName"] == "gpusched-scheduler"
+    assert (le["leaseDuration"], le["renewDeadline"], le["retryPeriod"]) == want[:3]
+    ext_le = yaml.safe_load(by(docs, "ConfigMap", "gpusched-extender")["data"]["extender.yaml"])["leaderElection"]
+    assert ext_le == {"resourceNamespace": "gpusched-system", "resourceName": "gpusched-scheduler",
+                      "renewDeadlineSeconds": want[3]}
+    # the extender's rights belong to the pair's ServiceAccount; the Lease Role lets it watch that one Lease
+    crb = by(docs, "ClusterRoleBinding", "gpusched-extender")
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": "gpusched-scheduler", "namespace": "gpusched-system"}]
+    role = by(docs, "Role", "gpusched-scheduler-leases")
+    (named,) = [r for r in role["rules"] if r.get("resourceNames")]
+    assert named["resourceNames"] == ["gpusched-scheduler"] and set(named["verbs"]) == {"get", "update", "list", "watch"}
+
+
+def test_bad_leader_election_timings_are_refused(helm):
+    r = subprocess.run([str(helm), "template", "x", str(manifests.CHART), "--set",
+                        "scheduler.leaderElection.renewDeadlineSeconds=15"], capture_output=True, text=True)
+    assert r.returncode != 0 and "renewDeadlineSeconds < leaseDurationSeconds" in r.stderr
+    r = subprocess.run([str(helm), "template", "x", str(manifests.CHART), "--set", "scheduler.enabled=false"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "extender.enabled needs scheduler.enabled" in r.stderr
 
 
 def test_cert_manager_issues_the_serving_and_client_certificates(helm):
@@ -195,8 +247,7 @@ def pod_specs(docs):
 
 def test_every_pod_is_restricted_grade():
     specs = list(pod_specs(manifests.docs()))
-    assert {n for n, _, _ in specs} == {"gpusched-extender", "gpusched-scheduler", "gpusched-agent",
-                                       "gpusched-autoscaler"}
+    assert {n for n, _, _ in specs} == {"gpusched-scheduler", "gpusched-agent", "gpusched-autoscaler"}
     for name, _, spec in specs:
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
@@ -231,14 +282,11 @@ def test_namespaces_carry_pod_security_labels():
 def test_pdbs_and_network_policies():
     pdbs = {d["metadata"]["name"]: d["spec"] for d in manifests.docs("PodDisruptionBudget")}
     assert pdbs["gpusched-scheduler"]["minAvailable"] == 1 and pdbs["gpusched-autoscaler"]["minAvailable"] == 1
-    assert pdbs["gpusched-extender"]["maxUnavailable"] == 1
-    ext = manifests.one("NetworkPolicy", "gpusched-extender")["spec"]
-    assert ext["policyTypes"] == ["Ingress"]
-    first = ext["ingress"][0]
-    assert first["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gpusched-scheduler"}}}]
-    assert first["ports"] == [{"protocol": "TCP", "port": 8888}]  # the verbs: kube-scheduler only
-    # the scrapers reach the metrics port alone, not /bind
-    assert all(p["port"] == 8889 for rule in ext["ingress"][1:] for p in rule["ports"])
+    assert "gpusched-extender" not in pdbs  # the scheduler's PDB keeps one pair
+    # the verbs (8888) listen on 127.0.0.1: no policy admits them; scrapers reach 10259 and the metrics port
+    sched = manifests.one("NetworkPolicy", "gpusched-scheduler")["spec"]
+    assert sorted(p["port"] for p in sched["ingress"][0]["ports"]) == [8889, 10259]
+    assert not manifests.docs("NetworkPolicy", "gpusched-extender")
     for name in ("gpusched-scheduler", "gpusched-autoscaler", "gpusched-agent"):
         spec = manifests.one("NetworkPolicy", name)["spec"]
         assert spec["policyTypes"] == ["Ingress"] and len(spec["ingress"]) == 1

@@ -66,7 +66,8 @@ def test_scheduler_servicemonitor_sends_a_token_through_authorization(helm, valu
 
 def test_no_reader_without_servicemonitors_or_scheduler(helm):  # noqa: F811
     assert not [d for d in template(helm) if d["metadata"]["name"].startswith(READER)]
-    docs = template(helm, "--set", "serviceMonitor.enabled=true", "--set", "scheduler.enabled=false")
+    docs = template(helm, "--set", "serviceMonitor.enabled=true", "--set", "scheduler.enabled=false",
+                    "--set", "extender.enabled=false")
     assert not [d for d in docs if d["metadata"]["name"].startswith(READER)]
     assert not [d for d in docs if d["metadata"]["name"] == "gpusched-scheduler"]
 

@@ -103,8 +103,9 @@ def test_a_tenant_cannot_create_a_pod_with_self_written_ownership(cluster, tenan
 
 def test_only_the_extenders_binding_writes_ownership_and_nobody_else_may_change_it(cluster, core, tenant_ns):
     tenant = as_user(cluster, TENANT)
-    ext = as_user(cluster, manifests.sa_user("gpusched-extender"))
-    sched = as_user(cluster, manifests.sa_user("gpusched-scheduler"))
+    # the extender is a sidecar of gpusched's kube-scheduler and runs as its pod's ServiceAccount
+    ext = as_user(cluster, manifests.sa_user("gpusched-scheduler"))
+    sched = as_user(cluster, "system:kube-scheduler")  # the cluster's default kube-scheduler
     for name in ("a", "b"):
         tenant.create_namespaced_pod(tenant_ns, pod(name))
     ours = {contract.GPU_IDS: "3", contract.PLACEMENT: json.dumps({"node": NODE, "gpus": [3]})}
@@ -112,7 +113,7 @@ def test_only_the_extenders_binding_writes_ownership_and_nobody_else_may_change_
     # a tenant adding ownership to its pending pod afterwards: refused
     got, why = status(lambda: tenant.patch_namespaced_pod("a", tenant_ns, {"metadata": {"annotations": ours}}))
     assert got == 403 and REFUSED in why, why
-    # another identity allowed to bind (gpusched's kube-scheduler) may bind, but not write ownership
+    # another identity allowed to bind (the default kube-scheduler) may bind, but not write ownership
     got, why = status(lambda: sched.create_namespaced_pod_binding("b", tenant_ns, binding("b", ours),
                                                                   _preload_content=False))
     assert got == 403 and REFUSED in why, why

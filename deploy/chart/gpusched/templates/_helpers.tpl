@@ -39,7 +39,7 @@ v1.33.4-eks-1a2b3c or v1.33.4+k3s1 is dropped: registry.k8s.io tags upstream rel
 
 {{/* The extender's URL as kube-scheduler calls it. */}}
 {{- define "gpusched.extenderURL" -}}
-{{ ternary "https" "http" .Values.extender.tls.enabled }}://gpusched-extender.{{ .Values.namespace }}.svc:{{ .Values.extender.port }}
+{{ ternary "https" "http" .Values.extender.tls.enabled }}://127.0.0.1:{{ .Values.extender.port }}
 {{- end -}}
 
 {{/* Pod-level security context of the restricted Pod Security profile. */}}
