@@ -128,10 +128,12 @@ def _leader_election(section: Any) -> LeaderElection:
     keys = {"resourceNamespace", "resourceName", "renewDeadlineSeconds", "identity"}
     if not isinstance(section, dict) or set(section) - keys:
         raise ConfigError(f"leaderElection accepts only {', '.join(sorted(keys))}")
-    ns, name = section.get("resourceNamespace"), section.get("resourceName")
-    for what, v in (("resourceNamespace", ns), ("resourceName", name)):
+    names: list[str] = []
+    for what in ("resourceNamespace", "resourceName"):
+        v = section.get(what)
         if not isinstance(v, str) or not is_subdomain(v):
             raise ConfigError(f"leaderElection.{what} must name kube-scheduler's Lease (a DNS-1123 name)")
+        names.append(v)
     deadline = section.get("renewDeadlineSeconds", 10)
     if not isinstance(deadline, (int, float)) or isinstance(deadline, bool) or not 0 < deadline <= 600:
         raise ConfigError("leaderElection.renewDeadlineSeconds must be a number of seconds in (0, 600], "
@@ -140,7 +142,7 @@ def _leader_election(section: Any) -> LeaderElection:
     if not isinstance(identity, str) or len(identity) > 253:
         raise ConfigError("leaderElection.identity must be a host name (kube-scheduler's Lease identity "
                           "is <hostname>_<uuid>)")
-    return LeaderElection(ns, name, float(deadline), identity)
+    return LeaderElection(names[0], names[1], float(deadline), identity)
 
 
 def _with_tls(cfg: ExtenderConfig, section: Any, cert: str | None, key: str | None,
