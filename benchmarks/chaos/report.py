@@ -13,19 +13,21 @@ from benchmarks.chaos.cases import CASES, CaseResult, burst_nodes
 
 # figures summed over the cases for the headline
 TOTALS = ("pods_created", "pods_lost", "double_booked", "nodes_overcommitted", "extender_view_overcommitted",
+          "bound_without_gpu_ids",
           "scale_downs_during", "duplicate_scale_actions", "placed_on_stale_node")
 
 
 def run(pods: int = 1000, outage_s: float = 120.0, lease_s: float = 15.0, extender_down_s: float = 5.0,
         apiserver_down_s: float = 5.0, cases: list[str] | None = None, state: str | None = None,
-        progress=print) -> tuple[dict[str, Any], list[CaseResult]]:
+        progress=print, scheduler_lease_s: float = 6.0) -> tuple[dict[str, Any], list[CaseResult]]:
     names = cases or list(CASES)
     unknown = [c for c in names if c not in CASES]
     if unknown:
         raise ValueError(f"unknown case(s) {', '.join(unknown)}; choose from {', '.join(CASES)}")
     nodes = burst_nodes(pods)
     params = {"pods": pods, "nodes": nodes, "outage_s": outage_s, "lease_s": lease_s,
-              "extender_down_s": extender_down_s, "apiserver_down_s": apiserver_down_s, "cases": names}
+              "extender_down_s": extender_down_s, "apiserver_down_s": apiserver_down_s, "cases": names,
+              "scheduler_lease_s": scheduler_lease_s}
     tmp = None if state else tempfile.TemporaryDirectory(prefix="gpusched-chaos-")
     bed = ChaosBed(state or tmp.name, nodes)
     t0 = time.monotonic()
@@ -37,7 +39,7 @@ def run(pods: int = 1000, outage_s: float = 120.0, lease_s: float = 15.0, extend
                   "extender-kill-direct": {"pods": pods, "down_s": extender_down_s},
                   "stale-report": {}, "prometheus-outage": {"outage_s": outage_s},
                   "leader-kill": {"lease_s": lease_s}, "apiserver-restart": {"down_s": apiserver_down_s},
-                  "scheduler-pair-kill": {"pods": pods}}
+                  "scheduler-pair-kill": {"pods": pods, "lease_s": scheduler_lease_s}}
         for name in names:
             progress(f"chaos: {name} ...")
             t_case = time.monotonic()
@@ -69,7 +71,8 @@ def summary(results: list[CaseResult]) -> dict[str, Any]:
 def params_line(params: dict[str, Any]) -> str:
     return (f"chaos: {params['pods']}-pod burst on {params['nodes']} nodes (8 x H100 each), Prometheus outage "
             f"{params['outage_s']:g}s, autoscaler Lease {params['lease_s']:g}s, extender down "
-            f"{params['extender_down_s']:g}s, kube-apiserver down {params['apiserver_down_s']:g}s; "
+            f"{params['extender_down_s']:g}s, kube-apiserver down {params['apiserver_down_s']:g}s, scheduler Lease "
+            f"{params.get('scheduler_lease_s', 6.0):g}s; "
             f"wall {params.get('wall_s', 0):.0f}s")
 
 
