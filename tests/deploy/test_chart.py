@@ -73,6 +73,7 @@ def test_all_optional_parts_render(helm):
     assert ("PrometheusRule", "gpusched") in kinds
     rules = [r["alert"] for g in by(docs, "PrometheusRule", "gpusched")["spec"]["groups"] for r in g["rules"]]
     assert "GpuschedExtenderSlow" in rules and "GpuschedAutoscalerNoLeader" in rules
+    assert "GpuschedExtenderNotActing" in rules  # two sidecars up, but none acting for the leader
     dash = by(docs, "ConfigMap", "gpusched-grafana-dashboard")
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
     import json
