@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import urllib.parse
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -169,6 +170,13 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
     wenv = env_of(specs, whole["metadata"]["uid"])
     assert wenv["NVIDIA_VISIBLE_DEVICES"] == next(g.uuid for g in GPUS if g.uuid.lower() == wres["device"])
     assert "GPUSCHED_GPU_MEMORY_BYTES" not in wenv
+
+    # a GPU that turns unhealthy leaves the slice, under the pool's next generation
+    sick = [replace(g, healthy=False) if g.index == 7 else g for g in GPUS]
+    assert pub.publish(sick), pub.last_error
+    _, s = raw(admin, "GET", f"{R}/resourceslices/{slice_name(NODE)}")
+    assert s["spec"]["pool"]["generation"] == 2 and len(s["spec"]["devices"]) == 7
+    assert GPUS[7].uuid.lower() not in {d["name"] for d in s["spec"]["devices"]}
 
     # the share's claim, fed to another node's plugin, is refused
     other = DraPlugin("gpu-node-0001", ClaimReader(as_agent(cluster, "gpu-node-0001")), lambda: GPUS, specs)
