@@ -41,11 +41,10 @@ class ClaimRef:
 
 @dataclass(frozen=True)
 class PreparedGPU:
-    """One GPU of the claim: the allocation result(s) naming it, and what they consume."""
-    requests: tuple[str, ...]
+    """One GPU of the claim: the allocation results naming it, and what they consume."""
+    results: tuple[tuple[str, str | None], ...]  # (request, shareID) of each result, in the claim's order
     pool: str
     device: str
-    share_ids: tuple[str, ...]
     uuid: str
     index: int
     memory_total: int  # NVML's total, bytes: the denominator of vLLM's --gpu-memory-utilization
@@ -119,15 +118,15 @@ def plan(claim: Any, ref: ClaimRef, node: str, gpus: Sequence[GPU]) -> ClaimPlan
             raise ClaimRefused(f"{where}: allocated in pool {r.get('pool')!r}, this is node {node!r}")
         if r.get("adminAccess"):
             raise ClaimRefused(f"{where}: admin access is not supported by {contract.DRA_DRIVER}")
-        g = by_name.get(r.get("device"))
+        dev = r.get("device")
+        g = by_name.get(dev) if isinstance(dev, str) else None
         if g is None:
             raise ClaimRefused(f"{where}: no healthy GPU {r.get('device')!r} on node {node}")
         assert g.uuid is not None and g.memory_usable is not None and g.memory_total is not None
         consumed = _consumed(r, g.memory_usable, where)
-        p = picked.setdefault(str(r["device"]), {"gpu": g, "requests": [], "shares": [], "consumed": 0})
-        p["requests"].append(str(r.get("request", "")))
-        if isinstance(r.get("shareID"), str):
-            p["shares"].append(r["shareID"])
+        share = r.get("shareID")
+        p = picked.setdefault(str(dev), {"gpu": g, "results": [], "consumed": 0})
+        p["results"].append((str(r.get("request", "")), share if isinstance(share, str) else None))
         p["consumed"] += consumed
     out = []
     for dev, p in picked.items():
@@ -135,7 +134,7 @@ def plan(claim: Any, ref: ClaimRef, node: str, gpus: Sequence[GPU]) -> ClaimPlan
         if p["consumed"] > g.memory_usable:
             raise ClaimRefused(f"{ref}: its requests consume {p['consumed']} bytes of {dev}, "
                                f"the GPU has {g.memory_usable}")
-        out.append(PreparedGPU(requests=tuple(p["requests"]), pool=node, device=dev, share_ids=tuple(p["shares"]),
+        out.append(PreparedGPU(results=tuple(p["results"]), pool=node, device=dev,
                                uuid=g.uuid, index=g.index, memory_total=g.memory_total,
                                capacity=g.memory_usable, consumed=p["consumed"]))
     return ClaimPlan(ref, tuple(sorted(out, key=lambda x: x.index)))

@@ -72,8 +72,11 @@ class DraPlugin(dra_grpc.DRAPluginServicer):
         except Exception as exc:  # noqa: BLE001 - API down, disk full: the kubelet retries
             log.exception("NodePrepareResources failed for %s", ref)
             return dra_pb.NodePrepareResourceResponse(error=f"{ref}: {type(exc).__name__}: {exc}"[:1000])
-        devices = [dra_pb.Device(request_names=list(g.requests), pool_name=g.pool, device_name=g.device,
-                                 cdi_device_ids=cdi.cdi_ids(p, g.uuid, self.nvidia_cdi)) for g in p.gpus]
+        # one Device per allocation result: the kubelet gives a container the CDI devices of the
+        # requests it names, and keys shares by (pool, device, shareID) as the claim's status does
+        devices = [dra_pb.Device(request_names=[request], pool_name=g.pool, device_name=g.device, share_id=share,
+                                 cdi_device_ids=cdi.cdi_ids(p, g.uuid, self.nvidia_cdi))
+                   for g in p.gpus for request, share in g.results]
         log.info("prepared %s: %s", ref, ", ".join(f"{g.uuid} ({'whole' if g.whole else f'{g.consumed} bytes'})"
                                                    for g in p.gpus))
         return dra_pb.NodePrepareResourceResponse(devices=devices)

@@ -151,7 +151,8 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
 
     out = prepare(stub, share)
     assert out.error == ""
-    assert [(d.pool_name, d.device_name) for d in out.devices] == [(res["pool"], res["device"])]
+    assert [(d.pool_name, d.device_name, d.share_id) for d in out.devices] == \
+        [(res["pool"], res["device"], res["shareID"])]
     gpu = next(g for g in GPUS if g.uuid.lower() == res["device"])
     env = env_of(specs, share["metadata"]["uid"])
     assert env["NVIDIA_VISIBLE_DEVICES"] == env["CUDA_VISIBLE_DEVICES"] == gpu.uuid  # exactly its GPU
@@ -166,7 +167,8 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
     assert wres["consumedCapacity"] == {"memory": "85017493504"}
     wout = prepare(stub, whole)
     assert wout.error == ""
-    assert [(d.pool_name, d.device_name) for d in wout.devices] == [(wres["pool"], wres["device"])]
+    assert [(d.pool_name, d.device_name, d.share_id if d.HasField("share_id") else None) for d in wout.devices] == \
+        [(wres["pool"], wres["device"], wres.get("shareID"))]
     wenv = env_of(specs, whole["metadata"]["uid"])
     assert wenv["NVIDIA_VISIBLE_DEVICES"] == next(g.uuid for g in GPUS if g.uuid.lower() == wres["device"])
     assert "GPUSCHED_GPU_MEMORY_BYTES" not in wenv

@@ -70,8 +70,8 @@ def test_a_share_gets_exactly_its_gpu_and_its_memory_cap(bed):
     bed["store"][("team-a", "llama-gpu")] = claim(UID_SHARE, [result(DEV[3], NODE, memory="20Gi", share_id="s-1")])
     [(uid, resp)] = prepare(bed, ("team-a", "llama-gpu", UID_SHARE)).items()
     assert uid == UID_SHARE and resp.error == ""
-    assert [(d.pool_name, d.device_name, list(d.request_names), list(d.cdi_device_ids)) for d in resp.devices] == \
-        [(NODE, DEV[3], ["gpu"], [f"gpu.gpusched.io/claim={UID_SHARE}"])]
+    assert [(d.pool_name, d.device_name, list(d.request_names), d.share_id, list(d.cdi_device_ids))
+            for d in resp.devices] == [(NODE, DEV[3], ["gpu"], "s-1", [f"gpu.gpusched.io/claim={UID_SHARE}"])]
     env = spec_env(bed, UID_SHARE)
     assert env == {
         "NVIDIA_VISIBLE_DEVICES": GPUS[3].uuid,
@@ -91,6 +91,7 @@ def test_a_whole_gpu_claims_devices_equal_its_allocation(bed):
     resp = prepare(bed, ("team-a", "llama-70b", UID_WHOLE))[UID_WHOLE]
     assert resp.error == ""
     assert sorted((d.pool_name, d.device_name) for d in resp.devices) == sorted((r["pool"], r["device"]) for r in alloc)
+    assert not any(d.HasField("share_id") for d in resp.devices)  # no shareID in the allocation: none back
     env = spec_env(bed, UID_WHOLE)
     assert env["NVIDIA_VISIBLE_DEVICES"] == f"{GPUS[1].uuid},{GPUS[5].uuid}"  # PCI order
     assert env["CUDA_VISIBLE_DEVICES"] == env["NVIDIA_VISIBLE_DEVICES"]
@@ -131,7 +132,22 @@ BAD = [
     (None, ("team-a", "llama-gpu", UID_OTHER), "not found"),
     (None, ("team-a", "llama-gpu", "../../etc/passwd"), "claim uid '../../etc/passwd' is not a UUID"),
     (None, ("Team_A", "llama-gpu", UID_OTHER), "claim namespace 'Team_A'"),
+    (claim(UID_OTHER, [{**result(DEV[2], NODE), "device": ["gpu-0"]}]),   # not even a string
+     ("team-a", "llama-gpu", UID_OTHER), "no healthy GPU ['gpu-0'] on node"),
 ]
+
+
+def test_two_requests_sharing_one_gpu_are_two_devices_and_one_cap(bed):
+    # 30Gi + 10Gi of GPU 6 by requests a and b: 42949672960 B in all, fraction 502 -> 0.502
+    bed["store"][("team-a", "llama-gpu")] = claim(UID_SHARE, [
+        result(DEV[6], NODE, memory="30Gi", request="a", share_id="s-a"),
+        result(DEV[6], NODE, memory="10Gi", request="b", share_id="s-b")])
+    resp = prepare(bed, ("team-a", "llama-gpu", UID_SHARE))[UID_SHARE]
+    assert [(list(d.request_names), d.device_name, d.share_id) for d in resp.devices] == \
+        [(["a"], DEV[6], "s-a"), (["b"], DEV[6], "s-b")]
+    env = spec_env(bed, UID_SHARE)
+    assert (env["NVIDIA_VISIBLE_DEVICES"], env["GPUSCHED_GPU_MEMORY_BYTES"], env["GPUSCHED_GPU_MEMORY_UTILIZATION"]) \
+        == (GPUS[6].uuid, "42949672960", "0.502")
 
 
 @pytest.mark.parametrize("stored, ref, error", BAD, ids=[e[:40] for _, _, e in BAD])
