@@ -185,3 +185,68 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
     m = share["metadata"]
     assert "allocated in pool 'gpu-node-0003', this is node 'gpu-node-0001'" in \
         other.prepare(m["namespace"], m["name"], m["uid"]).error
+
+
+def test_the_agent_daemon_with_dra_registers_publishes_and_prepares(cluster, chart, core, namespace, tmp_path):
+    """`gpusched agent --dra` as a process (GPUs from the recorded 8x H100 node: no GPU here),
+    on a kwok node of its own with no nvidia.com/gpu, so the session's other tests never
+    place there."""
+    import signal
+    import subprocess
+    import sys
+
+    from benchmarks.testbed.nodes import node_body
+    from benchmarks.testbed.profiles import NodeSpec
+    from scheduler.agent.dra.kubeletapi.pluginregistration.v1 import api_pb2 as reg_pb
+    from scheduler.agent.dra.kubeletapi.pluginregistration.v1 import api_pb2_grpc as reg_grpc
+    from tests.scheduler.agent.dra.gpus import DATA
+
+    node = f"dra-agent-{os.getpid() % 10000}"
+    core.create_node(node_body(NodeSpec(node, 0, "none", 0)))
+    admin = cluster.api_client()
+    dirs = {k: tmp_path / k for k in ("plugin", "registry", "cdi", "cache")}
+    dirs["cache"].mkdir()
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "scheduler.agent", "--dra", "--node-name", node, "--kubeconfig", str(cluster.kubeconfig),
+         "--nvml-recording", str(DATA / "nvml-8xh100-10gib.json"), "--cache-dir", str(dirs["cache"]),
+         "--metrics-port", "0", "--interval", "1", "--no-residency", "--dra-plugin-dir", str(dirs["plugin"]),
+         "--dra-registry-dir", str(dirs["registry"]), "--cdi-dir", str(dirs["cdi"])],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        reg_sock = dirs["registry"] / "gpu.gpusched.io-reg.sock"
+        eventually(reg_sock.exists, timeout=30, what="the registration socket")
+        with grpc.insecure_channel(f"unix://{reg_sock}") as ch:
+            info = reg_grpc.RegistrationStub(ch).GetInfo(reg_pb.InfoRequest(), timeout=10)
+        assert (info.name, info.endpoint, list(info.supported_versions)) == \
+            ("gpu.gpusched.io", str(dirs["plugin"] / "dra.sock"), ["v1.DRAPlugin"])
+
+        def published():
+            status, s = raw(admin, "GET", f"{R}/resourceslices/{slice_name(node)}")
+            return s if status == 200 and len(s["spec"]["devices"]) == 8 else None
+        eventually(published, timeout=30, what="the agent's ResourceSlice")
+
+        raw(admin, "POST", f"{R}/namespaces/{namespace}/resourceclaimtemplates", template("share-8gi", "8Gi"))
+        body = pod("pinned", "share-8gi")
+        body["spec"]["affinity"] = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}
+        raw(admin, "POST", f"/api/v1/namespaces/{namespace}/pods", body)
+        _, share = allocated_claim(admin, namespace, "pinned")
+        [res] = share["status"]["allocation"]["devices"]["results"]
+        assert res["pool"] == node
+
+        with grpc.insecure_channel(f"unix://{dirs['plugin'] / 'dra.sock'}") as ch:
+            out = prepare(dra_grpc.DRAPluginStub(ch), share)
+        assert out.error == "" and [d.device_name for d in out.devices] == [res["device"]]
+        env = env_of(cdi.SpecDir(dirs["cdi"]), share["metadata"]["uid"])
+        assert env["CUDA_VISIBLE_DEVICES"] == next(g.uuid for g in GPUS if g.uuid.lower() == res["device"])
+        assert env["GPUSCHED_GPU_MEMORY_BYTES"] == str(8 * 2**30)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        try:
+            log = agent.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            agent.kill()
+            log = agent.communicate()[0]
+        raw(admin, "DELETE", f"{R}/resourceslices/{slice_name(node)}")
+        core.delete_node(node)
+    assert agent.returncode == 0, log[-3000:]
