@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from scheduler import names
@@ -31,16 +32,21 @@ class ClaimReader:
 
 class SlicePublisher:
     """Keeps this node's ResourceSlice equal to its publishable GPUs. Writes only on change
-    (bumping the pool's generation, so kube-scheduler drops the old devices at once);
-    errors are logged and retried on the next call."""
+    (bumping the pool's generation, so kube-scheduler drops the old devices at once), and
+    reads it back every `resync_s` (someone may have deleted or edited it); errors are
+    logged and retried on the next call."""
 
-    def __init__(self, api: Any, node: str, timeout: float = 10.0):
+    def __init__(self, api: Any, node: str, timeout: float = 10.0, resync_s: float = 600.0,
+                 clock: Callable[[], float] = time.monotonic):
         if names.subdomain_error(node) is not None:
             raise ValueError(f"node name {node!r}: {names.subdomain_error(node)}")
         self.api = api
         self.node = node
         self.timeout = timeout
+        self.resync_s = resync_s
+        self.clock = clock
         self._last: list[dict[str, Any]] | None = None  # devices last written
+        self._checked_at = float("-inf")
         self.last_error: str | None = None
 
     @property
@@ -50,7 +56,7 @@ class SlicePublisher:
     def publish(self, gpus: Sequence[devices.GPU]) -> bool:
         """Write the slice if its devices changed; True when the API server has the current ones."""
         want = devices.resource_slice(self.node, gpus, 0)["spec"]["devices"]
-        if want == self._last:
+        if want == self._last and self.clock() - self._checked_at < self.resync_s:
             return True
         try:
             self._write(gpus, want)
@@ -59,7 +65,7 @@ class SlicePublisher:
             log.warning("writing ResourceSlice %s failed (will retry): %s", devices.slice_name(self.node),
                         self.last_error)
             return False
-        self._last, self.last_error = want, None
+        self._last, self.last_error, self._checked_at = want, None, self.clock()
         return True
 
     def _write(self, gpus: Sequence[devices.GPU], want: list[dict[str, Any]]) -> None:

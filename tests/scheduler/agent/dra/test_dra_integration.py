@@ -131,7 +131,14 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
     admin = cluster.api_client()
     stub, specs = plugin
     # the agent publishes NODE's 8 GPUs, as itself
-    pub = SlicePublisher(as_agent(cluster, NODE), NODE)
+    clock = [0.0]
+    pub = SlicePublisher(as_agent(cluster, NODE), NODE, resync_s=600, clock=lambda: clock[0])
+    assert pub.publish(GPUS), pub.last_error
+    # deleted behind its back: written again at the next resync (600 s), not before
+    raw(admin, "DELETE", f"{R}/resourceslices/{slice_name(NODE)}")
+    clock[0] = 599
+    assert pub.publish(GPUS) and raw(admin, "GET", f"{R}/resourceslices/{slice_name(NODE)}")[0] == 404
+    clock[0] = 600
     assert pub.publish(GPUS), pub.last_error
     _, s = raw(admin, "GET", f"{R}/resourceslices/{slice_name(NODE)}")
     assert s["spec"]["nodeName"] == NODE and len(s["spec"]["devices"]) == 8
