@@ -30,3 +30,9 @@ GPU_MEMORY_LABEL: Final = "nvidia.com/gpu.memory"  # MiB
 GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
 
 CACHE_TIERS: Final = ("gpu", "host-memory", "disk")
+
+# Dynamic Resource Allocation (docs/ownership.md): the agent's kubelet plugin and ResourceSlices,
+# the chart's DeviceClass (deploy/chart/gpusched/templates/dra.yaml) and CDI specs use these
+DRA_DRIVER: Final = f"gpu.{DOMAIN}"  # driver name, DeviceClass name, CDI vendor
+DRA_MEMORY: Final = "memory"  # the consumable capacity of each GPU device, in bytes
+CDI_KIND: Final = f"{DRA_DRIVER}/claim"  # one CDI device per prepared ResourceClaim

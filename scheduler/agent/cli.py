@@ -137,6 +137,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "evict least recently used models no pod on this node uses (needs RBAC to list pods)")
     g.add_argument("--prefetch-dir", metavar="DIR", help="cache directory prefetch writes into (default: first "
                    "--cache-dir)")
+    g = p.add_argument_group("dynamic resource allocation (docs/ownership.md)")
+    g.add_argument("--dra", action="store_true",
+                   help="be the DRA driver gpu.gpusched.io on this node: publish its GPUs as a ResourceSlice and "
+                        "serve the kubelet's DRA plugin API (needs the kubelet's plugin directories and the "
+                        "runtime's CDI directory)")
+    g.add_argument("--dra-plugin-dir", default="/var/lib/kubelet/plugins/gpu.gpusched.io", metavar="DIR",
+                   help="where the plugin's socket dra.sock is made (default %(default)s)")
+    g.add_argument("--dra-registry-dir", default="/var/lib/kubelet/plugins_registry", metavar="DIR",
+                   help="the kubelet's plugin registry directory (default %(default)s)")
+    g.add_argument("--cdi-dir", default="/var/run/cdi", metavar="DIR",
+                   help="where CDI specs of prepared claims are written (default %(default)s)")
+    g.add_argument("--nvidia-cdi", action="store_true",
+                   help="also hand containers NVIDIA's CDI device nvidia.com/gpu=<UUID> (nodes where the "
+                        "GPU Operator or nvidia-ctk generated NVIDIA's CDI specs)")
     g = p.add_argument_group("output")
     g.add_argument("--metrics-port", type=_port, default=9401, metavar="PORT",
                    help="serve Prometheus /metrics on this port (default 9401; 0: off; off with --once)")
@@ -201,13 +215,19 @@ def build_agent(args: argparse.Namespace) -> Any:
             nvml = RecordedNVML.load(args.nvml_recording)
         except ValueError as exc:
             raise _user_error(str(exc)) from None
-    publisher = pod_gpu = None
+    publisher = pod_gpu = dra = None
+    if getattr(args, "dra", False) and (args.no_publish or args.once):
+        raise _user_error("--dra needs the API server and a long-running agent: not with --no-publish or --once")
     if not args.no_publish:
         if not args.node_name:
             raise _user_error("no node name: pass --node-name or set NODE_NAME (or use --no-publish)")
         core = _core_v1(args.kubeconfig)
         publisher = NodePublisher(core, args.node_name)
         pod_gpu = PodGpuSource(core, args.node_name, proc_root=args.proc_root)
+        if getattr(args, "dra", False):
+            from scheduler.agent.dra.node import DraNode
+            dra = DraNode(core.api_client, args.node_name, plugin_dir=args.dra_plugin_dir,
+                          registry_dir=args.dra_registry_dir, cdi_dir=args.cdi_dir, nvidia_cdi=args.nvidia_cdi)
     prefetcher = None
     if args.model_store and not args.once:
         target = os.path.abspath(args.prefetch_dir) if args.prefetch_dir else (cache_dirs[0] if cache_dirs else None)
@@ -228,7 +248,8 @@ def build_agent(args: argparse.Namespace) -> Any:
         prefetch_dir=args.prefetch_dir, cache_quota_bytes=args.cache_quota, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
         gpu_metrics="never" if args.no_gpu_metrics else args.gpu_metrics)
     metrics = AgentMetrics(args.node_name, gpu_metrics=config.gpu_metrics != "never")
-    return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher, pod_gpu=pod_gpu)
+    return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher, pod_gpu=pod_gpu,
+                 dra=dra)
 
 
 def run(args: argparse.Namespace) -> int:

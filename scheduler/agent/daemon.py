@@ -119,13 +119,14 @@ class _PrefetchState:
 class Agent:
     def __init__(self, config: AgentConfig, *, nvml: Any = None, publisher: NodePublisher | None = None,
                  metrics: AgentMetrics | None = None, prefetcher: prefetch_mod.Prefetcher | None = None,
-                 pod_gpu: PodGpuSource | None = None, clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = _utcnow):
+                 pod_gpu: PodGpuSource | None = None, dra: Any = None, clock: Callable[[], float] = time.monotonic, wall: Callable[[], datetime] = _utcnow):
         self.config = config
         self.nvml = nvml
         self.publisher = publisher
         self.metrics = metrics if metrics is not None else AgentMetrics(config.node_name)
         self.prefetcher = prefetcher
         self.pod_gpu = pod_gpu
+        self.dra = dra  # dra.node.DraNode: the kubelet plugin and this node's ResourceSlice
         self.clock = clock
         self.wall = wall
         self.reader: GPUReader | None = None
@@ -156,6 +157,8 @@ class Agent:
     def start(self) -> None:
         """Open NVML (NVMLUnavailable propagates only with require_gpus) and the prefetcher."""
         self._open_nvml(first=True)
+        if self.dra is not None:
+            self.dra.start()
         if self.prefetcher is not None:
             removed = prefetch_mod.cleanup_temp(self.prefetcher.cache_dir)
             if removed:
@@ -165,6 +168,8 @@ class Agent:
             self._worker = prefetch_mod.PrefetchWorker(self.prefetcher, self._on_progress)
 
     def close(self) -> None:
+        if self.dra is not None:
+            self.dra.stop()
         if self._worker is not None:
             self._worker.stop()
             self._worker = None
@@ -204,6 +209,8 @@ class Agent:
         inventory = self._step("nvml", self._read_gpus, Inventory(available=False, errors=("read failed",)))
         gpus = self._step("nvml", lambda: self._effective_gpus(inventory), ())
         self._step("prefetch", self._collect_prefetches, None)
+        if self.dra is not None:
+            self._step("dra", lambda: self.dra.update(gpus), None)
         scan = self._step("cache", self._scan, None)
         if scan is None:  # a bug, not an empty cache: keep reporting what was there
             scan = self._last_scan

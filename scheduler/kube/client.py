@@ -99,7 +99,8 @@ def request(api: ApiClient, method: str, path: str, *, query: dict[str, Any] | N
     serialisation layers cost about 0.9 ms of CPU per call, which on the extender's
     bind path is CPU that the next pod's filter waits for."""
     cfg = api.configuration
-    headers = {"Accept": "application/json", "User-Agent": api.user_agent}
+    # the client's default headers too: Impersonate-* (the tests act as the agent's ServiceAccount)
+    headers = {**api.default_headers, "Accept": "application/json", "User-Agent": api.user_agent}
     auth = cfg.auth_settings().get("BearerToken")  # re-reads a rotated service-account token
     if auth and auth.get("value"):
         headers["Authorization"] = auth["value"]

@@ -72,6 +72,13 @@ CAN_I = [
     (AGENT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
     (AGENT, "escalate", "clusterroles", ALL, False, "no escalation"),
     (AGENT, "bind", "clusterroles", ALL, False, "no binding of roles"),
+    # agent as DRA driver: its Node's ResourceSlice by name (narrowed to it by admission policy)
+    (AGENT, "create", "resourceslices.resource.k8s.io", ALL, True, "RBAC cannot say 'own node': see the policy"),
+    (AGENT, "update", "resourceslices.resource.k8s.io", ALL, True, "a GPU lost or back"),
+    (AGENT, "list", "resourceslices.resource.k8s.io", ALL, False, "reads its slice by name"),
+    (AGENT, "get", "resourceclaims.resource.k8s.io", ALL, True, "the claims the kubelet names"),
+    (AGENT, "list", "resourceclaims.resource.k8s.io", ALL, False, "never browses claims"),
+    (AGENT, "update", "resourceclaims.resource.k8s.io/status", ALL, False, "kube-scheduler allocates"),
     # autoscaler: prefetch on Nodes, its Lease; InferenceAutoscalers, Deployment scale, pod status and
     # Events only in the namespaces listed in autoscaler.namespaces (none by default; see
     # tests/security/test_autoscaler_rbac.py for a listed one)
