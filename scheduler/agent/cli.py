@@ -149,8 +149,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "dcgm-exporter (label nvidia.com/gpu.deploy.dcgm-exporter=true)")
     g.add_argument("--no-gpu-metrics", action="store_true", help="the same as --gpu-metrics=never")
     g.add_argument("--proc-root", default="/proc", metavar="DIR",
-                   help="the host's /proc, for GPU processes' cgroups (gpusched_pod_gpu_* metrics; default /proc: "
-                        "needs hostPID)")
+                   help="the host's /proc, for GPU processes' cgroups (gpusched_pod_gpu_* metrics); the chart "
+                        "mounts it read-only at /host/proc. Default /proc: right only with hostPID")
     g.add_argument("--gpu-labels", choices=("auto", "always", "never"), default="auto",
                    help="write the nvidia.com/gpu.{product,memory,count} labels; auto (default): not on Nodes "
                         "GPU feature discovery labels (it owns them there)")
