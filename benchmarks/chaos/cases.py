@@ -22,8 +22,9 @@ from typing import Any, Callable
 import requests
 
 from autoscaler.warmpool import pod_view
-from benchmarks.chaos.bed import GROUP, IMAGE, PLURAL, ROOT, VERSION, ChaosBed, gpu_pod, now_utc, wait_for
+from benchmarks.chaos.bed import IMAGE, ROOT, ChaosBed, gpu_pod, now_utc, wait_for
 from benchmarks.chaos.checks import check_gpus, extender_view_overcommit, gpu_capacity
+from benchmarks.testbed.crd import GROUP, PLURAL, VERSION
 from scheduler import contract
 from scheduler.kube.client import raw
 
