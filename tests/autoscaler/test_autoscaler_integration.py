@@ -27,7 +27,7 @@ import pytest
 
 from benchmarks.chaos.cases import metric_total
 from benchmarks.fleet.driver import Load
-from benchmarks.testbed.cluster import free_port
+from benchmarks.testbed.cluster import free_port, terminate_all
 from benchmarks.testbed.crd import GROUP, PLURAL, VERSION, install_crd
 from scheduler import contract
 from scheduler.kube.client import raw
@@ -378,14 +378,7 @@ def test_two_daemons_only_the_leader_acts_and_the_other_takes_over(cluster, crd,
                    timeout=15, what="a decision by the new leader")
         eventually(lambda: replicas_of(apps, ns) > before, timeout=10)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate_all(procs.values())
 
 
 # ---------------------------------------------------------------- (e)
