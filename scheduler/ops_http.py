@@ -8,14 +8,26 @@ seconds is not news.
 """
 from __future__ import annotations
 
+import argparse
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
+if TYPE_CHECKING:  # the CLIs import port_arg before any daemon starts: keep this module light
+    from prometheus_client import CollectorRegistry
 
 HealthCheck = Callable[[], tuple[bool, str]]  # (healthy, one line for whoever probes)
+
+
+def port_arg(text: str) -> int:
+    """argparse type of a --metrics-port: a clear usage error, not a bind() traceback."""
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a port number, or 0 for no metrics endpoint")
+    return v
 
 
 def serve_ops(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0", *,
@@ -24,6 +36,8 @@ def serve_ops(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0", *,
     """/metrics from ``registry`` (OpenMetrics when the scraper asks for it, as Prometheus
     does) and ``health_paths`` answering 200 or 503 with ``health``'s line (always 200
     without one). Returns the running server; port 0 picks a free port."""
+    from prometheus_client.exposition import choose_encoder
+
     health_paths = frozenset(health_paths)
     hint = ("not found: try /metrics or " + " or ".join(sorted(health_paths)) + "\n").encode()
 

@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Any
 
+from scheduler.ops_http import port_arg
 from scheduler.quantity import QuantityError, parse_bytes
 
 log = logging.getLogger("scheduler.agent")
@@ -82,16 +83,6 @@ def _quota(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a port number, or 0 for no metrics endpoint")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to read")
     g.add_argument("--cache-dir", action="append", default=[], metavar="DIR",
@@ -138,7 +129,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--prefetch-dir", metavar="DIR", help="cache directory prefetch writes into (default: first "
                    "--cache-dir)")
     g = p.add_argument_group("output")
-    g.add_argument("--metrics-port", type=_port, default=9401, metavar="PORT",
+    g.add_argument("--metrics-port", type=port_arg, default=9401, metavar="PORT",
                    help="serve Prometheus /metrics on this port (default 9401; 0: off; off with --once)")
     g.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address for /metrics (default 0.0.0.0)")
     g.add_argument("--stale-after", type=_seconds, default=300.0, metavar="S",

@@ -8,7 +8,7 @@ import urllib.request
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from scheduler.ops_http import serve_ops
+from scheduler.ops_http import port_arg, serve_ops
 
 OPENMETRICS = "application/openmetrics-text; version=1.0.0"
 
@@ -64,3 +64,17 @@ def test_without_a_check_health_is_200_and_only_the_named_paths_answer():
     finally:
         server.shutdown()
         server.server_close()
+
+
+# (text, port or None for a usage error)
+PORTS = [("0", 0), ("9401", 9401), ("65535", 65535), ("65536", None), ("-1", None), ("http", None), ("", None)]
+
+
+@pytest.mark.parametrize("text, port", PORTS, ids=[r[0] or "empty" for r in PORTS])
+def test_port_arg(text, port):
+    import argparse
+    if port is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="use a port number"):
+            port_arg(text)
+    else:
+        assert port_arg(text) == port
