@@ -48,15 +48,6 @@ def crd(cluster):
     return install_crd(cluster.api_client())
 
 
-@pytest.fixture(scope="module")
-def prom(cluster):
-    from benchmarks.testbed.prometheus import Prometheus
-    p = Prometheus(cluster)
-    p.start()
-    yield p
-    p.stop()
-
-
 @pytest.fixture
 def fleet(cluster, prom):
     """start(namespace, rate) -> Load: the fleet simulator for the namespace's `app=llm`
