@@ -7,6 +7,8 @@ import re
 import signal
 import threading
 
+from scheduler.ops_http import port_arg
+
 DESCRIPTION = """\
 Scales inference Deployments named by InferenceAutoscaler objects (kubectl get ias)
 on queue depth, GPU utilisation, KV-cache usage or a PromQL query read from
@@ -81,7 +83,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="decide and report (log lines, Events 'DryRun') but change nothing: no scaling, no "
                         "promotions, no prefetch, no status; uses its own Lease, so it can run beside a live one")
-    p.add_argument("--metrics-port", type=int, default=9402, metavar="PORT",
+    p.add_argument("--metrics-port", type=port_arg, default=9402, metavar="PORT",
                    help="serve /metrics and /healthz on this port (default 9402; 0: off)")
     p.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address to serve on (default 0.0.0.0)")
     p.add_argument("--lease-duration", type=_positive, default=15.0, metavar="S",

@@ -33,14 +33,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Final, Mapping
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from scheduler import names
 from scheduler.kube.leader import LeaderElector
 from scheduler.kube.watch import Informer
+from scheduler.ops_http import serve_ops
 
 from . import kube, signals, status, warmpool
 from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
@@ -460,30 +461,8 @@ class Autoscaler:
         return True, f"ok ({role}, last tick {age:.1f}s ago)"
 
     def serve(self, port: int, addr: str = "0.0.0.0") -> int:
-        daemon = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                path = self.path.split("?")[0]
-                if path == "/metrics":
-                    body, ctype, code = generate_latest(daemon.metrics.registry), CONTENT_TYPE_LATEST, 200
-                elif path in ("/healthz", "/readyz"):
-                    ok, text = daemon.healthy()
-                    body, ctype, code = (text + "\n").encode(), "text/plain", 200 if ok else 503
-                else:
-                    body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer((addr, port), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
+        self._server = serve_ops(self.metrics.registry, port, addr, health=self.healthy,
+                                 health_paths=("/healthz", "/readyz"), thread_name="metrics")
         return self._server.server_address[1]
 
     # ------------------------------------------------------------ the loop

@@ -287,6 +287,18 @@ def _empty(q: str) -> str:
 
 # ---------------------------------------------------------------- adapters
 
+def _some_series(client: PrometheusConnect, q: str, now: float | None,
+                 timeout: float) -> tuple[list[tuple[dict, float]], Reading | None]:
+    """The series ``q`` answers, or the unknown Reading that says why there are none
+    (the query failed, or nothing matched)."""
+    series, why = instant_query(client, q, now, timeout)
+    if series is None:
+        return [], Reading(None, why, q)
+    if not series:
+        return [], Reading(None, _empty(q), q)
+    return series, None
+
+
 class QueueDepth:
     """Waiting requests per ready serving replica: the per-pod series summed (engines
     too), divided by ``ready``. When fewer pods report than are ready, the average is
@@ -300,11 +312,9 @@ class QueueDepth:
 
     def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
         q = self.query(spec, scope)
-        series, why = instant_query(client, q, now, timeout)
-        if series is None:
-            return Reading(None, why, q)
-        if not series:
-            return Reading(None, _empty(q), q)
+        series, unknown = _some_series(client, q, now, timeout)
+        if unknown is not None:
+            return unknown
         if ready <= 0:
             return Reading(None, "no ready serving replicas to average over", q)
         total = sum(v for _, v in series)
@@ -395,11 +405,9 @@ class KvCache:
 
     def read(self, client, spec, now, *, scope, ready, timeout=DEFAULT_TIMEOUT_S) -> Reading:
         q = self.query(spec, scope)
-        series, why = instant_query(client, q, now, timeout)
-        if series is None:
-            return Reading(None, why, q)
-        if not series:
-            return Reading(None, _empty(q), q)
+        series, unknown = _some_series(client, q, now, timeout)
+        if unknown is not None:
+            return unknown
         vals = [v for _, v in series]
         if any(v < 0 or v > 1 for v in vals):
             return Reading(None, f"KV-cache usage outside 0..1: {vals[:5]}", q)
@@ -429,11 +437,9 @@ class PromQL:
             q = self.query(spec, scope)
         except UnsafeQuery as e:
             return Reading(None, f"query refused: {e}")
-        series, why = instant_query(client, q, now, timeout)
-        if series is None:
-            return Reading(None, why, q)
-        if not series:
-            return Reading(None, _empty(q), q)
+        series, unknown = _some_series(client, q, now, timeout)
+        if unknown is not None:
+            return unknown
         if len(series) > 1:
             return Reading(None, f"query returned {len(series)} series; one is expected: "
                                  f"aggregate it (sum, avg, max)", q)
@@ -469,11 +475,9 @@ def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now:
         q = arrival_rate_query(server, scope, window)
     except ValueError as e:
         return Reading(None, str(e))
-    series, why = instant_query(client, q, now, timeout)
-    if series is None:
-        return Reading(None, why, q)
-    if not series:
-        return Reading(None, _empty(q), q)
+    series, unknown = _some_series(client, q, now, timeout)
+    if unknown is not None:
+        return unknown
     if len(series) > 1:
         return Reading(None, f"arrival-rate query returned {len(series)} series; one is expected", q)
     v = max(0.0, series[0][1])

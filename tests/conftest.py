@@ -74,3 +74,13 @@ def gpusched(cluster):
     g.start()
     yield g
     g.stop()
+
+
+@pytest.fixture(scope="module")
+def prom(cluster):
+    """A real Prometheus of the module's own (the module's tests set its targets)."""
+    from benchmarks.testbed.prometheus import Prometheus
+    p = Prometheus(cluster)
+    p.start()
+    yield p
+    p.stop()

@@ -16,8 +16,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
+from benchmarks.testbed.crd import install_crd
 from scheduler import contract
 from scheduler.kube.client import raw
 from scheduler.nodeinfo import encode_time
@@ -25,12 +25,6 @@ from scheduler.nodeinfo import encode_time
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_CANDIDATES = [
-    ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml",
-    ROOT / "deploy" / "manifests" / "crds.yaml",
-    ROOT / "deploy" / "crds" / "inferenceautoscalers.gpusched.io.yaml",
-]
-GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 IMAGE = "vllm/vllm-openai:v0.9.0"
 
 
@@ -46,16 +40,6 @@ def wait_for(fn: Callable[[], Any], timeout: float, what: str, interval: float =
             last = exc
         time.sleep(interval)
     raise TimeoutError(f"{what}: not within {timeout:.0f}s (last: {last!r:.300})")
-
-
-def crd_body() -> dict:
-    for path in CRD_CANDIDATES:
-        if path.is_file():
-            for doc in yaml.safe_load_all(path.read_text()):
-                if doc and doc.get("kind") == "CustomResourceDefinition" and \
-                        doc["metadata"]["name"] == f"{PLURAL}.{GROUP}":
-                    return doc
-    raise FileNotFoundError(f"the InferenceAutoscaler CRD is in none of {', '.join(map(str, CRD_CANDIDATES))}")
 
 
 def gpu_pod(name: str, *, gpus: int = 0, memory: str | None = None, scheduler: str = "gpusched",
@@ -168,20 +152,9 @@ class ChaosBed:
         return self.prom
 
     def install_crd(self) -> None:
-        if self._crd:
-            return
-        body = crd_body()
-        status, _ = raw(self.api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{body['metadata']['name']}")
-        if status == 404:
-            raw(self.api, "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", body)
-
-        def established():
-            _, crd = raw(self.api, "GET", f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{body['metadata']['name']}")
-            return any(c["type"] == "Established" and c["status"] == "True"
-                       for c in (crd.get("status") or {}).get("conditions") or [])
-        wait_for(established, 30, "CRD Established")
-        wait_for(lambda: raw(self.api, "GET", f"/apis/{GROUP}/{VERSION}/{PLURAL}")[0] == 200, 30, "CRD served")
-        self._crd = True
+        if not self._crd:
+            install_crd(self.api)
+            self._crd = True
 
     # ------------------------------------------------------------ namespaces and objects
 

@@ -22,8 +22,9 @@ from typing import Any, Callable
 import requests
 
 from autoscaler.warmpool import pod_view
-from benchmarks.chaos.bed import GROUP, IMAGE, PLURAL, ROOT, VERSION, ChaosBed, gpu_pod, now_utc, wait_for
+from benchmarks.chaos.bed import IMAGE, ROOT, ChaosBed, gpu_pod, now_utc, wait_for
 from benchmarks.chaos.checks import check_gpus, extender_view_overcommit, gpu_capacity
+from benchmarks.testbed.crd import GROUP, PLURAL, VERSION
 from scheduler import contract
 from scheduler.kube.client import raw
 
@@ -426,7 +427,7 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
     """Two autoscaler processes; the leader scales a burst up, then is SIGKILLed (no chance to
     release the Lease). The standby must hold the Lease within the lease duration of the
     last renewal, never act at the same time as the leader, and act on the next burst."""
-    from benchmarks.testbed.cluster import free_port
+    from benchmarks.testbed.cluster import free_port, terminate_all
     bed.install_crd()
     prom = bed.prometheus()
     ns = bed.namespace("leader")
@@ -552,14 +553,7 @@ def autoscaler_leader_killed(bed: ChaosBed, lease_s: float = 15.0) -> CaseResult
                           "next burst", found, passed, figures)
     finally:
         stop_watch.set()
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate_all(procs.values())
         if fleet:
             fleet.stop()
         bed.delete_namespace(ns)

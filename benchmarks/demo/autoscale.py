@@ -10,18 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 from kubernetes import client
 
 from benchmarks.fleet.driver import Load
+from benchmarks.testbed.crd import GROUP, PLURAL, VERSION, install_crd
 from scheduler import contract
 
-ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
-GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 APP = "vllm"
 COLD_START_S = 20
 
@@ -143,24 +139,6 @@ def autoscaler(model: str, *, name: str = APP, min_replicas: int = 1, max_replic
             "spec": spec}
 
 
-def apply_crd(api_client) -> client.CustomObjectsApi:
-    from kubernetes.client.rest import ApiException
-    ext = client.ApiextensionsV1Api(api_client)
-    body = yaml.safe_load(CRD_PATH.read_text())
-    try:
-        ext.create_custom_resource_definition(body)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-    deadline = time.monotonic() + 30
-    while not any(c.type == "Established" and c.status == "True" for c in
-                  (ext.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or [])):
-        if time.monotonic() > deadline:
-            raise RuntimeError("demo: the InferenceAutoscaler CRD was not Established in 30s")
-        time.sleep(0.3)
-    return client.CustomObjectsApi(api_client)
-
-
 class Stack:
     """What an autoscaling run needs besides the cluster: a real Prometheus, the fleet
     simulator playing the inference servers of some workloads, and the autoscaler daemon
@@ -232,7 +210,7 @@ def run(cluster, ns: str, model: str) -> None:
     core, apps = client.CoreV1Api(api), client.AppsV1Api(api)
     stack = Stack(cluster)
     try:
-        crd = apply_crd(api)
+        crd = install_crd(api)
         t0 = time.monotonic()
         tl = Timeline(core, ns, t0)
         apps.create_namespaced_deployment(ns, deployment(model))

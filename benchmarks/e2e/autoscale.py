@@ -266,7 +266,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
     stack = da.Stack(cluster)
     t_setup = time.monotonic()
     try:
-        crd = da.apply_crd(api)
+        crd = da.install_crd(api)
         for k in kinds:
             core.create_namespace({"metadata": {"name": ns[k]}})
         _wait(lambda: all(_sa(core, ns[k]) for k in kinds), 60, "default ServiceAccounts")

@@ -16,7 +16,7 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import requests
 import yaml
@@ -59,6 +59,21 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def terminate_all(procs: Iterable[subprocess.Popen], wait_s: float = 10.0) -> None:
+    """SIGTERM every child still running, all at once (so their shutdowns overlap), then
+    wait for each; one that outlives ``wait_s`` is killed."""
+    procs = list(procs)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def port_is_free(port: int) -> bool:

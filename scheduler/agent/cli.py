@@ -10,6 +10,7 @@ import sys
 import threading
 from typing import Any
 
+from scheduler.ops_http import port_arg
 from scheduler.quantity import QuantityError, parse_bytes
 
 log = logging.getLogger("scheduler.agent")
@@ -82,16 +83,6 @@ def _quota(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _port(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if not 0 <= v <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a port number, or 0 for no metrics endpoint")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("what to read")
     g.add_argument("--cache-dir", action="append", default=[], metavar="DIR",
@@ -152,7 +143,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also hand containers NVIDIA's CDI device nvidia.com/gpu=<UUID> (nodes where the "
                         "GPU Operator or nvidia-ctk generated NVIDIA's CDI specs)")
     g = p.add_argument_group("output")
-    g.add_argument("--metrics-port", type=_port, default=9401, metavar="PORT",
+    g.add_argument("--metrics-port", type=port_arg, default=9401, metavar="PORT",
                    help="serve Prometheus /metrics on this port (default 9401; 0: off; off with --once)")
     g.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address for /metrics (default 0.0.0.0)")
     g.add_argument("--stale-after", type=_seconds, default=300.0, metavar="S",
@@ -163,8 +154,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "dcgm-exporter (label nvidia.com/gpu.deploy.dcgm-exporter=true)")
     g.add_argument("--no-gpu-metrics", action="store_true", help="the same as --gpu-metrics=never")
     g.add_argument("--proc-root", default="/proc", metavar="DIR",
-                   help="the host's /proc, for GPU processes' cgroups (gpusched_pod_gpu_* metrics; default /proc: "
-                        "needs hostPID)")
+                   help="the host's /proc, for GPU processes' cgroups (gpusched_pod_gpu_* metrics); the chart "
+                        "mounts it read-only at /host/proc. Default /proc: right only with hostPID")
     g.add_argument("--gpu-labels", choices=("auto", "always", "never"), default="auto",
                    help="write the nvidia.com/gpu.{product,memory,count} labels; auto (default): not on Nodes "
                         "GPU feature discovery labels (it owns them there)")

@@ -36,17 +36,17 @@ utilisation series (unknown, not 0).
 from __future__ import annotations
 
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterable, Iterator
+from http.server import ThreadingHTTPServer
+from typing import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.exposition import choose_encoder
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scheduler.agent.cache import CacheScan
 from scheduler.agent.nvml import GPUInfo
 from scheduler.agent.pod_gpu import PodGpuUsage
+from scheduler.ops_http import serve_ops
 
 MiB = 2**20
 ERROR_KINDS = ("nvml", "gpu_lost", "cache", "publish", "node_read", "event", "prefetch", "pod_gpu")
@@ -161,30 +161,4 @@ class AgentMetrics:
               health: Callable[[], tuple[bool, str]] | None = None) -> ThreadingHTTPServer:
         """/metrics, and /healthz answering 200 or 503 from `health` (always 200 without
         one), on a daemon thread. Returns the server (port 0 picks a free port)."""
-        registry = self.registry
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                path = self.path.split("?")[0]
-                code = 200
-                if path == "/metrics":
-                    encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
-                    body = encoder(registry)
-                elif path == "/healthz":
-                    ok, text = health() if health is not None else (True, "ok")
-                    body, ctype, code = (text + "\n").encode(), "text/plain; charset=utf-8", 200 if ok else 503
-                else:
-                    body, ctype, code = b"not found: try /metrics or /healthz\n", "text/plain", 404
-                self.send_response(code)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: Any) -> None:
-                pass  # a probe every 30 s is not news
-
-        server = ThreadingHTTPServer((addr, port), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, name="agent-http", daemon=True).start()
-        return server
+        return serve_ops(self.registry, port, addr, health=health, thread_name="agent-http")

@@ -1,8 +1,8 @@
 """Where per-pod GPU use comes from on a node: /proc for each GPU process's cgroup and the
 API server for the names of the pods on this node (the adapter around pod_gpu.py).
 
-Needs the host's PIDs (the DaemonSet's hostPID: true, or the host's /proc mounted and
-given as --proc-root): NVML names host PIDs. Needs `list pods` in the agent's RBAC; the
+Needs the host's PIDs: NVML names host PIDs. The chart mounts the host's /proc read-only
+and gives it as --proc-root (hostPID would do too, with signals and ptrace besides). Needs `list pods` in the agent's RBAC; the
 list is filtered to this node and taken only when a process names a pod UID not seen
 before, at most once per `relist_s` (pod UIDs never change meaning, so names are kept).
 """

@@ -3,42 +3,22 @@ the CRD as the chart ships it, InferenceAutoscaler bodies, the chart's autoscale
 rendered for a list of namespaces, and a token kubeconfig of its ServiceAccount."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import yaml
 
+from benchmarks.testbed import crd as testbed_crd
 from tests.deploy import manifests
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = manifests.CRD
-GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
+GROUP, VERSION, PLURAL = testbed_crd.GROUP, testbed_crd.VERSION, testbed_crd.PLURAL
 SA_NAME = "gpusched-autoscaler"
 SA = manifests.sa_user(SA_NAME)
 
 
 def install_crd(cluster) -> None:
     """Create or replace the CRD with this checkout's schema, and wait until it is served."""
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    ext = client.ApiextensionsV1Api(cluster.api_client())
-    crd = yaml.safe_load(CRD_PATH.read_text())
-    try:
-        ext.create_custom_resource_definition(crd)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        current = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        crd["metadata"]["resourceVersion"] = current.metadata.resource_version
-        ext.replace_custom_resource_definition(crd["metadata"]["name"], crd)
-    deadline = time.monotonic() + 30
-    while True:
-        got = ext.read_custom_resource_definition(crd["metadata"]["name"])
-        if any(c.type == "Established" and c.status == "True" for c in (got.status.conditions or [])):
-            return
-        assert time.monotonic() < deadline, "CRD not Established in 30 s"
-        time.sleep(0.2)
+    testbed_crd.install_crd(cluster.api_client())
 
 
 def ias_body(name: str, target: str, **spec) -> dict:

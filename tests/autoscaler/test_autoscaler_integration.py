@@ -24,11 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
 from benchmarks.chaos.cases import metric_total
 from benchmarks.fleet.driver import Load
-from benchmarks.testbed.cluster import free_port
+from benchmarks.testbed.cluster import free_port, terminate_all
+from benchmarks.testbed.crd import GROUP, PLURAL, VERSION, install_crd
 from scheduler import contract
 from scheduler.kube.client import raw
 from scheduler.kube.watch import Informer
@@ -37,8 +37,6 @@ from tests.helpers import eventually, gpu_deployment
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-CRD_PATH = ROOT / "deploy" / "chart" / "gpusched" / "crds" / "inferenceautoscalers.gpusched.io.yaml"
-GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 MODEL = "org/model"
 COLD_START = "5s"  # kwok's time to ContainersReady for a new pod of these tests
 
@@ -47,29 +45,7 @@ COLD_START = "5s"  # kwok's time to ContainersReady for a new pod of these tests
 
 @pytest.fixture(scope="module")
 def crd(cluster):
-    from kubernetes import client
-    from kubernetes.client.rest import ApiException
-
-    ext = client.ApiextensionsV1Api(cluster.api_client())
-    body = yaml.safe_load(CRD_PATH.read_text())
-    try:
-        ext.create_custom_resource_definition(body)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-    eventually(lambda: any(c.type == "Established" and c.status == "True" for c in
-                           (ext.read_custom_resource_definition(body["metadata"]["name"]).status.conditions or [])),
-               timeout=30, what="CRD Established")
-    return client.CustomObjectsApi(cluster.api_client())
-
-
-@pytest.fixture(scope="module")
-def prom(cluster):
-    from benchmarks.testbed.prometheus import Prometheus
-    p = Prometheus(cluster)
-    p.start()
-    yield p
-    p.stop()
+    return install_crd(cluster.api_client())
 
 
 @pytest.fixture
@@ -393,14 +369,7 @@ def test_two_daemons_only_the_leader_acts_and_the_other_takes_over(cluster, crd,
                    timeout=15, what="a decision by the new leader")
         eventually(lambda: replicas_of(apps, ns) > before, timeout=10)
     finally:
-        for p in procs.values():
-            if p.poll() is None:
-                p.terminate()
-        for p in procs.values():
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        terminate_all(procs.values())
 
 
 # ---------------------------------------------------------------- (e)

@@ -30,3 +30,11 @@ def test_bad_label_names_are_usage_errors(argv, capsys):
     with pytest.raises(SystemExit) as e:
         parse(*argv)
     assert e.value.code == 2 and "label name" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("port", ["70000", "-1", "http"])
+def test_bad_metrics_port_is_a_usage_error(port, capsys):
+    # was type=int: 70000 reached bind() and ended in an OverflowError traceback
+    with pytest.raises(SystemExit) as e:
+        parse("--metrics-port", port)
+    assert e.value.code == 2 and "use a port number" in capsys.readouterr().err

@@ -9,11 +9,9 @@ import json
 import pytest
 
 from autoscaler.spec import parse_spec
-from tests.autoscaler.bed import install_crd
+from tests.autoscaler.bed import GROUP, PLURAL, VERSION, install_crd
 
 pytestmark = pytest.mark.integration
-
-GROUP, VERSION, PLURAL = "gpusched.io", "v1alpha1", "inferenceautoscalers"
 
 
 @pytest.fixture(scope="module")

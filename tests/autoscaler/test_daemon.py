@@ -206,3 +206,20 @@ def test_watched_namespaces_refuses_non_names():
     from autoscaler.daemon import watched_namespaces
     with pytest.raises(ValueError):
         watched_namespaces("llm,../kube-system")
+
+
+def test_ops_port_answers_with_the_daemons_health(monkeypatch):
+    import urllib.error
+    import urllib.request
+    d = World(monkeypatch, []).daemon()
+    port = d.serve(0, "127.0.0.1")
+    try:
+        for path in ("/healthz", "/readyz"):  # the chart probes /readyz; before any tick both are 503
+            with pytest.raises(urllib.error.HTTPError) as exc:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5)
+            assert exc.value.code == 503 and exc.value.read() == b"no tick yet\n"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            assert r.status == 200 and b"gpusched_autoscaler_decisions_total" in r.read()
+    finally:
+        d._server.shutdown()
+        d._server.server_close()

@@ -66,7 +66,9 @@ CAN_I = [
     (AGENT, "delete", "nodes", ALL, False, "no Node deletes"),
     (AGENT, "update", "nodes/status", ALL, False, "kubelet's business"),
     (AGENT, "get", "secrets", ALL, False, "no credentials"),
-    (AGENT, "list", "pods", ALL, False, "reads no pods"),
+    (AGENT, "list", "pods", ALL, True, "its node's, to name GPU processes' pods (agent.podGpuMetrics)"),
+    (AGENT, "get", "pods", ALL, False, "lists its node's pods, gets none"),
+    (AGENT, "watch", "pods", ALL, False, "lists its node's pods, watches none"),
     (AGENT, "delete", "pods", ALL, False, "deletes no pods"),
     (AGENT, "create", "pods", ALL, False, "creates no pods"),
     (AGENT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
@@ -244,6 +246,9 @@ def test_helm_install_takes_over_the_kubectl_applied_objects(cluster, applied):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+_RESTRICTED = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+
+
 def _agent_ns_pod(**changes) -> dict:
     """A pod shaped like the agent's (restricted-grade, the cache hostPath), with changes."""
     sc = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
@@ -266,6 +271,14 @@ AGENT_NS_PODS = [
     ("escalation", {"container_sc": {"allowPrivilegeEscalation": True}}, False),
     ("host-network", {"hostNetwork": True}, False),
     ("host-pid", {"hostPID": True}, False),
+    ("host-proc-read-only", {"volumes": [{"name": "proc", "hostPath": {"path": "/proc"}}],
+                             "containers": [{"name": "c", "image": "x", "securityContext": _RESTRICTED,
+                                             "volumeMounts": [{"name": "proc", "mountPath": "/host/proc",
+                                                               "readOnly": True}]}]}, True),
+    ("host-proc-writable", {"volumes": [{"name": "proc", "hostPath": {"path": "/proc"}}],
+                            "containers": [{"name": "c", "image": "x", "securityContext": _RESTRICTED,
+                                            "volumeMounts": [{"name": "proc", "mountPath": "/host/proc"}]}]},
+     False),
     ("root", {"securityContext": {"runAsNonRoot": False, "seccompProfile": {"type": "RuntimeDefault"}}}, False),
 ]
 

@@ -260,10 +260,11 @@ def test_every_pod_is_restricted_grade():
             assert sc["capabilities"] == {"drop": ["ALL"]} and not sc.get("privileged"), name
             assert not [p for p in c.get("ports", []) if p.get("hostPort")], name
         host = [v for v in spec.get("volumes", []) if "hostPath" in v]
-        if name == "gpusched-agent":  # the one exception: the model cache, read-only by default
-            assert [v["hostPath"]["path"] for v in host] == ["/var/cache/gpusched/models"]
-            (m,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == host[0]["name"]]
-            assert m["readOnly"] is True
+        if name == "gpusched-agent":  # the exceptions: the model cache and /proc, both read-only by default
+            assert [v["hostPath"]["path"] for v in host] == ["/var/cache/gpusched/models", "/proc"]
+            for v in host:
+                (m,) = [m for m in spec["containers"][0]["volumeMounts"] if m["name"] == v["name"]]
+                assert m["readOnly"] is True
             assert spec["runtimeClassName"] == "nvidia"
         else:
             assert not host, name

@@ -72,15 +72,6 @@ def test_the_queueing_bound_returns_at_once_for_the_issue_inputs():
     assert int(r.stdout) >= 1_250_000  # ceil(1 / (1e-6 * 0.8)): the utilisation bound
 
 
-@pytest.fixture(scope="module")
-def prom(cluster):
-    from benchmarks.testbed.prometheus import Prometheus
-    p = Prometheus(cluster)
-    p.start()
-    yield p
-    p.stop()
-
-
 def _events(api, ns, reason):
     _, body = raw(api, "GET", f"/api/v1/namespaces/{ns}/events")
     return [e for e in body["items"] if e["reason"] == reason]

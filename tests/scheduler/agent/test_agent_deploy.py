@@ -42,8 +42,22 @@ def test_daemonset_least_privilege():
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
     assert env["NVIDIA_DRIVER_CAPABILITIES"]["value"] == "utility"
-    host_paths = [v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v]
-    assert host_paths == ["/var/cache/gpusched/models"]  # nothing else of the host is mounted
+    host = {v["hostPath"]["path"]: v["name"] for v in spec["volumes"] if "hostPath" in v}
+    assert sorted(host) == ["/proc", "/var/cache/gpusched/models"]  # nothing else of the host is mounted
+
+
+def test_host_proc_is_read_only_and_is_the_agents_proc_root():
+    # NVML names host PIDs: the agent reads their cgroups through the host's /proc, mounted
+    # read-only and whole, rather than sharing the host's PID namespace
+    spec = daemonset()["spec"]["template"]["spec"]
+    assert not spec.get("hostPID")
+    (vol,) = [v["name"] for v in spec["volumes"] if v.get("hostPath", {}).get("path") == "/proc"]
+    c = spec["containers"][0]
+    (m,) = [m for m in c["volumeMounts"] if m["name"] == vol]
+    assert m["readOnly"] is True and "subPath" not in m and "subPathExpr" not in m
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    assert p.parse_args(c["args"][1:]).proc_root == m["mountPath"] == "/host/proc"
 
 
 def test_rbac_is_what_the_agent_uses():
@@ -51,6 +65,7 @@ def test_rbac_is_what_the_agent_uses():
     rules = {(r["apiGroups"][0], r["resources"][0]): set(r["verbs"]) for r in role["rules"]}
     assert rules[("", "nodes")] == {"get", "list", "patch"}
     assert rules[("", "events")] == {"create"}
+    assert rules[("", "pods")] == {"list"}  # its node's pods, to name GPU processes' pods
     assert all("*" not in v for v in rules.values())
     sa = manifests.one("ServiceAccount", "gpusched-agent")
     assert daemonset()["spec"]["template"]["spec"]["serviceAccountName"] == sa["metadata"]["name"]
@@ -147,3 +162,17 @@ def test_an_affinity_value_replaces_the_gpu_node_terms():
     terms = ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]
+
+
+def test_pod_gpu_metrics_off_mounts_nothing_of_proc_and_lists_no_pods():
+    docs = _render("agent.podGpuMetrics=false")
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    spec = ds["spec"]["template"]["spec"]
+    assert [v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v] == ["/var/cache/gpusched/models"]
+    assert not [a for a in _agent_args(docs) if a.startswith("--proc-root")]
+    (role,) = [d for d in docs if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "gpusched-agent"]
+    assert not [r for r in role["rules"] if "pods" in r["resources"]]
+    # the cache quota still needs the pod list on its own
+    (role,) = [d for d in _render("agent.podGpuMetrics=false", "agent.cacheQuota=10Gi")
+               if d["kind"] == "ClusterRole" and d["metadata"]["name"] == "gpusched-agent"]
+    assert [r["verbs"] for r in role["rules"] if "pods" in r["resources"]] == [["list"]]
