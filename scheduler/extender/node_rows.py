@@ -1,6 +1,13 @@
-"""Rows of node names read straight from bytes, without making a Python string per name.
+"""The extender's map from node names as kube-scheduler sends them to the snapshot's rows.
 
-kube-scheduler sends filter every node's name, in a new order on each call: 5,000 names at
+The placement core takes rows; the names are a wire matter, turned into rows here, once
+per request. `NodeRows` owns everything that map needs for one node list (the snapshot's
+names in row order): the names' rows by str, a `NameTable` that finds them in a request's
+raw bytes, the lists recently answered, and each row's host fragment of prioritize's
+answer. LiveState builds one with each snapshot whose node list changed; the snapshots
+patched from it (binds, pod events) keep the same names, and so the same NodeRows.
+
+Why the bytes: kube-scheduler sends filter every node's name, in a new order on each call: 5,000 names at
 5,000 nodes. Decoding them into str objects and looking each up in a dict was the largest
 part of a filter call. Here the names stay bytes: each is gathered as one fixed-width row of
 8-byte words (one numpy gather for all of them), hashed (each word times a key, mixed, then
@@ -9,9 +16,13 @@ word by word. A row is returned only for an exact match: no hash collision alias
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
+from itertools import repeat
+from typing import Mapping, Sequence
 
 import numpy as np
+import orjson
 
 MAX_NAME = 253  # a node name is a DNS subdomain
 # Bytes a name may hold to be found here: those that stand for themselves inside a JSON
@@ -39,25 +50,6 @@ class NameTable:
     slot_row: np.ndarray  # [slots] int64, -1 = empty
     word_masks: np.ndarray  # [width + 1, width // 8] uint64: the first L bytes set
     by_bytes: dict[bytes, int]  # the findable names' rows: for a few names, a dict is quicker
-    # Recent lists (as the bytes they came in) and their rows, for callers to reuse:
-    # kube-scheduler sends prioritize the list filter answered, byte for byte.
-    recent: list[tuple[bytes, np.ndarray]] = field(default_factory=list, repr=False)
-    RECENT = 4
-
-    def recall(self, key: bytes) -> np.ndarray | None:
-        """The rows remembered for `key`, or None. One bytes comparison per entry, and a
-        different list almost always differs in length first."""
-        for seen, rows in tuple(self.recent):  # a copy: other threads may remember meanwhile
-            if seen == key:
-                return rows
-        return None
-
-    def remember(self, key: bytes, rows: np.ndarray) -> None:
-        if self.recent and self.recent[-1][1] is rows:
-            return  # a list recalled and answered whole
-        rows.flags.writeable = False
-        self.recent.append((key, rows))
-        del self.recent[:-self.RECENT]
 
     @classmethod
     def build(cls, names: tuple[str, ...] | list[str]) -> "NameTable":
@@ -143,3 +135,90 @@ def _hash(words: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 
 _S33, _M1, _M2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB9FE1A85EC53)
+
+
+# Below this many bytes of names (~400 short ones) a dict lookup per name beats the fixed
+# cost of NameTable.find's two dozen numpy calls (~0.08 ms).
+FEW_NAMES_BYTES = 8192
+
+
+def host_fragment(host: str) -> bytes:
+    """`,{"Host":"<name>","Score":`: prioritize's answer is these and the scores, joined."""
+    try:
+        name = orjson.dumps(host)
+    except orjson.JSONEncodeError:  # a lone surrogate: json escapes it, where orjson refuses
+        name = json.dumps(host).encode()
+    return b',{"Host":' + name + b',"Score":'
+
+
+class NodeRows:
+    """Node names to snapshot rows, for one node list. Safe across threads: built whole
+    before it is published; the one thing it changes later, the recent lists, is a list
+    replaced at once."""
+
+    RECENT = 4  # lists remembered: kube-scheduler sends prioritize the list filter answered
+
+    def __init__(self, names: Sequence[str], index: Mapping[str, int] | None = None):
+        self.names: tuple[str, ...] = tuple(names)
+        self.index: Mapping[str, int] = index if index is not None else {n: i for i, n in enumerate(self.names)}
+        self.table = NameTable.build(self.names)
+        # Recent lists (as the bytes they came in) and their rows, most recent last
+        self._recent: list[tuple[bytes, np.ndarray]] = []
+        frags = [host_fragment(h) for h in self.names]
+        self.fragments = frags  # each row's, for an answer the matrix cannot give
+        widths = np.fromiter(map(len, frags), np.int64, len(frags))
+        self.fragment_matrix: np.ndarray | None = None
+        if len(frags) and widths.max() <= 2 * np.median(widths):
+            # One fixed-size item per row, padded with spaces after "Score": (JSON whitespace):
+            # numpy gathers those with a copy each, where joining 5,000 bytes objects reads
+            # each object's scattered memory. Not when a few long names would pad every row.
+            width = int(widths.max())
+            self.fragment_matrix = np.frombuffer(b"".join(f.ljust(width) for f in frags), f"V{width}")
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def rows_of(self, names: Sequence[str]) -> np.ndarray:
+        """Rows of decoded `names`, -1 for a name not in the list."""
+        return np.fromiter(map(self.index.get, names, repeat(-1)), np.int64, len(names))
+
+    def find(self, items: bytes) -> np.ndarray | None:
+        """Rows of the names in `"a","b"` (a JSON array's items, as sent), if every one is
+        plain and in the list; else None, and the caller decodes the array."""
+        rows = self.recall(items)
+        if rows is not None:
+            return rows
+        table = self.table
+        if len(items) < FEW_NAMES_BYTES:
+            if len(items) < 2 or items[0] != 34 or items[-1] != 34:
+                return None
+            # exact: a name found holds no quote, so every `","` is between two names
+            names = items[1:-1].split(b'","')
+            rows = np.fromiter(map(table.by_bytes.get, names, repeat(-1)), np.int64, len(names))
+            return None if (rows < 0).any() else rows
+        buf = np.frombuffer(items + bytes(table.width), np.uint8)
+        quotes = np.flatnonzero(buf[:len(items)] == 34)
+        n = len(quotes) // 2
+        if (n == 0 or len(quotes) != 2 * n or quotes[0] != 0 or quotes[-1] != len(items) - 1
+                or (quotes[2::2] != quotes[1:-1:2] + 2).any() or (buf[quotes[1:-1:2] + 1] != 44).any()):
+            return None  # every quote opens or closes a name, and one comma lies between names
+        starts = quotes[0::2] + 1
+        rows = table.find(buf, starts, quotes[1::2] - starts)
+        return None if (rows < 0).any() else rows
+
+    def recall(self, items: bytes) -> np.ndarray | None:
+        """The rows remembered for `items`, or None. One bytes comparison per entry, and a
+        different list almost always differs in length first."""
+        for seen, rows in self._recent:
+            if seen == items:
+                return rows
+        return None
+
+    def remember(self, items: bytes, rows: np.ndarray) -> None:
+        """Note that the list `items` (as it will be sent) is at `rows`."""
+        recent = self._recent
+        if recent and recent[-1][1] is rows:
+            return  # a list recalled and answered whole
+        rows.flags.writeable = False
+        # a new list, swapped in at once: readers on other threads iterate the old one
+        self._recent = (recent + [(items, rows)])[-self.RECENT:]
