@@ -83,9 +83,13 @@ class Extender:
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
     _cv: threading.Condition = field(default_factory=threading.Condition)
-    # Filter's and prioritize's per-row answers for the last few pod shapes, recomputed only
-    # on rows that changed since (a Deployment's replicas share a shape)
-    row_memo: RowMemo = field(default_factory=lambda: RowMemo(keys_kept=8))
+    # Filter's and prioritize's per-row answers for recent pod shapes, recomputed only on rows
+    # that changed since (a Deployment's replicas share a shape). A shape takes two keys (filter's
+    # and prioritize's): 32 hold 16 shapes. With 8 (4 shapes), the Alibaba trace's mix (19
+    # shapes in 320 pods, the commonest 8 asking for 94%) recomputed every row on most calls.
+    # Each key holds a few [N] arrays and its own version of the snapshot arrays it read:
+    # ~0.5 MB at 5,000 nodes for prioritize's, ~0.2 MB for filter's.
+    row_memo: RowMemo = field(default_factory=lambda: RowMemo(keys_kept=32))
 
     # Only pods between prioritize and bind need their scores remembered (a handful at a time);
     # the bound keeps memory flat: score details hold arrays over every candidate node.
