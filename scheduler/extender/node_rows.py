@@ -142,13 +142,28 @@ _S33, _M1, _M2 = np.uint64(33), np.uint64(0xFF51AFD7ED558CCD), np.uint64(0xC4CEB
 FEW_NAMES_BYTES = 8192
 
 
+def json_string(name: str) -> bytes:
+    """`name` as a JSON string, as orjson writes it in a list."""
+    try:
+        return orjson.dumps(name)
+    except orjson.JSONEncodeError:  # a lone surrogate: json escapes it, where orjson refuses
+        return json.dumps(name).encode()
+
+
 def host_fragment(host: str) -> bytes:
     """`,{"Host":"<name>","Score":`: prioritize's answer is these and the scores, joined."""
-    try:
-        name = orjson.dumps(host)
-    except orjson.JSONEncodeError:  # a lone surrogate: json escapes it, where orjson refuses
-        name = json.dumps(host).encode()
-    return b',{"Host":' + name + b',"Score":'
+    return b',{"Host":' + json_string(host) + b',"Score":'
+
+
+def padded(items: list[bytes]) -> np.ndarray | None:
+    """`items` as one fixed-size numpy item each, padded with spaces: numpy gathers those
+    with a copy each, where joining 5,000 bytes objects reads each one's scattered memory.
+    None when a few long items would pad every one (widths past twice the median)."""
+    widths = np.fromiter(map(len, items), np.int64, len(items))
+    if not len(items) or widths.max() > 2 * np.median(widths):
+        return None
+    width = int(widths.max())
+    return np.frombuffer(b"".join(f.ljust(width) for f in items), f"V{width}")
 
 
 class NodeRows:
@@ -164,16 +179,17 @@ class NodeRows:
         self.table = NameTable.build(self.names)
         # Recent lists (as the bytes they came in) and their rows, most recent last
         self._recent: list[tuple[bytes, np.ndarray]] = []
-        frags = [host_fragment(h) for h in self.names]
-        self.fragments = frags  # each row's, for an answer the matrix cannot give
-        widths = np.fromiter(map(len, frags), np.int64, len(frags))
-        self.fragment_matrix: np.ndarray | None = None
-        if len(frags) and widths.max() <= 2 * np.median(widths):
-            # One fixed-size item per row, padded with spaces after "Score": (JSON whitespace):
-            # numpy gathers those with a copy each, where joining 5,000 bytes objects reads
-            # each object's scattered memory. Not when a few long names would pad every row.
-            width = int(widths.max())
-            self.fragment_matrix = np.frombuffer(b"".join(f.ljust(width) for f in frags), f"V{width}")
+        # prioritize's answer: each row's host fragment, padded with spaces after "Score":
+        # (JSON whitespace) in the matrix
+        self.fragments = [host_fragment(h) for h in self.names]
+        self.fragment_matrix = padded(self.fragments)
+        # filter's answer: each row's `"name",`. Padded, the spaces are taken out after the
+        # gather (Go writes the list compact, and prioritize's is recalled by its bytes), so
+        # only while no name holds one; when all are as wide, there is nothing to take out.
+        self._quoted = [json_string(n) for n in self.names]
+        items = [q + b"," for q in self._quoted]
+        self._items_matrix = padded(items) if not any(b" " in q for q in self._quoted) else None
+        self._items_even = len(set(map(len, items))) <= 1
 
     def __len__(self) -> int:
         return len(self.names)
@@ -181,6 +197,19 @@ class NodeRows:
     def rows_of(self, names: Sequence[str]) -> np.ndarray:
         """Rows of decoded `names`, -1 for a name not in the list."""
         return np.fromiter(map(self.index.get, names, repeat(-1)), np.int64, len(names))
+
+    def items_of(self, rows: np.ndarray) -> bytes:
+        """The names at `rows` as a JSON array's items, `"a","b"`, compact as Go writes them."""
+        if not len(rows):
+            return b""
+        matrix = self._items_matrix
+        if matrix is None:
+            return b",".join(map(self._quoted.__getitem__, rows.tolist()))
+        out = matrix[rows]
+        if not self._items_even:
+            raw = out.view(np.uint8)
+            out = raw[raw != 32]
+        return out.tobytes()[:-1]  # less the last comma
 
     def find(self, items: bytes) -> np.ndarray | None:
         """Rows of the names in `"a","b"` (a JSON array's items, as sent), if every one is

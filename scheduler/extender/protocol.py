@@ -227,7 +227,12 @@ def filter_result(args: ExtenderArgs, node_rows: NodeRows, ok: np.ndarray, reaso
         nodes = orjson.dumps({"items": [{"metadata": {"name": n}} for n in args.names(node_rows, ok)]})
         return _FILTER_RESULT % (nodes, b"null", failed, unresolved)
     rows = args.rows[ok]
-    items = args.items if args.items and len(rows) == len(args.rows) else orjson.dumps(args.names(node_rows, ok))[1:-1]
+    if args.items and len(rows) == len(args.rows):
+        items = args.items
+    elif args.unknown:
+        items = orjson.dumps(args.names(node_rows, ok))[1:-1]
+    else:
+        items = node_rows.items_of(rows)
     if len(rows) and rows.min() >= 0:
         node_rows.remember(items, rows)
     return _FILTER_RESULT % (b"null", b"[%s]" % items, failed, unresolved)

@@ -6,6 +6,7 @@ import random
 import string
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -148,3 +149,19 @@ def test_each_row_s_host_fragment_is_encoded_once(names, matrix):
     rows_of = NodeRows(names)
     assert [json.loads(f[1:] + b"0}") for f in rows_of.fragments] == [{"Host": n, "Score": 0} for n in names]
     assert (rows_of.fragment_matrix is not None) == matrix
+
+
+@pytest.mark.parametrize("names", [
+    ("node-00001", "node-00002", "node-00003"),  # as wide: gathered as they are
+    ("a", "node-1", "ip-10-0-0-1.internal"),  # padded, the padding taken out
+    ("a", "n" * 200, "b"),  # one long name: joined one by one
+    ("a b", "c", "n\u00f6de", 'we"ird', "lone-\ud800"),  # a space, UTF-8, escapes: joined
+    (),
+])
+def test_items_of_writes_the_names_at_rows_as_go_writes_a_list(names):
+    rows_of = NodeRows(names)
+    for rows in ([], list(range(len(names)))[::-1], [0, 0] if names else []):
+        want = json.dumps([names[r] for r in rows], separators=(",", ":"), ensure_ascii=False)[1:-1]
+        assert json.loads(b"[" + rows_of.items_of(np.array(rows, np.int64)) + b"]") == json.loads("[" + want + "]")
+        if "lone-\ud800" not in names:  # byte for byte what orjson (and Go) write: recalled by those bytes
+            assert rows_of.items_of(np.array(rows, np.int64)) == orjson.dumps([names[r] for r in rows])[1:-1]
