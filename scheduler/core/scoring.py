@@ -164,9 +164,9 @@ def simulate(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray) -> Placement
         return Placement(np.full(n, -1), taken, np.zeros(n, np.int64), np.zeros(n, np.int64))
     free = s.free[rows]
     g = best_fit_gpu(free, req.gpu_memory)
-    gi = np.maximum(g, 0)[:, None]
-    before = np.take_along_axis(free, gi, axis=1)[:, 0]
-    total = np.take_along_axis(s.gpu_mem_total[rows], gi, axis=1)[:, 0]
+    gi = np.maximum(g, 0)
+    before = free[np.arange(n), gi]
+    total = s.gpu_mem_total[rows, gi]  # one GPU per row, not a gather of every GPU's
     taken = np.where(g >= 0, req.gpu_memory, 0)
     return Placement(g, taken, before, total)
 
@@ -180,9 +180,9 @@ def packing(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement)
     return np.clip((gpu_fill + node_full_after) / 2, 0, 1)
 
 
-def _share_fragment(free: np.ndarray, total: np.ndarray, fraction: float) -> np.ndarray:
-    """Free bytes of one GPU that a share of `fraction` of it cannot use."""
-    return np.where(free < fraction * total, free, 0)
+def _share_fragment(free: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Free bytes of one GPU that a share of `share` bytes (a fraction of its total) cannot use."""
+    return np.where(free < share, free, 0)
 
 
 def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement,
@@ -199,25 +199,28 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial = s.partial_free[rows]  # free memory on partly used GPUs
     delta = np.zeros(len(rows))
     if req.whole_gpus:
-        k = req.whole_gpus
+        count_after, free_total_after = whole_count - req.whole_gpus, free_total - p.taken
         for sh in shapes:
             if sh.whole:  # shares gain nothing and lose nothing: the GPUs taken were not fragments
                 before = np.where(whole_count >= sh.whole, partial, free_total)
-                after = np.where(whole_count - k >= sh.whole, partial, free_total - p.taken)
+                after = np.where(count_after >= sh.whole, partial, free_total_after)
                 delta += sh.weight / total_w * (after - before)
         return delta
     ok = p.gpu >= 0
-    was_whole = np.take_along_axis(s.whole_free[rows], np.maximum(p.gpu, 0)[:, None], axis=1)[:, 0] & ok
+    was_whole = s.whole_free[rows, np.maximum(p.gpu, 0)] & ok
     after_free = p.free_before - p.taken
+    # the same for every whole-GPU shape: computed once, not once per shape
+    partial_after = partial + np.where(was_whole, after_free, -p.taken)
+    count_after = whole_count - was_whole
+    free_total_after = free_total - p.taken
     for sh in shapes:
         if sh.whole:
-            partial_after = partial + np.where(was_whole, after_free, -p.taken)
-            count_after = whole_count - was_whole
             before = np.where(whole_count >= sh.whole, partial, free_total)
-            after = np.where(count_after >= sh.whole, partial_after, free_total - p.taken)
+            after = np.where(count_after >= sh.whole, partial_after, free_total_after)
         else:
-            before = _share_fragment(p.free_before, p.gpu_total, sh.fraction)
-            after = _share_fragment(after_free, p.gpu_total, sh.fraction)
+            share = sh.fraction * p.gpu_total
+            before = _share_fragment(p.free_before, share)
+            after = _share_fragment(after_free, share)
         delta += sh.weight / total_w * np.where(ok, after - before, 0)
     return delta
 
