@@ -241,6 +241,7 @@ def filter_result(args: ExtenderArgs, node_rows: NodeRows, ok: np.ndarray, reaso
 _FILTER_RESULT = b'{"Nodes":%s,"NodeNames":%s,"FailedNodes":%s,"FailedAndUnresolvableNodes":%s,"Error":""}'
 _SCORE_SUFFIX = np.empty(MAX_EXTENDER_PRIORITY + 1, dtype=object)
 _SCORE_SUFFIX[:] = [b"%d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)]
+_SCORE_SUFFIX.flags.writeable = False  # constants, as _SCORE_FIXED (a view of bytes) is
 _SCORE_FIXED = np.frombuffer(b"".join(b"%2d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)), "V3")
 
 
