@@ -27,10 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 
+import numpy as np
+
 from scheduler import contract
 from scheduler.core.objects import snapshot_of
 from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Weights, assign_gpus,
-                            filter_nodes, parse_pod, prioritize)
+                            filter_rows, parse_pod, score_rows)
 
 from . import kube
 
@@ -76,13 +78,13 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
     placements: list[Placement] = []
     why_stop = ""
     for i in range(replicas):
-        feasible, failed = filter_nodes(snap, req, list(snap.names))
-        if not feasible:
-            why_stop = f"; no room for replica {i + 1} of {replicas}" + (
-                f" (e.g. {next(iter(failed.values()))})" if failed else "")
+        ok, why = filter_rows(snap, req, np.arange(len(snap)))
+        if not ok.any():
+            why_stop = f"; no room for replica {i + 1} of {replicas}" + (f" (e.g. {why[0]})" if why else "")
             break
-        scores, _ = prioritize(snap, req, feasible, weights)
-        node, score = min(scores, key=lambda ns: (-ns[1], ns[0]))
+        feasible = np.flatnonzero(ok)
+        scores = score_rows(snap, req, feasible, weights).score.tolist()
+        node, score = min(zip((snap.names[r] for r in feasible.tolist()), scores), key=lambda ns: (-ns[1], ns[0]))
         a = assign_gpus(snap, node, req)
         if a.gpu_ids is None:  # filter said it fits; never expected
             why_stop = f"; {a.reason}"

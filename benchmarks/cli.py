@@ -9,6 +9,17 @@ from dataclasses import asdict
 from pathlib import Path
 
 
+def positive_int(text: str) -> int:
+    """An argparse type: a count of at least 1 (0 nodes or 0 calls would measure nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="run a benchmark and print its table",
                        description="Benchmarks write JSON and a markdown table to --out and print the table.")
@@ -22,8 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="examples:\n  gpusched bench extender --nodes 100 1000 5000 --calls 500 --out results/extender\n"
                "  gpusched bench extender --mode best realistic --nodes 1000 5000 10000",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ext.add_argument("--nodes", type=int, nargs="+", default=[100, 1000, 5000])
-    ext.add_argument("--calls", type=int, default=300, help="calls per verb and size (default 300)")
+    ext.add_argument("--nodes", type=positive_int, nargs="+", default=[100, 1000, 5000])
+    ext.add_argument("--calls", type=positive_int, default=300, help="calls per verb and size (default 300)")
     ext.add_argument("--seed", type=int, default=1)
     ext.add_argument("--mode", nargs="+", choices=("best", "realistic"), default=["best"],
                      help="best: one pod shape, a static cluster; realistic: the Alibaba trace's mix of shapes "

@@ -40,7 +40,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
         "coldstart", help="replica churn on a multi-model fleet: model-cache locality and time to ready",
         description="A seeded discrete-event simulation of a multi-model inference fleet (1 to 135 GiB models) "
                     "on 8 x H100 nodes with per-node model caches (host memory, disk; LRU). Replicas start and "
-                    "stop; each start is placed by gpusched's placement core (scheduler.core filter_nodes, "
+                    "stop; each start is placed by gpusched's placement core (scheduler.core filter_rows, "
                     "prioritize, assign_gpus, byte for byte), by the same with locality weight 0, and by "
                     "kube-scheduler's default spread, all on the same replica starts in one run. Time to ready "
                     "= start + bytes / bandwidth of where the weights come from (a GPU-resident replica on the "

@@ -21,17 +21,17 @@ order they were scheduled):
 
 Per replica it records where it went, whether that node had the model cached (any
 tier) in the report the policy saw, whether some node caching the model had room
-(passed filter_nodes), the load source and the time to ready. Replicas that start
+(passed filter_rows), the load source and the time to ready. Replicas that start
 before `warmup_s` are simulated but not counted (caches start empty).
 
 Policies:
-- gpusched: scheduler.core filter_nodes + prioritize (default Weights; the workload
+- gpusched: scheduler.core filter_rows + score_rows (default Weights; the workload
   shapes re-learned at each rebuild with workload_shapes, as the extender does) +
   assign_gpus; the node with the highest 0..10 score, first in node order
   on ties (kube-scheduler breaks ties at random), as benchmarks/placement/ours.py;
 - no-locality: the same with Weights(locality=0);
 - spread: kube-scheduler's default NodeResourcesFit LeastAllocated on GPU memory:
-  among the nodes filter_nodes passes (so the baseline never places what cannot
+  among the nodes filter_rows passes (so the baseline never places what cannot
   fit), the one with the largest share of its GPU memory free after the placement,
   first in node order on ties; GPUs then as assign_gpus picks them (best fit).
 """
@@ -41,6 +41,7 @@ import heapq
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from itertools import compress
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -51,7 +52,7 @@ from benchmarks.coldstart.workload import Arrival
 from benchmarks.placement.ours import allocation
 from benchmarks.placement.policies import first_max
 from scheduler.core import (ClusterSnapshot, NodeState, PodRequest, Shape, Weights, assign_gpus, build_snapshot,
-                            filter_nodes, prioritize)
+                            filter_rows, score_rows)
 from scheduler.core.scoring import DEFAULT_SHAPES, workload_shapes
 from scheduler.nodeinfo import GPU, CachedModel, NodeReport
 
@@ -108,6 +109,12 @@ class Replica:
 
 # ---------------------------------------------------------------- policies
 
+def feasible_names(s: ClusterSnapshot, req: PodRequest, names: Sequence[str]) -> list[str]:
+    """The names of those of `names` that can take `req`, in their order."""
+    ok, _ = filter_rows(s, req, s.indices(names))
+    return list(compress(names, ok.tolist()))
+
+
 class Policy:
     name = "policy"
     description = ""
@@ -122,8 +129,8 @@ class Gpusched(Policy):
         self.weights, self.name, self.description = weights, name, description
 
     def choose(self, s, req, feasible, shapes=DEFAULT_SHAPES):
-        scores, _ = prioritize(s, req, feasible, self.weights, shapes)
-        return feasible[int(np.argmax([v for _, v in scores]))]  # feasible keeps node order
+        scores = score_rows(s, req, s.indices(feasible), self.weights, shapes).score
+        return feasible[int(np.argmax(scores))]  # feasible keeps node order
 
 
 class Spread(Policy):
@@ -140,7 +147,7 @@ class Spread(Policy):
 def make_policy(name: str) -> Policy:
     if name == "gpusched":
         return Gpusched(Weights(), "gpusched",
-                        "scheduler.core filter_nodes + prioritize (default Weights) + assign_gpus")
+                        "scheduler.core filter_rows + score_rows (default Weights) + assign_gpus")
     if name == "no-locality":
         return Gpusched(Weights(locality=0.0), "no-locality", "as gpusched with Weights(locality=0)")
     if name == "spread":
@@ -280,7 +287,7 @@ def run(policy: Policy, p: Params, models: Sequence[Model], arrivals: Sequence[A
     def place(r: Replica, now: float) -> bool:
         s = cl.view(now)
         req = reqs[r.model]
-        feasible, _ = filter_nodes(s, req, cl.names)
+        feasible = feasible_names(s, req, cl.names)
         if not feasible:
             return False
         node = policy.choose(s, req, feasible, cl.shapes)

@@ -17,7 +17,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
         "placement", help="replay the Alibaba GPU trace (FGD, ATC'23): GPU allocation at the first unschedulable pod",
         description="Replays pods in creation order on the trace's 1,213 GPU nodes, the FGD paper's method: each "
                     "policy places each pod until the first one that fits nowhere. gpusched's policy is "
-                    "scheduler.core (filter_nodes, prioritize, assign_gpus) byte for byte; the baselines "
+                    "scheduler.core (filter_rows, score_rows, assign_gpus) byte for byte; the baselines "
                     "(kube-scheduler's spread, MostAllocated, best-fit, random, dot-product, GPU packing, FGD) run "
                     "in the same process on the same trace. CPU-only pods are placed by kube-scheduler's default "
                     "scoring for every policy. With --inflate, FGD's Monte Carlo evaluation instead: pods drawn "

@@ -11,7 +11,7 @@ A pod becomes the PodRequest its chart would ask for:
   rounded down). The trace's share is of whatever GPU the pod lands on, while a
   request names bytes; so a share is asked once per GPU memory size in the cluster
   (restricted to the products of that size), and each request goes through
-  filter_nodes and prioritize on its own;
+  filter_rows and score_rows on its own;
 - gpu_spec: PodRequest.products (the products ALIBABA_GPU_MIB maps those models to).
 
 Candidates are the nodes whose CPU and memory fit (kube-scheduler's NodeResourcesFit);
@@ -32,6 +32,7 @@ what kube-scheduler sees, it shows what the 11 integer levels cost.
 """
 from __future__ import annotations
 
+from itertools import compress
 from typing import Sequence
 
 import numpy as np
@@ -41,7 +42,7 @@ from benchmarks.placement.state import Candidates, State
 from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler.core import (Allocation, NodeState, PodRequest, ScoreDetails, Shape, Weights, assign_gpus,
-                            build_snapshot, filter_nodes, prioritize, workload_shapes)
+                            build_snapshot, filter_rows, score_rows, workload_shapes)
 from scheduler.core.scoring import normalize
 from scheduler.nodeinfo import MiB
 
@@ -66,7 +67,7 @@ RELEARN_EVERY = 100
 
 class Gpusched(Policy):
     name = "gpusched"
-    description = ("scheduler.core filter_nodes + prioritize (default Weights; shapes learned from the pods "
+    description = ("scheduler.core filter_rows + score_rows (default Weights; shapes learned from the pods "
                    "placed so far, as the extender learns them) + assign_gpus")
 
     def __init__(self, weights: Weights | None = None, exact: bool = False, shapes: Sequence[Shape] | None = None):
@@ -107,12 +108,13 @@ class Gpusched(Policy):
 
     def choose(self, state: State, pod: Pod, c: Candidates) -> Choice | None:
         names = self.names[c.resources].tolist()
+        rows = self.snapshot.indices(names)
         self.last = []
         for req in self.requests(pod):
-            feasible, _ = filter_nodes(self.snapshot, req, names)
-            if feasible:
-                scores, details = prioritize(self.snapshot, req, feasible, self.weights, self.shapes)
-                self.last.append((req, feasible, [s for _, s in scores], details))
+            ok, _ = filter_rows(self.snapshot, req, rows)
+            if ok.any():
+                details = score_rows(self.snapshot, req, rows[ok], self.weights, self.shapes)
+                self.last.append((req, list(compress(names, ok.tolist())), details.score.tolist(), details))
         if not self.last:
             return None
         if len(self.last) == 1 and not self.exact:

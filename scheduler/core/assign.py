@@ -25,10 +25,12 @@ class Assignment(NamedTuple):
 
 def best_fit_gpu(free: np.ndarray, need: int) -> np.ndarray:
     """[N] index of the best-fit GPU per row for a share of `need` bytes, -1 where none fits."""
-    fits = free >= need
-    leftover = np.where(fits, free - need, np.iinfo(np.int64).max)
+    none = np.iinfo(np.int64).max  # above any leftover: a GPU holds far less than 2**63 bytes
+    leftover = np.where(free >= need, free - need, none)
     best = leftover.argmin(axis=1)
-    return np.where(fits.any(axis=1), best, -1)
+    # a row fits where its best leftover is one: a gather of one value per row, where
+    # any(axis=1) over the [N, G] flags costs a pass over every GPU
+    return np.where(leftover[np.arange(len(best)), best] != none, best, -1)
 
 
 def assign_gpus(s: ClusterSnapshot, node: str, req: PodRequest) -> Assignment:

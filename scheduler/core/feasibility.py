@@ -8,7 +8,7 @@ filter said no.
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -136,24 +136,13 @@ def reasons(s: ClusterSnapshot, req: PodRequest, c: Check, where: np.ndarray) ->
     return table[inverse.ravel()].tolist()
 
 
-def filter_nodes(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str],
-                 memo: RowMemo | None = None) -> tuple[list[str], dict[str, str]]:
-    """Split candidates into those that can take the pod's GPUs and those that cannot,
-    with a reason for each of the latter. Non-GPU pods pass everywhere. The snapshot keeps
-    the feasible list (kube-scheduler sends prioritize that very list): do not change it."""
-    if not req.gpu_pod:
-        return list(candidates), {}
-    rows = s.indices(candidates)
-    ok, why = filter_rows(s, req, rows, memo)
-    names = np.array(candidates, dtype=object)
-    feasible = names[ok].tolist()
-    s.remember_rows(feasible, rows[ok], copy=False)  # what prioritize will be sent next
-    return feasible, dict(zip(names[~ok].tolist(), why))
-
-
 def filter_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray,
                 memo: RowMemo | None = None) -> tuple[np.ndarray, list[str]]:
-    """`filter_nodes` by row (-1 for a node not in the snapshot), for a GPU pod: which
-    candidates fit, and the reason of each that does not, in candidate order."""
+    """Which candidate rows (-1 for a node not in the snapshot) can take the pod's GPUs,
+    and the reason of each that cannot, in candidate order. Non-GPU pods pass everywhere
+    (gpusched has nothing to say about them). A `memo` carries every row's answer from one
+    call to the next; the answer is the same."""
+    if not req.gpu_pod:
+        return np.ones(len(rows), bool), []
     c = check(s, req, rows, memo)
     return c.ok, reasons(s, req, c, ~c.ok)

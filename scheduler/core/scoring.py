@@ -25,7 +25,7 @@ plugins keep scoring and normalisation apart.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
@@ -164,9 +164,9 @@ def simulate(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray) -> Placement
         return Placement(np.full(n, -1), taken, np.zeros(n, np.int64), np.zeros(n, np.int64))
     free = s.free[rows]
     g = best_fit_gpu(free, req.gpu_memory)
-    gi = np.maximum(g, 0)[:, None]
-    before = np.take_along_axis(free, gi, axis=1)[:, 0]
-    total = np.take_along_axis(s.gpu_mem_total[rows], gi, axis=1)[:, 0]
+    gi = np.maximum(g, 0)
+    before = free[np.arange(n), gi]
+    total = s.gpu_mem_total[rows, gi]  # one GPU per row, not a gather of every GPU's
     taken = np.where(g >= 0, req.gpu_memory, 0)
     return Placement(g, taken, before, total)
 
@@ -180,9 +180,9 @@ def packing(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement)
     return np.clip((gpu_fill + node_full_after) / 2, 0, 1)
 
 
-def _share_fragment(free: np.ndarray, total: np.ndarray, fraction: float) -> np.ndarray:
-    """Free bytes of one GPU that a share of `fraction` of it cannot use."""
-    return np.where(free < fraction * total, free, 0)
+def _share_fragment(free: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Free bytes of one GPU that a share of `share` bytes (a fraction of its total) cannot use."""
+    return np.where(free < share, free, 0)
 
 
 def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement,
@@ -199,25 +199,28 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial = s.partial_free[rows]  # free memory on partly used GPUs
     delta = np.zeros(len(rows))
     if req.whole_gpus:
-        k = req.whole_gpus
+        count_after, free_total_after = whole_count - req.whole_gpus, free_total - p.taken
         for sh in shapes:
             if sh.whole:  # shares gain nothing and lose nothing: the GPUs taken were not fragments
                 before = np.where(whole_count >= sh.whole, partial, free_total)
-                after = np.where(whole_count - k >= sh.whole, partial, free_total - p.taken)
+                after = np.where(count_after >= sh.whole, partial, free_total_after)
                 delta += sh.weight / total_w * (after - before)
         return delta
     ok = p.gpu >= 0
-    was_whole = np.take_along_axis(s.whole_free[rows], np.maximum(p.gpu, 0)[:, None], axis=1)[:, 0] & ok
+    was_whole = s.whole_free[rows, np.maximum(p.gpu, 0)] & ok
     after_free = p.free_before - p.taken
+    # the same for every whole-GPU shape: computed once, not once per shape
+    partial_after = partial + np.where(was_whole, after_free, -p.taken)
+    count_after = whole_count - was_whole
+    free_total_after = free_total - p.taken
     for sh in shapes:
         if sh.whole:
-            partial_after = partial + np.where(was_whole, after_free, -p.taken)
-            count_after = whole_count - was_whole
             before = np.where(whole_count >= sh.whole, partial, free_total)
-            after = np.where(count_after >= sh.whole, partial_after, free_total - p.taken)
+            after = np.where(count_after >= sh.whole, partial_after, free_total_after)
         else:
-            before = _share_fragment(p.free_before, p.gpu_total, sh.fraction)
-            after = _share_fragment(after_free, p.gpu_total, sh.fraction)
+            share = sh.fraction * p.gpu_total
+            before = _share_fragment(p.free_before, share)
+            after = _share_fragment(after_free, share)
         delta += sh.weight / total_w * np.where(ok, after - before, 0)
     return delta
 
@@ -253,33 +256,22 @@ def locality(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, w: Weights) 
 
 @dataclass(frozen=True)
 class ScoreDetails:
-    """Per-candidate components, for the placement annotation; looked up per node on demand."""
-    names: list[str]
+    """Per-candidate components, for the placement annotation; looked up per node on demand
+    by the node's row (no per-candidate names are kept: 5,000 strings per pod)."""
+    rows: np.ndarray  # [C] each candidate's snapshot row, -1 if unknown
+    index: Mapping[str, int]  # the snapshot's rows by name
     packing: np.ndarray
     fragmentation: np.ndarray
     locality: np.ndarray
     load_seconds_avoided: np.ndarray
-    score: np.ndarray
-    rows: np.ndarray | None = None  # [C] each candidate's snapshot row, -1 if unknown
-    index: Mapping[str, int] | None = None  # the snapshot's rows by name, so names can be dropped
-    total: np.ndarray | None = None  # [C] the unrounded weighted sum `score` normalises
-
-    def without_names(self) -> "ScoreDetails":
-        """The same, looked up by row: what is kept for a pod until its bind holds no
-        per-request strings (5,000 of them per pod at 5,000 nodes)."""
-        return replace(self, names=[]) if self.rows is not None and self.index is not None else self
+    score: np.ndarray  # [C] 0..MAX_EXTENDER_PRIORITY
+    total: np.ndarray  # [C] the unrounded weighted sum `score` normalises
 
     def _position(self, node: str) -> int | None:
-        if not self.names:
-            row = self.index.get(node, -2) if self.index is not None and self.rows is not None else -2
-            hits = np.flatnonzero(self.rows == row) if row >= 0 else np.empty(0, np.int64)
-            return int(hits[0]) if len(hits) else None
-        try:
-            # one C-level scan, for the one node a pod is bound to: a dict of all the
-            # candidates (built per pod, 2 ms at 5,000 nodes) would cost more than it saves
-            return self.names.index(node)
-        except ValueError:
-            return None
+        row = self.index.get(node, -2)
+        # one C-level scan, for the one node a pod is bound to
+        hits = np.flatnonzero(self.rows == row) if row >= 0 else np.empty(0, np.int64)
+        return int(hits[0]) if len(hits) else None
 
     def get(self, node: str, default: dict[str, Any] | None = None) -> dict[str, Any]:
         i = self._position(node)
@@ -289,13 +281,6 @@ class ScoreDetails:
                 "fragmentation": round(float(self.fragmentation[i]), 3),
                 "locality": round(float(self.locality[i]), 3),
                 "loadSecondsAvoided": round(float(self.load_seconds_avoided[i]), 1)}
-
-
-def prioritize(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str], weights: Weights | None = None,
-               shapes: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[list[tuple[str, int]], ScoreDetails]:
-    """Scores 0..10 for each candidate (unknown nodes and non-GPU pods get 0), as (name, score) pairs."""
-    details = score_candidates(s, req, candidates, weights, shapes)
-    return list(zip(details.names, details.score.tolist())), details
 
 
 # Every snapshot array that simulate, packing and fragmentation read.
@@ -309,24 +294,19 @@ def packing_and_fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndar
     return packing(s, req, rows, p), fragmentation(s, req, rows, p, shapes)
 
 
-def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[str] | None,
-                     weights: Weights | None = None, shapes: Sequence[Shape] = DEFAULT_SHAPES,
-                     memo: RowMemo | None = None, rows: np.ndarray | None = None) -> ScoreDetails:
-    """`prioritize` without the pairs: the extender encodes the score array directly. A
-    `memo` (the extender keeps one) carries every row's packing and fragmentation from one
-    call to the next; the scores are the same with it or without. Given the candidates'
-    `rows`, `candidates` may be None: the details then hold no names (as without_names())."""
+def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: Weights | None = None,
+               shapes: Sequence[Shape] = DEFAULT_SHAPES, memo: RowMemo | None = None) -> ScoreDetails:
+    """Scores 0..10 of the candidate rows (-1 for a node not in the snapshot; those and
+    every candidate of a non-GPU pod score 0). A `memo` (the extender keeps one) carries
+    every row's packing and fragmentation from one call to the next; the scores are the
+    same with it or without."""
     w = weights or Weights()
-    if rows is None:
-        if candidates is None:
-            raise ValueError("score_candidates needs the candidates' names or their rows")
-        rows = s.indices(candidates) if len(s) else np.full(len(candidates), -1, np.int64)
-    names = list(candidates) if candidates is not None else []
+    rows = np.asarray(rows, np.int64)
     n = len(rows)
     zeros = np.zeros(n)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        return ScoreDetails(names, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), rows, s.index, zeros)
+        return ScoreDetails(rows, s.index, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), zeros)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
         key = ("score", req.whole_gpus, req.gpu_memory, tuple(shapes))
@@ -339,7 +319,7 @@ def score_candidates(s: ClusterSnapshot, req: PodRequest, candidates: Sequence[s
         pack = balance
     loc, secs = locality(s, req, r, w)
     total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc + w.balance * balance, 0)
-    return ScoreDetails(names, pack, frag, loc, secs, normalize(total), rows, s.index, total)
+    return ScoreDetails(rows, s.index, pack, frag, loc, secs, normalize(total), total)
 
 
 def normalize(total: np.ndarray) -> np.ndarray:

@@ -36,7 +36,6 @@ from typing import Iterable, Mapping, NamedTuple, Sequence, TypedDict
 import numpy as np
 
 from scheduler import contract
-from scheduler.core.name_table import NameTable
 from scheduler.nodeinfo import MAX_CLOCK_SKEW_S, CachedModel, NodeReport, vouched_gpus
 
 MiB = 2**20
@@ -197,9 +196,6 @@ def _account(name: str, total: np.ndarray, present: np.ndarray, healthy: np.ndar
     return committed, exclusive, tuple(known), tuple(notes)
 
 
-ROW_MEMO_SIZE = 4
-
-
 class _Trust(TypedDict):
     """What the snapshot derives from reports, hardware and the clock, not from allocations:
     recomputed when `now` moves, shared by the copies a bind makes."""
@@ -219,10 +215,6 @@ class _Free(TypedDict):
     free_total: np.ndarray  # [N] sum of free
     partial_free: np.ndarray  # [N] free on GPUs not whole-free
     whole_free_count: np.ndarray  # [N]
-
-
-# (the snapshot's name index, the names, their rows): see ClusterSnapshot.indices
-_RowMemoEntry = tuple[Mapping[str, int], Sequence[str], np.ndarray]
 
 
 @dataclass(frozen=True, eq=False)
@@ -262,12 +254,6 @@ class ClusterSnapshot:
     free_total: np.ndarray
     partial_free: np.ndarray
     whole_free_count: np.ndarray
-    # Recent name lists and their rows. kube-scheduler sends prioritize the very list our
-    # filter answered, so its 5,000 name lookups need not be done twice. Shared by the
-    # patched copies of a snapshot (replace() passes it on), which keep the same index.
-    _row_memo: list[_RowMemoEntry] = field(default_factory=list, repr=False, compare=False)
-    _name_table: list[NameTable] = field(default_factory=list, repr=False, compare=False)  # one, once built
-
     # ---------- lookups
 
     def __len__(self) -> int:
@@ -278,39 +264,10 @@ class ClusterSnapshot:
         """G, the width of the per-GPU arrays."""
         return self.gpu_mem_total.shape[1]
 
-    def indices(self, names: Sequence[str]) -> np.ndarray:
-        """Rows of `names` (-1 where unknown), read-only; a list seen lately costs one comparison."""
-        memo = self._row_memo
-        for entry in tuple(memo):
-            index, seen, rows = entry
-            # a different list almost always differs in length or at its first name
-            if index is self.index and len(seen) == len(names) and seen == names:
-                if not memo or memo[-1] is not entry:  # evict the least recently used, not the oldest
-                    try:
-                        memo.remove(entry)
-                        memo.append(entry)
-                    except ValueError:
-                        pass  # another thread moved or evicted it
-                return rows
-        rows = np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64, count=len(names))
-        self.remember_rows(names, rows)
-        return rows
-
-    @property
-    def name_table(self) -> NameTable:
-        """The rows of names given as bytes (name_table.py); built on first use, shared like
-        the row memo by the patched copies of this snapshot and by rebuilds with the same names."""
-        if not self._name_table:
-            self._name_table.append(NameTable.build(self.names))  # two threads may both build: either is right
-        return self._name_table[0]
-
-    def remember_rows(self, names: Sequence[str], rows: np.ndarray, copy: bool = True) -> None:
-        """Note that `names` are at `rows` (e.g. the candidates that passed a filter). With
-        copy=False the list itself is kept (no pass over 5,000 names): its owner must not change it."""
-        rows.flags.writeable = False
-        self._row_memo.append((self.index, list(names) if copy else names, rows))
-        while len(self._row_memo) > ROW_MEMO_SIZE:
-            self._row_memo.pop(0)
+    def indices(self, names: Iterable[str]) -> np.ndarray:
+        """Rows of `names` (-1 where unknown), for callers that hold names; the core's
+        functions take rows. (The extender reads kube-scheduler's names as rows itself.)"""
+        return np.fromiter(map(self.index.get, names, repeat(-1)), dtype=np.int64)
 
     def product_codes(self, patterns: Iterable[str]) -> np.ndarray:
         """Codes of the known products matching any of `patterns` (shell globs, exact otherwise)."""
@@ -420,15 +377,13 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
     """Stack nodes into a snapshot. Not the hot path (one Python pass over the nodes).
 
     When `previous` had the same node names in the same order (a rebuild for a changed
-    report, not for a node added or gone), the new snapshot keeps its name index and row
-    memo, so the lists the hot path has already looked up stay looked up."""
+    report, not for a node added or gone), the new snapshot keeps its `names` and `index`
+    objects, so a reader can tell by identity that rows still mean the same nodes."""
     if not stale_after_s > 0:
         raise SnapshotError(f"stale_after_s must be positive, got {stale_after_s!r}")
     names = tuple(n.name for n in nodes)
-    memo: list[_RowMemoEntry] = []
-    table: list[NameTable] = []
     if previous is not None and previous.names == names:
-        names, index, memo, table = previous.names, previous.index, previous._row_memo, previous._name_table
+        names, index = previous.names, previous.index
     else:
         # Copies made one after another, so the index's keys lie together in memory rather
         # than among the node objects they were read from: kube-scheduler's 5,000 names in a
@@ -482,5 +437,4 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
         node_models=tuple(r.models for r in rows),
         allocations=tuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
         **trust, **_free(total, used, committed, exclusive, trust["usable"]),
-        _row_memo=memo, _name_table=table,
     )

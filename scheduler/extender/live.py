@@ -1,8 +1,10 @@
 """The extender's view of the cluster: Nodes and bound GPU pods from informers, plus
 the pods it has bound itself and not yet seen come back in the watch.
 
-Readers take `snapshot()`, an immutable reference swapped atomically, so the HTTP hot
-path never locks and never waits on the API server. Writers (watch events, binds)
+Readers take `view()` (or `snapshot()`), an immutable reference swapped atomically, so
+the HTTP hot path never locks and never waits on the API server. A view pairs the
+snapshot with the NodeRows that turns kube-scheduler's node names into its rows: built
+here whenever the node list changes, kept while only the data in the rows does. Writers (watch events, binds)
 take one lock. Pod events and binds patch the snapshot row by row (copy-on-write);
 node events mark it dirty and a refresher rebuilds it at most every `rebuild_every_s`.
 Each rebuild also re-estimates the workload's shapes from the GPU pods it counts.
@@ -13,10 +15,11 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
 from scheduler.core.objects import allocation_of, node_state_of, pod_key, report_errors
+from scheduler.extender.node_rows import NodeRows
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +34,11 @@ def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> 
     informative only)."""
     return (node_a == node_b and bool(a.gpu_ids) and a.gpu_ids == b.gpu_ids and a.whole == b.whole
             and (a.whole or a.memory_per_gpu == b.memory_per_gpu) and not a.inferred and not b.inferred)
+
+
+class View(NamedTuple):
+    snapshot: ClusterSnapshot
+    rows: NodeRows  # of snapshot.names
 
 
 @dataclass
@@ -53,7 +61,8 @@ class LiveState:
         self._pods: dict[str, tuple[str, Allocation]] = {}
         self._assumed: dict[str, _Assumed] = {}
         self._dirty = True
-        self._snapshot: ClusterSnapshot = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
+        empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
+        self._view = View(empty, NodeRows(empty.names, empty.index))
         self.built_at = 0.0  # wall time of the last full rebuild
         # the workload fragmentation is weighed against, re-estimated at each rebuild
         self.shapes: tuple[Shape, ...] = DEFAULT_SHAPES
@@ -61,8 +70,20 @@ class LiveState:
 
     # ---------- readers (lock-free)
 
+    def view(self) -> View:
+        return self._view
+
     def snapshot(self) -> ClusterSnapshot:
-        return self._snapshot
+        return self._view.snapshot
+
+    def _publish(self, snap: ClusterSnapshot) -> None:
+        """Make `snap` the current snapshot (under the lock), with NodeRows of its names:
+        the current one while the names are the same object, else a new one, built here
+        rather than in the first filter call after."""
+        rows = self._view.rows
+        if snap.names is not rows.names:
+            rows = NodeRows(snap.names, snap.index)
+        self._view = View(snap, rows)
 
     # ---------- node events
 
@@ -126,12 +147,12 @@ class LiveState:
             assumed = self._assumed.pop(key, None) if held or typ == "DELETED" else None
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
                 return  # the watch shows what our bind reserved: the snapshot counts it already
-            snap = self._snapshot
+            snap = self._view.snapshot
             for node in ([before[0]] if before else []) + ([assumed.node] if assumed else []):
                 snap = snap.without_allocation(node, key)
             if held:
                 snap = snap.with_allocation(*held)
-            self._snapshot = snap
+            self._publish(snap)
 
     # ---------- binds
 
@@ -139,18 +160,18 @@ class LiveState:
         """Count a pod against its node at once, before the watch shows the binding."""
         with self._lock:
             self._assumed[alloc.pod_key] = _Assumed(node, alloc, (now or self.clock()) + ASSUME_TTL_S)
-            self._snapshot = self._snapshot.with_allocation(node, alloc)
+            self._publish(self._view.snapshot.with_allocation(node, alloc))
 
     def forget(self, node: str, key: str) -> None:
         """Release what a failed bind reserved. What the watch has confirmed for the pod
         stays counted (a bind can fail because the pod is already bound)."""
         with self._lock:
             if self._assumed.pop(key, None) is not None:
-                snap = self._snapshot.without_allocation(node, key)
+                snap = self._view.snapshot.without_allocation(node, key)
                 confirmed = self._pods.get(key)
                 if confirmed is not None:
                     snap = snap.with_allocation(*confirmed)
-                self._snapshot = snap
+                self._publish(snap)
 
     def placed_on(self, key: str) -> str | None:
         """The node a pod is counted on: bound as the watch showed it, or reserved by a bind."""
@@ -179,10 +200,9 @@ class LiveState:
                 per_node.setdefault(a.node, []).append(a.alloc)
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                per_node.get(n.name, []), n.kubelet_gpus) for n in self._nodes.values()]
-            snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._snapshot)
-            _ = snap.name_table  # built here when the node list changed, not in the first filter call after
-            self._snapshot = snap
-            self.shapes = workload_shapes(self._snapshot)
+            snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
+            self._publish(snap)
+            self.shapes = workload_shapes(snap)
             self._dirty = False
             self.built_at = now
 

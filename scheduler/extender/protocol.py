@@ -7,17 +7,15 @@ turns bad input into a `ProtocolError` (HTTP 400), never an exception escaping.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import cached_property
-from itertools import compress, repeat
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import numpy as np
 import orjson
 
-from scheduler.core.name_table import NameTable
 from scheduler.core.objects import pod_key
 from scheduler.core.scoring import MAX_EXTENDER_PRIORITY
+from scheduler.extender.node_rows import NodeRows
 from scheduler.names import is_label, is_subdomain
 
 # 5,000 node names are ~100 KiB and a pod a few KiB; the cap bounds what one call can make
@@ -52,20 +50,25 @@ def _count_names(body: bytes, limit: int) -> None:
 
 @dataclass(frozen=True)
 class ExtenderArgs:
+    """A filter or prioritize call: the pod, and its candidate nodes as rows of the
+    NodeRows the call was read with."""
     pod: dict[str, Any]
-    names: list[str] | None  # None when read as `rows`: `names_json` then holds them
+    rows: np.ndarray  # [C] each candidate's row, -1 for a node the NodeRows lacks
     sent_names: bool  # True with nodeCacheCapable (NodeNames), False when a NodeList was sent
-    rows: np.ndarray | None = None  # each name's row in the table it was read with, all found
-    names_json: bytes = b""  # the NodeNames array's items as sent, without the brackets
-
-    @cached_property
-    def node_names(self) -> list[str]:
-        """The names as str; read as rows, they are decoded only when a path needs them."""
-        return self.names if self.names is not None else orjson.loads(b"[" + self.names_json + b"]")
+    unknown: Mapping[int, str] = field(default_factory=dict)  # candidate position -> name, where row is -1
+    items: bytes = b""  # the NodeNames array's items as sent, when read from the bytes (b"" if decoded)
 
     @property
     def pod_key(self) -> str:
         return pod_key(self.pod)
+
+    def names(self, node_rows: NodeRows, where: np.ndarray | None = None) -> list[str]:
+        """The names of the candidates (those selected by `where`), as sent."""
+        positions = np.arange(len(self.rows)) if where is None else np.flatnonzero(where)
+        if not self.unknown:
+            return list(map(node_rows.names.__getitem__, self.rows[positions].tolist()))
+        return [self.unknown[i] if r < 0 else node_rows.names[r]
+                for i, r in zip(positions.tolist(), self.rows[positions].tolist())]
 
 
 @dataclass(frozen=True)
@@ -112,9 +115,9 @@ def _names_ok(names: list) -> bool:
 _NAMES_KEY = b'"NodeNames":['
 
 
-def _read_as_rows(body: bytes, table: NameTable) -> ExtenderArgs | None:
+def _read_as_rows(body: bytes, node_rows: NodeRows) -> ExtenderArgs | None:
     """The request read without a str per node name, when it is what kube-scheduler sends
-    (compact JSON ending in a NodeNames array of plain names, every one in `table`); None
+    (compact JSON ending in a NodeNames array of plain names, every one in `node_rows`); None
     otherwise, and the caller decodes it all. Equal to the full decoding whenever it answers:
     the rest is decoded with an empty array in the names' place, and each name's raw bytes
     match a stored name that holds no byte JSON would escape."""
@@ -124,43 +127,16 @@ def _read_as_rows(body: bytes, table: NameTable) -> ExtenderArgs | None:
     if at < 1 or body[at - 1] not in b",{":
         return None  # (a quote after a backslash would be the escaped one in a key like "\"NodeNames")
     items = body[at + len(_NAMES_KEY):-2]
-    rows = table.recall(items)
+    rows = node_rows.find(items)
     if rows is None:
-        rows = _find_items(items, table)
-        if rows is None:
-            return None
+        return None
     try:
         raw = orjson.loads(body[:at] + _NAMES_KEY + b"]}")
     except orjson.JSONDecodeError:
         return None
     if not isinstance(raw, dict) or raw.get("NodeNames") != []:
         return None
-    return ExtenderArgs(_pod(raw), None, True, rows, items)
-
-
-# Below this many bytes of names (~400 short ones) a dict lookup per name beats the fixed
-# cost of NameTable.find's two dozen numpy calls (~0.08 ms).
-_FEW_NAMES_BYTES = 8192
-
-
-def _find_items(items: bytes, table: NameTable) -> np.ndarray | None:
-    """Rows of the names in `"a","b"` (a JSON array's items), if every one is in `table`."""
-    if len(items) < _FEW_NAMES_BYTES:
-        if len(items) < 2 or items[0] != 34 or items[-1] != 34:
-            return None
-        # exact: a name found holds no quote, so every `","` is between two names
-        names = items[1:-1].split(b'","')
-        rows = np.fromiter(map(table.by_bytes.get, names, repeat(-1)), np.int64, len(names))
-        return None if (rows < 0).any() else rows
-    buf = np.frombuffer(items + bytes(table.width), np.uint8)
-    quotes = np.flatnonzero(buf[:len(items)] == 34)
-    n = len(quotes) // 2
-    if (n == 0 or len(quotes) != 2 * n or quotes[0] != 0 or quotes[-1] != len(items) - 1
-            or (quotes[2::2] != quotes[1:-1:2] + 2).any() or (buf[quotes[1:-1:2] + 1] != 44).any()):
-        return None  # every quote opens or closes a name, and one comma lies between names
-    starts = quotes[0::2] + 1
-    rows = table.find(buf, starts, quotes[1::2] - starts)
-    return None if (rows < 0).any() else rows
+    return ExtenderArgs(_pod(raw), rows, True, items=items)
 
 
 def _pod(raw: Any) -> dict[str, Any]:
@@ -173,39 +149,42 @@ def _pod(raw: Any) -> dict[str, Any]:
     return pod
 
 
-def parse_extender_args(body: bytes, table: NameTable | None = None, limit: int | None = None) -> ExtenderArgs:
-    """The request's pod and node names. With the `table` of the snapshot it will be judged
-    against, a request in kube-scheduler's own shape comes back with `rows` and its names
-    still undecoded (a third of a 5,000-node filter's time went to decoding and finding them).
-    With `limit`, more names than that are refused (TooLarge), before decoding when the
-    key is spelled plainly, after it otherwise (the body cap bounds that case)."""
+def parse_extender_args(body: bytes, node_rows: NodeRows, limit: int | None = None) -> ExtenderArgs:
+    """The request's pod and its candidates' rows in `node_rows`. A request in
+    kube-scheduler's own shape is read from its bytes, without decoding its names (a third
+    of a 5,000-node filter's time once went to decoding and finding them); any other is
+    decoded in full, to the same answer. With `limit`, more names than that are refused
+    (TooLarge), before decoding when the key is spelled plainly, after it otherwise (the
+    body cap bounds that case)."""
     if len(body) > MAX_BODY:
         raise TooLarge(f"request body of {len(body)} bytes is over the {MAX_BODY}-byte limit")
     if limit is not None:
         _count_names(body, limit)
-    if table is not None:
-        fast = _read_as_rows(body, table)
-        if fast is not None:
-            return fast
+    fast = _read_as_rows(body, node_rows)
+    if fast is not None:
+        return fast
     raw = _loads(body)
     pod = _pod(raw)
     names = raw.get("NodeNames")
-    if names is not None:
+    sent_names = names is not None
+    if sent_names:
         if not isinstance(names, list) or (names and not _names_ok(names)):
             raise ProtocolError("NodeNames must be a list of node names")
         if limit is not None and len(names) > limit:
             raise TooLarge(f"more than {limit} node names (twice the cluster's nodes)")
-        return ExtenderArgs(pod, names, True)
-    nodes = raw.get("Nodes")
-    if isinstance(nodes, dict) and isinstance(nodes.get("items"), list):
+    else:
+        nodes = raw.get("Nodes")
+        if not (isinstance(nodes, dict) and isinstance(nodes.get("items"), list)):
+            raise ProtocolError("neither NodeNames nor Nodes.items was sent")
         if limit is not None and len(nodes["items"]) > limit:
             raise TooLarge(f"more than {limit} nodes (twice the cluster's nodes)")
-        out = []
+        names = []
         for i, n in enumerate(nodes["items"]):
             meta = n.get("metadata") if isinstance(n, dict) else None
-            out.append(_str(meta.get("name") if isinstance(meta, dict) else None, f"Nodes.items[{i}].metadata.name"))
-        return ExtenderArgs(pod, out, False)
-    raise ProtocolError("neither NodeNames nor Nodes.items was sent")
+            names.append(_str(meta.get("name") if isinstance(meta, dict) else None, f"Nodes.items[{i}].metadata.name"))
+    rows = node_rows.rows_of(names)
+    unknown = {i: names[i] for i in np.flatnonzero(rows < 0).tolist()}
+    return ExtenderArgs(pod, rows, sent_names, unknown)
 
 
 def parse_binding_args(body: bytes) -> BindingArgs:
@@ -230,112 +209,53 @@ def parse_binding_args(body: bytes) -> BindingArgs:
     return b
 
 
-def filter_result(args: ExtenderArgs, feasible: list[str], failed: dict[str, str],
-                  unresolvable: dict[str, str] | None = None, error: str = "") -> bytes:
-    """With nodeCacheCapable the answer must carry NodeNames (only names it was sent);
-    an answer with neither NodeNames nor Nodes removes every node."""
-    body: dict[str, Any] = {
-        "Nodes": None,
-        "NodeNames": feasible,
-        "FailedNodes": failed,
-        "FailedAndUnresolvableNodes": unresolvable or {},
-        "Error": error,
-    }
+def filter_result(args: ExtenderArgs, node_rows: NodeRows, ok: np.ndarray, reasons: list[str],
+                  unresolvable: str = "") -> bytes:
+    """The answer to a filter read with `node_rows`: the candidates where `ok`, and each
+    other one's reason (`reasons`, in candidate order), or `unresolvable` for every one.
+    With nodeCacheCapable the answer must carry NodeNames (only names it was sent); an
+    answer with neither NodeNames nor Nodes removes every node. When every node fits they
+    go back as sent. The answer's list is remembered: kube-scheduler sends it to prioritize."""
+    failed = unresolved = b"{}"
+    if unresolvable:
+        ok = np.zeros(len(args.rows), bool)
+        unresolved = orjson.dumps(dict.fromkeys(args.names(node_rows), unresolvable))
+    elif not ok.all():
+        failed = orjson.dumps(dict(zip(args.names(node_rows, ~ok), reasons)))
     if not args.sent_names:
         # Only names go back; kube-scheduler maps them onto its own Node objects.
-        body["Nodes"] = {"items": [{"metadata": {"name": n}} for n in feasible]}
-        body["NodeNames"] = None
-    return orjson.dumps(body)
-
-
-def filter_result_rows(args: ExtenderArgs, ok: np.ndarray, reasons: list[str], table: NameTable,
-                       row_names: Sequence[str]) -> bytes:
-    """`filter_result` for a request read as rows with `table`: `ok` and the failed ones'
-    `reasons` in request order, `row_names` the table's names. When every node fits, they go
-    back as sent. The table remembers the answer's list: kube-scheduler sends it to prioritize."""
-    if args.rows is None:
-        raise ValueError("filter_result_rows needs a request read as rows")
-    if ok.all():
-        items, rows, failed = args.names_json, args.rows, b"{}"
+        nodes = orjson.dumps({"items": [{"metadata": {"name": n}} for n in args.names(node_rows, ok)]})
+        return _FILTER_RESULT % (nodes, b"null", failed, unresolved)
+    rows = args.rows[ok]
+    if args.items and len(rows) == len(args.rows):
+        items = args.items
+    elif args.unknown:
+        items = orjson.dumps(args.names(node_rows, ok))[1:-1]
     else:
-        name = row_names.__getitem__
-        rows = args.rows[ok]
-        items = orjson.dumps(list(map(name, rows.tolist())))[1:-1]
-        failed = orjson.dumps(dict(zip(map(name, args.rows[~ok].tolist()), reasons)))
-    if len(rows):
-        table.remember(items, rows)
-    return b'{"Nodes":null,"NodeNames":[%s],"FailedNodes":%s,"FailedAndUnresolvableNodes":{},"Error":""}' % (
-        items, failed)
+        items = node_rows.items_of(rows)
+    if len(rows) and rows.min() >= 0:
+        node_rows.remember(items, rows)
+    return _FILTER_RESULT % (b"null", b"[%s]" % items, failed, unresolved)
 
 
+_FILTER_RESULT = b'{"Nodes":%s,"NodeNames":%s,"FailedNodes":%s,"FailedAndUnresolvableNodes":%s,"Error":""}'
 _SCORE_SUFFIX = np.empty(MAX_EXTENDER_PRIORITY + 1, dtype=object)
 _SCORE_SUFFIX[:] = [b"%d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)]
+_SCORE_SUFFIX.flags.writeable = False  # constants, as _SCORE_FIXED (a view of bytes) is
 _SCORE_FIXED = np.frombuffer(b"".join(b"%2d}" % i for i in range(MAX_EXTENDER_PRIORITY + 1)), "V3")
 
 
-def _host_fragment(host: str) -> bytes:
-    return b',{"Host":' + orjson.dumps(host) + b',"Score":'
-
-
-class HostFragments:
-    """Prioritize's answer, pre-encoded. Each host's `,{"Host":"<name>","Score":` fragment is
-    encoded once per node name, and the closing `<score>}` once per score: joining them costs
-    a third of building 5,000 dicts for orjson. The fragments of one node list (a snapshot's
-    names) are also kept by row, as rows of one byte matrix padded with spaces after
-    `"Score":` (JSON whitespace): an answer is then two numpy gathers and a copy, where
-    joining 5,000 bytes objects reads each object's scattered memory."""
-
-    PREFIX_LIMIT = 100_000  # names seen over the process's life; a churning fleet must not grow it forever
-
-    def __init__(self) -> None:
-        self._prefix: dict[str, bytes] = {}
-        # (the node list, its matrix or None where names differ in length too much for the
-        # padding to pay), one tuple swapped at once: readers on other threads see a pair
-        self._by_row: tuple[tuple[str, ...], np.ndarray | None] = ((), None)
-
-    def prefixes(self, hosts: Sequence[str]) -> list[bytes]:
-        try:
-            return list(map(self._prefix.__getitem__, hosts))
-        except KeyError:
-            if len(self._prefix) > self.PREFIX_LIMIT:
-                self._prefix.clear()
-            for h in hosts:
-                if h not in self._prefix:
-                    self._prefix[h] = _host_fragment(h)
-            return list(map(self._prefix.__getitem__, hosts))
-
-    def by_row(self, row_names: tuple[str, ...]) -> np.ndarray | None:
-        names, table = self._by_row
-        if names is not row_names:
-            frags = [_host_fragment(h) for h in row_names]
-            widths = np.fromiter(map(len, frags), np.int64, len(frags))
-            table = None
-            if len(frags) and widths.max() <= 2 * np.median(widths):
-                # one fixed-size item per row: numpy gathers those with a copy each, not byte by byte
-                width = int(widths.max())
-                table = np.frombuffer(b"".join(f.ljust(width) for f in frags), f"V{width}")
-            self._by_row = (row_names, table)
-        return table
-
-
-_FRAGMENTS = HostFragments()  # one per process: the extender serves one node list at a time
-
-
-def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
-                      rows: np.ndarray | None = None, row_names: tuple[str, ...] | None = None) -> bytes:
-    """A bare array of {"Host", "Score"}, scores 0..MAX_EXTENDER_PRIORITY.
+def prioritize_result(node_rows: NodeRows, rows: np.ndarray, scores: np.ndarray) -> bytes:
+    """A bare array of {"Host", "Score"}, scores 0..MAX_EXTENDER_PRIORITY, of the
+    candidates at `rows` of `node_rows`.
 
     Hosts that score 0 are left out: kube-scheduler adds an extender's score only to the
     hosts it lists (prioritizeNodes in schedule_one.go), so an absent host scores 0, and the
-    list to encode, send and decode is shorter. With `rows` (each host's index in
-    `row_names`, -1 for one not there) the names of the hosts listed are gathered by row, and
-    `hosts` may be empty when every row is there."""
+    list to encode, send and decode is shorter. The hosts listed are named by row from the
+    fragments NodeRows encoded once: an answer is two numpy gathers and a copy."""
     scores = np.asarray(scores, dtype=np.int64)
-    if rows is None or row_names is None or len(rows) != len(scores):
-        rows = row_names = None  # by host name only
-    by_row = rows is not None
-    if len(hosts) != len(scores) and not (by_row and not len(hosts)):
-        raise ValueError(f"{len(hosts)} hosts but {len(scores)} scores")
+    if len(rows) != len(scores):
+        raise ValueError(f"{len(rows)} rows but {len(scores)} scores")
     if not len(scores):
         return b"[]"
     if scores.min() < 0 or scores.max() > MAX_EXTENDER_PRIORITY:
@@ -343,23 +263,17 @@ def prioritize_result(hosts: Sequence[str], scores: np.ndarray | Sequence[int],
     keep = scores > 0
     if not keep.any():
         return b"[]"
-    picked = rows[keep] if rows is not None else None
-    if not len(hosts) and (picked is None or picked.min() < 0):
-        raise ValueError("no host names, and some rows are not in row_names")
-    table = _FRAGMENTS.by_row(row_names) if picked is not None and row_names is not None and picked.min() >= 0 \
-        else None
-    if table is not None and picked is not None:
-        out = np.empty(len(picked), [("host", table.dtype), ("score", _SCORE_FIXED.dtype)])
-        out["host"] = table[picked]
+    picked = rows[keep]
+    if picked.min() < 0:
+        raise ValueError("a node the snapshot lacks has a score")
+    matrix = node_rows.fragment_matrix
+    if matrix is not None:
+        out = np.empty(len(picked), [("host", matrix.dtype), ("score", _SCORE_FIXED.dtype)])
+        out["host"] = matrix[picked]
         out["score"] = _SCORE_FIXED[scores[keep]]
         return b"".join((b"[", out.view(np.uint8).data[1:], b"]"))  # less the first leading comma
-    parts = np.empty(2 * int(keep.sum()), dtype=object)
-    if len(hosts):
-        listed = list(compress(hosts, keep))
-    else:
-        assert picked is not None and row_names is not None  # checked above: no hosts means rows
-        listed = list(map(row_names.__getitem__, picked.tolist()))
-    parts[::2] = _FRAGMENTS.prefixes(listed)
+    parts = np.empty(2 * len(picked), dtype=object)
+    parts[::2] = list(map(node_rows.fragments.__getitem__, picked.tolist()))
     parts[1::2] = _SCORE_SUFFIX[scores[keep]]
     return b"[" + b"".join(parts.tolist())[1:] + b"]"
 

@@ -10,7 +10,6 @@ from benchmarks.coldstart import catalogue, cache, sim
 from benchmarks.coldstart.catalogue import GiB, Model
 from benchmarks.coldstart.workload import Arrival, generate
 from scheduler.cli import main
-from scheduler.core import filter_nodes
 from scheduler.core.scoring import DEFAULT_BANDWIDTH
 
 BW = {"gpu": 20e9, "host-memory": 20e9, "disk": 2e9, "remote": 0.5e9}
@@ -121,7 +120,7 @@ def test_policies_on_a_cluster_with_one_node_caching_the_model(policy, node):
     s = cl.view(0.0)
     assert s.model_cache[SMALL.name].node_idx.tolist() == [1]
     req = SMALL.request()
-    feasible, _ = filter_nodes(s, req, cl.names)
+    feasible = sim.feasible_names(s, req, cl.names)
     assert feasible == cl.names
     assert sim.make_policy(policy).choose(s, req, feasible) == node
     assert cl.source(1, 0) == "host-memory" and cl.source(0, 0) == "remote"

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from benchmarks.extender import latency as bench
+from scheduler.cli import main
 
 
 def test_filter_lists_come_in_a_new_order_each_call_as_kube_schedulers_do():
@@ -42,3 +45,16 @@ def test_a_small_realistic_run_changes_the_cluster_while_it_measures():
     results = bench.run([20], calls=5, seed=1, modes=("realistic",))
     assert {r.mode for r in results} == {"realistic"}
     assert "| realistic | 20 | filter |" in bench.table(results)
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--nodes", "0"], "argument --nodes: must be at least 1, got 0"),
+    (["--nodes", "100", "-5"], "argument --nodes: must be at least 1, got -5"),
+    (["--nodes", "many"], "argument --nodes: must be a whole number, got 'many'"),
+    (["--calls", "0"], "argument --calls: must be at least 1, got 0"),
+])
+def test_counts_that_would_measure_nothing_are_refused_in_one_line(args, error, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "extender", *args])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == f"gpusched bench extender: error: {error}"

@@ -12,11 +12,12 @@ from benchmarks.placement.state import State
 from benchmarks.placement.trace import MILLI, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler import contract
-from scheduler.core import DEFAULT_SHAPES, filter_nodes, prioritize
+from scheduler.core import DEFAULT_SHAPES
 from scheduler.core.scoring import normalize
 from scheduler.core.assign import assign_gpus
 from scheduler.nodeinfo import MiB
 from tests.benchmarks.placement.tiny import nodes
+from tests.scheduler.core.fixtures import filter_names, score_names
 
 SHAPES = [(1, 1000), (1, 500), (1, 250), (1, 810), (1, 460), (2, 1000), (4, 1000), (8, 1000), (0, 0)]
 WEIGHTS = [0.3, 0.15, 0.1, 0.1, 0.1, 0.07, 0.05, 0.02, 0.11]
@@ -73,7 +74,7 @@ def _single_request(policy, pod):
 
 def test_gpusched_choice_is_the_top_score_of_scheduler_core():
     """Every step: the simulator's node is the first highest prioritize score among the nodes
-    filter_nodes passes on the policy's snapshot, and its GPUs are assign_gpus's."""
+    filter_rows passes on the policy's snapshot, and its GPUs are assign_gpus's."""
     # one GPU size (G2 and G3 are both 81920 MiB), so each pod is one request
     ns = nodes(*[(96000, 393216, 8, "G2")] * 10, *[(96000, 786432, 8, "G3")] * 3)
     ps = synthetic(150, seed=3, specs=("", "", "G3"))
@@ -85,13 +86,13 @@ def test_gpusched_choice_is_the_top_score_of_scheduler_core():
         c = state.candidates(p)
         req = _single_request(pol, p)
         names = [n for n, ok in zip(state.names, c.resources) if ok]
-        feasible, _ = filter_nodes(pol.snapshot, req, names)
+        feasible, _ = filter_names(pol.snapshot, req, names)
         before = pol.snapshot
         choice = pol.choose(state, p, c)
         if not feasible:
             assert choice is None and not c.feasible.any()
             break
-        scores, details = prioritize(before, req, feasible, pol.weights, pol.shapes)
+        scores, details = score_names(before, req, feasible, pol.weights, pol.shapes)
         top = max(s for _, s in scores)
         want = next(n for n, s in scores if s == top)
         assert state.names[choice[0]] == want

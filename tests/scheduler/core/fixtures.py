@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from itertools import compress
+from typing import Sequence
 
-from scheduler.core import Allocation, NodeState, build_snapshot
+from scheduler.core import (DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, PodRequest, ScoreDetails, Shape,
+                            Weights, build_snapshot, filter_rows, score_rows)
 from scheduler.nodeinfo import GPU, CachedModel, NodeReport
 
 GiB = 2**30
@@ -33,3 +36,16 @@ def whole(pod: str, *gpus: int) -> Allocation:
 
 def snapshot(*nodes: NodeState, stale_after_s: float = 600.0):
     return build_snapshot(list(nodes), now=NOW, stale_after_s=stale_after_s)
+
+
+def filter_names(s: ClusterSnapshot, req: PodRequest, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """filter_rows read by name: the names that fit, in order, and each other one's reason."""
+    ok, why = filter_rows(s, req, s.indices(names))
+    return list(compress(names, ok.tolist())), dict(zip(compress(names, (~ok).tolist()), why))
+
+
+def score_names(s: ClusterSnapshot, req: PodRequest, names: Sequence[str], weights: Weights | None = None,
+                shapes: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[list[tuple[str, int]], ScoreDetails]:
+    """score_rows read by name: (name, score) pairs in order, and the details."""
+    details = score_rows(s, req, s.indices(names), weights, shapes)
+    return list(zip(names, details.score.tolist())), details

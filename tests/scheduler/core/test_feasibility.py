@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.core import NodeState, PodRequest, assign_gpus, filter_nodes, prioritize
+from scheduler.core import NodeState, PodRequest, assign_gpus
 from scheduler.nodeinfo import NodeReport
-from tests.scheduler.core.fixtures import GiB, node, share, snapshot, whole
+from tests.scheduler.core.fixtures import GiB, filter_names, node, score_names, share, snapshot, whole
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 
@@ -53,7 +53,7 @@ H100 = "NVIDIA-H100-80GB-HBM3"
      PodRequest(whole_gpus=1), "gpusched: GPU report unreadable (gpusched.io/gpus: not JSON (x))"),
 ])
 def test_filter_one_node(n, req, reason):
-    feasible, failed = filter_nodes(snapshot(n, stale_after_s=60), req, ["n"])
+    feasible, failed = filter_names(snapshot(n, stale_after_s=60), req, ["n"])
     if reason is None:
         assert (feasible, failed) == (["n"], {})
     else:
@@ -62,12 +62,12 @@ def test_filter_one_node(n, req, reason):
 
 def test_non_gpu_pods_pass_everywhere():
     s = snapshot(node("a", reported_ago=10_000), stale_after_s=60)
-    assert filter_nodes(s, PodRequest(), ["a", "ghost"]) == (["a", "ghost"], {})
+    assert filter_names(s, PodRequest(), ["a", "ghost"]) == (["a", "ghost"], {})
 
 
 def test_unknown_node_and_order_kept():
     s = snapshot(node("a"), node("b"), node("c", 0))
-    feasible, failed = filter_nodes(s, PodRequest(whole_gpus=1), ["b", "ghost", "c", "a"])
+    feasible, failed = filter_names(s, PodRequest(whole_gpus=1), ["b", "ghost", "c", "a"])
     assert feasible == ["b", "a"]
     assert failed == {"ghost": "gpusched: node unknown to gpusched (not in snapshot yet)",
                       "c": "gpusched: node has no GPUs"}
@@ -77,7 +77,7 @@ def test_reasons_are_per_node_when_grouped():
     # two nodes share one message, a third has its own: grouping must not mix them up
     s = snapshot(node("a", 1, allocs=[share("x", 0, 60)]), node("b", 1, allocs=[share("y", 0, 60)]),
                  node("c", 1, allocs=[share("z", 0, 70)]))
-    _, failed = filter_nodes(s, PodRequest(gpu_memory=40 * GiB), ["a", "b", "c"])
+    _, failed = filter_names(s, PodRequest(gpu_memory=40 * GiB), ["a", "b", "c"])
     assert failed == {"a": "gpusched: no GPU has 40Gi free (largest free 20Gi)",
                       "b": "gpusched: no GPU has 40Gi free (largest free 20Gi)",
                       "c": "gpusched: no GPU has 40Gi free (largest free 10Gi)"}
@@ -85,7 +85,7 @@ def test_reasons_are_per_node_when_grouped():
 
 def test_empty_snapshot():
     s = snapshot()
-    assert filter_nodes(s, PodRequest(whole_gpus=1), ["a"]) == (
+    assert filter_names(s, PodRequest(whole_gpus=1), ["a"]) == (
         [], {"a": "gpusched: node unknown to gpusched (not in snapshot yet)"})
 
 
@@ -104,11 +104,11 @@ def test_5000_nodes_consistent():
     s = snapshot(*nodes)
     names = [n.name for n in nodes] + ["ghost"]
     for req in (PodRequest(gpu_memory=40 * GiB), PodRequest(gpu_memory=20 * GiB), PodRequest(whole_gpus=4)):
-        feasible, failed = filter_nodes(s, req, names)
+        feasible, failed = filter_names(s, req, names)
         assert set(feasible).isdisjoint(failed) and set(feasible) | set(failed) == set(names)
         assert all(v.startswith("gpusched: ") for v in failed.values())
         assert "ghost" in failed and "n0" in failed and "n11" in failed  # unknown, full, stale
-        scores, _ = prioritize(s, req, feasible)
+        scores, _ = score_names(s, req, feasible)
         assert [h for h, _ in scores] == feasible and all(0 <= v <= 10 for _, v in scores)
         best = max(scores, key=lambda hv: hv[1])[0]
         assert assign_gpus(s, best, req).gpu_ids

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 
 from scheduler import contract
-from scheduler.core import Allocation, PodRequest, filter_nodes
+from scheduler.core import Allocation, PodRequest
 from scheduler.core import snapshot as snap
 from scheduler.nodeinfo import GPU, MAX_GPU_MEMORY_MIB, MiB, ReportError, decode_gpus, vouched_gpus
-from tests.scheduler.core.fixtures import GiB, node, snapshot
+from tests.scheduler.core.fixtures import GiB, filter_names, node, snapshot
 
 
 def gpus(n: int, unhealthy: tuple[int, ...] = (), indices: list[int] | None = None) -> tuple[GPU, ...]:
@@ -68,7 +68,7 @@ def test_over_claiming_report_is_clamped_and_refused_while_its_pods_still_count(
     assert s.status.tolist() == [snap.BAD_REPORT, snap.OK]
     assert "64 GPUs" not in s.report_error[0] and "capacity is 8" in s.report_error[0]
     assert s.exclusive[0, 2] and s.committed[0, 2] == 80 * GiB  # what is bound there still counts
-    feasible, failed = filter_nodes(s, PodRequest(whole_gpus=1), ["liar", "honest"])
+    feasible, failed = filter_names(s, PodRequest(whole_gpus=1), ["liar", "honest"])
     assert feasible == ["honest"]
     assert "GPU report unreadable" in failed["liar"] and "clamped" in failed["liar"]
 
@@ -82,7 +82,7 @@ def test_over_claiming_report_is_clamped_and_refused_while_its_pods_still_count(
 def test_a_report_from_the_future_is_clock_skew_not_fresh(ago, want, reason):
     s = snapshot(node("n", reported_ago=ago), stale_after_s=600)
     assert s.status[0] == want
-    feasible, failed = filter_nodes(s, PodRequest(gpu_memory=GiB), ["n"])
+    feasible, failed = filter_names(s, PodRequest(gpu_memory=GiB), ["n"])
     if reason is None:
         assert feasible == ["n"]
     else:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from scheduler.core import DEFAULT_SHAPES, PodRequest, Shape, Weights, build_snapshot, score_candidates
+from scheduler.core import DEFAULT_SHAPES, PodRequest, Shape, Weights, build_snapshot, score_rows
 from scheduler.core.feasibility import check
 from scheduler.core.row_memo import RowMemo
 from tests.scheduler.core.fixtures import NOW, GiB, node, share, snapshot, whole
@@ -57,7 +57,7 @@ def test_answers_with_the_memo_equal_those_without_along_a_lineage_of_updates(se
         for a, b in zip(fresh[1:], kept[1:]):
             assert np.array_equal(a, b), (seed, step, "check")
         w = Weights(packing=0.5)
-        fresh, kept = score_candidates(s, req, names, w, shapes), score_candidates(s, req, names, w, shapes, memo)
+        fresh, kept = score_rows(s, req, rows, w, shapes), score_rows(s, req, rows, w, shapes, memo)
         for field in ("packing", "fragmentation", "locality", "score"):
             assert np.array_equal(getattr(fresh, field), getattr(kept, field)), (seed, step, field)
 
@@ -142,7 +142,7 @@ def test_each_kind_of_change_reaches_the_memos_answers(what, before, after, req)
     assert then.index is first.index  # rows carried over: the memo recomputes only what differs
     memo, names = RowMemo(), [f"n{i}" for i in range(4)]
     for s in (first, then):
-        kept, kept_scores = check(s, req, s.indices(names), memo), score_candidates(s, req, names, memo=memo).score
+        kept, kept_scores = check(s, req, s.indices(names), memo), score_rows(s, req, s.indices(names), memo=memo).score
     fresh = check(then, req, then.indices(names))
     assert all(np.array_equal(a, b) for a, b in zip(fresh[1:], kept[1:])), what
-    assert np.array_equal(score_candidates(then, req, names).score, kept_scores), what
+    assert np.array_equal(score_rows(then, req, then.indices(names)).score, kept_scores), what

@@ -3,9 +3,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scheduler.core import PodRequest, Weights, prioritize
+from scheduler.core import PodRequest, Weights
 from scheduler.core.scoring import (DEFAULT_SHAPES, Shape, fragmentation_delta, locality, packing, simulate)
-from tests.scheduler.core.fixtures import GiB, NOW, node, share, snapshot, whole
+from tests.scheduler.core.fixtures import GiB, NOW, filter_names, node, score_names, share, snapshot, whole
 
 M = "meta-llama/Llama-3.1-8B-Instruct"
 
@@ -46,8 +46,8 @@ def test_packing_prefers_the_fuller_node(used_a, req, want_a_gt_b):
 def test_spread_inverts_packing():
     s = snapshot(node("a", allocs=[share("p", 0, 40)]), node("b"))
     req = PodRequest(gpu_memory=20 * GiB)
-    packed = dict(prioritize(s, req, ["a", "b"], Weights(packing=1, fragmentation=0, locality=0))[0])
-    spread = dict(prioritize(s, req, ["a", "b"], Weights(packing=1, fragmentation=0, locality=0, policy="spread"))[0])
+    packed = dict(score_names(s, req, ["a", "b"], Weights(packing=1, fragmentation=0, locality=0))[0])
+    spread = dict(score_names(s, req, ["a", "b"], Weights(packing=1, fragmentation=0, locality=0, policy="spread"))[0])
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
@@ -81,9 +81,9 @@ def test_fragmentation_delta_equals_recomputing_everything(seed, req):
                 allocs.append(whole(f"w{i}-{g}", g))
         nodes.append(node(f"n{i}", allocs=allocs))
     s = snapshot(*nodes)
-    from scheduler.core import assign_gpus, filter_nodes
+    from scheduler.core import assign_gpus
     from scheduler.core.snapshot import Allocation
-    feasible, _ = filter_nodes(s, req, list(s.names))
+    feasible, _ = filter_names(s, req, list(s.names))
     r = s.indices(feasible)
     got = fragmentation_delta(s, req, r, simulate(s, req, r), DEFAULT_SHAPES)
     want = []
@@ -103,7 +103,7 @@ def test_fragmentation_prefers_filling_a_hole_over_breaking_a_whole_gpu():
     # a 30 GiB share: on A it fills GPU 0's 30 GiB hole exactly (a fragment for whole-GPU
     # shapes disappears); on B it breaks an untouched GPU (80 GiB leave the whole-GPU pool)
     s = snapshot(node("a", allocs=[share("p", 0, 50)]), node("b"))
-    scores = dict(prioritize(s, PodRequest(gpu_memory=30 * GiB), ["a", "b"], Weights(packing=0, locality=0))[0])
+    scores = dict(score_names(s, PodRequest(gpu_memory=30 * GiB), ["a", "b"], Weights(packing=0, locality=0))[0])
     assert scores["a"] == 10 and scores["b"] < scores["a"]
 
 
@@ -111,7 +111,7 @@ def test_a_cached_node_with_room_beats_a_fuller_node():
     cached = node("cached", models={M: (16 * GiB, "disk")})
     full = node("full", allocs=[whole(f"w{g}", g) for g in range(6)])
     s = snapshot(cached, full)
-    scores, details = prioritize(s, PodRequest(whole_gpus=1, model=M), ["cached", "full"])
+    scores, details = score_names(s, PodRequest(whole_gpus=1, model=M), ["cached", "full"])
     assert dict(scores) == {"cached": 10, "full": pytest.approx(dict(scores)["full"])}
     assert dict(scores)["full"] < 10
     assert details.get("cached")["loadSecondsAvoided"] == pytest.approx(25.8, abs=0.1)
@@ -119,8 +119,8 @@ def test_a_cached_node_with_room_beats_a_fuller_node():
 
 def test_non_gpu_pods_and_unknown_nodes_score_zero():
     s = snapshot(node("a"))
-    assert prioritize(s, PodRequest(), ["a"])[0] == [("a", 0)]
-    assert dict(prioritize(s, PodRequest(whole_gpus=1), ["a", "ghost"])[0])["ghost"] == 0
+    assert score_names(s, PodRequest(), ["a"])[0] == [("a", 0)]
+    assert dict(score_names(s, PodRequest(whole_gpus=1), ["a", "ghost"])[0])["ghost"] == 0
 
 
 @pytest.mark.parametrize("kw,msg", [
@@ -138,22 +138,21 @@ def test_bad_weights(kw, msg):
 def test_5000_nodes_score_every_candidate_once():
     s = snapshot(*[node(f"n{i}", allocs=[share(f"p{i}", i % 8, 10)]) for i in range(5000)])
     names = list(s.names)
-    scores, details = prioritize(s, PodRequest(gpu_memory=20 * GiB), names)
+    scores, details = score_names(s, PodRequest(gpu_memory=20 * GiB), names)
     assert [n for n, _ in scores] == names
     assert all(0 <= v <= 10 for _, v in scores) and max(v for _, v in scores) == 10
     assert details.get("n7")["score"] == dict(scores)["n7"]
     assert s.now == NOW
 
 
-def test_details_without_names_are_looked_up_by_row():
+def test_details_are_looked_up_by_the_node_s_row():
     s = snapshot(node("a", models={M: (80 * GiB, "disk")}), node("b"), node("c"))
-    _, details = prioritize(s, PodRequest(gpu_memory=20 * GiB, model=M), ["c", "ghost", "a"])
-    slim = details.without_names()
-    assert slim.names == [] and details.names == ["c", "ghost", "a"]
+    scores, details = score_names(s, PodRequest(gpu_memory=20 * GiB, model=M), ["c", "ghost", "a"])
     for n in ("a", "c"):
-        assert slim.get(n) == details.get(n) != {}
-    assert slim.get("ghost") == {}  # not in the snapshot: nothing to say (and it cannot be bound)
-    assert slim.get("b") == details.get("b") == {}  # in the snapshot, not a candidate
+        assert details.get(n)["score"] == dict(scores)[n]
+    assert details.get("a")["locality"] > 0 and details.get("c")["locality"] == 0  # a caches the model
+    assert details.get("ghost") == {}  # not in the snapshot: nothing to say (and it cannot be bound)
+    assert details.get("b") == {}  # in the snapshot, not a candidate
 
 
 def _pods(n: int, make) -> list:
@@ -204,7 +203,7 @@ def test_workload_shapes_keep_the_commonest_and_reweigh_them():
 ])
 def test_balance_prefers_the_emptier_of_nodes_that_fragment_alike(weights, want):
     s = snapshot(node("a", allocs=[whole(f"w{g}", g) for g in range(4)]), node("b", allocs=[whole("w", 0)]))
-    scores, details = prioritize(s, PodRequest(whole_gpus=1), ["a", "b"], weights, (Shape(whole=1),))
+    scores, details = score_names(s, PodRequest(whole_gpus=1), ["a", "b"], weights, (Shape(whole=1),))
     assert dict(scores) == want
     assert details.fragmentation.tolist() == [0.5, 0.5]
     assert details.total == pytest.approx([0.5 + weights.packing * 0.625 + weights.balance * 0.375,

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.testbed.nodes import node_body
 from benchmarks.testbed.profiles import H100_MIB, NodeSpec
 from scheduler import contract
+from scheduler.core import Allocation
 from scheduler.extender.live import LiveState
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
@@ -71,7 +72,6 @@ def _committed(live: LiveState, node: str) -> dict[int, int]:
 def test_a_failed_bind_of_an_already_bound_pod_keeps_what_it_holds():
     """Found by the fault suite: a retried bind's reservation failed (409, already bound) and
     forget() dropped the pod's confirmed GPU too, until the next rebuild."""
-    from scheduler.core import Allocation
 
     live = LiveState(stale_after_s=86400)
     live.set_nodes([_node("n1")])
@@ -114,7 +114,6 @@ GIB_MIB = 1024
 ])
 def test_the_watch_confirming_a_reservation_leaves_the_snapshot_alone_and_anything_else_recounts(
         reserved, watched, kept, committed):
-    from scheduler.core import Allocation
 
     live = LiveState(stale_after_s=86400)
     live.set_nodes([_node("n1"), _node("n2")])
@@ -125,3 +124,22 @@ def test_the_watch_confirming_a_reservation_leaves_the_snapshot_alone_and_anythi
     assert (live.snapshot() is before) is kept
     assert _committed(live, "n1") == committed
     assert live.placed_on("ns/p") == watched["spec"]["nodeName"]
+
+
+def test_the_node_rows_are_rebuilt_with_the_node_list_and_kept_while_it_stays():
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([_node("n1"), _node("n2")])
+    first = live.view()
+    assert first.rows.names is first.snapshot.names and first.rows.find(b'"n2","n1"').tolist() == [1, 0]
+    # a bind, a pod event and a rebuild for a changed report keep the node list: the same rows
+    live.assume("n1", Allocation("ns/p", (0,), 0, True))
+    live.on_pod("ADDED", _bound("n2", "3", whole=1))
+    live.on_node("MODIFIED", _new_report(_node("n2")))
+    live.rebuild()
+    assert live.snapshot() is not first.snapshot and live.view().rows is first.rows
+    # a node added: other rows, found by a new NodeRows
+    live.on_node("ADDED", _node("n0"))
+    live.rebuild()
+    now = live.view()
+    assert now.rows is not first.rows and now.rows.names is now.snapshot.names
+    assert now.rows.find(b'"n0"').tolist() == [now.snapshot.index["n0"]]

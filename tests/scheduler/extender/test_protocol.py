@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.core.name_table import NameTable
-from scheduler.extender import protocol
+from scheduler.extender import node_rows, protocol
+from scheduler.extender.node_rows import NodeRows
 from scheduler.extender.protocol import ProtocolError
 
 POD = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}}
@@ -21,26 +21,37 @@ def body(**kw) -> bytes:
     return json.dumps(kw).encode()
 
 
+def parse(raw: bytes, names=("a", "b"), limit=None) -> protocol.ExtenderArgs:
+    return protocol.parse_extender_args(raw, NodeRows(names), limit)
+
+
 def test_node_names_are_read_and_answered_as_names_only():
-    args = protocol.parse_extender_args(body(Pod=POD, NodeNames=["a", "b"], Nodes=None))
-    assert (args.node_names, args.sent_names, args.pod_key) == (["a", "b"], True, "ns/p")
-    out = json.loads(protocol.filter_result(args, ["a"], {"b": "no room"}))
-    assert out == {"Nodes": None, "NodeNames": ["a"], "FailedNodes": {"b": "no room"},
+    rows_of = NodeRows(("b", "a"))
+    args = protocol.parse_extender_args(body(Pod=POD, NodeNames=["a", "b", "ghost"], Nodes=None), rows_of)
+    assert (args.rows.tolist(), dict(args.unknown), args.sent_names, args.pod_key) == (
+        [1, 0, -1], {2: "ghost"}, True, "ns/p")
+    out = json.loads(protocol.filter_result(args, rows_of, np.array([True, False, False]), ["no room", "unknown"]))
+    assert out == {"Nodes": None, "NodeNames": ["a"], "FailedNodes": {"b": "no room", "ghost": "unknown"},
                    "FailedAndUnresolvableNodes": {}, "Error": ""}
+    out = json.loads(protocol.filter_result(args, rows_of, np.zeros(3, bool), [], unresolvable="bad pod"))
+    assert out["NodeNames"] == [] and out["FailedNodes"] == {}
+    assert out["FailedAndUnresolvableNodes"] == {"a": "bad pod", "b": "bad pod", "ghost": "bad pod"}
 
 
 def test_a_node_list_is_answered_with_a_node_list():
-    args = protocol.parse_extender_args(body(Pod=POD, Nodes={"items": [{"metadata": {"name": "a"}}]}))
-    out = json.loads(protocol.filter_result(args, ["a"], {}))
+    rows_of = NodeRows(("a",))
+    args = protocol.parse_extender_args(body(Pod=POD, Nodes={"items": [{"metadata": {"name": "a"}}]}), rows_of)
+    out = json.loads(protocol.filter_result(args, rows_of, np.array([True]), []))
     assert out["NodeNames"] is None and out["Nodes"] == {"items": [{"metadata": {"name": "a"}}]}
 
 
 def test_prioritize_and_bind_results():
     # b scores 0: kube-scheduler gives an unlisted host 0 from the extender, so it is left out
-    assert json.loads(protocol.prioritize_result(["a", "b", "c"], [10, 0, 3])) == [
+    rows_of = NodeRows(("a", "b", "c"))
+    assert json.loads(protocol.prioritize_result(rows_of, np.array([0, 1, 2]), [10, 0, 3])) == [
         {"Host": "a", "Score": 10}, {"Host": "c", "Score": 3}]
-    assert protocol.prioritize_result(["a", "b"], [0, 0]) == b"[]"
-    assert protocol.prioritize_result([], []) == b"[]"
+    assert protocol.prioritize_result(rows_of, np.array([0, 1]), [0, 0]) == b"[]"
+    assert protocol.prioritize_result(rows_of, np.array([], np.int64), []) == b"[]"
     assert json.loads(protocol.binding_result("")) == {"Error": ""}
     b = protocol.parse_binding_args(body(PodName="p", PodNamespace="ns", PodUID="u1", Node="a"))
     assert (b.pod_key, b.node, b.pod_uid) == ("ns/p", "a", "u1")
@@ -50,47 +61,37 @@ def test_prioritize_and_bind_results():
     ["node-1", "node-2"],
     ['we"ird', "back\\slash", "tab\there"],  # not valid node names, but never malformed JSON
     ["n\u00f6de", "\u30ce\u30fc\u30c9"],
+    ["n0", "n" * 200],  # one long name: each row's fragment joined, not a padded matrix
 ])
 def test_prioritize_result_encodes_any_host_name_as_json_would(hosts):
     scores = [i % 10 + 1 for i in range(len(hosts))]
+    rows_of = NodeRows(tuple(reversed(hosts)))
     rows = np.arange(len(hosts))[::-1]
-    by_row = tuple(reversed(hosts))
-    for _ in range(2):  # the second call reads the encoded-name caches
-        want = [{"Host": h, "Score": s} for h, s in zip(hosts, scores)]
-        assert json.loads(protocol.prioritize_result(hosts, scores)) == want
-        assert json.loads(protocol.prioritize_result(hosts, scores, rows, by_row)) == want
+    want = [{"Host": h, "Score": s} for h, s in zip(hosts, scores)]
+    assert json.loads(protocol.prioritize_result(rows_of, rows, scores)) == want
 
 
 @pytest.mark.parametrize("rows, scores, want", [
     # hosts by row: r0 "n0", r1 "n1", r2 "n2"; the answer names rows, leaving out score 0
     ([2, 0, 1], [4, 0, 7], [("n2", 4), ("n1", 7)]),
     ([1, 1], [1, 2], [("n1", 1), ("n1", 2)]),
-    # an unknown host (row -1) listed: every name comes from the hosts as sent instead
-    ([2, -1], [5, 6], [("n2", 5), ("ghost", 6)]),
-    ([-1, 2], [0, 6], [("n2", 6)]),  # left out, so the rows serve (below)
+    ([-1, 2], [0, 6], [("n2", 6)]),  # a node not in the list scores 0 (score_rows): left out
 ])
 def test_prioritize_result_by_row(rows, scores, want):
-    hosts = [("n0", "n1", "n2")[r] if r >= 0 else "ghost" for r in rows]
-    out = json.loads(protocol.prioritize_result(hosts, scores, np.array(rows), ("n0", "n1", "n2")))
-    assert [(h["Host"], h["Score"]) for h in out] == want
-    if min(r for r, s in zip(rows, scores) if s) >= 0:  # read as rows, with no names: rows are enough
-        out = json.loads(protocol.prioritize_result([], scores, np.array(rows), ("n0", "n1", "n2")))
-        assert [(h["Host"], h["Score"]) for h in out] == want
-        out = json.loads(protocol.prioritize_result([], scores, np.array(rows), ("n0", "n1", "n" * 200)))
-        assert [(h["Host"], h["Score"]) for h in out] == [(n if n != "n2" else "n" * 200, s) for n, s in want]
-    else:
-        with pytest.raises(ValueError, match="no host names"):
-            protocol.prioritize_result([], scores, np.array(rows), ("n0", "n1", "n2"))
+    for names in (("n0", "n1", "n2"), ("n0", "n1", "n" * 200)):  # a padded matrix, then joined fragments
+        out = json.loads(protocol.prioritize_result(NodeRows(names), np.array(rows), scores))
+        assert [(h["Host"], h["Score"]) for h in out] == [(names[int(n[1])], s) for n, s in want]
 
 
-@pytest.mark.parametrize("hosts, scores, error", [
-    (["a"], [-1], "0..10"),
-    (["a"], [11], "0..10"),
-    (["a", "b"], [1], "2 hosts but 1 scores"),
+@pytest.mark.parametrize("rows, scores, error", [
+    ([0], [-1], "0..10"),
+    ([0], [11], "0..10"),
+    ([0, 1], [1], "2 rows but 1 scores"),
+    ([-1], [1], "lacks has a score"),
 ])
-def test_prioritize_result_refuses_what_kube_scheduler_could_not_use(hosts, scores, error):
+def test_prioritize_result_refuses_what_kube_scheduler_could_not_use(rows, scores, error):
     with pytest.raises(ValueError, match=error):
-        protocol.prioritize_result(hosts, scores)
+        protocol.prioritize_result(NodeRows(("a", "b")), np.array(rows), scores)
 
 
 @pytest.mark.parametrize("raw,msg", [
@@ -108,7 +109,7 @@ def test_prioritize_result_refuses_what_kube_scheduler_could_not_use(hosts, scor
 ])
 def test_bad_extender_args(raw, msg):
     with pytest.raises(ProtocolError, match=msg.replace("[", r"\[").replace("]", r"\]")):
-        protocol.parse_extender_args(raw)
+        parse(raw)
 
 
 @pytest.mark.parametrize("raw,msg", [
@@ -122,19 +123,6 @@ def test_bad_binding_args(raw, msg):
         protocol.parse_binding_args(raw)
 
 
-def test_prioritize_result_names_hosts_by_row_when_every_listed_host_has_one():
-    # the rows path reads names from row_names; the hosts as sent are only its fallback
-    by_row = ("n0", "n1", "n2")
-    assert json.loads(protocol.prioritize_result(["x", "y"], [0, 6], np.array([-1, 2]), by_row)) == [
-        {"Host": "n2", "Score": 6}]
-    assert json.loads(protocol.prioritize_result(["x", "y"], [1, 6], np.array([-1, 2]), by_row)) == [
-        {"Host": "x", "Score": 1}, {"Host": "y", "Score": 6}]
-    # names of very different lengths would pad every entry to the longest: hosts as sent instead
-    uneven = ("n0", "n1", "n" * 200)
-    assert json.loads(protocol.prioritize_result(["x", "y"], [2, 6], np.array([0, 2]), uneven)) == [
-        {"Host": "x", "Score": 2}, {"Host": "y", "Score": 6}]
-
-
 # ---------- requests read as rows (what kube-scheduler sends, without a str per name)
 
 TABLE_NAMES = ("node-0", "node-1", "node-10", "ip-10-0-0-1.internal")
@@ -143,15 +131,27 @@ POD_JSON = json.dumps(POD, separators=(",", ":")).encode()
 
 @pytest.fixture(params=["dict", "numpy"])
 def finder(request, monkeypatch):
-    """Few names are looked up in a dict, many with numpy (protocol._FEW_NAMES_BYTES): both ways."""
+    """Few names are looked up in a dict, many with numpy (node_rows.FEW_NAMES_BYTES): both ways."""
     if request.param == "numpy":
-        monkeypatch.setattr(protocol, "_FEW_NAMES_BYTES", 0)
+        monkeypatch.setattr(node_rows, "FEW_NAMES_BYTES", 0)
     return request.param
 
 
 def go_body(items: bytes, before: bytes = b'"Nodes":null,') -> bytes:
     """As Go's encoding/json writes ExtenderArgs: compact, fields in struct order."""
     return b'{"Pod":%s,%s"NodeNames":[%s]}' % (POD_JSON, before, items)
+
+
+def decoded(raw: bytes, rows_of: NodeRows) -> protocol.ExtenderArgs:
+    """The request decoded in full, as any request not in kube-scheduler's shape is."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(protocol, "_read_as_rows", lambda body, rows_of: None)
+        return protocol.parse_extender_args(raw, rows_of)
+
+
+def same_args(got: protocol.ExtenderArgs, want: protocol.ExtenderArgs) -> bool:
+    return (got.pod, got.rows.tolist(), dict(got.unknown), got.sent_names) == (
+        want.pod, want.rows.tolist(), dict(want.unknown), want.sent_names)
 
 
 @pytest.mark.parametrize("raw, rows", [
@@ -174,18 +174,18 @@ def go_body(items: bytes, before: bytes = b'"Nodes":null,') -> bytes:
     (b'{"Pod":{"metadata":{"name":"p"}}"NodeNames":["node-1"]}', None),  # not JSON before the names
 ])
 def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, rows, finder):
-    table = NameTable.build(TABLE_NAMES)
+    rows_of = NodeRows(TABLE_NAMES)
     try:
-        want = protocol.parse_extender_args(raw)
+        want = decoded(raw, rows_of)
     except ProtocolError as exc:
         with pytest.raises(ProtocolError, match=re.escape(str(exc))):
-            protocol.parse_extender_args(raw, table)
+            protocol.parse_extender_args(raw, rows_of)
         return
-    got = protocol.parse_extender_args(raw, table)
-    assert (got.pod, got.node_names, got.sent_names) == (want.pod, want.node_names, want.sent_names)
-    assert (got.rows.tolist() if got.rows is not None else None) == rows
+    got = protocol.parse_extender_args(raw, rows_of)
+    assert same_args(got, want)
+    assert bool(got.items) == (rows is not None)  # read from the bytes, or decoded
     if rows is not None:
-        assert [TABLE_NAMES[r] for r in rows] == got.node_names
+        assert got.rows.tolist() == rows
 
 
 @settings(max_examples=200, deadline=None, derandomize=True)
@@ -194,27 +194,24 @@ def test_requests_in_go_s_shape_are_read_as_rows_and_any_other_as_before(raw, ro
        st.sampled_from([(",", ":"), (", ", ": ")]), st.integers(0, 200), st.binary(max_size=3))
 def test_reading_as_rows_changes_nothing_a_full_decoding_gives(names, separators, cut, junk):
     """Valid bodies, and bodies broken at any byte: the same args or the same error."""
-    for few_names_bytes in (protocol._FEW_NAMES_BYTES, 0):  # a dict, then numpy
+    for few_names_bytes in (node_rows.FEW_NAMES_BYTES, 0):  # a dict, then numpy
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(protocol, "_FEW_NAMES_BYTES", few_names_bytes)
+            mp.setattr(node_rows, "FEW_NAMES_BYTES", few_names_bytes)
             _reads_alike(names, separators, cut, junk)
 
 
 def _reads_alike(names, separators, cut, junk):
     text = json.dumps({"Pod": POD, "NodeNames": names}, separators=separators).encode()
-    table = NameTable.build(TABLE_NAMES)
+    rows_of = NodeRows(TABLE_NAMES)
     for raw in (text, text[:cut] + junk + text[cut:], text[:cut] + text[cut + len(junk):]):
         try:
-            want = protocol.parse_extender_args(raw)
+            want = decoded(raw, rows_of)
         except ProtocolError as exc:
             with pytest.raises(ProtocolError) as got_exc:
-                protocol.parse_extender_args(raw, table)
+                protocol.parse_extender_args(raw, rows_of)
             assert str(got_exc.value) == str(exc)
             continue
-        got = protocol.parse_extender_args(raw, table)
-        assert (got.pod, got.node_names, got.sent_names) == (want.pod, want.node_names, want.sent_names)
-        if got.rows is not None:
-            assert [TABLE_NAMES[r] for r in got.rows] == got.node_names
+        assert same_args(protocol.parse_extender_args(raw, rows_of), want)
 
 
 @pytest.mark.parametrize("ok, reasons, names, failed", [
@@ -223,15 +220,17 @@ def _reads_alike(names, separators, cut, junk):
     ([True, False, True], ["full"], ["node-1", "node-10"], {"node-0": "full"}),
     ([False, False, False], ["a", "b", "c"], [], {"node-1": "a", "node-0": "b", "node-10": "c"}),
 ])
-def test_filter_result_by_row_answers_as_filter_result_does(ok, reasons, names, failed, finder):
-    table = NameTable.build(TABLE_NAMES)
-    args = protocol.parse_extender_args(go_body(b'"node-1","node-0","node-10"'), table)
-    out = protocol.filter_result_rows(args, np.array(ok), reasons, table, TABLE_NAMES)
-    assert json.loads(out) == json.loads(protocol.filter_result(args, names, failed))
-    # prioritize is sent the feasible list next: its bytes are remembered with their rows
-    if names:
-        sent = json.dumps(names, separators=(",", ":")).encode()[1:-1]
-        assert [TABLE_NAMES[r] for r in table.recall(sent)] == names
+def test_filter_result_is_the_same_for_a_request_read_as_rows_or_decoded(ok, reasons, names, failed, finder):
+    raw = go_body(b'"node-1","node-0","node-10"')
+    for read in (protocol.parse_extender_args, decoded):
+        rows_of = NodeRows(TABLE_NAMES)
+        out = json.loads(protocol.filter_result(read(raw, rows_of), rows_of, np.array(ok), reasons))
+        assert out == {"Nodes": None, "NodeNames": names, "FailedNodes": failed,
+                       "FailedAndUnresolvableNodes": {}, "Error": ""}
+        # prioritize is sent the feasible list next: its bytes are remembered with their rows
+        if names:
+            sent = json.dumps(names, separators=(",", ":")).encode()[1:-1]
+            assert [TABLE_NAMES[r] for r in rows_of.recall(sent)] == names
 
 
 @pytest.mark.parametrize("what, names, limit, refused", [
@@ -248,9 +247,9 @@ def test_names_over_the_cap_are_refused_before_decoding(what, names, limit, refu
     assert protocol.max_names(100) == 216
     if refused:
         with pytest.raises(protocol.TooLarge):
-            protocol.parse_extender_args(body, None, limit)
+            parse(body, limit=limit)
     else:
-        assert len(protocol.parse_extender_args(body, None, limit).node_names) == names
+        assert len(parse(body, limit=limit).rows) == names
 
 
 @pytest.mark.parametrize("body", [
@@ -260,7 +259,7 @@ def test_names_over_the_cap_are_refused_before_decoding(what, names, limit, refu
 ])
 def test_names_over_the_cap_in_other_spellings_are_refused_after_decoding(body):
     with pytest.raises(protocol.TooLarge):
-        protocol.parse_extender_args(body, None, 216)
+        parse(body, limit=216)
 
 
 @pytest.mark.parametrize("field, value", [

@@ -1,16 +1,18 @@
-"""Rows of node names found from bytes (scheduler/core/name_table.py)."""
+"""Node names to rows, from str or straight from a request's bytes (scheduler/extender/node_rows.py)."""
 from __future__ import annotations
 
+import json
 import random
 import string
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.core import name_table
-from scheduler.core.name_table import NameTable
+from scheduler.extender import node_rows
+from scheduler.extender.node_rows import NameTable, NodeRows
 
 # rows: 0 "a", 1 "node-1", 2 "node-10", 3 "node-1x" (8 bytes: one whole word),
 # 4 a 23-byte name (three words), 5 'we"ird' (never findable: JSON would escape the quote)
@@ -101,17 +103,65 @@ def test_a_name_that_cannot_be_encoded_is_left_out_without_failing_the_table():
 
 
 def test_a_table_that_cannot_hash_its_names_apart_finds_nothing_rather_than_failing(monkeypatch):
-    monkeypatch.setattr(name_table, "_hash", lambda words, keys: np.zeros(len(words), np.uint64))
+    monkeypatch.setattr(node_rows, "_hash", lambda words, keys: np.zeros(len(words), np.uint64))
     table = NameTable.build(NAMES)
     assert find(table, [b"a", b"node-1"]) == [-1, -1] and not table.by_bytes  # callers decode in full
 
 
 def test_remembered_lists_are_recalled_by_their_bytes_and_only_the_latest_are_kept():
-    table = NameTable.build(NAMES)
+    rows_of = NodeRows(NAMES)
     rows = np.array([1, 0])
-    table.remember(b'"node-1","a"', rows)
-    assert table.recall(b'"node-1","a"') is rows
-    assert table.recall(b'"a","node-1"') is None
-    for i in range(NameTable.RECENT):
-        table.remember(b'"a"' * (i + 1), np.array([0] * (i + 1)))
-    assert table.recall(b'"node-1","a"') is None
+    rows_of.remember(b'"node-1","a"', rows)
+    assert rows_of.recall(b'"node-1","a"') is rows and rows_of.find(b'"node-1","a"') is rows
+    assert rows_of.recall(b'"a","node-1"') is None
+    for i in range(NodeRows.RECENT):
+        rows_of.remember(b'"a"' * (i + 1), np.array([0] * (i + 1)))
+    assert rows_of.recall(b'"node-1","a"') is None
+
+
+@pytest.mark.parametrize("few_names_bytes", [node_rows.FEW_NAMES_BYTES, 0])  # a dict, then numpy
+@pytest.mark.parametrize("items, want", [
+    (b'"node-10","a","node-10"', [2, 0, 2]),
+    (b'"node-1","ghost"', None),  # one name not in the list: the caller decodes
+    (b'"node-1", "a"', None),  # whitespace: JSON, but not what Go writes
+    (b'"node\\u002d1"', None),  # escaped
+    (b'', None),
+    (b'"a",,"a"', None),
+])
+def test_find_reads_rows_from_a_json_array_s_items_or_leaves_them_to_the_decoder(items, want, few_names_bytes,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(node_rows, "FEW_NAMES_BYTES", few_names_bytes)
+    got = NodeRows(NAMES).find(items)
+    assert (got.tolist() if got is not None else None) == want
+
+
+def test_rows_of_decoded_names():
+    assert NodeRows(NAMES).rows_of(["node-1", 'we"ird', "ghost"]).tolist() == [1, 5, -1]
+
+
+@pytest.mark.parametrize("names, matrix", [
+    (("n0", "n1", "n2"), True),
+    (("n0", "n1", "n" * 200), False),  # one long name would pad every row to its width
+    (("a", "lone-\ud800"), True),  # no UTF-8 for a lone surrogate: JSON's escape instead
+    ((), False),
+])
+def test_each_row_s_host_fragment_is_encoded_once(names, matrix):
+    rows_of = NodeRows(names)
+    assert [json.loads(f[1:] + b"0}") for f in rows_of.fragments] == [{"Host": n, "Score": 0} for n in names]
+    assert (rows_of.fragment_matrix is not None) == matrix
+
+
+@pytest.mark.parametrize("names", [
+    ("node-00001", "node-00002", "node-00003"),  # as wide: gathered as they are
+    ("a", "node-1", "ip-10-0-0-1.internal"),  # padded, the padding taken out
+    ("a", "n" * 200, "b"),  # one long name: joined one by one
+    ("a b", "c", "n\u00f6de", 'we"ird', "lone-\ud800"),  # a space, UTF-8, escapes: joined
+    (),
+])
+def test_items_of_writes_the_names_at_rows_as_go_writes_a_list(names):
+    rows_of = NodeRows(names)
+    for rows in ([], list(range(len(names)))[::-1], [0, 0] if names else []):
+        want = json.dumps([names[r] for r in rows], separators=(",", ":"), ensure_ascii=False)[1:-1]
+        assert json.loads(b"[" + rows_of.items_of(np.array(rows, np.int64)) + b"]") == json.loads("[" + want + "]")
+        if "lone-\ud800" not in names:  # byte for byte what orjson (and Go) write: recalled by those bytes
+            assert rows_of.items_of(np.array(rows, np.int64)) == orjson.dumps([names[r] for r in rows])[1:-1]
