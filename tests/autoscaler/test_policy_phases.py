@@ -9,9 +9,9 @@ import pytest
 
 from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, Panic, Recommendation, Rules, ScaleState,
-                               Verdict, clamp, forecast, next_state, panic_floor, panic_mode, pick_largest,
-                               queue_inputs, queueing_and_forecast, queueing_rule, rate_limit, signal_ratios,
-                               stabilise, warm_pool)
+                               Verdict, clamp, forecast, held_recommendations, next_state, panic_floor,
+                               panic_mode, pick_largest, queue_inputs, queueing_and_forecast, queueing_rule,
+                               rate_limit, signal_ratios, split_recommendations, stabilise, warm_pool)
 from autoscaler.spec import parse_spec
 
 NOW = 1000.0
@@ -164,6 +164,30 @@ def test_pick_largest_reasons():
 
 # ---------------------------------------------------------------- 4. stabilisation
 
+@pytest.mark.parametrize("name,rules,picked,cur,want", [
+    ("forecast-wins", Rules((rec(QUEUEING, 5), rec(FORECAST, 9))), V(9, FORECAST, ""), 4, (5, 9)),
+    # the window keeps the measured 5; the forecast's 9 is kept apart (one cold start)
+    ("queueing-only", Rules((rec(QUEUEING, 5),)), V(5, QUEUEING, ""), 4, (5, None)),
+    ("signal-above", Rules((rec("signal:a", 7), rec(QUEUEING, 5), rec(FORECAST, 6))), V(7, "signal:a", ""), 4,
+     (7, 6)),  # max(7, 5)=7 measured
+    ("hold", Rules(), V(4, HOLD, ""), 4, (4, None)),  # no rule: the hold at cur is remembered
+    ("unknown-hold", Rules((rec("signal:a", 2),)) + UNK, V(6, UNKNOWN_HOLD, ""), 6, (6, None)),
+    # missing data held 6 instead of the known 2: the window remembers the 6 held
+])
+def test_split_recommendations(name, rules, picked, cur, want):
+    assert split_recommendations(rules, picked, cur) == want
+
+
+@pytest.mark.parametrize("name,anticipated,hold_s,want", [
+    ("fresh-forecast", ((970.0, 9),), 45.0, ((800.0, 6), (970.0, 9))),  # 1000-970=30 s < 45 s: held
+    ("stale-forecast", ((950.0, 9),), 45.0, ((800.0, 6),)),  # 50 s > 45 s: the rise came or did not
+    ("no-horizon", ((999.0, 9),), 0.0, ((800.0, 6),)),  # coldStartSeconds 0: a forecast is never held
+])
+def test_held_recommendations(name, anticipated, hold_s, want):
+    state = ScaleState(recommendations=((800.0, 6),), anticipated=anticipated)
+    assert held_recommendations(state, NOW, hold_s) == want
+
+
 DEFAULT_BEHAVIOR = spec().behavior  # scale-up window 0 s, scale-down window 300 s
 
 @pytest.mark.parametrize("name,raw,history,cur,started,kw,want", [
@@ -310,7 +334,16 @@ def test_next_state_trims_each_history_to_its_window():
     assert s.demand == ((996.0, 4), (NOW, 7))  # 6 s window: t=990 out
     assert s.events == ((990.0, 2), (NOW, 2))  # 15 s period: t=980 out; +2 = 6 - 4
     assert s.arrivals == ((500.0, 2.0), (NOW, 3.0))  # max(600, 8 x 45)=600 s: t=300 out
+    assert s.anticipated == ()  # no forecast given
     assert (s.started_at, s.panic_until, s.panic_peak) == (0.0, 1060.0, 9)  # max(peak 9, desired 6)
+
+
+def test_next_state_keeps_forecasts_one_cold_start():
+    state = ScaleState(anticipated=((950.0, 9), (960.0, 8)))
+    s = next_state(state, spec(**SLO), NOW, 0.0, cur=4, raw=5, desired=9, demand=5, arrivals=(),
+                   panic=Panic(False, None, 0), anticipated=7)
+    assert s.anticipated == ((960.0, 8), (NOW, 7))  # coldStartSeconds 45: t=950 <= 955 out
+    assert s.recommendations == ((NOW, 5),)  # the measured 5, not the 9 decided
 
 
 @pytest.mark.parametrize("name,desired,panic,want_events,want_peak", [
