@@ -377,5 +377,6 @@ def test_state_is_bounded():
     state = ScaleState()
     for t in range(0, 5000, 5):
         state = decide(state, obs(3, queueDepth=5, arrival=2), sp, float(t)).state
-    assert len(state.recommendations) <= 61 and len(state.arrivals) <= 32 and len(state.demand) <= 2
+    # arrivals: max(600, 8 x 45) s of samples 5 s apart; recommendations: the 300 s window
+    assert len(state.recommendations) <= 61 and len(state.arrivals) <= 120 and len(state.demand) <= 2
     assert math.isfinite(state.started_at)
