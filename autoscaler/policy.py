@@ -421,6 +421,7 @@ def held_recommendations(state: ScaleState, now: float, forecast_hold_s: float) 
     forecasts made within the last ``forecast_hold_s`` (the cold start they look across)."""
     return state.recommendations + tuple(a for a in state.anticipated if a[0] > now - forecast_hold_s)
 
+
 def stabilise(v: Verdict, history: tuple[tuple[float, int], ...], behavior: Behavior, cur: int, now: float,
               started: float) -> Verdict:
     """HPA: between the lowest recommendation in the scale-up window and the highest in
