@@ -57,7 +57,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                "  gpusched bench autoscale --out results/autoscale\n"
                "  gpusched bench autoscale --trace my.csv --time-column ts --model-column model "
                "--service-column secs --out /tmp/a\n"
-               "  gpusched bench autoscale --ours-spec '{\"slo\": {\"targetUtilization\": 0.9}}' --out /tmp/b")
+               "  gpusched bench autoscale --ours-spec '{\"slo\": {\"targetUtilization\": 0.8}}' --out /tmp/b")
     p.add_argument("--trace", action="append", metavar="FILE",
                    help="a CSV request trace; repeat for several (default: both Azure LLM traces in "
                         "benchmarks/data/traces/azure-llm-2023, or $GPUSCHED_TRACES/azure-llm-2023)")

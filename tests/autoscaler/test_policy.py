@@ -297,6 +297,19 @@ def test_burst_then_stabilised_scale_down():
     assert all(r >= 1 for _, r, _ in seen)
 
 
+@pytest.mark.parametrize("name,forecast_at,want,rule", [
+    ("forecast-within-cold-start", 970.0, 10, STABILIZATION),
+    # the forecast of 10 made 30 s ago looks 45 s ahead: still held, max(7, 10)=10
+    ("forecast-past-cold-start", 950.0, 7, STABILIZATION),
+    # made 50 s ago, its horizon has passed: the measured 7 of t=900 holds (300 s window)
+])
+def test_forecast_held_one_cold_start(name, forecast_at, want, rule):
+    sp = spec([], slo={"queueWaitSeconds": 60}, serviceRatePerReplica=1.0, coldStartSeconds=45)
+    state = ScaleState(started_at=0.0, recommendations=((900.0, 7),), anticipated=((forecast_at, 10),))
+    d = decide(state, obs(10, arrival=2.0), sp, NOW)  # 2 req/s: ceil(2/(1*0.8))=3 now
+    assert (d.replicas, d.rule) == (want, rule), d.reason
+
+
 # ---- the queueing helpers
 
 @pytest.mark.parametrize("c,a,want", [
@@ -364,5 +377,6 @@ def test_state_is_bounded():
     state = ScaleState()
     for t in range(0, 5000, 5):
         state = decide(state, obs(3, queueDepth=5, arrival=2), sp, float(t)).state
-    assert len(state.recommendations) <= 61 and len(state.arrivals) <= 32 and len(state.demand) <= 2
+    # arrivals: max(600, 8 x 45) s of samples 5 s apart; recommendations: the 300 s window
+    assert len(state.recommendations) <= 61 and len(state.arrivals) <= 120 and len(state.demand) <= 2
     assert math.isfinite(state.started_at)

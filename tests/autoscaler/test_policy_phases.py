@@ -9,9 +9,9 @@ import pytest
 
 from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, Panic, Recommendation, Rules, ScaleState,
-                               Verdict, clamp, forecast, next_state, panic_floor, panic_mode, pick_largest,
-                               queue_inputs, queueing_and_forecast, queueing_rule, rate_limit, signal_ratios,
-                               stabilise, warm_pool)
+                               Verdict, clamp, forecast, held_recommendations, next_state, panic_floor,
+                               panic_mode, pick_largest, queue_inputs, queueing_and_forecast, queueing_rule,
+                               rate_limit, signal_ratios, split_recommendations, stabilise, warm_pool, warm_size)
 from autoscaler.spec import parse_spec
 
 NOW = 1000.0
@@ -126,9 +126,9 @@ def test_queueing_and_forecast_keeps_known_arrivals_only():
     assert arrivals == LINE[:-1] and rules.recs == () and rules.unknown == ("arrivalRate",) and f.rate is None
     # without an slo the phase does nothing, not even record the arrival rate
     assert queueing_and_forecast(LINE[:-1], obs(7, arrival=5), spec(), 60.0) == (Rules(), LINE[:-1], f)
-    # at most 32 samples are kept: 40 in, the last 32 out
-    many = tuple((float(t), 1.0) for t in range(40))
-    assert len(queueing_and_forecast(many, obs(7, arrival=1), sp, 40.0)[1]) == 32
+    # at most 256 samples are kept: 300 in, the last 256 out (Holt reads only the last 32)
+    many = tuple((float(t), 1.0) for t in range(300))
+    assert len(queueing_and_forecast(many, obs(7, arrival=1), sp, 300.0)[1]) == 256
 
 
 # ---------------------------------------------------------------- 3. the largest, or hold
@@ -163,6 +163,30 @@ def test_pick_largest_reasons():
 
 
 # ---------------------------------------------------------------- 4. stabilisation
+
+@pytest.mark.parametrize("name,rules,picked,cur,want", [
+    ("forecast-wins", Rules((rec(QUEUEING, 5), rec(FORECAST, 9))), V(9, FORECAST, ""), 4, (5, 9)),
+    # the window keeps the measured 5; the forecast's 9 is kept apart (one cold start)
+    ("queueing-only", Rules((rec(QUEUEING, 5),)), V(5, QUEUEING, ""), 4, (5, None)),
+    ("signal-above", Rules((rec("signal:a", 7), rec(QUEUEING, 5), rec(FORECAST, 6))), V(7, "signal:a", ""), 4,
+     (7, 6)),  # max(7, 5)=7 measured
+    ("hold", Rules(), V(4, HOLD, ""), 4, (4, None)),  # no rule: the hold at cur is remembered
+    ("unknown-hold", Rules((rec("signal:a", 2),)) + UNK, V(6, UNKNOWN_HOLD, ""), 6, (6, None)),
+    # missing data held 6 instead of the known 2: the window remembers the 6 held
+])
+def test_split_recommendations(name, rules, picked, cur, want):
+    assert split_recommendations(rules, picked, cur) == want
+
+
+@pytest.mark.parametrize("name,anticipated,hold_s,want", [
+    ("fresh-forecast", ((970.0, 9),), 45.0, ((800.0, 6), (970.0, 9))),  # 1000-970=30 s < 45 s: held
+    ("stale-forecast", ((950.0, 9),), 45.0, ((800.0, 6),)),  # 50 s > 45 s: the rise came or did not
+    ("no-horizon", ((999.0, 9),), 0.0, ((800.0, 6),)),  # coldStartSeconds 0: a forecast is never held
+])
+def test_held_recommendations(name, anticipated, hold_s, want):
+    state = ScaleState(recommendations=((800.0, 6),), anticipated=anticipated)
+    assert held_recommendations(state, NOW, hold_s) == want
+
 
 DEFAULT_BEHAVIOR = spec().behavior  # scale-up window 0 s, scale-down window 300 s
 
@@ -299,6 +323,46 @@ def test_warm_pool(name, desired, cur, warm_now, kw, prewarm_target, want):
     assert (p.warm, p.promote, p.cold_start, p.demote, p.prewarm, p.note) == want
 
 
+WARM = {**SLO, "warmReplicas": 2}  # mu 1 req/s, util 0.8 (a 60 s wait bound never binds): ceil(lam/0.8)
+RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < coldStartSeconds 45
+
+
+@pytest.mark.parametrize("name,sp,arrivals,arrival,desired,warm_now,want", [
+    ("flat", WARM, ((900.0, 4.0), (950.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 0),
+    # no rise: ceil(4/0.8)=5 needed, 5 serving: no pod worth its GPU
+    ("rise-needs-pool", WARM, RISE, 4.0, 5, 0, 2),
+    # rose 2 within 45 s: 4+2=6 req/s needs ceil(6/0.8)=8, 8-5=3 beyond serving, capped at warmReplicas 2
+    ("rise-covered", WARM, RISE, 4.0, 8, 0, 0),  # 8 serving already cover 8: no new pod loaded
+    ("loaded-pod-kept", WARM, RISE, 4.0, 8, 1, 1),
+    # the 8 serving are stabilised above the measured need ceil(4/0.8)=5: the loaded pod stays, min(1, 8-5)=1
+    ("rise-slower-than-cold-start", WARM, ((900.0, 2.0), (NOW, 4.0)), 4.0, 5, 0, 0),
+    # 2 -> 4 over 100 s > 45 s: a cold start follows it, rise 0
+    ("old-rise-remembered", WARM, ((500.0, 0.0), (530.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 2),
+    # 0 -> 4 in 30 s, 470 s ago (history max(600, 8 x 45)=600 s): 4+4=8 needs 10, 10-5=5, capped at 2
+    ("no-slo", {"warmReplicas": 2}, RISE, 4.0, 5, 0, 2),  # no queueing rule: warmReplicas as configured
+    ("rate-unknown", WARM, RISE[:-1], None, 5, 0, 2),  # no rate now: as configured
+    ("at-max", WARM, RISE, 4.0, 10, 0, 0),  # maxReplicas 10 serving: a warm pod could never be promoted
+])
+def test_warm_size(name, sp, arrivals, arrival, desired, warm_now, want):
+    sigs = () if "slo" in sp else (Q5,)  # a spec needs a signal or an slo
+    warm, note = warm_size(arrivals, obs(5, warm=warm_now, arrival=arrival), spec(sigs, **sp), desired, NOW, 0.0)
+    assert warm == want, note
+
+
+@pytest.mark.parametrize("started,want", [
+    (500.0, 2),  # 500 s of history < the 600 s of rates it reads: warmReplicas 2, as configured
+    (400.0, 0),  # 600 s: flat 4 req/s, no rise, 5 serving cover ceil(4/0.8)=5
+])
+def test_warm_size_young_state_keeps_the_configured_pool(started, want):
+    flat = ((900.0, 4.0), (950.0, 4.0), (NOW, 4.0))
+    assert warm_size(flat, obs(5, arrival=4.0), spec([], **WARM), 5, NOW, started)[0] == want
+
+
+def test_warm_size_says_why_smaller():
+    _, note = warm_size(RISE, obs(5, arrival=4.0), spec([], **{**SLO, "warmReplicas": 5}), 5, NOW, 0.0)
+    assert note == "; warm pool 3: rate rose up to 2 req/s within 45s over the last 60s, 4+2 req/s needs 8 vs 5 serving"
+
+
 # ---------------------------------------------------------------- 10. next state
 
 def test_next_state_trims_each_history_to_its_window():
@@ -310,7 +374,16 @@ def test_next_state_trims_each_history_to_its_window():
     assert s.demand == ((996.0, 4), (NOW, 7))  # 6 s window: t=990 out
     assert s.events == ((990.0, 2), (NOW, 2))  # 15 s period: t=980 out; +2 = 6 - 4
     assert s.arrivals == ((500.0, 2.0), (NOW, 3.0))  # max(600, 8 x 45)=600 s: t=300 out
+    assert s.anticipated == ()  # no forecast given
     assert (s.started_at, s.panic_until, s.panic_peak) == (0.0, 1060.0, 9)  # max(peak 9, desired 6)
+
+
+def test_next_state_keeps_forecasts_one_cold_start():
+    state = ScaleState(anticipated=((950.0, 9), (960.0, 8)))
+    s = next_state(state, spec(**SLO), NOW, 0.0, cur=4, raw=5, desired=9, demand=5, arrivals=(),
+                   panic=Panic(False, None, 0), anticipated=7)
+    assert s.anticipated == ((960.0, 8), (NOW, 7))  # coldStartSeconds 45: t=950 <= 955 out
+    assert s.recommendations == ((NOW, 5),)  # the measured 5, not the 9 decided
 
 
 @pytest.mark.parametrize("name,desired,panic,want_events,want_peak", [
