@@ -71,12 +71,10 @@ def ours_spec(model: str, *, max_replicas: int, mu: float, cold_start_s: float, 
         "maxReplicas": max_replicas,
         "warmReplicas": 1,
         "signals": [{"type": "queueDepth", "target": queue_target}],
-        # targetUtilization 1: the SLO's wait tail (Erlang C) is what sets the headroom, and
-        # serviceRatePerReplica is measured at saturation, so a utilisation cap below 1 only
-        # counts the same headroom twice. Scale-down: the CRD's (HPA's) defaults, 300 s
-        # window and 100% per 15 s: the window is what holds capacity between bursts, a
-        # second brake on the way down only delays giving back what it has judged surplus.
-        "slo": {"queueWaitSeconds": queue_wait_s, "percentile": 0.99, "targetUtilization": 1.0},
+        # Everything else at the CRD's defaults (targetUtilization 0.8; scale-down HPA's 300 s
+        # window, 100% per 15 s): the bench measures what a user gets, never a setting
+        # chosen on these traces.
+        "slo": {"queueWaitSeconds": queue_wait_s, "percentile": 0.99},
         "coldStartSeconds": round(cold_start_s, 1),
         "serviceRatePerReplica": round(mu, 3),
     }

@@ -133,8 +133,9 @@ def test_ours_spec_slots_and_scale_down():
     assert ours.concurrency_per_replica == 1  # left out: M/M/c
     # the batch-slots variant asks for the server's batch (the bench substitutes it)
     assert pol.ABLATIONS["ours-batch-slots"][0] == {"concurrencyPerReplica": pol.SERVER_BATCH}
-    # shed at most 10% per 15 s (HPA's default is 100%)
-    assert (ours.behavior.scale_down.max_percent, ours.behavior.scale_down.period_s) == (10.0, 15.0)
+    # the CRD's defaults, as a user gets them: HPA's scale-down (100% per 15 s), utilisation 0.8
+    assert (ours.behavior.scale_down.max_percent, ours.behavior.scale_down.period_s) == (100.0, 15.0)
+    assert ours.slo is not None and ours.slo.target_utilization == 0.8
     assert ours.behavior.scale_down.stabilization_window_s == 300
 
 
