@@ -15,6 +15,12 @@ a limit runs out:
 
 `quick` routes (health and readiness) are answered on the watching thread itself, so they
 answer even while every worker is busy with binds waiting on the API server.
+
+A worker that has answered keeps its connection a while (`sticky_s`) and answers the next
+request itself, as a thread per connection would: one thread wake-up per call instead of
+two (watching thread, then worker). It lends itself so only while a quarter of the pool is
+free, and only for a request that comes whole, plain and within the limits; all else goes
+back to the watching thread, and a job queued with fewer workers free ends every such wait.
 """
 from __future__ import annotations
 
@@ -606,6 +612,7 @@ class BoundedHTTPServer:
         finally:
             if head is None or len(c.buf) < need:
                 self._release(c)  # handed back: the watching thread reserves it anew
+        assert head is not None  # the loop leaves with the head parsed and the body whole
         method, path, headers, keep = head
         cert = (c.sock.getpeercert() or None) if self.tls is not None else None  # type: ignore[attr-defined]
         c.close = not keep

@@ -279,7 +279,7 @@ def test_a_connection_past_descriptor_1023_is_kept_too(sticky):
             for i in range(3):
                 s.sendall(post("/x", b"%d" % i))
                 assert answer(s) == b"done:%d" % i
-        assert srv.handed_back == 0  # select() would fail on it: the connection was closed
+            assert srv.handed_back == 0  # select() failed on it: the connection was closed
     finally:
         for f in filler:
             f.close()
