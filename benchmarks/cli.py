@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "against a synthetic cluster; the baseline is a handler that parses the same request and "
                     "answers 'all fit'.",
         epilog="examples:\n  gpusched bench extender --nodes 100 1000 5000 --calls 500 --out results/extender\n"
-               "  gpusched bench extender --mode best realistic --nodes 1000 5000 10000",
+               "  gpusched bench extender --mode best realistic --nodes 1000 5000 10000\n"
+               "  gpusched bench extender --http-layers bounded threading --nodes 100 5000 --rounds 5",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     ext.add_argument("--nodes", type=positive_int, nargs="+", default=[100, 1000, 5000])
     ext.add_argument("--calls", type=positive_int, default=300, help="calls per verb and size (default 300)")
@@ -40,6 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="best: one pod shape, a static cluster; realistic: the Alibaba trace's mix of shapes "
                           "while node reports and bound pods change every 50 ms (default: best)")
     ext.add_argument("--out", default="results/extender")
+    ext.add_argument("--http-layers", nargs="+", metavar="LAYER",
+                     help="instead: the HTTP layer's own cost, the same verbs behind each LAYER at once, called "
+                          "in turn: bounded (the daemon's), threading (a thread per connection, as before issue "
+                          "#14), file:PATH (BoundedHTTPServer from another copy of http.py); ratios against the "
+                          "last")
+    ext.add_argument("--rounds", type=int, default=5, help="with --http-layers: rounds, medians shown (default 5)")
     ext.set_defaults(func=run_extender)
 
     e2e = benches.add_parser(
@@ -92,6 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_extender(args: argparse.Namespace) -> int:
+    if args.http_layers:
+        return run_http_layers(args)
     from benchmarks.extender import latency as bench
 
     results = bench.run(args.nodes, args.calls, args.seed, tuple(args.mode))
@@ -104,6 +113,23 @@ def run_extender(args: argparse.Namespace) -> int:
     (out / "extender.md").write_text(text + "\n")
     print(f"extender latency over HTTP (client side; then time inside the server), {args.calls} calls "
           f"per row, seed {args.seed}\n{text}")
+    return 0
+
+
+def run_http_layers(args: argparse.Namespace) -> int:
+    from benchmarks.extender import http_layer
+
+    runs = http_layer.run(args.http_layers, args.nodes, args.calls, args.rounds, args.seed,
+                          lambda line: print(line, file=sys.stderr, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "http_layers.json").write_text(json.dumps(
+        {"params": {"layers": args.http_layers, "nodes": args.nodes, "calls": args.calls, "rounds": args.rounds,
+                    "seed": args.seed}, "runs": [asdict(r) for r in runs]}, indent=1))
+    text = http_layer.table(runs, args.http_layers)
+    (out / "http_layers.md").write_text(text + "\n")
+    print(f"HTTP layers, the same extender behind each, called in turn; {args.calls} calls per row and round, "
+          f"medians of {args.rounds} rounds\n{text}")
     return 0
 
 

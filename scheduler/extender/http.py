@@ -15,10 +15,15 @@ a limit runs out:
 
 `quick` routes (health and readiness) are answered on the watching thread itself, so they
 answer even while every worker is busy with binds waiting on the API server.
+
+A worker that has answered keeps its connection a while (`sticky_s`) and answers the next
+request itself, as a thread per connection would: one thread wake-up per call instead of
+two (watching thread, then worker). It lends itself so only while a quarter of the pool is
+free, and only for a request that comes whole, plain and within the limits; all else goes
+back to the watching thread, and a job queued with fewer workers free ends every such wait.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import select
@@ -35,7 +40,14 @@ from typing import Callable
 
 log = logging.getLogger(__name__)
 
-STICKY_S = 0.002  # how long a worker waits on its connection for the next request (see _next_here)
+# A worker that has answered keeps its connection for the next request (see _next_here):
+# while a quarter of the pool is free, up to Limits.sticky_s for its first bytes and REST_S
+# for the rest; with fewer free, STICKY_S and WHOLE_S; a pool running short (a job queued
+# with fewer free) ends every such wait at once.
+STICKY_S = 0.002
+WHOLE_S = 0.005
+REST_S = 0.1
+SCRATCH = 262144  # each thread's receive buffer: a recv() of this size would mmap it afresh each call
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,10 @@ class Limits:
     max_headers: int = 100
     max_body: int = 2 * 2**20
     buffered_bytes: int = 64 * 2**20
+    # kube-scheduler sends the next pod's filter a few ms after the last bind: a worker waiting
+    # on the connection answers it with one thread wake-up, where the watching thread and a
+    # worker take two. Idle workers cost nothing, and a pool running short calls them back.
+    sticky_s: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -191,8 +207,15 @@ class BoundedHTTPServer:
         self.server_address: tuple[str, int] = self._sock.getsockname()[:2]
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        # Readable while the pool runs short: workers waiting on their connections let go.
+        self._short_r, self._short_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w, self._short_r, self._short_w):
+            s.setblocking(False)
+        self._short = False  # a byte is in _short_r (only the watching thread writes and drains it)
+        self._pool = threading.Lock()
+        self._free = 0  # workers waiting for a job, less the jobs queued for them
+        self._reserve = max(1, limits.workers // 4)  # fewer free than this: the pool is short
+        self._scratch = memoryview(bytearray(SCRATCH))  # the watching thread's
         self._returned: deque[_Conn] = deque()  # workers hand connections back through this
         self._jobs: queue.SimpleQueue = queue.SimpleQueue()
         self._conns: dict[int, _Conn] = {}
@@ -206,6 +229,7 @@ class BoundedHTTPServer:
         self._workers: list[threading.Thread] = []
         self.dates = Dates()
         self.evicted = 0  # connections closed at the cap, for tests and logs
+        self.handed_back = 0  # connections a worker gave back to the watching thread, for tests
 
     # ---------- lifecycle
 
@@ -226,6 +250,8 @@ class BoundedHTTPServer:
                         self._take_back()
                     else:
                         self._readable(key.data)
+                if self._short and self._free >= self._reserve:
+                    self._shortage(False)
                 now = time.monotonic()
                 if now >= next_sweep:  # deadlines to the poll interval, not a heap per event
                     self._sweep(now)
@@ -235,6 +261,7 @@ class BoundedHTTPServer:
                 self._close(c)
             for _ in self._workers:
                 self._jobs.put(None)
+            self._shortage(True)  # workers waiting on their connections: stop
             self._stopped.set()
 
     def shutdown(self) -> None:
@@ -243,7 +270,7 @@ class BoundedHTTPServer:
         self._stopped.wait(10)
 
     def server_close(self) -> None:
-        for s in (self._sock, self._wake_r, self._wake_w):
+        for s in (self._sock, self._wake_r, self._wake_w, self._short_r, self._short_w):
             s.close()
         self._sel.close()
 
@@ -303,17 +330,10 @@ class BoundedHTTPServer:
             self._evictable.move_to_end(c)
         eof = False
         while True:
-            try:
-                chunk = c.sock.recv(262144)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            got = _recv(c, self._scratch, SCRATCH)
+            if got <= 0:
+                eof = got < 0
                 break
-            except (OSError, ValueError):
-                eof = True
-                break
-            if not chunk:
-                eof = True
-                break
-            c.buf += chunk
             if len(c.buf) > c.need + self.limits.max_header_bytes:
                 break  # the request and the head of the next: read no further until they are answered
         if c.buf:
@@ -336,8 +356,7 @@ class BoundedHTTPServer:
                 return
             assert c.head is not None  # _read_head parsed it before `need` was set
             method, path, headers, keep = c.head
-            body = bytes(c.buf[c.head_len:c.need])
-            del c.buf[:c.need]
+            body = _take(c.buf, c.head_len, c.need)
             c.need = 0
             cert = c.sock.getpeercert() if self.tls is not None else None  # type: ignore[attr-defined]
             req = Request(method, path, headers, body, cert or None)
@@ -346,7 +365,7 @@ class BoundedHTTPServer:
             if resp is None:
                 c.state = _BUSY
                 self._sel.unregister(c.sock)
-                self._jobs.put((c, req))
+                self._dispatch(c, req)
                 return
             self._release(c)
             ok = self._send_now(c, encode(resp, keep and not resp.close, self.dates()))
@@ -388,9 +407,31 @@ class BoundedHTTPServer:
             self._send_now(c, b"HTTP/1.1 100 Continue\r\n\r\n")  # curl asks before a body over 1 kB
         return True
 
-    def _rest(self, c: _Conn) -> None:
+    def _dispatch(self, c: _Conn, req: Request) -> None:
+        with self._pool:
+            self._free -= 1
+            short = self._free < self._reserve
+        self._jobs.put((c, req))
+        if short and not self._short:
+            self._shortage(True)
+
+    def _shortage(self, on: bool) -> None:
+        self._short = on
+        try:
+            if on:
+                self._short_w.send(b"x")
+            else:
+                while self._short_r.recv(4096):
+                    pass
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            pass  # closed: shutting down
+
+    def _rest(self, c: _Conn, idle_until: float | None = None) -> None:
         """Between requests: idle, or straight on with the next one if it came along."""
-        c.state, c.deadline, c.head = _IDLE, time.monotonic() + self.limits.idle_s, None
+        c.state, c.head = _IDLE, None
+        c.deadline = idle_until if idle_until is not None else time.monotonic() + self.limits.idle_s
         self._evictable[c] = None
         if c.buf:
             self._advance(c)
@@ -438,12 +479,13 @@ class BoundedHTTPServer:
             pass
         while self._returned:
             c = self._returned.popleft()
+            self.handed_back += 1
             self._release(c)
             if c.close or self._stop.is_set():
                 self._close(c, registered=False)
                 continue
             self._sel.register(c.sock, selectors.EVENT_READ, c)
-            self._rest(c)
+            self._rest(c, c.deadline)  # the worker set it when it answered: waiting there was idle time
 
     def _sweep(self, now: float) -> None:
         late = [c for c in self._conns.values() if c.state != _BUSY and now >= c.deadline]
@@ -487,14 +529,19 @@ class BoundedHTTPServer:
     # ---------- workers
 
     def _work(self) -> None:
+        scratch = memoryview(bytearray(SCRATCH))
+        waiter = select.poll()  # not select(): a descriptor past 1,023 is normal here
+        waiter.register(self._short_r, select.POLLIN)  # a pool running short ends every wait
         while True:
+            with self._pool:
+                self._free += 1
             job = self._jobs.get()
             if job is None:
                 return
             c, req = job
             while req is not None:
                 self._answer(c, req)
-                req = None if c.close else self._next_here(c)
+                req = None if c.close else self._next_here(c, scratch, waiter)
             self._returned.append(c)
             self._wake()
 
@@ -510,63 +557,128 @@ class BoundedHTTPServer:
         data = encode(resp, not (c.close or resp.close), self.dates())
         c.close = c.close or resp.close
         try:
-            c.sock.settimeout(self.limits.write_s)
-            c.sock.sendall(data)
-            c.sock.setblocking(False)
+            sent = 0
+            if self.tls is None:  # TLS must retry a write with the same bytes: sendall below
+                try:
+                    sent = c.sock.send(data)  # the socket buffer takes a whole answer: no timeout, no poll
+                except (BlockingIOError, InterruptedError):
+                    pass
+            if sent < len(data):
+                c.sock.settimeout(self.limits.write_s)
+                c.sock.sendall(memoryview(data)[sent:])
+                c.sock.setblocking(False)
         except (OSError, ValueError):
             c.close = True
+        c.deadline = time.monotonic() + self.limits.idle_s
 
-    def _next_here(self, c: _Conn) -> Request | None:
-        """The connection's next request, when it comes within STICKY_S and whole at once:
-        kube-scheduler sends prioritize right after filter's answer, and handing the
-        connection to the watching thread and back would cost two thread switches each way.
-        Anything else (nothing yet, part of a request, a refusal to send) is left in c.buf
-        for the watching thread, which applies every limit."""
+    def _next_here(self, c: _Conn, scratch: memoryview, waiter: select.poll) -> Request | None:
+        """The connection's next request, read by this worker when it comes within the
+        sticky waits: one thread wake-up per call, where the watching thread and a worker
+        take two. Anything else (nothing yet, part of a request, a request to refuse, a
+        pipelined one) is left in c.buf, with no body budget held, for the watching thread,
+        which applies every limit. Under load a body may come in pieces milliseconds apart:
+        handing it back mid-way would cost more wake-ups than waiting for it here."""
         if c.buf:
             return None  # pipelined: the watching thread parses it, with the body budget
-        pending = getattr(c.sock, "pending", None)
+        lim = self.limits
+        spare = self._free >= self._reserve
+        if not _wait(c, waiter, min(lim.sticky_s if spare else STICKY_S, c.deadline - time.monotonic())):
+            return None
+        give_up = time.monotonic() + (REST_S if spare else WHOLE_S)
+        head: tuple[str, str, dict[str, str], bool] | None = None
+        start = need = 0
         try:
-            if not (pending and pending()) and not select.select([c.sock], [], [], STICKY_S)[0]:
-                return None
-        except (OSError, ValueError):
-            c.close = True
-            return None
-        cap = self.limits.max_header_bytes + self.limits.max_body
-        while len(c.buf) <= cap:
-            try:
-                chunk = c.sock.recv(65536)
-            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                break
-            except (OSError, ValueError):
-                c.close = True
-                return None
-            if not chunk:
-                c.close = not c.buf  # EOF: the watching thread answers what came before it
-                break
-            c.buf += chunk
-        whole = _whole_request(c.buf, self.limits)
-        if whole is None:
-            return None
-        req, used, keep = whole
-        if self.tls is not None:
-            req = dataclasses.replace(req, peer_cert=c.sock.getpeercert() or None)  # type: ignore[attr-defined]
-        del c.buf[:used]
+            while True:
+                # before the head is whole, read what there is (at most SCRATCH): bytes past
+                # this request stay in c.buf for the watching thread, as pipelined ones do
+                got = _recv(c, scratch, need - len(c.buf) if head is not None else SCRATCH)
+                if got < 0:
+                    c.close = not c.buf  # EOF: the watching thread answers what came before it
+                    return None
+                if head is None:
+                    end = c.buf.find(b"\r\n\r\n", 0, lim.max_header_bytes + 4)
+                    if end < 0:
+                        if len(c.buf) >= lim.max_header_bytes + 4:
+                            return None  # too large a head: the watching thread says so
+                    else:
+                        head, length = _plain_head(c.buf, end, lim)
+                        if head is None or not self._reserve_body(c, length):
+                            return None
+                        start, need = end + 4, end + 4 + length
+                if head is not None and len(c.buf) >= need:
+                    break
+                if got == 0 and not _wait(c, waiter, give_up - time.monotonic()):
+                    return None
+        finally:
+            if head is None or len(c.buf) < need:
+                self._release(c)  # handed back: the watching thread reserves it anew
+        assert head is not None  # the loop leaves with the head parsed and the body whole
+        method, path, headers, keep = head
+        cert = (c.sock.getpeercert() or None) if self.tls is not None else None  # type: ignore[attr-defined]
         c.close = not keep
-        return req
+        return Request(method, path, headers, _take(c.buf, start, need), cert)
+
+    def _reserve_body(self, c: _Conn, length: int) -> bool:
+        with self._budget:
+            if self._buffered + length > self.limits.buffered_bytes:
+                return False
+            self._buffered += length
+            c.reserved = length
+        return True
 
 
-def _whole_request(buf: bytearray, lim: Limits) -> tuple[Request, int, bool] | None:
-    """(request, bytes it took, keep-alive) when buf starts with a whole, plain, acceptable
-    request; None for anything the watching thread should see (incomplete, 100-continue, bad)."""
-    end, sep = buf.find(b"\r\n\r\n", 0, lim.max_header_bytes + 4), 4
-    if end < 0:
-        return None
+def _wait(c: _Conn, waiter: select.poll, timeout: float) -> bool:
+    """Whether c has bytes to read within timeout, or before anything else registered with
+    waiter does; c's descriptor is registered for this wait only."""
+    pending = getattr(c.sock, "pending", None)
+    if pending is not None and pending():  # TLS: decrypted already, the socket itself may be quiet
+        return True
+    if timeout <= 0:
+        return False
+    fd = c.fd
     try:
-        method, path, headers, keep = parse_head(bytes(buf[:end]), lim.max_headers)
-        length = _content_length(headers, lim.max_body)
+        waiter.register(fd, select.POLLIN)
+        try:
+            events = waiter.poll(timeout * 1000)
+        finally:
+            waiter.unregister(fd)
+    except (OSError, ValueError, KeyError):
+        c.close = True
+        return False
+    return any(f == fd for f, _ in events)
+
+
+def _recv(c: _Conn, scratch: memoryview, limit: int) -> int:
+    """Append what c has now, at most limit bytes, to c.buf: bytes read, 0 for none now,
+    -1 for end of stream or an error."""
+    try:
+        n = c.sock.recv_into(scratch, max(1, min(limit, len(scratch))))
+    except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+        return 0
+    except (OSError, ValueError):
+        return -1
+    if not n:
+        return -1
+    c.buf += scratch[:n]
+    return n
+
+
+def _take(buf: bytearray, start: int, end: int) -> bytes:
+    """buf[start:end] as bytes, with buf[:end] removed: one copy, where bytes(buf[a:b]) makes two."""
+    with memoryview(buf) as view:
+        body = bytes(view[start:end])
+    del buf[:end]
+    return body
+
+
+def _plain_head(buf: bytearray, end: int, lim: Limits) -> tuple[tuple[str, str, dict[str, str], bool] | None, int]:
+    """The head ending at end and its body's length, when the request is one a worker may
+    read on its own: well formed, within the limits, no 100-continue (None otherwise)."""
+    try:
+        head = parse_head(bytes(buf[:end]), lim.max_headers)
+        length = _content_length(head[2], lim.max_body)
     except _BadRequest:
-        return None
-    need = end + sep + length
-    if len(buf) < need or "expect" in headers:
-        return None
-    return Request(method, path, headers, bytes(buf[end + sep:need])), need, keep
+        return None, 0
+    if "expect" in head[2]:
+        return None, 0
+    return head, length

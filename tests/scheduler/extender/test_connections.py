@@ -167,3 +167,119 @@ def test_keep_alive_and_pipelined_requests_each_get_their_answer(server):
             assert chunk, data
             data += chunk
         assert data.index(b"done:1") < data.index(b"done:2") < data.index(b"\r\n\r\nok")
+
+
+# ---------- a worker keeping its connection for the next request (sticky)
+
+STICKY = Limits(max_connections=8, workers=2, idle_s=0.6, header_s=0.6, body_s=0.6, write_s=1.0,
+                max_body=4096, buffered_bytes=6000, sticky_s=5.0)  # sticky_s past idle_s: idle_s wins
+
+
+@pytest.fixture
+def sticky():
+    slow = Slow()
+    srv = BoundedHTTPServer(("127.0.0.1", 0), slow.handle, quick, limits=STICKY, name="sticky")
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    yield srv, slow
+    slow.release.set()
+    srv.shutdown()
+    srv.server_close()
+
+
+def answer(s: socket.socket) -> bytes:
+    """One whole answer's body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        assert chunk, data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += s.recv(65536)
+    return body
+
+
+def test_the_worker_answers_the_connections_next_requests_itself(sticky):
+    srv, _ = sticky
+    with connect(srv) as s:
+        for i in range(5):
+            s.sendall(post("/x", b"%d" % i))
+            assert answer(s) == b"done:%d" % i
+            time.sleep(0.05)  # 25 times the old 2 ms window: kube-scheduler's next pod
+        assert srv.handed_back == 0  # never went back to the watching thread between requests
+
+
+def test_a_kept_connection_still_closes_at_its_idle_timeout(sticky):
+    srv, _ = sticky
+    with connect(srv) as s:
+        s.sendall(post("/x", b"1"))
+        assert answer(s) == b"done:1"
+        t = time.monotonic()
+        assert closed_within(s, 3)
+        assert 0.5 <= time.monotonic() - t < 2.0  # idle_s 0.6 counted from the answer, not sticky_s 5
+
+
+def test_a_pool_running_short_takes_its_workers_back_from_kept_connections(sticky):
+    srv, slow = sticky
+    kept = connect(srv)
+    kept.sendall(post("/x", b"1"))
+    assert answer(kept) == b"done:1"  # a worker now waits on `kept`, for up to 5 s
+    stuck = connect(srv)
+    stuck.sendall(post("/slow", b"2"))  # the other worker: a bind waiting on the API server
+    time.sleep(0.2)
+    with connect(srv) as third:
+        t = time.monotonic()
+        third.sendall(post("/x", b"3"))
+        assert answer(third) == b"done:3"
+        assert time.monotonic() - t < 1.0  # not after kept's 5 s
+    slow.release.set()
+    assert answer(stuck) == b"done:2"
+    kept.sendall(post("/x", b"4"))  # handed back, the connection still serves
+    assert answer(kept) == b"done:4"
+    kept.close()
+    stuck.close()
+
+
+@pytest.mark.parametrize("what, then, code", [
+    ("a body that stops coming", b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\n{", 408),
+    ("over max_body", b"POST /x HTTP/1.1\r\nContent-Length: 4097\r\n\r\n", 413),
+    ("a head that is not HTTP", b"GARBAGE\r\n\r\n", 400),
+    ("a head over max_header_bytes", b"GET /x HTTP/1.1\r\nX: " + b"y" * 20000 + b"\r\n\r\n", 431),
+])
+def test_on_a_kept_connection_every_limit_still_holds(sticky, what, then, code):
+    srv, _ = sticky
+    with connect(srv) as s:
+        s.sendall(post("/x", b"1"))
+        assert answer(s) == b"done:1"
+        s.sendall(then)
+        assert status(s) == code, what
+
+
+def test_on_a_kept_connection_the_body_budget_holds(sticky):
+    srv, slow = sticky
+    with connect(srv) as kept, connect(srv) as holder:
+        kept.sendall(post("/x", b"1"))
+        assert answer(kept) == b"done:1"
+        holder.sendall(b"POST /slow HTTP/1.1\r\nContent-Length: 4000\r\n\r\n")  # reserves 4,000 of 6,000
+        time.sleep(0.1)
+        kept.sendall(post("/x", b"z" * 4000))
+        assert status(kept) == 503
+        holder.sendall(b"y" * 4000)
+        slow.release.set()
+        assert status(holder) == 200
+
+
+def test_a_connection_past_descriptor_1023_is_kept_too(sticky):
+    srv, _ = sticky
+    filler = [socket.socket() for _ in range(1100)]  # the server's next descriptors are past 1,023
+    try:
+        with connect(srv) as s:
+            for i in range(3):
+                s.sendall(post("/x", b"%d" % i))
+                assert answer(s) == b"done:%d" % i
+            assert srv.handed_back == 0  # select() failed on it: the connection was closed
+    finally:
+        for f in filler:
+            f.close()
