@@ -50,9 +50,11 @@ def test_gpu_capacity_is_respected_by_the_default_scheduler(apps, core, namespac
     def settled():
         pods = core.list_namespaced_pod(namespace, label_selector="app=big").items
         placed = [p for p in pods if p.spec.node_name]
-        return (pods, placed) if len(pods) == 5 and len(placed) == 4 else None
+        # the fifth pod's PodScheduled=False comes a moment after the others are bound
+        said = [p for p in pods if not p.spec.node_name and condition(p, "PodScheduled")]
+        return (pods, placed) if len(pods) == 5 and len(placed) == 4 and said else None
 
-    pods, placed = eventually(settled, timeout=60, what="4 of 5 pods placed")
+    pods, placed = eventually(settled, timeout=60, what="4 of 5 pods placed, the fifth told why")
     assert len({p.spec.node_name for p in placed}) == 4
     pending = [p for p in pods if not p.spec.node_name]
     assert condition(pending[0], "PodScheduled").reason == "Unschedulable"
