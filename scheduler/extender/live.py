@@ -198,6 +198,9 @@ class LiveState:
         with self._lock:
             if held is not None and (held, problems) == self._claims.get(key):
                 return  # reservedFor or another field changed, not what the claim holds
+            if held is None and key not in self._claims and key not in self._claim_keys:
+                self._note_claim(key, problems)
+                return  # not ours or not allocated, before and now: the snapshot is the same
             self._claims.pop(key, None)
             allocs: list[Allocation] = []
             if held is not None:
