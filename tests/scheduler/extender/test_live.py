@@ -192,3 +192,24 @@ def test_claim_events_count_release_and_survive_rebuilds(caplog):
     assert sum("not counted" in r.message for r in caplog.records) == 2
     live.on_claim("DELETED", _claim("h2", 99, "20Gi"))
     assert set(live.claim_problems) == {"claim:t/h1"}
+
+
+def test_a_claim_follows_its_gpu_when_the_report_renumbers_the_gpus():
+    """After a reboot the driver may enumerate GPUs in another order: the claim's device (a
+    UUID) is GPU 3 in the first report, GPU 6 in the next; the rebuild moves the 20 GiB."""
+    from scheduler.nodeinfo import GPU, NodeReport, annotations_for
+    live = LiveState(stale_after_s=1e9, clock=lambda: AT.timestamp())
+    live.set_nodes([_dra_node()])
+    live.set_claims([_claim("a", 3, "20Gi")])
+    committed = lambda: [int(x) >> 30 for x in live.snapshot().committed[0]]  # noqa: E731
+    assert committed() == [0, 0, 0, 20, 0, 0, 0, 0]
+    live.rebuild()  # the same report: resolved from the cache, still counted
+    assert committed() == [0, 0, 0, 20, 0, 0, 0, 0]
+    n = _dra_node()
+    swapped = {3: 6, 6: 3}
+    report = NodeReport(gpus=tuple(GPU(swapped.get(i, i), f"GPU-00000000-0000-0000-0000-{i:012x}", 80 * 2**30, 0)
+                                   for i in range(8)), reported_at=AT)
+    n["metadata"]["annotations"].update(annotations_for(report))
+    live.on_node("MODIFIED", n)
+    live.rebuild()
+    assert committed() == [0, 0, 0, 0, 0, 0, 20, 0]
