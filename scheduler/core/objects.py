@@ -11,6 +11,7 @@ import json
 from typing import Any, Sequence
 
 from scheduler import contract
+from scheduler.core.claims import allocations_on, claim_held
 from scheduler.core.request import RequestError, parse_pod
 from scheduler.core.snapshot import Allocation, ClusterSnapshot, NodeState, build_snapshot
 from scheduler.nodeinfo import report_from_annotations, vouched_gpus
@@ -138,15 +139,22 @@ def report_errors(state: NodeState) -> tuple[str, ...]:
 
 
 def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]], now: float,
-                stale_after_s: float) -> ClusterSnapshot:
-    """The cluster as the placement core sees it, from Node and Pod objects: each node's
-    offer and report, and what every bound, live pod holds on it."""
+                stale_after_s: float, claims: Sequence[dict[str, Any]] = ()) -> ClusterSnapshot:
+    """The cluster as the placement core sees it, from Node, Pod and ResourceClaim objects:
+    each node's offer and report, what every bound, live pod holds on it, and the GPU memory
+    kube-scheduler's DRA allocator gave claims of driver gpu.gpusched.io there (claims that
+    do not check out are left uncounted: core/claims.py)."""
     per_node: dict[str, list[Allocation]] = {}
     for pod in pods:
         held = allocation_of(pod)
         if held:
             per_node.setdefault(held[0], []).append(held[1])
     states = [node_state_of(n) for n in nodes]
+    by_name = {s.name: s for s in states}
+    for claim in claims:
+        hc, _ = claim_held(claim)
+        if hc is not None:
+            per_node.setdefault(hc.node, []).extend(allocations_on(hc, by_name.get(hc.node))[0])
     return build_snapshot([NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                      per_node.get(n.name, []), n.kubelet_gpus) for n in states],
                           now=now, stale_after_s=stale_after_s)

@@ -19,6 +19,8 @@ from scheduler.kube.watch import Informer
 
 log = logging.getLogger(__name__)
 
+CLAIMS_PATH = "/apis/resource.k8s.io/v1/resourceclaims"
+
 # The informers' caches hold a few hundred thousand long-lived objects (pods, nodes). A
 # full garbage collection walks all of them: 5-10 ms, charged to whichever filter or
 # prioritize call triggered it. Freezing moves what exists into the permanent generation;
@@ -30,7 +32,7 @@ GC_FREEZE_EVERY_S = 60.0
 # connections, urllib3 opens a new TLS connection per request and throws it away after:
 # a handshake's CPU for every bind. Binds past this many wait here for a connection.
 API_POOL = 32
-BIND_CONCURRENCY = API_POOL - 4  # the two watches and the occasional list or get keep theirs
+BIND_CONCURRENCY = API_POOL - 5  # the three watches and the occasional list or get keep theirs
 
 
 def _always() -> tuple[bool, str]:
@@ -55,13 +57,16 @@ class ExtenderDaemon:
         # Only bound pods hold GPUs; the field selector keeps pending pods off the wire.
         self.pods = Informer(self.api, "/api/v1/pods", self.live.on_pod, on_relist=self.live.set_pods,
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
+        # GPU memory kube-scheduler's DRA allocator gave claims of gpu.gpusched.io (docs/ownership.md)
+        self.claims = Informer(self.api, CLAIMS_PATH, self.live.on_claim, on_relist=self.live.set_claims,
+                               name="resourceclaims")
         self.leadership: Leadership | None = None
         self.lease: Informer | None = None
         le = cfg.leader_election
         if le is not None:
             # a sidecar of a leader-elected kube-scheduler: act only for the leader, after a fresh LIST
             self.leadership = Leadership(le.identity or socket.gethostname(), le.renew_deadline_s,
-                                         relist=self.pods.relist)
+                                         relist=self._relist_holdings)
             self.lease = Informer(self.api, namespaced_path("/apis/coordination.k8s.io/v1", le.namespace, "leases"),
                                   self.leadership.on_lease, params={"fieldSelector": f"metadata.name={le.name}"},
                                   on_relist=self._leases_listed, name="lease")
@@ -82,8 +87,14 @@ class ExtenderDaemon:
         for item in items:
             self.leadership.on_lease("ADDED", item)
 
+    def _relist_holdings(self) -> bool:
+        """A new term's fresh view of who holds GPUs: bound pods, and claims the previous
+        leader's kube-scheduler allocated."""
+        return self.pods.relist() and self.claims.relist()
+
     def ready(self) -> tuple[bool, str]:
-        missing = [i.name for i in (self.nodes, self.pods) if not i.synced.is_set()]
+        # not before the claims are listed: a GPU held through DRA would look free
+        missing = [i.name for i in (self.nodes, self.pods, self.claims) if not i.synced.is_set()]
         if missing:
             return False, f"waiting for the first list of {', '.join(missing)}"
         return True, f"ok: {len(self.live.snapshot().names)} nodes"
@@ -102,6 +113,7 @@ class ExtenderDaemon:
     def run(self) -> None:
         self.nodes.start()
         self.pods.start()
+        self.claims.start()
         if self.lease is not None:
             self.lease.start()
         threading.Thread(target=self.live.refresh_forever, args=(self.stop,), name="refresher", daemon=True).start()
@@ -126,6 +138,7 @@ class ExtenderDaemon:
         self.stop.set()
         self.nodes.stop()
         self.pods.stop()
+        self.claims.stop()
         if self.lease is not None:
             self.lease.stop()
         self.http.shutdown()

@@ -61,6 +61,10 @@ class Metrics:
         self.acting = Gauge("gpusched_extender_acting",
                             "1 while this extender answers verbs: no leader election, or its kube-scheduler "
                             "holds the Lease and the bound pods were listed since", registry=self.registry)
+        self.claims_not_counted = Gauge("gpusched_extender_claims_not_counted",
+                                        "ResourceClaims of gpu.gpusched.io the extender leaves (partly) "
+                                        "uncounted: an unknown device, another node's pool, an absurd "
+                                        "quantity (the log says which and why)", registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
 
@@ -426,6 +430,7 @@ class OpsHTTPServer(BoundedHTTPServer):
             ext.metrics.snapshot_age.set(max(0.0, ext.clock() - ext.live.built_at))
             ext.metrics.nodes.set(len(ext.live.snapshot().names))
             ext.metrics.acting.set(1 if ext.may_act()[0] else 0)
+            ext.metrics.claims_not_counted.set(len(ext.live.claim_problems))
             ext.metrics.connections.labels("metrics").set(self.connections())
             if self.verbs is not None:
                 ext.metrics.connections.labels("verbs").set(self.verbs.connections())

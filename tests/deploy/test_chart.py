@@ -208,6 +208,15 @@ def test_two_leader_elected_replicas_each_with_its_extender(helm, values, want):
     assert named["resourceNames"] == ["gpusched-scheduler"] and set(named["verbs"]) == {"get", "update", "list", "watch"}
 
 
+def test_the_extender_reads_resource_claims_and_writes_none(helm):
+    """The extender's own ClusterRole: ResourceClaims read only (kube-scheduler allocates). The
+    can-i table cannot show this alone: the pair's ServiceAccount also has system:kube-scheduler."""
+    role = by(template(helm), "ClusterRole", "gpusched-extender")
+    dra = [r for r in role["rules"] if "resource.k8s.io" in r["apiGroups"]]
+    assert dra == [{"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims"],
+                    "verbs": ["get", "list", "watch"]}]
+
+
 def test_bad_leader_election_timings_are_refused(helm):
     r = subprocess.run([str(helm), "template", "x", str(manifests.CHART), "--set",
                         "scheduler.leaderElection.renewDeadlineSeconds=15"], capture_output=True, text=True)

@@ -143,3 +143,73 @@ def test_the_node_rows_are_rebuilt_with_the_node_list_and_kept_while_it_stays():
     now = live.view()
     assert now.rows is not first.rows and now.rows.names is now.snapshot.names
     assert now.rows.find(b'"n0"').tolist() == [now.snapshot.index["n0"]]
+
+
+# ---------- ResourceClaims (DRA): counted as the watch shows them, on the report's GPU of the UUID
+
+def _dra_node(name: str = "n1") -> dict:
+    from scheduler.nodeinfo import GPU, NodeReport, annotations_for
+    n = _node(name)
+    report = NodeReport(gpus=tuple(GPU(i, f"GPU-00000000-0000-0000-0000-{i:012x}", 80 * 2**30, 0) for i in range(8)),
+                        reported_at=AT)
+    n["metadata"]["annotations"].update(annotations_for(report))
+    return n
+
+
+def _claim(name: str, device_index: int, memory: str | None, node: str = "n1", pool: str | None = None) -> dict:
+    r: dict = {"request": "gpu", "driver": contract.DRA_DRIVER, "pool": pool or node,
+               "device": f"gpu-00000000-0000-0000-0000-{device_index:012x}"}
+    if memory:
+        r["consumedCapacity"] = {"memory": memory}
+    return {"metadata": {"namespace": "t", "name": name},
+            "status": {"allocation": {"devices": {"results": [r]}, "nodeSelector": {"nodeSelectorTerms": [
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}}}
+
+
+def test_claim_events_count_release_and_survive_rebuilds(caplog):
+    live = LiveState(stale_after_s=1e9, clock=lambda: AT.timestamp())
+    live.set_claims([_claim("early", 5, "10Gi")])  # listed before its node: counted once the node is
+    live.set_nodes([_dra_node()])
+    committed = lambda: [int(x) >> 30 for x in live.snapshot().committed[0]]  # noqa: E731  GiB per GPU
+    assert committed() == [0, 0, 0, 0, 0, 10, 0, 0]
+    live.on_claim("ADDED", _claim("a", 3, "20Gi"))
+    assert committed() == [0, 0, 0, 20, 0, 10, 0, 0]  # at once, without a rebuild
+    live.on_claim("MODIFIED", _claim("a", 3, "30Gi"))
+    assert committed() == [0, 0, 0, 30, 0, 10, 0, 0]  # replaced, not added: 30, not 50
+    live.rebuild()
+    assert committed() == [0, 0, 0, 30, 0, 10, 0, 0]
+    live.on_claim("ADDED", _claim("w", 1, None))
+    assert committed() == [0, 80, 0, 30, 0, 10, 0, 0] and bool(live.snapshot().exclusive[0, 1])
+    live.on_claim("DELETED", _claim("a", 3, "30Gi"))
+    assert committed() == [0, 80, 0, 0, 0, 10, 0, 0]
+    # hostile: another node's pool, an unknown GPU: logged once, not counted, nothing raised
+    with caplog.at_level("WARNING"):
+        live.on_claim("ADDED", _claim("h1", 2, "20Gi", pool="n2"))
+        live.on_claim("ADDED", _claim("h2", 99, "20Gi"))
+        live.rebuild()
+    assert committed() == [0, 80, 0, 0, 0, 10, 0, 0]
+    assert set(live.claim_problems) == {"claim:t/h1", "claim:t/h2"}
+    assert sum("not counted" in r.message for r in caplog.records) == 2
+    live.on_claim("DELETED", _claim("h2", 99, "20Gi"))
+    assert set(live.claim_problems) == {"claim:t/h1"}
+
+
+def test_a_claim_follows_its_gpu_when_the_report_renumbers_the_gpus():
+    """After a reboot the driver may enumerate GPUs in another order: the claim's device (a
+    UUID) is GPU 3 in the first report, GPU 6 in the next; the rebuild moves the 20 GiB."""
+    from scheduler.nodeinfo import GPU, NodeReport, annotations_for
+    live = LiveState(stale_after_s=1e9, clock=lambda: AT.timestamp())
+    live.set_nodes([_dra_node()])
+    live.set_claims([_claim("a", 3, "20Gi")])
+    committed = lambda: [int(x) >> 30 for x in live.snapshot().committed[0]]  # noqa: E731
+    assert committed() == [0, 0, 0, 20, 0, 0, 0, 0]
+    live.rebuild()  # the same report: resolved from the cache, still counted
+    assert committed() == [0, 0, 0, 20, 0, 0, 0, 0]
+    n = _dra_node()
+    swapped = {3: 6, 6: 3}
+    report = NodeReport(gpus=tuple(GPU(swapped.get(i, i), f"GPU-00000000-0000-0000-0000-{i:012x}", 80 * 2**30, 0)
+                                   for i in range(8)), reported_at=AT)
+    n["metadata"]["annotations"].update(annotations_for(report))
+    live.on_node("MODIFIED", n)
+    live.rebuild()
+    assert committed() == [0, 0, 0, 0, 0, 0, 20, 0]
