@@ -58,8 +58,9 @@ class ExtenderDaemon:
         self.pods = Informer(self.api, "/api/v1/pods", self.live.on_pod, on_relist=self.live.set_pods,
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
         # GPU memory kube-scheduler's DRA allocator gave claims of gpu.gpusched.io (docs/ownership.md)
+        # optional: an API server before 1.34 serves no resource.k8s.io/v1, and then no claims exist
         self.claims = Informer(self.api, CLAIMS_PATH, self.live.on_claim, on_relist=self.live.set_claims,
-                               name="resourceclaims")
+                               name="resourceclaims", optional=True)
         self.leadership: Leadership | None = None
         self.lease: Informer | None = None
         le = cfg.leader_election

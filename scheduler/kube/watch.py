@@ -15,10 +15,13 @@ from typing import Any, Callable, Iterator
 
 from kubernetes.client import ApiClient
 
+from kubernetes.client.rest import ApiException
+
 from scheduler.kube.client import loads, request
 
 log = logging.getLogger(__name__)
 
+ABSENT_RECHECK_S = 300.0
 Handler = Callable[[str, dict[str, Any]], None]  # (ADDED|MODIFIED|DELETED, object)
 
 
@@ -78,8 +81,12 @@ class Informer:
 
     def __init__(self, api: ApiClient, path: str, handler: Handler, *,
                  params: dict[str, Any] | None = None, on_relist: Callable[[list[dict]], None] | None = None,
-                 name: str = ""):
+                 name: str = "", optional: bool = False):
         self.api, self.path, self.handler = api, path, handler
+        # an API the server may not serve (resource.k8s.io/v1 before Kubernetes 1.34): a 404
+        # is an empty list, synced, and asked again every ABSENT_RECHECK_S
+        self.optional = optional
+        self.absent = False
         self.params = params or {}
         self.on_relist = on_relist
         self.name = name or path
@@ -109,6 +116,7 @@ class Informer:
         self._stop.set()
         with self._resp_lock:
             resp = self._resp
+            self._relists.notify_all()  # ends an absent API's wait
         if resp is not None:
             try:
                 resp.shutdown()
@@ -124,6 +132,7 @@ class Informer:
             self._relists_wanted += 1
             want = self._relists_wanted
             resp = self._resp
+            self._relists.notify_all()  # an informer waiting to ask an absent API again asks now
         if resp is not None:
             try:
                 resp.shutdown()
@@ -137,6 +146,21 @@ class Informer:
                     return False
                 self._relists.wait(left)
         return True
+
+    def _served_nothing(self, asked: int) -> None:
+        if not self.absent:
+            log.warning("%s: not served by this API server (404): counted as none; asked again every %.0fs",
+                        self.name, ABSENT_RECHECK_S)
+        self.absent = True
+        if self.on_relist:
+            self.on_relist([])
+        self.last_event = time.monotonic()
+        self.synced.set()
+        with self._relists:
+            self._relists_done = max(self._relists_done, asked)
+            self._relists.notify_all()
+            self._relists.wait_for(lambda: self._relists_wanted > self._relists_done or self._stop.is_set(),
+                                   ABSENT_RECHECK_S)
 
     def _opened(self, resp: Any) -> None:
         with self._resp_lock:
@@ -154,7 +178,13 @@ class Informer:
                 if asked > self._relists_done:
                     rv = ""
                 if not rv:
-                    items, rv = list_all(self.api, self.path, self.params)
+                    try:
+                        items, rv = list_all(self.api, self.path, self.params)
+                    except ApiException as exc:
+                        if not (self.optional and exc.status == 404):
+                            raise
+                        self._served_nothing(asked)
+                        continue
                     if self.on_relist:
                         self.on_relist(items)
                     self.last_event = time.monotonic()

@@ -41,3 +41,24 @@ def test_relist_lists_what_was_written_before_it_and_the_watch_goes_on(cluster, 
     finally:
         inf.stop(timeout=5)
     assert inf.relist(timeout=1) is False  # stopped: nobody will list
+
+
+@pytest.mark.parametrize("optional, synced", [
+    (True, True),    # an API this server does not serve (DRA before 1.34): an empty list, synced
+    (False, False),  # a required one: never synced, so the daemon is not Ready and says why
+])
+def test_an_api_the_server_does_not_serve(cluster, optional, synced):
+    api = cluster.api_client()
+    lists: list[list[dict]] = []
+    inf = Informer(api, "/apis/resource.k8s.io/v0/resourceclaims", lambda t, o: None, on_relist=lists.append,
+                   name="absent", optional=optional).start()
+    try:
+        if synced:
+            eventually(lambda: inf.synced.is_set(), timeout=30, what="synced on a 404")
+            assert lists == [[]] and inf.absent
+            assert inf.relist(timeout=30) is True and lists == [[], []]  # asked again at once
+        else:
+            eventually(lambda: inf.errors >= 1, timeout=30, what="a watch error")
+            assert not inf.synced.is_set() and not lists
+    finally:
+        inf.stop(timeout=5)
