@@ -313,3 +313,15 @@ def test_label_names_are_configurable():
     for bad in ({"pod": "pod-name"}, {"namespace": ""}, {"hosts": ()}, {"model_name": "1x"}):
         with pytest.raises(ValueError):
             Labels(**bad)
+
+
+def test_activation_query_is_scoped_and_escaped():
+    from autoscaler.signals import activation_query
+    from autoscaler.spec import ActivationSpec
+    act = ActivationSpec(labels=(("destination_service_name", 'llm"} or vector(1) #'),))
+    q = activation_query(act, "team-a")
+    sel = ('{destination_service_namespace="team-a",'
+           'destination_service_name="llm\\"} or vector(1) #"}')
+    # growth over 1m, or the whole count of a counter born within it
+    assert q == (f"clamp_min(sum(istio_requests_total{sel}) - sum(istio_requests_total{sel} offset 1m), 0)"
+                 f" or sum(istio_requests_total{sel})")
