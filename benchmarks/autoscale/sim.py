@@ -106,6 +106,9 @@ class SimConfig:
     # a measured cold-start distribution (s) that replaces the tiers, drawn with this seed
     cold_samples: tuple[float, ...] | None = None
     cold_seed: int = 0
+    # a host-memory tier shared by every model: the pool's nodes keep every model's weights
+    # in host memory (RAM, not GPUs), so any load with no fresher copy reads them from there
+    host_warm: bool = False
 
 
 class GpuPool:
@@ -115,8 +118,8 @@ class GpuPool:
     once it has been read from the remote store. The freshest copy is taken first."""
 
     def __init__(self, capacity: int | None, cold: ColdStart, samples: Sequence[float] | None = None,
-                 seed: int = 0):
-        self.capacity, self.cold = capacity, cold
+                 seed: int = 0, host_warm: bool = False):
+        self.capacity, self.cold, self.host_warm = capacity, cold, host_warm
         self.samples = np.asarray(samples, dtype=float) if samples else None
         # one generator per run: the k-th load of every policy draws the same time
         self.rng = np.random.default_rng(seed)
@@ -133,7 +136,9 @@ class GpuPool:
         if freed:
             t = max(freed)
             freed.remove(t)
-            return "host-memory" if now - t <= self.cold.host_cache_s else "disk"
+            return "host-memory" if self.host_warm or now - t <= self.cold.host_cache_s else "disk"
+        if self.host_warm:
+            return "host-memory"
         pre = [t for t in self.prefetched.get(model, []) if t <= now]
         if pre:
             self.prefetched[model].remove(min(pre))
@@ -167,6 +172,8 @@ class GpuPool:
 
     def next_tier(self, model: str, now: float) -> str:
         freed = self.freed.get(model, [])
+        if self.host_warm:
+            return "host-memory"
         if freed:
             return "host-memory" if now - max(freed) <= self.cold.host_cache_s else "disk"
         if any(t <= now for t in self.prefetched.get(model, [])):
@@ -463,7 +470,7 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
     """Replay every workload's rows through its controller on one pool; ``progress(s)``
     is told the simulated seconds done."""
     fleet = Fleet(start=0.0, keep_finished=False)
-    pool = GpuPool(cfg.pool_gpus, cfg.cold, cfg.cold_samples, cfg.cold_seed)
+    pool = GpuPool(cfg.pool_gpus, cfg.cold, cfg.cold_samples, cfg.cold_seed, cfg.host_warm)
     wls: list[Workload] = []
     for inp in inputs:
         ctl = make(inp)

@@ -100,3 +100,17 @@ def test_bench_with_models_reports_wakeups(tmp_path, capsys):
     assert rows_["ours"]["from_zero"] == 0 and rows_["ours-zero"]["from_zero"] > 0
     assert rows_["ours-zero"]["gpu_hours"] < rows_["ours"]["gpu_hours"]  # the gap is slept through
     assert "from zero" in out
+
+
+def test_host_warm_tier_serves_every_model_from_host_memory():
+    from benchmarks.autoscale.service import ColdStart
+    from benchmarks.autoscale.sim import GpuPool
+    cold = ColdStart()
+    plain, warm = GpuPool(None, cold), GpuPool(None, cold, host_warm=True)
+    # a model never loaded on the pool: remote (15 + 16 GB / 0.5 GB/s = 47 s) vs host memory (15 + 16/20 = 15.8 s)
+    assert (plain.take("a", 1, 0.0), warm.take("a", 1, 0.0)) == ("remote", "host-memory")
+    # freed 700 s ago (> host_cache_s 600): the node's disk, unless every model is kept in host memory
+    plain.give_back("a", 1, 0.0, cached=True)
+    warm.give_back("a", 1, 0.0, cached=True)
+    assert (plain.next_tier("a", 700.0), warm.next_tier("a", 700.0)) == ("disk", "host-memory")
+    assert warm.load_s(warm.take("a", 1, 700.0)) == pytest.approx(15.8)
