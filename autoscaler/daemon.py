@@ -665,7 +665,9 @@ class Autoscaler:
                                                  timeout=self.cfg.prometheus_timeout_s)
         self._export_signals(t.key, readings)
         st.signal_names = list(readings)
-        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation)
+        # at zero the pods' series are gone: expected, not a fault worth a Warning every tick
+        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
+                                         at_zero=counts.current == 0)
         return Seen(views=views, current_hash=current_hash, counts=counts, readings=readings, obs=obs, notes=notes)
 
     def _export_signals(self, key: str, readings: Mapping[str, signals.Reading]) -> None:

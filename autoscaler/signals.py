@@ -537,13 +537,16 @@ def reasons(readings: Mapping[str, Reading]) -> dict[str, str]:
 
 
 def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Reading],
-                arrival: Reading | None, activation: Reading | None = None) -> tuple[Observation, dict[str, str]]:
+                arrival: Reading | None, activation: Reading | None = None,
+                at_zero: bool = False) -> tuple[Observation, dict[str, str]]:
     """The policy's Observation from the pool's counts (autoscaler.warmpool.count) and
     what Prometheus answered; pure, shared by the daemon and the trace simulator so
     both feed ``decide`` the same thing. ``arrival`` is None when the spec has no SLO
     (the arrival rate is not read), ``activation`` when the spec has none. Also returns
     why each unknown input is unknown, by name (arrivalRate and activation included),
-    for the SignalsKnown condition."""
+    for the SignalsKnown condition. ``at_zero`` (scaled to zero, with an activation):
+    the pods' series are gone as expected, so only the activation's absence is reported
+    (the policy still sees them unknown)."""
     notes = reasons(readings)
     rate = None
     if arrival is not None:
@@ -558,4 +561,6 @@ def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Read
     obs = Observation(ready=ready, pending=pending, warm=warm, signals=values(readings), arrival_rate=rate,
                       activation=act,
                       notes={k: v for k, v in notes.items() if k in readings})
+    if at_zero and activation is not None:
+        notes = {k: v for k, v in notes.items() if k == "activation"}
     return obs, notes

@@ -15,7 +15,8 @@ import pytest
 from autoscaler import signals
 from autoscaler.spec import ActivationSpec
 from tests.autoscaler import test_autoscaler_integration as base
-from tests.autoscaler.test_autoscaler_integration import create_ias, deployment, get_ias, ias_body, replicas_of
+from tests.autoscaler.test_autoscaler_integration import (create_ias, deployment, get_ias, ias_body, ias_condition,
+                                                          replicas_of)
 from tests.helpers import eventually
 
 pytestmark = pytest.mark.integration
@@ -103,6 +104,10 @@ def test_daemon_wakes_a_deployment_at_zero(cluster, crd, apps, api, namespace, p
     run_daemon(prom.url, ns)
     eventually(lambda: (get_ias(crd, ns, "llm").get("status") or {}).get("lastDecision"), timeout=20,
                what="a first decision")
+    # the pods' series are gone at zero, as expected: no SignalsKnown=False, no Warning each tick
+    # (the gateway's counter has no series either: it is the one input reported)
+    c = eventually(lambda: ias_condition(crd, ns, "llm", "SignalsKnown"), timeout=10, what="SignalsKnown")
+    assert "queueDepth" not in c["message"] and "activation" in c["message"], c
     t0 = time.time()
     while time.time() < t0 + 3:  # no request: stays at zero
         assert replicas_of(apps, ns) == 0
