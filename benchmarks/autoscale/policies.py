@@ -222,6 +222,7 @@ class Ours:
         pl = warmpool.plan(views, d.replicas, d.warm, None)
         if self.record:
             wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
+                                 "activation": activation,
                                  "dep_replicas": wl.dep_replicas, "replicas": d.replicas, "warm": d.warm,
                                  "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote})
         self.state, self.last_target = d.state, d.replicas
