@@ -659,9 +659,15 @@ class Autoscaler:
             every_pod = signals.Scope(namespace=ns, pods=tuple(sorted(v.name for v in live)), labels=self.cfg.labels)
             arrival = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                 timeout=self.cfg.prometheus_timeout_s)
+        activation = None
+        if t.spec.activation is not None:
+            activation = signals.read_activation(self.prom, t.spec.activation, ns, PROMETHEUS_NOW,
+                                                 timeout=self.cfg.prometheus_timeout_s)
         self._export_signals(t.key, readings)
         st.signal_names = list(readings)
-        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
+        # at zero the pods' series are gone: expected, not a fault worth a Warning every tick
+        obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
+                                         at_zero=counts.current == 0)
         return Seen(views=views, current_hash=current_hash, counts=counts, readings=readings, obs=obs, notes=notes)
 
     def _export_signals(self, key: str, readings: Mapping[str, signals.Reading]) -> None:

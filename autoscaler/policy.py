@@ -64,7 +64,13 @@ deletes the rest; the actuator refills the pool to ``warm``.
 ``decide`` runs all this as named phases, each a pure function with its own tests:
 signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
 split_recommendations, held_recommendations, stabilise, panic_mode, rate_limit,
-panic_floor, clamp, warm_size, warm_pool, next_state.
+panic_floor, clamp, scale_to_zero, warm_size, warm_pool, next_state.
+
+Scale to zero (minReplicas 0, which needs ``spec.activation``): at zero the pods'
+metrics are gone, so the rules hold 0 on unknown data; the gateway's request counter
+(``Observation.activation``) brings it to 1. Serving, it goes to zero only after
+``scaleToZeroAfterSeconds`` (default max(300 s, 5 cold starts)) with no request counted,
+arriving or queued, and no unknown input; a model at zero holds no warm pod.
 
 State the caller keeps: the ``state`` of the returned decision, passed to the next
 call. If the actuator could not apply a decision, passing the old state back keeps
@@ -73,7 +79,7 @@ the rate-limit history honest.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final, Mapping, TypeGuard
 
 import numpy as np
@@ -91,6 +97,9 @@ RATE_LIMIT: Final = "rateLimit"
 PANIC: Final = "panic"
 MIN_REPLICAS: Final = "minReplicas"
 MAX_REPLICAS: Final = "maxReplicas"
+ACTIVATION: Final = "activation"
+IDLE_HOLD: Final = "idleHold"
+SCALE_TO_ZERO: Final = "scaleToZero"
 
 _EPS: Final = 1e-9
 _HOLT_SAMPLES: Final = 32  # the latest samples Holt's forecast reads
@@ -120,6 +129,8 @@ class Observation:
     arrival_rate: float | None = None  # requests/s arriving at the model, None = unknown
     service_rate: float | None = None  # requests/s one replica sustains, None = not measured
     notes: Mapping[str, str] = field(default_factory=dict)  # why a signal is unknown, by name
+    # requests the gateway counted for the model over the last minute (spec.activation), None = unknown
+    activation: float | None = None
 
     @property
     def current(self) -> int:
@@ -138,6 +149,7 @@ class ScaleState:
     arrivals: tuple[tuple[float, float], ...] = ()  # (t, arrival rate), for the forecast
     panic_until: float | None = None  # panicking while now < panic_until
     panic_peak: int = 0  # highest replicas decided during this panic
+    last_active: float | None = None  # last decision that saw a request or a queue (scale to zero)
 
 
 @dataclass(frozen=True)
@@ -536,6 +548,49 @@ def clamp(v: Verdict, min_replicas: int, max_replicas: int) -> Verdict:
     return v
 
 
+# ---------------------------------------------------------------- phase 8b: scale to zero
+
+def in_use(obs: Observation, spec: AutoscalerSpec) -> bool | None:
+    """Whether the model saw a request: the gateway's counter moved, requests arrive at
+    the pods, or a queue waits. None when nothing says so and the gateway's count is
+    unknown (missing data is not an idle model)."""
+    queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+    if any(_valid(x) and x > 0 for x in [obs.activation, obs.arrival_rate, *queues]):
+        return True
+    return False if _valid(obs.activation) else None
+
+
+def scale_to_zero(v: Verdict, obs: Observation, spec: AutoscalerSpec, last_active: float | None, now: float,
+                  started: float, blocked: bool) -> tuple[Verdict, float | None]:
+    """With minReplicas 0 (and so an activation): from zero, one replica on the first
+    request the gateway counts (Knative's activator does the same; the rules take over
+    once it serves); down to zero only after ``scale_to_zero_window_s`` with no request
+    and no queue, whatever the rules say, and never while an input is unknown
+    (``blocked``). Below that, one replica stays. Returns the time of the last use."""
+    if spec.min_replicas > 0 or spec.activation is None:
+        return v, last_active
+    use = in_use(obs, spec)
+    last = now if use else last_active
+    cur, window = obs.current, spec.scale_to_zero_window_s
+    if cur == 0:
+        if use and v.replicas == 0:
+            return Verdict(1, ACTIVATION, v.reason + f"; activation: {obs.activation or 0:g} requests at the "
+                           "gateway -> 1 from zero"), last
+        return v, last
+    idle = now - (last if last is not None else started)
+    if use is None or blocked:
+        if v.replicas == 0:
+            return Verdict(1, IDLE_HOLD, v.reason + "; activation or a signal unknown: keep 1, no scale to "
+                           "zero on missing data"), last
+        return v, last
+    if not use and idle >= window:
+        return Verdict(0, SCALE_TO_ZERO, v.reason + f"; no request or queue for {idle:g}s >= {window:g}s: "
+                       "scale to zero"), last
+    if v.replicas == 0:
+        return Verdict(1, IDLE_HOLD, v.reason + f"; idle {idle:g}s < {window:g}s: keep 1"), last
+    return v, last
+
+
 # ---------------------------------------------------------------- phase 9: warm pool
 
 def history_span(spec: AutoscalerSpec) -> float:
@@ -646,10 +701,12 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     v = rate_limit(v, state.events, spec.behavior, cur, now, panic.active)
     v = panic_floor(v, panic, cur)
     v = clamp(v, spec.min_replicas, spec.max_replicas)
+    v, last_active = scale_to_zero(v, obs, spec, state.last_active, now, started, bool(rules.unknown))
     warm, warm_note = warm_size(arrivals, obs, spec, v.replicas, now, started)
+    warm = warm if v.replicas > 0 else 0  # a model at zero keeps no GPU: host-memory caches are its warm tier
     pool = warm_pool(v.replicas, cur, obs.warm, spec, fc.prewarm_target, warm)
-    new_state = next_state(state, spec, now, started, cur, measured, v.replicas, demand, arrivals, panic,
-                           anticipated)
+    new_state = replace(next_state(state, spec, now, started, cur, measured, v.replicas, demand, arrivals,
+                                   panic, anticipated), last_active=last_active)
     return Decision(
         replicas=v.replicas, warm=pool.warm, promote=pool.promote, cold_start=pool.cold_start, demote=pool.demote,
         prewarm=pool.prewarm, rule=v.rule, reason=v.reason + pool.note + warm_note, state=new_state, current=cur,
@@ -665,5 +722,5 @@ __all__ = [
     "Observation", "ScaleState", "Recommendation", "Decision", "decide", "initial_state",
     "erlang_c", "replicas_for_slo", "holt_forecast",
     "QUEUEING", "FORECAST", "HOLD", "UNKNOWN_HOLD", "STABILIZATION", "RATE_LIMIT", "PANIC",
-    "MIN_REPLICAS", "MAX_REPLICAS",
+    "MIN_REPLICAS", "MAX_REPLICAS", "ACTIVATION", "IDLE_HOLD", "SCALE_TO_ZERO",
 ]

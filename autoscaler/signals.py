@@ -40,7 +40,7 @@ from urllib3.util.retry import Retry
 
 from .policy import Observation
 from .promql_scope import UnsafeQuery, scope_query
-from .spec import AutoscalerSpec, SignalSpec
+from .spec import ActivationSpec, AutoscalerSpec, SignalSpec
 
 DEFAULT_TIMEOUT_S: Final = 5.0
 
@@ -484,6 +484,32 @@ def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now:
     return Reading(v, f"{v:g} req/s", q)
 
 
+def activation_query(act: ActivationSpec, namespace: str, window: str = "1m") -> str:
+    """Requests counted at the gateway for this model in the last ``window``: the
+    counter's growth, or, for a counter born within the window (Istio creates the series
+    on its first request, and ``increase`` needs two samples), its whole count. The
+    selector is built here, never taken from the tenant: the namespace matcher is
+    always the object's namespace, the other labels only narrow it."""
+    pairs = [(act.namespace_label, "=", namespace)] + [(k, "=", v) for k, v in act.labels]
+    sel = _matchers(pairs)
+    return (f"clamp_min(sum({act.metric}{sel}) - sum({act.metric}{sel} offset {window}), 0)"
+            f" or sum({act.metric}{sel})")
+
+
+def read_activation(client: PrometheusConnect, act: ActivationSpec, namespace: str, now: float | None, *,
+                    timeout: float = DEFAULT_TIMEOUT_S, window: str = "1m") -> Reading:
+    """Requests seen at the gateway over ``window`` (> 0: the model is in use). No series
+    is unknown, not zero: wrong labels must not read as an idle model."""
+    if not namespace:
+        return Reading(None, "no namespace to scope the activation query to")
+    q = activation_query(act, namespace, window)
+    series, unknown = _some_series(client, q, now, timeout)
+    if unknown is not None:
+        return unknown
+    v = max(0.0, series[0][1])
+    return Reading(v, f"{v:g} requests at the gateway in the last {window}", q)
+
+
 def read_signal(client: PrometheusConnect, spec: SignalSpec, now: float | None, *, scope: Scope, ready: int,
                 timeout: float = DEFAULT_TIMEOUT_S) -> Reading:
     adapter = ADAPTERS.get(spec.type)
@@ -511,18 +537,30 @@ def reasons(readings: Mapping[str, Reading]) -> dict[str, str]:
 
 
 def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Reading],
-                arrival: Reading | None) -> tuple[Observation, dict[str, str]]:
+                arrival: Reading | None, activation: Reading | None = None,
+                at_zero: bool = False) -> tuple[Observation, dict[str, str]]:
     """The policy's Observation from the pool's counts (autoscaler.warmpool.count) and
     what Prometheus answered; pure, shared by the daemon and the trace simulator so
     both feed ``decide`` the same thing. ``arrival`` is None when the spec has no SLO
-    (the arrival rate is not read). Also returns why each unknown input is unknown,
-    by name (arrivalRate included), for the SignalsKnown condition."""
+    (the arrival rate is not read), ``activation`` when the spec has none. Also returns
+    why each unknown input is unknown, by name (arrivalRate and activation included),
+    for the SignalsKnown condition. ``at_zero`` (scaled to zero, with an activation):
+    the pods' series are gone as expected, so only the activation's absence is reported
+    (the policy still sees them unknown)."""
     notes = reasons(readings)
     rate = None
     if arrival is not None:
         rate = arrival.value
         if arrival.value is None:
             notes = {**notes, "arrivalRate": arrival.reason}
+    act = None
+    if activation is not None:
+        act = activation.value
+        if act is None:
+            notes = {**notes, "activation": activation.reason}
     obs = Observation(ready=ready, pending=pending, warm=warm, signals=values(readings), arrival_rate=rate,
+                      activation=act,
                       notes={k: v for k, v in notes.items() if k in readings})
+    if at_zero and activation is not None:
+        notes = {k: v for k, v in notes.items() if k == "activation"}
     return obs, notes

@@ -17,6 +17,7 @@ Units of a signal's ``target``, per replica:
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Final, Mapping
 
@@ -42,6 +43,24 @@ DEFAULT_TARGET_UTILIZATION: Final = 0.8
 DEFAULT_SLO_PERCENTILE: Final = 0.99
 DEFAULT_FORECAST_ALPHA: Final = 0.5
 DEFAULT_FORECAST_BETA: Final = 0.3
+# Scale to zero. The idle window before the last replica goes: a replica scaled to zero
+# costs the next request one cold start, so the window is a multiple of it, like the
+# ski-rental rule: holding a GPU idle for k cold starts before giving it back spends at
+# most k+1 times what an oracle would on one gap, and 5 keeps the GPU time lost to a
+# wrong guess at ~1/5 of the idle time saved. 300 s is Knative's and KEDA's default
+# (scale-to-zero-grace / cooldownPeriod) and HPA's scale-down window: with short cold
+# starts the window never falls below what the rest of the policy already waits.
+SCALE_TO_ZERO_COLD_STARTS: Final = 5
+MIN_SCALE_TO_ZERO_S: Final = 300.0
+# Istio's (and Envoy Gateway's Istio-compatible telemetry) request counter, labelled by
+# the destination Service: the best-known gateway counter that exists while the model
+# has no pod (vLLM's own metrics vanish with its last pod).
+DEFAULT_ACTIVATION_METRIC: Final = "istio_requests_total"
+DEFAULT_ACTIVATION_NAMESPACE_LABEL: Final = "destination_service_namespace"
+ACTIVATION_TYPES: Final = ("requestCount",)
+_METRIC_NAME: Final = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+MAX_ACTIVATION_LABELS: Final = 8
 
 # Bounds that keep one object's decision cheap and its history small whatever a tenant
 # writes (the CRD holds the same ones). 10,000 replicas is well past any one model's
@@ -128,6 +147,22 @@ class ForecastSpec:
 
 
 @dataclass(frozen=True)
+class ActivationSpec:
+    """Where requests for a model with no replica are counted: a Prometheus counter of
+    requests at the gateway or ingress (``requestCount``), summed over the series that
+    carry ``labels`` and, always, ``namespace_label`` = the object's namespace (the
+    tenant cannot read another namespace's traffic). Examples: Istio / Envoy Gateway
+    ``istio_requests_total`` with ``destination_service_name``; ingress-nginx
+    ``nginx_ingress_controller_requests`` with ``service`` and namespace label
+    ``exported_namespace``."""
+
+    metric: str = DEFAULT_ACTIVATION_METRIC
+    labels: tuple[tuple[str, str], ...] = ()
+    namespace_label: str = DEFAULT_ACTIVATION_NAMESPACE_LABEL
+    type: str = "requestCount"
+
+
+@dataclass(frozen=True)
 class AutoscalerSpec:
     scale_target_ref: ScaleTargetRef
     max_replicas: int
@@ -143,6 +178,16 @@ class AutoscalerSpec:
     # queueing rule's M/M/(c x concurrency) model; 1 = each replica one M/M/c server
     concurrency_per_replica: int = 1
     forecast: ForecastSpec = field(default_factory=ForecastSpec)
+    activation: ActivationSpec | None = None  # required with minReplicas 0: what brings it back from zero
+    scale_to_zero_after_s: float | None = None  # idle window; None = the default (scale_to_zero_window)
+
+    @property
+    def scale_to_zero_window_s(self) -> float:
+        """The idle seconds before the last replica goes: the spec's, else max(300 s, 5 cold
+        starts) (see SCALE_TO_ZERO_COLD_STARTS)."""
+        if self.scale_to_zero_after_s is not None:
+            return self.scale_to_zero_after_s
+        return max(MIN_SCALE_TO_ZERO_S, SCALE_TO_ZERO_COLD_STARTS * self.cold_start_s)
 
     @classmethod
     def from_dict(cls, spec: Mapping[str, Any]) -> "AutoscalerSpec":
@@ -357,10 +402,45 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     return ForecastSpec(enabled, alpha, beta)
 
 
+def _parse_activation(d: Any) -> ActivationSpec | None:
+    if d is None:
+        return None
+    path = "spec.activation"
+    d = _mapping(d, path)
+    _known_keys(d, path, {"type", "metric", "labels", "namespaceLabel"})
+    typ = _str(d, "type", path, "requestCount")
+    if typ not in ACTIVATION_TYPES:
+        raise SpecError(f"{path}.type: unknown activation type {_show(typ)}; one of {', '.join(ACTIVATION_TYPES)}")
+    metric = _str(d, "metric", path, DEFAULT_ACTIVATION_METRIC)
+    if not _METRIC_NAME.fullmatch(metric) or len(metric) > 200:
+        raise SpecError(f"{path}.metric: not a Prometheus metric name: {_show(metric)}")
+    ns_label = _str(d, "namespaceLabel", path, DEFAULT_ACTIVATION_NAMESPACE_LABEL)
+    if not _LABEL_NAME.fullmatch(ns_label) or len(ns_label) > 100:
+        raise SpecError(f"{path}.namespaceLabel: not a Prometheus label name: {_show(ns_label)}")
+    raw = d.get("labels") or {}
+    labels = _mapping(raw, f"{path}.labels")
+    if len(labels) > MAX_ACTIVATION_LABELS:
+        raise SpecError(f"{path}.labels: at most {MAX_ACTIVATION_LABELS} labels, got {len(labels)}")
+    pairs = []
+    for k in sorted(map(str, labels)):
+        v = labels[k]
+        if not _LABEL_NAME.fullmatch(k) or len(k) > 100:
+            raise SpecError(f"{path}.labels: not a Prometheus label name: {_show(k)}")
+        if k == ns_label:
+            raise SpecError(f"{path}.labels.{k}: the namespace label is always this object's namespace")
+        if not isinstance(v, str) or not v or len(v) > 253:
+            raise SpecError(f"{path}.labels.{k}: must be a non-empty string of at most 253 characters, got {_show(v)}")
+        pairs.append((k, v))
+    if not pairs:
+        # the namespace alone would count every service's requests in it: a model never idles
+        raise SpecError(f"{path}.labels: at least one label that picks this model's service "
+                        "(e.g. destination_service_name for istio_requests_total)")
+    return ActivationSpec(metric=metric, labels=tuple(pairs), namespace_label=ns_label, type=typ)
 
 
 _TOP_KEYS = {"scaleTargetRef", "minReplicas", "maxReplicas", "model", "signals", "warmReplicas",
-             "behavior", "slo", "coldStartSeconds", "serviceRatePerReplica", "concurrencyPerReplica", "forecast"}
+             "behavior", "slo", "coldStartSeconds", "serviceRatePerReplica", "concurrencyPerReplica", "forecast",
+             "activation", "scaleToZeroAfterSeconds"}
 
 
 def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
@@ -389,8 +469,16 @@ def parse_spec(spec: Mapping[str, Any]) -> AutoscalerSpec:
         # scale-down would be held as missing data, for ever.
         raise SpecError("spec.serviceRatePerReplica: required with slo (the requests/s one replica sustains "
                         "at your prompt mix; measure it with a load test)")
+    activation = _parse_activation(d.get("activation"))
+    if min_r == 0 and activation is None:
+        # with no pod the serving pods' metrics are gone: only the gateway sees the next request
+        raise SpecError("spec.activation: required with minReplicas 0 (the gateway's request counter that "
+                        "brings the model back from zero)")
+    idle = _number(d, "scaleToZeroAfterSeconds", "spec", None, minimum=0, maximum=86400)
     return AutoscalerSpec(
         scale_target_ref=ref,
+        activation=activation,
+        scale_to_zero_after_s=None if idle is None else float(idle),
         min_replicas=min_r,
         max_replicas=max_r,
         model=model,

@@ -15,6 +15,8 @@ from benchmarks.traces import azure_dir
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
             "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
+# run when named: scale to zero (with --models K, many mostly idle models on one pool)
+ZERO_POLICIES = ("ours-zero", "keda-zero")
 
 # The bench's defaults, each a documented assumption (see --help and the module docs
 # of benchmarks.autoscale.service and .policies).
@@ -89,8 +91,19 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--static-window", type=float, default=DEFAULTS["static_window_s"], metavar="S",
                    help="static-prev-window re-sizes every S seconds to what met the SLO over the previous S "
                         f"seconds (default {DEFAULTS['static_window_s']:g})")
-    p.add_argument("--policies", nargs="+", choices=POLICIES, default=list(POLICIES), metavar="NAME",
-                   help=f"policies to run (default all: {' '.join(POLICIES)})")
+    p.add_argument("--policies", nargs="+", choices=POLICIES + ZERO_POLICIES, default=list(POLICIES), metavar="NAME",
+                   help=f"policies to run (default: {' '.join(POLICIES)}; also {' '.join(ZERO_POLICIES)}: "
+                        "scale to zero, ours with minReplicas 0 and KEDA with minReplicaCount 0)")
+    p.add_argument("--models", type=int, metavar="K",
+                   help="split a trace without a model column into K models on one GPU pool: blocks of "
+                        "--model-block seconds each go to one model drawn Zipf(1) with --seed "
+                        "(benchmarks.autoscale.split); most models idle most of the time")
+    p.add_argument("--host-warm", action="store_true",
+                   help="warm capacity shared by every model: the pool's nodes keep every model's weights in host "
+                        "memory, so any cold start reads them from there (host-memory tier) instead of disk or the "
+                        "remote store; costs RAM, not GPU-hours")
+    p.add_argument("--model-block", type=float, default=120.0, metavar="S",
+                   help="block length of the --models split, seconds (default 120)")
     p.add_argument("--limit", type=int, metavar="N", help="replay only the first N rows of each trace")
     p.add_argument("--seed", type=int, default=1,
                    help="seed of the service-rate load test sample and the cold-start draws (default 1)")
@@ -163,12 +176,21 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
     except TraceError as exc:
         raise InputError(str(exc)) from None
     name = Path(path).stem.replace("AzureLLMInferenceTrace_", "azure-")
+    if getattr(args, "models", None):
+        from benchmarks.autoscale.split import split_models
+        try:
+            rows = split_models(rows, args.models, args.model_block, args.seed)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        name += f"-x{args.models}"
     service = service_model(args.gpu, args.max_batch)
     cold = ColdStart()
     samples = getattr(args, "cold_samples", None)
     cfg = SimConfig(cold=cold, scrape_s=args.scrape, pool_gpus=args.pool_gpus, cold_samples=samples,
+                    host_warm=bool(getattr(args, "host_warm", False)),
                     cold_seed=args.seed)
-    worst_cold = max(samples) if samples else cold.seconds("remote")
+    # with the shared host-memory tier every load reads from host memory: what ours is told
+    worst_cold = max(samples) if samples else cold.seconds("host-memory" if cfg.host_warm else "remote")
     least_cold = min(samples) if samples else min(cold.seconds(t) for t in TIERS)
     by_model: dict[str, list] = {}
     for r in rows:
@@ -264,6 +286,9 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         # the user's overrides first, then the ablation's switch (which may remove a field)
         if extra.get("concurrencyPerReplica") == pol.SERVER_BATCH:
             extra = dict(extra, concurrencyPerReplica=service.max_batch)
+        if "activation" in extra:
+            from benchmarks.autoscale.sim import service_name
+            extra = pol.merge_spec(extra, {"activation": {"labels": {"destination_service_name": service_name(i.model)}}})
         return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=i.mu,
                                             cold_start_s=worst_cold, queue_wait_s=args.queue_wait_slo,
                                             queue_target=args.queue_target, overrides=overrides), extra)
@@ -292,6 +317,8 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             runs.append(res)
         elif p == "hpa-util":
             runs.append(sim(lambda i, p=p: pol.Hpa(p, args.hpa_target, 1, args.max_replicas, initial[i.model]), p))
+        elif p == "keda-zero":
+            runs.append(sim(lambda i, p=p: pol.KedaZero(p, args.queue_target, args.max_replicas, initial[i.model]), p))
         elif p == "keda-queue":
             runs.append(sim(lambda i, p=p: pol.Keda(p, args.queue_target, 1, args.max_replicas, initial[i.model]), p))
         elif p == "static":
@@ -348,6 +375,8 @@ def _run(args: argparse.Namespace) -> int:
     whats = {k: v[2] for k, v in pol.ABLATIONS.items()}
     whats.update({"hpa-util": f"HPA on GPU utilisation, target {args.hpa_target:g}%",
                   "keda-queue": f"KEDA on queue depth, {args.queue_target:g} waiting per replica",
+                  "keda-zero": "KEDA with minReplicaCount 0: activation on the gateway's request counter every "
+                               "30 s, cooldownPeriod 300 s; from one replica up as keda-queue",
                   "static": "static with hindsight: the fewest replicas held all along that meet the SLO",
                   "static-prev-window": f"static re-sized every {args.static_window:g} s to what met the SLO over "
                                         f"the previous {args.static_window:g} s (no hindsight)",
@@ -383,6 +412,9 @@ def _run(args: argparse.Namespace) -> int:
         "ours_spec_example": results[0].spec_example if results else {},
         "policies": policies,
         "limit": args.limit,
+        "host_warm": bool(args.host_warm),
+        "models_split": ({"models": args.models, "block_s": args.model_block, "seed": args.seed,
+                          "how": "benchmarks.autoscale.split: blocks to models, Zipf(1)"} if args.models else None),
         "traces": [{"file": tr.file, "name": tr.name, "requests": tr.rows, "models": len(tr.models),
                     "service_rate": {m: round(v, 3) for m, v in tr.models.items()}} for tr in results],
         "oracle_utilization": {tr.name: tr.oracle_u for tr in results},

@@ -16,7 +16,9 @@
   desired = ceil(total / target) unless within tolerance of the pods there are. The
   query runs at every 15 s HPA sync: KEDA's metrics server answers the HPA's read by
   querying the scaler (useCachedMetrics defaults to false; pollingInterval, 30 s, only
-  drives activation from and to zero, which this bench does not use).
+  drives activation from and to zero, which keda-queue does not use).
+- ``KedaZero`` ("keda-zero"): the same with minReplicaCount 0, activated by the gateway's
+  request counter (pollingInterval 30 s, cooldownPeriod 300 s, KEDA's defaults).
 - ``Static``: a fixed number of replicas, all loaded from the start: the fewest that
   meet the SLO over the whole trace (chosen with hindsight; reported, not a rival).
 - ``StaticSchedule`` ("static-prev-window"): static provisioning without hindsight, as
@@ -53,6 +55,8 @@ HPA_TOLERANCE = 0.1
 HPA_DOWN_WINDOW_S = 300.0
 HPA_UP_PODS, HPA_UP_PERCENT, HPA_PERIOD_S = 4, 100.0, 15.0
 KEDA_POLL_S = HPA_SYNC_S  # see Keda: queried at each HPA sync
+KEDA_ACTIVATION_POLL_S = 30.0  # ScaledObject pollingInterval's default
+KEDA_COOLDOWN_S = 300.0  # ScaledObject cooldownPeriod's default
 
 
 # ---------------------------------------------------------------- ours
@@ -96,6 +100,7 @@ def merge_spec(base: dict, over: Mapping[str, Any]) -> dict:
 
 
 SERVER_BATCH = "server batch"  # in ABLATIONS: replaced by the simulated server's batch size
+MODEL_SERVICE = "model service"  # in ABLATIONS: replaced by the model's Service name
 
 # Each ablation switches one feature of ours off, through what a user can set.
 ABLATIONS: dict[str, tuple[dict, bool, str]] = {
@@ -107,6 +112,11 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
                                               "needs the queueing rule, so it is off too)"),
     "ours-no-panic": ({"behavior": {"panic": {"threshold": 1e9}}}, True, "panic mode (threshold 1e9)"),
     "ours-no-prewarm": ({}, False, "cache pre-warming (daemon --no-prewarm)"),
+    # not an ablation: minReplicas 0 with the gateway's request counter as activation
+    # (the model's service label filled in per model by the bench), idle window at its default
+    "ours-zero": ({"minReplicas": 0, "activation": {"labels": {"destination_service_name": MODEL_SERVICE}}}, True,
+                  "(a variant) scale to zero: minReplicas 0, activation on the gateway's request counter, "
+                  "scaleToZeroAfterSeconds default"),
     # not an ablation but the other queueing model: batch slots (concurrencyPerReplica = the
     # simulated server's batch) size the fleet for Poisson arrivals, and on bursty traces
     # give up the headroom M/M/c keeps
@@ -201,12 +211,18 @@ class Ours:
             else:
                 readings[s.name] = signals.Reading(None, f"{s.type} is not simulated")
         arrival = wl.arrival_reading() if spec.slo is not None else None
-        obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival)
+        activation = None
+        if spec.activation is not None:
+            count = wl.gateway_count()
+            activation = signals.Reading(count, "gateway requests in the last minute" if count is not None
+                                         else "query returned no series")
+        obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation)
         d = decide(self.state, obs, spec, now)
         self.tally.add(d, self.interval_s)
         pl = warmpool.plan(views, d.replicas, d.warm, None)
         if self.record:
             wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
+                                 "activation": activation,
                                  "dep_replicas": wl.dep_replicas, "replicas": d.replicas, "warm": d.warm,
                                  "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote})
         self.state, self.last_target = d.state, d.replicas
@@ -336,6 +352,32 @@ class Keda:
         status = len(wl.live())
         proposal = external_average_replicas(total, status, self.target)
         return Action(replicas=self.behavior.normalize(proposal, wl.dep_replicas, now))
+
+
+class KedaZero(Keda):
+    """KEDA with minReplicaCount 0: below one replica KEDA's operator, not the HPA,
+    scales. Every pollingInterval (30 s) it asks each trigger whether it is active (value
+    > activationThreshold, 0 by default): here the gateway's request counter over the
+    last minute (a Prometheus trigger on the same query ours reads) or the queue. Active
+    at zero -> 1 replica; not active for cooldownPeriod (300 s) -> 0. From one replica up,
+    the HPA on queue depth as keda-queue."""
+
+    def __init__(self, name: str, queue_target: float, max_replicas: int, initial_serving: int):
+        super().__init__(name, queue_target, 1, max_replicas, initial_serving)
+        self._checked = -math.inf
+        self._last_active = 0.0
+
+    def act(self, now: float, wl: Workload) -> Action | None:
+        if now - self._checked >= KEDA_ACTIVATION_POLL_S:
+            self._checked = now
+            if (wl.gateway_count() or 0) > 0 or (wl.total_queue() or 0) > 0:
+                self._last_active = now
+        if wl.dep_replicas == 0:
+            return Action(replicas=1) if self._last_active == self._checked else None
+        if now - self._last_active >= KEDA_COOLDOWN_S:
+            self.behavior.recs.clear()
+            return Action(replicas=0)
+        return super().act(now, wl)
 
 
 # ---------------------------------------------------------------- static and oracle

@@ -36,6 +36,10 @@ class Row:
     prefetches: int
     aborted: int
     slo_misses: int
+    # scale to zero: requests that arrived with their model at zero or waking from it (they
+    # wait a cold start), and the share within the SLO of the others
+    from_zero: int = 0
+    queue_wait_ok_warm: float = float("nan")
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -59,6 +63,9 @@ def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_
     for r in runs:
         qw = np.concatenate([w.queue_wait for w in r.workloads])
         tt = np.concatenate([w.ttft for w in r.workloads])
+        cold = np.concatenate([w.from_zero if w.from_zero is not None else np.zeros(len(w.queue_wait), dtype=bool)
+                               for w in r.workloads])
+        warm_qw = qw[~cold]
         gpu_s: dict[str, float] = {}
         tiers: dict[str, int] = {}
         for w in r.workloads:
@@ -76,7 +83,8 @@ def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_
             cold_starts=sum(tiers.values()), cold_starts_by_tier=tiers,
             promotions=sum(w.promotions for w in r.workloads), scale_events=sum(w.scale_events for w in r.workloads),
             prefetches=sum(w.prefetches for w in r.workloads), aborted=sum(w.aborted for w in r.workloads),
-            slo_misses=int(np.sum(~(qw <= queue_wait_s)))))
+            slo_misses=int(np.sum(~(qw <= queue_wait_s))), from_zero=int(cold.sum()),
+            queue_wait_ok_warm=float(np.mean(warm_qw <= queue_wait_s)) if len(warm_qw) else float("nan")))
     if lower_bound_h is not None:
         nan = float("nan")
         n = out[0].requests if out else 0
@@ -107,17 +115,21 @@ def table(rows: Sequence[Row], queue_wait_s: float, ttft_s: float) -> str:
     for trace in dict.fromkeys(r.trace for r in rows):
         rs = [r for r in rows if r.trace == trace]
         out.append(f"**{trace}** ({rs[0].requests:,} requests)\n")
+        # with scale to zero in the run: the requests that waited a wake-up, and the SLO without them
+        zero = any(r.from_zero for r in rs)
+        zh = f" from zero | queue wait <= {queue_wait_s:g} s, others |" if zero else ""
         out.append(f"| policy | queue wait <= {queue_wait_s:g} s | TTFT <= {ttft_s:g} s | SLO misses | p99 queue wait (s) "
-                   f"| GPU-hours | x oracle | x lower bound | cold starts | warm promotions | scale events |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                   f"| GPU-hours | x oracle | x lower bound | cold starts | warm promotions | scale events |{zh}")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if zero else ""))
         for r in rs:
             if r.policy == LOWER_BOUND:
                 out.append(f"| {r.policy} | (>= {100 * r.queue_wait_ok:g}%) | - | (<= {r.slo_misses:,}) | - | "
-                           f"{r.gpu_hours:.2f} | {r.vs_oracle:.2f} | 1.00 | - | - | - |")
+                           f"{r.gpu_hours:.2f} | {r.vs_oracle:.2f} | 1.00 | - | - | - |" + (" - | - |" if zero else ""))
                 continue
+            zc = f" {r.from_zero:,} | {100 * r.queue_wait_ok_warm:.2f}% |" if zero else ""
             out.append(f"| {r.policy} | {100 * r.queue_wait_ok:.2f}% | {100 * r.ttft_ok:.2f}% | {r.slo_misses:,} | "
                        f"{_s(r.queue_wait_p99)} | {r.gpu_hours:.2f} | {r.vs_oracle:.2f} | {r.vs_lower_bound:.2f} | "
-                       f"{r.cold_starts} | {r.promotions} | {r.scale_events} |")
+                       f"{r.cold_starts} | {r.promotions} | {r.scale_events} |{zc}")
         out.append("")
         out.extend(verdict(rs))
         out.append("")

@@ -106,6 +106,9 @@ class SimConfig:
     # a measured cold-start distribution (s) that replaces the tiers, drawn with this seed
     cold_samples: tuple[float, ...] | None = None
     cold_seed: int = 0
+    # a host-memory tier shared by every model: the pool's nodes keep every model's weights
+    # in host memory (RAM, not GPUs), so any load with no fresher copy reads them from there
+    host_warm: bool = False
 
 
 class GpuPool:
@@ -115,8 +118,8 @@ class GpuPool:
     once it has been read from the remote store. The freshest copy is taken first."""
 
     def __init__(self, capacity: int | None, cold: ColdStart, samples: Sequence[float] | None = None,
-                 seed: int = 0):
-        self.capacity, self.cold = capacity, cold
+                 seed: int = 0, host_warm: bool = False):
+        self.capacity, self.cold, self.host_warm = capacity, cold, host_warm
         self.samples = np.asarray(samples, dtype=float) if samples else None
         # one generator per run: the k-th load of every policy draws the same time
         self.rng = np.random.default_rng(seed)
@@ -133,7 +136,9 @@ class GpuPool:
         if freed:
             t = max(freed)
             freed.remove(t)
-            return "host-memory" if now - t <= self.cold.host_cache_s else "disk"
+            return "host-memory" if self.host_warm or now - t <= self.cold.host_cache_s else "disk"
+        if self.host_warm:
+            return "host-memory"
         pre = [t for t in self.prefetched.get(model, []) if t <= now]
         if pre:
             self.prefetched[model].remove(min(pre))
@@ -167,6 +172,8 @@ class GpuPool:
 
     def next_tier(self, model: str, now: float) -> str:
         freed = self.freed.get(model, [])
+        if self.host_warm:
+            return "host-memory"
         if freed:
             return "host-memory" if now - max(freed) <= self.cold.host_cache_s else "disk"
         if any(t <= now for t in self.prefetched.get(model, [])):
@@ -201,6 +208,8 @@ class Workload:
         self.timeline: list[tuple[float, int, int, int]] = []  # (t, ready serving, warm, pods holding GPUs)
         self.decisions: list[dict] = []  # ours: what it saw and decided per tick (for the equivalence test)
         self.requests: list[Request] = []
+        self.zero_since: float | None = None  # since when no live pod (scale to zero)
+        self.zero_spans: list[tuple[float, float]] = []  # [no live pod, a pod Ready again)
 
     # ---- pods
 
@@ -298,6 +307,24 @@ class Workload:
                 if p.serving and p.loaded:
                     self._set_ready(p, True, now)
 
+    def track_zero(self, now: float) -> None:
+        """Spans from the last pod's going until a pod is Ready again: a request
+        arriving in one waits (part of) the cold start that wakes the model."""
+        if self.zero_since is None:
+            if not any(p.deleting_since is None for p in self.pods.values()):
+                self.zero_since = now
+        elif any(p.ready for p in self.pods.values()):
+            self.zero_spans.append((self.zero_since, now))
+            self.zero_since = None
+
+    def from_zero(self, arrivals: np.ndarray) -> np.ndarray:
+        """Which arrivals found their model at zero or waking from it."""
+        spans = self.zero_spans + ([(self.zero_since, math.inf)] if self.zero_since is not None else [])
+        out = np.zeros(len(arrivals), dtype=bool)
+        for a, b in spans:
+            out |= (arrivals >= a) & (arrivals < b)
+        return out
+
     def account(self, dt: float) -> None:
         for p in self.pods.values():
             if p.scheduled_at is None:
@@ -350,12 +377,23 @@ class Workload:
 
     def arrival_reading(self) -> Reading:
         """Requests/s over the last rate window of scrapes (what vLLM's success rate plus
-        the growth of waiting + running measures)."""
-        if len(self.scrapes) < 2:
+        the growth of waiting + running measures); unknown with no pod scraped (the
+        series go with the last pod)."""
+        if len(self.scrapes) < 2 or not self.scrapes[-1].pods:
             return Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
         a, b = self.scrapes[0], self.scrapes[-1]
         v = max(0.0, (b.arrived - a.arrived) / (b.t - a.t))
         return Reading(v, f"{v:g} req/s")
+
+    def gateway_count(self) -> float | None:
+        """Requests the gateway counted over the last rate window of scrapes (the
+        activation query of autoscaler.signals: the counter's growth, its whole count when
+        born within the window). Counted on arrival: a gateway that holds requests for a
+        model at zero (Knative's activator, KEDA's HTTP interceptor) counts them then."""
+        if not self.scrapes:
+            return None
+        a, b = self.scrapes[0], self.scrapes[-1]
+        return float(b.arrived - a.arrived) if len(self.scrapes) > 1 else float(b.arrived)
 
     def total_queue(self) -> float | None:
         """sum(vllm:num_requests_waiting{model_name=...}): every pod and the router queue."""
@@ -363,6 +401,11 @@ class Workload:
         if s is None:
             return None
         return float(sum(w for w, _, _ in s.pods.values()) + s.router)
+
+
+def service_name(model: str) -> str:
+    """The model's Service (and pod name prefix) in the simulated cluster."""
+    return _slug(model)
 
 
 def _slug(model: str) -> str:
@@ -388,6 +431,8 @@ class WorkloadResult:
     prefetches: int
     timeline: list[tuple[float, int, int, int]]
     decisions: list[dict]
+    from_zero: np.ndarray | None = None  # per request: arrived with its model at zero (a cold start's wait)
+    zero_spans: list[tuple[float, float]] = field(default_factory=list)  # [no live pod, a pod Ready again)
 
 
 @dataclass
@@ -425,7 +470,7 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
     """Replay every workload's rows through its controller on one pool; ``progress(s)``
     is told the simulated seconds done."""
     fleet = Fleet(start=0.0, keep_finished=False)
-    pool = GpuPool(cfg.pool_gpus, cfg.cold, cfg.cold_samples, cfg.cold_seed)
+    pool = GpuPool(cfg.pool_gpus, cfg.cold, cfg.cold_samples, cfg.cold_seed, cfg.host_warm)
     wls: list[Workload] = []
     for inp in inputs:
         ctl = make(inp)
@@ -450,6 +495,7 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
         fleet.advance(now)
         for wl in wls:
             wl.life(now)
+            wl.track_zero(now)
         if now >= next_scrape - 1e-9:
             for wl in wls:
                 wl.scrape(now)
@@ -486,7 +532,9 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
             model=wl.model, requests=len(reqs), queue_wait=qw, ttft=tt, aborted=sum(1 for r in reqs if r.aborted),
             gpu_s=dict(wl.gpu_s), cold_starts=dict(wl.cold_starts), promotions=wl.promotions,
             scale_events=wl.scale_events, prefetches=wl.prefetches, timeline=wl.timeline,
-            decisions=wl.decisions if record else []))
+            decisions=wl.decisions if record else [],
+            from_zero=wl.from_zero(np.array([r.arrival for r in reqs], dtype=float)),
+            zero_spans=wl.zero_spans + ([(wl.zero_since, math.inf)] if wl.zero_since is not None else [])))
     return RunResult(policy=policy or wls[0].controller.name, duration_s=end, workloads=out)
 
 

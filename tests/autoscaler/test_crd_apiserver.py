@@ -46,14 +46,27 @@ def obj(name, **spec):
     ({"slo": {}, "serviceRatePerReplica": 2}, "slo needs queueWaitSeconds or ttftSeconds"),
     ({"slo": {"queueWaitSeconds": 1}}, "serviceRatePerReplica is required with slo"),
     ({"minReplicas": -1}, "should be greater than or equal to 0"),
+    ({"minReplicas": 0}, "minReplicas 0 needs an activation"),
+    ({"minReplicas": 0, "activation": {"labels": {"a-b": "x"}}}, "keys must be Prometheus label names"),
+    ({"minReplicas": 0, "activation": {"labels": {}}}, "should have at least 1 properties"),
 ], ids=["max<min", "target<0", "type", "blank-query", "no-query", "query-on-queue", "gpu>100", "kv-tgi",
-        "no-signals", "empty-slo", "slo-no-rate", "min<0"])
+        "no-signals", "empty-slo", "slo-no-rate", "min<0",
+        "zero-no-activation", "activation-label", "activation-no-labels"])
 def test_api_server_rejects(ias, namespace, spec, message):
     from kubernetes.client.rest import ApiException
     with pytest.raises(ApiException) as e:
         ias.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, obj("bad", **spec))
     assert e.value.status == 422
     assert message in json.loads(e.value.body)["message"]
+
+
+def test_scale_to_zero_object_defaults_parse(ias, namespace):
+    ias.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, obj(
+        "zero", minReplicas=0, activation={"labels": {"destination_service_name": "llm"}}))
+    got = ias.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "zero")
+    s = parse_spec(got["spec"])
+    assert s.min_replicas == 0 and s.activation.metric == "istio_requests_total"
+    assert s.activation.namespace_label == "destination_service_namespace"
 
 
 def test_defaults_parse_and_status_shows(ias, namespace, cluster):

@@ -20,6 +20,7 @@ OLD = ScaleState(started_at=0.0)  # a state with more history than any window, a
 Q5 = [{"type": "queueDepth", "target": 5}]
 Q5_GPU60 = Q5 + [{"type": "gpuUtilization", "target": 60}]
 NO_PANIC = {"panic": {"threshold": 100}}
+ACT = {"labels": {"destination_service_name": "llm"}}
 
 
 def spec(signals=None, **kw):
@@ -68,7 +69,7 @@ ROWS = [
     ("unknown-allows-up", spec(Q5_GPU60), OLD, obs(3, queueDepth=8, gpuUtilization=None), NOW, 5,
      "signal:queueDepth"),
     # queue ceil(3*8/5)=ceil(4.8)=5 > 3: up is allowed from the known signal
-    ("unknown-all-min0", spec(minReplicas=0), OLD, obs(0, queueDepth=None), NOW, 0, UNKNOWN_HOLD),
+    ("unknown-all-min0", spec(minReplicas=0, activation=ACT), OLD, obs(0, queueDepth=None), NOW, 0, UNKNOWN_HOLD),
     # nothing ready, nothing known: hold 0
 
     # ---- scale-down stabilisation (300 s)

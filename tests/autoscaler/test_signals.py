@@ -313,3 +313,32 @@ def test_label_names_are_configurable():
     for bad in ({"pod": "pod-name"}, {"namespace": ""}, {"hosts": ()}, {"model_name": "1x"}):
         with pytest.raises(ValueError):
             Labels(**bad)
+
+
+def test_activation_query_is_scoped_and_escaped():
+    from autoscaler.signals import activation_query
+    from autoscaler.spec import ActivationSpec
+    act = ActivationSpec(labels=(("destination_service_name", 'llm"} or vector(1) #'),))
+    q = activation_query(act, "team-a")
+    sel = ('{destination_service_namespace="team-a",'
+           'destination_service_name="llm\\"} or vector(1) #"}')
+    # growth over 1m, or the whole count of a counter born within it
+    assert q == (f"clamp_min(sum(istio_requests_total{sel}) - sum(istio_requests_total{sel} offset 1m), 0)"
+                 f" or sum(istio_requests_total{sel})")
+
+
+@pytest.mark.parametrize("at_zero, act, want", [
+    # serving: every unknown input is reported
+    (False, 0.0, {"queueDepth", "arrivalRate"}),
+    # at zero: the pods' series are gone as expected; only the gateway's absence is a fault
+    (True, 0.0, set()),
+    (True, None, {"activation"}),
+])
+def test_observation_at_zero_reports_only_the_activation(at_zero, act, want):
+    from autoscaler.signals import Reading, observation
+    act_r = Reading(act, "0 requests" if act is not None else "no series")
+    obs, notes = observation(0, 0, 0, {"queueDepth": Reading(None, "no series")}, Reading(None, "no series"),
+                             act_r, at_zero=at_zero)
+    assert set(notes) == want
+    assert obs.signals["queueDepth"] is None and obs.activation == act  # the policy still sees them unknown
+    assert obs.notes == {"queueDepth": "no series"}  # and says why in its reason

@@ -58,7 +58,10 @@ def test_full_spec():
         "slo": {"queueWaitSeconds": 2, "ttftSeconds": 1.5, "percentile": 0.95},
         "coldStartSeconds": 30, "serviceRatePerReplica": 4.5, "concurrencyPerReplica": 256,
         "forecast": {"alpha": 0.3, "beta": 0.1},
+        "activation": {"labels": {"destination_service_name": "llm"}},
+        "scaleToZeroAfterSeconds": 900,
     })
+    assert s.activation.metric == "istio_requests_total" and s.scale_to_zero_window_s == 900
     assert s.concurrency_per_replica == 256
     assert [x.name for x in s.signals] == ["queueDepth", "gpuUtilization", "kvCache", "custom", "promql"]
     assert s.signal("custom").query == "sum(x)/count(x)"

@@ -78,8 +78,35 @@ def test_pod_json_round_trips(recorded):
             assert warmpool.pod_view(pod_json(v)) == v
 
 
+@pytest.fixture(scope="module")
+def recorded_zero():
+    """Scale to zero: 2 req/s for 120 s, idle until 900 s, 2 req/s for 100 s more."""
+    rows = [TraceRow(t, 400, 60) for t in [k * 0.5 for k in range(240)] + [900 + k * 0.5 for k in range(200)]]
+    svc = service_model("a100")
+    spec = pol.ours_spec("llm", max_replicas=6, mu=2.0, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0,
+                         overrides={"minReplicas": 0, "scaleToZeroAfterSeconds": 120,
+                                    "activation": {"labels": {"destination_service_name": "llm"}}})
+    res = simulate([WorkloadInput("llm", rows, svc, 2.0)], lambda i: pol.Ours("ours", spec, False, 1, record=True),
+                   SimConfig(drain_after_s=60.0), record=True)
+    return spec, res.workloads[0].decisions
+
+
+def test_the_zero_run_sleeps_and_wakes(recorded_zero):
+    _, ticks = recorded_zero
+    reps = [t["replicas"] for t in ticks]
+    asleep = [t["now"] for t in ticks if t["replicas"] == 0]
+    assert asleep and 200 < asleep[0] < 900 and reps[-1] >= 1  # to zero in the gap, back for the second burst
+
+
 def test_daemon_decides_as_the_simulator_tick_by_tick(monkeypatch, recorded):
-    spec, ticks = recorded
+    _replay(monkeypatch, *recorded)
+
+
+def test_daemon_scales_to_zero_and_back_as_the_simulator(monkeypatch, recorded_zero):
+    _replay(monkeypatch, *recorded_zero)
+
+
+def _replay(monkeypatch, spec, ticks):
     cur: dict = {}
     calls: list[tuple] = []
     monkeypatch.setattr(Autoscaler, "pods_for", lambda self, ns, sel: cur["pods"])
@@ -87,6 +114,7 @@ def test_daemon_decides_as_the_simulator_tick_by_tick(monkeypatch, recorded):
     monkeypatch.setattr(kube, "get_deployment", lambda api, ns, name: cur["dep"])
     monkeypatch.setattr(signals, "read_signals", lambda client, sp, now, *, scope, ready, timeout: cur["readings"])
     monkeypatch.setattr(signals, "read_arrival_rate", lambda client, server, scope, now, **kw: cur["arrival"])
+    monkeypatch.setattr(signals, "read_activation", lambda client, act, ns, now, **kw: cur["activation"])
     monkeypatch.setattr(kube, "set_serving", lambda api, ns, p, v, r, m: calls.append(("serving", p, v)))
     monkeypatch.setattr(kube, "scale", lambda api, ns, name, n, *, deployment=None, **kw: calls.append(("scale", n))
                         or deployment["spec"]["replicas"])
@@ -103,6 +131,7 @@ def test_daemon_decides_as_the_simulator_tick_by_tick(monkeypatch, recorded):
     ias = {"metadata": {"name": "llm", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
     for t in ticks:
         cur.update(pods=[pod_json(v) for v in t["views"]], readings=t["readings"], arrival=t["arrival"],
+                   activation=t["activation"],
                    dep={"metadata": {"name": "llm", "namespace": "ns", "uid": "d"},
                         "spec": {"replicas": t["dep_replicas"], "selector": {"matchLabels": {"app": "llm"}}}})
         calls.clear()
