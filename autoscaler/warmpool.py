@@ -55,10 +55,10 @@ controller then retires the old ReplicaSet's not-Ready pods.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Final, Iterable, Mapping, Sequence
 
 from scheduler.contract import SERVING_GATE
+from scheduler.timestamps import parse_time
 
 READY: Final = "ready"
 PENDING: Final = "pending"
@@ -67,16 +67,6 @@ LOADING: Final = "loading"
 GONE: Final = "gone"  # deleting, or terminated: not counted anywhere
 
 TEMPLATE_HASH_LABEL: Final = "pod-template-hash"
-
-
-def parse_time(text: Any) -> float | None:
-    """RFC 3339 (as the API server writes it) to Unix seconds; None if absent or bad."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)

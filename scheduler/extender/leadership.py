@@ -23,8 +23,9 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Callable
+
+from scheduler.timestamps import parse_time
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +44,6 @@ class LeaseView:
     renewed: float  # renewTime, seconds since the epoch
 
 
-def _micro_time(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    for fmt in ("%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ"):
-        try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc).timestamp()
-        except ValueError:
-            continue
-    return None
-
-
 def lease_view(obj: dict[str, Any]) -> LeaseView | None:
     """The Lease as the API returns it; None when it names no holder or no readable times
     (a Lease anyone with write access could have mangled: nothing acts on it)."""
@@ -61,7 +51,7 @@ def lease_view(obj: dict[str, Any]) -> LeaseView | None:
     if not isinstance(spec, dict):
         return None
     holder, acquired = spec.get("holderIdentity"), spec.get("acquireTime")
-    renewed = _micro_time(spec.get("renewTime"))
+    renewed = parse_time(spec.get("renewTime"))
     if not isinstance(holder, str) or not holder or not isinstance(acquired, str) or renewed is None:
         return None
     return LeaseView(Term(holder, acquired), renewed)
