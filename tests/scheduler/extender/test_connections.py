@@ -31,16 +31,21 @@ def quick(req: Request) -> Response | None:
     return Response(200, b"ok", "text/plain") if req.path == "/healthz" else None
 
 
-@pytest.fixture
-def server():
+def serving(limits: Limits, name: str):
+    """A server with `limits` on a thread of its own, for a fixture to yield (server, Slow)."""
     slow = Slow()
-    srv = BoundedHTTPServer(("127.0.0.1", 0), slow.handle, quick, limits=LIMITS, name="test")
+    srv = BoundedHTTPServer(("127.0.0.1", 0), slow.handle, quick, limits=limits, name=name)
     t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     yield srv, slow
     slow.release.set()
     srv.shutdown()
     srv.server_close()
+
+
+@pytest.fixture
+def server():
+    yield from serving(LIMITS, "test")
 
 
 def connect(srv) -> socket.socket:
@@ -177,14 +182,7 @@ STICKY = Limits(max_connections=8, workers=2, idle_s=0.6, header_s=0.6, body_s=0
 
 @pytest.fixture
 def sticky():
-    slow = Slow()
-    srv = BoundedHTTPServer(("127.0.0.1", 0), slow.handle, quick, limits=STICKY, name="sticky")
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    yield srv, slow
-    slow.release.set()
-    srv.shutdown()
-    srv.server_close()
+    yield from serving(STICKY, "sticky")
 
 
 def answer(s: socket.socket) -> bytes:
