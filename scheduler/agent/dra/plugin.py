@@ -96,20 +96,19 @@ class DraPlugin(dra_grpc.DRAPluginServicer):
     # --- gRPC -------------------------------------------------------------------------
 
     def NodePrepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
-        if len(request.claims) > MAX_CLAIMS:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_CLAIMS} claims in one call")
-        out = dra_pb.NodePrepareResourcesResponse()
-        for c in request.claims:
-            out.claims[c.uid].CopyFrom(self.prepare(c.namespace, c.name, c.uid))
-        return out
+        return _each_claim(request, context, dra_pb.NodePrepareResourcesResponse(), self.prepare)
 
     def NodeUnprepareResources(self, request: Any, context: Any) -> Any:  # noqa: N802
-        if len(request.claims) > MAX_CLAIMS:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_CLAIMS} claims in one call")
-        out = dra_pb.NodeUnprepareResourcesResponse()
-        for c in request.claims:
-            out.claims[c.uid].CopyFrom(self.unprepare(c.namespace, c.name, c.uid))
-        return out
+        return _each_claim(request, context, dra_pb.NodeUnprepareResourcesResponse(), self.unprepare)
+
+
+def _each_claim(request: Any, context: Any, out: Any, one: Callable[[str, str, str], Any]) -> Any:
+    """`out` with one answer per claim of the kubelet's request, keyed by claim UID."""
+    if len(request.claims) > MAX_CLAIMS:
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"more than {MAX_CLAIMS} claims in one call")
+    for c in request.claims:
+        out.claims[c.uid].CopyFrom(one(c.namespace, c.name, c.uid))
+    return out
 
 
 class Registration(reg_grpc.RegistrationServicer):
