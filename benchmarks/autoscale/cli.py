@@ -16,7 +16,7 @@ AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
             "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
 # run when named: scale to zero (with --models K, many mostly idle models on one pool)
-ZERO_POLICIES = ("ours-zero", "keda-zero")
+ZERO_POLICIES = ("ours-zero", "ours-zero-scrape", "keda-zero")
 
 # The bench's defaults, each a documented assumption (see --help and the module docs
 # of benchmarks.autoscale.service and .policies).
@@ -306,7 +306,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             made: list = []
 
             def make_ours(i, p=p, prewarm=prewarm, made=made, specs=specs):
-                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model]))
+                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model], wake_path=p not in pol.SCRAPE_ONLY))
                 return made[-1]
 
             res = sim(make_ours, p)
