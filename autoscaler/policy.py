@@ -587,7 +587,7 @@ def scale_to_zero(v: Verdict, obs: Observation, spec: AutoscalerSpec, last_activ
     cur, window = obs.current, spec.scale_to_zero_window_s
     if cur == 0:
         if use and v.replicas == 0:
-            what = (f"a wake at the activation endpoint {now - (obs.wake or now):g}s ago" if woken(obs, now)
+            what = (f"a wake at the activation endpoint {now - (obs.wake or now):.3g}s ago" if woken(obs, now)
                     else f"{obs.activation or 0:g} requests at the gateway")
             return Verdict(1, ACTIVATION, v.reason + f"; activation: {what} -> 1 from zero"), last
         return v, last
