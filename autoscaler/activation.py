@@ -123,12 +123,13 @@ class Activator:
     """Wakes by object: validation, opt-in, rate limits, and the time of each object's
     last wake for the policy. ``lookup(namespace, name)`` and ``in_namespace(namespace)``
     read the informer cache; ``on_wake(key)`` is told of each wake taken (it must not
-    block)."""
+    block). ``acting()`` says whether this replica acts (leads): a standby takes no wake
+    and asks for a retry in a second, which the Service may send to the leader."""
 
     def __init__(self, lookup: Callable[[str, str], dict | None], in_namespace: Callable[[str], list[dict]],
-                 on_wake: Callable[[str], None] | None = None, *, per_object_s: float = 1.0,
-                 rate_per_s: float = 20.0, burst: int = 40):
-        self.lookup, self.in_namespace, self.on_wake = lookup, in_namespace, on_wake
+                 on_wake: Callable[[str], None] | None = None, *, acting: Callable[[], bool] = lambda: True,
+                 per_object_s: float = 1.0, rate_per_s: float = 20.0, burst: int = 40):
+        self.lookup, self.in_namespace, self.on_wake, self.acting = lookup, in_namespace, on_wake, acting
         self.per_object_s, self.rate_per_s, self.burst = per_object_s, rate_per_s, burst
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}  # key -> time of its last wake taken
@@ -157,6 +158,9 @@ class Activator:
         why = opt_in_error(obj)
         if why is not None:
             return Answer(403, f"{key}: {why}", key)
+        if not self.acting():
+            return Answer(503, f"{key}: this autoscaler replica is on standby; retry (the leader wakes it)", key,
+                          False, RETRY_AFTER_MIN_S)
         return self.wake(key, now, retry_after(obj))
 
     def wake(self, key: str, now: float, retry_s: int = RETRY_AFTER_UNKNOWN_S) -> Answer:

@@ -17,7 +17,11 @@ For each InferenceAutoscaler (from an informer), one tick:
    and an Event for every scale decision and every error.
 
 The tick runs on a fixed schedule (not "sleep after work"): Holt's forecast in the
-policy assumes evenly spaced samples. Every per-object error is caught, reported and
+policy assumes evenly spaced samples. Between ticks the loop listens for wakes: with
+``activation_port``, the gateway's fallback for a model without a Ready pod calls
+``/activate/<namespace>/<name>`` (autoscaler.activation), and an object at zero is
+reconciled at once (``wake_pass``), reading the wake as ``Observation.wake``; the other
+objects read it at their next tick. Every per-object error is caught, reported and
 counted; the loop goes on. A follower keeps its informers warm and decides nothing;
 a new leader starts a fresh state (no scale-down until it has a stabilisation
 window of history). A dry run takes no part in the election (it uses its own Lease,
@@ -398,7 +402,8 @@ class Autoscaler:
         self._activation_server: ThreadingHTTPServer | None = None
         # a wake taken sets _kick: the loop reconciles the woken objects at once, not at the next tick
         self._kick = threading.Event()
-        self.activator = Activator(self._lookup, self._in_namespace, on_wake=lambda key: self._kick.set())
+        self.activator = Activator(self._lookup, self._in_namespace, on_wake=lambda key: self._kick.set(),
+                                   acting=lambda: self.cfg.dry_run or self.is_leader())
         self._elector_thread: threading.Thread | None = None
         self.ticks = 0
 

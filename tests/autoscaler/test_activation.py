@@ -94,6 +94,14 @@ def test_global_bucket_caps_a_flood_of_distinct_objects():
             del OBJS[f"llm/{n}"]
 
 
+def test_a_standby_takes_no_wake_and_asks_for_a_retry_in_a_second():
+    woken: list[str] = []
+    a = Activator(lambda ns, n: OBJS.get(f"{ns}/{n}"), lambda ns: [], on_wake=woken.append, acting=lambda: False)
+    ans = a.handle("POST", "/activate/llm/llama", {}, 0.0)
+    assert (ans.code, ans.woken, ans.retry_after, woken) == (503, False, 1, [])
+    assert a.handle("POST", "/activate/llm/always-on", {}, 0.0).code == 403  # still checked first
+
+
 def test_forget_drops_objects_gone():
     a, _ = activator()
     a.handle("POST", "/activate/llm/llama", {}, 0.0)
