@@ -72,7 +72,8 @@ def target_of(method: str, path: str, headers: Mapping[str, str]) -> tuple[str, 
         ns, name = parts
         by_service = False
     else:
-        ns, name = headers.get(NAMESPACE_HEADER, ""), headers.get(SERVICE_HEADER, "")
+        lower = {k.lower(): v for k, v in headers.items()}  # HTTP header names are case-insensitive
+        ns, name = lower.get(NAMESPACE_HEADER.lower(), ""), lower.get(SERVICE_HEADER.lower(), "")
         if not ns and not name:
             return Answer(404, f"not found: POST {PREFIX}<namespace>/<name>, or a fallback call with "
                                f"{NAMESPACE_HEADER} and {SERVICE_HEADER}")

@@ -61,7 +61,8 @@ def serve_activation(activator: Activator, port: int, addr: str = "0.0.0.0", *, 
 
         def _answer(self) -> None:
             try:
-                a = activator.handle(self.command, self.path, self.headers, clock())
+                headers = {k: v for k, v in self.headers.items()}  # at most 100: http.server's cap
+                a = activator.handle(self.command, self.path, headers, clock())
             except Exception as exc:  # noqa: BLE001 - a bug must answer, not kill the thread silently
                 a = Answer(500, f"internal error: {type(exc).__name__}")
             if on_answer is not None:

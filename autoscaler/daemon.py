@@ -428,7 +428,7 @@ class Autoscaler:
         if self.cfg.activation_port:
             self.serve_activation(self.cfg.activation_port, self.cfg.activation_addr)
         # the loop sleeps on _kick; a stop must end that sleep too
-        threading.Thread(target=lambda: (stop.wait(), self._kick.set()), name="stop-kick", daemon=True).start()
+        threading.Thread(target=self._kick_on_stop, args=(stop,), name="stop-kick", daemon=True).start()
 
     def run(self, stop: threading.Event) -> None:
         self.start(stop)
@@ -453,6 +453,10 @@ class Autoscaler:
                 next_t, delay = time.monotonic(), 0.0
             self._sleep_until(next_t, stop)
         self.close()
+
+    def _kick_on_stop(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._kick.set()
 
     def _sleep_until(self, deadline: float, stop: threading.Event) -> None:
         """Until the next tick, reconciling woken objects as their wakes come."""

@@ -45,7 +45,7 @@ def activator(**kw):
     # ingress-nginx's custom-errors call: the Service named in its headers, any path and method
     ("GET", "/v1/completions", {"X-Namespace": "llm", "X-Service-Name": "llama-svc", "X-Code": "503"}, 503,
      "llm/llama"),
-    ("GET", "/", {"X-Namespace": "llm", "X-Service-Name": "llama"}, 503, "llm/llama"),  # by the object's name
+    ("GET", "/", {"x-namespace": "llm", "x-service-name": "llama"}, 503, "llm/llama"),  # by the object's name
     ("GET", "/", {"X-Namespace": "llm", "X-Service-Name": "nobody"}, 404, None),
     ("GET", "/", {"X-Namespace": "llm", "X-Service-Name": "bad_name"}, 400, None),
     ("GET", "/", {}, 404, None),  # the ingress's default backend for an unknown host: not found

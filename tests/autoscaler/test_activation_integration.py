@@ -99,6 +99,11 @@ def test_refusals_touch_nothing(cluster, crd, apps, namespace, daemon):
         code, headers, body = post(port, path, method)
         assert code == want, (path, body)
         assert "Retry-After" not in headers and not body["woken"]
+    # ingress-nginx's custom-errors call: the Service in its headers, any path
+    for svc, want in (("steady", 403), ("nobody", 404), ("Bad_Svc", 400)):
+        code, _, body = post(port, "/v1/completions", "GET",
+                             {"X-Code": "503", "X-Namespace": ns, "X-Service-Name": svc})
+        assert code == want and not body["woken"], (svc, body)
     assert d.activator.last_wake(f"{ns}/llm") is None and d.activator.last_wake(f"{ns}/steady") is None
     time.sleep(2)
     assert replicas_of(apps, ns) == 0  # nothing woke llm
