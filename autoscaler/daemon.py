@@ -402,7 +402,8 @@ class Autoscaler:
         self._activation_server: ThreadingHTTPServer | None = None
         # a wake taken sets _kick: the loop reconciles the woken objects at once, not at the next tick
         self._kick = threading.Event()
-        self.activator = Activator(self._lookup, self._in_namespace, on_wake=lambda key: self._kick.set(),
+        self._woken: set[str] = set()  # keys woken since the last wake pass (under _lock)
+        self.activator = Activator(self._lookup, self._in_namespace, on_wake=self._on_wake,
                                    acting=lambda: self.cfg.dry_run or self.is_leader())
         self._elector_thread: threading.Thread | None = None
         self.ticks = 0
@@ -528,15 +529,24 @@ class Autoscaler:
             return []
         return [o for o in self.ias.items() if (o.get("metadata") or {}).get("namespace") == namespace]
 
+    def _on_wake(self, key: str) -> None:
+        with self._lock:
+            self._woken.add(key)
+        self._kick.set()
+
     def wake_pass(self) -> None:
         """Reconcile now the objects at zero (last decided 0, or nothing decided yet) with a
         wake their last decision did not read; the others' wakes are read at their next
         tick. Only while acting; each object within its budget, as a tick does."""
-        if not (self.cfg.dry_run or self.is_leader()):
+        with self._lock:
+            woken, self._woken = self._woken, set()
+        if not woken or not (self.cfg.dry_run or self.is_leader()):
             return
         objs = []
         for o in self.ias.items():
             key = Store.key(o)
+            if key not in woken:
+                continue
             woke = self.activator.last_wake(key)
             with self._lock:
                 st = self.states.get(key)
