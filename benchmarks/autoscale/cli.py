@@ -93,7 +93,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                         f"seconds (default {DEFAULTS['static_window_s']:g})")
     p.add_argument("--policies", nargs="+", choices=POLICIES + ZERO_POLICIES, default=list(POLICIES), metavar="NAME",
                    help=f"policies to run (default: {' '.join(POLICIES)}; also {' '.join(ZERO_POLICIES)}: "
-                        "scale to zero, ours with minReplicas 0 and KEDA with minReplicaCount 0)")
+                        "scale to zero, ours with minReplicas 0 (woken at the activation endpoint; -scrape: by the "
+                        "gateway's counter only) and KEDA with minReplicaCount 0)")
     p.add_argument("--models", type=int, metavar="K",
                    help="split a trace without a model column into K models on one GPU pool: blocks of "
                         "--model-block seconds each go to one model drawn Zipf(1) with --seed "
