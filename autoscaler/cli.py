@@ -51,6 +51,8 @@ a minimal InferenceAutoscaler (deploy/examples/vllm-autoscaled.yaml has a full o
     signals: [{type: queueDepth, target: 5}]   # vllm:num_requests_waiting per replica
 
 endpoints on --metrics-port: /metrics (gpusched_autoscaler_*), /healthz
+on --activation-port: POST /activate/NAMESPACE/NAME wakes a model at zero (minReplicas 0) at once,
+  answering 503 with Retry-After (docs/benchmarks.md, "scale to zero", has the gateway recipe)
 """
 
 
@@ -86,6 +88,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=port_arg, default=9402, metavar="PORT",
                    help="serve /metrics and /healthz on this port (default 9402; 0: off)")
     p.add_argument("--metrics-addr", default="0.0.0.0", metavar="ADDR", help="address to serve on (default 0.0.0.0)")
+    p.add_argument("--activation-port", type=port_arg, default=0, metavar="PORT",
+                   help="serve the wake endpoint for models at zero on this port: POST /activate/NS/NAME, or "
+                        "ingress-nginx's custom-errors default backend; reach it from the gateway only "
+                        "(docs/security.md) (default 0: off)")
+    p.add_argument("--activation-addr", default="0.0.0.0", metavar="ADDR",
+                   help="address of the wake endpoint (default 0.0.0.0)")
     p.add_argument("--lease-duration", type=_positive, default=15.0, metavar="S",
                    help="Lease duration: a standby takes over at most this long after the leader dies "
                         "(default 15; renew deadline 2/3 of it, retry every 2/15)")
@@ -151,6 +159,8 @@ def config_from(args: argparse.Namespace):
         dry_run=args.dry_run,
         metrics_port=args.metrics_port,
         metrics_addr=args.metrics_addr,
+        activation_port=args.activation_port,
+        activation_addr=args.activation_addr,
         lease_duration_s=args.lease_duration,
         prometheus_timeout_s=args.prometheus_timeout,
         watch_namespace=args.watch_namespace,
@@ -188,5 +198,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         daemon.run(stop)
     except OSError as exc:
-        raise UserError(f"cannot serve on {cfg.metrics_addr}:{cfg.metrics_port}: {exc.strerror}") from None
+        raise UserError(f"cannot serve on {cfg.metrics_addr}:{cfg.metrics_port} or {cfg.activation_addr}:"
+                        f"{cfg.activation_port}: {exc.strerror}") from None
     return 0

@@ -17,7 +17,11 @@ For each InferenceAutoscaler (from an informer), one tick:
    and an Event for every scale decision and every error.
 
 The tick runs on a fixed schedule (not "sleep after work"): Holt's forecast in the
-policy assumes evenly spaced samples. Every per-object error is caught, reported and
+policy assumes evenly spaced samples. Between ticks the loop listens for wakes: with
+``activation_port``, the gateway's fallback for a model without a Ready pod calls
+``/activate/<namespace>/<name>`` (autoscaler.activation), and an object at zero is
+reconciled at once (``wake_pass``), reading the wake as ``Observation.wake``; the other
+objects read it at their next tick. Every per-object error is caught, reported and
 counted; the loop goes on. A follower keeps its informers warm and decides nothing;
 a new leader starts a fresh state (no scale-down until it has a stabilisation
 window of history). A dry run takes no part in the election (it uses its own Lease,
@@ -31,7 +35,7 @@ import os
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from http.server import ThreadingHTTPServer
 from typing import Any, Callable, Final, Mapping
@@ -44,6 +48,8 @@ from scheduler.kube.watch import Informer
 from scheduler.ops_http import serve_ops
 
 from . import kube, signals, status, warmpool
+from .activation import Activator, Answer
+from .activation_http import serve_activation
 from .policy import (MAX_REPLICAS, MIN_REPLICAS, RATE_LIMIT, Decision, Observation, ScaleState, decide,
                      initial_state)
 from .lanes import Lanes
@@ -83,6 +89,8 @@ class Config:
     # how long a tick waits for one object; None: max(2 intervals, Prometheus timeout + 2 s)
     object_budget_s: float | None = None
     labels: signals.Labels = field(default_factory=signals.Labels)  # label names on Prometheus's series
+    activation_port: int = 0  # the wake endpoint (autoscaler.activation); 0: off
+    activation_addr: str = "0.0.0.0"
 
     @property
     def budget_s(self) -> float:
@@ -115,6 +123,8 @@ class Metrics:
                                  "running past its time budget (skipped until it ends)", registry=r)
         for kind in ("spec", "target", "signals", "actuation", "status", "event", "prewarm", "internal", "slow"):
             self.errors.labels(kind)
+        self.wakes = Counter(p + "activation_requests_total", "Calls to the activation endpoint, by HTTP code "
+                             "and whether a wake was taken", ["code", "woken"], registry=r)
 
     def forget(self, ias: str, signal_names: list[str]) -> None:
         for g in (self.desired, self.current, self.warm):
@@ -244,6 +254,7 @@ class IasState:
     signal_names: list[str] = field(default_factory=list)
     last_rule: str | None = None  # of the last decision: a change of rule is logged even without a scale
     last_signals_msg: str | None = None  # what was unknown at the last tick (None: all known)
+    seen_wake: float | None = None  # the wake the last decision read (another one is news)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -388,6 +399,12 @@ class Autoscaler:
         self._stop = threading.Event()
         self._last_tick_mono: float | None = None
         self._server: ThreadingHTTPServer | None = None
+        self._activation_server: ThreadingHTTPServer | None = None
+        # a wake taken sets _kick: the loop reconciles the woken objects at once, not at the next tick
+        self._kick = threading.Event()
+        self._woken: set[str] = set()  # keys woken since the last wake pass (under _lock)
+        self.activator = Activator(self._lookup, self._in_namespace, on_wake=self._on_wake,
+                                   acting=lambda: self.cfg.dry_run or self.is_leader())
         self._elector_thread: threading.Thread | None = None
         self.ticks = 0
 
@@ -409,6 +426,10 @@ class Autoscaler:
         self._elector_thread.start()
         if self.cfg.metrics_port:
             self.serve(self.cfg.metrics_port, self.cfg.metrics_addr)
+        if self.cfg.activation_port:
+            self.serve_activation(self.cfg.activation_port, self.cfg.activation_addr)
+        # the loop sleeps on _kick; a stop must end that sleep too
+        threading.Thread(target=self._kick_on_stop, args=(stop,), name="stop-kick", daemon=True).start()
 
     def run(self, stop: threading.Event) -> None:
         self.start(stop)
@@ -431,8 +452,27 @@ class Autoscaler:
             if delay < 0:
                 log.warning("tick overran the %gs interval by %.1fs", self.cfg.interval_s, -delay)
                 next_t, delay = time.monotonic(), 0.0
-            stop.wait(delay)
+            self._sleep_until(next_t, stop)
         self.close()
+
+    def _kick_on_stop(self, stop: threading.Event) -> None:
+        stop.wait()
+        self._kick.set()
+
+    def _sleep_until(self, deadline: float, stop: threading.Event) -> None:
+        """Until the next tick, reconciling woken objects as their wakes come."""
+        while not stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._kick.wait(left):
+                return
+            self._kick.clear()
+            if stop.is_set():
+                return
+            try:
+                self.wake_pass()
+            except Exception:  # never let the loop die
+                log.exception("wake pass failed")
+                self.metrics.errors.labels("internal").inc()
 
     def close(self) -> None:
         """After ``stop`` is set: the elector releases the Lease, so a standby takes over at once."""
@@ -442,9 +482,10 @@ class Autoscaler:
         for w in list(self.pod_watches.values()):
             w.informer.stop()
         # reconciles still running are daemon threads: they do not hold the process up
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        for srv in (self._server, self._activation_server):
+            if srv is not None:
+                srv.shutdown()
+                srv.server_close()
 
     # ------------------------------------------------------------ HTTP
 
@@ -465,6 +506,63 @@ class Autoscaler:
                                  health_paths=("/healthz", "/readyz"), thread_name="metrics")
         return self._server.server_address[1]
 
+    def serve_activation(self, port: int, addr: str = "0.0.0.0") -> int:
+        """The wake endpoint (autoscaler.activation); returns the port."""
+        self._activation_server = serve_activation(self.activator, port, addr, clock=self.clock,
+                                                   on_answer=self._count_answer)
+        return self._activation_server.server_address[1]
+
+    def _count_answer(self, a: Answer) -> None:
+        self.metrics.wakes.labels(str(a.code), "true" if a.woken else "false").inc()
+
+    def _lookup(self, namespace: str, name: str) -> dict | None:
+        if not self.ias_informer.synced.is_set():
+            return None
+        for st in self.ias.stores:
+            obj = st.get(f"{namespace}/{name}")
+            if obj is not None:
+                return obj
+        return None
+
+    def _in_namespace(self, namespace: str) -> list[dict]:
+        if not self.ias_informer.synced.is_set():
+            return []
+        return [o for o in self.ias.items() if (o.get("metadata") or {}).get("namespace") == namespace]
+
+    def _on_wake(self, key: str) -> None:
+        with self._lock:
+            self._woken.add(key)
+        self._kick.set()
+
+    def wake_pass(self) -> None:
+        """Reconcile now the objects at zero (last decided 0, or nothing decided yet) with a
+        wake their last decision did not read; the others' wakes are read at their next
+        tick. Only while acting; each object within its budget, as a tick does."""
+        with self._lock:
+            woken, self._woken = self._woken, set()
+        if not woken or not (self.cfg.dry_run or self.is_leader()):
+            return
+        objs = []
+        for o in self.ias.items():
+            key = Store.key(o)
+            if key not in woken:
+                continue
+            woke = self.activator.last_wake(key)
+            with self._lock:
+                st = self.states.get(key)
+            if woke is None or (st is not None and ((st.last_target or 0) > 0 or st.seen_wake == woke)):
+                continue
+            objs.append(o)
+        if not objs:
+            return
+        now = self.clock()
+        by_key = {Store.key(o): o for o in objs}
+        log.info("woken at the activation endpoint: reconciling %s now", ", ".join(sorted(by_key)))
+        out = self._lanes.run([(k, partial(self.reconcile_safe, o, now)) for k, o in by_key.items()],
+                              self.cfg.budget_s, self._stop)
+        for k in out.overran:
+            self._report_overrun(by_key[k])
+
     # ------------------------------------------------------------ the loop
 
     def tick(self) -> None:
@@ -472,6 +570,8 @@ class Autoscaler:
         acting = self.cfg.dry_run or self.is_leader()
         objs = self.ias.items() if self.ias_informer.synced.is_set() else []
         keys = {Store.key(o) for o in objs}
+        if self.ias_informer.synced.is_set():
+            self.activator.forget(keys)
         with self._lock:
             for k in [k for k in self.states if k not in keys]:
                 self.metrics.forget(k, self.states.pop(k).signal_names)
@@ -590,6 +690,7 @@ class Autoscaler:
         t = self._fetch_target(obj, parse_target(obj))
         seen = self._observe(t, st)
         d = decide(st.state, seen.obs, t.spec, now)
+        st.seen_wake = seen.obs.wake
         if self.on_decision is not None:
             self.on_decision(t.key, now, seen.obs, d)
         pl = warmpool.plan(seen.views, d.replicas, d.warm, seen.current_hash)
@@ -668,6 +769,7 @@ class Autoscaler:
         # at zero the pods' series are gone: expected, not a fault worth a Warning every tick
         obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
                                          at_zero=counts.current == 0)
+        obs = replace(obs, wake=self.activator.last_wake(t.key))
         return Seen(views=views, current_hash=current_hash, counts=counts, readings=readings, obs=obs, notes=notes)
 
     def _export_signals(self, key: str, readings: Mapping[str, signals.Reading]) -> None:

@@ -68,7 +68,8 @@ panic_floor, clamp, scale_to_zero, warm_size, warm_pool, next_state.
 
 Scale to zero (minReplicas 0, which needs ``spec.activation``): at zero the pods'
 metrics are gone, so the rules hold 0 on unknown data; the gateway's request counter
-(``Observation.activation``) brings it to 1. Serving, it goes to zero only after
+(``Observation.activation``) or a wake at the daemon's activation endpoint within the
+last minute (``Observation.wake``, a time: no scrape to wait for) brings it to 1. Serving, it goes to zero only after
 ``scaleToZeroAfterSeconds`` (default max(300 s, 5 cold starts)) with no request counted,
 arriving or queued, and no unknown input; a model at zero holds no warm pod.
 
@@ -106,6 +107,9 @@ _HOLT_SAMPLES: Final = 32  # the latest samples Holt's forecast reads
 _MAX_ARRIVALS: Final = 256  # samples kept (the warm pool reads the rises of the last 8 cold starts, >= 600 s)
 _MIN_ARRIVALS: Final = 3  # samples needed before the trend is trusted
 
+# A wake counts as a request for as long as the gateway's counter would count one (its 1 m window).
+WAKE_WINDOW_S: Final = 60.0
+
 _UNITS: Final = {"queueDepth": "/replica", "gpuUtilization": "%", "kvCache": "", "promql": ""}
 
 
@@ -131,6 +135,9 @@ class Observation:
     notes: Mapping[str, str] = field(default_factory=dict)  # why a signal is unknown, by name
     # requests the gateway counted for the model over the last minute (spec.activation), None = unknown
     activation: float | None = None
+    # when the activation endpoint last took a wake for the model (a request found it without a
+    # Ready pod), on the caller's clock as ``now``; None = no wake
+    wake: float | None = None
 
     @property
     def current(self) -> int:
@@ -550,12 +557,18 @@ def clamp(v: Verdict, min_replicas: int, max_replicas: int) -> Verdict:
 
 # ---------------------------------------------------------------- phase 8b: scale to zero
 
-def in_use(obs: Observation, spec: AutoscalerSpec) -> bool | None:
-    """Whether the model saw a request: the gateway's counter moved, requests arrive at
-    the pods, or a queue waits. None when nothing says so and the gateway's count is
-    unknown (missing data is not an idle model)."""
+def woken(obs: Observation, now: float | None) -> bool:
+    """A wake within the last ``WAKE_WINDOW_S`` (one taken after ``now``, by a clock that
+    stepped back, counts too)."""
+    return now is not None and _valid(obs.wake) and now - obs.wake <= WAKE_WINDOW_S
+
+
+def in_use(obs: Observation, spec: AutoscalerSpec, now: float | None = None) -> bool | None:
+    """Whether the model saw a request: a wake at the activation endpoint, the gateway's
+    counter moved, requests arrive at the pods, or a queue waits. None when nothing says
+    so and the gateway's count is unknown (missing data is not an idle model)."""
     queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
-    if any(_valid(x) and x > 0 for x in [obs.activation, obs.arrival_rate, *queues]):
+    if woken(obs, now) or any(_valid(x) and x > 0 for x in [obs.activation, obs.arrival_rate, *queues]):
         return True
     return False if _valid(obs.activation) else None
 
@@ -569,13 +582,14 @@ def scale_to_zero(v: Verdict, obs: Observation, spec: AutoscalerSpec, last_activ
     (``blocked``). Below that, one replica stays. Returns the time of the last use."""
     if spec.min_replicas > 0 or spec.activation is None:
         return v, last_active
-    use = in_use(obs, spec)
+    use = in_use(obs, spec, now)
     last = now if use else last_active
     cur, window = obs.current, spec.scale_to_zero_window_s
     if cur == 0:
         if use and v.replicas == 0:
-            return Verdict(1, ACTIVATION, v.reason + f"; activation: {obs.activation or 0:g} requests at the "
-                           "gateway -> 1 from zero"), last
+            what = (f"a wake at the activation endpoint {now - (obs.wake or now):.3g}s ago" if woken(obs, now)
+                    else f"{obs.activation or 0:g} requests at the gateway")
+            return Verdict(1, ACTIVATION, v.reason + f"; activation: {what} -> 1 from zero"), last
         return v, last
     idle = now - (last if last is not None else started)
     if use is None or blocked:

@@ -16,7 +16,7 @@ AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
             "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
 # run when named: scale to zero (with --models K, many mostly idle models on one pool)
-ZERO_POLICIES = ("ours-zero", "keda-zero")
+ZERO_POLICIES = ("ours-zero", "ours-zero-scrape", "keda-zero")
 
 # The bench's defaults, each a documented assumption (see --help and the module docs
 # of benchmarks.autoscale.service and .policies).
@@ -93,7 +93,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                         f"seconds (default {DEFAULTS['static_window_s']:g})")
     p.add_argument("--policies", nargs="+", choices=POLICIES + ZERO_POLICIES, default=list(POLICIES), metavar="NAME",
                    help=f"policies to run (default: {' '.join(POLICIES)}; also {' '.join(ZERO_POLICIES)}: "
-                        "scale to zero, ours with minReplicas 0 and KEDA with minReplicaCount 0)")
+                        "scale to zero, ours with minReplicas 0 (woken at the activation endpoint; -scrape: by the "
+                        "gateway's counter only) and KEDA with minReplicaCount 0)")
     p.add_argument("--models", type=int, metavar="K",
                    help="split a trace without a model column into K models on one GPU pool: blocks of "
                         "--model-block seconds each go to one model drawn Zipf(1) with --seed "
@@ -306,7 +307,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             made: list = []
 
             def make_ours(i, p=p, prewarm=prewarm, made=made, specs=specs):
-                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model]))
+                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model], wake_path=p not in pol.SCRAPE_ONLY))
                 return made[-1]
 
             res = sim(make_ours, p)

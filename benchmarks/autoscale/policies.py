@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -115,8 +115,13 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
     # not an ablation: minReplicas 0 with the gateway's request counter as activation
     # (the model's service label filled in per model by the bench), idle window at its default
     "ours-zero": ({"minReplicas": 0, "activation": {"labels": {"destination_service_name": MODEL_SERVICE}}}, True,
-                  "(a variant) scale to zero: minReplicas 0, activation on the gateway's request counter, "
+                  "(a variant) scale to zero: minReplicas 0, woken by the gateway's fallback calling the "
+                  "activation endpoint at the request's arrival (and by the gateway's request counter), "
                   "scaleToZeroAfterSeconds default"),
+    # the same without the gateway's fallback: woken only by the counter, at the next scrape and tick
+    "ours-zero-scrape": ({"minReplicas": 0, "activation": {"labels": {"destination_service_name": MODEL_SERVICE}}},
+                         True, "(a variant) ours-zero without the activation endpoint: woken by the gateway's "
+                               "request counter only (the next 15 s scrape, then a tick)"),
     # not an ablation but the other queueing model: batch slots (concurrencyPerReplica = the
     # simulated server's batch) size the fleet for Poisson arrivals, and on bursty traces
     # give up the headroom M/M/c keeps
@@ -178,16 +183,25 @@ class DecideTally:
 
 
 class Ours:
+    """The daemon's tick as ``act``; with ``wake_path``, its activation endpoint too:
+    the gateway's fallback calls it when a request finds no Ready pod (``wake``), and a
+    wake of an object at zero is reconciled at once (``woken_act``), as
+    autoscaler.daemon.Autoscaler.wake_pass does."""
+
     gated = True
     interval_s = DAEMON_INTERVAL_S
 
-    def __init__(self, name: str, spec: Mapping[str, Any], prewarm: bool, initial_serving: int, record: bool = False):
+    def __init__(self, name: str, spec: Mapping[str, Any], prewarm: bool, initial_serving: int, record: bool = False,
+                 wake_path: bool = True):
         self.name = name
         self.spec: AutoscalerSpec = parse_spec(spec)
         self.prewarm = prewarm
         self.record = record
+        self.wake_path = wake_path and self.spec.min_replicas == 0 and self.spec.activation is not None
         self.state = initial_state()
         self.last_target: int | None = None
+        self.last_wake: float | None = None
+        self.seen_wake: float | None = None  # the wake the last decision read
         self._initial = max(self.spec.min_replicas, min(initial_serving, self.spec.max_replicas))
         self._last_prewarm = -math.inf
         self.tally = DecideTally()
@@ -196,7 +210,20 @@ class Ours:
         warm = min(self.spec.warm_replicas, max(0, self.spec.max_replicas - self._initial))
         return self._initial, warm
 
-    def act(self, now: float, wl: Workload) -> Action:
+    def wake(self, at: float) -> None:
+        """A call to the activation endpoint at ``at`` (autoscaler.activation.Activator.wake,
+        one a second per object)."""
+        if self.last_wake is None or at - self.last_wake >= 1.0:
+            self.last_wake = at
+
+    def woken_act(self, now: float, wl: Workload) -> Action | None:
+        """The daemon's reconcile of a woken object out of its schedule: only one at zero
+        (last decided 0, or nothing decided yet) with a wake its last decision did not read."""
+        if self.last_wake is None or self.last_wake == self.seen_wake or (self.last_target or 0) > 0:
+            return None
+        return self.act(now, wl, woken=True)
+
+    def act(self, now: float, wl: Workload, woken: bool = False) -> Action:
         spec = self.spec
         views = wl.views()
         live = [v for v in views if v.state != warmpool.GONE]
@@ -217,12 +244,14 @@ class Ours:
             activation = signals.Reading(count, "gateway requests in the last minute" if count is not None
                                          else "query returned no series")
         obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation)
+        obs = replace(obs, wake=self.last_wake)
         d = decide(self.state, obs, spec, now)
+        self.seen_wake = obs.wake
         self.tally.add(d, self.interval_s)
         pl = warmpool.plan(views, d.replicas, d.warm, None)
         if self.record:
             wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
-                                 "activation": activation,
+                                 "activation": activation, "wake": self.last_wake, "woken": woken,
                                  "dep_replicas": wl.dep_replicas, "replicas": d.replicas, "warm": d.warm,
                                  "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote})
         self.state, self.last_target = d.state, d.replicas
@@ -232,6 +261,9 @@ class Ours:
             self._last_prewarm = now
             prewarm = d.prewarm
         return Action(pl.promote, pl.demote, pl.replicas, prewarm)
+
+
+SCRAPE_ONLY = frozenset({"ours-zero-scrape"})  # variants of ours whose gateway has no fallback to the endpoint
 
 
 # ---------------------------------------------------------------- HPA and KEDA

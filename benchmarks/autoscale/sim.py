@@ -16,7 +16,10 @@ own Deployment, its own controller) on one shared GPU pool. Each simulated secon
 4. controllers whose interval is due read what was scraped and act: promote/demote
    pods through the serving gate, set the Deployment's replicas. A shrink deletes pods
    in the ReplicaSet controller's order (not Ready first, loading before loaded,
-   newest first).
+   newest first). A controller with a wake path (ours with minReplicas 0) also hears
+   from the gateway's fallback: the first request of the second that found its model
+   without a Ready pod calls the activation endpoint at its arrival time, and a model at
+   zero is reconciled in that second, out of schedule (the daemon's wake pass).
 GPU time is counted from the moment a pod gets a GPU until it gives it back,
 whatever the pod is doing (loading, warm, serving or draining), over the trace (first
 to last arrival); the run goes on after it, without controllers, until every request
@@ -209,6 +212,7 @@ class Workload:
         self.decisions: list[dict] = []  # ours: what it saw and decided per tick (for the equivalence test)
         self.requests: list[Request] = []
         self.zero_since: float | None = None  # since when no live pod (scale to zero)
+        self.arrivals_seen = 0  # requests whose arrival the gateway's fallback has looked at
         self.zero_spans: list[tuple[float, float]] = []  # [no live pod, a pod Ready again)
 
     # ---- pods
@@ -324,6 +328,15 @@ class Workload:
         for a, b in spans:
             out |= (arrivals >= a) & (arrivals < b)
         return out
+
+    def fallback_arrival(self, arrived: int) -> float | None:
+        """The first request since the last look that found no Ready pod behind the
+        model's Service (the gateway sends it to its fallback): its arrival time."""
+        new = self.requests[self.arrivals_seen:arrived]
+        self.arrivals_seen = max(self.arrivals_seen, arrived)
+        if not new or any(p.ready for p in self.pods.values()):
+            return None
+        return new[0].arrival
 
     def account(self, dt: float) -> None:
         for p in self.pods.values():
@@ -502,12 +515,22 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
             next_scrape += cfg.scrape_s
         if now <= end:
             for i, wl in enumerate(wls):
+                ctl = wl.controller
+                wakes = getattr(ctl, "wake_path", False)
+                if wakes:
+                    t = wl.fallback_arrival(fleet.stats(wl.model).arrived)
+                    if t is not None:
+                        ctl.wake(t)
                 if now >= next_act[i] - 1e-9:
-                    next_act[i] += wl.controller.interval_s
-                    a = wl.controller.act(now, wl)
-                    if a is not None:
-                        wl.apply(a, now)
-                        wl.life(now)  # a promotion of a loaded pod, a new pod: scheduled at once
+                    next_act[i] += ctl.interval_s
+                    a = ctl.act(now, wl)
+                elif wakes:
+                    a = ctl.woken_act(now, wl)
+                else:
+                    a = None
+                if a is not None:
+                    wl.apply(a, now)
+                    wl.life(now)  # a promotion of a loaded pod, a new pod: scheduled at once
             for wl in wls:
                 wl.account(dt)
                 if k % 15 == 0:

@@ -17,9 +17,9 @@ def spec(**kw):
     return parse_spec(d)
 
 
-def obs(ready, pending=0, act=None, arrival=None, queue=None):
+def obs(ready, pending=0, act=None, arrival=None, queue=None, wake=None):
     return Observation(ready=ready, pending=pending, signals={"queueDepth": queue}, arrival_rate=arrival,
-                       activation=act)
+                       activation=act, wake=wake)
 
 
 S = spec()  # idle window max(300, 5*45=225) = 300 s
@@ -49,6 +49,19 @@ NOW = 10_000.0
     ("serving-blocked", obs(1, act=0, arrival=None, queue=0), 0, NOW - 900, True, 1, IDLE_HOLD, NOW - 900),
     # a fresh daemon (no last use): idle counted from its start (NOW-100): 100 s < 300 s
     ("fresh-daemon", obs(1, act=0, arrival=0, queue=0), 0, None, False, 1, IDLE_HOLD, None),
+    # the activation endpoint took a wake 0.4 s ago, the counter has not seen the request yet: 0 -> 1
+    ("wake-endpoint", obs(0, act=0, wake=NOW - 0.4), 0, NOW - 900, False, 1, ACTIVATION, NOW),
+    # ... with the counter unknown (no series yet: Istio creates it on its first request)
+    ("wake-counter-unknown", obs(0, act=None, wake=NOW - 0.4), 0, NOW - 900, True, 1, ACTIVATION, NOW),
+    # a wake 60 s ago is still within the counter's 1 m window (60 <= 60): in use
+    ("wake-60s", obs(0, act=0, wake=NOW - 60), 0, NOW - 900, False, 1, ACTIVATION, NOW),
+    # a wake 61 s ago is stale: asleep it stays
+    ("wake-61s", obs(0, act=0, wake=NOW - 61), 0, NOW - 900, False, 0, "r", NOW - 900),
+    # serving, idle 900 s by the counter, but a wake 10 s ago (a request that found no Ready pod): keep 1
+    ("wake-keeps-serving", obs(1, act=0, arrival=0, queue=0, wake=NOW - 10), 0, NOW - 900, False, 1, IDLE_HOLD,
+     NOW),
+    # a wake never asks for more than 1: the rules' 3 (e.g. a queue) stand as they are
+    ("wake-rules-more", obs(0, act=0, wake=NOW), 3, NOW - 900, False, 3, "r", NOW),
 ])
 def test_scale_to_zero_phase(name, o, rules_say, last_active, blocked, want, rule, last):
     v, got_last = scale_to_zero(Verdict(rules_say, "r", "rules"), o, S, last_active, NOW, NOW - 100, blocked)
@@ -70,6 +83,16 @@ def test_min_replicas_one_is_untouched():
 ])
 def test_in_use(o, want):
     assert in_use(o, S) == want
+
+
+@pytest.mark.parametrize("wake, now, want", [
+    (NOW - 30, NOW, True),  # 30 s <= 60 s
+    (NOW - 30, None, False),  # no time to compare with: the counter alone decides (here 0)
+    (NOW + 5, NOW, True),  # stamped by a clock that stepped back: a wake all the same
+    (float("nan"), NOW, False),  # invalid: ignored
+])
+def test_in_use_with_a_wake(wake, now, want):
+    assert in_use(obs(0, act=0, wake=wake), S, now) == want
 
 
 def test_decide_sleeps_and_wakes():

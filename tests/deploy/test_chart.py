@@ -304,7 +304,7 @@ def test_pdbs_and_network_policies():
 
 
 FREE_FORM = ("resources", "nodeSelector", "labels", "commonLabels", "tolerations", "metricsFrom", "affinity",
-             "weights")
+             "weights", "from")
 
 
 def _leaf_keys(d, prefix=""):
@@ -335,6 +335,21 @@ def test_every_value_is_commented_and_in_the_readme():
     readme = (manifests.CHART / "README.md").read_text()
     for key in _leaf_keys(yaml.safe_load(text)):
         assert f"`{key}`" in readme, f"values key {key} is not in the chart README's table"
+
+
+def test_the_wake_endpoint_is_off_by_default_and_reachable_from_the_gateway_only(helm):
+    off = template(helm)
+    assert not [d for d in off if d["metadata"]["name"] == "gpusched-autoscaler-activation"]
+    docs = template(helm, "--set", "autoscaler.activation.enabled=true")
+    c = by(docs, "Deployment", "gpusched-autoscaler")["spec"]["template"]["spec"]["containers"][0]
+    assert "--activation-port=9403" in c["args"]
+    assert {"name": "activation", "containerPort": 9403, "protocol": "TCP"} in c["ports"]
+    svc = by(docs, "Service", "gpusched-autoscaler-activation")["spec"]
+    assert svc["ports"] == [{"name": "http", "port": 80, "targetPort": "activation", "protocol": "TCP"}]
+    # two rules: scrapers on the metrics port, the gateway's namespace on the wake port, nothing else
+    rules = by(docs, "NetworkPolicy", "gpusched-autoscaler")["spec"]["ingress"]
+    assert [[p["port"] for p in r["ports"]] for r in rules] == [[9402], [9403]]
+    assert rules[1]["from"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "ingress-nginx"}
 
 
 def test_values_schema_rejects_typos(helm):

@@ -96,6 +96,10 @@ def test_the_zero_run_sleeps_and_wakes(recorded_zero):
     reps = [t["replicas"] for t in ticks]
     asleep = [t["now"] for t in ticks if t["replicas"] == 0]
     assert asleep and 200 < asleep[0] < 900 and reps[-1] >= 1  # to zero in the gap, back for the second burst
+    # woken by the gateway's fallback at the first request's arrival (900 s), reconciled in that
+    # second, out of the 5 s schedule: not at the next scrape (915 s)
+    woken = [t for t in ticks if t["woken"]]
+    assert [(t["now"], t["wake"], t["replicas"]) for t in woken] == [(901.0, 900.0, 1)]
 
 
 def test_daemon_decides_as_the_simulator_tick_by_tick(monkeypatch, recorded):
@@ -107,7 +111,7 @@ def test_daemon_scales_to_zero_and_back_as_the_simulator(monkeypatch, recorded_z
 
 
 def _replay(monkeypatch, spec, ticks):
-    cur: dict = {}
+    cur: dict = {"now": 0.0}
     calls: list[tuple] = []
     monkeypatch.setattr(Autoscaler, "pods_for", lambda self, ns, sel: cur["pods"])
     monkeypatch.setattr(Autoscaler, "_wait_not_ready", lambda self, key, names: True)
@@ -119,9 +123,11 @@ def _replay(monkeypatch, spec, ticks):
     monkeypatch.setattr(kube, "scale", lambda api, ns, name, n, *, deployment=None, **kw: calls.append(("scale", n))
                         or deployment["spec"]["replicas"])
     monkeypatch.setattr(kube, "patch_status", lambda *a, **k: None)
+    monkeypatch.setattr(Autoscaler, "is_leader", lambda self: True)
     seen: list = []
     d = Autoscaler(api=None, cfg=Config(prometheus_url="http://prom", identity="t", metrics_port=0, prewarm=False),
-                   prometheus=object(), on_decision=lambda key, now, obs, dec: seen.append(obs))
+                   prometheus=object(), on_decision=lambda key, now, obs, dec: seen.append((obs, dec)),
+                   clock=lambda: cur["now"])
 
     class Events:
         def record(self, *a):
@@ -129,15 +135,31 @@ def _replay(monkeypatch, spec, ticks):
 
     d.events = Events()
     ias = {"metadata": {"name": "llm", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec}
+    # the object in the daemon's informer cache, where the activation endpoint looks it up
+    d.ias.stores[0].on_event("ADDED", ias)
+    for i in d.ias.informers:
+        i.synced.set()
+    woke = None
     for t in ticks:
+        if t["wake"] != woke:  # the gateway's fallback called the endpoint (at the request's arrival)
+            woke = t["wake"]
+            cur["now"] = woke
+            a = d.activator.handle("POST", "/activate/ns/llm", {}, woke)
+            assert (a.code, a.woken) == (503, True), a
         cur.update(pods=[pod_json(v) for v in t["views"]], readings=t["readings"], arrival=t["arrival"],
                    activation=t["activation"],
                    dep={"metadata": {"name": "llm", "namespace": "ns", "uid": "d"},
                         "spec": {"replicas": t["dep_replicas"], "selector": {"matchLabels": {"app": "llm"}}}})
         calls.clear()
-        dec = d.reconcile(ias, t["now"])
-        assert dec is not None, t["now"]
-        assert seen[-1] == t["obs"], t["now"]
+        cur["now"] = t["now"]
+        n = len(seen)
+        if t["woken"]:
+            d.wake_pass()  # the daemon picks the woken object itself, at once
+        else:
+            d.reconcile(ias, t["now"])
+        assert len(seen) == n + 1, t["now"]
+        obs, dec = seen[-1]
+        assert obs == t["obs"], t["now"]
         assert (dec.replicas, dec.warm) == (t["replicas"], t["warm"]), t["now"]
         assert [c[1] for c in calls if c[0] == "serving" and c[2]] == list(t["promote"]), t["now"]
         assert [c[1] for c in calls if c[0] == "serving" and not c[2]] == list(t["demote"]), t["now"]

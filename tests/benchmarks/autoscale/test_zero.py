@@ -45,13 +45,13 @@ def test_split_bad_input(k, block, model, message):
         split_models([TraceRow(0.0, 1, 1, model=model)], k, block)
 
 
-def _ours_zero(idle_s=None):
+def _ours_zero(idle_s=None, wake_path=False):
     over = {"minReplicas": 0, "warmReplicas": 0, "activation": {"labels": {"destination_service_name": "m"}}}
     if idle_s is not None:
         over["scaleToZeroAfterSeconds"] = idle_s
     spec = pol.ours_spec("m", max_replicas=4, mu=5.0, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0,
                          overrides=over)
-    return pol.Ours("ours-zero", spec, False, 1)
+    return pol.Ours("ours-zero", spec, False, 1, wake_path=wake_path)
 
 
 def _sim(ctl, trace):
@@ -74,6 +74,23 @@ def test_ours_sleeps_through_a_gap_and_wakes_on_the_first_request():
     # the first request waits the wake-up, the ones after it less; every other one is served at once
     assert w.queue_wait[cold][0] > 15 and np.all(w.queue_wait[~cold] <= 2.0)
     assert w.timeline[-1][3] >= 1  # serving again at the end
+
+
+def test_the_wake_path_wakes_at_the_first_arrival():
+    # as above, with the gateway's fallback calling the activation endpoint: the request at 1601 s
+    # finds no Ready pod and wakes the model in that second; no scrape to wait for
+    trace = rows(list(range(0, 100, 2)) + [1601 + k for k in range(0, 100, 2)])
+    scrape = _sim(_ours_zero(), trace).workloads[0]
+    wake = _sim(_ours_zero(wake_path=True), trace).workloads[0]
+    (_, end_scrape), = scrape.zero_spans
+    (start, end), = wake.zero_spans
+    assert 455 <= start <= 480  # asleep as before: a wake changes nothing while no request comes
+    # from the disk the GPU given back kept the weights on: 15 s start + 16 GB / 2 GB/s = 23 s, after
+    # the wake at 1601 s, decided at 1602 s (the first whole second after it)
+    assert end == 1602 + 23, end
+    assert end_scrape == 1605 + 23  # the scrape at 1605 s saw the request, the tick at 1605 s acted
+    assert wake.queue_wait[wake.from_zero][0] == pytest.approx(1602 + 23 - 1601)
+    assert wake.from_zero.sum() < scrape.from_zero.sum()
 
 
 def test_keda_zero_cools_down_then_activates():
