@@ -515,3 +515,11 @@ def test_dra_paths_that_could_break_the_policy_are_refused(helm, path):
     r = subprocess.run([str(helm), "template", "x", str(manifests.CHART), "--set", f"agent.dra.cdiDir={path}"],
                        capture_output=True, text=True, check=False)
     assert r.returncode != 0 and "cdiDir" in r.stderr
+
+
+def test_the_dra_plugin_can_be_kept_to_some_of_the_agents_nodes(helm):
+    docs = template(helm, "--set", "agent.nodeSelector.pool=gpu", "--set", "agent.dra.nodeSelector.gpusched-dra=on")
+    plugin = by(docs, "DaemonSet", "gpusched-dra-plugin")["spec"]["template"]["spec"]
+    agent = by(docs, "DaemonSet", "gpusched-agent")["spec"]["template"]["spec"]
+    assert plugin["nodeSelector"] == {"pool": "gpu", "gpusched-dra": "on"} and agent["nodeSelector"] == {"pool": "gpu"}
+    assert plugin["affinity"] == agent["affinity"]  # the GPU node terms
