@@ -129,6 +129,34 @@ CAN_I = [
 ]
 
 
+def _doc_table(path, heading: str) -> list[tuple[str, str, bool]]:
+    """(verb, resource, allowed) of the markdown table after `heading`: each row's verbs x
+    resources, "(...)" notes dropped."""
+    import re
+    text = path.read_text()
+    rows = []
+    for line in text[text.index(heading):].splitlines()[1:]:
+        if line.startswith("| ") and not line.startswith("| verb"):
+            verbs, resources, answer = (re.sub(r"\(.*?\)", "", c).strip() for c in line.strip("|").split("|"))
+            rows += [(v.strip(), r.strip(), answer.startswith("yes"))
+                     for v in verbs.split(",") for r in resources.split(",") if r.strip()]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_security_docs_dra_plugin_table_is_the_tested_one():
+    """Each row of docs/security.md's table for the DRA plugin is a CAN_I row with the same answer."""
+    doc = _doc_table(manifests.ROOT / "docs" / "security.md", "The DRA kubelet plugin")
+    tested = {(verb, res.split(".")[0] if "/" not in res else res.split(".")[0] + "/" + res.split("/")[1]): allowed
+              for sa, verb, res, _, allowed, _ in CAN_I if sa == DRA}
+    assert len(doc) >= 20
+    for verb, res, allowed in doc:
+        short = res.split(".")[0] if "/" not in res else res.split(".")[0] + "/" + res.split("/")[1]
+        assert (verb, short) in tested, f"docs/security.md: {verb} {res} has no can-i row"
+        assert tested[(verb, short)] == allowed, f"docs/security.md: {verb} {res} says {allowed}"
+
+
 @pytest.fixture(scope="module")
 def applied(cluster):
     manifests.apply(cluster)
