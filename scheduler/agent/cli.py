@@ -133,6 +133,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="be the DRA driver gpu.gpusched.io on this node: publish its GPUs as a ResourceSlice and "
                         "serve the kubelet's DRA plugin API (needs the kubelet's plugin directories and the "
                         "runtime's CDI directory)")
+    g.add_argument("--dra-only", action="store_true",
+                   help="be only the DRA driver: no Node report, cache, prefetch or GPU metrics. The chart runs it "
+                        "so, as root with no capability, in a DaemonSet of its own (gpusched-dra-plugin): the "
+                        "kubelet's plugin directories and the CDI directory belong to root; the agent stays non-root")
     g.add_argument("--dra-plugin-dir", default="/var/lib/kubelet/plugins/gpu.gpusched.io", metavar="DIR",
                    help="where the plugin's socket dra.sock is made (default %(default)s)")
     g.add_argument("--dra-registry-dir", default="/var/lib/kubelet/plugins_registry", metavar="DIR",
@@ -207,9 +211,20 @@ def build_agent(args: argparse.Namespace) -> Any:
         except ValueError as exc:
             raise _user_error(str(exc)) from None
     publisher = pod_gpu = dra = None
-    if getattr(args, "dra", False) and (args.no_publish or args.once):
+    dra_only = getattr(args, "dra_only", False)
+    if (getattr(args, "dra", False) or dra_only) and (args.no_publish or args.once):
         raise _user_error("--dra needs the API server and a long-running agent: not with --no-publish or --once")
-    if not args.no_publish:
+    if dra_only:
+        extra = [f for f, v in (("--cache-dir", args.cache_dir), ("--model-store", args.model_store),
+                                ("--loaded-model", args.loaded_model), ("--cache-quota", args.cache_quota)) if v]
+        if extra:
+            raise _user_error(f"--dra-only runs the DRA driver alone: not with {', '.join(extra)}")
+        if not args.node_name:
+            raise _user_error("no node name: pass --node-name or set NODE_NAME")
+        from scheduler.agent.dra.node import DraNode
+        dra = DraNode(_core_v1(args.kubeconfig).api_client, args.node_name, plugin_dir=args.dra_plugin_dir,
+                      registry_dir=args.dra_registry_dir, cdi_dir=args.cdi_dir, nvidia_cdi=args.nvidia_cdi)
+    elif not args.no_publish:
         if not args.node_name:
             raise _user_error("no node name: pass --node-name or set NODE_NAME (or use --no-publish)")
         core = _core_v1(args.kubeconfig)
@@ -237,7 +252,9 @@ def build_agent(args: argparse.Namespace) -> Any:
         require_gpus=args.require_gpus, loaded_models=tuple(args.loaded_model),
         measure_residency=not args.no_residency, model_stores=tuple(args.model_store),
         prefetch_dir=args.prefetch_dir, cache_quota_bytes=args.cache_quota, stale_after_s=args.stale_after, gpu_labels=args.gpu_labels,
-        gpu_metrics="never" if args.no_gpu_metrics else args.gpu_metrics)
+        gpu_metrics="never" if args.no_gpu_metrics or dra_only else args.gpu_metrics)
+    if dra_only:  # the agent beside it writes the Node's labels
+        config.gpu_labels = "never"
     metrics = AgentMetrics(args.node_name, gpu_metrics=config.gpu_metrics != "never")
     return Agent(config, nvml=nvml, publisher=publisher, metrics=metrics, prefetcher=prefetcher, pod_gpu=pod_gpu,
                  dra=dra)

@@ -24,7 +24,7 @@ AGENT_NAMESPACE = "gpusched-node"
 
 
 def sa_user(name: str) -> str:
-    ns = AGENT_NAMESPACE if name == "gpusched-agent" else NAMESPACE
+    ns = AGENT_NAMESPACE if name in ("gpusched-agent", "gpusched-dra-plugin") else NAMESPACE
     return f"system:serviceaccount:{ns}:{name}"
 
 

@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 # The extender is a sidecar of gpusched's kube-scheduler: one pod, one ServiceAccount, both sets of rights
 EXT = SCHED = "gpusched-scheduler"
-AGENT, AUTO = "gpusched-agent", "gpusched-autoscaler"
+AGENT, AUTO, DRA = "gpusched-agent", "gpusched-autoscaler", "gpusched-dra-plugin"
 ALL = None  # --all-namespaces
 SYS = manifests.NAMESPACE
 
@@ -35,7 +35,7 @@ CAN_I = [
     (EXT, "create", "events", ALL, True, "Events on Nodes whose report it does not trust"),
     (EXT, "list", "resourceclaims.resource.k8s.io", ALL, True, "DRA allocations in the snapshot"),
     (EXT, "watch", "resourceclaims.resource.k8s.io", ALL, True, "DRA allocations in the snapshot"),
-    (EXT, "create", "resourceslices.resource.k8s.io", ALL, False, "publishes no devices: the agent does"),
+    (EXT, "create", "resourceslices.resource.k8s.io", ALL, False, "publishes no devices: the DRA plugin does"),
     (EXT, "update", "deviceclasses.resource.k8s.io", ALL, False, "the chart's DeviceClass is the admin's"),
     (EXT, "get", "secrets", ALL, False, "no credentials"),
     (EXT, "get", "secrets", SYS, False, "not even its own namespace's"),
@@ -78,13 +78,33 @@ CAN_I = [
     (AGENT, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
     (AGENT, "escalate", "clusterroles", ALL, False, "no escalation"),
     (AGENT, "bind", "clusterroles", ALL, False, "no binding of roles"),
-    # agent as DRA driver: its Node's ResourceSlice by name (narrowed to it by admission policy)
-    (AGENT, "create", "resourceslices.resource.k8s.io", ALL, True, "RBAC cannot say 'own node': see the policy"),
-    (AGENT, "update", "resourceslices.resource.k8s.io", ALL, True, "a GPU lost or back"),
-    (AGENT, "list", "resourceslices.resource.k8s.io", ALL, False, "reads its slice by name"),
-    (AGENT, "get", "resourceclaims.resource.k8s.io", ALL, True, "the claims the kubelet names"),
-    (AGENT, "list", "resourceclaims.resource.k8s.io", ALL, False, "never browses claims"),
-    (AGENT, "update", "resourceclaims.resource.k8s.io/status", ALL, False, "kube-scheduler allocates"),
+    (AGENT, "create", "resourceslices.resource.k8s.io", ALL, False, "the DRA plugin publishes, not the agent"),
+    (AGENT, "get", "resourceclaims.resource.k8s.io", ALL, False, "the DRA plugin reads claims, not the agent"),
+    # the DRA kubelet plugin (root on the node): its Node's ResourceSlice by name (narrowed to it by
+    # admission policy), the claims the kubelet names, its Node's UID; nothing else
+    (DRA, "create", "resourceslices.resource.k8s.io", ALL, True, "RBAC cannot say 'own node': see the policy"),
+    (DRA, "update", "resourceslices.resource.k8s.io", ALL, True, "a GPU lost or back"),
+    (DRA, "delete", "resourceslices.resource.k8s.io", ALL, True, "its slice, when no GPU is left"),
+    (DRA, "list", "resourceslices.resource.k8s.io", ALL, False, "reads its slice by name"),
+    (DRA, "watch", "resourceslices.resource.k8s.io", ALL, False, "reads its slice by name"),
+    (DRA, "get", "resourceclaims.resource.k8s.io", ALL, True, "the claims the kubelet names"),
+    (DRA, "list", "resourceclaims.resource.k8s.io", ALL, False, "never browses claims"),
+    (DRA, "update", "resourceclaims.resource.k8s.io/status", ALL, False, "kube-scheduler allocates"),
+    (DRA, "update", "deviceclasses.resource.k8s.io", ALL, False, "the chart's DeviceClass is the admin's"),
+    (DRA, "get", "nodes", ALL, True, "its Node's UID, the slice's owner"),
+    (DRA, "list", "nodes", ALL, False, "gets its Node by name"),
+    (DRA, "patch", "nodes", ALL, False, "the agent writes the Node report"),
+    (DRA, "list", "pods", ALL, False, "reads no pods"),
+    (DRA, "create", "events", ALL, False, "the agent records Events"),
+    (DRA, "get", "secrets", ALL, False, "no credentials"),
+    (DRA, "get", "secrets", manifests.AGENT_NAMESPACE, False, "not even its own namespace's"),
+    (DRA, "create", "pods", ALL, False, "creates no pods"),
+    (DRA, "create", "pods/exec", manifests.AGENT_NAMESPACE, False, "no way into the agent"),
+    (DRA, "create", "serviceaccounts/token", ALL, False, "mints no tokens"),
+    (DRA, "create", "clusterrolebindings", ALL, False, "no RBAC writes"),
+    (DRA, "escalate", "clusterroles", ALL, False, "no escalation"),
+    (DRA, "bind", "clusterroles", ALL, False, "no binding of roles"),
+    (DRA, "impersonate", "serviceaccounts", ALL, False, "no impersonation"),
     # autoscaler: prefetch on Nodes, its Lease; InferenceAutoscalers, Deployment scale, pod status and
     # Events only in the namespaces listed in autoscaler.namespaces (none by default; see
     # tests/security/test_autoscaler_rbac.py for a listed one)
@@ -107,6 +127,34 @@ CAN_I = [
     (AUTO, "escalate", "clusterroles", ALL, False, "no escalation"),
     (AUTO, "bind", "clusterroles", ALL, False, "no binding of roles"),
 ]
+
+
+def _doc_table(path, heading: str) -> list[tuple[str, str, bool]]:
+    """(verb, resource, allowed) of the markdown table after `heading`: each row's verbs x
+    resources, "(...)" notes dropped."""
+    import re
+    text = path.read_text()
+    rows = []
+    for line in text[text.index(heading):].splitlines()[1:]:
+        if line.startswith("| ") and not line.startswith("| verb"):
+            verbs, resources, answer = (re.sub(r"\(.*?\)", "", c).strip() for c in line.strip("|").split("|"))
+            rows += [(v.strip(), r.strip(), answer.startswith("yes"))
+                     for v in verbs.split(",") for r in resources.split(",") if r.strip()]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+def test_the_security_docs_dra_plugin_table_is_the_tested_one():
+    """Each row of docs/security.md's table for the DRA plugin is a CAN_I row with the same answer."""
+    doc = _doc_table(manifests.ROOT / "docs" / "security.md", "The DRA kubelet plugin")
+    tested = {(verb, res.split(".")[0] if "/" not in res else res.split(".")[0] + "/" + res.split("/")[1]): allowed
+              for sa, verb, res, _, allowed, _ in CAN_I if sa == DRA}
+    assert len(doc) >= 20
+    for verb, res, allowed in doc:
+        short = res.split(".")[0] if "/" not in res else res.split(".")[0] + "/" + res.split("/")[1]
+        assert (verb, short) in tested, f"docs/security.md: {verb} {res} has no can-i row"
+        assert tested[(verb, short)] == allowed, f"docs/security.md: {verb} {res} says {allowed}"
 
 
 @pytest.fixture(scope="module")

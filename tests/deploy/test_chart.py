@@ -257,8 +257,11 @@ def pod_specs(docs):
 
 def test_every_pod_is_restricted_grade():
     specs = list(pod_specs(manifests.docs()))
-    assert {n for n, _, _ in specs} == {"gpusched-scheduler", "gpusched-agent", "gpusched-autoscaler"}
+    assert {n for n, _, _ in specs} == {"gpusched-scheduler", "gpusched-agent", "gpusched-autoscaler",
+                                        "gpusched-dra-plugin"}
     for name, _, spec in specs:
+        if name == "gpusched-dra-plugin":  # the one root pod: test_the_dra_plugin_is_root_with_nothing_else
+            continue
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault", name
         assert psc.get("runAsUser", 0) != 0, name
@@ -287,7 +290,8 @@ def test_namespaces_carry_pod_security_labels():
     assert ns[manifests.AGENT_NAMESPACE]["pod-security.kubernetes.io/enforce"] == "privileged"
     assert ns[manifests.AGENT_NAMESPACE]["pod-security.kubernetes.io/audit"] == "restricted"
     for name, namespace, _ in pod_specs(manifests.docs()):
-        assert namespace == (manifests.AGENT_NAMESPACE if name == "gpusched-agent" else manifests.NAMESPACE)
+        node_side = name in ("gpusched-agent", "gpusched-dra-plugin")
+        assert namespace == (manifests.AGENT_NAMESPACE if node_side else manifests.NAMESPACE)
 
 
 def test_pdbs_and_network_policies():
@@ -301,6 +305,9 @@ def test_pdbs_and_network_policies():
     for name in ("gpusched-scheduler", "gpusched-autoscaler", "gpusched-agent"):
         spec = manifests.one("NetworkPolicy", name)["spec"]
         assert spec["policyTypes"] == ["Ingress"] and len(spec["ingress"]) == 1
+    # the DRA plugin speaks to the kubelet over unix sockets; its probe comes from the node
+    dra = manifests.one("NetworkPolicy", "gpusched-dra-plugin")["spec"]
+    assert dra["policyTypes"] == ["Ingress"] and not dra.get("ingress")
 
 
 FREE_FORM = ("resources", "nodeSelector", "labels", "commonLabels", "tolerations", "metricsFrom", "affinity",
@@ -389,16 +396,17 @@ def test_extender_ignorable_reaches_the_scheduler_config(helm, value, want):
 # kube-scheduler follows the cluster: `helm template --kube-version` stands for the API
 # server's version that `helm install` reads (.Capabilities.KubeVersion).
 #  --kube-version          values                                     -> kube-scheduler image tag
+NO_DRA = ["--set", "agent.dra.enabled=false"]  # before 1.34 (test_dra_needs_kubernetes_1_34)
 SCHEDULER_IMAGES = [
-    ("1.33.4", [], "v1.33.4"),
+    ("1.33.4", NO_DRA, "v1.33.4"),
     ("1.36.3", [], "v1.36.3"),
     ("v1.34.2-eks-1a2b3c4", [], "v1.34.2"),  # a vendor's suffix: registry.k8s.io has upstream tags
-    ("1.31.1+k3s1", [], "v1.31.1"),
-    ("1.33.4", ["--set", "scheduler.image.tag=v1.32.9"], "v1.32.9"),  # pinned (one minor older: within the skew)
+    ("1.31.1+k3s1", NO_DRA, "v1.31.1"),
+    ("1.33.4", [*NO_DRA, "--set", "scheduler.image.tag=v1.32.9"], "v1.32.9"),  # pinned (one minor older: the skew)
 ]
 
 
-@pytest.mark.parametrize("kube,values,tag", SCHEDULER_IMAGES, ids=[r[0] + ("-pinned" if r[1] else "")
+@pytest.mark.parametrize("kube,values,tag", SCHEDULER_IMAGES, ids=[r[0] + ("-pinned" if "--set" in r[1][2:] else "")
                                                                    for r in SCHEDULER_IMAGES])
 def test_scheduler_image_follows_the_clusters_version(helm, kube, values, tag):
     docs = template(helm, "--kube-version", kube, *values)
@@ -420,3 +428,113 @@ def test_committed_manifests_are_rendered_for_the_testbeds_kubernetes():
     assert f"require k8s.io/kubernetes v{mod.testbed_kube_version()}\n" in text
     assert f"image: registry.k8s.io/kube-scheduler:v{mod.testbed_kube_version()}\n" in \
         (manifests.ROOT / "deploy/manifests/gpusched.yaml").read_text()
+
+
+DRA_PATHS = ["/var/lib/kubelet/plugins/gpu.gpusched.io", "/var/lib/kubelet/plugins_registry", "/var/run/cdi"]
+
+
+def test_the_dra_plugin_is_root_with_nothing_else():
+    """UID 0 because the three host directories belong to root; every capability dropped
+    (test_plugin_privileges.py shows none is needed), read-only root, RuntimeDefault seccomp,
+    no host namespace, exactly those three hostPaths, mounted where the kubelet sees them."""
+    ds = manifests.one("DaemonSet", "gpusched-dra-plugin")
+    assert ds["metadata"]["namespace"] == manifests.AGENT_NAMESPACE
+    spec = ds["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "gpusched-dra-plugin"  # not the agent's token
+    assert spec["securityContext"] == {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0,
+                                       "seccompProfile": {"type": "RuntimeDefault"}}
+    assert not spec.get("hostNetwork") and not spec.get("hostPID") and not spec.get("hostIPC")
+    assert not spec.get("initContainers") and not spec.get("shareProcessNamespace")
+    (c,) = spec["containers"]
+    assert c["name"] == "dra-plugin" and "command" not in c
+    assert c["securityContext"] == {"runAsNonRoot": False, "runAsUser": 0, "allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True, "privileged": False,
+                                    "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}
+    assert not [p for p in c.get("ports", []) if p.get("hostPort")]
+    assert "lifecycle" not in c and "exec" not in c["livenessProbe"]
+    host = {v["name"]: v["hostPath"] for v in spec["volumes"] if "hostPath" in v}
+    assert [h["path"] for h in host.values()] == DRA_PATHS
+    assert [h["type"] for h in host.values()] == ["DirectoryOrCreate", "Directory", "DirectoryOrCreate"]
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    for name, h in host.items():  # same path inside: the registration names the socket by it
+        assert mounts[name]["mountPath"] == h["path"] and not mounts[name].get("subPath")
+    assert [v for v in spec["volumes"] if "hostPath" not in v] == [{"name": "tmp", "emptyDir": {"sizeLimit": "16Mi"}}]
+    # the agent's own pod stays non-root
+    assert manifests.one("DaemonSet", "gpusched-agent")["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"]
+
+
+def test_the_dra_plugin_args_are_the_drivers_flags_on_those_paths():
+    import argparse
+
+    from scheduler.agent.cli import add_arguments
+    (c,) = manifests.one("DaemonSet", "gpusched-dra-plugin")["spec"]["template"]["spec"]["containers"]
+    assert c["args"][0] == "agent"
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    args = p.parse_args(c["args"][1:])
+    assert args.dra_only and args.require_gpus and not args.cache_dir and not args.dra
+    assert [args.dra_plugin_dir, args.dra_registry_dir, args.cdi_dir] == DRA_PATHS
+    assert args.metrics_port == c["ports"][0]["containerPort"]
+    assert {e["name"] for e in c["env"]} == {"NODE_NAME", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES", "HOME"}
+
+
+def test_the_dra_rights_are_the_plugins_not_the_agents():
+    rules = manifests.one("ClusterRole", "gpusched-dra-plugin")["rules"]
+    assert rules == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]},  # the slice's owner's UID
+                     {"apiGroups": ["resource.k8s.io"], "resources": ["resourceslices"],
+                      "verbs": ["get", "create", "update", "delete"]},
+                     {"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims"], "verbs": ["get"]}]
+    agent = manifests.one("ClusterRole", "gpusched-agent")["rules"]
+    assert not [r for r in agent if "resource.k8s.io" in r["apiGroups"]]
+    (binding,) = manifests.one("ClusterRoleBinding", "gpusched-dra-plugin")["subjects"]
+    assert (binding["name"], binding["namespace"]) == ("gpusched-dra-plugin", manifests.AGENT_NAMESPACE)
+
+
+def test_dra_off_renders_no_plugin_no_root_exception(helm):
+    docs = template(helm, "--set", "agent.dra.enabled=false")
+    names = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert not {n for n in names if n[1] in ("gpusched-dra-plugin", "gpusched-agent-own-resourceslice",
+                                            "gpu.gpusched.io")}
+    policy = by(docs, "ValidatingAdmissionPolicy", "gpusched-agent-namespace-pods")["spec"]
+    variables = {v["name"]: v["expression"] for v in policy["variables"]}
+    assert variables["draPluginPod"] == "false" and variables["draPaths"] == "[]"
+    text = yaml.safe_dump(policy)
+    assert "/var/run/cdi" not in text and "plugins_registry" not in text
+
+
+def test_dra_needs_kubernetes_1_34(helm):
+    mod = manifests.render_module()
+    with pytest.raises(RuntimeError, match=r"agent.dra.enabled needs Kubernetes >= 1.34.*set agent.dra.enabled=false"):
+        mod.helm_template(helm, "--kube-version", "1.33.5")
+    assert template(helm, "--kube-version", "1.33.5", "--set", "agent.dra.enabled=false")
+
+
+def test_the_admission_exception_pins_what_the_chart_renders(helm):
+    """The policy's draPluginPod carries the DaemonSet's own image and args: another kubelet
+    root or image moves both, so the exception never admits a stale shape."""
+    docs = template(helm, "--set", "agent.dra.kubeletDir=/var/lib/k0s/kubelet", "--set", "image.tag=9.9.9",
+                    "--set", "agent.dra.nvidiaCdi=true")
+    (c,) = by(docs, "DaemonSet", "gpusched-dra-plugin")["spec"]["template"]["spec"]["containers"]
+    policy = by(docs, "ValidatingAdmissionPolicy", "gpusched-agent-namespace-pods")["spec"]
+    variables = {v["name"]: v["expression"] for v in policy["variables"]}
+    import json
+    assert json.loads(variables["draPaths"])[:2] == ["/var/lib/k0s/kubelet/plugins/gpu.gpusched.io",
+                                                      "/var/lib/k0s/kubelet/plugins_registry"]
+    assert f"c.image == {json.dumps(c['image'])}" in variables["draPluginPod"]
+    assert c["image"].endswith(":9.9.9") and "--nvidia-cdi" in c["args"]
+    assert f"c.?args.orValue([]) == {json.dumps(c['args'], separators=(',', ':'))}" in variables["draPluginPod"]
+
+
+@pytest.mark.parametrize("path", ["/var/lib/kubelet'] || true || ['", "relative/dir", "/var/run/cdi/"])
+def test_dra_paths_that_could_break_the_policy_are_refused(helm, path):
+    r = subprocess.run([str(helm), "template", "x", str(manifests.CHART), "--set", f"agent.dra.cdiDir={path}"],
+                       capture_output=True, text=True, check=False)
+    assert r.returncode != 0 and "cdiDir" in r.stderr
+
+
+def test_the_dra_plugin_can_be_kept_to_some_of_the_agents_nodes(helm):
+    docs = template(helm, "--set", "agent.nodeSelector.pool=gpu", "--set", "agent.dra.nodeSelector.gpusched-dra=on")
+    plugin = by(docs, "DaemonSet", "gpusched-dra-plugin")["spec"]["template"]["spec"]
+    agent = by(docs, "DaemonSet", "gpusched-agent")["spec"]["template"]["spec"]
+    assert plugin["nodeSelector"] == {"pool": "gpu", "gpusched-dra": "on"} and agent["nodeSelector"] == {"pool": "gpu"}
+    assert plugin["affinity"] == agent["affinity"]  # the GPU node terms

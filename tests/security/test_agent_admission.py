@@ -4,11 +4,14 @@ Unconfined, an unmasked /proc and a privileged root SYS_ADMIN ephemeral containe
 Issue #16: the agent reads GPU processes' cgroups through the host's /proc, mounted
 read-only; the policy admits exactly that (read-only, whole) and still no hostPID.
 
+Issue #13: the DRA kubelet plugin writes in root-owned host directories; the policy admits
+UID 0 and those directories for exactly the chart's gpusched-dra-plugin pod and nothing near it.
+
 On the test bed's real kube-apiserver with the chart's rendered manifests: the
 gpusched-agent-namespace-pods ValidatingAdmissionPolicy holds every pod there to the
 restricted profile (plus the cache hostPath), ephemeral containers included. Each
-finding is one row; the agent's own pod and a `kubectl debug --profile=restricted`
-container are still admitted, so the denials are not a blanket refusal.
+finding is one row; the agent's own pod, the DRA plugin's pod and a `kubectl debug
+--profile=restricted` container are still admitted, so the denials are not a blanket refusal.
 """
 from __future__ import annotations
 
@@ -233,3 +236,189 @@ def test_policy_type_checks_clean(cluster, policy):
     r = cluster.kubectl("get", "validatingadmissionpolicy", POLICY, "-o", "jsonpath={.status.typeChecking}")
     assert r.returncode == 0, r.stderr
     assert "expressionWarnings" not in r.stdout, r.stdout
+
+
+# --- the DRA plugin: root, with exactly the chart's shape ----------------------------------
+
+DRA_PATHS = ["/var/lib/kubelet/plugins/gpu.gpusched.io", "/var/lib/kubelet/plugins_registry", "/var/run/cdi"]
+
+
+def dra_plugin_pod() -> dict:
+    """The chart's gpusched-dra-plugin pod, from its DaemonSet's template, never scheduled."""
+    template = manifests.one("DaemonSet", "gpusched-dra-plugin")["spec"]["template"]
+    spec = copy.deepcopy(template["spec"])
+    spec.pop("runtimeClassName", None)  # the test bed has no RuntimeClass nvidia
+    spec.pop("affinity", None)
+    spec["nodeSelector"] = {"nobody": "schedules-this"}
+    return {"metadata": {"generateName": "sec-dra-", "labels": template["metadata"]["labels"]}, "spec": spec}
+
+
+def _plugin(pod: dict) -> dict:
+    return pod["spec"]["containers"][0]
+
+
+def _sc(pod: dict) -> dict:
+    return _plugin(pod)["securityContext"]
+
+
+def _extra_host_path(path: str, read_only: bool = True):
+    def change(pod):
+        pod["spec"]["volumes"].append({"name": "extra", "hostPath": {"path": path}})
+        _plugin(pod)["volumeMounts"].append({"name": "extra", "mountPath": "/host/extra", "readOnly": read_only})
+    return change
+
+
+def _root_sidecar(pod):
+    sidecar = {"name": "sidecar", "image": "busybox", "command": ["sleep", "1d"],
+               "securityContext": {"runAsUser": 0, "runAsNonRoot": False, "allowPrivilegeEscalation": False,
+                                   "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}}
+    pod["spec"]["containers"].append(sidecar)
+
+
+def _set(path: str, value):
+    """A change to the plugin container (or, with a 'spec.' prefix, the pod): dotted path, value."""
+    def change(pod):
+        keys = path.split(".")
+        target = pod["spec"] if keys[0] == "spec" else _plugin(pod)
+        keys = keys[1:] if keys[0] == "spec" else keys
+        for k in keys[:-1]:
+            target = target.setdefault(k, {})
+        target[keys[-1]] = value
+    return change
+
+
+def _volume(name: str, **host_path):
+    def change(pod):
+        (v,) = [v for v in pod["spec"]["volumes"] if v["name"] == name]
+        v["hostPath"] = host_path
+    return change
+
+
+def _env(*extra):
+    def change(pod):
+        _plugin(pod)["env"] = [e for e in _plugin(pod)["env"] if e["name"] not in {x["name"] for x in extra}] + \
+            list(extra)
+    return change
+
+
+# (case, change to the chart's plugin pod): each is refused with the policy's message
+DRA_REFUSED = [
+    # the six of issue #13
+    ("root-in-another-container", _root_sidecar),
+    ("extra-hostpath-root-read-only", _extra_host_path("/")),
+    ("extra-hostpath-model-cache", _extra_host_path("/var/cache/gpusched/models")),  # fine for the agent, not here
+    ("host-proc-writable", _extra_host_path("/proc", read_only=False)),
+    ("host-proc-read-only-in-the-root-pod", _extra_host_path("/proc")),
+    ("capability-added-dac-override", _set("securityContext.capabilities", {"drop": ["ALL"], "add": ["DAC_OVERRIDE"]})),
+    ("capability-added-sys-admin", _set("securityContext.capabilities", {"drop": ["ALL"], "add": ["SYS_ADMIN"]})),
+    ("privileged", lambda p: _sc(p).update(privileged=True, allowPrivilegeEscalation=True)),
+    # and what else would make it other than the chart's container
+    ("root-in-an-init-container", lambda p: p["spec"].setdefault("initContainers", []).append(
+        {k: v for k, v in copy.deepcopy(_plugin(p)).items() if k not in ("livenessProbe", "ports")} | {"name": "init"})),
+    ("capabilities-not-dropped", _set("securityContext.capabilities", {})),
+    ("privilege-escalation", _set("securityContext.allowPrivilegeEscalation", True)),
+    ("writable-root-filesystem", _set("securityContext.readOnlyRootFilesystem", False)),
+    ("seccomp-unconfined", _set("securityContext.seccompProfile", {"type": "Unconfined"})),
+    ("seccomp-localhost", lambda p: (_sc(p).update(seccompProfile={"type": "Localhost", "localhostProfile": "x.json"}),
+                                     p["spec"]["securityContext"].update(seccompProfile={"type": "Localhost",
+                                                                                         "localhostProfile": "x.json"}))),
+    ("host-pid", _set("spec.hostPID", True)),
+    ("host-network", _set("spec.hostNetwork", True)),
+    ("another-service-account", _set("spec.serviceAccountName", "default")),
+    ("another-container-name", _set("name", "plugin")),
+    ("another-image", _set("image", "busybox")),
+    ("a-command", _set("command", ["sh", "-c", "exec gpusched \"$@\""])),
+    ("other-args", lambda p: _plugin(p)["args"].append("--nvidia-cdi")),
+    ("exec-liveness-probe", _set("livenessProbe", {"exec": {"command": ["sh", "-c", "id"]}})),
+    ("post-start-hook", _set("lifecycle", {"postStart": {"exec": {"command": ["sh", "-c", "id"]}}})),
+    ("ld-preload", _env({"name": "LD_PRELOAD", "value": "/var/run/cdi/x.so"})),
+    ("node-name-forged", _env({"name": "NODE_NAME", "value": "gpu-node-0001"})),
+    ("env-from", _set("envFrom", [{"configMapRef": {"name": "x"}}])),
+    ("kubelet-plugins-parent-dir", _volume("plugin", path="/var/lib/kubelet/plugins", type="DirectoryOrCreate")),
+    ("cdi-dir-any-type", _volume("cdi", path="/var/run/cdi")),
+    ("cdi-dir-trailing-slash", _volume("cdi", path="/var/run/cdi/", type="DirectoryOrCreate")),
+    ("etc-cdi", _volume("cdi", path="/etc/cdi", type="DirectoryOrCreate")),
+]
+
+
+@pytest.mark.parametrize("change", [r[1] for r in DRA_REFUSED], ids=[r[0] for r in DRA_REFUSED])
+def test_dra_plugin_pod_refused_when_not_exactly_the_charts(policy, core, change):
+    pod = dra_plugin_pod()
+    change(pod)
+    eventually(lambda: denied_by_policy(create(core, pod)), timeout=10, what="the policy denies it")
+
+
+def test_the_charts_own_dra_plugin_pod_is_admitted(policy, core):
+    pod = dra_plugin_pod()
+    spec = pod["spec"]
+    # the shape admitted: UID 0 with no capability, read-only root, the three directories only
+    assert spec["securityContext"]["runAsUser"] == 0 and _sc(pod)["capabilities"] == {"drop": ["ALL"]}
+    assert _sc(pod)["readOnlyRootFilesystem"] is True and not spec.get("hostPID") and not spec.get("hostNetwork")
+    assert [v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v] == DRA_PATHS
+    exc = create(core, pod)  # the ServiceAccount admission plugin adds its token volume first: the real path
+    assert exc is None, exc.body
+
+
+# The plugin's directories stay closed to every other pod, root or not.
+# (case, volumes and mounts of an agent-shaped, non-root pod)
+DRA_PATHS_ELSEWHERE = [
+    (f"non-root-pod-mounts-{p.rsplit('/', 1)[-1]}", {"volumes": [{"name": "cache", "hostPath": {"path": CACHE}},
+                                                                  {"name": "d", "hostPath": {"path": p,
+                                                                                             "type": "Directory"}}],
+                                                      "mounts": [{"name": "d", "mountPath": "/d", "readOnly": True}]})
+    for p in DRA_PATHS
+]
+
+
+@pytest.mark.parametrize("changes", [r[1] for r in DRA_PATHS_ELSEWHERE], ids=[r[0] for r in DRA_PATHS_ELSEWHERE])
+def test_dra_directories_refused_outside_the_plugin_pod(policy, core, changes):
+    pod = agent_shaped_pod(**copy.deepcopy(changes))
+    eventually(lambda: denied_by_policy(create(core, pod)), timeout=10, what="the policy denies it")
+
+
+def test_no_ephemeral_container_joins_the_root_plugin_pod(policy, core):
+    """Not even a restricted one: it would share the pod's volumes, the host directories
+    the root process writes. Debug the plugin from the node (`kubectl debug node/...`)."""
+    pod = dra_plugin_pod()
+    pod["metadata"] = {"name": f"sec-dra-ephemeral-{os.getpid() % 100000}"}
+    core.create_namespaced_pod(NS, pod)
+    try:
+        debug = {"name": "debug", "image": "busybox", "securityContext": RESTRICTED_DEBUG}
+        exc = add_ephemeral(core, pod["metadata"]["name"], debug)
+        assert denied_by_policy(exc), exc.body if exc else "admitted"
+    finally:
+        core.delete_namespaced_pod(pod["metadata"]["name"], NS, grace_period_seconds=0)
+
+
+def test_the_daemonset_controller_creates_the_plugin_pod_and_kwok_runs_it(policy, core, apps):
+    """The path a cluster takes: the DaemonSet controller (its own ServiceAccount) creates the
+    pod from the chart's template, admission included, the scheduler places it, and kwok, which
+    runs no container, reports it Running. On a kwok node of its own, under a name and labels of
+    its own (the chart's DaemonSet is applied too, and on the test bed, which has no RuntimeClass
+    nvidia, makes no pods)."""
+    from benchmarks.testbed.nodes import node_body
+    from benchmarks.testbed.profiles import NodeSpec
+
+    tag = str(os.getpid() % 100000)
+    node = f"dra-ds-{tag}"
+    core.create_node(node_body(NodeSpec(node, 0, "none", 0, labels={"gpusched-test/dra-ds": tag})))
+    ds = copy.deepcopy(manifests.one("DaemonSet", "gpusched-dra-plugin"))
+    name = f"sec-dra-ds-{tag}"
+    ds["metadata"] = {"name": name, "namespace": NS}
+    ds["spec"]["selector"] = {"matchLabels": {"app.kubernetes.io/name": name}}
+    template = ds["spec"]["template"]
+    template["metadata"]["labels"] = {"app.kubernetes.io/name": name}
+    template["spec"].pop("runtimeClassName")
+    template["spec"]["nodeSelector"] = {"gpusched-test/dra-ds": tag}
+    apps.create_namespaced_daemon_set(NS, ds)
+    try:
+        def running():
+            pods = core.list_namespaced_pod(NS, label_selector=f"app.kubernetes.io/name={name}").items
+            return pods if [p for p in pods if p.spec.node_name == node and p.status.phase == "Running"] else None
+        (pod,) = eventually(running, timeout=60, what="the plugin pod Running on the kwok node")
+        c = pod.spec.containers[0]
+        assert (pod.spec.security_context.run_as_user, c.security_context.capabilities.drop) == (0, ["ALL"])
+        assert sorted(v.host_path.path for v in pod.spec.volumes if v.host_path) == sorted(DRA_PATHS)
+    finally:
+        apps.delete_namespaced_daemon_set(name, NS)
+        core.delete_node(node)

@@ -135,7 +135,7 @@ def _render(*sets: str) -> list[dict]:
 
 
 def _agent_args(docs: list[dict]) -> list[str]:
-    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet" and d["metadata"]["name"] == "gpusched-agent"]
     return ds["spec"]["template"]["spec"]["containers"][0]["args"]
 
 
@@ -158,7 +158,7 @@ def test_an_affinity_value_replaces_the_gpu_node_terms():
                    ".nodeSelectorTerms[0].matchExpressions[0].key=pool",
                    "agent.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"
                    ".nodeSelectorTerms[0].matchExpressions[0].operator=Exists")
-    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet" and d["metadata"]["name"] == "gpusched-agent"]
     terms = ds["spec"]["template"]["spec"]["affinity"]["nodeAffinity"][
         "requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "pool", "operator": "Exists"}]}]
@@ -166,7 +166,7 @@ def test_an_affinity_value_replaces_the_gpu_node_terms():
 
 def test_pod_gpu_metrics_off_mounts_nothing_of_proc_and_lists_no_pods():
     docs = _render("agent.podGpuMetrics=false")
-    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet" and d["metadata"]["name"] == "gpusched-agent"]
     spec = ds["spec"]["template"]["spec"]
     assert [v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v] == ["/var/cache/gpusched/models"]
     assert not [a for a in _agent_args(docs) if a.startswith("--proc-root")]

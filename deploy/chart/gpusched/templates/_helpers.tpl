@@ -74,3 +74,25 @@ imagePullSecrets:
 {{- define "gpusched.saUser" -}}
 system:serviceaccount:{{ .ns }}:{{ .name }}
 {{- end -}}
+
+{{/* The DRA plugin's host directories: its socket's, the kubelet's plugin registry, CDI.
+The DaemonSet mounts exactly these (templates/dra-plugin.yaml) and the agent namespace's
+admission policy admits them, as UID 0, only in that pod (agent-admission-policy.yaml). */}}
+{{- define "gpusched.draPaths" -}}
+{{- $k := .Values.agent.dra.kubeletDir -}}
+{{ list (printf "%s/plugins/gpu.gpusched.io" $k) (printf "%s/plugins_registry" $k) .Values.agent.dra.cdiDir | toJson }}
+{{- end -}}
+
+{{/* The DRA plugin container's args: one list for the DaemonSet and for the admission
+policy, which admits that container as root only with exactly these. */}}
+{{- define "gpusched.draPluginArgs" -}}
+{{- $paths := include "gpusched.draPaths" . | fromJsonArray -}}
+{{- $args := list "agent" "--dra-only" -}}
+{{- if .Values.agent.requireGpus }}{{ $args = append $args "--require-gpus" }}{{ end -}}
+{{- $args = append $args (printf "--metrics-port=%v" .Values.agent.metricsPort) -}}
+{{- $args = append $args (printf "--dra-plugin-dir=%s" (index $paths 0)) -}}
+{{- $args = append $args (printf "--dra-registry-dir=%s" (index $paths 1)) -}}
+{{- $args = append $args (printf "--cdi-dir=%s" (index $paths 2)) -}}
+{{- if .Values.agent.dra.nvidiaCdi }}{{ $args = append $args "--nvidia-cdi" }}{{ end -}}
+{{ $args | toJson }}
+{{- end -}}

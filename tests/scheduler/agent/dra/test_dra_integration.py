@@ -1,5 +1,5 @@
-"""The DRA driver end to end on the test bed's real control plane: the agent (as its
-ServiceAccount, through the chart's RBAC and admission policy) publishes a kwok node's
+"""The DRA driver end to end on the test bed's real control plane: the plugin (as the chart's
+gpusched-dra-plugin ServiceAccount, through its RBAC and admission policy) publishes a kwok node's
 GPUs as a ResourceSlice, the chart's DeviceClass selects them, the real kube-scheduler's
 allocator places pods whose ResourceClaimTemplates ask for a 20Gi share or a whole GPU,
 and the allocated claims, as the API server holds them, go to the plugin's
@@ -37,10 +37,10 @@ GPUS = h100s()
 R = "/apis/resource.k8s.io/v1"
 
 
-def as_agent(cluster, node: str | None):
-    """The agent's identity: its ServiceAccount with the node its bound token would name."""
+def as_plugin(cluster, node: str | None, sa: str = "gpusched-dra-plugin"):
+    """The DRA plugin's identity: its ServiceAccount with the node its bound token would name."""
     api = cluster.api_client()
-    api.default_headers["Impersonate-User"] = manifests.sa_user("gpusched-agent")
+    api.default_headers["Impersonate-User"] = manifests.sa_user(sa)
     if node is not None:
         api.default_headers["Impersonate-Extra-" + urllib.parse.quote("authentication.kubernetes.io/node-name",
                                                                       safe="")] = node
@@ -53,7 +53,7 @@ def _slice_denied(cluster, token_node: str, slice_node: str) -> bool:
             "spec": {"driver": "gpu.gpusched.io", "nodeName": slice_node,
                      "pool": {"name": slice_node, "generation": 1, "resourceSliceCount": 1}, "devices": []}}
     try:
-        raw(as_agent(cluster, token_node), "POST", f"{R}/resourceslices", body)
+        raw(as_plugin(cluster, token_node), "POST", f"{R}/resourceslices", body)
     except ApiException as exc:
         if exc.status == 403 and "may write only that node's ResourceSlices" in str(exc.reason):
             return True
@@ -64,7 +64,7 @@ def _slice_denied(cluster, token_node: str, slice_node: str) -> bool:
 
 @pytest.fixture(scope="module")
 def chart(cluster):
-    manifests.apply(cluster)  # the DeviceClass, the agent's RBAC and admission policies, with the rest
+    manifests.apply(cluster)  # the DeviceClass, the plugin's RBAC and admission policies, with the rest
     # the API server loads a new policy asynchronously: wait until it denies another node's slice
     eventually(lambda: _slice_denied(cluster, NODE, "gpu-node-0002"), timeout=60, what="slice policy enforced")
     yield
@@ -77,9 +77,9 @@ def chart(cluster):
 
 @pytest.fixture
 def plugin(cluster, tmp_path):
-    """The plugin as the agent runs it on NODE, reading claims as the agent; a kubelet-side stub."""
+    """The plugin as the chart runs it on NODE, reading claims as its ServiceAccount; a kubelet-side stub."""
     specs = cdi.SpecDir(tmp_path / "cdi")
-    server, _ = serve(DraPlugin(NODE, ClaimReader(as_agent(cluster, NODE)), lambda: GPUS, specs), tmp_path / "p", None)
+    server, _ = serve(DraPlugin(NODE, ClaimReader(as_plugin(cluster, NODE)), lambda: GPUS, specs), tmp_path / "p", None)
     channel = grpc.insecure_channel(f"unix://{tmp_path / 'p' / 'dra.sock'}")
     yield dra_grpc.DRAPluginStub(channel), specs
     channel.close()
@@ -130,9 +130,10 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
                                                                                        plugin):
     admin = cluster.api_client()
     stub, specs = plugin
-    # the agent publishes NODE's 8 GPUs, as itself
+    # the plugin publishes NODE's 8 GPUs, as itself; the agent no longer holds that right
+    assert SlicePublisher(as_plugin(cluster, NODE, sa="gpusched-agent"), NODE).publish(GPUS) is False
     clock = [0.0]
-    pub = SlicePublisher(as_agent(cluster, NODE), NODE, resync_s=600, clock=lambda: clock[0])
+    pub = SlicePublisher(as_plugin(cluster, NODE), NODE, resync_s=600, clock=lambda: clock[0])
     assert pub.publish(GPUS), pub.last_error
     # deleted behind its back: written again at the next resync (600 s), not before
     raw(admin, "DELETE", f"{R}/resourceslices/{slice_name(NODE)}")
@@ -142,6 +143,7 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
     assert pub.publish(GPUS), pub.last_error
     _, s = raw(admin, "GET", f"{R}/resourceslices/{slice_name(NODE)}")
     assert s["spec"]["nodeName"] == NODE and len(s["spec"]["devices"]) == 8
+    assert [(o["kind"], o["name"]) for o in s["metadata"]["ownerReferences"]] == [("Node", NODE)]  # get nodes
     assert all(d["allowMultipleAllocations"] and d["capacity"]["memory"]["value"] == "85017493504"
                for d in s["spec"]["devices"])
     # ... and may not publish another node's
@@ -188,14 +190,14 @@ def test_kube_scheduler_allocates_the_agents_gpus_and_the_plugin_prepares_exactl
     assert GPUS[7].uuid.lower() not in {d["name"] for d in s["spec"]["devices"]}
 
     # the share's claim, fed to another node's plugin, is refused
-    other = DraPlugin("gpu-node-0001", ClaimReader(as_agent(cluster, "gpu-node-0001")), lambda: GPUS, specs)
+    other = DraPlugin("gpu-node-0001", ClaimReader(as_plugin(cluster, "gpu-node-0001")), lambda: GPUS, specs)
     m = share["metadata"]
     assert "allocated in pool 'gpu-node-0003', this is node 'gpu-node-0001'" in \
         other.prepare(m["namespace"], m["name"], m["uid"]).error
 
 
-def test_the_agent_daemon_with_dra_registers_publishes_and_prepares(cluster, chart, core, namespace, tmp_path):
-    """`gpusched agent --dra` as a process (GPUs from the recorded 8x H100 node: no GPU here),
+def test_the_dra_only_daemon_registers_publishes_and_prepares(cluster, chart, core, namespace, tmp_path):
+    """`gpusched agent --dra-only` as a process, as the chart's gpusched-dra-plugin runs it (GPUs from the recorded 8x H100 node: no GPU here),
     on a kwok node of its own with no nvidia.com/gpu, so the session's other tests never
     place there."""
     import signal
@@ -211,12 +213,11 @@ def test_the_agent_daemon_with_dra_registers_publishes_and_prepares(cluster, cha
     node = f"dra-agent-{os.getpid() % 10000}"
     core.create_node(node_body(NodeSpec(node, 0, "none", 0)))
     admin = cluster.api_client()
-    dirs = {k: tmp_path / k for k in ("plugin", "registry", "cdi", "cache")}
-    dirs["cache"].mkdir()
+    dirs = {k: tmp_path / k for k in ("plugin", "registry", "cdi")}
     agent = subprocess.Popen(
-        [sys.executable, "-m", "scheduler.agent", "--dra", "--node-name", node, "--kubeconfig", str(cluster.kubeconfig),
-         "--nvml-recording", str(DATA / "nvml-8xh100-10gib.json"), "--cache-dir", str(dirs["cache"]),
-         "--metrics-port", "0", "--interval", "1", "--no-residency", "--dra-plugin-dir", str(dirs["plugin"]),
+        [sys.executable, "-m", "scheduler.agent", "--dra-only", "--node-name", node,
+         "--kubeconfig", str(cluster.kubeconfig), "--nvml-recording", str(DATA / "nvml-8xh100-10gib.json"),
+         "--metrics-port", "0", "--interval", "1", "--dra-plugin-dir", str(dirs["plugin"]),
          "--dra-registry-dir", str(dirs["registry"]), "--cdi-dir", str(dirs["cdi"])],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
