@@ -62,6 +62,10 @@ class ClaimPod:
         return PodRequest(whole_gpus=max(len(self.asks), 1))
 
 
+_Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_NO_DEVICES: _Row = (np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
 def _rv(obj: dict[str, Any]) -> int | None:
     try:
         return int(str((obj.get("metadata") or {}).get("resourceVersion")))
@@ -78,6 +82,8 @@ class ClaimPods:
     _claims: dict[str, _Claim] = field(default_factory=dict)
     _on_node: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> keys of claims allocated there
     _read_at_bind: dict[str, int] = field(default_factory=dict)  # claim key -> resourceVersion bind counted
+    # node -> (its devices, report and claims the row was made of, the row): filter's cache
+    _rows: dict[str, tuple[Any, Any, Any, _Row]] = field(default_factory=dict)
 
     # ---------- ResourceSlice events (driver gpu.gpusched.io)
 
@@ -210,24 +216,47 @@ class ClaimPods:
         return ok, [why[i] for i in np.flatnonzero(~ok).tolist()]
 
     def _node_devices(self, snap: ClusterSnapshot, rows: np.ndarray) -> NodeDevices:
-        per_row = [self._devices.get(snap.names[r], ()) if r >= 0 else () for r in rows]
-        width = max((len(d) for d in per_row), default=0) or 1
+        """The candidates' devices as [R, D] arrays: each node's row from its cache (rebuilt
+        when its slices, report or claims change), then flat numpy gathers over all of them."""
+        entries = [self._row(snap.names[r]) if r >= 0 else _NO_DEVICES for r in rows.tolist()]
+        lengths = np.fromiter((len(e[0]) for e in entries), np.int64, len(entries))
+        width = int(lengths.max(initial=0)) or 1
         shape = (len(rows), width)
-        present, multiple, whole_free = np.zeros(shape, bool), np.zeros(shape, bool), np.zeros(shape, bool)
+        present = np.zeros(shape, bool)
         capacity, claimed, free = np.zeros(shape, np.int64), np.zeros(shape, np.int64), np.zeros(shape, np.int64)
-        for i, (r, devices) in enumerate(zip(rows, per_row)):
-            if not devices:
-                continue
-            node = snap.names[r]
-            gpus = self._gpus_of(node)
-            used = self._claimed_on(node, devices)
-            for j, d in enumerate(devices):
-                present[i, j], capacity[i, j], multiple[i, j] = True, d.capacity, d.multiple
-                claimed[i, j] = used.get(d.name, 0)
-                g = gpus.get(d.name)
-                if g is not None and g < snap.gpus:  # else gpusched cannot count it: free stays 0
-                    free[i, j], whole_free[i, j] = snap.free[r, g], snap.whole_free[r, g]
+        multiple, whole_free = np.zeros(shape, bool), np.zeros(shape, bool)
+        if lengths.any():
+            at = np.repeat(np.arange(len(rows)), lengths)
+            col = np.arange(len(at)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+            cap, mult, used, gpu = (np.concatenate([e[k] for e in entries]) for k in range(4))
+            present[at, col], capacity[at, col], multiple[at, col], claimed[at, col] = True, cap, mult, used
+            # a device gpusched cannot count (not in the node's report) keeps free 0
+            known = (gpu >= 0) & (gpu < snap.gpus)
+            node_rows, g = rows[at][known], gpu[known]
+            free[at[known], col[known]] = snap.free[node_rows, g]
+            whole_free[at[known], col[known]] = snap.whole_free[node_rows, g]
         return NodeDevices(present, capacity, multiple, claimed, free, whole_free)
+
+    def _row(self, node: str) -> "_Row":
+        """(capacity, multiple, claimed, GPU index or -1) of a node's devices, cached."""
+        devices = self._devices.get(node, ())
+        state = self.live.node_state(node)
+        report = state.report if state is not None else None
+        on = self._on_node.get(node)
+        hit = self._rows.get(node)
+        if hit is not None and hit[0] is devices and hit[1] is report and hit[2] is on:
+            return hit[3]
+        gpus = self._gpus_of(node)
+        used = self._claimed_on(node, devices)
+        row: _Row = (np.array([d.capacity for d in devices], np.int64),
+                     np.array([d.multiple for d in devices], bool),
+                     np.array([used.get(d.name, 0) for d in devices], np.int64),
+                     np.array([gpus.get(d.name, -1) for d in devices], np.int64))
+        if devices:
+            self._rows[node] = (devices, report, on, row)
+        else:
+            self._rows.pop(node, None)
+        return row
 
     def _gpus_of(self, node: str) -> dict[str, int]:
         state = self.live.node_state(node)
