@@ -6,6 +6,8 @@ annotation. The API server's part is played by dicts (the real one: test_claim_s
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import datetime, timezone
 
 from scheduler import contract
@@ -178,3 +180,26 @@ def test_unknown_claims_and_mixed_asks_are_refused_with_reasons():
     other["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "gpu.nvidia.com"
     cps.on_claim("MODIFIED", other)
     assert cps.pod(pod()) is None  # another driver's claim: not ours to place
+
+
+def test_a_share_filter_waits_for_a_claim_pod_in_flight_and_sees_its_claim():
+    """GPU 1 holds a 60Gi share. A 20Gi claim pod passes filter (any GPU the allocator picks has
+    20Gi free to gpusched); the allocator gives it GPU 0. A 70Gi share's filter made meanwhile
+    waits for the claim pod's bind, then sees GPU 0 with 60Gi free, GPU 1 with 20Gi: no room."""
+    ext, live, _, api = setup(claim("c"))
+    share(live, 1, 60)
+    assert "n1" in filtered(ext, pod())["NodeNames"]
+    big = {"metadata": {"name": "big", "namespace": "ns", "uid": "uid-big",
+                        "annotations": {contract.GPU_MEMORY: "70Gi"}},
+           "spec": {"schedulerName": contract.SCHEDULER_NAME, "containers": [{"name": "s"}]}}
+    answer: dict = {}
+    waiter = threading.Thread(target=lambda: answer.update(filtered(ext, big), at=time.monotonic()))
+    waiter.start()
+    time.sleep(0.2)
+    assert not answer  # still waiting for the claim pod's bind
+    api.claims["c"] = claim("c", gpu=0)  # kube-scheduler's PreBind
+    bound_at = time.monotonic()
+    assert bind(ext) == ""
+    waiter.join(5)
+    assert answer["at"] >= bound_at
+    assert answer["NodeNames"] == ["n2"] and "n1" in answer["FailedNodes"]
