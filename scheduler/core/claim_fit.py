@@ -255,8 +255,8 @@ def pod_claims(pod: Any) -> tuple[tuple[str, ...], str | None]:
         return (), f"spec.resourceClaims: expected a list of at most {MAX_REQUESTS}"
     status = pod.get("status")
     statuses = status.get("resourceClaimStatuses") if isinstance(status, Mapping) else None
-    made = {s.get("name"): s.get("resourceClaimName") for s in statuses or [] if isinstance(s, Mapping)} \
-        if isinstance(statuses, list) else {}
+    made = {s["name"]: s.get("resourceClaimName") for s in statuses or []
+            if isinstance(s, Mapping) and isinstance(s.get("name"), str)} if isinstance(statuses, list) else {}
     names: list[str] = []
     for e in entries:
         if not isinstance(e, Mapping) or not isinstance(e.get("name"), str):

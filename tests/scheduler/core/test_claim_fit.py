@@ -132,6 +132,9 @@ def test_slice_devices():
       "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "p-gpu-x7"}]}}, ("p-gpu-x7",), None),
     ({"spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]}}, (),
      "the ResourceClaim of 'gpu' is not made yet"),
+    # hostile status entries are skipped, never a crash
+    ({"spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]},
+      "status": {"resourceClaimStatuses": [{"name": ["x"]}, "y", {"name": "gpu", "resourceClaimName": 7}]}}, (), None),
 ])
 def test_pod_claims(pod, names, problem):
     assert pod_claims(pod) == (names, problem)
@@ -155,3 +158,19 @@ OVER = [
 @pytest.mark.parametrize("mine,node,problem", [r[1:] for r in OVER], ids=[r[0] for r in OVER])
 def test_overcommit(mine, node, problem):
     assert overcommit(mine, node, {0: CAP, 1: CAP}, "claim:t/c#") == problem
+
+
+GARBAGE = [None, 7, "x", [], {}, {"spec": []}, {"spec": {"devices": {"requests": [7, None]}}},
+           {"spec": {"devices": {"requests": [{"exactly": {"deviceClassName": contract.DRA_DRIVER, "count": "2"}}]}}},
+           {"spec": {"devices": {"requests": [{"exactly": {"deviceClassName": contract.DRA_DRIVER,
+                                                           "capacity": {"requests": {"memory": ["1Gi"]}}}}]}}},
+           {"spec": {"driver": contract.DRA_DRIVER, "nodeName": "n", "devices": [None, {"name": 3},
+                                                                                {"name": "d", "capacity": 5}]}}]
+
+
+@pytest.mark.parametrize("thing", GARBAGE)
+def test_garbage_is_a_reason_never_a_crash(thing):
+    demand, problem = claim_demand(thing)
+    assert demand is None
+    slice_devices(thing)
+    pod_claims(thing)
