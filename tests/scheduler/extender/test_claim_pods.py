@@ -10,6 +10,9 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from scheduler import contract
 from scheduler.core import Allocation
 from scheduler.extender.claim_pods import ClaimPods
@@ -203,3 +206,33 @@ def test_a_share_filter_waits_for_a_claim_pod_in_flight_and_sees_its_claim():
     waiter.join(5)
     assert answer["at"] >= bound_at
     assert answer["NodeNames"] == ["n2"] and "n1" in answer["FailedNodes"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+NAMES = st.sampled_from(["c", "d", "gpu", ""]) | JSON
+ENTRY = st.fixed_dictionaries({"name": NAMES}, optional={"resourceClaimName": NAMES,
+                                                         "resourceClaimTemplateName": NAMES})
+STATUS = st.fixed_dictionaries({"name": NAMES}, optional={"resourceClaimName": NAMES})
+REQUEST = st.fixed_dictionaries({"name": NAMES}, optional={"exactly": st.fixed_dictionaries(
+    {"deviceClassName": st.sampled_from([contract.DRA_DRIVER, "other"]) | JSON},
+    optional={"count": JSON | st.integers(-2, 100), "allocationMode": st.sampled_from(["All", "ExactCount"]) | JSON,
+              "capacity": st.fixed_dictionaries({"requests": st.fixed_dictionaries(
+                  {"memory": st.sampled_from(["20Gi", "0", "-1Gi", "2Ti", "1e400"]) | JSON})}) | JSON,
+              "adminAccess": JSON}), "firstAvailable": JSON})
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries=st.lists(ENTRY, max_size=3) | JSON, statuses=st.lists(STATUS, max_size=3) | JSON,
+       requests=st.lists(REQUEST, max_size=3) | JSON, allocated=st.booleans())
+def test_hostile_claims_and_pods_get_an_answer_never_a_crash(entries, statuses, requests, allocated):
+    c = claim("c", gpu=0 if allocated else None)
+    c["spec"]["devices"]["requests"] = requests
+    ext, _, cps, api = setup(c)
+    api.claims["c"] = c
+    p = pod()
+    p["spec"]["resourceClaims"], p["status"]["resourceClaimStatuses"] = entries, statuses
+    out = filtered(ext, p)
+    assert set(out.get("NodeNames") or []) | set(out.get("FailedNodes") or {}) == {"n1", "n2"}
+    cps.bind(p, "n1")  # a reason or None, never an exception
