@@ -298,7 +298,7 @@ class ClaimPods:
         """Before the Binding of `pod` (the API server's copy) to `node`: None where it uses no
         claim of ours or its claims check out (and are then counted); else the refusal."""
         names, problem = pod_claims(pod)
-        if problem:
+        if problem or not names:
             return problem
         meta = pod.get("metadata") or {}
         ns, uid = str(meta.get("namespace", "")), meta.get("uid")
@@ -324,6 +324,8 @@ class ClaimPods:
             if uid not in uids:
                 return f"ResourceClaim {ns}/{name} is not reserved for this pod"
             fresh.append((claim, held) if uids == {uid} else (claim, HeldClaim(held.key, held.node, ())))
+        if not fresh:
+            return None
         with self.live.lock:
             snap = self.live.snapshot()
             for _, held in fresh:
