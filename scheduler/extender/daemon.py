@@ -8,6 +8,7 @@ import socket
 import threading
 from typing import Any
 
+from scheduler.extender.claim_pods import ClaimPods
 from scheduler.extender.config import ExtenderConfig
 from scheduler.extender.leadership import Leadership
 from scheduler.extender.live import LiveState
@@ -20,6 +21,7 @@ from scheduler.kube.watch import Informer
 log = logging.getLogger(__name__)
 
 CLAIMS_PATH = "/apis/resource.k8s.io/v1/resourceclaims"
+SLICES_PATH = "/apis/resource.k8s.io/v1/resourceslices"
 
 # The informers' caches hold a few hundred thousand long-lived objects (pods, nodes). A
 # full garbage collection walks all of them: 5-10 ms, charged to whichever filter or
@@ -59,8 +61,13 @@ class ExtenderDaemon:
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
         # GPU memory kube-scheduler's DRA allocator gave claims of gpu.gpusched.io (docs/ownership.md)
         # optional: an API server before 1.34 serves no resource.k8s.io/v1, and then no claims exist
-        self.claims = Informer(self.api, CLAIMS_PATH, self.live.on_claim, on_relist=self.live.set_claims,
+        # through claim_pods: it also indexes what unallocated claims ask, for pods asking by claim
+        self.claim_pods = ClaimPods(self.live, self._get_claim)
+        self.claims = Informer(self.api, CLAIMS_PATH, self.claim_pods.on_claim, on_relist=self.claim_pods.set_claims,
                                name="resourceclaims", optional=True)
+        self.slices = Informer(self.api, SLICES_PATH, self.claim_pods.on_slice, on_relist=self.claim_pods.set_slices,
+                               params={"fieldSelector": "spec.driver=gpu.gpusched.io"}, name="resourceslices",
+                               optional=True)
         self.leadership: Leadership | None = None
         self.lease: Informer | None = None
         le = cfg.leader_election
@@ -73,7 +80,8 @@ class ExtenderDaemon:
                                   on_relist=self._leases_listed, name="lease")
         self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights,
                                  scheduler_name=cfg.scheduler_name,
-                                 may_act=self.leadership.may_act if self.leadership else _always)
+                                 may_act=self.leadership.may_act if self.leadership else _always,
+                                 claim_pods=self.claim_pods)
         host, port = cfg.listen
         # config.load sets both files or neither
         tls = (server_tls_context(cfg.tls_cert_file, cfg.tls_key_file, cfg.tls_client_ca_file)
@@ -111,10 +119,14 @@ class ExtenderDaemon:
     def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         return raw(self.api, "GET", namespaced_path("/api/v1", namespace, "pods", name))[1]
 
+    def _get_claim(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return raw(self.api, "GET", namespaced_path("/apis/resource.k8s.io/v1", namespace, "resourceclaims", name))[1]
+
     def run(self) -> None:
         self.nodes.start()
         self.pods.start()
         self.claims.start()
+        self.slices.start()
         if self.lease is not None:
             self.lease.start()
         threading.Thread(target=self.live.refresh_forever, args=(self.stop,), name="refresher", daemon=True).start()
@@ -140,6 +152,7 @@ class ExtenderDaemon:
         self.nodes.stop()
         self.pods.stop()
         self.claims.stop()
+        self.slices.stop()
         if self.lease is not None:
             self.lease.stop()
         self.http.shutdown()

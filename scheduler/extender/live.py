@@ -259,6 +259,10 @@ class LiveState:
             assumed = self._assumed.get(key)
             return assumed.node if assumed else None
 
+    def node_state(self, name: str) -> NodeState | None:
+        """What was read of a node (its report's GPUs by UUID): claim pods map devices with it."""
+        return self._nodes.get(name)
+
     @property
     def lock(self) -> threading.RLock:
         return self._lock

@@ -26,6 +26,7 @@ from scheduler import contract
 from scheduler.core import Allocation, RequestError, Weights, assign_gpus, filter_rows, parse_pod, score_rows
 from scheduler.core.row_memo import RowMemo
 from scheduler.extender import protocol
+from scheduler.extender.claim_pods import ClaimPods
 from scheduler.extender.http import BoundedHTTPServer, Limits, Request, Response
 from scheduler.extender.live import LiveState
 from scheduler.quantity import format_bytes
@@ -89,6 +90,7 @@ class Extender:
     # (may this extender answer now, why not): with leader election, only the leader's sidecar
     # once caught up, and a bind only while the Lease is fresh (scheduler/extender/leadership.py)
     may_act: Callable[[], tuple[bool, str]] = lambda: (True, "")
+    claim_pods: ClaimPods | None = None  # pods asking gpu.gpusched.io by ResourceClaim (claim_pods.py)
     _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
@@ -139,6 +141,7 @@ class Extender:
         limit = protocol.max_names(len(view.rows))
         args = protocol.parse_extender_args(body, view.rows, limit)
         key = args.pod_key
+        cp = self.claim_pods.pod(args.pod) if self.claim_pods else None
         try:
             req = parse_pod(args.pod)
         except RequestError as exc:
@@ -146,7 +149,7 @@ class Extender:
             # Unresolvable: preempting other pods cannot fix a bad annotation.
             return protocol.filter_result(args, view.rows, np.zeros(len(args.rows), bool), [],
                                           unresolvable=f"gpusched: {exc}")
-        if req.shared:
+        if req.shared or cp:
             # kube-scheduler counts nvidia.com/gpu itself, so whole-GPU pods cannot be
             # over-committed by a bind still in flight; memory shares it does not see.
             self._wait_for_inflight(key)
@@ -156,9 +159,10 @@ class Extender:
         view = now
         if req.gpu_pod:
             self.metrics.reads.labels("filter", "rows" if args.items else "decoded").inc()
-        ok, why = filter_rows(view.snapshot, req, args.rows, self.row_memo)
+        ok, why = (self.claim_pods.filter(view.snapshot, cp, args.rows) if self.claim_pods and cp
+                   else filter_rows(view.snapshot, req, args.rows, self.row_memo))
         answer = protocol.filter_result(args, view.rows, ok, why)
-        if req.gpu_pod:
+        if req.gpu_pod or cp:
             fit = bool(ok.any())
             self.metrics.decisions.labels("filter", "fit" if fit else "none").inc()
             if fit:
@@ -173,6 +177,8 @@ class Extender:
             req = parse_pod(args.pod)
         except RequestError:
             return b"[]"  # filter already refused it everywhere, with the reason
+        cp = self.claim_pods.pod(args.pod) if self.claim_pods else None
+        req = cp.request if cp and not cp.error else req  # scored like the share it asks
         if not req.gpu_pod:
             return b"[]"  # every host scores 0, and an absent host scores 0 (prioritize_result)
         self.metrics.reads.labels("prioritize", "rows" if args.items else "decoded").inc()
@@ -224,6 +230,11 @@ class Extender:
         except RequestError as exc:
             self.metrics.decisions.labels("bind", "bad-pod").inc()
             return f"gpusched: {exc}"
+        refused = self.claim_pods.bind(pod, b.node) if self.claim_pods else None  # counts its claims
+        if refused:
+            self.metrics.decisions.labels("bind", "claim").inc()
+            log.warning("bind %s to %s refused: %s", key, b.node, refused)
+            return f"gpusched: {refused}"
         annotations: dict[str, str] = {}
         alloc = None
         if req.gpu_pod:

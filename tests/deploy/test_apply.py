@@ -35,6 +35,7 @@ CAN_I = [
     (EXT, "create", "events", ALL, True, "Events on Nodes whose report it does not trust"),
     (EXT, "list", "resourceclaims.resource.k8s.io", ALL, True, "DRA allocations in the snapshot"),
     (EXT, "watch", "resourceclaims.resource.k8s.io", ALL, True, "DRA allocations in the snapshot"),
+    (EXT, "watch", "resourceslices.resource.k8s.io", ALL, True, "the devices a claim pod's allocator may pick"),
     (EXT, "create", "resourceslices.resource.k8s.io", ALL, False, "publishes no devices: the DRA plugin does"),
     (EXT, "update", "deviceclasses.resource.k8s.io", ALL, False, "the chart's DeviceClass is the admin's"),
     (EXT, "get", "secrets", ALL, False, "no credentials"),

@@ -214,7 +214,8 @@ def test_the_extender_reads_resource_claims_and_writes_none(helm):
     role = by(template(helm), "ClusterRole", "gpusched-extender")
     dra = [r for r in role["rules"] if "resource.k8s.io" in r["apiGroups"]]
     assert dra == [{"apiGroups": ["resource.k8s.io"], "resources": ["resourceclaims"],
-                    "verbs": ["get", "list", "watch"]}]
+                    "verbs": ["get", "list", "watch"]},
+                   {"apiGroups": ["resource.k8s.io"], "resources": ["resourceslices"], "verbs": ["list", "watch"]}]
 
 
 def test_bad_leader_election_timings_are_refused(helm):

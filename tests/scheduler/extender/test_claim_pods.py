@@ -1,0 +1,238 @@
+"""Claim pods (pods of the gpusched profile asking gpu.gpusched.io by ResourceClaim) through
+the extender's verbs, beside annotation shares on one node of two 80 GiB GPUs: filter refuses
+the node while the allocator could pick a GPU holding shares, bind refuses an allocation
+that over-commits a GPU in gpusched's records and counts one that does not, with no gpu-ids
+annotation. The API server's part is played by dicts (the real one: test_claim_share_race.py)."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timezone
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from scheduler import contract
+from scheduler.core import Allocation
+from scheduler.extender.claim_pods import ClaimPods
+from scheduler.extender.live import LiveState
+from scheduler.extender.server import Extender, describe_node
+from scheduler.nodeinfo import GPU, NodeReport, annotations_for
+
+GiB = 2**30
+CAP = 80 * GiB
+NOW = datetime(2026, 12, 6, 6, 0, tzinfo=timezone.utc)
+
+
+def uuid(i: int) -> str:
+    return f"GPU-00000001-0000-0000-0000-{i:012x}"
+
+
+def node(name: str) -> dict:
+    report = NodeReport(gpus=tuple(GPU(i, uuid(i), CAP, 0) for i in range(2)), reported_at=NOW)
+    res = {contract.GPU_RESOURCE: "2"}
+    return {"metadata": {"name": name, "annotations": annotations_for(report)},
+            "status": {"allocatable": res, "capacity": res}}
+
+
+def rslice(name: str) -> dict:
+    return {"metadata": {"name": f"{name}-{contract.DRA_DRIVER}"},
+            "spec": {"driver": contract.DRA_DRIVER, "nodeName": name, "pool": {"name": name},
+                     "devices": [{"name": uuid(i).lower(), "allowMultipleAllocations": True,
+                                  "capacity": {"memory": {"value": str(CAP)}}} for i in range(2)]}}
+
+
+def claim(name: str, memory: str = "20Gi", gpu: int | None = None, node_name: str = "n1", rv: int = 1,
+          reserved: tuple[str, ...] = ("uid-p",)) -> dict:
+    c: dict = {"metadata": {"namespace": "ns", "name": name, "resourceVersion": str(rv)},
+               "spec": {"devices": {"requests": [{"name": "gpu", "exactly": {
+                   "deviceClassName": contract.DRA_DRIVER, "capacity": {"requests": {"memory": memory}}}}]}}}
+    if gpu is not None:
+        c["status"] = {"reservedFor": [{"resource": "pods", "name": "p", "uid": u} for u in reserved],
+                       "allocation": {"devices": {"results": [{
+                           "request": "gpu", "driver": contract.DRA_DRIVER, "pool": node_name,
+                           "device": uuid(gpu).lower(), "consumedCapacity": {"memory": memory}}]},
+                           "nodeSelector": {"nodeSelectorTerms": [{"matchFields": [
+                               {"key": "metadata.name", "operator": "In", "values": [node_name]}]}]}}}
+    return c
+
+
+def pod(name: str = "p", claim_name: str = "c") -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+            "spec": {"schedulerName": contract.SCHEDULER_NAME, "containers": [{"name": "s"}],
+                     "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "t"}]},
+            "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": claim_name}]}}
+
+
+class Api:
+    def __init__(self) -> None:
+        self.claims: dict[str, dict] = {}
+        self.binds: list[tuple[str, str, dict]] = []
+
+    def get_claim(self, namespace: str, name: str) -> dict | None:
+        return self.claims.get(name)
+
+    def get_pod(self, namespace: str, name: str) -> dict:
+        return pod(name)
+
+    def binder(self, namespace, name, uid, node, annotations) -> None:
+        self.binds.append((name, node, annotations))
+
+
+def setup(*claims: dict) -> tuple[Extender, LiveState, ClaimPods, Api]:
+    live = LiveState(stale_after_s=10**9)
+    live.set_nodes([node("n1"), node("n2")])
+    api = Api()
+    cps = ClaimPods(live, api.get_claim)
+    cps.set_slices([rslice("n1"), rslice("n2")])
+    cps.set_claims(list(claims))
+    ext = Extender(live=live, binder=api.binder, get_pod=api.get_pod, claim_pods=cps)
+    return ext, live, cps, api
+
+
+def share(live: LiveState, gpu: int, gib: int, node_name: str = "n1") -> None:
+    live.assume(node_name, Allocation(f"ns/share-{gpu}", (gpu,), gib * GiB, False))
+
+
+def filtered(ext: Extender, p: dict) -> dict:
+    return json.loads(ext.filter(json.dumps({"Pod": p, "NodeNames": ["n1", "n2"]}).encode()))
+
+
+def bind(ext: Extender, node_name: str = "n1") -> str:
+    return json.loads(ext.bind(json.dumps({"PodName": "p", "PodNamespace": "ns", "PodUID": "uid-p",
+                                           "Node": node_name}).encode()))["Error"]
+
+
+def committed_mib(live: LiveState, node_name: str = "n1") -> list[int]:
+    return [g["committedMiB"] for g in describe_node(live.snapshot(), node_name)["gpus"]]
+
+
+def test_filter_refuses_a_node_where_the_allocator_could_pick_a_gpu_of_shares():
+    ext, live, _, _ = setup(claim("c"))
+    share(live, 1, 70)  # GPU 1: 80 to the allocator, 10 free to gpusched; 20Gi could land there
+    out = filtered(ext, pod())
+    assert out["NodeNames"] == ["n2"]
+    assert out["FailedNodes"]["n1"] == (
+        f"gpusched: kube-scheduler's allocator could give 20Gi device {uuid(1).lower()} (GPU 1) (80Gi free to it), "
+        "but only 10Gi is free after gpusched's annotation shares")
+    assert "ns/p" in ext._inflight  # a share's filter waits for this pod's bind
+
+
+def test_a_gpu_the_allocator_sees_full_is_no_candidate():
+    # another claim holds 70Gi of GPU 1: to the allocator 10Gi free, so a 20Gi claim can only get GPU 0
+    ext, live, _, _ = setup(claim("c"), claim("other", "70Gi", gpu=1, reserved=("uid-x",)))
+    share(live, 0, 50)  # GPU 0: 30 free to gpusched, 80 to the allocator: 20 fits either way
+    assert filtered(ext, pod())["NodeNames"] == ["n1", "n2"]
+    share(live, 0, 70)  # now 10 free on GPU 0, the only candidate
+    assert "GPU 0" in filtered(ext, pod())["FailedNodes"]["n1"]
+
+
+def test_bind_counts_the_claim_and_writes_no_gpu_ids():
+    ext, live, cps, api = setup(claim("c"))
+    share(live, 1, 70)
+    api.claims["c"] = claim("c", gpu=0, rv=5)  # PreBind's write, not yet in the watch
+    assert bind(ext) == ""
+    assert api.binds == [("p", "n1", {})]
+    assert committed_mib(live) == [20 * 1024, 70 * 1024]
+    # the watch delivers the claim's older, unallocated version late: still counted
+    cps.on_claim("MODIFIED", claim("c", rv=4))
+    assert committed_mib(live) == [20 * 1024, 70 * 1024]
+    cps.on_claim("MODIFIED", claim("c", gpu=0, rv=5))
+    cps.on_claim("DELETED", claim("c", gpu=0, rv=6))
+    assert committed_mib(live) == [0, 70 * 1024]
+
+
+def test_bind_refuses_what_the_records_cannot_hold():
+    ext, live, _, api = setup(claim("c"))
+    share(live, 1, 70)
+    api.claims["c"] = claim("c", gpu=1)  # 70 + 20 > 80
+    assert bind(ext) == ("gpusched: kube-scheduler's allocator gave ResourceClaim ns/c what gpusched's records hold "
+                         "on n1: GPU 1 holds 70Gi of 80Gi for others, the claim consumes 20Gi; kube-scheduler "
+                         "retries the pod")
+    api.claims["c"] = claim("c")
+    assert bind(ext) == "gpusched: ResourceClaim ns/c is not allocated a gpu.gpusched.io device"
+    api.claims["c"] = claim("c", gpu=0, node_name="n2")
+    assert bind(ext) == "gpusched: ResourceClaim ns/c is allocated on n2, not n1"
+    api.claims["c"] = claim("c", gpu=0, reserved=("uid-x",))
+    assert bind(ext) == "gpusched: ResourceClaim ns/c is not reserved for this pod"
+    del api.claims["c"]
+    assert bind(ext) == "gpusched: ResourceClaim ns/c does not exist"
+    assert api.binds == [] and committed_mib(live) == [0, 70 * 1024]
+
+
+def test_an_allocated_claim_over_shares_fails_filter_so_kube_scheduler_deallocates_it():
+    """After a refused bind the claim stays allocated (Unreserve only clears reservedFor); the
+    filter then refuses its node, and kube-scheduler's PostFilter deallocates it."""
+    ext, live, _, _ = setup(claim("c", gpu=1, reserved=()))
+    share(live, 1, 70)
+    out = filtered(ext, pod())
+    assert out.get("NodeNames") in (None, [])
+    assert out["FailedNodes"] == {"n1": "gpusched: ns/c on n1: GPU 1 holds 70Gi of 80Gi for others, the claim "
+                                        "consumes 20Gi", "n2": "gpusched: ns/c is allocated on n1"}
+
+
+def test_unknown_claims_and_mixed_asks_are_refused_with_reasons():
+    ext, _, cps, _ = setup()
+    assert filtered(ext, pod())["FailedNodes"]["n1"] == "gpusched: ResourceClaim ns/c not seen yet; retrying"
+    cps.on_claim("ADDED", claim("c"))
+    p = pod()
+    p["metadata"]["annotations"] = {contract.GPU_MEMORY: "10Gi"}
+    assert "both by ResourceClaim" in filtered(ext, p)["FailedNodes"]["n1"]
+    other = claim("c")
+    other["spec"]["devices"]["requests"][0]["exactly"]["deviceClassName"] = "gpu.nvidia.com"
+    cps.on_claim("MODIFIED", other)
+    assert cps.pod(pod()) is None  # another driver's claim: not ours to place
+
+
+def test_a_share_filter_waits_for_a_claim_pod_in_flight_and_sees_its_claim():
+    """GPU 1 holds a 60Gi share. A 20Gi claim pod passes filter (any GPU the allocator picks has
+    20Gi free to gpusched); the allocator gives it GPU 0. A 70Gi share's filter made meanwhile
+    waits for the claim pod's bind, then sees GPU 0 with 60Gi free, GPU 1 with 20Gi: no room."""
+    ext, live, _, api = setup(claim("c"))
+    share(live, 1, 60)
+    assert "n1" in filtered(ext, pod())["NodeNames"]
+    big = {"metadata": {"name": "big", "namespace": "ns", "uid": "uid-big",
+                        "annotations": {contract.GPU_MEMORY: "70Gi"}},
+           "spec": {"schedulerName": contract.SCHEDULER_NAME, "containers": [{"name": "s"}]}}
+    answer: dict = {}
+    waiter = threading.Thread(target=lambda: answer.update(filtered(ext, big), at=time.monotonic()))
+    waiter.start()
+    time.sleep(0.2)
+    assert not answer  # still waiting for the claim pod's bind
+    api.claims["c"] = claim("c", gpu=0)  # kube-scheduler's PreBind
+    bound_at = time.monotonic()
+    assert bind(ext) == ""
+    waiter.join(5)
+    assert answer["at"] >= bound_at
+    assert answer["NodeNames"] == ["n2"] and "n1" in answer["FailedNodes"]
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+NAMES = st.sampled_from(["c", "d", "gpu", ""]) | JSON
+ENTRY = st.fixed_dictionaries({"name": NAMES}, optional={"resourceClaimName": NAMES,
+                                                         "resourceClaimTemplateName": NAMES})
+STATUS = st.fixed_dictionaries({"name": NAMES}, optional={"resourceClaimName": NAMES})
+REQUEST = st.fixed_dictionaries({"name": NAMES}, optional={"exactly": st.fixed_dictionaries(
+    {"deviceClassName": st.sampled_from([contract.DRA_DRIVER, "other"]) | JSON},
+    optional={"count": JSON | st.integers(-2, 100), "allocationMode": st.sampled_from(["All", "ExactCount"]) | JSON,
+              "capacity": st.fixed_dictionaries({"requests": st.fixed_dictionaries(
+                  {"memory": st.sampled_from(["20Gi", "0", "-1Gi", "2Ti", "1e400"]) | JSON})}) | JSON,
+              "adminAccess": JSON}), "firstAvailable": JSON})
+
+
+@settings(max_examples=300, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(entries=st.lists(ENTRY, max_size=3) | JSON, statuses=st.lists(STATUS, max_size=3) | JSON,
+       requests=st.lists(REQUEST, max_size=3) | JSON, allocated=st.booleans())
+def test_hostile_claims_and_pods_get_an_answer_never_a_crash(entries, statuses, requests, allocated):
+    c = claim("c", gpu=0 if allocated else None)
+    c["spec"]["devices"]["requests"] = requests
+    ext, _, cps, api = setup(c)
+    api.claims["c"] = c
+    p = pod()
+    p["spec"]["resourceClaims"], p["status"]["resourceClaimStatuses"] = entries, statuses
+    out = filtered(ext, p)
+    assert set(out.get("NodeNames") or []) | set(out.get("FailedNodes") or {}) == {"n1", "n2"}
+    cps.bind(p, "n1")  # a reason or None, never an exception
