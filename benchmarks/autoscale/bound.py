@@ -37,7 +37,8 @@ their bounds add):
    GPU-seconds are at least each of sum(prompt)/prefill_tps,
    sum(output)/(max_batch x decode_rate(max_batch)), sum(s_i)/max_batch and
    sum(min(tokens_i, kv) x s_i)/kv (``work_terms``), over the requests that must finish
-   before the trace's end (GPU time is counted to the last arrival), less the m largest
+   before the trace's end (GPU time is counted to the last arrival) and arrive after
+   the simulator's first second (whose GPU time it does not count), less the m largest
    terms.
 6. **Bursts: slots turn over only as requests finish** (``burst_cost``). Take a window
    [t0, t1]; the N requests arriving in [t0, t1 - W] must all start in it. Say J
@@ -67,8 +68,11 @@ slots absorb a burst, and step 6 credits the cheapest requests with finishing fi
 (the server shares prefill among everything it runs), so on the Azure traces at batch
 32 the work term binds and the oracle stays 3-4x above it; steps 5 and 6 are not added
 because a replica loaded before a window may have done step 5's work in the cold start
-step 6 charges. With one request at a time, step 6 binds (a burst needs a replica per
-request started, each loaded a cold start ahead).
+step 6 charges. (Tried: adding them, each window charged its fewest replicas' cold
+starts less all the work that could be pending before it, a request being done by
+a + W + its service at the full batch: azure-code 1.49 -> 1.53 GPU-h for 10 s more per
+trace, left out.) With one request at a time, step 6 binds (a burst needs a replica
+per request started, each loaded a cold start ahead).
 """
 from __future__ import annotations
 
@@ -173,6 +177,20 @@ def work_terms(load: Load, service: ServiceModel) -> np.ndarray:
                      share * s], axis=1).reshape(-1, 4)
 
 
+def _burst(terms: np.ndarray, batch: int, cold_s: float, length: float, counts: np.ndarray) -> np.ndarray:
+    """Step 6's least cost for each n in ``counts``."""
+    n_all = len(terms)
+    if n_all == 0:
+        return np.zeros(len(counts))
+    prefix = np.concatenate([np.zeros((1, terms.shape[1])), np.cumsum(np.sort(terms, axis=0), axis=0)]).max(axis=1)
+    js = np.arange(1, -(-n_all // batch) + 1)
+    need = prefix[np.maximum(0, counts[:, None] - batch * js[None, :])]
+    ok = js[None, :] * length >= need - 1e-9
+    # J = ceil(n / batch) needs no loaded time at all, so each n has a feasible J; n = 0 costs nothing
+    cost = np.where(ok, js[None, :] * cold_s + need, np.inf).min(axis=1)
+    return np.where(counts > 0, cost, 0.0)
+
+
 def burst_cost(terms: np.ndarray, batch: int, cold_s: float, length: float,
                counts: Sequence[int] | None = None) -> np.ndarray:
     """Step 6 for one window of ``length`` seconds whose ``terms`` (work_terms rows) are
@@ -181,95 +199,96 @@ def burst_cost(terms: np.ndarray, batch: int, cold_s: float, length: float,
     J x cold_s + P(n - batch x J), over the J whose loaded time (at most J x length) can
     hold P(n - batch x J); P(k) = the largest over the columns of the sum of the k
     smallest values."""
-    n_all = len(terms)
-    ns = np.asarray([n_all] if counts is None else counts, dtype=np.int64)
-    if n_all == 0:
-        return np.zeros(len(ns))
-    prefix = np.concatenate([np.zeros((1, terms.shape[1])), np.cumsum(np.sort(terms, axis=0), axis=0)]).max(axis=1)
-    js = np.arange(1, -(-n_all // batch) + 1)
-    need = prefix[np.maximum(0, ns[:, None] - batch * js[None, :])]
-    cost = np.where(js[None, :] * length >= need - 1e-9, js[None, :] * cold_s + need, np.inf)
-    # J = ceil(n / batch) needs no loaded time at all, so each n has a feasible J; n = 0 costs nothing
-    return np.where(ns > 0, cost.min(axis=1), 0.0)
+    ns = np.asarray([len(terms)] if counts is None else counts, dtype=np.int64)
+    return _burst(terms, batch, cold_s, length, ns)
 
 
 BURST_EXTRA_S: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 89.0)  # window lengths beyond W
-# prices of one miss for step 6's allowance, in cold starts (a Lagrangian): the bound is the best
+# prices of one miss for step 6's allowance, in cold starts (a Lagrangian): the best is taken
 MISS_PRICES: Final = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0)
+_DROPS: Final = 12  # misses grid points per window: 0, 1, 2, 4, ..., at most m (2^10 > any m on a grid of 12)
 
 
 @dataclass(frozen=True)
-class Window:
-    """One candidate window of step 6: it ends at ``t1`` and, with the cold start before
-    it, begins at ``start``; ``drops`` x_0 = 0 < x_1 < ... < x_K <= m and ``cost`` the
-    least cost when x_{k+1} - 1 of its requests are missed (x_K for the last)."""
+class Windows:
+    """Step 6's candidate windows of one model, one row each: it ends at ``t1`` and,
+    with the cold start before it, begins at ``start``; ``drops`` x_0 = 0 < x_1 < ...
+    <= m (padded with the last), and per x_k the cost when x_{k+1} - 1 of its requests
+    are missed (x_K for the last): for x in [x_k, x_{k+1}) the cost is at least that
+    (fewer requests never cost more) and the miss price at least price x x_k."""
 
-    t1: int
-    start: float
+    t1: np.ndarray
+    start: np.ndarray
     drops: np.ndarray
     cost: np.ndarray
 
-    def priced(self, price: float) -> float:
-        """min over misses x of cost(N - x) + price x: x in [x_k, x_{k+1}) costs at
-        least cost(N - x_{k+1} + 1) (fewer requests never cost more) + price x_k."""
-        return float(np.min(self.cost + price * self.drops))
+    def priced(self, price: float) -> np.ndarray:
+        """Step 6 per window: min over misses x of cost(N - x) + price x."""
+        return np.min(self.cost + price * self.drops, axis=1)
 
 
-def _drops(n: int, m: int) -> np.ndarray:
-    top = min(n, m)
+def _drops(top: int) -> np.ndarray:
+    """0, 1, 2, 4, ... below ``top``, then ``top``, padded with it to _DROPS points."""
     x = [0] + [1 << k for k in range(top.bit_length()) if (1 << k) < top] + ([top] if top > 0 else [])
-    return np.unique(np.asarray(x, dtype=np.int64))
+    return np.asarray(x + [x[-1]] * (_DROPS - len(x)), dtype=np.int64)
 
 
 def burst_windows(arrival: np.ndarray, terms: np.ndarray, batch: int, wait_s: float, cold_s: float,
-                  until: float, misses: int, extra_s: Sequence[float] = BURST_EXTRA_S) -> list[Window]:
+                  until: float, misses: int, extra_s: Sequence[float] = BURST_EXTRA_S) -> Windows:
     """Step 6's candidate windows of one model: (t1 - length - cold_s, t1], t1 whole
     seconds, lengths W + ``extra_s``, within [1, until] (the simulator counts GPU time
     from the end of its first second to the last arrival), each with the requests that
     arrive in [t1 - length, t1 - W]."""
-    out: list[Window] = []
-    for t1 in range(1, int(math.floor(until)) + 1):
-        for extra in extra_s:
-            length = wait_s + extra
-            t0 = t1 - length
-            if t0 - cold_s < 1.0:
-                continue
-            lo = int(np.searchsorted(arrival, t0, side="left"))
-            hi = int(np.searchsorted(arrival, t1 - wait_s, side="right"))
-            if hi <= lo:
-                continue
-            n = hi - lo
-            x = _drops(n, misses)
-            counts = np.r_[n - x[1:] + 1, n - x[-1]] if len(x) > 1 else np.array([n])
-            out.append(Window(t1, t0 - cold_s, x, burst_cost(terms[lo:hi], batch, cold_s, length, counts)))
-    return out
+    t1s = np.arange(1, int(math.floor(until)) + 1, dtype=float)
+    lengths = wait_s + np.asarray(extra_s, dtype=float)
+    t1 = np.repeat(t1s, len(lengths))
+    t0 = t1 - np.tile(lengths, len(t1s))
+    lo = np.searchsorted(arrival, t0, side="left")
+    hi = np.searchsorted(arrival, t1 - wait_s, side="right")
+    keep = (t0 - cold_s >= 1.0) & (hi > lo)
+    t1, t0, lo, hi = t1[keep], t0[keep], lo[keep], hi[keep]
+    drops = np.zeros((len(t1), _DROPS), dtype=np.int64)
+    cost = np.zeros((len(t1), _DROPS))
+    grids: dict[int, np.ndarray] = {}
+    for i in range(len(t1)):
+        n = int(hi[i] - lo[i])
+        top = min(n, misses)
+        x = grids.get(top)
+        if x is None:
+            x = grids[top] = _drops(top)
+        counts = np.concatenate([n - x[1:] + 1, [n - x[-1]]])
+        drops[i] = x
+        cost[i] = _burst(terms[lo[i]:hi[i]], batch, cold_s, float(t1[i] - t0[i]), counts)
+    return Windows(t1, t0 - cold_s, drops.astype(float), cost)
 
 
-def disjoint_best(windows: Sequence[Window], price: float, until: float) -> float:
-    """The most that disjoint windows add up to, each at ``priced(price)``: dynamic
-    programming over their ends."""
+def disjoint_best(w: Windows, values: np.ndarray, until: float) -> float:
+    """The most that windows whose (start, t1] are disjoint add up to, window i worth
+    ``values[i]``: dynamic programming over their ends."""
     last = int(math.floor(until))
     best = np.zeros(last + 1)
-    by_end: dict[int, list[Window]] = {}
-    for w in windows:
-        by_end.setdefault(w.t1, []).append(w)
+    ends = w.t1.astype(np.int64)
+    starts = np.floor(w.start).astype(np.int64)
+    order = np.argsort(ends, kind="stable")
+    i = 0
     for t1 in range(1, last + 1):
         v = best[t1 - 1]
-        for w in by_end.get(t1, ()):
-            v = max(v, best[int(math.floor(w.start))] + w.priced(price))
+        while i < len(order) and ends[order[i]] == t1:
+            j = order[i]
+            v = max(v, best[starts[j]] + values[j])
+            i += 1
         best[t1] = v
     return float(best[last])
 
 
-def burst_bound(per_model: Sequence[Sequence[Window]], misses: int, until: float,
-                prices: Sequence[float]) -> float:
+def burst_bound(per_model: Sequence[Windows], misses: int, until: float, prices: Sequence[float]) -> float:
     """Step 6 over every model: max over prices p of (sum over models of the best
     disjoint windows, each window's misses priced at p) - p x misses. For any p and any
     way the m misses fall, a window's cost is at least its priced cost less p per miss
     in it (weak duality), so each p gives a bound."""
     best = 0.0
     for p in prices:
-        best = max(best, sum(disjoint_best(ws, p, until) for ws in per_model) - p * misses)
+        best = max(best, sum(disjoint_best(w, w.priced(p), until) for w in per_model) - p * misses)
     return best
 
 
@@ -280,13 +299,12 @@ def lower_bound(loads: Sequence[Load], service: ServiceModel, wait_s: float, col
     if wait_s < 0 or cold_s < 0 or not 0 < percentile <= 1:
         raise ValueError(f"wait_s {wait_s}, cold_s {cold_s} must be >= 0 and percentile {percentile} in (0, 1]")
     b = service.max_batch
-    decode_max = b * service.decode_rate(b)
     n_all = sum(len(x.arrival) for x in loads)
     m = math.floor((1.0 - percentile) * n_all + 1e-9)
     conc, peak = 0.0, 0
     savings: list[np.ndarray] = []
-    prefill, decode, slots, kv_s = [], [], [], []
-    windows: list[list[Window]] = []
+    done_terms: list[np.ndarray] = []
+    windows: list[Windows] = []
     for x in loads:
         terms = work_terms(x, service)
         windows.append(burst_windows(x.arrival, terms, b, wait_s, cold_s, until, m))
@@ -298,18 +316,15 @@ def lower_bound(loads: Sequence[Load], service: ServiceModel, wait_s: float, col
         length = np.clip(np.minimum(ends, until) - starts, 0.0, None)
         savings.append(np.where(length > 0, length + cold_s, 0.0))
         # step 5 counts a request only if even the slowest service ends by ``until``:
-        # admitted by a + W, prefill shared by max_batch, decode at the full batch
+        # admitted by a + W, prefill shared by max_batch, decode at the full batch; and
+        # only from 1 s on (the simulator counts GPU time from its first whole second)
         slowest = x.arrival + wait_s + x.prompt * b / service.prefill_tps + x.output / service.decode_rate(b)
-        done = slowest <= until
-        prefill.append(x.prompt[done] / service.prefill_tps)
-        decode.append(x.output[done] / decode_max)
-        slots.append(s[done] / b)
-        kv_s.append(terms[done, 3])
+        done = (slowest <= until) & (x.arrival >= 1.0)
+        done_terms.append(terms[done])
     allowance = _top(np.concatenate(savings) if savings else np.zeros(0), m)
-    work = 0.0
-    for parts in (prefill, decode, slots, kv_s):
-        v = np.concatenate(parts) if parts else np.zeros(0)
-        work = max(work, float(v.sum()) - _top(v, m))
+    done_all = np.concatenate(done_terms) if done_terms else np.zeros((0, 4))
+    net = [float(done_all[:, c].sum()) - _top(done_all[:, c], m) for c in range(4)]
+    work = max(net + [0.0])
     burst = burst_bound(windows, m, until, [cold_s * p for p in MISS_PRICES])
     total = max(conc - allowance, work, burst, 0.0)
     return Bound(gpu_hours=total / 3600.0, concurrency_h=conc / 3600.0, work_h=work / 3600.0,
@@ -325,5 +340,5 @@ def _top(v: np.ndarray, m: int) -> float:
     return float(np.partition(v, len(v) - m)[len(v) - m:].sum())
 
 
-__all__ = ["Bound", "Load", "Window", "burst_bound", "burst_cost", "burst_windows", "disjoint_best", "layer_cost", "lower_bound", "min_service_s",
-           "required_replicas", "work_terms"]
+__all__ = ["Bound", "Load", "Windows", "burst_bound", "burst_cost", "burst_windows", "disjoint_best", "layer_cost",
+           "lower_bound", "min_service_s", "required_replicas", "work_terms"]

@@ -34,8 +34,12 @@ def load(arrivals, outputs, prompts=None) -> Load:
     ([100, 105], [20, 20], 1, 30, 300, 1.0, 96),
     # the same with batch 2: one layer, 23 + 30 = 53
     ([100, 105], [20, 20], 2, 30, 300, 1.0, 53),
-    # a 2 s request with W 2 need not run past its wait: no concurrency; work: 2 s of slot time
-    ([0], [2], 1, 5, 300, 1.0, 2),
+    # a 2 s request with W 2 need not run past its wait: no concurrency; arriving in the first
+    # second, whose GPU time the simulator does not count, it needs no work either
+    ([0], [2], 1, 5, 300, 1.0, 0),
+    # at 10 s: 2 s of slot time, but the replica that starts it was held a cold start (5 s)
+    # before it was loaded (step 6, one replica, nothing left to finish): 5
+    ([10], [2], 1, 5, 300, 1.0, 5),
     # 99th percentile over two requests allows no miss (floor(0.02) = 0); 50% allows one:
     # 76 - max(|I| + C) = 76 - (8 + 30) = 38 (work: 20 - 10 = 10)
     ([100, 200], [10, 10], 1, 30, 300, 0.99, 76),
@@ -60,12 +64,12 @@ def test_kv_cache_counts_a_replica_per_cache_full():
 
 
 def test_work_term_uses_the_full_batch_throughput():
-    # 64 one-token requests at 0, W 2: none must run past its wait; batch 32 without slowdown decodes
-    # 32 tok/s: 64 / 32 = 2 s; slot time 64 x 1 s / 32 = 2 s
-    b = lower_bound([load([0] * 64, [1] * 64)], svc(32), 2.0, 5.0, 100.0, 1.0)
+    # 64 one-token requests at 1 s, W 2: none must run past its wait; batch 32 without slowdown
+    # decodes 32 tok/s: 64 / 32 = 2 s; slot time 64 x 1 s / 32 = 2 s (no burst window fits before them)
+    b = lower_bound([load([1] * 64, [1] * 64)], svc(32), 2.0, 5.0, 100.0, 1.0)
     assert b.gpu_hours * 3600 == pytest.approx(2.0) and b.binding == "work"
     # with slowdown 0.5 the full batch decodes 32 / (1 + 0.5 x 31) = 1.94 tok/s: 64 / 1.94 = 33 s
-    b = lower_bound([load([0] * 64, [1] * 64)], svc(32, slowdown=0.5), 2.0, 5.0, 100.0, 1.0)
+    b = lower_bound([load([1] * 64, [1] * 64)], svc(32, slowdown=0.5), 2.0, 5.0, 100.0, 1.0)
     assert b.gpu_hours * 3600 == pytest.approx(64 / (32 / 16.5))
 
 
