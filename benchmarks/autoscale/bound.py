@@ -206,7 +206,6 @@ def burst_cost(terms: np.ndarray, batch: int, cold_s: float, length: float,
 BURST_EXTRA_S: Final = (1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 21.0, 34.0, 55.0, 89.0)  # window lengths beyond W
 # prices of one miss for step 6's allowance, in cold starts (a Lagrangian): the best is taken
 MISS_PRICES: Final = (1 / 64, 1 / 32, 1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0, 2.0)
-_DROPS: Final = 12  # misses grid points per window: 0, 1, 2, 4, ..., at most m (2^10 > any m on a grid of 12)
 
 
 @dataclass(frozen=True)
@@ -227,10 +226,10 @@ class Windows:
         return np.min(self.cost + price * self.drops, axis=1)
 
 
-def _drops(top: int) -> np.ndarray:
-    """0, 1, 2, 4, ... below ``top``, then ``top``, padded with it to _DROPS points."""
+def _drops(top: int, width: int = 0) -> np.ndarray:
+    """0, 1, 2, 4, ... below ``top``, then ``top``, padded with it to ``width`` points."""
     x = [0] + [1 << k for k in range(top.bit_length()) if (1 << k) < top] + ([top] if top > 0 else [])
-    return np.asarray(x + [x[-1]] * (_DROPS - len(x)), dtype=np.int64)
+    return np.asarray(x + [x[-1]] * (width - len(x)), dtype=np.int64)
 
 
 def burst_windows(arrival: np.ndarray, terms: np.ndarray, batch: int, wait_s: float, cold_s: float,
@@ -247,15 +246,16 @@ def burst_windows(arrival: np.ndarray, terms: np.ndarray, batch: int, wait_s: fl
     hi = np.searchsorted(arrival, t1 - wait_s, side="right")
     keep = (t0 - cold_s >= 1.0) & (hi > lo)
     t1, t0, lo, hi = t1[keep], t0[keep], lo[keep], hi[keep]
-    drops = np.zeros((len(t1), _DROPS), dtype=np.int64)
-    cost = np.zeros((len(t1), _DROPS))
+    width = len(_drops(misses))  # the grid of a window never has more points than that of all m misses
+    drops = np.zeros((len(t1), width), dtype=np.int64)
+    cost = np.zeros((len(t1), width))
     grids: dict[int, np.ndarray] = {}
     for i in range(len(t1)):
         n = int(hi[i] - lo[i])
         top = min(n, misses)
         x = grids.get(top)
         if x is None:
-            x = grids[top] = _drops(top)
+            x = grids[top] = _drops(top, width)
         counts = np.concatenate([n - x[1:] + 1, [n - x[-1]]])
         drops[i] = x
         cost[i] = _burst(terms[lo[i]:hi[i]], batch, cold_s, float(t1[i] - t0[i]), counts)

@@ -192,3 +192,14 @@ def test_burst_windows_need_a_cold_start_inside_the_counted_time():
     # window holds it and the work term is left (GPU time from 0 holds replicas loaded for free)
     b = lower_bound([load([5 + 0.1 * k for k in range(10)], [2] * 10)], svc(1), 2.0, 10.0, 40.0, 1.0)
     assert b.burst_h == 0 and b.gpu_hours * 3600 == pytest.approx(20.0)
+
+
+def test_many_allowed_misses_fit_the_windows_grid():
+    # 5,000 requests in one second, 50% allowed to miss: 2,500 misses, a grid of 14 points
+    # (0, 1, 2, ..., 2048, 2500), wider than a small trace's
+    from benchmarks.autoscale.bound import burst_windows, work_terms
+    x = load([30.0] * 5000, [2] * 5000)
+    w = burst_windows(x.arrival, work_terms(x, svc()), 1, 2.0, 10.0, 60.0, 2500)
+    assert w.drops.shape[1] == 14 and w.drops[:, -1].max() == 2500
+    b = lower_bound([x], svc(), 2.0, 10.0, 60.0, 0.5)
+    assert b.misses_allowed == 2500 and b.gpu_hours > 0
