@@ -15,6 +15,9 @@ load (desired = ceil(ready * value / target)), which is then compared with
 
 Rules, each giving a recommendation with its arithmetic:
 1. one HPA-style ratio per signal, with tolerance (hold when |ratio - 1| <= tolerance);
+   with an SLO, a queueDepth target is at most queueWaitSeconds x mu, the queue a
+   replica empties within the wait bound (queue_target; a larger one lets a burst
+   wait past the SLO before the signal asks for a replica);
 2. queueing (when ``spec.slo`` is set): the fewest replicas c such that utilisation
    lambda/(c mu) <= slo.targetUtilization and P(wait > bound) <= 1 - slo.percentile,
    with arrival rate lambda and service rate mu per replica. A replica runs up to
@@ -62,7 +65,7 @@ first demotes serving pods into the pool while it is below its size (``demote``)
 deletes the rest; the actuator refills the pool to ``warm``.
 
 ``decide`` runs all this as named phases, each a pure function with its own tests:
-signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
+queue_target, signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
 split_recommendations, held_recommendations, stabilise, panic_mode, rate_limit,
 panic_floor, clamp, scale_to_zero, warm_size, warm_pool, next_state.
 
@@ -295,6 +298,21 @@ def _ratio_rule(sig: SignalSpec, value: float, obs: Observation, tol: float) -> 
     return Recommendation(f"signal:{sig.name}", raw, f"{head} over {ready} ready -> {arith}")
 
 
+def queue_target(sig: SignalSpec, spec: AutoscalerSpec, obs: Observation) -> tuple[SignalSpec, str]:
+    """A queueDepth target no larger than the queue the SLO allows: a replica completes
+    mu requests/s, so the q-th request waiting at it starts about q/mu seconds later,
+    and more than queueWaitSeconds x mu waiting per replica already means waits past the
+    bound, whatever the workload. Without an SLO or a service rate the target stands."""
+    slo = spec.slo
+    mu = _rate(obs.service_rate, spec.service_rate_per_replica)
+    if sig.type != "queueDepth" or slo is None or slo.wait_bound_s is None or mu is None:
+        return sig, ""
+    cap = slo.wait_bound_s * mu
+    if cap >= sig.target:
+        return sig, ""
+    return replace(sig, target=cap), f" (target {sig.target:g} capped at {slo.wait_bound_s:g}s x mu {mu:g})"
+
+
 def signal_ratios(spec: AutoscalerSpec, obs: Observation) -> Rules:
     """One HPA ratio per signal; an invalid or missing value is unknown, with why."""
     recs: list[Recommendation] = []
@@ -308,7 +326,10 @@ def signal_ratios(spec: AutoscalerSpec, obs: Observation) -> Rules:
             unknown.append(sig.name)
             notes.append(f"{sig.name} unknown ({why})")
             continue
+        sig, capped = queue_target(sig, spec, obs)
         rec = _ratio_rule(sig, float(v), obs, spec.behavior.tolerance)
+        if rec is not None and capped:
+            rec = replace(rec, reason=rec.reason + capped)
         if rec is None:
             skipped.append(f"{sig.name} {v:g}: no ready replicas to scale from")
         else:

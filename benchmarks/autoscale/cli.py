@@ -426,6 +426,7 @@ def _run(args: argparse.Namespace) -> int:
         "lower_bound": {tr.name: {"gpu_hours": round(tr.bound.gpu_hours, 3),
                                   "concurrency_gpu_hours": round(tr.bound.concurrency_h, 3),
                                   "work_gpu_hours": round(tr.bound.work_h, 3),
+                                  "burst_gpu_hours": round(tr.bound.burst_h, 3),
                                   "allowance_gpu_hours": round(tr.bound.allowance_h, 3),
                                   "misses_allowed": tr.bound.misses_allowed,
                                   "peak_required_replicas": tr.bound.peak_required,

@@ -63,6 +63,27 @@ def test_signal_ratios(name, sp, ob, want_recs, want_unknown, skipped):
     assert (r.unknown, len(r.notes), len(r.skipped)) == (want_unknown, len(want_unknown), skipped)
 
 
+SHORT = {"slo": {"queueWaitSeconds": 2}, "serviceRatePerReplica": 0.7, "coldStartSeconds": 45}
+
+
+@pytest.mark.parametrize("name,sp,ob,want", [
+    # 2 s x 0.7 req/s = 1.4 waiting per replica is what the SLO allows; 4 x 3/1.4 = 8.57 -> 9
+    ("capped", spec(**SHORT), obs(4, queueDepth=3), ("signal:queueDepth", 9)),
+    # without the cap: ceil(4 x 3/5) = ceil(2.4) = 3
+    ("no-slo", spec(), obs(4, queueDepth=3), ("signal:queueDepth", 3)),
+    # a measured rate beats the spec's: 2 s x 5 = 10 >= 5, the target stands: ceil(4 x 8/5) = 7
+    ("measured-rate-above", spec(**SHORT), obs(4, service=5.0, queueDepth=8), ("signal:queueDepth", 7)),
+    # a 60 s wait bound allows 42 waiting: 5 stands; 3/5 = 0.6 -> ceil(2.4) = 3
+    ("long-slo", spec(**dict(SHORT, slo={"queueWaitSeconds": 60})), obs(4, queueDepth=3), ("signal:queueDepth", 3)),
+    # other signals are never capped: ceil(4 x 90/60) = 6
+    ("gpu-not-capped", spec([GPU60], **SHORT), obs(4, gpuUtilization=90), ("signal:gpuUtilization", 6)),
+])
+def test_queue_target_is_what_the_slo_allows(name, sp, ob, want):
+    r = signal_ratios(sp, ob)
+    assert [(x.rule, x.replicas) for x in r.recs] == [want]
+    assert ("capped at 2s x mu 0.7" in r.recs[0].reason) == (name == "capped")
+
+
 def test_signal_ratios_say_why_unknown():
     ob = Observation(ready=3, signals={"queueDepth": None}, notes={"queueDepth": "Prometheus timed out"})
     assert signal_ratios(spec(), ob).notes == ("queueDepth unknown (Prometheus timed out)",)

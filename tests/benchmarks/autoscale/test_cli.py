@@ -91,7 +91,11 @@ def test_a_run_writes_everything_and_repeats_with_the_seed(tmp_path, capsys):
     lb = rows["lower_bound"]["gpu_hours"]
     assert 0 < lb <= min(r["gpu_hours"] for r in a["rows"] if r["queue_wait_ok"] >= 0.99)
     assert rows["ours"]["vs_lower_bound"] == pytest.approx(rows["ours"]["gpu_hours"] / lb, rel=0.01)
-    assert a["params"]["lower_bound"]["small"]["gpu_hours"] == lb
+    terms = a["params"]["lower_bound"]["small"]
+    assert terms["gpu_hours"] == lb
+    # the bound is the largest of its terms, each reported
+    assert lb == pytest.approx(max(terms["work_gpu_hours"], terms["burst_gpu_hours"],
+                                   terms["concurrency_gpu_hours"] - terms["allowance_gpu_hours"]), abs=0.002)
     assert "| lower_bound |" in out and "x lower bound" in out
     tally = a["params"]["ours_decide_replica_hours"]["small"]  # where ours' replicas came from
     assert tally["target"] > 0 and tally["queueing_rule"] > 0
