@@ -5,8 +5,11 @@ Readers take `view()` (or `snapshot()`), an immutable reference swapped atomical
 the HTTP hot path never locks and never waits on the API server. A view pairs the
 snapshot with the NodeRows that turns kube-scheduler's node names into its rows: built
 here whenever the node list changes, kept while only the data in the rows does. Writers (watch events, binds)
-take one lock. Pod events and binds patch the snapshot row by row (copy-on-write);
-node events mark it dirty and a refresher rebuilds it at most every `rebuild_every_s`.
+take one lock. Every event on a node the snapshot has (a pod bound or gone, a bind, a
+claim, a new report) derives that node's rows afresh from what this object holds, as a
+rebuild would, in one copy-on-write update (scheduler/core/snapshot.py with_allocations,
+with_nodes): microseconds, where a rebuild is a pass over every node. Nodes added or
+deleted mark it dirty, and a refresher rebuilds it at most every `rebuild_every_s`.
 Each rebuild also re-estimates the workload's shapes from the GPU pods it counts.
 
 ResourceClaims allocated by kube-scheduler's DRA allocator (driver gpu.gpusched.io) count
@@ -43,6 +46,14 @@ def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> 
             and (a.whole or a.memory_per_gpu == b.memory_per_gpu) and not a.inferred and not b.inferred)
 
 
+def _unindex(index: dict[str, dict[str, None]], node: str, key: str) -> None:
+    keys = index.get(node)
+    if keys is not None:
+        keys.pop(key, None)
+        if not keys:
+            del index[node]
+
+
 class View(NamedTuple):
     snapshot: ClusterSnapshot
     rows: NodeRows  # of snapshot.names
@@ -66,6 +77,11 @@ class LiveState:
         self._lock = threading.RLock()
         self._nodes: dict[str, NodeState] = {}
         self._pods: dict[str, tuple[str, Allocation]] = {}
+        # the keys of _pods, _assumed and _claims by node, in insertion order: what an event
+        # on one node re-derives it from
+        self._pods_on: dict[str, dict[str, None]] = {}
+        self._assumed_on: dict[str, dict[str, None]] = {}
+        self._claims_on: dict[str, dict[str, None]] = {}
         self._assumed: dict[str, _Assumed] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
@@ -100,6 +116,56 @@ class LiveState:
             rows = NodeRows(snap.names, snap.index)
         self._view = View(snap, rows)
 
+    # ---------- what a node holds
+
+    def _put_pod(self, key: str, held: tuple[str, Allocation] | None) -> tuple[str, Allocation] | None:
+        """Record what pod `key` holds (None: nothing); returns what it held before."""
+        before = self._pods.pop(key, None)
+        if before is not None:
+            _unindex(self._pods_on, before[0], key)
+        if held is not None:
+            self._pods[key] = held
+            self._pods_on.setdefault(held[0], {})[key] = None
+        return before
+
+    def _put_assumed(self, key: str, assumed: _Assumed | None) -> _Assumed | None:
+        before = self._assumed.pop(key, None)
+        if before is not None:
+            _unindex(self._assumed_on, before.node, key)
+        if assumed is not None:
+            self._assumed[key] = assumed
+            self._assumed_on.setdefault(assumed.node, {})[key] = None
+        return before
+
+    def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
+        before = self._claims.pop(key, None)
+        if before is not None:
+            _unindex(self._claims_on, before[0].node, key)
+        if held is not None:
+            self._claims[key] = held
+            self._claims_on.setdefault(held[0].node, {})[key] = None
+
+    def _held_on(self, node: str) -> list[Allocation]:
+        """Everything counted on `node`: bound pods, then our reservations (one replaces a
+        pod's confirmed allocation there, as with_allocation would), then claims' devices."""
+        held = {k: self._pods[k][1] for k in self._pods_on.get(node, ())}
+        for k in self._assumed_on.get(node, ()):
+            held[k] = self._assumed[k].alloc
+        allocs = list(held.values())
+        for k in self._claims_on.get(node, ()):
+            claim, problems = self._claims[k]
+            claimed = self._claim_allocations(claim, problems)
+            self._claim_keys[k] = (node, tuple(a.pod_key for a in claimed))
+            allocs += claimed
+        return allocs
+
+    def _recount(self, *nodes: str) -> None:
+        """Publish the snapshot with `nodes` holding what this object says they hold."""
+        todo = dict.fromkeys(n for n in nodes if n)
+        snap = self._view.snapshot
+        if any(n in snap.index for n in todo):
+            self._publish(snap.with_allocations({n: self._held_on(n) for n in todo if n in snap.index}))
+
     # ---------- node events
 
     def set_nodes(self, nodes: list[dict[str, Any]]) -> None:
@@ -115,10 +181,15 @@ class LiveState:
             name = (node.get("metadata") or {}).get("name", "")
             if typ == "DELETED":
                 self._dirty |= self._nodes.pop(name, None) is not None
-            else:
-                # Most node updates are heartbeats (conditions, lease times); a full rebuild
-                # for each would cost the hot path CPU for nothing.
-                self._dirty |= self._put_node(node)
+            elif self._put_node(node):  # most updates are heartbeats: nothing the snapshot reads
+                state = self._nodes[name]
+                snap = self._view.snapshot.with_nodes([NodeState(
+                    state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
+                    self._held_on(state.name), state.kubelet_gpus)]) if not self._dirty else None
+                if snap is None:
+                    self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
+                else:
+                    self._publish(snap)
 
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
@@ -140,12 +211,12 @@ class LiveState:
 
     def set_pods(self, pods: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._pods = {}
+            self._pods, self._pods_on = {}, {}
             for p in pods:
                 held = allocation_of(p)
                 if held:
-                    self._pods[pod_key(p)] = held
-                    self._assumed.pop(pod_key(p), None)
+                    self._put_pod(pod_key(p), held)
+                    self._put_assumed(pod_key(p), None)
             self._dirty = True
         self.rebuild()
 
@@ -156,18 +227,11 @@ class LiveState:
             before = self._pods.get(key)
             if held is not None and held == before and key not in self._assumed:
                 return  # a status update (kwok, kubelet): what the pod holds did not change
-            self._pods.pop(key, None)
-            if held:
-                self._pods[key] = held
-            assumed = self._assumed.pop(key, None) if held or typ == "DELETED" else None
+            self._put_pod(key, held)
+            assumed = self._put_assumed(key, None) if held or typ == "DELETED" else None
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
                 return  # the watch shows what our bind reserved: the snapshot counts it already
-            snap = self._view.snapshot
-            for node in ([before[0]] if before else []) + ([assumed.node] if assumed else []):
-                snap = snap.without_allocation(node, key)
-            if held:
-                snap = snap.with_allocation(*held)
-            self._publish(snap)
+            self._recount(before[0] if before else "", assumed.node if assumed else "", held[0] if held else "")
 
     # ---------- ResourceClaim events
 
@@ -194,14 +258,14 @@ class LiveState:
 
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._claims = {}
+            self._claims, self._claims_on = {}, {}
             self._claim_resolved = {}
             self.claim_problems = {}
             for c in claims:
                 held, problems = claim_held(c)
                 self._note_claim(claim_key(c) if isinstance(c, dict) else "claim:?", problems)
                 if held is not None:
-                    self._claims[held.key] = (held, problems)
+                    self._put_claim(held.key, (held, problems))
             self._dirty = True
         self.rebuild()
 
@@ -214,42 +278,28 @@ class LiveState:
             if held is None and key not in self._claims and key not in self._claim_keys:
                 self._note_claim(key, problems)
                 return  # not ours or not allocated, before and now: the snapshot is the same
-            self._claims.pop(key, None)
             self._claim_resolved.pop(key, None)
-            allocs: list[Allocation] = []
-            if held is not None:
-                self._claims[key] = (held, problems)
-                allocs = self._claim_allocations(held, problems)
-            else:
+            self._put_claim(key, (held, problems) if held is not None else None)
+            if held is None:
                 self._note_claim(key, problems)
-            snap = self._view.snapshot
-            node, keys = self._claim_keys.pop(key, ("", ()))
-            for k in keys:
-                snap = snap.without_allocation(node, k)
-            for a in allocs:
-                snap = snap.with_allocation(held.node if held else "", a)
-            if held is not None:
-                self._claim_keys[key] = (held.node, tuple(a.pod_key for a in allocs))
-            self._publish(snap)
+            node, _ = self._claim_keys.pop(key, ("", ()))
+            self._recount(node, held.node if held else "")
 
     # ---------- binds
 
     def assume(self, node: str, alloc: Allocation, now: float | None = None) -> None:
         """Count a pod against its node at once, before the watch shows the binding."""
         with self._lock:
-            self._assumed[alloc.pod_key] = _Assumed(node, alloc, (now or self.clock()) + ASSUME_TTL_S)
-            self._publish(self._view.snapshot.with_allocation(node, alloc))
+            before = self._put_assumed(alloc.pod_key, _Assumed(node, alloc, (now or self.clock()) + ASSUME_TTL_S))
+            self._recount(before.node if before else "", node)
 
     def forget(self, node: str, key: str) -> None:
         """Release what a failed bind reserved. What the watch has confirmed for the pod
         stays counted (a bind can fail because the pod is already bound)."""
         with self._lock:
-            if self._assumed.pop(key, None) is not None:
-                snap = self._view.snapshot.without_allocation(node, key)
-                confirmed = self._pods.get(key)
-                if confirmed is not None:
-                    snap = snap.with_allocation(*confirmed)
-                self._publish(snap)
+            assumed = self._put_assumed(key, None)
+            if assumed is not None:
+                self._recount(assumed.node, node)
 
     def placed_on(self, key: str) -> str | None:
         """The node a pod is counted on: bound as the watch showed it, or reserved by a bind."""
@@ -270,19 +320,10 @@ class LiveState:
         with self._lock:
             for key in [k for k, a in self._assumed.items() if a.deadline < now]:
                 log.warning("pod %s: binding never showed up in the watch; releasing its reservation", key)
-                del self._assumed[key]
-            per_node: dict[str, list[Allocation]] = {}
-            for node, alloc in self._pods.values():
-                per_node.setdefault(node, []).append(alloc)
-            for a in self._assumed.values():
-                per_node.setdefault(a.node, []).append(a.alloc)
+                self._put_assumed(key, None)
             self._claim_keys = {}
-            for key, (held, problems) in self._claims.items():
-                allocs = self._claim_allocations(held, problems)
-                per_node.setdefault(held.node, []).extend(allocs)
-                self._claim_keys[key] = (held.node, tuple(a.pod_key for a in allocs))
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               per_node.get(n.name, []), n.kubelet_gpus) for n in self._nodes.values()]
+                               self._held_on(n.name), n.kubelet_gpus) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
             self.shapes = workload_shapes(snap)
