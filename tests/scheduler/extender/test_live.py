@@ -11,7 +11,7 @@ from benchmarks.testbed.nodes import node_body
 from benchmarks.testbed.profiles import H100_MIB, NodeSpec
 from scheduler import contract
 from scheduler.core import Allocation
-from scheduler.extender.live import LiveState
+from scheduler.extender.live import ASSUME_TTL_S, LiveState
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 
@@ -272,3 +272,24 @@ def test_a_reader_never_sees_an_update_half_applied():
         stop.set()
         reader.join()
     assert seen[0] > 10 and not torn, torn[:3]
+
+
+@pytest.mark.parametrize("later_s, stale", [
+    (0, False),  # reported 30 s before: fresh
+    (560, False),  # 590 s old against 600: still fresh
+    (580, True),  # 610 s old: stale
+])
+def test_a_rejudge_says_what_a_rebuild_then_would_and_releases_expired_reservations(later_s, stale):
+    clock = [AT.timestamp() + 30]
+    live = LiveState(stale_after_s=600, clock=lambda: clock[0])
+    live.set_nodes([_node("n1"), _node("n2")])
+    live.set_pods([])
+    live.assume("n1", Allocation(pod_key="ns/p", gpu_ids=(2,), memory_per_gpu=20 * 2**30, whole=False),
+                now=clock[0] - ASSUME_TTL_S + 100)  # its binding has 100 s to show up
+    clock[0] += later_s
+    live.rejudge()
+    judged = live.snapshot()
+    assert bool(judged.stale[judged.index["n1"]]) is stale
+    assert _committed(live, "n1") == ({} if later_s > 100 else {2: 20 * GIB_MIB})
+    live.rebuild()
+    assert_same_rows(judged, live.snapshot())
