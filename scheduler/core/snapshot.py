@@ -420,8 +420,17 @@ def _arrays(derived: _Trust | _Free) -> list[tuple[str, np.ndarray]]:
 def _patched(whole: np.ndarray, rows: np.ndarray, part: np.ndarray) -> np.ndarray:
     """`whole` with `rows` set from `part`: a read-only copy, or `whole` itself where those
     rows hold `part` already (the row memo then skips the array without comparing it)."""
-    if np.array_equal(whole[rows], part, equal_nan=whole.dtype.kind == "f"):
-        return whole
+    if len(rows) == 1 and whole.ndim == 1:  # one row's scalar: most events, for 20-odd arrays each
+        a, b = whole.item(int(rows[0])), part.item(0)
+        if a == b or (a != a and b != b):  # NaN (reported_at: never said) equals NaN here
+            return whole
+    else:
+        now = whole[rows]
+        same = now == part
+        if whole.dtype.kind == "f":
+            same |= np.isnan(now) & np.isnan(part)
+        if same.all():
+            return whole
     out = whole.copy()
     out[rows] = part
     return _frozen(out)
@@ -453,7 +462,7 @@ def _recached(cache: Mapping[str, ModelCache], before: Sequence[tuple[CachedMode
         if old is None:
             old = ModelCache(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8))
         idx, size, tier = old
-        keep = ~np.isin(idx, gone)
+        keep = idx != rows[0] if len(rows) == 1 else ~np.isin(idx, gone)
         add = [(i, m.bytes, tiers[m.tier]) for i, models in after.items() for m in models if m.model == model]
         idx = np.concatenate([idx[keep], np.array([a[0] for a in add], np.int64)])
         if not len(idx):
