@@ -50,12 +50,12 @@ def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> 
 
 
 def _same_gpus(a: NodeState | None, b: NodeState) -> bool:
-    """Whether the snapshot would see the same GPUs (sizes, health, count) on both: then
-    the GPUs it resolved for the node's pods still stand."""
+    """Whether the snapshot would see the same GPUs (UUIDs, sizes, health, count) on both:
+    then the GPUs it resolved for the node's pods and claims still stand."""
     def gpus(s: NodeState) -> tuple[Any, ...]:
         report = s.report.gpus if s.report is not None else ()
         return (s.gpu_count, s.gpu_memory_label_mib, s.kubelet_gpus,
-                tuple((g.index, g.memory_total, g.healthy) for g in report))
+                tuple((g.index, g.uuid, g.memory_total, g.healthy) for g in report))
     return a is not None and gpus(a) == gpus(b)
 
 

@@ -210,7 +210,7 @@ def test_claim_events_count_release_and_survive_rebuilds(caplog):
 
 def test_a_claim_follows_its_gpu_when_the_report_renumbers_the_gpus():
     """After a reboot the driver may enumerate GPUs in another order: the claim's device (a
-    UUID) is GPU 3 in the first report, GPU 6 in the next; the rebuild moves the 20 GiB."""
+    UUID) is GPU 3 in the first report, GPU 6 in the next; the report's event moves the 20 GiB."""
     from scheduler.nodeinfo import GPU, NodeReport, annotations_for
     live = LiveState(stale_after_s=1e9, clock=lambda: AT.timestamp())
     live.set_nodes([_dra_node()])
@@ -225,6 +225,7 @@ def test_a_claim_follows_its_gpu_when_the_report_renumbers_the_gpus():
                                    for i in range(8)), reported_at=AT)
     n["metadata"]["annotations"].update(annotations_for(report))
     live.on_node("MODIFIED", n)
+    assert committed() == [0, 0, 0, 0, 0, 0, 20, 0]  # the node's row derived afresh at once
     live.rebuild()
     assert committed() == [0, 0, 0, 0, 0, 0, 20, 0]
 
