@@ -5,12 +5,14 @@ Readers take `view()` (or `snapshot()`), an immutable reference swapped atomical
 the HTTP hot path never locks and never waits on the API server. A view pairs the
 snapshot with the NodeRows that turns kube-scheduler's node names into its rows: built
 here whenever the node list changes, kept while only the data in the rows does. Writers (watch events, binds)
-take one lock. Every event on a node the snapshot has (a pod bound or gone, a bind, a
-claim, a new report) derives that node's rows afresh from what this object holds, as a
-rebuild would, in one copy-on-write update (scheduler/core/snapshot.py with_allocations,
-with_nodes): microseconds, where a rebuild is a pass over every node. Nodes added or
-deleted mark it dirty, and a refresher rebuilds it at most every `rebuild_every_s`.
-Each rebuild also re-estimates the workload's shapes from the GPU pods it counts.
+take one lock. Each event on nodes the snapshot has is one copy-on-write update of the
+rows it touches, published whole (scheduler/core/snapshot.py): a pod bound or gone, a
+bind, a claim (`edited`: what it takes off and adds), a new report (`with_nodes`: the
+node's row derived afresh, as a rebuild would). A fraction of a millisecond, where a
+rebuild is a Python pass over every node (~1 s at 5,000, all of it holding the GIL the
+verbs wait on). Nodes added or deleted mark it dirty, and a refresher rebuilds it at most
+every `rebuild_every_s`; between rebuilds it re-judges staleness (`rejudge`).
+Rebuilds also re-estimate the workload's shapes from the GPU pods they count.
 
 ResourceClaims allocated by kube-scheduler's DRA allocator (driver gpu.gpusched.io) count
 too: each device's consumed memory on the node report's GPU of that UUID
@@ -199,7 +201,7 @@ class LiveState:
             before = self._nodes.get(name)
             if typ == "DELETED":
                 self._dirty |= self._nodes.pop(name, None) is not None
-            elif self._put_node(node):  # most updates are heartbeats: nothing the snapshot reads
+            elif self._put_node(node) and not self._dirty:  # most updates are heartbeats: nothing read
                 state, snap = self._nodes[name], self._view.snapshot
                 row = snap.index.get(name)
                 # A report with the same GPUs (a model cached, memory in use, a new date) leaves
@@ -207,13 +209,13 @@ class LiveState:
                 # (~20 us a pod) would cost more than the rest of the event.
                 held = (list(snap.allocations[row]) if row is not None and _same_gpus(before, state)
                         else self._held_on(name))
-                snap = snap.with_nodes([NodeState(
+                patched = snap.with_nodes([NodeState(
                     state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
-                    held, state.kubelet_gpus)]) if not self._dirty else None
-                if snap is None:
+                    held, state.kubelet_gpus)])
+                if patched is None:
                     self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
                 else:
-                    self._publish(snap)
+                    self._publish(patched)
 
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
