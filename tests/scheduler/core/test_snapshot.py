@@ -297,3 +297,15 @@ def test_allocations_on_several_nodes_change_at_once_as_a_rebuild_would_count_th
                     replace(BASE[2], allocations=[Allocation("ns/y", (), 10 * GiB, False)]))
     assert_same_snapshot(moved, want)
     assert before.with_allocations({"ghost": [share("ns/z", 0, 1)]}) is before
+
+
+@pytest.mark.parametrize("a, b, want", [
+    # the first true case wins, the default where none is; as np.select
+    ([True, True, False, False], [True, False, True, False], [1, 1, 2, 9]),
+    ([False], [False], [9]),
+    ([], [], []),
+])
+def test_first_match_is_np_select(a, b, want):
+    cases = [(np.array(a, bool), 1), (np.array(b, bool), np.full(len(b), 2))]
+    got = snap.first_match(cases, 9)
+    assert got.tolist() == want == np.select([c for c, _ in cases], [v for _, v in cases], 9).tolist()
