@@ -372,28 +372,39 @@ class ClusterSnapshot:
             report_error = self.report_error  # type: ignore[assignment]
         reported_at = np.array([b.reported_at for b in built], np.float64)
         has_report = np.array([b.has_report for b in built], bool)
+        patched = {name: _patched(getattr(self, name), r, value) for name, value in (
+            ("gpu_count", np.array([b.gpu_count for b in built], np.int32)), ("gpu_mem_total", total),
+            ("used", used), ("healthy", healthy), ("present", present), ("reported_at", reported_at),
+            ("has_report", has_report), ("product_code", codes))}
         trust = _trust(present, healthy, total, has_report, reported_at,
                        {j: b.error for j, b in enumerate(built) if b.error}, self.now, self.stale_after_s)
-        accounted = [_account(st.name, total[j], present[j], healthy[j], st.allocations) for j, st in enumerate(states)]
-        committed = np.array([a[0] for a in accounted], np.int64).reshape(k, width)
-        exclusive = np.array([a[1] for a in accounted], bool).reshape(k, width)
-        notes = self.notes
-        for b, a in zip(built, accounted):
-            notes += b.notes + a[3]
-        free = _free(total, used, committed, exclusive, trust["usable"])
-        rows_now: list[tuple[str, np.ndarray]] = [
-            ("gpu_count", np.array([b.gpu_count for b in built], np.int32)), ("gpu_mem_total", total),
-            ("used", used), ("committed", committed), ("exclusive", exclusive), ("healthy", healthy),
-            ("present", present), ("reported_at", reported_at), ("has_report", has_report),
-            ("product_code", codes), *_arrays(trust), *_arrays(free)]
-        patched = {name: _patched(getattr(self, name), r, value) for name, value in rows_now}
+        patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _arrays(trust))
+        notes = self.notes + tuple(n for b in built for n in b.notes)
+        same = [name for name in ("gpu_mem_total", "present", "healthy") if patched[name] is getattr(self, name)]
+        if len(same) == 3 and all(tuple(st.allocations) == self.allocations[i] for i, st in zip(rows, states)):
+            # The same GPUs holding the same resolved pods (most reports: a model cached, memory
+            # in use, a new date): what the pods commit is as it was; free memory too, unless
+            # what the agent sees in use or the node's trust moved.
+            resolved: dict[int, tuple[Allocation, ...]] = {}
+            if patched["used"] is not self.used or patched["usable"] is not self.usable:
+                free = _free(total, used, self.committed[r], self.exclusive[r], trust["usable"])
+                patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _arrays(free))
+        else:
+            accounted = [_account(st.name, total[j], present[j], healthy[j], st.allocations)
+                         for j, st in enumerate(states)]
+            committed = np.array([a[0] for a in accounted], np.int64).reshape(k, width)
+            exclusive = np.array([a[1] for a in accounted], bool).reshape(k, width)
+            notes += tuple(n for a in accounted for n in a[3])
+            resolved = {i: a[2] for i, a in zip(rows, accounted)}
+            free = _free(total, used, committed, exclusive, trust["usable"])
+            patched.update((name, _patched(getattr(self, name), r, value)) for name, value in (
+                ("committed", committed), ("exclusive", exclusive), *_arrays(free)))
         models = {i: b.models for i, b in zip(rows, built) if b.models != self.node_models[i]}
         return _evolve(
             self, **patched, report_error=report_error, products=products,
             model_cache=_recached(self.model_cache, self.node_models, models),
             node_models=rows_of(self.node_models).replaced(models),
-            allocations=rows_of(self.allocations).replaced({i: a[2] for i, a in zip(rows, accounted)}),
-            notes=notes[-MAX_NOTES:])
+            allocations=rows_of(self.allocations).replaced(resolved), notes=notes[-MAX_NOTES:])
 
     def _with_rows_allocations(self, changes: Mapping[int, list[Allocation]]) -> "ClusterSnapshot":
         rows = list(changes)
