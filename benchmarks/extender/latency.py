@@ -15,7 +15,10 @@ Two modes. *best*: one pod shape (a 20 GiB share) and a static cluster, the best
 the per-row memo. *realistic*: each call's pod is drawn from the Alibaba GPU trace's mix
 of shapes (whole GPUs 1 to 8, shares of one GPU), and while the client calls, a thread in
 the server's process changes the cluster as informers would: every 50 ms one node's
-report (its model cache) and one bound pod (one ends, another starts elsewhere).
+report (its model cache) and one bound pod (one ends, another starts elsewhere); and the
+daemon's refresher runs beside it (LiveState.refresh_forever), so what those changes cost
+the snapshot is paid here as in the daemon. (5,000 agents re-publishing every 120 s are
+~40 node reports a second: the 20 here are fewer.)
 """
 from __future__ import annotations
 
@@ -278,6 +281,7 @@ def measure(n: int, calls: int, seed: int, mode: str = "best") -> list[Result]:
         stop = threading.Event()
         if realistic:
             threading.Thread(target=_churn, args=(live, specs, pods, stop, seed), daemon=True).start()
+            threading.Thread(target=live.refresh_forever, args=(stop,), daemon=True).start()
         recv, send = ctx.Pipe(duplex=False)
         client = ctx.Process(target=_client,
                              args=(srv.server_address[1], n, calls, label == "gpusched", shapes, send))

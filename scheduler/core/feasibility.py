@@ -16,7 +16,7 @@ from scheduler import contract
 from scheduler.core import snapshot as snap
 from scheduler.core.request import PodRequest
 from scheduler.core.row_memo import DENSE, RowMemo
-from scheduler.core.snapshot import ClusterSnapshot
+from scheduler.core.snapshot import ClusterSnapshot, first_match
 from scheduler.quantity import format_bytes
 
 # Reason codes, in the order they are reported (the first that applies wins).
@@ -85,9 +85,9 @@ def _check_rows(s: ClusterSnapshot, req: PodRequest, r: np.ndarray) -> tuple[np.
     age = np.nan_to_num(s.now - s.reported_at[r], nan=NEVER_REPORTED).astype(np.int64)
     conds = [status == snap.BAD_REPORT, (status == snap.STALE) | (status == snap.CLOCK_SKEW), status == snap.NO_GPUS,
              wrong_product, mem_unknown, short]
-    code = np.select(conds, [BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, room_code], FITS).astype(np.int8)
-    v1 = np.select([code == BAD_REPORT, code == STALE, code == PRODUCT, code == room_code],
-                   [r, age, product, room_v1], 0).astype(np.int64)
+    code = first_match(list(zip(conds, [BAD_REPORT, STALE, NO_GPUS, PRODUCT, MEMORY_UNKNOWN, room_code])), FITS).astype(np.int8)
+    v1 = first_match([(code == BAD_REPORT, r), (code == STALE, age), (code == PRODUCT, product), (code == room_code, room_v1)],
+                0).astype(np.int64)
     v2 = np.where(code == room_code, unhealthy, 0)
     return code, v1, v2
 

@@ -31,11 +31,12 @@ import fnmatch
 import math
 from dataclasses import KW_ONLY, dataclass, field, replace
 from itertools import repeat
-from typing import Iterable, Mapping, NamedTuple, Sequence, TypedDict
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence, TypedDict, cast
 
 import numpy as np
 
 from scheduler import contract
+from scheduler.core.row_tuple import RowTuple, rows_of
 from scheduler.nodeinfo import MAX_CLOCK_SKEW_S, CachedModel, NodeReport, vouched_gpus
 
 MiB = 2**20
@@ -175,17 +176,25 @@ def _account(name: str, total: np.ndarray, present: np.ndarray, healthy: np.ndar
     """Committed memory and exclusive flags of one node's GPUs from its allocations.
     Allocations with known, present GPU ids are counted first so guesses fill around them."""
     width = len(total)
-    committed = np.zeros(width, np.int64)
-    exclusive = np.zeros(width, bool)
+    present_at = present.tolist()
     known: list[Allocation] = []
     unknown: list[Allocation] = []
     for a in allocs:
         ok = (a.gpu_ids and len(set(a.gpu_ids)) == len(a.gpu_ids)
-              and all(0 <= g < width and present[g] for g in a.gpu_ids))
+              and all(0 <= g < width and present_at[g] for g in a.gpu_ids))
         (known if ok else unknown).append(a)
-    notes: list[str] = []
+    # The known ones in Python ints: a watch event re-accounts one node's handful of pods,
+    # where a numpy call per pod cost most of the event (it runs with the GIL held).
+    total_at = total.tolist()
+    held = [0] * width
+    whole = [False] * width
     for a in known:
-        _commit(a, total, committed, exclusive)
+        for g in a.gpu_ids:
+            held[g] += total_at[g] if a.whole else a.memory_per_gpu
+            whole[g] = whole[g] or a.whole
+    committed = np.array(held, np.int64)
+    exclusive = np.array(whole, bool)
+    notes: list[str] = []
     for a in sorted(unknown, key=lambda a: a.pod_key):
         ids = _infer_ids(a, total, present, healthy, committed, exclusive)
         if not ids:
@@ -234,8 +243,8 @@ class ClusterSnapshot:
     product_code: np.ndarray  # [N] int32 into `products`
     products: tuple[str, ...]  # code table; "" (code 0) = unknown
     model_cache: Mapping[str, ModelCache]
-    node_models: tuple[tuple[CachedModel, ...], ...]
-    allocations: tuple[tuple[Allocation, ...], ...]  # per row, gpu_ids resolved
+    node_models: Sequence[tuple[CachedModel, ...]]  # per row (a RowTuple: an update copies a chunk)
+    allocations: Sequence[tuple[Allocation, ...]]  # per row, gpu_ids resolved (a RowTuple too)
     now: float
     stale_after_s: float
     notes: tuple[str, ...] = ()
@@ -290,43 +299,199 @@ class ClusterSnapshot:
         Unknown or impossible gpu_ids are inferred rather than refused: this runs on watch
         events, where refusing would leave a running pod uncounted. Unknown nodes: no-op
         (the next rebuild counts the pod)."""
-        row = self.index.get(node)
-        if row is None:
-            return self
-        allocs = [a for a in self.allocations[row] if a.pod_key != alloc.pod_key] + [alloc]
-        return self._with_row_allocations(row, allocs)
+        return self.edited(add=((node, alloc),))
 
     def without_allocation(self, node: str, pod_key: str) -> "ClusterSnapshot":
-        row = self.index.get(node)
-        if row is None or all(a.pod_key != pod_key for a in self.allocations[row]):
+        return self.edited(drop=((node, pod_key),))
+
+    def edited(self, drop: Iterable[tuple[str, str]] = (),
+               add: Iterable[tuple[str, Allocation]] = ()) -> "ClusterSnapshot":
+        """Several allocation changes as one new snapshot: each (node, pod key) of `drop`
+        taken off, then each (node, allocation) of `add` counted as with_allocation does.
+        Unknown nodes are skipped; nothing changed: this very snapshot."""
+        rows: dict[int, list[Allocation]] = {}
+        for node, key in drop:
+            row = self.index.get(node)
+            if row is not None:
+                allocs = rows.get(row) or self.allocations[row]
+                if any(a.pod_key == key for a in allocs):
+                    rows[row] = [a for a in allocs if a.pod_key != key]
+        for node, alloc in add:
+            row = self.index.get(node)
+            if row is not None:
+                allocs = rows.get(row) or self.allocations[row]
+                rows[row] = [a for a in allocs if a.pod_key != alloc.pod_key] + [alloc]
+        return self._with_rows_allocations(rows) if rows else self
+
+    def with_allocations(self, changes: Mapping[str, Iterable[Allocation]]) -> "ClusterSnapshot":
+        """Each node of `changes` holding exactly its allocations there, counted as a rebuild
+        would count them (unknown GPU ids guessed afresh). Unknown nodes are skipped.
+
+        For watch events and binds: one call however many nodes an event touches (a pod
+        moved, a claim's devices), so readers see all of it or none of it. Costs the rows it
+        changes plus one copy of each array whose rows came out different; the arrays it
+        leaves alone are this snapshot's own, so the row memo skips them unread."""
+        rows = {row: list(allocs) for node, allocs in changes.items() if (row := self.index.get(node)) is not None}
+        return self._with_rows_allocations(rows) if rows else self
+
+    def with_nodes(self, states: Sequence[NodeState]) -> "ClusterSnapshot | None":
+        """The rows of `states` (each with all its allocations) derived afresh, as a rebuild
+        with these nodes would derive them (a new product takes the next code rather than
+        its place in a rebuild's table). None where a rebuild is needed: a node not in this
+        snapshot, the same node twice, or more GPUs than the snapshot is wide.
+
+        For node reports: a model cache or a GPU's use changes on one node, and a rebuild
+        (a Python pass over every node, ~1 s at 5,000) would hold the GIL from the verbs."""
+        if not states:
             return self
-        return self._with_row_allocations(row, [a for a in self.allocations[row] if a.pod_key != pod_key])
+        found = [self.index.get(st.name) for st in states]
+        if None in found or len(set(found)) != len(found):
+            return None
+        rows = [int(i) for i in found if i is not None]
+        built = [_node_row(st) for st in states]
+        width = self.gpus
+        if any(len(b.total) > width for b in built):
+            return None
+        r = np.array(rows, np.int64)
+        k = len(rows)
+        total, used = np.zeros((k, width), np.int64), np.zeros((k, width), np.int64)
+        present, healthy = np.zeros((k, width), bool), np.zeros((k, width), bool)
+        for j, b in enumerate(built):
+            w = len(b.total)
+            total[j, :w], used[j, :w], present[j, :w], healthy[j, :w] = b.total, b.used, b.present, b.healthy
+        products = self.products
+        if any(b.product not in products for b in built):
+            products = products + tuple(dict.fromkeys(b.product for b in built if b.product not in products))
+        codes = np.array([products.index(b.product) for b in built], np.int32)
+        report_error = dict(self.report_error)
+        for i, b in zip(rows, built):
+            report_error.pop(i, None)
+            if b.error:
+                report_error[i] = b.error
+        if report_error == self.report_error:
+            report_error = self.report_error  # type: ignore[assignment]
+        reported_at = np.array([b.reported_at for b in built], np.float64)
+        has_report = np.array([b.has_report for b in built], bool)
+        patched = {name: _patched(getattr(self, name), r, value) for name, value in (
+            ("gpu_count", np.array([b.gpu_count for b in built], np.int32)), ("gpu_mem_total", total),
+            ("used", used), ("healthy", healthy), ("present", present), ("reported_at", reported_at),
+            ("has_report", has_report), ("product_code", codes))}
+        trust = _trust(present, healthy, total, has_report, reported_at,
+                       {j: b.error for j, b in enumerate(built) if b.error}, self.now, self.stale_after_s)
+        patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _arrays(trust))
+        notes = self.notes + tuple(n for b in built for n in b.notes)
+        same = [name for name in ("gpu_mem_total", "present", "healthy") if patched[name] is getattr(self, name)]
+        if len(same) == 3 and all(tuple(st.allocations) == self.allocations[i] for i, st in zip(rows, states)):
+            # The same GPUs holding the same resolved pods (most reports: a model cached, memory
+            # in use, a new date): what the pods commit is as it was; free memory too, unless
+            # what the agent sees in use or the node's trust moved.
+            resolved: dict[int, tuple[Allocation, ...]] = {}
+            if patched["used"] is not self.used or patched["usable"] is not self.usable:
+                free = _free(total, used, self.committed[r], self.exclusive[r], trust["usable"])
+                patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _arrays(free))
+        else:
+            accounted = [_account(st.name, total[j], present[j], healthy[j], st.allocations)
+                         for j, st in enumerate(states)]
+            committed = np.array([a[0] for a in accounted], np.int64).reshape(k, width)
+            exclusive = np.array([a[1] for a in accounted], bool).reshape(k, width)
+            notes += tuple(n for a in accounted for n in a[3])
+            resolved = {i: a[2] for i, a in zip(rows, accounted)}
+            free = _free(total, used, committed, exclusive, trust["usable"])
+            patched.update((name, _patched(getattr(self, name), r, value)) for name, value in (
+                ("committed", committed), ("exclusive", exclusive), *_arrays(free)))
+        models = {i: b.models for i, b in zip(rows, built) if b.models != self.node_models[i]}
+        return _evolve(
+            self, **patched, report_error=report_error, products=products,
+            model_cache=_recached(self.model_cache, self.node_models, models),
+            node_models=rows_of(self.node_models).replaced(models),
+            allocations=rows_of(self.allocations).replaced(resolved), notes=notes[-MAX_NOTES:])
 
-    def _with_row_allocations(self, row: int, allocs: list[Allocation]) -> "ClusterSnapshot":
-        committed_row, exclusive_row, resolved, notes = _account(
-            self.names[row], self.gpu_mem_total[row], self.present[row], self.healthy[row], allocs)
-        committed, exclusive = self.committed.copy(), self.exclusive.copy()
-        committed[row], exclusive[row] = committed_row, exclusive_row
-        allocations = list(self.allocations)
-        allocations[row] = resolved
-        one = slice(row, row + 1)
-        part = _free(self.gpu_mem_total[one], self.used[one], committed[one], exclusive[one], self.usable[one])
-        return replace(
-            self, committed=_frozen(committed), exclusive=_frozen(exclusive), allocations=tuple(allocations),
-            notes=(self.notes + notes)[-MAX_NOTES:],  # a long-lived snapshot lineage must not grow
-            free=_with_row(self.free, row, part["free"]),
-            whole_free=_with_row(self.whole_free, row, part["whole_free"]),
-            max_free=_with_row(self.max_free, row, part["max_free"]),
-            free_total=_with_row(self.free_total, row, part["free_total"]),
-            partial_free=_with_row(self.partial_free, row, part["partial_free"]),
-            whole_free_count=_with_row(self.whole_free_count, row, part["whole_free_count"]))
+    def _with_rows_allocations(self, changes: Mapping[int, list[Allocation]]) -> "ClusterSnapshot":
+        rows = list(changes)
+        r = np.array(rows, np.int64)
+        accounted = [_account(self.names[i], self.gpu_mem_total[i], self.present[i], self.healthy[i], changes[i])
+                     for i in rows]
+        committed = np.array([a[0] for a in accounted], np.int64).reshape(len(rows), self.gpus)
+        exclusive = np.array([a[1] for a in accounted], bool).reshape(len(rows), self.gpus)
+        notes = self.notes
+        for a in accounted:
+            notes += a[3]
+        free = _free(self.gpu_mem_total[r], self.used[r], committed, exclusive, self.usable[r])
+        return _evolve(
+            self, committed=_patched(self.committed, r, committed), exclusive=_patched(self.exclusive, r, exclusive),
+            allocations=rows_of(self.allocations).replaced({i: a[2] for i, a in zip(rows, accounted)}),
+            notes=notes[-MAX_NOTES:],  # a long-lived snapshot lineage must not grow
+            **{name: _patched(getattr(self, name), r, value) for name, value in _arrays(free)})
 
 
-def _with_row(whole: np.ndarray, row: int, part: np.ndarray) -> np.ndarray:
-    """A read-only copy of `whole` with `row` set from the one-row `part`."""
+def _arrays(derived: _Trust | _Free) -> list[tuple[str, np.ndarray]]:
+    return [(name, cast(np.ndarray, value)) for name, value in derived.items()]
+
+
+def _patched(whole: np.ndarray, rows: np.ndarray, part: np.ndarray) -> np.ndarray:
+    """`whole` with `rows` set from `part`: a read-only copy, or `whole` itself where those
+    rows hold `part` already (the row memo then skips the array without comparing it)."""
+    if len(rows) == 1 and whole.ndim == 1:  # one row's scalar: most events, for 20-odd arrays each
+        a, b = whole.item(int(rows[0])), part.item(0)
+        if a == b or (a != a and b != b):  # NaN (reported_at: never said) equals NaN here
+            return whole
+    else:
+        now = whole[rows]
+        same = now == part
+        if whole.dtype.kind == "f":
+            same |= np.isnan(now) & np.isnan(part)
+        if same.all():
+            return whole
     out = whole.copy()
-    out[row] = part[0]
+    out[rows] = part
     return _frozen(out)
+
+
+def _evolve(s: ClusterSnapshot, **changes: object) -> ClusterSnapshot:
+    """`s` with `changes`, as dataclasses.replace would make it, without running __init__
+    over its 34 fields again (a watch event's update is made of little else)."""
+    out = object.__new__(ClusterSnapshot)
+    out.__dict__.update(s.__dict__)
+    out.__dict__.update(changes)
+    return out
+
+
+def _recached(cache: Mapping[str, ModelCache], before: Sequence[tuple[CachedModel, ...]],
+              after: Mapping[int, tuple[CachedModel, ...]]) -> Mapping[str, ModelCache]:
+    """`cache` with each row of `after` holding those models instead of what `before` says
+    it held: entries of the models named either way rebuilt, in row order, as
+    build_snapshot orders them; a model no node holds any more has no entry."""
+    touched = {m.model for i, models in after.items() for m in (*before[i], *models)}
+    if not touched:
+        return cache
+    out = dict(cache)
+    tiers = {t: i for i, t in enumerate(contract.CACHE_TIERS)}
+    rows = list(after)
+    gone = np.array(rows, np.int64)
+    for model in touched:
+        old = out.pop(model, None)
+        if old is None:
+            old = ModelCache(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8))
+        idx, size, tier = old
+        keep = idx != rows[0] if len(rows) == 1 else ~np.isin(idx, gone)
+        add = [(i, m.bytes, tiers[m.tier]) for i, models in after.items() for m in models if m.model == model]
+        idx = np.concatenate([idx[keep], np.array([a[0] for a in add], np.int64)])
+        if not len(idx):
+            continue
+        order = np.argsort(idx, kind="stable")
+        out[model] = ModelCache(_frozen(idx[order]),
+                                _frozen(np.concatenate([size[keep], np.array([a[1] for a in add], np.int64)])[order]),
+                                _frozen(np.concatenate([tier[keep], np.array([a[2] for a in add], np.int8)])[order]))
+    return out
+
+
+def first_match(cases: Sequence[tuple[Any, Any]], default: int) -> np.ndarray:
+    """np.select(conditions, choices, default) as nested np.where: the same answer, a third
+    of the cost on the one row a node report derives (np.select's fixed cost is ~12 us)."""
+    out: Any = default
+    for cond, choice in reversed(cases):
+        out = np.where(cond, choice, out)
+    return np.asarray(out)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -347,7 +512,7 @@ def _trust(present: np.ndarray, healthy: np.ndarray, total: np.ndarray, has_repo
     bad = np.zeros(len(has_report), bool)
     bad[list(report_error)] = True
     no_gpus = ~present.any(axis=1)
-    status = np.select([bad, skewed, stale, no_gpus], [BAD_REPORT, CLOCK_SKEW, STALE, NO_GPUS], OK).astype(np.int8)
+    status = first_match(((bad, BAD_REPORT), (skewed, CLOCK_SKEW), (stale, STALE), (no_gpus, NO_GPUS)), OK).astype(np.int8)
     usable = present & healthy & (status == OK)[:, None]
     return _Trust(
         status=_frozen(status), stale=_frozen(stale), usable=_frozen(usable),
@@ -434,7 +599,7 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
         product_code=_frozen(product_code), products=tuple(product_table),
         model_cache={m: ModelCache(_frozen(np.array(a, np.int64)), _frozen(np.array(b, np.int64)),
                                    _frozen(np.array(t, np.int8))) for m, (a, b, t) in cache_lists.items()},
-        node_models=tuple(r.models for r in rows),
-        allocations=tuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
+        node_models=RowTuple(r.models for r in rows),
+        allocations=RowTuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
         **trust, **_free(total, used, committed, exclusive, trust["usable"]),
     )

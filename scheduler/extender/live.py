@@ -5,9 +5,14 @@ Readers take `view()` (or `snapshot()`), an immutable reference swapped atomical
 the HTTP hot path never locks and never waits on the API server. A view pairs the
 snapshot with the NodeRows that turns kube-scheduler's node names into its rows: built
 here whenever the node list changes, kept while only the data in the rows does. Writers (watch events, binds)
-take one lock. Pod events and binds patch the snapshot row by row (copy-on-write);
-node events mark it dirty and a refresher rebuilds it at most every `rebuild_every_s`.
-Each rebuild also re-estimates the workload's shapes from the GPU pods it counts.
+take one lock. Each event on nodes the snapshot has is one copy-on-write update of the
+rows it touches, published whole (scheduler/core/snapshot.py): a pod bound or gone, a
+bind, a claim (`edited`: what it takes off and adds), a new report (`with_nodes`: the
+node's row derived afresh, as a rebuild would). A fraction of a millisecond, where a
+rebuild is a Python pass over every node (~1 s at 5,000, all of it holding the GIL the
+verbs wait on). Nodes added or deleted mark it dirty, and a refresher rebuilds it at most
+every `rebuild_every_s`; between rebuilds it re-judges staleness (`rejudge`).
+Rebuilds also re-estimate the workload's shapes from the GPU pods they count.
 
 ResourceClaims allocated by kube-scheduler's DRA allocator (driver gpu.gpusched.io) count
 too: each device's consumed memory on the node report's GPU of that UUID
@@ -33,6 +38,9 @@ log = logging.getLogger(__name__)
 # A pod we bound counts against its node at once; if the watch has not confirmed
 # it after this long (the Binding was lost), the reservation is dropped.
 ASSUME_TTL_S = 120.0
+# The workload's shapes move with thousands of pods, not with one: re-estimated this often
+# between rebuilds (each estimate is a Python pass over every allocation).
+SHAPES_EVERY_S = 60.0
 
 
 def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
@@ -41,6 +49,24 @@ def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> 
     informative only)."""
     return (node_a == node_b and bool(a.gpu_ids) and a.gpu_ids == b.gpu_ids and a.whole == b.whole
             and (a.whole or a.memory_per_gpu == b.memory_per_gpu) and not a.inferred and not b.inferred)
+
+
+def _same_gpus(a: NodeState | None, b: NodeState) -> bool:
+    """Whether the snapshot would see the same GPUs (UUIDs, sizes, health, count) on both:
+    then the GPUs it resolved for the node's pods and claims still stand."""
+    def gpus(s: NodeState) -> tuple[Any, ...]:
+        report = s.report.gpus if s.report is not None else ()
+        return (s.gpu_count, s.gpu_memory_label_mib, s.kubelet_gpus,
+                tuple((g.index, g.uuid, g.memory_total, g.healthy) for g in report))
+    return a is not None and gpus(a) == gpus(b)
+
+
+def _unindex(index: dict[str, dict[str, None]], node: str, key: str) -> None:
+    keys = index.get(node)
+    if keys is not None:
+        keys.pop(key, None)
+        if not keys:
+            del index[node]
 
 
 class View(NamedTuple):
@@ -66,13 +92,20 @@ class LiveState:
         self._lock = threading.RLock()
         self._nodes: dict[str, NodeState] = {}
         self._pods: dict[str, tuple[str, Allocation]] = {}
+        # the keys of _pods, _assumed and _claims by node, in insertion order: what an event
+        # on one node re-derives it from
+        self._pods_on: dict[str, dict[str, None]] = {}
+        self._assumed_on: dict[str, dict[str, None]] = {}
+        self._claims_on: dict[str, dict[str, None]] = {}
         self._assumed: dict[str, _Assumed] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
         self._view = View(empty, NodeRows(empty.names, empty.index))
-        self.built_at = 0.0  # wall time of the last full rebuild
+        self.built_at = 0.0  # wall time of the last rebuild or re-judge (the snapshot-age metric)
+        self.rebuilt_at = 0.0  # wall time of the last full rebuild
         # the workload fragmentation is weighed against, re-estimated at each rebuild
         self.shapes: tuple[Shape, ...] = DEFAULT_SHAPES
+        self.shapes_at = 0.0
         self.node_report_errors: dict[str, tuple[str, ...]] = {}
         # what each allocated claim holds, and why parts of it were not read
         self._claims: dict[str, tuple[HeldClaim, tuple[str, ...]]] = {}
@@ -100,6 +133,58 @@ class LiveState:
             rows = NodeRows(snap.names, snap.index)
         self._view = View(snap, rows)
 
+    # ---------- what a node holds
+
+    def _put_pod(self, key: str, held: tuple[str, Allocation] | None) -> tuple[str, Allocation] | None:
+        """Record what pod `key` holds (None: nothing); returns what it held before."""
+        before = self._pods.pop(key, None)
+        if before is not None:
+            _unindex(self._pods_on, before[0], key)
+        if held is not None:
+            self._pods[key] = held
+            self._pods_on.setdefault(held[0], {})[key] = None
+        return before
+
+    def _put_assumed(self, key: str, assumed: _Assumed | None) -> _Assumed | None:
+        before = self._assumed.pop(key, None)
+        if before is not None:
+            _unindex(self._assumed_on, before.node, key)
+        if assumed is not None:
+            self._assumed[key] = assumed
+            self._assumed_on.setdefault(assumed.node, {})[key] = None
+        return before
+
+    def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
+        before = self._claims.pop(key, None)
+        if before is not None:
+            _unindex(self._claims_on, before[0].node, key)
+        if held is not None:
+            self._claims[key] = held
+            self._claims_on.setdefault(held[0].node, {})[key] = None
+
+    def _held_on(self, node: str) -> list[Allocation]:
+        """Everything counted on `node`: bound pods, then our reservations (one replaces a
+        pod's confirmed allocation there, as with_allocation would), then claims' devices."""
+        held = {k: self._pods[k][1] for k in self._pods_on.get(node, ())}
+        for k in self._assumed_on.get(node, ()):
+            held[k] = self._assumed[k].alloc
+        allocs = list(held.values())
+        for k in self._claims_on.get(node, ()):
+            claim, problems = self._claims[k]
+            claimed = self._claim_allocations(claim, problems)
+            self._claim_keys[k] = (node, tuple(a.pod_key for a in claimed))
+            allocs += claimed
+        return allocs
+
+    def _edit(self, drop: list[tuple[str, str]], add: list[tuple[str, Allocation]]) -> None:
+        """Publish the snapshot with `drop` (node, key) taken off and `add` (node, allocation)
+        counted, in one update. Pods already counted on those nodes keep the GPUs the
+        snapshot resolved for them: guessing a pod's unknown GPUs afresh on each event
+        (~20 us each) would cost more than the rest of the event."""
+        snap = self._view.snapshot.edited(drop, add)
+        if snap is not self._view.snapshot:
+            self._publish(snap)
+
     # ---------- node events
 
     def set_nodes(self, nodes: list[dict[str, Any]]) -> None:
@@ -113,12 +198,24 @@ class LiveState:
     def on_node(self, typ: str, node: dict[str, Any]) -> None:
         with self._lock:
             name = (node.get("metadata") or {}).get("name", "")
+            before = self._nodes.get(name)
             if typ == "DELETED":
                 self._dirty |= self._nodes.pop(name, None) is not None
-            else:
-                # Most node updates are heartbeats (conditions, lease times); a full rebuild
-                # for each would cost the hot path CPU for nothing.
-                self._dirty |= self._put_node(node)
+            elif self._put_node(node) and not self._dirty:  # most updates are heartbeats: nothing read
+                state, snap = self._nodes[name], self._view.snapshot
+                row = snap.index.get(name)
+                # A report with the same GPUs (a model cached, memory in use, a new date) leaves
+                # the pods where the snapshot resolved them: guessing unknown ones afresh
+                # (~20 us a pod) would cost more than the rest of the event.
+                held = (list(snap.allocations[row]) if row is not None and _same_gpus(before, state)
+                        else self._held_on(name))
+                patched = snap.with_nodes([NodeState(
+                    state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
+                    held, state.kubelet_gpus)])
+                if patched is None:
+                    self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
+                else:
+                    self._publish(patched)
 
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
@@ -140,12 +237,12 @@ class LiveState:
 
     def set_pods(self, pods: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._pods = {}
+            self._pods, self._pods_on = {}, {}
             for p in pods:
                 held = allocation_of(p)
                 if held:
-                    self._pods[pod_key(p)] = held
-                    self._assumed.pop(pod_key(p), None)
+                    self._put_pod(pod_key(p), held)
+                    self._put_assumed(pod_key(p), None)
             self._dirty = True
         self.rebuild()
 
@@ -156,18 +253,12 @@ class LiveState:
             before = self._pods.get(key)
             if held is not None and held == before and key not in self._assumed:
                 return  # a status update (kwok, kubelet): what the pod holds did not change
-            self._pods.pop(key, None)
-            if held:
-                self._pods[key] = held
-            assumed = self._assumed.pop(key, None) if held or typ == "DELETED" else None
+            self._put_pod(key, held)
+            assumed = self._put_assumed(key, None) if held or typ == "DELETED" else None
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
                 return  # the watch shows what our bind reserved: the snapshot counts it already
-            snap = self._view.snapshot
-            for node in ([before[0]] if before else []) + ([assumed.node] if assumed else []):
-                snap = snap.without_allocation(node, key)
-            if held:
-                snap = snap.with_allocation(*held)
-            self._publish(snap)
+            self._edit(([(before[0], key)] if before else []) + ([(assumed.node, key)] if assumed else []),
+                       [held] if held else [])
 
     # ---------- ResourceClaim events
 
@@ -194,14 +285,14 @@ class LiveState:
 
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._claims = {}
+            self._claims, self._claims_on = {}, {}
             self._claim_resolved = {}
             self.claim_problems = {}
             for c in claims:
                 held, problems = claim_held(c)
                 self._note_claim(claim_key(c) if isinstance(c, dict) else "claim:?", problems)
                 if held is not None:
-                    self._claims[held.key] = (held, problems)
+                    self._put_claim(held.key, (held, problems))
             self._dirty = True
         self.rebuild()
 
@@ -214,42 +305,32 @@ class LiveState:
             if held is None and key not in self._claims and key not in self._claim_keys:
                 self._note_claim(key, problems)
                 return  # not ours or not allocated, before and now: the snapshot is the same
-            self._claims.pop(key, None)
             self._claim_resolved.pop(key, None)
-            allocs: list[Allocation] = []
-            if held is not None:
-                self._claims[key] = (held, problems)
-                allocs = self._claim_allocations(held, problems)
-            else:
+            self._put_claim(key, (held, problems) if held is not None else None)
+            if held is None:
                 self._note_claim(key, problems)
-            snap = self._view.snapshot
             node, keys = self._claim_keys.pop(key, ("", ()))
-            for k in keys:
-                snap = snap.without_allocation(node, k)
-            for a in allocs:
-                snap = snap.with_allocation(held.node if held else "", a)
+            allocs = self._claim_allocations(held, problems) if held is not None else []
             if held is not None:
                 self._claim_keys[key] = (held.node, tuple(a.pod_key for a in allocs))
-            self._publish(snap)
+            self._edit([(node, k) for k in keys], [(held.node if held else "", a) for a in allocs])
 
     # ---------- binds
 
     def assume(self, node: str, alloc: Allocation, now: float | None = None) -> None:
         """Count a pod against its node at once, before the watch shows the binding."""
         with self._lock:
-            self._assumed[alloc.pod_key] = _Assumed(node, alloc, (now or self.clock()) + ASSUME_TTL_S)
-            self._publish(self._view.snapshot.with_allocation(node, alloc))
+            before = self._put_assumed(alloc.pod_key, _Assumed(node, alloc, (now or self.clock()) + ASSUME_TTL_S))
+            self._edit([(before.node, alloc.pod_key)] if before and before.node != node else [], [(node, alloc)])
 
     def forget(self, node: str, key: str) -> None:
         """Release what a failed bind reserved. What the watch has confirmed for the pod
         stays counted (a bind can fail because the pod is already bound)."""
         with self._lock:
-            if self._assumed.pop(key, None) is not None:
-                snap = self._view.snapshot.without_allocation(node, key)
+            assumed = self._put_assumed(key, None)
+            if assumed is not None:
                 confirmed = self._pods.get(key)
-                if confirmed is not None:
-                    snap = snap.with_allocation(*confirmed)
-                self._publish(snap)
+                self._edit([(n, key) for n in dict.fromkeys((assumed.node, node))], [confirmed] if confirmed else [])
 
     def placed_on(self, key: str) -> str | None:
         """The node a pod is counted on: bound as the watch showed it, or reserved by a bind."""
@@ -272,32 +353,52 @@ class LiveState:
     def rebuild(self, now: float | None = None) -> None:
         now = now or self.clock()
         with self._lock:
-            for key in [k for k, a in self._assumed.items() if a.deadline < now]:
-                log.warning("pod %s: binding never showed up in the watch; releasing its reservation", key)
-                del self._assumed[key]
-            per_node: dict[str, list[Allocation]] = {}
-            for node, alloc in self._pods.values():
-                per_node.setdefault(node, []).append(alloc)
-            for a in self._assumed.values():
-                per_node.setdefault(a.node, []).append(a.alloc)
+            self._expire(now)
             self._claim_keys = {}
-            for key, (held, problems) in self._claims.items():
-                allocs = self._claim_allocations(held, problems)
-                per_node.setdefault(held.node, []).extend(allocs)
-                self._claim_keys[key] = (held.node, tuple(a.pod_key for a in allocs))
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               per_node.get(n.name, []), n.kubelet_gpus) for n in self._nodes.values()]
+                               self._held_on(n.name), n.kubelet_gpus) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
-            self.shapes = workload_shapes(snap)
+            self.shapes, self.shapes_at = workload_shapes(snap), now
             self._dirty = False
+            self.built_at = self.rebuilt_at = now
+
+    def rejudge(self, now: float | None = None) -> None:
+        """What a rebuild does that no event does, without its pass over every node (~1 s of
+        GIL at 5,000 nodes, which the verbs' threads would wait on): reports judged stale or
+        not at `now`, reservations the watch never confirmed released, the workload's
+        shapes estimated again."""
+        now = now or self.clock()
+        with self._lock:
+            snap = self._view.snapshot
+            for node, key in self._expire(now):
+                confirmed = self._pods.get(key)
+                snap = snap.edited([(node, key)], [confirmed] if confirmed else [])
+            snap = snap.at(now)
+            self._publish(snap)
+            if now - self.shapes_at > SHAPES_EVERY_S:  # a pass over every pod: ~25 ms at 5,000 nodes
+                self.shapes, self.shapes_at = workload_shapes(snap), now
             self.built_at = now
 
-    def refresh_forever(self, stop: threading.Event, max_age_s: float = 10.0) -> None:
-        """Rebuild when nodes changed, and every max_age_s anyway so staleness is re-judged."""
+    def _expire(self, now: float) -> list[tuple[str, str]]:
+        """Drop the reservations past their deadline; (node, pod key) of each."""
+        gone = []
+        for key in [k for k, a in self._assumed.items() if a.deadline < now]:
+            log.warning("pod %s: binding never showed up in the watch; releasing its reservation", key)
+            assumed = self._put_assumed(key, None)
+            if assumed is not None:
+                gone.append((assumed.node, key))
+        return gone
+
+    def refresh_forever(self, stop: threading.Event, max_age_s: float = 10.0, rebuild_after_s: float = 300.0) -> None:
+        """Rebuild when the node list changed; every max_age_s re-judge staleness; and every
+        rebuild_after_s rebuild anyway, so that whatever the events missed is made right."""
         while not stop.wait(self.rebuild_every_s):
-            if self._dirty or self.clock() - self.built_at > max_age_s:
-                try:
+            try:
+                now = self.clock()
+                if self._dirty or now - self.rebuilt_at > rebuild_after_s:
                     self.rebuild()
-                except Exception:  # never let the refresher die; the next tick retries
-                    log.exception("snapshot rebuild failed")
+                elif now - self.built_at > max_age_s:
+                    self.rejudge(now)
+            except Exception:  # never let the refresher die; the next tick retries
+                log.exception("snapshot refresh failed")

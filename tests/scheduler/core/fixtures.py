@@ -49,3 +49,25 @@ def score_names(s: ClusterSnapshot, req: PodRequest, names: Sequence[str], weigh
     """score_rows read by name: (name, score) pairs in order, and the details."""
     details = score_rows(s, req, s.indices(names), weights, shapes)
     return list(zip(names, details.score.tolist())), details
+
+
+def assert_same_snapshot(got: ClusterSnapshot, want: ClusterSnapshot) -> None:
+    """Two snapshots of one node list say the same of every node: each array, the models,
+    the allocations, the report errors (product codes read as the products they name)."""
+    import numpy as np
+    assert got.names == want.names and got.now == want.now and got.stale_after_s == want.stale_after_s
+    for name in ("gpu_count", "gpu_mem_total", "used", "committed", "exclusive", "healthy", "present", "reported_at",
+                 "has_report", "status", "stale", "usable", "usable_total", "unhealthy_count", "memory_known", "free",
+                 "whole_free", "max_free", "free_total", "partial_free", "whole_free_count"):
+        a, b = getattr(got, name), getattr(want, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+        assert not a.flags.writeable, name
+    assert [got.products[c] for c in got.product_code] == [want.products[c] for c in want.product_code]
+    assert dict(got.report_error) == dict(want.report_error)
+    assert list(got.node_models) == list(want.node_models)
+    assert [sorted(r, key=lambda a: a.pod_key) for r in got.allocations] == \
+        [sorted(r, key=lambda a: a.pod_key) for r in want.allocations]
+    assert sorted(got.model_cache) == sorted(want.model_cache)
+    for model, cache in want.model_cache.items():
+        for a, b in zip(got.model_cache[model], cache):
+            assert a.dtype == b.dtype and np.array_equal(a, b), model

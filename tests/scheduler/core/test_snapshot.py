@@ -8,7 +8,7 @@ import pytest
 from scheduler.core import Allocation, NodeState, SnapshotError, build_snapshot
 from scheduler.core import snapshot as snap
 from scheduler.nodeinfo import NodeReport
-from tests.scheduler.core.fixtures import NOW, GiB, node, share, snapshot, whole
+from tests.scheduler.core.fixtures import NOW, GiB, assert_same_snapshot, node, share, snapshot, whole
 
 MiB = 2**20
 
@@ -128,8 +128,14 @@ def test_copy_on_write():
     assert (s0.free[0, 0], s1.free[0, 0], s2.free[0, 0]) == (80 * GiB, 50 * GiB, 10 * GiB)
     for name in MUTATED:
         x0, x1, x2 = (getattr(x, name) for x in (s0, s1, s2))
-        assert not np.shares_memory(x1, x2) and not np.shares_memory(x0, x1), name
+        # an array copied where its rows changed, and shared, unread, where they came out the same
+        assert (x1 is x0) == np.array_equal(x1, x0) and (x2 is x1) == np.array_equal(x2, x1), name
+        assert x1 is x0 or not np.shares_memory(x0, x1), name
+        assert x2 is x1 or not np.shares_memory(x1, x2), name
         assert not x2.flags.writeable, name
+    # a share on a GPU nobody held: it is no longer whole-free; the second share on it changes neither
+    assert s1.whole_free is not s0.whole_free and s2.whole_free is s1.whole_free
+    assert s1.exclusive is s0.exclusive  # no whole GPU given
     for name in SHARED:
         assert getattr(s2, name) is getattr(s0, name), name
     with pytest.raises(ValueError):
@@ -227,3 +233,79 @@ def test_a_rebuild_with_the_same_nodes_keeps_the_names_and_index_objects():
         other = build_snapshot(nodes, now=NOW, stale_after_s=600, previous=first)
         assert other.names is not first.names and other.index is not first.index
         assert other.indices(["b", "a"]).tolist() == [other.index["b"], other.index["a"]]
+
+
+# ---------- rows derived afresh: with_nodes and with_allocations against a rebuild
+
+M1, M2 = "org/model-1", "org/model-2"
+BASE = (node("a", 4, models={M1: (10 * GiB, "disk")}, allocs=[share("ns/x", 0, 30)]),
+        node("b", 4, models={M1: (20 * GiB, "gpu"), M2: (5 * GiB, "disk")}),
+        NodeState("c", 2, "A100", 40960))
+
+
+@pytest.mark.parametrize("what, changed", [
+    ("a GPU's use", node("a", 4, used={1: 30}, models={M1: (10 * GiB, "disk")}, allocs=[share("ns/x", 0, 30)])),
+    ("a model cached", node("a", 4, models={M1: (10 * GiB, "disk"), M2: (7 * GiB, "host-memory")},
+                            allocs=[share("ns/x", 0, 30)])),
+    ("a model evicted", node("b", 4, models={M2: (5 * GiB, "disk")})),
+    ("the last copy of a model evicted", node("b", 4, models={M1: (20 * GiB, "gpu")})),
+    ("a product no node had", node("a", 4, product="NVIDIA-B200", allocs=[share("ns/x", 0, 30)])),
+    ("an unreadable report", replace(node("a", 4), report=replace(node("a", 4).report, errors=("gpusched.io/gpus: x",)))),
+    ("a stale report", node("a", 4, reported_ago=5000, allocs=[share("ns/x", 0, 30)])),
+    ("a GPU unhealthy", node("a", 4, healthy={0, 2, 3}, allocs=[share("ns/x", 0, 30)])),
+    ("fewer GPUs", node("a", 2, allocs=[share("ns/x", 0, 30)])),
+    ("cordoned", replace(node("a", 4, allocs=[share("ns/x", 0, 30)]), gpu_count=0)),
+    ("a label-only node's first report", node("c", 2, gib=40)),
+    # GPU 0 gone from the report: the pod's GPU is guessed
+    ("a report that loses the pod's GPU", NodeState("a", 4, "NVIDIA-H100-80GB-HBM3", 81920, replace(
+        node("a", 4).report, gpus=node("a", 4).report.gpus[1:]), [share("ns/x", 0, 30)])),
+])
+def test_a_node_row_derived_afresh_equals_a_rebuild(what, changed):
+    before = snapshot(*BASE)
+    got = before.with_nodes([changed])
+    want = snapshot(*[changed if n.name == changed.name else n for n in BASE])
+    assert got is not None, what
+    assert_same_snapshot(got, want)
+    assert before.model_cache[M1].node_idx.tolist() == [0, 1]  # the old snapshot is untouched
+
+
+def test_a_node_row_derived_afresh_shares_what_did_not_change():
+    before = snapshot(*BASE)
+    after = before.with_nodes([node("a", 4, used={1: 30}, models={M1: (10 * GiB, "disk")},
+                                    allocs=[share("ns/x", 0, 30)])])
+    assert after.used is not before.used and after.free is not before.free
+    for name in ("gpu_mem_total", "present", "healthy", "committed", "exclusive", "status", "product_code",
+                 "reported_at", "model_cache", "node_models", "report_error"):
+        assert getattr(after, name) is getattr(before, name), name
+
+
+@pytest.mark.parametrize("states", [
+    [NodeState("ghost", 1)],  # not in the snapshot: its rows would move
+    [node("a", 9)],  # wider than the snapshot's 4 GPUs
+    [node("a", 4), node("a", 2)],  # the same node twice
+])
+def test_a_row_that_cannot_be_derived_alone_asks_for_a_rebuild(states):
+    assert snapshot(*BASE).with_nodes(states) is None
+
+
+def test_allocations_on_several_nodes_change_at_once_as_a_rebuild_would_count_them():
+    before = snapshot(*BASE)
+    # ns/x moves from a to b (b's GPU 2); an unknown-id pod lands on c and is guessed onto GPU 0
+    moved = before.with_allocations({"a": [], "b": [share("ns/x", 2, 30)],
+                                     "c": [Allocation("ns/y", (), 10 * GiB, False)], "ghost": []})
+    want = snapshot(replace(BASE[0], allocations=[]), replace(BASE[1], allocations=[share("ns/x", 2, 30)]),
+                    replace(BASE[2], allocations=[Allocation("ns/y", (), 10 * GiB, False)]))
+    assert_same_snapshot(moved, want)
+    assert before.with_allocations({"ghost": [share("ns/z", 0, 1)]}) is before
+
+
+@pytest.mark.parametrize("a, b, want", [
+    # the first true case wins, the default where none is; as np.select
+    ([True, True, False, False], [True, False, True, False], [1, 1, 2, 9]),
+    ([False], [False], [9]),
+    ([], [], []),
+])
+def test_first_match_is_np_select(a, b, want):
+    cases = [(np.array(a, bool), 1), (np.array(b, bool), np.full(len(b), 2))]
+    got = snap.first_match(cases, 9)
+    assert got.tolist() == want == np.select([c for c, _ in cases], [v for _, v in cases], 9).tolist()

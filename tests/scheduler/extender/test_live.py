@@ -11,7 +11,7 @@ from benchmarks.testbed.nodes import node_body
 from benchmarks.testbed.profiles import H100_MIB, NodeSpec
 from scheduler import contract
 from scheduler.core import Allocation
-from scheduler.extender.live import LiveState
+from scheduler.extender.live import ASSUME_TTL_S, LiveState
 
 AT = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc)
 
@@ -45,23 +45,37 @@ def _new_report(n: dict) -> dict:
                      now=datetime(2026, 11, 23, 10, 1, tzinfo=timezone.utc))
 
 
-@pytest.mark.parametrize("typ, change, dirty", [
-    ("MODIFIED", _heartbeat, False),  # kubelet/kwok heartbeats: nothing the snapshot reads
-    ("MODIFIED", lambda n: n, False),  # a resync of the same object
-    ("MODIFIED", _relabel, True),  # GPU product label
-    ("MODIFIED", _cordon, True),  # unschedulable: no GPUs for new pods
-    ("MODIFIED", _new_report, True),  # the agent published a new report
-    ("ADDED", lambda n: _node("n2"), True),
-    ("DELETED", lambda n: n, True),
-    ("DELETED", lambda n: _node("ghost"), False),  # never known
+@pytest.mark.parametrize("typ, change, dirty, patched", [
+    ("MODIFIED", _heartbeat, False, False),  # kubelet/kwok heartbeats: nothing the snapshot reads
+    ("MODIFIED", lambda n: n, False, False),  # a resync of the same object
+    # a node the snapshot has: its row derived afresh at once, no rebuild
+    ("MODIFIED", _relabel, False, True),  # GPU product label
+    ("MODIFIED", _cordon, False, True),  # unschedulable: no GPUs for new pods
+    ("MODIFIED", _new_report, False, True),  # the agent published a new report
+    # the node list changes: the rows mean other nodes, the refresher rebuilds
+    ("ADDED", lambda n: _node("n2"), True, False),
+    ("DELETED", lambda n: n, True, False),
+    ("DELETED", lambda n: _node("ghost"), False, False),  # never known
 ])
-def test_only_events_that_change_what_the_snapshot_reads_mark_it_dirty(typ, change, dirty):
+def test_only_events_that_change_what_the_snapshot_reads_change_it(typ, change, dirty, patched):
     live = LiveState(stale_after_s=600, clock=lambda: AT.timestamp() + 30)
     base = _node()
     live.set_nodes([base])
+    before = live.snapshot()
     assert not live._dirty
     live.on_node(typ, change(base))
     assert live._dirty is dirty
+    assert (live.snapshot() is not before) is patched
+    if patched:  # what a rebuild would make of it
+        patched_snap = live.snapshot()
+        live.rebuild(now=patched_snap.now)
+        assert_same_rows(patched_snap, live.snapshot())
+
+
+def assert_same_rows(got, want) -> None:
+    """Two snapshots of one node list say the same of every node (product codes read as names)."""
+    from tests.scheduler.core.fixtures import assert_same_snapshot
+    assert_same_snapshot(got, want)
 
 
 def _committed(live: LiveState, node: str) -> dict[int, int]:
@@ -196,7 +210,7 @@ def test_claim_events_count_release_and_survive_rebuilds(caplog):
 
 def test_a_claim_follows_its_gpu_when_the_report_renumbers_the_gpus():
     """After a reboot the driver may enumerate GPUs in another order: the claim's device (a
-    UUID) is GPU 3 in the first report, GPU 6 in the next; the rebuild moves the 20 GiB."""
+    UUID) is GPU 3 in the first report, GPU 6 in the next; the report's event moves the 20 GiB."""
     from scheduler.nodeinfo import GPU, NodeReport, annotations_for
     live = LiveState(stale_after_s=1e9, clock=lambda: AT.timestamp())
     live.set_nodes([_dra_node()])
@@ -211,5 +225,72 @@ def test_a_claim_follows_its_gpu_when_the_report_renumbers_the_gpus():
                                    for i in range(8)), reported_at=AT)
     n["metadata"]["annotations"].update(annotations_for(report))
     live.on_node("MODIFIED", n)
+    assert committed() == [0, 0, 0, 0, 0, 0, 20, 0]  # the node's row derived afresh at once
     live.rebuild()
     assert committed() == [0, 0, 0, 0, 0, 0, 20, 0]
+
+
+def test_a_reader_never_sees_an_update_half_applied():
+    """Readers take the snapshot without the lock while watch events patch it. A pod moving
+    between two nodes in one event, and a report whose GPU use and cached model change
+    together, must each be seen whole or not at all: the pod counted on exactly one node,
+    the model cached exactly in the reports dated at odd seconds."""
+    import threading
+    from datetime import timedelta
+
+    import numpy as np
+
+    specs = {
+        False: NodeSpec("n1", 8, "NVIDIA-H100-80GB-HBM3", H100_MIB),
+        True: NodeSpec("n1", 8, "NVIDIA-H100-80GB-HBM3", H100_MIB, cached_models={"org/m": (10 * 2**30, "disk")}),
+    }
+    live = LiveState(stale_after_s=86400, clock=lambda: AT.timestamp() + 3600)
+    live.set_nodes([node_body(specs[False], now=AT), _node("n2")])
+    live.set_pods([])
+    pods = {n: _bound(n, "2", memory="20Gi") for n in ("n1", "n2")}
+    stop, seen, torn = threading.Event(), [0], []
+
+    def read() -> None:
+        while not stop.is_set():
+            s = live.snapshot()
+            on = [r for r in range(len(s)) if any(a.pod_key == "ns/p" for a in s.allocations[r])]
+            share = int(s.committed.sum()) // 2**30
+            cached = "org/m" in s.model_cache and bool(s.node_models[s.index["n1"]])
+            using = int(s.reported_at[s.index["n1"]]) % 2 == 1
+            free_follows = np.array_equal(s.free[on], s.gpu_mem_total[on] - s.committed[on])
+            if len(on) != 1 or share != 20 or cached != using or not free_follows:
+                torn.append((on, share, cached, using, free_follows))
+            seen[0] += 1
+
+    live.on_pod("ADDED", pods["n2"])
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for i in range(1, 300):
+            live.on_pod("MODIFIED", pods["n1" if i % 2 else "n2"])
+            live.on_node("MODIFIED", node_body(specs[bool(i % 2)], now=AT + timedelta(seconds=i)))
+    finally:
+        stop.set()
+        reader.join()
+    assert seen[0] > 10 and not torn, torn[:3]
+
+
+@pytest.mark.parametrize("later_s, stale", [
+    (0, False),  # reported 30 s before: fresh
+    (560, False),  # 590 s old against 600: still fresh
+    (580, True),  # 610 s old: stale
+])
+def test_a_rejudge_says_what_a_rebuild_then_would_and_releases_expired_reservations(later_s, stale):
+    clock = [AT.timestamp() + 30]
+    live = LiveState(stale_after_s=600, clock=lambda: clock[0])
+    live.set_nodes([_node("n1"), _node("n2")])
+    live.set_pods([])
+    live.assume("n1", Allocation(pod_key="ns/p", gpu_ids=(2,), memory_per_gpu=20 * 2**30, whole=False),
+                now=clock[0] - ASSUME_TTL_S + 100)  # its binding has 100 s to show up
+    clock[0] += later_s
+    live.rejudge()
+    judged = live.snapshot()
+    assert bool(judged.stale[judged.index["n1"]]) is stale
+    assert _committed(live, "n1") == ({} if later_s > 100 else {2: 20 * GIB_MIB})
+    live.rebuild()
+    assert_same_rows(judged, live.snapshot())
