@@ -108,7 +108,7 @@ IDLE_S = 5.0  # how long the idle test bed's CPU is measured
 def idle_cpu(cpu: CpuReader, seconds: float) -> dict[str, float]:
     """CPU ms per second each process uses over `seconds` while nothing is scheduled."""
     before, t0 = cpu(), time.monotonic()
-    time.sleep(max(seconds, 3.0))
+    time.sleep(seconds)
     after, dt = cpu(), time.monotonic() - t0
     return {name: round((sec - before.get(name, 0.0)) * 1000 / dt, 1) for name, sec in after.items()
             if name in before and name != "bench"}
@@ -393,10 +393,11 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         wait_nodes_ready(api, nodes, timeout=300)
         gs = GpuschedScheduler(cluster)
         gs.start()
-        # Let both schedulers' informers see every node before timing anything; meanwhile
+        # Let both schedulers' informers see every node before timing anything; then
         # measure what the idle test bed burns (node leases, heartbeats, resyncs): a run pays
         # it for every second it lasts, so a slower scheduler's pods carry more of it.
-        idle = idle_cpu(lambda: process_cpu(cluster.state.procs), IDLE_S if scheduling else 0.0)
+        time.sleep(3)
+        idle = idle_cpu(lambda: process_cpu(cluster.state.procs), IDLE_S) if scheduling else {}
         setup_s = time.monotonic() - t
         rows, ext = [], []
         t = time.monotonic()
