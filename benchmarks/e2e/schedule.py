@@ -67,16 +67,22 @@ class VerbLatency:
     mode: str = ""  # the gpusched run it was measured in
 
 
-def pod_body(i: int, scheduler: str) -> dict[str, Any]:
+def pod_body(i: int, scheduler: str, share: str | None = None) -> dict[str, Any]:
+    """One whole GPU (`nvidia.com/gpu: 1` limits), or with `share` (e.g. "10Gi") that much
+    GPU memory by gpusched's annotation and no GPU limit: a memory share, which only
+    gpusched places on a GPU (the default scheduler places such a pod as a CPU pod)."""
+    resources = {} if share else {"limits": {contract.GPU_RESOURCE: "1"}}
+    meta: dict[str, Any] = {"name": f"e2e-{i:05d}", "labels": {"app": "e2e"}}
+    if share:
+        meta["annotations"] = {contract.GPU_MEMORY: share}
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"e2e-{i:05d}", "labels": {"app": "e2e"}},
+        "metadata": meta,
         "spec": {
             "schedulerName": scheduler,
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": False,
-            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9",
-                            "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}],
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9", "resources": resources}],
         },
     }
 
@@ -216,7 +222,7 @@ def _wait(check, timeout: float, what: str, interval: float = 0.2) -> None:
 
 def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
             hold: tuple[Callable[[], None], Callable[[], None]] | None = None,
-            cpu: CpuReader = lambda: {}) -> Row:
+            cpu: CpuReader = lambda: {}, share: str | None = None) -> Row:
     """Create `pods` pods for `scheduler` and time them until all are bound. With `hold`
     (stop, start) the scheduler is stopped while they are created and started after: the
     rate from its first bind to its last is then the scheduler's alone, without the
@@ -228,7 +234,7 @@ def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
     try:
         # Pods are refused until the namespace's default ServiceAccount exists.
         _wait(lambda: _sa_exists(api, ns), 60, f"ServiceAccount default in {ns}")
-        bodies = [pod_body(i, scheduler) for i in range(pods)]
+        bodies = [pod_body(i, scheduler, share) for i in range(pods)]
         if hold:
             return _backlog(api, ns, scheduler, bodies, workers, timeout, *hold, cpu=cpu)
         watch = BoundWatch(api, ns)
@@ -362,10 +368,11 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None,
-        modes: str = "backlog") -> dict[str, Any]:
+        modes: str = "backlog", share: str | None = None) -> dict[str, Any]:
     """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
     "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults); modes: "create"
-    (pods created while the schedulers run), "backlog" (created first) or "both"."""
+    (pods created while the schedulers run), "backlog" (created first) or "both"; share:
+    each pod a GPU memory share of this size (pod_body) instead of a whole GPU."""
     from kubernetes import client
 
     from benchmarks.testbed.cli import wait_nodes_ready
@@ -408,12 +415,14 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
             for sched in SCHEDULERS:
                 before = gs.metrics() if sched == "gpusched" else ""
                 rows.append(run_one(api, sched, pods, workers, timeout, holds[sched] if mode == "backlog" else None,
-                                    cpu=lambda: process_cpu(cluster.state.procs)))
+                                    cpu=lambda: process_cpu(cluster.state.procs), share=share))
                 if sched == "gpusched":
                     ext += [replace(v, mode=mode) for v in latencies(before, gs.metrics())]
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
-                       "pod": "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers",
+                       "pod": (f"a {share} GPU memory share ({contract.GPU_MEMORY} annotation; the default "
+                               "scheduler places it as a CPU pod), same set for both schedulers" if share else
+                               "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers"),
                        "create_workers": workers, "bound_seen_by": "watch", "phase": phase, "modes": modes,
                        "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
                        "schedule_phase_s": round(time.monotonic() - t, 1)},
