@@ -64,7 +64,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e2e.add_argument("--nodes", type=int, default=1000)
     e2e.add_argument("--pods", type=int, default=2000)
     e2e.add_argument("--workers", type=int, default=31,
-                     help="threads creating pods (default 31: with the poller, the client's pool of 32)")
+                     help="threads creating pods (default 31: with the watch counting binds, the client's "
+                          "pool of 32)")
+    e2e.add_argument("--share", metavar="QUANTITY", default=None,
+                     help="each pod a GPU memory share of this size (e.g. 10Gi, gpusched's annotation) instead of "
+                          "a whole GPU: gpusched's rate for share pods (the default scheduler places them as CPU "
+                          "pods, so its row is no GPU baseline)")
     e2e.add_argument("--timeout", type=float, default=600, help="seconds allowed per scheduler run")
     e2e.add_argument("--state", default=None, help="test bed state directory (default: a temporary one)")
     e2e.add_argument("--out", default="results/e2e")
@@ -160,7 +165,7 @@ def run_e2e(args: argparse.Namespace) -> int:
         return 2
     t0 = time.monotonic()
     result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state, phase=args.phase, modes=args.modes,
-                     autoscale=settings)
+                     autoscale=settings, share=args.share)
     result["params"]["wall_s"] = round(time.monotonic() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

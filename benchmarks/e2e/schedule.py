@@ -5,12 +5,15 @@ with N small-profile kwok nodes (8 x H100 each), starts the gpusched extender an
 kube-scheduler (deploy/scheduler/kube-scheduler-config.yaml), then for each scheduler in
 turn — `default-scheduler` first (the baseline), then `gpusched` — creates the same P pods,
 each asking one whole GPU (`nvidia.com/gpu: 1` limits), from a thread pool in a fresh
-namespace. Seconds run from the first create call to the moment a poll of the list
-(`spec.nodeName!=`, every 50 ms, served from the apiserver's watch cache) sees all P bound.
+namespace. Seconds run from the first create call to the moment a watch of the namespace's
+bound pods (`spec.nodeName!=`, opened before) sees the last of the P bound.
 The namespace is then deleted and its pods waited out before the next scheduler runs.
 The extender's /metrics is scraped before and after the gpusched run; filter/prioritize/bind
 p50/p99 are estimated from the difference of the histogram buckets (linear interpolation
-inside a bucket, as PromQL's histogram_quantile does).
+inside a bucket, as PromQL's histogram_quantile does). Each test bed process's CPU time
+(utime + stime from /proc/<pid>/stat) is read at the start and the end of the timed span and
+divided by the pods: on 2 shared cores the rate is bounded by the CPU all processes spend per
+pod, and this says which one spends it.
 
 Then, on the same cluster (or alone with phase="autoscale"), the autoscale phase
 (benchmarks/e2e/autoscale.py): the autoscaler daemon with a real Prometheus and the fleet
@@ -20,10 +23,12 @@ baseline in the same run.
 from __future__ import annotations
 
 import json
+import os
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,7 +41,6 @@ MODES = {"create": ("create",), "backlog": ("backlog",), "both": ("create", "bac
 PHASES = ("all", "schedule", "autoscale")
 VERBS = ("filter", "prioritize", "bind")
 METRIC = "gpusched_extender_request_seconds"
-POLL_S = 0.05  # how often a run counts its bound pods
 
 
 @dataclass
@@ -49,6 +53,9 @@ class Row:
     pods_per_s: float  # pods / seconds; backlog: (pods - 1) / drain_s
     mode: str = "create"  # "create": pods created while the scheduler runs; "backlog": created first
     drain_s: float | None = None  # backlog: first pod bound to all bound
+    # test bed process -> CPU ms per pod over the timed span (backlog: the scheduler's start to
+    # all bound; create: first create to all bound); "bench" is this process (creates, watches)
+    cpu_ms_per_pod: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,18 +67,64 @@ class VerbLatency:
     mode: str = ""  # the gpusched run it was measured in
 
 
-def pod_body(i: int, scheduler: str) -> dict[str, Any]:
+def pod_body(i: int, scheduler: str, share: str | None = None) -> dict[str, Any]:
+    """One whole GPU (`nvidia.com/gpu: 1` limits), or with `share` (e.g. "10Gi") that much
+    GPU memory by gpusched's annotation and no GPU limit: a memory share, which only
+    gpusched places on a GPU (the default scheduler places such a pod as a CPU pod)."""
+    resources = {} if share else {"limits": {contract.GPU_RESOURCE: "1"}}
+    meta: dict[str, Any] = {"name": f"e2e-{i:05d}", "labels": {"app": "e2e"}}
+    if share:
+        meta["annotations"] = {contract.GPU_MEMORY: share}
     return {
         "apiVersion": "v1", "kind": "Pod",
-        "metadata": {"name": f"e2e-{i:05d}", "labels": {"app": "e2e"}},
+        "metadata": meta,
         "spec": {
             "schedulerName": scheduler,
             "terminationGracePeriodSeconds": 0,
             "automountServiceAccountToken": False,
-            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9",
-                            "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}],
+            "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.9", "resources": resources}],
         },
     }
+
+
+CpuReader = Callable[[], dict[str, float]]
+
+
+def process_cpu(procs) -> dict[str, float]:
+    """CPU seconds (user + system) each live test bed process has used, by its name, and this
+    process's as "bench"; a process that has exited is left out."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for p in procs:
+        try:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[19]) != p.start_time:  # the pid was reused
+            continue
+        out[p.name] = out.get(p.name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    t = os.times()
+    out["bench"] = t.user + t.system
+    return out
+
+
+IDLE_S = 5.0  # how long the idle test bed's CPU is measured
+
+
+def idle_cpu(cpu: CpuReader, seconds: float) -> dict[str, float]:
+    """CPU ms per second each process uses over `seconds` while nothing is scheduled."""
+    before, t0 = cpu(), time.monotonic()
+    time.sleep(seconds)
+    after, dt = cpu(), time.monotonic() - t0
+    return {name: round((sec - before.get(name, 0.0)) * 1000 / dt, 1) for name, sec in after.items()
+            if name in before and name != "bench"}
+
+
+def cpu_per_pod(before: dict[str, float], after: dict[str, float], pods: int) -> dict[str, float]:
+    """CPU ms per pod between two process_cpu readings; a process started between them (a
+    scheduler started for a backlog) counts from 0."""
+    return {name: round((sec - before.get(name, 0.0)) * 1000 / max(pods, 1), 2) for name, sec in after.items()
+            if sec - before.get(name, 0.0) > 0}
 
 
 def _bound(api, ns: str) -> int:
@@ -80,17 +133,82 @@ def _bound(api, ns: str) -> int:
     return len(json.loads(resp.data)["items"])
 
 
-def _until_bound(api, ns: str, pods: int, deadline: float) -> tuple[int, float | None]:
-    """Poll until `pods` are bound or the deadline: (pods bound, when the first was seen bound)."""
-    bound, first = 0, None
-    while time.monotonic() < deadline:
-        bound = _bound(api, ns)
-        if bound and first is None:
-            first = time.monotonic()
-        if bound >= pods:
-            break
-        time.sleep(POLL_S)
-    return bound, first
+class BoundWatch:
+    """Counts a namespace's bound pods from a watch (spec.nodeName!=), started before the
+    pods are created or their scheduler started: each bind is seen once, when it happens.
+    (A poll listing the bound pods every 50 ms cost the API server and this process work
+    in proportion to pods x seconds: on 2 cores, more for the slower scheduler, whose rate
+    it then lowered further.)"""
+
+    def __init__(self, api, ns: str):
+        from scheduler.kube.client import loads, raw, request
+        self._api, self._ns = api.api_client, ns
+        self._loads, self._raw, self._request = loads, raw, request
+        self._names: set[str] = set()
+        self._cv = threading.Condition()
+        self.first: float | None = None  # monotonic time the first bound pod was seen
+        self.last: float | None = None   # ... and the latest new one
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        path = f"/api/v1/namespaces/{ns}/pods"
+        _, listed = self._raw(self._api, "GET", path + "?fieldSelector=spec.nodeName%21%3D")
+        self._rv = listed["metadata"]["resourceVersion"]
+        self._add([p["metadata"]["name"] for p in listed["items"]])
+        self._thread = threading.Thread(target=self._run, args=(path,), name=f"watch-{ns}", daemon=True)
+        self._thread.start()
+
+    def _add(self, names: list[str]) -> None:
+        now = time.monotonic()
+        with self._cv:
+            new = [n for n in names if n not in self._names]
+            if new:
+                self._names.update(new)
+                self.first = self.first if self.first is not None else now
+                self.last = now
+                self._cv.notify_all()
+
+    def _run(self, path: str) -> None:
+        try:
+            while not self._stop.is_set():
+                resp = self._request(self._api, "GET", path, query={
+                    "watch": "1", "fieldSelector": "spec.nodeName!=", "resourceVersion": self._rv,
+                    "allowWatchBookmarks": "true", "timeoutSeconds": 600}, timeout=(10, 630))
+                try:
+                    for line in resp:
+                        ev = self._loads(line)
+                        obj = ev.get("object") or {}
+                        self._rv = (obj.get("metadata") or {}).get("resourceVersion", self._rv)
+                        if ev.get("type") in ("ADDED", "MODIFIED"):
+                            self._add([obj["metadata"]["name"]])
+                        elif ev.get("type") == "ERROR":
+                            raise RuntimeError(f"watch of {self._ns}: {obj.get('message')}")
+                        if self._stop.is_set():
+                            break
+                finally:
+                    resp.release_conn()
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            with self._cv:
+                self._error = exc
+                self._cv.notify_all()
+
+    def count(self) -> int:
+        with self._cv:
+            return len(self._names)
+
+    def wait(self, pods: int, deadline: float) -> int:
+        """Block until `pods` are bound or the deadline; the number bound."""
+        with self._cv:
+            while len(self._names) < pods and self._error is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(min(left, 1.0))
+            if self._error is not None and len(self._names) < pods:
+                raise RuntimeError(f"counting bound pods in {self._ns} failed: {self._error}") from self._error
+            return len(self._names)
+
+    def close(self) -> None:
+        self._stop.set()
 
 
 def _wait(check, timeout: float, what: str, interval: float = 0.2) -> None:
@@ -103,7 +221,8 @@ def _wait(check, timeout: float, what: str, interval: float = 0.2) -> None:
 
 
 def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
-            hold: tuple[Callable[[], None], Callable[[], None]] | None = None) -> Row:
+            hold: tuple[Callable[[], None], Callable[[], None]] | None = None,
+            cpu: CpuReader = lambda: {}, share: str | None = None) -> Row:
     """Create `pods` pods for `scheduler` and time them until all are bound. With `hold`
     (stop, start) the scheduler is stopped while they are created and started after: the
     rate from its first bind to its last is then the scheduler's alone, without the
@@ -115,23 +234,28 @@ def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
     try:
         # Pods are refused until the namespace's default ServiceAccount exists.
         _wait(lambda: _sa_exists(api, ns), 60, f"ServiceAccount default in {ns}")
-        bodies = [pod_body(i, scheduler) for i in range(pods)]
+        bodies = [pod_body(i, scheduler, share) for i in range(pods)]
         if hold:
-            return _backlog(api, ns, scheduler, bodies, workers, timeout, *hold)
+            return _backlog(api, ns, scheduler, bodies, workers, timeout, *hold, cpu=cpu)
+        watch = BoundWatch(api, ns)
+        cpu0 = cpu()
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futs = [pool.submit(api.create_namespaced_pod, ns, b) for b in bodies]
             done: list[float] = []
             for f in futs:
                 f.add_done_callback(lambda _f: done.append(time.monotonic()))
-            bound, _ = _until_bound(api, ns, pods, t0 + timeout)
-            elapsed = time.monotonic() - t0
+            bound = watch.wait(pods, t0 + timeout)
+            elapsed = (watch.last or time.monotonic()) - t0
+            used = cpu_per_pod(cpu0, cpu(), pods)
+            watch.close()
             for f in futs:
                 f.result()
         create_s = max(done) - t0
         if bound < pods:
             raise TimeoutError(f"{scheduler}: only {bound} of {pods} pods bound within {timeout:.0f}s")
-        return Row(scheduler, pods, bound, round(create_s, 3), round(elapsed, 3), round(pods / elapsed, 1))
+        return Row(scheduler, pods, bound, round(create_s, 3), round(elapsed, 3), round(pods / elapsed, 1),
+                   cpu_ms_per_pod=used)
     finally:
         try:
             # Force-delete the pods first (grace 0: gone from the API at once, as
@@ -150,26 +274,32 @@ def run_one(api, scheduler: str, pods: int, workers: int, timeout: float,
 
 
 def _backlog(api, ns: str, scheduler: str, bodies: list[dict[str, Any]], workers: int, timeout: float,
-             stop: Callable[[], None], start: Callable[[], None]) -> Row:
+             stop: Callable[[], None], start: Callable[[], None], cpu: CpuReader = lambda: {}) -> Row:
     pods = len(bodies)
     stop()
+    watch = BoundWatch(api, ns)
     try:
         t0 = time.monotonic()
         with ThreadPoolExecutor(max_workers=workers) as pool:
             list(pool.map(lambda b: api.create_namespaced_pod(ns, b), bodies))
         create_s = time.monotonic() - t0
-        if _bound(api, ns):
+        if watch.count() or _bound(api, ns):
             raise RuntimeError(f"{scheduler}: pods were bound while it was stopped")
     finally:
+        cpu0 = cpu()
         t_start = time.monotonic()
         start()
-    bound, first = _until_bound(api, ns, pods, t_start + timeout)
-    end = time.monotonic()
+    try:
+        bound = watch.wait(pods, t_start + timeout)
+        used = cpu_per_pod(cpu0, cpu(), pods)
+    finally:
+        watch.close()
+    first, end = watch.first, watch.last or time.monotonic()
     if bound < pods or first is None:
         raise TimeoutError(f"{scheduler}: only {bound} of {pods} pods bound within {timeout:.0f}s of its start")
     drain = max(end - first, 1e-3)
     return Row(scheduler, pods, bound, round(create_s, 3), round(end - t_start, 3), round((pods - 1) / drain, 1),
-               mode="backlog", drain_s=round(drain, 3))
+               mode="backlog", drain_s=round(drain, 3), cpu_ms_per_pod=used)
 
 
 def _sa_exists(api, ns: str) -> bool:
@@ -238,10 +368,11 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None,
-        modes: str = "backlog") -> dict[str, Any]:
+        modes: str = "backlog", share: str | None = None) -> dict[str, Any]:
     """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
     "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults); modes: "create"
-    (pods created while the schedulers run), "backlog" (created first) or "both"."""
+    (pods created while the schedulers run), "backlog" (created first) or "both"; share:
+    each pod a GPU memory share of this size (pod_body) instead of a whole GPU."""
     from kubernetes import client
 
     from benchmarks.testbed.cli import wait_nodes_ready
@@ -269,8 +400,11 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         wait_nodes_ready(api, nodes, timeout=300)
         gs = GpuschedScheduler(cluster)
         gs.start()
-        # Let both schedulers' informers see every node before timing anything.
+        # Let both schedulers' informers see every node before timing anything; then
+        # measure what the idle test bed burns (node leases, heartbeats, resyncs): a run pays
+        # it for every second it lasts, so a slower scheduler's pods carry more of it.
         time.sleep(3)
+        idle = idle_cpu(lambda: process_cpu(cluster.state.procs), IDLE_S) if scheduling else {}
         setup_s = time.monotonic() - t
         rows, ext = [], []
         t = time.monotonic()
@@ -280,15 +414,19 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         for mode in MODES[modes] if scheduling else ():
             for sched in SCHEDULERS:
                 before = gs.metrics() if sched == "gpusched" else ""
-                rows.append(run_one(api, sched, pods, workers, timeout, holds[sched] if mode == "backlog" else None))
+                rows.append(run_one(api, sched, pods, workers, timeout, holds[sched] if mode == "backlog" else None,
+                                    cpu=lambda: process_cpu(cluster.state.procs), share=share))
                 if sched == "gpusched":
                     ext += [replace(v, mode=mode) for v in latencies(before, gs.metrics())]
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
-                       "pod": "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers",
-                       "create_workers": workers, "poll_interval_s": POLL_S, "phase": phase, "modes": modes,
+                       "pod": (f"a {share} GPU memory share ({contract.GPU_MEMORY} annotation; the default "
+                               "scheduler places it as a CPU pod), same set for both schedulers" if share else
+                               "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers"),
+                       "create_workers": workers, "bound_seen_by": "watch", "phase": phase, "modes": modes,
                        "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
                        "schedule_phase_s": round(time.monotonic() - t, 1)},
+            "idle_cpu_ms_per_s": idle,
             "rows": [asdict(r) for r in rows],
             "extender": [asdict(v) for v in ext],
         }
@@ -333,7 +471,27 @@ def _schedule_table(result: dict[str, Any]) -> str:
     for v in result["extender"]:
         out.append(f"| {v.get('mode') or '-'} | {v['verb']} | {v['calls']:,} | {fmt(v['p50_ms'])} | "
                    f"{fmt(v['p99_ms'])} |")
-    return "\n".join(out)
+    return "\n".join(out + _cpu_table(rows, result.get("idle_cpu_ms_per_s") or {}))
+
+
+def _cpu_table(rows: list[dict[str, Any]], idle: dict[str, float]) -> list[str]:
+    """CPU ms per pod by process, one row per run, the busiest processes first; "idle part":
+    what the test bed burns with nothing to schedule (IDLE_S measured) over the run's seconds."""
+    used = [r.get("cpu_ms_per_pod") or {} for r in rows]
+    if not any(used):
+        return []
+    total: dict[str, float] = {}
+    for u in used:
+        for name, ms in u.items():
+            total[name] = total.get(name, 0.0) + ms
+    names = sorted(total, key=lambda n: -total[n])
+    out = ["", "| mode | scheduler | CPU ms per pod, all | of it idle part | " + " | ".join(names) + " |",
+           "|---|---|---:|---:|" + "---:|" * len(names)]
+    for r, u in zip(rows, used):
+        idle_part = sum(idle.values()) * r["seconds"] / max(r["pods"], 1)
+        out.append(f"| {r.get('mode', 'create')} | {r['scheduler']} | {sum(u.values()):.1f} | {idle_part:.1f} | "
+                   + " | ".join(f"{u.get(n, 0.0):.1f}" for n in names) + " |")
+    return out
 
 
 def params_line(result: dict[str, Any]) -> str:
@@ -343,6 +501,6 @@ def params_line(result: dict[str, Any]) -> str:
                 f"Kubernetes {p['kubernetes']}")
     return (f"e2e scheduling throughput: {p['nodes']:,} kwok nodes ({p['profile']}), {p['pods']:,} pods of "
             f"{p['pod']}, created by {p['create_workers']} threads; mode create: seconds = first create to all bound "
-            f"(polled every {p['poll_interval_s']}s; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); "
+            f"(bound pods seen by {p.get('bound_seen_by', 'a poll')}; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); "
             f"mode backlog: the scheduler is stopped while the pods are created, seconds = its start to all bound, "
             f"pods/s = (pods - 1) / (first bound to all bound); Kubernetes {p['kubernetes']}")

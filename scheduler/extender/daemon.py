@@ -13,6 +13,7 @@ from scheduler.extender.config import ExtenderConfig
 from scheduler.extender.leadership import Leadership
 from scheduler.extender.live import LiveState
 from scheduler.extender.node_events import NodeEvents
+from scheduler.extender.pending import PendingPods, pending_selector
 from scheduler.extender.server import Extender, ExtenderHTTPServer, OpsHTTPServer, server_tls_context
 from scheduler.kube.client import api_client, raw
 from scheduler.names import namespaced_path
@@ -34,7 +35,20 @@ GC_FREEZE_EVERY_S = 60.0
 # connections, urllib3 opens a new TLS connection per request and throws it away after:
 # a handshake's CPU for every bind. Binds past this many wait here for a connection.
 API_POOL = 32
-BIND_CONCURRENCY = API_POOL - 5  # the three watches and the occasional list or get keep theirs
+BIND_CONCURRENCY = API_POOL - 8  # six watches and the occasional list or get keep theirs
+
+
+def binding_body(namespace: str, name: str, uid: str, node: str, annotations: dict[str, str],
+                 resource_version: str = "") -> dict[str, Any]:
+    """The pod's Binding. The API server binds only a pod that still has this UID and, when
+    given, this resourceVersion (BindingREST's preconditions), and is not bound or being
+    deleted; it copies the annotations onto the pod with the binding."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
+    if resource_version:
+        meta["resourceVersion"] = resource_version
+    if annotations:
+        meta["annotations"] = annotations
+    return {"apiVersion": "v1", "kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": node}}
 
 
 def _always() -> tuple[bool, str]:
@@ -59,6 +73,13 @@ class ExtenderDaemon:
         # Only bound pods hold GPUs; the field selector keeps pending pods off the wire.
         self.pods = Informer(self.api, "/api/v1/pods", self.live.on_pod, on_relist=self.live.set_pods,
                              params={"fieldSelector": "spec.nodeName!="}, name="pods")
+        # The pods bind may be asked for, as the API server has them: a bind checks this copy
+        # instead of a GET (scheduler/extender/pending.py). Not waited for by ready(): a pod
+        # it lacks is read with a GET.
+        self.pending = PendingPods()
+        self.pending_pods = Informer(self.api, "/api/v1/pods", self.pending.on_pod, on_relist=self.pending.set_pods,
+                                     params={"fieldSelector": pending_selector(cfg.scheduler_name)},
+                                     name="pending pods")
         # GPU memory kube-scheduler's DRA allocator gave claims of gpu.gpusched.io (docs/ownership.md)
         # optional: an API server before 1.34 serves no resource.k8s.io/v1, and then no claims exist
         # through claim_pods: it also indexes what unallocated claims ask, for pods asking by claim
@@ -79,7 +100,7 @@ class ExtenderDaemon:
                                   self.leadership.on_lease, params={"fieldSelector": f"metadata.name={le.name}"},
                                   on_relist=self._leases_listed, name="lease")
         self.extender = Extender(live=self.live, binder=self._bind, get_pod=self._get_pod, weights=cfg.weights,
-                                 scheduler_name=cfg.scheduler_name,
+                                 scheduler_name=cfg.scheduler_name, pending=self.pending.get,
                                  may_act=self.leadership.may_act if self.leadership else _always,
                                  claim_pods=self.claim_pods)
         host, port = cfg.listen
@@ -108,11 +129,9 @@ class ExtenderDaemon:
             return False, f"waiting for the first list of {', '.join(missing)}"
         return True, f"ok: {len(self.live.snapshot().names)} nodes"
 
-    def _bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
-        meta: dict[str, Any] = {"name": name, "namespace": namespace, "uid": uid}
-        if annotations:
-            meta["annotations"] = annotations  # the API server copies these onto the pod with the binding
-        body = {"apiVersion": "v1", "kind": "Binding", "metadata": meta, "target": {"kind": "Node", "name": node}}
+    def _bind(self, namespace: str, name: str, uid: str, node: str, annotations: dict[str, str],
+              resource_version: str = "") -> None:
+        body = binding_body(namespace, name, uid, node, annotations, resource_version)
         with self._bind_slots:
             raw(self.api, "POST", namespaced_path("/api/v1", namespace, "pods", name, "binding"), body)
 
@@ -125,6 +144,7 @@ class ExtenderDaemon:
     def run(self) -> None:
         self.nodes.start()
         self.pods.start()
+        self.pending_pods.start()
         self.claims.start()
         self.slices.start()
         if self.lease is not None:
@@ -151,6 +171,7 @@ class ExtenderDaemon:
         self.stop.set()
         self.nodes.stop()
         self.pods.stop()
+        self.pending_pods.stop()
         self.claims.stop()
         self.slices.stop()
         if self.lease is not None:

@@ -54,7 +54,7 @@ SCRATCH = 262144  # each thread's receive buffer: a recv() of this size would mm
 class Limits:
     max_connections: int = 1024
     # kube-scheduler binds up to its parallelism at once, each waiting on the API server;
-    # filter and prioritize must never queue behind them (daemon.BIND_CONCURRENCY is 28)
+    # filter and prioritize must never queue behind them (daemon.BIND_CONCURRENCY is 24)
     workers: int = 40
     idle_s: float = 60.0  # Go's client keeps an idle connection 90 s and retries one closed under it
     header_s: float = 10.0

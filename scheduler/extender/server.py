@@ -4,7 +4,10 @@ kube-scheduler's port (the verbs, /healthz, /readyz) and the operators' port (/m
 
 Filter and prioritize read the in-memory snapshot only. Bind is the one verb that
 talks to the API server, after it has reserved the GPUs in memory, so two pods
-bound back to back never get the same GPU memory.
+bound back to back never get the same GPU memory. It checks the pod against the pending
+pods' informer copy (scheduler/extender/pending.py) when it has one, so the reservation
+comes before any network call, and the Binding carries that copy's UID and resourceVersion
+as preconditions; it reads the pod with a GET only when the informer lacks it.
 """
 from __future__ import annotations
 
@@ -68,6 +71,11 @@ class Metrics:
                                         "quantity (the log says which and why)", registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
+        self.bind_reads = Counter("gpusched_extender_bind_pod_reads_total",
+                                  "Where binds read the pod they check: 'informer' (the pending pods' "
+                                  "watch, no API call), 'api' (a GET: the informer lacked the pod, or its "
+                                  "copy was stale and the Binding's precondition failed)", ["source"],
+                                  registry=self.registry)
 
 
 @dataclass
@@ -81,7 +89,9 @@ class _Bind:
 class Extender:
     """The verbs, independent of HTTP, so tests and benchmarks call them directly."""
     live: LiveState
-    binder: Callable[[str, str, str, str, dict[str, str]], None]  # (namespace, name, uid, node, annotations)
+    # (namespace, name, uid, node, annotations, resourceVersion): the API server refuses the
+    # Binding unless the pod still has that UID and, when given, that resourceVersion
+    binder: Callable[[str, str, str, str, dict[str, str], str], None]
     get_pod: Callable[[str, str], dict[str, Any] | None]  # the API server's copy: what bind checks against
     weights: Weights = field(default_factory=Weights)
     metrics: Metrics = field(default_factory=Metrics)
@@ -91,6 +101,9 @@ class Extender:
     # once caught up, and a bind only while the Lease is fresh (scheduler/extender/leadership.py)
     may_act: Callable[[], tuple[bool, str]] = lambda: (True, "")
     claim_pods: ClaimPods | None = None  # pods asking gpu.gpusched.io by ResourceClaim (claim_pods.py)
+    # namespace/name -> the pending pod as the API server's watch last sent it (PendingPods.get),
+    # or None: then bind reads it with get_pod
+    pending: Callable[[str], dict[str, Any] | None] = lambda key: None
     _details: "OrderedDict[str, dict[str, Any]]" = field(default_factory=OrderedDict)
     _inflight: dict[str, float] = field(default_factory=dict)
     _binding: dict[str, "_Bind"] = field(default_factory=dict)  # pod key -> its bind in progress
@@ -216,25 +229,36 @@ class Extender:
         return first.error
 
     def _bind(self, b: protocol.BindingArgs) -> str:
+        error, stale = self._bind_once(b, cached=True)
+        if stale:
+            # the informer's copy was older than the API server's pod: check the pod afresh
+            self.metrics.decisions.labels("bind", "stale-copy").inc()
+            error, _ = self._bind_once(b, cached=False)
+        return error
+
+    def _bind_once(self, b: protocol.BindingArgs, cached: bool) -> tuple[str, bool]:
+        """(error, stale): stale when the pod came from the informer and the API server
+        refused the Binding with a 409 (the pod changed, or was bound, since that copy);
+        nothing stays reserved then, and the caller checks again with a GET."""
         key = b.pod_key
-        pod, refusal = self._bindable(b)
+        pod, refusal, from_informer = self._bindable(b, cached)
         if refusal:
             self.metrics.decisions.labels("bind", refusal[0]).inc()
             log.warning("bind %s to %s refused: %s", key, b.node, refusal[1])
-            return f"gpusched: {refusal[1]}"
+            return f"gpusched: {refusal[1]}", False
         if pod is None:  # bound already, by this extender, to this very node: a retry
             self.metrics.decisions.labels("bind", "retried").inc()
-            return ""
+            return "", False
         try:
             req = parse_pod(pod)
         except RequestError as exc:
             self.metrics.decisions.labels("bind", "bad-pod").inc()
-            return f"gpusched: {exc}"
+            return f"gpusched: {exc}", False
         refused = self.claim_pods.bind(pod, b.node) if self.claim_pods else None  # counts its claims
         if refused:
             self.metrics.decisions.labels("bind", "claim").inc()
             log.warning("bind %s to %s refused: %s", key, b.node, refused)
-            return f"gpusched: {refused}"
+            return f"gpusched: {refused}", False
         annotations: dict[str, str] = {}
         alloc = None
         if req.gpu_pod:
@@ -246,7 +270,7 @@ class Extender:
                     # kube-scheduler (extender not ignorable) shows this in the pod's
                     # FailedScheduling Event and retries the pod after backoff.
                     return (f"gpusched refused to bind {key} to {b.node}: {assignment.reason} "
-                            "(the node changed since the filter); kube-scheduler retries the pod")
+                            "(the node changed since the filter); kube-scheduler retries the pod"), False
                 alloc = Allocation(pod_key=key, gpu_ids=tuple(assignment.gpu_ids),
                                    memory_per_gpu=assignment.memory_per_gpu, whole=req.whole_gpus > 0,
                                    count=len(assignment.gpu_ids))
@@ -265,47 +289,68 @@ class Extender:
                 self.live.forget(b.node, key)
             self.metrics.decisions.labels("bind", "not-leader").inc()
             log.warning("bind %s to %s refused: %s", key, b.node, why)
-            return f"gpusched: not binding {key}: {why}"
+            return f"gpusched: not binding {key}: {why}", False
+        meta = pod.get("metadata") or {}
         try:
-            self.binder(b.pod_namespace, b.pod_name, b.pod_uid, b.node, annotations)
+            # Preconditions: the checks above read this very version of the pod.
+            self.binder(b.pod_namespace, b.pod_name, b.pod_uid, b.node, annotations,
+                        str(meta.get("resourceVersion") or ""))
         except Exception as exc:
             if alloc is not None:
                 self.live.forget(b.node, key)
+            if from_informer and getattr(exc, "status", None) == 409:
+                log.info("bind %s to %s: the informer's copy is stale (%s); reading the pod", key, b.node,
+                         _status_of(exc))
+                return "", True
             self.metrics.decisions.labels("bind", "api-error").inc()
             log.warning("bind %s to %s failed: %s", key, b.node, exc)
             # The API server's text stays in our log: a 409 names the pod's real UID.
-            return f"binding {key} to {b.node} failed: {_status_of(exc)}"
+            return f"binding {key} to {b.node} failed: {_status_of(exc)}", False
         self.metrics.decisions.labels("bind", "bound").inc()
         log.info("bound %s to %s gpus=%s", key, b.node, annotations.get(contract.GPU_IDS, "-"))
-        return ""
+        return "", False
 
-    def _bindable(self, b: protocol.BindingArgs) -> tuple[dict[str, Any] | None, tuple[str, str] | None]:
-        """The pod as the API server has it, when it may be bound to b.node: (pod, None);
-        (None, None) for a retry of a bind this extender made; else (None, (metric, reason)).
-        Checked against the API server, not against what a caller sent to /filter."""
+    def _bindable(self, b: protocol.BindingArgs, cached: bool = True
+                  ) -> tuple[dict[str, Any] | None, tuple[str, str] | None, bool]:
+        """The pod as the API server has it, when it may be bound to b.node: (pod, None, from
+        the informer); (None, None, _) for a retry of a bind this extender made; else (None,
+        (metric, reason), _). Checked against the API server's copy (the pending pods'
+        informer's, or a GET's), never against what a caller sent to /filter."""
         key = b.pod_key
         if b.node not in self.live.snapshot().index:
-            return None, ("unknown-node", f"node {b.node} is not in gpusched's view of the cluster")
-        try:
-            pod = self.get_pod(b.pod_namespace, b.pod_name)
-        except Exception as exc:
-            log.warning("bind %s: reading the pod failed: %s", key, exc)
-            return None, ("api-error", f"cannot read pod {key}: {_status_of(exc)}")
+            return None, ("unknown-node", f"node {b.node} is not in gpusched's view of the cluster"), False
+        pod = None
+        # A pod this extender already counts somewhere is a retry or a recreated pod: only the
+        # API server can say which; a copy from the informer could be older than our bind.
+        if cached and self.live.placed_on(key) is None:
+            pod = self.pending(key)
+            if pod is not None and (pod.get("metadata") or {}).get("uid") != b.pod_uid:
+                pod = None  # a wrong UID, or the informer still has an older pod of that name
+        from_informer = pod is not None
+        if from_informer:
+            self.metrics.bind_reads.labels("informer").inc()
+        else:
+            self.metrics.bind_reads.labels("api").inc()
+            try:
+                pod = self.get_pod(b.pod_namespace, b.pod_name)
+            except Exception as exc:
+                log.warning("bind %s: reading the pod failed: %s", key, exc)
+                return None, ("api-error", f"cannot read pod {key}: {_status_of(exc)}"), False
         meta, spec = (pod or {}).get("metadata") or {}, (pod or {}).get("spec") or {}
         if pod is None:
-            return None, ("pod-gone", f"pod {key} does not exist")
+            return None, ("pod-gone", f"pod {key} does not exist"), False
         if meta.get("uid") != b.pod_uid:
             # never the real UID: a caller that knew it could try again with it
-            return None, ("wrong-uid", f"PodUID does not match pod {key}")
+            return None, ("wrong-uid", f"PodUID does not match pod {key}"), False
         if spec.get("schedulerName") != self.scheduler_name:
-            return None, ("not-ours", f"pod {key} is not for scheduler {self.scheduler_name}")
+            return None, ("not-ours", f"pod {key} is not for scheduler {self.scheduler_name}"), False
         if spec.get("nodeName"):
             if spec["nodeName"] == b.node and self.live.placed_on(key) == b.node:
-                return None, None  # kube-scheduler retrying a bind that succeeded
-            return None, ("already-bound", f"pod {key} is already bound to {spec['nodeName']}")
+                return None, None, False  # kube-scheduler retrying a bind that succeeded
+            return None, ("already-bound", f"pod {key} is already bound to {spec['nodeName']}"), False
         if meta.get("deletionTimestamp"):
-            return None, ("pod-gone", f"pod {key} is being deleted")
-        return pod, None
+            return None, ("pod-gone", f"pod {key} is being deleted"), False
+        return pod, None, from_informer
 
     def _placement(self, key: str, node: str, req, alloc: Allocation, reason: str) -> str:
         details = (self._details.get(key) or {}).get(node, {})

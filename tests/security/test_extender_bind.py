@@ -5,6 +5,7 @@ refusal never carries the pod's real UID. On the code before the fix every one o
 bound the pod (or leaked the UID, or was let in without a certificate)."""
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -96,3 +97,44 @@ def test_a_caller_without_a_client_certificate_is_not_let_in(extender, core, nam
     with pytest.raises(requests.exceptions.ConnectionError):  # nor in plain HTTP
         requests.post(f"{extender.url.replace('https', 'http')}/bind", json=body, timeout=5)
     assert core.read_namespaced_pod("victim", namespace).spec.node_name is None
+
+
+def test_the_api_server_refuses_a_binding_from_a_copy_older_than_the_pod(cluster, core, namespace):
+    """Binds check the pending pods' informer copy, not a fresh GET: the Binding carries that
+    copy's UID and resourceVersion, and the real API server refuses it (409) once the pod has
+    changed since, so a check read from an old copy never binds a pod that changed."""
+    from kubernetes.client.rest import ApiException
+
+    from scheduler.extender.daemon import binding_body
+    from scheduler.kube.client import raw
+
+    pod = make_pod(core, namespace, "victim")
+    old = pod.metadata.resource_version
+    core.patch_namespaced_pod("victim", namespace, {"metadata": {"annotations": {"x": "changed"}}})
+    api, path = cluster.api_client(), f"/api/v1/namespaces/{namespace}/pods/victim/binding"
+    ann = {"gpusched.io/gpu-ids": "3"}
+    with pytest.raises(ApiException) as refused:
+        raw(api, "POST", path, binding_body(namespace, "victim", pod.metadata.uid, NODE, ann, old))
+    assert refused.value.status == 409
+    assert core.read_namespaced_pod("victim", namespace).spec.node_name is None
+    now = core.read_namespaced_pod("victim", namespace).metadata.resource_version
+    raw(api, "POST", path, binding_body(namespace, "victim", pod.metadata.uid, NODE, ann, now))
+    bound = core.read_namespaced_pod("victim", namespace)
+    assert bound.spec.node_name == NODE and bound.metadata.annotations["gpusched.io/gpu-ids"] == "3"
+
+
+def test_a_pending_pod_is_bound_from_the_informer_without_a_get(extender, core, namespace):
+    """The real extender, its pending pods' informer and the real API server: the bind reads
+    no pod from the API server, and the pod is bound."""
+    def reads(source: str) -> float:
+        for line in extender.get("/metrics").text.splitlines():
+            if line.startswith(f'gpusched_extender_bind_pod_reads_total{{source="{source}"}}'):
+                return float(line.split()[-1])
+        return 0.0
+
+    pod = make_pod(core, namespace, "fast")
+    before = reads("informer"), reads("api")
+    time.sleep(2)  # the watch brings the new pod to the informer within milliseconds
+    assert bind(extender, namespace, "fast", pod.metadata.uid, NODE).json() == {"Error": ""}
+    assert (reads("informer"), reads("api")) == (before[0] + 1, before[1])
+    assert core.read_namespaced_pod("fast", namespace).spec.node_name == NODE

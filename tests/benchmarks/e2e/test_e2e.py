@@ -42,6 +42,36 @@ def test_quantile_from_cumulative_buckets():
     assert lat["bind"].calls == 0 and lat["bind"].p50_ms is None
 
 
+@pytest.mark.parametrize("before, after, pods, per_pod", [
+    # 2 s of API server CPU over 1,000 pods: 2 ms each
+    ({"kube-apiserver": 10.0}, {"kube-apiserver": 12.0}, 1000, {"kube-apiserver": 2.0}),
+    # a scheduler started in between (a backlog's) counts from 0; an idle process is left out
+    ({"etcd": 3.0}, {"etcd": 3.0, "gpusched-scheduler": 0.5}, 250, {"gpusched-scheduler": 2.0}),
+])
+def test_cpu_per_pod(before, after, pods, per_pod):
+    assert e2e.cpu_per_pod(before, after, pods) == per_pod
+
+
+def test_cpu_table_shows_each_process_and_the_idle_part():
+    rows = [{"mode": "backlog", "scheduler": "gpusched", "pods": 100, "seconds": 2.0,
+             "cpu_ms_per_pod": {"kube-apiserver": 7.5, "gpusched-extender": 5.0}}]
+    # idle: 300 ms/s for 2 s over 100 pods = 6 ms per pod
+    lines = e2e._cpu_table(rows, {"kube-apiserver": 250.0, "kwok": 50.0})
+    assert lines[1] == "| mode | scheduler | CPU ms per pod, all | of it idle part | kube-apiserver | gpusched-extender |"
+    assert lines[3] == "| backlog | gpusched | 12.5 | 6.0 | 7.5 | 5.0 |"
+
+
+@pytest.mark.parametrize("share, limits, annotations", [
+    (None, {"nvidia.com/gpu": "1"}, None),
+    ("10Gi", None, {"gpusched.io/gpu-memory": "10Gi"}),
+])
+def test_pod_body_whole_gpu_or_share(share, limits, annotations):
+    pod = e2e.pod_body(7, "gpusched", share)
+    assert pod["metadata"]["name"] == "e2e-00007" and pod["spec"]["schedulerName"] == "gpusched"
+    assert pod["spec"]["containers"][0]["resources"].get("limits") == limits
+    assert pod["metadata"].get("annotations") == annotations
+
+
 # ---------------------------------------------------------------- the autoscale phase
 
 from benchmarks.e2e import autoscale as eas  # noqa: E402

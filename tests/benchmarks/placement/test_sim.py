@@ -183,7 +183,7 @@ def test_simulator_decides_as_the_extender_does():
     live.set_nodes([_node_json(n, m, int(g)) for n, m, g in zip(ns.names, ns.model, ns.gpus)])
     bound: dict[str, tuple[str, str]] = {}
     pods_json: dict[str, dict] = {}
-    ext = Extender(live=live, binder=lambda ns_, name, uid, node, ann: bound.__setitem__(name, (node, ann.get(
+    ext = Extender(live=live, binder=lambda ns_, name, uid, node, ann, _rv: bound.__setitem__(name, (node, ann.get(
         contract.GPU_IDS, ""))), get_pod=lambda ns_, name: pods_json.get(name))
     state, pol = State(ns), ours.Gpusched(shapes=DEFAULT_SHAPES)
     pol.start(state, ps, 1)

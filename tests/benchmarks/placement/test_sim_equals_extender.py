@@ -189,7 +189,7 @@ def extender_for(ns: Nodes) -> tuple[Extender, LiveState, Kube]:
     live.set_nodes(copy.deepcopy(kube.node_list))
     live.set_pods([])
 
-    def binder(namespace: str, name: str, uid: str, node: str, annotations: dict[str, str]) -> None:
+    def binder(namespace: str, name: str, uid: str, node: str, annotations: dict[str, str], _rv: str) -> None:
         pod = kube.pods[name]
         assert (namespace, uid) == (NAMESPACE, pod["metadata"]["uid"])
         kube.bindings[name] = (node, dict(annotations))

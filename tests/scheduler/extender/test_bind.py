@@ -23,27 +23,46 @@ def _pod(name: str) -> dict:
                      "containers": [{"name": "c", "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]}}
 
 
+class Conflict(Exception):
+    status = 409  # what the client raises for the API server's 409
+
+
 class Api:
-    """Plays the API server's Binding endpoint: records binds, may block or refuse."""
+    """Plays the API server: the pods (resourceVersion "1" until changed) and the Binding
+    endpoint, which records binds, may block or refuse, and checks the preconditions."""
 
     def __init__(self) -> None:
         self.binds: list[tuple[str, str, str]] = []
         self.release = threading.Event()
         self.release.set()
         self.refuse: str | None = None
+        self.gets = 0
+        self.versions: dict[str, str] = {}  # pod name -> resourceVersion, "1" when absent
+        self.sent_versions: list[str] = []  # the resourceVersion each Binding carried
 
-    def binder(self, namespace, name, uid, node, annotations) -> None:
-        self.release.wait(10)
-        if self.refuse:
-            raise RuntimeError(self.refuse)
-        self.binds.append((name, node, annotations[contract.GPU_IDS]))
-
-    def get_pod(self, namespace, name) -> dict:
+    def pod(self, name: str) -> dict:
         pod = _pod(name)
+        pod["metadata"]["resourceVersion"] = self.versions.get(name, "1")
         bound = [n for p, n, _ in self.binds if p == name]
         if bound:
             pod["spec"]["nodeName"] = bound[-1]
         return pod
+
+    def binder(self, namespace, name, uid, node, annotations, resource_version) -> None:
+        self.release.wait(10)
+        self.sent_versions.append(resource_version)
+        if self.refuse:
+            raise RuntimeError(self.refuse)
+        pod = self.pod(name)
+        if pod["spec"].get("nodeName"):
+            raise Conflict(f"pod {name} is already assigned to node {pod['spec']['nodeName']!r}")
+        if resource_version and resource_version != pod["metadata"]["resourceVersion"]:
+            raise Conflict("the object has been modified")
+        self.binds.append((name, node, annotations[contract.GPU_IDS]))
+
+    def get_pod(self, namespace, name) -> dict:
+        self.gets += 1
+        return self.pod(name)
 
 
 def setup() -> tuple[Extender, LiveState, Api]:
@@ -153,3 +172,110 @@ def test_verbs_before_the_caches_have_synced_are_refused(verb):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+# ---------------------------------------------------------------- the pending pods' informer
+
+
+def with_informer(*names: str) -> tuple[Extender, LiveState, Api, dict[str, dict]]:
+    """An extender whose pending pods' informer holds `names` as the API server has them now."""
+    ext, live, api = setup()
+    copies = {f"ns/{n}": api.pod(n) for n in names}
+    ext.pending = copies.get
+    return ext, live, api, copies
+
+
+def test_a_pod_the_informer_holds_is_bound_without_a_get_and_with_its_version():
+    ext, live, api, _ = with_informer("p")
+    assert bind(ext, "p", "a") == ""
+    assert api.gets == 0 and api.sent_versions == ["1"]
+    assert api.binds == [("p", "a", "0")] and used(live, "a") == [0]
+
+
+def test_a_pod_the_informer_lacks_is_read_with_a_get():
+    ext, live, api, _ = with_informer()
+    assert bind(ext, "p", "a") == ""
+    assert api.gets == 1 and api.sent_versions == ["1"] and used(live, "a") == [0]
+
+
+def test_a_stale_copy_is_refused_by_the_api_server_then_checked_and_bound_afresh():
+    """The pod changed after the informer's copy (resourceVersion 1 -> 2): the Binding's
+    precondition fails, nothing stays reserved, and the bind reads the pod and binds that."""
+    ext, live, api, _ = with_informer("p")
+    api.versions["p"] = "2"
+    assert bind(ext, "p", "a") == ""
+    assert api.sent_versions == ["1", "2"] and api.gets == 1
+    assert api.binds == [("p", "a", "0")] and used(live, "a") == [0]  # one GPU, not two
+
+
+def test_a_copy_still_pending_of_a_pod_bound_elsewhere_is_refused_and_reserves_nothing():
+    ext, live, api, _ = with_informer("p")
+    api.binds.append(("p", "b", "3"))  # bound by someone else; the informer has not seen it
+    error = bind(ext, "p", "a")
+    assert "already bound to b" in error and api.gets == 1
+    assert used(live, "a") == []
+
+
+@pytest.mark.parametrize("change, refusal", [
+    (lambda pod: pod["spec"].update(schedulerName="default-scheduler"), "is not for scheduler gpusched"),
+    (lambda pod: pod["metadata"].update(deletionTimestamp="2026-12-06T08:00:00Z"), "is being deleted"),
+])
+def test_the_informer_copy_is_checked_as_a_get_would_be(change, refusal):
+    ext, live, api, copies = with_informer("p")
+    change(copies["ns/p"])
+    assert refusal in bind(ext, "p", "a")
+    assert api.binds == [] and api.gets == 0 and used(live, "a") == []
+
+
+def test_a_copy_with_another_uid_is_not_trusted_either_way():
+    """The caller's UID is not the copy's: a wrong UID, or an older pod of that name the
+    informer still holds. The API server's pod decides, read with a GET."""
+    ext, live, api, copies = with_informer("p")
+    copies["ns/p"]["metadata"]["uid"] = "uid-of-an-older-p"
+    assert bind(ext, "p", "a") == ""  # the API server's p has the UID asked for
+    assert api.gets == 1 and api.binds == [("p", "a", "0")]
+    ext, live, api, _ = with_informer("q")
+    answer = json.loads(ext.bind(json.dumps({"PodName": "q", "PodNamespace": "ns", "PodUID": "forged",
+                                             "Node": "a"}).encode()))["Error"]
+    assert "PodUID does not match" in answer and "uid-q" not in answer and api.gets == 1
+    assert api.binds == [] and used(live, "a") == []
+
+
+def test_a_retry_after_success_is_answered_from_the_api_server_not_the_copy():
+    """The informer still shows the pod pending after our bind: a retry must not bind it
+    a second time on other GPUs."""
+    ext, live, api, copies = with_informer("p")
+    assert bind(ext, "p", "a") == ""
+    assert bind(ext, "p", "a") == ""  # kube-scheduler's retry; copies["ns/p"] is still pending
+    assert api.binds == [("p", "a", "0")] and used(live, "a") == [0] and api.gets == 1
+
+
+def _share(name: str) -> dict:
+    pod = _pod(name)
+    pod["metadata"]["annotations"] = {contract.GPU_MEMORY: "30Gi"}
+    pod["spec"]["containers"][0]["resources"] = {}
+    return pod
+
+
+def test_the_next_share_pods_filter_waits_for_no_api_call():
+    """A share pod's filter waits until the previous share pod's bind has reserved its GPU.
+    With the pod in the informer, that reservation comes before any API call: the next filter
+    answers while the Binding (and a GET, were one made) still hangs."""
+    ext, live, api = setup()
+    api.pod = lambda name: {**_share(name), "metadata": {**_share(name)["metadata"], "resourceVersion": "1"}}
+    copies = {"ns/s1": api.pod("s1")}
+    ext.pending = copies.get
+    ext.get_pod = lambda namespace, name: (api.release.wait(10), api.get_pod(namespace, name))[1]
+    ext.filter(json.dumps({"Pod": _share("s1"), "NodeNames": ["a"]}).encode())
+    api.release.clear()  # the API server hangs
+    t = threading.Thread(target=bind, args=(ext, "s1", "a"))
+    t.start()
+    try:
+        start = time.monotonic()
+        answer = json.loads(ext.filter(json.dumps({"Pod": _share("s2"), "NodeNames": ["a"]}).encode()))
+        waited = time.monotonic() - start
+        assert answer["NodeNames"] == ["a"] and waited < 0.5, waited
+        assert describe_node(live.snapshot(), "a")["gpus"][0]["committedMiB"] == 30 * 1024  # s1 counted
+    finally:
+        api.release.set()
+        t.join(5)

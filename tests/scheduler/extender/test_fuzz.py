@@ -130,7 +130,7 @@ class Fuzzed:
     def _bind(self, *args: Any) -> None:
         self.binds += 1
         # Nothing is written anywhere: forget the reservation so the fuzzed cluster never fills up.
-        ns, name, _uid, node, _ann = args
+        ns, name, _uid, node, _ann, _rv = args
         self.live.forget(node, f"{ns}/{name}")
 
     def _get_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
