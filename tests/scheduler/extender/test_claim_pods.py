@@ -76,7 +76,7 @@ class Api:
     def get_pod(self, namespace: str, name: str) -> dict:
         return pod(name)
 
-    def binder(self, namespace, name, uid, node, annotations) -> None:
+    def binder(self, namespace, name, uid, node, annotations, resource_version) -> None:
         self.binds.append((name, node, annotations))
 
 
