@@ -86,8 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "Deployment has (default 300; 0: start cold at the window)")
     e2e.add_argument("--as-compression", type=float, default=10 / 3, metavar="X",
                      help="trace seconds per wall second (default 3.33: 10 minutes in 3)")
-    e2e.add_argument("--as-cold-start", type=float, default=20.0, metavar="S",
-                     help="wall seconds for a new pod to load (default 20)")
+    e2e.add_argument("--as-cold-start", type=float, default=None, metavar="S",
+                     help="wall seconds for a new pod to load (default: 20 s of trace time compressed with the "
+                          "trace, 6 s at x3.33)")
     e2e.add_argument("--as-max-replicas", type=int, default=16, help="maxReplicas, and the static sizing's cap "
                      "(default 16)")
     e2e.add_argument("--as-warm", type=int, default=1, help="warmReplicas (default 1)")

@@ -95,6 +95,15 @@ def test_static_sizing_meets_the_slo_offline_and_one_fewer_does_not():
     assert fewer.queue_wait_ok < s.percentile
 
 
+@pytest.mark.parametrize("kw, wall_s", [
+    ({}, 6.0),                                       # 20 trace seconds at x3.33: compressed with the trace
+    ({"compression": 2.0}, 10.0),                    # 20 / 2
+    ({"compression": 2.0, "cold_start_s": 8}, 8),    # given: wall seconds, as is
+])
+def test_cold_start_is_compressed_with_the_trace_unless_given(kw, wall_s):
+    assert eas.Settings(**kw).cold_start_s == wall_s
+
+
 @pytest.mark.parametrize("times, since, want", [
     ([0, 1, 2, 3], float("-inf"), 2 + 4 + 6),  # GPUs 2, 4, 6 held 1 s each; the last sample has no width
     ([0, 1, 2, 3], 1.0, 4 + 6),                # the warm-up (t < 1) not counted
