@@ -504,10 +504,11 @@ def params_line(result: dict[str, Any]) -> str:
     p = result["params"]
     return (f"e2e autoscale: {Path(p['trace']).name} seconds {p['window_start_s']:g}-"
             f"{p['window_start_s'] + p['window_s']:g} ({p['requests']:,} requests, peak {p['peak_rate_per_s']:.1f} "
-            f"req/s) compressed x{p['compression']:.2f} into {p['wall_window_s']:.0f} s, after a warm-up of the "
-            f"{p.get('warmup_s', 0):g} trace seconds before it ({p.get('warmup_requests', 0):,} requests, "
-            f"{p.get('warmup_wall_s', 0):g} s, not scored); 1-GPU pods of {p['model']} "
-            f"scheduled by gpusched, {p['cold_start_s']:g} s cold start ({p.get('cold_start_trace_s', 0):g} s of "
+            f"req/s) compressed x{p['compression']:.2f} into {p['wall_window_s']:.0f} s, "
+            + (f"after a warm-up of the {p['warmup_s']:g} trace seconds before it ({p['warmup_requests']:,} "
+               f"requests, {p['warmup_wall_s']:g} s, not scored)" if p.get("warmup_s") else "started cold (no warm-up)")
+            + f"; 1-GPU pods of {p['model']} "
+            f"scheduled by gpusched, {p['cold_start_s']:g} s cold start ({p['cold_start_s'] * p['compression']:.0f} s of "
             f"trace); InferenceAutoscaler min 1 / max "
             f"{p['max_replicas']} / warm {p['warm']}, queueDepth target {p['queue_target']:g}, SLO queue wait "
             f"{p['queue_wait_slo_s']:g} s at p{100 * p['percentile']:g}; static = {p['static_replicas']} replicas "

@@ -200,3 +200,18 @@ def test_e2e_bad_flags_give_one_line_and_exit_2_before_any_cluster(argv, message
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+@pytest.mark.parametrize("warmup, says", [
+    ({"warmup_s": 300.0, "warmup_requests": 701, "warmup_wall_s": 90.0},
+     "after a warm-up of the 300 trace seconds before it (701 requests, 90 s, not scored)"),
+    ({"warmup_s": 0.0, "warmup_requests": 0, "warmup_wall_s": 0.0}, "started cold (no warm-up)"),
+    ({}, "started cold (no warm-up)"),  # a result from before the warm-up
+])
+def test_params_line_says_how_the_run_started(warmup, says):
+    p = {"trace": "/x/code.csv", "window_start_s": 600.0, "window_s": 600.0, "requests": 2146,
+         "peak_rate_per_s": 48.0, "compression": 10 / 3, "wall_window_s": 180.0, "model": "m",
+         "cold_start_s": 6.0, "max_replicas": 16, "warm": 1, "queue_target": 5.0, "queue_wait_slo_s": 2.0,
+         "percentile": 0.99, "static_replicas": 9, **warmup}
+    line = eas.params_line({"params": p})
+    assert says in line and "6 s cold start (20 s of trace)" in line  # 6 s x 3.33
