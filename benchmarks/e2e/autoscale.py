@@ -22,7 +22,7 @@ extender already running), one run:
    in flight to finish (at most `drain_s`);
 5. samples every `sample_s`: pods bound (GPUs held), serving and warm replicas,
    the Deployment's replicas; the daemon's decisions come through its on_decision hook.
-   A promotion (from the first request on) is "from the warm pool" when the pod had
+   A promotion (from the window's start on) is "from the warm pool" when the pod had
    been loaded and idle for more than two samples, else of a fresh pod just loaded.
 
 The warm-up (`warmup_s`, 300 trace seconds by default: minutes 5-10 before minutes
