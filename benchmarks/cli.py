@@ -86,10 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="trace second the window starts at (default 600: minutes 10-20 hold two bursts)")
     e2e.add_argument("--as-window", type=float, default=600.0, metavar="S", help="window length, trace seconds "
                      "(default 600)")
+    e2e.add_argument("--as-warmup", type=float, default=300.0, metavar="S",
+                     help="trace seconds before the window replayed first, not scored: the history a running "
+                          "Deployment has (default 300; 0: start cold at the window)")
     e2e.add_argument("--as-compression", type=float, default=10 / 3, metavar="X",
                      help="trace seconds per wall second (default 3.33: 10 minutes in 3)")
-    e2e.add_argument("--as-cold-start", type=float, default=20.0, metavar="S",
-                     help="wall seconds for a new pod to load (default 20)")
+    e2e.add_argument("--as-cold-start", type=float, default=None, metavar="S",
+                     help="wall seconds for a new pod to load (default: 20 s of trace time compressed with the "
+                          "trace, 6 s at x3.33)")
     e2e.add_argument("--as-max-replicas", type=int, default=16, help="maxReplicas, and the static sizing's cap "
                      "(default 16)")
     e2e.add_argument("--as-warm", type=int, default=1, help="warmReplicas (default 1)")
@@ -145,8 +149,8 @@ def run_e2e(args: argparse.Namespace) -> int:
 
     settings = e2e_autoscale.Settings(
         **({"trace": args.as_trace} if args.as_trace else {}), window_start_s=args.as_window_start,
-        window_s=args.as_window, compression=args.as_compression, cold_start_s=args.as_cold_start,
-        max_replicas=args.as_max_replicas, warm=args.as_warm, static=not args.as_no_static)
+        window_s=args.as_window, warmup_s=args.as_warmup, compression=args.as_compression,
+        cold_start_s=args.as_cold_start, max_replicas=args.as_max_replicas, warm=args.as_warm, static=not args.as_no_static)
     try:
         settings.check()
         if args.nodes < 1 or args.pods < 1:
@@ -158,6 +162,7 @@ def run_e2e(args: argparse.Namespace) -> int:
     except ValueError as exc:
         msg = str(exc)
         for name, flag in (("window_start_s", "--as-window-start"), ("window_s", "--as-window"),
+                           ("warmup_s", "--as-warmup"),
                            ("compression", "--as-compression"), ("cold_start_s", "--as-cold-start"),
                            ("max_replicas", "--as-max-replicas"), ("warm", "--as-warm")):
             msg = msg.replace(name, flag) if msg.startswith(name) or f" {name} " in msg else msg

@@ -125,6 +125,50 @@ def test_static_sizing_meets_the_slo_offline_and_one_fewer_does_not():
     assert fewer.queue_wait_ok < s.percentile
 
 
+@pytest.mark.parametrize("kw, wall_s", [
+    ({}, 6.0),                                       # 20 trace seconds at x3.33: compressed with the trace
+    ({"compression": 2.0}, 10.0),                    # 20 / 2
+    ({"compression": 2.0, "cold_start_s": 8}, 8),    # given: wall seconds, as is
+])
+def test_cold_start_is_compressed_with_the_trace_unless_given(kw, wall_s):
+    assert eas.Settings(**kw).cold_start_s == wall_s
+
+
+@pytest.mark.parametrize("times, since, want", [
+    ([0, 1, 2, 3], float("-inf"), 2 + 4 + 6),  # GPUs 2, 4, 6 held 1 s each; the last sample has no width
+    ([0, 1, 2, 3], 1.0, 4 + 6),                # the warm-up (t < 1) not counted
+    ([0, 1, 2, 3], 1.5, 4 * 0.5 + 6),          # a sample straddling the warm-up's end counts from there on
+    ([0, 1, 2, 3], 5.0, 0),
+])
+def test_gpu_seconds_count_the_scored_window_only(times, since, want):
+    samples = [{"t": float(t), "g": 2 * (i + 1)} for i, t in enumerate(times)]
+    assert eas.gpu_seconds(samples, "g", since=since) == pytest.approx(want)
+    assert eas.replicas_summary(samples, "g", since=2.0) == {"min": 6, "mean": 7.0, "max": 8}
+
+
+def test_static_sizing_serves_the_warm_up_but_scores_the_window():
+    # warm-up: 40 req/s of 1,000-token prompts for 2.5 s (4x one replica's 10 req/s of prefill:
+    # 10 s of work), quiet until the window at 15 s, 2 req/s: the backlog is gone before the
+    # window, so one replica meets the SLO on it; scored over everything, the burst needs more
+    burst = [TraceRow(i * 0.025, 1000, 10) for i in range(100)]
+    calm = [TraceRow(15.0 + i * 0.5, 1000, 10) for i in range(20)]
+    s = eas.Settings(max_replicas=8, drain_s=30.0)
+    assert eas.size_static(burst + calm, 1.0, ServiceModel(), s, warmup_s=15.0)[0] == 1
+    assert eas.size_static(burst + calm, 1.0, ServiceModel(), s)[0] > 1
+    done = eas.offline(burst + calm, 1.0, 1, ServiceModel(), 30.0)
+    assert len(eas.scored(done, 15.0)) == 20 and all(r.arrival >= 15.0 for r in eas.scored(done, 15.0))
+
+
+def test_misses_by_bin_counts_arrivals_less_those_admitted_in_time():
+    # scored from t=100, 10 s bins: arrivals at 100, 101 (bin 0) and 125 (bin 2); 101 waited 3 s
+    # (a miss at a 2 s bound), 125 never finished (a miss); bin 1 had none
+    done = [_req(100.0, 100.5, 101.0), _req(101.0, 104.0, 105.0)]
+    bins = eas.misses_by_bin([100.0, 101.0, 125.0], done, 2.0, 100.0, 10.0)
+    assert bins == [{"t": 100.0, "arrived": 2, "missed": 1}, {"t": 110.0, "arrived": 0, "missed": 0},
+                    {"t": 120.0, "arrived": 1, "missed": 1}]
+    assert eas.misses_by_bin([], [], 2.0, 0.0, 10.0) == []
+
+
 @pytest.mark.parametrize("prompt, output, low, high", [
     (1000, 10, 9.0, 10.0),  # prefill-bound: 10,000 prompt tokens/s / 1,000 = 10 req/s, less the decode tail
     (100, 200, 5.0, 6.0),   # decode-bound: 32 running x 37.0 tok/s / 200 tokens = 5.9 req/s, less prefill
@@ -137,23 +181,29 @@ def test_service_rate_is_what_one_replica_sustains(prompt, output, low, high):
 @pytest.mark.integration
 def test_autoscale_phase_scales_up_in_the_burst(tmp_path):
     """Two minutes of the Azure code trace (a silent minute, then 632 requests) in one
-    minute: the autoscaler starts at 1 serving + 1 warm, promotes the warm pod and scales
-    up during the burst; the static baseline gets the same requests."""
-    settings = eas.Settings(window_start_s=780, window_s=120, compression=2.0, cold_start_s=8, max_replicas=8,
-                            lead_s=10, drain_s=30)
+    minute, after a warm-up of the two minutes before (63 requests, then a silent minute):
+    the autoscaler starts at 1 serving + 1 warm, promotes the warm pod and scales up during
+    the burst; the static baseline gets the same requests; only the window is scored."""
+    settings = eas.Settings(window_start_s=780, window_s=120, warmup_s=120, compression=2.0, cold_start_s=8,
+                            max_replicas=8, lead_s=10, drain_s=30)
     result = e2e.run(nodes=3, pods=1, workers=4, timeout=60, state_dir=tmp_path / "state", phase="autoscale",
                      autoscale=settings)
     assert result["rows"] == [] and result["params"]["phase"] == "autoscale"
     a = result["autoscale"]
     rows = {r["deployment"]: r for r in a["rows"]}
     assert set(rows) == {"autoscaled", "static"}
-    burst_at = settings.lead_s + 60 / settings.compression  # the trace's quiet minute, compressed
-    ups = [e for e in a["scale_events"] if e["to"] > e["from"]]
+    p = a["params"]
+    scored_from = settings.lead_s + 120 / settings.compression  # the warm-up, compressed
+    assert (p["warmup_requests"], p["scored_from_s"]) == (63, scored_from)
+    burst_at = scored_from + 60 / settings.compression  # the window's quiet minute, compressed
+    ups = [e for e in a["scale_events"] if e["to"] > e["from"] and e["t"] >= scored_from]
     assert ups and ups[0]["t"] >= burst_at - 2, a["scale_events"]  # not before the burst
     assert max(x["deployment_replicas"] for x in a["samples"]) > 1 + settings.warm
     asr = rows["autoscaled"]
     assert asr["scale_ups"] >= 1 and asr["promotions"]["from_warm_pool"] >= 1
-    assert asr["requests"] == rows["static"]["requests"] == a["params"]["requests"] > 600
+    assert asr["requests"] == rows["static"]["requests"] == a["params"]["requests"] == 632  # not the warm-up's
+    assert asr["warmup_queue_wait_ok"] is not None
+    assert sum(b["arrived"] for b in a["misses_by_10s"]["autoscaled"]) == 632
     assert rows["static"]["replicas"] == a["params"]["static_replicas"] >= 2
     assert rows["static"]["queue_wait_ok"] >= 0.9
     for r in rows.values():
@@ -168,6 +218,8 @@ def test_autoscale_phase_scales_up_in_the_burst(tmp_path):
 @pytest.mark.parametrize("argv, message", [
     (["--as-compression", "0"], "--as-compression must be > 0, got 0.0"),
     (["--as-window", "-5"], "--as-window must be > 0"),
+    (["--as-warmup", "-1"], "--as-warmup must be >= 0"),
+    (["--as-warmup", "700"], "--as-warmup 700 is longer than the trace before the window: --as-window-start 600"),
     (["--as-max-replicas", "0"], "--as-max-replicas must be >= 1"),
     (["--as-trace", "/nonexistent.csv"], "--as-trace /nonexistent.csv: no such file"),
     (["--nodes", "2", "--pods", "17"], "--pods 17 one-GPU pods do not fit on --nodes 2 nodes of 8 GPUs"),
@@ -178,3 +230,18 @@ def test_e2e_bad_flags_give_one_line_and_exit_2_before_any_cluster(argv, message
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing ran, nothing written
+
+
+@pytest.mark.parametrize("warmup, says", [
+    ({"warmup_s": 300.0, "warmup_requests": 701, "warmup_wall_s": 90.0},
+     "after a warm-up of the 300 trace seconds before it (701 requests, 90 s, not scored)"),
+    ({"warmup_s": 0.0, "warmup_requests": 0, "warmup_wall_s": 0.0}, "started cold (no warm-up)"),
+    ({}, "started cold (no warm-up)"),  # a result from before the warm-up
+])
+def test_params_line_says_how_the_run_started(warmup, says):
+    p = {"trace": "/x/code.csv", "window_start_s": 600.0, "window_s": 600.0, "requests": 2146,
+         "peak_rate_per_s": 48.0, "compression": 10 / 3, "wall_window_s": 180.0, "model": "m",
+         "cold_start_s": 6.0, "max_replicas": 16, "warm": 1, "queue_target": 5.0, "queue_wait_slo_s": 2.0,
+         "percentile": 0.99, "static_replicas": 9, **warmup}
+    line = eas.params_line({"params": p})
+    assert says in line and "6 s cold start (20 s of trace)" in line  # 6 s x 3.33
