@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from scheduler import contract
-from scheduler.core.claims import MAX_DEVICE_BYTES, claim_key
+from scheduler.core.claims import MAX_DEVICE_BYTES, claim_key, memory_bytes
 from scheduler.core.snapshot import Allocation
-from scheduler.quantity import QuantityError, format_bytes, parse_bytes
+from scheduler.quantity import format_bytes
 
 MAX_REQUESTS = 32  # resource.k8s.io/v1 DeviceRequestsMaxSize
 MAX_COUNT = 64  # a node has at most 64 GPUs (snapshot.MAX_GPUS)
@@ -57,10 +57,9 @@ def _memory_ask(exactly: Mapping[str, Any], where: str) -> tuple[int | None, str
         return None, None  # other capacities only: the allocator gives the whole memory
     if not isinstance(text, str):
         return None, f"{where}: capacity.requests.{contract.DRA_MEMORY} is not a quantity"
-    try:
-        n = parse_bytes(text, what=f"{where} {contract.DRA_MEMORY}", max_bytes=MAX_DEVICE_BYTES)
-    except QuantityError as exc:
-        return None, str(exc)
+    n, problem = memory_bytes(text, f"{where} {contract.DRA_MEMORY}")
+    if n is None:
+        return None, problem
     if n <= 0:
         return None, f"{where}: asks no {contract.DRA_MEMORY}"
     return n, None
@@ -136,11 +135,10 @@ def slice_devices(rslice: Any) -> tuple[str | None, tuple[SliceDevice, ...], tup
         cap = d.get("capacity")
         mem = cap.get(contract.DRA_MEMORY) if isinstance(cap, Mapping) else None
         text = mem.get("value") if isinstance(mem, Mapping) else None
-        try:
-            capacity = parse_bytes(text if isinstance(text, str) else "", what=f"device {name[:64]} memory",
-                                   max_bytes=MAX_DEVICE_BYTES)
-        except QuantityError as exc:
-            problems.append(str(exc))
+        capacity, problem = memory_bytes(text if isinstance(text, str) else "", f"device {name[:64]} memory")
+        if capacity is None:
+            # unreadable: as large as a GPU may be, the allocator's most permissive reading
+            problems.append(str(problem))
             capacity = MAX_DEVICE_BYTES
         out.append(SliceDevice(name, capacity, d.get("allowMultipleAllocations") is True))
     return node, tuple(out), tuple(problems)

@@ -76,11 +76,15 @@ def _consumed(result: Mapping[str, Any]) -> tuple[int | None, str | None]:
     text = cc.get(contract.DRA_MEMORY) if isinstance(cc, Mapping) else None
     if not isinstance(text, str):
         return None, f"consumedCapacity has no {contract.DRA_MEMORY!r} quantity"
+    return memory_bytes(text, f"consumed {contract.DRA_MEMORY}")
+
+
+def memory_bytes(text: str, what: str) -> tuple[int | None, str | None]:
+    """(bytes, None) for a device memory quantity no GPU could exceed, else (None, why)."""
     try:
-        n = parse_bytes(text, what=f"consumed {contract.DRA_MEMORY}", max_bytes=MAX_DEVICE_BYTES)
+        return parse_bytes(text, what=what, max_bytes=MAX_DEVICE_BYTES), None
     except QuantityError as exc:
         return None, str(exc)
-    return n, None
 
 
 def claim_held(claim: Any) -> tuple[HeldClaim | None, tuple[str, ...]]:
