@@ -294,6 +294,13 @@ def _volume(name: str, **host_path):
     return change
 
 
+def _mount(volume: dict, path: str):
+    def change(pod):
+        pod["spec"]["volumes"].append(volume)
+        _plugin(pod)["volumeMounts"].append({"name": volume["name"], "mountPath": path, "readOnly": True})
+    return change
+
+
 def _env(*extra):
     def change(pod):
         _plugin(pod)["env"] = [e for e in _plugin(pod)["env"] if e["name"] not in {x["name"] for x in extra}] + \
@@ -338,6 +345,18 @@ DRA_REFUSED = [
     ("cdi-dir-any-type", _volume("cdi", path="/var/run/cdi")),
     ("cdi-dir-trailing-slash", _volume("cdi", path="/var/run/cdi/", type="DirectoryOrCreate")),
     ("etc-cdi", _volume("cdi", path="/etc/cdi", type="DirectoryOrCreate")),
+    # code or config where the root process reads it: mounts, working dir and env values are the chart's
+    ("configmap-in-site-packages", _mount({"name": "code", "configMap": {"name": "evil"}},
+                                          "/opt/gpusched/lib/python3.11/site-packages/evil")),
+    ("configmap-at-home", _mount({"name": "code", "configMap": {"name": "evil"}}, "/tmp/.local")),
+    ("tmp-from-a-configmap", lambda p: [v.update({"configMap": {"name": "evil"}}) or v.pop("emptyDir")
+                                        for v in p["spec"]["volumes"] if v["name"] == "tmp"]),
+    ("cdi-mounted-elsewhere", lambda p: [m.update(mountPath="/opt/gpusched") for m in _plugin(p)["volumeMounts"]
+                                         if m["name"] == "cdi"]),
+    ("a-sub-path", lambda p: [m.update(subPath="x") for m in _plugin(p)["volumeMounts"] if m["name"] == "tmp"]),
+    ("working-dir", _set("workingDir", "/var/run/cdi")),
+    ("home-elsewhere", _env({"name": "HOME", "value": "/var/run/cdi"})),
+    ("driver-capabilities-all", _env({"name": "NVIDIA_DRIVER_CAPABILITIES", "value": "all"})),
 ]
 
 
