@@ -308,30 +308,24 @@ class ClusterSnapshot:
                add: Iterable[tuple[str, Allocation]] = ()) -> "ClusterSnapshot":
         """Several allocation changes as one new snapshot: each (node, pod key) of `drop`
         taken off, then each (node, allocation) of `add` counted as with_allocation does.
-        Unknown nodes are skipped; nothing changed: this very snapshot."""
-        rows: dict[int, list[Allocation]] = {}
-        for node, key in drop:
-            row = self.index.get(node)
-            if row is not None:
-                allocs = rows.get(row) or self.allocations[row]
-                if any(a.pod_key == key for a in allocs):
-                    rows[row] = [a for a in allocs if a.pod_key != key]
-        for node, alloc in add:
-            row = self.index.get(node)
-            if row is not None:
-                allocs = rows.get(row) or self.allocations[row]
-                rows[row] = [a for a in allocs if a.pod_key != alloc.pod_key] + [alloc]
-        return self._with_rows_allocations(rows) if rows else self
-
-    def with_allocations(self, changes: Mapping[str, Iterable[Allocation]]) -> "ClusterSnapshot":
-        """Each node of `changes` holding exactly its allocations there, counted as a rebuild
-        would count them (unknown GPU ids guessed afresh). Unknown nodes are skipped.
+        Unknown nodes are skipped; nothing changed: this very snapshot.
 
         For watch events and binds: one call however many nodes an event touches (a pod
         moved, a claim's devices), so readers see all of it or none of it. Costs the rows it
         changes plus one copy of each array whose rows came out different; the arrays it
         leaves alone are this snapshot's own, so the row memo skips them unread."""
-        rows = {row: list(allocs) for node, allocs in changes.items() if (row := self.index.get(node)) is not None}
+        rows: dict[int, list[Allocation]] = {}
+        for node, key in drop:
+            row = self.index.get(node)
+            if row is not None:
+                allocs = rows[row] if row in rows else self.allocations[row]  # [] is a row emptied here
+                if any(a.pod_key == key for a in allocs):
+                    rows[row] = [a for a in allocs if a.pod_key != key]
+        for node, alloc in add:
+            row = self.index.get(node)
+            if row is not None:
+                allocs = rows[row] if row in rows else self.allocations[row]  # [] is a row emptied here
+                rows[row] = [a for a in allocs if a.pod_key != alloc.pod_key] + [alloc]
         return self._with_rows_allocations(rows) if rows else self
 
     def with_nodes(self, states: Sequence[NodeState]) -> "ClusterSnapshot | None":

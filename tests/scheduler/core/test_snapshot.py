@@ -235,7 +235,7 @@ def test_a_rebuild_with_the_same_nodes_keeps_the_names_and_index_objects():
         assert other.indices(["b", "a"]).tolist() == [other.index["b"], other.index["a"]]
 
 
-# ---------- rows derived afresh: with_nodes and with_allocations against a rebuild
+# ---------- rows derived afresh: with_nodes and edited against a rebuild
 
 M1, M2 = "org/model-1", "org/model-2"
 BASE = (node("a", 4, models={M1: (10 * GiB, "disk")}, allocs=[share("ns/x", 0, 30)]),
@@ -291,12 +291,21 @@ def test_a_row_that_cannot_be_derived_alone_asks_for_a_rebuild(states):
 def test_allocations_on_several_nodes_change_at_once_as_a_rebuild_would_count_them():
     before = snapshot(*BASE)
     # ns/x moves from a to b (b's GPU 2); an unknown-id pod lands on c and is guessed onto GPU 0
-    moved = before.with_allocations({"a": [], "b": [share("ns/x", 2, 30)],
-                                     "c": [Allocation("ns/y", (), 10 * GiB, False)], "ghost": []})
+    moved = before.edited(drop=[("a", "ns/x"), ("ghost", "ns/x")],
+                          add=[("b", share("ns/x", 2, 30)), ("c", Allocation("ns/y", (), 10 * GiB, False)),
+                               ("ghost", share("ns/z", 0, 1))])
     want = snapshot(replace(BASE[0], allocations=[]), replace(BASE[1], allocations=[share("ns/x", 2, 30)]),
                     replace(BASE[2], allocations=[Allocation("ns/y", (), 10 * GiB, False)]))
     assert_same_snapshot(moved, want)
-    assert before.with_allocations({"ghost": [share("ns/z", 0, 1)]}) is before
+    assert before.edited(add=[("ghost", share("ns/z", 0, 1))], drop=[("a", "ns/nobody")]) is before
+
+
+def test_a_row_emptied_by_one_drop_stays_empty_for_the_next_change():
+    # a holds x and y; dropping both then counting x again leaves x alone (not x and y)
+    two = snapshot(replace(BASE[0], allocations=[share("ns/x", 0, 30), share("ns/y", 1, 30)]), *BASE[1:])
+    got = two.edited(drop=[("a", "ns/x"), ("a", "ns/y")], add=[("a", share("ns/x", 0, 30))])
+    assert_same_snapshot(got, snapshot(*BASE))
+    assert two.edited(drop=[("a", "ns/x"), ("a", "ns/y"), ("a", "ns/x")]).allocations[0] == ()
 
 
 @pytest.mark.parametrize("a, b, want", [
