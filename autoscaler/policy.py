@@ -585,11 +585,13 @@ def woken(obs: Observation, now: float | None) -> bool:
 
 
 def in_use(obs: Observation, spec: AutoscalerSpec, now: float | None = None) -> bool | None:
-    """Whether the model saw a request: a wake at the activation endpoint, the gateway's
+    """Whether the model saw a request: a wake at the activation endpoint (at zero), the gateway's
     counter moved, requests arrive at the pods, or a queue waits. None when nothing says
     so and the gateway's count is unknown (missing data is not an idle model)."""
     queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
-    if woken(obs, now) or any(_valid(x) and x > 0 for x in [obs.activation, obs.arrival_rate, *queues]):
+    # A wake counts only at zero: whoever can reach the endpoint (a client forging the
+    # gateway's headers) must not keep a serving model from its idle window.
+    if (woken(obs, now) and obs.current == 0) or any(_valid(x) and x > 0 for x in [obs.activation, obs.arrival_rate, *queues]):
         return True
     return False if _valid(obs.activation) else None
 

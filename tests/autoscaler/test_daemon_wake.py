@@ -55,8 +55,8 @@ def test_a_wake_of_a_serving_object_waits_for_its_tick(monkeypatch):
     d.activator.handle("POST", "/activate/ns/llm", {}, NOW + 1.0)
     d.wake_pass()
     assert len(decided) == n  # serving already: no reconcile out of schedule
-    d.reconcile(ZERO, NOW + 5.0)  # its tick reads the wake (it restarts the idle clock)
-    assert decided[-1][1].wake == NOW + 1.0 and decided[-1][2].state.last_active == NOW + 5.0
+    d.reconcile(ZERO, NOW + 5.0)  # its tick reads the wake, which counts only at zero: no idle clock restart
+    assert decided[-1][1].wake == NOW + 1.0 and decided[-1][2].state.last_active is None
 
 
 def test_a_standby_takes_no_wake(monkeypatch):

@@ -57,9 +57,10 @@ NOW = 10_000.0
     ("wake-60s", obs(0, act=0, wake=NOW - 60), 0, NOW - 900, False, 1, ACTIVATION, NOW),
     # a wake 61 s ago is stale: asleep it stays
     ("wake-61s", obs(0, act=0, wake=NOW - 61), 0, NOW - 900, False, 0, "r", NOW - 900),
-    # serving, idle 900 s by the counter, but a wake 10 s ago (a request that found no Ready pod): keep 1
-    ("wake-keeps-serving", obs(1, act=0, arrival=0, queue=0, wake=NOW - 10), 0, NOW - 900, False, 1, IDLE_HOLD,
-     NOW),
+    # serving, idle 900 s by the counter, and a wake 10 s ago: a wake counts only at zero (anyone who
+    # reaches the endpoint could send one every minute), so 900 >= 300 -> 0; a real request the counter sees
+    ("wake-while-serving-is-not-use", obs(1, act=0, arrival=0, queue=0, wake=NOW - 10), 0, NOW - 900, False, 0,
+     SCALE_TO_ZERO, NOW - 900),
     # a wake never asks for more than 1: the rules' 3 (e.g. a queue) stand as they are
     ("wake-rules-more", obs(0, act=0, wake=NOW), 3, NOW - 900, False, 3, "r", NOW),
 ])
