@@ -19,6 +19,7 @@ values without locks.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -29,7 +30,7 @@ from scheduler.core import PodRequest, RequestError, parse_pod
 from scheduler.core.claim_fit import (ClaimDemand, NodeDevices, SliceDevice, claim_demand, fit_claims, fit_reason,
                                       overcommit, pod_claims, slice_devices)
 from scheduler.core.claims import HeldClaim, allocations_on, claim_held, claim_key
-from scheduler.core.snapshot import ClusterSnapshot
+from scheduler.core.snapshot import MAX_GPUS, ClusterSnapshot
 from scheduler.extender.live import LiveState
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ _Row = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 _NO_DEVICES: _Row = (np.zeros(0, np.int64), np.zeros(0, bool), np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
+DELETED_KEPT = 4096  # deleted claims remembered: a bind's GET precedes its count by milliseconds
+
+
 def _rv(obj: dict[str, Any]) -> int | None:
     try:
         return int(str((obj.get("metadata") or {}).get("resourceVersion")))
@@ -82,6 +86,10 @@ class ClaimPods:
     _claims: dict[str, _Claim] = field(default_factory=dict)
     _on_node: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> keys of claims allocated there
     _read_at_bind: dict[str, int] = field(default_factory=dict)  # claim key -> resourceVersion bind counted
+    # claim key -> the resourceVersion the watch last delivered (deleted claims: the last few
+    # thousand), so bind never writes back a copy older than what the watch already applied
+    _watched: dict[str, int] = field(default_factory=dict)
+    _deleted: "OrderedDict[str, int]" = field(default_factory=OrderedDict)
     # node -> (its devices, report and claims the row was made of, the row): filter's cache
     _rows: dict[str, tuple[Any, Any, Any, _Row]] = field(default_factory=dict)
 
@@ -116,6 +124,12 @@ class ClaimPods:
 
     def _regroup(self, node: str) -> None:
         devices = tuple(d for n, ds in self._slices.values() if n == node for d in ds)
+        if len(devices) > MAX_GPUS:
+            # a node may publish any number of slices: past a GPU node's most, filter's
+            # [candidates x devices] arrays would be the node's to size
+            log.warning("node %s publishes %d gpu.gpusched.io devices; counting the first %d",
+                        node[:80], len(devices), MAX_GPUS)
+            devices = devices[:MAX_GPUS]
         if devices:
             self._devices[node] = devices
         else:
@@ -126,8 +140,10 @@ class ClaimPods:
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self.live.lock:
             self._claims, self._on_node, self._read_at_bind = {}, {}, {}
+            self._watched, self._deleted = {}, OrderedDict()
             for c in claims:
                 self._index(c)
+                self._saw(claim_key(c), _rv(c), deleted=False)
             self.live.set_claims(claims)
 
     def on_claim(self, typ: str, claim: dict[str, Any]) -> None:
@@ -139,11 +155,35 @@ class ClaimPods:
                 if rv is not None and rv < counted:
                     return  # older than what bind read from the API server and counts already
             self._read_at_bind.pop(key, None)
+            self._saw(key, _rv(claim), deleted=typ == "DELETED")
             if typ == "DELETED":
                 self._unindex(key)
             else:
                 self._index(claim)
             self.live.on_claim(typ, claim)
+
+    def _saw(self, key: str, rv: int | None, deleted: bool) -> None:
+        if deleted:
+            self._watched.pop(key, None)
+            self._deleted[key] = rv if rv is not None else 0
+            self._deleted.move_to_end(key)
+            while len(self._deleted) > DELETED_KEPT:
+                self._deleted.popitem(last=False)
+        else:
+            self._deleted.pop(key, None)
+            if rv is not None:
+                self._watched[key] = rv
+            else:
+                self._watched.pop(key, None)
+
+    def _changed_since(self, key: str, rv: int | None) -> str | None:
+        """Why bind's copy (at `rv`) is outdated by the watch, or None."""
+        if key in self._deleted:
+            return "was deleted"
+        seen = self._watched.get(key)
+        if rv is not None and seen is not None and seen > rv:
+            return "changed"
+        return None
 
     def _unindex(self, key: str) -> None:
         old = self._claims.pop(key, None)
@@ -336,6 +376,14 @@ class ClaimPods:
                     log.warning("bind to %s refused: %s: %s", node, held.key, bad)
                     return (f"kube-scheduler's allocator gave ResourceClaim {held.key[6:]} what gpusched's "
                             f"records hold on {node}: {bad}; kube-scheduler retries the pod")
+            for claim, _ in fresh:
+                key, rv = claim_key(claim), _rv(claim)
+                gone = self._changed_since(key, rv)
+                if gone:
+                    # read before a deallocation or delete the watch has applied since: writing
+                    # that copy back would count a claim nobody holds until the next relist
+                    return (f"ResourceClaim {key[6:]} {gone} while gpusched was binding the pod; "
+                            "kube-scheduler retries the pod")
             for claim, _ in fresh:
                 key, rv = claim_key(claim), _rv(claim)
                 self.on_claim("MODIFIED", claim)  # counted now, as the watch will show it

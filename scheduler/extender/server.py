@@ -238,7 +238,8 @@ class Extender:
 
     def _bind_once(self, b: protocol.BindingArgs, cached: bool) -> tuple[str, bool]:
         """(error, stale): stale when the pod came from the informer and the API server
-        refused the Binding with a 409 (the pod changed, or was bound, since that copy);
+        refused the Binding with a 409 (the pod changed, or was bound, since that copy), or
+        its claims did not check out (the copy may lack the claims' names);
         nothing stays reserved then, and the caller checks again with a GET."""
         key = b.pod_key
         pod, refusal, from_informer = self._bindable(b, cached)
@@ -255,6 +256,8 @@ class Extender:
             self.metrics.decisions.labels("bind", "bad-pod").inc()
             return f"gpusched: {exc}", False
         refused = self.claim_pods.bind(pod, b.node) if self.claim_pods else None  # counts its claims
+        if refused and from_informer:
+            return "", True  # the copy may predate the claim controller's resourceClaimStatuses: read the pod
         if refused:
             self.metrics.decisions.labels("bind", "claim").inc()
             log.warning("bind %s to %s refused: %s", key, b.node, refused)

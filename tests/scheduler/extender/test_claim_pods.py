@@ -143,6 +143,41 @@ def test_bind_counts_the_claim_and_writes_no_gpu_ids():
     assert committed_mib(live) == [0, 70 * 1024]
 
 
+def test_bind_reads_the_pod_again_when_the_informers_copy_lacks_its_claims():
+    ext, live, _, api = setup(claim("c"))
+    early = pod()
+    early["status"] = {}  # the watch has the pod from before the claim controller named its claim
+    ext.pending = lambda key: early
+    api.claims["c"] = claim("c", gpu=0, rv=5)
+    assert bind(ext) == ""  # a GET's copy names the claim: counted and bound
+    assert api.binds == [("p", "n1", {})] and committed_mib(live) == [20 * 1024, 0]
+
+
+def test_bind_refuses_a_claim_the_watch_deallocated_or_deleted_after_the_read():
+    # bind's GET read rv 5 (allocated); the watch has since applied rv 6 (deallocated), or a delete:
+    # writing rv 5 back would count 20Gi that nobody holds until the next relist
+    for late in (("MODIFIED", claim("c", rv=6)), ("DELETED", claim("c", gpu=0, rv=6))):
+        ext, live, cps, api = setup(claim("c", rv=3))
+        api.claims["c"] = claim("c", gpu=0, rv=5)
+        real_get = api.get_claim
+
+        def get_then_watch(namespace, name, late=late, cps=cps, real_get=real_get):
+            got = real_get(namespace, name)
+            cps.on_claim(*late)  # the watch thread runs between the GET and the count
+            return got
+        cps.get_claim = get_then_watch
+        assert "while gpusched was binding the pod" in bind(ext)
+        assert api.binds == [] and committed_mib(live) == [0, 0]
+
+
+def test_a_node_publishing_too_many_devices_is_cut_to_a_gpu_nodes_most():
+    ext, live, cps, _ = setup(claim("c"))
+    many = [dict(rslice("n1"), metadata={"name": f"n1-{i}"}) for i in range(100)]  # 100 slices x 2 devices
+    cps.set_slices(many + [rslice("n2")])
+    assert len(cps._devices["n1"]) == 64
+    assert filtered(ext, pod())["NodeNames"] == ["n1", "n2"]
+
+
 def test_bind_refuses_what_the_records_cannot_hold():
     ext, live, _, api = setup(claim("c"))
     share(live, 1, 70)
