@@ -21,7 +21,9 @@ policy assumes evenly spaced samples. Between ticks the loop listens for wakes: 
 ``activation_port``, the gateway's fallback for a model without a Ready pod calls
 ``/activate/<namespace>/<name>`` (autoscaler.activation), and an object at zero is
 reconciled at once (``wake_pass``), reading the wake as ``Observation.wake``; the other
-objects read it at their next tick. Every per-object error is caught, reported and
+objects read it at their next tick. A wake pass is the one sample off the schedule: it
+comes only at zero, where the model has had no traffic to forecast from, and the rules
+take over at the next tick. Every per-object error is caught, reported and
 counted; the loop goes on. A follower keeps its informers warm and decides nothing;
 a new leader starts a fresh state (no scale-down until it has a stabilisation
 window of history). A dry run takes no part in the election (it uses its own Lease,
