@@ -85,10 +85,9 @@ class ClaimPods:
     _devices: dict[str, tuple[SliceDevice, ...]] = field(default_factory=dict)  # by node, over its slices
     _claims: dict[str, _Claim] = field(default_factory=dict)
     _on_node: dict[str, frozenset[str]] = field(default_factory=dict)  # node -> keys of claims allocated there
-    _read_at_bind: dict[str, int] = field(default_factory=dict)  # claim key -> resourceVersion bind counted
-    # claim key -> the resourceVersion the watch last delivered (deleted claims: the last few
-    # thousand), so bind never writes back a copy older than what the watch already applied
-    _watched: dict[str, int] = field(default_factory=dict)
+    # claim key -> the resourceVersion last applied, by the watch or by bind's fresh read (deleted
+    # claims: the last few thousand), so neither ever applies a copy older than the other's
+    _applied: dict[str, int] = field(default_factory=dict)
     _deleted: "OrderedDict[str, int]" = field(default_factory=OrderedDict)
     # node -> (its devices, report and claims the row was made of, the row): filter's cache
     _rows: dict[str, tuple[Any, Any, Any, _Row]] = field(default_factory=dict)
@@ -139,8 +138,8 @@ class ClaimPods:
 
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self.live.lock:
-            self._claims, self._on_node, self._read_at_bind = {}, {}, {}
-            self._watched, self._deleted = {}, OrderedDict()
+            self._claims, self._on_node = {}, {}
+            self._applied, self._deleted = {}, OrderedDict()
             for c in claims:
                 self._index(c)
                 self._saw(claim_key(c), _rv(c), deleted=False)
@@ -149,12 +148,11 @@ class ClaimPods:
     def on_claim(self, typ: str, claim: dict[str, Any]) -> None:
         key = claim_key(claim)
         with self.live.lock:
-            counted = self._read_at_bind.get(key)
-            if counted is not None and typ != "DELETED":
+            applied = self._applied.get(key)
+            if applied is not None and typ != "DELETED":
                 rv = _rv(claim)
-                if rv is not None and rv < counted:
+                if rv is not None and rv < applied:
                     return  # older than what bind read from the API server and counts already
-            self._read_at_bind.pop(key, None)
             self._saw(key, _rv(claim), deleted=typ == "DELETED")
             if typ == "DELETED":
                 self._unindex(key)
@@ -164,7 +162,7 @@ class ClaimPods:
 
     def _saw(self, key: str, rv: int | None, deleted: bool) -> None:
         if deleted:
-            self._watched.pop(key, None)
+            self._applied.pop(key, None)
             self._deleted[key] = rv if rv is not None else 0
             self._deleted.move_to_end(key)
             while len(self._deleted) > DELETED_KEPT:
@@ -172,15 +170,15 @@ class ClaimPods:
         else:
             self._deleted.pop(key, None)
             if rv is not None:
-                self._watched[key] = rv
+                self._applied[key] = rv
             else:
-                self._watched.pop(key, None)
+                self._applied.pop(key, None)
 
     def _changed_since(self, key: str, rv: int | None) -> str | None:
         """Why bind's copy (at `rv`) is outdated by the watch, or None."""
         if key in self._deleted:
             return "was deleted"
-        seen = self._watched.get(key)
+        seen = self._applied.get(key)
         if rv is not None and seen is not None and seen > rv:
             return "changed"
         return None
@@ -385,8 +383,5 @@ class ClaimPods:
                     return (f"ResourceClaim {key[6:]} {gone} while gpusched was binding the pod; "
                             "kube-scheduler retries the pod")
             for claim, _ in fresh:
-                key, rv = claim_key(claim), _rv(claim)
                 self.on_claim("MODIFIED", claim)  # counted now, as the watch will show it
-                if rv is not None:
-                    self._read_at_bind[key] = rv
         return None
