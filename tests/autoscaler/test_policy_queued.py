@@ -29,13 +29,11 @@ def rec(rule, n):
     ("cold-start-longer", {}, 600.0),  # 47 s > 2 s: max(600, 8 x 47 = 376) = 600
     ("long-cold-start", {"coldStartSeconds": 100}, 800.0),  # max(600, 8 x 100)
     ("cold-start-within-bound", {"coldStartSeconds": 1.5}, 0.0),  # 1.5 s <= 2 s: a replica returns in time
-    ("no-slo", {"slo": None}, 0.0),  # no wait bound to protect
+    ("ttft-bound", {"slo": {"ttftSeconds": 5}}, 600.0),  # the bound is the TTFT's: 47 s > 5 s
+    ("ttft-bound-longer", {"slo": {"ttftSeconds": 60}}, 0.0),  # 47 s <= 60 s: a replica returns in time
 ])
 def test_queued_hold_s(name, kw, want):
-    d = {k: v for k, v in kw.items() if v is not None}
-    sp = spec(**d) if "slo" not in kw else parse_spec({"scaleTargetRef": {"name": "llm"}, "maxReplicas": 40,
-                                                      "signals": [Q], "coldStartSeconds": 47})
-    assert queued_hold_s(sp) == want
+    assert queued_hold_s(spec(**kw)) == want
 
 
 @pytest.mark.parametrize("name,queue,recs,want", [
