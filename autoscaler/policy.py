@@ -44,6 +44,13 @@ The recommendation is the largest. Then, in order:
   rise it foresaw has either arrived by then (and the measured load holds the fleet)
   or did not come. (Holding forecasts for the full 300 s held every overshoot of the
   trend on bursty traffic: on azure-code 2.3 of ours' 10.6 GPU-hours.)
+- queued hold: when a cold start is longer than the wait bound, a decision made while a
+  queueDepth signal reads requests waiting keeps its largest recommendation (the
+  forecast's included) as a floor for scale-downs for max(600 s, 8 cold starts), the span
+  of rates the policy keeps (queued_hold_s). A queue means every slot of every ready
+  replica was busy, whatever the server's batch; a replica given back cannot return
+  within the wait bound, so a fleet that queued keeps that size for as long as the
+  policy remembers rates, not only the scale-down window (measured in docs/benchmarks.md);
 - panic (Knative KPA): when the demand averaged over the panic window reaches
   ``threshold`` x ready replicas, panic until ``stableWindow`` after the last trigger:
   no scale-down at all, and scale-ups skip the rate limit;
@@ -66,7 +73,7 @@ deletes the rest; the actuator refills the pool to ``warm``.
 
 ``decide`` runs all this as named phases, each a pure function with its own tests:
 queue_target, signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
-split_recommendations, held_recommendations, stabilise, panic_mode, rate_limit,
+split_recommendations, held_recommendations, stabilise, queued_peak, queued_floor, panic_mode, rate_limit,
 panic_floor, clamp, scale_to_zero, warm_size, warm_pool, next_state.
 
 Scale to zero (minReplicas 0, which needs ``spec.activation``): at zero the pods'
@@ -104,6 +111,7 @@ MAX_REPLICAS: Final = "maxReplicas"
 ACTIVATION: Final = "activation"
 IDLE_HOLD: Final = "idleHold"
 SCALE_TO_ZERO: Final = "scaleToZero"
+QUEUED_HOLD: Final = "queuedHold"
 
 _EPS: Final = 1e-9
 _HOLT_SAMPLES: Final = 32  # the latest samples Holt's forecast reads
@@ -160,6 +168,7 @@ class ScaleState:
     panic_until: float | None = None  # panicking while now < panic_until
     panic_peak: int = 0  # highest replicas decided during this panic
     last_active: float | None = None  # last decision that saw a request or a queue (scale to zero)
+    queued: tuple[tuple[float, int], ...] = ()  # (t, largest recommendation while requests queued), queued_hold_s
 
 
 @dataclass(frozen=True)
@@ -462,6 +471,43 @@ def held_recommendations(state: ScaleState, now: float, forecast_hold_s: float) 
     return state.recommendations + tuple(a for a in state.anticipated if a[0] > now - forecast_hold_s)
 
 
+def queued_hold_s(spec: AutoscalerSpec) -> float:
+    """How long a decision made while requests queue keeps its replicas: 0 unless a cold
+    start is longer than the SLO's wait bound, else the span of rates the policy keeps
+    (history_span: max(600 s, 8 cold starts)). A replica given back cannot return within
+    the wait bound, and a queue is the server's own evidence that the fleet was short
+    (every slot of every ready replica busy), however the server batches; so a fleet
+    that has queued keeps that size for as long as the policy remembers rates, not just
+    the scale-down window."""
+    slo = spec.slo
+    if slo is None or slo.wait_bound_s is None or spec.cold_start_s <= slo.wait_bound_s:
+        return 0.0
+    return history_span(spec)
+
+
+def queued_peak(rules: Rules, obs: Observation, spec: AutoscalerSpec) -> int | None:
+    """When a queueDepth signal reads requests waiting: the largest recommendation
+    (the forecast's included: with a queue, the rise it extrapolates has already
+    outrun the fleet), at most maxReplicas. None when nothing waits."""
+    queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+    if not rules.recs or not any(_valid(q) and q > 0 for q in queues):
+        return None
+    return min(max(r.replicas for r in rules.recs), spec.max_replicas)
+
+
+def queued_floor(v: Verdict, kept: tuple[tuple[float, int], ...], cur: int, now: float) -> Verdict:
+    """No scale-down below the largest queued peak kept (nor below ``cur`` when it is
+    higher than that: the floor never scales up)."""
+    if not kept or v.replicas >= cur:
+        return v
+    t, n = max(kept, key=lambda k: (k[1], k[0]))
+    floor = min(cur, n)
+    if v.replicas >= floor:
+        return v
+    return Verdict(floor, QUEUED_HOLD, v.reason + f"; held at {floor}: requests queued {now - t:g}s ago with "
+                   f"{n} recommended")
+
+
 def stabilise(v: Verdict, history: tuple[tuple[float, int], ...], behavior: Behavior, cur: int, now: float,
               started: float) -> Verdict:
     """HPA: between the lowest recommendation in the scale-up window and the highest in
@@ -733,7 +779,11 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     rules = signal_ratios(spec, obs) + queued
     picked, demand = pick_largest(rules, cur)
     measured, anticipated = split_recommendations(rules, picked, cur)
+    hold = queued_hold_s(spec)
+    peak = queued_peak(rules, obs, spec) if hold > 0 else None
+    held_queued = tuple(q for q in state.queued if q[0] > now - hold) + (((now, peak),) if peak is not None else ())
     v = stabilise(picked, held_recommendations(state, now, spec.cold_start_s), spec.behavior, cur, now, started)
+    v = queued_floor(v, held_queued, cur, now)
     v, panic = panic_mode(v, state, demand, obs.ready, spec.behavior.panic, now)
     v = rate_limit(v, state.events, spec.behavior, cur, now, panic.active)
     v = panic_floor(v, panic, cur)
@@ -743,7 +793,7 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     warm = warm if v.replicas > 0 else 0  # a model at zero keeps no GPU: host-memory caches are its warm tier
     pool = warm_pool(v.replicas, cur, obs.warm, spec, fc.prewarm_target, warm)
     new_state = replace(next_state(state, spec, now, started, cur, measured, v.replicas, demand, arrivals,
-                                   panic, anticipated), last_active=last_active)
+                                   panic, anticipated), last_active=last_active, queued=held_queued)
     return Decision(
         replicas=v.replicas, warm=pool.warm, promote=pool.promote, cold_start=pool.cold_start, demote=pool.demote,
         prewarm=pool.prewarm, rule=v.rule, reason=v.reason + pool.note + warm_note, state=new_state, current=cur,
@@ -759,5 +809,5 @@ __all__ = [
     "Observation", "ScaleState", "Recommendation", "Decision", "decide", "initial_state",
     "erlang_c", "replicas_for_slo", "holt_forecast",
     "QUEUEING", "FORECAST", "HOLD", "UNKNOWN_HOLD", "STABILIZATION", "RATE_LIMIT", "PANIC",
-    "MIN_REPLICAS", "MAX_REPLICAS", "ACTIVATION", "IDLE_HOLD", "SCALE_TO_ZERO",
+    "MIN_REPLICAS", "MAX_REPLICAS", "ACTIVATION", "IDLE_HOLD", "SCALE_TO_ZERO", "QUEUED_HOLD",
 ]

@@ -253,7 +253,8 @@ class Ours:
             wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
                                  "activation": activation, "wake": self.last_wake, "woken": woken,
                                  "dep_replicas": wl.dep_replicas, "replicas": d.replicas, "warm": d.warm,
-                                 "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote})
+                                 "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote,
+                                 "rule": d.rule})
         self.state, self.last_target = d.state, d.replicas
         prewarm = 0
         # autoscaler.prewarm.Prewarmer: at most once per model per max(30 s, coldStartSeconds)

@@ -12,6 +12,7 @@ import pytest
 
 from autoscaler import kube, signals, warmpool
 from autoscaler.daemon import Autoscaler, Config
+from autoscaler.policy import QUEUED_HOLD
 from benchmarks.autoscale import policies as pol
 from benchmarks.autoscale.service import calibrate_service_rate, service_model
 from benchmarks.autoscale.sim import SimConfig, WorkloadInput, simulate
@@ -69,6 +70,8 @@ def test_the_recorded_run_exercises_scaling(recorded):
     assert max(reps) >= 4 and reps[-1] < max(reps)  # scaled up for the burst, back down after
     assert any(t["promote"] for t in ticks) and any(t["demote"] for t in ticks)
     assert any(t["arrival"].value is not None for t in ticks)
+    # the burst queued: the fleet kept its size for the queued hold (600 s), then went down
+    assert any(t["rule"] == QUEUED_HOLD for t in ticks)
 
 
 def test_pod_json_round_trips(recorded):

@@ -1,0 +1,91 @@
+"""The queued hold (autoscaler.policy.queued_hold_s, queued_peak, queued_floor), as
+tables whose rows show the arithmetic, and through ``decide``."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from autoscaler.policy import (FORECAST, QUEUED_HOLD, QUEUEING, STABILIZATION, Observation, Recommendation, Rules,
+                               ScaleState, Verdict, decide, queued_floor, queued_hold_s, queued_peak)
+from autoscaler.spec import parse_spec
+
+NOW = 1000.0
+Q = {"type": "queueDepth", "target": 5}
+
+
+def spec(**kw):
+    d = {"scaleTargetRef": {"name": "llm"}, "minReplicas": 1, "maxReplicas": 40, "signals": [Q],
+         "slo": {"queueWaitSeconds": 2}, "serviceRatePerReplica": 0.5, "coldStartSeconds": 47}
+    d.update(copy.deepcopy(kw))
+    return parse_spec(d)
+
+
+def rec(rule, n):
+    return Recommendation(rule, n, f"{rule} says {n}")
+
+
+@pytest.mark.parametrize("name,kw,want", [
+    ("cold-start-longer", {}, 600.0),  # 47 s > 2 s: max(600, 8 x 47 = 376) = 600
+    ("long-cold-start", {"coldStartSeconds": 100}, 800.0),  # max(600, 8 x 100)
+    ("cold-start-within-bound", {"coldStartSeconds": 1.5}, 0.0),  # 1.5 s <= 2 s: a replica returns in time
+    ("ttft-bound", {"slo": {"ttftSeconds": 5}}, 600.0),  # the bound is the TTFT's: 47 s > 5 s
+    ("ttft-bound-longer", {"slo": {"ttftSeconds": 60}}, 0.0),  # 47 s <= 60 s: a replica returns in time
+])
+def test_queued_hold_s(name, kw, want):
+    assert queued_hold_s(spec(**kw)) == want
+
+
+@pytest.mark.parametrize("name,queue,recs,want", [
+    ("queue-forecast-largest", 0.3, (rec("signal:queueDepth", 4), rec(QUEUEING, 9), rec(FORECAST, 14)), 14),
+    # requests wait (0.3/replica > 0): max(4, 9, 14) = 14, the forecast's included
+    ("no-queue", 0.0, (rec(QUEUEING, 9), rec(FORECAST, 14)), None),  # nothing waits: no peak
+    ("capped", 2.0, (rec("signal:queueDepth", 70),), 40),  # min(70, maxReplicas 40)
+    ("queue-unknown", None, (rec(QUEUEING, 9),), None),  # an unknown queue is not a queue
+    ("no-recs", 1.0, (), None),
+])
+def test_queued_peak(name, queue, recs, want):
+    obs = Observation(ready=4, signals={"queueDepth": queue})
+    assert queued_peak(Rules(recs), obs, spec()) == want
+
+
+@pytest.mark.parametrize("name,replicas,kept,cur,want", [
+    ("holds-down", 5, ((700.0, 12), (900.0, 9)), 14, (12, QUEUED_HOLD)),  # max kept 12: min(cur 14, 12) = 12 > 5
+    ("never-up", 5, ((900.0, 20),), 14, (14, QUEUED_HOLD)),  # min(cur 14, 20) = 14: no scale-down, no scale-up
+    ("above-floor", 13, ((900.0, 12),), 14, (13, "r")),  # 13 >= 12: the verdict stands
+    ("scale-up-untouched", 16, ((900.0, 12),), 14, (16, "r")),
+    ("nothing-kept", 5, (), 14, (5, "r")),
+])
+def test_queued_floor(name, replicas, kept, cur, want):
+    v = queued_floor(Verdict(replicas, "r", "why"), kept, cur, NOW)
+    assert (v.replicas, v.rule) == want
+
+
+def test_queued_floor_says_why():
+    v = queued_floor(Verdict(5, "r", "why"), ((700.0, 12),), 14, NOW)
+    assert v.reason == "why; held at 12: requests queued 300s ago with 12 recommended"
+
+
+# Through decide: 14 serving, no load now (rate 0, no queue); the scale-down window's
+# history is older than 300 s, so stabilisation alone gives 1.
+OLD = ScaleState(started_at=0.0, recommendations=((650.0, 14),))
+
+
+@pytest.mark.parametrize("name,queued,kw,want", [
+    ("kept-600s", ((500.0, 12),), {}, (12, QUEUED_HOLD)),  # 1000-500=500 s < 600 s: floor 12
+    ("expired", ((350.0, 12),), {}, (1, "minReplicas")),  # 650 s >= 600 s: the floor is gone
+    ("fast-cold-start", ((500.0, 12),), {"coldStartSeconds": 1}, (1, "minReplicas")),  # 1 s <= 2 s: no hold
+])
+def test_decide_queued_hold(name, queued, kw, want):
+    sp = spec(**kw)
+    state = ScaleState(started_at=0.0, recommendations=OLD.recommendations, queued=queued)
+    d = decide(state, Observation(ready=14, signals={"queueDepth": 0.0}, arrival_rate=0.0), sp, NOW)
+    assert (d.replicas, d.rule) == want, d.reason
+
+
+def test_decide_records_a_queue():
+    """A decision that sees a queue adds (now, its largest recommendation) to the state."""
+    d = decide(OLD, Observation(ready=4, signals={"queueDepth": 2.0}, arrival_rate=1.0), spec(), NOW)
+    # queueDepth target capped at 2 s x 0.5 = 1: ceil(4 x 2 / 1) = 8
+    assert d.state.queued[-1] == (NOW, d.replicas) and d.replicas >= 8
+    assert STABILIZATION != QUEUED_HOLD
