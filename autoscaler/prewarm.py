@@ -4,7 +4,8 @@ replicas start from a local copy instead of the remote store.
 
 Where they would land is decided the way the extender decides it, with the same pure
 core (scheduler.core): a snapshot of the Nodes (scheduler.extender.live's reading of
-them and of the pods bound to them), the target's pod template as the request, then
+them, of the pods bound to them and of the ResourceClaims kube-scheduler's allocator gave GPU
+memory of gpu.gpusched.io), the target's pod template as the request, then
 for each future replica in turn: filter, prioritize, take the best node (ties by
 name), count the replica there (best-fit GPUs, as at bind) and go on. The nodes so
 chosen that neither cache the model nor were already asked to prefetch it are the
@@ -14,8 +15,8 @@ view of the placement, not a promise.)
 The request is the node agent's (scheduler/agent/prefetch.py): the Node annotation
 ``gpusched.io/prefetch``, a JSON list of {"model": ID}; entries already there are kept.
 
-``choose`` is pure; ``Prewarmer`` is the thin adapter (one list of Nodes and one of
-bound pods per pre-warm, one PATCH per node asked), rate-limited to one pre-warm per
+``choose`` is pure; ``Prewarmer`` is the thin adapter (one list each of Nodes, bound pods
+and ResourceClaims per pre-warm, one PATCH per node asked), rate-limited to one pre-warm per
 model per cold-start horizon (a prefetch takes about that long; asking again sooner
 would only see the same picture).
 """
@@ -165,7 +166,8 @@ class Prewarmer:
             self._last[req.model] = now  # counted even if it fails: retry next horizon, not every tick
         nodes = kube.list_nodes(self.api)
         pods = kube.list_bound_pods(self.api)
-        snapshot = snapshot_of(nodes, pods, now=now, stale_after_s=self.stale_after_s)
+        claims = kube.list_claims(self.api)  # claim shares hold memory no pod annotation shows
+        snapshot = snapshot_of(nodes, pods, now=now, stale_after_s=self.stale_after_s, claims=claims)
         choice = choose(snapshot, req, replicas, requested=requested_nodes(nodes, req.model),
                         weights=self.weights)
         asked, errors = [], []
