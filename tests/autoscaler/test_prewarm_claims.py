@@ -61,3 +61,34 @@ def test_prewarm_counts_claim_shares_on_the_cached_node(cluster, core, namespace
         core.patch_node(CACHED, {"metadata": {"annotations": {contract.MODEL_CACHE: before.get(contract.MODEL_CACHE)}}})
         for name, prefetch in others.items():
             core.patch_node(name, {"metadata": {"annotations": {contract.PREFETCH: prefetch}}})
+
+
+def test_prewarm_reads_a_claim_share_deployments_ask_from_its_running_replica(cluster, core, namespace):
+    """A Deployment whose share is a ResourceClaimTemplate (the chart's default): the template
+    alone asks for no GPU gpusched reads; its running replica's claim (made from the template,
+    named in the pod's status) says 20Gi, so pre-warm places one more replica as a 20Gi share."""
+    admin = cluster.api_client()
+    labels = {"app": "claim-share"}
+    spec = {"schedulerName": "nobody", "nodeName": "gpu-node-0003",
+            "resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "share-20gi"}],
+            "containers": [{"name": "c", "image": "busybox", "resources": {"claims": [{"name": "gpu"}]}}]}
+    allocate(admin, namespace, "gpu-node-0003",
+             report_from_annotations(core.read_node("gpu-node-0003").metadata.annotations).gpus[0].uuid.lower(), "20Gi")
+    code, pod = raw(admin, "POST", f"/api/v1/namespaces/{namespace}/pods",
+                    {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "replica", "labels": labels}, "spec": spec})
+    assert code == 201, pod
+    pod["status"] = {**(pod.get("status") or {}), "resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "share"}]}
+    code, body = raw(admin, "PUT", f"/api/v1/namespaces/{namespace}/pods/replica/status", pod)
+    assert code == 200, body
+    dep = {"metadata": {"namespace": namespace},
+           "spec": {"template": {"metadata": {"labels": labels, "annotations": {contract.MODEL: MODEL}},
+                                 "spec": {k: v for k, v in spec.items() if k != "nodeName"}}}}
+    before = {n.metadata.name: (n.metadata.annotations or {}).get(contract.PREFETCH) for n in core.list_node().items}
+    try:
+        res = Prewarmer(admin, stale_after_s=1e9).prewarm(dep, MODEL, 1, horizon_s=45)
+        (placement,) = res.choice.placements  # without the claim: "the pod template asks for no GPU"
+        assert res.asked == (placement.node,), res.choice.reason
+    finally:
+        for name, prefetch in before.items():
+            core.patch_node(name, {"metadata": {"annotations": {contract.PREFETCH: prefetch}}})
+        core.delete_namespaced_pod("replica", namespace, grace_period_seconds=0)
