@@ -151,8 +151,15 @@ def placed(core: client.CoreV1Api, app: str, n: int):
     return len([p for p in pods if p.spec.node_name]) >= n and pods
 
 
+def show(unresolved: list[str], lines: list[str]) -> None:
+    """Print a step's pod lines; a bound pod whose GPUs are unknown ("GPU ?") is kept to fail the demo."""
+    print("\n".join(lines))
+    unresolved += [line.strip() for line in lines if " GPU ? " in line]
+
+
 def main(args: argparse.Namespace) -> int:
     started = time.monotonic()
+    unresolved: list[str] = []
     cluster = LocalCluster(Path(args.state))
     cluster.down()  # a previous demo left running is replaced, not joined
     specs = small(4)
@@ -174,14 +181,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"\n1. One replica of {LLAMA} (1 whole GPU): locality sends it where the weights are")
         apps.create_namespaced_deployment(NS, deployment("llama", 1, gpus=1, model=LLAMA))
         wait_for(lambda: placed(core, "llama", 1), 60, "llama placed")
-        print("\n".join(describe(core, "llama")))
+        show(unresolved, describe(core, "llama"))
 
         print(f"\n2. Three 38Gi shares of {QWEN}, each a ResourceClaim (`gpusched claim-template --memory 38Gi`):")
         print("   gpusched picks the node (packing: 2 x 38 = 76 GiB <= 79.2 GiB usable), the allocator the GPU")
         template(core, "qwen-38gi", "38Gi")
         apps.create_namespaced_deployment(NS, deployment("qwen", 3, claim="qwen-38gi", model=QWEN))
         wait_for(lambda: placed(core, "qwen", 3), 60, "qwen placed")
-        print("\n".join(describe(core, "qwen")))
+        show(unresolved, describe(core, "qwen"))
         print(f"    {packing(core, 'qwen')}")
 
         print("\n3. A 100Gi share fits no 80 GB GPU: it stays Pending with the allocator's reason")
@@ -190,7 +197,7 @@ def main(args: argparse.Namespace) -> int:
         wait_for(lambda: [e for e in core.list_namespaced_event(NS).items
                           if e.reason == "FailedScheduling" and "too-big" in e.involved_object.name], 60,
                  "FailedScheduling event")
-        print("\n".join(describe(core, "too-big")))
+        show(unresolved, describe(core, "too-big"))
 
         print(f"\n4. Scale {LLAMA} to 10 replicas of 1 GPU")
         apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 10}})
@@ -198,7 +205,7 @@ def main(args: argparse.Namespace) -> int:
         wait_for(lambda: placed(core, "llama", 10), 120, "10 llama replicas placed")
         t_placed = time.monotonic() - t0
         wait_for(lambda: ready(core, "llama") >= 10, 120, "10 llama replicas Ready")
-        print("\n".join(describe(core, "llama")))
+        show(unresolved, describe(core, "llama"))
         print(f"    placed in {t_placed:.1f}s, all Ready in {time.monotonic() - t0:.1f}s (each pod models a 2s load)")
         print("    the cached node fills first (locality), then the rest pack node by node")
 
@@ -206,7 +213,7 @@ def main(args: argparse.Namespace) -> int:
         apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 2}})
         wait_for(lambda: len(core.list_namespaced_pod(NS, label_selector="app=llama").items) == 2, 60,
                  "scale-down")
-        print("\n".join(describe(core, "llama")))
+        show(unresolved, describe(core, "llama"))
 
         print("\n6. Autoscaling with a warm replica: a burst promotes the loaded-but-idle pod, no cold start")
         from benchmarks.demo import autoscale as demo_autoscale
@@ -215,6 +222,9 @@ def main(args: argparse.Namespace) -> int:
                    if f.is_file() and "Skipping extender" in f.read_text(errors="replace")]
         if skipped:  # kube-scheduler bound a pod behind the extender's back (issue 13)
             print(f"\ndemo: 'Skipping extender' in {', '.join(skipped)}")
+            return 1
+        if unresolved:
+            print(f"\ndemo: {len(unresolved)} bound pod line(s) without GPU ids, e.g. {unresolved[0]}")
             return 1
         print(f"\ndemo done in {time.monotonic() - started:.0f}s, no bind behind the extender's back "
               f"(no 'Skipping extender' in kube-scheduler's logs). Logs: {cluster.dir / 'logs'}")
