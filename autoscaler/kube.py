@@ -215,6 +215,19 @@ def list_bound_pods(api: ApiClient) -> list[dict]:
     return items
 
 
+def list_claims(api: ApiClient) -> list[dict]:
+    """Every ResourceClaim, cluster-wide: the GPU memory kube-scheduler's allocator gave claim
+    shares (snapshot_of counts those of gpu.gpusched.io it can resolve). [] where the API server
+    serves no resource.k8s.io/v1 (before Kubernetes 1.34: no claims to count)."""
+    try:
+        items, _ = list_all(api, "/apis/resource.k8s.io/v1/resourceclaims", {})
+    except ApiException as exc:
+        if exc.status == 404:
+            return []
+        raise
+    return items
+
+
 # ---------------------------------------------------------------- scale
 
 def scale(api: ApiClient, namespace: str, name: str, replicas: int, *, deployment: Mapping[str, Any] | None = None,

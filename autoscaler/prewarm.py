@@ -4,7 +4,8 @@ replicas start from a local copy instead of the remote store.
 
 Where they would land is decided the way the extender decides it, with the same pure
 core (scheduler.core): a snapshot of the Nodes (scheduler.extender.live's reading of
-them and of the pods bound to them), the target's pod template as the request, then
+them, of the pods bound to them and of the ResourceClaims kube-scheduler's allocator gave GPU
+memory of gpu.gpusched.io), the target's pod template as the request, then
 for each future replica in turn: filter, prioritize, take the best node (ties by
 name), count the replica there (best-fit GPUs, as at bind) and go on. The nodes so
 chosen that neither cache the model nor were already asked to prefetch it are the
@@ -14,8 +15,8 @@ view of the placement, not a promise.)
 The request is the node agent's (scheduler/agent/prefetch.py): the Node annotation
 ``gpusched.io/prefetch``, a JSON list of {"model": ID}; entries already there are kept.
 
-``choose`` is pure; ``Prewarmer`` is the thin adapter (one list of Nodes and one of
-bound pods per pre-warm, one PATCH per node asked), rate-limited to one pre-warm per
+``choose`` is pure; ``Prewarmer`` is the thin adapter (one list each of Nodes, bound pods
+and ResourceClaims per pre-warm, one PATCH per node asked), rate-limited to one pre-warm per
 model per cold-start horizon (a prefetch takes about that long; asking again sooner
 would only see the same picture).
 """
@@ -24,12 +25,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
 from scheduler import contract
+from scheduler.core.claim_fit import claim_demand, pod_claims
 from scheduler.core.objects import snapshot_of
 from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Weights, assign_gpus,
                             filter_rows, parse_pod, score_rows)
@@ -114,6 +116,43 @@ def template_pod(deployment: Mapping[str, Any], model: str | None) -> dict[str, 
     return {"metadata": meta, "spec": dict(tpl.get("spec") or {})}
 
 
+def claim_request(req: PodRequest, pod: Mapping[str, Any], namespace: str | None,
+                  pods: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]]) -> tuple[PodRequest, str]:
+    """What a template that asks by ResourceClaimTemplate (a claim share, the chart's default)
+    asks, read from the claims of one of its running replicas (a pod of the namespace carrying
+    every label of the template, whose claims are all listed): scored as the extender scores a
+    claim pod, its largest share or its whole devices. The templates themselves are not read
+    (the autoscaler may list claims, not read templates), so with no replica running the
+    request stays as it was, with the reason. ("" when nothing was to be done or it was read.)"""
+    spec = pod.get("spec") or {}
+    named = [e.get("resourceClaimTemplateName") for e in spec.get("resourceClaims") or [] if isinstance(e, Mapping)]
+    if req.gpu_pod or not any(named):
+        return req, ""
+    labels = (pod.get("metadata") or {}).get("labels") or {}
+    by_name = {((c.get("metadata") or {}).get("namespace"), (c.get("metadata") or {}).get("name")): c for c in claims}
+    for p in pods:
+        meta = p.get("metadata") or {}
+        own = meta.get("labels") or {}
+        if meta.get("namespace") != namespace or not labels or any(own.get(k) != v for k, v in labels.items()):
+            continue
+        names, problem = pod_claims(p)
+        found = [c for c in (by_name.get((namespace, n)) for n in names) if c is not None]
+        if problem or not names or len(found) < len(names):
+            continue
+        asks: list[int | None] = []
+        for c in found:
+            # its spec only: an allocated claim still says what it asked
+            demand, problem = claim_demand({"metadata": c.get("metadata"), "spec": c.get("spec")})
+            if problem:
+                return req, f"the claims of {meta.get('name')}: {problem}"
+            asks += demand.asks if demand else []
+        if asks:
+            shares = [m for m in asks if m is not None]
+            return (replace(req, gpu_memory=max(shares)) if shares else replace(req, whole_gpus=len(asks))), ""
+    return req, ("the pod template asks by ResourceClaimTemplate and no running replica's claims say what "
+                 "(pre-warming reads claims, not templates)")
+
+
 def requested_nodes(nodes: Iterable[Mapping[str, Any]], model: str) -> set[str]:
     out = set()
     for n in nodes:
@@ -165,9 +204,12 @@ class Prewarmer:
             self._last[req.model] = now  # counted even if it fails: retry next horizon, not every tick
         nodes = kube.list_nodes(self.api)
         pods = kube.list_bound_pods(self.api)
-        snapshot = snapshot_of(nodes, pods, now=now, stale_after_s=self.stale_after_s)
-        choice = choose(snapshot, req, replicas, requested=requested_nodes(nodes, req.model),
-                        weights=self.weights)
+        claims = kube.list_claims(self.api)  # claim shares hold memory no pod annotation shows
+        snapshot = snapshot_of(nodes, pods, now=now, stale_after_s=self.stale_after_s, claims=claims)
+        namespace = (deployment.get("metadata") or {}).get("namespace")
+        ask, unknown = claim_request(req, pod, namespace, pods, claims)
+        choice = Choice((), (), unknown) if unknown else choose(
+            snapshot, ask, replicas, requested=requested_nodes(nodes, req.model), weights=self.weights)
         asked, errors = [], []
         for node in choice.nodes:
             try:

@@ -5,6 +5,11 @@ One LocalCluster (etcd, kube-apiserver, controller-manager, kube-scheduler, kwok
 N simulated 8 x H100 nodes, the gpusched extender and its kube-scheduler as deploy/
 configures them, and on demand Prometheus, the InferenceAutoscaler CRD and the fleet
 simulator (simulated vLLM servers) for the autoscaler cases.
+
+Its shares are annotation shares (gpusched.io/gpu-memory), deliberately: the legacy path, as
+the chart has it with extender.annotationShares=true (its default refuses them where the DRA
+plugin runs, for ResourceClaims). The bed installs none of the chart's admission policies;
+the extender's accounting of annotation shares is what these cases put under faults.
 """
 from __future__ import annotations
 

@@ -70,7 +70,9 @@ class VerbLatency:
 def pod_body(i: int, scheduler: str, share: str | None = None) -> dict[str, Any]:
     """One whole GPU (`nvidia.com/gpu: 1` limits), or with `share` (e.g. "10Gi") that much
     GPU memory by gpusched's annotation and no GPU limit: a memory share, which only
-    gpusched places on a GPU (the default scheduler places such a pod as a CPU pod)."""
+    gpusched places on a GPU (the default scheduler places such a pod as a CPU pod). An
+    annotation share, the legacy path (the chart's extender.annotationShares=true; its default
+    refuses them where the DRA plugin runs): the bench measures the extender's own placement."""
     resources = {} if share else {"limits": {contract.GPU_RESOURCE: "1"}}
     meta: dict[str, Any] = {"name": f"e2e-{i:05d}", "labels": {"app": "e2e"}}
     if share:
@@ -420,7 +422,8 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
                     ext += [replace(v, mode=mode) for v in latencies(before, gs.metrics())]
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
-                       "pod": (f"a {share} GPU memory share ({contract.GPU_MEMORY} annotation; the default "
+                       "pod": (f"a {share} GPU memory share ({contract.GPU_MEMORY} annotation, the legacy "
+                               "path of extender.annotationShares=true; the default "
                                "scheduler places it as a CPU pod), same set for both schedulers" if share else
                                "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers"),
                        "create_workers": workers, "bound_seen_by": "watch", "phase": phase, "modes": modes,

@@ -9,6 +9,7 @@ from typing import Any, Iterable
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from benchmarks.testbed.dra import gpu_uuid
 from benchmarks.testbed.profiles import NodeSpec, gpu_memory_bytes
 from scheduler import contract
 from scheduler.nodeinfo import GPU, CachedModel, NodeReport, annotations_for
@@ -21,7 +22,7 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 def node_body(spec: NodeSpec, now: datetime | None = None) -> dict[str, Any]:
     mem = gpu_memory_bytes(spec)
     report = NodeReport(
-        gpus=tuple(GPU(i, f"GPU-{spec.name}-{i}", mem, 0, product=spec.product) for i in range(spec.gpus)),
+        gpus=tuple(GPU(i, gpu_uuid(spec.name, i), mem, 0, product=spec.product) for i in range(spec.gpus)),
         models=tuple(CachedModel(m, b, t) for m, (b, t) in spec.cached_models.items()),
         reported_at=now or datetime.now(timezone.utc),
     )

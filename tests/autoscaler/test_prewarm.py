@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from autoscaler.prewarm import MIN_INTERVAL_S, Prewarmer, choose, requested_nodes, template_pod
+from autoscaler.prewarm import MIN_INTERVAL_S, Prewarmer, choose, claim_request, requested_nodes, template_pod
 from scheduler import contract
 from scheduler.core import PodRequest, parse_pod
 from tests.scheduler.core.fixtures import GiB, node, snapshot, whole
@@ -88,3 +88,51 @@ def test_rate_limit_per_model():
     assert p.due(M, 45, 1045.0)
     assert not p.due(M, 5, 1000.0 + MIN_INTERVAL_S - 1)  # never more often than MIN_INTERVAL_S
     assert p.due("other/m", 45, 1001.0)
+
+
+# ---------------------------------------------------------------- claim shares
+
+def _claim(name: str, ns: str = "llm", *, memory: str | None = "38Gi", count: int = 1) -> dict:
+    exactly: dict = {"deviceClassName": contract.DRA_DRIVER, "count": count}
+    if memory:
+        exactly["capacity"] = {"requests": {"memory": memory}}
+    return {"metadata": {"namespace": ns, "name": name},
+            "spec": {"devices": {"requests": [{"name": "gpu", "exactly": exactly}]}},
+            "status": {"allocation": {"devices": {"results": []}}}}  # allocated: its spec still says the ask
+
+
+def _replica(name: str, claim: str | None, ns: str = "llm", labels: dict | None = None) -> dict:
+    return {"metadata": {"namespace": ns, "name": name, "labels": labels or {"app": "qwen", "pod-template-hash": "x"}},
+            "spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "qwen-38gi"}]},
+            "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": claim}] if claim else []}}
+
+
+TEMPLATE = {"metadata": {"labels": {"app": "qwen"}, "annotations": {contract.MODEL: M}},
+            "spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "qwen-38gi"}]}}
+GiB_ = 2**30
+
+# (running replicas, listed claims, the request read (whole GPUs, bytes per GPU), why not)
+CLAIM_ROWS = [
+    ([_replica("a", "a-gpu")], [_claim("a-gpu")], (0, 38 * GiB_), ""),  # a 38Gi share, as the extender scores it
+    ([_replica("a", "a-gpu")], [_claim("a-gpu", memory=None, count=2)], (2, 0), ""),  # two whole devices
+    ([_replica("a", None), _replica("b", "b-gpu")], [_claim("b-gpu")], (0, 38 * GiB_), ""),  # a's claim not made yet
+    ([_replica("a", "a-gpu")], [], (0, 0), "no running replica's claims"),  # claim not listed
+    ([], [], (0, 0), "no running replica's claims"),  # scaled to zero: templates are not read
+    ([_replica("a", "a-gpu", ns="other")], [_claim("a-gpu", ns="other")], (0, 0), "no running replica"),
+    ([_replica("a", "a-gpu", labels={"app": "llama"})], [_claim("a-gpu")], (0, 0), "no running replica"),
+    ([_replica("a", "a-gpu")], [_claim("a-gpu", memory="-5Gi")], (0, 0), "the claims of a:"),
+]
+
+
+@pytest.mark.parametrize("pods,claims,want,why", CLAIM_ROWS)
+def test_a_claim_share_template_asks_what_its_replicas_claims_ask(pods, claims, want, why):
+    base = parse_pod(TEMPLATE)
+    assert not base.gpu_pod  # the template alone asks for nothing gpusched reads
+    got, reason = claim_request(base, TEMPLATE, "llm", pods, claims)
+    assert (got.whole_gpus, got.gpu_memory) == want
+    assert (why in reason) if why else reason == ""
+
+
+def test_an_annotation_or_whole_gpu_template_is_left_as_it_is():
+    req = PodRequest(whole_gpus=1, model=M)
+    assert claim_request(req, TEMPLATE, "llm", [_replica("a", "a-gpu")], [_claim("a-gpu")]) == (req, "")

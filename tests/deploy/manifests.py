@@ -62,9 +62,50 @@ def helm_binary() -> Path:
                     "cached in ~/.cache/gpusched/bin.", pytrace=False)
 
 
-def apply(cluster) -> None:
-    """Server-side apply of the rendered manifests (CRD first), as a kubectl user would."""
+# What the chart renders only when annotation shares are off (extender.annotationShares; its
+# default `auto` turns them off, since the DRA plugin is on by default)
+ANNOTATION_SHARES_POLICY = "gpusched-annotation-shares"
+
+
+def apply(cluster, annotation_shares: bool = True) -> None:
+    """Server-side apply of the rendered manifests (CRD first), as a kubectl user would.
+
+    annotation_shares=True applies them as the chart renders with extender.annotationShares=true
+    (the legacy gpusched.io/gpu-memory annotation allowed): the rendered defaults less the
+    policy that refuses annotation shares (tests/deploy/test_chart.py checks that this is the
+    only difference). That is this helper's default, not the chart's: the session's one API
+    server keeps whatever a test applies, and most integration tests place annotation shares.
+    False installs the chart's defaults as they are; allow_annotation_shares() undoes it."""
     for path in (RENDERED_CRDS, RENDERED):
         r = cluster.kubectl("apply", "--server-side", "-f", str(path))
         assert r.returncode == 0, f"{path}: {r.stderr}"
         assert "violate PodSecurity" not in r.stderr, r.stderr
+    if annotation_shares:
+        allow_annotation_shares(cluster)
+
+
+def allow_annotation_shares(cluster) -> None:
+    """What `helm upgrade --set extender.annotationShares=true` does: delete the refusing policy
+    and its binding, then wait until the API server admits an annotation share again (it
+    drops a policy asynchronously)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from scheduler import contract
+    from tests.helpers import eventually
+    for kind in ("validatingadmissionpolicybinding", "validatingadmissionpolicy"):
+        r = cluster.kubectl("delete", "--ignore-not-found", kind, ANNOTATION_SHARES_POLICY)
+        assert r.returncode == 0, r.stderr
+    core = client.CoreV1Api(cluster.api_client())
+    probe = {"metadata": {"name": "annotation-share-probe", "annotations": {contract.GPU_MEMORY: "1Gi"}},
+             "spec": {"schedulerName": "nobody", "containers": [{"name": "c", "image": "busybox"}]}}
+
+    def admitted() -> bool:
+        try:
+            core.create_namespaced_pod("default", probe, dry_run="All")
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            return False
+        return True
+    eventually(admitted, timeout=60, what="annotation shares admitted again")

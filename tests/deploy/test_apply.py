@@ -160,8 +160,9 @@ def test_the_security_docs_dra_plugin_table_is_the_tested_one():
 
 @pytest.fixture(scope="module")
 def applied(cluster):
-    manifests.apply(cluster)
-    yield  # left in place: the session cluster goes at the end
+    manifests.apply(cluster, annotation_shares=False)  # the chart's defaults, every object of them
+    yield  # left in place (the session cluster goes at the end), but for the refusal of annotation
+    manifests.allow_annotation_shares(cluster)  # shares, which later tests in the session place
 
 
 def test_rendered_manifests_apply_and_every_object_exists(cluster, applied):

@@ -539,3 +539,44 @@ def test_the_dra_plugin_can_be_kept_to_some_of_the_agents_nodes(helm):
     agent = by(docs, "DaemonSet", "gpusched-agent")["spec"]["template"]["spec"]
     assert plugin["nodeSelector"] == {"pool": "gpu", "gpusched-dra": "on"} and agent["nodeSelector"] == {"pool": "gpu"}
     assert plugin["affinity"] == agent["affinity"]  # the GPU node terms
+
+
+# (values, is the refusing policy rendered): `auto` refuses annotation shares exactly where the
+# DRA plugin runs (agent.enabled and agent.dra.enabled), so that claims are the one way to share
+SHARES = [
+    ([], True),
+    (["--set", "agent.dra.enabled=false"], False),
+    (["--set", "agent.enabled=false"], False),
+    (["--set", "extender.annotationShares=true"], False),
+    (["--set", "extender.annotationShares=false", "--set", "agent.dra.enabled=false"], True),
+    (["--set", "extender.annotationShares=auto"], True),
+]
+
+
+@pytest.mark.parametrize("values,refused", SHARES, ids=[" ".join(v[1::2]) or "defaults" for v, _ in SHARES])
+def test_annotation_shares_are_refused_where_the_dra_plugin_runs(helm, values, refused):
+    names = {(d["kind"], d["metadata"]["name"]) for d in template(helm, *values)}
+    policy = {(k, manifests.ANNOTATION_SHARES_POLICY)
+              for k in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding")}
+    assert (policy <= names) == refused and (policy & names == set()) == (not refused)
+
+
+def test_annotation_shares_on_differs_from_the_defaults_by_the_policy_alone(helm):
+    """manifests.apply(annotation_shares=True) stands for this rendering by deleting the policy."""
+    def keyed(docs):
+        out = {}
+        for d in docs:
+            ann = d.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations", {})
+            ann.pop("checksum/extender", None)  # a hash of .Values.extender: any extender value moves it
+            out[(d["kind"], d["metadata"]["name"])] = d
+        return out
+    defaults, on = keyed(template(helm)), keyed(template(helm, "--set", "extender.annotationShares=true"))
+    assert set(defaults) - set(on) == {("ValidatingAdmissionPolicy", manifests.ANNOTATION_SHARES_POLICY),
+                                       ("ValidatingAdmissionPolicyBinding", manifests.ANNOTATION_SHARES_POLICY)}
+    assert set(on) <= set(defaults) and all(on[k] == defaults[k] for k in on)
+
+
+def test_annotation_shares_value_is_checked(helm):
+    mod = manifests.render_module()
+    with pytest.raises(RuntimeError, match="annotationShares"):
+        mod.helm_template(helm, "--set", "extender.annotationShares=sometimes")

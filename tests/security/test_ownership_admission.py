@@ -51,7 +51,9 @@ def status(call) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def policy(cluster):
-    manifests.apply(cluster)  # the chart as a kubectl user applies it: RBAC and the policies
+    # the chart as a kubectl user applies it: RBAC and the policies; with extender.annotationShares=true,
+    # since the spec.nodeName rows are about annotation shares (the legacy path; claims by default)
+    manifests.apply(cluster, annotation_shares=True)
     assert manifests.one("ValidatingAdmissionPolicy", "gpusched-gpu-ownership")
 
 

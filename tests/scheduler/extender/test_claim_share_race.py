@@ -39,7 +39,8 @@ TAINT = {"key": "gpusched.io/test", "value": "claim-share-race", "effect": "NoSc
 def make_node(cluster, core):
     """make_node(n): a kwok node with the recording's first n H100s, idle, reported by UUID
     and published as the agent publishes them; the chart's DeviceClass applied."""
-    manifests.apply(cluster)
+    # annotation shares beside claim pods: the legacy path, on by extender.annotationShares=true
+    manifests.apply(cluster, annotation_shares=True)
     admin = cluster.api_client()
     made: list[str] = []
 

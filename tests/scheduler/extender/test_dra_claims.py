@@ -38,8 +38,9 @@ TAINT = {"key": "gpusched.io/test", "value": "dra-claims", "effect": "NoSchedule
 @pytest.fixture
 def dra_node(cluster, core):
     """A kwok node with GPUs 0-3 of the recording, reported by UUID (busy 0-2, idle 3) and
-    published as the agent would publish them; the chart's DeviceClass applied."""
-    manifests.apply(cluster)
+    published as the agent would publish them; the chart's DeviceClass applied. A gpusched
+    annotation share waits beside the claim: the legacy path, on by extender.annotationShares=true."""
+    manifests.apply(cluster, annotation_shares=True)
     name = f"dra-claims-{os.getpid() % 10000}"
     body = node_body(NodeSpec(name, 4, "NVIDIA-H100-80GB-HBM3", H100_MIB))
     report = NodeReport(gpus=tuple(GPU(g.index, g.uuid, g.memory_usable, 0 if g.index == 3 else 79 * GiB,
