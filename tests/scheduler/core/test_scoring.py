@@ -51,18 +51,68 @@ def test_spread_inverts_packing():
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
-def _frag_bruteforce(free, whole_free, total, shapes):
-    """FGD's expected fragmentation recomputed from scratch over every GPU."""
+def _frag_bruteforce(free, whole_free, total, shapes, cpu_free=None):
+    """FGD's expected fragmentation recomputed from scratch over every GPU: a shape whose
+    CPU the node's free CPU cannot host finds all of the node's free memory a fragment."""
     tw = sum(sh.weight for sh in shapes)
     out = np.zeros(free.shape[0])
+    cpu_free = np.full(free.shape[0], 2**40) if cpu_free is None else cpu_free
     for sh in shapes:
         if sh.whole:
             partial = np.where(whole_free, 0, free).sum(1)
             f = np.where(whole_free.sum(1) >= sh.whole, partial, free.sum(1))
         else:
             f = np.where(free < sh.fraction * total, free, 0).sum(1)
+        f = np.where(cpu_free >= sh.cpu_milli, f, free.sum(1))
         out += sh.weight / tw * f
     return out
+
+
+# DEFAULT_SHAPES, each at three CPU levels: 0, 8 and 24 cores
+CPU_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, cpu) for sh in DEFAULT_SHAPES
+                   for cpu in (0, 8000, 24000))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
+                                 PodRequest(gpu_memory=50 * GiB, cpu_milli=16000),
+                                 PodRequest(whole_gpus=1, cpu_milli=12000), PodRequest(whole_gpus=3, cpu_milli=30000),
+                                 PodRequest(whole_gpus=2)])
+def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
+    """Nodes with 16..64 free cores and shapes asking 0, 8 or 24: the pod's CPU makes some
+    shapes unfit where they fitted, and the delta must be what recomputing F says."""
+    rng = np.random.default_rng(seed)
+    nodes = []
+    for i in range(30):
+        allocs = []
+        for g in range(8):
+            r = rng.random()
+            if r < 0.3:
+                allocs.append(share(f"s{i}-{g}", g, int(rng.integers(5, 60))))
+            elif r < 0.45:
+                allocs.append(whole(f"w{i}-{g}", g))
+        cpu = int(rng.choice([0, 64, 96]))  # 0: not known, CPU limits nothing
+        nodes.append(node(f"n{i}", allocs=allocs, cpu=cpu, cpu_used=int(rng.integers(0, 80)) if cpu else 0))
+    s = snapshot(*nodes)
+    from scheduler.core import assign_gpus
+    from scheduler.core.snapshot import Allocation
+    feasible, _ = filter_names(s, req, list(s.names))
+    r = s.indices(feasible)
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), CPU_SHAPES)
+    want = []
+    for name in feasible:
+        a = assign_gpus(s, name, req)
+        i = s.index[name]
+        after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
+                                                   len(a.gpu_ids)))
+        after = after.with_cpu_requested({name: int(s.cpu_requested[i]) + req.cpu_milli})
+        b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], CPU_SHAPES,
+                             s.cpu_free[i:i + 1])
+        aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
+                              CPU_SHAPES, after.cpu_free[i:i + 1])
+        want.append((aa - b)[0])
+    assert got == pytest.approx(want, rel=1e-9, abs=1.0)
+    assert len(set(np.round(got, -3))) > 3  # not a degenerate draw: the rows differ
 
 
 @pytest.mark.parametrize("seed", range(5))
