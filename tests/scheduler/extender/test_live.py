@@ -294,3 +294,45 @@ def test_a_rejudge_says_what_a_rebuild_then_would_and_releases_expired_reservati
     assert _committed(live, "n1") == ({} if later_s > 100 else {2: 20 * GIB_MIB})
     live.rebuild()
     assert_same_rows(judged, live.snapshot())
+
+
+def _cpu_pod(name: str, node: str, cpu: str, *, phase: str = "Running", gpus: int = 0) -> dict:
+    resources = {"requests": {"cpu": cpu}}
+    if gpus:
+        resources["limits"] = {contract.GPU_RESOURCE: str(gpus)}
+    return {"metadata": {"name": name, "namespace": "ns"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": resources}]},
+            "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("events,want_n1", [
+    # n1 offers 128 cores (node_body); every bound pod's request counts, GPU or not
+    ([("ADDED", _cpu_pod("a", "n1", "8"))], 128_000 - 8_000),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("ADDED", _cpu_pod("b", "n1", "500m", gpus=1))], 128_000 - 8_500),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("MODIFIED", _cpu_pod("a", "n1", "8", phase="Succeeded"))], 128_000),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("DELETED", _cpu_pod("a", "n1", "8"))], 128_000),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("ADDED", _cpu_pod("a", "n2", "8"))], 128_000),  # moved to n2
+    ([("ADDED", _cpu_pod("a", "n1", "lots"))], 128_000),  # unreadable: counts 0
+    ([("ADDED", _cpu_pod("a", "n1", "200"))], 0),  # more than the node has: none free, not negative
+])
+def test_pod_events_keep_every_nodes_cpu_requested_as_a_rebuild_would(events, want_n1):
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([_node("n1"), _node("n2")])
+    live.set_pods([])
+    for typ, pod in events:
+        live.on_pod(typ, copy.deepcopy(pod))
+    snap = live.snapshot()
+    assert int(snap.cpu_free[snap.index["n1"]]) == want_n1
+    patched = (snap.cpu_requested.copy(), snap.cpu_free.copy())
+    live.rebuild()
+    assert live.snapshot().cpu_requested.tolist() == patched[0].tolist()
+    assert live.snapshot().cpu_free.tolist() == patched[1].tolist()
+
+
+def test_a_nodes_unreadable_cpu_is_logged_and_limits_nothing(caplog):
+    n = _node("n1")
+    n["status"]["allocatable"]["cpu"] = "-3"
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([n])
+    assert live.snapshot().cpu_allocatable.tolist() == [0]
+    assert "must not be negative" in caplog.text and live.node_cpu_errors["n1"]
