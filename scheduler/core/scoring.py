@@ -66,10 +66,16 @@ DEFAULT_SHAPES: tuple[Shape, ...] = (
 # the commonest shapes only, since scoring costs one pass over the candidates per shape.
 LEARN_MIN_PODS = 20
 MAX_LEARNED_SHAPES = 8
-# Each learned GPU shape is split by the CPU its pods ask into up to this many levels:
-# pods sorted by CPU, cut into groups of equal count, each group asking the most any of
-# its pods asks (a node that hosts that hosts the whole group). A third of 8-GPU pods
-# asking 120 cores of nodes that have 96 or 128 is what one level (a median) would hide.
+# Each learned multi-GPU shape is split by the CPU its pods ask into up to this many
+# levels: pods sorted by CPU, cut into groups of equal count, each group asking the most
+# any of its pods asks (a node that hosts that hosts the whole group). Such a pod asks a
+# node's worth of CPU, so how much decides which untouched nodes can take it: a third of
+# 8-GPU pods asking 120 cores of nodes that have 96 or 128 is what one level would hide.
+# One GPU or less asks a few cores: its shape carries the least any of its pods asked (a
+# node below that can host none of them). Levels there made FGD's rule (a node that cannot
+# host a shape has all its free GPU memory fragmented for it, so filling it costs nothing)
+# pull pods onto small-CPU nodes whose GPUs product-pinned pods need: gpuspec33's first
+# failure fell to 12.6% against best-fit's 18.1% (docs/benchmarks.md, placement).
 MAX_CPU_LEVELS = 3
 
 
@@ -90,7 +96,8 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
     (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
-    `limit`, each split by CPU (cpu_levels), reweighted to sum to 1. Fewer than
+    `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
+    pods asked, reweighted to sum to 1. Fewer than
     `min_pods` such pods: `fallback`."""
     counts: Counter[tuple[int, float]] = Counter()
     cpus: dict[tuple[int, float], list[int]] = {}
@@ -120,7 +127,8 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     kept = sum(c for _, c in top)
     return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu) if w
                  else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu)
-                 for (w, f), _ in sorted(top) for cpu, pods in cpu_levels(cpus[(w, f)]))
+                 for (w, f), _ in sorted(top)
+                 for cpu, pods in (cpu_levels(cpus[(w, f)]) if w > 1 else [(min(cpus[(w, f)]), len(cpus[(w, f)]))]))
 
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are
@@ -153,7 +161,7 @@ class Weights:
     packing: float = 0.0
     fragmentation: float = 1.0
     locality: float = 3.0
-    balance: float = 0.2
+    balance: float = 0.0
     policy: str = "packing"  # or "spread"
     bandwidth_host_memory: float = DEFAULT_BANDWIDTH["host-memory"]
     bandwidth_disk: float = DEFAULT_BANDWIDTH["disk"]
@@ -378,12 +386,9 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
         pack, frag = pack_all[r], frag_all[r]
     else:
         pack, frag = packing_and_fragmentation(s, req, r, shapes)
-    # Spread only among nodes already running GPU pods: an untouched node is the one place a
-    # whole-node shape fits, and the fragmentation term weighs such shapes by their (few)
-    # pods, so a spreading term that reaches untouched nodes breaks every one of them.
-    balance = np.where(s.free_total[r] < s.usable_total[r], 1 - pack, 0)
+    balance = 1 - pack
     if w.policy == "spread":
-        pack = 1 - pack
+        pack = balance
     loc, secs = locality(s, req, r, w)
     total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc + w.balance * balance, 0)
     return ScoreDetails(rows, s.index, pack, frag, loc, secs, normalize(total), total)

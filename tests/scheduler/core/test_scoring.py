@@ -244,10 +244,11 @@ def test_workload_shapes_keep_the_commonest_and_reweigh_them():
     # One whole GPU; the workload asks single whole GPUs only, so it fragments nothing on
     # either node: fragmentation 0.5 on both. packing = GPUs in use after: a 5/8 = .625,
     # b 2/8 = .25; balance = 1 - packing: a .375, b .75.
-    # default (balance .2): a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
-    (Weights(), {"a": 9, "b": 10}),
-    # balance 0: .5 and .5 -> a tie, 10 and 10 (node order then picks a: first fit)
-    (Weights(balance=0), {"a": 10, "b": 10}),
+    # balance .2: a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
+    (Weights(balance=0.2), {"a": 9, "b": 10}),
+    # balance 0 (the default, now that CPU is counted): .5 and .5 -> a tie, 10 and 10
+    # (node order then picks a: first fit)
+    (Weights(), {"a": 10, "b": 10}),
     # packing 1, balance 0: a .5 + .625 = 1.125 -> 10, b .5 + .25 = .75 -> rint(6.67) = 7
     (Weights(packing=1, balance=0), {"a": 10, "b": 7}),
 ])
