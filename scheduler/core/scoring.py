@@ -9,10 +9,8 @@ plugins keep scoring and normalisation apart.
   filled (1 = the pod fills the GPU's free memory exactly) averaged with how full the
   node is after the placement; for whole GPUs, the node's share of GPUs in use after.
   `spread` inverts it (LeastAllocated).
-- balance: LeastAllocated on GPU memory (1 - packing), weighed lightly: among nodes
-  that fragment alike, the emptier one. GPU pods also take CPU and host memory, which
-  the extender does not see; piled onto the same nodes they use those up and strand
-  the GPUs left there.
+- balance: LeastAllocated on GPU memory (1 - packing), off by default (Weights): the
+  fragmentation measure counts the node's CPU, for which spreading was a proxy.
 - fragmentation, after FGD (Weng et al., USENIX ATC'23): a node's fragmentation for a
   workload shape is the free GPU memory that shape cannot use there (all of it where
   the node's free CPU cannot host the shape's CPU, as FGD counts CPU); the expected
@@ -146,16 +144,12 @@ class Weights:
     worse (GPU allocation at the first unplaceable pod 89.1% with packing 0.25, 0.5 or 1,
     93.0% with 0; `gpusched bench placement`). Set it, with `policy: spread`, to spread.
 
-    Balance 0.2 spreads a little among nodes that fragment alike. On FGD's Monte Carlo
-    evaluation of the Alibaba trace (pods drawn to 130% of capacity, CPU-only pods placed
-    by kube-scheduler's defaults) GPU pods piled onto the same 8-GPU nodes used up their
-    CPU first and stranded the GPUs there. Unallocated GPUs at 100% arrived, seed 1,
-    pod lists default / gpuspec33 / multigpu20: balance 0: 720 / 809 / 701; 0.1: 462 /
-    685 / 689; 0.2: 396 / 775 / 505 (FGD: 888 / 891 / 737); on the default list 0.05 gave
-    751 and 0.3 412 (0.3 also lost the creation-order first failure, 40.1% -> 19.1%).
-    With the multi-GPU shapes workload_shapes keeps, 0.2 gives 427 / 739 / 475 and
-    40.1% / 19.1% / 40.1% at the first failure in creation order (best-fit 19.1% / 17.7%
-    / 19.1%). docs/benchmarks-placement.md has the commands and every seed.
+    Balance (LeastAllocated on GPU memory) is off by default. It was 0.2 while the
+    extender saw no CPU: GPU pods piled onto the same nodes used up their CPU and stranded
+    the GPUs there, and spreading was the proxy. The fragmentation measure now counts a
+    node's free CPU itself, and spreading broke every untouched node a whole-node pod
+    needs (FGD's Monte Carlo evaluation, default pod list, seed 2: first failure 43.3%
+    with 0.2 against best-fit's 71.8%). docs/benchmarks.md (placement) has every seed.
     Locality outweighs fragmentation, so a node that caches the model and has room wins
     (DESIGN: at least 90% of new replicas land where their model is cached)."""
     packing: float = 0.0
