@@ -100,9 +100,12 @@ class LiveState:
         self._claims_on: dict[str, dict[str, None]] = {}
         self._assumed: dict[str, _Assumed] = {}
         # every bound pod's CPU request (gpusched's or not: kube-scheduler counts them all),
-        # and their sum by node: what the snapshot's cpu_requested holds
+        # and by node the sum of those and of our reservations' that the watch has not shown
+        # bound yet: what the snapshot's cpu_requested holds; the nodes whose sum moved since
+        # the snapshot was last published
         self._cpu: dict[str, tuple[str, int]] = {}
         self._cpu_on: dict[str, int] = {}
+        self._cpu_moved: dict[str, int] = {}
         self.node_cpu_errors: dict[str, str] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
@@ -152,12 +155,14 @@ class LiveState:
         return before
 
     def _put_assumed(self, key: str, assumed: _Assumed | None) -> _Assumed | None:
+        counted = self._cpu_of(key)
         before = self._assumed.pop(key, None)
         if before is not None:
             _unindex(self._assumed_on, before.node, key)
         if assumed is not None:
             self._assumed[key] = assumed
             self._assumed_on.setdefault(assumed.node, {})[key] = None
+        self._recount_cpu(counted, self._cpu_of(key))
         return before
 
     def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
@@ -182,33 +187,45 @@ class LiveState:
             allocs += claimed
         return allocs
 
-    def _put_cpu(self, key: str, held: tuple[str, int] | None) -> dict[str, int]:
-        """Record the CPU pod `key` holds (None: none); the nodes whose sum moved, with it."""
-        before = self._cpu.pop(key, None)
-        if held is not None:
-            self._cpu[key] = held
-        if before == held:
-            return {}
-        moved: dict[str, int] = {}
-        for pair, sign in ((before, -1), (held, 1)):
+    def _cpu_of(self, key: str) -> tuple[str, int] | None:
+        """(node, millicores) pod `key` counts for: as the watch shows it bound, else as our
+        bind reserved it (kube-scheduler's cache assumes it there too)."""
+        held = self._cpu.get(key)
+        if held is None and key in self._assumed:
+            a = self._assumed[key]
+            return a.node, a.alloc.cpu_milli
+        return held
+
+    def _recount_cpu(self, before: tuple[str, int] | None, after: tuple[str, int] | None) -> None:
+        if before == after:
+            return
+        for pair, sign in ((before, -1), (after, 1)):
             if pair is not None:
                 node, milli = pair
-                moved[node] = self._cpu_on[node] = self._cpu_on.get(node, 0) + sign * milli
+                self._cpu_moved[node] = self._cpu_on[node] = self._cpu_on.get(node, 0) + sign * milli
                 if not self._cpu_on[node]:
                     del self._cpu_on[node]
-        return moved
 
-    def _edit(self, drop: list[tuple[str, str]], add: list[tuple[str, Allocation]],
-              cpu: dict[str, int] | None = None) -> None:
+    def _put_cpu(self, key: str, held: tuple[str, int] | None) -> None:
+        """Record the CPU pod `key` holds as the watch shows it (None: none)."""
+        counted = self._cpu_of(key)
+        self._cpu.pop(key, None)
+        if held is not None:
+            self._cpu[key] = held
+        self._recount_cpu(counted, self._cpu_of(key))
+
+    def _edit(self, drop: list[tuple[str, str]], add: list[tuple[str, Allocation]]) -> None:
         """Publish the snapshot with `drop` (node, key) taken off and `add` (node, allocation)
         counted, in one update. Pods already counted on those nodes keep the GPUs the
         snapshot resolved for them: guessing a pod's unknown GPUs afresh on each event
         (~20 us each) would cost more than the rest of the event."""
-        snap = self._view.snapshot.edited(drop, add)
-        if cpu:
-            snap = snap.with_cpu_requested(cpu)
+        snap = self._with_cpu_moved(self._view.snapshot.edited(drop, add))
         if snap is not self._view.snapshot:
             self._publish(snap)
+
+    def _with_cpu_moved(self, snap: ClusterSnapshot) -> ClusterSnapshot:
+        moved, self._cpu_moved = self._cpu_moved, {}
+        return snap.with_cpu_requested(moved) if moved else snap
 
     # ---------- node events
 
@@ -271,6 +288,8 @@ class LiveState:
         with self._lock:
             self._pods, self._pods_on = {}, {}
             self._cpu, self._cpu_on = {}, {}
+            for key in self._assumed:
+                self._recount_cpu(None, self._cpu_of(key))
             for p in pods:
                 self._put_cpu(pod_key(p), cpu_held(p))
                 held = allocation_of(p)
@@ -285,20 +304,20 @@ class LiveState:
         held = None if typ == "DELETED" else allocation_of(pod)
         cpu = None if typ == "DELETED" else cpu_held(pod)
         with self._lock:
-            moved = self._put_cpu(key, cpu)
+            self._put_cpu(key, cpu)
             before = self._pods.get(key)
             if held is not None and held == before and key not in self._assumed:
-                if moved:
-                    self._edit([], [], moved)
+                if self._cpu_moved:
+                    self._edit([], [])
                 return  # a status update (kwok, kubelet): what the pod holds did not change
             self._put_pod(key, held)
             assumed = self._put_assumed(key, None) if held or typ == "DELETED" else None
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
-                if moved:
-                    self._edit([], [], moved)
+                if self._cpu_moved:
+                    self._edit([], [])
                 return  # the watch shows what our bind reserved: the snapshot counts it already
             self._edit(([(before[0], key)] if before else []) + ([(assumed.node, key)] if assumed else []),
-                       [held] if held else [], moved)
+                       [held] if held else [])
 
     # ---------- ResourceClaim events
 
@@ -395,6 +414,7 @@ class LiveState:
         with self._lock:
             self._expire(now)
             self._claim_keys = {}
+            self._cpu_moved = {}  # the rebuild reads every node's sum
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                self._held_on(n.name), n.kubelet_gpus, n.cpu_allocatable, self._cpu_on.get(n.name, 0))
                      for n in self._nodes.values()]
@@ -415,7 +435,7 @@ class LiveState:
             for node, key in self._expire(now):
                 confirmed = self._pods.get(key)
                 snap = snap.edited([(node, key)], [confirmed] if confirmed else [])
-            snap = snap.at(now)
+            snap = self._with_cpu_moved(snap).at(now)
             self._publish(snap)
             if now - self.shapes_at > SHAPES_EVERY_S:  # a pass over every pod: ~25 ms at 5,000 nodes
                 self.shapes, self.shapes_at = workload_shapes(snap), now

@@ -336,3 +336,30 @@ def test_a_nodes_unreadable_cpu_is_logged_and_limits_nothing(caplog):
     live.set_nodes([n])
     assert live.snapshot().cpu_allocatable.tolist() == [0]
     assert "must not be negative" in caplog.text and live.node_cpu_errors["n1"]
+
+
+def test_a_reservation_counts_its_cpu_until_the_watch_shows_the_pod_or_it_is_released():
+    """kube-scheduler's cache assumes a bound pod's CPU at once; so does ours, from the
+    bind's reservation, until the watch shows the pod (then the watch's figure) or the
+    bind fails (forget) or the reservation expires."""
+    t = [AT.timestamp()]
+    live = LiveState(clock=lambda: t[0])
+    live.set_nodes([_node("n1")])
+    live.set_pods([])
+    free = lambda: int(live.snapshot().cpu_free[0])  # noqa: E731
+    alloc = Allocation("ns/p", (0,), 0, whole=True, cpu_milli=8_000)
+    live.assume("n1", alloc)
+    assert free() == 128_000 - 8_000
+    live.on_pod("ADDED", _cpu_pod("p", "n1", "8", gpus=1))  # the watch confirms: counted once
+    assert free() == 128_000 - 8_000
+    live.on_pod("DELETED", _cpu_pod("p", "n1", "8", gpus=1))
+    assert free() == 128_000
+    live.assume("n1", Allocation("ns/q", (1,), 0, whole=True, cpu_milli=4_000))
+    live.forget("n1", "ns/q")  # the Binding failed
+    assert free() == 128_000
+    live.assume("n1", Allocation("ns/r", (2,), 0, whole=True, cpu_milli=4_000))
+    live.rebuild()  # a rebuild counts the reservation too
+    assert free() == 124_000
+    t[0] += ASSUME_TTL_S + 1  # the Binding never showed up in the watch
+    live.rejudge()
+    assert free() == 128_000
