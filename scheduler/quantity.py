@@ -49,3 +49,33 @@ def format_bytes(n: float) -> str:
             v = n / size
             return f"{v:.0f}{unit}" if abs(v - round(v)) < 0.05 else f"{v:.1f}{unit}"
     return f"{int(n)}"
+
+
+# CPU quantities ("500m", "2", "1.5", "100u"): Kubernetes also allows the small decimal
+# suffixes here, which byte quantities never use.
+_CPU_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), **{k: Decimal(v) for k, v in _SUFFIX.items()}}
+# No node offers a million cores; a larger figure is a typo or an attack.
+MAX_MILLICORES = 10**9
+
+
+def parse_millicores(text: object, *, what: str = "cpu", max_milli: int = MAX_MILLICORES) -> int:
+    """Millicores of a Kubernetes CPU quantity, rounded up as resource.Quantity.MilliValue
+    rounds ("1n" is 1m). Zero is allowed (a request of 0); negative, unparsable or above
+    `max_milli` raise QuantityError. A number (the JSON of `cpu: 2`) is read as its text."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise QuantityError(f"{what}: expected a quantity such as '500m' or '2', got {type(text).__name__}")
+    text = str(text)
+    if len(text) > 64:
+        raise QuantityError(f"{what}: {len(text)} characters is too long for a quantity")
+    m = _RE.match(text)
+    if not m or m.group(3) not in _CPU_SUFFIX:
+        raise QuantityError(f"{what}: {text!r} is not a CPU quantity (use e.g. '500m' or '2')")
+    try:
+        value = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0)) * _CPU_SUFFIX[m.group(3)] * 1000
+    except (DecimalException, OverflowError) as exc:
+        raise QuantityError(f"{what}: {text!r} is not a number") from exc
+    if value < 0:
+        raise QuantityError(f"{what}: {text!r} must not be negative")
+    if value > max_milli:
+        raise QuantityError(f"{what}: {text!r} is more than {max_milli // 1000} cores")
+    return int(value.to_integral_value(rounding="ROUND_CEILING"))

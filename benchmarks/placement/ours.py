@@ -50,14 +50,15 @@ STALE_AFTER_S = 3600.0  # nodes without an agent report are never stale; the val
 
 
 def node_states(nodes: Nodes) -> list[NodeState]:
-    return [NodeState(name, gpu_count=int(g), product=ALIBABA_GPU_MIB[m][0], gpu_memory_label_mib=ALIBABA_GPU_MIB[m][1])
-            for name, g, m in zip(nodes.names, nodes.gpus, nodes.model)]
+    return [NodeState(name, gpu_count=int(g), product=ALIBABA_GPU_MIB[m][0], gpu_memory_label_mib=ALIBABA_GPU_MIB[m][1],
+                      cpu_allocatable=int(cpu))
+            for name, g, m, cpu in zip(nodes.names, nodes.gpus, nodes.model, nodes.cpu_milli)]
 
 
 def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per_gpu: int) -> Allocation:
     """What the extender's bind counts for a placed pod."""
     return Allocation(pod_key=pod_key, gpu_ids=tuple(gpu_ids), memory_per_gpu=memory_per_gpu,
-                      whole=req.whole_gpus > 0, count=len(gpu_ids))
+                      whole=req.whole_gpus > 0, count=len(gpu_ids), cpu_milli=req.cpu_milli)
 
 
 # The extender re-estimates the workload's shapes at each snapshot rebuild (every 10 s at
@@ -95,15 +96,16 @@ class Gpusched(Policy):
         spec = pod.gpu_spec
         products = frozenset(ALIBABA_GPU_MIB[m][0] for m in spec)
         if pod.kind == "cpu":
-            return [PodRequest()]
+            return [PodRequest(cpu_milli=pod.cpu_milli)]
         if pod.kind == "whole":
-            return [PodRequest(whole_gpus=pod.num_gpu, products=products)]
+            return [PodRequest(whole_gpus=pod.num_gpu, products=products, cpu_milli=pod.cpu_milli)]
         out = []
         for mib, models in self.sizes:
             accepted = models & spec if spec else models
             if accepted:
                 out.append(PodRequest(gpu_memory=pod.gpu_milli * mib * MiB // MILLI,
-                                      products=frozenset(ALIBABA_GPU_MIB[m][0] for m in accepted)))
+                                      products=frozenset(ALIBABA_GPU_MIB[m][0] for m in accepted),
+                                      cpu_milli=pod.cpu_milli))
         return out
 
     def choose(self, state: State, pod: Pod, c: Candidates) -> Choice | None:
@@ -128,6 +130,13 @@ class Gpusched(Policy):
         best = np.lexsort((rows, -value))[0]  # highest value, then node order
         req, feasible, _, _ = self.last[int(which[best])]
         return self._bind(pod, req, feasible[int(at[best])])
+
+    def placed(self, state: State, pod: Pod, choice: Choice) -> None:
+        """Every pod the simulator placed, CPU-only ones too, holds CPU on its node: the
+        snapshot's CPU requested follows, as the extender's pod watch keeps it."""
+        node = choice[0]
+        self.snapshot = self.snapshot.with_cpu_requested(
+            {state.names[node]: int(state.cpu_cap[node] - state.cpu_free[node])})
 
     def _bind(self, pod: Pod, req: PodRequest, node: str) -> Choice:
         row = self.snapshot.index[node]

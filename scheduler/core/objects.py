@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from scheduler import contract
 from scheduler.core.claims import allocations_on, claim_held
+from scheduler.core.cpu import node_cpu_allocatable, pod_cpu_request
 from scheduler.core.request import RequestError, parse_pod
 from scheduler.core.snapshot import Allocation, ClusterSnapshot, NodeState, build_snapshot
 from scheduler.nodeinfo import report_from_annotations, vouched_gpus
@@ -84,7 +85,17 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
-                            count=max(whole, 1))
+                            count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0])
+
+
+def cpu_held(pod: dict[str, Any]) -> tuple[str, int] | None:
+    """(node, millicores) a bound, live pod's CPU request holds there, as kube-scheduler
+    counts it for any pod, GPU or not; None for a pod not bound or finished."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    node = spec.get("nodeName") if isinstance(spec, dict) else None
+    if not node or not isinstance(node, str) or (isinstance(status, dict) and status.get("phase") in ("Succeeded", "Failed")):
+        return None
+    return node, pod_cpu_request(pod)[0]
 
 
 def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
@@ -117,6 +128,7 @@ def node_state_of(node: dict[str, Any]) -> NodeState:
         report=report_from_annotations(meta.get("annotations")),
         allocations=[],
         kubelet_gpus=(capacity, count),
+        cpu_allocatable=node_cpu_allocatable(node)[0],
     )
 
 
@@ -145,7 +157,11 @@ def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]],
     kube-scheduler's DRA allocator gave claims of driver gpu.gpusched.io there (claims that
     do not check out are left uncounted: core/claims.py)."""
     per_node: dict[str, list[Allocation]] = {}
+    cpu: dict[str, int] = {}
     for pod in pods:
+        on = cpu_held(pod)
+        if on:
+            cpu[on[0]] = cpu.get(on[0], 0) + on[1]
         held = allocation_of(pod)
         if held:
             per_node.setdefault(held[0], []).append(held[1])
@@ -156,5 +172,6 @@ def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]],
         if hc is not None:
             per_node.setdefault(hc.node, []).extend(allocations_on(hc, by_name.get(hc.node))[0])
     return build_snapshot([NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                                     per_node.get(n.name, []), n.kubelet_gpus) for n in states],
+                                     per_node.get(n.name, []), n.kubelet_gpus, n.cpu_allocatable, cpu.get(n.name, 0))
+                           for n in states],
                           now=now, stale_after_s=stale_after_s)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from scheduler import contract
+from scheduler.core.cpu import pod_cpu_request
 from scheduler.quantity import QuantityError, parse_bytes
 
 # A node has at most 64 GPUs (the node report's own bound); more is a typo.
@@ -32,6 +33,7 @@ class PodRequest:
     model: str | None = None
     model_bytes: int | None = None
     products: frozenset[str] = frozenset()  # acceptable nvidia.com/gpu.product values (globs allowed); empty = any
+    cpu_milli: int = 0  # the pod's CPU request as kube-scheduler counts it (core/cpu.py)
 
     @property
     def shared(self) -> bool:
@@ -154,4 +156,4 @@ def parse_pod(pod: Mapping[str, Any]) -> PodRequest:
         raise RequestError(f"{contract.MODEL}: {model[:60]!r} is not a model id "
                            "(letters, digits and ._:/@+- only, at most 256 characters)")
     return PodRequest(whole_gpus=whole, gpu_memory=memory, model=model, model_bytes=model_bytes,
-                      products=_products(annotations, spec))
+                      products=_products(annotations, spec), cpu_milli=pod_cpu_request(pod)[0])

@@ -9,15 +9,16 @@ plugins keep scoring and normalisation apart.
   filled (1 = the pod fills the GPU's free memory exactly) averaged with how full the
   node is after the placement; for whole GPUs, the node's share of GPUs in use after.
   `spread` inverts it (LeastAllocated).
-- balance: LeastAllocated on GPU memory (1 - packing), weighed lightly: among nodes
-  that fragment alike, the emptier one. GPU pods also take CPU and host memory, which
-  the extender does not see; piled onto the same nodes they use those up and strand
-  the GPUs left there.
+- balance: LeastAllocated on GPU memory (1 - packing), off by default (Weights): the
+  fragmentation measure counts the node's CPU, for which spreading was a proxy.
 - fragmentation, after FGD (Weng et al., USENIX ATC'23): a node's fragmentation for a
-  workload shape is the free GPU memory that shape cannot use there; the expected
+  workload shape is the free GPU memory that shape cannot use there (all of it where
+  the node's free CPU cannot host the shape's CPU, as FGD counts CPU); the expected
   fragmentation weighs shapes by how often they are asked for. Placing the pod
   changes it; the score prefers the node where it grows least ("fragmentation
-  gradient"), relative to the memory the pod takes.
+  gradient"), relative to the memory the pod takes. So a pod whose CPU leaves a node's
+  remaining GPUs without the CPU a learned shape needs is penalised by that shape's
+  weight times the GPU memory it strands.
 - locality: the load time a cached copy saves, like ImageLocality weighs image bytes:
   bytes / remote bandwidth - bytes / tier bandwidth, as a fraction of the full remote
   load (1 = weights already in GPU memory).
@@ -43,10 +44,12 @@ GB = 10**9
 @dataclass(frozen=True)
 class Shape:
     """A kind of pod the cluster is asked to run: whole GPUs, or a share of one GPU given
-    as a fraction of that GPU's memory (so one table fits mixed GPU sizes)."""
+    as a fraction of that GPU's memory (so one table fits mixed GPU sizes), with the CPU
+    it asks of the node (millicores; 0: any node's CPU will do)."""
     whole: int = 0
     fraction: float = 0.0
     weight: float = 1.0
+    cpu_milli: int = 0
 
 
 # What LLM inference fleets typically ask for when the pending queue says nothing:
@@ -61,6 +64,29 @@ DEFAULT_SHAPES: tuple[Shape, ...] = (
 # the commonest shapes only, since scoring costs one pass over the candidates per shape.
 LEARN_MIN_PODS = 20
 MAX_LEARNED_SHAPES = 8
+# Each learned multi-GPU shape is split by the CPU its pods ask into up to this many
+# levels: pods sorted by CPU, cut into groups of equal count, each group asking the most
+# any of its pods asks (a node that hosts that hosts the whole group). Such a pod asks a
+# node's worth of CPU, so how much decides which untouched nodes can take it: a third of
+# 8-GPU pods asking 120 cores of nodes that have 96 or 128 is what one level would hide.
+# One GPU or less asks a few cores: its shape carries the least any of its pods asked (a
+# node below that can host none of them). Levels there made FGD's rule (a node that cannot
+# host a shape has all its free GPU memory fragmented for it, so filling it costs nothing)
+# pull pods onto small-CPU nodes whose GPUs product-pinned pods need: gpuspec33's first
+# failure fell to 12.6% against best-fit's 18.1% (docs/benchmarks.md, placement).
+MAX_CPU_LEVELS = 3
+
+
+def cpu_levels(cpus: Sequence[int], levels: int = MAX_CPU_LEVELS) -> list[tuple[int, int]]:
+    """(CPU level, pods) for pods asking `cpus`: sorted, cut into up to `levels` groups
+    of (nearly) equal count, each at its largest request; groups at one level merged."""
+    ordered = sorted(cpus)
+    out: dict[int, int] = {}
+    for group in np.array_split(np.array(ordered, np.int64), min(levels, len(ordered)) or 1):
+        if len(group):
+            top = int(group[-1])
+            out[top] = out.get(top, 0) + len(group)
+    return sorted(out.items())
 
 
 def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
@@ -68,16 +94,24 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
     (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
-    `limit`, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
+    `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
+    pods asked, reweighted to sum to 1. Fewer than
+    `min_pods` such pods: `fallback`."""
     counts: Counter[tuple[int, float]] = Counter()
+    cpus: dict[tuple[int, float], list[int]] = {}
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
             if a.whole:
-                counts[(len(a.gpu_ids) or a.count, 0.0)] += 1
+                key = (len(a.gpu_ids) or a.count, 0.0)
             elif a.memory_per_gpu and a.gpu_ids:
                 total = int(s.gpu_mem_total[row, a.gpu_ids[0]])
-                if total > 0:
-                    counts[(0, round(a.memory_per_gpu / total, 3))] += 1
+                if total <= 0:
+                    continue
+                key = (0, round(a.memory_per_gpu / total, 3))
+            else:
+                continue
+            counts[key] += 1
+            cpus.setdefault(key, []).append(a.cpu_milli if isinstance(a.cpu_milli, int) and a.cpu_milli > 0 else 0)
     n = sum(counts.values())
     if n < min_pods:
         return tuple(fallback)
@@ -89,8 +123,10 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     multi = [kv for kv in ranked if kv[0][0] > 1][:limit // 2]
     top = multi + [kv for kv in ranked if kv[0][0] <= 1][:limit - len(multi)]
     kept = sum(c for _, c in top)
-    return tuple(Shape(whole=w, weight=c / kept) if w else Shape(fraction=f, weight=c / kept)
-                 for (w, f), c in sorted(top))
+    return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu) if w
+                 else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu)
+                 for (w, f), _ in sorted(top)
+                 for cpu, pods in (cpu_levels(cpus[(w, f)]) if w > 1 else [(min(cpus[(w, f)]), len(cpus[(w, f)]))]))
 
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are
@@ -108,22 +144,18 @@ class Weights:
     worse (GPU allocation at the first unplaceable pod 89.1% with packing 0.25, 0.5 or 1,
     93.0% with 0; `gpusched bench placement`). Set it, with `policy: spread`, to spread.
 
-    Balance 0.2 spreads a little among nodes that fragment alike. On FGD's Monte Carlo
-    evaluation of the Alibaba trace (pods drawn to 130% of capacity, CPU-only pods placed
-    by kube-scheduler's defaults) GPU pods piled onto the same 8-GPU nodes used up their
-    CPU first and stranded the GPUs there. Unallocated GPUs at 100% arrived, seed 1,
-    pod lists default / gpuspec33 / multigpu20: balance 0: 720 / 809 / 701; 0.1: 462 /
-    685 / 689; 0.2: 396 / 775 / 505 (FGD: 888 / 891 / 737); on the default list 0.05 gave
-    751 and 0.3 412 (0.3 also lost the creation-order first failure, 40.1% -> 19.1%).
-    With the multi-GPU shapes workload_shapes keeps, 0.2 gives 427 / 739 / 475 and
-    40.1% / 19.1% / 40.1% at the first failure in creation order (best-fit 19.1% / 17.7%
-    / 19.1%). docs/benchmarks-placement.md has the commands and every seed.
+    Balance (LeastAllocated on GPU memory) is off by default. It was 0.2 while the
+    extender saw no CPU: GPU pods piled onto the same nodes used up their CPU and stranded
+    the GPUs there, and spreading was the proxy. The fragmentation measure now counts a
+    node's free CPU itself, and spreading broke every untouched node a whole-node pod
+    needs (FGD's Monte Carlo evaluation, default pod list, seed 2: first failure 43.3%
+    with 0.2 against best-fit's 71.8%). docs/benchmarks.md (placement) has every seed.
     Locality outweighs fragmentation, so a node that caches the model and has room wins
     (DESIGN: at least 90% of new replicas land where their model is cached)."""
     packing: float = 0.0
     fragmentation: float = 1.0
     locality: float = 3.0
-    balance: float = 0.2
+    balance: float = 0.0
     policy: str = "packing"  # or "spread"
     bandwidth_host_memory: float = DEFAULT_BANDWIDTH["host-memory"]
     bandwidth_disk: float = DEFAULT_BANDWIDTH["disk"]
@@ -191,20 +223,37 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
 
     For a share shape a GPU's free memory is a fragment when the share does not fit in it;
     for a whole-GPU shape every partly used GPU's free memory is, and all of the node's
-    free memory is when fewer untouched GPUs remain than the shape needs. A placement
-    changes one GPU (a share) or k untouched GPUs (whole), so only those are recomputed."""
+    free memory is when fewer untouched GPUs remain than the shape needs. Where the node's
+    free CPU is below the shape's, all of its free memory is a fragment for that shape
+    (FGD: the shape cannot run there). A placement changes one GPU (a share) or k
+    untouched GPUs (whole) and the node's free CPU, so only those are recomputed."""
     total_w = sum(sh.weight for sh in shapes) or 1.0
     whole_count = s.whole_free_count[rows].astype(np.int64)
     free_total = s.free_total[rows]
     partial = s.partial_free[rows]  # free memory on partly used GPUs
+    cpu = s.cpu_free[rows]
+    cpu_after = np.maximum(cpu - req.cpu_milli, 0)  # as the snapshot counts a node over its CPU
+    free_total_after = free_total - p.taken
     delta = np.zeros(len(rows))
+    # whether the node's free CPU hosts each level, before and after: shapes share levels
+    hosts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for sh in shapes:
+        if sh.cpu_milli not in hosts:
+            hosts[sh.cpu_milli] = (cpu >= sh.cpu_milli, cpu_after >= sh.cpu_milli)
     if req.whole_gpus:
-        count_after, free_total_after = whole_count - req.whole_gpus, free_total - p.taken
+        count_after = whole_count - req.whole_gpus
         for sh in shapes:
-            if sh.whole:  # shares gain nothing and lose nothing: the GPUs taken were not fragments
-                before = np.where(whole_count >= sh.whole, partial, free_total)
-                after = np.where(count_after >= sh.whole, partial, free_total_after)
-                delta += sh.weight / total_w * (after - before)
+            cpu_ok, cpu_ok_after = hosts[sh.cpu_milli]
+            if sh.whole:
+                before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
+                after = np.where((count_after >= sh.whole) & cpu_ok_after, partial, free_total_after)
+            else:
+                # The GPUs taken were untouched, no fragment of a share: the node's fragments
+                # for it are the same after, so they cancel (computed only where CPU is lost).
+                frag = _share_fragments(s, rows, sh.fraction, cpu_ok & ~cpu_ok_after)
+                before = np.where(cpu_ok, frag, free_total)
+                after = np.where(cpu_ok_after, frag, free_total_after)
+            delta += sh.weight / total_w * (after - before)
         return delta
     ok = p.gpu >= 0
     was_whole = s.whole_free[rows, np.maximum(p.gpu, 0)] & ok
@@ -212,17 +261,34 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     # the same for every whole-GPU shape: computed once, not once per shape
     partial_after = partial + np.where(was_whole, after_free, -p.taken)
     count_after = whole_count - was_whole
-    free_total_after = free_total - p.taken
     for sh in shapes:
+        cpu_ok, cpu_ok_after = hosts[sh.cpu_milli]
         if sh.whole:
-            before = np.where(whole_count >= sh.whole, partial, free_total)
-            after = np.where(count_after >= sh.whole, partial_after, free_total_after)
+            before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
+            after = np.where((count_after >= sh.whole) & cpu_ok_after, partial_after, free_total_after)
         else:
             share = sh.fraction * p.gpu_total
-            before = _share_fragment(p.free_before, share)
-            after = _share_fragment(after_free, share)
+            gpu_before = _share_fragment(p.free_before, share)
+            gpu_after = _share_fragment(after_free, share)
+            # CPU hosts the shape before and after: only the pod's GPU changed. The pod's
+            # CPU makes it unfit: the node's fragments for it (every GPU) become all its free.
+            lost = cpu_ok & ~cpu_ok_after
+            before = np.where(cpu_ok, np.where(lost, _share_fragments(s, rows, sh.fraction, lost), gpu_before),
+                              free_total)
+            after = np.where(cpu_ok_after, gpu_after, free_total_after)
         delta += sh.weight / total_w * np.where(ok, after - before, 0)
     return delta
+
+
+def _share_fragments(s: ClusterSnapshot, rows: np.ndarray, fraction: float, where: np.ndarray) -> np.ndarray:
+    """[C] free bytes of all the node's GPUs that a share of `fraction` cannot use, on the
+    rows of `where` (0 elsewhere): a gather of every GPU, so only where CPU moves the answer."""
+    out = np.zeros(len(rows), np.int64)
+    if where.any():
+        r = rows[where]
+        free = s.free[r]
+        out[where] = _share_fragment(free, fraction * s.gpu_mem_total[r]).sum(axis=1)
+    return out
 
 
 def fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p: Placement,
@@ -285,7 +351,7 @@ class ScoreDetails:
 
 # Every snapshot array that simulate, packing and fragmentation read.
 SCORE_INPUTS = ("free", "whole_free", "gpu_mem_total", "usable_total", "free_total", "partial_free",
-                "whole_free_count")
+                "whole_free_count", "cpu_free")
 
 
 def packing_and_fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray,
@@ -309,7 +375,7 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
         return ScoreDetails(rows, s.index, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), zeros)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
-        key = ("score", req.whole_gpus, req.gpu_memory, tuple(shapes))
+        key = ("score", req.whole_gpus, req.gpu_memory, req.cpu_milli, tuple(shapes))
         pack_all, frag_all = memo.get(s, key, SCORE_INPUTS, lambda rows: packing_and_fragmentation(s, req, rows, shapes))
         pack, frag = pack_all[r], frag_all[r]
     else:

@@ -38,6 +38,7 @@ import numpy as np
 from scheduler import contract
 from scheduler.core.row_tuple import RowTuple, rows_of
 from scheduler.nodeinfo import MAX_CLOCK_SKEW_S, CachedModel, NodeReport, vouched_gpus
+from scheduler.quantity import MAX_MILLICORES
 
 MiB = 2**20
 MAX_GPUS = 64
@@ -45,6 +46,9 @@ MAX_NOTES = 100  # notes kept along a chain of with_allocation updates
 # nvidia-smi shows a few MiB in use on an idle GPU (driver contexts, monitoring); below
 # this the GPU still counts as empty for whole-GPU placement.
 IDLE_USED_BYTES = 512 * MiB
+# Free CPU of a node whose allocatable CPU is not known: more than any pod may ask
+# (quantity.MAX_MILLICORES), so CPU limits nothing there, as before CPU was read.
+CPU_UNKNOWN = 2**40
 
 # Node status codes, in the order a reason is reported.
 OK, NO_GPUS, STALE, BAD_REPORT, CLOCK_SKEW = 0, 1, 2, 3, 4
@@ -62,6 +66,9 @@ class Allocation:
     whole: bool
     count: int = 1  # GPUs held, used only when gpu_ids is unknown
     inferred: bool = False  # gpu_ids were guessed by the snapshot, not read from the pod
+    # The pod's CPU request (millicores, core/cpu.py): the workload's learned shapes carry
+    # it. What the node's CPU holds is NodeState.cpu_requested, every pod's, not this.
+    cpu_milli: int = 0
 
 
 @dataclass
@@ -77,6 +84,11 @@ class NodeState:
     # only as far as these vouch for it (nodeinfo.vouched_gpus). None: not known (a
     # simulation, a test row), the report is taken as it is.
     kubelet_gpus: tuple[int, int] | None = None
+    # CPU as kube-scheduler's NodeResourcesFit counts it (millicores): allocatable (0 = not
+    # known: CPU then limits nothing here) and the requests of every pod bound to the node,
+    # gpusched's or not.
+    cpu_allocatable: int = 0
+    cpu_requested: int = 0
 
 
 class ModelCache(NamedTuple):
@@ -98,6 +110,16 @@ class _Row(NamedTuple):
     models: tuple[CachedModel, ...]
     gpu_count: int
     notes: tuple[str, ...]
+    cpu_allocatable: int
+    cpu_requested: int
+
+
+def _cpu_milli(value: object) -> int:
+    """A NodeState's CPU figure as a column value: a whole number in 0..MAX_MILLICORES
+    (anything else, a bool, a float, None, is 0: not known, or nothing requested)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return 0
+    return min(max(value, 0), MAX_MILLICORES)
 
 
 def _node_row(state: NodeState) -> _Row:
@@ -108,6 +130,7 @@ def _node_row(state: NodeState) -> _Row:
     if not 0 <= count <= MAX_GPUS:
         notes.append(f"node {state.name}: allocatable {contract.GPU_RESOURCE} {count} outside 0..{MAX_GPUS}")
         count = min(max(count, 0), MAX_GPUS)
+    cpu = (_cpu_milli(state.cpu_allocatable), _cpu_milli(state.cpu_requested))
     if has_report:
         assert rep is not None
         gpus, clamped = rep.gpus, None
@@ -129,11 +152,11 @@ def _node_row(state: NodeState) -> _Row:
         notes += [f"node {state.name}: {e}" for e in rep.errors if e.startswith(contract.MODEL_CACHE)]
         product = state.product or next((g.product for g in gpus if g.product), "")
         return _Row(total, used, present, healthy, at, True, "; ".join(errors) or None, product,
-                    rep.models, count, tuple(notes))
+                    rep.models, count, tuple(notes), *cpu)
     mib = state.gpu_memory_label_mib or 0
     mib = mib if isinstance(mib, int) and 0 < mib <= 2**24 else 0
     return _Row(np.full(count, mib * MiB, np.int64), np.zeros(count, np.int64), np.ones(count, bool),
-                np.ones(count, bool), math.nan, False, None, state.product, (), count, tuple(notes))
+                np.ones(count, bool), math.nan, False, None, state.product, (), count, tuple(notes), *cpu)
 
 
 def _commit(alloc: Allocation, total: np.ndarray, committed: np.ndarray, exclusive: np.ndarray) -> None:
@@ -263,6 +286,11 @@ class ClusterSnapshot:
     free_total: np.ndarray
     partial_free: np.ndarray
     whole_free_count: np.ndarray
+    # CPU (millicores; see NodeState): allocatable, 0 = not known; requested by every pod
+    # bound there; free, what a new pod may still ask (CPU_UNKNOWN where not known).
+    cpu_allocatable: np.ndarray
+    cpu_requested: np.ndarray
+    cpu_free: np.ndarray
     # ---------- lookups
 
     def __len__(self) -> int:
@@ -370,6 +398,10 @@ class ClusterSnapshot:
             ("gpu_count", np.array([b.gpu_count for b in built], np.int32)), ("gpu_mem_total", total),
             ("used", used), ("healthy", healthy), ("present", present), ("reported_at", reported_at),
             ("has_report", has_report), ("product_code", codes))}
+        cpu_alloc = np.array([b.cpu_allocatable for b in built], np.int64)
+        cpu_req = np.array([b.cpu_requested for b in built], np.int64)
+        patched.update((name, _patched(getattr(self, name), r, value)) for name, value in (
+            ("cpu_allocatable", cpu_alloc), ("cpu_requested", cpu_req), ("cpu_free", _cpu_free(cpu_alloc, cpu_req))))
         trust = _trust(present, healthy, total, has_report, reported_at,
                        {j: b.error for j, b in enumerate(built) if b.error}, self.now, self.stale_after_s)
         patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _arrays(trust))
@@ -399,6 +431,21 @@ class ClusterSnapshot:
             model_cache=_recached(self.model_cache, self.node_models, models),
             node_models=rows_of(self.node_models).replaced(models),
             allocations=rows_of(self.allocations).replaced(resolved), notes=notes[-MAX_NOTES:])
+
+    def with_cpu_requested(self, requested: Mapping[str, int]) -> "ClusterSnapshot":
+        """The snapshot with each named node's CPU requested (millicores, every pod bound
+        there) set: a pod bound, gone or resized anywhere. Unknown nodes are skipped (the
+        next rebuild counts them); nothing changed: this very snapshot."""
+        found = {self.index[n]: _cpu_milli(v) for n, v in requested.items() if n in self.index}
+        if not found:
+            return self
+        r = np.fromiter(found, np.int64, len(found))
+        req = np.fromiter(found.values(), np.int64, len(found))
+        cpu_requested = _patched(self.cpu_requested, r, req)
+        if cpu_requested is self.cpu_requested:
+            return self
+        return _evolve(self, cpu_requested=cpu_requested,
+                       cpu_free=_patched(self.cpu_free, r, _cpu_free(self.cpu_allocatable[r], req)))
 
     def _with_rows_allocations(self, changes: Mapping[int, list[Allocation]]) -> "ClusterSnapshot":
         rows = list(changes)
@@ -516,6 +563,12 @@ def _trust(present: np.ndarray, healthy: np.ndarray, total: np.ndarray, has_repo
     )
 
 
+def _cpu_free(allocatable: np.ndarray, requested: np.ndarray) -> np.ndarray:
+    """Millicores a new pod may still ask: allocatable less requested (0 when over, as a
+    node can be after its kubelet admitted static pods), CPU_UNKNOWN where not known."""
+    return np.where(allocatable > 0, np.maximum(allocatable - requested, 0), CPU_UNKNOWN)
+
+
 def _free(total: np.ndarray, used: np.ndarray, committed: np.ndarray, exclusive: np.ndarray,
           usable: np.ndarray) -> _Free:
     """Free memory and whole-GPU availability, for all rows or a slice of them."""
@@ -584,6 +637,8 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
     has_report = _frozen(np.array([r.has_report for r in rows], bool))
     report_error = {i: r.error for i, r in enumerate(rows) if r.error}
     trust = _trust(present, healthy, total, has_report, reported_at, report_error, float(now), float(stale_after_s))
+    cpu_alloc = np.array([r.cpu_allocatable for r in rows], np.int64)
+    cpu_req = np.array([r.cpu_requested for r in rows], np.int64)
     return ClusterSnapshot(
         names=names, index=index,
         gpu_count=_frozen(np.array([r.gpu_count for r in rows], np.int32)),
@@ -596,4 +651,5 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
         node_models=RowTuple(r.models for r in rows),
         allocations=RowTuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
         **trust, **_free(total, used, committed, exclusive, trust["usable"]),
+        cpu_allocatable=_frozen(cpu_alloc), cpu_requested=_frozen(cpu_req), cpu_free=_frozen(_cpu_free(cpu_alloc, cpu_req)),
     )

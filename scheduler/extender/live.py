@@ -29,7 +29,8 @@ from typing import Any, Callable, NamedTuple
 
 from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
 from scheduler.core.claims import HeldClaim, allocations_on, claim_held, claim_key
-from scheduler.core.objects import allocation_of, node_state_of, pod_key, report_errors
+from scheduler.core.cpu import node_cpu_allocatable
+from scheduler.core.objects import allocation_of, cpu_held, node_state_of, pod_key, report_errors
 from scheduler.extender.node_rows import NodeRows
 from scheduler.nodeinfo import NodeReport
 
@@ -98,6 +99,14 @@ class LiveState:
         self._assumed_on: dict[str, dict[str, None]] = {}
         self._claims_on: dict[str, dict[str, None]] = {}
         self._assumed: dict[str, _Assumed] = {}
+        # every bound pod's CPU request (gpusched's or not: kube-scheduler counts them all),
+        # and by node the sum of those and of our reservations' that the watch has not shown
+        # bound yet: what the snapshot's cpu_requested holds; the nodes whose sum moved since
+        # the snapshot was last published
+        self._cpu: dict[str, tuple[str, int]] = {}
+        self._cpu_on: dict[str, int] = {}
+        self._cpu_moved: dict[str, int] = {}
+        self.node_cpu_errors: dict[str, str] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
         self._view = View(empty, NodeRows(empty.names, empty.index))
@@ -146,12 +155,14 @@ class LiveState:
         return before
 
     def _put_assumed(self, key: str, assumed: _Assumed | None) -> _Assumed | None:
+        counted = self._cpu_of(key)
         before = self._assumed.pop(key, None)
         if before is not None:
             _unindex(self._assumed_on, before.node, key)
         if assumed is not None:
             self._assumed[key] = assumed
             self._assumed_on.setdefault(assumed.node, {})[key] = None
+        self._recount_cpu(counted, self._cpu_of(key))
         return before
 
     def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
@@ -176,14 +187,45 @@ class LiveState:
             allocs += claimed
         return allocs
 
+    def _cpu_of(self, key: str) -> tuple[str, int] | None:
+        """(node, millicores) pod `key` counts for: as the watch shows it bound, else as our
+        bind reserved it (kube-scheduler's cache assumes it there too)."""
+        held = self._cpu.get(key)
+        if held is None and key in self._assumed:
+            a = self._assumed[key]
+            return a.node, a.alloc.cpu_milli
+        return held
+
+    def _recount_cpu(self, before: tuple[str, int] | None, after: tuple[str, int] | None) -> None:
+        if before == after:
+            return
+        for pair, sign in ((before, -1), (after, 1)):
+            if pair is not None:
+                node, milli = pair
+                self._cpu_moved[node] = self._cpu_on[node] = self._cpu_on.get(node, 0) + sign * milli
+                if not self._cpu_on[node]:
+                    del self._cpu_on[node]
+
+    def _put_cpu(self, key: str, held: tuple[str, int] | None) -> None:
+        """Record the CPU pod `key` holds as the watch shows it (None: none)."""
+        counted = self._cpu_of(key)
+        self._cpu.pop(key, None)
+        if held is not None:
+            self._cpu[key] = held
+        self._recount_cpu(counted, self._cpu_of(key))
+
     def _edit(self, drop: list[tuple[str, str]], add: list[tuple[str, Allocation]]) -> None:
         """Publish the snapshot with `drop` (node, key) taken off and `add` (node, allocation)
         counted, in one update. Pods already counted on those nodes keep the GPUs the
         snapshot resolved for them: guessing a pod's unknown GPUs afresh on each event
         (~20 us each) would cost more than the rest of the event."""
-        snap = self._view.snapshot.edited(drop, add)
+        snap = self._with_cpu_moved(self._view.snapshot.edited(drop, add))
         if snap is not self._view.snapshot:
             self._publish(snap)
+
+    def _with_cpu_moved(self, snap: ClusterSnapshot) -> ClusterSnapshot:
+        moved, self._cpu_moved = self._cpu_moved, {}
+        return snap.with_cpu_requested(moved) if moved else snap
 
     # ---------- node events
 
@@ -211,7 +253,7 @@ class LiveState:
                         else self._held_on(name))
                 patched = snap.with_nodes([NodeState(
                     state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
-                    held, state.kubelet_gpus)])
+                    held, state.kubelet_gpus, state.cpu_allocatable, self._cpu_on.get(name, 0))])
                 if patched is None:
                     self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
                 else:
@@ -220,6 +262,13 @@ class LiveState:
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
         state = node_state_of(node)
+        _, cpu_error = node_cpu_allocatable(node)
+        if cpu_error and self.node_cpu_errors.get(state.name) != cpu_error:
+            log.warning("node %s: %s", state.name, cpu_error)
+        if cpu_error:
+            self.node_cpu_errors[state.name] = cpu_error
+        else:
+            self.node_cpu_errors.pop(state.name, None)
         errors = report_errors(state)
         if errors:
             if self.node_report_errors.get(state.name) != errors:
@@ -238,7 +287,11 @@ class LiveState:
     def set_pods(self, pods: list[dict[str, Any]]) -> None:
         with self._lock:
             self._pods, self._pods_on = {}, {}
+            self._cpu, self._cpu_on = {}, {}
+            for key in self._assumed:
+                self._recount_cpu(None, self._cpu_of(key))
             for p in pods:
+                self._put_cpu(pod_key(p), cpu_held(p))
                 held = allocation_of(p)
                 if held:
                     self._put_pod(pod_key(p), held)
@@ -249,13 +302,19 @@ class LiveState:
     def on_pod(self, typ: str, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
         held = None if typ == "DELETED" else allocation_of(pod)
+        cpu = None if typ == "DELETED" else cpu_held(pod)
         with self._lock:
+            self._put_cpu(key, cpu)
             before = self._pods.get(key)
             if held is not None and held == before and key not in self._assumed:
+                if self._cpu_moved:
+                    self._edit([], [])
                 return  # a status update (kwok, kubelet): what the pod holds did not change
             self._put_pod(key, held)
             assumed = self._put_assumed(key, None) if held or typ == "DELETED" else None
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
+                if self._cpu_moved:
+                    self._edit([], [])
                 return  # the watch shows what our bind reserved: the snapshot counts it already
             self._edit(([(before[0], key)] if before else []) + ([(assumed.node, key)] if assumed else []),
                        [held] if held else [])
@@ -355,8 +414,10 @@ class LiveState:
         with self._lock:
             self._expire(now)
             self._claim_keys = {}
+            self._cpu_moved = {}  # the rebuild reads every node's sum
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               self._held_on(n.name), n.kubelet_gpus) for n in self._nodes.values()]
+                               self._held_on(n.name), n.kubelet_gpus, n.cpu_allocatable, self._cpu_on.get(n.name, 0))
+                     for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
             self.shapes, self.shapes_at = workload_shapes(snap), now
@@ -374,7 +435,7 @@ class LiveState:
             for node, key in self._expire(now):
                 confirmed = self._pods.get(key)
                 snap = snap.edited([(node, key)], [confirmed] if confirmed else [])
-            snap = snap.at(now)
+            snap = self._with_cpu_moved(snap).at(now)
             self._publish(snap)
             if now - self.shapes_at > SHAPES_EVERY_S:  # a pass over every pod: ~25 ms at 5,000 nodes
                 self.shapes, self.shapes_at = workload_shapes(snap), now

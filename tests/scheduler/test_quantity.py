@@ -42,3 +42,18 @@ def test_reject_non_string():
 @pytest.mark.parametrize("n,want", [(40 * 2**30, "40Gi"), (1.5 * 2**30, "1.5Gi"), (512 * 2**20, "512Mi"), (100, "100")])
 def test_format(n, want):
     assert format_bytes(n) == want
+
+
+@pytest.mark.parametrize("text,want", [
+    ("500m", 500), ("2", 2000), ("1.5", 1500), ("0", 0), ("1n", 1), ("100u", 1), ("1k", 1_000_000), (4, 4000),
+])
+def test_parse_millicores(text, want):
+    from scheduler.quantity import parse_millicores
+    assert parse_millicores(text) == want
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "1e999999999", "2Gx", None, True, "1e400", "9" * 70])
+def test_parse_millicores_refuses_with_a_reason(text):
+    from scheduler.quantity import QuantityError, parse_millicores
+    with pytest.raises(QuantityError, match="cpu"):
+        parse_millicores(text)

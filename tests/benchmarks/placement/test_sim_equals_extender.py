@@ -322,12 +322,16 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         rows = snap.indices(list(mine.names))
         assert np.array_equal(snap.committed[rows], mine.committed), where
         assert np.array_equal(snap.exclusive[rows], mine.exclusive), where
+        # and the same CPU: the pod watch's sums of every pod's request, the simulator's own
+        assert np.array_equal(snap.cpu_free[rows], mine.cpu_free), where
         assert not live._assumed, where
         assert before is not mine, where
     # the same cluster after a full rebuild from the informers' caches (what a restart would see)
     live.rebuild(now=NOW)
     snap = live.snapshot()
     assert np.array_equal(snap.committed[snap.indices(list(policy.snapshot.names))], policy.snapshot.committed)
+    assert np.array_equal(snap.cpu_free[snap.indices(list(policy.snapshot.names))], policy.snapshot.cpu_free)
+    assert policy.snapshot.cpu_requested.any()  # the replay put CPU on nodes: the check above can fail
     return seen
 
 

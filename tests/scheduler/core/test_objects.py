@@ -52,3 +52,23 @@ def test_forged_ids_are_not_where_the_pod_is_counted():
     s = snapshot_of([node("n1")], [pod("a", "n1", "20Gi", ids=(3,), placement_node="n9")], now=NOW, stale_after_s=600)
     row = s.committed[s.index["n1"]]
     assert row.sum() == 20 * GiB and row[3] == 0
+
+
+def _with_cpu(p: dict, cpu: str) -> dict:
+    p["spec"]["containers"][0]["resources"].setdefault("requests", {})["cpu"] = cpu
+    return p
+
+
+@pytest.mark.parametrize("pods,want_requested,want_free", [
+    # n1 offers 96 cores; a GPU pod (4 cores) and a CPU-only pod (10.5) both count: 14.5 requested
+    ([_with_cpu(pod("a", "n1", whole=1, ids=(0,)), "4"), _with_cpu(pod("b", "n1"), "10500m")], 14_500, 81_500),
+    # finished pods and pods on other nodes hold no CPU here
+    ([_with_cpu(pod("a", "n1", phase="Failed"), "4"), _with_cpu(pod("b", "n2"), "4")], 0, 96_000),
+])
+def test_every_bound_pods_cpu_counts_on_its_node(pods, want_requested, want_free):
+    n1 = node("n1")
+    n1["status"]["allocatable"]["cpu"] = "96"
+    s = snapshot_of([n1, node("n2")], pods, now=NOW, stale_after_s=600)
+    assert int(s.cpu_requested[0]) == want_requested and int(s.cpu_free[0]) == want_free
+    gpu_pods = [a for row in s.allocations for a in row]
+    assert all(a.cpu_milli == (4_000 if a.pod_key == "t/a" else 0) for a in gpu_pods)  # shapes learn it

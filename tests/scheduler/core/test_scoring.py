@@ -51,18 +51,68 @@ def test_spread_inverts_packing():
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
-def _frag_bruteforce(free, whole_free, total, shapes):
-    """FGD's expected fragmentation recomputed from scratch over every GPU."""
+def _frag_bruteforce(free, whole_free, total, shapes, cpu_free=None):
+    """FGD's expected fragmentation recomputed from scratch over every GPU: a shape whose
+    CPU the node's free CPU cannot host finds all of the node's free memory a fragment."""
     tw = sum(sh.weight for sh in shapes)
     out = np.zeros(free.shape[0])
+    cpu_free = np.full(free.shape[0], 2**40) if cpu_free is None else cpu_free
     for sh in shapes:
         if sh.whole:
             partial = np.where(whole_free, 0, free).sum(1)
             f = np.where(whole_free.sum(1) >= sh.whole, partial, free.sum(1))
         else:
             f = np.where(free < sh.fraction * total, free, 0).sum(1)
+        f = np.where(cpu_free >= sh.cpu_milli, f, free.sum(1))
         out += sh.weight / tw * f
     return out
+
+
+# DEFAULT_SHAPES, each at three CPU levels: 0, 8 and 24 cores
+CPU_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, cpu) for sh in DEFAULT_SHAPES
+                   for cpu in (0, 8000, 24000))
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
+                                 PodRequest(gpu_memory=50 * GiB, cpu_milli=16000),
+                                 PodRequest(whole_gpus=1, cpu_milli=12000), PodRequest(whole_gpus=3, cpu_milli=30000),
+                                 PodRequest(whole_gpus=2)])
+def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
+    """Nodes with 16..64 free cores and shapes asking 0, 8 or 24: the pod's CPU makes some
+    shapes unfit where they fitted, and the delta must be what recomputing F says."""
+    rng = np.random.default_rng(seed)
+    nodes = []
+    for i in range(30):
+        allocs = []
+        for g in range(8):
+            r = rng.random()
+            if r < 0.3:
+                allocs.append(share(f"s{i}-{g}", g, int(rng.integers(5, 60))))
+            elif r < 0.45:
+                allocs.append(whole(f"w{i}-{g}", g))
+        cpu = int(rng.choice([0, 64, 96]))  # 0: not known, CPU limits nothing
+        nodes.append(node(f"n{i}", allocs=allocs, cpu=cpu, cpu_used=int(rng.integers(0, 80)) if cpu else 0))
+    s = snapshot(*nodes)
+    from scheduler.core import assign_gpus
+    from scheduler.core.snapshot import Allocation
+    feasible, _ = filter_names(s, req, list(s.names))
+    r = s.indices(feasible)
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), CPU_SHAPES)
+    want = []
+    for name in feasible:
+        a = assign_gpus(s, name, req)
+        i = s.index[name]
+        after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
+                                                   len(a.gpu_ids)))
+        after = after.with_cpu_requested({name: int(s.cpu_requested[i]) + req.cpu_milli})
+        b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], CPU_SHAPES,
+                             s.cpu_free[i:i + 1])
+        aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
+                              CPU_SHAPES, after.cpu_free[i:i + 1])
+        want.append((aa - b)[0])
+    assert got == pytest.approx(want, rel=1e-9, abs=1.0)
+    assert len(set(np.round(got, -3))) > 3  # not a degenerate draw: the rows differ
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -194,10 +244,11 @@ def test_workload_shapes_keep_the_commonest_and_reweigh_them():
     # One whole GPU; the workload asks single whole GPUs only, so it fragments nothing on
     # either node: fragmentation 0.5 on both. packing = GPUs in use after: a 5/8 = .625,
     # b 2/8 = .25; balance = 1 - packing: a .375, b .75.
-    # default (balance .2): a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
-    (Weights(), {"a": 9, "b": 10}),
-    # balance 0: .5 and .5 -> a tie, 10 and 10 (node order then picks a: first fit)
-    (Weights(balance=0), {"a": 10, "b": 10}),
+    # balance .2: a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
+    (Weights(balance=0.2), {"a": 9, "b": 10}),
+    # balance 0 (the default, now that CPU is counted): .5 and .5 -> a tie, 10 and 10
+    # (node order then picks a: first fit)
+    (Weights(), {"a": 10, "b": 10}),
     # packing 1, balance 0: a .5 + .625 = 1.125 -> 10, b .5 + .25 = .75 -> rint(6.67) = 7
     (Weights(packing=1, balance=0), {"a": 10, "b": 7}),
 ])
@@ -223,3 +274,70 @@ def test_workload_shapes_keep_rare_multi_gpu_shapes():
     got = workload_shapes(s, limit=4)
     assert [(g.whole, g.fraction, round(g.weight * 31)) for g in got] == [
         (0, 0.062, 5), (0, 0.125, 5), (1, 0.0, 20), (4, 0.0, 1)]
+
+
+# ---------- CPU in the learned shapes and the fragmentation they measure
+
+
+@pytest.mark.parametrize("cpus,want", [
+    # 44 8-GPU pods: 21 ask 64 cores, 18 ask 88, 5 ask 120; thirds of 15, 15, 14 at their most:
+    # 15 x 64 -> 64; 6 x 64 + 9 x 88 -> 88; 9 x 88 + 5 x 120 -> 120
+    ([64] * 21 + [88] * 18 + [120] * 5, [(64, 15), (88, 15), (120, 14)]),
+    ([11] * 9, [(11, 9)]),                      # one level: thirds merged
+    ([4, 24], [(4, 1), (24, 1)]),                # fewer pods than levels
+    ([], []),
+])
+def test_cpu_levels_cut_pods_into_equal_groups_at_their_most(cpus, want):
+    from scheduler.core.scoring import cpu_levels
+    assert cpu_levels(cpus) == want
+
+
+def test_workload_shapes_carry_the_cpu_their_pods_asked():
+    from scheduler.core import workload_shapes
+    from scheduler.core.snapshot import Allocation
+    allocs_a = [Allocation(f"w{g}", (g,), 0, whole=True, cpu_milli=12_000) for g in range(3)]
+    allocs_b = [Allocation("big", tuple(range(8)), 0, whole=True, count=8, cpu_milli=120_000)]
+    s = snapshot(node("a", allocs=allocs_a), node("b", allocs=allocs_b))
+    # 4 pods: three 1-GPU at 12 cores (3/4), one 8-GPU at 120 cores (1/4)
+    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75, cpu_milli=12_000),
+                                              Shape(whole=8, weight=0.25, cpu_milli=120_000))
+
+
+EIGHT_AT_120 = (Shape(whole=8, cpu_milli=120_000),)
+ONE_AT_16 = (Shape(whole=1, cpu_milli=16_000),)
+
+
+@pytest.mark.parametrize("busy,cpu_free,req,shapes,want_gib", [
+    # untouched, 128 cores free: 8 GPUs at 120 fit (F 0); a 1-GPU 8-core pod leaves 7 < 8: F = 7 x 80
+    (0, 128, PodRequest(whole_gpus=1, cpu_milli=8_000), EIGHT_AT_120, +560),
+    # untouched but 96 cores: the shape never fits (F = all 640 free); after, 560: -80, the GPU taken
+    (0, 96, PodRequest(whole_gpus=1, cpu_milli=8_000), EIGHT_AT_120, -80),
+    # a 40 GiB share on an untouched 128-core node: 7 whole GPUs left, F 0 -> 7 x 80 + 40 = 600
+    (0, 128, PodRequest(gpu_memory=40 * GiB, cpu_milli=4_000), EIGHT_AT_120, +600),
+    # 6 GPUs busy, 24 cores free, shape 1 GPU at 16 cores: a 1-GPU 4-core pod leaves 1 GPU and
+    # 20 cores, which host it: F 0 -> 0
+    (6, 24, PodRequest(whole_gpus=1, cpu_milli=4_000), ONE_AT_16, 0),
+    # the same pod asking 12 cores leaves 12 < 16: the last GPU is stranded, F 0 -> 80: penalised
+    (6, 24, PodRequest(whole_gpus=1, cpu_milli=12_000), ONE_AT_16, +80),
+    # CPU not known (0 allocatable): CPU limits nothing, as before it was read: F 0 -> 0
+    (6, None, PodRequest(whole_gpus=1, cpu_milli=12_000), ONE_AT_16, 0),
+    # a 40 GiB share with 12 cores on that node: the half-used GPU stays 40 free (1 GPU at 16
+    # cannot use it either way), the other GPU is stranded by CPU: F 0 -> 80 + 40 = 120
+    (6, 24, PodRequest(gpu_memory=40 * GiB, cpu_milli=12_000), ONE_AT_16, +120),
+])
+def test_fragmentation_counts_a_shape_the_nodes_cpu_cannot_host(busy, cpu_free, req, shapes, want_gib):
+    allocs = [whole(f"b{g}", g) for g in range(busy)]
+    n = node("a", allocs=allocs, cpu=(cpu_free or 0) + 8, cpu_used=8) if cpu_free else node("a", allocs=allocs)
+    s = snapshot(n)
+    r = rows(s, "a")
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), shapes)
+    assert got[0] / GiB == pytest.approx(want_gib)
+
+
+def test_the_untouched_node_that_can_host_a_whole_node_shape_is_kept():
+    """A 1-GPU pod, an 8-GPU shape at 120 cores in the workload: of two untouched nodes the
+    one with 96 cores (which can never host it) wins over the one with 128."""
+    shapes = (Shape(whole=1, weight=0.9, cpu_milli=8_000), Shape(whole=8, weight=0.1, cpu_milli=120_000))
+    s = snapshot(node("g3", cpu=128), node("g2", cpu=96))
+    scores, details = score_names(s, PodRequest(whole_gpus=1, cpu_milli=8_000), ["g3", "g2"], shapes=shapes)
+    assert dict(scores)["g2"] > dict(scores)["g3"], details

@@ -7,6 +7,7 @@ import pytest
 
 from scheduler.core import Allocation, NodeState, SnapshotError, build_snapshot
 from scheduler.core import snapshot as snap
+from scheduler.core.snapshot import CPU_UNKNOWN
 from scheduler.nodeinfo import NodeReport
 from tests.scheduler.core.fixtures import NOW, GiB, assert_same_snapshot, node, share, snapshot, whole
 
@@ -318,3 +319,40 @@ def test_first_match_is_np_select(a, b, want):
     cases = [(np.array(a, bool), 1), (np.array(b, bool), np.full(len(b), 2))]
     got = snap.first_match(cases, 9)
     assert got.tolist() == want == np.select([c for c, _ in cases], [v for _, v in cases], 9).tolist()
+
+
+# ---------- CPU columns
+
+
+@pytest.mark.parametrize("allocatable,requested,want_free", [
+    (96_000, 40_000, 56_000),       # 96 - 40 cores
+    (96_000, 120_000, 0),           # requested past allocatable (static pods): none free, not negative
+    (0, 40_000, CPU_UNKNOWN),       # allocatable not known: CPU limits nothing
+    (-5, 0, CPU_UNKNOWN),           # a negative figure is not known
+    (10**15, 0, 10**9),             # clamped to quantity.MAX_MILLICORES
+    (96_000, -7, 96_000),           # a negative request counts 0
+    (True, 0, CPU_UNKNOWN),         # not a number: not known
+])
+def test_cpu_columns_from_node_states(allocatable, requested, want_free):
+    s = snapshot(replace(node("a"), cpu_allocatable=allocatable, cpu_requested=requested))
+    assert int(s.cpu_free[0]) == want_free
+    assert not s.cpu_free.flags.writeable and not s.cpu_requested.flags.writeable
+
+
+def test_with_cpu_requested_patches_the_rows_a_rebuild_would_give():
+    base = [node("a", cpu=96), node("b", cpu=128, cpu_used=8), node("c")]
+    s = snapshot(*base)
+    got = s.with_cpu_requested({"a": 90_000, "b": 8_000, "nowhere": 5_000})
+    want = snapshot(replace(base[0], cpu_requested=90_000), *base[1:])
+    assert_same_snapshot(got, want)
+    assert got.cpu_free.tolist() == [6_000, 120_000, CPU_UNKNOWN]
+    assert s.cpu_free.tolist() == [96_000, 120_000, CPU_UNKNOWN]  # readers of the old one see no change
+    assert got.free is s.free and got.committed is s.committed  # GPU arrays shared, the row memo skips them
+    assert s.with_cpu_requested({"b": 8_000}) is s and s.with_cpu_requested({"nowhere": 1}) is s
+
+
+def test_with_nodes_derives_the_cpu_columns_afresh():
+    s = snapshot(node("a", cpu=96, cpu_used=10), node("b", cpu=128))
+    got = s.with_nodes([node("a", cpu=64, cpu_used=70)])
+    assert got is not None and got.cpu_free.tolist() == [0, 128_000]
+    assert got.cpu_allocatable.tolist() == [64_000, 128_000] and got.cpu_requested.tolist() == [70_000, 0]

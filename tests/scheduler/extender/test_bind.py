@@ -279,3 +279,16 @@ def test_the_next_share_pods_filter_waits_for_no_api_call():
     finally:
         api.release.set()
         t.join(5)
+
+
+def test_a_bound_pods_reservation_carries_its_cpu_for_the_learned_shapes():
+    """The reservation stays in the snapshot once the watch confirms it (it counts the
+    same GPUs), and shapes are re-learned from the snapshot between rebuilds: without the
+    pod's CPU there, every pod the extender bound would look like it asked none."""
+    ext, live, api = setup()
+    pod = api.pod("p")
+    pod["spec"]["containers"][0]["resources"]["requests"] = {"cpu": "12"}
+    api.pod = lambda name: pod  # type: ignore[method-assign]
+    assert bind(ext, "p", "a") == ""
+    held = [a for row in live.snapshot().allocations for a in row]
+    assert [(a.pod_key, a.cpu_milli) for a in held] == [("ns/p", 12_000)]

@@ -294,3 +294,72 @@ def test_a_rejudge_says_what_a_rebuild_then_would_and_releases_expired_reservati
     assert _committed(live, "n1") == ({} if later_s > 100 else {2: 20 * GIB_MIB})
     live.rebuild()
     assert_same_rows(judged, live.snapshot())
+
+
+def _cpu_pod(name: str, node: str, cpu: str, *, phase: str = "Running", gpus: int = 0) -> dict:
+    resources = {"requests": {"cpu": cpu}}
+    if gpus:
+        resources["limits"] = {contract.GPU_RESOURCE: str(gpus)}
+    return {"metadata": {"name": name, "namespace": "ns"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "resources": resources}]},
+            "status": {"phase": phase}}
+
+
+@pytest.mark.parametrize("events,want_n1", [
+    # n1 offers 128 cores (node_body); every bound pod's request counts, GPU or not
+    ([("ADDED", _cpu_pod("a", "n1", "8"))], 128_000 - 8_000),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("ADDED", _cpu_pod("b", "n1", "500m", gpus=1))], 128_000 - 8_500),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("MODIFIED", _cpu_pod("a", "n1", "8", phase="Succeeded"))], 128_000),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("DELETED", _cpu_pod("a", "n1", "8"))], 128_000),
+    ([("ADDED", _cpu_pod("a", "n1", "8")), ("ADDED", _cpu_pod("a", "n2", "8"))], 128_000),  # moved to n2
+    ([("ADDED", _cpu_pod("a", "n1", "lots"))], 128_000),  # unreadable: counts 0
+    ([("ADDED", _cpu_pod("a", "n1", "200"))], 0),  # more than the node has: none free, not negative
+])
+def test_pod_events_keep_every_nodes_cpu_requested_as_a_rebuild_would(events, want_n1):
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([_node("n1"), _node("n2")])
+    live.set_pods([])
+    for typ, pod in events:
+        live.on_pod(typ, copy.deepcopy(pod))
+    snap = live.snapshot()
+    assert int(snap.cpu_free[snap.index["n1"]]) == want_n1
+    patched = (snap.cpu_requested.copy(), snap.cpu_free.copy())
+    live.rebuild()
+    assert live.snapshot().cpu_requested.tolist() == patched[0].tolist()
+    assert live.snapshot().cpu_free.tolist() == patched[1].tolist()
+
+
+def test_a_nodes_unreadable_cpu_is_logged_and_limits_nothing(caplog):
+    n = _node("n1")
+    n["status"]["allocatable"]["cpu"] = "-3"
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([n])
+    assert live.snapshot().cpu_allocatable.tolist() == [0]
+    assert "must not be negative" in caplog.text and live.node_cpu_errors["n1"]
+
+
+def test_a_reservation_counts_its_cpu_until_the_watch_shows_the_pod_or_it_is_released():
+    """kube-scheduler's cache assumes a bound pod's CPU at once; so does ours, from the
+    bind's reservation, until the watch shows the pod (then the watch's figure) or the
+    bind fails (forget) or the reservation expires."""
+    t = [AT.timestamp()]
+    live = LiveState(clock=lambda: t[0])
+    live.set_nodes([_node("n1")])
+    live.set_pods([])
+    free = lambda: int(live.snapshot().cpu_free[0])  # noqa: E731
+    alloc = Allocation("ns/p", (0,), 0, whole=True, cpu_milli=8_000)
+    live.assume("n1", alloc)
+    assert free() == 128_000 - 8_000
+    live.on_pod("ADDED", _cpu_pod("p", "n1", "8", gpus=1))  # the watch confirms: counted once
+    assert free() == 128_000 - 8_000
+    live.on_pod("DELETED", _cpu_pod("p", "n1", "8", gpus=1))
+    assert free() == 128_000
+    live.assume("n1", Allocation("ns/q", (1,), 0, whole=True, cpu_milli=4_000))
+    live.forget("n1", "ns/q")  # the Binding failed
+    assert free() == 128_000
+    live.assume("n1", Allocation("ns/r", (2,), 0, whole=True, cpu_milli=4_000))
+    live.rebuild()  # a rebuild counts the reservation too
+    assert free() == 124_000
+    t[0] += ASSUME_TTL_S + 1  # the Binding never showed up in the watch
+    live.rejudge()
+    assert free() == 128_000
