@@ -354,6 +354,33 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
     return prev_bound
 
 
+def _counters(text: str) -> dict[tuple[str, ...], float]:
+    """(metric, label values...) -> value of the extender's connection and answer-size counters."""
+    out: dict[tuple[str, ...], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "gpusched_extender_connections_accepted_total" and s.labels.get("port") == "verbs":
+                out[("accepted",)] = s.value
+            elif s.name == "gpusched_extender_connections_closed_total" and s.labels.get("port") == "verbs":
+                out[("closed", s.labels["reason"])] = s.value
+            elif s.name == "gpusched_extender_response_bytes_total":
+                out[("bytes", s.labels["verb"])] = s.value
+    return out
+
+
+def connections(before: str, after: str, pods: int, calls: dict[str, int]) -> dict[str, Any]:
+    """What kube-scheduler's connections to the verbs' port cost over a run: TLS connections
+    accepted in all and per pod, the closes by reason (who hung up), and the answers' mean
+    size per verb."""
+    b, a = _counters(before), _counters(after)
+    diff = {k: v - b.get(k, 0.0) for k, v in a.items()}
+    accepted = int(diff.get(("accepted",), 0))
+    return {"accepted": accepted, "per_pod": round(accepted / max(pods, 1), 3),
+            "closed": {k[1]: int(v) for k, v in sorted(diff.items()) if k[0] == "closed" and v},
+            "answer_bytes": {verb: round(diff.get(("bytes", verb), 0.0) / calls[verb]) for verb in VERBS
+                             if calls.get(verb)}}
+
+
 def latencies(before: str, after: str) -> list[VerbLatency]:
     b, a = histograms(before), histograms(after)
     out = []
@@ -406,7 +433,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         time.sleep(3)
         idle = idle_cpu(lambda: process_cpu(cluster.state.procs), IDLE_S) if scheduling else {}
         setup_s = time.monotonic() - t
-        rows, ext = [], []
+        rows, ext, conns = [], [], []
         t = time.monotonic()
         holds = {"default-scheduler": (lambda: cluster.stop_process("kube-scheduler"), cluster.start_default_scheduler),
                  "gpusched": (lambda: cluster.stop_process("gpusched-scheduler"),
@@ -417,7 +444,10 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
                 rows.append(run_one(api, sched, pods, workers, timeout, holds[sched] if mode == "backlog" else None,
                                     cpu=lambda: process_cpu(cluster.state.procs), share=share))
                 if sched == "gpusched":
-                    ext += [replace(v, mode=mode) for v in latencies(before, gs.metrics())]
+                    after = gs.metrics()
+                    lat = latencies(before, after)
+                    ext += [replace(v, mode=mode) for v in lat]
+                    conns.append({"mode": mode, **connections(before, after, pods, {v.verb: v.calls for v in lat})})
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
                        "pod": (f"a {share} GPU memory share ({contract.GPU_MEMORY} annotation; the default "
@@ -429,6 +459,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
             "idle_cpu_ms_per_s": idle,
             "rows": [asdict(r) for r in rows],
             "extender": [asdict(v) for v in ext],
+            "extender_connections": conns,
         }
         if phase in ("all", "autoscale"):
             from benchmarks.e2e import autoscale as e2e_autoscale
@@ -471,6 +502,14 @@ def _schedule_table(result: dict[str, Any]) -> str:
     for v in result["extender"]:
         out.append(f"| {v.get('mode') or '-'} | {v['verb']} | {v['calls']:,} | {fmt(v['p50_ms'])} | "
                    f"{fmt(v['p99_ms'])} |")
+    conns = result.get("extender_connections") or []
+    if conns:
+        out += ["", "| mode | TLS connections accepted (gpusched run) | per pod | closed, by reason | "
+                "answer bytes per call |", "|---|---:|---:|---|---|"]
+        for c in conns:
+            closed = ", ".join(f"{k} {v:,}" for k, v in c["closed"].items()) or "-"
+            sizes = ", ".join(f"{k} {v:,}" for k, v in c["answer_bytes"].items()) or "-"
+            out.append(f"| {c['mode']} | {c['accepted']:,} | {c['per_pod']:.3f} | {closed} | {sizes} |")
     return "\n".join(out + _cpu_table(rows, result.get("idle_cpu_ms_per_s") or {}))
 
 

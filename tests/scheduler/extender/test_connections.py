@@ -284,3 +284,59 @@ def test_a_connection_past_descriptor_1023_is_kept_too(sticky):
     finally:
         for f in filler:
             f.close()
+
+
+# ---------- connections kept and reused (kube-scheduler's Go client keeps idle ones 90 s)
+
+@pytest.mark.parametrize("fixture, paths, pause_s", [
+    ("server", ["/x"] * 20, 0.0),                     # each answered by a worker via the watching thread
+    ("server", ["/x", "/healthz"] * 5, 0.3),          # half the 0.6 s idle_s between requests: still kept
+    ("sticky", ["/x"] * 20, 0.0),                     # the answering worker reads the next request itself
+    ("sticky", ["/x", "/healthz", "/x"], 0.3),
+])
+def test_sequential_requests_over_one_client_connection_need_no_reconnect(request, fixture, paths, pause_s):
+    import http.client
+    srv, _ = request.getfixturevalue(fixture)
+    client = http.client.HTTPConnection(*srv.server_address, timeout=3)  # reopens only when the server closes
+    try:
+        for i, path in enumerate(paths):
+            time.sleep(pause_s)
+            client.request("POST" if path == "/x" else "GET", path, body=b"%d" % i if path == "/x" else None)
+            resp = client.getresponse()
+            assert (resp.status, resp.read()) == (200, b"done:%d" % i if path == "/x" else b"ok")
+            assert resp.getheader("Connection") is None  # never "close" after a normal answer
+        assert srv.accepted == 1, srv.closed
+        assert not any(srv.closed.values()), srv.closed  # nothing hung up meanwhile
+    finally:
+        client.close()
+
+
+def test_a_kept_connection_closes_once_idle_past_the_timeout_and_the_reason_is_counted(server):
+    srv, _ = server
+    with connect(srv) as s:
+        s.sendall(post("/x", b"1"))
+        assert answer(s) == b"done:1"
+        time.sleep(0.3)  # under idle_s 0.6
+        s.sendall(post("/x", b"2"))
+        assert answer(s) == b"done:2"
+        assert closed_within(s, 3)
+    assert srv.accepted == 1 and srv.closed["idle"] == 1, srv.closed
+
+
+@pytest.mark.parametrize("send, reason", [
+    (b"", "peer"),                                                        # the client hangs up
+    (b"POST /x HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\n\r\n1", "asked"),
+    (b"POST /x HTTP/1.0\r\nContent-Length: 1\r\n\r\n1", "asked"),         # 1.0 without keep-alive
+    (b"BAD\r\n\r\n", "refused"),                                          # 400 and closed
+])
+def test_each_close_is_counted_by_who_or_what_ended_it(server, send, reason):
+    srv, _ = server
+    with connect(srv) as s:
+        s.sendall(send)
+        if send:
+            assert status(s) in (200, 400)
+            assert closed_within(s, 3)
+    deadline = time.monotonic() + 3
+    while sum(srv.closed.values()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the client's close reaches the watching thread after ours returns
+    assert {k: v for k, v in srv.closed.items() if v} == {reason: 1}
