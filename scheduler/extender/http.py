@@ -64,7 +64,10 @@ class Limits:
     # kube-scheduler binds up to its parallelism at once, each waiting on the API server;
     # filter and prioritize must never queue behind them (daemon.BIND_CONCURRENCY is 24)
     workers: int = 40
-    idle_s: float = 60.0  # Go's client keeps an idle connection 90 s and retries one closed under it
+    # Longer than Go's IdleConnTimeout (90 s; kube-scheduler's extender client keeps Go's
+    # default): the client drops an idle connection before we do. Closed under it, a POST the
+    # client had started writing fails the call, as Go retries only requests it never wrote.
+    idle_s: float = 120.0
     header_s: float = 10.0
     body_s: float = 10.0
     write_s: float = 10.0

@@ -288,6 +288,15 @@ def test_a_connection_past_descriptor_1023_is_kept_too(sticky):
 
 # ---------- connections kept and reused (kube-scheduler's Go client keeps idle ones 90 s)
 
+GO_IDLE_CONN_TIMEOUT_S = 90.0  # net/http DefaultTransport.IdleConnTimeout, which kube-scheduler's extender client keeps
+
+
+def test_the_idle_timeout_outlasts_gos_so_the_client_hangs_up_first():
+    # Closed under Go's client, a POST it had started writing fails the extender call: Go retries
+    # only a request it never wrote (persistConn.shouldRetryRequest)
+    assert Limits().idle_s > GO_IDLE_CONN_TIMEOUT_S
+
+
 @pytest.mark.parametrize("fixture, paths, pause_s", [
     ("server", ["/x"] * 20, 0.0),                     # each answered by a worker via the watching thread
     ("server", ["/x", "/healthz"] * 5, 0.3),          # half the 0.6 s idle_s between requests: still kept
