@@ -349,3 +349,39 @@ def test_each_close_is_counted_by_who_or_what_ended_it(server, send, reason):
     while sum(srv.closed.values()) < 1 and time.monotonic() < deadline:
         time.sleep(0.02)  # the client's close reaches the watching thread after ours returns
     assert {k: v for k, v in srv.closed.items() if v} == {reason: 1}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from benchmarks.testbed import pki as pkimod
+    return pkimod.create_extender_tls(tmp_path_factory.mktemp("pki"), "reuse")
+
+
+def test_over_mutual_tls_one_handshake_serves_every_request_and_no_ticket_is_issued(pki):
+    import http.client
+    import ssl
+
+    from scheduler.extender.server import server_tls_context
+    slow = Slow()
+    srv = BoundedHTTPServer(("127.0.0.1", 0), slow.handle, quick,
+                            tls=server_tls_context(str(pki.cert), str(pki.key), str(pki.ca_cert)),
+                            limits=LIMITS, name="tls")
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    client = http.client.HTTPSConnection(*srv.server_address, context=ctx, timeout=3)
+    try:
+        for i in range(10):
+            time.sleep(0.03 * (i % 3))
+            client.request("POST", "/x", body=b"%d" % i)
+            resp = client.getresponse()
+            assert (resp.status, resp.read()) == (200, b"done:%d" % i)
+        assert srv.accepted == 1 and not any(srv.closed.values()), srv.closed
+        # kube-scheduler's Go client keeps no session cache: tickets would be work for nothing
+        session = client.sock.session
+        assert session is None or not session.has_ticket
+    finally:
+        client.close()
+        srv.shutdown()
+        srv.server_close()
