@@ -395,13 +395,15 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None,
-        modes: str = "backlog", share: str | None = None, nodes_to_score: int | None = None) -> dict[str, Any]:
+        modes: str = "backlog", share: str | None = None, nodes_to_score: int | None = None,
+        tls: bool = True) -> dict[str, Any]:
     """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
     "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults); modes: "create"
     (pods created while the schedulers run), "backlog" (created first) or "both"; share:
     each pod a GPU memory share of this size (pod_body) instead of a whole GPU; nodes_to_score:
     gpusched's kube-scheduler's percentageOfNodesToScore in place of the chart's 100 (0:
-    kube-scheduler's adaptive default, as the default scheduler has it)."""
+    kube-scheduler's adaptive default, as the default scheduler has it); tls=False: the extender
+    on plain HTTP (the chart serves mutual TLS), to show what TLS costs."""
     from kubernetes import client
 
     from benchmarks.testbed.cli import wait_nodes_ready
@@ -427,7 +429,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         api = client.CoreV1Api(cluster.api_client())
         create_nodes(api, small(nodes), workers=32)
         wait_nodes_ready(api, nodes, timeout=300)
-        gs = GpuschedScheduler(cluster, nodes_to_score=nodes_to_score)
+        gs = GpuschedScheduler(cluster, nodes_to_score=nodes_to_score, tls=tls)
         gs.start()
         # Let both schedulers' informers see every node before timing anything; then
         # measure what the idle test bed burns (node leases, heartbeats, resyncs): a run pays
@@ -457,7 +459,8 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
                                "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers"),
                        "create_workers": workers, "bound_seen_by": "watch",
                        "gpusched_nodes_to_score": "chart (100)" if nodes_to_score is None else
-                       "adaptive" if nodes_to_score == 0 else nodes_to_score, "phase": phase, "modes": modes,
+                       "adaptive" if nodes_to_score == 0 else nodes_to_score,
+                       "extender_transport": "HTTPS, mutual TLS" if tls else "plain HTTP", "phase": phase, "modes": modes,
                        "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
                        "schedule_phase_s": round(time.monotonic() - t, 1)},
             "idle_cpu_ms_per_s": idle,
@@ -508,7 +511,7 @@ def _schedule_table(result: dict[str, Any]) -> str:
                    f"{fmt(v['p99_ms'])} |")
     conns = result.get("extender_connections") or []
     if conns:
-        out += ["", "| mode | TLS connections accepted (gpusched run) | per pod | closed, by reason | "
+        out += ["", "| mode | connections accepted (gpusched run) | per pod | closed, by reason | "
                 "answer bytes per call |", "|---|---:|---:|---|---|"]
         for c in conns:
             closed = ", ".join(f"{k} {v:,}" for k, v in c["closed"].items()) or "-"
@@ -547,4 +550,5 @@ def params_line(result: dict[str, Any]) -> str:
             f"(bound pods seen by {p.get('bound_seen_by', 'a poll')}; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); "
             f"mode backlog: the scheduler is stopped while the pods are created, seconds = its start to all bound, "
             f"pods/s = (pods - 1) / (first bound to all bound); gpusched's percentageOfNodesToScore "
-            f"{p.get('gpusched_nodes_to_score', 'chart (100)')}; Kubernetes {p['kubernetes']}")
+            f"{p.get('gpusched_nodes_to_score', 'chart (100)')}, extender over "
+            f"{p.get('extender_transport', 'HTTPS, mutual TLS')}; Kubernetes {p['kubernetes']}")
