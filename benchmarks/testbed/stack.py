@@ -76,8 +76,12 @@ class GpuschedScheduler:
                                                 "keyFile": str(self.pki.client_key)}
         if self.name != "gpusched":
             cfg["profiles"][0]["schedulerName"] = self.name
-        if self.nodes_to_score is not None:
-            cfg["percentageOfNodesToScore"] = self.nodes_to_score
+        if self.nodes_to_score is not None:  # the profile's value wins over a global one
+            if self.nodes_to_score:
+                cfg["profiles"][0]["percentageOfNodesToScore"] = self.nodes_to_score
+            else:
+                cfg["profiles"][0].pop("percentageOfNodesToScore", None)
+                cfg.pop("percentageOfNodesToScore", None)
         cfg["clientConnection"]["kubeconfig"] = str(self.cluster.kubeconfig_for("system:kube-scheduler"))
         cfg["leaderElection"] = {"leaderElect": False}
         return cfg
