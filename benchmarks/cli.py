@@ -71,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                           "a whole GPU: gpusched's rate for share pods (the default scheduler places them as CPU "
                           "pods, so its row is no GPU baseline)")
     e2e.add_argument("--timeout", type=float, default=600, help="seconds allowed per scheduler run")
+    e2e.add_argument("--nodes-to-score", type=int, default=None, metavar="PCT",
+                     help="percentageOfNodesToScore for gpusched's kube-scheduler in this run, in place of the "
+                          "chart's 100 (0: kube-scheduler's adaptive default, as the default scheduler has it)")
+    e2e.add_argument("--no-tls", action="store_true",
+                     help="the extender on plain HTTP, to show what TLS costs (the chart serves mutual TLS)")
     e2e.add_argument("--state", default=None, help="test bed state directory (default: a temporary one)")
     e2e.add_argument("--out", default="results/e2e")
     e2e.add_argument("--modes", choices=("create", "backlog", "both"), default="backlog",
@@ -170,7 +175,8 @@ def run_e2e(args: argparse.Namespace) -> int:
         return 2
     t0 = time.monotonic()
     result = e2e.run(args.nodes, args.pods, args.workers, args.timeout, args.state, phase=args.phase, modes=args.modes,
-                     autoscale=settings, share=args.share)
+                     autoscale=settings, share=args.share, nodes_to_score=args.nodes_to_score,
+                     tls=not args.no_tls)
     result["params"]["wall_s"] = round(time.monotonic() - t0, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

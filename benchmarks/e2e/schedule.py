@@ -356,6 +356,33 @@ def quantile(q: float, buckets: dict[float, float]) -> float | None:
     return prev_bound
 
 
+def _counters(text: str) -> dict[tuple[str, ...], float]:
+    """(metric, label values...) -> value of the extender's connection and answer-size counters."""
+    out: dict[tuple[str, ...], float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            if s.name == "gpusched_extender_connections_accepted_total" and s.labels.get("port") == "verbs":
+                out[("accepted",)] = s.value
+            elif s.name == "gpusched_extender_connections_closed_total" and s.labels.get("port") == "verbs":
+                out[("closed", s.labels["reason"])] = s.value
+            elif s.name == "gpusched_extender_response_bytes_total":
+                out[("bytes", s.labels["verb"])] = s.value
+    return out
+
+
+def connections(before: str, after: str, pods: int, calls: dict[str, int]) -> dict[str, Any]:
+    """What kube-scheduler's connections to the verbs' port cost over a run: TLS connections
+    accepted in all and per pod, the closes by reason (who hung up), and the answers' mean
+    size per verb."""
+    b, a = _counters(before), _counters(after)
+    diff = {k: v - b.get(k, 0.0) for k, v in a.items()}
+    accepted = int(diff.get(("accepted",), 0))
+    return {"accepted": accepted, "per_pod": round(accepted / max(pods, 1), 3),
+            "closed": {k[1]: int(v) for k, v in sorted(diff.items()) if k[0] == "closed" and v},
+            "answer_bytes": {verb: round(diff.get(("bytes", verb), 0.0) / calls[verb]) for verb in VERBS
+                             if calls.get(verb)}}
+
+
 def latencies(before: str, after: str) -> list[VerbLatency]:
     b, a = histograms(before), histograms(after)
     out = []
@@ -370,11 +397,15 @@ def latencies(before: str, after: str) -> list[VerbLatency]:
 
 def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         state_dir: Path | str | None = None, *, phase: str = "all", autoscale=None,
-        modes: str = "backlog", share: str | None = None) -> dict[str, Any]:
+        modes: str = "backlog", share: str | None = None, nodes_to_score: int | None = None,
+        tls: bool = True) -> dict[str, Any]:
     """phase: "all" (scheduling throughput, then the autoscale phase), "schedule" or
     "autoscale"; autoscale: e2e_autoscale.Settings (default: its defaults); modes: "create"
     (pods created while the schedulers run), "backlog" (created first) or "both"; share:
-    each pod a GPU memory share of this size (pod_body) instead of a whole GPU."""
+    each pod a GPU memory share of this size (pod_body) instead of a whole GPU; nodes_to_score:
+    gpusched's kube-scheduler's percentageOfNodesToScore in place of the chart's 100 (0:
+    kube-scheduler's adaptive default, as the default scheduler has it); tls=False: the extender
+    on plain HTTP (the chart serves mutual TLS), to show what TLS costs."""
     from kubernetes import client
 
     from benchmarks.testbed.cli import wait_nodes_ready
@@ -400,7 +431,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         api = client.CoreV1Api(cluster.api_client())
         create_nodes(api, small(nodes), workers=32)
         wait_nodes_ready(api, nodes, timeout=300)
-        gs = GpuschedScheduler(cluster)
+        gs = GpuschedScheduler(cluster, nodes_to_score=nodes_to_score, tls=tls)
         gs.start()
         # Let both schedulers' informers see every node before timing anything; then
         # measure what the idle test bed burns (node leases, heartbeats, resyncs): a run pays
@@ -408,7 +439,7 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
         time.sleep(3)
         idle = idle_cpu(lambda: process_cpu(cluster.state.procs), IDLE_S) if scheduling else {}
         setup_s = time.monotonic() - t
-        rows, ext = [], []
+        rows, ext, conns = [], [], []
         t = time.monotonic()
         holds = {"default-scheduler": (lambda: cluster.stop_process("kube-scheduler"), cluster.start_default_scheduler),
                  "gpusched": (lambda: cluster.stop_process("gpusched-scheduler"),
@@ -419,19 +450,26 @@ def run(nodes: int, pods: int, workers: int = 31, timeout: float = 600.0,
                 rows.append(run_one(api, sched, pods, workers, timeout, holds[sched] if mode == "backlog" else None,
                                     cpu=lambda: process_cpu(cluster.state.procs), share=share))
                 if sched == "gpusched":
-                    ext += [replace(v, mode=mode) for v in latencies(before, gs.metrics())]
+                    after = gs.metrics()
+                    lat = latencies(before, after)
+                    ext += [replace(v, mode=mode) for v in lat]
+                    conns.append({"mode": mode, **connections(before, after, pods, {v.verb: v.calls for v in lat})})
         result: dict[str, Any] = {
             "params": {"nodes": nodes, "profile": "small (8 x H100 80GB per node)", "pods": pods if scheduling else 0,
                        "pod": (f"a {share} GPU memory share ({contract.GPU_MEMORY} annotation, the legacy "
                                "path of extender.annotationShares=true; the default "
                                "scheduler places it as a CPU pod), same set for both schedulers" if share else
                                "1 whole GPU (nvidia.com/gpu: 1 limits), same set for both schedulers"),
-                       "create_workers": workers, "bound_seen_by": "watch", "phase": phase, "modes": modes,
+                       "create_workers": workers, "bound_seen_by": "watch",
+                       "gpusched_nodes_to_score": "chart (100)" if nodes_to_score is None else
+                       "adaptive" if nodes_to_score == 0 else nodes_to_score,
+                       "extender_transport": "HTTPS, mutual TLS" if tls else "plain HTTP", "phase": phase, "modes": modes,
                        "kubernetes": cluster.state.kubernetes_version, "setup_s": round(setup_s, 1),
                        "schedule_phase_s": round(time.monotonic() - t, 1)},
             "idle_cpu_ms_per_s": idle,
             "rows": [asdict(r) for r in rows],
             "extender": [asdict(v) for v in ext],
+            "extender_connections": conns,
         }
         if phase in ("all", "autoscale"):
             from benchmarks.e2e import autoscale as e2e_autoscale
@@ -474,6 +512,14 @@ def _schedule_table(result: dict[str, Any]) -> str:
     for v in result["extender"]:
         out.append(f"| {v.get('mode') or '-'} | {v['verb']} | {v['calls']:,} | {fmt(v['p50_ms'])} | "
                    f"{fmt(v['p99_ms'])} |")
+    conns = result.get("extender_connections") or []
+    if conns:
+        out += ["", "| mode | connections accepted (gpusched run) | per pod | closed, by reason | "
+                "answer bytes per call |", "|---|---:|---:|---|---|"]
+        for c in conns:
+            closed = ", ".join(f"{k} {v:,}" for k, v in c["closed"].items()) or "-"
+            sizes = ", ".join(f"{k} {v:,}" for k, v in c["answer_bytes"].items()) or "-"
+            out.append(f"| {c['mode']} | {c['accepted']:,} | {c['per_pod']:.3f} | {closed} | {sizes} |")
     return "\n".join(out + _cpu_table(rows, result.get("idle_cpu_ms_per_s") or {}))
 
 
@@ -506,4 +552,6 @@ def params_line(result: dict[str, Any]) -> str:
             f"{p['pod']}, created by {p['create_workers']} threads; mode create: seconds = first create to all bound "
             f"(bound pods seen by {p.get('bound_seen_by', 'a poll')}; create s = until the last create returned: where it is close to seconds, creation, not the scheduler, bounds the rate); "
             f"mode backlog: the scheduler is stopped while the pods are created, seconds = its start to all bound, "
-            f"pods/s = (pods - 1) / (first bound to all bound); Kubernetes {p['kubernetes']}")
+            f"pods/s = (pods - 1) / (first bound to all bound); gpusched's percentageOfNodesToScore "
+            f"{p.get('gpusched_nodes_to_score', 'chart (100)')}, extender over "
+            f"{p.get('extender_transport', 'HTTPS, mutual TLS')}; Kubernetes {p['kubernetes']}")

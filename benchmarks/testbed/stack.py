@@ -22,8 +22,11 @@ class GpuschedScheduler:
     carries the CA (caData) and its client certificate (certFile, keyFile), all from a CA of
     their own. /metrics, /debug, /healthz and /readyz are on a plain-HTTP port of their own."""
 
-    def __init__(self, cluster: LocalCluster, *, tls: bool = True, name: str = "gpusched"):
+    def __init__(self, cluster: LocalCluster, *, tls: bool = True, name: str = "gpusched",
+                 nodes_to_score: int | None = None):
         self.cluster = cluster
+        # percentageOfNodesToScore for its kube-scheduler, in place of the chart's (0: adaptive)
+        self.nodes_to_score = nodes_to_score
         self.name = name
         self.port = free_port()
         self.ops_port = free_port()
@@ -73,6 +76,12 @@ class GpuschedScheduler:
                                                 "keyFile": str(self.pki.client_key)}
         if self.name != "gpusched":
             cfg["profiles"][0]["schedulerName"] = self.name
+        if self.nodes_to_score is not None:  # the profile's value wins over a global one
+            if self.nodes_to_score:
+                cfg["profiles"][0]["percentageOfNodesToScore"] = self.nodes_to_score
+            else:
+                cfg["profiles"][0].pop("percentageOfNodesToScore", None)
+                cfg.pop("percentageOfNodesToScore", None)
         cfg["clientConnection"]["kubeconfig"] = str(self.cluster.kubeconfig_for("system:kube-scheduler"))
         cfg["leaderElection"] = {"leaderElect": False}
         return cfg

@@ -47,6 +47,14 @@ log = logging.getLogger(__name__)
 STICKY_S = 0.002
 WHOLE_S = 0.005
 REST_S = 0.1
+# Why connections are closed, as the metrics count them: "peer" the client closed it (or reset
+# it); "asked" the request said Connection: close (or was HTTP/1.0); "answer" the answer did
+# (not ready, an error); "idle" no request within idle_s; "timeout" a handshake or head not in
+# time; "evicted" at the connection cap; "refused" a request refused (too large, malformed);
+# "handshake" a failed TLS handshake; "write" an answer that could not be written; "error" a
+# socket error while waiting; "shutdown" the server stopping.
+CLOSE_REASONS = ("peer", "asked", "answer", "idle", "timeout", "evicted", "refused", "handshake", "write",
+                 "error", "shutdown")
 SCRATCH = 262144  # each thread's receive buffer: a recv() of this size would mmap it afresh each call
 
 
@@ -56,7 +64,10 @@ class Limits:
     # kube-scheduler binds up to its parallelism at once, each waiting on the API server;
     # filter and prioritize must never queue behind them (daemon.BIND_CONCURRENCY is 24)
     workers: int = 40
-    idle_s: float = 60.0  # Go's client keeps an idle connection 90 s and retries one closed under it
+    # Longer than Go's IdleConnTimeout (90 s; kube-scheduler's extender client keeps Go's
+    # default): the client drops an idle connection before we do. Closed under it, a POST the
+    # client had started writing fails the call, as Go retries only requests it never wrote.
+    idle_s: float = 120.0
     header_s: float = 10.0
     body_s: float = 10.0
     write_s: float = 10.0
@@ -117,6 +128,7 @@ class _Conn:
     reserved: int = 0  # bytes of the buffer budget this request's body holds
     close: bool = False
     closed: bool = False
+    why: str = ""  # why a worker set close: the reason _close counts when the connection comes back
 
     @property
     def fd(self) -> int:
@@ -229,6 +241,11 @@ class BoundedHTTPServer:
         self._workers: list[threading.Thread] = []
         self.dates = Dates()
         self.evicted = 0  # connections closed at the cap, for tests and logs
+        # Connections accepted, and closed by reason (CLOSE_REASONS), for the metrics and tests:
+        # a client that reuses its connections shows few accepts per request. Written by the
+        # watching thread alone.
+        self.accepted = 0
+        self.closed: dict[str, int] = dict.fromkeys(CLOSE_REASONS, 0)
         self.handed_back = 0  # connections a worker gave back to the watching thread, for tests
 
     # ---------- lifecycle
@@ -258,7 +275,7 @@ class BoundedHTTPServer:
                     next_sweep = now + poll_interval
         finally:
             for c in list(self._conns.values()):
-                self._close(c)
+                self._close(c, "shutdown")
             for _ in self._workers:
                 self._jobs.put(None)
             self._shortage(True)  # workers waiting on their connections: stop
@@ -294,7 +311,8 @@ class BoundedHTTPServer:
                     continue
                 oldest = next(iter(self._evictable))
                 self.evicted += 1
-                self._close(oldest)
+                self._close(oldest, "evicted")
+            self.accepted += 1
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else Nagle waits 40 ms on answers
             now = time.monotonic()
@@ -324,7 +342,7 @@ class BoundedHTTPServer:
                 return
             except (OSError, ValueError) as exc:
                 log.info("%s: TLS handshake from %s failed: %s", self.name, c.peer, exc)
-                self._close(c)
+                self._close(c, "handshake")
                 return
             c.state, c.deadline = _IDLE, time.monotonic() + self.limits.idle_s
             self._evictable.move_to_end(c)
@@ -341,7 +359,7 @@ class BoundedHTTPServer:
         if eof and c.state == _BODY and not c.closed:
             self._refuse(c, 400, "the body ended before Content-Length bytes")  # the client may still read
         elif eof and c.state != _BUSY and not c.closed:
-            self._close(c)
+            self._close(c, "peer")
 
     def _advance(self, c: _Conn) -> None:
         """Move the requests in c.buf as far as the bytes allow: each whole one is answered
@@ -360,7 +378,7 @@ class BoundedHTTPServer:
             c.need = 0
             cert = c.sock.getpeercert() if self.tls is not None else None  # type: ignore[attr-defined]
             req = Request(method, path, headers, body, cert or None)
-            c.close = not keep
+            c.close, c.why = not keep, "asked"
             resp = self.quick(req) if self.quick is not None else None
             if resp is None:
                 c.state = _BUSY
@@ -370,7 +388,7 @@ class BoundedHTTPServer:
             self._release(c)
             ok = self._send_now(c, encode(resp, keep and not resp.close, self.dates()))
             if not ok or c.close or resp.close:
-                self._close(c)
+                self._close(c, "write" if not ok else "asked" if c.close else "answer")
                 return
             c.state, c.deadline, c.head = _IDLE, time.monotonic() + lim.idle_s, None
             self._evictable[c] = None
@@ -439,7 +457,7 @@ class BoundedHTTPServer:
     def _refuse(self, c: _Conn, status: int, message: str) -> None:
         self._send_now(c, encode(_error(status, message), False, self.dates()))
         if status not in (411, 413, 503) or c.closed:
-            self._close(c)
+            self._close(c, "refused")
             return
         # a body is on its way: drop it (never buffered) so that the answer is read, not reset
         self._release(c)
@@ -460,7 +478,7 @@ class BoundedHTTPServer:
                 chunk = b""
             c.need -= len(chunk)
             if not chunk or c.need <= 0:
-                self._close(c)
+                self._close(c, "refused")
                 return
 
     def _send_now(self, c: _Conn, data: bytes) -> bool:
@@ -482,7 +500,7 @@ class BoundedHTTPServer:
             self.handed_back += 1
             self._release(c)
             if c.close or self._stop.is_set():
-                self._close(c, registered=False)
+                self._close(c, c.why or "shutdown", registered=False)
                 continue
             self._sel.register(c.sock, selectors.EVENT_READ, c)
             self._rest(c, c.deadline)  # the worker set it when it answered: waiting there was idle time
@@ -493,19 +511,20 @@ class BoundedHTTPServer:
             if c.state == _BODY:
                 self._refuse(c, 408, "request body not received in time")
             elif c.state == _DRAIN:
-                self._close(c)
-            else:
-                self._close(c)  # idle, or a head or handshake that never came: nothing to say
+                self._close(c, "refused")
+            else:  # idle, or a head or handshake that never came: nothing to say
+                self._close(c, "idle" if c.state == _IDLE else "timeout")
 
     def _release(self, c: _Conn) -> None:
         with self._budget:  # workers release too, as soon as their request is answered
             self._buffered -= c.reserved
             c.reserved = 0
 
-    def _close(self, c: _Conn, registered: bool = True) -> None:
+    def _close(self, c: _Conn, why: str, registered: bool = True) -> None:
         if c.closed:
             return
         c.closed = True
+        self.closed[why] = self.closed.get(why, 0) + 1
         self._release(c)
         self._evictable.pop(c, None)
         if self._conns.get(c.fd) is c:
@@ -555,6 +574,8 @@ class BoundedHTTPServer:
                 resp = Response(500, b'{"Error":"internal error"}')
         self._release(c)
         data = encode(resp, not (c.close or resp.close), self.dates())
+        if not c.close and resp.close:
+            c.why = "answer"
         c.close = c.close or resp.close
         try:
             sent = 0
@@ -568,7 +589,7 @@ class BoundedHTTPServer:
                 c.sock.sendall(memoryview(data)[sent:])
                 c.sock.setblocking(False)
         except (OSError, ValueError):
-            c.close = True
+            c.close, c.why = True, "write"
         c.deadline = time.monotonic() + self.limits.idle_s
 
     def _next_here(self, c: _Conn, scratch: memoryview, waiter: select.poll) -> Request | None:
@@ -594,6 +615,7 @@ class BoundedHTTPServer:
                 got = _recv(c, scratch, need - len(c.buf) if head is not None else SCRATCH)
                 if got < 0:
                     c.close = not c.buf  # EOF: the watching thread answers what came before it
+                    c.why = "peer"
                     return None
                 if head is None:
                     end = c.buf.find(b"\r\n\r\n", 0, lim.max_header_bytes + 4)
@@ -615,7 +637,7 @@ class BoundedHTTPServer:
         assert head is not None  # the loop leaves with the head parsed and the body whole
         method, path, headers, keep = head
         cert = (c.sock.getpeercert() or None) if self.tls is not None else None  # type: ignore[attr-defined]
-        c.close = not keep
+        c.close, c.why = not keep, "asked"
         return Request(method, path, headers, _take(c.buf, start, need), cert)
 
     def _reserve_body(self, c: _Conn, length: int) -> bool:
@@ -643,7 +665,7 @@ def _wait(c: _Conn, waiter: select.poll, timeout: float) -> bool:
         finally:
             waiter.unregister(fd)
     except (OSError, ValueError, KeyError):
-        c.close = True
+        c.close, c.why = True, "error"
         return False
     return any(f == fd for f, _ in events)
 

@@ -52,6 +52,26 @@ def test_cpu_per_pod(before, after, pods, per_pod):
     assert e2e.cpu_per_pod(before, after, pods) == per_pod
 
 
+def _scrape(accepted: int, peer: int, idle: int, filter_bytes: int) -> str:
+    return (f'gpusched_extender_connections_accepted_total{{port="verbs"}} {accepted}\n'
+            f'gpusched_extender_connections_accepted_total{{port="metrics"}} 99\n'
+            f'gpusched_extender_connections_closed_total{{port="verbs",reason="peer"}} {peer}\n'
+            f'gpusched_extender_connections_closed_total{{port="verbs",reason="idle"}} {idle}\n'
+            f'gpusched_extender_response_bytes_total{{verb="filter"}} {filter_bytes}\n')
+
+
+@pytest.mark.parametrize("before, after, pods, want", [
+    # 1,190 - 4 = 1,186 accepted over 2,000 pods = 0.593 per pod; closes by the client only;
+    # filter answers (32,176,004 - 4) / 2,000 calls = 16,088 bytes each; the metrics port not counted
+    ((4, 2, 0, 4), (1190, 1186, 0, 32176004), 2000,
+     {"accepted": 1186, "per_pod": 0.593, "closed": {"peer": 1184}, "answer_bytes": {"filter": 16088}}),
+    # no new connection: one kept connection served the run
+    ((1, 0, 0, 0), (1, 0, 0, 1000), 10, {"accepted": 0, "per_pod": 0.0, "closed": {}, "answer_bytes": {"filter": 100}}),
+])
+def test_connections_per_pod_from_two_scrapes(before, after, pods, want):
+    assert e2e.connections(_scrape(*before), _scrape(*after), pods, {"filter": pods}) == want
+
+
 def test_cpu_table_shows_each_process_and_the_idle_part():
     rows = [{"mode": "backlog", "scheduler": "gpusched", "pods": 100, "seconds": 2.0,
              "cpu_ms_per_pod": {"kube-apiserver": 7.5, "gpusched-extender": 5.0}}]

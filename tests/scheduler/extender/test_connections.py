@@ -284,3 +284,104 @@ def test_a_connection_past_descriptor_1023_is_kept_too(sticky):
     finally:
         for f in filler:
             f.close()
+
+
+# ---------- connections kept and reused (kube-scheduler's Go client keeps idle ones 90 s)
+
+GO_IDLE_CONN_TIMEOUT_S = 90.0  # net/http DefaultTransport.IdleConnTimeout, which kube-scheduler's extender client keeps
+
+
+def test_the_idle_timeout_outlasts_gos_so_the_client_hangs_up_first():
+    # Closed under Go's client, a POST it had started writing fails the extender call: Go retries
+    # only a request it never wrote (persistConn.shouldRetryRequest)
+    assert Limits().idle_s > GO_IDLE_CONN_TIMEOUT_S
+
+
+@pytest.mark.parametrize("fixture, paths, pause_s", [
+    ("server", ["/x"] * 20, 0.0),                     # each answered by a worker via the watching thread
+    ("server", ["/x", "/healthz"] * 5, 0.3),          # half the 0.6 s idle_s between requests: still kept
+    ("sticky", ["/x"] * 20, 0.0),                     # the answering worker reads the next request itself
+    ("sticky", ["/x", "/healthz", "/x"], 0.3),
+])
+def test_sequential_requests_over_one_client_connection_need_no_reconnect(request, fixture, paths, pause_s):
+    import http.client
+    srv, _ = request.getfixturevalue(fixture)
+    client = http.client.HTTPConnection(*srv.server_address, timeout=3)  # reopens only when the server closes
+    try:
+        for i, path in enumerate(paths):
+            time.sleep(pause_s)
+            client.request("POST" if path == "/x" else "GET", path, body=b"%d" % i if path == "/x" else None)
+            resp = client.getresponse()
+            assert (resp.status, resp.read()) == (200, b"done:%d" % i if path == "/x" else b"ok")
+            assert resp.getheader("Connection") is None  # never "close" after a normal answer
+        assert srv.accepted == 1, srv.closed
+        assert not any(srv.closed.values()), srv.closed  # nothing hung up meanwhile
+    finally:
+        client.close()
+
+
+def test_a_kept_connection_closes_once_idle_past_the_timeout_and_the_reason_is_counted(server):
+    srv, _ = server
+    with connect(srv) as s:
+        s.sendall(post("/x", b"1"))
+        assert answer(s) == b"done:1"
+        time.sleep(0.3)  # under idle_s 0.6
+        s.sendall(post("/x", b"2"))
+        assert answer(s) == b"done:2"
+        assert closed_within(s, 3)
+    assert srv.accepted == 1 and srv.closed["idle"] == 1, srv.closed
+
+
+@pytest.mark.parametrize("send, reason", [
+    (b"", "peer"),                                                        # the client hangs up
+    (b"POST /x HTTP/1.1\r\nConnection: close\r\nContent-Length: 1\r\n\r\n1", "asked"),
+    (b"POST /x HTTP/1.0\r\nContent-Length: 1\r\n\r\n1", "asked"),         # 1.0 without keep-alive
+    (b"BAD\r\n\r\n", "refused"),                                          # 400 and closed
+])
+def test_each_close_is_counted_by_who_or_what_ended_it(server, send, reason):
+    srv, _ = server
+    with connect(srv) as s:
+        s.sendall(send)
+        if send:
+            assert status(s) in (200, 400)
+            assert closed_within(s, 3)
+    deadline = time.monotonic() + 3
+    while sum(srv.closed.values()) < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the client's close reaches the watching thread after ours returns
+    assert {k: v for k, v in srv.closed.items() if v} == {reason: 1}
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    from benchmarks.testbed import pki as pkimod
+    return pkimod.create_extender_tls(tmp_path_factory.mktemp("pki"), "reuse")
+
+
+def test_over_mutual_tls_one_handshake_serves_every_request_and_no_ticket_is_issued(pki):
+    import http.client
+    import ssl
+
+    from scheduler.extender.server import server_tls_context
+    slow = Slow()
+    srv = BoundedHTTPServer(("127.0.0.1", 0), slow.handle, quick,
+                            tls=server_tls_context(str(pki.cert), str(pki.key), str(pki.ca_cert)),
+                            limits=LIMITS, name="tls")
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
+    ctx.load_cert_chain(str(pki.client_cert), str(pki.client_key))
+    client = http.client.HTTPSConnection(*srv.server_address, context=ctx, timeout=3)
+    try:
+        for i in range(10):
+            time.sleep(0.03 * (i % 3))
+            client.request("POST", "/x", body=b"%d" % i)
+            resp = client.getresponse()
+            assert (resp.status, resp.read()) == (200, b"done:%d" % i)
+        assert srv.accepted == 1 and not any(srv.closed.values()), srv.closed
+        # kube-scheduler's Go client keeps no session cache: tickets would be work for nothing
+        session = client.sock.session
+        assert session is None or not session.has_ticket
+    finally:
+        client.close()
+        srv.shutdown()
+        srv.server_close()
