@@ -45,7 +45,8 @@ The recommendation is the largest. Then, in order:
   or did not come. (Holding forecasts for the full 300 s held every overshoot of the
   trend on bursty traffic: on azure-code 2.3 of ours' 10.6 GPU-hours.)
 - queued hold: when a cold start is longer than the wait bound, a decision made while a
-  queueDepth signal reads requests waiting keeps its largest recommendation (the
+  queueDepth signal has read requests waiting for longer than the wait bound (in this and
+  an earlier decision) keeps its largest recommendation (the
   forecast's included) as a floor for scale-downs for max(600 s, 8 cold starts), the span
   of rates the policy keeps (queued_hold_s). A queue means every slot of every ready
   replica was busy, whatever the server's batch; a replica given back cannot return
@@ -73,7 +74,7 @@ deletes the rest; the actuator refills the pool to ``warm``.
 
 ``decide`` runs all this as named phases, each a pure function with its own tests:
 queue_target, signal_ratios, queueing_and_forecast, pick_largest (with the unknown-data hold),
-split_recommendations, held_recommendations, stabilise, queued_peak, queued_floor, panic_mode, rate_limit,
+split_recommendations, held_recommendations, stabilise, queued_kept, queued_floor, panic_mode, rate_limit,
 panic_floor, clamp, scale_to_zero, warm_size, warm_pool, next_state.
 
 Scale to zero (minReplicas 0, which needs ``spec.activation``): at zero the pods'
@@ -169,6 +170,7 @@ class ScaleState:
     panic_peak: int = 0  # highest replicas decided during this panic
     last_active: float | None = None  # last decision that saw a request or a queue (scale to zero)
     queued: tuple[tuple[float, int], ...] = ()  # (t, largest recommendation while requests queued), queued_hold_s
+    queue_since: float | None = None  # first of the decisions in a row that saw requests waiting
 
 
 @dataclass(frozen=True)
@@ -495,6 +497,28 @@ def queued_peak(rules: Rules, obs: Observation, spec: AutoscalerSpec) -> int | N
     return min(max(r.replicas for r in rules.recs), spec.max_replicas)
 
 
+def queued_kept(state: ScaleState, rules: Rules, obs: Observation, spec: AutoscalerSpec,
+                now: float) -> tuple[tuple[tuple[float, int], ...], float | None]:
+    """The queued peaks kept after this decision, and since when requests have waited.
+    A peak is recorded only once requests have been seen waiting for longer than the wait
+    bound (by an earlier decision too): one request waiting for a moment (uneven routing, a
+    prefill spike) is not a fleet that was short, a queue older than the bound is. A peak
+    that a later, at least as large one outlives can never be the floor, so it is dropped:
+    the kept peaks fall with time and stay few however long requests queue."""
+    hold = queued_hold_s(spec)
+    peak = queued_peak(rules, obs, spec) if hold > 0 else None
+    since = None if peak is None else (state.queue_since if state.queue_since is not None else now)
+    bound = spec.slo.wait_bound_s if spec.slo is not None else None
+    kept = [q for q in state.queued if q[0] > now - hold]
+    if peak is not None and since is not None and bound is not None and now - since > bound:
+        kept.append((now, peak))
+    out: list[tuple[float, int]] = []
+    for t, n in reversed(kept):
+        if not out or n > out[-1][1]:
+            out.append((t, n))
+    return tuple(reversed(out)), since
+
+
 def queued_floor(v: Verdict, kept: tuple[tuple[float, int], ...], cur: int, now: float) -> Verdict:
     """No scale-down below the largest queued peak kept (nor below ``cur`` when it is
     higher than that: the floor never scales up)."""
@@ -779,9 +803,7 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     rules = signal_ratios(spec, obs) + queued
     picked, demand = pick_largest(rules, cur)
     measured, anticipated = split_recommendations(rules, picked, cur)
-    hold = queued_hold_s(spec)
-    peak = queued_peak(rules, obs, spec) if hold > 0 else None
-    held_queued = tuple(q for q in state.queued if q[0] > now - hold) + (((now, peak),) if peak is not None else ())
+    held_queued, queue_since = queued_kept(state, rules, obs, spec, now)
     v = stabilise(picked, held_recommendations(state, now, spec.cold_start_s), spec.behavior, cur, now, started)
     v = queued_floor(v, held_queued, cur, now)
     v, panic = panic_mode(v, state, demand, obs.ready, spec.behavior.panic, now)
@@ -793,7 +815,8 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     warm = warm if v.replicas > 0 else 0  # a model at zero keeps no GPU: host-memory caches are its warm tier
     pool = warm_pool(v.replicas, cur, obs.warm, spec, fc.prewarm_target, warm)
     new_state = replace(next_state(state, spec, now, started, cur, measured, v.replicas, demand, arrivals,
-                                   panic, anticipated), last_active=last_active, queued=held_queued)
+                                   panic, anticipated), last_active=last_active, queued=held_queued,
+                      queue_since=queue_since)
     return Decision(
         replicas=v.replicas, warm=pool.warm, promote=pool.promote, cold_start=pool.cold_start, demote=pool.demote,
         prewarm=pool.prewarm, rule=v.rule, reason=v.reason + pool.note + warm_note, state=new_state, current=cur,

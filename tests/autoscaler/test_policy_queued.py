@@ -1,4 +1,4 @@
-"""The queued hold (autoscaler.policy.queued_hold_s, queued_peak, queued_floor), as
+"""The queued hold (autoscaler.policy.queued_hold_s, queued_peak, queued_kept, queued_floor), as
 tables whose rows show the arithmetic, and through ``decide``."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from autoscaler.policy import (FORECAST, QUEUED_HOLD, QUEUEING, STABILIZATION, Observation, Recommendation, Rules,
-                               ScaleState, Verdict, decide, queued_floor, queued_hold_s, queued_peak)
+from autoscaler.policy import (FORECAST, QUEUED_HOLD, QUEUEING, Observation, Recommendation, Rules, ScaleState,
+                               Verdict, decide, queued_floor, queued_hold_s, queued_kept, queued_peak)
 from autoscaler.spec import parse_spec
 
 NOW = 1000.0
@@ -83,9 +83,54 @@ def test_decide_queued_hold(name, queued, kw, want):
     assert (d.replicas, d.rule) == want, d.reason
 
 
-def test_decide_records_a_queue():
-    """A decision that sees a queue adds (now, its largest recommendation) to the state."""
-    d = decide(OLD, Observation(ready=4, signals={"queueDepth": 2.0}, arrival_rate=1.0), spec(), NOW)
+def test_decide_records_a_queue_older_than_the_bound():
+    """The first decision that sees a queue only notes when it began; the next one, more
+    than the 2 s wait bound later and still seeing it, adds (now, its largest
+    recommendation) to the state. A queue gone resets the run."""
+    obs = Observation(ready=4, signals={"queueDepth": 2.0}, arrival_rate=1.0)
+    first = decide(OLD, obs, spec(), NOW)
+    assert (first.state.queued, first.state.queue_since) == ((), NOW)
+    second = decide(first.state, obs, spec(), NOW + 15)
     # queueDepth target capped at 2 s x 0.5 = 1: ceil(4 x 2 / 1) = 8
-    assert d.state.queued[-1] == (NOW, d.replicas) and d.replicas >= 8
-    assert STABILIZATION != QUEUED_HOLD
+    assert second.state.queued[-1] == (NOW + 15, second.replicas) and second.replicas >= 8
+    assert second.state.queue_since == NOW
+    gone = decide(second.state, Observation(ready=8, signals={"queueDepth": 0.0}, arrival_rate=1.0), spec(), NOW + 30)
+    assert gone.state.queue_since is None and gone.state.queued == second.state.queued
+
+
+W = rec("signal:queueDepth", 9)
+
+
+@pytest.mark.parametrize("name,queued,since,queue,want_kept,want_since", [
+    # a blip: requests seen waiting for the first time, 0 s <= the 2 s bound: nothing recorded
+    ("blip", (), None, 1.0, (), NOW),
+    # waiting since 985: 1000 - 985 = 15 s > 2 s: the peak 9 is recorded
+    ("persisted", (), 985.0, 1.0, ((NOW, 9),), 985.0),
+    # waiting since 999: 1 s <= 2 s, not yet
+    ("within-bound", (), 999.0, 1.0, (), 999.0),
+    # no queue now: the run ends, what was kept stays until it is 600 s old
+    ("queue-gone", ((900.0, 12),), 985.0, 0.0, ((900.0, 12),), None),
+    # 1000 - 350 = 650 s >= 600 s: expired
+    ("expired", ((350.0, 12),), None, 0.0, (), None),
+    # (900, 7) <= the later 9: it can never be the floor, dropped; (800, 12) > 9 stays
+    ("dominated-dropped", ((800.0, 12), (900.0, 7)), 985.0, 1.0, ((800.0, 12), (NOW, 9)), 985.0),
+    # (800, 9) and the new 9 at 1000: the later one outlives it, only it stays
+    ("equal-dropped", ((800.0, 9),), 985.0, 1.0, ((NOW, 9),), 985.0),
+])
+def test_queued_kept(name, queued, since, queue, want_kept, want_since):
+    state = ScaleState(started_at=0.0, queued=queued, queue_since=since)
+    obs = Observation(ready=4, signals={"queueDepth": queue})
+    assert queued_kept(state, Rules((W,)), obs, spec(), NOW) == (want_kept, want_since)
+
+
+def test_queued_kept_stays_small_under_a_long_queue():
+    """An hour of 5 s decisions, all queueing, with the peak falling then rising: the kept
+    peaks are only those no later one outlives, never one per decision."""
+    state = ScaleState(started_at=0.0)
+    obs = Observation(ready=4, signals={"queueDepth": 1.0})
+    for i in range(720):
+        n = 30 - (i % 60) // 3  # 30 down to 11, again every 5 minutes
+        kept, since = queued_kept(state, Rules((rec("signal:queueDepth", n),)), obs, spec(), 5.0 * i)
+        state = ScaleState(started_at=0.0, queued=kept, queue_since=since)
+        assert len(kept) <= 21
+    assert [n for _, n in state.queued] == sorted((n for _, n in state.queued), reverse=True)
