@@ -17,7 +17,11 @@ asks for nothing here: the API server copies a limit into a missing request befo
 pod is stored.
 
 Every figure is hostile input: an unreadable, negative or absurd one counts as 0 (a
-request) or unknown (allocatable), with the reason returned; nothing here raises.
+request) or unknown (allocatable), with the reason returned; nothing here raises. The
+extender's live state logs them (scheduler/extender/live.py): a node's when it changes, a
+bound pod's once per pod and reason. The pod being placed (core/request.py) counts such a
+part as 0 without a word: the API server refuses negative or unreadable quantities, so only
+one over MAX_MILLICORES gets there, and kube-scheduler's own fit then finds no node for it.
 """
 from __future__ import annotations
 
