@@ -4,15 +4,24 @@ The placement core scores GPUs, but a node whose CPU is spoken for strands its G
 8-GPU pod asking 120 cores fits only a node that still has them. kube-scheduler's
 NodeResourcesFit counts every pod bound to a node, gpusched's or not, so the extender
 reads every bound pod's request here, as kube-scheduler computes it
-(k8s.io/component-helpers/resource PodRequests): the larger of the regular containers'
-sum (plus restartable init containers, i.e. sidecars, which keep running) and each
-init container's request on top of the sidecars started before it, plus the pod's
-overhead. A container without a CPU request asks for nothing here: the API server
-copies a limit into a missing request before the pod is stored.
+(k8s.io/component-helpers/resource PodRequests, v0.36.3, with kube-scheduler 1.36's
+default gates): the pod-level `spec.resources.requests.cpu` where set (PodLevelResources);
+else the larger of the regular containers' sum (plus restartable init containers, i.e.
+sidecars, which keep running) and each init container's request on top of the sidecars
+started before it; then the pod's overhead. While an in-place resize is pending, a
+container's (or, for a pod-level request, the pod's) figure is the largest of the spec,
+its status `resources.requests` and `allocatedResources`; with the resize marked
+Infeasible, the spec's is left out. Not modelled: CPU from node-allocatable DRA claims
+(DRANodeAllocatableResources, alpha and off in 1.36). A container without a CPU request
+asks for nothing here: the API server copies a limit into a missing request before the
+pod is stored.
 
 Every figure is hostile input: an unreadable, negative or absurd one counts as 0 (a
-request) or unknown (allocatable), with the reason returned for the caller to log;
-nothing here raises.
+request) or unknown (allocatable), with the reason returned; nothing here raises. The
+extender's live state logs them (scheduler/extender/live.py): a node's when it changes, a
+bound pod's once per pod and reason. The pod being placed (core/request.py) counts such a
+part as 0 without a word: the API server refuses negative or unreadable quantities, so only
+one over MAX_MILLICORES gets there, and kube-scheduler's own fit then finds no node for it.
 """
 from __future__ import annotations
 
@@ -23,19 +32,81 @@ from scheduler.quantity import MAX_MILLICORES, QuantityError, parse_millicores
 CPU = "cpu"
 
 
-def _requested(container: Any, where: str, problems: list[str]) -> int:
-    if not isinstance(container, dict):
-        return 0
-    resources = container.get("resources")
-    requests = resources.get("requests") if isinstance(resources, dict) else None
+def _cpu(requests: Any, what: str, problems: list[str]) -> int:
     value = requests.get(CPU) if isinstance(requests, dict) else None
     if value is None:
         return 0
     try:
-        return parse_millicores(value, what=f"{where} requests.cpu")
+        return parse_millicores(value, what=f"{what}.cpu")
     except QuantityError as exc:
         problems.append(str(exc))
         return 0
+
+
+def _requests(resources: Any) -> Any:
+    return resources.get("requests") if isinstance(resources, dict) else None
+
+
+def _effective(spec: Any, status: Any, allocated: Any, infeasible: bool, where: str, problems: list[str]) -> int:
+    """determineEffectiveRequests: while a resize is pending the larger of what the spec
+    asks, what runs (status resources) and what the kubelet allocated; an infeasible resize
+    does not count the spec's ask. No status resources: the spec alone."""
+    asked = _cpu(spec, f"{where} requests", problems)
+    if not isinstance(status, dict):
+        return asked
+    running = max(_cpu(_requests(status), f"{where} status resources.requests", problems),
+                  _cpu(allocated, f"{where} status allocatedResources", problems))
+    return running if infeasible else max(asked, running)
+
+
+def _resize_infeasible(status: Any) -> bool:
+    conditions = status.get("conditions") if isinstance(status, dict) else None
+    for cond in conditions if isinstance(conditions, list) else ():
+        if isinstance(cond, dict) and cond.get("type") == "PodResizePending":
+            return cond.get("reason") == "Infeasible"
+    return False
+
+
+def _statuses(status: Any) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    if not isinstance(status, dict):
+        return out
+    for field in ("containerStatuses", "initContainerStatuses"):
+        listed = status.get(field)
+        for cs in listed if isinstance(listed, list) else ():
+            if isinstance(cs, dict) and isinstance(cs.get("name"), str):
+                out[cs["name"]] = cs
+    return out
+
+
+def _containers_cpu(spec: dict[str, Any], status: Any, problems: list[str]) -> int:
+    """AggregateContainerRequests, for CPU."""
+    statuses = _statuses(status)
+    infeasible = _resize_infeasible(status) if statuses else False
+
+    def asked(c: dict[str, Any], where: str, resized: bool) -> int:
+        name = c.get("name")
+        cs = statuses.get(name) if resized and isinstance(name, str) else None
+        return _effective(_requests(c.get("resources")), cs.get("resources") if cs else None,
+                          cs.get("allocatedResources") if cs else None, infeasible, where, problems)
+
+    containers, inits = spec.get("containers"), spec.get("initContainers")
+    running = sum(asked(c, f"spec.containers[{i}]", True)
+                  for i, c in enumerate(containers if isinstance(containers, list) else []) if isinstance(c, dict))
+    sidecars = init_peak = 0
+    for i, c in enumerate(inits if isinstance(inits, list) else []):
+        if not isinstance(c, dict):
+            continue
+        sidecar = c.get("restartPolicy") == "Always"
+        # only sidecars are resized in place; an init container's status is not read
+        need = asked(c, f"spec.initContainers[{i}]", sidecar)
+        if sidecar:
+            running += need
+            sidecars += need
+            init_peak = max(init_peak, sidecars)
+        else:
+            init_peak = max(init_peak, need + sidecars)
+    return max(running, init_peak)
 
 
 def pod_cpu_request(pod: Any) -> tuple[int, tuple[str, ...]]:
@@ -44,20 +115,16 @@ def pod_cpu_request(pod: Any) -> tuple[int, tuple[str, ...]]:
     spec = pod.get("spec") if isinstance(pod, dict) else None
     if not isinstance(spec, dict):
         return 0, ()
-    containers = spec.get("containers")
-    inits = spec.get("initContainers")
-    running = sum(_requested(c, f"spec.containers[{i}]", problems)
-                  for i, c in enumerate(containers if isinstance(containers, list) else []))
-    sidecars = init_peak = 0
-    for i, c in enumerate(inits if isinstance(inits, list) else []):
-        asked = _requested(c, f"spec.initContainers[{i}]", problems)
-        if isinstance(c, dict) and c.get("restartPolicy") == "Always":
-            running += asked
-            sidecars += asked
-            init_peak = max(init_peak, sidecars)
-        else:
-            init_peak = max(init_peak, asked + sidecars)
-    total = max(running, init_peak)
+    status = pod.get("status")
+    pod_level = _requests(spec.get("resources"))
+    if isinstance(pod_level, dict) and pod_level.get(CPU) is not None:
+        # PodLevelResources: the pod's own CPU request stands for its containers' (per
+        # resource: a pod-level memory request alone leaves CPU to the containers)
+        total = _effective(pod_level, status.get("resources") if isinstance(status, dict) else None,
+                           status.get("allocatedResources") if isinstance(status, dict) else None,
+                           _resize_infeasible(status), "spec.resources", problems)
+    else:
+        total = _containers_cpu(spec, status, problems)
     overhead = spec.get("overhead")
     if isinstance(overhead, dict) and overhead.get(CPU) is not None:
         try:

@@ -88,14 +88,15 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
                             count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0])
 
 
-def cpu_held(pod: dict[str, Any]) -> tuple[str, int] | None:
-    """(node, millicores) a bound, live pod's CPU request holds there, as kube-scheduler
-    counts it for any pod, GPU or not; None for a pod not bound or finished."""
+def cpu_held(pod: dict[str, Any]) -> tuple[str, int, tuple[str, ...]] | None:
+    """(node, millicores, why parts were not read) a bound, live pod's CPU request holds
+    there, as kube-scheduler counts it for any pod, GPU or not; None for a pod not bound or
+    finished."""
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     node = spec.get("nodeName") if isinstance(spec, dict) else None
     if not node or not isinstance(node, str) or (isinstance(status, dict) and status.get("phase") in ("Succeeded", "Failed")):
         return None
-    return node, pod_cpu_request(pod)[0]
+    return (node, *pod_cpu_request(pod))
 
 
 def _whole_gpus_lenient(spec: dict[str, Any]) -> int:

@@ -107,6 +107,9 @@ class LiveState:
         self._cpu_on: dict[str, int] = {}
         self._cpu_moved: dict[str, int] = {}
         self.node_cpu_errors: dict[str, str] = {}
+        # why a bound pod's CPU request was partly read as 0 m, by pod key: logged once per
+        # pod and reason, not at each status update
+        self.pod_cpu_problems: dict[str, tuple[str, ...]] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
         self._view = View(empty, NodeRows(empty.names, empty.index))
@@ -206,12 +209,22 @@ class LiveState:
                 if not self._cpu_on[node]:
                     del self._cpu_on[node]
 
-    def _put_cpu(self, key: str, held: tuple[str, int] | None) -> None:
-        """Record the CPU pod `key` holds as the watch shows it (None: none)."""
+    def _put_cpu(self, key: str, held: tuple[str, int, tuple[str, ...]] | None,
+                 logged: dict[str, tuple[str, ...]] | None = None) -> None:
+        """Record the CPU pod `key` holds as the watch shows it (None: none), and log why
+        part of its request was unreadable unless `logged` (by default what is noted now)
+        holds that reason for it already."""
         counted = self._cpu_of(key)
         self._cpu.pop(key, None)
+        problems = held[2] if held is not None else ()
         if held is not None:
-            self._cpu[key] = held
+            self._cpu[key] = (held[0], held[1])
+        if problems:
+            if (self.pod_cpu_problems if logged is None else logged).get(key) != problems:
+                log.warning("pod %s: CPU request counted without the parts not read: %s", key, "; ".join(problems))
+            self.pod_cpu_problems[key] = problems
+        elif self.pod_cpu_problems:  # a good pod costs one test when no pod is bad
+            self.pod_cpu_problems.pop(key, None)
         self._recount_cpu(counted, self._cpu_of(key))
 
     def _edit(self, drop: list[tuple[str, str]], add: list[tuple[str, Allocation]]) -> None:
@@ -288,10 +301,12 @@ class LiveState:
         with self._lock:
             self._pods, self._pods_on = {}, {}
             self._cpu, self._cpu_on = {}, {}
+            # a relist drops the pods gone meanwhile, and re-logs no pod already logged
+            logged, self.pod_cpu_problems = self.pod_cpu_problems, {}
             for key in self._assumed:
                 self._recount_cpu(None, self._cpu_of(key))
             for p in pods:
-                self._put_cpu(pod_key(p), cpu_held(p))
+                self._put_cpu(pod_key(p), cpu_held(p), logged)
                 held = allocation_of(p)
                 if held:
                     self._put_pod(pod_key(p), held)

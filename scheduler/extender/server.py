@@ -497,8 +497,10 @@ class ExtenderHTTPServer(BoundedHTTPServer):
         return Response(code, out)
 
 
-# Scrapes and probes: a few at a time, no bodies
-OPS_LIMITS = Limits(workers=2, max_connections=256, max_body=0)
+# Scrapes and probes: a few at a time, no bodies. Prometheus scrapes every 15-60 s and
+# probes come every few seconds, so 60 s idle keeps their connections; the verbs' 120 s is
+# for Go's 90 s client and would double how long an unauthenticated caller holds a slot here.
+OPS_LIMITS = Limits(workers=2, max_connections=256, max_body=0, idle_s=60.0)
 VERBS_LIMITS = Limits(max_body=protocol.MAX_BODY)
 
 

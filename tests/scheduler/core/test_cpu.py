@@ -30,8 +30,60 @@ def test_pod_cpu_request_is_kube_schedulers(spec, want):
     assert pod_cpu_request({"spec": spec}) == (want, ())
 
 
+def named(name, cpu, **kw):
+    return {**c(cpu, **kw), "name": name}
+
+
+def cs(name, running=None, allocated=None):
+    out = {"name": name, "resources": {"requests": {"cpu": running}} if running is not None else {}}
+    if allocated is not None:
+        out["allocatedResources"] = {"cpu": allocated}
+    return out
+
+
+PENDING = [{"type": "PodResizePending", "reason": "Deferred"}]
+INFEASIBLE = [{"type": "PodResizePending", "reason": "Infeasible"}]
+
+
+@pytest.mark.parametrize("pod,want", [
+    # PodLevelResources: the pod's request replaces its containers' 500 + 1500
+    ({"spec": {"resources": {"requests": {"cpu": "4"}}, "containers": [c("500m"), c("1.5")]}}, 4000),
+    # ... per resource: a pod-level memory request leaves CPU to the containers
+    ({"spec": {"resources": {"requests": {"memory": "1Gi"}}, "containers": [c("500m"), c("1.5")]}}, 2000),
+    # ... and the init containers: max(1000, 8000) does not apply, the pod asks 2000
+    ({"spec": {"resources": {"requests": {"cpu": "2"}}, "containers": [c("1")], "initContainers": [c("8")]}}, 2000),
+    # overhead on top of the pod-level request: 2000 + 250
+    ({"spec": {"resources": {"requests": {"cpu": "2"}}, "containers": [c("1")], "overhead": {"cpu": "250m"}}}, 2250),
+    # pod-level limits only: the containers' 1000 (the API server defaults requests from limits)
+    ({"spec": {"resources": {"limits": {"cpu": "4"}}, "containers": [c("1")]}}, 1000),
+    # in-place resize pending: max(spec 1000, running 3000, allocated 2000) + 500
+    ({"spec": {"containers": [named("a", "1"), named("b", "500m")]},
+      "status": {"conditions": PENDING, "containerStatuses": [cs("a", "3", "2")]}}, 3500),
+    # resized down, not yet applied: max(spec 1000, running 4000) = 4000
+    ({"spec": {"containers": [named("a", "1")]}, "status": {"containerStatuses": [cs("a", "4", "1")]}}, 4000),
+    # infeasible: the spec's 8000 is not counted, max(running 1000, allocated 1000)
+    ({"spec": {"containers": [named("a", "8")]},
+      "status": {"conditions": INFEASIBLE, "containerStatuses": [cs("a", "1", "1")]}}, 1000),
+    # a status without resources: the spec alone, allocatedResources not read
+    ({"spec": {"containers": [named("a", "1")]},
+      "status": {"containerStatuses": [{"name": "a", "allocatedResources": {"cpu": "6"}}]}}, 1000),
+    # a sidecar's status counts (max(500, 2000) beside 1000); a plain init's does not (max(3000, 4000 + 2000))
+    ({"spec": {"containers": [named("a", "1")], "initContainers": [named("s", "500m", always=True), named("i", "4")]},
+      "status": {"initContainerStatuses": [cs("s", "2"), cs("i", "9")]}}, 6000),
+    # pod-level resize: max(spec 2000, status 3000, allocated 2500)
+    ({"spec": {"resources": {"requests": {"cpu": "2"}}, "containers": [c("1")]},
+      "status": {"resources": {"requests": {"cpu": "3"}}, "allocatedResources": {"cpu": "2500m"}}}, 3000),
+    # pod-level, infeasible: max(status 1000, allocated 1500), the spec's 6000 left out
+    ({"spec": {"resources": {"requests": {"cpu": "6"}}, "containers": [c("1")]},
+      "status": {"conditions": INFEASIBLE, "resources": {"requests": {"cpu": "1"}}, "allocatedResources": {"cpu": "1.5"}}}, 1500),
+])
+def test_pod_level_and_resized_cpu_are_kube_schedulers(pod, want):
+    assert pod_cpu_request(pod) == (want, ())
+
+
 @pytest.mark.parametrize("spec,want,problem", [
     ({"containers": [c("-1"), c("1")]}, 1000, "must not be negative"),    # the bad one counts 0
+    ({"resources": {"requests": {"cpu": "lots"}}, "containers": [c("1")]}, 0, "spec.resources requests.cpu"),
     ({"containers": [c("lots")]}, 0, "not a CPU quantity"),
     ({"containers": [c("1e12")]}, 0, "more than"),
     ({"containers": [c([1])]}, 0, "expected a quantity"),
@@ -43,7 +95,14 @@ def test_bad_pod_cpu_counts_zero_with_a_reason(spec, want, problem):
 
 
 @pytest.mark.parametrize("pod", [None, [], {"spec": []}, {"spec": {"containers": "x", "initContainers": 3}},
-                                 {"spec": {"containers": [None, {"resources": []}, {"resources": {"requests": 1}}]}}])
+                                 {"spec": {"containers": [None, {"resources": []}, {"resources": {"requests": 1}}]}},
+                                 {"spec": {"resources": [], "containers": [{"name": []}]},
+                                  "status": {"conditions": [None, 3], "containerStatuses": [None, {"name": 1}, {"name": []}],
+                                             "resources": "x", "allocatedResources": 7}},
+                                 {"spec": {"containers": [{"name": "a"}]}, "status": []},
+                                 {"spec": {"containers": [{"name": "a"}]},
+                                  "status": {"containerStatuses": [{"name": "a", "resources": {"requests": []},
+                                                                    "allocatedResources": {"cpu": {}}}]}}])
 def test_malformed_pods_count_nothing_and_never_raise(pod):
     assert pod_cpu_request(pod)[0] == 0
 

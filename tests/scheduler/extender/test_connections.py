@@ -297,6 +297,22 @@ def test_the_idle_timeout_outlasts_gos_so_the_client_hangs_up_first():
     assert Limits().idle_s > GO_IDLE_CONN_TIMEOUT_S
 
 
+def test_the_ops_port_keeps_idle_connections_60s_and_the_verbs_port_120s():
+    # The ops port is plain HTTP with no client certificate: kube-scheduler's 120 s there would
+    # double how long any caller holds one of its 256 slots. Read off the servers as started.
+    from scheduler.extender.live import LiveState
+    from scheduler.extender.server import Extender, ExtenderHTTPServer, OpsHTTPServer
+    ext = Extender(live=LiveState(), binder=lambda *a: None, get_pod=lambda *a: None)
+    verbs = ExtenderHTTPServer(("127.0.0.1", 0), ext, lambda: (True, "ok"))
+    ops = OpsHTTPServer(("127.0.0.1", 0), ext, lambda: (True, "ok"), verbs=verbs)
+    try:
+        assert (verbs.limits.idle_s, ops.limits.idle_s) == (120.0, 60.0)
+        assert ops.limits.max_connections == 256
+    finally:
+        ops.server_close()
+        verbs.server_close()
+
+
 @pytest.mark.parametrize("fixture, paths, pause_s", [
     ("server", ["/x"] * 20, 0.0),                     # each answered by a worker via the watching thread
     ("server", ["/x", "/healthz"] * 5, 0.3),          # half the 0.6 s idle_s between requests: still kept

@@ -338,6 +338,27 @@ def test_a_nodes_unreadable_cpu_is_logged_and_limits_nothing(caplog):
     assert "must not be negative" in caplog.text and live.node_cpu_errors["n1"]
 
 
+def test_a_pods_unreadable_cpu_is_logged_once_per_pod_and_reason(caplog):
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([_node("n1")])
+    with caplog.at_level("WARNING"):
+        live.set_pods([_cpu_pod("a", "n1", "-1"), _cpu_pod("good", "n1", "1")])
+        for _ in range(3):  # status updates: the same reason, not logged again
+            live.on_pod("MODIFIED", _cpu_pod("a", "n1", "-1"))
+        live.set_pods([_cpu_pod("a", "n1", "-1")])  # a relist: logged already
+        live.on_pod("MODIFIED", _cpu_pod("a", "n1", "1e12"))  # a new reason: logged
+        live.on_pod("ADDED", _cpu_pod("b", "n1", "lots"))  # another pod: logged
+    said = [r.getMessage() for r in caplog.records if "CPU request" in r.getMessage()]
+    assert len(said) == 3, said
+    assert "ns/a" in said[0] and "must not be negative" in said[0]
+    assert "ns/a" in said[1] and "more than" in said[1]
+    assert "ns/b" in said[2] and "not a CPU quantity" in said[2]
+    live.on_pod("DELETED", _cpu_pod("b", "n1", "lots"))
+    live.on_pod("MODIFIED", _cpu_pod("a", "n1", "2"))
+    assert live.pod_cpu_problems == {}  # gone or mended: nothing kept
+    assert live.snapshot().cpu_requested.tolist() == [2_000]
+
+
 def test_a_reservation_counts_its_cpu_until_the_watch_shows_the_pod_or_it_is_released():
     """kube-scheduler's cache assumes a bound pod's CPU at once; so does ours, from the
     bind's reservation, until the watch shows the pod (then the watch's figure) or the
