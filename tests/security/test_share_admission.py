@@ -93,6 +93,15 @@ def test_the_annotation_added_to_a_pending_pod_is_refused(cluster, tenant_ns):
     assert got == 200, why
 
 
+def test_the_annotation_added_through_pods_status_is_refused(cluster, core, tenant_ns):
+    """The pod status strategy keeps metadata changes made through pods/status."""
+    core.create_namespaced_pod(tenant_ns, pod("via-status"))
+    got, why = status(lambda: core.patch_namespaced_pod_status(
+        "via-status", tenant_ns, {"metadata": {"annotations": {contract.GPU_MEMORY: "20Gi"}}}))
+    assert got == 403 and INSTEAD in why, why
+    assert contract.GPU_MEMORY not in (core.read_namespaced_pod("via-status", tenant_ns).metadata.annotations or {})
+
+
 def test_a_claim_share_from_the_cli_template_is_admitted(cluster, tenant_ns):
     """What the refusal points to: `gpusched claim-template`'s object, as the API server takes it."""
     template = claim_template(memory="20Gi", namespace=tenant_ns)
