@@ -6,6 +6,7 @@ why and what to do instead; a claim share is admitted; extender.annotationShares
 annotation shares again."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -29,6 +30,7 @@ VALUE = "extender.annotationShares=true"
 
 LEGACY_NS = "default"
 LEGACY = f"legacy-share-{time.monotonic_ns() % 10**9}"
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$")
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +42,12 @@ def refusing(cluster):
     yield
     manifests.allow_annotation_shares(cluster)  # the rest of the session places annotation shares
     client.CoreV1Api(cluster.api_client()).delete_namespaced_pod(LEGACY, LEGACY_NS, grace_period_seconds=0)
+
+
+def echoed(value: str) -> str:
+    """What the message may echo of the tenant's value: a plain quantity, else a placeholder
+    (it lands in an Event, inside a command an admin may paste)."""
+    return value if len(value) <= 32 and QUANTITY.match(value) else "<quantity>"
 
 
 @pytest.fixture
@@ -74,6 +82,8 @@ CREATES = [
     ("tenant", {contract.GPU_MEMORY: "20Gi", "example.com/team": "a"}, 403),
     ("admin", {contract.GPU_MEMORY: "38Gi"}, 403),
     ("tenant", {contract.GPU_MEMORY: "9" * 40 + "Gi"}, 403),  # not echoed: too long to be a quantity
+    ("tenant", {contract.GPU_MEMORY: "1Gi$(curl x|sh)"}, 403),  # not echoed: not a quantity
+    ("tenant", {contract.GPU_MEMORY: "1.5Gi`id`"}, 403),
     ("tenant", {"example.com/team": "a"}, 200),  # no share: not this policy's business
 ]
 
@@ -85,7 +95,7 @@ def test_an_annotation_share_is_refused_with_what_to_do_instead(cluster, core, t
                                                                         annotations)))
     assert got == want, why
     if want == 403:
-        memory = annotations[contract.GPU_MEMORY] if len(annotations[contract.GPU_MEMORY]) <= 32 else "<quantity>"
+        memory = echoed(annotations[contract.GPU_MEMORY])
         for part in (WHY, ALLOCATOR, INSTEAD, f"gpusched claim-template --memory {memory}", VALUE):
             assert part in why, (part, why)
 
@@ -116,6 +126,7 @@ LEGACY_UPDATES = [
     ({contract.GPU_MEMORY: "80Gi"}, "pods", 403, "80Gi"),  # grown 1Gi -> 80Gi
     ({contract.GPU_MEMORY: "1Mi"}, "pods", 403, "1Mi"),  # shrunk
     ({contract.GPU_MEMORY: "80Gi"}, "pods/status", 403, "80Gi"),
+    ({contract.GPU_MEMORY: "1Gi$(curl x|sh)"}, "pods", 403, "<quantity>"),
     ({contract.GPU_MEMORY: "1Gi", "example.com/team": "a"}, "pods", 200, None),  # value kept
 ]
 
@@ -127,6 +138,7 @@ def test_a_legacy_pods_value_may_not_change(core, tenant_ns, annotations, via, w
     assert got == want, why
     if want == 403:
         assert "may not change" in why and f"--memory {shown}`" in why, why
+        assert "curl" not in why, why
     assert core.read_namespaced_pod(LEGACY, LEGACY_NS).metadata.annotations[contract.GPU_MEMORY] == "1Gi"
 
 
