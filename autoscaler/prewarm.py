@@ -33,8 +33,8 @@ import numpy as np
 from scheduler import contract
 from scheduler.core.claim_fit import claim_demand, pod_claims
 from scheduler.core.objects import snapshot_of
-from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Weights, assign_gpus,
-                            filter_rows, parse_pod, score_rows)
+from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Shape, Weights, assign_gpus,
+                            filter_rows, parse_pod, score_rows, workload_shapes)
 
 from . import kube
 
@@ -65,10 +65,11 @@ def cached_nodes(snapshot: ClusterSnapshot, model: str) -> set[str]:
 
 
 def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, requested: Iterable[str] = (),
-           weights: Weights | None = None) -> Choice:
+           weights: Weights | None = None, shapes: Sequence[Shape] | None = None) -> Choice:
     """Where ``replicas`` more pods like ``req`` would be placed, one after the other,
     and which of those nodes lack the model. ``requested``: nodes already asked to
-    prefetch it (treated as cached)."""
+    prefetch it (treated as cached). ``shapes``: the workload the fragmentation score
+    weighs; by default the snapshot's, as the extender learns them (workload_shapes)."""
     if replicas <= 0:
         return Choice((), (), "no replicas to pre-warm for")
     if not req.model:
@@ -77,6 +78,7 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
         return Choice((), (), "the pod template asks for no GPU")
     have = cached_nodes(snapshot, req.model) | set(requested)
     snap = snapshot
+    shapes = workload_shapes(snapshot) if shapes is None else shapes
     placements: list[Placement] = []
     why_stop = ""
     for i in range(replicas):
@@ -85,7 +87,7 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
             why_stop = f"; no room for replica {i + 1} of {replicas}" + (f" (e.g. {why[0]})" if why else "")
             break
         feasible = np.flatnonzero(ok)
-        scores = score_rows(snap, req, feasible, weights).score.tolist()
+        scores = score_rows(snap, req, feasible, weights, shapes).score.tolist()
         node, score = min(zip((snap.names[r] for r in feasible.tolist()), scores), key=lambda ns: (-ns[1], ns[0]))
         a = assign_gpus(snap, node, req)
         if a.gpu_ids is None:  # filter said it fits; never expected
@@ -94,6 +96,8 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
         snap = snap.with_allocation(node, Allocation(
             pod_key=f"gpusched-prewarm/{i}", gpu_ids=a.gpu_ids, memory_per_gpu=a.memory_per_gpu,
             whole=req.whole_gpus > 0, count=max(req.whole_gpus, 1)))
+        if req.cpu_milli:  # the next replica sees the CPU this one took: the fragmentation score counts free CPU
+            snap = snap.with_cpu_requested({node: int(snap.cpu_requested[snap.index[node]]) + req.cpu_milli})
         placements.append(Placement(node, int(score), node in have))
     nodes: list[str] = []
     for p in placements:

@@ -9,7 +9,7 @@ import pytest
 from autoscaler.prewarm import (MIN_INTERVAL_S, Prewarmer, choose, claim_request, requested_nodes, selector_matches,
                                 template_pod)
 from scheduler import contract
-from scheduler.core import PodRequest, parse_pod
+from scheduler.core import PodRequest, Shape, parse_pod
 from tests.scheduler.core.fixtures import GiB, node, snapshot, whole
 
 M = "org/model"
@@ -195,3 +195,22 @@ def test_a_replica_is_one_the_deployments_selector_selects(selector, labels, wan
 def test_an_annotation_or_whole_gpu_template_is_left_as_it_is():
     req = PodRequest(whole_gpus=1, model=M)
     assert claim_request(req, TEMPLATE, _deployment(), [_replica("a", "a-gpu")], [_claim("a-gpu")]) == (req, "")
+
+
+# (nodes' CPU cores, the replica's CPU request in millicores, where two replicas land). The
+# workload is 1-GPU pods asking 8 cores: a node whose free CPU drops below 8 strands its GPUs
+# for them. n1 and n2 tie for the first replica (n1 by name); after it n1 has 16 - 8 = 8 cores
+# free, and a second replica there would leave 0: n2 (16 free) scores better.
+CPU_ROWS = [
+    (16, 8000, ["n1", "n2"]),  # 8 - 8 = 0 < 8 left on n1: stranded, so n2
+    (32, 8000, ["n1", "n1"]),  # 32 - 8 - 8 = 16 >= 8 left: n1 still hosts the workload
+    (16, 0, ["n1", "n1"]),  # no CPU asked: nothing to count
+]
+
+
+@pytest.mark.parametrize("cores,cpu_milli,where", CPU_ROWS)
+def test_each_replica_takes_its_cpu_before_the_next_is_placed(cores, cpu_milli, where):
+    s = snapshot(node("n1", 4, cpu=cores), node("n2", 4, cpu=cores))
+    req = PodRequest(whole_gpus=1, model=M, cpu_milli=cpu_milli)
+    c = choose(s, req, 2, shapes=(Shape(whole=1, weight=1.0, cpu_milli=8000),))
+    assert [p.node for p in c.placements] == where, c.reason
