@@ -33,8 +33,8 @@ import numpy as np
 from scheduler import contract
 from scheduler.core.claim_fit import claim_demand, pod_claims
 from scheduler.core.objects import snapshot_of
-from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Weights, assign_gpus,
-                            filter_rows, parse_pod, score_rows)
+from scheduler.core import (Allocation, ClusterSnapshot, PodRequest, RequestError, Shape, Weights, assign_gpus,
+                            filter_rows, parse_pod, score_rows, workload_shapes)
 
 from . import kube
 
@@ -65,10 +65,11 @@ def cached_nodes(snapshot: ClusterSnapshot, model: str) -> set[str]:
 
 
 def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, requested: Iterable[str] = (),
-           weights: Weights | None = None) -> Choice:
+           weights: Weights | None = None, shapes: Sequence[Shape] | None = None) -> Choice:
     """Where ``replicas`` more pods like ``req`` would be placed, one after the other,
     and which of those nodes lack the model. ``requested``: nodes already asked to
-    prefetch it (treated as cached)."""
+    prefetch it (treated as cached). ``shapes``: the workload the fragmentation score
+    weighs; by default the snapshot's, as the extender learns them (workload_shapes)."""
     if replicas <= 0:
         return Choice((), (), "no replicas to pre-warm for")
     if not req.model:
@@ -77,6 +78,7 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
         return Choice((), (), "the pod template asks for no GPU")
     have = cached_nodes(snapshot, req.model) | set(requested)
     snap = snapshot
+    shapes = workload_shapes(snapshot) if shapes is None else shapes
     placements: list[Placement] = []
     why_stop = ""
     for i in range(replicas):
@@ -85,7 +87,7 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
             why_stop = f"; no room for replica {i + 1} of {replicas}" + (f" (e.g. {why[0]})" if why else "")
             break
         feasible = np.flatnonzero(ok)
-        scores = score_rows(snap, req, feasible, weights).score.tolist()
+        scores = score_rows(snap, req, feasible, weights, shapes).score.tolist()
         node, score = min(zip((snap.names[r] for r in feasible.tolist()), scores), key=lambda ns: (-ns[1], ns[0]))
         a = assign_gpus(snap, node, req)
         if a.gpu_ids is None:  # filter said it fits; never expected
@@ -94,6 +96,8 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
         snap = snap.with_allocation(node, Allocation(
             pod_key=f"gpusched-prewarm/{i}", gpu_ids=a.gpu_ids, memory_per_gpu=a.memory_per_gpu,
             whole=req.whole_gpus > 0, count=max(req.whole_gpus, 1)))
+        if req.cpu_milli:  # the next replica sees the CPU this one took: the fragmentation score counts free CPU
+            snap = snap.with_cpu_requested({node: int(snap.cpu_requested[snap.index[node]]) + req.cpu_milli})
         placements.append(Placement(node, int(score), node in have))
     nodes: list[str] = []
     for p in placements:
@@ -116,25 +120,86 @@ def template_pod(deployment: Mapping[str, Any], model: str | None) -> dict[str, 
     return {"metadata": meta, "spec": dict(tpl.get("spec") or {})}
 
 
-def claim_request(req: PodRequest, pod: Mapping[str, Any], namespace: str | None,
+def selector_matches(selector: Any, labels: Mapping[str, Any]) -> bool:
+    """Whether a Deployment's spec.selector selects these labels, as Kubernetes evaluates a
+    LabelSelector: every matchLabels pair and every matchExpressions requirement (In, NotIn,
+    Exists, DoesNotExist; NotIn and DoesNotExist hold where the label is absent). A missing or
+    empty selector, or one Kubernetes would refuse, selects nothing here: a Deployment has a
+    non-empty one, and a replica read by mistake would be taken for this one's ask."""
+    if not isinstance(selector, Mapping):
+        return False
+    match = selector.get("matchLabels") or {}
+    exprs = selector.get("matchExpressions") or []
+    if not isinstance(match, Mapping) or not isinstance(exprs, list) or not (match or exprs):
+        return False
+    if any(labels.get(k) != v for k, v in match.items()):
+        return False
+    for e in exprs:
+        if not isinstance(e, Mapping):
+            return False
+        key, op, values = e.get("key"), e.get("operator"), e.get("values") or []
+        if not isinstance(key, str) or not isinstance(values, list):
+            return False
+        if op == "In":
+            ok = key in labels and labels[key] in values
+        elif op == "NotIn":
+            ok = key not in labels or labels[key] not in values
+        elif op == "Exists":
+            ok = key in labels
+        elif op == "DoesNotExist":
+            ok = key not in labels
+        else:
+            return False
+        if not ok:
+            return False
+    return True
+
+
+def owned_by(pod: Mapping[str, Any], deployment: str | None) -> bool:
+    """Whether the pod's ReplicaSet is one of the Deployment's, as far as the pod itself says
+    (the autoscaler does not read ReplicaSets): its controller is a ReplicaSet named
+    <deployment>-<the pod's pod-template-hash label>, as the Deployment controller names them."""
+    meta = pod.get("metadata") or {}
+    digest = (meta.get("labels") or {}).get("pod-template-hash")
+    if not deployment or not digest:
+        return False
+    return any(isinstance(o, Mapping) and o.get("kind") == "ReplicaSet" and o.get("controller")
+               and o.get("name") == f"{deployment}-{digest}" for o in meta.get("ownerReferences") or [])
+
+
+def asked(asks: Sequence[int | None], req: PodRequest) -> PodRequest:
+    """The request a claim pod's asks (None: a whole device; bytes: a share) are placed as: its
+    largest share, or its whole devices; both, as a whole device for each ask (a share fits on
+    a whole free device, so a node with that many fits the pod: the view errs on fewer nodes,
+    never on a node the pod would not fit)."""
+    shares = [m for m in asks if m is not None]
+    if shares and len(shares) < len(asks):
+        return replace(req, whole_gpus=len(asks))
+    return replace(req, gpu_memory=max(shares)) if shares else replace(req, whole_gpus=len(asks))
+
+
+def claim_request(req: PodRequest, pod: Mapping[str, Any], deployment: Mapping[str, Any],
                   pods: Sequence[Mapping[str, Any]], claims: Sequence[Mapping[str, Any]]) -> tuple[PodRequest, str]:
     """What a template that asks by ResourceClaimTemplate (a claim share, the chart's default)
-    asks, read from the claims of one of its running replicas (a pod of the namespace carrying
-    every label of the template, whose claims are all listed): scored as the extender scores a
-    claim pod, its largest share or its whole devices. The templates themselves are not read
-    (the autoscaler may list claims, not read templates), so with no replica running the
-    request stays as it was, with the reason. ("" when nothing was to be done or it was read.)"""
+    asks, read from the claims of one of the Deployment's running replicas (a pod of its
+    namespace that its spec.selector selects, one its own ReplicaSets made first, whose claims
+    are all listed). The templates themselves are not read (the autoscaler may list claims, not
+    read templates), so with no replica running the request stays as it was, with the reason.
+    ("" when nothing was to be done or it was read.)"""
     spec = pod.get("spec") or {}
     named = [e.get("resourceClaimTemplateName") for e in spec.get("resourceClaims") or [] if isinstance(e, Mapping)]
     if req.gpu_pod or not any(named):
         return req, ""
-    labels = (pod.get("metadata") or {}).get("labels") or {}
+    dmeta = deployment.get("metadata") or {}
+    namespace, name = dmeta.get("namespace"), dmeta.get("name")
+    selector = (deployment.get("spec") or {}).get("selector")
     by_name = {((c.get("metadata") or {}).get("namespace"), (c.get("metadata") or {}).get("name")): c for c in claims}
-    for p in pods:
+    mine = [p for p in pods if (p.get("metadata") or {}).get("namespace") == namespace
+            and selector_matches(selector, (p.get("metadata") or {}).get("labels") or {})]
+    # a selector may overlap another Deployment's pods (Kubernetes warns, does not refuse)
+    mine.sort(key=lambda p: not owned_by(p, name))
+    for p in mine:
         meta = p.get("metadata") or {}
-        own = meta.get("labels") or {}
-        if meta.get("namespace") != namespace or not labels or any(own.get(k) != v for k, v in labels.items()):
-            continue
         names, problem = pod_claims(p)
         found = [c for c in (by_name.get((namespace, n)) for n in names) if c is not None]
         if problem or not names or len(found) < len(names):
@@ -147,8 +212,7 @@ def claim_request(req: PodRequest, pod: Mapping[str, Any], namespace: str | None
                 return req, f"the claims of {meta.get('name')}: {problem}"
             asks += demand.asks if demand else []
         if asks:
-            shares = [m for m in asks if m is not None]
-            return (replace(req, gpu_memory=max(shares)) if shares else replace(req, whole_gpus=len(asks))), ""
+            return asked(asks, req), ""
     return req, ("the pod template asks by ResourceClaimTemplate and no running replica's claims say what "
                  "(pre-warming reads claims, not templates)")
 
@@ -206,8 +270,7 @@ class Prewarmer:
         pods = kube.list_bound_pods(self.api)
         claims = kube.list_claims(self.api)  # claim shares hold memory no pod annotation shows
         snapshot = snapshot_of(nodes, pods, now=now, stale_after_s=self.stale_after_s, claims=claims)
-        namespace = (deployment.get("metadata") or {}).get("namespace")
-        ask, unknown = claim_request(req, pod, namespace, pods, claims)
+        ask, unknown = claim_request(req, pod, deployment, pods, claims)
         choice = Choice((), (), unknown) if unknown else choose(
             snapshot, ask, replicas, requested=requested_nodes(nodes, req.model), weights=self.weights)
         asked, errors = [], []

@@ -16,11 +16,14 @@ import yaml
 
 from scheduler import contract
 from scheduler.cli import UsageError
+from scheduler.core.snapshot import MAX_GPUS
 from scheduler.names import label_error, subdomain_error
 from scheduler.nodeinfo import MAX_GPU_MEMORY_MIB
 from scheduler.quantity import QuantityError, format_bytes, parse_bytes
 
-MAX_GPUS = 64  # a GPU node has at most 64 GPUs (scheduler.core.snapshot.MAX_GPUS)
+# The DRA plugin hands a share its memory as a fraction of the GPU's (vLLM's
+# --gpu-memory-utilization): a few bytes round to ~0 and the server fails to start.
+MIN_SHARE_BYTES = 2**20
 MAX_SHARE_BYTES = MAX_GPU_MEMORY_MIB * 2**20  # the most memory a GPU may report (1 TiB)
 REQUEST = "gpu"  # the request's name and the pod's claim name
 
@@ -33,7 +36,7 @@ def claim_template(*, memory: str | None = None, gpus: int | None = None, name: 
                    namespace: str | None = None) -> dict[str, Any]:
     """The ResourceClaimTemplate for a share of `memory` on one GPU, or for `gpus` whole GPUs.
     The quantity is kept as written (the API server and the allocator read it), once it is
-    known to be a positive byte count no GPU is too small to be asked for."""
+    known to be at least 1Mi and no more than a GPU may have."""
     if (memory is None) == (gpus is None):
         raise ClaimTemplateError("give either --memory (a share of one GPU) or --gpus (whole GPUs)")
     exactly: dict[str, Any] = {"deviceClassName": contract.DRA_DRIVER}
@@ -42,6 +45,9 @@ def claim_template(*, memory: str | None = None, gpus: int | None = None, name: 
             size = parse_bytes(memory, what="--memory", max_bytes=10**40)
         except QuantityError as exc:
             raise ClaimTemplateError(str(exc)) from None
+        if size < MIN_SHARE_BYTES:
+            raise ClaimTemplateError(f"--memory: {memory.strip()!r} is {size} byte(s): a share is at least "
+                                     f"{format_bytes(MIN_SHARE_BYTES)} (a size like 20Gi; a bare number is bytes)")
         if size > MAX_SHARE_BYTES:
             raise ClaimTemplateError(f"--memory: {memory!r} is more than any GPU has (a share is of one GPU, "
                                      f"at most {format_bytes(MAX_SHARE_BYTES)}; whole GPUs: --gpus)")

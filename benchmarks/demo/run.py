@@ -24,9 +24,11 @@ from benchmarks.testbed.profiles import small
 from benchmarks.testbed.stack import GpuschedScheduler
 from scheduler import contract
 from scheduler.claim_template import REQUEST, claim_template
+from scheduler.core.claims import allocations_on, claim_held
+from scheduler.core.objects import node_state_of
+from scheduler.core.snapshot import NodeState
 from scheduler.kube.client import raw
-from scheduler.nodeinfo import report_from_annotations
-from scheduler.quantity import format_bytes, parse_bytes
+from scheduler.quantity import format_bytes
 
 NS = "demo"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -67,26 +69,27 @@ def wait_for(fn, timeout: float, what: str):
 
 
 def claim_shares(core: client.CoreV1Api, ns: str) -> dict[str, list[tuple[int | str, str, int | None]]]:
-    """pod UID -> (GPU index, claim name, consumed bytes or None for a whole GPU) for each
+    """pod UID -> (GPU index, claim name, bytes held or None for a whole GPU) for each
     gpu.gpusched.io device allocated to a claim the pod owns (made from its template) or is
-    reserved for: the allocation is the record, resolved as the extender resolves it (device
-    name = the GPU's UUID lowercased, its index from the node's report)."""
+    reserved for: the allocation is the record, resolved by the extender's own code
+    (scheduler.core.claims: claim_held, then allocations_on against the node's report). A
+    device it cannot resolve shows as its problem instead of an index."""
     code, body = raw(core.api_client, "GET", f"/apis/resource.k8s.io/v1/namespaces/{ns}/resourceclaims")
-    index: dict[str, dict[str, int]] = {}
+    states: dict[str, NodeState] = {}
     out: dict[str, list[tuple[int | str, str, int | None]]] = {}
     for c in (body or {}).get("items", []) if code == 200 else []:
         uids = {o.get("uid") for o in c["metadata"].get("ownerReferences") or [] if o.get("kind") == "Pod"}
         uids |= {r.get("uid") for r in (c.get("status") or {}).get("reservedFor") or [] if r.get("resource") == "pods"}
-        for r in ((c.get("status") or {}).get("allocation") or {}).get("devices", {}).get("results", []):
-            if r.get("driver") != contract.DRA_DRIVER:
-                continue
-            if r["pool"] not in index:
-                node = core.read_node(r["pool"])
-                index[r["pool"]] = {g.uuid.lower(): g.index for g in report_from_annotations(node.metadata.annotations).gpus}
-            gpu = index[r["pool"]].get(r["device"], f"not in {r['pool']}'s report: {r['device']}")
-            memory = (r.get("consumedCapacity") or {}).get(contract.DRA_MEMORY)
-            for uid in uids:
-                out.setdefault(uid, []).append((gpu, c["metadata"]["name"], parse_bytes(memory) if memory else None))
+        held, problems = claim_held(c)
+        found: list[tuple[int | str, str, int | None]] = [(p, c["metadata"]["name"], None) for p in problems]
+        if held is not None:
+            if held.node not in states:
+                states[held.node] = node_state_of(core.api_client.sanitize_for_serialization(core.read_node(held.node)))
+            allocs, problems = allocations_on(held, states[held.node])
+            found += [(a.gpu_ids[0], c["metadata"]["name"], None if a.whole else a.memory_per_gpu) for a in allocs]
+            found += [(p, c["metadata"]["name"], None) for p in problems]
+        for uid in uids:
+            out.setdefault(uid, []).extend(found)
     return out
 
 

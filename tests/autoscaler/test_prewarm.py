@@ -6,9 +6,10 @@ import json
 
 import pytest
 
-from autoscaler.prewarm import MIN_INTERVAL_S, Prewarmer, choose, claim_request, requested_nodes, template_pod
+from autoscaler.prewarm import (MIN_INTERVAL_S, Prewarmer, choose, claim_request, requested_nodes, selector_matches,
+                                template_pod)
 from scheduler import contract
-from scheduler.core import PodRequest, parse_pod
+from scheduler.core import PodRequest, Shape, parse_pod
 from tests.scheduler.core.fixtures import GiB, node, snapshot, whole
 
 M = "org/model"
@@ -101,15 +102,33 @@ def _claim(name: str, ns: str = "llm", *, memory: str | None = "38Gi", count: in
             "status": {"allocation": {"devices": {"results": []}}}}  # allocated: its spec still says the ask
 
 
-def _replica(name: str, claim: str | None, ns: str = "llm", labels: dict | None = None) -> dict:
-    return {"metadata": {"namespace": ns, "name": name, "labels": labels or {"app": "qwen", "pod-template-hash": "x"}},
-            "spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "qwen-38gi"}]},
-            "status": {"resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": claim}] if claim else []}}
+def _replica(name: str, claim: str | None, ns: str = "llm", labels: dict | None = None, rs: str | None = "qwen-x",
+             more: tuple[str, ...] = ()) -> dict:
+    """A running replica; rs: the ReplicaSet that made it (qwen-x is the Deployment qwen's, with
+    the pod's pod-template-hash x); more: further claims of the pod."""
+    owners = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": True}] if rs else []
+    refs = [{"name": "gpu", "resourceClaimTemplateName": "qwen-38gi"}] + [{"name": m, "resourceClaimTemplateName": m}
+                                                                         for m in more]
+    made = ([{"name": "gpu", "resourceClaimName": claim}] if claim else []) + [{"name": m, "resourceClaimName": m}
+                                                                               for m in more]
+    return {"metadata": {"namespace": ns, "name": name, "labels": labels or {"app": "qwen", "pod-template-hash": "x"},
+                         "ownerReferences": owners},
+            "spec": {"resourceClaims": refs}, "status": {"resourceClaimStatuses": made}}
 
 
 TEMPLATE = {"metadata": {"labels": {"app": "qwen"}, "annotations": {contract.MODEL: M}},
             "spec": {"resourceClaims": [{"name": "gpu", "resourceClaimTemplateName": "qwen-38gi"}]}}
 GiB_ = 2**30
+
+
+def _deployment(selector: dict | None = None) -> dict:
+    return {"metadata": {"namespace": "llm", "name": "qwen"},
+            "spec": {"selector": {"matchLabels": {"app": "qwen"}} if selector is None else selector,
+                     "template": TEMPLATE}}
+
+
+# another Deployment's replica whose labels are a superset of qwen's template labels
+BIG = {"app": "qwen", "size": "big", "pod-template-hash": "y"}
 
 # (running replicas, listed claims, the request read (whole GPUs, bytes per GPU), why not)
 CLAIM_ROWS = [
@@ -121,6 +140,16 @@ CLAIM_ROWS = [
     ([_replica("a", "a-gpu", ns="other")], [_claim("a-gpu", ns="other")], (0, 0), "no running replica"),
     ([_replica("a", "a-gpu", labels={"app": "llama"})], [_claim("a-gpu")], (0, 0), "no running replica"),
     ([_replica("a", "a-gpu")], [_claim("a-gpu", memory="-5Gi")], (0, 0), "the claims of a:"),
+    # the selector decides, not the template's labels; qwen's own ReplicaSet's pods come first:
+    # qwen-big's 80Gi replica also carries app=qwen and is listed first
+    ([_replica("big", "big-gpu", labels=BIG, rs="qwen-big-y"), _replica("a", "a-gpu")],
+     [_claim("big-gpu", memory="80Gi"), _claim("a-gpu")], (0, 38 * GiB_), ""),
+    # a pod named like qwen's ReplicaSet but without its hash label is not taken for one of its own
+    ([_replica("big", "big-gpu", labels=BIG, rs="qwen-x"), _replica("a", "a-gpu")],
+     [_claim("big-gpu", memory="80Gi"), _claim("a-gpu")], (0, 38 * GiB_), ""),
+    # a whole device plus a 38Gi share: a whole device for each ask (2), not the share alone
+    ([_replica("a", "a-gpu", more=("w",))], [_claim("a-gpu"), _claim("w", memory=None)], (2, 0), ""),
+    ([_replica("a", "a-gpu", more=("w",))], [_claim("a-gpu"), _claim("w", memory=None, count=2)], (3, 0), ""),
 ]
 
 
@@ -128,11 +157,60 @@ CLAIM_ROWS = [
 def test_a_claim_share_template_asks_what_its_replicas_claims_ask(pods, claims, want, why):
     base = parse_pod(TEMPLATE)
     assert not base.gpu_pod  # the template alone asks for nothing gpusched reads
-    got, reason = claim_request(base, TEMPLATE, "llm", pods, claims)
+    got, reason = claim_request(base, TEMPLATE, _deployment(), pods, claims)
     assert (got.whole_gpus, got.gpu_memory) == want
     assert (why in reason) if why else reason == ""
 
 
+SMALL = {"app": "qwen", "size": "small"}
+# (qwen's spec.selector, the replica's labels, selected?) as Kubernetes evaluates a LabelSelector
+SELECTOR_ROWS = [
+    ({"matchLabels": {"app": "qwen"}}, SMALL, True),
+    ({"matchLabels": {"app": "qwen", "size": "small"}}, BIG, False),
+    ({"matchLabels": {"app": "qwen"}, "matchExpressions": [{"key": "size", "operator": "NotIn", "values": ["big"]}]},
+     BIG, False),
+    ({"matchExpressions": [{"key": "size", "operator": "NotIn", "values": ["big"]}]}, {"app": "qwen"}, True),  # absent
+    ({"matchExpressions": [{"key": "size", "operator": "In", "values": ["small", "tiny"]}]}, SMALL, True),
+    ({"matchExpressions": [{"key": "size", "operator": "In", "values": ["small"]}]}, {"app": "qwen"}, False),
+    ({"matchExpressions": [{"key": "size", "operator": "Exists"}]}, SMALL, True),
+    ({"matchExpressions": [{"key": "size", "operator": "DoesNotExist"}]}, SMALL, False),
+    ({"matchExpressions": [{"key": "size", "operator": "Near", "values": ["small"]}]}, SMALL, False),  # invalid
+    ({"matchExpressions": [{"operator": "Exists"}]}, SMALL, False),  # no key: invalid
+    ({}, SMALL, False),  # Kubernetes refuses an empty Deployment selector: nothing is taken
+    (None, SMALL, False),
+    ("app=qwen", SMALL, False),  # not a LabelSelector object
+]
+
+
+@pytest.mark.parametrize("selector,labels,want", SELECTOR_ROWS)
+def test_a_replica_is_one_the_deployments_selector_selects(selector, labels, want):
+    assert selector_matches(selector, labels) is want
+    pods, claims = [_replica("a", "a-gpu", labels=labels)], [_claim("a-gpu")]
+    dep = _deployment(selector) if selector is not None else {"metadata": {"namespace": "llm", "name": "qwen"},
+                                                                  "spec": {}}
+    got, _ = claim_request(parse_pod(TEMPLATE), TEMPLATE, dep, pods, claims)
+    assert got.gpu_memory == (38 * GiB_ if want else 0)
+
+
 def test_an_annotation_or_whole_gpu_template_is_left_as_it_is():
     req = PodRequest(whole_gpus=1, model=M)
-    assert claim_request(req, TEMPLATE, "llm", [_replica("a", "a-gpu")], [_claim("a-gpu")]) == (req, "")
+    assert claim_request(req, TEMPLATE, _deployment(), [_replica("a", "a-gpu")], [_claim("a-gpu")]) == (req, "")
+
+
+# (nodes' CPU cores, the replica's CPU request in millicores, where two replicas land). The
+# workload is 1-GPU pods asking 8 cores: a node whose free CPU drops below 8 strands its GPUs
+# for them. n1 and n2 tie for the first replica (n1 by name); after it n1 has 16 - 8 = 8 cores
+# free, and a second replica there would leave 0: n2 (16 free) scores better.
+CPU_ROWS = [
+    (16, 8000, ["n1", "n2"]),  # 8 - 8 = 0 < 8 left on n1: stranded, so n2
+    (32, 8000, ["n1", "n1"]),  # 32 - 8 - 8 = 16 >= 8 left: n1 still hosts the workload
+    (16, 0, ["n1", "n1"]),  # no CPU asked: nothing to count
+]
+
+
+@pytest.mark.parametrize("cores,cpu_milli,where", CPU_ROWS)
+def test_each_replica_takes_its_cpu_before_the_next_is_placed(cores, cpu_milli, where):
+    s = snapshot(node("n1", 4, cpu=cores), node("n2", 4, cpu=cores))
+    req = PodRequest(whole_gpus=1, model=M, cpu_milli=cpu_milli)
+    c = choose(s, req, 2, shapes=(Shape(whole=1, weight=1.0, cpu_milli=8000),))
+    assert [p.node for p in c.placements] == where, c.reason

