@@ -57,8 +57,9 @@ def policy(cluster):
     assert manifests.one("ValidatingAdmissionPolicy", "gpusched-gpu-ownership")
 
 
-@pytest.fixture
-def tenant_ns(cluster, core, namespace, policy):
+def tenant_in(cluster, namespace: str) -> client.CoreV1Api:
+    """TENANT's client, after a Role and RoleBinding let it create, get, update and patch
+    pods in ``namespace`` (and nothing else)."""
     rbac = client.RbacAuthorizationV1Api(cluster.api_client())
     rbac.create_namespaced_role(namespace, {
         "metadata": {"name": "tenant"},
@@ -67,7 +68,12 @@ def tenant_ns(cluster, core, namespace, policy):
         "metadata": {"name": "tenant"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                                                     "name": "tenant"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})
-    tenant = as_user(cluster, TENANT)
+    return as_user(cluster, TENANT)
+
+
+@pytest.fixture
+def tenant_ns(cluster, core, namespace, policy):
+    tenant = tenant_in(cluster, namespace)
     # the API server loads a new policy asynchronously: wait until it refuses a forged pod
     eventually(lambda: status(lambda: tenant.create_namespaced_pod(
         namespace, pod(f"probe-{time.monotonic_ns() % 10**9}", {contract.GPU_IDS: "0"})))[0] == 403,

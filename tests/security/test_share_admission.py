@@ -17,7 +17,7 @@ from scheduler.claim_template import claim_template
 from scheduler.kube.client import raw
 from tests.deploy import manifests
 from tests.helpers import eventually
-from tests.security.test_ownership_admission import TENANT, as_user, pod, status
+from tests.security.test_ownership_admission import TENANT, as_user, pod, status, tenant_in
 
 pytestmark = pytest.mark.integration
 
@@ -52,15 +52,7 @@ def echoed(value: str) -> str:
 
 @pytest.fixture
 def tenant_ns(cluster, core, namespace, refusing):
-    rbac = client.RbacAuthorizationV1Api(cluster.api_client())
-    rbac.create_namespaced_role(namespace, {
-        "metadata": {"name": "tenant"},
-        "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["create", "get", "update", "patch"]}]})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": "tenant"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                                                    "name": "tenant"},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": TENANT}]})
-    tenant = as_user(cluster, TENANT)
+    tenant = tenant_in(cluster, namespace)
     eventually(lambda: status(lambda: tenant.create_namespaced_pod(
         namespace, pod(f"probe-{time.monotonic_ns() % 10**9}", {contract.GPU_MEMORY: "1Gi"})))[0] == 403,
         timeout=60, what="annotation share policy enforced")

@@ -73,15 +73,9 @@ CPU_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, cpu) for sh in DE
                    for cpu in (0, 8000, 24000))
 
 
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
-                                 PodRequest(gpu_memory=50 * GiB, cpu_milli=16000),
-                                 PodRequest(whole_gpus=1, cpu_milli=12000), PodRequest(whole_gpus=3, cpu_milli=30000),
-                                 PodRequest(whole_gpus=2)])
-def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
-    """Nodes with 16..64 free cores and shapes asking 0, 8 or 24: the pod's CPU makes some
-    shapes unfit where they fitted, and the delta must be what recomputing F says."""
-    rng = np.random.default_rng(seed)
+def _random_snapshot(rng: np.random.Generator, with_cpu: bool):
+    """30 nodes of 8 GPUs: each GPU 30% a share of 5-60 GiB, 15% whole, else free; with CPU,
+    0 (not known: CPU limits nothing), 64 or 96 cores with up to 80 requested."""
     nodes = []
     for i in range(30):
         allocs = []
@@ -91,9 +85,23 @@ def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
                 allocs.append(share(f"s{i}-{g}", g, int(rng.integers(5, 60))))
             elif r < 0.45:
                 allocs.append(whole(f"w{i}-{g}", g))
-        cpu = int(rng.choice([0, 64, 96]))  # 0: not known, CPU limits nothing
+        if not with_cpu:
+            nodes.append(node(f"n{i}", allocs=allocs))
+            continue
+        cpu = int(rng.choice([0, 64, 96]))
         nodes.append(node(f"n{i}", allocs=allocs, cpu=cpu, cpu_used=int(rng.integers(0, 80)) if cpu else 0))
-    s = snapshot(*nodes)
+    return snapshot(*nodes)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
+                                 PodRequest(gpu_memory=50 * GiB, cpu_milli=16000),
+                                 PodRequest(whole_gpus=1, cpu_milli=12000), PodRequest(whole_gpus=3, cpu_milli=30000),
+                                 PodRequest(whole_gpus=2)])
+def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
+    """Nodes with 16..64 free cores and shapes asking 0, 8 or 24: the pod's CPU makes some
+    shapes unfit where they fitted, and the delta must be what recomputing F says."""
+    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True)
     from scheduler.core import assign_gpus
     from scheduler.core.snapshot import Allocation
     feasible, _ = filter_names(s, req, list(s.names))
@@ -119,18 +127,7 @@ def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
 @pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB), PodRequest(gpu_memory=50 * GiB),
                                  PodRequest(whole_gpus=1), PodRequest(whole_gpus=3)])
 def test_fragmentation_delta_equals_recomputing_everything(seed, req):
-    rng = np.random.default_rng(seed)
-    nodes = []
-    for i in range(30):
-        allocs = []
-        for g in range(8):
-            r = rng.random()
-            if r < 0.3:
-                allocs.append(share(f"s{i}-{g}", g, int(rng.integers(5, 60))))
-            elif r < 0.45:
-                allocs.append(whole(f"w{i}-{g}", g))
-        nodes.append(node(f"n{i}", allocs=allocs))
-    s = snapshot(*nodes)
+    s = _random_snapshot(np.random.default_rng(seed), with_cpu=False)
     from scheduler.core import assign_gpus
     from scheduler.core.snapshot import Allocation
     feasible, _ = filter_names(s, req, list(s.names))
