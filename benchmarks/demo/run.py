@@ -210,7 +210,8 @@ def main(args: argparse.Namespace) -> int:
         wait_for(lambda: ready(core, "llama") >= 10, 120, "10 llama replicas Ready")
         show(unresolved, describe(core, "llama"))
         print(f"    placed in {t_placed:.1f}s, all Ready in {time.monotonic() - t0:.1f}s (each pod models a 2s load)")
-        print("    the cached node fills first (locality), then the rest pack node by node")
+        print("    the cached node fills first (locality), then the rest pack node by node; none goes where the")
+        print("    Qwen claims are: the device plugin handing out nvidia.com/gpu does not see claims")
 
         print(f"\n5. Scale {LLAMA} back to 2: GPUs are released and counted free at once")
         apps.patch_namespaced_deployment_scale("llama", NS, {"spec": {"replicas": 2}})

@@ -29,6 +29,7 @@ from scheduler import contract
 from scheduler.core import PodRequest, RequestError, parse_pod
 from scheduler.core.claim_fit import (ClaimDemand, NodeDevices, SliceDevice, claim_demand, fit_claims, fit_reason,
                                       overcommit, pod_claims, slice_devices)
+from scheduler.core.beside_claims import claim_beside_plugin
 from scheduler.core.claims import HeldClaim, allocations_on, claim_held, claim_key
 from scheduler.core.snapshot import MAX_GPUS, ClusterSnapshot
 from scheduler.extender.live import LiveState
@@ -241,7 +242,8 @@ class ClaimPods:
                 if name != held.node:
                     ok[i], why[i] = False, why.get(i) or f"gpusched: {held.key[6:]} is allocated on {held.node}"
                 else:
-                    bad = self._overcommit(snap, held)
+                    plugin = self.live.device_plugin_pods_on(held.node)
+                    bad = claim_beside_plugin(held.node, plugin) if plugin else self._overcommit(snap, held)
                     if bad:
                         ok[i], why[i] = False, why.get(i) or f"gpusched: {held.key[6:]} on {held.node}: {bad}"
         asks = cp.asks
@@ -365,6 +367,9 @@ class ClaimPods:
         if not fresh:
             return None
         with self.live.lock:
+            plugin = self.live.device_plugin_pods_on(node)
+            if plugin:  # bound since the filter refused such nodes: see scheduler/core/beside_claims.py
+                return claim_beside_plugin(node, plugin)
             snap = self.live.snapshot()
             for _, held in fresh:
                 if not held.devices:

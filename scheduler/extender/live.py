@@ -98,6 +98,9 @@ class LiveState:
         self._pods_on: dict[str, dict[str, None]] = {}
         self._assumed_on: dict[str, dict[str, None]] = {}
         self._claims_on: dict[str, dict[str, None]] = {}
+        # the nodes where a claim of ours holds GPUs, read without the lock by the filter of
+        # nvidia.com/gpu pods (scheduler/core/beside_claims.py); replaced, never mutated
+        self.claim_nodes: frozenset[str] = frozenset()
         self._assumed: dict[str, _Assumed] = {}
         # every bound pod's CPU request (gpusched's or not: kube-scheduler counts them all),
         # and by node the sum of those and of our reservations' that the watch has not shown
@@ -175,6 +178,15 @@ class LiveState:
         if held is not None:
             self._claims[key] = held
             self._claims_on.setdefault(held[0].node, {})[key] = None
+        if len(self.claim_nodes) != len(self._claims_on) or (held is not None and held[0].node not in self.claim_nodes):
+            self.claim_nodes = frozenset(self._claims_on)
+
+    def device_plugin_pods_on(self, node: str) -> list[str]:
+        """The pods holding whole GPUs on `node` outside claims (nvidia.com/gpu, which the
+        device plugin hands out), bound or reserved by a bind of ours."""
+        with self._lock:
+            keys = [k for k in self._pods_on.get(node, ()) if self._pods[k][1].whole]
+            return keys + [k for k in self._assumed_on.get(node, ()) if self._assumed[k].alloc.whole and k not in keys]
 
     def _held_on(self, node: str) -> list[Allocation]:
         """Everything counted on `node`: bound pods, then our reservations (one replaces a
@@ -360,6 +372,7 @@ class LiveState:
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self._lock:
             self._claims, self._claims_on = {}, {}
+            self.claim_nodes = frozenset()
             self._claim_resolved = {}
             self.claim_problems = {}
             for c in claims:

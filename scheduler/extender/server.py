@@ -28,6 +28,7 @@ from prometheus_client.core import CounterMetricFamily
 
 from scheduler import contract
 from scheduler.core import Allocation, RequestError, Weights, assign_gpus, filter_rows, parse_pod, score_rows
+from scheduler.core.beside_claims import WHOLE_BESIDE_CLAIMS, claimed_rows, refuse_claimed
 from scheduler.core.row_memo import RowMemo
 from scheduler.extender import protocol
 from scheduler.extender.claim_pods import ClaimPods
@@ -205,6 +206,10 @@ class Extender:
             self.metrics.reads.labels("filter", "rows" if args.items else "decoded").inc()
         ok, why = (self.claim_pods.filter(view.snapshot, cp, args.rows) if self.claim_pods and cp
                    else filter_rows(view.snapshot, req, args.rows, self.row_memo))
+        claim_nodes = self.live.claim_nodes
+        if req.whole_gpus and not cp and claim_nodes:
+            snap = view.snapshot
+            ok, why = refuse_claimed(ok, why, args.rows, claimed_rows(snap.index, len(snap.names), claim_nodes))
         answer = protocol.filter_result(args, view.rows, ok, why)
         if req.gpu_pod or cp:
             fit = bool(ok.any())
@@ -297,6 +302,10 @@ class Extender:
         alloc = None
         if req.gpu_pod:
             with self.live.lock:
+                if req.whole_gpus and b.node in self.live.claim_nodes:
+                    self.metrics.decisions.labels("bind", "conflict").inc()
+                    log.warning("bind %s to %s refused: claims hold GPUs there since the filter", key, b.node)
+                    return f"{WHOLE_BESIDE_CLAIMS} (claimed since the filter); kube-scheduler retries the pod", False
                 assignment = assign_gpus(self.live.snapshot(), b.node, req)
                 if assignment.gpu_ids is None or not assignment.gpu_ids:
                     self.metrics.decisions.labels("bind", "conflict").inc()

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from scheduler import contract
 from scheduler.core import Allocation
+from scheduler.core.beside_claims import WHOLE_BESIDE_CLAIMS
 from scheduler.extender.claim_pods import ClaimPods
 from scheduler.extender.live import LiveState
 from scheduler.extender.server import Extender, describe_node
@@ -271,3 +272,59 @@ def test_hostile_claims_and_pods_get_an_answer_never_a_crash(entries, statuses, 
     out = filtered(ext, p)
     assert set(out.get("NodeNames") or []) | set(out.get("FailedNodes") or {}) == {"n1", "n2"}
     cps.bind(p, "n1")  # a reason or None, never an exception
+
+
+# ---- nvidia.com/gpu pods and claims on different nodes (scheduler/core/beside_claims.py)
+
+def whole_pod(name: str = "w") -> dict:
+    return {"metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+            "spec": {"schedulerName": contract.SCHEDULER_NAME,
+                     "containers": [{"name": "s", "resources": {"limits": {contract.GPU_RESOURCE: "1"}}}]}}
+
+
+def whole(live: LiveState, gpu: int, node_name: str = "n1") -> None:
+    live.assume(node_name, Allocation(f"ns/whole-{gpu}", (gpu,), CAP, True))
+
+
+def test_an_nvidia_gpu_pod_does_not_pass_a_node_where_a_claim_holds_a_gpu():
+    # n1: a claim holds 20Gi of GPU 0, GPU 1 is free; the device plugin, not seeing the
+    # claim, could still hand GPU 0 to a whole-GPU pod
+    ext, live, _, _ = setup(claim("other", gpu=0, reserved=("uid-x",)))
+    assert live.claim_nodes == frozenset({"n1"})
+    out = filtered(ext, whole_pod())
+    assert out["NodeNames"] == ["n2"]
+    assert out["FailedNodes"] == {"n1": WHOLE_BESIDE_CLAIMS}
+
+
+def test_an_nvidia_gpu_pod_bind_is_refused_where_a_claim_was_counted_since_its_filter():
+    ext, live, cps, api = setup()
+    assert filtered(ext, whole_pod())["NodeNames"] == ["n1", "n2"]
+    cps.on_claim("ADDED", claim("late", gpu=0, reserved=("uid-x",)))  # allocated meanwhile
+    api.get_pod = lambda namespace, name: whole_pod(name)
+    ext.get_pod = api.get_pod
+    err = json.loads(ext.bind(json.dumps({"PodName": "w", "PodNamespace": "ns", "PodUID": "uid-w",
+                                          "Node": "n1"}).encode()))["Error"]
+    assert err.startswith(WHOLE_BESIDE_CLAIMS) and "claimed since the filter" in err
+    assert api.binds == []
+    cps.on_claim("DELETED", claim("late", gpu=0, reserved=("uid-x",)))
+    assert live.claim_nodes == frozenset()
+
+
+def test_a_claim_pod_is_refused_beside_an_nvidia_gpu_pod():
+    """Filter: the allocator could pick GPU 0, which gpusched's records give the whole-GPU
+    pod. Bind: a whole-GPU pod reserved there after the filter refuses the claim's bind; its
+    allocated claim then fails filter on that node, so kube-scheduler deallocates it."""
+    ext, live, _, api = setup(claim("c"))
+    whole(live, 0)
+    assert filtered(ext, pod())["NodeNames"] == ["n2"]
+    live.forget("n1", "ns/whole-0")
+    assert filtered(ext, pod())["NodeNames"] == ["n1", "n2"]
+    whole(live, 0)  # bound meanwhile
+    api.claims["c"] = claim("c", gpu=1, rv=5)
+    assert bind(ext) == ("gpusched: n1 runs pods holding nvidia.com/gpu (ns/whole-0) whose GPUs the device plugin "
+                         "picked without seeing claims; a claim there could share one of them; kube-scheduler "
+                         "retries the pod")
+    assert api.binds == []
+    ext2, live2, _, _ = setup(claim("c", gpu=1, reserved=()))
+    whole(live2, 0)
+    assert filtered(ext2, pod())["FailedNodes"]["n1"].startswith("gpusched: ns/c on n1: n1 runs pods holding")

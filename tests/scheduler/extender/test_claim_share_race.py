@@ -21,6 +21,7 @@ from benchmarks.testbed.profiles import H100_MIB, NodeSpec
 from scheduler import contract
 from scheduler.agent.dra.apiserver import SlicePublisher
 from scheduler.agent.dra.devices import slice_name
+from scheduler.core.beside_claims import WHOLE_BESIDE_CLAIMS
 from scheduler.kube.client import raw
 from scheduler.nodeinfo import GPU, NodeReport, annotations_for
 from scheduler.quantity import parse_bytes
@@ -63,10 +64,11 @@ def make_node(cluster, core):
         core.delete_node(name)
 
 
-def _spec(node: str, **extra) -> dict:
+def _spec(node: str | list[str], **extra) -> dict:
+    nodes = [node] if isinstance(node, str) else node  # one term each: a field selector takes one value
     return {"schedulerName": contract.SCHEDULER_NAME, "terminationGracePeriodSeconds": 0,
             "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [node]}]}]}}},
+                {"matchFields": [{"key": "metadata.name", "operator": "In", "values": [n]}]} for n in nodes]}}},
             "tolerations": [{**TAINT, "operator": "Equal"}],
             "containers": [{"name": "server", "image": "vllm/vllm-openai:v0.9.0", **extra.pop("container", {})}],
             **extra}
@@ -200,3 +202,24 @@ def test_a_claim_pod_that_fits_only_where_the_allocator_would_over_commit_waits(
     eventually(lambda: bound(core, namespace).get("late"), timeout=60, what="the claim pod bound once the share left")
     held = records(admin, namespace, node, gpus)
     assert [b for n, b in held[share_gpu]] == [20 * GiB] and over_committed(held, gpus) == {}, held
+
+
+def test_whole_gpu_pods_stay_off_a_node_where_claims_hold_gpus(cluster, core, gpusched, namespace, make_node):
+    """The device plugin hands out nvidia.com/gpu without seeing claims: with a 20Gi claim
+    share on one node, a whole-GPU pod that may go to either node goes to the other, and
+    one pinned to the claimed node stays Pending with gpusched's reason."""
+    admin = cluster.api_client()
+    claimed, _ = make_node(2)
+    other, _ = make_node(2)
+    template(admin, namespace, "share-20gi", "20Gi")
+    core.create_namespaced_pod(namespace, claim_pod("claim-0", claimed, "share-20gi"))
+    eventually(lambda: bound(core, namespace).get("claim-0") == claimed, timeout=60, what="the claim pod bound")
+    whole = {"resources": {"limits": {contract.GPU_RESOURCE: "1"}}}
+    for name, nodes in (("whole-any", [claimed, other]), ("whole-pinned", [claimed])):
+        core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                               "spec": _spec(nodes, container=dict(whole))})
+    eventually(lambda: bound(core, namespace).get("whole-any") == other, timeout=60,
+               what="the whole-GPU pod bound to the node without claims")
+    eventually(lambda: any(WHOLE_BESIDE_CLAIMS in m for m in failed_scheduling(core, namespace, "whole-pinned")),
+               timeout=60, what="the pinned whole-GPU pod refused with gpusched's reason")
+    assert "whole-pinned" not in bound(core, namespace)
