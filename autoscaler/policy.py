@@ -45,8 +45,9 @@ The recommendation is the largest. Then, in order:
   or did not come. (Holding forecasts for the full 300 s held every overshoot of the
   trend on bursty traffic: on azure-code 2.3 of ours' 10.6 GPU-hours.)
 - queued hold: when a cold start is longer than the wait bound, a decision made while a
-  queueDepth signal has read requests waiting for longer than the wait bound (in this and
-  an earlier decision) keeps its largest recommendation (the
+  queueDepth signal reads requests waiting, and has at every decision since one more than
+  the wait bound earlier (a missed scrape does not break the run), keeps its largest
+  recommendation (the
   forecast's included) as a floor for scale-downs for max(600 s, 8 cold starts), the span
   of rates the policy keeps (queued_hold_s). A queue means every slot of every ready
   replica was busy, whatever the server's batch; a replica given back cannot return
@@ -500,14 +501,19 @@ def queued_peak(rules: Rules, obs: Observation, spec: AutoscalerSpec) -> int | N
 def queued_kept(state: ScaleState, rules: Rules, obs: Observation, spec: AutoscalerSpec,
                 now: float) -> tuple[tuple[tuple[float, int], ...], float | None]:
     """The queued peaks kept after this decision, and since when requests have waited.
-    A peak is recorded only once requests have been seen waiting for longer than the wait
-    bound (by an earlier decision too): one request waiting for a moment (uneven routing, a
-    prefill spike) is not a fleet that was short, a queue older than the bound is. A peak
+    A peak is recorded only when a queue was read at two decisions more than the wait bound
+    apart with none read empty between (no request's age is measured): one request waiting
+    for a moment (uneven routing, a prefill spike) is not a fleet that was short. A peak
     that a later, at least as large one outlives can never be the floor, so it is dropped:
     the kept peaks fall with time and stay few however long requests queue."""
     hold = queued_hold_s(spec)
     peak = queued_peak(rules, obs, spec) if hold > 0 else None
-    since = None if peak is None else (state.queue_since if state.queue_since is not None else now)
+    queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+    since: float | None
+    if peak is not None:
+        since = state.queue_since if state.queue_since is not None else now
+    else:  # a missed scrape (every queue unknown) neither starts nor ends a run
+        since = state.queue_since if queues and not any(_valid(q) for q in queues) else None
     bound = spec.slo.wait_bound_s if spec.slo is not None else None
     kept = [q for q in state.queued if q[0] > now - hold]
     if peak is not None and since is not None and bound is not None and now - since > bound:

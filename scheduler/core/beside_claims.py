@@ -9,9 +9,11 @@ claim holds, and no record would show it. So the extender keeps them to differen
 
 - an `nvidia.com/gpu` pod does not pass a node where a claim of gpu.gpusched.io holds a
   GPU (filter), nor is it bound to one (bind, against claims counted since);
-- a claim pod does not pass a node with an `nvidia.com/gpu` pod: the claim filter
-  (claim_fit) already refuses it, since the allocator could pick the GPU gpusched's
-  records give that pod; at bind it is refused if such a pod was bound meanwhile.
+- a claim pod is refused on a node with an `nvidia.com/gpu` pod: at filter by the claim
+  rule (claim_fit) wherever the allocator could pick the GPU gpusched's records give that
+  pod, and always at bind (the allocated claim then fails filter there, and once
+  kube-scheduler's Unreserve has cleared reservedFor the resourceclaim controller
+  deallocates it).
 
 Whole GPUs beside claims go by claim too (`gpusched claim-template --gpus N`). Pods of
 other schedulers never reach the extender (docs/ownership.md).

@@ -171,13 +171,15 @@ class LiveState:
         self._recount_cpu(counted, self._cpu_of(key))
         return before
 
-    def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
+    def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None, relisting: bool = False) -> None:
         before = self._claims.pop(key, None)
         if before is not None:
             _unindex(self._claims_on, before[0].node, key)
         if held is not None:
             self._claims[key] = held
             self._claims_on.setdefault(held[0].node, {})[key] = None
+        if relisting:
+            return  # set_claims publishes claim_nodes once, after the whole list
         if len(self.claim_nodes) != len(self._claims_on) or (held is not None and held[0].node not in self.claim_nodes):
             self.claim_nodes = frozenset(self._claims_on)
 
@@ -372,14 +374,15 @@ class LiveState:
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self._lock:
             self._claims, self._claims_on = {}, {}
-            self.claim_nodes = frozenset()
             self._claim_resolved = {}
             self.claim_problems = {}
             for c in claims:
                 held, problems = claim_held(c)
                 self._note_claim(claim_key(c) if isinstance(c, dict) else "claim:?", problems)
                 if held is not None:
-                    self._put_claim(held.key, (held, problems))
+                    self._put_claim(held.key, (held, problems), relisting=True)
+            # one new set for the lock-free filter: never an empty or half-built one meanwhile
+            self.claim_nodes = frozenset(self._claims_on)
             self._dirty = True
         self.rebuild()
 

@@ -147,6 +147,9 @@ class Extender:
     # Each key holds a few [N] arrays and its own version of the snapshot arrays it read:
     # ~0.5 MB at 5,000 nodes for prioritize's, ~0.2 MB for filter's.
     row_memo: RowMemo = field(default_factory=lambda: RowMemo(keys_kept=32))
+    # (snapshot index, claim nodes, their rows as a mask): both are replaced, never changed in
+    # place, so the mask is rebuilt only when either is; a tuple, so one reference swaps it
+    _claimed: tuple[Any, Any, np.ndarray] = (None, None, np.zeros(0, bool))
 
     # Only pods between prioritize and bind need their scores remembered (a handful at a time);
     # the bound keeps memory flat: score details hold arrays over every candidate node.
@@ -173,6 +176,13 @@ class Extender:
         waited = time.monotonic() - start
         if waited > 0.0005:
             self.metrics.inflight_waits.inc(waited)
+
+    def _claimed_rows(self, snap: Any, claim_nodes: frozenset[str]) -> np.ndarray:
+        index, nodes, mask = self._claimed
+        if index is not snap.index or nodes is not claim_nodes:
+            mask = claimed_rows(snap.index, len(snap.names), claim_nodes)
+            self._claimed = (snap.index, claim_nodes, mask)
+        return mask
 
     def _done(self, key: str) -> None:
         with self._cv:
@@ -208,8 +218,7 @@ class Extender:
                    else filter_rows(view.snapshot, req, args.rows, self.row_memo))
         claim_nodes = self.live.claim_nodes
         if req.whole_gpus and not cp and claim_nodes:
-            snap = view.snapshot
-            ok, why = refuse_claimed(ok, why, args.rows, claimed_rows(snap.index, len(snap.names), claim_nodes))
+            ok, why = refuse_claimed(ok, why, args.rows, self._claimed_rows(view.snapshot, claim_nodes))
         answer = protocol.filter_result(args, view.rows, ok, why)
         if req.gpu_pod or cp:
             fit = bool(ok.any())

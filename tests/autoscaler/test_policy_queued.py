@@ -110,6 +110,8 @@ W = rec("signal:queueDepth", 9)
     ("within-bound", (), 999.0, 1.0, (), 999.0),
     # no queue now: the run ends, what was kept stays until it is 600 s old
     ("queue-gone", ((900.0, 12),), 985.0, 0.0, ((900.0, 12),), None),
+    # a missed scrape (queue unknown): the run since 985 goes on, nothing recorded now
+    ("scrape-missed", (), 985.0, None, (), 985.0),
     # 1000 - 350 = 650 s >= 600 s: expired
     ("expired", ((350.0, 12),), None, 0.0, (), None),
     # (900, 7) <= the later 9: it can never be the floor, dropped; (800, 12) > 9 stays

@@ -308,6 +308,11 @@ def test_an_nvidia_gpu_pod_bind_is_refused_where_a_claim_was_counted_since_its_f
     assert api.binds == []
     cps.on_claim("DELETED", claim("late", gpu=0, reserved=("uid-x",)))
     assert live.claim_nodes == frozenset()
+    # a relist publishes the set once, whole
+    live.set_claims([claim("a", gpu=0, reserved=("uid-x",)), claim("b", gpu=1, node_name="n2", reserved=("uid-y",))])
+    assert live.claim_nodes == frozenset({"n1", "n2"})
+    live.set_claims([])
+    assert live.claim_nodes == frozenset()
 
 
 def test_a_claim_pod_is_refused_beside_an_nvidia_gpu_pod():
