@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, DecimalException
+from typing import Any
 
 _SUFFIX = {
     "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
@@ -22,19 +23,25 @@ class QuantityError(ValueError):
     """The text is not a usable byte quantity; the message says why."""
 
 
+def _value(text: str, what: str, suffixes: dict[str, Any], not_one: str) -> Decimal:
+    """The quantity's value in units of its suffix table; `not_one` ends the message for a
+    text that is not such a quantity."""
+    if len(text) > 64:
+        raise QuantityError(f"{what}: {len(text)} characters is too long for a quantity")
+    m = _RE.match(text)
+    if not m or m.group(3) not in suffixes:
+        raise QuantityError(f"{what}: {text!r} {not_one}")
+    try:
+        return Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0)) * suffixes[m.group(3)]
+    except (DecimalException, OverflowError) as exc:  # InvalidOperation, and Overflow for '1e999999999'
+        raise QuantityError(f"{what}: {text!r} is not a number") from exc
+
+
 def parse_bytes(text: str, *, what: str = "quantity", max_bytes: int = MAX_BYTES) -> int:
     """Return the byte count of a Kubernetes quantity, rounded up to a whole byte."""
     if not isinstance(text, str):
         raise QuantityError(f"{what}: expected a string such as '16Gi', got {type(text).__name__}")
-    if len(text) > 64:
-        raise QuantityError(f"{what}: {len(text)} characters is too long for a quantity")
-    m = _RE.match(text)
-    if not m or m.group(3) not in _SUFFIX:
-        raise QuantityError(f"{what}: {text!r} is not a quantity (use e.g. '16Gi', '40G' or '1073741824')")
-    try:
-        value = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0)) * _SUFFIX[m.group(3)]
-    except (DecimalException, OverflowError) as exc:  # InvalidOperation, and Overflow for '1e999999999'
-        raise QuantityError(f"{what}: {text!r} is not a number") from exc
+    value = _value(text, what, _SUFFIX, "is not a quantity (use e.g. '16Gi', '40G' or '1073741824')")
     if value <= 0:
         raise QuantityError(f"{what}: {text!r} must be positive")
     if value > max_bytes:
@@ -53,7 +60,9 @@ def format_bytes(n: float) -> str:
 
 # CPU quantities ("500m", "2", "1.5", "100u"): Kubernetes also allows the small decimal
 # suffixes here, which byte quantities never use.
-_CPU_SUFFIX = {"n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), **{k: Decimal(v) for k, v in _SUFFIX.items()}}
+# In millicores, so the scaling happens inside _value's overflow guard ("9e999999" overflows there).
+_MILLI_SUFFIX = {"n": Decimal("1e-6"), "u": Decimal("1e-3"), "m": Decimal(1),
+                 **{k: Decimal(v) * 1000 for k, v in _SUFFIX.items()}}
 # No node offers a million cores; a larger figure is a typo or an attack.
 MAX_MILLICORES = 10**9
 
@@ -65,15 +74,7 @@ def parse_millicores(text: object, *, what: str = "cpu", max_milli: int = MAX_MI
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise QuantityError(f"{what}: expected a quantity such as '500m' or '2', got {type(text).__name__}")
     text = str(text)
-    if len(text) > 64:
-        raise QuantityError(f"{what}: {len(text)} characters is too long for a quantity")
-    m = _RE.match(text)
-    if not m or m.group(3) not in _CPU_SUFFIX:
-        raise QuantityError(f"{what}: {text!r} is not a CPU quantity (use e.g. '500m' or '2')")
-    try:
-        value = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0)) * _CPU_SUFFIX[m.group(3)] * 1000
-    except (DecimalException, OverflowError) as exc:
-        raise QuantityError(f"{what}: {text!r} is not a number") from exc
+    value = _value(text, what, _MILLI_SUFFIX, "is not a CPU quantity (use e.g. '500m' or '2')")
     if value < 0:
         raise QuantityError(f"{what}: {text!r} must not be negative")
     if value > max_milli:

@@ -52,7 +52,7 @@ def test_parse_millicores(text, want):
     assert parse_millicores(text) == want
 
 
-@pytest.mark.parametrize("text", ["-1", "abc", "1e999999999", "2Gx", None, True, "1e400", "9" * 70])
+@pytest.mark.parametrize("text", ["-1", "abc", "1e999999999", "2Gx", None, True, "1e400", "9" * 70, "9e999999"])
 def test_parse_millicores_refuses_with_a_reason(text):
     from scheduler.quantity import QuantityError, parse_millicores
     with pytest.raises(QuantityError, match="cpu"):
