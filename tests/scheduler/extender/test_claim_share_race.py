@@ -21,6 +21,7 @@ from benchmarks.testbed.profiles import H100_MIB, NodeSpec
 from scheduler import contract
 from scheduler.agent.dra.apiserver import SlicePublisher
 from scheduler.agent.dra.devices import slice_name
+from scheduler.claim_template import claim_template
 from scheduler.core.beside_claims import WHOLE_BESIDE_CLAIMS
 from scheduler.kube.client import raw
 from scheduler.nodeinfo import GPU, NodeReport, annotations_for
@@ -86,12 +87,9 @@ def claim_pod(name: str, node: str, template: str) -> dict:
 
 
 def template(admin, namespace: str, name: str, memory: str | None) -> None:
-    exactly: dict = {"deviceClassName": contract.DRA_DRIVER}
-    if memory:
-        exactly["capacity"] = {"requests": {"memory": memory}}
-    raw(admin, "POST", f"{R}/namespaces/{namespace}/resourceclaimtemplates",
-        {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate", "metadata": {"name": name},
-         "spec": {"spec": {"devices": {"requests": [{"name": "gpu", "exactly": exactly}]}}}})
+    """A share of `memory`, or one whole GPU, as `gpusched claim-template` prints it."""
+    body = claim_template(memory=memory, name=name) if memory else claim_template(gpus=1, name=name)
+    raw(admin, "POST", f"{R}/namespaces/{namespace}/resourceclaimtemplates", body)
 
 
 def records(admin, namespace: str, node: str, gpus) -> dict[int, list[tuple[str, int]]]:
