@@ -25,7 +25,6 @@ plugins keep scoring and normalisation apart.
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple, Sequence
 
@@ -97,8 +96,7 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
     pods asked, reweighted to sum to 1. Fewer than
     `min_pods` such pods: `fallback`."""
-    counts: Counter[tuple[int, float]] = Counter()
-    cpus: dict[tuple[int, float], list[int]] = {}
+    cpus: dict[tuple[int, float], list[int]] = {}  # each shape's pods' CPU: its count is their number
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
             if a.whole:
@@ -110,10 +108,9 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
                 key = (0, round(a.memory_per_gpu / total, 3))
             else:
                 continue
-            counts[key] += 1
             cpus.setdefault(key, []).append(a.cpu_milli if isinstance(a.cpu_milli, int) and a.cpu_milli > 0 else 0)
-    n = sum(counts.values())
-    if n < min_pods:
+    counts = {key: len(c) for key, c in cpus.items()}
+    if sum(counts.values()) < min_pods:
         return tuple(fallback)
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     # Multi-GPU shapes are rare by count (under 1% of the Alibaba trace's GPU pods ask 8)
