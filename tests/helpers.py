@@ -1,10 +1,22 @@
 """Small helpers shared by the integration tests."""
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
+
+_NAMES = itertools.count()
+
+
+def fresh_name(prefix: str) -> str:
+    """A node or object name no earlier test of this run used. A name reused after its
+    node was deleted inherits what the deletion has not yet reaped: an ended test's claims
+    stay allocated on the node's pool, and its pods bound to the node, until its namespace
+    is gone, so the next test's allocator would see that node's devices in use."""
+    return f"{prefix}-{os.getpid() % 10000}-{next(_NAMES)}"
 
 
 def eventually(fn: Callable[[], T], timeout: float = 30.0, interval: float = 0.2, what: str = "condition") -> T:

@@ -10,7 +10,6 @@ An H100 of the recording has 81079 MiB (79.18 GiB): three 20Gi pods fit, a fourt
 """
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime, timezone
 
@@ -27,7 +26,7 @@ from scheduler.kube.client import raw
 from scheduler.nodeinfo import GPU, NodeReport, annotations_for
 from scheduler.quantity import parse_bytes
 from tests.deploy import manifests
-from tests.helpers import eventually
+from tests.helpers import eventually, fresh_name
 from tests.scheduler.agent.dra.gpus import h100s
 
 pytestmark = pytest.mark.integration
@@ -48,7 +47,7 @@ def make_node(cluster, core):
 
     def make(n: int) -> tuple[str, tuple]:
         gpus = h100s()[:n]
-        name = f"claim-race-{os.getpid() % 10000}-{len(made)}"
+        name = fresh_name("claim-race")
         body = node_body(NodeSpec(name, n, "NVIDIA-H100-80GB-HBM3", H100_MIB))
         report = NodeReport(gpus=tuple(GPU(g.index, g.uuid, g.memory_usable, 0, product="NVIDIA-H100-80GB-HBM3")
                                        for g in gpus), reported_at=datetime.now(timezone.utc))

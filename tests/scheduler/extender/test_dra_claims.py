@@ -11,7 +11,6 @@ thing that keeps it off: the share waits, then binds to GPU 3 once the claim is 
 """
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 
 import pytest
@@ -24,7 +23,7 @@ from scheduler.agent.dra.devices import slice_name
 from scheduler.kube.client import raw
 from scheduler.nodeinfo import GPU, NodeReport, annotations_for
 from tests.deploy import manifests
-from tests.helpers import eventually
+from tests.helpers import eventually, fresh_name
 from tests.scheduler.agent.dra.gpus import h100s
 
 pytestmark = pytest.mark.integration
@@ -41,7 +40,7 @@ def dra_node(cluster, core):
     published as the agent would publish them; the chart's DeviceClass applied. A gpusched
     annotation share waits beside the claim: the legacy path, on by extender.annotationShares=true."""
     manifests.apply(cluster, annotation_shares=True)
-    name = f"dra-claims-{os.getpid() % 10000}"
+    name = fresh_name("dra-claims")
     body = node_body(NodeSpec(name, 4, "NVIDIA-H100-80GB-HBM3", H100_MIB))
     report = NodeReport(gpus=tuple(GPU(g.index, g.uuid, g.memory_usable, 0 if g.index == 3 else 79 * GiB,
                                        product="NVIDIA-H100-80GB-HBM3") for g in GPUS),
