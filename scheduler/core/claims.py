@@ -129,6 +129,79 @@ def claim_held(claim: Any) -> tuple[HeldClaim | None, tuple[str, ...]]:
     return HeldClaim(claim_key(claim), node, tuple(held)), tuple(problems)
 
 
+MAX_NODE_NAME = 253  # a Node's name is a DNS subdomain
+NO_NODE = ("its allocation names no node (no nodeSelector metadata.name, no pool): nvidia.com/gpu pods "
+           "are not kept off its GPUs")
+
+
+def _asks_our_class(claim: Mapping[str, Any]) -> bool:
+    """Whether the claim's spec asks DeviceClass gpu.gpusched.io anywhere (exactly or firstAvailable)."""
+    spec = claim.get("spec")
+    devices = spec.get("devices") if isinstance(spec, Mapping) else None
+    requests = devices.get("requests") if isinstance(devices, Mapping) else None
+    for r in requests[:MAX_RESULTS] if isinstance(requests, list) else ():
+        if not isinstance(r, Mapping):
+            continue
+        exactly, alternatives = r.get("exactly"), r.get("firstAvailable")
+        if isinstance(exactly, Mapping) and exactly.get("deviceClassName") == contract.DRA_DRIVER:
+            return True
+        if isinstance(alternatives, list) and any(isinstance(a, Mapping) and a.get("deviceClassName") ==
+                                                  contract.DRA_DRIVER for a in alternatives[:MAX_RESULTS]):
+            return True
+    return False
+
+
+def _node_name(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_NODE_NAME else None
+
+
+def _selector_names(alloc: Mapping[str, Any]) -> list[str]:
+    """Every node a nodeSelector names by `matchFields metadata.name In [...]`, in any term:
+    read leniently, where _selected_node wants exactly one."""
+    sel = alloc.get("nodeSelector")
+    terms = sel.get("nodeSelectorTerms") if isinstance(sel, Mapping) else None
+    names: list[str] = []
+    for term in terms[:MAX_RESULTS] if isinstance(terms, list) else ():
+        fields = term.get("matchFields") if isinstance(term, Mapping) else None
+        for f in fields[:MAX_RESULTS] if isinstance(fields, list) else ():
+            values = f.get("values") if isinstance(f, Mapping) and f.get("key") == "metadata.name" \
+                and f.get("operator") == "In" else None
+            names += [n for n in map(_node_name, values[:MAX_RESULTS] if isinstance(values, list) else ()) if n]
+    return names
+
+
+def allocated_nodes(claim: Any) -> tuple[tuple[str, ...], str | None]:
+    """(the nodes where an allocated claim of gpu.gpusched.io may hold GPUs, problem): what
+    keeps nvidia.com/gpu pods off (scheduler/core/beside_claims.py), read even where
+    claim_held cannot count the claim, so a claim gpusched cannot count still closes its node.
+
+    Ours: a result of driver gpu.gpusched.io, or, where the results cannot be read (not a
+    list, an entry not an object or without a driver name), a spec asking that DeviceClass.
+    The nodes: those its nodeSelector names by metadata.name (the pod runs on one of them),
+    else the pools of its results of our driver or of no readable driver (the agent names
+    each pool after its node). Ours and allocated but naming no node: (), NO_NODE."""
+    if not isinstance(claim, Mapping):
+        return (), None
+    status = claim.get("status")
+    alloc = status.get("allocation") if isinstance(status, Mapping) else None
+    if alloc is None:
+        return (), None  # not allocated: holds nothing anywhere
+    alloc = alloc if isinstance(alloc, Mapping) else {}
+    devices = alloc.get("devices")
+    results = devices.get("results") if isinstance(devices, Mapping) else None
+    entries = results[:MAX_RESULTS] if isinstance(results, list) else []
+    drivers = [r.get("driver") if isinstance(r, Mapping) else None for r in entries]
+    unreadable = not isinstance(results, list) or any(not isinstance(d, str) for d in drivers)
+    if contract.DRA_DRIVER not in drivers and not (unreadable and _asks_our_class(claim)):
+        return (), None  # another driver's, or nothing says it is ours
+    nodes = _selector_names(alloc) or [
+        n for r, d in zip(entries, drivers) if d == contract.DRA_DRIVER or not isinstance(d, str)
+        for n in [_node_name(r.get("pool")) if isinstance(r, Mapping) else None] if n]
+    if not nodes:
+        return (), NO_NODE
+    return tuple(sorted(set(nodes))), None
+
+
 def allocations_on(held: HeldClaim, state: NodeState | None) -> tuple[list[Allocation], tuple[str, ...]]:
     """The snapshot allocations of a held claim on its node, one per GPU, and the devices
     left uncounted. A device is the report's GPU of that UUID; a share consuming at least

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
-from scheduler.core.claims import HeldClaim, allocations_on, claim_held, claim_key
+from scheduler.core.claims import HeldClaim, allocated_nodes, allocations_on, claim_held, claim_key
 from scheduler.core.cpu import node_cpu_allocatable
 from scheduler.core.objects import allocation_of, cpu_held, node_state_of, pod_key, report_errors
 from scheduler.extender.node_rows import NodeRows
@@ -98,6 +98,10 @@ class LiveState:
         self._pods_on: dict[str, dict[str, None]] = {}
         self._assumed_on: dict[str, dict[str, None]] = {}
         self._claims_on: dict[str, dict[str, None]] = {}
+        # the nodes each allocated claim of ours marks (claims.allocated_nodes, with the node it
+        # is counted on), and by node the claims marking it: kept even for a claim not counted
+        self._marks: dict[str, tuple[str, ...]] = {}
+        self._marked_on: dict[str, dict[str, None]] = {}
         # the nodes where a claim of ours holds GPUs, read without the lock by the filter of
         # nvidia.com/gpu pods (scheduler/core/beside_claims.py); replaced, never mutated
         self.claim_nodes: frozenset[str] = frozenset()
@@ -171,17 +175,40 @@ class LiveState:
         self._recount_cpu(counted, self._cpu_of(key))
         return before
 
-    def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None, relisting: bool = False) -> None:
+    def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
         before = self._claims.pop(key, None)
         if before is not None:
             _unindex(self._claims_on, before[0].node, key)
         if held is not None:
             self._claims[key] = held
             self._claims_on.setdefault(held[0].node, {})[key] = None
-        if relisting:
-            return  # set_claims publishes claim_nodes once, after the whole list
-        if len(self.claim_nodes) != len(self._claims_on) or (held is not None and held[0].node not in self.claim_nodes):
-            self.claim_nodes = frozenset(self._claims_on)
+
+    def _put_marks(self, key: str, nodes: tuple[str, ...], relisting: bool = False) -> None:
+        """Record the nodes claim `key` keeps nvidia.com/gpu pods off, and publish claim_nodes
+        when the set of marked nodes changed (unless relisting: set_claims publishes once)."""
+        before = self._marks.pop(key, ())
+        if before == nodes and not relisting:
+            if nodes:
+                self._marks[key] = nodes
+            return
+        for n in before:
+            _unindex(self._marked_on, n, key)
+        if nodes:
+            self._marks[key] = nodes
+            for n in nodes:
+                self._marked_on.setdefault(n, {})[key] = None
+        if not relisting and (len(self.claim_nodes) != len(self._marked_on)
+                              or any(n not in self.claim_nodes for n in nodes)):
+            self.claim_nodes = frozenset(self._marked_on)
+
+    @staticmethod
+    def _read_claim(claim: Any) -> tuple[HeldClaim | None, tuple[str, ...], tuple[str, ...]]:
+        """(what the claim holds, why parts are not counted, the nodes it marks)."""
+        held, problems = claim_held(claim)
+        nodes, no_node = allocated_nodes(claim)
+        if held is not None and held.node not in nodes:
+            nodes = tuple(sorted((*nodes, held.node)))
+        return held, problems + ((no_node,) if no_node and held is None else ()), nodes
 
     def device_plugin_pods_on(self, node: str) -> list[str]:
         """The pods holding whole GPUs on `node` outside claims (nvidia.com/gpu, which the
@@ -374,27 +401,35 @@ class LiveState:
     def set_claims(self, claims: list[dict[str, Any]]) -> None:
         with self._lock:
             self._claims, self._claims_on = {}, {}
+            self._marks, self._marked_on = {}, {}
             self._claim_resolved = {}
-            self.claim_problems = {}
+            # a relist forgets the claims gone meanwhile, and says again nothing said already
+            logged, self.claim_problems = self.claim_problems, {}
             for c in claims:
-                held, problems = claim_held(c)
-                self._note_claim(claim_key(c) if isinstance(c, dict) else "claim:?", problems)
+                key = claim_key(c) if isinstance(c, dict) else "claim:?"
+                held, problems, nodes = self._read_claim(c)
+                if key in logged:
+                    self.claim_problems[key] = logged[key]
+                if held is None or held.node not in self._nodes:
+                    self._note_claim(key, problems)  # else the rebuild below notes it, resolved
+                self._put_marks(key, nodes, relisting=True)
                 if held is not None:
-                    self._put_claim(held.key, (held, problems), relisting=True)
+                    self._put_claim(held.key, (held, problems))
             # one new set for the lock-free filter: never an empty or half-built one meanwhile
-            self.claim_nodes = frozenset(self._claims_on)
+            self.claim_nodes = frozenset(self._marked_on)
             self._dirty = True
         self.rebuild()
 
     def on_claim(self, typ: str, claim: dict[str, Any]) -> None:
         key = claim_key(claim)
-        held, problems = (None, ()) if typ == "DELETED" else claim_held(claim)
+        held, problems, nodes = (None, (), ()) if typ == "DELETED" else self._read_claim(claim)
         with self._lock:
+            self._put_marks(key, nodes)
             if held is not None and (held, problems) == self._claims.get(key):
                 return  # reservedFor or another field changed, not what the claim holds
             if held is None and key not in self._claims and key not in self._claim_keys:
                 self._note_claim(key, problems)
-                return  # not ours or not allocated, before and now: the snapshot is the same
+                return  # not counted, before and now: the snapshot is the same
             self._claim_resolved.pop(key, None)
             self._put_claim(key, (held, problems) if held is not None else None)
             if held is None:

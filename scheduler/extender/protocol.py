@@ -210,9 +210,11 @@ def parse_binding_args(body: bytes) -> BindingArgs:
 
 
 def filter_result(args: ExtenderArgs, node_rows: NodeRows, ok: np.ndarray, reasons: list[str],
-                  unresolvable: str = "") -> bytes:
+                  unresolvable: str = "", hard: np.ndarray | None = None) -> bytes:
     """The answer to a filter read with `node_rows`: the candidates where `ok`, and each
     other one's reason (`reasons`, in candidate order), or `unresolvable` for every one.
+    Failed candidates where `hard` go back as FailedAndUnresolvableNodes (kube-scheduler's
+    preemption does not try them), the rest as FailedNodes.
     With nodeCacheCapable the answer must carry NodeNames (only names it was sent); an
     answer with neither NodeNames nor Nodes removes every node. When every node fits they
     go back as sent. The answer's list is remembered: kube-scheduler sends it to prioritize."""
@@ -221,7 +223,14 @@ def filter_result(args: ExtenderArgs, node_rows: NodeRows, ok: np.ndarray, reaso
         ok = np.zeros(len(args.rows), bool)
         unresolved = orjson.dumps(dict.fromkeys(args.names(node_rows), unresolvable))
     elif not ok.all():
-        failed = orjson.dumps(dict(zip(args.names(node_rows, ~ok), reasons)))
+        named = zip(args.names(node_rows, ~ok), reasons)
+        if hard is None or not hard.any():
+            failed = orjson.dumps(dict(named))
+        else:
+            split: tuple[dict[str, str], dict[str, str]] = ({}, {})
+            for (name, why), h in zip(named, hard[~ok].tolist()):
+                split[h][name] = why
+            failed, unresolved = orjson.dumps(split[0]), orjson.dumps(split[1])
     if not args.sent_names:
         # Only names go back; kube-scheduler maps them onto its own Node objects.
         nodes = orjson.dumps({"items": [{"metadata": {"name": n}} for n in args.names(node_rows, ok)]})

@@ -70,7 +70,8 @@ class Metrics:
         self.claims_not_counted = Gauge("gpusched_extender_claims_not_counted",
                                         "ResourceClaims of gpu.gpusched.io the extender leaves (partly) "
                                         "uncounted: an unknown device, another node's pool, an absurd "
-                                        "quantity (the log says which and why)", registry=self.registry)
+                                        "quantity, an allocation naming no node (nvidia.com/gpu pods are "
+                                        "then not kept off it; the log says which and why)", registry=self.registry)
         self.inflight_waits = Counter("gpusched_extender_inflight_wait_seconds_total",
                                       "Time filters waited for a previous pod's bind", registry=self.registry)
         self.response_bytes = Counter("gpusched_extender_response_bytes_total",
@@ -217,9 +218,10 @@ class Extender:
         ok, why = (self.claim_pods.filter(view.snapshot, cp, args.rows) if self.claim_pods and cp
                    else filter_rows(view.snapshot, req, args.rows, self.row_memo))
         claim_nodes = self.live.claim_nodes
+        hard = None
         if req.whole_gpus and not cp and claim_nodes:
-            ok, why = refuse_claimed(ok, why, args.rows, self._claimed_rows(view.snapshot, claim_nodes))
-        answer = protocol.filter_result(args, view.rows, ok, why)
+            ok, why, hard = refuse_claimed(ok, why, args.rows, self._claimed_rows(view.snapshot, claim_nodes))
+        answer = protocol.filter_result(args, view.rows, ok, why, hard=hard)
         if req.gpu_pod or cp:
             fit = bool(ok.any())
             self.metrics.decisions.labels("filter", "fit" if fit else "none").inc()

@@ -20,22 +20,25 @@ def test_claimed_rows(name, nodes, want):
     assert claimed_rows(INDEX, 4, nodes).tolist() == want
 
 
-@pytest.mark.parametrize("name,rows,ok,reasons,claimed,want_ok,want_reasons", [
-    # b holds claims and passed filter: refused with W; the rest as filter said
-    ("refuse-b", [0, 1, 2], [True, True, True], [], ["b"], [True, False, True], [W]),
-    # a failed filter (its reason kept, first in candidate order), b refused after it
+# want_hard: the candidates this rule refused, sent as FailedAndUnresolvableNodes (preemption
+# cannot free a claimed node: beside_claims' docstring); a reason filter gave stays resolvable
+@pytest.mark.parametrize("name,rows,ok,reasons,claimed,want_ok,want_reasons,want_hard", [
+    # b holds claims and passed filter: refused with W, unresolvable; the rest as filter said
+    ("refuse-b", [0, 1, 2], [True, True, True], [], ["b"], [True, False, True], [W], [False, True, False]),
+    # a failed filter (its reason kept, first in candidate order, resolvable), b refused after it
     ("keep-order", [0, 1, 2], [False, True, True], ["no room on a"], ["b"], [False, False, True],
-     ["no room on a", W]),
-    # c already failed: its own reason stays, nothing added
-    ("already-failed", [2, 0], [False, True], ["no room on c"], ["c"], [False, True], ["no room on c"]),
+     ["no room on a", W], [False, True, False]),
+    # c already failed: its own reason stays, nothing added, nothing made unresolvable
+    ("already-failed", [2, 0], [False, True], ["no room on c"], ["c"], [False, True], ["no room on c"],
+     [False, False]),
     # -1: a node not in the snapshot, never "claimed"
-    ("unknown-row", [-1, 3], [True, True], [], ["d"], [True, False], [W]),
-    ("no-claims", [0, 1], [True, True], [], [], [True, True], []),
+    ("unknown-row", [-1, 3], [True, True], [], ["d"], [True, False], [W], [False, True]),
+    ("no-claims", [0, 1], [True, True], [], [], [True, True], [], [False, False]),
 ])
-def test_refuse_claimed(name, rows, ok, reasons, claimed, want_ok, want_reasons):
-    got_ok, got_reasons = refuse_claimed(np.array(ok), list(reasons), np.array(rows),
-                                         claimed_rows(INDEX, 4, claimed))
-    assert (got_ok.tolist(), got_reasons) == (want_ok, want_reasons)
+def test_refuse_claimed(name, rows, ok, reasons, claimed, want_ok, want_reasons, want_hard):
+    got_ok, got_reasons, hard = refuse_claimed(np.array(ok), list(reasons), np.array(rows),
+                                               claimed_rows(INDEX, 4, claimed))
+    assert (got_ok.tolist(), got_reasons, hard.tolist()) == (want_ok, want_reasons, want_hard)
 
 
 def test_claim_beside_plugin_names_at_most_three_pods():

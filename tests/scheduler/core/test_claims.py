@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler import contract
+from scheduler.core import claims as claims_mod
 from scheduler.core.claims import allocations_on, claim_held
 from scheduler.core.objects import node_state_of, snapshot_of
 from scheduler.nodeinfo import GPU, NodeReport, annotations_for
@@ -137,3 +140,94 @@ def test_node2_claim_counts_on_node2():
     assert int(snap.committed[snap.index[N2], 0]) == 70 * GiB
     [a] = snap.allocations[snap.index[N2]]
     assert (a.pod_key, a.gpu_ids, a.whole) == ("claim:t/x#0", (0,), False)
+
+
+# ---- allocated_nodes: the nodes a claim keeps nvidia.com/gpu pods off (scheduler/core/beside_claims.py),
+# read even where claim_held cannot count the claim: fail closed wherever the node can be told
+
+OURS_SPEC = {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": contract.DRA_DRIVER}}]}}
+OTHER_SPEC = {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com"}}]}}
+
+
+def raw(allocation: object, spec: dict | None = None) -> dict:
+    """A claim with `allocation` as its status.allocation, whatever its shape."""
+    c: dict = {"metadata": {"namespace": "t", "name": "r"}, "status": {"allocation": allocation}}
+    if spec is not None:
+        c["spec"] = spec
+    return c
+
+
+def bare(pool: object = "", device: object = "", driver: object = contract.DRA_DRIVER, **extra: object) -> dict:
+    r = {"request": "gpu", "driver": driver, "pool": pool, "device": device, **extra}
+    return {k: v for k, v in r.items() if v is not None}
+
+
+D = dev(N1, 0)
+SEL1 = on(N1)
+SEL12 = {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": [N1, N2]}]}]}
+NONE, NO = (), claims_mod.NO_NODE
+
+# (id, claim, nodes it marks, problem; what claim_held counts it on: node or None)
+NODE_ROWS = [
+    ("well formed: the selector's node", claim("a", result(N1, D, "20Gi")), (N1,), None, N1),
+    ("no selector: the pool", claim("a", result(N1, D, "20Gi"), selector=None), (N1,), None, N1),
+    # (a): not counted, yet its node is told
+    ("result without a pool, selector N1", raw({"devices": {"results": [bare(None, D)]}, "nodeSelector": SEL1}),
+     (N1,), None, None),
+    ("result without a device name, no selector: the pool", raw({"devices": {"results": [bare(N1, None)]}}),
+     (N1,), None, None),
+    ("empty pool, selector N1", raw({"devices": {"results": [bare("", D)]}, "nodeSelector": SEL1}), (N1,), None, None),
+    ("pool of another node than the selector: the selector (where the pod runs)",
+     claim("u", result(N2, dev(N2, 0), "20Gi"), selector=SEL1), (N1,), None, None),
+    ("unreadable consumedCapacity, selector N1", claim("u", result(N1, D, "lots")), (N1,), None, None),
+    ("selector naming two nodes: both", claim("u", result(N1, D, "20Gi"), selector=SEL12), (N1, N2), None, None),
+    ("selector by matchExpressions only: the pool", claim("u", result(N1, D, "20Gi"), selector={
+        "nodeSelectorTerms": [{"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In",
+                                                     "values": [N2]}]}]}), (N1,), None, None),
+    ("devices not a list, spec of our class, selector N1", raw({"devices": "x", "nodeSelector": SEL1}, OURS_SPEC),
+     (N1,), None, None),
+    ("results entry without a driver, spec ours: its pool", raw({"devices": {"results": [bare(N2, D, None)]}},
+                                                                OURS_SPEC), (N2,), None, None),
+    ("hostile selector values: only node names kept", raw({"devices": {"results": [bare(None, D)]}, "nodeSelector": {
+        "nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In",
+                                                "values": [7, "", "x" * 300, N2]}]}, "junk"]}}), (N2,), None, None),
+    # ours and allocated, but nothing names a node: marks nothing, said
+    ("no pool, no selector", raw({"devices": {"results": [bare(None, D)]}}), NONE, NO, None),
+    ("devices not a list, spec ours, no selector", raw({"devices": "x"}, OURS_SPEC), NONE, NO, None),
+    ("allocation not an object, spec ours", raw(["x"], OURS_SPEC), NONE, NO, None),
+    ("selector with no node name, no pool", raw({"devices": {"results": [bare(None, D)]}, "nodeSelector": {}}),
+     NONE, NO, None),
+    # not ours, or nothing allocated: marks nothing, nothing to say
+    ("another driver's result", claim("n", result(N1, D, "20Gi", driver="gpu.nvidia.com")), NONE, None, None),
+    ("devices not a list, spec of another class", raw({"devices": "x", "nodeSelector": SEL1}, OTHER_SPEC),
+     NONE, None, None),
+    ("devices not a list, no spec", raw({"devices": "x", "nodeSelector": SEL1}), NONE, None, None),
+    ("not allocated", {"metadata": {"name": "p"}, "status": {}}, NONE, None, None),
+    ("allocation null", raw(None, OURS_SPEC), NONE, None, None),
+    ("not a claim", "not a claim", NONE, None, None),
+]
+
+
+@pytest.mark.parametrize("c,nodes,problem,counted_on", [r[1:] for r in NODE_ROWS], ids=[r[0] for r in NODE_ROWS])
+def test_allocated_nodes(c, nodes, problem, counted_on):
+    assert claims_mod.allocated_nodes(c) == (nodes, problem)
+    held, _ = claim_held(c)
+    assert (held.node if held else None) == counted_on
+
+
+CLAIM_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.sampled_from([N1, "", contract.DRA_DRIVER]),
+                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                              st.sampled_from(["devices", "results", "pool", "driver", "device", "nodeSelector",
+                                               "nodeSelectorTerms", "matchFields", "key", "operator", "values",
+                                               "consumedCapacity", "memory", "requests", "exactly",
+                                               "deviceClassName"]), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(allocation=CLAIM_JSON, spec=CLAIM_JSON)
+def test_any_shape_is_read_without_a_crash_and_marks_where_it_counts(allocation, spec):
+    c = {"metadata": {"namespace": "t", "name": "f"}, "spec": spec, "status": {"allocation": allocation}}
+    nodes, problem = claims_mod.allocated_nodes(c)
+    assert all(isinstance(n, str) and n for n in nodes) and (problem is None or not nodes)
+    held, _ = claim_held(c)
+    assert held is None or held.node in nodes  # whatever gpusched counts, it also keeps plugin pods off

@@ -6,16 +6,19 @@ annotation. The API server's part is played by dicts (the real one: test_claim_s
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scheduler import contract
 from scheduler.core import Allocation
 from scheduler.core.beside_claims import WHOLE_BESIDE_CLAIMS
+from scheduler.core.claims import NO_NODE, claim_key
 from scheduler.extender.claim_pods import ClaimPods
 from scheduler.extender.live import LiveState
 from scheduler.extender.server import Extender, describe_node
@@ -293,7 +296,7 @@ def test_an_nvidia_gpu_pod_does_not_pass_a_node_where_a_claim_holds_a_gpu():
     assert live.claim_nodes == frozenset({"n1"})
     out = filtered(ext, whole_pod())
     assert out["NodeNames"] == ["n2"]
-    assert out["FailedNodes"] == {"n1": WHOLE_BESIDE_CLAIMS}
+    assert out["FailedAndUnresolvableNodes"] == {"n1": WHOLE_BESIDE_CLAIMS} and out["FailedNodes"] == {}
 
 
 def test_an_nvidia_gpu_pod_bind_is_refused_where_a_claim_was_counted_since_its_filter():
@@ -333,3 +336,133 @@ def test_a_claim_pod_is_refused_beside_an_nvidia_gpu_pod():
     ext2, live2, _, _ = setup(claim("c", gpu=1, reserved=()))
     whole(live2, 0)
     assert filtered(ext2, pod())["FailedNodes"]["n1"].startswith("gpusched: ns/c on n1: n1 runs pods holding")
+
+
+# ---- (a) claims gpusched cannot count still keep nvidia.com/gpu pods off their node;
+# (b) that refusal is unresolvable (kube-scheduler's preemption cannot free a claimed node)
+
+def raw_claim(allocation: object, spec: object = None, name: str = "r") -> dict:
+    c: dict = {"metadata": {"namespace": "ns", "name": name, "resourceVersion": "1"},
+               "status": {"allocation": allocation, "reservedFor": [{"resource": "pods", "name": "x", "uid": "uid-x"}]}}
+    if spec is not None:
+        c["spec"] = spec
+    return c
+
+
+OURS = {"devices": {"requests": [{"name": "gpu", "exactly": {"deviceClassName": contract.DRA_DRIVER}}]}}
+ON_N1 = {"nodeSelectorTerms": [{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}]}
+
+
+def res(pool: object = "n1", device: object = None, **extra: object) -> dict:
+    r = {"request": "gpu", "driver": contract.DRA_DRIVER, "pool": pool, "device": device or uuid(0).lower(), **extra}
+    return {k: v for k, v in r.items() if v is not None}
+
+
+U = "unresolvable"
+# (id, claim, n1's answer to a whole-GPU pod: "unresolvable" (W) or "passes", whether it is said as uncounted)
+UNCOUNTED_ROWS = [
+    ("counted claim on n1", claim("c", gpu=0, reserved=("uid-x",)), U, False),
+    ("result without a pool, selector n1", raw_claim({"devices": {"results": [res(pool=None)]}, "nodeSelector": ON_N1}),
+     U, True),
+    ("empty pool and device name, selector n1",
+     raw_claim({"devices": {"results": [res(pool="", device="")]}, "nodeSelector": ON_N1}), U, True),
+    ("unreadable consumedCapacity, no selector: the pool n1",
+     raw_claim({"devices": {"results": [res(consumedCapacity={"memory": "lots"})]}}), U, True),
+    ("devices not a list, spec of our class, selector n1", raw_claim({"devices": [], "nodeSelector": ON_N1}, OURS),
+     U, True),
+    ("device not in n1's report", raw_claim({"devices": {"results": [res(device="gpu-bogus")]}, "nodeSelector": ON_N1}),
+     U, True),
+    ("nothing names a node: not kept off, said", raw_claim({"devices": {"results": [res(pool=None)]}}), "passes", True),
+    ("another driver's claim", raw_claim({"devices": {"results": [res(driver="gpu.nvidia.com")]}, "nodeSelector": ON_N1}),
+     "passes", False),
+]
+
+
+@pytest.mark.parametrize("c,n1,said", [r[1:] for r in UNCOUNTED_ROWS], ids=[r[0] for r in UNCOUNTED_ROWS])
+def test_a_claim_marks_its_node_even_where_gpusched_cannot_count_it(c, n1, said):
+    ext, live, cps, api = setup(c)
+    out = filtered(ext, whole_pod())
+    if n1 == U:
+        assert out["NodeNames"] == ["n2"]
+        assert out["FailedAndUnresolvableNodes"] == {"n1": WHOLE_BESIDE_CLAIMS} and out["FailedNodes"] == {}
+    else:
+        assert out["NodeNames"] == ["n1", "n2"]
+    assert (claim_key(c) in live.claim_problems) == said  # gpusched_extender_claims_not_counted
+    # the same claim arriving by the watch after the filter: the bind is refused there too
+    ext, live, cps, api = setup()
+    assert filtered(ext, whole_pod())["NodeNames"] == ["n1", "n2"]
+    cps.on_claim("ADDED", c)
+    ext.get_pod = lambda namespace, name: whole_pod(name)
+    err = json.loads(ext.bind(json.dumps({"PodName": "w", "PodNamespace": "ns", "PodUID": "uid-w",
+                                          "Node": "n1"}).encode()))["Error"]
+    assert err.startswith(WHOLE_BESIDE_CLAIMS) if n1 == U else err == ""
+    cps.on_claim("DELETED", c)
+    assert live.claim_nodes == frozenset()
+
+
+def test_a_claim_naming_no_node_is_said_once_and_counted(caplog):
+    nowhere = raw_claim({"devices": {"results": [res(pool=None)]}})
+    ext, live, cps, _ = setup()
+    with caplog.at_level(logging.WARNING, logger="scheduler.extender.live"):
+        for rv in range(3):  # status updates of the same claim
+            cps.on_claim("MODIFIED", dict(nowhere, metadata=dict(nowhere["metadata"], resourceVersion=str(rv + 2))))
+        cps.set_claims([nowhere])  # a relist (new leader term, watch error)
+    said = [r.getMessage() for r in caplog.records if "names no node" in r.getMessage()]
+    assert said == ["ResourceClaim ns/r: not counted: device None/gpu-00000001-0000-0000-0000-000000000000: no pool "
+                    "or device name; " + NO_NODE]
+    assert list(live.claim_problems) == ["claim:ns/r"] and live.claim_nodes == frozenset()
+    cps.on_claim("MODIFIED", raw_claim({"devices": {"results": [res()]}, "nodeSelector": ON_N1}))  # mended
+    assert live.claim_problems == {} and live.claim_nodes == frozenset({"n1"})
+
+
+def test_a_node_refused_for_other_reasons_stays_resolvable():
+    # n2 has no free GPU (two whole pods reserved there): resolvable, as any filter reason;
+    # n1 holds a claim: unresolvable
+    ext, live, _, _ = setup(claim("c", gpu=0, reserved=("uid-x",)))
+    whole(live, 0, "n2")
+    whole(live, 1, "n2")
+    out = filtered(ext, whole_pod())
+    assert out["FailedAndUnresolvableNodes"] == {"n1": WHOLE_BESIDE_CLAIMS}
+    assert list(out["FailedNodes"]) == ["n2"] and out.get("NodeNames") in (None, [])
+
+
+# ---- (c) a shared claim whose pods run already is refused for a new pod beside an
+# nvidia.com/gpu pod, whoever placed it: gpusched cannot tell which GPU the device plugin
+# gave that pod (maybe the claim's), so a new consumer of the claim's GPU is not added
+
+def other_scheduler_pod(node_name: str, gpus: int = 1, share: str = "", phase: str = "Running") -> dict:
+    limits = {contract.GPU_RESOURCE: str(gpus)} if gpus else {}
+    return {"metadata": {"name": "other", "namespace": "ns", "uid": "uid-other",
+                         "annotations": {contract.GPU_MEMORY: share} if share else {}},
+            "spec": {"schedulerName": "default-scheduler", "nodeName": node_name,
+                     "containers": [{"name": "s", "resources": {"limits": limits}}]},
+            "status": {"phase": phase}}
+
+
+PLUGIN = ("gpusched: n1 runs pods holding nvidia.com/gpu (ns/other) whose GPUs the device plugin picked without "
+          "seeing claims; a claim there could share one of them; kube-scheduler retries the pod")
+# (id, another scheduler's pod, n1's filter reason for the new pod ("" passes), its bind's answer)
+SHARED_ROWS = [
+    ("nothing else on n1", None, "", ""),
+    ("nvidia.com/gpu pod on n1", other_scheduler_pod("n1"), "gpusched: ns/c on n1: " + PLUGIN[10:], PLUGIN),
+    ("nvidia.com/gpu pod on n2 only", other_scheduler_pod("n2"), "", ""),
+    ("a 10Gi annotation share on n1: in gpusched's records, no device plugin", other_scheduler_pod(
+        "n1", gpus=0, share="10Gi"), "", ""),
+    ("the nvidia.com/gpu pod on n1 has finished", other_scheduler_pod("n1", phase="Succeeded"), "", ""),
+]
+
+
+@pytest.mark.parametrize("other,n1_reason,bind_answer", [r[1:] for r in SHARED_ROWS], ids=[r[0] for r in SHARED_ROWS])
+def test_a_shared_claim_takes_no_new_pod_beside_an_nvidia_gpu_pod(other, n1_reason, bind_answer):
+    shared = claim("c", gpu=0, reserved=("uid-x", "uid-p"))  # uid-x runs on n1 already; p joins it
+    ext, live, _, api = setup(shared)
+    if other is not None:
+        live.on_pod("ADDED", other)
+    out = filtered(ext, pod())
+    assert out["FailedNodes"]["n2"] == "gpusched: ns/c is allocated on n1"
+    assert out["FailedNodes"].get("n1", "") == n1_reason
+    api.claims["c"] = shared
+    assert bind(ext) == bind_answer
+    assert api.binds == ([] if bind_answer else [("p", "n1", {})])
+    if other is None:
+        assert committed_mib(live) == [20 * 1024, 0]  # the claim counted once, however many pods share it

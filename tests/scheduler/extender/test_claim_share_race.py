@@ -204,19 +204,37 @@ def test_a_claim_pod_that_fits_only_where_the_allocator_would_over_commit_waits(
 def test_whole_gpu_pods_stay_off_a_node_where_claims_hold_gpus(cluster, core, gpusched, namespace, make_node):
     """The device plugin hands out nvidia.com/gpu without seeing claims: with a 20Gi claim
     share on one node, a whole-GPU pod that may go to either node goes to the other, and
-    one pinned to the claimed node stays Pending with gpusched's reason."""
+    one pinned to the claimed node stays Pending with gpusched's reason. The pinned one has
+    the higher priority: the refusal is unresolvable, so kube-scheduler's preemption does not
+    try the claimed node (with FailedNodes it would, find no victim among pods its own
+    plugins already fit beside, and fail with "expected at least one victim pod")."""
     admin = cluster.api_client()
     claimed, _ = make_node(2)
     other, _ = make_node(2)
     template(admin, namespace, "share-20gi", "20Gi")
     core.create_namespaced_pod(namespace, claim_pod("claim-0", claimed, "share-20gi"))
     eventually(lambda: bound(core, namespace).get("claim-0") == claimed, timeout=60, what="the claim pod bound")
-    whole = {"resources": {"limits": {contract.GPU_RESOURCE: "1"}}}
-    for name, nodes in (("whole-any", [claimed, other]), ("whole-pinned", [claimed])):
-        core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-                                               "spec": _spec(nodes, container=dict(whole))})
-    eventually(lambda: bound(core, namespace).get("whole-any") == other, timeout=60,
-               what="the whole-GPU pod bound to the node without claims")
-    eventually(lambda: any(WHOLE_BESIDE_CLAIMS in m for m in failed_scheduling(core, namespace, "whole-pinned")),
-               timeout=60, what="the pinned whole-GPU pod refused with gpusched's reason")
-    assert "whole-pinned" not in bound(core, namespace)
+    high = fresh_name("beside-claims-high")
+    status, _ = raw(admin, "POST", "/apis/scheduling.k8s.io/v1/priorityclasses",
+                    {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass", "metadata": {"name": high},
+                     "value": 1000})
+    assert status == 201, status
+    try:
+        whole = {"resources": {"limits": {contract.GPU_RESOURCE: "1"}}}
+        for name, nodes, extra in (("whole-any", [claimed, other], {}),
+                                   ("whole-pinned", [claimed], {"priorityClassName": high})):
+            core.create_namespaced_pod(namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                                                   "spec": _spec(nodes, container=dict(whole), **extra)})
+        eventually(lambda: bound(core, namespace).get("whole-any") == other, timeout=60,
+                   what="the whole-GPU pod bound to the node without claims")
+        eventually(lambda: any(WHOLE_BESIDE_CLAIMS in m for m in failed_scheduling(core, namespace, "whole-pinned")),
+                   timeout=60, what="the pinned whole-GPU pod refused with gpusched's reason")
+        said = [m for m in failed_scheduling(core, namespace, "whole-pinned") if WHOLE_BESIDE_CLAIMS in m]
+        assert all("Preemption is not helpful for scheduling" in m and "victim" not in m for m in said), said
+        assert "whole-pinned" not in bound(core, namespace)
+        claim0 = core.read_namespaced_pod("claim-0", namespace)
+        assert claim0.spec.node_name == claimed and claim0.metadata.deletion_timestamp is None
+        assert not core.read_namespaced_pod("whole-pinned", namespace).status.nominated_node_name
+    finally:
+        core.delete_namespaced_pod("whole-pinned", namespace, grace_period_seconds=0)
+        raw(admin, "DELETE", f"/apis/scheduling.k8s.io/v1/priorityclasses/{high}")
