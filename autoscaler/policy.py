@@ -172,6 +172,8 @@ class ScaleState:
     last_active: float | None = None  # last decision that saw a request or a queue (scale to zero)
     queued: tuple[tuple[float, int], ...] = ()  # (t, largest recommendation while requests queued), queued_hold_s
     queue_since: float | None = None  # first of the decisions in a row that saw requests waiting
+    # the largest (t, recommendation) of that run not recorded yet: its decisions within the wait bound
+    queue_first: tuple[float, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -499,30 +501,41 @@ def queued_peak(rules: Rules, obs: Observation, spec: AutoscalerSpec) -> int | N
 
 
 def queued_kept(state: ScaleState, rules: Rules, obs: Observation, spec: AutoscalerSpec,
-                now: float) -> tuple[tuple[tuple[float, int], ...], float | None]:
-    """The queued peaks kept after this decision, and since when requests have waited.
-    A peak is recorded only when a queue was read at two decisions more than the wait bound
-    apart with none read empty between (no request's age is measured): one request waiting
-    for a moment (uneven routing, a prefill spike) is not a fleet that was short. A peak
-    that a later, at least as large one outlives can never be the floor, so it is dropped:
-    the kept peaks fall with time and stay few however long requests queue."""
+                now: float) -> tuple[tuple[tuple[float, int], ...], float | None, tuple[float, int] | None]:
+    """The queued peaks kept after this decision, since when requests have waited, and the
+    run's largest peak not recorded yet. A peak is recorded only when a queue was read at
+    two decisions more than the wait bound apart with none read empty between (no request's
+    age is measured): one request waiting for a moment (uneven routing, a prefill spike) is
+    not a fleet that was short. The decisions of the run within the bound are not lost:
+    their largest peak waits (``queue_first``) and is recorded, at its own time, with the
+    first decision past the bound; often it is the run's largest, the first scrape that
+    sees a burst's backlog asking for its replicas at once. A peak that a later, at least
+    as large one outlives can never be the floor, so it is dropped: the kept peaks fall
+    with time and stay few however long requests queue."""
     hold = queued_hold_s(spec)
     peak = queued_peak(rules, obs, spec) if hold > 0 else None
     queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
     since: float | None
+    first = state.queue_first
     if peak is not None:
         since = state.queue_since if state.queue_since is not None else now
+        first = first if state.queue_since is not None else None
     else:  # a missed scrape (every queue unknown) neither starts nor ends a run
         since = state.queue_since if queues and not any(_valid(q) for q in queues) else None
+        first = first if since is not None else None
     bound = spec.slo.wait_bound_s if spec.slo is not None else None
     kept = [q for q in state.queued if q[0] > now - hold]
-    if peak is not None and since is not None and bound is not None and now - since > bound:
-        kept.append((now, peak))
+    if peak is not None and since is not None and bound is not None:
+        if now - since > bound:
+            kept += ([first] if first is not None and first[0] > now - hold else []) + [(now, peak)]
+            first = None
+        elif first is None or peak >= first[1]:
+            first = (now, peak)
     out: list[tuple[float, int]] = []
     for t, n in reversed(kept):
         if not out or n > out[-1][1]:
             out.append((t, n))
-    return tuple(reversed(out)), since
+    return tuple(reversed(out)), since, first
 
 
 def queued_floor(v: Verdict, kept: tuple[tuple[float, int], ...], cur: int, now: float) -> Verdict:
@@ -809,7 +822,7 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     rules = signal_ratios(spec, obs) + queued
     picked, demand = pick_largest(rules, cur)
     measured, anticipated = split_recommendations(rules, picked, cur)
-    held_queued, queue_since = queued_kept(state, rules, obs, spec, now)
+    held_queued, queue_since, queue_first = queued_kept(state, rules, obs, spec, now)
     v = stabilise(picked, held_recommendations(state, now, spec.cold_start_s), spec.behavior, cur, now, started)
     v = queued_floor(v, held_queued, cur, now)
     v, panic = panic_mode(v, state, demand, obs.ready, spec.behavior.panic, now)
@@ -822,7 +835,7 @@ def decide(state: ScaleState, obs: Observation, spec: AutoscalerSpec, now: float
     pool = warm_pool(v.replicas, cur, obs.warm, spec, fc.prewarm_target, warm)
     new_state = replace(next_state(state, spec, now, started, cur, measured, v.replicas, demand, arrivals,
                                    panic, anticipated), last_active=last_active, queued=held_queued,
-                      queue_since=queue_since)
+                      queue_since=queue_since, queue_first=queue_first)
     return Decision(
         replicas=v.replicas, warm=pool.warm, promote=pool.promote, cold_start=pool.cold_start, demote=pool.demote,
         prewarm=pool.prewarm, rule=v.rule, reason=v.reason + pool.note + warm_note, state=new_state, current=cur,

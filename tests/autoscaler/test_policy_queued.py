@@ -98,31 +98,52 @@ def test_decide_records_a_queue_older_than_the_bound():
     assert gone.state.queue_since is None and gone.state.queued == second.state.queued
 
 
-W = rec("signal:queueDepth", 9)
+def test_decide_keeps_the_first_decisions_ask():
+    """A burst's backlog is read at the run's first decision, which asks for its replicas at
+    once; 15 s later the queue is smaller. The first ask is the floor, recorded at its time."""
+    spike = decide(OLD, Observation(ready=4, signals={"queueDepth": 5.0}, arrival_rate=1.0), spec(), NOW)
+    # queueDepth target capped at 2 s x 0.5 = 1: ceil(4 x 5 / 1) = 20
+    assert spike.replicas == 20 and spike.state.queue_first == (NOW, 20)
+    later = decide(spike.state, Observation(ready=20, signals={"queueDepth": 0.1}, arrival_rate=1.0), spec(), NOW + 15)
+    # ceil(20 x 0.1 / 1) = 2 now, the queueing rule a few more: the kept peaks are (NOW, 20), then this ask
+    assert later.state.queued[0] == (NOW, 20) and later.state.queued[-1][1] < 20
+    assert later.state.queue_first is None
+    calm = decide(later.state, Observation(ready=20, signals={"queueDepth": 0.0}, arrival_rate=0.0), spec(), NOW + 400)
+    # 400 s on, the 300 s scale-down window is past; 400 < 600: held at 20
+    assert (calm.replicas, calm.rule) == (20, QUEUED_HOLD), calm.reason
 
 
-@pytest.mark.parametrize("name,queued,since,queue,want_kept,want_since", [
-    # a blip: requests seen waiting for the first time, 0 s <= the 2 s bound: nothing recorded
-    ("blip", (), None, 1.0, (), NOW),
+@pytest.mark.parametrize("name,queued,since,first,queue,n,want_kept,want_since,want_first", [
+    # a blip: requests seen waiting for the first time, 0 s <= the 2 s bound: nothing recorded,
+    # its peak 9 waits in queue_first
+    ("blip", (), None, None, 1.0, 9, (), NOW, (NOW, 9)),
     # waiting since 985: 1000 - 985 = 15 s > 2 s: the peak 9 is recorded
-    ("persisted", (), 985.0, 1.0, ((NOW, 9),), 985.0),
-    # waiting since 999: 1 s <= 2 s, not yet
-    ("within-bound", (), 999.0, 1.0, (), 999.0),
-    # no queue now: the run ends, what was kept stays until it is 600 s old
-    ("queue-gone", ((900.0, 12),), 985.0, 0.0, ((900.0, 12),), None),
+    ("persisted", (), 985.0, None, 1.0, 9, ((NOW, 9),), 985.0, None),
+    # waiting since 999: 1 s <= 2 s, not yet; 9 >= the waiting 7 at 999 takes its place
+    ("within-bound", (), 999.0, (999.0, 7), 1.0, 9, (), 999.0, (NOW, 9)),
+    # within the bound, a smaller ask (5 < 7) leaves the waiting peak as it was
+    ("within-bound-smaller", (), 999.0, (999.0, 7), 1.0, 5, (), 999.0, (999.0, 7)),
+    # the run's first decision at 985 asked 30 (the backlog at once); at 1000, 15 s > 2 s, it is
+    # recorded at its own time beside the 9 asked now: floor 30 until 985 + 600
+    ("first-recorded", (), 985.0, (985.0, 30), 1.0, 9, ((985.0, 30), (NOW, 9)), 985.0, None),
+    # the same with a first ask 6 <= 9: the later 9 outlives it, only it stays
+    ("first-dominated", (), 985.0, (985.0, 6), 1.0, 9, ((NOW, 9),), 985.0, None),
+    # no queue now: the run ends, its unrecorded peak with it (a blip); what was kept stays
+    ("queue-gone", ((900.0, 12),), 985.0, (999.0, 30), 0.0, 9, ((900.0, 12),), None, None),
     # a missed scrape (queue unknown): the run since 985 goes on, nothing recorded now
-    ("scrape-missed", (), 985.0, None, (), 985.0),
+    ("scrape-missed", (), 985.0, (999.0, 30), None, 9, (), 985.0, (999.0, 30)),
     # 1000 - 350 = 650 s >= 600 s: expired
-    ("expired", ((350.0, 12),), None, 0.0, (), None),
+    ("expired", ((350.0, 12),), None, None, 0.0, 9, (), None, None),
     # (900, 7) <= the later 9: it can never be the floor, dropped; (800, 12) > 9 stays
-    ("dominated-dropped", ((800.0, 12), (900.0, 7)), 985.0, 1.0, ((800.0, 12), (NOW, 9)), 985.0),
+    ("dominated-dropped", ((800.0, 12), (900.0, 7)), 985.0, None, 1.0, 9, ((800.0, 12), (NOW, 9)), 985.0, None),
     # (800, 9) and the new 9 at 1000: the later one outlives it, only it stays
-    ("equal-dropped", ((800.0, 9),), 985.0, 1.0, ((NOW, 9),), 985.0),
+    ("equal-dropped", ((800.0, 9),), 985.0, None, 1.0, 9, ((NOW, 9),), 985.0, None),
 ])
-def test_queued_kept(name, queued, since, queue, want_kept, want_since):
-    state = ScaleState(started_at=0.0, queued=queued, queue_since=since)
+def test_queued_kept(name, queued, since, first, queue, n, want_kept, want_since, want_first):
+    state = ScaleState(started_at=0.0, queued=queued, queue_since=since, queue_first=first)
     obs = Observation(ready=4, signals={"queueDepth": queue})
-    assert queued_kept(state, Rules((W,)), obs, spec(), NOW) == (want_kept, want_since)
+    got = queued_kept(state, Rules((rec("signal:queueDepth", n),)), obs, spec(), NOW)
+    assert got == (want_kept, want_since, want_first)
 
 
 def test_queued_kept_stays_small_under_a_long_queue():
@@ -132,7 +153,7 @@ def test_queued_kept_stays_small_under_a_long_queue():
     obs = Observation(ready=4, signals={"queueDepth": 1.0})
     for i in range(720):
         n = 30 - (i % 60) // 3  # 30 down to 11, again every 5 minutes
-        kept, since = queued_kept(state, Rules((rec("signal:queueDepth", n),)), obs, spec(), 5.0 * i)
-        state = ScaleState(started_at=0.0, queued=kept, queue_since=since)
+        kept, since, first = queued_kept(state, Rules((rec("signal:queueDepth", n),)), obs, spec(), 5.0 * i)
+        state = ScaleState(started_at=0.0, queued=kept, queue_since=since, queue_first=first)
         assert len(kept) <= 21
     assert [n for _, n in state.queued] == sorted((n for _, n in state.queued), reverse=True)
