@@ -132,6 +132,8 @@ def claim_held(claim: Any) -> tuple[HeldClaim | None, tuple[str, ...]]:
 MAX_NODE_NAME = 253  # a Node's name is a DNS subdomain
 NO_NODE = ("its allocation names no node (no nodeSelector metadata.name, no pool): nvidia.com/gpu pods "
            "are not kept off its GPUs")
+NOT_READ = ("its allocation cannot be read (a result without a driver name, devices not a list): not counted; "
+            "nvidia.com/gpu pods are kept off its nodes")
 
 
 def _asks_our_class(claim: Mapping[str, Any]) -> bool:
@@ -177,9 +179,10 @@ def allocated_nodes(claim: Any) -> tuple[tuple[str, ...], str | None]:
 
     Ours: a result of driver gpu.gpusched.io, or, where the results cannot be read (not a
     list, an entry not an object or without a driver name), a spec asking that DeviceClass.
-    The nodes: those its nodeSelector names by metadata.name (the pod runs on one of them),
-    else the pools of its results of our driver or of no readable driver (the agent names
-    each pool after its node). Ours and allocated but naming no node: (), NO_NODE."""
+    The nodes: those its nodeSelector names by metadata.name (the pod runs on one of them)
+    and the pools of its results of our driver or of no readable driver (the agent names
+    each pool after its node, where the GPU is): both, where they disagree, since either may
+    be where a device is held. Ours and allocated but naming no node: (), NO_NODE."""
     if not isinstance(claim, Mapping):
         return (), None
     status = claim.get("status")
@@ -194,7 +197,7 @@ def allocated_nodes(claim: Any) -> tuple[tuple[str, ...], str | None]:
     unreadable = not isinstance(results, list) or any(not isinstance(d, str) for d in drivers)
     if contract.DRA_DRIVER not in drivers and not (unreadable and _asks_our_class(claim)):
         return (), None  # another driver's, or nothing says it is ours
-    nodes = _selector_names(alloc) or [
+    nodes = _selector_names(alloc) + [
         n for r, d in zip(entries, drivers) if d == contract.DRA_DRIVER or not isinstance(d, str)
         for n in [_node_name(r.get("pool")) if isinstance(r, Mapping) else None] if n]
     if not nodes:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
 from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
-from scheduler.core.claims import HeldClaim, allocated_nodes, allocations_on, claim_held, claim_key
+from scheduler.core.claims import NOT_READ, HeldClaim, allocated_nodes, allocations_on, claim_held, claim_key
 from scheduler.core.cpu import node_cpu_allocatable
 from scheduler.core.objects import allocation_of, cpu_held, node_state_of, pod_key, report_errors
 from scheduler.extender.node_rows import NodeRows
@@ -102,7 +102,7 @@ class LiveState:
         # is counted on), and by node the claims marking it: kept even for a claim not counted
         self._marks: dict[str, tuple[str, ...]] = {}
         self._marked_on: dict[str, dict[str, None]] = {}
-        # the nodes where a claim of ours holds GPUs, read without the lock by the filter of
+        # the nodes our allocated claims mark, counted or not, read without the lock by the filter of
         # nvidia.com/gpu pods (scheduler/core/beside_claims.py); replaced, never mutated
         self.claim_nodes: frozenset[str] = frozenset()
         self._assumed: dict[str, _Assumed] = {}
@@ -208,6 +208,8 @@ class LiveState:
         nodes, no_node = allocated_nodes(claim)
         if held is not None and held.node not in nodes:
             nodes = tuple(sorted((*nodes, held.node)))
+        if held is None and not problems and nodes:
+            problems = (NOT_READ,)  # ours by its class, yet claim_held found nothing to say
         return held, problems + ((no_node,) if no_node and held is None else ()), nodes
 
     def device_plugin_pods_on(self, node: str) -> list[str]:

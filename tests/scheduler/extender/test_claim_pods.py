@@ -372,6 +372,8 @@ UNCOUNTED_ROWS = [
      U, True),
     ("device not in n1's report", raw_claim({"devices": {"results": [res(device="gpu-bogus")]}, "nodeSelector": ON_N1}),
      U, True),
+    ("a result without a driver name, spec of our class: its pool n1, said",
+     raw_claim({"devices": {"results": [res(driver=None)]}}, OURS), U, True),
     ("nothing names a node: not kept off, said", raw_claim({"devices": {"results": [res(pool=None)]}}), "passes", True),
     ("another driver's claim", raw_claim({"devices": {"results": [res(driver="gpu.nvidia.com")]}, "nodeSelector": ON_N1}),
      "passes", False),
