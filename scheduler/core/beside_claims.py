@@ -23,15 +23,15 @@ gpusched cannot count it (claim_held): a claim is ours where a result names driv
 gpu.gpusched.io, or where its results cannot be read (not a list, an entry without a driver
 name) and its spec asks DeviceClass gpu.gpusched.io. An allocated claim of ours marks the
 nodes its nodeSelector names by `matchFields metadata.name In` (any term, any number: the
-pod runs on one of them), else the pools of its results (the agent names each pool after its
-node); a result without a pool or device name, a pool that is not the selector's node, an
-unreadable consumed capacity still mark the node so read. Naming none (no selector name, no
+pod runs on one of them) and the pools of its results (the agent names each pool after its
+node, where the GPU is); a result without a pool or device name, a pool that is not the
+selector's node, an unreadable consumed capacity still mark the nodes so read. Naming none (no selector name, no
 pool), it marks nothing: the claim's problems say so (logged once per change, counted in
 gpusched_extender_claims_not_counted).
 
 The refusal is unresolvable (FailedAndUnresolvableNodes): kube-scheduler's preemption
 (v1.36.3, preemption.go) tries only nodes marked Unschedulable and simulates them with its
-own filter plugins, never the extender, which passed this node already; so it would find no
+own filter plugins, which passed this node already, never the extender; so it would find no
 victim there ("expected at least one victim pod", an error status). Even with a preempt verb,
 evicting the claim pods frees the node only once no pod reserves the claim, which a shared
 claim's other pods may never do.
@@ -62,17 +62,17 @@ def refuse_claimed(ok: np.ndarray, reasons: list[str], rows: np.ndarray,
                    claimed: np.ndarray) -> tuple[np.ndarray, list[str], np.ndarray]:
     """The filter's answer for an `nvidia.com/gpu` pod with the candidates (`rows`, -1 for a
     node not in the snapshot) whose node holds claims refused too; `reasons` are the failed
-    candidates' in candidate order, and stay so. The third array marks the candidates this
-    rule refused: unresolvable by preemption (above)."""
+    candidates' in candidate order, and stay so. The third array marks every claimed
+    candidate, refused here or already failed (its reason kept): unresolvable by preemption
+    (above), whatever else failed there."""
     hit = np.zeros(len(rows), bool)
     known = rows >= 0
     hit[known] = claimed[rows[known]]
-    refused = ok & hit
-    if not refused.any():
-        return ok, reasons, refused
+    if not (ok & hit).any():
+        return ok, reasons, hit
     before = iter(reasons)
     out = ok & ~hit
-    return out, [next(before) if not ok[i] else WHOLE_BESIDE_CLAIMS for i in np.flatnonzero(~out).tolist()], refused
+    return out, [next(before) if not ok[i] else WHOLE_BESIDE_CLAIMS for i in np.flatnonzero(~out).tolist()], hit
 
 
 def claim_beside_plugin(node: str, pods: Sequence[str]) -> str:

@@ -20,17 +20,21 @@ def test_claimed_rows(name, nodes, want):
     assert claimed_rows(INDEX, 4, nodes).tolist() == want
 
 
-# want_hard: the candidates this rule refused, sent as FailedAndUnresolvableNodes (preemption
-# cannot free a claimed node: beside_claims' docstring); a reason filter gave stays resolvable
+# want_hard: every claimed candidate, sent as FailedAndUnresolvableNodes (preemption cannot
+# free a claimed node: beside_claims' docstring), whatever else failed there; others resolvable
 @pytest.mark.parametrize("name,rows,ok,reasons,claimed,want_ok,want_reasons,want_hard", [
     # b holds claims and passed filter: refused with W, unresolvable; the rest as filter said
     ("refuse-b", [0, 1, 2], [True, True, True], [], ["b"], [True, False, True], [W], [False, True, False]),
     # a failed filter (its reason kept, first in candidate order, resolvable), b refused after it
     ("keep-order", [0, 1, 2], [False, True, True], ["no room on a"], ["b"], [False, False, True],
      ["no room on a", W], [False, True, False]),
-    # c already failed: its own reason stays, nothing added, nothing made unresolvable
+    # c already failed: its own reason stays, nothing added, yet unresolvable (claimed whatever
+    # preemption would free on it)
     ("already-failed", [2, 0], [False, True], ["no room on c"], ["c"], [False, True], ["no room on c"],
-     [False, False]),
+     [True, False]),
+    # c failed and b refused: both claimed, both unresolvable; a stays resolvable
+    ("failed-and-refused", [0, 2, 1], [False, False, True], ["no room on a", "no room on c"], ["b", "c"],
+     [False, False, False], ["no room on a", "no room on c", W], [False, True, True]),
     # -1: a node not in the snapshot, never "claimed"
     ("unknown-row", [-1, 3], [True, True], [], ["d"], [True, False], [W], [False, True]),
     ("no-claims", [0, 1], [True, True], [], [], [True, True], [], [False, False]),
