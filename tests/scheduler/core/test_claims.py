@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
 from scheduler import contract
@@ -177,8 +177,8 @@ NODE_ROWS = [
     ("result without a device name, no selector: the pool", raw({"devices": {"results": [bare(N1, None)]}}),
      (N1,), None, None),
     ("empty pool, selector N1", raw({"devices": {"results": [bare("", D)]}, "nodeSelector": SEL1}), (N1,), None, None),
-    ("pool of another node than the selector: the selector (where the pod runs)",
-     claim("u", result(N2, dev(N2, 0), "20Gi"), selector=SEL1), (N1,), None, None),
+    ("pool of another node than the selector: both (the pod's node, the GPU's)",
+     claim("u", result(N2, dev(N2, 0), "20Gi"), selector=SEL1), (N1, N2), None, None),
     ("unreadable consumedCapacity, selector N1", claim("u", result(N1, D, "lots")), (N1,), None, None),
     ("selector naming two nodes: both", claim("u", result(N1, D, "20Gi"), selector=SEL12), (N1, N2), None, None),
     ("selector by matchExpressions only: the pool", claim("u", result(N1, D, "20Gi"), selector={
@@ -215,19 +215,51 @@ def test_allocated_nodes(c, nodes, problem, counted_on):
     assert (held.node if held else None) == counted_on
 
 
-CLAIM_JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.sampled_from([N1, "", contract.DRA_DRIVER]),
-                          lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                              st.sampled_from(["devices", "results", "pool", "driver", "device", "nodeSelector",
-                                               "nodeSelectorTerms", "matchFields", "key", "operator", "values",
-                                               "consumedCapacity", "memory", "requests", "exactly",
-                                               "deviceClassName"]), inner, max_size=4), max_leaves=12)
+LEAF = st.none() | st.booleans() | st.integers(-1, 3) | st.sampled_from(
+    [N1, N2, "", contract.DRA_DRIVER, "gpu.nvidia.com", "metadata.name", "In", "gpu", D, "20Gi", "lots"])
+CLAIM_JSON = st.recursive(LEAF, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+    st.sampled_from(["devices", "results", "pool", "driver", "device", "nodeSelector", "nodeSelectorTerms",
+                     "matchFields", "key", "operator", "values", "consumedCapacity", "memory", "requests",
+                     "exactly", "deviceClassName"]), inner, max_size=4), max_leaves=12)
+# shapes near a real allocation, so that some are counted and some marked: each field its
+# well-formed value three times in four, else any JSON in its place
 
 
-@settings(max_examples=400, derandomize=True, deadline=None)
-@given(allocation=CLAIM_JSON, spec=CLAIM_JSON)
+def near(*good: object) -> st.SearchStrategy:
+    return st.one_of(*(st.just(g) for g in good for _ in range(3)), LEAF)
+
+
+RESULT = st.fixed_dictionaries({
+    "request": near("gpu"), "driver": near(contract.DRA_DRIVER, "gpu.nvidia.com"), "pool": near(N1, N2),
+    "device": near(D)}, optional={"consumedCapacity": near({"memory": "20Gi"}, {"memory": "lots"})})
+SELECTOR = near(on(N1), on(N2))
+NEAR = st.fixed_dictionaries({"devices": st.fixed_dictionaries(
+    {"results": st.lists(RESULT | CLAIM_JSON, min_size=1, max_size=3) | CLAIM_JSON}) | CLAIM_JSON},
+    optional={"nodeSelector": SELECTOR})
+ALLOCATION = NEAR | CLAIM_JSON
+SPEC = st.just(OURS_SPEC) | st.just(OTHER_SPEC) | CLAIM_JSON
+
+
+def any_claim(allocation: object, spec: object) -> dict:
+    return {"metadata": {"namespace": "t", "name": "f"}, "spec": spec, "status": {"allocation": allocation}}
+
+
+@settings(max_examples=600, derandomize=True, deadline=None)
+@given(allocation=ALLOCATION, spec=SPEC)
 def test_any_shape_is_read_without_a_crash_and_marks_where_it_counts(allocation, spec):
-    c = {"metadata": {"namespace": "t", "name": "f"}, "spec": spec, "status": {"allocation": allocation}}
+    c = any_claim(allocation, spec)
     nodes, problem = claims_mod.allocated_nodes(c)
     assert all(isinstance(n, str) and n for n in nodes) and (problem is None or not nodes)
     held, _ = claim_held(c)
     assert held is None or held.node in nodes  # whatever gpusched counts, it also keeps plugin pods off
+
+
+@pytest.mark.parametrize("what,found", [
+    ("a counted claim", lambda c: claim_held(c)[0] is not None),
+    ("a claim marked but not counted", lambda c: claim_held(c)[0] is None and claims_mod.allocated_nodes(c)[0]),
+    ("a claim marked on two nodes", lambda c: len(claims_mod.allocated_nodes(c)[0]) == 2),
+    ("a claim of ours naming no node", lambda c: claims_mod.allocated_nodes(c)[1] == claims_mod.NO_NODE),
+])
+def test_the_shapes_above_reach_every_outcome(what, found):
+    """Without these the property above could hold only because nothing is ever counted."""
+    assert find(st.builds(any_claim, NEAR, SPEC), found, settings=settings(database=None, max_examples=5000)), what
