@@ -508,7 +508,7 @@ def queued_kept(state: ScaleState, rules: Rules, obs: Observation, spec: Autosca
     age is measured): one request waiting for a moment (uneven routing, a prefill spike) is
     not a fleet that was short. The decisions of the run within the bound are not lost:
     their largest peak waits (``queue_first``) and is recorded, at its own time, with the
-    first decision past the bound; often it is the run's largest, the first scrape that
+    first decision past the bound; it can be the run's largest, the first scrape that
     sees a burst's backlog asking for its replicas at once. A peak that a later, at least
     as large one outlives can never be the floor, so it is dropped: the kept peaks fall
     with time and stay few however long requests queue."""

@@ -132,6 +132,11 @@ def test_decide_keeps_the_first_decisions_ask():
     ("queue-gone", ((900.0, 12),), 985.0, (999.0, 30), 0.0, 9, ((900.0, 12),), None, None),
     # a missed scrape (queue unknown): the run since 985 goes on, nothing recorded now
     ("scrape-missed", (), 985.0, (999.0, 30), None, 9, (), 985.0, (999.0, 30)),
+    # the run began at 300 and its first ask (300, 30) waited: 1000 - 300 = 700 s >= 600 s, too
+    # old to be a floor now: only the 9 asked now is recorded
+    ("first-too-old", (), 300.0, (300.0, 30), 1.0, 9, ((NOW, 9),), 300.0, None),
+    # no run yet and the scrape missed (queue unknown): it starts nothing, records nothing
+    ("missed-before-a-run", (), None, None, None, 9, (), None, None),
     # 1000 - 350 = 650 s >= 600 s: expired
     ("expired", ((350.0, 12),), None, None, 0.0, 9, (), None, None),
     # (900, 7) <= the later 9: it can never be the floor, dropped; (800, 12) > 9 stays
