@@ -65,16 +65,16 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
 
     Pods with annotations the extender would have rejected (e.g. bound by the default
     binder while the extender was down) still count, as conservatively as they parse."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    node = spec.get("nodeName")
-    if not node or status.get("phase") in ("Succeeded", "Failed"):
+    node = bound_node(pod)
+    if node is None:
         return None
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    cpu: int | None = None  # parse_pod read the CPU request already; else read it only for a GPU pod
     try:
         req = parse_pod(pod)
-        whole, memory = req.whole_gpus, req.gpu_memory
+        whole, memory, cpu = req.whole_gpus, req.gpu_memory, req.cpu_milli
     except RequestError:
-        whole = _whole_gpus_lenient(spec)
+        whole = _whole_gpus_lenient(pod.get("spec") or {})
         try:
             memory = parse_bytes(annotations.get(contract.GPU_MEMORY, ""))
         except QuantityError:
@@ -85,18 +85,24 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
-                            count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0])
+                            count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0] if cpu is None else cpu)
+
+
+def bound_node(pod: dict[str, Any]) -> str | None:
+    """The node a bound, live pod holds resources on; None for a pod not bound or finished."""
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    node = spec.get("nodeName") if isinstance(spec, dict) else None
+    if not node or not isinstance(node, str) or (isinstance(status, dict) and status.get("phase") in ("Succeeded", "Failed")):
+        return None
+    return node
 
 
 def cpu_held(pod: dict[str, Any]) -> tuple[str, int, tuple[str, ...]] | None:
     """(node, millicores, why parts were not read) a bound, live pod's CPU request holds
     there, as kube-scheduler counts it for any pod, GPU or not; None for a pod not bound or
     finished."""
-    spec, status = pod.get("spec") or {}, pod.get("status") or {}
-    node = spec.get("nodeName") if isinstance(spec, dict) else None
-    if not node or not isinstance(node, str) or (isinstance(status, dict) and status.get("phase") in ("Succeeded", "Failed")):
-        return None
-    return (node, *pod_cpu_request(pod))
+    node = bound_node(pod)
+    return None if node is None else (node, *pod_cpu_request(pod))
 
 
 def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
