@@ -18,16 +18,8 @@ claim holds, and no record would show it. So the extender keeps them to differen
 Whole GPUs beside claims go by claim too (`gpusched claim-template --gpus N`). Pods of
 other schedulers never reach the extender (docs/ownership.md).
 
-Which node a claim marks (scheduler/core/claims.py, `allocated_nodes`), even where
-gpusched cannot count it (claim_held): a claim is ours where a result names driver
-gpu.gpusched.io, or where its results cannot be read (not a list, an entry without a driver
-name) and its spec asks DeviceClass gpu.gpusched.io. An allocated claim of ours marks the
-nodes its nodeSelector names by `matchFields metadata.name In` (any term, any number: the
-pod runs on one of them) and the pools of its results (the agent names each pool after its
-node, where the GPU is); a result without a pool or device name, a pool that is not the
-selector's node, an unreadable consumed capacity still mark the nodes so read. Naming none (no selector name, no
-pool), it marks nothing: the claim's problems say so (logged once per change, counted in
-gpusched_extender_claims_not_counted).
+Which nodes a claim marks, even one gpusched cannot count: scheduler/core/claims.py,
+`allocated_nodes` (a claim that names no node marks none, and the extender says so).
 
 The refusal is unresolvable (FailedAndUnresolvableNodes): kube-scheduler's preemption
 (v1.36.3, preemption.go) tries only nodes marked Unschedulable and simulates them with its

@@ -94,8 +94,7 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
     `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
-    pods asked, reweighted to sum to 1. Fewer than
-    `min_pods` such pods: `fallback`."""
+    pods asked, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
     cpus: dict[tuple[int, float], list[int]] = {}  # each shape's pods' CPU: its count is their number
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
