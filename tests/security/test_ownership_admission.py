@@ -71,17 +71,22 @@ def tenant_in(cluster, namespace: str) -> client.CoreV1Api:
     return as_user(cluster, TENANT)
 
 
-@pytest.fixture
-def tenant_ns(cluster, core, namespace, policy):
+def enforced_tenant_ns(cluster, core, namespace: str, forged: dict[str, str], what: str):
+    """The body of a tenant_ns fixture: yields `namespace` once a policy refuses the tenant's
+    pod annotated `forged`, and removes the namespace's pods afterwards."""
     tenant = tenant_in(cluster, namespace)
     # the API server loads a new policy asynchronously: wait until it refuses a forged pod
     eventually(lambda: status(lambda: tenant.create_namespaced_pod(
-        namespace, pod(f"probe-{time.monotonic_ns() % 10**9}", {contract.GPU_IDS: "0"})))[0] == 403,
-        timeout=60, what="ownership policy enforced")
+        namespace, pod(f"probe-{time.monotonic_ns() % 10**9}", forged)))[0] == 403, timeout=60, what=what)
     yield namespace
     # pods bound to a node that does not exist have no kubelet to confirm their deletion:
     # remove them at once instead of waiting out PodGC's quarantine in the namespace teardown
     core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+
+
+@pytest.fixture
+def tenant_ns(cluster, core, namespace, policy):
+    yield from enforced_tenant_ns(cluster, core, namespace, {contract.GPU_IDS: "0"}, "ownership policy enforced")
 
 
 # (annotations a tenant writes on a new pod, spec.nodeName, HTTP status, message part)

@@ -17,7 +17,7 @@ from scheduler.claim_template import claim_template
 from scheduler.kube.client import raw
 from tests.deploy import manifests
 from tests.helpers import eventually
-from tests.security.test_ownership_admission import TENANT, as_user, pod, status, tenant_in
+from tests.security.test_ownership_admission import TENANT, as_user, enforced_tenant_ns, pod, status
 
 pytestmark = pytest.mark.integration
 
@@ -52,12 +52,8 @@ def echoed(value: str) -> str:
 
 @pytest.fixture
 def tenant_ns(cluster, core, namespace, refusing):
-    tenant = tenant_in(cluster, namespace)
-    eventually(lambda: status(lambda: tenant.create_namespaced_pod(
-        namespace, pod(f"probe-{time.monotonic_ns() % 10**9}", {contract.GPU_MEMORY: "1Gi"})))[0] == 403,
-        timeout=60, what="annotation share policy enforced")
-    yield namespace
-    core.delete_collection_namespaced_pod(namespace, grace_period_seconds=0)
+    yield from enforced_tenant_ns(cluster, core, namespace, {contract.GPU_MEMORY: "1Gi"},
+                                  "annotation share policy enforced")
 
 
 def claim_pod(name: str, template: str) -> dict:
