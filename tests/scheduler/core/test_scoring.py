@@ -51,12 +51,11 @@ def test_spread_inverts_packing():
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
-def _frag_bruteforce(free, whole_free, total, shapes, cpu_free=None):
+def _frag_bruteforce(free, whole_free, total, shapes, cpu_free):
     """FGD's expected fragmentation recomputed from scratch over every GPU: a shape whose
     CPU the node's free CPU cannot host finds all of the node's free memory a fragment."""
     tw = sum(sh.weight for sh in shapes)
     out = np.zeros(free.shape[0])
-    cpu_free = np.full(free.shape[0], 2**40) if cpu_free is None else cpu_free
     for sh in shapes:
         if sh.whole:
             partial = np.where(whole_free, 0, free).sum(1)
@@ -93,6 +92,27 @@ def _random_snapshot(rng: np.random.Generator, with_cpu: bool):
     return snapshot(*nodes)
 
 
+def _recomputed_deltas(s, req: PodRequest, feasible: list[str], shapes) -> list[float]:
+    """What fragmentation_delta must give on each feasible node: FGD's F recomputed from
+    scratch after the pod is placed there (its GPUs as bind assigns them, its CPU requested),
+    less F before. A node whose CPU is not known has CPU_UNKNOWN free before and after."""
+    from scheduler.core import assign_gpus
+    from scheduler.core.snapshot import Allocation
+    want = []
+    for name in feasible:
+        a = assign_gpus(s, name, req)
+        i = s.index[name]
+        after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
+                                                   len(a.gpu_ids)))
+        after = after.with_cpu_requested({name: int(s.cpu_requested[i]) + req.cpu_milli})
+        b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], shapes,
+                             s.cpu_free[i:i + 1])
+        aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
+                              shapes, after.cpu_free[i:i + 1])
+        want.append((aa - b)[0])
+    return want
+
+
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
                                  PodRequest(gpu_memory=50 * GiB, cpu_milli=16000),
@@ -102,24 +122,10 @@ def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
     """Nodes with 16..64 free cores and shapes asking 0, 8 or 24: the pod's CPU makes some
     shapes unfit where they fitted, and the delta must be what recomputing F says."""
     s = _random_snapshot(np.random.default_rng(seed), with_cpu=True)
-    from scheduler.core import assign_gpus
-    from scheduler.core.snapshot import Allocation
     feasible, _ = filter_names(s, req, list(s.names))
     r = s.indices(feasible)
     got = fragmentation_delta(s, req, r, simulate(s, req, r), CPU_SHAPES)
-    want = []
-    for name in feasible:
-        a = assign_gpus(s, name, req)
-        i = s.index[name]
-        after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
-                                                   len(a.gpu_ids)))
-        after = after.with_cpu_requested({name: int(s.cpu_requested[i]) + req.cpu_milli})
-        b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], CPU_SHAPES,
-                             s.cpu_free[i:i + 1])
-        aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
-                              CPU_SHAPES, after.cpu_free[i:i + 1])
-        want.append((aa - b)[0])
-    assert got == pytest.approx(want, rel=1e-9, abs=1.0)
+    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, CPU_SHAPES), rel=1e-9, abs=1.0)
     assert len(set(np.round(got, -3))) > 3  # not a degenerate draw: the rows differ
 
 
@@ -128,22 +134,10 @@ def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
                                  PodRequest(whole_gpus=1), PodRequest(whole_gpus=3)])
 def test_fragmentation_delta_equals_recomputing_everything(seed, req):
     s = _random_snapshot(np.random.default_rng(seed), with_cpu=False)
-    from scheduler.core import assign_gpus
-    from scheduler.core.snapshot import Allocation
     feasible, _ = filter_names(s, req, list(s.names))
     r = s.indices(feasible)
     got = fragmentation_delta(s, req, r, simulate(s, req, r), DEFAULT_SHAPES)
-    want = []
-    for name in feasible:
-        a = assign_gpus(s, name, req)
-        after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
-                                                   len(a.gpu_ids)))
-        i = s.index[name]
-        b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], DEFAULT_SHAPES)
-        aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
-                              DEFAULT_SHAPES)
-        want.append((aa - b)[0])
-    assert got == pytest.approx(want, rel=1e-9, abs=1.0)
+    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, DEFAULT_SHAPES), rel=1e-9, abs=1.0)
 
 
 def test_fragmentation_prefers_filling_a_hole_over_breaking_a_whole_gpu():
