@@ -476,6 +476,11 @@ def held_recommendations(state: ScaleState, now: float, forecast_hold_s: float) 
     return state.recommendations + tuple(a for a in state.anticipated if a[0] > now - forecast_hold_s)
 
 
+def _queue_readings(obs: Observation, spec: AutoscalerSpec) -> list[float | None]:
+    """What each queueDepth signal reads now (None where not read)."""
+    return [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+
+
 def queued_hold_s(spec: AutoscalerSpec) -> float:
     """How long a decision made while requests queue keeps its replicas: 0 unless a cold
     start is longer than the SLO's wait bound, else the span of rates the policy keeps
@@ -494,7 +499,7 @@ def queued_peak(rules: Rules, obs: Observation, spec: AutoscalerSpec) -> int | N
     """When a queueDepth signal reads requests waiting: the largest recommendation
     (the forecast's included: with a queue, the rise it extrapolates has already
     outrun the fleet), at most maxReplicas. None when nothing waits."""
-    queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+    queues = _queue_readings(obs, spec)
     if not rules.recs or not any(_valid(q) and q > 0 for q in queues):
         return None
     return min(max(r.replicas for r in rules.recs), spec.max_replicas)
@@ -514,7 +519,7 @@ def queued_kept(state: ScaleState, rules: Rules, obs: Observation, spec: Autosca
     with time and stay few however long requests queue."""
     hold = queued_hold_s(spec)
     peak = queued_peak(rules, obs, spec) if hold > 0 else None
-    queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+    queues = _queue_readings(obs, spec)
     since: float | None
     first = state.queue_first
     if peak is not None:
@@ -677,7 +682,7 @@ def in_use(obs: Observation, spec: AutoscalerSpec, now: float | None = None) -> 
     """Whether the model saw a request: a wake at the activation endpoint (at zero), the gateway's
     counter moved, requests arrive at the pods, or a queue waits. None when nothing says
     so and the gateway's count is unknown (missing data is not an idle model)."""
-    queues = [obs.signals.get(s.name) for s in spec.signals if s.type == "queueDepth"]
+    queues = _queue_readings(obs, spec)
     # A wake counts only at zero: whoever can reach the endpoint (a client forging the
     # gateway's headers) must not keep a serving model from its idle window.
     if (woken(obs, now) and obs.current == 0) or any(_valid(x) and x > 0 for x in [obs.activation, obs.arrival_rate, *queues]):
