@@ -277,6 +277,11 @@ class ClaimPods:
             whole_free[at[known], col[known]] = snap.whole_free[node_rows, g]
         return NodeDevices(present, capacity, multiple, claimed, free, whole_free)
 
+    def device_count(self, node: str) -> int:
+        """The gpu.gpusched.io devices read from `node`'s ResourceSlices: none until the slice
+        watch has shown them, and until then no claim pod passes the node."""
+        return len(self._devices.get(node, ()))
+
     def _row(self, node: str) -> "_Row":
         """(capacity, multiple, claimed, GPU index or -1) of a node's devices, cached."""
         devices = self._devices.get(node, ())

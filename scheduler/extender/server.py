@@ -553,7 +553,10 @@ class OpsHTTPServer(BoundedHTTPServer):
         if req.path == "/debug/shapes":  # the workload fragmentation is weighed against
             return Response(200, orjson.dumps([dataclasses.asdict(sh) for sh in ext.live.shapes]))
         if req.path.startswith("/debug/nodes/"):
-            info = describe_node(ext.live.snapshot(), req.path[len("/debug/nodes/"):])
+            name = req.path[len("/debug/nodes/"):]
+            info = describe_node(ext.live.snapshot(), name)
+            if info is not None and ext.claim_pods is not None:
+                info["draDevices"] = ext.claim_pods.device_count(name)
             return Response(200 if info else 404, orjson.dumps(info or {"Error": "node not in the snapshot"}))
         return _json_error(404, "unknown path")
 

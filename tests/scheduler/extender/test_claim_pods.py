@@ -468,3 +468,12 @@ def test_a_shared_claim_takes_no_new_pod_beside_an_nvidia_gpu_pod(other, n1_reas
     assert api.binds == ([] if bind_answer else [("p", "n1", {})])
     if other is None:
         assert committed_mib(live) == [20 * 1024, 0]  # the claim counted once, however many pods share it
+
+
+def test_device_count_is_what_the_slice_watch_has_shown():
+    """/debug/nodes' draDevices: 2 devices per slice above; a node with no slice yet has 0,
+    and no claim pod passes it until its devices are read."""
+    _, _, cps, _ = setup()
+    assert (cps.device_count("n1"), cps.device_count("n3")) == (2, 0)
+    cps.set_slices([rslice("n2")])
+    assert (cps.device_count("n1"), cps.device_count("n2")) == (0, 2)
