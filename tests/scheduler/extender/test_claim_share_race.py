@@ -37,9 +37,12 @@ TAINT = {"key": "gpusched.io/test", "value": "claim-share-race", "effect": "NoSc
 
 
 @pytest.fixture
-def make_node(cluster, core):
+def make_node(cluster, core, gpusched):
     """make_node(n): a kwok node with the recording's first n H100s, idle, reported by UUID
-    and published as the agent publishes them; the chart's DeviceClass applied."""
+    and published as the agent publishes them; the chart's DeviceClass applied. It returns
+    once the extender has read the node and its devices: a pod the extender refuses for a
+    node its watches have not shown yet is retried by kube-scheduler only on a later cluster
+    event, and a quiet test bed may have none for minutes."""
     # annotation shares beside claim pods: the legacy path, on by extender.annotationShares=true
     manifests.apply(cluster, annotation_shares=True)
     admin = cluster.api_client()
@@ -57,6 +60,8 @@ def make_node(cluster, core):
         made.append(name)
         pub = SlicePublisher(admin, name, resync_s=600)
         assert pub.publish(gpus), pub.last_error
+        eventually(lambda: gpusched.debug_node(name).get("draDevices") == n, timeout=30,
+                   what=f"the extender read {name} and its {n} devices")
         return name, gpus
     yield make
     for name in made:

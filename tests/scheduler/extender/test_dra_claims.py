@@ -35,7 +35,7 @@ TAINT = {"key": "gpusched.io/test", "value": "dra-claims", "effect": "NoSchedule
 
 
 @pytest.fixture
-def dra_node(cluster, core):
+def dra_node(cluster, core, gpusched):
     """A kwok node with GPUs 0-3 of the recording, reported by UUID (busy 0-2, idle 3) and
     published as the agent would publish them; the chart's DeviceClass applied. A gpusched
     annotation share waits beside the claim: the legacy path, on by extender.annotationShares=true."""
@@ -51,6 +51,10 @@ def dra_node(cluster, core):
     admin = cluster.api_client()
     pub = SlicePublisher(admin, name, resync_s=600)
     assert pub.publish(GPUS), pub.last_error
+    # a pod refused for a node the extender's watches have not shown yet waits for a later
+    # cluster event (make_node in test_claim_share_race.py)
+    eventually(lambda: gpusched.debug_node(name).get("draDevices") == len(GPUS), timeout=30,
+               what=f"the extender read {name} and its devices")
     yield name
     raw(admin, "DELETE", f"{R}/resourceslices/{slice_name(name)}")
     core.delete_node(name)
