@@ -30,6 +30,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                "gpu-packing spread --out results/placement-mc\n"
                "  gpusched bench placement --pods benchmarks/data/traces/alibaba-gpu-2023/openb_pod_list_gpuspec33.csv"
                " --out results/placement-gpuspec33\n"
+               "  gpusched bench placement --inflate 1.3 --seed 1 --derive cpu050 cpu250 multigpu50 gpushare80 "
+               "--policies gpusched fgd best-fit --out results/placement-derived\n"
                "  gpusched bench placement --policies gpusched fgd best-fit --limit 2000 --out /tmp/p")
     p.add_argument("--pods", action="append", metavar="PATH",
                    help="an openb_pod_list_*.csv; repeat for several (default: openb_pod_list_default.csv "
@@ -38,6 +40,15 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                    "benchmarks/data/traces/alibaba-gpu-2023/, or $GPUSCHED_TRACES/alibaba-gpu-2023/)")
     p.add_argument("--variants", action="store_true",
                    help="every openb_pod_list_*.csv beside the node list (instead of --pods)")
+    p.add_argument("--derive", nargs="+", metavar="SPEC", default=[],
+                   help="also replay pod lists drawn from the default one, as the FGD repository draws its "
+                        "variants: cpuP (the GPU pods and 7.5 x P CPU-only pods; the default list is about "
+                        "cpu145), multigpuP (multi-GPU pods added until they ask P%% of the GPU demand), "
+                        "gpushareP (P%% of the GPU pods share a GPU); e.g. cpu050 cpu250 multigpu50 gpushare80. "
+                        "Not the published files (they cannot be fetched from here): the same recipe, other "
+                        "draws (benchmarks/placement/derive.py)")
+    p.add_argument("--derive-seed", type=int, default=2023, metavar="N",
+                   help="seed of the --derive draws (default 2023), apart from --seed")
     p.add_argument("--seed", type=int, nargs="+", default=[1], metavar="N",
                    help="seeds: of the random policy and, with --inflate, of the pods drawn; several are run "
                         "and averaged (default 1)")
@@ -83,13 +94,20 @@ def run(args: argparse.Namespace) -> int:
         if not found:
             raise trace.BenchInputError(f"no openb_pod_list_*.csv in {trace.traces_dir()}")
         args.pods = [str(p) for p in found]
-    traces = [trace.read_pods(p) for p in (args.pods or [trace.default_pods_csv()])]
+    from benchmarks.placement import derive
+
+    specs = [derive.parse_spec(s) for s in dict.fromkeys(args.derive)]
+    traces = [trace.read_pods(p) for p in (args.pods or ([] if specs else [trace.default_pods_csv()]))]
+    if specs:
+        base = trace.read_pods(trace.default_pods_csv())
+        traces += [derive.derive(base, s, args.derive_seed) for s in specs]
     if args.limit:
         traces = [t.head(args.limit) for t in traces]
     names = list(dict.fromkeys(args.policies))
     params = {
         "command": "gpusched bench placement " + " ".join(shlex.quote(a) for a in _argv_tail()),
         "seed": seeds[0],
+        "derive_seed": args.derive_seed if specs else None,
         "seeds": seeds,
         "inflate": args.inflate,
         "nodes": {"file": nodes.path, "count": len(nodes), "gpus": int(nodes.gpus.sum())},
