@@ -55,10 +55,13 @@ def node_states(nodes: Nodes) -> list[NodeState]:
             for name, g, m, cpu in zip(nodes.names, nodes.gpus, nodes.model, nodes.cpu_milli)]
 
 
-def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per_gpu: int) -> Allocation:
-    """What the extender's bind counts for a placed pod."""
+def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per_gpu: int,
+               pinned: frozenset[str] = frozenset()) -> Allocation:
+    """What the extender's bind counts for a placed pod; ``pinned``: the products its
+    gpu_spec names (a share's request also names the products of one GPU size, which is
+    the simulator's split, not the pod's pin)."""
     return Allocation(pod_key=pod_key, gpu_ids=tuple(gpu_ids), memory_per_gpu=memory_per_gpu,
-                      whole=req.whole_gpus > 0, count=len(gpu_ids), cpu_milli=req.cpu_milli)
+                      whole=req.whole_gpus > 0, count=len(gpu_ids), cpu_milli=req.cpu_milli, products=pinned)
 
 
 # The extender re-estimates the workload's shapes at each snapshot rebuild (every 10 s at
@@ -145,7 +148,9 @@ class Gpusched(Policy):
         a = assign_gpus(self.snapshot, node, req)
         if not a.gpu_ids:
             raise RuntimeError(f"assign_gpus refused {pod.key} on {node} after filter passed it: {a.reason}")
-        self.snapshot = self.snapshot.with_allocation(node, allocation(pod.key, req, a.gpu_ids, a.memory_per_gpu))
+        pinned = frozenset(ALIBABA_GPU_MIB[m][0] for m in pod.gpu_spec)
+        self.snapshot = self.snapshot.with_allocation(node, allocation(pod.key, req, a.gpu_ids, a.memory_per_gpu,
+                                                                       pinned))
         self._placed += 1
         if self.fixed_shapes is None and self._placed % RELEARN_EVERY == 0:
             self.shapes = workload_shapes(self.snapshot)

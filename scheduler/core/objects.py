@@ -70,9 +70,10 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
         return None
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
     cpu: int | None = None  # parse_pod read the CPU request already; else read it only for a GPU pod
+    products: frozenset[str] = frozenset()
     try:
         req = parse_pod(pod)
-        whole, memory, cpu = req.whole_gpus, req.gpu_memory, req.cpu_milli
+        whole, memory, cpu, products = req.whole_gpus, req.gpu_memory, req.cpu_milli, req.products
     except RequestError:
         whole = _whole_gpus_lenient(pod.get("spec") or {})
         try:
@@ -85,7 +86,8 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
-                            count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0] if cpu is None else cpu)
+                            count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0] if cpu is None else cpu,
+                            products=products)
 
 
 def bound_node(pod: dict[str, Any]) -> str | None:

@@ -13,7 +13,8 @@ plugins keep scoring and normalisation apart.
   fragmentation measure counts the node's CPU, for which spreading was a proxy.
 - fragmentation, after FGD (Weng et al., USENIX ATC'23): a node's fragmentation for a
   workload shape is the free GPU memory that shape cannot use there (all of it where
-  the node's free CPU cannot host the shape's CPU, as FGD counts CPU); the expected
+  the node's free CPU cannot host the shape's CPU, or its GPU product is not one the
+  shape's pods are pinned to, as FGD's classes carry CPU and GPU model); the expected
   fragmentation weighs shapes by how often they are asked for. Placing the pod
   changes it; the score prefers the node where it grows least ("fragmentation
   gradient"), relative to the memory the pod takes. So a pod whose CPU leaves a node's
@@ -49,6 +50,12 @@ class Shape:
     fraction: float = 0.0
     weight: float = 1.0
     cpu_milli: int = 0
+    products: frozenset[str] = frozenset()  # GPU products it accepts (globs); empty = any
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON (/debug/shapes): the products as a sorted list."""
+        return {"whole": self.whole, "fraction": self.fraction, "weight": self.weight, "cpu_milli": self.cpu_milli,
+                "products": sorted(self.products)}
 
 
 # What LLM inference fleets typically ask for when the pending queue says nothing:
@@ -91,27 +98,29 @@ def cpu_levels(cpus: Sequence[int], levels: int = MAX_CPU_LEVELS) -> list[tuple[
 def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
                     fallback: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[Shape, ...]:
     """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
-    (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals): the
+    (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals; pods
+    pinned to GPU products apart from the others, by the products they accept): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
     `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
     pods asked, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
-    cpus: dict[tuple[int, float], list[int]] = {}  # each shape's pods' CPU: its count is their number
+    # each shape's pods' CPU: its count is their number
+    cpus: dict[tuple[int, float, frozenset[str]], list[int]] = {}
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
             if a.whole:
-                key = (len(a.gpu_ids) or a.count, 0.0)
+                key = (len(a.gpu_ids) or a.count, 0.0, a.products)
             elif a.memory_per_gpu and a.gpu_ids:
                 total = int(s.gpu_mem_total[row, a.gpu_ids[0]])
                 if total <= 0:
                     continue
-                key = (0, round(a.memory_per_gpu / total, 3))
+                key = (0, round(a.memory_per_gpu / total, 3), a.products)
             else:
                 continue
             cpus.setdefault(key, []).append(a.cpu_milli if isinstance(a.cpu_milli, int) and a.cpu_milli > 0 else 0)
     counts = {key: len(c) for key, c in cpus.items()}
     if sum(counts.values()) < min_pods:
         return tuple(fallback)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][:2], sorted(kv[0][2])))
     # Multi-GPU shapes are rare by count (under 1% of the Alibaba trace's GPU pods ask 8)
     # but each needs that many untouched GPUs on one node: crowded out by share sizes,
     # nothing would keep a node whole for them (FGD weighs every class). Up to half the
@@ -119,10 +128,11 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     multi = [kv for kv in ranked if kv[0][0] > 1][:limit // 2]
     top = multi + [kv for kv in ranked if kv[0][0] <= 1][:limit - len(multi)]
     kept = sum(c for _, c in top)
-    return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu) if w
-                 else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu)
-                 for (w, f), _ in sorted(top)
-                 for cpu, pods in (cpu_levels(cpus[(w, f)]) if w > 1 else [(min(cpus[(w, f)]), len(cpus[(w, f)]))]))
+    return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu, products=pin) if w
+                 else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu, products=pin)
+                 for (w, f, pin), _ in sorted(top, key=lambda kv: (kv[0][:2], sorted(kv[0][2])))
+                 for cpu, pods in (cpu_levels(cpus[(w, f, pin)]) if w > 1
+                                   else [(min(cpus[(w, f, pin)]), len(cpus[(w, f, pin)]))]))
 
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are
@@ -222,7 +232,11 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     free memory is when fewer untouched GPUs remain than the shape needs. Where the node's
     free CPU is below the shape's, all of its free memory is a fragment for that shape
     (FGD: the shape cannot run there). A placement changes one GPU (a share) or k
-    untouched GPUs (whole) and the node's free CPU, so only those are recomputed."""
+    untouched GPUs (whole) and the node's free CPU, so only those are recomputed. A node
+    whose product a pinned shape does not accept has all of its free memory fragmented for
+    that shape, before and after, so an unpinned pod placed there lowers that shape's
+    fragmentation by what it takes: pods free to go anywhere keep off the GPUs pinned pods
+    need, as FGD steers them."""
     total_w = sum(sh.weight for sh in shapes) or 1.0
     whole_count = s.whole_free_count[rows].astype(np.int64)
     free_total = s.free_total[rows]
@@ -231,15 +245,20 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     cpu_after = np.maximum(cpu - req.cpu_milli, 0)  # as the snapshot counts a node over its CPU
     free_total_after = free_total - p.taken
     delta = np.zeros(len(rows))
-    # whether the node's free CPU hosts each level, before and after: shapes share levels
-    hosts: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    # whether the node can host each shape, before and after, by its free CPU and its GPU
+    # product (which a placement does not change): shapes share levels and pins
+    hosts: dict[tuple[int, frozenset[str]], tuple[np.ndarray, np.ndarray]] = {}
     for sh in shapes:
-        if sh.cpu_milli not in hosts:
-            hosts[sh.cpu_milli] = (cpu >= sh.cpu_milli, cpu_after >= sh.cpu_milli)
+        if (sh.cpu_milli, sh.products) not in hosts:
+            fits = cpu >= sh.cpu_milli, cpu_after >= sh.cpu_milli
+            if sh.products:
+                product = np.isin(s.product_code[rows], s.product_codes(sh.products))
+                fits = fits[0] & product, fits[1] & product
+            hosts[(sh.cpu_milli, sh.products)] = fits
     if req.whole_gpus:
         count_after = whole_count - req.whole_gpus
         for sh in shapes:
-            cpu_ok, cpu_ok_after = hosts[sh.cpu_milli]
+            cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.products)]
             if sh.whole:
                 before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
                 after = np.where((count_after >= sh.whole) & cpu_ok_after, partial, free_total_after)
@@ -258,7 +277,7 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial_after = partial + np.where(was_whole, after_free, -p.taken)
     count_after = whole_count - was_whole
     for sh in shapes:
-        cpu_ok, cpu_ok_after = hosts[sh.cpu_milli]
+        cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.products)]
         if sh.whole:
             before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
             after = np.where((count_after >= sh.whole) & cpu_ok_after, partial_after, free_total_after)
@@ -347,7 +366,7 @@ class ScoreDetails:
 
 # Every snapshot array that simulate, packing and fragmentation read.
 SCORE_INPUTS = ("free", "whole_free", "gpu_mem_total", "usable_total", "free_total", "partial_free",
-                "whole_free_count", "cpu_free")
+                "whole_free_count", "cpu_free", "product_code")
 
 
 def packing_and_fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray,

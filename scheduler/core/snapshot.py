@@ -69,6 +69,9 @@ class Allocation:
     # The pod's CPU request (millicores, core/cpu.py): the workload's learned shapes carry
     # it. What the node's CPU holds is NodeState.cpu_requested, every pod's, not this.
     cpu_milli: int = 0
+    # The GPU products the pod accepts (PodRequest.products; empty = any): learned shapes
+    # carry it, so pods free to go anywhere keep off the GPUs pinned pods can use.
+    products: frozenset[str] = frozenset()
 
 
 @dataclass

@@ -11,7 +11,6 @@ as preconditions; it reads the pod with a GET only when the informer lacks it.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import ssl
@@ -327,7 +326,8 @@ class Extender:
                             "(the node changed since the filter); kube-scheduler retries the pod"), False
                 alloc = Allocation(pod_key=key, gpu_ids=tuple(assignment.gpu_ids),
                                    memory_per_gpu=assignment.memory_per_gpu, whole=req.whole_gpus > 0,
-                                   count=len(assignment.gpu_ids), cpu_milli=req.cpu_milli)
+                                   count=len(assignment.gpu_ids), cpu_milli=req.cpu_milli,
+                                   products=req.products)
                 self.live.assume(b.node, alloc)
             # Counted: the next pod's filter may go on now, while the Binding is in flight.
             self._done(key)
@@ -551,7 +551,7 @@ class OpsHTTPServer(BoundedHTTPServer):
                 ext.metrics.connections.labels("verbs").set(self.verbs.connections())
             return Response(200, generate_latest(ext.metrics.registry), CONTENT_TYPE_LATEST)
         if req.path == "/debug/shapes":  # the workload fragmentation is weighed against
-            return Response(200, orjson.dumps([dataclasses.asdict(sh) for sh in ext.live.shapes]))
+            return Response(200, orjson.dumps([sh.as_dict() for sh in ext.live.shapes]))
         if req.path.startswith("/debug/nodes/"):
             name = req.path[len("/debug/nodes/"):]
             info = describe_node(ext.live.snapshot(), name)

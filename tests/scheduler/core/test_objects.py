@@ -72,3 +72,26 @@ def test_every_bound_pods_cpu_counts_on_its_node(pods, want_requested, want_free
     assert int(s.cpu_requested[0]) == want_requested and int(s.cpu_free[0]) == want_free
     gpu_pods = [a for row in s.allocations for a in row]
     assert all(a.cpu_milli == (4_000 if a.pod_key == "t/a" else 0) for a in gpu_pods)  # shapes learn it
+
+
+@pytest.mark.parametrize("extra, want", [
+    # no pin: the pod takes any GPU
+    ({}, frozenset()),
+    # pinned by the annotation, or by the product label in its nodeSelector (request.py reads both)
+    ({"annotations": {contract.GPU_PRODUCTS: "NVIDIA-L40S, NVIDIA-A100-*"}},
+     frozenset({"NVIDIA-L40S", "NVIDIA-A100-*"})),
+    ({"nodeSelector": {contract.GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3"}}, frozenset({"NVIDIA-H100-80GB-HBM3"})),
+    # an annotation the extender would refuse counts the pod as unpinned, not as lost
+    ({"annotations": {contract.GPU_PRODUCTS: " , "}}, frozenset()),
+])
+def test_bound_pods_carry_their_gpu_product_pin(extra, want):
+    """Learned shapes keep pinned pods apart (scoring.workload_shapes), so a bound pod's
+    allocation carries the products it accepts."""
+    from scheduler.core.objects import allocation_of
+
+    p = pod("a", "n1", whole=1, ids=(0,))
+    p["metadata"]["annotations"].update(extra.get("annotations", {}))
+    if "nodeSelector" in extra:
+        p["spec"]["nodeSelector"] = extra["nodeSelector"]
+    node_name, alloc = allocation_of(p)
+    assert node_name == "n1" and alloc.products == want and alloc.count == 1

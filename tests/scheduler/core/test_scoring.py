@@ -51,9 +51,10 @@ def test_spread_inverts_packing():
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
-def _frag_bruteforce(free, whole_free, total, shapes, cpu_free):
+def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product=""):
     """FGD's expected fragmentation recomputed from scratch over every GPU: a shape whose
-    CPU the node's free CPU cannot host finds all of the node's free memory a fragment."""
+    CPU the node's free CPU cannot host, or pinned to products the node's is not, finds all
+    of the node's free memory a fragment."""
     tw = sum(sh.weight for sh in shapes)
     out = np.zeros(free.shape[0])
     for sh in shapes:
@@ -63,6 +64,8 @@ def _frag_bruteforce(free, whole_free, total, shapes, cpu_free):
         else:
             f = np.where(free < sh.fraction * total, free, 0).sum(1)
         f = np.where(cpu_free >= sh.cpu_milli, f, free.sum(1))
+        if sh.products and product not in sh.products:
+            f = free.sum(1)
         out += sh.weight / tw * f
     return out
 
@@ -72,9 +75,16 @@ CPU_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, cpu) for sh in DE
                    for cpu in (0, 8000, 24000))
 
 
-def _random_snapshot(rng: np.random.Generator, with_cpu: bool):
+PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S")
+# CPU_SHAPES, and besides each a copy pinned to H100s and one pinned to A100s or L40Ss
+PINNED_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, sh.cpu_milli, pin) for sh in CPU_SHAPES
+                      for pin in (frozenset(), frozenset(PRODUCTS[:1]), frozenset(PRODUCTS[1:])))
+
+
+def _random_snapshot(rng: np.random.Generator, with_cpu: bool, products: tuple[str, ...] = PRODUCTS[:1]):
     """30 nodes of 8 GPUs: each GPU 30% a share of 5-60 GiB, 15% whole, else free; with CPU,
-    0 (not known: CPU limits nothing), 64 or 96 cores with up to 80 requested."""
+    0 (not known: CPU limits nothing), 64 or 96 cores with up to 80 requested; each node
+    one of ``products``."""
     nodes = []
     for i in range(30):
         allocs = []
@@ -84,11 +94,13 @@ def _random_snapshot(rng: np.random.Generator, with_cpu: bool):
                 allocs.append(share(f"s{i}-{g}", g, int(rng.integers(5, 60))))
             elif r < 0.45:
                 allocs.append(whole(f"w{i}-{g}", g))
+        product = str(rng.choice(products))
         if not with_cpu:
-            nodes.append(node(f"n{i}", allocs=allocs))
+            nodes.append(node(f"n{i}", allocs=allocs, product=product))
             continue
         cpu = int(rng.choice([0, 64, 96]))
-        nodes.append(node(f"n{i}", allocs=allocs, cpu=cpu, cpu_used=int(rng.integers(0, 80)) if cpu else 0))
+        nodes.append(node(f"n{i}", allocs=allocs, cpu=cpu, cpu_used=int(rng.integers(0, 80)) if cpu else 0,
+                          product=product))
     return snapshot(*nodes)
 
 
@@ -105,10 +117,11 @@ def _recomputed_deltas(s, req: PodRequest, feasible: list[str], shapes) -> list[
         after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
                                                    len(a.gpu_ids)))
         after = after.with_cpu_requested({name: int(s.cpu_requested[i]) + req.cpu_milli})
+        product = s.products[s.product_code[i]]
         b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], shapes,
-                             s.cpu_free[i:i + 1])
+                             s.cpu_free[i:i + 1], product)
         aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
-                              shapes, after.cpu_free[i:i + 1])
+                              shapes, after.cpu_free[i:i + 1], product)
         want.append((aa - b)[0])
     return want
 
@@ -127,6 +140,43 @@ def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
     got = fragmentation_delta(s, req, r, simulate(s, req, r), CPU_SHAPES)
     assert got == pytest.approx(_recomputed_deltas(s, req, feasible, CPU_SHAPES), rel=1e-9, abs=1.0)
     assert len(set(np.round(got, -3))) > 3  # not a degenerate draw: the rows differ
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000), PodRequest(whole_gpus=1),
+                                 PodRequest(whole_gpus=3, cpu_milli=30000),
+                                 PodRequest(gpu_memory=30 * GiB, products=frozenset(PRODUCTS[1:]))])
+def test_fragmentation_delta_with_pinned_shapes_equals_recomputing_everything(seed, req):
+    """Nodes of three products and shapes pinned to some of them: a node a pinned shape
+    cannot use has all its free memory fragmented for it, before and after."""
+    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True, products=PRODUCTS)
+    feasible, _ = filter_names(s, req, list(s.names))
+    r = s.indices(feasible)
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), PINNED_SHAPES)
+    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, PINNED_SHAPES), rel=1e-9, abs=1.0)
+    assert len(set(np.round(got, -3))) > 3
+
+
+@pytest.mark.parametrize("pinned_weight, want", [
+    # one 1-GPU shape free to go anywhere (weight 1) and one pinned to H100s (weight w), 8 x 80 GiB
+    # nodes, a 20 GiB share on an untouched GPU: for the free shape the GPU's 60 GiB left is a
+    # fragment of whole-GPU demand on both nodes (+60 GiB x 1 / (1 + w)). For the pinned shape,
+    # on the H100 the same +60 x w / (1 + w); on the A100 all of its free memory was a fragment
+    # and still is, less the 20 placed: -20 x w / (1 + w).
+    # w = 0 (no pin learned): +60 on both, the same score.
+    (0.0, (60.0, 60.0)),
+    # w = 1: H100 (60 + 60) / 2 = 60; A100 (60 - 20) / 2 = 20: the pod keeps off the GPUs pinned pods need
+    (1.0, (60.0, 20.0)),
+    # w = 3: H100 60; A100 (60 - 3 x 20) / 4 = 0
+    (3.0, (60.0, 0.0)),
+])
+def test_a_pinned_shape_steers_other_pods_off_its_products(pinned_weight, want):
+    s = snapshot(node("h100", product=PRODUCTS[0]), node("a100", product=PRODUCTS[1]))
+    shapes = (Shape(whole=1, weight=1.0), Shape(whole=1, weight=pinned_weight, products=frozenset(PRODUCTS[:1])))
+    req = PodRequest(gpu_memory=20 * GiB)
+    r = rows(s, "h100", "a100")
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), shapes) / GiB
+    assert got == pytest.approx(want)
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -238,7 +288,7 @@ def test_workload_shapes_keep_the_commonest_and_reweigh_them():
     # balance .2: a .5 + .2 x .375 = .575, b .5 + .2 x .75 = .65 -> b 10, a rint(10 x .575/.65) = 9
     (Weights(balance=0.2), {"a": 9, "b": 10}),
     # balance 0 (the default, now that CPU is counted): .5 and .5 -> a tie, 10 and 10
-    # (node order then picks a: first fit)
+    # (kube-scheduler's selectHost then draws one)
     (Weights(), {"a": 10, "b": 10}),
     # packing 1, balance 0: a .5 + .625 = 1.125 -> 10, b .5 + .25 = .75 -> rint(6.67) = 7
     (Weights(packing=1, balance=0), {"a": 10, "b": 7}),
@@ -292,6 +342,19 @@ def test_workload_shapes_carry_the_cpu_their_pods_asked():
     # 4 pods: three 1-GPU at 12 cores (3/4), one 8-GPU at 120 cores (1/4)
     assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75, cpu_milli=12_000),
                                               Shape(whole=8, weight=0.25, cpu_milli=120_000))
+
+
+def test_workload_shapes_keep_pinned_pods_apart():
+    """Pods pinned to GPU products are shapes of their own: fragmentation then counts every
+    node of another product as unusable for them (FGD's classes carry the GPU model)."""
+    from scheduler.core import workload_shapes
+    from scheduler.core.snapshot import Allocation
+    h100 = frozenset({"NVIDIA-H100-80GB-HBM3"})
+    allocs = [Allocation(f"f{g}", (g,), 0, whole=True) for g in range(6)] + \
+             [Allocation(f"p{g}", (g,), 0, whole=True, products=h100) for g in range(6, 8)]
+    s = snapshot(node("a", allocs=allocs))
+    # 8 one-GPU pods: 6 free to go anywhere (6/8), 2 pinned to H100s (2/8)
+    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75), Shape(whole=1, weight=0.25, products=h100))
 
 
 EIGHT_AT_120 = (Shape(whole=8, cpu_milli=120_000),)
