@@ -16,8 +16,12 @@ A pod becomes the PodRequest its chart would ask for:
 
 Candidates are the nodes whose CPU and memory fit (kube-scheduler's NodeResourcesFit);
 the core filters them. When one request covers the pod (whole GPUs, CPU-only, or one
-GPU size), the choice is the highest of prioritize's 0..10 scores, first in node order
-on ties (kube-scheduler would break ties at random). With several sizes, each
+GPU size), the choice is the highest of prioritize's 0..10 scores, drawn at random
+among ties (seeded), as kube-scheduler's selectHost draws. Breaking them in node order,
+as this replay did before, flattered gpusched: on gpuspec33 the trace lists T4 nodes
+last, so pods free to go anywhere filled the other models first and left T4s to the pods
+pinned to them; at random they did not (seed 1: 795.9 unallocated GPUs in node order,
+1,115.0 at random, FGD 891.0), until learned shapes carried pins. With several sizes, each
 candidate's unrounded total (weights x the components in ScoreDetails) is normalised
 over all of them as prioritize normalises one call (best = 10, rounded), then the same
 rule applies; tests check this reproduces prioritize's own scores. The GPUs are then
@@ -86,6 +90,8 @@ class Gpusched(Policy):
         self.snapshot = build_snapshot(node_states(state.nodes), now=0.0, stale_after_s=STALE_AFTER_S)
         self.shapes = tuple(self.fixed_shapes) if self.fixed_shapes is not None else workload_shapes(self.snapshot)
         self._placed = 0
+        # kube-scheduler's selectHost draws among the nodes of the highest score
+        self.rng = np.random.default_rng(seed)
         self.names = np.array(state.names, dtype=object)
         # GPU memory sizes in the cluster -> the trace models of that size
         sizes: dict[int, set[str]] = {}
@@ -124,15 +130,21 @@ class Gpusched(Policy):
             return None
         if len(self.last) == 1 and not self.exact:
             req, feasible, scores, _ = self.last[0]
-            return self._bind(pod, req, feasible[int(np.argmax(scores))])  # feasible keeps node order
+            return self._bind(pod, req, feasible[self._draw(np.asarray(scores))])
         totals = np.concatenate([d.total for *_, d in self.last])
         value = totals if self.exact else normalize(totals)
-        rows = np.concatenate([self.snapshot.indices(f) for _, f, _, _ in self.last])
         which = np.concatenate([np.full(len(f), k) for k, (_, f, _, _) in enumerate(self.last)])
         at = np.concatenate([np.arange(len(f)) for _, f, _, _ in self.last])
-        best = np.lexsort((rows, -value))[0]  # highest value, then node order
+        best = self._draw(value)
         req, feasible, _, _ = self.last[int(which[best])]
         return self._bind(pod, req, feasible[int(at[best])])
+
+    def _draw(self, value: np.ndarray) -> int:
+        """One of the positions of the highest value, at random, as kube-scheduler's selectHost
+        picks among the nodes of the highest total score (the extender's score is all that
+        differs between nodes here; other score plugins see alike nodes alike)."""
+        top = np.flatnonzero(value == value.max())
+        return int(top[0]) if len(top) == 1 else int(self.rng.choice(top))
 
     def placed(self, state: State, pod: Pod, choice: Choice) -> None:
         """Every pod the simulator placed, CPU-only ones too, holds CPU on its node: the

@@ -9,7 +9,8 @@ nodeinfo codec) fed to LiveState.set_nodes; each pod as a Pod object (the
 `gpusched.io/gpu-products` for a GPU spec) sent through Extender.filter, prioritize and
 bind as the JSON bytes kube-scheduler sends. This file plays kube-scheduler (its
 NodeResourcesFit on cpu, memory and nvidia.com/gpu decides which NodeNames go to the
-extender; the highest extender score wins, first in NodeNames order) and the API
+extender; a node of the highest extender score wins, the simulator's draw among ties
+standing for selectHost's) and the API
 server (the binder records the annotations; the bound pod comes back through
 LiveState.on_pod as the watch delivers it). CPU-only pods are not gpusched's: the
 default kube-scheduler places them (Kube.default_pick, its LeastAllocated and
@@ -292,11 +293,12 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         assert scores == policy.last[0][2], (
             f"{where}: extender scores {dict(zip(feasible, scores))}, "
             f"simulator {dict(zip(sim_feasible, policy.last[0][2]))}")
-        # --- kube-scheduler's pick: the highest score, first in NodeNames order
+        # --- kube-scheduler's pick: a node of the highest score, drawn among ties (selectHost);
+        # the simulator's draw stands for it
         top = max(scores)
-        node = feasible[scores.index(top)]
+        node = state.names[choice[0]]
         seen.ties += scores.count(top) > 1
-        assert state.names[choice[0]] == node, f"{where}: extender's top node {node}, simulator's {state.names[choice[0]]}"
+        assert listed.get(node, 0) == top, f"{where}: simulator's {node} scores {listed.get(node, 0)}, the top is {top}"
         bound = json.loads(ext.bind(json.dumps({"PodName": p.key, "PodNamespace": NAMESPACE,
                                                 "PodUID": f"uid-{p.key}", "Node": node}).encode()))
         assert bound == {"Error": ""}, where
