@@ -95,25 +95,39 @@ def cpu_levels(cpus: Sequence[int], levels: int = MAX_CPU_LEVELS) -> list[tuple[
     return sorted(out.items())
 
 
+def resolve_pin(s: ClusterSnapshot, patterns: frozenset[str]) -> frozenset[str]:
+    """The cluster's GPU products a pod's pin (names or globs) accepts, so that pins naming
+    the same products are one shape; empty (no pin) where it accepts every product the
+    cluster has, or none of them (a pod that runs anyway tells nothing of where else it
+    could)."""
+    known = frozenset(p for p in s.products if p)
+    got = frozenset(s.products[c] for c in s.product_codes(patterns)) if patterns else frozenset()
+    return frozenset() if not got or got == known else got
+
+
 def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
                     fallback: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[Shape, ...]:
     """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
     (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals; pods
-    pinned to GPU products apart from the others, by the products they accept): the
+    pinned to GPU products apart from the others, by the products they accept, resolve_pin): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
     `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
     pods asked, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
     # each shape's pods' CPU: its count is their number
     cpus: dict[tuple[int, float, frozenset[str]], list[int]] = {}
+    pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
+            pin = pins.get(a.products)
+            if pin is None:
+                pin = pins[a.products] = resolve_pin(s, a.products)
             if a.whole:
-                key = (len(a.gpu_ids) or a.count, 0.0, a.products)
+                key = (len(a.gpu_ids) or a.count, 0.0, pin)
             elif a.memory_per_gpu and a.gpu_ids:
                 total = int(s.gpu_mem_total[row, a.gpu_ids[0]])
                 if total <= 0:
                     continue
-                key = (0, round(a.memory_per_gpu / total, 3), a.products)
+                key = (0, round(a.memory_per_gpu / total, 3), pin)
             else:
                 continue
             cpus.setdefault(key, []).append(a.cpu_milli if isinstance(a.cpu_milli, int) and a.cpu_milli > 0 else 0)
@@ -248,11 +262,16 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     # whether the node can host each shape, before and after, by its free CPU and its GPU
     # product (which a placement does not change): shapes share levels and pins
     hosts: dict[tuple[int, frozenset[str]], tuple[np.ndarray, np.ndarray]] = {}
+    accepts: dict[frozenset[str], np.ndarray] = {}
     for sh in shapes:
         if (sh.cpu_milli, sh.products) not in hosts:
             fits = cpu >= sh.cpu_milli, cpu_after >= sh.cpu_milli
             if sh.products:
-                product = np.isin(s.product_code[rows], s.product_codes(sh.products))
+                if sh.products not in accepts:
+                    table = np.zeros(len(s.products), bool)
+                    table[s.product_codes(sh.products)] = True
+                    accepts[sh.products] = table[s.product_code[rows]]
+                product = accepts[sh.products]
                 fits = fits[0] & product, fits[1] & product
             hosts[(sh.cpu_milli, sh.products)] = fits
     if req.whole_gpus:
@@ -390,7 +409,10 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
         return ScoreDetails(rows, s.index, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), zeros)
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
-        key = ("score", req.whole_gpus, req.gpu_memory, req.cpu_milli, tuple(shapes))
+        # a pinned shape reads product codes, whose meaning is the snapshot's product table
+        # (a rebuild renumbers it): the table is part of the key, as in feasibility's
+        pinned = s.products if any(sh.products for sh in shapes) else ()
+        key = ("score", req.whole_gpus, req.gpu_memory, req.cpu_milli, tuple(shapes), pinned)
         pack_all, frag_all = memo.get(s, key, SCORE_INPUTS, lambda rows: packing_and_fragmentation(s, req, rows, shapes))
         pack, frag = pack_all[r], frag_all[r]
     else:

@@ -16,7 +16,8 @@ from tests.scheduler.core.fixtures import NOW, GiB, node, share, snapshot, whole
 REQUESTS = [PodRequest(gpu_memory=20 * GiB), PodRequest(gpu_memory=50 * GiB), PodRequest(whole_gpus=1),
             PodRequest(whole_gpus=2, gpu_memory=40 * GiB),
             PodRequest(gpu_memory=10 * GiB, products=frozenset({"NVIDIA-A100*"}))]
-SHAPES = [DEFAULT_SHAPES, (Shape(fraction=0.25, weight=1.0), Shape(whole=2, weight=3.0))]
+SHAPES = [DEFAULT_SHAPES, (Shape(fraction=0.25, weight=1.0), Shape(whole=2, weight=3.0)),
+          (Shape(fraction=0.25, weight=1.0), Shape(whole=1, weight=2.0, products=frozenset({"NVIDIA-A100*"})))]
 
 
 def one(name: str, rng: random.Random, gpus: int = 4):
@@ -146,3 +147,25 @@ def test_each_kind_of_change_reaches_the_memos_answers(what, before, after, req)
     fresh = check(then, req, then.indices(names))
     assert all(np.array_equal(a, b) for a, b in zip(fresh[1:], kept[1:])), what
     assert np.array_equal(score_rows(then, req, then.indices(names)).score, kept_scores), what
+
+
+def test_a_product_renumbered_by_a_rebuild_reaches_pinned_shapes_scores():
+    """A rebuild derives the product table afresh: n1, the only node of its product, turns
+    into a new one whose code is the number its old product had. Its code column is the
+    same, its meaning is not; a shape pinned to the old product must see the change."""
+    names = [f"n{i}" for i in range(4)]
+    before = [node(n, gpus=4, product=p) for n, p in zip(names, ["NVIDIA-H100-80GB-HBM3", "NVIDIA-L40S",
+                                                                  "NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-80GB-HBM3"])]
+    after = list(before)
+    after[1] = node("n1", gpus=4, product="NVIDIA-B200")
+    first = build_snapshot(before, now=NOW, stale_after_s=600)
+    then = build_snapshot(after, now=NOW, stale_after_s=600, previous=first)
+    assert then.index is first.index
+    assert then.product_code.tolist() == first.product_code.tolist()  # same numbers, other products
+    shapes = (Shape(fraction=0.25, weight=1.0), Shape(whole=1, weight=1.0, products=frozenset({"NVIDIA-L40S"})))
+    req, memo = PodRequest(gpu_memory=20 * GiB), RowMemo()
+    for s in (first, then):
+        kept = score_rows(s, req, s.indices(names), None, shapes, memo)
+    fresh = score_rows(then, req, then.indices(names), None, shapes)
+    assert np.array_equal(fresh.fragmentation, kept.fragmentation)
+    assert fresh.fragmentation[1] != score_rows(first, req, first.indices(names), None, shapes).fragmentation[1]

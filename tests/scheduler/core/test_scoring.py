@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import fnmatch
+
 import numpy as np
 import pytest
 
@@ -64,7 +66,7 @@ def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product=""):
         else:
             f = np.where(free < sh.fraction * total, free, 0).sum(1)
         f = np.where(cpu_free >= sh.cpu_milli, f, free.sum(1))
-        if sh.products and product not in sh.products:
+        if sh.products and not any(fnmatch.fnmatchcase(product, q) for q in sh.products):
             f = free.sum(1)
         out += sh.weight / tw * f
     return out
@@ -76,9 +78,9 @@ CPU_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, cpu) for sh in DE
 
 
 PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S")
-# CPU_SHAPES, and besides each a copy pinned to H100s and one pinned to A100s or L40Ss
+# CPU_SHAPES, and besides each a copy pinned to H100s and one pinned to A100s (a glob) or L40Ss
 PINNED_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, sh.cpu_milli, pin) for sh in CPU_SHAPES
-                      for pin in (frozenset(), frozenset(PRODUCTS[:1]), frozenset(PRODUCTS[1:])))
+                      for pin in (frozenset(), frozenset(PRODUCTS[:1]), frozenset({"NVIDIA-A100-*", PRODUCTS[2]})))
 
 
 def _random_snapshot(rng: np.random.Generator, with_cpu: bool, products: tuple[str, ...] = PRODUCTS[:1]):
@@ -352,9 +354,35 @@ def test_workload_shapes_keep_pinned_pods_apart():
     h100 = frozenset({"NVIDIA-H100-80GB-HBM3"})
     allocs = [Allocation(f"f{g}", (g,), 0, whole=True) for g in range(6)] + \
              [Allocation(f"p{g}", (g,), 0, whole=True, products=h100) for g in range(6, 8)]
-    s = snapshot(node("a", allocs=allocs))
+    s = snapshot(node("a", allocs=allocs), node("b", product="NVIDIA-L40S"))
     # 8 one-GPU pods: 6 free to go anywhere (6/8), 2 pinned to H100s (2/8)
     assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75), Shape(whole=1, weight=0.25, products=h100))
+
+
+@pytest.mark.parametrize("pin, want", [
+    # the cluster has H100s, A100s and L40Ss
+    (frozenset(), frozenset()),
+    ({"NVIDIA-H100-80GB-HBM3"}, {"NVIDIA-H100-80GB-HBM3"}),
+    # a glob and the names it matches are one shape
+    ({"NVIDIA-A100-*", "NVIDIA-H100-*"}, {"NVIDIA-A100-SXM4-80GB", "NVIDIA-H100-80GB-HBM3"}),
+    # every product the cluster has: no pin at all
+    ({"NVIDIA-*"}, frozenset()),
+    # none of them (a product gone from the cluster): tells nothing of where else it could run
+    ({"NVIDIA-B200"}, frozenset()),
+])
+def test_resolve_pin_names_the_clusters_products_a_pin_accepts(pin, want):
+    from scheduler.core.scoring import resolve_pin
+    s = snapshot(*(node(f"n{i}", product=p) for i, p in enumerate(PRODUCTS)))
+    assert resolve_pin(s, frozenset(pin)) == frozenset(want)
+
+
+def test_pins_naming_the_same_products_are_one_learned_shape():
+    from scheduler.core import workload_shapes
+    from scheduler.core.snapshot import Allocation
+    pins = ({"NVIDIA-A100-*"}, {"NVIDIA-A100-SXM4-80GB"}, {"NVIDIA-A100-SXM4-80GB", "NVIDIA-B200"})
+    allocs = [Allocation(f"p{g}", (g,), 0, whole=True, products=frozenset(pins[g % 3])) for g in range(6)]
+    s = snapshot(node("a", allocs=allocs, product=PRODUCTS[1]), node("b", product=PRODUCTS[0]))
+    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=1.0, products=frozenset(PRODUCTS[1:2])),)
 
 
 EIGHT_AT_120 = (Shape(whole=8, cpu_milli=120_000),)
