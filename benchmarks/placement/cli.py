@@ -48,7 +48,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                         "Not the published files (they cannot be fetched from here): the same recipe, other "
                         "draws (benchmarks/placement/derive.py)")
     p.add_argument("--derive-seed", type=int, default=2023, metavar="N",
-                   help="seed of the --derive draws (default 2023), apart from --seed")
+                   help="seed of the --derive draws (default 2023), apart from --seed; another seed's lists are "
+                        "named with it (..._derived_seedN)")
     p.add_argument("--seed", type=int, nargs="+", default=[1], metavar="N",
                    help="seeds: of the random policy and, with --inflate, of the pods drawn; several are run "
                         "and averaged (default 1)")
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         args.pods = [str(p) for p in found]
     from benchmarks.placement import derive
 
-    specs = [derive.parse_spec(s) for s in dict.fromkeys(args.derive)]
+    specs = list(dict.fromkeys(derive.parse_spec(s) for s in args.derive))  # cpu50 and cpu050 are one list
     traces = [trace.read_pods(p) for p in (args.pods or ([] if specs else [trace.default_pods_csv()]))]
     if specs:
         base = trace.read_pods(trace.default_pods_csv())

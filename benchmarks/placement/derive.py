@@ -34,6 +34,7 @@ import numpy as np
 from benchmarks.placement.trace import BenchInputError, Pod, Pods
 
 CPU_PODS_PER_PERCENT = 7.5  # the published cpu050: 375 CPU-only pods
+DEFAULT_SEED = 2023
 KINDS = ("cpu", "gpushare", "multigpu")
 _SPEC = re.compile(r"^(cpu|gpushare|multigpu)(\d{1,3})$")
 MAX_PERCENT = {"cpu": 400, "gpushare": 100, "multigpu": 90}
@@ -123,9 +124,11 @@ def derive(base: Pods, spec: Spec | str, seed: int) -> Pods:
         k = copies[i] = copies.get(i, -1) + 1
         p = base.pods[i]
         out.append(Pod(f"{p.key}~{k}", p.line, p.cpu_milli, p.memory_mib, p.num_gpu, p.gpu_milli, p.gpu_spec))
-    # a name, not a file: nothing is written
-    return Pods(f"openb_pod_list_{spec.name}_derived", tuple(out), f"{base.ordered_by}; derived ({spec.name}) from {Path(base.path).name}, "
+    # a name, not a file: nothing is written. Another seed's draws are another list, so
+    # --combine keeps them apart
+    suffix = "" if seed == DEFAULT_SEED else f"_seed{seed}"
+    return Pods(f"openb_pod_list_{spec.name}_derived{suffix}", tuple(out), f"{base.ordered_by}; derived ({spec.name}) from {Path(base.path).name}, "
                                   f"seed {seed}", 0)
 
 
-__all__ = ["CPU_PODS_PER_PERCENT", "KINDS", "Spec", "derive", "even_draw", "parse_spec"]
+__all__ = ["CPU_PODS_PER_PERCENT", "DEFAULT_SEED", "KINDS", "Spec", "derive", "even_draw", "parse_spec"]

@@ -59,6 +59,11 @@ def node_states(nodes: Nodes) -> list[NodeState]:
             for name, g, m, cpu in zip(nodes.names, nodes.gpus, nodes.model, nodes.cpu_milli)]
 
 
+def product_names(models: frozenset[str]) -> frozenset[str]:
+    """The nvidia.com/gpu.product values of trace GPU models."""
+    return frozenset(ALIBABA_GPU_MIB[m][0] for m in models)
+
+
 def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per_gpu: int,
                pinned: frozenset[str] = frozenset()) -> Allocation:
     """What the extender's bind counts for a placed pod; ``pinned``: the products its
@@ -103,7 +108,7 @@ class Gpusched(Policy):
 
     def requests(self, pod: Pod) -> list[PodRequest]:
         spec = pod.gpu_spec
-        products = frozenset(ALIBABA_GPU_MIB[m][0] for m in spec)
+        products = product_names(spec)
         if pod.kind == "cpu":
             return [PodRequest(cpu_milli=pod.cpu_milli)]
         if pod.kind == "whole":
@@ -113,7 +118,7 @@ class Gpusched(Policy):
             accepted = models & spec if spec else models
             if accepted:
                 out.append(PodRequest(gpu_memory=pod.gpu_milli * mib * MiB // MILLI,
-                                      products=frozenset(ALIBABA_GPU_MIB[m][0] for m in accepted),
+                                      products=product_names(accepted),
                                       cpu_milli=pod.cpu_milli))
         return out
 
@@ -160,7 +165,7 @@ class Gpusched(Policy):
         a = assign_gpus(self.snapshot, node, req)
         if not a.gpu_ids:
             raise RuntimeError(f"assign_gpus refused {pod.key} on {node} after filter passed it: {a.reason}")
-        pinned = frozenset(ALIBABA_GPU_MIB[m][0] for m in pod.gpu_spec)
+        pinned = product_names(pod.gpu_spec)
         self.snapshot = self.snapshot.with_allocation(node, allocation(pod.key, req, a.gpu_ids, a.memory_per_gpu,
                                                                        pinned))
         self._placed += 1
