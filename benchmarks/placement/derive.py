@@ -18,8 +18,8 @@ They are not the published files: same recipe as far as it is known, other draws
   pods kept (the default list: 43.6%).
 
 Draws are even: every eligible pod k times, then a sample without replacement for the
-rest (shuffled rounds, numpy Generator seeded by ``seed``), so a small P is a subsample and a large one
-repeats every pod about equally. The result keeps the base's replay order (copies of one
+rest (shuffled rounds, numpy Generator seeded by ``seed``), so a small P is a subsample
+and a large one repeats every pod about equally. The result keeps the base's replay order (copies of one
 pod together), so creation-order replays still run in creation order; each copy is
 keyed ``name~i``. Pure: pod list in, pod list out.
 """
@@ -127,8 +127,8 @@ def derive(base: Pods, spec: Spec | str, seed: int) -> Pods:
     # a name, not a file: nothing is written. Another seed's draws are another list, so
     # --combine keeps them apart
     suffix = "" if seed == DEFAULT_SEED else f"_seed{seed}"
-    return Pods(f"openb_pod_list_{spec.name}_derived{suffix}", tuple(out), f"{base.ordered_by}; derived ({spec.name}) from {Path(base.path).name}, "
-                                  f"seed {seed}", 0)
+    how = f"{base.ordered_by}; derived ({spec.name}) from {Path(base.path).name}, seed {seed}"
+    return Pods(f"openb_pod_list_{spec.name}_derived{suffix}", tuple(out), how, 0)
 
 
 __all__ = ["CPU_PODS_PER_PERCENT", "DEFAULT_SEED", "KINDS", "Spec", "derive", "even_draw", "parse_spec"]
