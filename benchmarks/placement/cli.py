@@ -41,7 +41,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", action="store_true",
                    help="every openb_pod_list_*.csv beside the node list (instead of --pods)")
     p.add_argument("--derive", nargs="+", metavar="SPEC", default=[],
-                   help="also replay pod lists drawn from the default one, as the FGD repository draws its "
+                   help="replay pod lists drawn from the default one (besides --pods or --variants when given; "
+                        "alone, only these), as the FGD repository draws its "
                         "variants: cpuP (the GPU pods and 7.5 x P CPU-only pods; the default list is about "
                         "cpu145), multigpuP (multi-GPU pods added until they ask P%% of the GPU demand), "
                         "gpushareP (P%% of the GPU pods share a GPU); e.g. cpu050 cpu250 multigpu50 gpushare80. "
