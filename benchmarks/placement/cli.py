@@ -74,7 +74,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from benchmarks.placement import report, sim, trace
+    from benchmarks.placement import derive, report, sim, trace
     from benchmarks.placement.ours import RELEARN_EVERY
     from scheduler.core.scoring import LEARN_MIN_PODS, MAX_LEARNED_SHAPES
     from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
@@ -96,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
         if not found:
             raise trace.BenchInputError(f"no openb_pod_list_*.csv in {trace.traces_dir()}")
         args.pods = [str(p) for p in found]
-    from benchmarks.placement import derive
-
     specs = list(dict.fromkeys(derive.parse_spec(s) for s in args.derive))  # cpu50 and cpu050 are one list
     traces = [trace.read_pods(p) for p in (args.pods or ([] if specs else [trace.default_pods_csv()]))]
     if specs:

@@ -70,7 +70,7 @@ def _check_rows(s: ClusterSnapshot, req: PodRequest, r: np.ndarray) -> tuple[np.
     n = len(r)
     status = s.status[r]
     product = s.product_code[r]
-    wrong_product = (~np.isin(product, s.product_codes(req.products))) if req.products else np.zeros(n, bool)
+    wrong_product = ~s.accepts_products(req.products, r) if req.products else np.zeros(n, bool)
     unhealthy = s.unhealthy_count[r].astype(np.int64)
     if req.whole_gpus:
         have = (eligible_whole(s, r, req).sum(axis=1) if req.gpu_memory else s.whole_free_count[r]).astype(np.int64)

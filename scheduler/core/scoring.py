@@ -268,9 +268,7 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
             fits = cpu >= sh.cpu_milli, cpu_after >= sh.cpu_milli
             if sh.products:
                 if sh.products not in accepts:
-                    table = np.zeros(len(s.products), bool)
-                    table[s.product_codes(sh.products)] = True
-                    accepts[sh.products] = table[s.product_code[rows]]
+                    accepts[sh.products] = s.accepts_products(sh.products, rows)
                 product = accepts[sh.products]
                 fits = fits[0] & product, fits[1] & product
             hosts[(sh.cpu_milli, sh.products)] = fits

@@ -315,6 +315,13 @@ class ClusterSnapshot:
         return np.array([c for c, p in enumerate(self.products)
                          if p and any(fnmatch.fnmatchcase(p, q) for q in pats)], dtype=np.int32)
 
+    def accepts_products(self, patterns: Iterable[str], rows: np.ndarray) -> np.ndarray:
+        """[C] whether each row's product matches any of `patterns` (rows in the snapshot):
+        a lookup table over the product codes, gathered once."""
+        table = np.zeros(len(self.products), bool)
+        table[self.product_codes(patterns)] = True
+        return table[self.product_code[rows]]
+
     # ---------- copy-on-write updates
 
     def at(self, now: float) -> "ClusterSnapshot":
