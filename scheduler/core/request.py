@@ -110,13 +110,22 @@ def _annotation(annotations: Mapping[str, Any], key: str) -> str | None:
     return value.strip()
 
 
+# A cluster has a handful of GPU products. Each pattern is matched against every product
+# at each filter and, once the pod runs, at each re-learning of the workload's shapes
+# (scoring.resolve_pin): a pod naming thousands would make every rebuild pay for them.
+MAX_PRODUCTS = 64
+
+
 def _products(annotations: Mapping[str, Any], spec: Mapping[str, Any]) -> frozenset[str]:
     out: set[str] = set()
     text = _annotation(annotations, contract.GPU_PRODUCTS)
     if text is not None:
-        names = [p.strip() for p in text.split(",") if p.strip()]
+        names = list(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
         if not names:
             raise RequestError(f"{contract.GPU_PRODUCTS}: {text[:60]!r} names no product")
+        if len(names) > MAX_PRODUCTS:
+            raise RequestError(f"{contract.GPU_PRODUCTS}: names {len(names)} products, at most {MAX_PRODUCTS}; "
+                               "a glob (NVIDIA-A100-*) names many")
         for p in names:
             if len(p) > 128 or any(ch.isspace() for ch in p):
                 raise RequestError(f"{contract.GPU_PRODUCTS}: {p[:60]!r} is not a product name")

@@ -83,6 +83,7 @@ def test_every_bound_pods_cpu_counts_on_its_node(pods, want_requested, want_free
     ({"nodeSelector": {contract.GPU_PRODUCT_LABEL: "NVIDIA-H100-80GB-HBM3"}}, frozenset({"NVIDIA-H100-80GB-HBM3"})),
     # an annotation the extender would refuse counts the pod as unpinned, not as lost
     ({"annotations": {contract.GPU_PRODUCTS: " , "}}, frozenset()),
+    ({"annotations": {contract.GPU_PRODUCTS: ",".join(f"P{i}-*" for i in range(65))}}, frozenset()),
 ])
 def test_bound_pods_carry_their_gpu_product_pin(extra, want):
     """Learned shapes keep pinned pods apart (scoring.workload_shapes), so a bound pod's

@@ -90,6 +90,9 @@ def test_properties(req, shared, gpu_pod):
     (pod(containers=[gpus(limits="40"), gpus(limits="40")]), "80 over all containers"),
     (pod(annotations={"gpusched.io/model": "bad model id"}), "is not a model id"),
     (pod(annotations={"gpusched.io/gpu-products": " , ,"}), "names no product"),
+    # 65 distinct names, each matched against every product at each filter and re-learning
+    (pod(annotations={"gpusched.io/gpu-products": ",".join(f"P{i}" for i in range(65))}),
+     "names 65 products, at most 64"),
     ({"metadata": {"annotations": ["x"]}, "spec": {}}, "annotations: expected an object"),
     ({"metadata": {}, "spec": {"containers": "c"}}, "must be lists"),
     ("not a pod", "expected an object"),
@@ -101,3 +104,9 @@ def test_bad_input(p, msg):
 
 def test_request_error_is_a_value_error():
     assert issubclass(RequestError, ValueError)
+
+
+def test_repeated_product_names_count_once():
+    """64 distinct names pass however often each repeats: the cap is on what is matched."""
+    names = ",".join(f"P{i % 64}" for i in range(1000))
+    assert len(parse_pod(pod(annotations={"gpusched.io/gpu-products": names})).products) == 64

@@ -376,6 +376,18 @@ def test_resolve_pin_names_the_clusters_products_a_pin_accepts(pin, want):
     assert resolve_pin(s, frozenset(pin)) == frozenset(want)
 
 
+def test_pins_a_tenant_invents_learn_no_shape_of_their_own():
+    """200 running pods, each pinned to a pattern no product matches: all one unpinned shape,
+    not 200 pinned ones crowding out the workload's real shapes."""
+    from scheduler.core import workload_shapes
+    from scheduler.core.snapshot import Allocation
+    allocs = [Allocation(f"p{i}", (i % 8,), 0, whole=True, products=frozenset({f"EVIL-{i}-*", "x" * 128}))
+              for i in range(200)]
+    s = snapshot(node("a", allocs=allocs[:100], product=PRODUCTS[0]), node("b", allocs=allocs[100:],
+                                                                           product=PRODUCTS[1]))
+    assert workload_shapes(s) == (Shape(whole=1, weight=1.0),)
+
+
 def test_pins_naming_the_same_products_are_one_learned_shape():
     from scheduler.core import workload_shapes
     from scheduler.core.snapshot import Allocation
