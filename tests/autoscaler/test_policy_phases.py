@@ -7,11 +7,12 @@ import dataclasses
 
 import pytest
 
-from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
+from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT, RECENT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, Panic, Recommendation, Rules, ScaleState,
                                Verdict, clamp, forecast, held_recommendations, next_state, panic_floor,
                                panic_mode, pick_largest, queue_inputs, queueing_and_forecast, queueing_rule,
-                               rate_limit, signal_ratios, split_recommendations, stabilise, warm_pool, warm_size)
+                               rate_limit, recent_rule, signal_ratios, split_recommendations, stabilise, warm_pool,
+                               warm_size)
 from autoscaler.spec import parse_spec
 
 NOW = 1000.0
@@ -26,9 +27,9 @@ def spec(signals=(Q5,), **kw):
     return parse_spec(d)
 
 
-def obs(ready, pending=0, warm=0, arrival=None, service=None, **signals):
+def obs(ready, pending=0, warm=0, arrival=None, service=None, recent=None, **signals):
     return Observation(ready=ready, pending=pending, warm=warm, signals=signals, arrival_rate=arrival,
-                       service_rate=service)
+                       service_rate=service, arrival_rate_recent=recent)
 
 
 def rec(rule, replicas, demand=None):
@@ -152,6 +153,29 @@ def test_queueing_and_forecast_keeps_known_arrivals_only():
     assert len(queueing_and_forecast(many, obs(7, arrival=1), sp, 300.0)[1]) == 256
 
 
+@pytest.mark.parametrize("name,recent,lam,want", [
+    ("burst", 12.0, 5.0, 15),  # the last scrapes saw 12 req/s, the minute 5: ceil(12/(1*0.8))=15
+    ("not-above", 5.0, 5.0, None),  # no higher than the 1 m rate: the queueing rule already asks for it
+    ("below", 2.0, 5.0, None),  # a lull is not a reason to scale down: nothing
+    ("unknown", None, 5.0, None),  # the query found one sample (window under two scrapes) or failed
+    ("nan", float("nan"), 5.0, None),
+    ("negative", -3.0, 5.0, None),
+])
+def test_recent_rule(name, recent, lam, want):
+    r = recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **SLO))
+    assert (None if r is None else r.replicas) == want
+    assert r is None or (r.rule == RECENT and r.reason.startswith("recent arrivals 12 req/s, above the 1 m rate 5"))
+
+
+def test_queueing_and_forecast_adds_the_recent_rate_last():
+    sp = spec([], maxReplicas=20, **SLO)
+    rules, _, _ = queueing_and_forecast(LINE[:-1], obs(7, arrival=5, recent=12), sp, 60.0)
+    # queueing ceil(5/0.8)=7, forecast 8 req/s -> 10, recent 12 req/s -> 15
+    assert [(r.rule, r.replicas) for r in rules.recs] == [(QUEUEING, 7), (FORECAST, 10), (RECENT, 15)]
+    rules, _, _ = queueing_and_forecast(LINE[:-1], obs(7, arrival=None, recent=12), sp, 60.0)
+    assert rules.recs == ()  # no 1 m rate: the recent rate alone does not decide
+
+
 # ---------------------------------------------------------------- 3. the largest, or hold
 
 UNK = Rules(unknown=("gpu",), notes=("gpu unknown (no value)",))
@@ -163,6 +187,8 @@ UNK = Rules(unknown=("gpu",), notes=("gpu unknown (no value)",))
     # a hold within tolerance at 4 whose computed need is 6: panic sees 6
     ("forecast-not-demand", Rules((rec(QUEUEING, 5), rec(FORECAST, 9))), 4, (9, FORECAST, 5)),
     # the forecast wins (9) but panic sees only load measured now: 5
+    ("recent-not-demand", Rules((rec(QUEUEING, 5), rec(RECENT, 11))), 4, (11, RECENT, 5)),
+    # the recent rate wins (11); held as a forecast, it does not set off panic either: 5
     ("nothing", Rules(), 4, (4, HOLD, None)),
     ("only-unknown", UNK, 4, (4, UNKNOWN_HOLD, None)),
     ("unknown-blocks-down", Rules((rec("signal:a", 2),)) + UNK, 6, (6, UNKNOWN_HOLD, 2)),  # 2 < 6: hold 6
@@ -188,6 +214,10 @@ def test_pick_largest_reasons():
 @pytest.mark.parametrize("name,rules,picked,cur,want", [
     ("forecast-wins", Rules((rec(QUEUEING, 5), rec(FORECAST, 9))), V(9, FORECAST, ""), 4, (5, 9)),
     # the window keeps the measured 5; the forecast's 9 is kept apart (one cold start)
+    ("recent-and-forecast", Rules((rec(QUEUEING, 5), rec(FORECAST, 9), rec(RECENT, 11))), V(11, RECENT, ""), 4,
+     (5, 11)),  # the larger of the two anticipated, max(9, 11)=11, kept one cold start; the window keeps 5
+    ("recent-alone-held", Rules((rec(RECENT, 11),)), V(11, RECENT, ""), 4, (4, 11)),
+    # no measured recommendation: the window keeps cur (4), not the anticipated 11
     ("queueing-only", Rules((rec(QUEUEING, 5),)), V(5, QUEUEING, ""), 4, (5, None)),
     ("signal-above", Rules((rec("signal:a", 7), rec(QUEUEING, 5), rec(FORECAST, 6))), V(7, "signal:a", ""), 4,
      (7, 6)),  # max(7, 5)=7 measured
