@@ -75,6 +75,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=_positive, default=5.0, metavar="S",
                    help="seconds between decisions (default 5); keep it steady: the forecast assumes "
                         "evenly spaced samples")
+    p.add_argument("--recent-window", type=_recent_window, default=30.0, metavar="S",
+                   help="window of the arrival rate read beside the 1 m rate, for scale-ups only (with an "
+                        "SLO): twice the scrape interval of the model servers' PodMonitor, so that it holds "
+                        "the last two scrapes (default 30, for 15 s; 10 for deploy/examples/"
+                        "vllm-podmonitor.yaml's 5 s). A burst after a quiet minute shows there one scrape "
+                        "after it starts; what it asks for is held one cold start. Shorter than two scrapes, "
+                        "the query finds one sample and the rule does nothing; 0: off")
     p.add_argument("--namespace", default="gpusched-system",
                    help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
     p.add_argument("--watch-namespace", default=None, metavar="NS[,NS...]", type=_namespaces,
@@ -111,6 +118,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the served model's label on vLLM series (default model_name)")
     p.add_argument("--no-prewarm", action="store_true",
                    help="never ask node agents to prefetch models (no Node writes at all)")
+
+
+def _recent_window(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= v < 60:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or seconds below the 1 m rate's window, got {text}")
+    return v
 
 
 def _namespaces(text: str) -> str:
@@ -154,6 +171,7 @@ def config_from(args: argparse.Namespace):
     return Config(
         prometheus_url=args.prometheus_url.rstrip("/"),
         interval_s=args.interval,
+        recent_window_s=args.recent_window,
         namespace=args.namespace,
         identity=args.identity or default_identity(),
         dry_run=args.dry_run,

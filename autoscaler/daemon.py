@@ -93,6 +93,8 @@ class Config:
     labels: signals.Labels = field(default_factory=signals.Labels)  # label names on Prometheus's series
     activation_port: int = 0  # the wake endpoint (autoscaler.activation); 0: off
     activation_addr: str = "0.0.0.0"
+    # the scale-up-only arrival rate's window: twice the model servers' scrape interval (0: not read)
+    recent_window_s: float = 30.0
 
     @property
     def budget_s(self) -> float:
@@ -756,12 +758,17 @@ class Autoscaler:
         scope = signals.Scope(namespace=ns, pods=ready_pods, labels=self.cfg.labels)
         readings = signals.read_signals(self.prom, t.spec, PROMETHEUS_NOW, scope=scope,
                                         ready=counts.ready, timeout=self.cfg.prometheus_timeout_s)
-        arrival = None
+        arrival = recent = None
         if t.spec.slo is not None:
             server = t.spec.signals[0].server if t.spec.signals else "vllm"
             every_pod = signals.Scope(namespace=ns, pods=tuple(sorted(v.name for v in live)), labels=self.cfg.labels)
             arrival = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                 timeout=self.cfg.prometheus_timeout_s)
+            # the recent rule needs the 1 m rate too; a Prometheus that failed it is not asked twice
+            if self.cfg.recent_window_s > 0 and arrival.value is not None:
+                recent = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
+                                                   timeout=self.cfg.prometheus_timeout_s,
+                                                   window=signals.promql_duration(self.cfg.recent_window_s))
         activation = None
         if t.spec.activation is not None:
             activation = signals.read_activation(self.prom, t.spec.activation, ns, PROMETHEUS_NOW,
@@ -770,7 +777,7 @@ class Autoscaler:
         st.signal_names = list(readings)
         # at zero the pods' series are gone: expected, not a fault worth a Warning every tick
         obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
-                                         at_zero=counts.current == 0)
+                                         at_zero=counts.current == 0, recent=recent)
         obs = replace(obs, wake=self.activator.last_wake(t.key))
         return Seen(views=views, current_hash=current_hash, counts=counts, readings=readings, obs=obs, notes=notes)
 

@@ -451,6 +451,12 @@ ADAPTERS: Final[Mapping[str, Signal]] = {
 }
 
 
+def promql_duration(seconds: float) -> str:
+    """A PromQL range for ``seconds`` (> 0), to the millisecond: 30 -> "30s", 2.5 -> "2500ms"."""
+    ms = max(1, round(seconds * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
 def arrival_rate_query(server: str, scope: Scope, window: str = "1m") -> str:
     """Requests/s arriving. TGI counts requests on arrival; vLLM and Triton count them
     on completion, so their arrivals are completions plus the growth of those in the
@@ -538,7 +544,7 @@ def reasons(readings: Mapping[str, Reading]) -> dict[str, str]:
 
 def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Reading],
                 arrival: Reading | None, activation: Reading | None = None,
-                at_zero: bool = False) -> tuple[Observation, dict[str, str]]:
+                at_zero: bool = False, recent: Reading | None = None) -> tuple[Observation, dict[str, str]]:
     """The policy's Observation from the pool's counts (autoscaler.warmpool.count) and
     what Prometheus answered; pure, shared by the daemon and the trace simulator so
     both feed ``decide`` the same thing. ``arrival`` is None when the spec has no SLO
@@ -546,7 +552,8 @@ def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Read
     why each unknown input is unknown, by name (arrivalRate and activation included),
     for the SignalsKnown condition. ``at_zero`` (scaled to zero, with an activation):
     the pods' series are gone as expected, so only the activation's absence is reported
-    (the policy still sees them unknown)."""
+    (the policy still sees them unknown). ``recent``: the arrival rate over the last
+    scrapes (None: not read); it only ever adds replicas, so its absence is not a note."""
     notes = reasons(readings)
     rate = None
     if arrival is not None:
@@ -559,7 +566,7 @@ def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Read
         if act is None:
             notes = {**notes, "activation": activation.reason}
     obs = Observation(ready=ready, pending=pending, warm=warm, signals=values(readings), arrival_rate=rate,
-                      activation=act,
+                      activation=act, arrival_rate_recent=None if recent is None else recent.value,
                       notes={k: v for k, v in notes.items() if k in readings})
     if at_zero and activation is not None:
         notes = {k: v for k, v in notes.items() if k == "activation"}

@@ -1,4 +1,5 @@
-"""The autoscaler's label-name flags: today's names by default, checked before the daemon starts."""
+"""The autoscaler's flags that shape its Prometheus queries (label names, the recent rate's
+window): today's by default, checked before the daemon starts."""
 from __future__ import annotations
 
 import argparse
@@ -38,3 +39,16 @@ def test_bad_metrics_port_is_a_usage_error(port, capsys):
     with pytest.raises(SystemExit) as e:
         parse("--metrics-port", port)
     assert e.value.code == 2 and "use a port number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, window", [((), 30.0), (("--recent-window", "10"), 10.0), (("--recent-window", "0"), 0.0)])
+def test_recent_window(argv, window):
+    assert config_from(parse(*argv)).recent_window_s == window
+
+
+@pytest.mark.parametrize("value", ["60", "-5", "nan", "inf", "30s"])
+def test_bad_recent_window_is_a_usage_error(value, capsys):
+    # 60 s or more is the 1 m rate itself, not a recent one
+    with pytest.raises(SystemExit) as e:
+        parse("--recent-window", value)
+    assert e.value.code == 2 and "--recent-window" in capsys.readouterr().err

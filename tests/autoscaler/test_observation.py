@@ -28,3 +28,14 @@ def test_observation(readings, arrival, want_signals, want_rate, want_obs_notes,
     assert obs == Observation(ready=2, pending=1, warm=1, signals=want_signals, arrival_rate=want_rate,
                               notes=want_obs_notes)
     assert notes == want_notes
+
+
+@pytest.mark.parametrize("recent, want", [
+    (None, None),  # not read (--recent-window 0, no SLO, or the 1 m rate unknown)
+    (Reading(9.0, "9 req/s"), 9.0),
+    (Reading(None, "query returned no series"), None),  # unknown, and not a note: it only adds replicas
+])
+def test_observation_recent_rate(recent, want):
+    obs, notes = observation(2, 0, 0, {"queueDepth": OK}, Reading(4.5, "4.5 req/s"), recent=recent)
+    assert (obs.arrival_rate, obs.arrival_rate_recent) == (4.5, want)
+    assert notes == {} and obs.notes == {}

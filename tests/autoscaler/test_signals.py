@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from autoscaler.signals import (ADAPTERS, Scope, TimeoutSession, arrival_rate_query, connect,
+from autoscaler.signals import (ADAPTERS, Scope, TimeoutSession, arrival_rate_query, connect, promql_duration,
                                 instant_query, read_arrival_rate, read_signal, read_signals, reasons,
                                 values)
 from autoscaler.spec import SignalSpec, parse_spec
@@ -217,6 +217,17 @@ def test_arrival_rate(server, needle):
     assert read_arrival_rate(client, server, SCOPE, NOW).value == 0.0
     client, _ = client_for(lambda q: vector())
     assert read_arrival_rate(client, server, SCOPE, NOW).value is None
+
+
+@pytest.mark.parametrize("seconds, want", [(30, "30s"), (10.0, "10s"), (2.5, "2500ms"), (0.0001, "1ms")])
+def test_promql_duration(seconds, want):
+    assert promql_duration(seconds) == want
+
+
+def test_recent_arrival_rate_is_the_same_query_over_its_window():
+    # the daemon's --recent-window 30: every range of the 1 m query, and only those, is [30s]
+    q = arrival_rate_query("vllm", SCOPE, promql_duration(30))
+    assert q == arrival_rate_query("vllm", SCOPE).replace("[1m]", "[30s]") and "[1m]" not in q
 
 
 def test_read_signals_feeds_the_observation():
