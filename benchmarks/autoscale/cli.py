@@ -14,7 +14,7 @@ from benchmarks.traces import azure_dir
 
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
-            "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
+            "ours-no-recent", "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
 # run when named: scale to zero (with --models K, many mostly idle models on one pool)
 ZERO_POLICIES = ("ours-zero", "ours-zero-scrape", "keda-zero")
 
@@ -307,7 +307,8 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             made: list = []
 
             def make_ours(i, p=p, prewarm=prewarm, made=made, specs=specs):
-                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model], wake_path=p not in pol.SCRAPE_ONLY))
+                made.append(pol.Ours(p, specs[i.model], prewarm, initial[i.model], wake_path=p not in pol.SCRAPE_ONLY,
+                                     recent=p not in pol.NO_RECENT))
                 return made[-1]
 
             res = sim(make_ours, p)

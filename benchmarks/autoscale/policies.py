@@ -44,7 +44,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from autoscaler import signals, warmpool
-from autoscaler.policy import FORECAST as FORECAST_RULE, QUEUEING as QUEUEING_RULE, decide, initial_state
+from autoscaler.policy import (FORECAST as FORECAST_RULE, QUEUEING as QUEUEING_RULE, RECENT as RECENT_RULE, decide,
+                               initial_state)
 from autoscaler.prewarm import MIN_INTERVAL_S
 from autoscaler.spec import AutoscalerSpec, parse_spec
 from benchmarks.autoscale.sim import Action, Workload
@@ -112,6 +113,7 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
                                               "needs the queueing rule, so it is off too)"),
     "ours-no-panic": ({"behavior": {"panic": {"threshold": 1e9}}}, True, "panic mode (threshold 1e9)"),
     "ours-no-prewarm": ({}, False, "cache pre-warming (daemon --no-prewarm)"),
+    "ours-no-recent": ({}, True, "recent arrival rate (daemon --recent-window 0)"),
     # not an ablation: minReplicas 0 with the gateway's request counter as activation
     # (the model's service label filled in per model by the bench), idle window at its default
     "ours-zero": ({"minReplicas": 0, "activation": {"labels": {"destination_service_name": MODEL_SERVICE}}}, True,
@@ -134,8 +136,8 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
 @dataclass
 class DecideTally:
     """Where ours' replica-seconds come from, tick by tick (each tick counts ``dt``):
-    its targets; what the queueing rule alone asked; how much more the forecast and the
-    signal rules asked; the target held above every current recommendation (by the rule
+    its targets; what the queueing rule alone asked; how much more the forecast (or the
+    recent rate) and the signal rules asked; the target held above every current recommendation (by the rule
     that set it: stabilisation, a rate limit, panic, minReplicas) and kept below the top
     one (by the rule: a rate limit, maxReplicas). Read-only: it never changes a decision."""
 
@@ -150,7 +152,7 @@ class DecideTally:
     def add(self, d: Any, dt: float) -> None:
         recs = {r.rule: r.replicas for r in d.recommendations}
         q = recs.get(QUEUEING_RULE, 0)
-        f = recs.get(FORECAST_RULE, 0)
+        f = max(recs.get(FORECAST_RULE, 0), recs.get(RECENT_RULE, 0))  # both held one cold start
         sig = max([v for k, v in recs.items() if k.startswith("signal:")] or [0])
         top = max(q, f, sig)
         self.target += d.replicas * dt
@@ -192,8 +194,9 @@ class Ours:
     interval_s = DAEMON_INTERVAL_S
 
     def __init__(self, name: str, spec: Mapping[str, Any], prewarm: bool, initial_serving: int, record: bool = False,
-                 wake_path: bool = True):
+                 wake_path: bool = True, recent: bool = True):
         self.name = name
+        self.recent = recent  # the daemon's --recent-window is not 0 (its window: SimConfig.recent_s)
         self.spec: AutoscalerSpec = parse_spec(spec)
         self.prewarm = prewarm
         self.record = record
@@ -243,14 +246,19 @@ class Ours:
             count = wl.gateway_count()
             activation = signals.Reading(count, "gateway requests in the last minute" if count is not None
                                          else "query returned no series")
-        obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation)
+        # as the daemon: read only beside a known 1 m rate
+        recent = wl.arrival_reading(now, wl.cfg.recent_s) if self.recent and arrival is not None and arrival.known \
+            else None
+        obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
+                                     recent=recent)
         obs = replace(obs, wake=self.last_wake)
         d = decide(self.state, obs, spec, now)
         self.seen_wake = obs.wake
         self.tally.add(d, self.interval_s)
         pl = warmpool.plan(views, d.replicas, d.warm, None)
         if self.record:
-            wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival, "obs": obs,
+            wl.decisions.append({"now": now, "views": views, "readings": readings, "arrival": arrival,
+                                 "recent": recent, "obs": obs,
                                  "activation": activation, "wake": self.last_wake, "woken": woken,
                                  "dep_replicas": wl.dep_replicas, "replicas": d.replicas, "warm": d.warm,
                                  "plan_replicas": pl.replicas, "promote": pl.promote, "demote": pl.demote,
@@ -265,6 +273,7 @@ class Ours:
 
 
 SCRAPE_ONLY = frozenset({"ours-zero-scrape"})  # variants of ours whose gateway has no fallback to the endpoint
+NO_RECENT = frozenset({"ours-no-recent"})  # variants of ours whose daemon reads no recent arrival rate
 
 
 # ---------------------------------------------------------------- HPA and KEDA

@@ -102,6 +102,8 @@ class SimConfig:
     cold: ColdStart = field(default_factory=ColdStart)
     scrape_s: float = 15.0  # Prometheus scrape interval
     rate_window_s: float = 60.0  # rate(...[1m]) for the arrival rate
+    # the daemon's --recent-window; None: twice the scrape interval (the last two scrapes), as its help says
+    recent_window_s: float | None = None
     grace_s: float = 30.0  # terminationGracePeriodSeconds: a deleted pod drains this long at most
     pool_gpus: int | None = None  # the shared pool; None = as many as asked
     drain_after_s: float = 600.0  # simulate this long after the last arrival so queues empty
@@ -112,6 +114,10 @@ class SimConfig:
     # a host-memory tier shared by every model: the pool's nodes keep every model's weights
     # in host memory (RAM, not GPUs), so any load with no fresher copy reads them from there
     host_warm: bool = False
+
+    @property
+    def recent_s(self) -> float:
+        return 2 * self.scrape_s if self.recent_window_s is None else self.recent_window_s
 
 
 class GpuPool:
@@ -388,13 +394,16 @@ class Workload:
         avg = sum(vals) / len(vals)
         return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs")
 
-    def arrival_reading(self) -> Reading:
-        """Requests/s over the last rate window of scrapes (what vLLM's success rate plus
-        the growth of waiting + running measures); unknown with no pod scraped (the
-        series go with the last pod)."""
-        if len(self.scrapes) < 2 or not self.scrapes[-1].pods:
+    def arrival_reading(self, now: float | None = None, window_s: float | None = None) -> Reading:
+        """Requests/s over the scrapes of the last rate window (what vLLM's success rate plus
+        the growth of waiting + running measures), or of the last ``window_s`` before
+        ``now`` (the daemon's --recent-window: a range that holds one sample has no
+        rate); unknown with no pod scraped (the series go with the last pod)."""
+        kept = list(self.scrapes) if window_s is None or now is None else \
+            [s for s in self.scrapes if s.t > now - window_s]
+        if len(kept) < 2 or not kept[-1].pods:
             return Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
-        a, b = self.scrapes[0], self.scrapes[-1]
+        a, b = kept[0], kept[-1]
         v = max(0.0, (b.arrived - a.arrived) / (b.t - a.t))
         return Reading(v, f"{v:g} req/s")
 

@@ -26,11 +26,12 @@ def prometheus_binary() -> str:
 
 
 class Prometheus:
-    def __init__(self, cluster: LocalCluster, scrape_interval: str = "1s"):
+    def __init__(self, cluster: LocalCluster, scrape_interval_s: int = 1):
         self.cluster = cluster
         self.dir = cluster.dir / "prometheus"
         self.targets_file = self.dir / "targets.json"
-        self.scrape_interval = scrape_interval
+        self.scrape_interval_s = scrape_interval_s
+        self.scrape_interval = f"{scrape_interval_s}s"
         self.port = cluster.state.ports.get("prometheus", 0)
 
     @property

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from autoscaler import signals
 from benchmarks.chaos.cases import metric_total
 from benchmarks.fleet.driver import Load
 from benchmarks.testbed.cluster import free_port, terminate_all
@@ -239,6 +240,19 @@ def test_burst_promotes_warm_refills_pool_then_scales_down(cluster, crd, apps, a
         assert timeline.first[(warm_pod, "loaded")] < t_burst  # it was loaded before: no cold start
         assert promotion_s < 2.0, f"promoted pod took {promotion_s:.1f}s to become Ready"
         assert burst_to_ready_s < 5.0  # queue build-up + scrape (1 s) + tick (1 s) + promotion; a cold start is 5 s
+
+        # the recent arrival rate as the daemon reads it (--recent-window: twice this Prometheus's 1 s
+        # scrape): vLLM's arrivals query over 2 s sees the step to 11 req/s while the 1 m rate still
+        # averages the minute of 1 req/s before it
+        client = signals.connect(prom.url)
+
+        def recent_leads():
+            minute = signals.read_arrival_rate(client, "vllm", signals.Scope(namespace=ns), None).value
+            recent = signals.read_arrival_rate(client, "vllm", signals.Scope(namespace=ns), None,
+                                               window=signals.promql_duration(2.0)).value
+            return minute is not None and recent is not None and recent > 6 and recent > minute + 3 and (minute, recent)
+        minute, recent = eventually(recent_leads, timeout=10, what="the 2 s arrival rate above the 1 m rate")
+        print(f"arrivals in the burst: {recent:.1f} req/s over 2 s, {minute:.1f} over 1 m")
 
         def refilled():
             ready, warm, live = pool(api, ns)

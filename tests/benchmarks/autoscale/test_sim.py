@@ -112,3 +112,22 @@ def test_one_request_at_a_time_queues_the_second():
     assert service_model("h100").max_batch == 32
     with pytest.raises(ValueError, match="at least 1"):
         service_model("h100", 0)
+
+
+def test_recent_arrival_rate_reads_the_last_two_scrapes():
+    """1 req/s for 120 s, then 10 req/s; scrapes every 15 s. At 151 s the 1 m rate spans
+    the scrapes at 90..150 s: (30 x 1 + 30 x 10) / 60 = 5.5 req/s; the recent one (twice
+    the scrape, 30 s) those at 135 and 150 s: 15 x 10 / 15 = 10 req/s; a 10 s window
+    holds one scrape, and a range with one sample has no rate."""
+    seen = {}
+
+    def look(wl):
+        seen.update(minute=wl.arrival_reading().value, recent=wl.arrival_reading(151.0, wl.cfg.recent_s).value,
+                    short=wl.arrival_reading(151.0, 10.0).value, window=wl.cfg.recent_s)
+
+    trace = rows(120) + rows(500, every=0.1, start=120.0)
+    run(Script((1, 0), {151.0: look}), trace)
+    assert seen["window"] == 30.0
+    assert seen["minute"] == pytest.approx(5.5, abs=0.05)
+    assert seen["recent"] == pytest.approx(10.0, abs=0.05)
+    assert seen["short"] is None

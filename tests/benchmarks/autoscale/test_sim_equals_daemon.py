@@ -70,6 +70,8 @@ def test_the_recorded_run_exercises_scaling(recorded):
     assert max(reps) >= 4 and reps[-1] < max(reps)  # scaled up for the burst, back down after
     assert any(t["promote"] for t in ticks) and any(t["demote"] for t in ticks)
     assert any(t["arrival"].value is not None for t in ticks)
+    # the burst showed in the last two scrapes before the 1 m rate caught up with it
+    assert any(t["recent"] is not None and t["recent"].value > t["arrival"].value + 1 for t in ticks)
     # the burst queued: the fleet kept its size for the queued hold (600 s), then went down
     assert any(t["rule"] == QUEUED_HOLD for t in ticks)
 
@@ -120,7 +122,10 @@ def _replay(monkeypatch, spec, ticks):
     monkeypatch.setattr(Autoscaler, "_wait_not_ready", lambda self, key, names: True)
     monkeypatch.setattr(kube, "get_deployment", lambda api, ns, name: cur["dep"])
     monkeypatch.setattr(signals, "read_signals", lambda client, sp, now, *, scope, ready, timeout: cur["readings"])
-    monkeypatch.setattr(signals, "read_arrival_rate", lambda client, server, scope, now, **kw: cur["arrival"])
+    # the 1 m rate, or the recent one over the daemon's default --recent-window (30 s: twice the sim's 15 s scrape)
+    monkeypatch.setattr(signals, "read_arrival_rate", lambda client, server, scope, now, **kw:
+                        cur["arrival"] if kw.get("window", "1m") == "1m" else
+                        (cur["recent"] if kw["window"] == "30s" else pytest.fail(f"window {kw['window']}")))
     monkeypatch.setattr(signals, "read_activation", lambda client, act, ns, now, **kw: cur["activation"])
     monkeypatch.setattr(kube, "set_serving", lambda api, ns, p, v, r, m: calls.append(("serving", p, v)))
     monkeypatch.setattr(kube, "scale", lambda api, ns, name, n, *, deployment=None, **kw: calls.append(("scale", n))
@@ -150,6 +155,7 @@ def _replay(monkeypatch, spec, ticks):
             a = d.activator.handle("POST", "/activate/ns/llm", {}, woke)
             assert (a.code, a.woken) == (503, True), a
         cur.update(pods=[pod_json(v) for v in t["views"]], readings=t["readings"], arrival=t["arrival"],
+                   recent=t["recent"],
                    activation=t["activation"],
                    dep={"metadata": {"name": "llm", "namespace": "ns", "uid": "d"},
                         "spec": {"replicas": t["dep_replicas"], "selector": {"matchLabels": {"app": "llm"}}}})
