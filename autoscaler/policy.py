@@ -34,7 +34,7 @@ Rules, each giving a recommendation with its arithmetic:
 4. recent rate (with queueing, when ``Observation.arrival_rate_recent`` is known): the
    queueing rule on the arrival rate over the last scrapes, only when it is above the
    1-minute rate; a burst after a quiet minute shows there one scrape after it starts.
-   It only ever asks for more (recent_rule).
+   It only ever asks for more, and needs coldStartSeconds > 0 (recent_rule).
 The recommendation is the largest. Then, in order:
 - unknown data: any configured input that is unknown (a signal that is None, or the
   arrival/service rate when the queueing rule is on) forbids a scale-down; a scale-up
@@ -51,8 +51,7 @@ The recommendation is the largest. Then, in order:
 - queued hold: when a cold start is longer than the wait bound, a decision made while a
   queueDepth signal reads requests waiting, and has at every decision since one more than
   the wait bound earlier (a missed scrape does not break the run), keeps its largest
-  recommendation (the
-  forecast's included) as a floor for scale-downs for max(600 s, 8 cold starts), the span
+  recommendation (the forecast's and the recent rate's included) as a floor for scale-downs for max(600 s, 8 cold starts), the span
   of rates the policy keeps (queued_hold_s). A queue means every slot of every ready
   replica was busy, whatever the server's batch; a replica given back cannot return
   within the wait bound, so a fleet that queued keeps that size for as long as the
@@ -171,7 +170,7 @@ class ScaleState:
 
     started_at: float | None = None  # first decision of this state's lineage
     recommendations: tuple[tuple[float, int], ...] = ()  # (t, measured-load recommendation before stabilisation)
-    anticipated: tuple[tuple[float, int], ...] = ()  # (t, forecast recommendation), held one cold start
+    anticipated: tuple[tuple[float, int], ...] = ()  # (t, forecast or recent-rate recommendation), held one cold start
     demand: tuple[tuple[float, int], ...] = ()  # (t, largest rule recommendation), for panic
     events: tuple[tuple[float, int], ...] = ()  # (t, replicas added (+) or removed (-))
     arrivals: tuple[tuple[float, float], ...] = ()  # (t, arrival rate), for the forecast
@@ -244,7 +243,7 @@ def holt_forecast(times: np.ndarray, values: np.ndarray, alpha: float, beta: flo
 @dataclass(frozen=True)
 class Rules:
     """What the rules recommend, and the inputs they could not use, in the order the
-    reason lists them (signals first, then queueing and forecast)."""
+    reason lists them (signals first, then queueing, forecast and the recent rate)."""
 
     recs: tuple[Recommendation, ...] = ()
     unknown: tuple[str, ...] = ()  # names of the configured inputs that are unknown
@@ -426,8 +425,11 @@ def recent_rule(recent: float | None, lam: float, mu: float, spec: AutoscalerSpe
     the 1-minute rate lambda (None otherwise). A burst after a quiet minute shows in it one
     scrape after it starts, where the 1-minute rate rises only as the burst fills its
     window; it asks for more only, and stabilisation holds it one cold start, as a
-    forecast: by then the burst is in the 1-minute rate, or it was noise."""
-    if not _valid(recent) or recent <= lam + _EPS:
+    forecast: by then the burst is in the 1-minute rate, or it was noise. Like the
+    forecast, it needs coldStartSeconds > 0: with no cold start to look across, an ask
+    held for 0 s would start and stop pods on every blip. A queue seen for longer than
+    the wait bound keeps it as the queued hold keeps a forecast (queued_peak)."""
+    if not _valid(recent) or recent <= lam + _EPS or spec.cold_start_s <= 0:
         return None
     c, text = _slo_replicas(recent, mu, spec)
     return Recommendation(RECENT, c, f"recent arrivals {recent:.3g} req/s, above the 1 m rate {lam:.3g}: {text}")
@@ -435,8 +437,8 @@ def recent_rule(recent: float | None, lam: float, mu: float, spec: AutoscalerSpe
 
 def queueing_and_forecast(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec: AutoscalerSpec,
                           now: float) -> tuple[Rules, tuple[tuple[float, float], ...], Forecast]:
-    """The queueing and forecast recommendations (none without ``spec.slo``), and the
-    arrival history with lambda at ``now`` added when known."""
+    """The queueing, forecast and recent-rate recommendations (none without
+    ``spec.slo``), and the arrival history with lambda at ``now`` added when known."""
     if spec.slo is None:
         return Rules(), arrivals, Forecast()
     lam, mu, missing = queue_inputs(obs, spec)
@@ -497,7 +499,8 @@ def split_recommendations(rules: Rules, picked: Verdict, cur: int) -> tuple[int,
 
 def held_recommendations(state: ScaleState, now: float, forecast_hold_s: float) -> tuple[tuple[float, int], ...]:
     """The history stabilisation reads: every measured-load recommendation kept, and the
-    forecasts made within the last ``forecast_hold_s`` (the cold start they look across)."""
+    forecasts and recent-rate asks made within the last ``forecast_hold_s`` (the cold
+    start they look across)."""
     return state.recommendations + tuple(a for a in state.anticipated if a[0] > now - forecast_hold_s)
 
 
@@ -522,8 +525,8 @@ def queued_hold_s(spec: AutoscalerSpec) -> float:
 
 def queued_peak(rules: Rules, obs: Observation, spec: AutoscalerSpec) -> int | None:
     """When a queueDepth signal reads requests waiting: the largest recommendation
-    (the forecast's included: with a queue, the rise it extrapolates has already
-    outrun the fleet), at most maxReplicas. None when nothing waits."""
+    (the forecast's and the recent rate's included: with a queue, the rise they saw
+    has already outrun the fleet), at most maxReplicas. None when nothing waits."""
     queues = _queue_readings(obs, spec)
     if not rules.recs or not any(_valid(q) and q > 0 for q in queues):
         return None

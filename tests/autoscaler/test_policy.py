@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from autoscaler.policy import (FORECAST, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT,
+from autoscaler.policy import (FORECAST, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT, RECENT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, ScaleState, decide, erlang_c,
                                holt_forecast, replicas_for_slo)
 from autoscaler.spec import parse_spec
@@ -309,6 +309,28 @@ def test_forecast_held_one_cold_start(name, forecast_at, want, rule):
     state = ScaleState(started_at=0.0, recommendations=((900.0, 7),), anticipated=((forecast_at, 10),))
     d = decide(state, obs(10, arrival=2.0), sp, NOW)  # 2 req/s: ceil(2/(1*0.8))=3 now
     assert (d.replicas, d.rule) == (want, rule), d.reason
+
+
+@pytest.mark.parametrize("cold_start, want", [
+    # 2 req/s over the minute, 12 over the last two scrapes: ceil(12/(1*0.8))=15 (10 -> 15 is within
+    # HPA's max(10+4, 2x10) per 15 s); held 45 s, then the measured ceil(2/0.8)=3 (300 s of history)
+    (45, [(1000.0, 15, RECENT), (1030.0, 15, STABILIZATION), (1050.0, 3, QUEUEING)]),
+    # no cold start to look across: no recent rule (held 0 s it would start and stop pods per blip)
+    (0, [(1000.0, 3, QUEUEING), (1030.0, 3, QUEUEING), (1050.0, 3, QUEUEING)]),
+])
+def test_recent_rate_asks_once_and_is_held_one_cold_start(cold_start, want):
+    sp = spec([], maxReplicas=20, slo={"queueWaitSeconds": 60}, serviceRatePerReplica=1.0,
+              coldStartSeconds=cold_start)
+    state, ready, seen, first = OLD, 10, [], None
+    for now in (1000.0, 1030.0, 1050.0):
+        d = decide(state, dataclasses.replace(obs(ready, arrival=2.0), arrival_rate_recent=12.0 if now == 1000.0
+                                              else None), sp, now)
+        seen.append((now, d.replicas, d.rule))
+        assert not d.panic  # 12 req/s is anticipated load: panic sees the measured 3
+        state, ready, first = d.state, d.replicas, first or d.state
+    assert seen == want
+    # what each window remembers: the ask apart, the measured recommendation in the scale-down window
+    assert (first.anticipated, first.recommendations) == (((1000.0, 15),) if cold_start else (), ((1000.0, 3),))
 
 
 # ---- the queueing helpers

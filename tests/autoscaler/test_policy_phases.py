@@ -163,6 +163,7 @@ def test_queueing_and_forecast_keeps_known_arrivals_only():
 ])
 def test_recent_rule(name, recent, lam, want):
     r = recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **SLO))
+    assert recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **{**SLO, "coldStartSeconds": 0})) is None
     assert (None if r is None else r.replicas) == want
     assert r is None or (r.rule == RECENT and r.reason.startswith("recent arrivals 12 req/s, above the 1 m rate 5"))
 

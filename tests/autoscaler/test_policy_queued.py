@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from autoscaler.policy import (FORECAST, QUEUED_HOLD, QUEUEING, Observation, Recommendation, Rules, ScaleState,
+from autoscaler.policy import (FORECAST, QUEUED_HOLD, QUEUEING, RECENT, Observation, Recommendation, Rules, ScaleState,
                                Verdict, decide, queued_floor, queued_hold_s, queued_kept, queued_peak)
 from autoscaler.spec import parse_spec
 
@@ -39,6 +39,8 @@ def test_queued_hold_s(name, kw, want):
 @pytest.mark.parametrize("name,queue,recs,want", [
     ("queue-forecast-largest", 0.3, (rec("signal:queueDepth", 4), rec(QUEUEING, 9), rec(FORECAST, 14)), 14),
     # requests wait (0.3/replica > 0): max(4, 9, 14) = 14, the forecast's included
+    ("queue-recent-largest", 0.3, (rec(QUEUEING, 9), rec(FORECAST, 14), rec(RECENT, 18)), 18),
+    # max(9, 14, 18) = 18: with a queue, the recent rate's ask is kept as the forecast's is
     ("no-queue", 0.0, (rec(QUEUEING, 9), rec(FORECAST, 14)), None),  # nothing waits: no peak
     ("capped", 2.0, (rec("signal:queueDepth", 70),), 40),  # min(70, maxReplicas 40)
     ("queue-unknown", None, (rec(QUEUEING, 9),), None),  # an unknown queue is not a queue
