@@ -223,3 +223,28 @@ def test_ops_port_answers_with_the_daemons_health(monkeypatch):
     finally:
         d._server.shutdown()
         d._server.server_close()
+
+
+@pytest.mark.parametrize("minute, window, want_windows, want_recent", [
+    (4.0, 30.0, ["1m", "30s"], 9.0),  # the 1 m rate known: the recent one asked over --recent-window
+    (None, 30.0, ["1m"], None),  # a Prometheus that failed the 1 m rate is not asked again this tick
+    (4.0, 0.0, ["1m"], None),  # --recent-window 0: off
+    (4.0, float("inf"), ["1m"], None),  # a Config built in code with no usable window: off, not a crash
+])
+def test_the_recent_rate_is_read_beside_a_known_minute_rate(monkeypatch, minute, window, want_windows, want_recent):
+    w = World(monkeypatch, [pod("a", "ready")])
+    asked = []
+
+    def read_arrival_rate(client, server, scope, now, *, timeout, window="1m"):
+        asked.append(window)
+        return signals.Reading(minute if window == "1m" else 9.0, "fake")
+
+    monkeypatch.setattr(signals, "read_arrival_rate", read_arrival_rate)
+    seen = []
+    d = w.daemon(recent_window_s=window)
+    d.on_decision = lambda key, now, obs, dec: seen.append(obs)
+    ias = {**IAS, "spec": {**IAS["spec"], "slo": {"queueWaitSeconds": 2}, "serviceRatePerReplica": 1.5,
+                           "coldStartSeconds": 30}}
+    d.reconcile(ias, NOW)
+    assert asked == want_windows
+    assert (seen[0].arrival_rate, seen[0].arrival_rate_recent) == (minute, want_recent)
