@@ -178,6 +178,7 @@ class DecideTally:
             return round(v / 3600.0, 3)
 
         return {"target": h(self.target), "queueing_rule": h(self.queueing),
+                # the forecast's or the recent rate's ask, the larger (both are held one cold start)
                 "forecast_above_queueing": h(self.forecast_above), "signals_above_rules": h(self.signals_above),
                 "held_above_recommendations": {k: h(v) for k, v in sorted(self.held_above.items())},
                 "below_top_recommendation": {k: h(v) for k, v in sorted(self.below.items())},

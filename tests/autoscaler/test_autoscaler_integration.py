@@ -241,9 +241,9 @@ def test_burst_promotes_warm_refills_pool_then_scales_down(cluster, crd, apps, a
         assert promotion_s < 2.0, f"promoted pod took {promotion_s:.1f}s to become Ready"
         assert burst_to_ready_s < 5.0  # queue build-up + scrape (1 s) + tick (1 s) + promotion; a cold start is 5 s
 
-        # the recent arrival rate as the daemon reads it (--recent-window: twice this Prometheus's 1 s
-        # scrape): vLLM's arrivals query over 2 s sees the step to 11 req/s while the 1 m rate still
-        # averages the minute of 1 req/s before it
+        # the recent arrival rate's query (signals.read_arrival_rate over --recent-window, here twice this
+        # Prometheus's 1 s scrape; this daemon has no slo, so it reads neither rate): over 2 s, vLLM's
+        # arrivals sees the step to 11 req/s while the 1 m rate still averages the minute before it
         client = signals.connect(prom.url)
 
         def recent_leads():

@@ -198,6 +198,10 @@ def test_decide_tally_splits_ours_replica_seconds():
     t.add(_d(8, "stabilization", queueing=3, signal_q=4), 5.0)  # signal 1 above, held 8 - 4 = 4 above: 20
     t.add(_d(6, "rateLimit", queueing=10), 5.0)  # kept 4 below the queueing rule: 20
     assert (t.target, t.queueing, t.forecast_above, t.signals_above) == (95.0, 80.0, 10.0, 5.0)
+    # the recent rate's ask is held as the forecast's: it counts with it, the larger of the two
+    r = pol.DecideTally()
+    r.add(_d(7, "recentRate", queueing=3, forecast=5, recentRate=7), 5.0)  # max(5, 7) - 3 = 4 above, for 5 s: 20
+    assert (r.target, r.queueing, r.forecast_above) == (35.0, 15.0, 20.0)
     assert t.held_above == {"stabilization": 20.0} and t.below == {"rateLimit": 20.0}
     assert t.merged(t).by_rule == {"forecast": 50.0, "stabilization": 80.0, "rateLimit": 60.0}
     assert t.hours()["held_above_recommendations"] == {"stabilization": round(20 / 3600, 3)}

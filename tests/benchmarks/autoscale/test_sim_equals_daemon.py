@@ -71,7 +71,8 @@ def test_the_recorded_run_exercises_scaling(recorded):
     assert any(t["promote"] for t in ticks) and any(t["demote"] for t in ticks)
     assert any(t["arrival"].value is not None for t in ticks)
     # the burst showed in the last two scrapes before the 1 m rate caught up with it
-    assert any(t["recent"] is not None and t["recent"].value > t["arrival"].value + 1 for t in ticks)
+    assert any(t["recent"] is not None and t["recent"].value is not None
+               and t["recent"].value > t["arrival"].value + 1 for t in ticks)
     # the burst queued: the fleet kept its size for the queued hold (600 s), then went down
     assert any(t["rule"] == QUEUED_HOLD for t in ticks)
 
