@@ -41,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmarks.placement.policies import Choice, Policy
+from benchmarks.placement.policies import GPUSCHED_TIES_STREAM, Choice, Policy
 from benchmarks.placement.state import Candidates, State
 from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
@@ -95,8 +95,9 @@ class Gpusched(Policy):
         self.snapshot = build_snapshot(node_states(state.nodes), now=0.0, stale_after_s=STALE_AFTER_S)
         self.shapes = tuple(self.fixed_shapes) if self.fixed_shapes is not None else workload_shapes(self.snapshot)
         self._placed = 0
-        # kube-scheduler's selectHost draws among the nodes of the highest score
-        self.rng = np.random.default_rng(seed)
+        # kube-scheduler's selectHost draws among the nodes of the highest score; a stream of its own,
+        # apart from inflate's pod draws (default_rng(seed)) and the CPU-only pods' tie draws
+        self.rng = np.random.default_rng([seed, GPUSCHED_TIES_STREAM])
         self.names = np.array(state.names, dtype=object)
         # GPU memory sizes in the cluster -> the trace models of that size
         sizes: dict[int, set[str]] = {}

@@ -28,7 +28,8 @@ GPUs to the lowest-index free ones (all free GPUs are alike here).
 
 CPU-only pods are not any GPU scheduler's pods: the cluster's default kube-scheduler
 places them, whatever the policy under test (`kube_default`, which the simulator
-calls for every policy alike).
+calls for every policy alike, drawing its ties at random from a stream of its own, so
+every policy's replay sees the same draws for the same scores).
 """
 from __future__ import annotations
 
@@ -67,7 +68,21 @@ def first_max(score: np.ndarray, mask: np.ndarray) -> int | None:
     return int(np.argmax(np.where(mask, score, -np.inf)))
 
 
+def drawn_max(score: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> int | None:
+    """Row of the highest score among `mask`, drawn at random among ties as kube-scheduler's
+    selectHost draws among the nodes of the highest total; None if mask is empty."""
+    if not mask.any():
+        return None
+    masked = np.where(mask, score, -np.inf)
+    top = np.flatnonzero(masked == masked.max())
+    return int(top[0]) if len(top) == 1 else int(rng.choice(top))
+
+
 MAX_NODE_SCORE = 100  # k8s.io/kube-scheduler framework.MaxNodeScore
+# default_rng([seed, stream]): the default scheduler's tie draws for CPU-only pods (the simulator's)
+# and gpusched's (benchmarks.placement.ours), apart from inflate's pod draws, default_rng(seed)
+CPU_TIES_STREAM = 1
+GPUSCHED_TIES_STREAM = 2
 
 
 def kube_default_scores(state: State, pod: Pod) -> np.ndarray:
@@ -90,11 +105,13 @@ def kube_default_scores(state: State, pod: Pod) -> np.ndarray:
     return least + balanced
 
 
-def kube_default(state: State, pod: Pod, c: Candidates) -> Choice | None:
+def kube_default(state: State, pod: Pod, c: Candidates, rng: np.random.Generator | None = None) -> Choice | None:
     """Where the default kube-scheduler puts a CPU-only pod: the highest kube_default_scores
-    among the nodes whose cpu and memory fit; ties by node order (kube-scheduler draws
-    among them at random)."""
-    node = first_max(kube_default_scores(state, pod).astype(np.float64), c.feasible)
+    among the nodes whose cpu and memory fit, drawn at random among ties as selectHost
+    draws (`rng`; None: the first in node order). In integers 0..200 empty nodes of one
+    kind all tie, and taking the first of them filled the node list's first kind first."""
+    score = kube_default_scores(state, pod).astype(np.float64)
+    node = first_max(score, c.feasible) if rng is None else drawn_max(score, c.feasible, rng)
     return None if node is None else (node, ())
 
 

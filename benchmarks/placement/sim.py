@@ -11,7 +11,8 @@ With keep_going the replay skips pods that fit nowhere and runs to the end of th
 trace (the curves then cover all of it); the first-failure figures are the same.
 
 CPU-only pods are placed by the cluster's default kube-scheduler for every policy
-(policies.kube_default): they are not a GPU scheduler's pods.
+(policies.kube_default, ties drawn at random as selectHost draws, seeded): they are not
+a GPU scheduler's pods.
 
 Monte Carlo inflation (`inflate`, the paper's section 6.1 evaluation): pods drawn from
 the pod list with replacement (seeded) until the GPU demand arrived reaches a multiple
@@ -135,6 +136,9 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
     state = State(nodes)
     target = fgd.TargetWorkload(workload or pods)
     policy.start(state, workload or pods, seed)
+    # ties among the default scheduler's scores for CPU-only pods: drawn, as selectHost draws, from a
+    # stream of their own (not inflate's pod draws nor a policy's)
+    cpu_rng = np.random.default_rng([seed, policies.CPU_TIES_STREAM])
     arrived, allocated, samples = [], [], []
     arrived_now = 0
     first: dict | None = None
@@ -151,7 +155,7 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
 
     for i, pod in enumerate(pods.pods):
         c = state.candidates(pod)
-        choice = policies.kube_default(state, pod, c) if pod.kind == "cpu" else policy.choose(state, pod, c)
+        choice = policies.kube_default(state, pod, c, cpu_rng) if pod.kind == "cpu" else policy.choose(state, pod, c)
         arrived_now += pod.demand_milli
         if choice is None:
             if c.feasible.any():

@@ -263,3 +263,21 @@ def test_cpu_only_pods_go_where_the_default_scheduler_puts_them(ask, want):
     s = cluster()
     p = pod(**ask)
     assert policies.kube_default(s, p, s.candidates(p)) == (want, ())
+
+
+def test_cpu_only_ties_are_drawn_as_select_host_draws():
+    """The third row above ties all three nodes at 105: with a Generator, kube_default draws
+    among them (selectHost), the same for the same seed; without one, node order."""
+    s = cluster()
+    p = pod(cpu=1000, mem=120000)
+    c = s.candidates(p)
+    draws = [policies.kube_default(s, p, c, np.random.default_rng([seed, policies.CPU_TIES_STREAM]))[0]
+             for seed in range(30)]
+    assert set(draws) == {0, 1, 2}  # every tied node is drawn (30 draws of 3: all but surely)
+    again = [policies.kube_default(s, p, c, np.random.default_rng([seed, policies.CPU_TIES_STREAM]))[0]
+             for seed in range(30)]
+    assert draws == again
+    # a node of a lower score is never drawn: CPU20 has one highest, n1 (136 against n2's 111)
+    q = pod(**CPU20)
+    assert {policies.kube_default(s, q, s.candidates(q), np.random.default_rng(seed))[0] for seed in range(10)} == {1}
+    assert policies.drawn_max(np.zeros(3), np.zeros(3, bool), np.random.default_rng(0)) is None
