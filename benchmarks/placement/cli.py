@@ -52,8 +52,9 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                    help="seed of the --derive draws (default 2023), apart from --seed; another seed's lists are "
                         "named with it (..._derived_seedN)")
     p.add_argument("--seed", type=int, nargs="+", default=[1], metavar="N",
-                   help="seeds: of the random policy and, with --inflate, of the pods drawn; several are run "
-                        "and averaged (default 1)")
+                   help="seeds (>= 0): of the random policy, of the ties drawn among top scores (gpusched's "
+                        "and the default scheduler's for CPU-only pods, as selectHost draws) and, with --inflate, "
+                        "of the pods drawn; several are run and averaged (default 1)")
     p.add_argument("--inflate", type=float, metavar="F",
                    help="FGD's Monte Carlo evaluation (ATC'23, section 6.1): draw pods from the pod list with "
                         "replacement until the GPU demand arrived reaches F x the cluster's GPU capacity (the "
@@ -89,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise trace.BenchInputError("--inflate keeps placing past pods that fit nowhere; drop --stop-at-first-failure")
     if args.variants and args.pods:
         raise trace.BenchInputError("give either --variants or --pods")
+    if any(seed < 0 for seed in args.seed):
+        raise trace.BenchInputError(f"--seed must be 0 or more, got {min(args.seed)}")
     seeds = list(dict.fromkeys(args.seed))
     nodes = trace.read_nodes(args.nodes)
     if args.variants:

@@ -28,8 +28,8 @@ GPUs to the lowest-index free ones (all free GPUs are alike here).
 
 CPU-only pods are not any GPU scheduler's pods: the cluster's default kube-scheduler
 places them, whatever the policy under test (`kube_default`, which the simulator
-calls for every policy alike, drawing its ties at random from a stream of its own, so
-every policy's replay sees the same draws for the same scores).
+calls for every policy alike, drawing its ties at random from a stream apart from the
+policy's and inflate's, restarted from the seed in every replay).
 """
 from __future__ import annotations
 
@@ -73,8 +73,7 @@ def drawn_max(score: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> 
     selectHost draws among the nodes of the highest total; None if mask is empty."""
     if not mask.any():
         return None
-    masked = np.where(mask, score, -np.inf)
-    top = np.flatnonzero(masked == masked.max())
+    top = np.flatnonzero(mask & (score == score[mask].max()))
     return int(top[0]) if len(top) == 1 else int(rng.choice(top))
 
 
@@ -108,8 +107,10 @@ def kube_default_scores(state: State, pod: Pod) -> np.ndarray:
 def kube_default(state: State, pod: Pod, c: Candidates, rng: np.random.Generator | None = None) -> Choice | None:
     """Where the default kube-scheduler puts a CPU-only pod: the highest kube_default_scores
     among the nodes whose cpu and memory fit, drawn at random among ties as selectHost
-    draws (`rng`; None: the first in node order). In integers 0..200 empty nodes of one
-    kind all tie, and taking the first of them filled the node list's first kind first."""
+    draws (`rng`; None: the first in node order). In integers 0..200 the top score ties
+    across many nodes (a typical CPU-only pod of the trace: its 39 G3s and 2 A10s), and
+    taking the first of them filled them in the node order the GPU policies' own
+    tie-breaks also follow."""
     score = kube_default_scores(state, pod).astype(np.float64)
     node = first_max(score, c.feasible) if rng is None else drawn_max(score, c.feasible, rng)
     return None if node is None else (node, ())

@@ -281,3 +281,11 @@ def test_cpu_only_ties_are_drawn_as_select_host_draws():
     q = pod(**CPU20)
     assert {policies.kube_default(s, q, s.candidates(q), np.random.default_rng(seed))[0] for seed in range(10)} == {1}
     assert policies.drawn_max(np.zeros(3), np.zeros(3, bool), np.random.default_rng(0)) is None
+
+
+def test_drawn_max_draws_among_the_feasible_only():
+    # the highest score (9) is at an infeasible row: never drawn; the feasible top is 5, rows 1 and 3
+    score, mask = np.array([9.0, 5.0, 1.0, 5.0]), np.array([False, True, True, True])
+    assert {policies.drawn_max(score, mask, np.random.default_rng(seed)) for seed in range(20)} == {1, 3}
+    # every feasible score -inf: still only feasible rows
+    assert policies.drawn_max(np.array([-np.inf, -np.inf]), np.array([False, True]), np.random.default_rng(0)) == 1

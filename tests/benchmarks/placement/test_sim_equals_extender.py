@@ -15,7 +15,8 @@ server (the binder records the annotations; the bound pod comes back through
 LiveState.on_pod as the watch delivers it). CPU-only pods are not gpusched's: the
 default kube-scheduler places them (Kube.default_pick, its LeastAllocated and
 BalancedAllocation scores computed here from the objects), as the simulator does for
-every policy (policies.kube_default).
+every policy (policies.kube_default; here both take the first of tied nodes, rng=None,
+where the replay draws among them, so that the two pick alike).
 
 Per pod: the same feasible nodes, the same integer score on every node, the extender's
 top node is the simulator's, and the `gpusched.io/gpu-ids` the extender wrote are the
@@ -145,7 +146,8 @@ class Kube:
     def default_pick(self, pod: dict[str, Any], names: list[str]) -> str | None:
         """The default kube-scheduler's choice among `names` for a pod no extender sees:
         NodeResourcesFit LeastAllocated + NodeResourcesBalancedAllocation over cpu and
-        memory, in its integer arithmetic; the first of the best in node order."""
+        memory, in its integer arithmetic; the first of the best in node order, as
+        kube_default without a Generator (the replay draws among them)."""
         used: dict[str, np.ndarray] = {}
         for q in self.pods.values():
             node = q["spec"].get("nodeName")
