@@ -44,17 +44,18 @@ The recommendation is the largest. Then, in order:
   scale-up window and the highest in the scale-down window. A state with less history
   than the scale-down window (a fresh daemon, a new leader) does not scale down. The
   window remembers the recommendation for the load measured at each decision; a
-  forecast's (or the recent rate's) is remembered only for coldStartSeconds, the horizon it looks across: a
-  rise it foresaw has either arrived by then (and the measured load holds the fleet)
-  or did not come. (Holding forecasts for the full 300 s held every overshoot of the
-  trend on bursty traffic: on azure-code 2.3 of ours' 10.6 GPU-hours.)
+  forecast's (or the recent rate's) is remembered only for coldStartSeconds, the
+  horizon it looks across: a rise it foresaw has either arrived by then (and the
+  measured load holds the fleet) or did not come. (Holding forecasts for the full
+  300 s held every overshoot of the trend on bursty traffic: on azure-code 2.3 of
+  ours' 10.6 GPU-hours.)
 - queued hold: when a cold start is longer than the wait bound, a decision made while a
   queueDepth signal reads requests waiting, and has at every decision since one more than
   the wait bound earlier (a missed scrape does not break the run), keeps its largest
-  recommendation (the forecast's and the recent rate's included) as a floor for scale-downs for max(600 s, 8 cold starts), the span
-  of rates the policy keeps (queued_hold_s). A queue means every slot of every ready
-  replica was busy, whatever the server's batch; a replica given back cannot return
-  within the wait bound, so a fleet that queued keeps that size for as long as the
+  recommendation (the forecast's and the recent rate's included) as a floor for
+  scale-downs for max(600 s, 8 cold starts), the span of rates the policy keeps
+  (queued_hold_s). A queue means every slot of every ready replica was busy,
+  whatever the server's batch; a replica given back cannot return within the wait bound, so a fleet that queued keeps that size for as long as the
   policy remembers rates, not only the scale-down window (measured in docs/benchmarks.md);
 - panic (Knative KPA): when the demand averaged over the panic window reaches
   ``threshold`` x ready replicas, panic until ``stableWindow`` after the last trigger:
