@@ -82,6 +82,10 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                    help="InferenceAutoscaler spec fields merged over ours' defaults (JSON or a YAML/JSON file)")
     p.add_argument("--pool-gpus", type=int, help="GPUs in the shared pool (default: as many as asked)")
     p.add_argument("--scrape", type=float, default=DEFAULTS["scrape_s"], help="Prometheus scrape interval, s")
+    p.add_argument("--recent-window", type=float, metavar="S",
+                   help="the daemon's --recent-window for every ours: the window of the arrival rate read for "
+                        "scale-ups beside the 1 m rate (default: twice --scrape, the last two scrapes; 0: off, "
+                        "as ours-no-recent)")
     p.add_argument("--max-batch", type=int, default=DEFAULTS["max_batch"], metavar="N",
                    help="requests one replica runs at once: N > 1 continuous batching (LLM servers), 1 one "
                         f"request at a time (diffusion, some embedding servers) (default {DEFAULTS['max_batch']})")
@@ -188,6 +192,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
     cold = ColdStart()
     samples = getattr(args, "cold_samples", None)
     cfg = SimConfig(cold=cold, scrape_s=args.scrape, pool_gpus=args.pool_gpus, cold_samples=samples,
+                    recent_window_s=getattr(args, "recent_window", None),
                     host_warm=bool(getattr(args, "host_warm", False)),
                     cold_seed=args.seed)
     # with the shared host-memory tier every load reads from host memory: what ours is told
@@ -354,6 +359,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-batch must be at least 1 (1 = one request at a time), got {args.max_batch}")
     if not args.static_window > 0:
         raise InputError(f"--static-window must be > 0, got {args.static_window:g}")
+    if args.recent_window is not None and not 0 <= args.recent_window < 60:
+        raise InputError(f"--recent-window must be 0 (off) or seconds below the 1 m rate's window, "
+                         f"got {args.recent_window:g}")
     args.cold_samples = None
     if args.cold_start_csv:
         try:
@@ -406,6 +414,7 @@ def _run(args: argparse.Namespace) -> int:
         "static_window_s": args.static_window,
         "slo": {"queue_wait_s": args.queue_wait_slo, "ttft_s": args.ttft_slo, "percentile": DEFAULTS["percentile"]},
         "scrape_s": args.scrape,
+        "recent_window_s": 2 * args.scrape if args.recent_window is None else args.recent_window,
         "pool_gpus": args.pool_gpus,
         "max_replicas": args.max_replicas,
         "hpa_target": args.hpa_target,

@@ -248,8 +248,8 @@ class Ours:
             activation = signals.Reading(count, "gateway requests in the last minute" if count is not None
                                          else "query returned no series")
         # as the daemon: read only beside a known 1 m rate
-        recent = wl.arrival_reading(now, wl.cfg.recent_s) if self.recent and arrival is not None and arrival.known \
-            else None
+        on = self.recent and 0 < wl.cfg.recent_s < wl.cfg.rate_window_s
+        recent = wl.arrival_reading(now, wl.cfg.recent_s) if on and arrival is not None and arrival.known else None
         obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
                                      recent=recent)
         obs = replace(obs, wake=self.last_wake)

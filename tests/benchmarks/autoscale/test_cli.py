@@ -119,6 +119,7 @@ def test_model_column_gives_one_workload_per_model(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--max-batch", "0"], "--max-batch must be at least 1 (1 = one request at a time), got 0"),
     (["--static-window", "0"], "--static-window must be > 0, got 0"),
+    (["--recent-window", "60"], "--recent-window must be 0 (off) or seconds below the 1 m rate's window, got 60"),
     (["--cold-start-csv", "{d}/cold.csv"], ("--cold-start-csv: {d}/cold.csv row 2: load time 0 must be a finite "
                                              "number > 0")),
 ])
@@ -145,3 +146,15 @@ def test_one_request_at_a_time_and_measured_cold_starts(tmp_path, capsys):
     assert d["params"]["ours_spec_example"]["coldStartSeconds"] == 60.0  # the worst measured load
     rows = {r["policy"]: r for r in d["rows"]}
     assert rows["lower_bound"]["gpu_hours"] <= min(r["gpu_hours"] for r in d["rows"] if r["queue_wait_ok"] >= 0.99)
+
+
+def test_recent_window_0_is_ours_no_recent(tmp_path, capsys):
+    p = tmp_path / "small.csv"
+    _trace(p)
+    rc, _, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--policies", "ours", "ours-no-recent",
+                      "--recent-window", "0")
+    assert rc == 0, err
+    d = json.loads((tmp_path / "o" / "autoscale.json").read_text())
+    assert d["params"]["recent_window_s"] == 0
+    ours, off = ({k: v for k, v in r.items() if k not in ("policy", "what")} for r in d["rows"][:2])
+    assert ours == off  # with the window at 0 the daemon reads no recent rate: ours is its own ablation
