@@ -41,7 +41,7 @@ from typing import Sequence
 
 import numpy as np
 
-from benchmarks.placement.policies import GPUSCHED_TIES_STREAM, Choice, Policy
+from benchmarks.placement.policies import GPUSCHED_TIES_STREAM, Choice, Policy, drawn_max
 from benchmarks.placement.state import Candidates, State
 from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
@@ -149,8 +149,9 @@ class Gpusched(Policy):
         """One of the positions of the highest value, at random, as kube-scheduler's selectHost
         picks among the nodes of the highest total score (the extender's score is all that
         differs between nodes here; other score plugins see alike nodes alike)."""
-        top = np.flatnonzero(value == value.max())
-        return int(top[0]) if len(top) == 1 else int(self.rng.choice(top))
+        pick = drawn_max(value, np.ones(len(value), bool), self.rng)
+        assert pick is not None  # called only with candidates
+        return pick
 
     def placed(self, state: State, pod: Pod, choice: Choice) -> None:
         """Every pod the simulator placed, CPU-only ones too, holds CPU on its node: the
