@@ -765,7 +765,7 @@ class Autoscaler:
             arrival = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                 timeout=self.cfg.prometheus_timeout_s)
             # the recent rule needs the 1 m rate too; a Prometheus that failed it is not asked twice
-            if 0 < self.cfg.recent_window_s < 60 and arrival.value is not None:
+            if signals.recent_window_on(self.cfg.recent_window_s) and arrival.value is not None:
                 recent = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                    timeout=self.cfg.prometheus_timeout_s,
                                                    window=signals.promql_duration(self.cfg.recent_window_s))

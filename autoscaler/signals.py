@@ -451,6 +451,15 @@ ADAPTERS: Final[Mapping[str, Signal]] = {
 }
 
 
+RATE_WINDOW_S: Final = 60.0  # the arrival rate's window, the "1m" of its query
+
+
+def recent_window_on(seconds: float) -> bool:
+    """Whether a --recent-window reads anything: 0 is off, and a window as long as the
+    1 m rate's is not a recent one (the simulator keeps no scrape older than that)."""
+    return 0 < seconds < RATE_WINDOW_S
+
+
 def promql_duration(seconds: float) -> str:
     """A PromQL range for ``seconds`` (> 0), to the millisecond: 30 -> "30s", 2.5 -> "2500ms"."""
     ms = max(1, round(seconds * 1000))

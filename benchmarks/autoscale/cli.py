@@ -341,6 +341,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
 
 
 def _run(args: argparse.Namespace) -> int:
+    from autoscaler.signals import recent_window_on
     from benchmarks.autoscale import policies as pol
     from benchmarks.autoscale import report
     from benchmarks.autoscale.service import ColdStart, ColdStartError, read_cold_starts, service_model
@@ -359,7 +360,7 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-batch must be at least 1 (1 = one request at a time), got {args.max_batch}")
     if not args.static_window > 0:
         raise InputError(f"--static-window must be > 0, got {args.static_window:g}")
-    if args.recent_window is not None and not 0 <= args.recent_window < 60:
+    if args.recent_window is not None and not (args.recent_window == 0 or recent_window_on(args.recent_window)):
         raise InputError(f"--recent-window must be 0 (off) or seconds below the 1 m rate's window, "
                          f"got {args.recent_window:g}")
     args.cold_samples = None

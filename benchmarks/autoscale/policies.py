@@ -248,7 +248,7 @@ class Ours:
             activation = signals.Reading(count, "gateway requests in the last minute" if count is not None
                                          else "query returned no series")
         # as the daemon: read only beside a known 1 m rate
-        on = self.recent and 0 < wl.cfg.recent_s < wl.cfg.rate_window_s
+        on = self.recent and signals.recent_window_on(wl.cfg.recent_s)
         recent = wl.arrival_reading(now, wl.cfg.recent_s) if on and arrival is not None and arrival.known else None
         obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
                                      recent=recent)

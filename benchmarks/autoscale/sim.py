@@ -38,7 +38,7 @@ from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from autoscaler.signals import Reading
+from autoscaler.signals import RATE_WINDOW_S, Reading
 from autoscaler.warmpool import PodView
 from benchmarks.autoscale.service import ColdStart, tokens_of
 from benchmarks.fleet.model import Fleet, Request, ServiceModel, TraceRow
@@ -101,7 +101,7 @@ class Controller(Protocol):
 class SimConfig:
     cold: ColdStart = field(default_factory=ColdStart)
     scrape_s: float = 15.0  # Prometheus scrape interval
-    rate_window_s: float = 60.0  # rate(...[1m]) for the arrival rate
+    rate_window_s: float = RATE_WINDOW_S  # rate(...[1m]) for the arrival rate
     # the daemon's --recent-window; None: twice the scrape interval (the last two scrapes), as its help says
     recent_window_s: float | None = None
     grace_s: float = 30.0  # terminationGracePeriodSeconds: a deleted pod drains this long at most
