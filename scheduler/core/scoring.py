@@ -134,7 +134,11 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     counts = {key: len(c) for key, c in cpus.items()}
     if sum(counts.values()) < min_pods:
         return tuple(fallback)
-    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0][:2], sorted(kv[0][2])))
+
+    def order(key: tuple[int, float, frozenset[str]]) -> tuple[tuple[int, float], list[str]]:
+        return (key[0], key[1]), sorted(key[2])  # frozensets do not order: their sorted names do
+
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], order(kv[0])))
     # Multi-GPU shapes are rare by count (under 1% of the Alibaba trace's GPU pods ask 8)
     # but each needs that many untouched GPUs on one node: crowded out by share sizes,
     # nothing would keep a node whole for them (FGD weighs every class). Up to half the
@@ -144,7 +148,7 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     kept = sum(c for _, c in top)
     return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu, products=pin) if w
                  else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu, products=pin)
-                 for (w, f, pin), _ in sorted(top, key=lambda kv: (kv[0][:2], sorted(kv[0][2])))
+                 for (w, f, pin), _ in sorted(top, key=lambda kv: order(kv[0]))
                  for cpu, pods in (cpu_levels(cpus[(w, f, pin)]) if w > 1
                                    else [(min(cpus[(w, f, pin)]), len(cpus[(w, f, pin)]))]))
 
