@@ -31,7 +31,6 @@ class Prometheus:
         self.dir = cluster.dir / "prometheus"
         self.targets_file = self.dir / "targets.json"
         self.scrape_interval_s = scrape_interval_s
-        self.scrape_interval = f"{scrape_interval_s}s"
         self.port = cluster.state.ports.get("prometheus", 0)
 
     @property
@@ -51,7 +50,8 @@ class Prometheus:
         if not self.targets_file.exists():
             self.set_targets([])
         config = {
-            "global": {"scrape_interval": self.scrape_interval, "evaluation_interval": self.scrape_interval},
+            "global": {"scrape_interval": f"{self.scrape_interval_s}s",
+                       "evaluation_interval": f"{self.scrape_interval_s}s"},
             "scrape_configs": [{
                 "job_name": "gpusched-testbed",
                 # pod/namespace labels come from the targets, as a Kubernetes SD config would set them
