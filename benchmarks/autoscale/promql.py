@@ -1,0 +1,62 @@
+"""What Prometheus answers to ``rate(c[w])`` and ``deriv(g[w])`` for one series, so the
+trace simulator reads the arrival rate as the daemon's query does (autoscaler.signals:
+``sum(rate(vllm:request_success_total[w])) + sum(deriv(waiting[w])) + sum(deriv(running[w]))``),
+series by series, instead of as a perfect count of arrivals. Pure functions over the
+samples of one series; behaviour from Prometheus' promql/functions.go
+(``extrapolatedRate`` and ``funcDeriv``), checked against the real promtool in
+tests/benchmarks/autoscale/test_promql.py.
+
+What that changes against a perfect count: a pod scraped once within the window has no
+rate and no slope (a new pod's first requests are missed, a drained pod's series lingers
+until its samples age out); ``rate`` extrapolates a series that starts or ends inside the
+window by at most half a scrape interval (or to where the counter would be 0); ``deriv``
+is a least-squares slope over every sample, so a queue that jumps at the last scrape
+moves it less than the end points would.
+
+The range: Prometheus 2.x selects samples in [t - w, t], 3.x in (t - w, t]. They differ
+only for a sample exactly at t - w. The simulator's scrapes and decisions fall on whole
+seconds together, where a real scrape's timestamp (milliseconds, offset per target) and
+a real query's time never meet, so ``in_range`` takes the open start: the count of
+samples a real query finds at any other instant.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def in_range(t: np.ndarray, at: float, range_s: float) -> np.ndarray:
+    """Which samples a range selector ``[range_s]`` evaluated at ``at`` holds: (at - range_s, at]."""
+    return (t > at - range_s) & (t <= at)
+
+
+def rate(t: np.ndarray, v: np.ndarray, at: float, range_s: float) -> float | None:
+    """``rate(c[range_s])`` at ``at`` over a counter's samples (times ``t`` ascending, values
+    ``v``) within the range; None (no series in the result) with fewer than two."""
+    if len(t) < 2:
+        return None
+    prev = v[:-1]
+    resets = float(np.sum(np.where(v[1:] < prev, prev, 0.0)))
+    increase = float(v[-1] - v[0]) + resets
+    sampled = float(t[-1] - t[0])
+    to_start = float(t[0] - (at - range_s))
+    to_end = float(at - t[-1])
+    average = sampled / (len(t) - 1)
+    if increase > 0 and v[0] >= 0:
+        # a counter does not run below zero: extrapolating further back would invent requests
+        to_start = min(to_start, sampled * float(v[0]) / increase)
+    threshold = average * 1.1
+    span = sampled + (to_start if to_start < threshold else average / 2) + (to_end if to_end < threshold else average / 2)
+    return increase * span / sampled / range_s
+
+
+def deriv(t: np.ndarray, v: np.ndarray) -> float | None:
+    """``deriv(g[...])``: the least-squares slope of a gauge's samples within the range
+    (per second); None with fewer than two."""
+    if len(t) < 2:
+        return None
+    x = t - t[0]
+    dx = x - x.mean()
+    return float(np.sum(dx * (v - v.mean())) / np.sum(dx * dx))
+
+
+__all__ = ["deriv", "in_range", "rate"]
