@@ -80,9 +80,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "SLO): twice the scrape interval of the model servers' PodMonitor, so that it holds "
                         "the last two scrapes (default 30, for 15 s; 10 for deploy/examples/"
                         "vllm-podmonitor.yaml's 5 s). A burst after a quiet minute shows there one scrape "
-                        "after it starts; what it asks for is held one cold start. A window of under two "
-                        "scrapes, or a missed scrape, leaves one sample: no rate, and the rule sits that "
-                        "tick out (nothing is held); 0: off")
+                        "after it starts; what it asks for is held one cold start. Keep it a multiple of "
+                        "the scrape interval: the query compares the requests in flight now with their count "
+                        "this long ago, and a window shorter than a scrape sees no change (the rule does "
+                        "nothing); 0: off")
     p.add_argument("--namespace", default="gpusched-system",
                    help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
     p.add_argument("--watch-namespace", default=None, metavar="NS[,NS...]", type=_namespaces,

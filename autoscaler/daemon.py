@@ -768,7 +768,7 @@ class Autoscaler:
             if signals.recent_window_on(self.cfg.recent_window_s) and arrival.value is not None:
                 recent = signals.read_arrival_rate(self.prom, server, every_pod, PROMETHEUS_NOW,
                                                    timeout=self.cfg.prometheus_timeout_s,
-                                                   window=signals.promql_duration(self.cfg.recent_window_s))
+                                                   window_s=self.cfg.recent_window_s)
         activation = None
         if t.spec.activation is not None:
             activation = signals.read_activation(self.prom, t.spec.activation, ns, PROMETHEUS_NOW,

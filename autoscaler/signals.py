@@ -466,28 +466,41 @@ def promql_duration(seconds: float) -> str:
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
-def arrival_rate_query(server: str, scope: Scope, window: str = "1m") -> str:
-    """Requests/s arriving. TGI counts requests on arrival; vLLM and Triton count them
-    on completion, so their arrivals are completions plus the growth of those in the
-    system (waiting + running)."""
+def arrival_rate_query(server: str, scope: Scope, window_s: float = RATE_WINDOW_S) -> str:
+    """Requests/s arriving over the last ``window_s``. TGI counts requests on arrival;
+    vLLM and Triton count them on completion, so their arrivals are completions plus the
+    growth of those in the system (waiting + running).
+
+    The growth is the fleet's total now less its total ``window_s`` ago, not a sum of
+    per-pod ``deriv``: a pod scraped once has no slope, so at every scale-up the
+    requests a new pod took from the others read as the others' queues falling, and the
+    sum under-read the arrivals just when they rose (the trace simulator, reading its
+    Prometheus as promql/functions.go does, lost azure-code's SLO to it). The total moves
+    with the requests, not with the pods. Scrapes are periodic, so with a window that is
+    a multiple of the scrape interval the two instants' latest samples are exactly the
+    window apart; with no series then (no pod ``window_s`` ago) everything in the
+    system now arrived within it."""
     sel = _scope_matchers(scope, model=server == "vllm")
+    w = promql_duration(window_s)
     if server == "tgi":
-        return f"sum(rate(tgi_request_count{sel}[{window}]))"
+        return f"sum(rate(tgi_request_count{sel}[{w}]))"
+    gauges: tuple[str, ...]
     if server == "vllm":
-        return (f"sum(rate(vllm:request_success_total{sel}[{window}]))"
-                f" + sum(deriv(vllm:num_requests_waiting{sel}[{window}]))"
-                f" + sum(deriv(vllm:num_requests_running{sel}[{window}]))")
-    if server == "triton":
-        return (f"sum(rate(nv_inference_request_success{sel}[{window}]))"
-                f" + sum(deriv(nv_inference_pending_request_count{sel}[{window}]))")
-    raise ValueError(f"unknown server {server!r}")
+        done, gauges = "vllm:request_success_total", ("vllm:num_requests_waiting", "vllm:num_requests_running")
+    elif server == "triton":
+        done, gauges = "nv_inference_request_success", ("nv_inference_pending_request_count",)
+    else:
+        raise ValueError(f"unknown server {server!r}")
+    now = " + ".join(f"sum({g}{sel})" for g in gauges)
+    before = " + ".join(f"sum({g}{sel} offset {w})" for g in gauges)
+    return f"(sum(rate({done}{sel}[{w}])) or vector(0)) + ({now} - (({before}) or vector(0))) / {window_s:g}"
 
 
 def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now: float | None, *,
-                      timeout: float = DEFAULT_TIMEOUT_S, window: str = "1m") -> Reading:
+                      timeout: float = DEFAULT_TIMEOUT_S, window_s: float = RATE_WINDOW_S) -> Reading:
     """Arrival rate in requests/s (clamped at 0: a draining queue is not negative demand)."""
     try:
-        q = arrival_rate_query(server, scope, window)
+        q = arrival_rate_query(server, scope, window_s)
     except ValueError as e:
         return Reading(None, str(e))
     series, unknown = _some_series(client, q, now, timeout)

@@ -249,7 +249,7 @@ def test_burst_promotes_warm_refills_pool_then_scales_down(cluster, crd, apps, a
         def recent_leads():
             minute = signals.read_arrival_rate(client, "vllm", signals.Scope(namespace=ns), None).value
             recent = signals.read_arrival_rate(client, "vllm", signals.Scope(namespace=ns), None,
-                                               window=signals.promql_duration(2.0)).value
+                                               window_s=2.0).value
             return minute is not None and recent is not None and recent > 6 and recent > minute + 3 and (minute, recent)
         minute, recent = eventually(recent_leads, timeout=10, what="the 2 s arrival rate above the 1 m rate")
         print(f"arrivals in the burst: {recent:.1f} req/s over 2 s, {minute:.1f} over 1 m")

@@ -226,18 +226,18 @@ def test_ops_port_answers_with_the_daemons_health(monkeypatch):
 
 
 @pytest.mark.parametrize("minute, window, want_windows, want_recent", [
-    (4.0, 30.0, ["1m", "30s"], 9.0),  # the 1 m rate known: the recent one asked over --recent-window
-    (None, 30.0, ["1m"], None),  # a Prometheus that failed the 1 m rate is not asked again this tick
-    (4.0, 0.0, ["1m"], None),  # --recent-window 0: off
-    (4.0, float("inf"), ["1m"], None),  # a Config built in code with no usable window: off, not a crash
+    (4.0, 30.0, [60.0, 30.0], 9.0),  # the 1 m rate known: the recent one asked over --recent-window
+    (None, 30.0, [60.0], None),  # a Prometheus that failed the 1 m rate is not asked again this tick
+    (4.0, 0.0, [60.0], None),  # --recent-window 0: off
+    (4.0, float("inf"), [60.0], None),  # a Config built in code with no usable window: off, not a crash
 ])
 def test_the_recent_rate_is_read_beside_a_known_minute_rate(monkeypatch, minute, window, want_windows, want_recent):
     w = World(monkeypatch, [pod("a", "ready")])
     asked = []
 
-    def read_arrival_rate(client, server, scope, now, *, timeout, window="1m"):
-        asked.append(window)
-        return signals.Reading(minute if window == "1m" else 9.0, "fake")
+    def read_arrival_rate(client, server, scope, now, *, timeout, window_s=60.0):
+        asked.append(window_s)
+        return signals.Reading(minute if window_s == 60.0 else 9.0, "fake")
 
     monkeypatch.setattr(signals, "read_arrival_rate", read_arrival_rate)
     seen = []

@@ -219,15 +219,58 @@ def test_arrival_rate(server, needle):
     assert read_arrival_rate(client, server, SCOPE, NOW).value is None
 
 
+# A scale-up, 15 s scrapes: pod a serves all along; pod b starts at 75 s and takes 10
+# requests. Evaluated by the real Prometheus engine (promtool) at 80 s over 1 m.
+SCALE_UP = {
+    "success": {"a": [0, 10, 20, 30, 40, 50], "b": [None] * 5 + [0]},
+    "running": {"a": [2, 2, 2, 5, 8, 4], "b": [None] * 5 + [10]},
+    "waiting": {"a": [0, 0, 0, 3, 6, 0], "b": [None] * 5 + [0]},
+}
+
+
+@pytest.mark.parametrize("at, want", [
+    # a's completions: 20 -> 50 over 30..75 s, extrapolated to the range (20, 80]: 30 x 60 / 45 / 60;
+    # b, scraped once, has no rate. In flight: 4 + 0 + 10 + 0 at 75 s against 2 at 15 s (the
+    # latest samples at 80 and 20 s): + 12 / 60
+    (80, 30 * 60 / 45 / 60 + 12 / 60),
+    (10, 2 / 60),  # no sample a minute before: everything in flight arrived within it
+])
+def test_arrival_query_counts_a_new_pods_requests(tmp_path, at, want):
+    from tests.promtool import evaluate
+
+    names = {"success": "vllm:request_success_total", "running": "vllm:num_requests_running",
+             "waiting": "vllm:num_requests_waiting"}
+    series = {f'{names[k]}{{namespace="ns",pod="{p}"}}': v for k, pods in SCALE_UP.items() for p, v in pods.items()}
+    scope = Scope(namespace="ns")
+    # what the query was before: the sum of per-pod slopes, where b has none and a's running fell
+    per_pod = ('sum(rate(vllm:request_success_total{namespace="ns"}[1m]))'
+               ' + sum(deriv(vllm:num_requests_waiting{namespace="ns"}[1m]))'
+               ' + sum(deriv(vllm:num_requests_running{namespace="ns"}[1m]))')
+    got = evaluate(tmp_path, series, 15, [(arrival_rate_query("vllm", scope), at), (per_pod, at)])
+    assert got[(arrival_rate_query("vllm", scope), at)]["{}"] == pytest.approx(want)
+    if at == 80:
+        # 0.75: b's 10 requests (0.17 req/s over the minute) are in no slope, and a's are fitted
+        assert got[(per_pod, at)]["{}"] < want - 0.1
+
+
+def test_arrival_query_with_no_pod_now_is_unknown(tmp_path):
+    from tests.promtool import evaluate
+
+    q = arrival_rate_query("vllm", Scope(namespace="ns"))
+    gone = {f'{m}{{namespace="ns",pod="a"}}': [3, 3, "stale"] for m in (
+        "vllm:request_success_total", "vllm:num_requests_running", "vllm:num_requests_waiting")}
+    assert evaluate(tmp_path, gone, 15, [(q, 40)]) == {(q, 40): {}}
+
+
 @pytest.mark.parametrize("seconds, want", [(30, "30s"), (10.0, "10s"), (2.5, "2500ms"), (0.0001, "1ms")])
 def test_promql_duration(seconds, want):
     assert promql_duration(seconds) == want
 
 
 def test_recent_arrival_rate_is_the_same_query_over_its_window():
-    # the daemon's --recent-window 30: every range of the 1 m query, and only those, is [30s]
-    q = arrival_rate_query("vllm", SCOPE, promql_duration(30))
-    assert q == arrival_rate_query("vllm", SCOPE).replace("[1m]", "[30s]") and "[1m]" not in q
+    # the daemon's --recent-window 30: every range, offset and divisor of the 1 m query is 30 s
+    q = arrival_rate_query("vllm", SCOPE, 30)
+    assert q == arrival_rate_query("vllm", SCOPE).replace("60s", "30s").replace("/ 60", "/ 30") and "60" not in q
 
 
 def test_read_signals_feeds_the_observation():

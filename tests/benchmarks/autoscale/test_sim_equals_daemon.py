@@ -125,8 +125,8 @@ def _replay(monkeypatch, spec, ticks):
     monkeypatch.setattr(signals, "read_signals", lambda client, sp, now, *, scope, ready, timeout: cur["readings"])
     # the 1 m rate, or the recent one over the daemon's default --recent-window (30 s: twice the sim's 15 s scrape)
     monkeypatch.setattr(signals, "read_arrival_rate", lambda client, server, scope, now, **kw:
-                        cur["arrival"] if kw.get("window", "1m") == "1m" else
-                        (cur["recent"] if kw["window"] == "30s" else pytest.fail(f"window {kw['window']}")))
+                        cur["arrival"] if kw.get("window_s", 60.0) == 60.0 else
+                        (cur["recent"] if kw["window_s"] == 30.0 else pytest.fail(f"window {kw['window_s']}")))
     monkeypatch.setattr(signals, "read_activation", lambda client, act, ns, now, **kw: cur["activation"])
     monkeypatch.setattr(kube, "set_serving", lambda api, ns, p, v, r, m: calls.append(("serving", p, v)))
     monkeypatch.setattr(kube, "scale", lambda api, ns, name, n, *, deployment=None, **kw: calls.append(("scale", n))
