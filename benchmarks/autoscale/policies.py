@@ -241,7 +241,7 @@ class Ours:
                 readings[s.name] = wl.util_reading(ready_pods)
             else:
                 readings[s.name] = signals.Reading(None, f"{s.type} is not simulated")
-        arrival = wl.arrival_reading() if spec.slo is not None else None
+        arrival = wl.arrival_reading(now) if spec.slo is not None else None
         activation = None
         if spec.activation is not None:
             count = wl.gateway_count()

@@ -1,17 +1,16 @@
-"""What Prometheus answers to ``rate(c[w])`` and ``deriv(g[w])`` for one series, so the
-trace simulator reads the arrival rate as the daemon's query does (autoscaler.signals:
-``sum(rate(vllm:request_success_total[w])) + sum(deriv(waiting[w])) + sum(deriv(running[w]))``),
-series by series, instead of as a perfect count of arrivals. Pure functions over the
-samples of one series; behaviour from Prometheus' promql/functions.go
-(``extrapolatedRate`` and ``funcDeriv``), checked against the real promtool in
+"""What Prometheus answers to ``rate(c[w])`` for one series, so the trace simulator reads
+the arrival rate as the daemon's query does (autoscaler.signals.arrival_rate_query:
+per-pod rates of the success counter, summed, plus the growth of the fleet's waiting and
+running requests between now and ``offset w``) instead of as a perfect count of
+arrivals. Pure functions over the samples of one series; behaviour from Prometheus'
+promql/functions.go (``extrapolatedRate``), checked against the real promtool in
 tests/benchmarks/autoscale/test_promql.py.
 
-What that changes against a perfect count: a pod scraped once within the window has no
-rate and no slope (a new pod's first requests are missed, a drained pod's series lingers
-until its samples age out); ``rate`` extrapolates a series that starts or ends inside the
-window by at most half a scrape interval (or to where the counter would be 0); ``deriv``
-is a least-squares slope over every sample, so a queue that jumps at the last scrape
-moves it less than the end points would.
+What a rate changes against a perfect count: a pod scraped once within the window has no
+rate (a new pod's first completions are missed until its second scrape, a drained pod's
+series lingers until its samples age out), and a series that starts or ends inside the
+window is extrapolated by at most 1.1 scrape intervals (or to where the counter would be
+0), else by half of one.
 
 The range: Prometheus 2.x selects samples in [t - w, t], 3.x in (t - w, t]. They differ
 only for a sample exactly at t - w. The simulator's scrapes and decisions fall on whole
@@ -49,14 +48,4 @@ def rate(t: np.ndarray, v: np.ndarray, at: float, range_s: float) -> float | Non
     return increase * span / sampled / range_s
 
 
-def deriv(t: np.ndarray, v: np.ndarray) -> float | None:
-    """``deriv(g[...])``: the least-squares slope of a gauge's samples within the range
-    (per second); None with fewer than two."""
-    if len(t) < 2:
-        return None
-    x = t - t[0]
-    dx = x - x.mean()
-    return float(np.sum(dx * (v - v.mean())) / np.sum(dx * dx))
-
-
-__all__ = ["deriv", "in_range", "rate"]
+__all__ = ["in_range", "rate"]

@@ -10,9 +10,11 @@ own Deployment, its own controller) on one shared GPU pool. Each simulated secon
    benchmarks.autoscale.service); promotions finish (``promote_s``); deleted pods
    leave traffic at once and give their GPU back when drained (or after
    ``grace_s``, aborting what they still run);
-3. Prometheus scrapes every ``scrape_s``: per pod waiting, running and GPU
-   utilisation; per model the requests arrived so far (for the arrival rate) and the
-   router queue (requests waiting for a first Ready replica);
+3. Prometheus scrapes every ``scrape_s``: per pod waiting, running, completions and GPU
+   utilisation (read as the daemon's queries read them: the arrival rate through
+   benchmarks.autoscale.promql); per model the requests arrived so far (the gateway's
+   counter, for activation) and the router queue (requests waiting for a first Ready
+   replica);
 4. controllers whose interval is due read what was scraped and act: promote/demote
    pods through the serving gate, set the Deployment's replicas. A shrink deletes pods
    in the ReplicaSet controller's order (not Ready first, loading before loaded,
@@ -40,6 +42,7 @@ import numpy as np
 
 from autoscaler.signals import RATE_WINDOW_S, Reading
 from autoscaler.warmpool import PodView
+from benchmarks.autoscale import promql
 from benchmarks.autoscale.service import ColdStart, tokens_of
 from benchmarks.fleet.model import Fleet, Request, ServiceModel, TraceRow
 
@@ -195,7 +198,8 @@ class Scrape:
     t: float
     pods: dict[str, tuple[int, int, float]]  # name -> (waiting, running, GPU util %)
     router: int  # requests waiting for a first Ready replica
-    arrived: int  # requests arrived so far
+    arrived: int  # requests arrived so far (the gateway's counter)
+    served: dict[str, int] = field(default_factory=dict)  # name -> vllm:request_success_total
 
 
 class Workload:
@@ -363,7 +367,8 @@ class Workload:
     def scrape(self, now: float) -> None:
         pods = {p.name: self.fleet.sample(p.name) for p in self.pods.values() if p.in_fleet}
         self.scrapes.append(Scrape(now, pods, self.fleet.router_waiting(self.model),
-                                   self.fleet.stats(self.model).arrived))
+                                   self.fleet.stats(self.model).arrived,
+                                   {n: self.fleet.success_total(n) for n in pods}))
         while len(self.scrapes) > 2 and self.scrapes[1].t <= now - self.cfg.rate_window_s:
             self.scrapes.popleft()
 
@@ -394,18 +399,37 @@ class Workload:
         avg = sum(vals) / len(vals)
         return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs")
 
-    def arrival_reading(self, now: float | None = None, window_s: float | None = None) -> Reading:
-        """Requests/s over the scrapes of the last rate window (what vLLM's success rate plus
-        the growth of waiting + running measures), or of the last ``window_s`` before
-        ``now`` (the daemon's --recent-window: a range that holds one sample has no
-        rate); unknown with no pod scraped (the series go with the last pod)."""
-        kept = list(self.scrapes) if window_s is None or now is None else \
-            [s for s in self.scrapes if s.t > now - window_s]
-        if len(kept) < 2 or not kept[-1].pods:
+    def arrival_reading(self, now: float, window_s: float | None = None) -> Reading:
+        """Requests/s as the daemon's query reads it at ``now`` over the rate window (or
+        ``window_s``, its --recent-window; autoscaler.signals.arrival_rate_query): per pod,
+        rate() of the success counter over that pod's scrapes in the range
+        (benchmarks.autoscale.promql), summed (none: 0), plus the growth of waiting +
+        running between the latest scrape and the latest one ``w`` earlier (none then: 0),
+        over ``w``. Unknown when the latest scrape has no pod (the series go with the last
+        one). Requests waiting for a first Ready replica are in no pod's series, as they
+        are in no vLLM's."""
+        w = self.cfg.rate_window_s if window_s is None else window_s
+        in_flight = self._in_flight(now)
+        if in_flight is None:
             return Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
-        a, b = kept[0], kept[-1]
-        v = max(0.0, (b.arrived - a.arrived) / (b.t - a.t))
+        keep = promql.in_range(np.array([s.t for s in self.scrapes]), now, w)
+        kept = [s for s, k in zip(self.scrapes, keep) if k]
+        served = 0.0
+        for name in dict.fromkeys(n for s in kept for n in s.served):
+            mine = [s for s in kept if name in s.served]
+            r = promql.rate(np.array([s.t for s in mine]), np.array([s.served[name] for s in mine], dtype=float),
+                            now, w)
+            served += r or 0.0
+        v = max(0.0, served + (in_flight - (self._in_flight(now - w) or 0.0)) / w)
         return Reading(v, f"{v:g} req/s")
+
+    def _in_flight(self, at: float) -> float | None:
+        """sum(waiting) + sum(running) at ``at``: the pods of the latest scrape at or before
+        it (a pod gone since then has a staleness marker, not its last value)."""
+        for s in reversed(self.scrapes):
+            if s.t <= at:
+                return float(sum(w + r for w, r, _ in s.pods.values())) if s.pods else None
+        return None
 
     def gateway_count(self) -> float | None:
         """Requests the gateway counted over the last rate window of scrapes (the

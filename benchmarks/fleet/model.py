@@ -523,6 +523,10 @@ class Fleet:
         rep = self._replicas[name]
         return len(rep.waiting), len(rep.running), rep.gpu_util()
 
+    def success_total(self, name: str) -> int:
+        """vllm:request_success_total of one replica: the requests it finished."""
+        return self._replicas[name].success
+
     def load(self, name: str) -> int:
         """Requests a replica holds (waiting + running): 0 means drained."""
         return self._replicas[name].load

@@ -115,19 +115,25 @@ def test_one_request_at_a_time_queues_the_second():
 
 
 def test_recent_arrival_rate_reads_the_last_two_scrapes():
-    """1 req/s for 120 s, then 10 req/s; scrapes every 15 s. At 151 s the 1 m rate spans
-    the scrapes at 90..150 s: (30 x 1 + 30 x 10) / 60 = 5.5 req/s; the recent one (twice
-    the scrape, 30 s) those at 135 and 150 s: 15 x 10 / 15 = 10 req/s; a 10 s window
-    holds one scrape, and a range with one sample has no rate."""
+    """1 req/s for 120 s, then 10 req/s; scrapes every 15 s; the daemon's query
+    (completions' rate plus the growth in flight). At 151 s the 1 m range (91, 151] holds
+    the completion counts at 105..150 s, 105 -> 417: 312 in 45 s, which Prometheus
+    extrapolates 14 s back to the range's start and 1 s on to its end (both under 1.1
+    scrapes): 312 x 60 / 45 / 60 = 6.93 req/s, plus 3 in flight at 150 s against 0 at 90 s
+    over 60 s: 6.98, above the 5.65 that arrived in that minute. The recent one (twice the
+    scrape, 30 s) holds 267 -> 417 at 135 and 150 s: 150 x 30 / 15 / 30 = 10, plus 3 / 30
+    in flight since 120 s: 10.1 req/s. A 10 s window holds one scrape: no rate, and its
+    in-flight growth compares the scrape at 150 s with the one at 135 s, both 3: 0 (it
+    must be a multiple of the scrape interval, as --recent-window's help says)."""
     seen = {}
 
     def look(wl):
-        seen.update(minute=wl.arrival_reading().value, recent=wl.arrival_reading(151.0, wl.cfg.recent_s).value,
+        seen.update(minute=wl.arrival_reading(151.0).value, recent=wl.arrival_reading(151.0, wl.cfg.recent_s).value,
                     short=wl.arrival_reading(151.0, 10.0).value, window=wl.cfg.recent_s)
 
     trace = rows(120) + rows(500, every=0.1, start=120.0)
     run(Script((1, 0), {151.0: look}), trace)
     assert seen["window"] == 30.0
-    assert seen["minute"] == pytest.approx(5.5, abs=0.05)
-    assert seen["recent"] == pytest.approx(10.0, abs=0.05)
-    assert seen["short"] is None
+    assert seen["minute"] == pytest.approx(312 / 45 + 3 / 60)
+    assert seen["recent"] == pytest.approx(10.0 + 3 / 30)
+    assert seen["short"] == 0.0
