@@ -26,11 +26,12 @@ Rules, each giving a recommendation with its arithmetic:
    rate mu/B per slot: P(wait > t) = C(cB, B lambda/mu) * exp(-(c mu - lambda) t)
    (Erlang C; B = 1 is M/M/c, one server per replica; autoscaler.queueing, bounded
    cost for any input). Scales down only past the tolerance;
-3. forecast (with queueing, ``forecast.enabled`` and coldStartSeconds > 0): Holt's
-   linear trend over the recent arrival rates, extrapolated over the cold-start
-   horizon, fed to the queueing rule; it only ever asks for more. (Discounting the
-   1-minute rate's Poisson noise from the rise was tried: on azure-code it cut the
-   headroom that absorbs bursts after a quiet spell, 100% -> 98.4% within the SLO.)
+3. forecast (with queueing, ``forecast.enabled``, ``forecast.scaleUp`` and
+   coldStartSeconds > 0): Holt's linear trend over the recent arrival rates,
+   extrapolated over the cold-start horizon, fed to the queueing rule; it only ever asks
+   for more. Off by default: read through Prometheus as the daemon reads the rate, its
+   asks cost GPU-hours on every trace of the bench (the forecast still sizes cache
+   pre-warming two cold starts ahead).
 4. recent rate (with queueing, when ``Observation.arrival_rate_recent`` is known): the
    queueing rule on the arrival rate over the last scrapes, only when it is above the
    1-minute rate; a burst after a quiet minute shows there one scrape after it starts.
@@ -401,8 +402,8 @@ def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Reco
 def forecast(arrivals: tuple[tuple[float, float], ...], lam: float, mu: float, spec: AutoscalerSpec,
              now: float) -> Forecast:
     """Holt over the recent arrival rates (``arrivals`` ends with lambda at ``now``),
-    extrapolated one cold start ahead (a recommendation, only when above lambda) and two
-    (the replicas worth pre-warming caches for)."""
+    extrapolated one cold start ahead (with ``forecast.scaleUp``, a recommendation, only
+    when above lambda) and two (the replicas worth pre-warming caches for)."""
     fc = spec.forecast
     if not (fc.enabled and spec.cold_start_s > 0 and len(arrivals) >= _MIN_ARRIVALS):
         return Forecast()
@@ -414,7 +415,7 @@ def forecast(arrivals: tuple[tuple[float, float], ...], lam: float, mu: float, s
     f2 = max(0.0, level + trend * (now + 2 * h - float(t[-1])))
     prewarm_target = _slo_replicas(f2, mu, spec)[0]
     rec = None
-    if rate > lam + _EPS:
+    if fc.scale_up and rate > lam + _EPS:
         cf, ftext = _slo_replicas(rate, mu, spec)
         rec = Recommendation(FORECAST, cf, f"forecast: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
                              f"-> {rate:.3g} req/s in {h:g}s: {ftext}")

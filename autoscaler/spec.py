@@ -144,6 +144,11 @@ class ForecastSpec:
     enabled: bool = True
     alpha: float = DEFAULT_FORECAST_ALPHA  # Holt level smoothing, per observation
     beta: float = DEFAULT_FORECAST_BETA  # Holt trend smoothing, per observation
+    # whether the forecast also asks for replicas (else it only sizes cache pre-warming):
+    # off, since read through Prometheus as the daemon reads it (docs/benchmarks.md,
+    # "The arrival rate as Prometheus reads it") its asks cost GPU-hours on every trace
+    # and setting of the bench and met no request more but at one
+    scale_up: bool = False
 
 
 @dataclass(frozen=True)
@@ -393,13 +398,15 @@ def _parse_forecast(d: Any) -> ForecastSpec:
         return ForecastSpec()
     path = "spec.forecast"
     d = _mapping(d, path)
-    _known_keys(d, path, {"enabled", "alpha", "beta"})
-    enabled = d.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise SpecError(f"{path}.enabled: must be true or false, got {_show(enabled)}")
+    _known_keys(d, path, {"enabled", "alpha", "beta", "scaleUp"})
+    flags = {}
+    for key, default in (("enabled", True), ("scaleUp", False)):
+        flags[key] = d.get(key, default)
+        if not isinstance(flags[key], bool):
+            raise SpecError(f"{path}.{key}: must be true or false, got {_show(flags[key])}")
     alpha = float(_number(d, "alpha", path, DEFAULT_FORECAST_ALPHA, exclusive_minimum=0, maximum=1))
     beta = float(_number(d, "beta", path, DEFAULT_FORECAST_BETA, minimum=0, maximum=1))
-    return ForecastSpec(enabled, alpha, beta)
+    return ForecastSpec(flags["enabled"], alpha, beta, flags["scaleUp"])
 
 
 def _parse_activation(d: Any) -> ActivationSpec | None:

@@ -108,7 +108,11 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
     # name: (spec overrides, prewarm on, what it switches off)
     "ours": ({}, True, "all features"),
     "ours-no-warm": ({"warmReplicas": 0}, True, "warm pool (warmReplicas 0)"),
-    "ours-no-forecast": ({"forecast": {"enabled": False}}, True, "Holt forecast (forecast.enabled false)"),
+    "ours-no-forecast": ({"forecast": {"enabled": False}}, True, "Holt forecast (forecast.enabled false; "
+                                                                 "it then sizes no cache pre-warming either)"),
+    # not an ablation: the forecast's own asks, off by default (forecast.scaleUp)
+    "ours-forecast-up": ({"forecast": {"scaleUp": True}}, True, "(a variant) the forecast also asks for "
+                                                                "replicas one cold start ahead (forecast.scaleUp true)"),
     "ours-no-queueing": ({"slo": None}, True, "queueing rule (no slo: queue-depth signal only; the forecast "
                                               "needs the queueing rule, so it is off too)"),
     "ours-no-panic": ({"behavior": {"panic": {"threshold": 1e9}}}, True, "panic mode (threshold 1e9)"),

@@ -29,7 +29,7 @@ GOOD = {
                  "panic": {"threshold": 2, "windowSeconds": 6, "stableWindowSeconds": 60}},
     "slo": {"queueWaitSeconds": 2, "ttftSeconds": 3, "percentile": 0.99, "targetUtilization": 0.8},
     "coldStartSeconds": 45, "serviceRatePerReplica": 2.5, "concurrencyPerReplica": 32,
-    "forecast": {"enabled": True, "alpha": 0.5, "beta": 0.3},
+    "forecast": {"enabled": True, "alpha": 0.5, "beta": 0.3, "scaleUp": False},
     "activation": {"type": "requestCount", "metric": "istio_requests_total",
                    "namespaceLabel": "destination_service_namespace", "labels": {"destination_service_name": "llm"}},
     "scaleToZeroAfterSeconds": 600,

@@ -165,6 +165,7 @@ def test_policy_table(name, sp, state, ob, now, want, rule):
 SLO = {"slo": {"queueWaitSeconds": 60}, "serviceRatePerReplica": 1.0, "coldStartSeconds": 45}
 SLO_TIGHT = {"slo": {"queueWaitSeconds": 2}, "serviceRatePerReplica": 1.0}
 RAMP = ScaleState(started_at=0, arrivals=((0, 1.0), (15, 2.0), (30, 3.0), (45, 4.0)))
+FC_UP = {"forecast": {"scaleUp": True}}  # the forecast's own asks (off by default)
 
 QUEUE_ROWS = [
     ("util-binds", spec([], maxReplicas=20, **SLO), OLD, obs(6, arrival=8), NOW, 10, QUEUEING),
@@ -194,29 +195,31 @@ QUEUE_ROWS = [
      QUEUEING),
     # queue 4.6/5 within tolerance: hold 6; queueing ceil(8/0.8)=10: max = 10
     # ---- forecast: Holt on 1, 2, 3, 4 req/s at t=0, 15, 30, 45 and now 5 at t=60 (a line, so Holt is exact)
-    ("forecast-ramp", spec([], maxReplicas=20, **SLO), RAMP, obs(7, arrival=5), 60, 10, FORECAST),
+    ("forecast-ramp", spec([], maxReplicas=20, **SLO, **FC_UP), RAMP, obs(7, arrival=5), 60, 10, FORECAST),
     # trend (2-1)/15 = 1/15 req/s per s; in 45 s: 5 + 45/15 = 8 req/s: ceil(8/0.8)=10 (now: ceil(5/0.8)=7)
-    ("forecast-steep", spec([], maxReplicas=20, **SLO),
+    ("forecast-steep", spec([], maxReplicas=20, **SLO, **FC_UP),
      ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5), 60, 11,
      FORECAST),
     # a line, trend 0.08/s: 5 + 45*0.08 = 8.6 req/s: ceil(8.6/0.8)=ceil(10.75)=11
-    ("forecast-small-rise", spec([], maxReplicas=20, **SLO),
+    ("forecast-small-rise", spec([], maxReplicas=20, **SLO, **FC_UP),
      ScaleState(started_at=0, arrivals=((0, 5.3), (15, 5.35), (30, 5.4), (45, 5.45))), obs(7, arrival=5.5), 60, 8,
      FORECAST),
     # a line, trend 1/300 req/s per s: 5.5 + 45/300 = 5.65 req/s: ceil(5.65/0.8)=ceil(7.06)=8 (now: 7)
-    ("forecast-flat", spec([], maxReplicas=20, **SLO),
+    ("forecast-flat", spec([], maxReplicas=20, **SLO, **FC_UP),
      ScaleState(started_at=0, arrivals=((0, 5.0), (15, 5.0), (30, 5.0), (45, 5.0))), obs(7, arrival=5), 60, 7,
      QUEUEING),
     # no trend: forecast 5 = now: ceil(5/0.8)=7, hold 7
-    ("forecast-falling-never-down", spec([], maxReplicas=20, **SLO),
+    ("forecast-falling-never-down", spec([], maxReplicas=20, **SLO, **FC_UP),
      ScaleState(started_at=0, arrivals=((0, 9.0), (15, 8.0), (30, 7.0), (45, 6.0))), obs(7, arrival=5), 60, 7,
      QUEUEING),
     # falling: the forecast (2 req/s) only ever asks for more; now ceil(5/0.8)=7
-    ("forecast-too-few-samples", spec([], maxReplicas=20, **SLO), ScaleState(started_at=0, arrivals=((45, 4.0),)),
+    ("forecast-too-few-samples", spec([], maxReplicas=20, **SLO, **FC_UP), ScaleState(started_at=0, arrivals=((45, 4.0),)),
      obs(7, arrival=5), 60, 7, QUEUEING),
     # two samples are not a trend (needs 3): ceil(5/0.8)=7
     ("forecast-disabled", spec([], maxReplicas=20, forecast={"enabled": False}, **SLO), RAMP, obs(7, arrival=5),
      60, 7, QUEUEING),
+    ("forecast-asks-nothing-by-default", spec([], maxReplicas=20, **SLO), RAMP, obs(7, arrival=5), 60, 7, QUEUEING),
+    # the ramp's 8 req/s in 45 s (10 replicas) sizes cache pre-warming only: ceil(5/0.8)=7
 ]
 
 
@@ -236,9 +239,11 @@ def test_measured_service_rate_beats_spec():
 def test_forecast_reports_rate_and_prewarm():
     d = decide(RAMP, obs(7, arrival=5), spec([], maxReplicas=20, **SLO), 60)
     assert d.forecast_arrival_rate == pytest.approx(8.0)
-    # 2x the horizon: 5 + 90/15 = 11 req/s: ceil(11/0.8)=14, 14 - 10 = 4 nodes worth pre-warming
-    assert d.prewarm == 4
-    assert "Holt" in d.reason
+    # 2x the horizon: 5 + 90/15 = 11 req/s: ceil(11/0.8)=14; the forecast asks for nothing by
+    # default, so 14 - ceil(5/0.8) = 14 - 7 = 7 nodes worth pre-warming; with its asks, 14 - 10 = 4
+    assert (d.replicas, d.prewarm) == (7, 7)
+    up = decide(RAMP, obs(7, arrival=5), spec([], maxReplicas=20, **SLO, **FC_UP), 60)
+    assert (up.replicas, up.prewarm) == (10, 4) and "Holt" in up.reason and "Holt" not in d.reason
 
 
 # ---- warm pool
@@ -382,7 +387,7 @@ def test_reason_shows_slots_and_forecast():
     d = decide(OLD, obs(1, arrival=1), spec([], concurrencyPerReplica=4, **SLO_TIGHT), NOW)
     assert "P(wait>2s) (M/M/cB, B=4)=0.008 <= 0.01" in d.reason, d.reason
     d = decide(ScaleState(started_at=0, arrivals=((0, 0.2), (15, 1.4), (30, 2.6), (45, 3.8))), obs(7, arrival=5),
-               spec([], maxReplicas=20, **SLO), 60)
+               spec([], maxReplicas=20, **SLO, **FC_UP), 60)
     assert "-> 8.6 req/s in 45s: ceil(8.6/(1*0.8))=11" in d.reason, d.reason
     assert d.forecast_arrival_rate == pytest.approx(8.6)
 

@@ -122,8 +122,9 @@ def test_queueing_rule(name, lam, mu, cur, want):
 LINE = ((0.0, 1.0), (15.0, 2.0), (30.0, 3.0), (45.0, 4.0), (60.0, 5.0))  # 1/15 req/s per s
 
 @pytest.mark.parametrize("name,arrivals,lam,kw,want", [
-    ("ramp", LINE, 5, {}, (8.0, 14, 10)),
+    ("ramp", LINE, 5, {"forecast": {"scaleUp": True}}, (8.0, 14, 10)),
     # a line, so Holt is exact: in 45 s 5 + 45/15 = 8 req/s: ceil(8/0.8)=10; in 90 s 5 + 90/15 = 11: ceil(11/0.8)=14
+    ("ramp-by-default", LINE, 5, {}, (8.0, 14, None)),  # the same, asking for nothing (forecast.scaleUp false)
     ("flat", tuple((t, 5.0) for t, _ in LINE), 5, {}, (5.0, 7, None)),
     # no trend: 5 req/s = now, no recommendation; pre-warm for ceil(5/0.8)=7
     ("falling", tuple((t, 9.0 - x) for t, x in LINE), 4, {}, (1.0, 0, None)),
@@ -141,7 +142,7 @@ def test_forecast(name, arrivals, lam, kw, want):
 
 
 def test_queueing_and_forecast_keeps_known_arrivals_only():
-    sp = spec([], maxReplicas=20, **SLO)
+    sp = spec([], maxReplicas=20, **SLO, forecast={"scaleUp": True})
     rules, arrivals, f = queueing_and_forecast(LINE[:-1], obs(7, arrival=5), sp, 60.0)
     assert arrivals == LINE and [r.rule for r in rules.recs] == [QUEUEING, FORECAST] and f.rate == pytest.approx(8)
     rules, arrivals, f = queueing_and_forecast(LINE[:-1], obs(7, arrival=None), sp, 60.0)
@@ -169,7 +170,7 @@ def test_recent_rule(name, recent, lam, want):
 
 
 def test_queueing_and_forecast_adds_the_recent_rate_last():
-    sp = spec([], maxReplicas=20, **SLO)
+    sp = spec([], maxReplicas=20, **SLO, forecast={"scaleUp": True})
     rules, _, _ = queueing_and_forecast(LINE[:-1], obs(7, arrival=5, recent=12), sp, 60.0)
     # queueing ceil(5/0.8)=7, forecast 8 req/s -> 10, recent 12 req/s -> 15
     assert [(r.rule, r.replicas) for r in rules.recs] == [(QUEUEING, 7), (FORECAST, 10), (RECENT, 15)]

@@ -57,7 +57,7 @@ def test_full_spec():
                      "panic": {"threshold": 3, "stableWindowSeconds": 30}},
         "slo": {"queueWaitSeconds": 2, "ttftSeconds": 1.5, "percentile": 0.95},
         "coldStartSeconds": 30, "serviceRatePerReplica": 4.5, "concurrencyPerReplica": 256,
-        "forecast": {"alpha": 0.3, "beta": 0.1},
+        "forecast": {"alpha": 0.3, "beta": 0.1, "scaleUp": True},
         "activation": {"labels": {"destination_service_name": "llm"}},
         "scaleToZeroAfterSeconds": 900,
     })
@@ -71,7 +71,8 @@ def test_full_spec():
     assert s.behavior.scale_down.stabilization_window_s == 120
     assert s.slo.wait_bound_s == 1.5  # queue wait is part of TTFT: the tighter bound
     assert s.slo.target_utilization == 0.8 and s.slo.percentile == 0.95
-    assert (s.forecast.alpha, s.forecast.beta) == (0.3, 0.1)
+    assert (s.forecast.alpha, s.forecast.beta, s.forecast.scale_up) == (0.3, 0.1, True)
+    assert not parse_spec(with_()).forecast.scale_up  # the forecast asks for nothing unless told
 
 
 def test_repeated_types_get_numbered_names():
@@ -133,6 +134,7 @@ def test_slo_alone_is_enough():
     (with_(concurrencyPerReplica=5000), "spec.concurrencyPerReplica: must be <= 4096, got 5000"),
     (with_(forecast={"alpha": 0}), "spec.forecast.alpha: must be > 0"),
     (with_(forecast={"enabled": "yes"}), "spec.forecast.enabled: must be true or false"),
+    (with_(forecast={"scaleUp": 1}), "spec.forecast.scaleUp: must be true or false"),
     ([], "spec: must be an object"),
 ])
 def test_bad_specs(spec, msg):

@@ -25,7 +25,7 @@ VALID = {
                  "panic": {"threshold": 2, "windowSeconds": 6, "stableWindowSeconds": 60}},
     "slo": {"queueWaitSeconds": 1, "ttftSeconds": 2, "percentile": 0.99, "targetUtilization": 0.8},
     "coldStartSeconds": 45, "serviceRatePerReplica": 4.5,
-    "forecast": {"enabled": True, "alpha": 0.5, "beta": 0.3},
+    "forecast": {"enabled": True, "alpha": 0.5, "beta": 0.3, "scaleUp": False},
 }
 
 PATHS: list[tuple] = [()]
