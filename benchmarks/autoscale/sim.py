@@ -405,30 +405,34 @@ class Workload:
         rate() of the success counter over that pod's scrapes in the range
         (benchmarks.autoscale.promql), summed (none: 0), plus the growth of waiting +
         running between the latest scrape and the latest one ``w`` earlier (none then: 0),
-        over ``w``. Unknown when the latest scrape has no pod (the series go with the last
-        one). Requests waiting for a first Ready replica are in no pod's series, as they
-        are in no vLLM's."""
+        over ``w``. The daemon's query names the pods it lists now, not those being
+        deleted (a draining pod's series are left out, then and now). Unknown when the
+        latest scrape has none of them. Requests waiting for a first Ready replica are in
+        no pod's series, as they are in no vLLM's."""
         w = self.cfg.rate_window_s if window_s is None else window_s
-        in_flight = self._in_flight(now)
+        live = {p.name for p in self.pods.values() if p.deleting_since is None}
+        in_flight = self._in_flight(now, live)
         if in_flight is None:
             return Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
         keep = promql.in_range(np.array([s.t for s in self.scrapes]), now, w)
         kept = [s for s, k in zip(self.scrapes, keep) if k]
         served = 0.0
-        for name in dict.fromkeys(n for s in kept for n in s.served):
+        for name in sorted(live):  # one order of float sums in every process (str hashes are salted)
             mine = [s for s in kept if name in s.served]
             r = promql.rate(np.array([s.t for s in mine]), np.array([s.served[name] for s in mine], dtype=float),
                             now, w)
             served += r or 0.0
-        v = max(0.0, served + (in_flight - (self._in_flight(now - w) or 0.0)) / w)
+        v = max(0.0, served + (in_flight - (self._in_flight(now - w, live) or 0.0)) / w)
         return Reading(v, f"{v:g} req/s")
 
-    def _in_flight(self, at: float) -> float | None:
-        """sum(waiting) + sum(running) at ``at``: the pods of the latest scrape at or before
-        it (a pod gone since then has a staleness marker, not its last value)."""
+    def _in_flight(self, at: float, names: set[str]) -> float | None:
+        """sum(waiting) + sum(running) of ``names`` at ``at``: those in the latest scrape at
+        or before it (a pod gone since then has a staleness marker, not its last value);
+        None when none is."""
         for s in reversed(self.scrapes):
             if s.t <= at:
-                return float(sum(w + r for w, r, _ in s.pods.values())) if s.pods else None
+                mine = [s.pods[n] for n in names if n in s.pods]
+                return float(sum(w + r for w, r, _ in mine)) if mine else None
         return None
 
     def gateway_count(self) -> float | None:
