@@ -81,9 +81,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the last two scrapes (default 30, for 15 s; 10 for deploy/examples/"
                         "vllm-podmonitor.yaml's 5 s). A burst after a quiet minute shows there one scrape "
                         "after it starts; what it asks for is held one cold start. Keep it a multiple of "
-                        "the scrape interval: the query compares the requests in flight now with their count "
-                        "this long ago, and a window shorter than a scrape sees no change (the rule does "
-                        "nothing); 0: off")
+                        "the scrape interval (the query compares the requests in flight now with their count "
+                        "this long ago). A window of under two scrapes holds one sample at times: no rate, "
+                        "and the rule sits that tick out (nothing is held); with 30 s scrapes no window "
+                        "below the 1 m rate's works: set 0. 0: off")
     p.add_argument("--namespace", default="gpusched-system",
                    help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
     p.add_argument("--watch-namespace", default=None, metavar="NS[,NS...]", type=_namespaces,

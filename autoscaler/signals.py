@@ -476,10 +476,13 @@ def arrival_rate_query(server: str, scope: Scope, window_s: float = RATE_WINDOW_
     requests a new pod took from the others read as the others' queues falling, and the
     sum under-read the arrivals just when they rose (the trace simulator, reading its
     Prometheus as promql/functions.go does, lost azure-code's SLO to it). The total moves
-    with the requests, not with the pods. Scrapes are periodic, so with a window that is
-    a multiple of the scrape interval the two instants' latest samples are exactly the
-    window apart; with no series then (no pod ``window_s`` ago) everything in the
-    system now arrived within it."""
+    with the requests, not with the pods. Each pod's value is its last sample within a
+    window (``last_over_time``: a range skips the staleness markers one failed scrape
+    writes, which would drop the pod from a plain lookup). Scrapes are periodic, so with
+    a window that is a multiple of the scrape interval the two totals' samples are
+    exactly the window apart. Only with no sample of these pods a window ago do the
+    terms read 0 (everything in the system now arrived within it); otherwise a missing
+    term leaves the result empty: unknown, not zero."""
     sel = _scope_matchers(scope, model=server == "vllm")
     w = promql_duration(window_s)
     if server == "tgi":
@@ -491,9 +494,11 @@ def arrival_rate_query(server: str, scope: Scope, window_s: float = RATE_WINDOW_
         done, gauges = "nv_inference_request_success", ("nv_inference_pending_request_count",)
     else:
         raise ValueError(f"unknown server {server!r}")
-    now = " + ".join(f"sum({g}{sel})" for g in gauges)
-    before = " + ".join(f"sum({g}{sel} offset {w})" for g in gauges)
-    return f"(sum(rate({done}{sel}[{w}])) or vector(0)) + ({now} - (({before}) or vector(0))) / {window_s:g}"
+    new = f"(vector(0) unless sum({done}{sel} offset {w}))"  # no pod then: nothing done, nothing in flight
+    now = " + ".join(f"sum(last_over_time({g}{sel}[{w}]))" for g in gauges)
+    before = " + ".join(f"sum(last_over_time({g}{sel}[{w}] offset {w}))" for g in gauges)
+    span = max(1, round(window_s * 1000)) / 1000  # the range's own length, as promql_duration rounds it
+    return f"(sum(rate({done}{sel}[{w}])) or {new}) + ({now} - (({before}) or {new})) / {span:g}"
 
 
 def read_arrival_rate(client: PrometheusConnect, server: str, scope: Scope, now: float | None, *,

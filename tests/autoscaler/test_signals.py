@@ -253,13 +253,40 @@ def test_arrival_query_counts_a_new_pods_requests(tmp_path, at, want):
         assert got[(per_pod, at)]["{}"] < want - 0.1
 
 
-def test_arrival_query_with_no_pod_now_is_unknown(tmp_path):
+def test_arrival_query_with_no_sample_within_the_window_is_unknown(tmp_path):
     from tests.promtool import evaluate
 
     q = arrival_rate_query("vllm", Scope(namespace="ns"))
-    gone = {f'{m}{{namespace="ns",pod="a"}}': [3, 3, "stale"] for m in (
+    # scraped at 0 and 15 s, then nothing: at 80 s no pod has a sample within the minute, and
+    # one had a minute before, so nothing reads as 0
+    quiet = {f'{m}{{namespace="ns",pod="a"}}': [3, 3] for m in (
         "vllm:request_success_total", "vllm:num_requests_running", "vllm:num_requests_waiting")}
-    assert evaluate(tmp_path, gone, 15, [(q, 40)]) == {(q, 40): {}}
+    assert evaluate(tmp_path, quiet, 15, [(q, 80)]) == {(q, 80): {}}
+    # a recent window of one scrape (15 s): no rate, and a pod existed then: unknown, not 0
+    short = arrival_rate_query("vllm", Scope(namespace="ns"), 15)
+    steady = {f'{m}{{namespace="ns",pod="a"}}': [0, 5, 10, 15, 20] for m in (
+        "vllm:request_success_total", "vllm:num_requests_running", "vllm:num_requests_waiting")}
+    assert evaluate(tmp_path, steady, 15, [(short, 52)]) == {(short, 52): {}}
+
+
+def test_arrival_query_skips_a_failed_scrape(tmp_path):
+    """Two pods, 20 running each, each finishing 10 requests per 15 s scrape; b's scrape at
+    120 s failed (Prometheus writes staleness markers for all its series). Over 30 s at 151 s:
+    completions 10 x 30 / 15 / 30 = 0.67 req/s per pod, and the growth in flight is 0: b's last
+    sample before 121 s is the one at 105 s, not missing."""
+    from tests.promtool import evaluate
+
+    q = arrival_rate_query("vllm", Scope(namespace="ns"), 30)
+    series = {}
+    for pod in ("a", "b"):
+        gap = pod == "b"
+        series[f'vllm:request_success_total{{namespace="ns",pod="{pod}"}}'] = [
+            "stale" if gap and k == 8 else 10 * k for k in range(11)]
+        series[f'vllm:num_requests_running{{namespace="ns",pod="{pod}"}}'] = [
+            "stale" if gap and k == 8 else 20 for k in range(11)]
+        series[f'vllm:num_requests_waiting{{namespace="ns",pod="{pod}"}}'] = [
+            "stale" if gap and k == 8 else 0 for k in range(11)]
+    assert evaluate(tmp_path, series, 15, [(q, 151)])[(q, 151)]["{}"] == pytest.approx(2 * 10 * 30 / 15 / 30)
 
 
 @pytest.mark.parametrize("seconds, want", [(30, "30s"), (10.0, "10s"), (2.5, "2500ms"), (0.0001, "1ms")])
