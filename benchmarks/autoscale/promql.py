@@ -1,16 +1,14 @@
 """What Prometheus answers to ``rate(c[w])`` for one series, so the trace simulator reads
 the arrival rate as the daemon's query does (autoscaler.signals.arrival_rate_query:
 per-pod rates of the success counter, summed, plus the growth of the fleet's waiting and
-running requests between now and ``offset w``) instead of as a perfect count of
-arrivals. Pure functions over the samples of one series; behaviour from Prometheus'
+running requests over the window) instead of as a perfect count of arrivals. Pure functions over the samples of one series; behaviour from Prometheus'
 promql/functions.go (``extrapolatedRate``), checked against the real promtool in
 tests/benchmarks/autoscale/test_promql.py.
 
 What a rate changes against a perfect count: a pod scraped once within the window has no
-rate (a new pod's first completions are missed until its second scrape, a drained pod's
-series lingers until its samples age out), and a series that starts or ends inside the
-window is extrapolated by at most 1.1 scrape intervals (or to where the counter would be
-0), else by half of one.
+rate (a new pod's first completions are missed until its second scrape), and a series
+that starts or ends inside the window is extrapolated by at most 1.1 scrape intervals (or
+to where the counter would be 0), else by half of one.
 
 The range: Prometheus 2.x selects samples in [t - w, t], 3.x in (t - w, t]. They differ
 only for a sample exactly at t - w. The simulator's scrapes and decisions fall on whole

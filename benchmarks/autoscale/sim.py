@@ -403,37 +403,50 @@ class Workload:
         """Requests/s as the daemon's query reads it at ``now`` over the rate window (or
         ``window_s``, its --recent-window; autoscaler.signals.arrival_rate_query): per pod,
         rate() of the success counter over that pod's scrapes in the range
-        (benchmarks.autoscale.promql), summed (none: 0), plus the growth of waiting +
-        running between the latest scrape and the latest one ``w`` earlier (none then: 0),
+        (benchmarks.autoscale.promql), summed, plus the growth of waiting + running: each
+        pod's last sample within the window, summed, less the same a window earlier,
         over ``w``. The daemon's query names the pods it lists now, not those being
-        deleted (a draining pod's series are left out, then and now). Unknown when the
-        latest scrape has none of them. Requests waiting for a first Ready replica are in
-        no pod's series, as they are in no vLLM's."""
+        deleted. A term with no series reads 0 only when none of those pods had a sample a
+        window ago; otherwise, and when no pod has a sample within the window now, the
+        reading is unknown. Requests waiting for a first Ready replica are in no pod's
+        series, as they are in no vLLM's."""
         w = self.cfg.rate_window_s if window_s is None else window_s
+        unknown = Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
         live = {p.name for p in self.pods.values() if p.deleting_since is None}
-        in_flight = self._in_flight(now, live)
+        in_flight = self._in_flight(now, live, w)
         if in_flight is None:
-            return Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
+            return unknown
+        # sum(success offset w), a plain lookup: the latest scrape at or before now - w
+        then = next((s for s in reversed(self.scrapes) if s.t <= now - w), None)
+        existed = then is not None and any(n in then.pods for n in live)
         keep = promql.in_range(np.array([s.t for s in self.scrapes]), now, w)
         kept = [s for s, k in zip(self.scrapes, keep) if k]
-        served = 0.0
+        served, rated = 0.0, False
         for name in sorted(live):  # one order of float sums in every process (str hashes are salted)
             mine = [s for s in kept if name in s.served]
             r = promql.rate(np.array([s.t for s in mine]), np.array([s.served[name] for s in mine], dtype=float),
                             now, w)
-            served += r or 0.0
-        v = max(0.0, served + (in_flight - (self._in_flight(now - w, live) or 0.0)) / w)
+            served, rated = served + (r or 0.0), rated or r is not None
+        before = self._in_flight(now - w, live, w)
+        if existed and (not rated or before is None):
+            return unknown
+        v = max(0.0, served + (in_flight - (before or 0.0)) / w)
         return Reading(v, f"{v:g} req/s")
 
-    def _in_flight(self, at: float, names: set[str]) -> float | None:
-        """sum(waiting) + sum(running) of ``names`` at ``at``: those in the latest scrape at
-        or before it (a pod gone since then has a staleness marker, not its last value);
-        None when none is."""
+    def _in_flight(self, at: float, names: set[str], w: float) -> float | None:
+        """sum(last_over_time(waiting[w])) + the same of running at ``at``, over ``names``:
+        each pod's latest scrape in (at - w, at]; None when none has one."""
+        total, found = 0, set()
         for s in reversed(self.scrapes):
-            if s.t <= at:
-                mine = [s.pods[n] for n in names if n in s.pods]
-                return float(sum(w + r for w, r, _ in mine)) if mine else None
-        return None
+            if s.t > at:
+                continue
+            if s.t <= at - w:
+                break
+            for n in names - found:
+                if n in s.pods:
+                    total += s.pods[n][0] + s.pods[n][1]
+                    found.add(n)
+        return float(total) if found else None
 
     def gateway_count(self) -> float | None:
         """Requests the gateway counted over the last rate window of scrapes (the
