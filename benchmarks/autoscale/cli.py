@@ -14,7 +14,8 @@ from benchmarks.traces import azure_dir
 
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
-            "ours-no-recent", "ours-forecast-up", "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle")
+            "ours-no-recent", "ours-forecast-up", "ours-batch-slots", "hpa-util", "keda-queue", "static",
+            "static-prev-window", "oracle")
 # run when named: scale to zero (with --models K, many mostly idle models on one pool)
 ZERO_POLICIES = ("ours-zero", "ours-zero-scrape", "keda-zero")
 

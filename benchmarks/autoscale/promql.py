@@ -1,8 +1,9 @@
 """What Prometheus answers to ``rate(c[w])`` for one series, so the trace simulator reads
 the arrival rate as the daemon's query does (autoscaler.signals.arrival_rate_query:
 per-pod rates of the success counter, summed, plus the growth of the fleet's waiting and
-running requests over the window) instead of as a perfect count of arrivals. Pure functions over the samples of one series; behaviour from Prometheus'
-promql/functions.go (``extrapolatedRate``), checked against the real promtool in
+running requests over the window) instead of as a perfect count of arrivals. Pure
+functions over the samples of one series; behaviour from Prometheus' promql/functions.go
+(``extrapolatedRate``), checked against the real promtool in
 tests/benchmarks/autoscale/test_promql.py.
 
 What a rate changes against a perfect count: a pod scraped once within the window has no
@@ -42,7 +43,8 @@ def rate(t: np.ndarray, v: np.ndarray, at: float, range_s: float) -> float | Non
         # a counter does not run below zero: extrapolating further back would invent requests
         to_start = min(to_start, sampled * float(v[0]) / increase)
     threshold = average * 1.1
-    span = sampled + (to_start if to_start < threshold else average / 2) + (to_end if to_end < threshold else average / 2)
+    span = sampled + (to_start if to_start < threshold else average / 2) \
+        + (to_end if to_end < threshold else average / 2)
     return increase * span / sampled / range_s
 
 
