@@ -124,14 +124,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _recent_window(text: str) -> float:
-    from .signals import recent_window_on
+    from .signals import recent_window_problem
 
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (v == 0 or recent_window_on(v)):
-        raise argparse.ArgumentTypeError(f"must be 0 (off) or seconds below the 1 m rate's window, got {text}")
+    problem = recent_window_problem(v)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
     return v
 
 

@@ -56,8 +56,9 @@ The recommendation is the largest. Then, in order:
   recommendation (the forecast's and the recent rate's included) as a floor for
   scale-downs for max(600 s, 8 cold starts), the span of rates the policy keeps
   (queued_hold_s). A queue means every slot of every ready replica was busy,
-  whatever the server's batch; a replica given back cannot return within the wait bound, so a fleet that queued keeps that size for as long as the
-  policy remembers rates, not only the scale-down window (measured in docs/benchmarks.md);
+  whatever the server's batch; a replica given back cannot return within the wait
+  bound, so a fleet that queued keeps that size for as long as the policy remembers
+  rates, not only the scale-down window (measured in docs/benchmarks.md);
 - panic (Knative KPA): when the demand averaged over the panic window reaches
   ``threshold`` x ready replicas, panic until ``stableWindow`` after the last trigger:
   no scale-down at all, and scale-ups skip the rate limit;

@@ -460,9 +460,21 @@ def recent_window_on(seconds: float) -> bool:
     return 0 < seconds < RATE_WINDOW_S
 
 
+def recent_window_problem(seconds: float) -> str | None:
+    """Why ``seconds`` is no --recent-window (the daemon's and the bench's flag), or None."""
+    if seconds == 0 or recent_window_on(seconds):
+        return None
+    return f"must be 0 (off) or seconds below the 1 m rate's window, got {seconds:g}"
+
+
+def _window_ms(seconds: float) -> int:
+    """A window (> 0) to the millisecond, at least 1: what a PromQL range can say."""
+    return max(1, round(seconds * 1000))
+
+
 def promql_duration(seconds: float) -> str:
     """A PromQL range for ``seconds`` (> 0), to the millisecond: 30 -> "30s", 2.5 -> "2500ms"."""
-    ms = max(1, round(seconds * 1000))
+    ms = _window_ms(seconds)
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
@@ -497,7 +509,7 @@ def arrival_rate_query(server: str, scope: Scope, window_s: float = RATE_WINDOW_
     new = f"(vector(0) unless sum({done}{sel} offset {w}))"  # no pod then: nothing done, nothing in flight
     now = " + ".join(f"sum(last_over_time({g}{sel}[{w}]))" for g in gauges)
     before = " + ".join(f"sum(last_over_time({g}{sel}[{w}] offset {w}))" for g in gauges)
-    span = max(1, round(window_s * 1000)) / 1000  # the range's own length, as promql_duration rounds it
+    span = _window_ms(window_s) / 1000  # the range's own length, as promql_duration rounds it
     return f"(sum(rate({done}{sel}[{w}])) or {new}) + ({now} - (({before}) or {new})) / {span:g}"
 
 

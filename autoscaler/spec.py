@@ -399,14 +399,17 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     path = "spec.forecast"
     d = _mapping(d, path)
     _known_keys(d, path, {"enabled", "alpha", "beta", "scaleUp"})
-    flags = {}
-    for key, default in (("enabled", True), ("scaleUp", False)):
-        flags[key] = d.get(key, default)
-        if not isinstance(flags[key], bool):
-            raise SpecError(f"{path}.{key}: must be true or false, got {_show(flags[key])}")
+    enabled, scale_up = _flag(d, "enabled", path, True), _flag(d, "scaleUp", path, False)
     alpha = float(_number(d, "alpha", path, DEFAULT_FORECAST_ALPHA, exclusive_minimum=0, maximum=1))
     beta = float(_number(d, "beta", path, DEFAULT_FORECAST_BETA, minimum=0, maximum=1))
-    return ForecastSpec(flags["enabled"], alpha, beta, flags["scaleUp"])
+    return ForecastSpec(enabled, alpha, beta, scale_up)
+
+
+def _flag(d: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
+    v = d.get(key, default)
+    if not isinstance(v, bool):
+        raise SpecError(f"{path}.{key}: must be true or false, got {_show(v)}")
+    return v
 
 
 def _parse_activation(d: Any) -> ActivationSpec | None:

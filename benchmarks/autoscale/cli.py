@@ -342,10 +342,11 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
 
 
 def _run(args: argparse.Namespace) -> int:
-    from autoscaler.signals import recent_window_on
+    from autoscaler.signals import recent_window_problem
     from benchmarks.autoscale import policies as pol
     from benchmarks.autoscale import report
     from benchmarks.autoscale.service import ColdStart, ColdStartError, read_cold_starts, service_model
+    from benchmarks.autoscale.sim import SimConfig
     from benchmarks.progress import progress_bar
 
     if args.limit is not None and args.limit < 1:
@@ -361,9 +362,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-batch must be at least 1 (1 = one request at a time), got {args.max_batch}")
     if not args.static_window > 0:
         raise InputError(f"--static-window must be > 0, got {args.static_window:g}")
-    if args.recent_window is not None and not (args.recent_window == 0 or recent_window_on(args.recent_window)):
-        raise InputError(f"--recent-window must be 0 (off) or seconds below the 1 m rate's window, "
-                         f"got {args.recent_window:g}")
+    problem = None if args.recent_window is None else recent_window_problem(args.recent_window)
+    if problem is not None:
+        raise InputError(f"--recent-window {problem}")
     args.cold_samples = None
     if args.cold_start_csv:
         try:
@@ -416,7 +417,7 @@ def _run(args: argparse.Namespace) -> int:
         "static_window_s": args.static_window,
         "slo": {"queue_wait_s": args.queue_wait_slo, "ttft_s": args.ttft_slo, "percentile": DEFAULTS["percentile"]},
         "scrape_s": args.scrape,
-        "recent_window_s": 2 * args.scrape if args.recent_window is None else args.recent_window,
+        "recent_window_s": SimConfig(scrape_s=args.scrape, recent_window_s=args.recent_window).recent_s,
         "pool_gpus": args.pool_gpus,
         "max_replicas": args.max_replicas,
         "hpa_target": args.hpa_target,

@@ -111,8 +111,9 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
     "ours-no-forecast": ({"forecast": {"enabled": False}}, True, "Holt forecast (forecast.enabled false; "
                                                                  "it then sizes no cache pre-warming either)"),
     # not an ablation: the forecast's own asks, off by default (forecast.scaleUp)
-    "ours-forecast-up": ({"forecast": {"scaleUp": True}}, True, "(a variant) the forecast also asks for "
-                                                                "replicas one cold start ahead (forecast.scaleUp true)"),
+    "ours-forecast-up": ({"forecast": {"scaleUp": True}}, True,
+                         "(a variant) the forecast also asks for replicas one cold start ahead (forecast.scaleUp "
+                         "true)"),
     "ours-no-queueing": ({"slo": None}, True, "queueing rule (no slo: queue-depth signal only; the forecast "
                                               "needs the queueing rule, so it is off too)"),
     "ours-no-panic": ({"behavior": {"panic": {"threshold": 1e9}}}, True, "panic mode (threshold 1e9)"),

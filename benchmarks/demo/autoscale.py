@@ -182,7 +182,8 @@ class Stack:
         assert self.prom is not None, "start_fleet first"
         cfg = Config(prometheus_url=self.prom.url, interval_s=interval_s, namespace=ns, watch_namespace=ns,
                      identity=identity, metrics_port=0, lease_duration_s=3.0, prometheus_timeout_s=1.0,
-                     demote_wait_s=3.0, recent_window_s=2.0 * self.prom.scrape_interval_s)  # as --recent-window's help says
+                     # the recent window as --recent-window's help says: twice the scrape interval
+                     demote_wait_s=3.0, recent_window_s=2.0 * self.prom.scrape_interval_s)
         self.daemon, stop_event = Autoscaler(self.api, cfg, on_decision=on_decision), threading.Event()
         thread = threading.Thread(target=self.daemon.run, args=(stop_event,), name=f"{identity}-autoscaler",
                                   daemon=True)

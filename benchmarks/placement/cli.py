@@ -20,7 +20,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                     "scheduler.core (filter_rows, score_rows, assign_gpus) byte for byte; the baselines "
                     "(kube-scheduler's spread, MostAllocated, best-fit, random, dot-product, GPU packing, FGD) run "
                     "in the same process on the same trace. CPU-only pods are placed by kube-scheduler's default "
-                    "scoring for every policy, ties drawn at random (seeded) as it draws them. With --inflate, FGD's Monte Carlo evaluation instead: pods drawn "
+                    "scoring for every policy, ties drawn at random (seeded) as it draws them. With --inflate, "
+                    "FGD's Monte Carlo evaluation instead: pods drawn "
                     "with replacement to F x capacity, unallocated and fragmented GPUs at each percent arrived. "
                     "Writes placement.json, placement.md, curves and PNG plots to --out and prints the table.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

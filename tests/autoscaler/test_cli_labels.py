@@ -41,7 +41,8 @@ def test_bad_metrics_port_is_a_usage_error(port, capsys):
     assert e.value.code == 2 and "use a port number" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, window", [((), 30.0), (("--recent-window", "10"), 10.0), (("--recent-window", "0"), 0.0)])
+@pytest.mark.parametrize("argv, window", [
+    ((), 30.0), (("--recent-window", "10"), 10.0), (("--recent-window", "0"), 0.0)])
 def test_recent_window(argv, window):
     assert config_from(parse(*argv)).recent_window_s == window
 

@@ -213,8 +213,8 @@ QUEUE_ROWS = [
      ScaleState(started_at=0, arrivals=((0, 9.0), (15, 8.0), (30, 7.0), (45, 6.0))), obs(7, arrival=5), 60, 7,
      QUEUEING),
     # falling: the forecast (2 req/s) only ever asks for more; now ceil(5/0.8)=7
-    ("forecast-too-few-samples", spec([], maxReplicas=20, **SLO, **FC_UP), ScaleState(started_at=0, arrivals=((45, 4.0),)),
-     obs(7, arrival=5), 60, 7, QUEUEING),
+    ("forecast-too-few-samples", spec([], maxReplicas=20, **SLO, **FC_UP),
+     ScaleState(started_at=0, arrivals=((45, 4.0),)), obs(7, arrival=5), 60, 7, QUEUEING),
     # two samples are not a trend (needs 3): ceil(5/0.8)=7
     ("forecast-disabled", spec([], maxReplicas=20, forecast={"enabled": False}, **SLO), RAMP, obs(7, arrival=5),
      60, 7, QUEUEING),
