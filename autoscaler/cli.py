@@ -84,7 +84,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "the scrape interval (the query compares the requests in flight now with their count "
                         "this long ago). A window of under two scrapes holds one sample at times: no rate, "
                         "and the rule sits that tick out (nothing is held); with 30 s scrapes no window "
-                        "below the 1 m rate's works: set 0. 0: off")
+                        "below the 1 m rate's works: set 0. 0: off. While no recent rate is read, the "
+                        "forecast asks for replicas instead, unless its spec.forecast.scaleUp is set")
     p.add_argument("--namespace", default="gpusched-system",
                    help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
     p.add_argument("--watch-namespace", default=None, metavar="NS[,NS...]", type=_namespaces,

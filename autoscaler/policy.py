@@ -26,12 +26,14 @@ Rules, each giving a recommendation with its arithmetic:
    rate mu/B per slot: P(wait > t) = C(cB, B lambda/mu) * exp(-(c mu - lambda) t)
    (Erlang C; B = 1 is M/M/c, one server per replica; autoscaler.queueing, bounded
    cost for any input). Scales down only past the tolerance;
-3. forecast (with queueing, ``forecast.enabled``, ``forecast.scaleUp`` and
-   coldStartSeconds > 0): Holt's linear trend over the recent arrival rates,
-   extrapolated over the cold-start horizon, fed to the queueing rule; it only ever asks
-   for more. Off by default: read through Prometheus as the daemon reads the rate, its
-   asks cost GPU-hours on every trace of the bench (the forecast still sizes cache
-   pre-warming two cold starts ahead).
+3. forecast (with queueing, ``forecast.enabled`` and coldStartSeconds > 0, when it asks:
+   forecast_asks): Holt's linear trend over the recent arrival rates, extrapolated over
+   the cold-start horizon, fed to the queueing rule; it only ever asks for more. With
+   ``forecast.scaleUp`` unset it asks only while no recent rate is read: read through
+   Prometheus as the daemon reads the rate, its asks beside the recent rate cost
+   GPU-hours on every trace of the bench, while with no recent rate (30 s scrapes) they
+   are the only lead a burst has. The forecast always sizes cache pre-warming two cold
+   starts ahead.
 4. recent rate (with queueing, when ``Observation.arrival_rate_recent`` is known): the
    queueing rule on the arrival rate over the last scrapes, only when it is above the
    1-minute rate; a burst after a quiet minute shows there one scrape after it starts.
@@ -400,11 +402,25 @@ def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Reco
     return Recommendation(QUEUEING, c, f"queueing: {lam:g} req/s, mu {mu:g}: {text}")
 
 
+def forecast_asks(spec: AutoscalerSpec, obs: Observation) -> tuple[bool, str]:
+    """Whether the forecast recommends replicas, and why: ``forecast.scaleUp`` when set;
+    unset, only while no recent arrival rate is read (the daemon's --recent-window 0, a
+    window too short for the scrapes, a failed query), since nothing else then sees a
+    burst before the 1-minute rate does. On the bench its asks beside the recent rate met
+    no request more for more GPU-hours; without one they met 2 points more of azure-code
+    (docs/benchmarks.md, "Other scrape intervals")."""
+    if spec.forecast.scale_up is not None:
+        return spec.forecast.scale_up, ""
+    if _valid(obs.arrival_rate_recent):
+        return False, ""
+    return True, " (forecast.scaleUp unset: no recent rate read)"
+
+
 def forecast(arrivals: tuple[tuple[float, float], ...], lam: float, mu: float, spec: AutoscalerSpec,
-             now: float) -> Forecast:
+             now: float, asks: tuple[bool, str] = (False, "")) -> Forecast:
     """Holt over the recent arrival rates (``arrivals`` ends with lambda at ``now``),
-    extrapolated one cold start ahead (with ``forecast.scaleUp``, a recommendation, only
-    when above lambda) and two (the replicas worth pre-warming caches for)."""
+    extrapolated one cold start ahead (when it ``asks``, forecast_asks: a recommendation,
+    only when above lambda) and two (the replicas worth pre-warming caches for)."""
     fc = spec.forecast
     if not (fc.enabled and spec.cold_start_s > 0 and len(arrivals) >= _MIN_ARRIVALS):
         return Forecast()
@@ -416,9 +432,9 @@ def forecast(arrivals: tuple[tuple[float, float], ...], lam: float, mu: float, s
     f2 = max(0.0, level + trend * (now + 2 * h - float(t[-1])))
     prewarm_target = _slo_replicas(f2, mu, spec)[0]
     rec = None
-    if fc.scale_up and rate > lam + _EPS:
+    if asks[0] and rate > lam + _EPS:
         cf, ftext = _slo_replicas(rate, mu, spec)
-        rec = Recommendation(FORECAST, cf, f"forecast: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
+        rec = Recommendation(FORECAST, cf, f"forecast{asks[1]}: Holt level {level:.3g} req/s, trend {trend:+.3g}/s "
                              f"-> {rate:.3g} req/s in {h:g}s: {ftext}")
     return Forecast(rate, prewarm_target, rec)
 
@@ -449,7 +465,7 @@ def queueing_and_forecast(arrivals: tuple[tuple[float, float], ...], obs: Observ
         arrivals = (arrivals + ((now, float(lam)),))[-_MAX_ARRIVALS:]
     if lam is None or mu is None:
         return missing, arrivals, Forecast()
-    fc = forecast(arrivals[-_HOLT_SAMPLES:], lam, mu, spec, now)
+    fc = forecast(arrivals[-_HOLT_SAMPLES:], lam, mu, spec, now, forecast_asks(spec, obs))
     recent = recent_rule(obs.arrival_rate_recent, lam, mu, spec)
     recs = ((queueing_rule(lam, mu, spec, obs.current),) + ((fc.rec,) if fc.rec is not None else ())
             + ((recent,) if recent is not None else ()))

@@ -144,11 +144,13 @@ class ForecastSpec:
     enabled: bool = True
     alpha: float = DEFAULT_FORECAST_ALPHA  # Holt level smoothing, per observation
     beta: float = DEFAULT_FORECAST_BETA  # Holt trend smoothing, per observation
-    # whether the forecast also asks for replicas (else it only sizes cache pre-warming):
-    # off, since read through Prometheus as the daemon reads it (docs/benchmarks.md,
-    # "The arrival rate as Prometheus reads it") its asks cost GPU-hours on every trace
-    # and setting of the bench and met no request more but at one
-    scale_up: bool = False
+    # whether the forecast also asks for replicas (else it only sizes cache pre-warming);
+    # None (unset): only while no recent arrival rate is read (policy.forecast_asks). Beside
+    # the recent rate, read through Prometheus as the daemon reads it (docs/benchmarks.md,
+    # "The arrival rate as Prometheus reads it"), its asks cost GPU-hours on every trace
+    # and setting of the bench and met no request more but at one; without it they are
+    # the only lead a burst has
+    scale_up: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -399,7 +401,8 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     path = "spec.forecast"
     d = _mapping(d, path)
     _known_keys(d, path, {"enabled", "alpha", "beta", "scaleUp"})
-    enabled, scale_up = _flag(d, "enabled", path, True), _flag(d, "scaleUp", path, False)
+    enabled = _flag(d, "enabled", path, True)
+    scale_up = _flag(d, "scaleUp", path, False) if "scaleUp" in d else None
     alpha = float(_number(d, "alpha", path, DEFAULT_FORECAST_ALPHA, exclusive_minimum=0, maximum=1))
     beta = float(_number(d, "beta", path, DEFAULT_FORECAST_BETA, minimum=0, maximum=1))
     return ForecastSpec(enabled, alpha, beta, scale_up)

@@ -218,8 +218,15 @@ QUEUE_ROWS = [
     # two samples are not a trend (needs 3): ceil(5/0.8)=7
     ("forecast-disabled", spec([], maxReplicas=20, forecast={"enabled": False}, **SLO), RAMP, obs(7, arrival=5),
      60, 7, QUEUEING),
-    ("forecast-asks-nothing-by-default", spec([], maxReplicas=20, **SLO), RAMP, obs(7, arrival=5), 60, 7, QUEUEING),
-    # the ramp's 8 req/s in 45 s (10 replicas) sizes cache pre-warming only: ceil(5/0.8)=7
+    ("forecast-asks-nothing-beside-a-recent-rate", spec([], maxReplicas=20, **SLO), RAMP,
+     dataclasses.replace(obs(7, arrival=5), arrival_rate_recent=5.0), 60, 7, QUEUEING),
+    # by default, with a recent rate read, the ramp's 8 req/s in 45 s (10 replicas) sizes cache pre-warming
+    # only: ceil(5/0.8)=7
+    ("forecast-asks-without-a-recent-rate", spec([], maxReplicas=20, **SLO), RAMP, obs(7, arrival=5), 60, 10,
+     FORECAST),
+    # no recent rate read (30 s scrapes): nothing else leads a burst, the forecast asks: ceil(8/0.8)=10
+    ("forecast-told-not-to-ask", spec([], maxReplicas=20, forecast={"scaleUp": False}, **SLO), RAMP,
+     obs(7, arrival=5), 60, 7, QUEUEING),
 ]
 
 
@@ -237,10 +244,11 @@ def test_measured_service_rate_beats_spec():
 
 
 def test_forecast_reports_rate_and_prewarm():
-    d = decide(RAMP, obs(7, arrival=5), spec([], maxReplicas=20, **SLO), 60)
+    d = decide(RAMP, dataclasses.replace(obs(7, arrival=5), arrival_rate_recent=5.0), spec([], maxReplicas=20, **SLO),
+               60)
     assert d.forecast_arrival_rate == pytest.approx(8.0)
-    # 2x the horizon: 5 + 90/15 = 11 req/s: ceil(11/0.8)=14; the forecast asks for nothing by
-    # default, so 14 - ceil(5/0.8) = 14 - 7 = 7 nodes worth pre-warming; with its asks, 14 - 10 = 4
+    # 2x the horizon: 5 + 90/15 = 11 req/s: ceil(11/0.8)=14; beside a recent rate the forecast asks
+    # for nothing by default, so 14 - ceil(5/0.8) = 14 - 7 = 7 nodes worth pre-warming; with its asks, 14 - 10 = 4
     assert (d.replicas, d.prewarm) == (7, 7)
     up = decide(RAMP, obs(7, arrival=5), spec([], maxReplicas=20, **SLO, **FC_UP), 60)
     assert (up.replicas, up.prewarm) == (10, 4) and "Holt" in up.reason and "Holt" not in d.reason

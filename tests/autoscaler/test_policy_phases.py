@@ -9,7 +9,7 @@ import pytest
 
 from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT, RECENT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, Panic, Recommendation, Rules, ScaleState,
-                               Verdict, clamp, forecast, held_recommendations, next_state, panic_floor,
+                               Verdict, clamp, forecast, forecast_asks, held_recommendations, next_state, panic_floor,
                                panic_mode, pick_largest, queue_inputs, queueing_and_forecast, queueing_rule,
                                rate_limit, recent_rule, signal_ratios, split_recommendations, stabilise, warm_pool,
                                warm_size)
@@ -124,7 +124,7 @@ LINE = ((0.0, 1.0), (15.0, 2.0), (30.0, 3.0), (45.0, 4.0), (60.0, 5.0))  # 1/15 
 @pytest.mark.parametrize("name,arrivals,lam,kw,want", [
     ("ramp", LINE, 5, {"forecast": {"scaleUp": True}}, (8.0, 14, 10)),
     # a line, so Holt is exact: in 45 s 5 + 45/15 = 8 req/s: ceil(8/0.8)=10; in 90 s 5 + 90/15 = 11: ceil(11/0.8)=14
-    ("ramp-by-default", LINE, 5, {}, (8.0, 14, None)),  # the same, asking for nothing (forecast.scaleUp false)
+    ("ramp-by-default", LINE, 5, {}, (8.0, 14, None)),  # the same beside a recent rate, asking for nothing
     ("flat", tuple((t, 5.0) for t, _ in LINE), 5, {}, (5.0, 7, None)),
     # no trend: 5 req/s = now, no recommendation; pre-warm for ceil(5/0.8)=7
     ("falling", tuple((t, 9.0 - x) for t, x in LINE), 4, {}, (1.0, 0, None)),
@@ -135,10 +135,25 @@ LINE = ((0.0, 1.0), (15.0, 2.0), (30.0, 3.0), (45.0, 4.0), (60.0, 5.0))  # 1/15 
 ])
 def test_forecast(name, arrivals, lam, kw, want):
     sp = spec([], maxReplicas=20, **{**SLO, **kw})
-    f = forecast(arrivals, lam, 1.0, sp, 60.0)
+    f = forecast(arrivals, lam, 1.0, sp, 60.0, forecast_asks(sp, obs(7, arrival=lam, recent=lam)))
     rate = None if f.rate is None else round(f.rate, 9)
     assert (rate, f.prewarm_target, None if f.rec is None else f.rec.replicas) == want
     assert f.rec is None or f.rec.rule == FORECAST
+
+
+@pytest.mark.parametrize("name,scale_up,recent,want", [
+    ("unset-beside-a-recent-rate", None, 5.0, False),  # the recent rate leads a burst: the forecast only pre-warms
+    ("unset-no-recent-rate", None, None, True),  # --recent-window 0, one sample in the window, a failed query
+    ("unset-nan", None, float("nan"), True),
+    ("unset-negative", None, -1.0, True),  # not a rate: as if none were read
+    ("true", True, 5.0, True),
+    ("false", False, None, False),  # told not to: never, even with no recent rate
+])
+def test_forecast_asks(name, scale_up, recent, want):
+    sp = spec([], maxReplicas=20, **SLO, **({} if scale_up is None else {"forecast": {"scaleUp": scale_up}}))
+    asks, note = forecast_asks(sp, obs(7, arrival=5, recent=recent))
+    assert asks == want
+    assert note == (" (forecast.scaleUp unset: no recent rate read)" if want and scale_up is None else "")
 
 
 def test_queueing_and_forecast_keeps_known_arrivals_only():

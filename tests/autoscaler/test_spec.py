@@ -72,7 +72,9 @@ def test_full_spec():
     assert s.slo.wait_bound_s == 1.5  # queue wait is part of TTFT: the tighter bound
     assert s.slo.target_utilization == 0.8 and s.slo.percentile == 0.95
     assert (s.forecast.alpha, s.forecast.beta, s.forecast.scale_up) == (0.3, 0.1, True)
-    assert not parse_spec(with_()).forecast.scale_up  # the forecast asks for nothing unless told
+    # unset: the policy decides (it asks only while no recent rate is read); false is kept as false
+    assert parse_spec(with_()).forecast.scale_up is None
+    assert parse_spec(with_(forecast={"scaleUp": False})).forecast.scale_up is False
 
 
 def test_repeated_types_get_numbered_names():
