@@ -110,15 +110,20 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
     "ours-no-warm": ({"warmReplicas": 0}, True, "warm pool (warmReplicas 0)"),
     "ours-no-forecast": ({"forecast": {"enabled": False}}, True, "Holt forecast (forecast.enabled false; "
                                                                  "it then sizes no cache pre-warming either)"),
-    # not an ablation: the forecast's own asks, off by default (forecast.scaleUp)
+    # not ablations: the forecast's own asks, made by default only while no recent rate is read
+    # (forecast.scaleUp unset), always (true) or never (false)
     "ours-forecast-up": ({"forecast": {"scaleUp": True}}, True,
-                         "(a variant) the forecast also asks for replicas one cold start ahead (forecast.scaleUp "
-                         "true)"),
+                         "(a variant) the forecast also asks for replicas one cold start ahead, beside the recent "
+                         "rate too (forecast.scaleUp true)"),
+    "ours-forecast-off": ({"forecast": {"scaleUp": False}}, True,
+                          "(a variant) the forecast never asks for replicas, even with no recent rate read "
+                          "(forecast.scaleUp false); it still sizes pre-warming"),
     "ours-no-queueing": ({"slo": None}, True, "queueing rule (no slo: queue-depth signal only; the forecast "
                                               "needs the queueing rule, so it is off too)"),
     "ours-no-panic": ({"behavior": {"panic": {"threshold": 1e9}}}, True, "panic mode (threshold 1e9)"),
     "ours-no-prewarm": ({}, False, "cache pre-warming (daemon --no-prewarm)"),
-    "ours-no-recent": ({}, True, "recent arrival rate (daemon --recent-window 0)"),
+    "ours-no-recent": ({}, True, "recent arrival rate (daemon --recent-window 0; the forecast then asks for "
+                                 "replicas, forecast.scaleUp being unset)"),
     # not an ablation: minReplicas 0 with the gateway's request counter as activation
     # (the model's service label filled in per model by the bench), idle window at its default
     "ours-zero": ({"minReplicas": 0, "activation": {"labels": {"destination_service_name": MODEL_SERVICE}}}, True,
