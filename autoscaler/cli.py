@@ -83,9 +83,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "after it starts; what it asks for is held one cold start. Keep it a multiple of "
                         "the scrape interval (the query compares the requests in flight now with their count "
                         "this long ago). A window of under two scrapes holds one sample at times: no rate, "
-                        "and the rule sits that tick out (nothing is held); with 30 s scrapes no window "
-                        "below the 1 m rate's works: set 0. 0: off. While no recent rate is read, the "
-                        "forecast asks for replicas instead, unless its spec.forecast.scaleUp is set")
+                        "and the rule sits that tick out; with 30 s scrapes no window below the 1 m rate's "
+                        "works: set 0. 0: off. While no recent rate is read, Holt's forecast asks for "
+                        "replicas instead (held one cold start), unless the InferenceAutoscaler sets "
+                        "spec.forecast.scaleUp")
     p.add_argument("--namespace", default="gpusched-system",
                    help=f"namespace of the leader-election Lease {LEASE_NAME} (default gpusched-system)")
     p.add_argument("--watch-namespace", default=None, metavar="NS[,NS...]", type=_namespaces,

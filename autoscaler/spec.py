@@ -146,10 +146,10 @@ class ForecastSpec:
     beta: float = DEFAULT_FORECAST_BETA  # Holt trend smoothing, per observation
     # whether the forecast also asks for replicas (else it only sizes cache pre-warming);
     # None (unset): only while no recent arrival rate is read (policy.forecast_asks). Beside
-    # the recent rate, read through Prometheus as the daemon reads it (docs/benchmarks.md,
-    # "The arrival rate as Prometheus reads it"), its asks cost GPU-hours on every trace
-    # and setting of the bench and met no request more but at one; without it they are
-    # the only lead a burst has
+    # the recent rate, read through Prometheus as the daemon reads it, its asks cost
+    # GPU-hours on every trace and setting of the bench and met more requests in one run
+    # only; without it they are the only lead a burst has (docs/benchmarks.md, "The
+    # forecast asks when no recent rate is read")
     scale_up: bool | None = None
 
 
@@ -402,7 +402,7 @@ def _parse_forecast(d: Any) -> ForecastSpec:
     d = _mapping(d, path)
     _known_keys(d, path, {"enabled", "alpha", "beta", "scaleUp"})
     enabled = _flag(d, "enabled", path, True)
-    scale_up = _flag(d, "scaleUp", path, False) if "scaleUp" in d else None
+    scale_up = _flag(d, "scaleUp", path, False) if d.get("scaleUp") is not None else None  # null: unset
     alpha = float(_number(d, "alpha", path, DEFAULT_FORECAST_ALPHA, exclusive_minimum=0, maximum=1))
     beta = float(_number(d, "beta", path, DEFAULT_FORECAST_BETA, minimum=0, maximum=1))
     return ForecastSpec(enabled, alpha, beta, scale_up)

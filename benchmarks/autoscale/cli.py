@@ -18,8 +18,8 @@ POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "our
             "static-prev-window", "oracle")
 # run when named: scale to zero (with --models K, many mostly idle models on one pool)
 ZERO_POLICIES = ("ours-zero", "ours-zero-scrape", "keda-zero")
-# run when named: ours with the forecast's asks off even without a recent rate (the default
-# before forecast.scaleUp could be left unset); with 15 s scrapes it is ours to the digit
+# run when named: ours with the forecast's asks off even without a recent rate (what an
+# unset forecast.scaleUp meant before); with 15 s scrapes it is ours to the digit
 NAMED_POLICIES = ZERO_POLICIES + ("ours-forecast-off",)
 
 # The bench's defaults, each a documented assumption (see --help and the module docs
@@ -103,7 +103,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                    help=f"policies to run (default: {' '.join(POLICIES)}; also {' '.join(ZERO_POLICIES)}: "
                         "scale to zero, ours with minReplicas 0 (woken at the activation endpoint; -scrape: by the "
                         "gateway's counter only) and KEDA with minReplicaCount 0; and ours-forecast-off: "
-                        "forecast.scaleUp false, whose asks ours makes only while no recent rate is read)")
+                        "forecast.scaleUp false, the forecast never asks (ours asks only while no recent "
+                        "rate is read))")
     p.add_argument("--models", type=int, metavar="K",
                    help="split a trace without a model column into K models on one GPU pool: blocks of "
                         "--model-block seconds each go to one model drawn Zipf(1) with --seed "

@@ -165,7 +165,7 @@ def test_policy_table(name, sp, state, ob, now, want, rule):
 SLO = {"slo": {"queueWaitSeconds": 60}, "serviceRatePerReplica": 1.0, "coldStartSeconds": 45}
 SLO_TIGHT = {"slo": {"queueWaitSeconds": 2}, "serviceRatePerReplica": 1.0}
 RAMP = ScaleState(started_at=0, arrivals=((0, 1.0), (15, 2.0), (30, 3.0), (45, 4.0)))
-FC_UP = {"forecast": {"scaleUp": True}}  # the forecast's own asks (off by default)
+FC_UP = {"forecast": {"scaleUp": True}}  # the forecast's own asks (by default only with no recent rate)
 
 QUEUE_ROWS = [
     ("util-binds", spec([], maxReplicas=20, **SLO), OLD, obs(6, arrival=8), NOW, 10, QUEUEING),
@@ -252,6 +252,10 @@ def test_forecast_reports_rate_and_prewarm():
     assert (d.replicas, d.prewarm) == (7, 7)
     up = decide(RAMP, obs(7, arrival=5), spec([], maxReplicas=20, **SLO, **FC_UP), 60)
     assert (up.replicas, up.prewarm) == (10, 4) and "Holt" in up.reason and "Holt" not in d.reason
+    # no recent rate read, the field unset: the forecast asks, and the reason says why
+    auto = decide(RAMP, obs(7, arrival=5), spec([], maxReplicas=20, **SLO), 60)
+    assert (auto.replicas, auto.prewarm, auto.rule) == (10, 4, FORECAST)
+    assert auto.reason.startswith("forecast (forecast.scaleUp unset: no recent rate read): Holt"), auto.reason
 
 
 # ---- warm pool

@@ -143,6 +143,7 @@ def test_forecast(name, arrivals, lam, kw, want):
 
 @pytest.mark.parametrize("name,scale_up,recent,want", [
     ("unset-beside-a-recent-rate", None, 5.0, False),  # the recent rate leads a burst: the forecast only pre-warms
+    ("unset-recent-zero", None, 0.0, False),  # nothing arrived lately is a reading too
     ("unset-no-recent-rate", None, None, True),  # --recent-window 0, one sample in the window, a failed query
     ("unset-nan", None, float("nan"), True),
     ("unset-negative", None, -1.0, True),  # not a rate: as if none were read

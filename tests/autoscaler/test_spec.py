@@ -75,6 +75,7 @@ def test_full_spec():
     # unset: the policy decides (it asks only while no recent rate is read); false is kept as false
     assert parse_spec(with_()).forecast.scale_up is None
     assert parse_spec(with_(forecast={"scaleUp": False})).forecast.scale_up is False
+    assert parse_spec(with_(forecast={"scaleUp": None})).forecast.scale_up is None  # null: unset, as pruned
 
 
 def test_repeated_types_get_numbered_names():

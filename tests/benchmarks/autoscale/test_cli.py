@@ -158,3 +158,24 @@ def test_recent_window_0_is_ours_no_recent(tmp_path, capsys):
     assert d["params"]["recent_window_s"] == 0
     ours, off = ({k: v for k, v in r.items() if k not in ("policy", "what")} for r in d["rows"][:2])
     assert ours == off  # with the window at 0 the daemon reads no recent rate: ours is its own ablation
+
+
+def test_every_ours_policy_named_has_its_spec():
+    from benchmarks.autoscale import policies as pol
+    from benchmarks.autoscale.cli import NAMED_POLICIES, POLICIES
+    assert {p for p in POLICIES + NAMED_POLICIES if p.startswith("ours")} <= set(pol.ABLATIONS)
+    assert pol.ABLATIONS["ours-forecast-off"][0] == {"forecast": {"scaleUp": False}}
+
+
+def test_the_forecast_asks_only_without_a_recent_rate(tmp_path, capsys):
+    """With no recent rate read, ours (forecast.scaleUp unset) asks as ours-forecast-up does;
+    ours-forecast-off never asks."""
+    p = tmp_path / "small.csv"
+    _trace(p)
+    rc, _, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / "o"), "--policies", "ours",
+                      "ours-forecast-up", "ours-forecast-off", "--recent-window", "0")
+    assert rc == 0, err
+    rows = {r["policy"]: {k: v for k, v in r.items() if k not in ("policy", "what")}
+            for r in json.loads((tmp_path / "o" / "autoscale.json").read_text())["rows"]}
+    assert rows["ours"] == rows["ours-forecast-up"]
+    assert rows["ours-forecast-off"] != rows["ours"]  # the burst's trend asked for something
