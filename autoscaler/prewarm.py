@@ -96,8 +96,10 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
         snap = snap.with_allocation(node, Allocation(
             pod_key=f"gpusched-prewarm/{i}", gpu_ids=a.gpu_ids, memory_per_gpu=a.memory_per_gpu,
             whole=req.whole_gpus > 0, count=max(req.whole_gpus, 1)))
-        if req.cpu_milli:  # the next replica sees the CPU this one took: the fragmentation score counts free CPU
-            snap = snap.with_cpu_requested({node: int(snap.cpu_requested[snap.index[node]]) + req.cpu_milli})
+        if req.cpu_milli or req.ram:  # the next replica sees the CPU and memory this one took: the
+            row = snap.index[node]  # fragmentation score counts what is free of both
+            snap = snap.with_requested({node: (int(snap.cpu_requested[row]) + req.cpu_milli,
+                                               int(snap.ram_requested[row]) + req.ram)})
         placements.append(Placement(node, int(score), node in have))
     nodes: list[str] = []
     for p in placements:

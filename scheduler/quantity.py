@@ -67,6 +67,22 @@ _MILLI_SUFFIX = {"n": Decimal("1e-6"), "u": Decimal("1e-3"), "m": Decimal(1),
 MAX_MILLICORES = 10**9
 
 
+def parse_memory(text: object, *, what: str = "memory", max_bytes: int = MAX_BYTES) -> int:
+    """Bytes of a Kubernetes memory request or allocatable, rounded up as
+    resource.Quantity.Value rounds ("1500m" is 2). Unlike parse_bytes, zero and the small
+    decimal suffixes are allowed, as the API server allows them; negative, unparsable or
+    above `max_bytes` raise QuantityError. A number is read as its text."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise QuantityError(f"{what}: expected a quantity such as '16Gi', got {type(text).__name__}")
+    text = str(text)
+    milli = _value(text, what, _MILLI_SUFFIX, "is not a memory quantity (use e.g. '16Gi' or '512Mi')")
+    if milli < 0:
+        raise QuantityError(f"{what}: {text!r} must not be negative")
+    if milli > Decimal(max_bytes) * 1000:
+        raise QuantityError(f"{what}: {text!r} is larger than {max_bytes} bytes")
+    return int((milli / 1000).to_integral_value(rounding="ROUND_CEILING"))
+
+
 def parse_millicores(text: object, *, what: str = "cpu", max_milli: int = MAX_MILLICORES) -> int:
     """Millicores of a Kubernetes CPU quantity, rounded up as resource.Quantity.MilliValue
     rounds ("1n" is 1m). Zero is allowed (a request of 0); negative, unparsable or above

@@ -55,8 +55,8 @@ STALE_AFTER_S = 3600.0  # nodes without an agent report are never stale; the val
 
 def node_states(nodes: Nodes) -> list[NodeState]:
     return [NodeState(name, gpu_count=int(g), product=ALIBABA_GPU_MIB[m][0], gpu_memory_label_mib=ALIBABA_GPU_MIB[m][1],
-                      cpu_allocatable=int(cpu))
-            for name, g, m, cpu in zip(nodes.names, nodes.gpus, nodes.model, nodes.cpu_milli)]
+                      cpu_allocatable=int(cpu), ram_allocatable=int(mem) * MiB)
+            for name, g, m, cpu, mem in zip(nodes.names, nodes.gpus, nodes.model, nodes.cpu_milli, nodes.memory_mib)]
 
 
 def product_names(models: frozenset[str]) -> frozenset[str]:
@@ -70,7 +70,8 @@ def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per
     gpu_spec names (a share's request also names the products of one GPU size, which is
     the simulator's split, not the pod's pin)."""
     return Allocation(pod_key=pod_key, gpu_ids=tuple(gpu_ids), memory_per_gpu=memory_per_gpu,
-                      whole=req.whole_gpus > 0, count=len(gpu_ids), cpu_milli=req.cpu_milli, products=pinned)
+                      whole=req.whole_gpus > 0, count=len(gpu_ids), cpu_milli=req.cpu_milli, ram=req.ram,
+                      products=pinned)
 
 
 # The extender re-estimates the workload's shapes at each snapshot rebuild (every 10 s at
@@ -110,17 +111,18 @@ class Gpusched(Policy):
     def requests(self, pod: Pod) -> list[PodRequest]:
         spec = pod.gpu_spec
         products = product_names(spec)
+        ram = pod.memory_mib * MiB
         if pod.kind == "cpu":
-            return [PodRequest(cpu_milli=pod.cpu_milli)]
+            return [PodRequest(cpu_milli=pod.cpu_milli, ram=ram)]
         if pod.kind == "whole":
-            return [PodRequest(whole_gpus=pod.num_gpu, products=products, cpu_milli=pod.cpu_milli)]
+            return [PodRequest(whole_gpus=pod.num_gpu, products=products, cpu_milli=pod.cpu_milli, ram=ram)]
         out = []
         for mib, models in self.sizes:
             accepted = models & spec if spec else models
             if accepted:
                 out.append(PodRequest(gpu_memory=pod.gpu_milli * mib * MiB // MILLI,
                                       products=product_names(accepted),
-                                      cpu_milli=pod.cpu_milli))
+                                      cpu_milli=pod.cpu_milli, ram=ram))
         return out
 
     def choose(self, state: State, pod: Pod, c: Candidates) -> Choice | None:
@@ -154,11 +156,12 @@ class Gpusched(Policy):
         return pick
 
     def placed(self, state: State, pod: Pod, choice: Choice) -> None:
-        """Every pod the simulator placed, CPU-only ones too, holds CPU on its node: the
-        snapshot's CPU requested follows, as the extender's pod watch keeps it."""
+        """Every pod the simulator placed, CPU-only ones too, holds CPU and memory on its
+        node: the snapshot's requested columns follow, as the extender's pod watch keeps them."""
         node = choice[0]
-        self.snapshot = self.snapshot.with_cpu_requested(
-            {state.names[node]: int(state.cpu_cap[node] - state.cpu_free[node])})
+        self.snapshot = self.snapshot.with_requested(
+            {state.names[node]: (int(state.cpu_cap[node] - state.cpu_free[node]),
+                                 int(state.mem_cap[node] - state.mem_free[node]) * MiB)})
 
     def _bind(self, pod: Pod, req: PodRequest, node: str) -> Choice:
         row = self.snapshot.index[node]

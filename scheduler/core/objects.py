@@ -12,7 +12,7 @@ from typing import Any, Sequence
 
 from scheduler import contract
 from scheduler.core.claims import allocations_on, claim_held
-from scheduler.core.cpu import node_cpu_allocatable, pod_cpu_request
+from scheduler.core.resources import Requests, node_cpu_allocatable, node_memory_allocatable, pod_requests
 from scheduler.core.request import RequestError, parse_pod
 from scheduler.core.snapshot import Allocation, ClusterSnapshot, NodeState, build_snapshot
 from scheduler.nodeinfo import report_from_annotations, vouched_gpus
@@ -69,11 +69,11 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     if node is None:
         return None
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    cpu: int | None = None  # parse_pod read the CPU request already; else read it only for a GPU pod
+    host: tuple[int, int] | None = None  # parse_pod read CPU and memory already; else read only for a GPU pod
     products: frozenset[str] = frozenset()
     try:
         req = parse_pod(pod)
-        whole, memory, cpu, products = req.whole_gpus, req.gpu_memory, req.cpu_milli, req.products
+        whole, memory, host, products = req.whole_gpus, req.gpu_memory, (req.cpu_milli, req.ram), req.products
     except RequestError:
         whole = _whole_gpus_lenient(pod.get("spec") or {})
         try:
@@ -85,9 +85,9 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     ids = trusted_gpu_ids(node, annotations)
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
+    cpu, ram = host if host is not None else pod_requests(pod)[:2]
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
-                            count=max(whole, 1), cpu_milli=pod_cpu_request(pod)[0] if cpu is None else cpu,
-                            products=products)
+                            count=max(whole, 1), cpu_milli=cpu, ram=ram, products=products)
 
 
 def bound_node(pod: dict[str, Any]) -> str | None:
@@ -99,12 +99,12 @@ def bound_node(pod: dict[str, Any]) -> str | None:
     return node
 
 
-def cpu_held(pod: dict[str, Any]) -> tuple[str, int, tuple[str, ...]] | None:
-    """(node, millicores, why parts were not read) a bound, live pod's CPU request holds
-    there, as kube-scheduler counts it for any pod, GPU or not; None for a pod not bound or
-    finished."""
+def host_held(pod: dict[str, Any]) -> tuple[str, Requests] | None:
+    """(node, its CPU and memory requests with why parts were not read) a bound, live pod
+    holds there, as kube-scheduler counts them for any pod, GPU or not; None for a pod not
+    bound or finished."""
     node = bound_node(pod)
-    return None if node is None else (node, *pod_cpu_request(pod))
+    return None if node is None else (node, pod_requests(pod))
 
 
 def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
@@ -138,6 +138,7 @@ def node_state_of(node: dict[str, Any]) -> NodeState:
         allocations=[],
         kubelet_gpus=(capacity, count),
         cpu_allocatable=node_cpu_allocatable(node)[0],
+        ram_allocatable=node_memory_allocatable(node)[0],
     )
 
 
@@ -166,11 +167,12 @@ def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]],
     kube-scheduler's DRA allocator gave claims of driver gpu.gpusched.io there (claims that
     do not check out are left uncounted: core/claims.py)."""
     per_node: dict[str, list[Allocation]] = {}
-    cpu: dict[str, int] = {}
+    host: dict[str, tuple[int, int]] = {}
     for pod in pods:
-        on = cpu_held(pod)
+        on = host_held(pod)
         if on:
-            cpu[on[0]] = cpu.get(on[0], 0) + on[1]
+            cpu, ram = host.get(on[0], (0, 0))
+            host[on[0]] = (cpu + on[1].cpu_milli, ram + on[1].memory)
         held = allocation_of(pod)
         if held:
             per_node.setdefault(held[0], []).append(held[1])
@@ -181,6 +183,7 @@ def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]],
         if hc is not None:
             per_node.setdefault(hc.node, []).extend(allocations_on(hc, by_name.get(hc.node))[0])
     return build_snapshot([NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                                     per_node.get(n.name, []), n.kubelet_gpus, n.cpu_allocatable, cpu.get(n.name, 0))
+                                     per_node.get(n.name, []), n.kubelet_gpus, n.cpu_allocatable,
+                                     host.get(n.name, (0, 0))[0], n.ram_allocatable, host.get(n.name, (0, 0))[1])
                            for n in states],
                           now=now, stale_after_s=stale_after_s)

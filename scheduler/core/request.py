@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from scheduler import contract
-from scheduler.core.cpu import pod_cpu_request
+from scheduler.core.resources import pod_requests
 from scheduler.quantity import QuantityError, parse_bytes
 
 # A node has at most 64 GPUs (the node report's own bound); more is a typo.
@@ -33,7 +33,8 @@ class PodRequest:
     model: str | None = None
     model_bytes: int | None = None
     products: frozenset[str] = frozenset()  # acceptable nvidia.com/gpu.product values (globs allowed); empty = any
-    cpu_milli: int = 0  # the pod's CPU request as kube-scheduler counts it (core/cpu.py)
+    cpu_milli: int = 0  # the pod's CPU request as kube-scheduler counts it (core/resources.py)
+    ram: int = 0  # its memory request (RAM, bytes), the same way
 
     @property
     def shared(self) -> bool:
@@ -164,5 +165,6 @@ def parse_pod(pod: Mapping[str, Any]) -> PodRequest:
     if model is not None and not _MODEL_RE.match(model):
         raise RequestError(f"{contract.MODEL}: {model[:60]!r} is not a model id "
                            "(letters, digits and ._:/@+- only, at most 256 characters)")
+    host = pod_requests(pod)
     return PodRequest(whole_gpus=whole, gpu_memory=memory, model=model, model_bytes=model_bytes,
-                      products=_products(annotations, spec), cpu_milli=pod_cpu_request(pod)[0])
+                      products=_products(annotations, spec), cpu_milli=host.cpu_milli, ram=host.memory)

@@ -51,11 +51,12 @@ class Shape:
     weight: float = 1.0
     cpu_milli: int = 0
     products: frozenset[str] = frozenset()  # GPU products it accepts (globs); empty = any
+    ram: int = 0  # the node memory (bytes) it asks; 0: any node's memory will do
 
     def as_dict(self) -> dict[str, Any]:
         """For JSON (/debug/shapes): the products as a sorted list."""
         return {"whole": self.whole, "fraction": self.fraction, "weight": self.weight, "cpu_milli": self.cpu_milli,
-                "products": sorted(self.products)}
+                "ram": self.ram, "products": sorted(self.products)}
 
 
 # What LLM inference fleets typically ask for when the pending queue says nothing:
@@ -71,28 +72,31 @@ DEFAULT_SHAPES: tuple[Shape, ...] = (
 LEARN_MIN_PODS = 20
 MAX_LEARNED_SHAPES = 8
 # Each learned multi-GPU shape is split by the CPU its pods ask into up to this many
-# levels: pods sorted by CPU, cut into groups of equal count, each group asking the most
-# any of its pods asks (a node that hosts that hosts the whole group). Such a pod asks a
-# node's worth of CPU, so how much decides which untouched nodes can take it: a third of
-# 8-GPU pods asking 120 cores of nodes that have 96 or 128 is what one level would hide.
-# One GPU or less asks a few cores: its shape carries the least any of its pods asked (a
-# node below that can host none of them). Levels there made FGD's rule (a node that cannot
+# levels: pods sorted by CPU (then memory), cut into groups of equal count, each group
+# asking the most any of its pods asks of each (a node that hosts that hosts the whole
+# group). Such a pod asks a node's worth of CPU and memory, so how much decides which
+# untouched nodes can take it: a third of 8-GPU pods asking 120 cores of nodes that have
+# 96 or 128 is what one level would hide; their 625-720 GiB of memory, on nodes of 512 GiB
+# to 1 TiB, is what FGD's classes see and CPU alone did not (docs/benchmarks.md,
+# placement). One GPU or less asks a few cores: its shape carries the least CPU and the
+# least memory any of its pods asked (a node below either can host none of them). Levels there made FGD's rule (a node that cannot
 # host a shape has all its free GPU memory fragmented for it, so filling it costs nothing)
 # pull pods onto small-CPU nodes whose GPUs product-pinned pods need: gpuspec33's first
 # failure fell to 12.6% against best-fit's 18.1% (docs/benchmarks.md, placement).
 MAX_CPU_LEVELS = 3
 
 
-def cpu_levels(cpus: Sequence[int], levels: int = MAX_CPU_LEVELS) -> list[tuple[int, int]]:
-    """(CPU level, pods) for pods asking `cpus`: sorted, cut into up to `levels` groups
-    of (nearly) equal count, each at its largest request; groups at one level merged."""
-    ordered = sorted(cpus)
-    out: dict[int, int] = {}
-    for group in np.array_split(np.array(ordered, np.int64), min(levels, len(ordered)) or 1):
+def host_levels(asks: Sequence[tuple[int, int]], levels: int = MAX_CPU_LEVELS) -> list[tuple[int, int, int]]:
+    """(CPU level, memory level, pods) for pods asking `asks` (millicores, bytes): sorted
+    by CPU then memory, cut into up to `levels` groups of (nearly) equal count, each at the
+    most any of its pods asks of each; groups at one level merged."""
+    ordered = np.array(sorted(asks), np.int64).reshape(-1, 2)
+    out: dict[tuple[int, int], int] = {}
+    for group in np.array_split(ordered, min(levels, len(ordered)) or 1):
         if len(group):
-            top = int(group[-1])
+            top = (int(group[:, 0].max()), int(group[:, 1].max()))
             out[top] = out.get(top, 0) + len(group)
-    return sorted(out.items())
+    return [(cpu, ram, pods) for (cpu, ram), pods in sorted(out.items())]
 
 
 def resolve_pin(s: ClusterSnapshot, patterns: frozenset[str]) -> frozenset[str]:
@@ -111,10 +115,11 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals; pods
     pinned to GPU products apart from the others, by the products they accept, resolve_pin): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
-    `limit`, multi-GPU ones split by CPU (cpu_levels), the others at the least CPU their
-    pods asked, reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`."""
-    # each shape's pods' CPU: its count is their number
-    cpus: dict[tuple[int, float, frozenset[str]], list[int]] = {}
+    `limit`, multi-GPU ones split by CPU and memory (host_levels), the others at the least
+    CPU and memory their pods asked, reweighted to sum to 1. Fewer than `min_pods` such
+    pods: `fallback`."""
+    # each shape's pods' (CPU, memory): its count is their number
+    cpus: dict[tuple[int, float, frozenset[str]], list[tuple[int, int]]] = {}
     pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
@@ -130,7 +135,7 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
                 key = (0, round(a.memory_per_gpu / total, 3), pin)
             else:
                 continue
-            cpus.setdefault(key, []).append(a.cpu_milli if isinstance(a.cpu_milli, int) and a.cpu_milli > 0 else 0)
+            cpus.setdefault(key, []).append((_whole_ask(a.cpu_milli), _whole_ask(a.ram)))
     counts = {key: len(c) for key, c in cpus.items()}
     if sum(counts.values()) < min_pods:
         return tuple(fallback)
@@ -146,11 +151,21 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     multi = [kv for kv in ranked if kv[0][0] > 1][:limit // 2]
     top = multi + [kv for kv in ranked if kv[0][0] <= 1][:limit - len(multi)]
     kept = sum(c for _, c in top)
-    return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu, products=pin) if w
-                 else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu, products=pin)
+    def levels(key: tuple[int, float, frozenset[str]]) -> list[tuple[int, int, int]]:
+        asks = cpus[key]
+        if key[0] > 1:
+            return host_levels(asks)
+        return [(min(c for c, _ in asks), min(r for _, r in asks), len(asks))]
+
+    return tuple(Shape(whole=w, weight=pods / kept, cpu_milli=cpu, products=pin, ram=ram) if w
+                 else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu, products=pin, ram=ram)
                  for (w, f, pin), _ in sorted(top, key=lambda kv: order(kv[0]))
-                 for cpu, pods in (cpu_levels(cpus[(w, f, pin)]) if w > 1
-                                   else [(min(cpus[(w, f, pin)]), len(cpus[(w, f, pin)]))]))
+                 for cpu, ram, pods in levels((w, f, pin)))
+
+
+def _whole_ask(v: object) -> int:
+    """An allocation's CPU or memory ask as a level: a positive whole number, else 0."""
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are
@@ -261,25 +276,27 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial = s.partial_free[rows]  # free memory on partly used GPUs
     cpu = s.cpu_free[rows]
     cpu_after = np.maximum(cpu - req.cpu_milli, 0)  # as the snapshot counts a node over its CPU
+    ram = s.ram_free[rows]
+    ram_after = np.maximum(ram - req.ram, 0)
     free_total_after = free_total - p.taken
     delta = np.zeros(len(rows))
-    # whether the node can host each shape, before and after, by its free CPU and its GPU
-    # product (which a placement does not change): shapes share levels and pins
-    hosts: dict[tuple[int, frozenset[str]], tuple[np.ndarray, np.ndarray]] = {}
+    # whether the node can host each shape, before and after, by its free CPU and memory and
+    # its GPU product (which a placement does not change): shapes share levels and pins
+    hosts: dict[tuple[int, int, frozenset[str]], tuple[np.ndarray, np.ndarray]] = {}
     accepts: dict[frozenset[str], np.ndarray] = {}
     for sh in shapes:
-        if (sh.cpu_milli, sh.products) not in hosts:
-            fits = cpu >= sh.cpu_milli, cpu_after >= sh.cpu_milli
+        if (sh.cpu_milli, sh.ram, sh.products) not in hosts:
+            fits = (cpu >= sh.cpu_milli) & (ram >= sh.ram), (cpu_after >= sh.cpu_milli) & (ram_after >= sh.ram)
             if sh.products:
                 if sh.products not in accepts:
                     accepts[sh.products] = s.accepts_products(sh.products, rows)
                 product = accepts[sh.products]
                 fits = fits[0] & product, fits[1] & product
-            hosts[(sh.cpu_milli, sh.products)] = fits
+            hosts[(sh.cpu_milli, sh.ram, sh.products)] = fits
     if req.whole_gpus:
         count_after = whole_count - req.whole_gpus
         for sh in shapes:
-            cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.products)]
+            cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
             if sh.whole:
                 before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
                 after = np.where((count_after >= sh.whole) & cpu_ok_after, partial, free_total_after)
@@ -298,7 +315,7 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial_after = partial + np.where(was_whole, after_free, -p.taken)
     count_after = whole_count - was_whole
     for sh in shapes:
-        cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.products)]
+        cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
         if sh.whole:
             before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
             after = np.where((count_after >= sh.whole) & cpu_ok_after, partial_after, free_total_after)
@@ -387,7 +404,7 @@ class ScoreDetails:
 
 # Every snapshot array that simulate, packing and fragmentation read.
 SCORE_INPUTS = ("free", "whole_free", "gpu_mem_total", "usable_total", "free_total", "partial_free",
-                "whole_free_count", "cpu_free", "product_code")
+                "whole_free_count", "cpu_free", "ram_free", "product_code")
 
 
 def packing_and_fragmentation(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray,
@@ -414,7 +431,7 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
         # a pinned shape reads product codes, whose meaning is the snapshot's product table
         # (a rebuild renumbers it): the table is part of the key, as in feasibility's
         pinned = s.products if any(sh.products for sh in shapes) else ()
-        key = ("score", req.whole_gpus, req.gpu_memory, req.cpu_milli, tuple(shapes), pinned)
+        key = ("score", req.whole_gpus, req.gpu_memory, req.cpu_milli, req.ram, tuple(shapes), pinned)
         pack_all, frag_all = memo.get(s, key, SCORE_INPUTS, lambda rows: packing_and_fragmentation(s, req, rows, shapes))
         pack, frag = pack_all[r], frag_all[r]
     else:

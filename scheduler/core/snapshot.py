@@ -38,7 +38,7 @@ import numpy as np
 from scheduler import contract
 from scheduler.core.row_tuple import RowTuple, rows_of
 from scheduler.nodeinfo import MAX_CLOCK_SKEW_S, CachedModel, NodeReport, vouched_gpus
-from scheduler.quantity import MAX_MILLICORES
+from scheduler.quantity import MAX_BYTES, MAX_MILLICORES
 
 MiB = 2**20
 MAX_GPUS = 64
@@ -49,6 +49,8 @@ IDLE_USED_BYTES = 512 * MiB
 # Free CPU of a node whose allocatable CPU is not known: more than any pod may ask
 # (quantity.MAX_MILLICORES), so CPU limits nothing there, as before CPU was read.
 CPU_UNKNOWN = 2**40
+# The same for the node's memory (RAM, bytes; quantity.MAX_BYTES is 2**50).
+RAM_UNKNOWN = 2**60
 
 # Node status codes, in the order a reason is reported.
 OK, NO_GPUS, STALE, BAD_REPORT, CLOCK_SKEW = 0, 1, 2, 3, 4
@@ -66,9 +68,11 @@ class Allocation:
     whole: bool
     count: int = 1  # GPUs held, used only when gpu_ids is unknown
     inferred: bool = False  # gpu_ids were guessed by the snapshot, not read from the pod
-    # The pod's CPU request (millicores, core/cpu.py): the workload's learned shapes carry
+    # The pod's CPU request (millicores, core/resources.py): the workload's learned shapes carry
     # it. What the node's CPU holds is NodeState.cpu_requested, every pod's, not this.
     cpu_milli: int = 0
+    # Its memory request (RAM, bytes; core/resources.py), learned with the CPU.
+    ram: int = 0
     # The GPU products the pod accepts (PodRequest.products; empty = any): learned shapes
     # carry it, so pods free to go anywhere keep off the GPUs pinned pods can use.
     products: frozenset[str] = frozenset()
@@ -92,6 +96,10 @@ class NodeState:
     # gpusched's or not.
     cpu_allocatable: int = 0
     cpu_requested: int = 0
+    # The node's memory (RAM, bytes), counted the same way: a GPU pod asking more than a
+    # node has left cannot use its GPUs (FGD's classes carry it).
+    ram_allocatable: int = 0
+    ram_requested: int = 0
 
 
 class ModelCache(NamedTuple):
@@ -115,14 +123,24 @@ class _Row(NamedTuple):
     notes: tuple[str, ...]
     cpu_allocatable: int
     cpu_requested: int
+    ram_allocatable: int
+    ram_requested: int
 
 
-def _cpu_milli(value: object) -> int:
-    """A NodeState's CPU figure as a column value: a whole number in 0..MAX_MILLICORES
+def _whole(value: object, most: int) -> int:
+    """A NodeState's CPU or memory figure as a column value: a whole number in 0..most
     (anything else, a bool, a float, None, is 0: not known, or nothing requested)."""
     if isinstance(value, bool) or not isinstance(value, int):
         return 0
-    return min(max(value, 0), MAX_MILLICORES)
+    return min(max(value, 0), most)
+
+
+def _cpu_milli(value: object) -> int:
+    return _whole(value, MAX_MILLICORES)
+
+
+def _ram(value: object) -> int:
+    return _whole(value, MAX_BYTES)
 
 
 def _node_row(state: NodeState) -> _Row:
@@ -133,7 +151,8 @@ def _node_row(state: NodeState) -> _Row:
     if not 0 <= count <= MAX_GPUS:
         notes.append(f"node {state.name}: allocatable {contract.GPU_RESOURCE} {count} outside 0..{MAX_GPUS}")
         count = min(max(count, 0), MAX_GPUS)
-    cpu = (_cpu_milli(state.cpu_allocatable), _cpu_milli(state.cpu_requested))
+    cpu = (_cpu_milli(state.cpu_allocatable), _cpu_milli(state.cpu_requested), _ram(state.ram_allocatable),
+           _ram(state.ram_requested))
     if has_report:
         assert rep is not None
         gpus, clamped = rep.gpus, None
@@ -294,6 +313,10 @@ class ClusterSnapshot:
     cpu_allocatable: np.ndarray
     cpu_requested: np.ndarray
     cpu_free: np.ndarray
+    # The node's memory (RAM, bytes), the same way (RAM_UNKNOWN free where not known).
+    ram_allocatable: np.ndarray
+    ram_requested: np.ndarray
+    ram_free: np.ndarray
     # ---------- lookups
 
     def __len__(self) -> int:
@@ -408,10 +431,7 @@ class ClusterSnapshot:
             ("gpu_count", np.array([b.gpu_count for b in built], np.int32)), ("gpu_mem_total", total),
             ("used", used), ("healthy", healthy), ("present", present), ("reported_at", reported_at),
             ("has_report", has_report), ("product_code", codes))}
-        cpu_alloc = np.array([b.cpu_allocatable for b in built], np.int64)
-        cpu_req = np.array([b.cpu_requested for b in built], np.int64)
-        patched.update((name, _patched(getattr(self, name), r, value)) for name, value in (
-            ("cpu_allocatable", cpu_alloc), ("cpu_requested", cpu_req), ("cpu_free", _cpu_free(cpu_alloc, cpu_req))))
+        patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _host_arrays(built))
         trust = _trust(present, healthy, total, has_report, reported_at,
                        {j: b.error for j, b in enumerate(built) if b.error}, self.now, self.stale_after_s)
         patched.update((name, _patched(getattr(self, name), r, value)) for name, value in _arrays(trust))
@@ -442,20 +462,23 @@ class ClusterSnapshot:
             node_models=rows_of(self.node_models).replaced(models),
             allocations=rows_of(self.allocations).replaced(resolved), notes=notes[-MAX_NOTES:])
 
-    def with_cpu_requested(self, requested: Mapping[str, int]) -> "ClusterSnapshot":
-        """The snapshot with each named node's CPU requested (millicores, every pod bound
-        there) set: a pod bound, gone or resized anywhere. Unknown nodes are skipped (the
-        next rebuild counts them); nothing changed: this very snapshot."""
-        found = {self.index[n]: _cpu_milli(v) for n, v in requested.items() if n in self.index}
+    def with_requested(self, requested: Mapping[str, tuple[int, int]]) -> "ClusterSnapshot":
+        """The snapshot with each named node's CPU (millicores) and memory (bytes) requested
+        by every pod bound there set: a pod bound, gone or resized anywhere. Unknown nodes
+        are skipped (the next rebuild counts them); nothing changed: this very snapshot."""
+        found = {self.index[n]: v for n, v in requested.items() if n in self.index}
         if not found:
             return self
         r = np.fromiter(found, np.int64, len(found))
-        req = np.fromiter(found.values(), np.int64, len(found))
-        cpu_requested = _patched(self.cpu_requested, r, req)
-        if cpu_requested is self.cpu_requested:
+        cpu = np.array([_cpu_milli(v[0]) for v in found.values()], np.int64)
+        ram = np.array([_ram(v[1]) for v in found.values()], np.int64)
+        cpu_requested = _patched(self.cpu_requested, r, cpu)
+        ram_requested = _patched(self.ram_requested, r, ram)
+        if cpu_requested is self.cpu_requested and ram_requested is self.ram_requested:
             return self
-        return _evolve(self, cpu_requested=cpu_requested,
-                       cpu_free=_patched(self.cpu_free, r, _cpu_free(self.cpu_allocatable[r], req)))
+        return _evolve(self, cpu_requested=cpu_requested, ram_requested=ram_requested,
+                       cpu_free=_patched(self.cpu_free, r, _host_free(self.cpu_allocatable[r], cpu, CPU_UNKNOWN)),
+                       ram_free=_patched(self.ram_free, r, _host_free(self.ram_allocatable[r], ram, RAM_UNKNOWN)))
 
     def _with_rows_allocations(self, changes: Mapping[int, list[Allocation]]) -> "ClusterSnapshot":
         rows = list(changes)
@@ -573,10 +596,21 @@ def _trust(present: np.ndarray, healthy: np.ndarray, total: np.ndarray, has_repo
     )
 
 
-def _cpu_free(allocatable: np.ndarray, requested: np.ndarray) -> np.ndarray:
-    """Millicores a new pod may still ask: allocatable less requested (0 when over, as a
-    node can be after its kubelet admitted static pods), CPU_UNKNOWN where not known."""
-    return np.where(allocatable > 0, np.maximum(allocatable - requested, 0), CPU_UNKNOWN)
+def _host_free(allocatable: np.ndarray, requested: np.ndarray, unknown: int) -> np.ndarray:
+    """CPU or memory a new pod may still ask: allocatable less requested (0 when over, as
+    a node can be after its kubelet admitted static pods), `unknown` where not known."""
+    return np.where(allocatable > 0, np.maximum(allocatable - requested, 0), unknown)
+
+
+def _host_arrays(rows: Sequence[_Row]) -> tuple[tuple[str, np.ndarray], ...]:
+    """The CPU and memory columns of these rows, by snapshot field."""
+    cpu_alloc = np.array([r.cpu_allocatable for r in rows], np.int64)
+    cpu_req = np.array([r.cpu_requested for r in rows], np.int64)
+    ram_alloc = np.array([r.ram_allocatable for r in rows], np.int64)
+    ram_req = np.array([r.ram_requested for r in rows], np.int64)
+    return (("cpu_allocatable", cpu_alloc), ("cpu_requested", cpu_req),
+            ("cpu_free", _host_free(cpu_alloc, cpu_req, CPU_UNKNOWN)), ("ram_allocatable", ram_alloc),
+            ("ram_requested", ram_req), ("ram_free", _host_free(ram_alloc, ram_req, RAM_UNKNOWN)))
 
 
 def _free(total: np.ndarray, used: np.ndarray, committed: np.ndarray, exclusive: np.ndarray,
@@ -647,8 +681,6 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
     has_report = _frozen(np.array([r.has_report for r in rows], bool))
     report_error = {i: r.error for i, r in enumerate(rows) if r.error}
     trust = _trust(present, healthy, total, has_report, reported_at, report_error, float(now), float(stale_after_s))
-    cpu_alloc = np.array([r.cpu_allocatable for r in rows], np.int64)
-    cpu_req = np.array([r.cpu_requested for r in rows], np.int64)
     return ClusterSnapshot(
         names=names, index=index,
         gpu_count=_frozen(np.array([r.gpu_count for r in rows], np.int32)),
@@ -661,5 +693,5 @@ def build_snapshot(nodes: Sequence[NodeState], now: float, stale_after_s: float,
         node_models=RowTuple(r.models for r in rows),
         allocations=RowTuple(allocations), now=float(now), stale_after_s=float(stale_after_s), notes=tuple(notes),
         **trust, **_free(total, used, committed, exclusive, trust["usable"]),
-        cpu_allocatable=_frozen(cpu_alloc), cpu_requested=_frozen(cpu_req), cpu_free=_frozen(_cpu_free(cpu_alloc, cpu_req)),
+        **{name: _frozen(a) for name, a in _host_arrays(rows)},
     )

@@ -29,8 +29,8 @@ from typing import Any, Callable, NamedTuple
 
 from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
 from scheduler.core.claims import NOT_READ, HeldClaim, allocated_nodes, allocations_on, claim_held, claim_key
-from scheduler.core.cpu import node_cpu_allocatable
-from scheduler.core.objects import allocation_of, cpu_held, node_state_of, pod_key, report_errors
+from scheduler.core.resources import Requests, node_cpu_allocatable, node_memory_allocatable
+from scheduler.core.objects import allocation_of, host_held, node_state_of, pod_key, report_errors
 from scheduler.extender.node_rows import NodeRows
 from scheduler.nodeinfo import NodeReport
 
@@ -106,16 +106,17 @@ class LiveState:
         # nvidia.com/gpu pods (scheduler/core/beside_claims.py); replaced, never mutated
         self.claim_nodes: frozenset[str] = frozenset()
         self._assumed: dict[str, _Assumed] = {}
-        # every bound pod's CPU request (gpusched's or not: kube-scheduler counts them all),
-        # and by node the sum of those and of our reservations' that the watch has not shown
-        # bound yet: what the snapshot's cpu_requested holds; the nodes whose sum moved since
-        # the snapshot was last published
-        self._cpu: dict[str, tuple[str, int]] = {}
-        self._cpu_on: dict[str, int] = {}
-        self._cpu_moved: dict[str, int] = {}
+        # every bound pod's CPU and memory requests (gpusched's or not: kube-scheduler counts
+        # them all), as (node, millicores, bytes), and by node the sums of those and of our
+        # reservations' that the watch has not shown bound yet: what the snapshot's
+        # cpu_requested and ram_requested hold; the nodes whose sums moved since the snapshot
+        # was last published
+        self._cpu: dict[str, tuple[str, int, int]] = {}
+        self._cpu_on: dict[str, tuple[int, int]] = {}
+        self._cpu_moved: dict[str, tuple[int, int]] = {}
         self.node_cpu_errors: dict[str, str] = {}
-        # why a bound pod's CPU request was partly read as 0 m, by pod key: logged once per
-        # pod and reason, not at each status update
+        # why a bound pod's CPU or memory request was partly read as 0, by pod key: logged
+        # once per pod and reason, not at each status update
         self.pod_cpu_problems: dict[str, tuple[str, ...]] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
@@ -233,38 +234,40 @@ class LiveState:
             allocs += claimed
         return allocs
 
-    def _cpu_of(self, key: str) -> tuple[str, int] | None:
-        """(node, millicores) pod `key` counts for: as the watch shows it bound, else as our
-        bind reserved it (kube-scheduler's cache assumes it there too)."""
+    def _cpu_of(self, key: str) -> tuple[str, int, int] | None:
+        """(node, millicores, bytes of memory) pod `key` counts for: as the watch shows it
+        bound, else as our bind reserved it (kube-scheduler's cache assumes it there too)."""
         held = self._cpu.get(key)
         if held is None and key in self._assumed:
             a = self._assumed[key]
-            return a.node, a.alloc.cpu_milli
+            return a.node, a.alloc.cpu_milli, a.alloc.ram
         return held
 
-    def _recount_cpu(self, before: tuple[str, int] | None, after: tuple[str, int] | None) -> None:
+    def _recount_cpu(self, before: tuple[str, int, int] | None, after: tuple[str, int, int] | None) -> None:
         if before == after:
             return
-        for pair, sign in ((before, -1), (after, 1)):
-            if pair is not None:
-                node, milli = pair
-                self._cpu_moved[node] = self._cpu_on[node] = self._cpu_on.get(node, 0) + sign * milli
-                if not self._cpu_on[node]:
+        for held, sign in ((before, -1), (after, 1)):
+            if held is not None:
+                node, milli, ram = held
+                cpu_on, ram_on = self._cpu_on.get(node, (0, 0))
+                self._cpu_moved[node] = self._cpu_on[node] = (cpu_on + sign * milli, ram_on + sign * ram)
+                if self._cpu_on[node] == (0, 0):
                     del self._cpu_on[node]
 
-    def _put_cpu(self, key: str, held: tuple[str, int, tuple[str, ...]] | None,
+    def _put_cpu(self, key: str, held: tuple[str, Requests] | None,
                  logged: dict[str, tuple[str, ...]] | None = None) -> None:
-        """Record the CPU pod `key` holds as the watch shows it (None: none), and log why
-        part of its request was unreadable unless `logged` (by default what is noted now)
-        holds that reason for it already."""
+        """Record the CPU and memory pod `key` holds as the watch shows it (None: none), and
+        log why part of its requests was unreadable unless `logged` (by default what is noted
+        now) holds that reason for it already."""
         counted = self._cpu_of(key)
         self._cpu.pop(key, None)
-        problems = held[2] if held is not None else ()
+        problems = held[1].problems if held is not None else ()
         if held is not None:
-            self._cpu[key] = (held[0], held[1])
+            self._cpu[key] = (held[0], held[1].cpu_milli, held[1].memory)
         if problems:
             if (self.pod_cpu_problems if logged is None else logged).get(key) != problems:
-                log.warning("pod %s: CPU request counted without the parts not read: %s", key, "; ".join(problems))
+                log.warning("pod %s: CPU and memory requests counted without the parts not read: %s", key,
+                            "; ".join(problems))
             self.pod_cpu_problems[key] = problems
         elif self.pod_cpu_problems:  # a good pod costs one test when no pod is bad
             self.pod_cpu_problems.pop(key, None)
@@ -281,7 +284,7 @@ class LiveState:
 
     def _with_cpu_moved(self, snap: ClusterSnapshot) -> ClusterSnapshot:
         moved, self._cpu_moved = self._cpu_moved, {}
-        return snap.with_cpu_requested(moved) if moved else snap
+        return snap.with_requested(moved) if moved else snap
 
     # ---------- node events
 
@@ -309,7 +312,8 @@ class LiveState:
                         else self._held_on(name))
                 patched = snap.with_nodes([NodeState(
                     state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
-                    held, state.kubelet_gpus, state.cpu_allocatable, self._cpu_on.get(name, 0))])
+                    held, state.kubelet_gpus, state.cpu_allocatable, self._cpu_on.get(name, (0, 0))[0],
+                    state.ram_allocatable, self._cpu_on.get(name, (0, 0))[1])])
                 if patched is None:
                     self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
                 else:
@@ -318,7 +322,7 @@ class LiveState:
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
         state = node_state_of(node)
-        _, cpu_error = node_cpu_allocatable(node)
+        cpu_error = "; ".join(e for e in (node_cpu_allocatable(node)[1], node_memory_allocatable(node)[1]) if e)
         if cpu_error and self.node_cpu_errors.get(state.name) != cpu_error:
             log.warning("node %s: %s", state.name, cpu_error)
         if cpu_error:
@@ -349,7 +353,7 @@ class LiveState:
             for key in self._assumed:
                 self._recount_cpu(None, self._cpu_of(key))
             for p in pods:
-                self._put_cpu(pod_key(p), cpu_held(p), logged)
+                self._put_cpu(pod_key(p), host_held(p), logged)
                 held = allocation_of(p)
                 if held:
                     self._put_pod(pod_key(p), held)
@@ -360,7 +364,7 @@ class LiveState:
     def on_pod(self, typ: str, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
         held = None if typ == "DELETED" else allocation_of(pod)
-        cpu = None if typ == "DELETED" else cpu_held(pod)
+        cpu = None if typ == "DELETED" else host_held(pod)
         with self._lock:
             self._put_cpu(key, cpu)
             before = self._pods.get(key)
@@ -484,7 +488,9 @@ class LiveState:
             self._claim_keys = {}
             self._cpu_moved = {}  # the rebuild reads every node's sum
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               self._held_on(n.name), n.kubelet_gpus, n.cpu_allocatable, self._cpu_on.get(n.name, 0))
+                               self._held_on(n.name), n.kubelet_gpus, n.cpu_allocatable,
+                               self._cpu_on.get(n.name, (0, 0))[0], n.ram_allocatable,
+                               self._cpu_on.get(n.name, (0, 0))[1])
                      for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)

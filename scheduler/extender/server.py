@@ -326,7 +326,7 @@ class Extender:
                             "(the node changed since the filter); kube-scheduler retries the pod"), False
                 alloc = Allocation(pod_key=key, gpu_ids=tuple(assignment.gpu_ids),
                                    memory_per_gpu=assignment.memory_per_gpu, whole=req.whole_gpus > 0,
-                                   count=len(assignment.gpu_ids), cpu_milli=req.cpu_milli,
+                                   count=len(assignment.gpu_ids), cpu_milli=req.cpu_milli, ram=req.ram,
                                    products=req.products)
                 self.live.assume(b.node, alloc)
             # Counted: the next pod's filter may go on now, while the Binding is in flight.

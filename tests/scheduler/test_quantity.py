@@ -57,3 +57,24 @@ def test_parse_millicores_refuses_with_a_reason(text):
     from scheduler.quantity import QuantityError, parse_millicores
     with pytest.raises(QuantityError, match="cpu"):
         parse_millicores(text)
+
+
+@pytest.mark.parametrize("text,want", [
+    ("16Gi", 16 * 2**30), ("512Mi", 512 * 2**20), ("1G", 10**9), ("0", 0), ("1500m", 2), ("1e3", 1000),
+    ("528272264Ki", 528272264 * 1024), (1024, 1024), ("1Pi", 2**50),
+])
+def test_parse_memory(text, want):
+    """Memory requests and allocatable as the API server takes them: zero and the decimal
+    suffixes allowed, rounded up to a whole byte (resource.Quantity.Value)."""
+    from scheduler.quantity import parse_memory
+    assert parse_memory(text) == want
+
+
+@pytest.mark.parametrize("text,why", [
+    ("-5Gi", "must not be negative"), ("1e30", "larger than"), ("2Pi", "larger than"), ("lots", "not a memory"),
+    (None, "expected a quantity"), (True, "expected a quantity"), ("9e999999999", "memory"), ("9" * 70, "too long"),
+])
+def test_parse_memory_refuses_with_a_reason(text, why):
+    from scheduler.quantity import QuantityError, parse_memory
+    with pytest.raises(QuantityError, match=why):
+        parse_memory(text)

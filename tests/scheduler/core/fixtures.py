@@ -16,15 +16,18 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=timezone.utc).timestamp()
 def node(name: str, gpus: int = 8, gib: int = 80, *, used: dict[int, int] | None = None,
          models: dict[str, tuple[int, str]] | None = None, healthy: set[int] | None = None,
          allocs: list[Allocation] | None = None, reported_ago: float = 10.0,
-         product: str = "NVIDIA-H100-80GB-HBM3", cpu: int = 0, cpu_used: int = 0) -> NodeState:
-    """A node whose agent reported `reported_ago` seconds before NOW."""
+         product: str = "NVIDIA-H100-80GB-HBM3", cpu: int = 0, cpu_used: int = 0, ram_gib: int = 0,
+         ram_used_gib: int = 0) -> NodeState:
+    """A node whose agent reported `reported_ago` seconds before NOW; CPU in cores and its
+    memory (RAM) in GiB, 0 allocatable: not known."""
     report = NodeReport(
         gpus=tuple(GPU(i, f"GPU-{name}-{i}", gib * GiB, (used or {}).get(i, 0) * GiB, 0.0,
                        healthy is None or i in healthy, product) for i in range(gpus)),
         models=tuple(CachedModel(m, b, t) for m, (b, t) in (models or {}).items()),
         reported_at=datetime.fromtimestamp(NOW - reported_ago, timezone.utc))
     return NodeState(name, gpus, product, gib * 1024, report, list(allocs or []),
-                     cpu_allocatable=cpu * 1000, cpu_requested=cpu_used * 1000)
+                     cpu_allocatable=cpu * 1000, cpu_requested=cpu_used * 1000, ram_allocatable=ram_gib * GiB,
+                     ram_requested=ram_used_gib * GiB)
 
 
 def share(pod: str, gpu: int, gib: int) -> Allocation:
@@ -60,7 +63,7 @@ def assert_same_snapshot(got: ClusterSnapshot, want: ClusterSnapshot) -> None:
     for name in ("gpu_count", "gpu_mem_total", "used", "committed", "exclusive", "healthy", "present", "reported_at",
                  "has_report", "status", "stale", "usable", "usable_total", "unhealthy_count", "memory_known", "free",
                  "whole_free", "max_free", "free_total", "partial_free", "whole_free_count", "cpu_allocatable",
-                 "cpu_requested", "cpu_free"):
+                 "cpu_requested", "cpu_free", "ram_allocatable", "ram_requested", "ram_free"):
         a, b = getattr(got, name), getattr(want, name)
         assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
         assert not a.flags.writeable, name

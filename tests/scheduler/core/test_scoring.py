@@ -53,7 +53,7 @@ def test_spread_inverts_packing():
     assert packed["a"] > packed["b"] and spread["b"] > spread["a"]
 
 
-def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product=""):
+def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product="", ram_free=None):
     """FGD's expected fragmentation recomputed from scratch over every GPU: a shape whose
     CPU the node's free CPU cannot host, or pinned to products the node's is not, finds all
     of the node's free memory a fragment."""
@@ -66,6 +66,8 @@ def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product=""):
         else:
             f = np.where(free < sh.fraction * total, free, 0).sum(1)
         f = np.where(cpu_free >= sh.cpu_milli, f, free.sum(1))
+        if ram_free is not None:
+            f = np.where(ram_free >= sh.ram, f, free.sum(1))
         if sh.products and not any(fnmatch.fnmatchcase(product, q) for q in sh.products):
             f = free.sum(1)
         out += sh.weight / tw * f
@@ -75,6 +77,9 @@ def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product=""):
 # DEFAULT_SHAPES, each at three CPU levels: 0, 8 and 24 cores
 CPU_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, cpu) for sh in DEFAULT_SHAPES
                    for cpu in (0, 8000, 24000))
+# CPU_SHAPES, each also at three memory levels: 0, 64 and 256 GiB
+HOST_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, sh.cpu_milli, ram=ram) for sh in CPU_SHAPES
+                    for ram in (0, 64 * GiB, 256 * GiB))
 
 
 PRODUCTS = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S")
@@ -83,10 +88,11 @@ PINNED_SHAPES = tuple(Shape(sh.whole, sh.fraction, sh.weight / 3, sh.cpu_milli, 
                       for pin in (frozenset(), frozenset(PRODUCTS[:1]), frozenset({"NVIDIA-A100-*", PRODUCTS[2]})))
 
 
-def _random_snapshot(rng: np.random.Generator, with_cpu: bool, products: tuple[str, ...] = PRODUCTS[:1]):
+def _random_snapshot(rng: np.random.Generator, with_cpu: bool, products: tuple[str, ...] = PRODUCTS[:1],
+                     with_ram: bool = False):
     """30 nodes of 8 GPUs: each GPU 30% a share of 5-60 GiB, 15% whole, else free; with CPU,
-    0 (not known: CPU limits nothing), 64 or 96 cores with up to 80 requested; each node
-    one of ``products``."""
+    0 (not known: CPU limits nothing), 64 or 96 cores with up to 80 requested; with memory,
+    0 (not known), 512 or 1024 GiB with up to 900 requested; each node one of ``products``."""
     nodes = []
     for i in range(30):
         allocs = []
@@ -101,15 +107,17 @@ def _random_snapshot(rng: np.random.Generator, with_cpu: bool, products: tuple[s
             nodes.append(node(f"n{i}", allocs=allocs, product=product))
             continue
         cpu = int(rng.choice([0, 64, 96]))
+        ram = int(rng.choice([0, 512, 1024])) if with_ram else 0
         nodes.append(node(f"n{i}", allocs=allocs, cpu=cpu, cpu_used=int(rng.integers(0, 80)) if cpu else 0,
-                          product=product))
+                          product=product, ram_gib=ram, ram_used_gib=int(rng.integers(0, 900)) if ram else 0))
     return snapshot(*nodes)
 
 
 def _recomputed_deltas(s, req: PodRequest, feasible: list[str], shapes) -> list[float]:
     """What fragmentation_delta must give on each feasible node: FGD's F recomputed from
     scratch after the pod is placed there (its GPUs as bind assigns them, its CPU requested),
-    less F before. A node whose CPU is not known has CPU_UNKNOWN free before and after."""
+    less F before. A node whose CPU (memory) is not known has CPU_UNKNOWN (RAM_UNKNOWN) free
+    before and after."""
     from scheduler.core import assign_gpus
     from scheduler.core.snapshot import Allocation
     want = []
@@ -118,12 +126,13 @@ def _recomputed_deltas(s, req: PodRequest, feasible: list[str], shapes) -> list[
         i = s.index[name]
         after = s.with_allocation(name, Allocation("new", a.gpu_ids, a.memory_per_gpu, bool(req.whole_gpus),
                                                    len(a.gpu_ids)))
-        after = after.with_cpu_requested({name: int(s.cpu_requested[i]) + req.cpu_milli})
+        after = after.with_requested({name: (int(s.cpu_requested[i]) + req.cpu_milli,
+                                             int(s.ram_requested[i]) + req.ram)})
         product = s.products[s.product_code[i]]
         b = _frag_bruteforce(s.free[i:i + 1], s.whole_free[i:i + 1], s.gpu_mem_total[i:i + 1], shapes,
-                             s.cpu_free[i:i + 1], product)
+                             s.cpu_free[i:i + 1], product, s.ram_free[i:i + 1])
         aa = _frag_bruteforce(after.free[i:i + 1], after.whole_free[i:i + 1], after.gpu_mem_total[i:i + 1],
-                              shapes, after.cpu_free[i:i + 1], product)
+                              shapes, after.cpu_free[i:i + 1], product, after.ram_free[i:i + 1])
         want.append((aa - b)[0])
     return want
 
@@ -142,6 +151,22 @@ def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
     got = fragmentation_delta(s, req, r, simulate(s, req, r), CPU_SHAPES)
     assert got == pytest.approx(_recomputed_deltas(s, req, feasible, CPU_SHAPES), rel=1e-9, abs=1.0)
     assert len(set(np.round(got, -3))) > 3  # not a degenerate draw: the rows differ
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000, ram=32 * GiB),
+                                 PodRequest(gpu_memory=50 * GiB, ram=200 * GiB),
+                                 PodRequest(whole_gpus=1, ram=100 * GiB),
+                                 PodRequest(whole_gpus=3, cpu_milli=30000, ram=300 * GiB), PodRequest(whole_gpus=2)])
+def test_fragmentation_delta_with_memory_equals_recomputing_everything(seed, req):
+    """Nodes with 0, 512 or 1024 GiB of memory, up to 900 requested, and shapes asking 0, 64
+    or 256 GiB: the pod's memory makes some shapes unfit where they fitted, as its CPU does."""
+    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True, with_ram=True)
+    feasible, _ = filter_names(s, req, list(s.names))
+    r = s.indices(feasible)
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), HOST_SHAPES)
+    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, HOST_SHAPES), rel=1e-9, abs=1.0)
+    assert len(set(np.round(got, -3))) > 3
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -322,28 +347,53 @@ def test_workload_shapes_keep_rare_multi_gpu_shapes():
 # ---------- CPU in the learned shapes and the fragmentation they measure
 
 
-@pytest.mark.parametrize("cpus,want", [
+@pytest.mark.parametrize("asks,want", [
     # 44 8-GPU pods: 21 ask 64 cores, 18 ask 88, 5 ask 120; thirds of 15, 15, 14 at their most:
-    # 15 x 64 -> 64; 6 x 64 + 9 x 88 -> 88; 9 x 88 + 5 x 120 -> 120
-    ([64] * 21 + [88] * 18 + [120] * 5, [(64, 15), (88, 15), (120, 14)]),
-    ([11] * 9, [(11, 9)]),                      # one level: thirds merged
-    ([4, 24], [(4, 1), (24, 1)]),                # fewer pods than levels
+    # 15 x 64 -> 64; 6 x 64 + 9 x 88 -> 88; 9 x 88 + 5 x 120 -> 120 (memory 0 throughout)
+    ([(64, 0)] * 21 + [(88, 0)] * 18 + [(120, 0)] * 5, [(64, 0, 15), (88, 0, 15), (120, 0, 14)]),
+    ([(11, 0)] * 9, [(11, 0, 9)]),                    # one level: thirds merged
+    ([(4, 0), (24, 0)], [(4, 0, 1), (24, 0, 1)]),     # fewer pods than levels
     ([], []),
+    # memory rides with CPU: 6 pods sorted by CPU then memory, halves of 3 at the most of each:
+    # (8, 700), (8, 720), (16, 600) -> (16, 720); (64, 625), (64, 640), (96, 500) -> (96, 640)
+    ([(96, 500), (8, 700), (64, 625), (16, 600), (8, 720), (64, 640)], [(16, 720, 3), (96, 640, 3)]),
 ])
-def test_cpu_levels_cut_pods_into_equal_groups_at_their_most(cpus, want):
-    from scheduler.core.scoring import cpu_levels
-    assert cpu_levels(cpus) == want
+def test_host_levels_cut_pods_into_equal_groups_at_their_most(asks, want):
+    from scheduler.core.scoring import host_levels
+    levels = 2 if len(asks) == 6 else 3
+    assert host_levels(asks, levels) == want
 
 
-def test_workload_shapes_carry_the_cpu_their_pods_asked():
+def test_workload_shapes_carry_the_cpu_and_memory_their_pods_asked():
     from scheduler.core import workload_shapes
     from scheduler.core.snapshot import Allocation
-    allocs_a = [Allocation(f"w{g}", (g,), 0, whole=True, cpu_milli=12_000) for g in range(3)]
-    allocs_b = [Allocation("big", tuple(range(8)), 0, whole=True, count=8, cpu_milli=120_000)]
+    allocs_a = [Allocation(f"w{g}", (g,), 0, whole=True, cpu_milli=12_000, ram=(60 + 10 * g) * GiB) for g in range(3)]
+    allocs_b = [Allocation("big", tuple(range(8)), 0, whole=True, count=8, cpu_milli=120_000, ram=700 * GiB)]
     s = snapshot(node("a", allocs=allocs_a), node("b", allocs=allocs_b))
-    # 4 pods: three 1-GPU at 12 cores (3/4), one 8-GPU at 120 cores (1/4)
-    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75, cpu_milli=12_000),
-                                              Shape(whole=8, weight=0.25, cpu_milli=120_000))
+    # 4 pods: three 1-GPU at 12 cores and 60, 70, 80 GiB (3/4; the least of each), one 8-GPU at
+    # 120 cores and 700 GiB (1/4)
+    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75, cpu_milli=12_000, ram=60 * GiB),
+                                              Shape(whole=8, weight=0.25, cpu_milli=120_000, ram=700 * GiB))
+
+
+@pytest.mark.parametrize("ram_free_gib, want", [
+    # three untouched 8 x 80 GiB nodes and one learned shape, 1 GPU asking 700 GiB of memory; a
+    # 1-GPU pod asking 100 GiB, F in GiB:
+    # "big", 800 free: hosts the shape before and after (700 >= 700), no partial GPU: 0 -> 0, +0;
+    # "small", 750 free: a host before, 650 after: all 560 GiB left fragmented, 0 -> 560, +560;
+    # "full", 600 free: no host either way, all its free GPU memory fragmented: 640 -> 560, -80.
+    ((800, 750, 600), (0.0, 560.0, -80.0)),
+    # memory not known (0 allocatable) limits nothing: like "big"
+    ((None, 750, 600), (0.0, 560.0, -80.0)),
+])
+def test_memory_makes_a_node_no_host_for_a_shape(ram_free_gib, want):
+    nodes = [node(n, ram_gib=0 if f is None else 1024, ram_used_gib=0 if f is None else 1024 - f)
+             for n, f in zip(("big", "small", "full"), ram_free_gib)]
+    s = snapshot(*nodes)
+    shapes = (Shape(whole=1, weight=1.0, ram=700 * GiB),)
+    req = PodRequest(whole_gpus=1, ram=100 * GiB)
+    r = rows(s, "big", "small", "full")
+    assert (fragmentation_delta(s, req, r, simulate(s, req, r), shapes) / GiB).tolist() == list(want)
 
 
 def test_workload_shapes_keep_pinned_pods_apart():

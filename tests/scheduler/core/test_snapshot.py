@@ -7,7 +7,7 @@ import pytest
 
 from scheduler.core import Allocation, NodeState, SnapshotError, build_snapshot
 from scheduler.core import snapshot as snap
-from scheduler.core.snapshot import CPU_UNKNOWN
+from scheduler.core.snapshot import CPU_UNKNOWN, RAM_UNKNOWN
 from scheduler.nodeinfo import NodeReport
 from tests.scheduler.core.fixtures import NOW, GiB, assert_same_snapshot, node, share, snapshot, whole
 
@@ -339,16 +339,34 @@ def test_cpu_columns_from_node_states(allocatable, requested, want_free):
     assert not s.cpu_free.flags.writeable and not s.cpu_requested.flags.writeable
 
 
-def test_with_cpu_requested_patches_the_rows_a_rebuild_would_give():
-    base = [node("a", cpu=96), node("b", cpu=128, cpu_used=8), node("c")]
+def test_with_requested_patches_the_rows_a_rebuild_would_give():
+    base = [node("a", cpu=96, ram_gib=512), node("b", cpu=128, cpu_used=8, ram_gib=1024, ram_used_gib=24), node("c")]
     s = snapshot(*base)
-    got = s.with_cpu_requested({"a": 90_000, "b": 8_000, "nowhere": 5_000})
-    want = snapshot(replace(base[0], cpu_requested=90_000), *base[1:])
+    got = s.with_requested({"a": (90_000, 500 * GiB), "b": (8_000, 24 * GiB), "nowhere": (5_000, 0)})
+    want = snapshot(replace(base[0], cpu_requested=90_000, ram_requested=500 * GiB), *base[1:])
     assert_same_snapshot(got, want)
     assert got.cpu_free.tolist() == [6_000, 120_000, CPU_UNKNOWN]
+    assert got.ram_free.tolist() == [12 * GiB, 1000 * GiB, RAM_UNKNOWN]
     assert s.cpu_free.tolist() == [96_000, 120_000, CPU_UNKNOWN]  # readers of the old one see no change
+    assert s.ram_free.tolist() == [512 * GiB, 1000 * GiB, RAM_UNKNOWN]
     assert got.free is s.free and got.committed is s.committed  # GPU arrays shared, the row memo skips them
-    assert s.with_cpu_requested({"b": 8_000}) is s and s.with_cpu_requested({"nowhere": 1}) is s
+    assert s.with_requested({"b": (8_000, 24 * GiB)}) is s and s.with_requested({"nowhere": (1, 1)}) is s
+    # memory alone moved: CPU columns shared
+    mem_only = s.with_requested({"b": (8_000, 1100 * GiB)})
+    assert mem_only.cpu_free is s.cpu_free and mem_only.ram_free.tolist() == [512 * GiB, 0, RAM_UNKNOWN]
+
+
+@pytest.mark.parametrize("allocatable,requested,want_free", [
+    (512 * GiB, 100 * GiB, 412 * GiB),
+    (512 * GiB, 600 * GiB, 0),        # requested past allocatable: none free, not negative
+    (0, 100 * GiB, RAM_UNKNOWN),      # allocatable not known: memory limits nothing
+    (2**62, 0, 2**50),                # clamped to quantity.MAX_BYTES
+    (False, 0, RAM_UNKNOWN),          # not a number: not known
+])
+def test_memory_columns_from_node_states(allocatable, requested, want_free):
+    s = snapshot(replace(node("a"), ram_allocatable=allocatable, ram_requested=requested))
+    assert int(s.ram_free[0]) == want_free
+    assert not s.ram_free.flags.writeable
 
 
 def test_with_nodes_derives_the_cpu_columns_afresh():

@@ -329,6 +329,28 @@ def test_pod_events_keep_every_nodes_cpu_requested_as_a_rebuild_would(events, wa
     assert live.snapshot().cpu_free.tolist() == patched[1].tolist()
 
 
+def test_pod_events_keep_every_nodes_memory_requested_as_a_rebuild_would():
+    """Memory is counted beside CPU by the same events: a pod's request on its node, gone
+    when it finishes, moved with it."""
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([_node("n1"), _node("n2")])
+    live.set_pods([])
+    total = int(live.snapshot().ram_allocatable[0])
+    big = _cpu_pod("a", "n1", "8")
+    big["spec"]["containers"][0]["resources"]["requests"]["memory"] = "100Gi"
+    small = _cpu_pod("b", "n1", "1", gpus=1)
+    small["spec"]["containers"][0]["resources"]["requests"]["memory"] = "512Mi"
+    for typ, pod in (("ADDED", big), ("ADDED", small)):
+        live.on_pod(typ, copy.deepcopy(pod))
+    snap = live.snapshot()
+    assert total > 0 and int(snap.ram_free[snap.index["n1"]]) == total - 100 * 2**30 - 512 * 2**20
+    live.on_pod("MODIFIED", {**copy.deepcopy(big), "status": {"phase": "Succeeded"}})
+    patched = live.snapshot().ram_free.tolist()
+    assert patched[live.snapshot().index["n1"]] == total - 512 * 2**20
+    live.rebuild()
+    assert live.snapshot().ram_free.tolist() == patched
+
+
 def test_a_nodes_unreadable_cpu_is_logged_and_limits_nothing(caplog):
     n = _node("n1")
     n["status"]["allocatable"]["cpu"] = "-3"
@@ -348,7 +370,7 @@ def test_a_pods_unreadable_cpu_is_logged_once_per_pod_and_reason(caplog):
         live.set_pods([_cpu_pod("a", "n1", "-1")])  # a relist: logged already
         live.on_pod("MODIFIED", _cpu_pod("a", "n1", "1e12"))  # a new reason: logged
         live.on_pod("ADDED", _cpu_pod("b", "n1", "lots"))  # another pod: logged
-    said = [r.getMessage() for r in caplog.records if "CPU request" in r.getMessage()]
+    said = [r.getMessage() for r in caplog.records if "CPU and memory requests" in r.getMessage()]
     assert len(said) == 3, said
     assert "ns/a" in said[0] and "must not be negative" in said[0]
     assert "ns/a" in said[1] and "more than" in said[1]

@@ -1,9 +1,10 @@
-"""A pod's CPU request and a node's allocatable CPU, as kube-scheduler counts them."""
+"""A pod's CPU and memory requests and a node's allocatable CPU and memory, as kube-scheduler
+counts them."""
 from __future__ import annotations
 
 import pytest
 
-from scheduler.core.cpu import node_cpu_allocatable, pod_cpu_request
+from scheduler.core.resources import node_cpu_allocatable, node_memory_allocatable, pod_cpu_request, pod_requests
 
 
 def c(cpu=None, *, always=False):
@@ -119,3 +120,56 @@ def test_node_cpu_allocatable(allocatable, want, problem):
     got, why = node_cpu_allocatable({"status": {"allocatable": allocatable}})
     assert got == want
     assert (why is None) if problem is None else (problem in why and "not counted" in why)
+
+
+Gi = 2**30
+
+
+def m(memory=None, cpu=None, *, always=False):
+    req = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
+    out = {"name": "c", "resources": {"requests": req} if req else {}}
+    if always:
+        out["restartPolicy"] = "Always"
+    return out
+
+
+@pytest.mark.parametrize("spec,want", [
+    ({"containers": [m("16Gi"), m("512Mi")]}, (0, 16 * Gi + 512 * 2**20)),        # summed
+    ({"containers": [m("1Gi")], "initContainers": [m("4Gi")]}, (0, 4 * Gi)),       # max(1, 4)
+    # a sidecar keeps running beside the containers and the later init containers:
+    # max(2 + 1, 1, 1 + 4) = 5 Gi
+    ({"containers": [m("2Gi")], "initContainers": [m("1Gi", always=True), m("4Gi")]}, (0, 5 * Gi)),
+    ({"containers": [m("1Gi")], "overhead": {"memory": "120Mi"}}, (0, Gi + 120 * 2**20)),
+    ({"containers": [m("1500m")]}, (0, 2)),                                         # 1.5 bytes, rounded up
+    ({"containers": [m("1G", "2")]}, (2000, 10**9)),                                # both, one pass
+    # PodLevelResources per resource: the pod's memory stands, CPU still from the containers
+    ({"resources": {"requests": {"memory": "64Gi"}}, "containers": [m("1Gi", "3")]}, (3000, 64 * Gi)),
+    ({}, (0, 0)),
+])
+def test_pod_requests_count_memory_as_kube_scheduler_does(spec, want):
+    got = pod_requests({"spec": spec})
+    assert (got.cpu_milli, got.memory, got.problems) == (*want, ())
+
+
+@pytest.mark.parametrize("memory,problem", [
+    ("-5Gi", "must not be negative"),
+    ("1e30", "larger than"),
+    ("lots", "not a memory quantity"),
+])
+def test_unreadable_memory_counts_nothing_and_says_why(memory, problem):
+    got = pod_requests({"spec": {"containers": [m(memory, "1"), m("1Gi")]}})
+    assert (got.cpu_milli, got.memory) == (1000, Gi)
+    assert len(got.problems) == 1 and problem in got.problems[0] and "spec.containers[0] requests.memory" in got.problems[0]
+
+
+@pytest.mark.parametrize("allocatable,want,problem", [
+    ({"memory": "1056Gi"}, 1056 * Gi, None),
+    ({"memory": "528272264Ki"}, 528272264 * 1024, None),
+    ({}, 0, None),                       # not given: not known, memory limits nothing
+    ({"memory": "-4Gi"}, 0, "must not be negative"),
+    ({"memory": "1e30"}, 0, "larger than"),
+])
+def test_node_memory_allocatable(allocatable, want, problem):
+    got, why = node_memory_allocatable({"status": {"allocatable": allocatable}})
+    assert got == want
+    assert (why is None) if problem is None else (problem in why and "memory not counted" in why)
