@@ -161,15 +161,6 @@ def pod_requests(pod: Any) -> Requests:
     return Requests(cpu, memory, tuple(problems))
 
 
-def pod_cpu_request(pod: Any) -> tuple[int, tuple[str, ...]]:
-    """(millicores the pod asks of its node, why parts were not read)."""
-    spec = pod.get("spec") if isinstance(pod, dict) else None
-    if not isinstance(spec, dict):
-        return 0, ()
-    problems: list[str] = []
-    return _pod_request(spec, pod.get("status"), CPU_RESOURCE, problems), tuple(problems)
-
-
 def _allocatable(node: Any, res: Resource, what: str) -> tuple[int, str | None]:
     status = node.get("status") if isinstance(node, dict) else None
     allocatable = status.get("allocatable") if isinstance(status, dict) else None

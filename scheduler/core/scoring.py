@@ -36,6 +36,7 @@ from scheduler.core.assign import best_fit_gpu
 from scheduler.core.request import PodRequest
 from scheduler.core.row_memo import DENSE, RowMemo
 from scheduler.core.snapshot import ClusterSnapshot
+from scheduler.quantity import MAX_BYTES
 
 MAX_EXTENDER_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
 GB = 10**9
@@ -45,7 +46,7 @@ GB = 10**9
 class Shape:
     """A kind of pod the cluster is asked to run: whole GPUs, or a share of one GPU given
     as a fraction of that GPU's memory (so one table fits mixed GPU sizes), with the CPU
-    it asks of the node (millicores; 0: any node's CPU will do)."""
+    and memory it asks of the node (millicores, bytes; 0: any node's will do)."""
     whole: int = 0
     fraction: float = 0.0
     weight: float = 1.0
@@ -78,15 +79,18 @@ MAX_LEARNED_SHAPES = 8
 # untouched nodes can take it: a third of 8-GPU pods asking 120 cores of nodes that have
 # 96 or 128 is what one level would hide; their 625-720 GiB of memory, on nodes of 512 GiB
 # to 1 TiB, is what FGD's classes see and CPU alone did not (docs/benchmarks.md,
-# placement). One GPU or less asks a few cores: its shape carries the least CPU and the
-# least memory any of its pods asked (a node below either can host none of them). Levels there made FGD's rule (a node that cannot
-# host a shape has all its free GPU memory fragmented for it, so filling it costs nothing)
-# pull pods onto small-CPU nodes whose GPUs product-pinned pods need: gpuspec33's first
-# failure fell to 12.6% against best-fit's 18.1% (docs/benchmarks.md, placement).
-MAX_CPU_LEVELS = 3
+# placement). A group mixing pods of much CPU and little memory with the reverse gets a
+# level no pod asks: conservative (it overstates what a node must have). One GPU or less
+# asks a few cores: its shape carries the least CPU and the least memory any of its pods
+# asked (a node below either can host none of them). Levels there made FGD's rule (a node
+# that cannot host a shape has all its free GPU memory fragmented for it, so filling it
+# costs nothing) pull pods onto small-CPU nodes whose GPUs product-pinned pods need:
+# gpuspec33's first failure fell to 12.6% against best-fit's 18.1% (docs/benchmarks.md,
+# placement).
+MAX_HOST_LEVELS = 3
 
 
-def host_levels(asks: Sequence[tuple[int, int]], levels: int = MAX_CPU_LEVELS) -> list[tuple[int, int, int]]:
+def host_levels(asks: Sequence[tuple[int, int]], levels: int = MAX_HOST_LEVELS) -> list[tuple[int, int, int]]:
     """(CPU level, memory level, pods) for pods asking `asks` (millicores, bytes): sorted
     by CPU then memory, cut into up to `levels` groups of (nearly) equal count, each at the
     most any of its pods asks of each; groups at one level merged."""
@@ -164,8 +168,9 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
 
 
 def _whole_ask(v: object) -> int:
-    """An allocation's CPU or memory ask as a level: a positive whole number, else 0."""
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+    """An allocation's CPU or memory ask as a level: a positive whole number (at most
+    quantity.MAX_BYTES, more than any millicores), else 0."""
+    return min(v, MAX_BYTES) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are
@@ -296,16 +301,16 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     if req.whole_gpus:
         count_after = whole_count - req.whole_gpus
         for sh in shapes:
-            cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
+            host_ok, host_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
             if sh.whole:
-                before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
-                after = np.where((count_after >= sh.whole) & cpu_ok_after, partial, free_total_after)
+                before = np.where((whole_count >= sh.whole) & host_ok, partial, free_total)
+                after = np.where((count_after >= sh.whole) & host_ok_after, partial, free_total_after)
             else:
                 # The GPUs taken were untouched, no fragment of a share: the node's fragments
                 # for it are the same after, so they cancel (computed only where CPU is lost).
-                frag = _share_fragments(s, rows, sh.fraction, cpu_ok & ~cpu_ok_after)
-                before = np.where(cpu_ok, frag, free_total)
-                after = np.where(cpu_ok_after, frag, free_total_after)
+                frag = _share_fragments(s, rows, sh.fraction, host_ok & ~host_ok_after)
+                before = np.where(host_ok, frag, free_total)
+                after = np.where(host_ok_after, frag, free_total_after)
             delta += sh.weight / total_w * (after - before)
         return delta
     ok = p.gpu >= 0
@@ -315,20 +320,20 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial_after = partial + np.where(was_whole, after_free, -p.taken)
     count_after = whole_count - was_whole
     for sh in shapes:
-        cpu_ok, cpu_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
+        host_ok, host_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
         if sh.whole:
-            before = np.where((whole_count >= sh.whole) & cpu_ok, partial, free_total)
-            after = np.where((count_after >= sh.whole) & cpu_ok_after, partial_after, free_total_after)
+            before = np.where((whole_count >= sh.whole) & host_ok, partial, free_total)
+            after = np.where((count_after >= sh.whole) & host_ok_after, partial_after, free_total_after)
         else:
             share = sh.fraction * p.gpu_total
             gpu_before = _share_fragment(p.free_before, share)
             gpu_after = _share_fragment(after_free, share)
             # CPU hosts the shape before and after: only the pod's GPU changed. The pod's
             # CPU makes it unfit: the node's fragments for it (every GPU) become all its free.
-            lost = cpu_ok & ~cpu_ok_after
-            before = np.where(cpu_ok, np.where(lost, _share_fragments(s, rows, sh.fraction, lost), gpu_before),
+            lost = host_ok & ~host_ok_after
+            before = np.where(host_ok, np.where(lost, _share_fragments(s, rows, sh.fraction, lost), gpu_before),
                               free_total)
-            after = np.where(cpu_ok_after, gpu_after, free_total_after)
+            after = np.where(host_ok_after, gpu_after, free_total_after)
         delta += sh.weight / total_w * np.where(ok, after - before, 0)
     return delta
 

@@ -151,8 +151,8 @@ def _node_row(state: NodeState) -> _Row:
     if not 0 <= count <= MAX_GPUS:
         notes.append(f"node {state.name}: allocatable {contract.GPU_RESOURCE} {count} outside 0..{MAX_GPUS}")
         count = min(max(count, 0), MAX_GPUS)
-    cpu = (_cpu_milli(state.cpu_allocatable), _cpu_milli(state.cpu_requested), _ram(state.ram_allocatable),
-           _ram(state.ram_requested))
+    host = (_cpu_milli(state.cpu_allocatable), _cpu_milli(state.cpu_requested), _ram(state.ram_allocatable),
+            _ram(state.ram_requested))
     if has_report:
         assert rep is not None
         gpus, clamped = rep.gpus, None
@@ -174,11 +174,11 @@ def _node_row(state: NodeState) -> _Row:
         notes += [f"node {state.name}: {e}" for e in rep.errors if e.startswith(contract.MODEL_CACHE)]
         product = state.product or next((g.product for g in gpus if g.product), "")
         return _Row(total, used, present, healthy, at, True, "; ".join(errors) or None, product,
-                    rep.models, count, tuple(notes), *cpu)
+                    rep.models, count, tuple(notes), *host)
     mib = state.gpu_memory_label_mib or 0
     mib = mib if isinstance(mib, int) and 0 < mib <= 2**24 else 0
     return _Row(np.full(count, mib * MiB, np.int64), np.zeros(count, np.int64), np.ones(count, bool),
-                np.ones(count, bool), math.nan, False, None, state.product, (), count, tuple(notes), *cpu)
+                np.ones(count, bool), math.nan, False, None, state.product, (), count, tuple(notes), *host)
 
 
 def _commit(alloc: Allocation, total: np.ndarray, committed: np.ndarray, exclusive: np.ndarray) -> None:

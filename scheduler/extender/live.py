@@ -47,9 +47,10 @@ SHAPES_EVERY_S = 60.0
 def _counts_the_same(node_a: str, a: Allocation, node_b: str, b: Allocation) -> bool:
     """Whether the snapshot would count `a` on node_a exactly as `b` on node_b: the same
     known GPUs, taken whole, or with the same memory each (a whole GPU's memory figure is
-    informative only)."""
+    informative only), and the same CPU, memory and products, which the learned shapes read."""
     return (node_a == node_b and bool(a.gpu_ids) and a.gpu_ids == b.gpu_ids and a.whole == b.whole
-            and (a.whole or a.memory_per_gpu == b.memory_per_gpu) and not a.inferred and not b.inferred)
+            and (a.whole or a.memory_per_gpu == b.memory_per_gpu) and not a.inferred and not b.inferred
+            and (a.cpu_milli, a.ram, a.products) == (b.cpu_milli, b.ram, b.products))
 
 
 def _same_gpus(a: NodeState | None, b: NodeState) -> bool:
@@ -111,13 +112,13 @@ class LiveState:
         # reservations' that the watch has not shown bound yet: what the snapshot's
         # cpu_requested and ram_requested hold; the nodes whose sums moved since the snapshot
         # was last published
-        self._cpu: dict[str, tuple[str, int, int]] = {}
-        self._cpu_on: dict[str, tuple[int, int]] = {}
-        self._cpu_moved: dict[str, tuple[int, int]] = {}
-        self.node_cpu_errors: dict[str, str] = {}
+        self._host: dict[str, tuple[str, int, int]] = {}
+        self._host_on: dict[str, tuple[int, int]] = {}
+        self._host_moved: dict[str, tuple[int, int]] = {}
+        self.node_resource_errors: dict[str, str] = {}
         # why a bound pod's CPU or memory request was partly read as 0, by pod key: logged
         # once per pod and reason, not at each status update
-        self.pod_cpu_problems: dict[str, tuple[str, ...]] = {}
+        self.pod_resource_problems: dict[str, tuple[str, ...]] = {}
         self._dirty = True
         empty = build_snapshot([], now=clock(), stale_after_s=stale_after_s)
         self._view = View(empty, NodeRows(empty.names, empty.index))
@@ -166,14 +167,14 @@ class LiveState:
         return before
 
     def _put_assumed(self, key: str, assumed: _Assumed | None) -> _Assumed | None:
-        counted = self._cpu_of(key)
+        counted = self._host_of(key)
         before = self._assumed.pop(key, None)
         if before is not None:
             _unindex(self._assumed_on, before.node, key)
         if assumed is not None:
             self._assumed[key] = assumed
             self._assumed_on.setdefault(assumed.node, {})[key] = None
-        self._recount_cpu(counted, self._cpu_of(key))
+        self._recount_host(counted, self._host_of(key))
         return before
 
     def _put_claim(self, key: str, held: tuple[HeldClaim, tuple[str, ...]] | None) -> None:
@@ -234,56 +235,56 @@ class LiveState:
             allocs += claimed
         return allocs
 
-    def _cpu_of(self, key: str) -> tuple[str, int, int] | None:
+    def _host_of(self, key: str) -> tuple[str, int, int] | None:
         """(node, millicores, bytes of memory) pod `key` counts for: as the watch shows it
         bound, else as our bind reserved it (kube-scheduler's cache assumes it there too)."""
-        held = self._cpu.get(key)
+        held = self._host.get(key)
         if held is None and key in self._assumed:
             a = self._assumed[key]
             return a.node, a.alloc.cpu_milli, a.alloc.ram
         return held
 
-    def _recount_cpu(self, before: tuple[str, int, int] | None, after: tuple[str, int, int] | None) -> None:
+    def _recount_host(self, before: tuple[str, int, int] | None, after: tuple[str, int, int] | None) -> None:
         if before == after:
             return
         for held, sign in ((before, -1), (after, 1)):
             if held is not None:
                 node, milli, ram = held
-                cpu_on, ram_on = self._cpu_on.get(node, (0, 0))
-                self._cpu_moved[node] = self._cpu_on[node] = (cpu_on + sign * milli, ram_on + sign * ram)
-                if self._cpu_on[node] == (0, 0):
-                    del self._cpu_on[node]
+                cpu_on, ram_on = self._host_on.get(node, (0, 0))
+                self._host_moved[node] = self._host_on[node] = (cpu_on + sign * milli, ram_on + sign * ram)
+                if self._host_on[node] == (0, 0):
+                    del self._host_on[node]
 
-    def _put_cpu(self, key: str, held: tuple[str, Requests] | None,
+    def _put_host(self, key: str, held: tuple[str, Requests] | None,
                  logged: dict[str, tuple[str, ...]] | None = None) -> None:
         """Record the CPU and memory pod `key` holds as the watch shows it (None: none), and
         log why part of its requests was unreadable unless `logged` (by default what is noted
         now) holds that reason for it already."""
-        counted = self._cpu_of(key)
-        self._cpu.pop(key, None)
+        counted = self._host_of(key)
+        self._host.pop(key, None)
         problems = held[1].problems if held is not None else ()
         if held is not None:
-            self._cpu[key] = (held[0], held[1].cpu_milli, held[1].memory)
+            self._host[key] = (held[0], held[1].cpu_milli, held[1].memory)
         if problems:
-            if (self.pod_cpu_problems if logged is None else logged).get(key) != problems:
+            if (self.pod_resource_problems if logged is None else logged).get(key) != problems:
                 log.warning("pod %s: CPU and memory requests counted without the parts not read: %s", key,
                             "; ".join(problems))
-            self.pod_cpu_problems[key] = problems
-        elif self.pod_cpu_problems:  # a good pod costs one test when no pod is bad
-            self.pod_cpu_problems.pop(key, None)
-        self._recount_cpu(counted, self._cpu_of(key))
+            self.pod_resource_problems[key] = problems
+        elif self.pod_resource_problems:  # a good pod costs one test when no pod is bad
+            self.pod_resource_problems.pop(key, None)
+        self._recount_host(counted, self._host_of(key))
 
     def _edit(self, drop: list[tuple[str, str]], add: list[tuple[str, Allocation]]) -> None:
         """Publish the snapshot with `drop` (node, key) taken off and `add` (node, allocation)
         counted, in one update. Pods already counted on those nodes keep the GPUs the
         snapshot resolved for them: guessing a pod's unknown GPUs afresh on each event
         (~20 us each) would cost more than the rest of the event."""
-        snap = self._with_cpu_moved(self._view.snapshot.edited(drop, add))
+        snap = self._with_host_moved(self._view.snapshot.edited(drop, add))
         if snap is not self._view.snapshot:
             self._publish(snap)
 
-    def _with_cpu_moved(self, snap: ClusterSnapshot) -> ClusterSnapshot:
-        moved, self._cpu_moved = self._cpu_moved, {}
+    def _with_host_moved(self, snap: ClusterSnapshot) -> ClusterSnapshot:
+        moved, self._host_moved = self._host_moved, {}
         return snap.with_requested(moved) if moved else snap
 
     # ---------- node events
@@ -312,8 +313,8 @@ class LiveState:
                         else self._held_on(name))
                 patched = snap.with_nodes([NodeState(
                     state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
-                    held, state.kubelet_gpus, state.cpu_allocatable, self._cpu_on.get(name, (0, 0))[0],
-                    state.ram_allocatable, self._cpu_on.get(name, (0, 0))[1])])
+                    held, state.kubelet_gpus, state.cpu_allocatable, self._host_on.get(name, (0, 0))[0],
+                    state.ram_allocatable, self._host_on.get(name, (0, 0))[1])])
                 if patched is None:
                     self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
                 else:
@@ -322,13 +323,13 @@ class LiveState:
     def _put_node(self, node: dict[str, Any]) -> bool:
         """Store what the snapshot reads of `node`; True when that changed."""
         state = node_state_of(node)
-        cpu_error = "; ".join(e for e in (node_cpu_allocatable(node)[1], node_memory_allocatable(node)[1]) if e)
-        if cpu_error and self.node_cpu_errors.get(state.name) != cpu_error:
-            log.warning("node %s: %s", state.name, cpu_error)
-        if cpu_error:
-            self.node_cpu_errors[state.name] = cpu_error
+        resource_error = "; ".join(e for e in (node_cpu_allocatable(node)[1], node_memory_allocatable(node)[1]) if e)
+        if resource_error and self.node_resource_errors.get(state.name) != resource_error:
+            log.warning("node %s: %s", state.name, resource_error)
+        if resource_error:
+            self.node_resource_errors[state.name] = resource_error
         else:
-            self.node_cpu_errors.pop(state.name, None)
+            self.node_resource_errors.pop(state.name, None)
         errors = report_errors(state)
         if errors:
             if self.node_report_errors.get(state.name) != errors:
@@ -347,13 +348,13 @@ class LiveState:
     def set_pods(self, pods: list[dict[str, Any]]) -> None:
         with self._lock:
             self._pods, self._pods_on = {}, {}
-            self._cpu, self._cpu_on = {}, {}
+            self._host, self._host_on = {}, {}
             # a relist drops the pods gone meanwhile, and re-logs no pod already logged
-            logged, self.pod_cpu_problems = self.pod_cpu_problems, {}
+            logged, self.pod_resource_problems = self.pod_resource_problems, {}
             for key in self._assumed:
-                self._recount_cpu(None, self._cpu_of(key))
+                self._recount_host(None, self._host_of(key))
             for p in pods:
-                self._put_cpu(pod_key(p), host_held(p), logged)
+                self._put_host(pod_key(p), host_held(p), logged)
                 held = allocation_of(p)
                 if held:
                     self._put_pod(pod_key(p), held)
@@ -364,18 +365,18 @@ class LiveState:
     def on_pod(self, typ: str, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
         held = None if typ == "DELETED" else allocation_of(pod)
-        cpu = None if typ == "DELETED" else host_held(pod)
+        host = None if typ == "DELETED" else host_held(pod)
         with self._lock:
-            self._put_cpu(key, cpu)
+            self._put_host(key, host)
             before = self._pods.get(key)
             if held is not None and held == before and key not in self._assumed:
-                if self._cpu_moved:
+                if self._host_moved:
                     self._edit([], [])
                 return  # a status update (kwok, kubelet): what the pod holds did not change
             self._put_pod(key, held)
             assumed = self._put_assumed(key, None) if held or typ == "DELETED" else None
             if assumed and held and before is None and _counts_the_same(assumed.node, assumed.alloc, *held):
-                if self._cpu_moved:
+                if self._host_moved:
                     self._edit([], [])
                 return  # the watch shows what our bind reserved: the snapshot counts it already
             self._edit(([(before[0], key)] if before else []) + ([(assumed.node, key)] if assumed else []),
@@ -486,11 +487,11 @@ class LiveState:
         with self._lock:
             self._expire(now)
             self._claim_keys = {}
-            self._cpu_moved = {}  # the rebuild reads every node's sum
+            self._host_moved = {}  # the rebuild reads every node's sum
             nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
                                self._held_on(n.name), n.kubelet_gpus, n.cpu_allocatable,
-                               self._cpu_on.get(n.name, (0, 0))[0], n.ram_allocatable,
-                               self._cpu_on.get(n.name, (0, 0))[1])
+                               self._host_on.get(n.name, (0, 0))[0], n.ram_allocatable,
+                               self._host_on.get(n.name, (0, 0))[1])
                      for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
@@ -509,7 +510,7 @@ class LiveState:
             for node, key in self._expire(now):
                 confirmed = self._pods.get(key)
                 snap = snap.edited([(node, key)], [confirmed] if confirmed else [])
-            snap = self._with_cpu_moved(snap).at(now)
+            snap = self._with_host_moved(snap).at(now)
             self._publish(snap)
             if now - self.shapes_at > SHAPES_EVERY_S:  # a pass over every pod: ~25 ms at 5,000 nodes
                 self.shapes, self.shapes_at = workload_shapes(snap), now

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler.core.resources import node_cpu_allocatable, node_memory_allocatable, pod_cpu_request, pod_requests
+from scheduler.core.resources import node_cpu_allocatable, node_memory_allocatable, pod_requests
+
+
+def pod_cpu_request(pod):
+    """The CPU half of pod_requests, with why parts were not read."""
+    got = pod_requests(pod)
+    return got.cpu_milli, got.problems
 
 
 def c(cpu=None, *, always=False):

@@ -169,3 +169,23 @@ def test_a_product_renumbered_by_a_rebuild_reaches_pinned_shapes_scores():
     fresh = score_rows(then, req, then.indices(names), None, shapes)
     assert np.array_equal(fresh.fragmentation, kept.fragmentation)
     assert fresh.fragmentation[1] != score_rows(first, req, first.indices(names), None, shapes).fragmentation[1]
+
+
+@pytest.mark.parametrize("change", ["memory", "cpu"])
+def test_a_change_of_requested_memory_or_cpu_alone_reaches_memoised_scores(change):
+    """with_requested moves only the CPU or only the memory columns of one node; shapes that
+    ask both must see it through the memo (ram_free and cpu_free are score inputs)."""
+    names = [f"n{i}" for i in range(4)]
+    # 96 cores with 64 requested, 1 TiB of memory with 512 GiB requested, on every node; then n1's
+    # memory requested to 1000 GiB (24 left: no host for 200 GiB) or its CPU to 95 cores (1 left)
+    first = snapshot(*(node(n, gpus=4, cpu=96, cpu_used=64, ram_gib=1024, ram_used_gib=512) for n in names))
+    moved = (64_000, 1000 * GiB) if change == "memory" else (95_000, 512 * GiB)
+    then = first.with_requested({"n1": moved})
+    shapes = (Shape(whole=1, weight=1.0, cpu_milli=8_000, ram=200 * GiB),)
+    req, memo = PodRequest(gpu_memory=20 * GiB), RowMemo()
+    for s in (first, then):
+        kept = score_rows(s, req, s.indices(names), None, shapes, memo)
+    fresh = score_rows(then, req, then.indices(names), None, shapes)
+    assert np.array_equal(fresh.fragmentation, kept.fragmentation)
+    before = score_rows(first, req, first.indices(names), None, shapes).fragmentation
+    assert fresh.fragmentation[1] != before[1] and np.array_equal(fresh.fragmentation[[0, 2, 3]], before[[0, 2, 3]])

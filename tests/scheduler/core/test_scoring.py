@@ -347,20 +347,19 @@ def test_workload_shapes_keep_rare_multi_gpu_shapes():
 # ---------- CPU in the learned shapes and the fragmentation they measure
 
 
-@pytest.mark.parametrize("asks,want", [
+@pytest.mark.parametrize("asks,levels,want", [
     # 44 8-GPU pods: 21 ask 64 cores, 18 ask 88, 5 ask 120; thirds of 15, 15, 14 at their most:
     # 15 x 64 -> 64; 6 x 64 + 9 x 88 -> 88; 9 x 88 + 5 x 120 -> 120 (memory 0 throughout)
-    ([(64, 0)] * 21 + [(88, 0)] * 18 + [(120, 0)] * 5, [(64, 0, 15), (88, 0, 15), (120, 0, 14)]),
-    ([(11, 0)] * 9, [(11, 0, 9)]),                    # one level: thirds merged
-    ([(4, 0), (24, 0)], [(4, 0, 1), (24, 0, 1)]),     # fewer pods than levels
-    ([], []),
+    ([(64, 0)] * 21 + [(88, 0)] * 18 + [(120, 0)] * 5, 3, [(64, 0, 15), (88, 0, 15), (120, 0, 14)]),
+    ([(11, 0)] * 9, 3, [(11, 0, 9)]),                    # one level: thirds merged
+    ([(4, 0), (24, 0)], 3, [(4, 0, 1), (24, 0, 1)]),     # fewer pods than levels
+    ([], 3, []),
     # memory rides with CPU: 6 pods sorted by CPU then memory, halves of 3 at the most of each:
     # (8, 700), (8, 720), (16, 600) -> (16, 720); (64, 625), (64, 640), (96, 500) -> (96, 640)
-    ([(96, 500), (8, 700), (64, 625), (16, 600), (8, 720), (64, 640)], [(16, 720, 3), (96, 640, 3)]),
+    ([(96, 500), (8, 700), (64, 625), (16, 600), (8, 720), (64, 640)], 2, [(16, 720, 3), (96, 640, 3)]),
 ])
-def test_host_levels_cut_pods_into_equal_groups_at_their_most(asks, want):
+def test_host_levels_cut_pods_into_equal_groups_at_their_most(asks, levels, want):
     from scheduler.core.scoring import host_levels
-    levels = 2 if len(asks) == 6 else 3
     assert host_levels(asks, levels) == want
 
 

@@ -287,8 +287,8 @@ def test_a_bound_pods_reservation_carries_its_cpu_for_the_learned_shapes():
     pod's CPU there, every pod the extender bound would look like it asked none."""
     ext, live, api = setup()
     pod = api.pod("p")
-    pod["spec"]["containers"][0]["resources"]["requests"] = {"cpu": "12"}
+    pod["spec"]["containers"][0]["resources"]["requests"] = {"cpu": "12", "memory": "96Gi"}
     api.pod = lambda name: pod  # type: ignore[method-assign]
     assert bind(ext, "p", "a") == ""
     held = [a for row in live.snapshot().allocations for a in row]
-    assert [(a.pod_key, a.cpu_milli) for a in held] == [("ns/p", 12_000)]
+    assert [(a.pod_key, a.cpu_milli, a.ram) for a in held] == [("ns/p", 12_000, 96 * 2**30)]

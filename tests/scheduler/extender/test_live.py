@@ -344,9 +344,12 @@ def test_pod_events_keep_every_nodes_memory_requested_as_a_rebuild_would():
         live.on_pod(typ, copy.deepcopy(pod))
     snap = live.snapshot()
     assert total > 0 and int(snap.ram_free[snap.index["n1"]]) == total - 100 * 2**30 - 512 * 2**20
+    small["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"  # resized: memory alone moves
+    live.on_pod("MODIFIED", copy.deepcopy(small))
+    assert int(live.snapshot().ram_free[0]) == total - 101 * 2**30
     live.on_pod("MODIFIED", {**copy.deepcopy(big), "status": {"phase": "Succeeded"}})
     patched = live.snapshot().ram_free.tolist()
-    assert patched[live.snapshot().index["n1"]] == total - 512 * 2**20
+    assert patched[live.snapshot().index["n1"]] == total - 2**30
     live.rebuild()
     assert live.snapshot().ram_free.tolist() == patched
 
@@ -357,7 +360,7 @@ def test_a_nodes_unreadable_cpu_is_logged_and_limits_nothing(caplog):
     live = LiveState(clock=lambda: AT.timestamp())
     live.set_nodes([n])
     assert live.snapshot().cpu_allocatable.tolist() == [0]
-    assert "must not be negative" in caplog.text and live.node_cpu_errors["n1"]
+    assert "must not be negative" in caplog.text and live.node_resource_errors["n1"]
 
 
 def test_a_pods_unreadable_cpu_is_logged_once_per_pod_and_reason(caplog):
@@ -377,7 +380,7 @@ def test_a_pods_unreadable_cpu_is_logged_once_per_pod_and_reason(caplog):
     assert "ns/b" in said[2] and "not a CPU quantity" in said[2]
     live.on_pod("DELETED", _cpu_pod("b", "n1", "lots"))
     live.on_pod("MODIFIED", _cpu_pod("a", "n1", "2"))
-    assert live.pod_cpu_problems == {}  # gone or mended: nothing kept
+    assert live.pod_resource_problems == {}  # gone or mended: nothing kept
     assert live.snapshot().cpu_requested.tolist() == [2_000]
 
 
@@ -406,3 +409,14 @@ def test_a_reservation_counts_its_cpu_until_the_watch_shows_the_pod_or_it_is_rel
     t[0] += ASSUME_TTL_S + 1  # the Binding never showed up in the watch
     live.rejudge()
     assert free() == 128_000
+
+
+def test_a_reservation_counts_its_memory_as_its_cpu():
+    live = LiveState(clock=lambda: AT.timestamp())
+    live.set_nodes([_node("n1")])
+    live.set_pods([])
+    total = int(live.snapshot().ram_free[0])
+    live.assume("n1", Allocation("ns/p", (0,), 0, whole=True, cpu_milli=8_000, ram=64 * 2**30))
+    assert int(live.snapshot().ram_free[0]) == total - 64 * 2**30
+    live.forget("n1", "ns/p")
+    assert int(live.snapshot().ram_free[0]) == total
