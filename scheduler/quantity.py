@@ -67,17 +67,25 @@ _MILLI_SUFFIX = {"n": Decimal("1e-6"), "u": Decimal("1e-3"), "m": Decimal(1),
 MAX_MILLICORES = 10**9
 
 
+def _nonnegative(text: object, what: str, kind: str, example: str) -> tuple[str, Decimal]:
+    """(the text, its value in thousandths of the unit) of a CPU or memory quantity: zero
+    and the small decimal suffixes allowed, as the API server allows them; not a quantity
+    or negative: QuantityError. A number (the JSON of `cpu: 2`) is read as its text."""
+    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+        raise QuantityError(f"{what}: expected a quantity such as {example}, got {type(text).__name__}")
+    text = str(text)
+    value = _value(text, what, _MILLI_SUFFIX, f"is not a {kind} quantity (use e.g. {example})")
+    if value < 0:
+        raise QuantityError(f"{what}: {text!r} must not be negative")
+    return text, value
+
+
 def parse_memory(text: object, *, what: str = "memory", max_bytes: int = MAX_BYTES) -> int:
     """Bytes of a Kubernetes memory request or allocatable, rounded up as
     resource.Quantity.Value rounds ("1500m" is 2). Unlike parse_bytes, zero and the small
-    decimal suffixes are allowed, as the API server allows them; negative, unparsable or
-    above `max_bytes` raise QuantityError. A number is read as its text."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise QuantityError(f"{what}: expected a quantity such as '16Gi', got {type(text).__name__}")
-    text = str(text)
-    milli = _value(text, what, _MILLI_SUFFIX, "is not a memory quantity (use e.g. '16Gi' or '512Mi')")
-    if milli < 0:
-        raise QuantityError(f"{what}: {text!r} must not be negative")
+    decimal suffixes are allowed; negative, unparsable or above `max_bytes` raise
+    QuantityError."""
+    text, milli = _nonnegative(text, what, "memory", "'16Gi' or '512Mi'")
     if milli > Decimal(max_bytes) * 1000:
         raise QuantityError(f"{what}: {text!r} is larger than {max_bytes} bytes")
     return int((milli / 1000).to_integral_value(rounding="ROUND_CEILING"))
@@ -86,13 +94,8 @@ def parse_memory(text: object, *, what: str = "memory", max_bytes: int = MAX_BYT
 def parse_millicores(text: object, *, what: str = "cpu", max_milli: int = MAX_MILLICORES) -> int:
     """Millicores of a Kubernetes CPU quantity, rounded up as resource.Quantity.MilliValue
     rounds ("1n" is 1m). Zero is allowed (a request of 0); negative, unparsable or above
-    `max_milli` raise QuantityError. A number (the JSON of `cpu: 2`) is read as its text."""
-    if isinstance(text, bool) or not isinstance(text, (str, int, float)):
-        raise QuantityError(f"{what}: expected a quantity such as '500m' or '2', got {type(text).__name__}")
-    text = str(text)
-    value = _value(text, what, _MILLI_SUFFIX, "is not a CPU quantity (use e.g. '500m' or '2')")
-    if value < 0:
-        raise QuantityError(f"{what}: {text!r} must not be negative")
+    `max_milli` raise QuantityError."""
+    text, value = _nonnegative(text, what, "CPU", "'500m' or '2'")
     if value > max_milli:
         raise QuantityError(f"{what}: {text!r} is more than {max_milli // 1000} cores")
     return int(value.to_integral_value(rounding="ROUND_CEILING"))

@@ -137,51 +137,38 @@ def _recomputed_deltas(s, req: PodRequest, feasible: list[str], shapes) -> list[
     return want
 
 
+# Each case: the nodes (CPU only; CPU and memory; three products), the shapes fragmentation
+# is measured for, and pods whose CPU, memory or products make some shapes unfit where they fitted.
+RECOMPUTE_CASES = {
+    # 16..64 free cores, shapes asking 0, 8 or 24
+    "cpu": ({}, CPU_SHAPES, [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
+                             PodRequest(gpu_memory=50 * GiB, cpu_milli=16000), PodRequest(whole_gpus=1, cpu_milli=12000),
+                             PodRequest(whole_gpus=3, cpu_milli=30000), PodRequest(whole_gpus=2)]),
+    # 0, 512 or 1024 GiB of memory with up to 900 requested, shapes asking 0, 64 or 256 GiB
+    "memory": ({"with_ram": True}, HOST_SHAPES,
+               [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000, ram=32 * GiB), PodRequest(gpu_memory=50 * GiB, ram=200 * GiB),
+                PodRequest(whole_gpus=1, ram=100 * GiB), PodRequest(whole_gpus=3, cpu_milli=30000, ram=300 * GiB),
+                PodRequest(whole_gpus=2)]),
+    # three products, shapes pinned to some: a node a pinned shape cannot use has all its free
+    # memory fragmented for it, before and after
+    "pinned": ({"products": PRODUCTS}, PINNED_SHAPES,
+               [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000), PodRequest(whole_gpus=1),
+                PodRequest(whole_gpus=3, cpu_milli=30000),
+                PodRequest(gpu_memory=30 * GiB, products=frozenset(PRODUCTS[1:]))]),
+}
+
+
 @pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000),
-                                 PodRequest(gpu_memory=50 * GiB, cpu_milli=16000),
-                                 PodRequest(whole_gpus=1, cpu_milli=12000), PodRequest(whole_gpus=3, cpu_milli=30000),
-                                 PodRequest(whole_gpus=2)])
-def test_fragmentation_delta_with_cpu_equals_recomputing_everything(seed, req):
-    """Nodes with 16..64 free cores and shapes asking 0, 8 or 24: the pod's CPU makes some
-    shapes unfit where they fitted, and the delta must be what recomputing F says."""
-    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True)
+@pytest.mark.parametrize("case,req", [(c, r) for c, (_, _, reqs) in RECOMPUTE_CASES.items() for r in reqs])
+def test_fragmentation_delta_with_node_limits_equals_recomputing_everything(seed, case, req):
+    """The delta must be what recomputing F after the placement says, on every feasible node."""
+    kw, shapes, _ = RECOMPUTE_CASES[case]
+    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True, **kw)
     feasible, _ = filter_names(s, req, list(s.names))
     r = s.indices(feasible)
-    got = fragmentation_delta(s, req, r, simulate(s, req, r), CPU_SHAPES)
-    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, CPU_SHAPES), rel=1e-9, abs=1.0)
+    got = fragmentation_delta(s, req, r, simulate(s, req, r), shapes)
+    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, shapes), rel=1e-9, abs=1.0)
     assert len(set(np.round(got, -3))) > 3  # not a degenerate draw: the rows differ
-
-
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000, ram=32 * GiB),
-                                 PodRequest(gpu_memory=50 * GiB, ram=200 * GiB),
-                                 PodRequest(whole_gpus=1, ram=100 * GiB),
-                                 PodRequest(whole_gpus=3, cpu_milli=30000, ram=300 * GiB), PodRequest(whole_gpus=2)])
-def test_fragmentation_delta_with_memory_equals_recomputing_everything(seed, req):
-    """Nodes with 0, 512 or 1024 GiB of memory, up to 900 requested, and shapes asking 0, 64
-    or 256 GiB: the pod's memory makes some shapes unfit where they fitted, as its CPU does."""
-    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True, with_ram=True)
-    feasible, _ = filter_names(s, req, list(s.names))
-    r = s.indices(feasible)
-    got = fragmentation_delta(s, req, r, simulate(s, req, r), HOST_SHAPES)
-    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, HOST_SHAPES), rel=1e-9, abs=1.0)
-    assert len(set(np.round(got, -3))) > 3
-
-
-@pytest.mark.parametrize("seed", range(5))
-@pytest.mark.parametrize("req", [PodRequest(gpu_memory=20 * GiB, cpu_milli=6000), PodRequest(whole_gpus=1),
-                                 PodRequest(whole_gpus=3, cpu_milli=30000),
-                                 PodRequest(gpu_memory=30 * GiB, products=frozenset(PRODUCTS[1:]))])
-def test_fragmentation_delta_with_pinned_shapes_equals_recomputing_everything(seed, req):
-    """Nodes of three products and shapes pinned to some of them: a node a pinned shape
-    cannot use has all its free memory fragmented for it, before and after."""
-    s = _random_snapshot(np.random.default_rng(seed), with_cpu=True, products=PRODUCTS)
-    feasible, _ = filter_names(s, req, list(s.names))
-    r = s.indices(feasible)
-    got = fragmentation_delta(s, req, r, simulate(s, req, r), PINNED_SHAPES)
-    assert got == pytest.approx(_recomputed_deltas(s, req, feasible, PINNED_SHAPES), rel=1e-9, abs=1.0)
-    assert len(set(np.round(got, -3))) > 3
 
 
 @pytest.mark.parametrize("pinned_weight, want", [
