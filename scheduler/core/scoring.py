@@ -155,6 +155,7 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     multi = [kv for kv in ranked if kv[0][0] > 1][:limit // 2]
     top = multi + [kv for kv in ranked if kv[0][0] <= 1][:limit - len(multi)]
     kept = sum(c for _, c in top)
+
     def levels(key: tuple[int, float, frozenset[str]]) -> list[tuple[int, int, int]]:
         asks = cpus[key]
         if key[0] > 1:

@@ -256,7 +256,7 @@ class LiveState:
                     del self._host_on[node]
 
     def _put_host(self, key: str, held: tuple[str, Requests] | None,
-                 logged: dict[str, tuple[str, ...]] | None = None) -> None:
+                  logged: dict[str, tuple[str, ...]] | None = None) -> None:
         """Record the CPU and memory pod `key` holds as the watch shows it (None: none), and
         log why part of its requests was unreadable unless `logged` (by default what is noted
         now) holds that reason for it already."""
