@@ -404,14 +404,16 @@ def test_over_mutual_tls_one_handshake_serves_every_request_and_no_ticket_is_iss
 
 
 def test_debug_shapes_lists_pinned_shapes_with_their_products():
-    """/debug/shapes answers JSON for every learned shape, a pinned one's products as a list."""
+    """/debug/shapes answers JSON for every learned shape, a pinned one's products as a list,
+    with the CPU and memory its pods ask."""
     import orjson
     from scheduler.core.scoring import Shape
     from scheduler.extender.http import Request
     from scheduler.extender.live import LiveState
     from scheduler.extender.server import Extender, OpsHTTPServer
     live = LiveState()
-    live.shapes = (Shape(whole=1, weight=0.75), Shape(whole=1, weight=0.25, products=frozenset({"b-*", "a"})))
+    live.shapes = (Shape(whole=1, weight=0.75, cpu_milli=8000, ram=64 * 2**30),
+                   Shape(whole=1, weight=0.25, products=frozenset({"b-*", "a"})))
     ext = Extender(live=live, binder=lambda *a: None, get_pod=lambda *a: None)
     ops = OpsHTTPServer(("127.0.0.1", 0), ext, lambda: (True, "ok"))
     try:
@@ -420,3 +422,4 @@ def test_debug_shapes_lists_pinned_shapes_with_their_products():
         ops.server_close()
     assert resp.status == 200
     assert [s["products"] for s in orjson.loads(resp.body)] == [[], ["a", "b-*"]]
+    assert [(s["cpu_milli"], s["ram"]) for s in orjson.loads(resp.body)] == [(8000, 64 * 2**30), (0, 0)]
