@@ -129,6 +129,9 @@ class _Conn:
     close: bool = False
     closed: bool = False
     why: str = ""  # why a worker set close: the reason _close counts when the connection comes back
+    # The client's certificate, read once its TLS handshake is done: later the connection can
+    # have failed (a client killed mid-request), and getpeercert then raises ValueError.
+    cert: dict | None = None
 
     @property
     def fd(self) -> int:
@@ -266,7 +269,7 @@ class BoundedHTTPServer:
                     elif key.fileobj is self._wake_r:
                         self._take_back()
                     else:
-                        self._readable(key.data)
+                        self._serve(key.data)
                 if self._short and self._free >= self._reserve:
                     self._shortage(False)
                 now = time.monotonic()
@@ -329,6 +332,16 @@ class BoundedHTTPServer:
             self._conns[sock.fileno()] = c
             self._sel.register(sock, selectors.EVENT_READ, c)
 
+    def _serve(self, c: _Conn) -> None:
+        """One connection's turn: whatever it raises closes it, and never the server (a
+        client killed mid-request must not take every other caller's extender with it)."""
+        try:
+            self._readable(c)
+        except Exception:  # noqa: BLE001 - logged with its traceback, the connection dropped
+            log.exception("%s: connection from %s failed; closed", self.name, c.peer)
+            if not c.closed:
+                self._close(c, "error")
+
     def _readable(self, c: _Conn) -> None:
         if c.closed:  # closed earlier in this round of events (at the cap); its fd may be another's now
             return
@@ -342,6 +355,12 @@ class BoundedHTTPServer:
                 return
             except (OSError, ValueError) as exc:
                 log.info("%s: TLS handshake from %s failed: %s", self.name, c.peer, exc)
+                self._close(c, "handshake")
+                return
+            try:
+                c.cert = c.sock.getpeercert() or None  # type: ignore[attr-defined]
+            except (OSError, ValueError) as exc:  # failed between the handshake and this line
+                log.info("%s: TLS connection from %s failed after its handshake: %s", self.name, c.peer, exc)
                 self._close(c, "handshake")
                 return
             c.state, c.deadline = _IDLE, time.monotonic() + self.limits.idle_s
@@ -376,8 +395,7 @@ class BoundedHTTPServer:
             method, path, headers, keep = c.head
             body = _take(c.buf, c.head_len, c.need)
             c.need = 0
-            cert = c.sock.getpeercert() if self.tls is not None else None  # type: ignore[attr-defined]
-            req = Request(method, path, headers, body, cert or None)
+            req = Request(method, path, headers, body, c.cert)
             c.close, c.why = not keep, "asked"
             resp = self.quick(req) if self.quick is not None else None
             if resp is None:
@@ -636,9 +654,8 @@ class BoundedHTTPServer:
                 self._release(c)  # handed back: the watching thread reserves it anew
         assert head is not None  # the loop leaves with the head parsed and the body whole
         method, path, headers, keep = head
-        cert = (c.sock.getpeercert() or None) if self.tls is not None else None  # type: ignore[attr-defined]
         c.close, c.why = not keep, "asked"
-        return Request(method, path, headers, _take(c.buf, start, need), cert)
+        return Request(method, path, headers, _take(c.buf, start, need), c.cert)
 
     def _reserve_body(self, c: _Conn, length: int) -> bool:
         with self._budget:

@@ -423,3 +423,27 @@ def test_debug_shapes_lists_pinned_shapes_with_their_products():
     assert resp.status == 200
     assert [s["products"] for s in orjson.loads(resp.body)] == [[], ["a", "b-*"]]
     assert [(s["cpu_milli"], s["ram"]) for s in orjson.loads(resp.body)] == [(8000, 64 * 2**30), (0, 0)]
+
+
+def test_a_connection_whose_turn_raises_is_closed_and_the_server_serves_on(server, monkeypatch, caplog):
+    """Whatever one connection's turn raises (the chaos test met ValueError from a TLS socket
+    whose client was killed mid-request) closes that connection, not the server: every other
+    caller's extender lives on."""
+    srv, _ = server
+    real, calls = srv._readable, [0]
+
+    def boom(c):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise ValueError("handshake not done yet")
+        return real(c)
+
+    monkeypatch.setattr(srv, "_readable", boom)
+    with caplog.at_level("ERROR"):
+        first = connect(srv)
+        first.sendall(post("/x", b"1"))
+        assert closed_within(first, 2)
+    second = connect(srv)
+    second.sendall(post("/x", b"2"))
+    assert status(second) == 200
+    assert srv.closed["error"] == 1 and "failed; closed" in caplog.text
