@@ -182,8 +182,5 @@ def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]],
         hc, _ = claim_held(claim)
         if hc is not None:
             per_node.setdefault(hc.node, []).extend(allocations_on(hc, by_name.get(hc.node))[0])
-    return build_snapshot([NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                                     per_node.get(n.name, []), n.kubelet_gpus, n.cpu_allocatable,
-                                     host.get(n.name, (0, 0))[0], n.ram_allocatable, host.get(n.name, (0, 0))[1])
-                           for n in states],
+    return build_snapshot([n.holding(per_node.get(n.name, []), host.get(n.name, (0, 0))) for n in states],
                           now=now, stale_after_s=stale_after_s)

@@ -35,7 +35,7 @@ from scheduler import contract
 from scheduler.core.assign import best_fit_gpu
 from scheduler.core.request import PodRequest
 from scheduler.core.row_memo import DENSE, RowMemo
-from scheduler.core.snapshot import ClusterSnapshot
+from scheduler.core.snapshot import ClusterSnapshot, whole_figure
 from scheduler.quantity import MAX_BYTES
 
 MAX_EXTENDER_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
@@ -139,7 +139,8 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
                 key = (0, round(a.memory_per_gpu / total, 3), pin)
             else:
                 continue
-            cpus.setdefault(key, []).append((_whole_ask(a.cpu_milli), _whole_ask(a.ram)))
+            # an ask as a level: a positive whole number, else 0
+            cpus.setdefault(key, []).append((whole_figure(a.cpu_milli, MAX_BYTES), whole_figure(a.ram, MAX_BYTES)))
     counts = {key: len(c) for key, c in cpus.items()}
     if sum(counts.values()) < min_pods:
         return tuple(fallback)
@@ -166,12 +167,6 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
                  else Shape(fraction=f, weight=pods / kept, cpu_milli=cpu, products=pin, ram=ram)
                  for (w, f, pin), _ in sorted(top, key=lambda kv: order(kv[0]))
                  for cpu, ram, pods in levels((w, f, pin)))
-
-
-def _whole_ask(v: object) -> int:
-    """An allocation's CPU or memory ask as a level: a positive whole number (at most
-    quantity.MAX_BYTES, more than any millicores), else 0."""
-    return min(v, MAX_BYTES) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
 
 
 # Bytes per second a model's weights load from each tier into GPU memory. Defaults are

@@ -101,6 +101,11 @@ class NodeState:
     ram_allocatable: int = 0
     ram_requested: int = 0
 
+    def holding(self, allocations: list[Allocation], requested: tuple[int, int]) -> "NodeState":
+        """This node's own facts with what its pods hold: their GPU allocations and the CPU
+        (millicores) and memory (bytes) they request."""
+        return replace(self, allocations=allocations, cpu_requested=requested[0], ram_requested=requested[1])
+
 
 class ModelCache(NamedTuple):
     node_idx: np.ndarray  # int64 node rows holding the model
@@ -127,7 +132,7 @@ class _Row(NamedTuple):
     ram_requested: int
 
 
-def _whole(value: object, most: int) -> int:
+def whole_figure(value: object, most: int) -> int:
     """A NodeState's CPU or memory figure as a column value: a whole number in 0..most
     (anything else, a bool, a float, None, is 0: not known, or nothing requested)."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -136,11 +141,11 @@ def _whole(value: object, most: int) -> int:
 
 
 def _cpu_milli(value: object) -> int:
-    return _whole(value, MAX_MILLICORES)
+    return whole_figure(value, MAX_MILLICORES)
 
 
 def _ram(value: object) -> int:
-    return _whole(value, MAX_BYTES)
+    return whole_figure(value, MAX_BYTES)
 
 
 def _node_row(state: NodeState) -> _Row:

@@ -311,10 +311,7 @@ class LiveState:
                 # (~20 us a pod) would cost more than the rest of the event.
                 held = (list(snap.allocations[row]) if row is not None and _same_gpus(before, state)
                         else self._held_on(name))
-                patched = snap.with_nodes([NodeState(
-                    state.name, state.gpu_count, state.product, state.gpu_memory_label_mib, state.report,
-                    held, state.kubelet_gpus, state.cpu_allocatable, self._host_on.get(name, (0, 0))[0],
-                    state.ram_allocatable, self._host_on.get(name, (0, 0))[1])])
+                patched = snap.with_nodes([state.holding(held, self._host_on.get(name, (0, 0)))])
                 if patched is None:
                     self._dirty = True  # a node added, or wider than the snapshot: the refresher rebuilds
                 else:
@@ -488,11 +485,7 @@ class LiveState:
             self._expire(now)
             self._claim_keys = {}
             self._host_moved = {}  # the rebuild reads every node's sum
-            nodes = [NodeState(n.name, n.gpu_count, n.product, n.gpu_memory_label_mib, n.report,
-                               self._held_on(n.name), n.kubelet_gpus, n.cpu_allocatable,
-                               self._host_on.get(n.name, (0, 0))[0], n.ram_allocatable,
-                               self._host_on.get(n.name, (0, 0))[1])
-                     for n in self._nodes.values()]
+            nodes = [n.holding(self._held_on(n.name), self._host_on.get(n.name, (0, 0))) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
             self.shapes, self.shapes_at = workload_shapes(snap), now

@@ -114,20 +114,6 @@ def test_malformed_pods_count_nothing_and_never_raise(pod):
     assert pod_cpu_request(pod)[0] == 0
 
 
-@pytest.mark.parametrize("allocatable,want,problem", [
-    ({"cpu": "96"}, 96000, None),
-    ({"cpu": "127500m"}, 127500, None),
-    ({}, 0, None),                       # not given: not known, CPU limits nothing
-    ({"cpu": "-4"}, 0, "must not be negative"),
-    ({"cpu": "many"}, 0, "not a CPU quantity"),
-    ({"cpu": "1e30"}, 0, "more than"),
-])
-def test_node_cpu_allocatable(allocatable, want, problem):
-    got, why = node_cpu_allocatable({"status": {"allocatable": allocatable}})
-    assert got == want
-    assert (why is None) if problem is None else (problem in why and "not counted" in why)
-
-
 Gi = 2**30
 
 
@@ -168,14 +154,21 @@ def test_unreadable_memory_counts_nothing_and_says_why(memory, problem):
     assert len(got.problems) == 1 and problem in got.problems[0] and "spec.containers[0] requests.memory" in got.problems[0]
 
 
-@pytest.mark.parametrize("allocatable,want,problem", [
-    ({"memory": "1056Gi"}, 1056 * Gi, None),
-    ({"memory": "528272264Ki"}, 528272264 * 1024, None),
-    ({}, 0, None),                       # not given: not known, memory limits nothing
-    ({"memory": "-4Gi"}, 0, "must not be negative"),
-    ({"memory": "1e30"}, 0, "larger than"),
+@pytest.mark.parametrize("read,allocatable,want,problem", [
+    (node_cpu_allocatable, {"cpu": "96"}, 96000, None),
+    (node_cpu_allocatable, {"cpu": "127500m"}, 127500, None),
+    (node_cpu_allocatable, {}, 0, None),          # not given: not known, CPU limits nothing
+    (node_cpu_allocatable, {"cpu": "-4"}, 0, "must not be negative"),
+    (node_cpu_allocatable, {"cpu": "many"}, 0, "not a CPU quantity"),
+    (node_cpu_allocatable, {"cpu": "1e30"}, 0, "more than"),
+    (node_memory_allocatable, {"memory": "1056Gi"}, 1056 * Gi, None),
+    (node_memory_allocatable, {"memory": "528272264Ki"}, 528272264 * 1024, None),
+    (node_memory_allocatable, {}, 0, None),       # not given: not known, memory limits nothing
+    (node_memory_allocatable, {"memory": "-4Gi"}, 0, "must not be negative"),
+    (node_memory_allocatable, {"memory": "1e30"}, 0, "larger than"),
 ])
-def test_node_memory_allocatable(allocatable, want, problem):
-    got, why = node_memory_allocatable({"status": {"allocatable": allocatable}})
+def test_node_allocatable(read, allocatable, want, problem):
+    got, why = read({"status": {"allocatable": allocatable}})
     assert got == want
-    assert (why is None) if problem is None else (problem in why and "memory not counted" in why)
+    kind = "CPU" if read is node_cpu_allocatable else "memory"
+    assert (why is None) if problem is None else (problem in why and f"{kind} not counted" in why)
