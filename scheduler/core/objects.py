@@ -65,15 +65,27 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
 
     Pods with annotations the extender would have rejected (e.g. bound by the default
     binder while the extender was down) still count, as conservatively as they parse."""
+    return holdings_of(pod)[1]
+
+
+def holdings_of(pod: dict[str, Any]) -> tuple[tuple[str, Requests] | None, tuple[str, Allocation] | None]:
+    """For a bound, live pod: ((node, its CPU and memory requests, as kube-scheduler counts
+    them for any pod, with why parts were not read), allocation_of(pod)); (None, None) for a
+    pod not bound or finished. The requests are read once: a pod event needs both, and
+    reading them was a third of its cost."""
     node = bound_node(pod)
     if node is None:
-        return None
+        return None, None
+    host = pod_requests(pod)
+    return (node, host), _allocation_on(node, pod, host)
+
+
+def _allocation_on(node: str, pod: dict[str, Any], host: Requests) -> tuple[str, Allocation] | None:
     annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    host: tuple[int, int] | None = None  # parse_pod read CPU and memory already; else read only for a GPU pod
     products: frozenset[str] = frozenset()
     try:
-        req = parse_pod(pod)
-        whole, memory, host, products = req.whole_gpus, req.gpu_memory, (req.cpu_milli, req.ram), req.products
+        req = parse_pod(pod, host=host)
+        whole, memory, products = req.whole_gpus, req.gpu_memory, req.products
     except RequestError:
         whole = _whole_gpus_lenient(pod.get("spec") or {})
         try:
@@ -85,9 +97,8 @@ def allocation_of(pod: dict[str, Any]) -> tuple[str, Allocation] | None:
     ids = trusted_gpu_ids(node, annotations)
     if ids is not None and whole and len(ids) != whole:
         ids = None  # annotation disagrees with the request: infer instead
-    cpu, ram = host if host is not None else pod_requests(pod)[:2]
     return node, Allocation(pod_key=pod_key(pod), gpu_ids=ids or (), memory_per_gpu=memory, whole=whole > 0,
-                            count=max(whole, 1), cpu_milli=cpu, ram=ram, products=products)
+                            count=max(whole, 1), cpu_milli=host.cpu_milli, ram=host.memory, products=products)
 
 
 def bound_node(pod: dict[str, Any]) -> str | None:
@@ -97,14 +108,6 @@ def bound_node(pod: dict[str, Any]) -> str | None:
     if not node or not isinstance(node, str) or (isinstance(status, dict) and status.get("phase") in ("Succeeded", "Failed")):
         return None
     return node
-
-
-def host_held(pod: dict[str, Any]) -> tuple[str, Requests] | None:
-    """(node, its CPU and memory requests with why parts were not read) a bound, live pod
-    holds there, as kube-scheduler counts them for any pod, GPU or not; None for a pod not
-    bound or finished."""
-    node = bound_node(pod)
-    return None if node is None else (node, pod_requests(pod))
 
 
 def _whole_gpus_lenient(spec: dict[str, Any]) -> int:
@@ -169,11 +172,10 @@ def snapshot_of(nodes: Sequence[dict[str, Any]], pods: Sequence[dict[str, Any]],
     per_node: dict[str, list[Allocation]] = {}
     host: dict[str, tuple[int, int]] = {}
     for pod in pods:
-        on = host_held(pod)
+        on, held = holdings_of(pod)
         if on:
             cpu, ram = host.get(on[0], (0, 0))
             host[on[0]] = (cpu + on[1].cpu_milli, ram + on[1].memory)
-        held = allocation_of(pod)
         if held:
             per_node.setdefault(held[0], []).append(held[1])
     states = [node_state_of(n) for n in nodes]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from scheduler import contract
-from scheduler.core.resources import pod_requests
+from scheduler.core.resources import Requests, pod_requests
 from scheduler.quantity import QuantityError, parse_bytes
 
 # A node has at most 64 GPUs (the node report's own bound); more is a typo.
@@ -140,8 +140,9 @@ def _products(annotations: Mapping[str, Any], spec: Mapping[str, Any]) -> frozen
     return frozenset(out)
 
 
-def parse_pod(pod: Mapping[str, Any]) -> PodRequest:
-    """Read a pod (Kubernetes JSON, camelCase) into a checked `PodRequest`."""
+def parse_pod(pod: Mapping[str, Any], *, host: Requests | None = None) -> PodRequest:
+    """Read a pod (Kubernetes JSON, camelCase) into a checked `PodRequest`; `host`: its
+    CPU and memory requests where the caller read them already (pod_requests)."""
     if not isinstance(pod, Mapping):
         raise RequestError(f"pod: expected an object, got {type(pod).__name__}")
     meta = pod.get("metadata") or {}
@@ -165,6 +166,7 @@ def parse_pod(pod: Mapping[str, Any]) -> PodRequest:
     if model is not None and not _MODEL_RE.match(model):
         raise RequestError(f"{contract.MODEL}: {model[:60]!r} is not a model id "
                            "(letters, digits and ._:/@+- only, at most 256 characters)")
-    host = pod_requests(pod)
+    if host is None:
+        host = pod_requests(pod)
     return PodRequest(whole_gpus=whole, gpu_memory=memory, model=model, model_bytes=model_bytes,
                       products=_products(annotations, spec), cpu_milli=host.cpu_milli, ram=host.memory)

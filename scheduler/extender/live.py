@@ -30,7 +30,7 @@ from typing import Any, Callable, NamedTuple
 from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
 from scheduler.core.claims import NOT_READ, HeldClaim, allocated_nodes, allocations_on, claim_held, claim_key
 from scheduler.core.resources import Requests, node_cpu_allocatable, node_memory_allocatable
-from scheduler.core.objects import allocation_of, host_held, node_state_of, pod_key, report_errors
+from scheduler.core.objects import holdings_of, node_state_of, pod_key, report_errors
 from scheduler.extender.node_rows import NodeRows
 from scheduler.nodeinfo import NodeReport
 
@@ -351,8 +351,8 @@ class LiveState:
             for key in self._assumed:
                 self._recount_host(None, self._host_of(key))
             for p in pods:
-                self._put_host(pod_key(p), host_held(p), logged)
-                held = allocation_of(p)
+                host, held = holdings_of(p)
+                self._put_host(pod_key(p), host, logged)
                 if held:
                     self._put_pod(pod_key(p), held)
                     self._put_assumed(pod_key(p), None)
@@ -361,8 +361,7 @@ class LiveState:
 
     def on_pod(self, typ: str, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
-        held = None if typ == "DELETED" else allocation_of(pod)
-        host = None if typ == "DELETED" else host_held(pod)
+        host, held = (None, None) if typ == "DELETED" else holdings_of(pod)
         with self._lock:
             self._put_host(key, host)
             before = self._pods.get(key)

@@ -96,3 +96,38 @@ def test_bound_pods_carry_their_gpu_product_pin(extra, want):
         p["spec"]["nodeSelector"] = extra["nodeSelector"]
     node_name, alloc = allocation_of(p)
     assert node_name == "n1" and alloc.products == want and alloc.count == 1
+
+
+@pytest.mark.parametrize("p,want_host,want_gpu", [
+    # a share with CPU and memory: both parts, the requests read once for both
+    (pod("a", "n1", "20Gi", ids=(1,)) | {"spec": {"nodeName": "n1", "containers": [
+        {"name": "c", "resources": {"requests": {"cpu": "4", "memory": "8Gi"}}}]}}, (4000, 8 * GiB), True),
+    # a CPU-only pod: requests, no GPU allocation
+    ({"metadata": {"name": "b", "namespace": "t"}, "spec": {"nodeName": "n1", "containers": [
+        {"name": "c", "resources": {"requests": {"cpu": "250m"}}}]}}, (250, 0), False),
+    # finished or unbound: neither
+    (pod("c", "n1", "20Gi", phase="Succeeded"), None, False),
+    (pod("d", "", "20Gi"), None, False),
+])
+def test_holdings_of_reads_a_pods_requests_once(monkeypatch, p, want_host, want_gpu):
+    """A pod event needs what a pod holds of CPU and memory and of GPUs; reading its
+    requests was a third of the event's cost, so it is done once for both."""
+    import scheduler.core.objects as objects
+    import scheduler.core.request as request
+    from scheduler.core.resources import pod_requests
+
+    calls = []
+
+    def counted(x):
+        calls.append(1)
+        return pod_requests(x)
+
+    monkeypatch.setattr(objects, "pod_requests", counted)
+    monkeypatch.setattr(request, "pod_requests", counted)
+    host, held = objects.holdings_of(p)
+    assert len(calls) == (1 if want_host else 0)
+    assert (None if host is None else (host[1].cpu_milli, host[1].memory)) == want_host
+    assert (held is not None) == want_gpu
+    if held:
+        assert held[0] == host[0] == "n1" and (held[1].cpu_milli, held[1].ram) == want_host
+        assert held == objects.allocation_of(p)
