@@ -198,12 +198,11 @@ def test_an_annotation_or_whole_gpu_template_is_left_as_it_is():
 
 
 # (nodes' CPU cores, the replica's CPU request in millicores, where two replicas land). The
-# workload is 1-GPU pods asking 8 cores: a node whose free CPU drops below 8 strands its GPUs
-# for them. n1 and n2 tie for the first replica (n1 by name); after it n1 has 16 - 8 = 8 cores
-# free, and a second replica there would leave 0: n2 (16 free) scores better.
+# workload is 1-GPU pods asking 8 cores. n1 and n2 tie for the first replica (n1 by name);
+# the second must see the cores the first took.
 CPU_ROWS = [
-    (16, 8000, ["n1", "n2"]),  # 8 - 8 = 0 < 8 left on n1: stranded, so n2
-    (32, 8000, ["n1", "n1"]),  # 32 - 8 - 8 = 16 >= 8 left: n1 still hosts the workload
+    (12, 8000, ["n1", "n2"]),  # 12 - 8 = 4 < 8 left on n1: the second no longer fits there
+    (32, 8000, ["n1", "n1"]),  # 32 - 8 = 24 left: both nodes feed all their GPUs, a tie: n1 by name
     (16, 0, ["n1", "n1"]),  # no CPU asked: nothing to count
 ]
 
@@ -214,3 +213,12 @@ def test_each_replica_takes_its_cpu_before_the_next_is_placed(cores, cpu_milli, 
     req = PodRequest(whole_gpus=1, model=M, cpu_milli=cpu_milli)
     c = choose(s, req, 2, shapes=(Shape(whole=1, weight=1.0, cpu_milli=8000),))
     assert [p.node for p in c.placements] == where, c.reason
+
+
+def test_no_replica_is_planned_where_its_cpu_does_not_fit():
+    """kube-scheduler's NodeResourcesFit keeps a pod off a node without its CPU; the plan does
+    too: 12 cores asked of 8-core nodes land nowhere, and the reason says why."""
+    s = snapshot(node("n1", 4, cpu=8), node("n2", 4, cpu=8))
+    c = choose(s, PodRequest(whole_gpus=1, model=M, cpu_milli=12_000), 2, shapes=(Shape(whole=1, weight=1.0),))
+    assert c.placements == () and "no room for replica 1 of 2" in c.reason
+    assert "not enough free CPU or memory" in c.reason
