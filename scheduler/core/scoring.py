@@ -17,9 +17,12 @@ plugins keep scoring and normalisation apart.
   shape's pods are pinned to, as FGD's classes carry CPU and GPU model); the expected
   fragmentation weighs shapes by how often they are asked for. Placing the pod
   changes it; the score prefers the node where it grows least ("fragmentation
-  gradient"), relative to the memory the pod takes. So a pod whose CPU leaves a node's
-  remaining GPUs without the CPU a learned shape needs is penalised by that shape's
-  weight times the GPU memory it strands.
+  gradient"), relative to the memory the pod takes. Beyond FGD, a whole-GPU shape also
+  finds fragmented the untouched GPUs the node's free CPU and memory cannot feed (8 free
+  GPUs with the CPU of 3 such pods strand 5). So a pod whose CPU leaves a node's remaining
+  GPUs without the CPU a learned shape needs is penalised by that shape's weight times the
+  GPU memory it strands, and a pod that takes a GPU the node's CPU could not feed anyway
+  is preferred there.
 - locality: the load time a cached copy saves, like ImageLocality weighs image bytes:
   bytes / remote bandwidth - bytes / tier bandwidth, as a fraction of the full remote
   load (1 = weights already in GPU memory).
@@ -72,21 +75,18 @@ DEFAULT_SHAPES: tuple[Shape, ...] = (
 # the commonest shapes only, since scoring costs one pass over the candidates per shape.
 LEARN_MIN_PODS = 20
 MAX_LEARNED_SHAPES = 8
-# Each learned multi-GPU shape is split by the CPU its pods ask into up to this many
+# Each learned whole-GPU shape is split by the CPU its pods ask into up to this many
 # levels: pods sorted by CPU (then memory), cut into groups of equal count, each group
 # asking the most any of its pods asks of each (a node that hosts that hosts the whole
-# group). Such a pod asks a node's worth of CPU and memory, so how much decides which
-# untouched nodes can take it: a third of 8-GPU pods asking 120 cores of nodes that have
-# 96 or 128 is what one level would hide; their 625-720 GiB of memory, on nodes of 512 GiB
-# to 1 TiB, is what FGD's classes see and CPU alone did not (docs/benchmarks.md,
-# placement). A group mixing pods of much CPU and little memory with the reverse gets a
-# level no pod asks: conservative (it overstates what a node must have). One GPU or less
-# asks a few cores: its shape carries the least CPU and the least memory any of its pods
-# asked (a node below either can host none of them). Levels there made FGD's rule (a node
-# that cannot host a shape has all its free GPU memory fragmented for it, so filling it
-# costs nothing) pull pods onto small-CPU nodes whose GPUs product-pinned pods need:
-# gpuspec33's first failure fell to 12.6% against best-fit's 18.1% (docs/benchmarks.md,
-# placement).
+# group). How many of a shape's pods a node's free CPU and memory feed decides how many of
+# its untouched GPUs they can use (fragmentation_delta): a third of 8-GPU pods asking 120
+# cores of nodes that have 96 or 128 is what one level would hide; their 625-720 GiB of
+# memory, on nodes of 512 GiB to 1 TiB, is what FGD's classes see and CPU alone did not; and
+# 1-GPU pods asking 2 to 24 cores of a 96-core, 8-GPU node decide whether its last GPUs are
+# fed (docs/benchmarks.md, placement). A group mixing pods of much CPU and little memory
+# with the reverse gets a level no pod asks: conservative (it overstates what a node must
+# have). A share asks a few cores of a GPU others share: its shape carries the least CPU
+# and the least memory any of its pods asked (a node below either can host none of them).
 MAX_HOST_LEVELS = 3
 
 
@@ -119,9 +119,9 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals; pods
     pinned to GPU products apart from the others, by the products they accept, resolve_pin): the
     commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
-    `limit`, multi-GPU ones split by CPU and memory (host_levels), the others at the least
-    CPU and memory their pods asked, reweighted to sum to 1. Fewer than `min_pods` such
-    pods: `fallback`."""
+    `limit`, whole-GPU ones split by CPU and memory (host_levels), shares at the least CPU
+    and memory their pods asked, reweighted to sum to 1. Fewer than `min_pods` such pods:
+    `fallback`."""
     # each shape's pods' (CPU, memory): its count is their number
     cpus: dict[tuple[int, float, frozenset[str]], list[tuple[int, int]]] = {}
     pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
@@ -159,7 +159,7 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
 
     def levels(key: tuple[int, float, frozenset[str]]) -> list[tuple[int, int, int]]:
         asks = cpus[key]
-        if key[0] > 1:
+        if key[0]:
             return host_levels(asks)
         return [(min(c for c, _ in asks), min(r for _, r in asks), len(asks))]
 
@@ -264,9 +264,11 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     For a share shape a GPU's free memory is a fragment when the share does not fit in it;
     for a whole-GPU shape every partly used GPU's free memory is, and all of the node's
     free memory is when fewer untouched GPUs remain than the shape needs. Where the node's
-    free CPU is below the shape's, all of its free memory is a fragment for that shape
-    (FGD: the shape cannot run there). A placement changes one GPU (a share) or k
-    untouched GPUs (whole) and the node's free CPU, so only those are recomputed. A node
+    free CPU or memory is below the shape's, all of its free memory is a fragment for that
+    shape (FGD: the shape cannot run there); where they feed fewer of a whole-GPU shape's
+    pods than its untouched GPUs would take, the GPUs left unfed are (_whole_fragment). A
+    placement changes one GPU (a share) or k untouched GPUs (whole) and the node's free
+    CPU and memory, so only those are recomputed. A node
     whose product a pinned shape does not accept has all of its free memory fragmented for
     that shape, before and after, so an unpinned pod placed there lowers that shape's
     fragmentation by what it takes: pods free to go anywhere keep off the GPUs pinned pods
@@ -275,33 +277,40 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     whole_count = s.whole_free_count[rows].astype(np.int64)
     free_total = s.free_total[rows]
     partial = s.partial_free[rows]  # free memory on partly used GPUs
+    # an untouched GPU's bytes (their mean, where a node mixes sizes): no [C,G] gather
+    size = (free_total - partial) / np.maximum(whole_count, 1)
     cpu = s.cpu_free[rows]
     cpu_after = np.maximum(cpu - req.cpu_milli, 0)  # as the snapshot counts a node over its CPU
     ram = s.ram_free[rows]
     ram_after = np.maximum(ram - req.ram, 0)
     free_total_after = free_total - p.taken
     delta = np.zeros(len(rows))
-    # whether the node can host each shape, before and after, by its free CPU and memory and
-    # its GPU product (which a placement does not change): shapes share levels and pins
-    hosts: dict[tuple[int, int, frozenset[str]], tuple[np.ndarray, np.ndarray]] = {}
+    # how many pods of each shape the node's free CPU and memory host, before and after, and
+    # whether its GPU product (which a placement does not change) is one the shape accepts:
+    # shapes share levels and pins
+    hosts: dict[tuple[int, int, frozenset[str]], tuple[np.ndarray | None, np.ndarray | None]] = {}
     accepts: dict[frozenset[str], np.ndarray] = {}
     for sh in shapes:
-        if (sh.cpu_milli, sh.ram, sh.products) not in hosts:
-            fits = (cpu >= sh.cpu_milli) & (ram >= sh.ram), (cpu_after >= sh.cpu_milli) & (ram_after >= sh.ram)
+        if not (sh.cpu_milli or sh.ram or sh.products):
+            hosts[(0, 0, frozenset())] = None, None  # every node hosts as many as its GPUs take
+        elif (sh.cpu_milli, sh.ram, sh.products) not in hosts:
+            fed = (np.minimum(_hosted(cpu, sh.cpu_milli), _hosted(ram, sh.ram)),
+                   np.minimum(_hosted(cpu_after, sh.cpu_milli), _hosted(ram_after, sh.ram)))
             if sh.products:
                 if sh.products not in accepts:
                     accepts[sh.products] = s.accepts_products(sh.products, rows)
                 product = accepts[sh.products]
-                fits = fits[0] & product, fits[1] & product
-            hosts[(sh.cpu_milli, sh.ram, sh.products)] = fits
+                fed = np.where(product, fed[0], 0), np.where(product, fed[1], 0)
+            hosts[(sh.cpu_milli, sh.ram, sh.products)] = fed
     if req.whole_gpus:
         count_after = whole_count - req.whole_gpus
         for sh in shapes:
-            host_ok, host_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
+            hosted, hosted_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
             if sh.whole:
-                before = np.where((whole_count >= sh.whole) & host_ok, partial, free_total)
-                after = np.where((count_after >= sh.whole) & host_ok_after, partial, free_total_after)
+                before = _whole_fragment(whole_count, partial, free_total, hosted, sh.whole, size)
+                after = _whole_fragment(count_after, partial, free_total_after, hosted_after, sh.whole, size)
             else:
+                host_ok, host_ok_after = _hosts_one(hosted, len(rows)), _hosts_one(hosted_after, len(rows))
                 # The GPUs taken were untouched, no fragment of a share: the node's fragments
                 # for it are the same after, so they cancel (computed only where CPU is lost).
                 frag = _share_fragments(s, rows, sh.fraction, host_ok & ~host_ok_after)
@@ -316,11 +325,12 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
     partial_after = partial + np.where(was_whole, after_free, -p.taken)
     count_after = whole_count - was_whole
     for sh in shapes:
-        host_ok, host_ok_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
+        hosted, hosted_after = hosts[(sh.cpu_milli, sh.ram, sh.products)]
         if sh.whole:
-            before = np.where((whole_count >= sh.whole) & host_ok, partial, free_total)
-            after = np.where((count_after >= sh.whole) & host_ok_after, partial_after, free_total_after)
+            before = _whole_fragment(whole_count, partial, free_total, hosted, sh.whole, size)
+            after = _whole_fragment(count_after, partial_after, free_total_after, hosted_after, sh.whole, size)
         else:
+            host_ok, host_ok_after = _hosts_one(hosted, len(rows)), _hosts_one(hosted_after, len(rows))
             share = sh.fraction * p.gpu_total
             gpu_before = _share_fragment(p.free_before, share)
             gpu_after = _share_fragment(after_free, share)
@@ -332,6 +342,38 @@ def fragmentation_delta(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, p
             after = np.where(host_ok_after, gpu_after, free_total_after)
         delta += sh.weight / total_w * np.where(ok, after - before, 0)
     return delta
+
+
+# more pods than any node has GPUs for: a shape that asks none of a resource
+_UNLIMITED = float(1 << 20)
+
+
+def _hosted(free: np.ndarray, ask: int) -> np.ndarray:
+    """[C] how many pods asking `ask` of a resource the node's free amount of it feeds,
+    unrounded: the fraction of one pod counts, so each millicore a pod takes moves it."""
+    return free / ask if ask > 0 else np.full(len(free), _UNLIMITED)
+
+
+def _hosts_one(hosted: np.ndarray | None, n: int) -> np.ndarray:
+    """[C] whether the node hosts at least one pod of the shape."""
+    return np.ones(n, bool) if hosted is None else hosted >= 1
+
+
+def _whole_fragment(count: np.ndarray, partial: np.ndarray, free_total: np.ndarray, hosted: np.ndarray | None,
+                    k: int, size: np.ndarray) -> np.ndarray:
+    """[C] fragmented memory of a node for a k-GPU shape, of `count` untouched GPUs of `size`
+    bytes each, whose CPU and memory feed `hosted` such pods (None: any number). FGD: all its
+    free memory where it hosts no such pod, else the free memory of its partly used GPUs.
+    Beyond FGD, the untouched GPUs its CPU and memory cannot feed: a node with 8 free GPUs
+    and the CPU of 3 such pods strands 5 GPUs for the shape, which FGD's rule (hosts one pod
+    or not) misses, and that is how whole-GPU pods fail with GPUs free (docs/benchmarks.md,
+    placement)."""
+    fits = count // k
+    if hosted is None:
+        return np.where(fits >= 1, partial, free_total)
+    pods = np.minimum(fits, np.floor(hosted))
+    # where pods < fits, hosted < fits <= count / k: the unfed GPUs are positive
+    return np.where(pods >= 1, partial + np.where(pods >= fits, 0, count - hosted * k) * size, free_total)
 
 
 def _share_fragments(s: ClusterSnapshot, rows: np.ndarray, fraction: float, where: np.ndarray) -> np.ndarray:

@@ -177,11 +177,11 @@ def test_a_change_of_requested_memory_or_cpu_alone_reaches_memoised_scores(chang
     ask both must see it through the memo (ram_free and cpu_free are score inputs)."""
     names = [f"n{i}" for i in range(4)]
     # 96 cores with 64 requested, 1 TiB of memory with 512 GiB requested, on every node; then n1's
-    # memory requested to 1000 GiB (24 left: no host for 200 GiB) or its CPU to 95 cores (1 left)
+    # memory requested to 1000 GiB (24 left: no host for 100 GiB) or its CPU to 95 cores (1 left)
     first = snapshot(*(node(n, gpus=4, cpu=96, cpu_used=64, ram_gib=1024, ram_used_gib=512) for n in names))
     moved = (64_000, 1000 * GiB) if change == "memory" else (95_000, 512 * GiB)
     then = first.with_requested({"n1": moved})
-    shapes = (Shape(whole=1, weight=1.0, cpu_milli=8_000, ram=200 * GiB),)
+    shapes = (Shape(whole=1, weight=1.0, cpu_milli=8_000, ram=100 * GiB),)
     req, memo = PodRequest(gpu_memory=20 * GiB), RowMemo()
     for s in (first, then):
         kept = score_rows(s, req, s.indices(names), None, shapes, memo)

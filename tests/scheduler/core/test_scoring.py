@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import fnmatch
+import math
 
 import numpy as np
 import pytest
@@ -54,23 +55,33 @@ def test_spread_inverts_packing():
 
 
 def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product="", ram_free=None):
-    """FGD's expected fragmentation recomputed from scratch over every GPU: a shape whose
-    CPU the node's free CPU cannot host, or pinned to products the node's is not, finds all
-    of the node's free memory a fragment."""
+    """FGD's expected fragmentation recomputed from scratch, node by node: a shape the node's
+    free CPU or memory cannot host one pod of, or pinned to products the node's is not,
+    finds all of the node's free memory a fragment. For a k-GPU shape, also every untouched
+    GPU the node's CPU and memory cannot feed (`hosted` pods of k GPUs, unrounded), once
+    they feed fewer pods than the untouched GPUs would take."""
     tw = sum(sh.weight for sh in shapes)
     out = np.zeros(free.shape[0])
-    for sh in shapes:
-        if sh.whole:
-            partial = np.where(whole_free, 0, free).sum(1)
-            f = np.where(whole_free.sum(1) >= sh.whole, partial, free.sum(1))
-        else:
-            f = np.where(free < sh.fraction * total, free, 0).sum(1)
-        f = np.where(cpu_free >= sh.cpu_milli, f, free.sum(1))
-        if ram_free is not None:
-            f = np.where(ram_free >= sh.ram, f, free.sum(1))
-        if sh.products and not any(fnmatch.fnmatchcase(product, q) for q in sh.products):
-            f = free.sum(1)
-        out += sh.weight / tw * f
+    for i in range(free.shape[0]):
+        for sh in shapes:
+            everything = free[i].sum()
+            hosted = min(cpu_free[i] / sh.cpu_milli if sh.cpu_milli else 1e9,
+                         ram_free[i] / sh.ram if ram_free is not None and sh.ram else 1e9)
+            if sh.products and not any(fnmatch.fnmatchcase(product, q) for q in sh.products):
+                hosted = 0
+            if sh.whole:
+                untouched = int(whole_free[i].sum())
+                partial = free[i][~whole_free[i]].sum()
+                fits = untouched // sh.whole
+                if min(fits, math.floor(hosted)) < 1:
+                    f = everything
+                elif math.floor(hosted) >= fits:
+                    f = partial
+                else:  # e.g. 8 untouched, CPU for 2.5 pods of 2: 3 GPUs unfed
+                    f = partial + (untouched - hosted * sh.whole) * free[i][whole_free[i]].mean()
+            else:
+                f = np.where(free[i] < sh.fraction * total[i], free[i], 0).sum() if hosted >= 1 else everything
+            out[i] += sh.weight / tw * f
     return out
 
 
@@ -356,21 +367,24 @@ def test_workload_shapes_carry_the_cpu_and_memory_their_pods_asked():
     allocs_a = [Allocation(f"w{g}", (g,), 0, whole=True, cpu_milli=12_000, ram=(60 + 10 * g) * GiB) for g in range(3)]
     allocs_b = [Allocation("big", tuple(range(8)), 0, whole=True, count=8, cpu_milli=120_000, ram=700 * GiB)]
     s = snapshot(node("a", allocs=allocs_a), node("b", allocs=allocs_b))
-    # 4 pods: three 1-GPU at 12 cores and 60, 70, 80 GiB (3/4; the least of each), one 8-GPU at
-    # 120 cores and 700 GiB (1/4)
-    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.75, cpu_milli=12_000, ram=60 * GiB),
+    # 4 pods: three 1-GPU at 12 cores and 60, 70, 80 GiB (a level each, 1/4 each: how many a
+    # node feeds depends on what they ask), one 8-GPU at 120 cores and 700 GiB (1/4)
+    assert workload_shapes(s, min_pods=1) == (Shape(whole=1, weight=0.25, cpu_milli=12_000, ram=60 * GiB),
+                                              Shape(whole=1, weight=0.25, cpu_milli=12_000, ram=70 * GiB),
+                                              Shape(whole=1, weight=0.25, cpu_milli=12_000, ram=80 * GiB),
                                               Shape(whole=8, weight=0.25, cpu_milli=120_000, ram=700 * GiB))
 
 
 @pytest.mark.parametrize("ram_free_gib, want", [
     # three untouched 8 x 80 GiB nodes and one learned shape, 1 GPU asking 700 GiB of memory; a
     # 1-GPU pod asking 100 GiB, F in GiB:
-    # "big", 800 free: hosts the shape before and after (700 >= 700), no partial GPU: 0 -> 0, +0;
-    # "small", 750 free: a host before, 650 after: all 560 GiB left fragmented, 0 -> 560, +560;
+    # "big", 800 free: 800 / 700 = 1.14 pods for 8 untouched GPUs, 6.86 GPUs unfed (548.6); after,
+    # 700 free: 1 pod for 7 GPUs, 6 unfed (480): -68.6, the pod took a GPU no such pod could use;
+    # "small", 750 free: 1.07 pods, 6.93 unfed (554.3); after, 650 free: no host, all 560: +5.7;
     # "full", 600 free: no host either way, all its free GPU memory fragmented: 640 -> 560, -80.
-    ((800, 750, 600), (0.0, 560.0, -80.0)),
-    # memory not known (0 allocatable) limits nothing: like "big"
-    ((None, 750, 600), (0.0, 560.0, -80.0)),
+    ((800, 750, 600), (-480 / 7, 40 / 7, -80.0)),
+    # memory not known (0 allocatable) limits nothing: every GPU fed, 0 -> 0
+    ((None, 750, 600), (0.0, 40 / 7, -80.0)),
 ])
 def test_memory_makes_a_node_no_host_for_a_shape(ram_free_gib, want):
     nodes = [node(n, ram_gib=0 if f is None else 1024, ram_used_gib=0 if f is None else 1024 - f)
@@ -379,7 +393,7 @@ def test_memory_makes_a_node_no_host_for_a_shape(ram_free_gib, want):
     shapes = (Shape(whole=1, weight=1.0, ram=700 * GiB),)
     req = PodRequest(whole_gpus=1, ram=100 * GiB)
     r = rows(s, "big", "small", "full")
-    assert (fragmentation_delta(s, req, r, simulate(s, req, r), shapes) / GiB).tolist() == list(want)
+    assert (fragmentation_delta(s, req, r, simulate(s, req, r), shapes) / GiB).tolist() == pytest.approx(want)
 
 
 def test_workload_shapes_keep_pinned_pods_apart():
@@ -444,16 +458,18 @@ ONE_AT_16 = (Shape(whole=1, cpu_milli=16_000),)
     (0, 96, PodRequest(whole_gpus=1, cpu_milli=8_000), EIGHT_AT_120, -80),
     # a 40 GiB share on an untouched 128-core node: 7 whole GPUs left, F 0 -> 7 x 80 + 40 = 600
     (0, 128, PodRequest(gpu_memory=40 * GiB, cpu_milli=4_000), EIGHT_AT_120, +600),
-    # 6 GPUs busy, 24 cores free, shape 1 GPU at 16 cores: a 1-GPU 4-core pod leaves 1 GPU and
-    # 20 cores, which host it: F 0 -> 0
-    (6, 24, PodRequest(whole_gpus=1, cpu_milli=4_000), ONE_AT_16, 0),
-    # the same pod asking 12 cores leaves 12 < 16: the last GPU is stranded, F 0 -> 80: penalised
-    (6, 24, PodRequest(whole_gpus=1, cpu_milli=12_000), ONE_AT_16, +80),
+    # 6 GPUs busy, 24 cores free, shape 1 GPU at 16 cores: 24 / 16 = 1.5 pods for 2 untouched
+    # GPUs, so half of one is unfed (F 0.5 x 80 = 40). A 1-GPU 4-core pod takes one and leaves 20
+    # cores, 1.25 pods for the last GPU: F 0, -40 (it used a GPU the CPU could not feed)
+    (6, 24, PodRequest(whole_gpus=1, cpu_milli=4_000), ONE_AT_16, -40),
+    # the same pod asking 12 cores leaves 12 < 16: the last GPU is stranded, F 40 -> 80: penalised
+    (6, 24, PodRequest(whole_gpus=1, cpu_milli=12_000), ONE_AT_16, +40),
     # CPU not known (0 allocatable): CPU limits nothing, as before it was read: F 0 -> 0
     (6, None, PodRequest(whole_gpus=1, cpu_milli=12_000), ONE_AT_16, 0),
-    # a 40 GiB share with 12 cores on that node: the half-used GPU stays 40 free (1 GPU at 16
-    # cannot use it either way), the other GPU is stranded by CPU: F 0 -> 80 + 40 = 120
-    (6, 24, PodRequest(gpu_memory=40 * GiB, cpu_milli=12_000), ONE_AT_16, +120),
+    # a 40 GiB share with 12 cores on that node: F 40 before; after, 12 cores host no pod of the
+    # shape, so all the free memory is a fragment: the other GPU's 80 and the half-used one's 40
+    # (1 GPU at 16 cannot use it either way): F 120, +80
+    (6, 24, PodRequest(gpu_memory=40 * GiB, cpu_milli=12_000), ONE_AT_16, +80),
 ])
 def test_fragmentation_counts_a_shape_the_nodes_cpu_cannot_host(busy, cpu_free, req, shapes, want_gib):
     allocs = [whole(f"b{g}", g) for g in range(busy)]
