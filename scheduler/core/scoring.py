@@ -13,8 +13,8 @@ plugins keep scoring and normalisation apart.
   fragmentation measure counts the node's CPU, for which spreading was a proxy.
 - fragmentation, after FGD (Weng et al., USENIX ATC'23): a node's fragmentation for a
   workload shape is the free GPU memory that shape cannot use there (all of it where
-  the node's free CPU cannot host the shape's CPU, or its GPU product is not one the
-  shape's pods are pinned to, as FGD's classes carry CPU and GPU model); the expected
+  the node's free CPU or memory cannot host one pod of the shape, or its GPU product is
+  not one the shape's pods are pinned to, as FGD's classes carry CPU and GPU model); the expected
   fragmentation weighs shapes by how often they are asked for. Placing the pod
   changes it; the score prefers the node where it grows least ("fragmentation
   gradient"), relative to the memory the pod takes. Beyond FGD, a whole-GPU shape also
@@ -362,18 +362,20 @@ def _hosts_one(hosted: np.ndarray | None, n: int) -> np.ndarray:
 def _whole_fragment(count: np.ndarray, partial: np.ndarray, free_total: np.ndarray, hosted: np.ndarray | None,
                     k: int, size: np.ndarray) -> np.ndarray:
     """[C] fragmented memory of a node for a k-GPU shape, of `count` untouched GPUs of `size`
-    bytes each, whose CPU and memory feed `hosted` such pods (None: any number). FGD: all its
-    free memory where it hosts no such pod, else the free memory of its partly used GPUs.
-    Beyond FGD, the untouched GPUs its CPU and memory cannot feed: a node with 8 free GPUs
-    and the CPU of 3 such pods strands 5 GPUs for the shape, which FGD's rule (hosts one pod
-    or not) misses, and that is how whole-GPU pods fail with GPUs free (docs/benchmarks.md,
-    placement)."""
+    bytes each, whose CPU and memory feed `hosted` such pods (None: any number). FGD: all
+    its free memory where it hosts no such pod, else the free memory of its partly used
+    GPUs. Beyond FGD, the GPUs of the pods its untouched GPUs would take but its CPU and
+    memory cannot feed: a node with 8 free GPUs and the CPU of 3 such 1-GPU pods strands 5
+    for the shape, which FGD's rule (hosts one pod or not) misses, and that is how whole-GPU
+    pods fail with GPUs free (docs/benchmarks.md, placement). The count % k untouched GPUs
+    no such pod can use stay uncounted, as in FGD."""
     fits = count // k
     if hosted is None:
         return np.where(fits >= 1, partial, free_total)
     pods = np.minimum(fits, np.floor(hosted))
-    # where pods < fits, hosted < fits <= count / k: the unfed GPUs are positive
-    return np.where(pods >= 1, partial + np.where(pods >= fits, 0, count - hosted * k) * size, free_total)
+    # the pods its GPUs would take but its CPU and memory cannot feed, k GPUs each: 0 where
+    # hosted reaches fits, so the count % k GPUs no such pod can use stay FGD's (uncounted)
+    return np.where(pods >= 1, partial + np.where(pods >= fits, 0, (fits - hosted) * k) * size, free_total)
 
 
 def _share_fragments(s: ClusterSnapshot, rows: np.ndarray, fraction: float, where: np.ndarray) -> np.ndarray:

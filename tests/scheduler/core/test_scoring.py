@@ -59,7 +59,8 @@ def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product="", ram_
     free CPU or memory cannot host one pod of, or pinned to products the node's is not,
     finds all of the node's free memory a fragment. For a k-GPU shape, also every untouched
     GPU the node's CPU and memory cannot feed (`hosted` pods of k GPUs, unrounded), once
-    they feed fewer pods than the untouched GPUs would take."""
+    they feed fewer pods than the untouched GPUs would take. (Its GPUs are of one size, as
+    the random snapshots' are: their mean before and after a placement is the same.)"""
     tw = sum(sh.weight for sh in shapes)
     out = np.zeros(free.shape[0])
     for i in range(free.shape[0]):
@@ -77,8 +78,8 @@ def _frag_bruteforce(free, whole_free, total, shapes, cpu_free, product="", ram_
                     f = everything
                 elif math.floor(hosted) >= fits:
                     f = partial
-                else:  # e.g. 8 untouched, CPU for 2.5 pods of 2: 3 GPUs unfed
-                    f = partial + (untouched - hosted * sh.whole) * free[i][whole_free[i]].mean()
+                else:  # e.g. 8 untouched, CPU for 2.5 pods of 2: 1.5 pods, 3 GPUs unfed
+                    f = partial + (fits - hosted) * sh.whole * free[i][whole_free[i]].mean()
             else:
                 f = np.where(free[i] < sh.fraction * total[i], free[i], 0).sum() if hosted >= 1 else everything
             out[i] += sh.weight / tw * f
@@ -470,6 +471,15 @@ ONE_AT_16 = (Shape(whole=1, cpu_milli=16_000),)
     # shape, so all the free memory is a fragment: the other GPU's 80 and the half-used one's 40
     # (1 GPU at 16 cannot use it either way): F 120, +80
     (6, 24, PodRequest(gpu_memory=40 * GiB, cpu_milli=12_000), ONE_AT_16, +80),
+    # 3 GPUs busy, a 2-GPU shape at 16 cores: 5 untouched GPUs take 2 pods, the fifth is of
+    # no use to it (FGD: not counted). 30 cores feed 1.875 pods: (2 - 1.875) x 2 = 0.25 GPUs
+    # unfed, F 20; a 1-GPU pod asking no CPU takes the fifth: 4 left, still 2 pods, F 20: 0,
+    # as on a node whose CPU feeds them all (taking the GPU no 2-GPU pod could use is no gain)
+    (3, 30, PodRequest(whole_gpus=1), (Shape(whole=2, cpu_milli=16_000),), 0),
+    (3, 192, PodRequest(whole_gpus=1), (Shape(whole=2, cpu_milli=16_000),), 0),
+    # the same node, a 1-GPU pod asking 8 cores: 22 left feed 1.375 pods, F 0.625 x 2 x 80 =
+    # 100: +80
+    (3, 30, PodRequest(whole_gpus=1, cpu_milli=8_000), (Shape(whole=2, cpu_milli=16_000),), +80),
 ])
 def test_fragmentation_counts_a_shape_the_nodes_cpu_cannot_host(busy, cpu_free, req, shapes, want_gib):
     allocs = [whole(f"b{g}", g) for g in range(busy)]
