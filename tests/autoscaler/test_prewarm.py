@@ -202,8 +202,13 @@ def test_an_annotation_or_whole_gpu_template_is_left_as_it_is():
 # the second must see the cores the first took.
 CPU_ROWS = [
     (12, 8000, ["n1", "n2"]),  # 12 - 8 = 4 < 8 left on n1: the second no longer fits there
+    # 20 cores feed 2.5 of 4 GPUs. After the first, n1 has 12 (1.5 pods for 3 GPUs); a second
+    # there leaves 4, no pod for its last 2 GPUs: +40 GiB; on n2, 1.5 unfed before and after: 0
+    (20, 8000, ["n1", "n2"]),
     (32, 8000, ["n1", "n1"]),  # 32 - 8 = 24 left: both nodes feed all their GPUs, a tie: n1 by name
-    (16, 0, ["n1", "n1"]),  # no CPU asked: nothing to count
+    # no CPU asked: each replica takes a GPU the node's 16 cores could not feed (2 pods for 4
+    # GPUs), -80 GiB wherever it goes: a tie, n1 by name
+    (16, 0, ["n1", "n1"]),
 ]
 
 
