@@ -33,7 +33,8 @@ policy answers as the extender would: every node scores 0, the first that fits w
 
 `exact=True` (the `gpusched-exact` row) picks the highest unrounded total instead: not
 what kube-scheduler sees, it shows what the 11 integer levels and the draw among them do
-(it left more GPUs unallocated than the levels on 24 of 36 runs: docs/benchmarks.md).
+(it left more GPUs unallocated than the levels on 24 of 36 runs, measured before the
+fed-GPU count: docs/benchmarks.md).
 """
 from __future__ import annotations
 
