@@ -85,10 +85,10 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
         ok, why = filter_rows(snap, req, np.arange(len(snap)))
         # kube-scheduler's NodeResourcesFit, which the extender leaves to it: a replica
         # planned where its CPU or memory does not fit would never land there
-        host = (snap.cpu_free >= req.cpu_milli) & (snap.ram_free >= req.ram)
-        if (ok & ~host).any() and not (ok & host).any():
-            why = [f"{snap.names[r]}: not enough free CPU or memory" for r in np.flatnonzero(ok)[:1]] + list(why)
-        ok &= host
+        hosted = ok & (snap.cpu_free >= req.cpu_milli) & (snap.ram_free >= req.ram)
+        if ok.any() and not hosted.any():
+            why = [f"{snap.names[int(np.flatnonzero(ok)[0])]}: not enough free CPU or memory", *why]
+        ok = hosted
         if not ok.any():
             why_stop = f"; no room for replica {i + 1} of {replicas}" + (f" (e.g. {why[0]})" if why else "")
             break
