@@ -105,6 +105,10 @@ def test_bound_pods_carry_their_gpu_product_pin(extra, want):
     # a CPU-only pod: requests, no GPU allocation
     ({"metadata": {"name": "b", "namespace": "t"}, "spec": {"nodeName": "n1", "containers": [
         {"name": "c", "resources": {"requests": {"cpu": "250m"}}}]}}, (250, 0), False),
+    # hostile requests (1e30 cores, -5Gi): counted as none, with why, and the share still
+    # holds its GPU memory
+    (pod("e", "n1", "20Gi", ids=(1,)) | {"spec": {"nodeName": "n1", "containers": [
+        {"name": "c", "resources": {"requests": {"cpu": "1e30", "memory": "-5Gi"}}}]}}, (0, 0), True),
     # finished or unbound: neither
     (pod("c", "n1", "20Gi", phase="Succeeded"), None, False),
     (pod("d", "", "20Gi"), None, False),
@@ -127,6 +131,8 @@ def test_holdings_of_reads_a_pods_requests_once(monkeypatch, p, want_host, want_
     host, held = objects.holdings_of(p)
     assert len(calls) == (1 if want_host else 0)
     assert (None if host is None else (host[1].cpu_milli, host[1].memory)) == want_host
+    if want_host == (0, 0):
+        assert len(host[1].problems) == 2  # both refusals kept, for the log
     assert (held is not None) == want_gpu
     if held:
         assert held[0] == host[0] == "n1" and (held[1].cpu_milli, held[1].ram) == want_host
