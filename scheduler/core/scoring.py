@@ -30,7 +30,7 @@ plugins keep scoring and normalisation apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -114,22 +114,37 @@ def resolve_pin(s: ClusterSnapshot, patterns: frozenset[str]) -> frozenset[str]:
 
 
 def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
-                    fallback: Sequence[Shape] = DEFAULT_SHAPES) -> tuple[Shape, ...]:
-    """The shapes of the GPU pods the snapshot counts, weighted by how many ask for each
-    (whole GPUs by count; shares by fraction of their GPU's memory, to 3 decimals; pods
-    pinned to GPU products apart from the others, by the products they accept, resolve_pin): the
-    commonest multi-GPU shapes (up to half of `limit`), then the commonest others up to
-    `limit`, whole-GPU ones split by CPU and memory (host_levels), shares at the least CPU
-    and memory their pods asked, reweighted to sum to 1. Fewer than `min_pods` such pods:
-    `fallback`."""
+                    fallback: Sequence[Shape] = DEFAULT_SHAPES, pending: Iterable[PodRequest] = ()
+                    ) -> tuple[Shape, ...]:
+    """The shapes of the GPU pods the snapshot counts and of the whole-GPU pods still
+    `pending`, weighted by how many ask for each (whole GPUs by count; shares by fraction
+    of their GPU's memory, to 3 decimals; pods pinned to GPU products apart from the
+    others, by the products they accept, resolve_pin): the commonest multi-GPU shapes (up
+    to half of `limit`), then the commonest others up to `limit`, whole-GPU ones split by
+    CPU and memory (host_levels), shares at the least CPU and memory their pods asked,
+    reweighted to sum to 1. Fewer than `min_pods` such pods: `fallback`.
+
+    The workload is what is asked for, not what found room: learnt from placed pods
+    alone, a shape that fails (8 GPUs where no node has 8 free) weighs less the more of
+    its pods fail, and the nodes it needs are guarded less. A pending share is left out:
+    its fraction is of the GPU it lands on, which it has not."""
     # each shape's pods' (CPU, memory): its count is their number
     cpus: dict[tuple[int, float, frozenset[str]], list[tuple[int, int]]] = {}
     pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
+
+    def pin_of(products: frozenset[str]) -> frozenset[str]:
+        pin = pins.get(products)
+        if pin is None:
+            pin = pins[products] = resolve_pin(s, products)
+        return pin
+
+    for req in pending:
+        if req.whole_gpus > 0:
+            cpus.setdefault((req.whole_gpus, 0.0, pin_of(req.products)), []).append(
+                (whole_figure(req.cpu_milli, MAX_BYTES), whole_figure(req.ram, MAX_BYTES)))
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
-            pin = pins.get(a.products)
-            if pin is None:
-                pin = pins[a.products] = resolve_pin(s, a.products)
+            pin = pin_of(a.products)
             if a.whole:
                 key = (len(a.gpu_ids) or a.count, 0.0, pin)
             elif a.memory_per_gpu and a.gpu_ids:

@@ -376,6 +376,29 @@ def test_workload_shapes_carry_the_cpu_and_memory_their_pods_asked():
                                               Shape(whole=8, weight=0.25, cpu_milli=120_000, ram=700 * GiB))
 
 
+def _asks(n: int, **kw) -> list[PodRequest]:
+    return [PodRequest(**kw)] * n
+
+
+@pytest.mark.parametrize("placed, pending, want", [
+    # 20 1-GPU pods placed, none pending: one shape
+    (20, [], [(1, 0, 1.0)]),
+    # and 5 pending 8-GPU pods at 64 cores, which found no node: 20/25 and 5/25, at their CPU
+    (20, _asks(5, whole_gpus=8, cpu_milli=64_000), [(1, 0, 0.8), (8, 64_000, 0.2)]),
+    # a pending share is left out: its fraction is of a GPU it has not been given
+    (20, _asks(5, gpu_memory=20 * GiB), [(1, 0, 1.0)]),
+    # pending pods count towards the pods needed to learn at all: 10 + 10 of LEARN_MIN_PODS 20
+    (10, _asks(10, whole_gpus=1), [(1, 0, 1.0)]),
+    (10, _asks(9, whole_gpus=1), [(s.whole, s.cpu_milli, s.weight) for s in DEFAULT_SHAPES]),
+])
+def test_workload_shapes_learn_from_whole_gpu_pods_still_pending(placed, pending, want):
+    from scheduler.core import workload_shapes
+
+    s = snapshot(node("a", allocs=_pods(placed, lambda i: whole(f"w{i}", i % 8))))
+    got = workload_shapes(s, pending=pending)
+    assert [(g.whole, g.cpu_milli, round(g.weight, 6)) for g in got] == want
+
+
 @pytest.mark.parametrize("ram_free_gib, want", [
     # three untouched 8 x 80 GiB nodes and one learned shape, 1 GPU asking 700 GiB of memory; a
     # 1-GPU pod asking 100 GiB, F in GiB:
