@@ -77,6 +77,8 @@ class ExtenderDaemon:
         # instead of a GET (scheduler/extender/pending.py). Not waited for by ready(): a pod
         # it lacks is read with a GET.
         self.pending = PendingPods()
+        # and what they ask counts in the learned workload (scoring.workload_shapes)
+        self.live.pending_requests = self.pending.requests
         self.pending_pods = Informer(self.api, "/api/v1/pods", self.pending.on_pod, on_relist=self.pending.set_pods,
                                      params={"fieldSelector": pending_selector(cfg.scheduler_name)},
                                      name="pending pods")

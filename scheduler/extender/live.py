@@ -25,9 +25,10 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple
 
-from scheduler.core import DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, Shape, build_snapshot, workload_shapes
+from scheduler.core import (DEFAULT_SHAPES, Allocation, ClusterSnapshot, NodeState, PodRequest, Shape, build_snapshot,
+                            workload_shapes)
 from scheduler.core.claims import NOT_READ, HeldClaim, allocated_nodes, allocations_on, claim_held, claim_key
 from scheduler.core.resources import Requests, node_cpu_allocatable, node_memory_allocatable
 from scheduler.core.objects import holdings_of, node_state_of, pod_key, report_errors
@@ -124,9 +125,12 @@ class LiveState:
         self._view = View(empty, NodeRows(empty.names, empty.index))
         self.built_at = 0.0  # wall time of the last rebuild or re-judge (the snapshot-age metric)
         self.rebuilt_at = 0.0  # wall time of the last full rebuild
-        # the workload fragmentation is weighed against, re-estimated at each rebuild
+        # the workload fragmentation is weighed against, re-estimated at each rebuild from the
+        # pods counted and the whole-GPU pods pending (key, request), which the daemon's
+        # pending pods' informer supplies
         self.shapes: tuple[Shape, ...] = DEFAULT_SHAPES
         self.shapes_at = 0.0
+        self.pending_requests: Callable[[], Iterable[tuple[str, PodRequest]]] = lambda: ()
         self.node_report_errors: dict[str, tuple[str, ...]] = {}
         # what each allocated claim holds, and why parts of it were not read
         self._claims: dict[str, tuple[HeldClaim, tuple[str, ...]]] = {}
@@ -487,7 +491,7 @@ class LiveState:
             nodes = [n.holding(self._held_on(n.name), self._host_on.get(n.name, (0, 0))) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
-            self.shapes, self.shapes_at = workload_shapes(snap), now
+            self.shapes, self.shapes_at = self._learn(snap), now
             self._dirty = False
             self.built_at = self.rebuilt_at = now
 
@@ -505,8 +509,14 @@ class LiveState:
             snap = self._with_host_moved(snap).at(now)
             self._publish(snap)
             if now - self.shapes_at > SHAPES_EVERY_S:  # a pass over every pod: ~25 ms at 5,000 nodes
-                self.shapes, self.shapes_at = workload_shapes(snap), now
+                self.shapes, self.shapes_at = self._learn(snap), now
             self.built_at = now
+
+    def _learn(self, snap: ClusterSnapshot) -> tuple[Shape, ...]:
+        """The workload's shapes; a pending pod our bind has reserved, or the watch shows
+        bound, is counted once, as placed."""
+        asked = [req for key, req in self.pending_requests() if key not in self._pods and key not in self._assumed]
+        return workload_shapes(snap, pending=asked)
 
     def _expire(self, now: float) -> list[tuple[str, str]]:
         """Drop the reservations past their deadline; (node, pod key) of each."""

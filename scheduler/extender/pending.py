@@ -7,12 +7,17 @@ reservation, and cost the API server a read per pod. An informer of the pending 
 checks it and sends its resourceVersion as a precondition of the Binding, so the API
 server refuses the bind (409) if the pod changed since the copy the checks read. A pod the
 informer has not seen yet, or not with the UID asked for, is read with a GET as before.
+
+The same copy tells the learned workload what is asked for and has not found room
+(scoring.workload_shapes): each whole-GPU pod's request, read once per event. A pod
+whose request does not read is left out here; the filter verb tells its owner why.
 """
 from __future__ import annotations
 
 import threading
 from typing import Any
 
+from scheduler.core import PodRequest, RequestError, parse_pod
 from scheduler.core.objects import pod_key
 
 
@@ -29,19 +34,32 @@ class PendingPods:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pods: dict[str, dict[str, Any]] = {}
+        self._asks: dict[str, PodRequest] = {}  # the whole-GPU ones' requests
 
     def set_pods(self, pods: list[dict[str, Any]]) -> None:
         fresh = {pod_key(p): p for p in pods if not (p.get("spec") or {}).get("nodeName")}
+        asks = {key: req for key, p in fresh.items() if (req := _whole_gpu_request(p)) is not None}
         with self._lock:
-            self._pods = fresh
+            self._pods, self._asks = fresh, asks
 
     def on_pod(self, typ: str, pod: dict[str, Any]) -> None:
         key = pod_key(pod)
+        gone = typ == "DELETED" or bool((pod.get("spec") or {}).get("nodeName"))
+        req = None if gone else _whole_gpu_request(pod)
         with self._lock:
-            if typ == "DELETED" or (pod.get("spec") or {}).get("nodeName"):
+            if gone:
                 self._pods.pop(key, None)
             else:
                 self._pods[key] = pod
+            if req is None:
+                self._asks.pop(key, None)
+            else:
+                self._asks[key] = req
+
+    def requests(self) -> list[tuple[str, PodRequest]]:
+        """(key, request) of each pending pod asking whole GPUs."""
+        with self._lock:
+            return list(self._asks.items())
 
     def get(self, key: str) -> dict[str, Any] | None:
         """The pod as last seen pending, or None; the caller must not change it."""
@@ -49,3 +67,11 @@ class PendingPods:
 
     def __len__(self) -> int:
         return len(self._pods)
+
+
+def _whole_gpu_request(pod: dict[str, Any]) -> PodRequest | None:
+    try:
+        req = parse_pod(pod)
+    except RequestError:
+        return None
+    return req if req.whole_gpus > 0 else None

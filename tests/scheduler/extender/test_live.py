@@ -420,3 +420,28 @@ def test_a_reservation_counts_its_memory_as_its_cpu():
     assert int(live.snapshot().ram_free[0]) == total - 64 * 2**30
     live.forget("n1", "ns/p")
     assert int(live.snapshot().ram_free[0]) == total
+
+
+def test_learned_shapes_count_pending_whole_gpu_pods_once():
+    """What is asked and has not found room is part of the workload (workload_shapes); a
+    pending pod our bind reserved, or the watch shows bound, is counted once, as placed."""
+    from scheduler.core import PodRequest
+    from scheduler.extender.live import SHAPES_EVERY_S
+
+    t = [AT.timestamp()]
+    live = LiveState(clock=lambda: t[0])
+    live.set_nodes([_node("n1"), _node("n2")])
+    live.set_pods([_cpu_pod(f"p{i}", "n1", "1", gpus=1) for i in range(4)])
+    live.assume("n2", Allocation("ns/r", (1,), 0, whole=True))
+    eight = PodRequest(whole_gpus=8, cpu_milli=64_000)
+    # the pending pods' informer lags: p0 and r are bound or reserved, still listed
+    pending = [("ns/p0", eight), ("ns/r", eight)] + [(f"ns/q{i}", eight) for i in range(16)]
+    live.pending_requests = lambda: pending
+    live.rebuild()
+    # placed: p0..p3 and r, 1 GPU each; pending: q0..q15 -> 5/21 and 16/21
+    assert [s.whole for s in live.shapes] == [1, 8]
+    assert [s.weight for s in live.shapes] == pytest.approx([5 / 21, 16 / 21])
+    pending += [(f"ns/q{i}", eight) for i in range(16, 20)]
+    t[0] += SHAPES_EVERY_S + 1  # a rejudge learns again too: 5/25, 20/25
+    live.rejudge()
+    assert [s.weight for s in live.shapes] == pytest.approx([5 / 25, 20 / 25])
