@@ -77,7 +77,8 @@ def allocation(pod_key: str, req: PodRequest, gpu_ids: Sequence[int], memory_per
 
 
 # The extender re-estimates the workload's shapes at each snapshot rebuild (every 10 s at
-# most); the replay has no clock, so it does so every this many placements.
+# most), from the pods placed and the whole-GPU pods pending; the replay has no clock, so
+# it does so every this many placements.
 RELEARN_EVERY = 100
 
 
@@ -98,6 +99,7 @@ class Gpusched(Policy):
         self.snapshot = build_snapshot(node_states(state.nodes), now=0.0, stale_after_s=STALE_AFTER_S)
         self.shapes = tuple(self.fixed_shapes) if self.fixed_shapes is not None else workload_shapes(self.snapshot)
         self._placed = 0
+        self.pending: list[PodRequest] = []  # whole-GPU pods that found no node (never retried here)
         # kube-scheduler's selectHost draws among the nodes of the highest score; a stream of its own,
         # apart from inflate's pod draws (default_rng(seed)) and the CPU-only pods' tie draws
         self.rng = np.random.default_rng([seed, GPUSCHED_TIES_STREAM])
@@ -137,6 +139,9 @@ class Gpusched(Policy):
                 details = score_rows(self.snapshot, req, rows[ok], self.weights, self.shapes)
                 self.last.append((req, list(compress(names, ok.tolist())), details.score.tolist(), details))
         if not self.last:
+            if pod.kind == "whole":
+                # it stays Pending in a cluster, where the extender learns from pending pods too
+                self.pending.extend(self.requests(pod))
             return None
         if len(self.last) == 1 and not self.exact:
             req, feasible, scores, _ = self.last[0]
@@ -177,5 +182,5 @@ class Gpusched(Policy):
                                                                        pinned))
         self._placed += 1
         if self.fixed_shapes is None and self._placed % RELEARN_EVERY == 0:
-            self.shapes = workload_shapes(self.snapshot)
+            self.shapes = workload_shapes(self.snapshot, pending=self.pending)
         return row, tuple(a.gpu_ids)

@@ -23,8 +23,9 @@ top node is the simulator's, and the `gpusched.io/gpu-ids` the extender wrote ar
 simulator's GPUs; after each pod both snapshots count the same memory on the same GPUs.
 
 Fragmentation is weighed against the workload's shapes. The extender re-learns them from
-the GPU pods it counts at each snapshot rebuild; the bench's `gpusched` row re-learns
-them from the pods placed so far every ours.RELEARN_EVERY placements. The first test
+the GPU pods it counts and the whole-GPU pods its pending pods' informer holds at each
+snapshot rebuild; the bench's `gpusched` row re-learns them from the pods placed so far
+and those that fit nowhere every ours.RELEARN_EVERY placements. The first test
 pins both to DEFAULT_SHAPES; the last drives the bench's own row and rebuilds the
 extender's snapshot each time the simulator re-learns, so both learn the same shapes.
 """
@@ -46,6 +47,7 @@ from benchmarks.testbed.profiles import ALIBABA_GPU_MIB, NodeSpec
 from scheduler import contract
 from scheduler.core import DEFAULT_SHAPES, parse_pod
 from scheduler.extender.live import LiveState
+from scheduler.extender.pending import PendingPods
 from scheduler.extender.server import Extender
 from scheduler.nodeinfo import MiB
 from scheduler.quantity import parse_bytes
@@ -125,6 +127,8 @@ class Kube:
     node_list: list[dict[str, Any]]
     pods: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> pod as the API server holds it
     bindings: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)  # name -> (node, annotations)
+    # the extender daemon's informer of gpusched's pending pods, whose whole-GPU asks it learns from
+    pending: PendingPods = field(default_factory=PendingPods)
 
     @staticmethod
     def _requests(pod: dict[str, Any]) -> tuple[int, int, int]:
@@ -191,6 +195,7 @@ def extender_for(ns: Nodes) -> tuple[Extender, LiveState, Kube]:
     kube = Kube(node_objects(ns))
     live.set_nodes(copy.deepcopy(kube.node_list))
     live.set_pods([])
+    live.pending_requests = kube.pending.requests  # as ExtenderDaemon wires them
 
     def binder(namespace: str, name: str, uid: str, node: str, annotations: dict[str, str], _rv: str) -> None:
         pod = kube.pods[name]
@@ -202,6 +207,7 @@ def extender_for(ns: Nodes) -> tuple[Extender, LiveState, Kube]:
         bound["status"] = {"phase": "Running"}
         kube.pods[name] = bound
         live.on_pod("MODIFIED", copy.deepcopy(bound))  # as the watch delivers it
+        kube.pending.on_pod("DELETED", copy.deepcopy(bound))  # bound: out of the pending pods' selector
 
     ext = Extender(live=live, binder=binder,
                    get_pod=lambda namespace, name: copy.deepcopy(kube.pods.get(name)), clock=lambda: NOW)
@@ -243,6 +249,8 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
         kube.pods[p.key] = pod
         live.on_pod("ADDED", copy.deepcopy(pod))
         req = parse_pod(pod)
+        if p.kind != "cpu":  # gpusched's pod: pending until bound, and stays so if it fits nowhere
+            kube.pending.on_pod("ADDED", copy.deepcopy(pod))
         if p.kind != "cpu":
             sim_req = policy.requests(p)
             assert len(sim_req) == 1, where
