@@ -112,8 +112,9 @@ def _annotation(annotations: Mapping[str, Any], key: str) -> str | None:
 
 
 # A cluster has a handful of GPU products. Each pattern is matched against every product
-# at each filter and, once the pod runs, at each re-learning of the workload's shapes
-# (scoring.resolve_pin): a pod naming thousands would make every rebuild pay for them.
+# at each filter and, once the pod runs or waits, at each re-learning of the workload's
+# shapes (scoring.resolve_pin; pending pods' pins capped by scoring.MAX_PENDING_PINS): a
+# pod naming thousands would make every rebuild pay for them.
 MAX_PRODUCTS = 64
 
 

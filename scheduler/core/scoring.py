@@ -71,9 +71,15 @@ DEFAULT_SHAPES: tuple[Shape, ...] = (
 )
 
 # FGD weighs fragmentation by the cluster's target workload. The extender estimates it from
-# the GPU pods the cluster already runs, once there are enough of them to say something;
-# the commonest shapes only, since scoring costs one pass over the candidates per shape.
+# the GPU pods the cluster already runs and those waiting for it, once there are enough of
+# them to say something; the commonest shapes only, since scoring costs one pass over the
+# candidates per shape.
 LEARN_MIN_PODS = 20
+# Each distinct pin is matched against every product at each re-learning (resolve_pin). A
+# running pod's pin costs what its GPUs are worth to its tenant; a pending pod's costs
+# nothing but the pod object, so at most this many distinct pins of pending pods are read
+# per re-learning (the commonest pins of a cluster are a handful); the others' pods are left out.
+MAX_PENDING_PINS = 32
 MAX_LEARNED_SHAPES = 8
 # Each learned whole-GPU shape is split by the CPU its pods ask into up to this many
 # levels: pods sorted by CPU (then memory), cut into groups of equal count, each group
@@ -126,8 +132,11 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
 
     The workload is what is asked for, not what found room: learnt from placed pods
     alone, a shape that fails (8 GPUs where no node has 8 free) weighs less the more of
-    its pods fail, and the nodes it needs are guarded less. A pending share is left out:
-    its fraction is of the GPU it lands on, which it has not."""
+    its pods fail, and the nodes it needs are guarded less. Left out of `pending`: a share
+    (its fraction is of the GPU it lands on, which it has not); a pod no node here could
+    ever run (more GPUs than any node has, or pinned to products the cluster lacks: an
+    H200 pod waiting for a node pool would otherwise be learnt as unpinned and keep H100
+    nodes whole for pods that cannot use them); pods of pins beyond MAX_PENDING_PINS."""
     # each shape's pods' (CPU, memory): its count is their number
     cpus: dict[tuple[int, float, frozenset[str]], list[tuple[int, int]]] = {}
     pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
@@ -138,9 +147,19 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
             pin = pins[products] = resolve_pin(s, products)
         return pin
 
+    most_gpus = int(s.gpu_count.max()) if len(s) else 0
+    waiting: dict[frozenset[str], frozenset[str] | None] = {frozenset(): frozenset()}  # None: no product here
     for req in pending:
-        if req.whole_gpus > 0:
-            cpus.setdefault((req.whole_gpus, 0.0, pin_of(req.products)), []).append(
+        if not 0 < req.whole_gpus <= most_gpus:
+            continue
+        if req.products in waiting:
+            pin = waiting[req.products]
+        elif len(waiting) > MAX_PENDING_PINS:
+            continue
+        else:
+            pin = waiting[req.products] = pin_of(req.products) if len(s.product_codes(req.products)) else None
+        if pin is not None:
+            cpus.setdefault((req.whole_gpus, 0.0, pin), []).append(
                 (whole_figure(req.cpu_milli, MAX_BYTES), whole_figure(req.ram, MAX_BYTES)))
     for row, allocs in enumerate(s.allocations):
         for a in allocs:

@@ -380,23 +380,47 @@ def _asks(n: int, **kw) -> list[PodRequest]:
     return [PodRequest(**kw)] * n
 
 
+A100 = "NVIDIA-A100-SXM4-80GB"
+
+
 @pytest.mark.parametrize("placed, pending, want", [
     # 20 1-GPU pods placed, none pending: one shape
-    (20, [], [(1, 0, 1.0)]),
+    (20, [], [(1, 0, 1.0, [])]),
     # and 5 pending 8-GPU pods at 64 cores, which found no node: 20/25 and 5/25, at their CPU
-    (20, _asks(5, whole_gpus=8, cpu_milli=64_000), [(1, 0, 0.8), (8, 64_000, 0.2)]),
+    (20, _asks(5, whole_gpus=8, cpu_milli=64_000), [(1, 0, 0.8, []), (8, 64_000, 0.2, [])]),
+    # pinned to the A100s the cluster has: a pinned shape of their own
+    (20, _asks(5, whole_gpus=8, products=frozenset({"NVIDIA-A100*"})), [(1, 0, 0.8, []), (8, 0, 0.2, [A100])]),
+    # pods no node here could ever run are left out: pinned to products the cluster lacks (an
+    # H200 pool not there yet), or more GPUs than any node has
+    (20, _asks(5, whole_gpus=8, products=frozenset({"NVIDIA-H200*"})), [(1, 0, 1.0, [])]),
+    (20, _asks(5, whole_gpus=16), [(1, 0, 1.0, [])]),
     # a pending share is left out: its fraction is of a GPU it has not been given
-    (20, _asks(5, gpu_memory=20 * GiB), [(1, 0, 1.0)]),
+    (20, _asks(5, gpu_memory=20 * GiB), [(1, 0, 1.0, [])]),
     # pending pods count towards the pods needed to learn at all: 10 + 10 of LEARN_MIN_PODS 20
-    (10, _asks(10, whole_gpus=1), [(1, 0, 1.0)]),
-    (10, _asks(9, whole_gpus=1), [(s.whole, s.cpu_milli, s.weight) for s in DEFAULT_SHAPES]),
+    (10, _asks(10, whole_gpus=1), [(1, 0, 1.0, [])]),
+    (10, _asks(9, whole_gpus=1), [(s.whole, s.cpu_milli, s.weight, []) for s in DEFAULT_SHAPES]),
 ])
 def test_workload_shapes_learn_from_whole_gpu_pods_still_pending(placed, pending, want):
     from scheduler.core import workload_shapes
 
-    s = snapshot(node("a", allocs=_pods(placed, lambda i: whole(f"w{i}", i % 8))))
+    s = snapshot(node("a", allocs=_pods(placed, lambda i: whole(f"w{i}", i % 8))), node("b", product=A100))
     got = workload_shapes(s, pending=pending)
-    assert [(g.whole, g.cpu_milli, round(g.weight, 6)) for g in got] == want
+    assert [(g.whole, g.cpu_milli, round(g.weight, 6), sorted(g.products)) for g in got] == want
+
+
+def test_a_pending_pods_pin_is_read_for_the_first_max_pending_pins_pins_only():
+    """A pin costs a match against every product per re-learning; a tenant's pending pods,
+    each with a pin of its own, pay for MAX_PENDING_PINS of them, not for all."""
+    from scheduler.core import workload_shapes
+    from scheduler.core.scoring import MAX_PENDING_PINS
+
+    s = snapshot(node("a", allocs=_pods(20, lambda i: whole(f"w{i}", i % 8))), node("b", product=A100))
+    # 40 distinct pins, each accepting the A100s (and a product no node has): one resolved pin
+    pending = [PodRequest(whole_gpus=8, products=frozenset({A100, f"NVIDIA-X{i}"})) for i in range(40)]
+    got = workload_shapes(s, pending=pending)
+    n = MAX_PENDING_PINS  # 32 of the 40 read: 20 placed + 32 pending
+    assert [(g.whole, sorted(g.products), round(g.weight, 6)) for g in got] == [
+        (1, [], round(20 / (20 + n), 6)), (8, [A100], round(n / (20 + n), 6))]
 
 
 @pytest.mark.parametrize("ram_free_gib, want", [
