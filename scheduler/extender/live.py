@@ -12,7 +12,8 @@ node's row derived afresh, as a rebuild would). A fraction of a millisecond, whe
 rebuild is a Python pass over every node (~1 s at 5,000, all of it holding the GIL the
 verbs wait on). Nodes added or deleted mark it dirty, and a refresher rebuilds it at most
 every `rebuild_every_s`; between rebuilds it re-judges staleness (`rejudge`).
-Rebuilds also re-estimate the workload's shapes from the GPU pods they count.
+Rebuilds also re-estimate the workload's shapes from the GPU pods they count and the
+whole-GPU pods pending for gpusched (the daemon's pending pods' informer).
 
 ResourceClaims allocated by kube-scheduler's DRA allocator (driver gpu.gpusched.io) count
 too: each device's consumed memory on the node report's GPU of that UUID
@@ -491,9 +492,10 @@ class LiveState:
             nodes = [n.holding(self._held_on(n.name), self._host_on.get(n.name, (0, 0))) for n in self._nodes.values()]
             snap = build_snapshot(nodes, now=now, stale_after_s=self.stale_after_s, previous=self._view.snapshot)
             self._publish(snap)
-            self.shapes, self.shapes_at = self._learn(snap), now
+            asked = self._asked()
             self._dirty = False
             self.built_at = self.rebuilt_at = now
+        self._learn(snap, asked, now)
 
     def rejudge(self, now: float | None = None) -> None:
         """What a rebuild does that no event does, without its pass over every node (~1 s of
@@ -508,15 +510,22 @@ class LiveState:
                 snap = snap.edited([(node, key)], [confirmed] if confirmed else [])
             snap = self._with_host_moved(snap).at(now)
             self._publish(snap)
-            if now - self.shapes_at > SHAPES_EVERY_S:  # a pass over every pod: ~25 ms at 5,000 nodes
-                self.shapes, self.shapes_at = self._learn(snap), now
+            asked = self._asked() if now - self.shapes_at > SHAPES_EVERY_S else None
             self.built_at = now
+        if asked is not None:
+            self._learn(snap, asked, now)
 
-    def _learn(self, snap: ClusterSnapshot) -> tuple[Shape, ...]:
-        """The workload's shapes; a pending pod our bind has reserved, or the watch shows
-        bound, is counted once, as placed."""
-        asked = [req for key, req in self.pending_requests() if key not in self._pods and key not in self._assumed]
-        return workload_shapes(snap, pending=asked)
+    def _asked(self) -> list[PodRequest]:
+        """What the pending pods ask, less those our bind reserved or the watch shows bound
+        (the snapshot counts them, as placed). Called with the lock held."""
+        return [req for key, req in self.pending_requests() if key not in self._pods and key not in self._assumed]
+
+    def _learn(self, snap: ClusterSnapshot, asked: list[PodRequest], now: float) -> None:
+        """The workload's shapes, outside the lock: a pass over every pod (~25 ms at 5,000
+        nodes) and a match of each distinct pin against the products, which binds and watch
+        events need not wait for. The snapshot is immutable; two learnings at once each set
+        a whole tuple."""
+        self.shapes, self.shapes_at = workload_shapes(snap, pending=asked), now
 
     def _expire(self, now: float) -> list[tuple[str, str]]:
         """Drop the reservations past their deadline; (node, pod key) of each."""

@@ -10,7 +10,8 @@ informer has not seen yet, or not with the UID asked for, is read with a GET as 
 
 The same copy tells the learned workload what is asked for and has not found room
 (scoring.workload_shapes): each whole-GPU pod's request, read once per event. A pod
-whose request does not read is left out here; the filter verb tells its owner why.
+whose request does not read is left out here (the filter verb tells its owner why), and
+so is one being deleted or held by scheduling gates.
 """
 from __future__ import annotations
 
@@ -70,6 +71,14 @@ class PendingPods:
 
 
 def _whole_gpu_request(pod: dict[str, Any]) -> PodRequest | None:
+    """What a pending pod asks, where it is whole GPUs kube-scheduler will try to place: not
+    a pod being deleted, nor one held by scheduling gates (a queue such as Kueue has not
+    admitted it; kube-scheduler does not try it yet)."""
+    meta, spec = pod.get("metadata"), pod.get("spec")
+    if isinstance(meta, dict) and meta.get("deletionTimestamp"):
+        return None
+    if isinstance(spec, dict) and spec.get("schedulingGates"):
+        return None
     try:
         req = parse_pod(pod)
     except RequestError:

@@ -17,6 +17,16 @@ def _pod(name: str, *, gpus: str = "", memory: str = "", cpu: str = "", node: st
             "spec": {"nodeName": node, "containers": [{"name": "c", "resources": resources}]}}
 
 
+def _gated(pod: dict) -> dict:
+    pod["spec"]["schedulingGates"] = [{"name": "kueue.x-k8s.io/admission"}]  # not tried by kube-scheduler yet
+    return pod
+
+
+def _deleting(pod: dict) -> dict:
+    pod["metadata"]["deletionTimestamp"] = "2026-12-07T06:00:00Z"
+    return pod
+
+
 def _asks(p: PendingPods) -> dict[str, tuple[int, int]]:
     return {key: (req.whole_gpus, req.cpu_milli) for key, req in p.requests()}
 
@@ -26,9 +36,9 @@ def test_only_pending_whole_gpu_pods_whose_request_reads_are_asks():
     p.set_pods([_pod("eight", gpus="8", cpu="64"), _pod("share", memory="20Gi"), _pod("cpu", cpu="2"),
                 _pod("bound", gpus="1", node="n1"),
                 _pod("hostile", gpus="-5"),  # parse_pod refuses it: the filter says why, here it is left out
-                _pod("huge", gpus="1e30")])
+                _pod("huge", gpus="1e30"), _gated(_pod("gated", gpus="1")), _deleting(_pod("deleting", gpus="1"))])
     assert _asks(p) == {"ns/eight": (8, 64_000)}
-    assert len(p) == 5  # every pending pod is still there for the bind's check
+    assert len(p) == 7  # every pending pod is still there for the bind's check
     assert p.get("ns/hostile") is not None
 
 
