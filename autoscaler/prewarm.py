@@ -69,7 +69,9 @@ def choose(snapshot: ClusterSnapshot, req: PodRequest, replicas: int, *, request
     """Where ``replicas`` more pods like ``req`` would be placed, one after the other,
     and which of those nodes lack the model. ``requested``: nodes already asked to
     prefetch it (treated as cached). ``shapes``: the workload the fragmentation score
-    weighs; by default the snapshot's, as the extender learns them (workload_shapes)."""
+    weighs; by default learnt from the snapshot's pods (workload_shapes). The extender
+    also counts the whole-GPU pods pending for gpusched, which the autoscaler does not
+    watch: a plan made while many wait may weigh their shapes less than the bind will."""
     if replicas <= 0:
         return Choice((), (), "no replicas to pre-warm for")
     if not req.model:

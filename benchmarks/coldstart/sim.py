@@ -26,7 +26,8 @@ before `warmup_s` are simulated but not counted (caches start empty).
 
 Policies:
 - gpusched: scheduler.core filter_rows + score_rows (default Weights; the workload
-  shapes re-learned at each rebuild with workload_shapes, as the extender does) +
+  shapes re-learned at each rebuild with workload_shapes from the replicas placed and
+  those waiting, as the extender does) +
   assign_gpus; the node with the highest 0..10 score, first in node order
   on ties (kube-scheduler breaks ties at random), as benchmarks/placement/ours.py;
 - no-locality: the same with Weights(locality=0);
@@ -174,6 +175,8 @@ class Cluster:
         self.reports: list[NodeReport | None] = [None] * p.nodes
         self.snapshot: ClusterSnapshot | None = None
         self.shapes: tuple[Shape, ...] = DEFAULT_SHAPES
+        # what the replicas that found no room ask (the extender's pending pods' informer)
+        self.waiting: Callable[[], list[PodRequest]] = list
         self.rebuilds = 0
 
     def report(self, i: int, now: float) -> NodeReport:
@@ -195,7 +198,8 @@ class Cluster:
                                 list(self.allocs[i].values())) for i, n in enumerate(self.names)]
             self.snapshot = build_snapshot(states, now=EPOCH.timestamp() + now, stale_after_s=STALE_AFTER_S)
             # as LiveState.rebuild: fragmentation is weighed against the shapes the cluster runs
-            self.shapes = workload_shapes(self.snapshot)
+            # and those still waiting
+            self.shapes = workload_shapes(self.snapshot, pending=self.waiting())
             self.dirty = [False] * len(self.names)
             self.rebuilds += 1
         return self.snapshot
@@ -283,6 +287,7 @@ def run(policy: Policy, p: Params, models: Sequence[Model], arrivals: Sequence[A
     for r in replicas:
         push(r.arrival, START, r.id)
     pending: list[int] = []
+    cl.waiting = lambda: [reqs[replicas[q].model] for q in pending]
 
     def place(r: Replica, now: float) -> bool:
         s = cl.view(now)
