@@ -85,7 +85,8 @@ RELEARN_EVERY = 100
 class Gpusched(Policy):
     name = "gpusched"
     description = ("scheduler.core filter_rows + score_rows (default Weights; shapes learned from the pods "
-                   "placed so far, as the extender learns them) + assign_gpus")
+                   "placed so far and the whole-GPU pods that fit nowhere, as the extender learns them from the "
+                   "pods it counts and those pending) + assign_gpus")
 
     def __init__(self, weights: Weights | None = None, exact: bool = False, shapes: Sequence[Shape] | None = None):
         self.weights = weights or Weights()

@@ -226,6 +226,7 @@ class Checked:
     unplaced: int = 0  # fit nowhere, in both
     ties: int = 0  # pods whose top score was shared by several nodes
     relearned: int = 0  # times both re-learned the workload's shapes
+    relearned_with_pending: int = 0  # of those, with whole-GPU pods pending (fit nowhere)
     nodes_used: set[str] = field(default_factory=set)
 
 
@@ -329,6 +330,7 @@ def lockstep(policy: ours.Gpusched, ns: Nodes, ps: Pods) -> Checked:
             live.rebuild(now=NOW)
             assert live.shapes == policy.shapes, f"{where}: extender learned {live.shapes}, simulator {policy.shapes}"
             seen.relearned += 1
+            seen.relearned_with_pending += bool(policy.pending)
         # --- both snapshots now count the same memory on the same GPUs, the bind confirmed by the watch
         snap, mine = live.snapshot(), policy.snapshot
         rows = snap.indices(list(mine.names))
@@ -386,4 +388,5 @@ def test_the_bench_gpusched_row_decides_as_the_extender(monkeypatch):
     assert isinstance(policy, ours.Gpusched) and policy.fixed_shapes is None
     seen = lockstep(policy, ns, ps)
     assert seen.relearned >= 8 and seen.gpu_pods >= 90, seen
+    assert seen.relearned_with_pending >= 3, seen  # the pending pods' part of learning is compared too
     assert policy.shapes != DEFAULT_SHAPES  # learned from the trace by the end, not the defaults
