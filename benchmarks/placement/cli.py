@@ -121,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
         "limit": args.limit,
         "stop_at_first_failure": args.stop_at_first_failure,
         "gpu_memory_mib": {k: v[1] for k, v in ALIBABA_GPU_MIB.items() if k in set(nodes.model)},
-        "gpusched_shapes": {"learned_from": "pods placed so far and whole-GPU pods that fit nowhere (pending)", "every_placements": RELEARN_EVERY,
-                            "min_pods": LEARN_MIN_PODS, "max_shapes": MAX_LEARNED_SHAPES},
+        "gpusched_shapes": {"learned_from": "pods placed so far and whole-GPU pods that fit nowhere (pending)",
+                            "every_placements": RELEARN_EVERY, "min_pods": LEARN_MIN_PODS,
+                            "max_shapes": MAX_LEARNED_SHAPES},
     }
     from benchmarks.progress import progress_bar
 

@@ -116,7 +116,8 @@ def describe_params(params: dict) -> str:
             f"Pods: {traces}. Seed {params['seed']} (only `random` draws). Replay {stop}. "
             f"GPU memory assumed per model (MiB): {', '.join(f'{k} {v}' for k, v in params['gpu_memory_mib'].items())}. "
             f"gpusched: default Weights; fragmentation weighed against the {sh['max_shapes']} commonest shapes of the "
-            f"pods placed so far and the whole-GPU pods that fit nowhere (pending in a cluster), re-learned every {sh['every_placements']} placements as the extender re-learns them "
+            f"pods placed so far and the whole-GPU pods that fit nowhere (pending in a cluster), re-learned every "
+            f"{sh['every_placements']} placements as the extender re-learns them "
             f"at each snapshot rebuild (its defaults until {sh['min_pods']} GPU pods run). "
             "Stranded GPUs: free capacity no pod class of the trace could use where it lies; FGD-fragmented: "
             "FGD's expected fragmentation F(M) over the trace's pod classes.")

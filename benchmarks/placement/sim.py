@@ -130,8 +130,8 @@ def replay(nodes: Nodes, pods: Pods, policy: Policy, seed: int, *, workload: Pod
            progress: Callable[[int], None] | None = None) -> Result:
     """Replay `pods` on an empty cluster of `nodes` with `policy`. `workload` (default:
     `pods`) is the trace whose mix FGD's target workload is derived from (gpusched learns
-    its shapes from the pods it placed and the whole-GPU pods that fit nowhere). `levels`: also record the figures at every
-    percent of capacity the arrived GPU demand crosses."""
+    its shapes from the pods it placed and the whole-GPU pods that fit nowhere). `levels`:
+    also record the figures at every percent of capacity the arrived GPU demand crosses."""
     t0 = time.perf_counter()
     state = State(nodes)
     target = fgd.TargetWorkload(workload or pods)
