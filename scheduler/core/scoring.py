@@ -38,7 +38,7 @@ from scheduler import contract
 from scheduler.core.assign import best_fit_gpu
 from scheduler.core.request import PodRequest
 from scheduler.core.row_memo import DENSE, RowMemo
-from scheduler.core.snapshot import ClusterSnapshot, whole_figure
+from scheduler.core.snapshot import CPU_UNKNOWN, RAM_UNKNOWN, ClusterSnapshot, whole_figure
 from scheduler.quantity import MAX_BYTES
 
 MAX_EXTENDER_PRIORITY = 10  # k8s.io/kube-scheduler/extender/v1 MaxExtenderPriority
@@ -134,9 +134,10 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     alone, a shape that fails (8 GPUs where no node has 8 free) weighs less the more of
     its pods fail, and the nodes it needs are guarded less. Left out of `pending`: a share
     (its fraction is of the GPU it lands on, which it has not); a pod no node here could
-    ever run (more GPUs than any node has, or pinned to products the cluster lacks: an
-    H200 pod waiting for a node pool would otherwise be learnt as unpinned and keep H100
-    nodes whole for pods that cannot use them); pods of pins beyond MAX_PENDING_PINS."""
+    ever run (more GPUs, CPU or memory than any node has, or pinned to products the
+    cluster lacks: an H200 pod waiting for a node pool would otherwise be learnt as
+    unpinned and keep H100 nodes whole for pods that cannot use them); pods of pins beyond
+    MAX_PENDING_PINS."""
     # each shape's pods' (CPU, memory): its count is their number
     cpus: dict[tuple[int, float, frozenset[str]], list[tuple[int, int]]] = {}
     pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
@@ -148,9 +149,15 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
         return pin
 
     most_gpus = int(s.gpu_count.max()) if len(s) else 0
+
+    def most(allocatable: np.ndarray, unknown: int) -> int:
+        """The most any node offers; a node whose figure is not known limits nothing."""
+        return int(np.where(allocatable > 0, allocatable, unknown).max()) if len(allocatable) else 0
+
+    most_cpu, most_ram = most(s.cpu_allocatable, CPU_UNKNOWN), most(s.ram_allocatable, RAM_UNKNOWN)
     waiting: dict[frozenset[str], frozenset[str] | None] = {frozenset(): frozenset()}  # None: no product here
     for req in pending:
-        if not 0 < req.whole_gpus <= most_gpus:
+        if not 0 < req.whole_gpus <= most_gpus or req.cpu_milli > most_cpu or req.ram > most_ram:
             continue
         if req.products in waiting:
             pin = waiting[req.products]

@@ -394,6 +394,10 @@ A100 = "NVIDIA-A100-SXM4-80GB"
     # H200 pool not there yet), or more GPUs than any node has
     (20, _asks(5, whole_gpus=8, products=frozenset({"NVIDIA-H200*"})), [(1, 0, 1.0, [])]),
     (20, _asks(5, whole_gpus=16), [(1, 0, 1.0, [])]),
+    # or more CPU or memory than any node has (a: 96 cores, 1 TiB; b: 64 cores, 512 GiB)
+    (20, _asks(5, whole_gpus=8, cpu_milli=97_000), [(1, 0, 1.0, [])]),
+    (20, _asks(5, whole_gpus=8, ram=1025 * GiB), [(1, 0, 1.0, [])]),
+    (20, _asks(5, whole_gpus=8, cpu_milli=96_000), [(1, 0, 0.8, []), (8, 96_000, 0.2, [])]),
     # a pending share is left out: its fraction is of a GPU it has not been given
     (20, _asks(5, gpu_memory=20 * GiB), [(1, 0, 1.0, [])]),
     # pending pods count towards the pods needed to learn at all: 10 + 10 of LEARN_MIN_PODS 20
@@ -403,9 +407,19 @@ A100 = "NVIDIA-A100-SXM4-80GB"
 def test_workload_shapes_learn_from_whole_gpu_pods_still_pending(placed, pending, want):
     from scheduler.core import workload_shapes
 
-    s = snapshot(node("a", allocs=_pods(placed, lambda i: whole(f"w{i}", i % 8))), node("b", product=A100))
+    s = snapshot(node("a", allocs=_pods(placed, lambda i: whole(f"w{i}", i % 8)), cpu=96, ram_gib=1024),
+                 node("b", product=A100, cpu=64, ram_gib=512))
     got = workload_shapes(s, pending=pending)
     assert [(g.whole, g.cpu_milli, round(g.weight, 6), sorted(g.products)) for g in got] == want
+
+
+def test_a_node_whose_cpu_is_not_known_limits_no_pending_pod():
+    from scheduler.core import workload_shapes
+
+    # a offers 96 cores; b's CPU is not known: a pod asking 97 might fit there
+    s = snapshot(node("a", allocs=_pods(20, lambda i: whole(f"w{i}", i % 8)), cpu=96), node("b"))
+    got = workload_shapes(s, pending=_asks(5, whole_gpus=8, cpu_milli=97_000))
+    assert [(g.whole, g.cpu_milli, round(g.weight, 6)) for g in got] == [(1, 0, 0.8), (8, 97_000, 0.2)]
 
 
 def test_a_pending_pods_pin_is_read_for_the_first_max_pending_pins_pins_only():
