@@ -111,6 +111,26 @@ def test_pods_that_cannot_fit_stay_pending_with_our_reason(gpusched, core, names
     assert not core.read_namespaced_pod("nofit", namespace).spec.node_name
 
 
+def test_whole_gpu_pods_left_pending_count_in_the_learned_shapes(gpusched, core, namespace):
+    """24 pods of 8 GPUs on 4 nodes of 8: kube-scheduler binds 4 and leaves 20 Pending on
+    Insufficient nvidia.com/gpu without calling the extender. Its pending pods' informer
+    sees them, and the next re-learning (at most SHAPES_EVERY_S, 60 s, plus a 10 s re-judge
+    later) weighs their shape by all 24: 1.0, where the 4 bound alone are below
+    LEARN_MIN_PODS and the defaults give 8 GPUs 0.1."""
+    for i in range(24):
+        core.create_namespaced_pod(namespace, pod(f"eight-{i}", gpus=8))
+    eventually(lambda: any(p.spec.node_name for p in core.list_namespaced_pod(namespace).items),
+               timeout=60, what="a first one bound")
+
+    def eight_gpu_weight() -> float:
+        return sum(s["weight"] for s in gpusched.get("/debug/shapes").json() if s["whole"] == 8)
+
+    weight = eventually(lambda: (w := eight_gpu_weight()) > 0.5 and w, timeout=120, interval=2,
+                        what="an 8-GPU shape learnt from the pending pods")
+    assert weight > 0.5
+    assert len([p for p in core.list_namespaced_pod(namespace).items if not p.spec.node_name]) >= 20
+
+
 def reads(gpusched) -> dict[tuple[str, str], float]:
     """gpusched_extender_requests_read_total by (verb, how), since the extender started."""
     return {(s.labels["verb"], s.labels["how"]): s.value for m in text_string_to_metric_families(
