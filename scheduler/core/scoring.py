@@ -114,9 +114,19 @@ def resolve_pin(s: ClusterSnapshot, patterns: frozenset[str]) -> frozenset[str]:
     the same products are one shape; empty (no pin) where it accepts every product the
     cluster has, or none of them (a pod that runs anyway tells nothing of where else it
     could)."""
-    known = frozenset(p for p in s.products if p)
-    got = frozenset(s.products[c] for c in s.product_codes(patterns)) if patterns else frozenset()
-    return frozenset() if not got or got == known else got
+    pin = _accepted_pin(s, patterns)
+    return frozenset() if pin is None else pin
+
+
+def _accepted_pin(s: ClusterSnapshot, patterns: frozenset[str]) -> frozenset[str] | None:
+    """resolve_pin, but None where the pin accepts no product the cluster has: a pod that
+    waits tells that no node here can run it."""
+    if not patterns:
+        return frozenset()
+    got = frozenset(s.products[c] for c in s.product_codes(patterns))
+    if not got:
+        return None
+    return frozenset() if got == frozenset(p for p in s.products if p) else got
 
 
 def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit: int = MAX_LEARNED_SHAPES,
@@ -141,13 +151,6 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
     # each shape's pods' (CPU, memory): its count is their number
     cpus: dict[tuple[int, float, frozenset[str]], list[tuple[int, int]]] = {}
     pins: dict[frozenset[str], frozenset[str]] = {frozenset(): frozenset()}
-
-    def pin_of(products: frozenset[str]) -> frozenset[str]:
-        pin = pins.get(products)
-        if pin is None:
-            pin = pins[products] = resolve_pin(s, products)
-        return pin
-
     most_gpus = int(s.gpu_count.max()) if len(s) else 0
 
     def most(allocatable: np.ndarray, unknown: int) -> int:
@@ -164,13 +167,15 @@ def workload_shapes(s: ClusterSnapshot, *, min_pods: int = LEARN_MIN_PODS, limit
         elif len(waiting) > MAX_PENDING_PINS:
             continue
         else:
-            pin = waiting[req.products] = pin_of(req.products) if len(s.product_codes(req.products)) else None
+            pin = waiting[req.products] = _accepted_pin(s, req.products)
         if pin is not None:
             cpus.setdefault((req.whole_gpus, 0.0, pin), []).append(
                 (whole_figure(req.cpu_milli, MAX_BYTES), whole_figure(req.ram, MAX_BYTES)))
     for row, allocs in enumerate(s.allocations):
         for a in allocs:
-            pin = pin_of(a.products)
+            pin = pins.get(a.products)
+            if pin is None:
+                pin = pins[a.products] = resolve_pin(s, a.products)
             if a.whole:
                 key = (len(a.gpu_ids) or a.count, 0.0, pin)
             elif a.memory_per_gpu and a.gpu_ids:
