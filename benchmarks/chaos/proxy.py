@@ -3,23 +3,39 @@
 In a cluster, kube-scheduler calls the extender through a Service, which routes only to
 pods whose readiness probe (/readyz) passes; a restarted extender gets no call before
 its informers have listed. On the test bed kube-scheduler would call the process
-directly, so the chaos bed puts this in between: while /readyz does not answer 200,
+directly, so the chaos bed puts this in between: while the endpoint is not ready,
 connections are refused (closed at once), as with a Service without endpoints.
+
+Readiness follows kubelet's rules with deploy/'s probe (timeoutSeconds 1, failureThreshold
+3, successThreshold 1): one answer of 200 makes the endpoint ready, and only
+`failure_threshold` failed probes in a row take it out. A single slow probe on a loaded
+node does not empty a Service, and kube-proxy does not cut the connections already open
+when an endpoint leaves, so neither does this. Only the period is shorter than deploy/'s
+5 s, so that a restarted extender is found ready within the cases' seconds.
 """
 from __future__ import annotations
 
+import logging
 import socket
 import threading
+import time
 
 import requests
 
+log = logging.getLogger(__name__)
+
 
 class ReadyProxy:
-    def __init__(self, upstream_port: int, ready_url: str, probe_every_s: float = 0.5):
+    def __init__(self, upstream_port: int, ready_url: str, probe_every_s: float = 0.5,
+                 timeout_s: float = 1.0, failure_threshold: int = 3):
         self.upstream = ("127.0.0.1", upstream_port)
         self.ready_url = ready_url
         self.probe_every_s = probe_every_s
+        self.timeout_s = timeout_s
+        self.failure_threshold = failure_threshold
         self.ready = False
+        # (monotonic time, ready, why) at each change, for a case that failed to say when
+        self.transitions: list[tuple[float, bool, str]] = []
         self._stop = threading.Event()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -58,14 +74,22 @@ class ReadyProxy:
             c.close()
 
     def _probe(self) -> None:
+        failures = 0
         while not self._stop.is_set():
             try:
-                ok = requests.get(self.ready_url, timeout=1).status_code == 200
-            except requests.RequestException:
-                ok = False
-            if self.ready and not ok:
-                self.cut()
-            self.ready = ok
+                code = requests.get(self.ready_url, timeout=self.timeout_s).status_code
+                ok, why = code == 200, f"/readyz answered {code}"
+            except requests.RequestException as exc:
+                ok, why = False, f"/readyz: {type(exc).__name__}"
+            failures = 0 if ok else failures + 1
+            ready = ok or (self.ready and failures < self.failure_threshold)
+            if ready != self.ready:
+                why = why if ok else f"{why}, {failures} probes in a row"
+                self.transitions.append((time.monotonic(), ready, why))
+                log.warning("extender endpoint %s: %s", "ready" if ready else "not ready", why)
+            elif not ok:
+                log.info("extender probe failed (%d of %d): %s", failures, self.failure_threshold, why)
+            self.ready = ready
             self._stop.wait(self.probe_every_s)
 
     def _accept(self) -> None:
