@@ -80,6 +80,27 @@ def wait_tail(c: int, slots: int, arrival: float, service: float, wait_bound: fl
     return erlang_c(n, offered) * math.exp(-(c * service - arrival) * wait_bound)
 
 
+def effective_concurrency(service_rate: float, seconds_alone: float, max_num_seqs: int) -> int:
+    """``concurrencyPerReplica`` from one load test: the requests a replica runs at once
+    without slowing each other, round(mu x s1) within [1, max_num_seqs].
+
+    mu is the replica's throughput at saturation (serviceRatePerReplica, req/s) and s1 the
+    mean seconds one request of the same mix takes alone. Little's law on the two ends of
+    the test: k servers of rate 1/s1 serve k/s1 = mu at saturation and a lone request in
+    s1, which is what the queueing rule's M/M/(c x k) assumes. A prefill-bound mix runs
+    few at once at full speed (azure-code: 1.51 req/s x 1.47 s -> 2); a decode-bound one
+    runs many (40 s requests at 0.49 req/s -> 20); one request at a time gives 1 (mu =
+    1/s1). The server's own limit (--max-num-seqs) is only the ceiling: slots that slow
+    every request down are not servers."""
+    if not (math.isfinite(service_rate) and service_rate > 0):
+        raise ValueError(f"service rate must be a finite number > 0 req/s, got {service_rate!r}")
+    if not (math.isfinite(seconds_alone) and seconds_alone > 0):
+        raise ValueError(f"seconds alone must be a finite number > 0, got {seconds_alone!r}")
+    if max_num_seqs < 1:
+        raise ValueError(f"max_num_seqs must be at least 1, got {max_num_seqs}")
+    return max(1, min(int(max_num_seqs), int(round(service_rate * seconds_alone))))
+
+
 def replicas_for_slo(arrival: float, service: float, target_utilization: float,
                      wait_bound: float | None, percentile: float, cap: int,
                      concurrency: int = 1) -> tuple[int, str]:
@@ -128,4 +149,4 @@ def replicas_for_slo(arrival: float, service: float, target_utilization: float,
     return hi, f"{text}, but P(wait>{wait_bound:g}s) <= {1 - percentile:.2g}{model} needs {hi} ({t_hi:.2g})"
 
 
-__all__ = ["erlang_b", "erlang_c", "wait_tail", "replicas_for_slo", "RECURRENCE_MAX"]
+__all__ = ["erlang_b", "erlang_c", "wait_tail", "replicas_for_slo", "effective_concurrency", "RECURRENCE_MAX"]

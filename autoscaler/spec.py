@@ -181,7 +181,8 @@ class AutoscalerSpec:
     slo: Slo | None = None
     cold_start_s: float = DEFAULT_COLD_START_S
     service_rate_per_replica: float | None = None  # req/s one replica sustains; used when not measured
-    # requests one replica runs at once (vLLM --max-num-seqs, TGI --max-concurrent-requests): the
+    # requests one replica runs at once without slowing each other (queueing.effective_concurrency:
+    # serviceRatePerReplica x the seconds one request takes alone, at most --max-num-seqs): the
     # queueing rule's M/M/(c x concurrency) model; 1 = each replica one M/M/c server
     concurrency_per_replica: int = 1
     forecast: ForecastSpec = field(default_factory=ForecastSpec)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from autoscaler.queueing import RECURRENCE_MAX, erlang_b, erlang_c, replicas_for_slo, wait_tail
+from autoscaler.queueing import RECURRENCE_MAX, effective_concurrency, erlang_b, erlang_c, replicas_for_slo, wait_tail
 
 
 def recurrence(n: int, a: float) -> float:
@@ -37,6 +37,38 @@ def test_erlang_b_table(n, a, want):
 ])
 def test_erlang_c_table(c, a, want):
     assert erlang_c(c, a) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("mu,s1,max_seqs,want", [
+    (1.509, 1.47, 32, 2),     # azure-code's load test: 2.22 -> 2 (prefill-bound: few at once)
+    (2.348, 6.31, 32, 15),    # azure-conv: 14.8 -> 15
+    (0.493, 39.56, 32, 20),   # 40 s requests, decode-bound: 19.5 -> 20
+    (0.025, 40.0, 1, 1),      # one request at a time: mu = 1/s1 -> 1
+    (2.0, 100.0, 32, 32),     # 200 -> the server's --max-num-seqs
+    (0.1, 2.0, 32, 1),        # 0.2 -> at least 1 server
+])
+def test_effective_concurrency_is_mu_times_the_time_alone(mu, s1, max_seqs, want):
+    assert effective_concurrency(mu, s1, max_seqs) == want
+
+
+@pytest.mark.parametrize("mu,s1,max_seqs", [(0.0, 1.0, 8), (-1.0, 1.0, 8), (math.inf, 1.0, 8), (1.0, math.nan, 8),
+                                            (1.0, 0.0, 8), (1.0, 1.0, 0)])
+def test_effective_concurrency_refuses_what_no_load_test_gives(mu, s1, max_seqs):
+    with pytest.raises(ValueError):
+        effective_concurrency(mu, s1, max_seqs)
+
+
+@pytest.mark.parametrize("lam,mu,k,want", [
+    # 40 s requests, 0.493 req/s at saturation, 0.1 req/s arriving (4 in flight):
+    # one server per replica is M/M/1 at rho 0.2, P(wait > 2 s) = 0.2 e^(-(0.493 - 0.1) 2)
+    # = 0.093 > 0.01, so 2 replicas; as 20 servers of 40 s, 4.1 erlangs wait with
+    # P ~ 6e-9, so 1
+    (0.1, 0.493, 1, 2),
+    (0.1, 0.493, 20, 1),
+])
+def test_a_replica_that_batches_long_requests_is_many_servers(lam, mu, k, want):
+    c, _ = replicas_for_slo(lam, mu, 0.8, 2.0, 0.99, 32, k)
+    assert c == want
 
 
 @pytest.mark.parametrize("n,a", [
