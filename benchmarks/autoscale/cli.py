@@ -14,7 +14,7 @@ from benchmarks.traces import azure_dir
 
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
-            "ours-no-recent", "ours-forecast-up", "ours-batch-slots", "hpa-util", "keda-queue", "static",
+            "ours-no-recent", "ours-forecast-up", "ours-batch-slots", "ours-mmc", "hpa-util", "keda-queue", "static",
             "static-prev-window", "oracle")
 # run when named: scale to zero (with --models K, many mostly idle models on one pool)
 ZERO_POLICIES = ("ours-zero", "ours-zero-scrape", "keda-zero")
@@ -164,6 +164,7 @@ class TraceRun:
     spec_example: dict
     bound: Any = None  # benchmarks.autoscale.bound.Bound
     static_prev: dict[str, list[int]] | None = None
+    concurrency: dict[str, int] | None = None  # model -> concurrencyPerReplica from the load test
 
 
 def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], overrides: dict,
@@ -175,8 +176,9 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
     from autoscaler.spec import SpecError, parse_spec
     from benchmarks.autoscale import policies as pol
     from benchmarks.autoscale.bound import Load, lower_bound
+    from autoscaler.queueing import effective_concurrency
     from benchmarks.autoscale.service import (TIERS, ColdStart, calibrate_service_rate, replicas_needed,
-                                              service_model, tokens_of)
+                                              seconds_alone, service_model, tokens_of)
     from benchmarks.autoscale.sim import SimConfig, WorkloadInput, simulate
     from benchmarks.fleet.model import TraceError, read_trace
 
@@ -209,7 +211,9 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         by_model.setdefault(r.model or name, []).append(r)
     inputs = []
     for m, rs in by_model.items():
-        inputs.append(WorkloadInput(m, rs, service, calibrate_service_rate(rs, service, seed=args.seed)))
+        mu = calibrate_service_rate(rs, service, seed=args.seed)
+        k = effective_concurrency(mu, seconds_alone(rs, service, seed=args.seed), service.max_batch)
+        inputs.append(WorkloadInput(m, rs, service, mu, concurrency=k))
     end = max(rs[-1].t for rs in by_model.values())
     arrivals = {i.model: np.array([r.t for r in i.rows]) for i in inputs}
     initial = {i.model: replicas_needed(float(np.sum(arrivals[i.model] < 60.0)) / 60.0, i.mu, 0.8) for i in inputs}
@@ -303,7 +307,8 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             extra = pol.merge_spec(extra, {"activation": {"labels": {"destination_service_name": service_name(i.model)}}})
         return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=i.mu,
                                             cold_start_s=worst_cold, queue_wait_s=args.queue_wait_slo,
-                                            queue_target=args.queue_target, overrides=overrides), extra)
+                                            queue_target=args.queue_target, overrides=overrides,
+                                            concurrency=i.concurrency), extra)
 
     try:
         for i in inputs:
@@ -343,7 +348,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
             runs.append(oracle_res)
     return TraceRun(name=name, file=str(path), rows=len(rows), models={i.model: i.mu for i in inputs}, runs=runs,
                     oracle_u=oracle_u, static=static, spec_example=spec_for(inputs[0], {}), bound=bound,
-                    static_prev=static_prev)
+                    static_prev=static_prev, concurrency={i.model: i.concurrency for i in inputs})
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -435,7 +440,8 @@ def _run(args: argparse.Namespace) -> int:
         "models_split": ({"models": args.models, "block_s": args.model_block, "seed": args.seed,
                           "how": "benchmarks.autoscale.split: blocks to models, Zipf(1)"} if args.models else None),
         "traces": [{"file": tr.file, "name": tr.name, "requests": tr.rows, "models": len(tr.models),
-                    "service_rate": {m: round(v, 3) for m, v in tr.models.items()}} for tr in results],
+                    "service_rate": {m: round(v, 3) for m, v in tr.models.items()},
+                    "concurrency": tr.concurrency} for tr in results],
         "oracle_utilization": {tr.name: tr.oracle_u for tr in results},
         "static_replicas": {tr.name: ",".join(str(v) for v in tr.static.values()) or "-" for tr in results},
         "ours_decide_replica_hours": {tr.name: next((r.extra.get("decide") for r in tr.runs if r.policy == "ours"),
@@ -458,7 +464,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"  ours' spec: {json.dumps(params['ours_spec_example'])}")
     for tr in results:
         print(f"  {tr.file}: {tr.rows:,} requests, service rate "
-              f"{', '.join(f'{v:.3g}' for v in tr.models.values())} req/s per replica; oracle u {tr.oracle_u:g}; "
+              f"{', '.join(f'{v:.3g}' for v in tr.models.values())} req/s per replica, concurrency "
+              f"{', '.join(str(v) for v in (tr.concurrency or {}).values())}; oracle u {tr.oracle_u:g}; "
               f"static {params['static_replicas'][tr.name]} replicas; lower bound {tr.bound.gpu_hours:.2f} GPU-h "
               f"({tr.bound.binding} term)")
     print()

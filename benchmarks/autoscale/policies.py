@@ -63,12 +63,13 @@ KEDA_COOLDOWN_S = 300.0  # ScaledObject cooldownPeriod's default
 # ---------------------------------------------------------------- ours
 
 def ours_spec(model: str, *, max_replicas: int, mu: float, cold_start_s: float, queue_wait_s: float,
-              queue_target: float, overrides: Mapping[str, Any] | None = None) -> dict:
+              queue_target: float, overrides: Mapping[str, Any] | None = None, concurrency: int = 1) -> dict:
     """The InferenceAutoscaler spec the bench gives ours: what a user would write, with
-    serviceRatePerReplica from a one-replica load test on the trace's token mix and
-    coldStartSeconds the worst (remote-store) cold start; concurrencyPerReplica is left
-    out (M/M/c). ``overrides`` (the bench's --ours-spec, an ablation's switch) are merged
-    in, nested objects key by key."""
+    serviceRatePerReplica and concurrencyPerReplica from a one-replica load test on the
+    trace's token mix (its throughput, and that times the seconds a request takes alone:
+    autoscaler.queueing.effective_concurrency) and coldStartSeconds the worst
+    (remote-store) cold start. ``overrides`` (the bench's --ours-spec, an ablation's
+    switch) are merged in, nested objects key by key."""
     spec = {
         "scaleTargetRef": {"name": model},
         "model": model,
@@ -82,6 +83,7 @@ def ours_spec(model: str, *, max_replicas: int, mu: float, cold_start_s: float, 
         "slo": {"queueWaitSeconds": queue_wait_s, "percentile": 0.99},
         "coldStartSeconds": round(cold_start_s, 1),
         "serviceRatePerReplica": round(mu, 3),
+        "concurrencyPerReplica": int(concurrency),
     }
     return merge_spec(spec, overrides or {})
 
@@ -134,12 +136,16 @@ ABLATIONS: dict[str, tuple[dict, bool, str]] = {
     "ours-zero-scrape": ({"minReplicas": 0, "activation": {"labels": {"destination_service_name": MODEL_SERVICE}}},
                          True, "(a variant) ours-zero without the activation endpoint: woken by the gateway's "
                                "request counter only (the next 15 s scrape, then a tick)"),
-    # not an ablation but the other queueing model: batch slots (concurrencyPerReplica = the
-    # simulated server's batch) size the fleet for Poisson arrivals, and on bursty traces
-    # give up the headroom M/M/c keeps
+    # not ablations but the queueing model's two ends: every batch slot a server
+    # (concurrencyPerReplica = the simulated server's batch: on bursty traces it gives up the
+    # headroom fewer servers keep), and one server per replica (M/M/c, the bench's ours
+    # before the load test's concurrency: it over-asks for long requests a replica batches)
     "ours-batch-slots": ({"concurrencyPerReplica": SERVER_BATCH}, True,
                          "(a variant, not an ablation) queueing over batch slots: concurrencyPerReplica = the "
                          "simulated server's batch"),
+    "ours-mmc": ({"concurrencyPerReplica": 1}, True,
+                 "(a variant, not an ablation) queueing as M/M/c: concurrencyPerReplica 1, one server per "
+                 "replica"),
 }
 
 

@@ -128,13 +128,25 @@ def tokens_of(row: TraceRow, service: ServiceModel) -> tuple[int, int]:
     return 0, max(0, int(round(row.service_s * service.decode_rate(1))))
 
 
+def _load_test_rows(rows: Sequence[TraceRow], n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+
+
+def seconds_alone(rows: Sequence[TraceRow], service: ServiceModel, n: int = 1500, seed: int = 0) -> float:
+    """Mean seconds one request takes alone on a replica, over the load test's rows (those
+    of ``calibrate_service_rate`` for the same ``n`` and ``seed``): the other end of the
+    same test, for ``spec.concurrencyPerReplica`` (autoscaler.queueing.effective_concurrency)."""
+    idx = _load_test_rows(rows, n, seed)
+    return float(np.mean([service.service_time(*tokens_of(rows[i], service)) for i in idx]))
+
+
 def calibrate_service_rate(rows: Sequence[TraceRow], service: ServiceModel, n: int = 1500,
                            seed: int = 0) -> float:
     """Requests/s one replica sustains on this trace's token mix: what a user's load test
     would measure for ``spec.serviceRatePerReplica``. ``n`` rows drawn (seeded) from the
     trace all arrive at once at one replica; completions / time to finish them all."""
-    rng = np.random.default_rng(seed)
-    idx = rng.choice(len(rows), size=min(n, len(rows)), replace=False)
+    idx = _load_test_rows(rows, n, seed)
     f = Fleet(keep_finished=False)
 
     class _Load:
@@ -162,4 +174,4 @@ def replicas_needed(rate: float, mu: float, utilization: float) -> int:
 
 
 __all__ = ["GPU_TYPES", "TIERS", "ColdStart", "ColdStartError", "read_cold_starts", "service_model", "tokens_of",
-           "calibrate_service_rate", "replicas_needed"]
+           "calibrate_service_rate", "seconds_alone", "replicas_needed"]

@@ -513,6 +513,7 @@ class WorkloadInput:
     service: ServiceModel
     mu: float  # calibrated requests/s per replica
     gpus_per_replica: int = 1
+    concurrency: int = 1  # concurrencyPerReplica from the same load test (effective_concurrency)
 
 
 class _RowLoad:

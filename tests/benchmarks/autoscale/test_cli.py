@@ -79,8 +79,11 @@ def test_a_run_writes_everything_and_repeats_with_the_seed(tmp_path, capsys):
     assert a["seed"] == 7 and a["params"]["ours_spec_example"]["serviceRatePerReplica"] > 0
     assert [r["policy"] for r in a["rows"]] == ["ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing",
                                                 "ours-no-panic", "ours-no-prewarm", "ours-no-recent",
-                                                "ours-forecast-up", "ours-batch-slots", "hpa-util", "keda-queue", "static", "static-prev-window", "oracle",
-                                                "lower_bound"]
+                                                "ours-forecast-up", "ours-batch-slots", "ours-mmc", "hpa-util", "keda-queue",
+                                                "static", "static-prev-window", "oracle", "lower_bound"]
+    # concurrencyPerReplica from the same load test as serviceRatePerReplica, reported per model
+    trace = a["params"]["traces"][0]
+    assert a["params"]["ours_spec_example"]["concurrencyPerReplica"] == trace["concurrency"]["small"] >= 1
     strip = lambda d: [{k: v for k, v in r.items()} for r in d["rows"]]  # noqa: E731
     assert strip(a) == strip(b)  # same seed, same numbers
     rows = {r["policy"]: r for r in a["rows"]}

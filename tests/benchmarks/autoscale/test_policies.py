@@ -130,9 +130,12 @@ def test_ours_spec_slots_and_scale_down():
     s = parse_spec(pol.ours_spec("m", overrides={"concurrencyPerReplica": 32}, **kw))
     assert s.concurrency_per_replica == 32
     ours = parse_spec(pol.ours_spec("m", **kw))
-    assert ours.concurrency_per_replica == 1  # left out: M/M/c
-    # the batch-slots variant asks for the server's batch (the bench substitutes it)
+    assert ours.concurrency_per_replica == 1  # no load test's concurrency given: M/M/c
+    assert parse_spec(pol.ours_spec("m", concurrency=15, **kw)).concurrency_per_replica == 15
+    # the two ends as variants: the server's batch (the bench substitutes it), one server
     assert pol.ABLATIONS["ours-batch-slots"][0] == {"concurrencyPerReplica": pol.SERVER_BATCH}
+    assert parse_spec(pol.merge_spec(pol.ours_spec("m", concurrency=15, **kw),
+                                     pol.ABLATIONS["ours-mmc"][0])).concurrency_per_replica == 1
     # the CRD's defaults, as a user gets them: HPA's scale-down (100% per 15 s), utilisation 0.8
     assert (ours.behavior.scale_down.max_percent, ours.behavior.scale_down.period_s) == (100.0, 15.0)
     assert ours.slo is not None and ours.slo.target_utilization == 0.8

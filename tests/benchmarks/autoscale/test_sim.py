@@ -136,3 +136,22 @@ def test_recent_arrival_rate_reads_the_last_two_scrapes():
     assert seen["minute"] == pytest.approx(312 / 45 + 3 / 60)
     assert seen["recent"] == pytest.approx(10.0 + 3 / 30)
     assert seen["short"] is None
+
+
+def test_load_test_concurrency_is_throughput_times_the_time_alone():
+    """The bench's concurrencyPerReplica comes from the load test that gives mu: 64 requests
+    of 40 s of decode alone (2,400 tokens at 60 tok/s) all at once on one H100 replica of
+    32 slots run 32 at a time at 60 / (1 + 0.02 x 31) = 37 tok/s each, 64.8 s a batch, so
+    mu = 64 / 129.6 s = 0.49 req/s and mu x 40 s = 19.8 -> 20 servers, fewer than the 32
+    slots."""
+    from autoscaler.queueing import effective_concurrency
+    from benchmarks.autoscale.service import calibrate_service_rate, seconds_alone
+
+    long = [TraceRow(float(i), 0, 0, service_s=40.0) for i in range(64)]
+    mu, s1 = calibrate_service_rate(long, SVC, n=64), seconds_alone(long, SVC, n=64)
+    assert s1 == pytest.approx(40.0)
+    assert mu == pytest.approx(64 / 129.6, rel=0.02)
+    assert effective_concurrency(mu, s1, SVC.max_batch) == 20
+    # one request at a time: mu = 1 / s1, one server
+    svc1 = service_model("h100", 1)
+    assert effective_concurrency(calibrate_service_rate(long, svc1, n=64), seconds_alone(long, svc1, n=64), 1) == 1
