@@ -6,12 +6,18 @@ its informers have listed. On the test bed kube-scheduler would call the process
 directly, so the chaos bed puts this in between: while the endpoint is not ready,
 connections are refused (closed at once), as with a Service without endpoints.
 
-Readiness follows kubelet's rules with deploy/'s probe (timeoutSeconds 1, failureThreshold
-3, successThreshold 1): one answer of 200 makes the endpoint ready, and only
-`failure_threshold` failed probes in a row take it out. A single slow probe on a loaded
-node does not empty a Service, and kube-proxy does not cut the connections already open
-when an endpoint leaves, so neither does this. Only the period is shorter than deploy/'s
-5 s, so that a restarted extender is found ready within the cases' seconds.
+Readiness follows kubelet's rules with the extender's probe in deploy/ (periodSeconds 2,
+timeoutSeconds 1, failureThreshold 3, successThreshold 1): one answer of 200 makes the
+endpoint ready, and only `failure_threshold` failed probes in a row take it out, so a
+single slow probe on a loaded node does not empty a Service. A process that exits is not
+ready at once (kubelet sees its container stop): here, nothing listening on its port.
+kube-proxy does not cut the connections already open when an endpoint leaves, so neither
+does this. Only the period is shorter (0.5 s), so that a restarted extender is found
+ready within the cases' seconds.
+
+deploy/ itself runs the extender beside kube-scheduler in one pod, called on 127.0.0.1:
+there no Service gates the calls, which is the cases' ``direct`` variant; this proxy is
+what a Service in front of a separate extender Deployment would do.
 """
 from __future__ import annotations
 
@@ -63,7 +69,7 @@ class ReadyProxy:
         self.cut()
 
     def cut(self) -> None:
-        """Close every proxied connection (the endpoint went away)."""
+        """Close every proxied connection (the proxy stops)."""
         with self._lock:
             conns, self._conns = list(self._conns), set()
         for c in conns:
@@ -73,21 +79,36 @@ class ReadyProxy:
                 pass
             c.close()
 
+    def _listening(self) -> bool:
+        """False only when nothing listens on the upstream port: the process is gone."""
+        try:
+            socket.create_connection(self.upstream, timeout=self.timeout_s).close()
+        except ConnectionRefusedError:
+            return False
+        except OSError:
+            pass  # slow or odd, not known dead: the probe judges
+        return True
+
     def _probe(self) -> None:
         failures = 0
         while not self._stop.is_set():
-            try:
-                code = requests.get(self.ready_url, timeout=self.timeout_s).status_code
-                ok, why = code == 200, f"/readyz answered {code}"
-            except requests.RequestException as exc:
-                ok, why = False, f"/readyz: {type(exc).__name__}"
+            gone = not self._listening()
+            if gone:
+                ok, why = False, "nothing listens on its port (the process exited)"
+            else:
+                try:
+                    code = requests.get(self.ready_url, timeout=self.timeout_s).status_code
+                    ok, why = code == 200, f"/readyz answered {code}"
+                except requests.RequestException as exc:
+                    ok, why = False, f"/readyz: {type(exc).__name__}"
             failures = 0 if ok else failures + 1
-            ready = ok or (self.ready and failures < self.failure_threshold)
+            # kubelet takes a stopped container out at once, a failing probe after failure_threshold
+            ready = ok or (self.ready and not gone and failures < self.failure_threshold)
             if ready != self.ready:
-                why = why if ok else f"{why}, {failures} probes in a row"
+                why = why if ok or gone else f"{why}, {failures} probes in a row"
                 self.transitions.append((time.monotonic(), ready, why))
                 log.warning("extender endpoint %s: %s", "ready" if ready else "not ready", why)
-            elif not ok:
+            elif not ok and ready:
                 log.info("extender probe failed (%d of %d): %s", failures, self.failure_threshold, why)
             self.ready = ready
             self._stop.wait(self.probe_every_s)

@@ -19,6 +19,7 @@ class Upstream:
     def __init__(self) -> None:
         self.status = 200
         self.fail_next = 0  # probes to answer 503 before `status` again
+        self.failed = 0  # of those, answered
         self.probes = 0
         up = self
 
@@ -29,7 +30,9 @@ class Upstream:
                 status = 200
                 if self.path == "/readyz":
                     up.probes += 1
-                    status, up.fail_next = (503, up.fail_next - 1) if up.fail_next else (up.status, 0)
+                    status = up.status
+                    if up.fail_next:  # written only here and once by the test: no probe in flight undoes it
+                        status, up.fail_next, up.failed = 503, up.fail_next - 1, up.failed + 1
                 body = b"ok" if self.path == "/readyz" else self.path.encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
@@ -48,7 +51,8 @@ class Upstream:
 @pytest.fixture
 def pair():
     up = Upstream()
-    proxy = ReadyProxy(up.port, f"http://127.0.0.1:{up.port}/readyz", probe_every_s=0.02, timeout_s=0.1,
+    # a probe's timeout is never what fails it here (503s and a closed port do): 1 s, as deployed
+    proxy = ReadyProxy(up.port, f"http://127.0.0.1:{up.port}/readyz", probe_every_s=0.02, timeout_s=1.0,
                        failure_threshold=3).start()
     yield up, proxy
     proxy.stop()
@@ -94,6 +98,7 @@ def test_failed_probes_below_the_threshold_keep_the_endpoint(pair):
     up.fail_next = 2  # 2 failed probes, then 200: never out
     seen = up.probes
     assert wait(lambda: up.probes >= seen + 4)
+    assert up.failed == 2
     assert proxy.ready and [r for _, r, _ in proxy.transitions] == [True]
 
 
@@ -121,3 +126,14 @@ def test_a_connection_open_when_the_endpoint_leaves_stays_open(pair):
         assert get(proxy.port, "/b", sock).endswith(b"/b")  # kube-proxy does not cut it either
     finally:
         sock.close()
+
+
+def test_a_process_that_exits_is_out_at_the_next_probe(pair):
+    up, proxy = pair
+    assert wait(lambda: proxy.ready)
+    up.server.shutdown()
+    up.server.server_close()  # nothing listens on the port: kubelet sees the container stop
+    assert wait(lambda: not proxy.ready)
+    (_, ready, why), = proxy.transitions[1:]
+    assert not ready and why == "nothing listens on its port (the process exited)"
+    assert get(proxy.port, "/filter") == b""
