@@ -21,7 +21,8 @@ Rules, each giving a recommendation with its arithmetic:
 2. queueing (when ``spec.slo`` is set): the fewest replicas c such that utilisation
    lambda/(c mu) <= slo.targetUtilization and P(wait > bound) <= 1 - slo.percentile,
    with arrival rate lambda and service rate mu per replica. A replica runs up to
-   B = ``concurrencyPerReplica`` requests at once (vLLM's --max-num-seqs) and a request
+   B = ``concurrencyPerReplica`` requests at once without slowing each other (mu times
+   one request's time alone, at most vLLM's --max-num-seqs) and a request
    waits only when every slot of every replica is busy, so the fleet is M/M/(cB) with
    rate mu/B per slot: P(wait > t) = C(cB, B lambda/mu) * exp(-(c mu - lambda) t)
    (Erlang C; B = 1 is M/M/c, one server per replica; autoscaler.queueing, bounded

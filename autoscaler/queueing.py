@@ -106,7 +106,8 @@ def replicas_for_slo(arrival: float, service: float, target_utilization: float,
                      concurrency: int = 1) -> tuple[int, str]:
     """Fewest replicas c with lambda/(c mu) <= target and P(wait > bound) <= 1 - percentile.
 
-    A replica runs up to ``concurrency`` = B requests at once (vLLM's --max-num-seqs), and
+    A replica runs up to ``concurrency`` = B requests at once (``effective_concurrency``:
+    mu times one request's time alone, at most vLLM's --max-num-seqs), and
     a request waits only when every slot of every replica is busy (see ``wait_tail``).
     B = 1 is M/M/c. The utilisation bound alone may ask for more than ``cap`` (the caller
     clamps and says so); the wait bound is searched up to ``cap`` and gives ``cap`` if

@@ -212,7 +212,11 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
     inputs = []
     for m, rs in by_model.items():
         mu = calibrate_service_rate(rs, service, seed=args.seed)
-        k = effective_concurrency(mu, seconds_alone(rs, service, seed=args.seed), service.max_batch)
+        s1 = seconds_alone(rs, service, seed=args.seed)
+        if not s1 > 0:
+            raise InputError(f"{path}: model {m}: the load test's requests take no time (every sampled request "
+                             "has 0 tokens to prefill or decode): no service rate to size replicas by")
+        k = effective_concurrency(mu, s1, service.max_batch)
         inputs.append(WorkloadInput(m, rs, service, mu, concurrency=k))
     end = max(rs[-1].t for rs in by_model.values())
     arrivals = {i.model: np.array([r.t for r in i.rows]) for i in inputs}

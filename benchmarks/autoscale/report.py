@@ -207,7 +207,8 @@ def _json(o):
 
 def describe_params(params: dict) -> str:
     traces = "; ".join(f"{t['file']} ({t['requests']:,} requests, {t['models']} model(s), service rate "
-                       f"{', '.join(f'{v:g}' for v in t['service_rate'].values())} req/s per replica)"
+                       f"{', '.join(f'{v:g}' for v in t['service_rate'].values())} req/s per replica, concurrency "
+                       f"{', '.join(str(v) for v in (t.get('concurrency') or {}).values()) or '-'})"
                        for t in params["traces"])
     cs = params["cold_start_s"]
     if "measured" in cs:

@@ -60,8 +60,8 @@ def test_effective_concurrency_refuses_what_no_load_test_gives(mu, s1, max_seqs)
 
 @pytest.mark.parametrize("lam,mu,k,want", [
     # 40 s requests, 0.493 req/s at saturation, 0.1 req/s arriving (4 in flight):
-    # one server per replica is M/M/1 at rho 0.2, P(wait > 2 s) = 0.2 e^(-(0.493 - 0.1) 2)
-    # = 0.093 > 0.01, so 2 replicas; as 20 servers of 40 s, 4.1 erlangs wait with
+    # one server per replica is M/M/1 at rho 0.203, P(wait > 2 s) = 0.203 e^(-(0.493 - 0.1) 2)
+    # = 0.092 > 0.01, so 2 replicas; as 20 servers of 40 s, 4.1 erlangs wait with
     # P ~ 6e-9, so 1
     (0.1, 0.493, 1, 2),
     (0.1, 0.493, 20, 1),

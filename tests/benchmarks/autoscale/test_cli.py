@@ -182,3 +182,15 @@ def test_the_forecast_asks_only_without_a_recent_rate(tmp_path, capsys):
             for r in json.loads((tmp_path / "o" / "autoscale.json").read_text())["rows"]}
     assert rows["ours"] == rows["ours-forecast-up"]
     assert rows["ours-forecast-off"] != rows["ours"]  # the burst's trend asked for something
+
+
+def test_a_trace_whose_requests_take_no_time_is_one_line(tmp_path, capsys):
+    """Service times that round to 0 tokens leave the load test nothing to time: an error
+    naming the file, not a traceback from the concurrency arithmetic."""
+    p = tmp_path / "zero.csv"
+    p.write_text("ts,secs\n" + "".join(f"{i},0.001\n" for i in range(50)))
+    rc, _, err = _run(capsys, "--trace", str(p), "--time-column", "ts", "--service-column", "secs",
+                      "--out", str(tmp_path / "o"), "--policies", "static")
+    assert rc == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"gpusched bench autoscale: error: {p}: model zero: the load "
+                                                   "test's requests take no time")

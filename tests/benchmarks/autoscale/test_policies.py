@@ -126,7 +126,7 @@ def test_ours_spec_slots_and_scale_down():
     from autoscaler.spec import parse_spec
 
     kw = dict(max_replicas=8, mu=2.0, cold_start_s=47.0, queue_wait_s=2.0, queue_target=5.0)
-    # the simulated server's batch size, as a user reads --max-num-seqs off their vLLM
+    # an explicit override wins (here the simulated server's batch size)
     s = parse_spec(pol.ours_spec("m", overrides={"concurrencyPerReplica": 32}, **kw))
     assert s.concurrency_per_replica == 32
     ours = parse_spec(pol.ours_spec("m", **kw))

@@ -155,3 +155,17 @@ def test_load_test_concurrency_is_throughput_times_the_time_alone():
     # one request at a time: mu = 1 / s1, one server
     svc1 = service_model("h100", 1)
     assert effective_concurrency(calibrate_service_rate(long, svc1, n=64), seconds_alone(long, svc1, n=64), 1) == 1
+
+
+def test_the_time_alone_is_read_on_the_rows_the_load_test_runs():
+    """seconds_alone and calibrate_service_rate draw the same rows: mixed service times, a
+    sample of 40 of 200, and each equals its figure computed on those 40 rows alone."""
+    from benchmarks.autoscale.service import _load_test_rows, calibrate_service_rate, seconds_alone
+
+    mixed = [TraceRow(float(i), 0, 0, service_s=float(1 + (i * 37) % 90)) for i in range(200)]
+    idx = sorted(_load_test_rows(mixed, 40, 5))
+    sample = [mixed[i] for i in idx]
+    assert seconds_alone(mixed, SVC, n=40, seed=5) == pytest.approx(
+        sum(SVC.service_time(0, round(r.service_s * SVC.decode_rate(1))) for r in sample) / 40)
+    assert calibrate_service_rate(mixed, SVC, n=40, seed=5) == pytest.approx(calibrate_service_rate(sample, SVC, n=40))
+    assert seconds_alone(mixed, SVC, n=40, seed=6) != seconds_alone(mixed, SVC, n=40, seed=5)
