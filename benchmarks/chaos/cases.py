@@ -122,8 +122,8 @@ def extender_killed_during_burst(bed: ChaosBed, pods: int = 1000, down_s: float 
     bound_at_kill = int(_binds(g) - baseline)
     created_at_kill = created[0]
     # what the Service did before the kill: a case killed at 0 binds says whether it was closed
-    not_ready = [why for at, ready, why in (g.proxy.transitions if g.proxy and not direct else [])
-                 if at >= t0 and not ready]
+    service = g.proxy is not None and not direct
+    not_ready = [why for at, ready, why in (g.proxy.transitions if service else []) if at >= t0 and not ready]
     bed.cluster.stop_process(f"{g.name}-extender", signal.SIGKILL)
     t_kill = time.monotonic()
     time.sleep(down_s)
@@ -152,7 +152,8 @@ def extender_killed_during_burst(bed: ChaosBed, pods: int = 1000, down_s: float 
     passed = lost == 0 and chk.violations == 0 and not view
     found = (f"{bound}/{pods} bound in {elapsed:.0f}s; extender killed after binding {bound_at_kill} "
              f"({created_at_kill} created), down {down:.1f}s; {chk.without_ids} bound by kube-scheduler alone while it was down; "
-             f"endpoint not ready {len(not_ready)} times before the kill{': ' + not_ready[0] if not_ready else ''}; "
+             + (f"endpoint not ready {len(not_ready)} times before the kill{': ' + not_ready[0] if not_ready else ''}; "
+                if service else "") +
              f"{len(chk.double_booked)} GPUs double-booked, {len(chk.node_overcommit)} nodes over-committed, "
              f"{len(view)} GPUs over-committed in the restarted extender's own view")
     if chk.double_booked or chk.node_overcommit or view:
@@ -161,7 +162,7 @@ def extender_killed_during_burst(bed: ChaosBed, pods: int = 1000, down_s: float 
                "double_booked": len(chk.double_booked), "nodes_overcommitted": len(chk.node_overcommit),
                "extender_view_overcommitted": len(view), "bound_without_gpu_ids": chk.without_ids,
                "extender_down_s": round(down, 1), "killed_after_created": created_at_kill,
-               "bound_at_kill": bound_at_kill, "not_ready_before_kill": len(not_ready), "pods_per_s": round(bound / elapsed, 1), "ignorable": ign,
+               "bound_at_kill": bound_at_kill, "not_ready_before_kill": len(not_ready) if service else None, "pods_per_s": round(bound / elapsed, 1), "ignorable": ign,
                "through_service": not direct}
     bed.delete_namespace(ns)
     bed.configure(None, False)
