@@ -162,7 +162,8 @@ def extender_killed_during_burst(bed: ChaosBed, pods: int = 1000, down_s: float 
                "double_booked": len(chk.double_booked), "nodes_overcommitted": len(chk.node_overcommit),
                "extender_view_overcommitted": len(view), "bound_without_gpu_ids": chk.without_ids,
                "extender_down_s": round(down, 1), "killed_after_created": created_at_kill,
-               "bound_at_kill": bound_at_kill, "not_ready_before_kill": len(not_ready) if service else None, "pods_per_s": round(bound / elapsed, 1), "ignorable": ign,
+               "bound_at_kill": bound_at_kill, "not_ready_before_kill": len(not_ready) if service else None,
+               "pods_per_s": round(bound / elapsed, 1), "ignorable": ign,
                "through_service": not direct}
     bed.delete_namespace(ns)
     bed.configure(None, False)

@@ -1,8 +1,8 @@
 """A readiness-gated TCP proxy: what a Kubernetes Service does for the extender.
 
-In a cluster, kube-scheduler calls the extender through a Service, which routes only to
-pods whose readiness probe (/readyz) passes; a restarted extender gets no call before
-its informers have listed. On the test bed kube-scheduler would call the process
+Where the extender runs as a Deployment of its own, kube-scheduler calls it through a
+Service, which routes only to pods whose readiness probe (/readyz) passes; a restarted
+extender gets no call before its informers have listed. On the test bed kube-scheduler would call the process
 directly, so the chaos bed puts this in between: while the endpoint is not ready,
 connections are refused (closed at once), as with a Service without endpoints.
 
