@@ -139,6 +139,7 @@ class ChaosBed:
         name = f"{self.gpusched.name}-scheduler"
         self.cluster.stop_process(name)
         self.cluster.start_scheduler(name, self.gpusched.scheduler_config())
+        self.cluster.wait_scheduler_ready(name)
 
     @property
     def api(self):

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -401,6 +402,20 @@ class LocalCluster:
             "--bind-address=127.0.0.1", f"--secure-port={port}", "--v=1",
         ])
         return proc
+
+    def wait_scheduler_ready(self, name: str, timeout: float = 60.0) -> None:
+        """Until kube-scheduler ``name`` answers /readyz with 200: its informers have synced
+        (the sched-handler-sync check) and it schedules. A pod created before then waits for
+        it, so a case that starts a burst right after a restart would otherwise see the whole
+        burst created before the first bind. Its serving certificate is self-signed in
+        memory, and /readyz needs no client identity."""
+        port = self.state.ports[name]
+
+        def ready() -> bool:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # unverified TLS to a self-signed loopback port, on purpose
+                return requests.get(f"https://127.0.0.1:{port}/readyz", verify=False, timeout=2).status_code == 200
+        self.wait_until(name, ready, timeout, "ready (/readyz)")
 
     def start_default_scheduler(self) -> None:
         """(Re)start the default kube-scheduler, e.g. after stop_process("kube-scheduler")."""
