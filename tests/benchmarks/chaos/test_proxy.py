@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from benchmarks.chaos.proxy import ReadyProxy
+from tests.helpers import eventually
 
 
 class Upstream:
@@ -59,13 +59,8 @@ def pair():
     up.server.shutdown()
 
 
-def wait(cond, s: float = 3.0) -> bool:
-    end = time.monotonic() + s
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
+def until(cond) -> None:
+    eventually(cond, timeout=3.0, interval=0.01, what="the proxy's state")
 
 
 def get(port: int, path: str, sock: socket.socket | None = None) -> bytes:
@@ -88,41 +83,41 @@ def get(port: int, path: str, sock: socket.socket | None = None) -> bytes:
 
 def test_one_answer_of_200_makes_the_endpoint_ready_and_calls_pass(pair):
     up, proxy = pair
-    assert wait(lambda: proxy.ready)
+    until(lambda: proxy.ready)
     assert get(proxy.port, "/filter").endswith(b"/filter")
 
 
 def test_failed_probes_below_the_threshold_keep_the_endpoint(pair):
     up, proxy = pair
-    assert wait(lambda: proxy.ready)
+    until(lambda: proxy.ready)
     up.fail_next = 2  # 2 failed probes, then 200: never out
     seen = up.probes
-    assert wait(lambda: up.probes >= seen + 4)
+    until(lambda: up.probes >= seen + 4)
     assert up.failed == 2
     assert proxy.ready and [r for _, r, _ in proxy.transitions] == [True]
 
 
 def test_three_failures_in_a_row_take_it_out_and_one_success_brings_it_back(pair):
     up, proxy = pair
-    assert wait(lambda: proxy.ready)
+    until(lambda: proxy.ready)
     up.status = 503
-    assert wait(lambda: not proxy.ready)
+    until(lambda: not proxy.ready)
     assert get(proxy.port, "/filter") == b""  # refused, as a Service with no endpoint
     (_, ready, why), = proxy.transitions[1:]
     assert not ready and why == "/readyz answered 503, 3 probes in a row"
     up.status = 200
-    assert wait(lambda: proxy.ready)
+    until(lambda: proxy.ready)
     assert get(proxy.port, "/bind").endswith(b"/bind")
 
 
 def test_a_connection_open_when_the_endpoint_leaves_stays_open(pair):
     up, proxy = pair
-    assert wait(lambda: proxy.ready)
+    until(lambda: proxy.ready)
     sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
     try:
         assert get(proxy.port, "/a", sock).endswith(b"/a")
         up.status = 503
-        assert wait(lambda: not proxy.ready)
+        until(lambda: not proxy.ready)
         assert get(proxy.port, "/b", sock).endswith(b"/b")  # kube-proxy does not cut it either
     finally:
         sock.close()
@@ -130,10 +125,10 @@ def test_a_connection_open_when_the_endpoint_leaves_stays_open(pair):
 
 def test_a_process_that_exits_is_out_at_the_next_probe(pair):
     up, proxy = pair
-    assert wait(lambda: proxy.ready)
+    until(lambda: proxy.ready)
     up.server.shutdown()
     up.server.server_close()  # nothing listens on the port: kubelet sees the container stop
-    assert wait(lambda: not proxy.ready)
+    until(lambda: not proxy.ready)
     (_, ready, why), = proxy.transitions[1:]
     assert not ready and why == "nothing listens on its port (the process exited)"
     assert get(proxy.port, "/filter") == b""
