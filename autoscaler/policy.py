@@ -15,6 +15,9 @@ load (desired = ceil(ready * value / target)), which is then compared with
 
 Rules, each giving a recommendation with its arithmetic:
 1. one HPA-style ratio per signal, with tolerance (hold when |ratio - 1| <= tolerance);
+   a ready replica with no sample yet (Ready since the last scrape) counts as HPA counts
+   it: 0 on a scale-up, the target on a scale-down, and a hold when that turns the
+   direction (_missing_as_hpa);
    with an SLO, a queueDepth target is at most queueWaitSeconds x mu, the queue a
    replica empties within the wait bound (queue_target; a larger one lets a burst
    wait past the SLO before the signal asks for a replica);
@@ -164,6 +167,9 @@ class Observation:
     wake: float | None = None
     # requests/s over the last two scrapes (the daemon's --recent-window), None = unknown; scale-up only
     arrival_rate_recent: float | None = None
+    # by signal name: how many ready replicas a per-replica value averages over, when fewer than
+    # ``ready`` reported (a pod Ready since the last scrape); absent = all of them
+    reporting: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def current(self) -> int:
@@ -303,12 +309,36 @@ def _valid(v: float | None) -> TypeGuard[float]:
     return v is not None and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
 
+def _missing_as_hpa(value: float, target: float, ready: int, reporting: int | None) -> tuple[float, bool, str]:
+    """The per-ready-replica value when only ``reporting`` of ``ready`` replicas have a
+    sample (``value`` is their average), as HPA's calcPlainMetricReplicas weighs pods
+    without one: as 0 on a scale-up (a pod Ready since the last scrape has taken no load
+    the sample saw), at the target on a scale-down (its load is unknown, so it keeps its
+    replica). Returns the value, whether HPA holds (the filled-in average crosses the
+    target: the direction the samples gave is not trusted), and the arithmetic. Scaling
+    the average by every ready replica instead counts the samples' load again for each
+    new replica: ready 3 -> 5 -> 7 with one scrape's 16 waiting asked for 12, 20, 28."""
+    if reporting is None or not 0 < reporting < ready:
+        return value, False, ""
+    missing = ready - reporting
+    fill = 0.0 if value > target else target if value < target else value
+    filled = (value * reporting + fill * missing) / ready
+    flips = (value - target) * (filled - target) < 0
+    text = (f" (the {reporting} of {ready} ready that report: {value:g}; the other {missing} at {fill:g}, "
+            f"as HPA counts pods without a sample)")
+    return filled, flips, text
+
+
 def _ratio_rule(sig: SignalSpec, value: float, obs: Observation, tol: float) -> Recommendation | None:
     ready, cur = obs.ready, obs.current
     unit = _UNITS.get(sig.type, "")
-    head = f"{sig.name} {value:g}{unit} vs target {sig.target:g}"
     if ready <= 0:
         return None
+    value, flips, filled = _missing_as_hpa(value, sig.target, ready, obs.reporting.get(sig.name))
+    head = f"{sig.name} {value:g}{unit}{filled} vs target {sig.target:g}"
+    if flips:
+        return Recommendation(f"signal:{sig.name}", cur, f"{head}: the direction turns -> hold {cur}",
+                              _ceil(ready * value / sig.target))
     usage = value / sig.target  # on ready replicas
     raw = _ceil(ready * value / sig.target)
     arith = f"ceil({ready}*{value:g}/{sig.target:g})={raw}"

@@ -108,6 +108,8 @@ class Reading:
     value: float | None
     reason: str  # what was read, or why it is unknown
     query: str = ""
+    # a per-replica average over fewer ready replicas than are ready: how many it is over
+    reporting: int | None = None
 
     @property
     def known(self) -> bool:
@@ -302,7 +304,9 @@ def _some_series(client: PrometheusConnect, q: str, now: float | None,
 class QueueDepth:
     """Waiting requests per ready serving replica: the per-pod series summed (engines
     too), divided by ``ready``. When fewer pods report than are ready, the average is
-    over those that report (a missing pod is not an empty queue)."""
+    over those that report, and the Reading says how many: the policy then weighs the
+    others as HPA weighs pods without a sample (policy._missing_as_hpa), not as empty
+    queues nor as copies of the average."""
 
     kind = "queueDepth"
 
@@ -324,7 +328,7 @@ class QueueDepth:
         reporting = len(pods) if None not in pods else len(series)
         if reporting < ready:
             return Reading(total / reporting, f"{total:g} waiting over {reporting} of {ready} ready replicas "
-                                              f"that report = {total / reporting:g}/replica", q)
+                                              f"that report = {total / reporting:g}/replica", q, reporting)
         return Reading(total / ready, f"{total:g} waiting / {ready} ready = {total / ready:g}/replica", q)
 
 
@@ -606,7 +610,9 @@ def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Read
             notes = {**notes, "activation": activation.reason}
     obs = Observation(ready=ready, pending=pending, warm=warm, signals=values(readings), arrival_rate=rate,
                       activation=act, arrival_rate_recent=None if recent is None else recent.value,
-                      notes={k: v for k, v in notes.items() if k in readings})
+                      notes={k: v for k, v in notes.items() if k in readings},
+                      reporting={k: r.reporting for k, r in readings.items()
+                                 if r.value is not None and r.reporting is not None})
     if at_zero and activation is not None:
         notes = {k: v for k, v in notes.items() if k == "activation"}
     return obs, notes

@@ -388,7 +388,8 @@ class Workload:
         total = float(sum(series))
         if len(series) < ready:
             return Reading(total / len(series), f"{total:g} waiting over {len(series)} of {ready} ready replicas "
-                                                f"that report = {total / len(series):g}/replica")
+                                                f"that report = {total / len(series):g}/replica",
+                           reporting=len(series))
         return Reading(total / ready, f"{total:g} waiting / {ready} ready = {total / ready:g}/replica")
 
     def util_reading(self, ready_pods: Sequence[str]) -> Reading:

@@ -39,3 +39,11 @@ def test_observation_recent_rate(recent, want):
     obs, notes = observation(2, 0, 0, {"queueDepth": OK}, Reading(4.5, "4.5 req/s"), recent=recent)
     assert (obs.arrival_rate, obs.arrival_rate_recent) == (4.5, want)
     assert notes == {} and obs.notes == {}
+
+
+def test_observation_says_how_many_ready_replicas_a_value_averages():
+    few = Reading(12.0, "12 waiting over 1 of 3 ready replicas that report = 12/replica", reporting=1)
+    obs, _ = observation(3, 0, 0, {"queueDepth": few, "gpu": OK}, None)
+    assert obs.reporting == {"queueDepth": 1}  # "gpu" averages over every ready replica: absent
+    obs, _ = observation(3, 0, 0, {"queueDepth": Reading(None, "timed out", reporting=1)}, None)
+    assert obs.reporting == {}  # an unknown value averages over nothing

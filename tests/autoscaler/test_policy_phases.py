@@ -27,9 +27,10 @@ def spec(signals=(Q5,), **kw):
     return parse_spec(d)
 
 
-def obs(ready, pending=0, warm=0, arrival=None, service=None, recent=None, **signals):
+def obs(ready, pending=0, warm=0, arrival=None, service=None, recent=None, reporting=None, **signals):
     return Observation(ready=ready, pending=pending, warm=warm, signals=signals, arrival_rate=arrival,
-                       service_rate=service, arrival_rate_recent=recent)
+                       service_rate=service, arrival_rate_recent=recent,
+                       reporting={} if reporting is None else {"queueDepth": reporting})
 
 
 def rec(rule, replicas, demand=None):
@@ -62,6 +63,26 @@ def test_signal_ratios(name, sp, ob, want_recs, want_unknown, skipped):
     r = signal_ratios(sp, ob)
     assert [(x.rule, x.replicas, x.demand) for x in r.recs] == want_recs
     assert (r.unknown, len(r.notes), len(r.skipped)) == (want_unknown, len(want_unknown), skipped)
+
+
+@pytest.mark.parametrize("name,ob,want", [
+    ("not-scraped-up", obs(5, queueDepth=14, reporting=3), (9, None)),
+    # 3 report 14: 42 waiting; the 2 not scraped yet at 0: 42/5 = 8.4 -> ceil(5 x 8.4/5) = 9 (14 for all 5: 14)
+    ("not-scraped-covered", obs(5, pending=4, queueDepth=14, reporting=3), (9, 9)),
+    # 8.4 as above; 5 x 8.4/(9 x 5) = 0.93 <= 1.1 over 5 ready + 4 pending: hold 9, need 9
+    ("not-scraped-down", obs(4, queueDepth=1, reporting=2), (3, None)),
+    # 1 < 5: the 2 without a sample at the target 5: (2 x 1 + 2 x 5)/4 = 3 -> ceil(4 x 3/5) = ceil(2.4) = 3 (not 1)
+    ("not-scraped-turns", obs(4, queueDepth=6, reporting=1), (4, 2)),
+    # 6 > 5, but (6 + 3 x 0)/4 = 1.5 < 5: the direction turns, HPA holds 4; need ceil(4 x 1.5/5) = 2
+    ("not-scraped-at-target", obs(4, queueDepth=5, reporting=2), (4, 4)),
+    # 5 = 5: neither direction, the 2 without a sample at 5 too: 5/5 = 1 within tolerance, hold 4, need 4
+    ("all-report", obs(3, queueDepth=14, reporting=3), (9, None)),
+    # every ready replica reports: the plain ratio, ceil(3 x 14/5) = 9
+])
+def test_pods_without_a_sample_count_as_hpa_counts_them(name, ob, want):
+    r = signal_ratios(spec(), ob)
+    assert [(x.replicas, x.demand) for x in r.recs] == [want]
+    assert ("as HPA counts pods without a sample" in r.recs[0].reason) == name.startswith("not-scraped")
 
 
 SHORT = {"slo": {"queueWaitSeconds": 2}, "serviceRatePerReplica": 0.7, "coldStartSeconds": 45}

@@ -162,6 +162,8 @@ def test_queue_depth_per_replica(series, ready, want, reason):
     client, _ = client_for(lambda q: vector(*series))
     r = read_signal(client, QD, NOW, scope=SCOPE, ready=ready)
     assert r.value == pytest.approx(want) and reason in r.reason
+    # the policy weighs the ready replicas without a sample as HPA does: it needs their number
+    assert r.reporting == (1 if "over 1 of 3" in reason else None)
 
 
 def test_queue_depth_without_ready_replicas_is_unknown():
