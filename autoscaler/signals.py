@@ -336,7 +336,8 @@ class GpuUtilization:
     """Average GPU utilisation (percent) over the target's GPUs: DCGM_FI_DEV_GPU_UTIL per
     GPU for the pods dcgm-exporter names, the agent's per-pod SM share for the others
     (pods sharing a GPU through gpusched). A pod named by neither is left out of the
-    average, as a pod that does not report its queue is; none at all is unknown."""
+    average, as a pod that does not report its queue is, and counted in ``reporting``;
+    none at all is unknown."""
 
     kind = "gpuUtilization"
 
@@ -379,7 +380,8 @@ class GpuUtilization:
         if any(v < 0 or v > 100 for v in vals):
             return Reading(None, f"GPU utilisation outside 0..100: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
-        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q)
+        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q,
+                       _fewer_than_ready(series, scope, ready) if scope.pod_pattern() or scope.namespace else None)
 
 
 def _both_spellings(metric: str, scope: Scope) -> str:
@@ -395,9 +397,20 @@ def _pod_of(labels: Mapping[str, str], scope: Scope) -> str | None:
     return labels.get(scope.labels.pod) or labels.get("exported_" + scope.labels.pod)
 
 
+def _fewer_than_ready(series: Sequence[tuple[Mapping[str, str], float]], scope: Scope, ready: int) -> int | None:
+    """How many ready replicas an average over ``series`` is over, when fewer than
+    ``ready`` pods are named (one Ready since the last scrape has no series yet); None when
+    all are, or when a series names no pod (a count of pods is then not known)."""
+    pods = {_pod_of(lab, scope) for lab, _ in series}
+    if None in pods or len(pods) >= ready:
+        return None
+    return len(pods)
+
+
 class KvCache:
     """Average vLLM KV-cache usage (fraction 0..1) over the target's pods; the old
-    metric name where a server only has that one."""
+    metric name where a server only has that one. Like QueueDepth, says how many ready
+    replicas it averages over when some have no series yet."""
 
     kind = "kvCache"
 
@@ -416,7 +429,8 @@ class KvCache:
         if any(v < 0 or v > 1 for v in vals):
             return Reading(None, f"KV-cache usage outside 0..1: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
-        return Reading(avg, f"mean KV-cache usage {avg:g} over {len(vals)} series", q)
+        return Reading(avg, f"mean KV-cache usage {avg:g} over {len(vals)} series", q,
+                       _fewer_than_ready(series, scope, ready))
 
 
 class PromQL:

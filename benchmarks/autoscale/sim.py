@@ -398,7 +398,8 @@ class Workload:
         if not vals:
             return Reading(None, "query returned no series (target not scraped, wrong labels, or metric not exported)")
         avg = sum(vals) / len(vals)
-        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs")
+        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs",
+                       reporting=len(vals) if len(vals) < len(ready_pods) else None)
 
     def arrival_reading(self, now: float, window_s: float | None = None) -> Reading:
         """Requests/s as the daemon's query reads it at ``now`` over the rate window (or

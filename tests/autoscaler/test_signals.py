@@ -185,6 +185,20 @@ def test_gpu_util_accepts_both_label_spellings():
     assert r.value == pytest.approx(70.0)  # (90 + 70 + 50) / 3 GPUs
 
 
+@pytest.mark.parametrize("signal, series, ready, want", [
+    ("kvCache", [({"pod": "vllm-0"}, 0.9), ({"pod": "vllm-1"}, 0.5)], 2, None),  # both ready pods report
+    ("kvCache", [({"pod": "vllm-0"}, 0.9)], 2, 1),  # vllm-1 Ready since the last scrape: 1 of 2
+    ("kvCache", [({"engine": "0"}, 0.9)], 2, None),  # no pod label: how many pods is not known
+    ("gpuUtilization", [({"pod": "vllm-0", "gpu": "0"}, 90), ({"pod": "vllm-0", "gpu": "1"}, 70)], 2, 1),
+    # two GPUs of one pod: 1 pod of 2 reports
+    ("gpuUtilization", [({"pod": "vllm-0"}, 90), ({"exported_pod": "vllm-1"}, 50)], 2, None),
+])
+def test_per_replica_averages_say_how_many_replicas_report(signal, series, ready, want):
+    client, _ = client_for(lambda q: vector(*series))
+    assert read_signal(client, SignalSpec(signal, 0.8 if signal == "kvCache" else 80), NOW, scope=SCOPE,
+                       ready=ready).reporting == want
+
+
 def test_gpu_util_out_of_range_is_unknown():
     client, _ = client_for(lambda q: vector(({"pod": "vllm-0"}, 250)))
     r = read_signal(client, SignalSpec("gpuUtilization", 80), NOW, scope=SCOPE, ready=1)
