@@ -120,10 +120,11 @@ def deployment(model: str, *, name: str = APP, replicas: int = 2, cold_start_s: 
 def autoscaler(model: str, *, name: str = APP, min_replicas: int = 1, max_replicas: int = 4, warm: int = 1,
                cold_start_s: float = COLD_START_S, queue_target: float = 5,
                behavior: dict[str, Any] | None = None, slo: dict[str, Any] | None = None,
-               service_rate: float | None = None) -> dict[str, Any]:
+               service_rate: float | None = None, concurrency: int | None = None) -> dict[str, Any]:
     """An InferenceAutoscaler for `deployment(model, name=name)`; the defaults are the demo's.
     service_rate: spec.serviceRatePerReplica (req/s one replica sustains), which the
-    queueing rule of an SLO needs when the daemon has not measured it."""
+    queueing rule of an SLO needs when the daemon has not measured it; concurrency:
+    spec.concurrencyPerReplica from the same load test."""
     spec: dict[str, Any] = {
         "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}, "model": model,
         "minReplicas": min_replicas, "maxReplicas": max_replicas, "warmReplicas": warm,
@@ -135,6 +136,8 @@ def autoscaler(model: str, *, name: str = APP, min_replicas: int = 1, max_replic
         spec["slo"] = slo
     if service_rate:
         spec["serviceRatePerReplica"] = round(service_rate, 3)
+    if concurrency:
+        spec["concurrencyPerReplica"] = concurrency
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "InferenceAutoscaler", "metadata": {"name": name},
             "spec": spec}
 

@@ -11,7 +11,8 @@ extender already running), one run:
    `cold_start_s` to load (kwok's ready delay): `autoscaled` (gated by
    gpusched.io/serving, with an InferenceAutoscaler: min 1, warm pool, queueDepth
    signal, queue-wait SLO, serviceRatePerReplica = what one replica of the fleet model
-   sustains on the window's requests, measured offline) and `static` (that fixed count; same gate, set True as
+   sustains on the window's requests, measured offline, and concurrencyPerReplica from
+   the same test) and `static` (that fixed count; same gate, set True as
    soon as a pod is loaded), in two namespaces;
 3. once the static pods are Ready and the autoscaled ones loaded, starts a real
    Prometheus, the fleet simulator (one simulated vLLM server per pod, both
@@ -66,6 +67,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from autoscaler.queueing import effective_concurrency
 from benchmarks.fleet.model import Fleet, Request, ServiceModel, Trace, TraceRow, read_trace
 from benchmarks.traces import azure_dir
 from scheduler import contract
@@ -202,6 +204,17 @@ def service_rate(rows: Sequence[TraceRow], service: ServiceModel) -> float:
     return len(served) / span if span > 0 else 0.0
 
 
+def concurrency(rows: Sequence[TraceRow], service: ServiceModel, rate: float) -> int:
+    """spec.concurrencyPerReplica from the same offline load test as ``rate``: its
+    throughput times the mean time one request of the window takes alone
+    (autoscaler.queueing.effective_concurrency), as the CRD's description tells a user to
+    set it; 1 when the window has no request."""
+    if not rows or rate <= 0:
+        return 1
+    alone = float(np.mean([service.service_time(r.prompt_tokens, r.output_tokens) for r in rows]))
+    return effective_concurrency(rate, alone, service.max_batch) if alone > 0 else 1
+
+
 def size_static(rows: Sequence[TraceRow], compression: float, service: ServiceModel, s: Settings,
                 warmup_s: float = 0.0) -> tuple[int, float]:
     """(smallest fixed replica count meeting the queue-wait SLO offline, its attainment);
@@ -322,6 +335,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
     # The queueing rule of the SLO needs a service rate; the daemon does not measure one on
     # the fleet simulator, and without it it never scales down (missing data holds).
     rate = service_rate(rows, service)
+    k = concurrency(rows, service, rate)
     sizing_s = time.monotonic() - t_size
 
     api = cluster.api_client()
@@ -345,7 +359,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
         crd.create_namespaced_custom_object(da.GROUP, da.VERSION, ns[AUTOSCALED], da.PLURAL, da.autoscaler(
             MODEL, name=AUTOSCALED, min_replicas=1, max_replicas=s.max_replicas, warm=s.warm,
             cold_start_s=s.cold_start_s, queue_target=s.queue_target, behavior=behavior, slo=slo,
-            service_rate=rate))
+            service_rate=rate, concurrency=k))
         if s.static:
             apps.create_namespaced_deployment(ns[STATIC], da.deployment(
                 MODEL, name=STATIC, replicas=static_n, cold_start_s=s.cold_start_s))
@@ -456,7 +470,8 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
                    "cold_start_trace_s": round(s.cold_start_s * s.compression, 1),
                    "max_replicas": s.max_replicas, "warm": s.warm, "queue_target": s.queue_target,
                    "queue_wait_slo_s": s.queue_wait_slo_s, "ttft_slo_s": s.ttft_slo_s, "percentile": s.percentile,
-                   "behavior": behavior, "service_rate_per_replica": round(rate, 3), "model": MODEL,
+                   "behavior": behavior, "service_rate_per_replica": round(rate, 3),
+                   "concurrency_per_replica": k, "model": MODEL,
                    "service": service.__dict__, "static_replicas": static_n,
                    "static_sizing_s": round(sizing_s, 1), "setup_s": round(setup_s, 1), "lead_s": s.lead_s,
                    "pod": f"1 GPU, scheduled by {contract.SCHEDULER_NAME}"},

@@ -145,6 +145,16 @@ def test_static_sizing_meets_the_slo_offline_and_one_fewer_does_not():
     assert fewer.queue_wait_ok < s.percentile
 
 
+def test_concurrency_is_the_load_tests_throughput_times_the_time_alone():
+    svc = ServiceModel()
+    rows = [TraceRow(0.0, 0, 600)] * 3
+    alone = svc.service_time(0, 600)  # each request's time alone on a replica
+    assert eas.concurrency(rows, svc, 2.0 / alone) == 2  # round(mu x s1) = round(2.0)
+    assert eas.concurrency(rows, svc, 2.6 / alone) == 3  # round(2.6)
+    assert eas.concurrency(rows, svc, 100.0 / alone) == svc.max_batch  # at most --max-num-seqs
+    assert eas.concurrency([], svc, 0.0) == 1  # no load test: one server per replica
+
+
 @pytest.mark.parametrize("kw, wall_s", [
     ({}, 6.0),                                       # 20 trace seconds at x3.33: compressed with the trace
     ({"compression": 2.0}, 10.0),                    # 20 / 2
