@@ -342,14 +342,17 @@ def _ratio_rule(sig: SignalSpec, value: float, obs: Observation, tol: float) -> 
     usage = value / sig.target  # on ready replicas
     raw = _ceil(ready * value / sig.target)
     arith = f"ceil({ready}*{value:g}/{sig.target:g})={raw}"
-    if usage > 1 + tol and obs.pending > 0:
+    within = abs(usage - 1) <= tol
+    # one test for both branches: at usage 1.1 in floats, `usage > 1 + tol` and the tolerance
+    # test were both false, and a scale-up past pending replicas fell through to a scale-down
+    if not within and usage > 1 and obs.pending > 0:
         # HPA: pending replicas carry no load yet; recompute the ratio over all asked for.
         usage_all = ready * value / (cur * sig.target)
         if usage_all <= 1 + tol:
             return Recommendation(f"signal:{sig.name}", cur,
                                   f"{head} over {ready} ready -> {arith}, covered by {cur} requested "
                                   f"({ready} ready + {obs.pending} pending)", raw)
-    elif abs(usage - 1) <= tol:
+    elif within:
         return Recommendation(f"signal:{sig.name}", cur,
                               f"{head}: ratio {usage:.2f} within tolerance {tol:g} -> hold {cur}", raw)
     return Recommendation(f"signal:{sig.name}", raw, f"{head} over {ready} ready -> {arith}")

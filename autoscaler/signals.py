@@ -108,7 +108,8 @@ class Reading:
     value: float | None
     reason: str  # what was read, or why it is unknown
     query: str = ""
-    # a per-replica average over fewer ready replicas than are ready: how many it is over
+    # how many ready replicas a per-replica average is over when some have no sample yet
+    # (Ready since the last scrape); None = all of them, or not known per pod
     reporting: int | None = None
 
     @property
@@ -380,8 +381,10 @@ class GpuUtilization:
         if any(v < 0 or v > 100 for v in vals):
             return Reading(None, f"GPU utilisation outside 0..100: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
-        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q,
-                       _fewer_than_ready(series, scope, ready) if scope.pod_pattern() or scope.namespace else None)
+        # only a scope of named pods (the daemon's ready ones) says how many of them report: a
+        # regex, a namespace or hosts may match pods that are not Ready or not the target's
+        reporting = _fewer_than_ready(series, scope, ready) if scope.pods else None
+        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q, reporting)
 
 
 def _both_spellings(metric: str, scope: Scope) -> str:
@@ -400,7 +403,9 @@ def _pod_of(labels: Mapping[str, str], scope: Scope) -> str | None:
 def _fewer_than_ready(series: Sequence[tuple[Mapping[str, str], float]], scope: Scope, ready: int) -> int | None:
     """How many ready replicas an average over ``series`` is over, when fewer than
     ``ready`` pods are named (one Ready since the last scrape has no series yet); None when
-    all are, or when a series names no pod (a count of pods is then not known)."""
+    all are, or when a series names no pod (a count of pods is then not known). The
+    average is per series (a GPU, an engine) and the count per pod: the policy's fill-in
+    is exact when the target's pods are alike, as a Deployment's are."""
     pods = {_pod_of(lab, scope) for lab, _ in series}
     if None in pods or len(pods) >= ready:
         return None
@@ -430,7 +435,7 @@ class KvCache:
             return Reading(None, f"KV-cache usage outside 0..1: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
         return Reading(avg, f"mean KV-cache usage {avg:g} over {len(vals)} series", q,
-                       _fewer_than_ready(series, scope, ready))
+                       _fewer_than_ready(series, scope, ready) if scope.pods else None)
 
 
 class PromQL:

@@ -215,6 +215,19 @@ def concurrency(rows: Sequence[TraceRow], service: ServiceModel, rate: float) ->
     return effective_concurrency(rate, alone, service.max_batch) if alone > 0 else 1
 
 
+def autoscaled(s: Settings, rate: float, conc: int) -> dict[str, Any]:
+    """The InferenceAutoscaler of the autoscaled Deployment: its windows compressed with
+    the trace, the load test's rate and concurrency."""
+    from benchmarks.demo import autoscale as da
+
+    behavior = {"scaleDown": {"stabilizationWindowSeconds": round(300 / s.compression, 1)},
+                "panic": {"stableWindowSeconds": round(60 / s.compression, 1)}}
+    slo = {"queueWaitSeconds": s.queue_wait_slo_s, "ttftSeconds": s.ttft_slo_s, "percentile": s.percentile}
+    return da.autoscaler(MODEL, name=AUTOSCALED, min_replicas=1, max_replicas=s.max_replicas, warm=s.warm,
+                         cold_start_s=s.cold_start_s, queue_target=s.queue_target, behavior=behavior, slo=slo,
+                         service_rate=rate, concurrency=conc)
+
+
 def size_static(rows: Sequence[TraceRow], compression: float, service: ServiceModel, s: Settings,
                 warmup_s: float = 0.0) -> tuple[int, float]:
     """(smallest fixed replica count meeting the queue-wait SLO offline, its attainment);
@@ -335,7 +348,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
     # The queueing rule of the SLO needs a service rate; the daemon does not measure one on
     # the fleet simulator, and without it it never scales down (missing data holds).
     rate = service_rate(rows, service)
-    k = concurrency(rows, service, rate)
+    conc = concurrency(rows, service, rate)
     sizing_s = time.monotonic() - t_size
 
     api = cluster.api_client()
@@ -343,9 +356,8 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
     stamp = int(time.time())
     ns = {AUTOSCALED: f"e2e-autoscaled-{stamp}", STATIC: f"e2e-static-{stamp}"}
     kinds = [AUTOSCALED] + ([STATIC] if s.static else [])
-    behavior = {"scaleDown": {"stabilizationWindowSeconds": round(300 / s.compression, 1)},
-                "panic": {"stableWindowSeconds": round(60 / s.compression, 1)}}
-    slo = {"queueWaitSeconds": s.queue_wait_slo_s, "ttftSeconds": s.ttft_slo_s, "percentile": s.percentile}
+    ias = autoscaled(s, rate, conc)
+    behavior = ias["spec"]["behavior"]
     decisions: list[dict] = []
     stack = da.Stack(cluster)
     t_setup = time.monotonic()
@@ -356,10 +368,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
         _wait(lambda: all(_sa(core, ns[k]) for k in kinds), 60, "default ServiceAccounts")
         apps.create_namespaced_deployment(ns[AUTOSCALED], da.deployment(
             MODEL, name=AUTOSCALED, replicas=1 + s.warm, cold_start_s=s.cold_start_s))
-        crd.create_namespaced_custom_object(da.GROUP, da.VERSION, ns[AUTOSCALED], da.PLURAL, da.autoscaler(
-            MODEL, name=AUTOSCALED, min_replicas=1, max_replicas=s.max_replicas, warm=s.warm,
-            cold_start_s=s.cold_start_s, queue_target=s.queue_target, behavior=behavior, slo=slo,
-            service_rate=rate, concurrency=k))
+        crd.create_namespaced_custom_object(da.GROUP, da.VERSION, ns[AUTOSCALED], da.PLURAL, ias)
         if s.static:
             apps.create_namespaced_deployment(ns[STATIC], da.deployment(
                 MODEL, name=STATIC, replicas=static_n, cold_start_s=s.cold_start_s))
@@ -471,7 +480,7 @@ def run(cluster, s: Settings | None = None) -> dict[str, Any]:
                    "max_replicas": s.max_replicas, "warm": s.warm, "queue_target": s.queue_target,
                    "queue_wait_slo_s": s.queue_wait_slo_s, "ttft_slo_s": s.ttft_slo_s, "percentile": s.percentile,
                    "behavior": behavior, "service_rate_per_replica": round(rate, 3),
-                   "concurrency_per_replica": k, "model": MODEL,
+                   "concurrency_per_replica": conc, "model": MODEL,
                    "service": service.__dict__, "static_replicas": static_n,
                    "static_sizing_s": round(sizing_s, 1), "setup_s": round(setup_s, 1), "lead_s": s.lead_s,
                    "pod": f"1 GPU, scheduled by {contract.SCHEDULER_NAME}"},

@@ -56,6 +56,9 @@ V = Verdict  # (replicas, rule, reason so far)
     ("unknown-missing", spec(), obs(3), [], ("queueDepth",), 0),
     ("unknown-nan", spec(), obs(3, queueDepth=float("nan")), [], ("queueDepth",), 0),
     ("unknown-negative", spec(), obs(3, queueDepth=-1.0), [], ("queueDepth",), 0),
+    ("tolerance-edge", spec(), obs(2, pending=3, queueDepth=5.5), [("signal:queueDepth", 5, 3)], (), 0),
+    # 5.5/5 = 1.1 is 1.1000000000000001 in floats, past the tolerance: a scale-up, and
+    # 2 x 5.5/(5 x 5) = 0.44 over 2 ready + 3 pending covers it: hold 5, need ceil(2.2) = 3
     ("no-ready", spec(), obs(0, pending=2, queueDepth=4), [], (), 1),
     # known, but 0 ready replicas give no ratio: skipped, not unknown
 ])

@@ -195,8 +195,11 @@ def test_gpu_util_accepts_both_label_spellings():
 ])
 def test_per_replica_averages_say_how_many_replicas_report(signal, series, ready, want):
     client, _ = client_for(lambda q: vector(*series))
-    assert read_signal(client, SignalSpec(signal, 0.8 if signal == "kvCache" else 80), NOW, scope=SCOPE,
-                       ready=ready).reporting == want
+    sig = SignalSpec(signal, 0.8 if signal == "kvCache" else 80)
+    assert read_signal(client, sig, NOW, scope=SCOPE, ready=ready).reporting == want
+    # a regex may match pods that are not Ready or not the target's: no count of the ready ones
+    assert read_signal(client, sig, NOW, scope=Scope(namespace="llm", pod_regex="vllm-.*"),
+                       ready=ready).reporting is None
 
 
 def test_gpu_util_out_of_range_is_unknown():

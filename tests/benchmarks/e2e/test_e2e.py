@@ -155,6 +155,15 @@ def test_concurrency_is_the_load_tests_throughput_times_the_time_alone():
     assert eas.concurrency([], svc, 0.0) == 1  # no load test: one server per replica
 
 
+def test_the_autoscaled_object_is_valid_and_carries_the_load_test():
+    from autoscaler.spec import parse_spec
+
+    obj = eas.autoscaled(eas.Settings(), 5.058, 3)
+    spec = parse_spec(obj["spec"])  # what the daemon and the CRD's schema accept
+    assert (spec.service_rate_per_replica, spec.concurrency_per_replica) == (5.058, 3)
+    assert spec.behavior.scale_down.stabilization_window_s == 90.0  # 300 s of trace at x3.33
+
+
 @pytest.mark.parametrize("kw, wall_s", [
     ({}, 6.0),                                       # 20 trace seconds at x3.33: compressed with the trace
     ({"compression": 2.0}, 10.0),                    # 20 / 2
