@@ -104,6 +104,7 @@ the rate-limit history honest.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from dataclasses import dataclass, field, replace
 from typing import Final, Mapping, TypeGuard
 
@@ -136,6 +137,8 @@ _MIN_ARRIVALS: Final = 3  # samples needed before the trend is trusted
 
 # A wake counts as a request for as long as the gateway's counter would count one (its 1 m window).
 WAKE_WINDOW_S: Final = 60.0
+# the window of the arrival rate the daemon reads (its 1 m rate): the count a rate's noise is of
+RATE_WINDOW_S: Final = 60.0
 
 _UNITS: Final = {"queueDepth": "/replica", "gpuUtilization": "%", "kvCache": "", "promql": ""}
 
@@ -818,7 +821,9 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     faster than a cold start can follow, so with the queueing rule on it is sized by
     how fast the rate has risen: the largest rise of the arrival rate within one cold
     start over the kept history (the last max(600 s, 8 cold starts)) added to the rate
-    now, less the serving replicas decided. Without the rule's inputs (no slo, unknown
+    now, less the serving replicas decided. A rise counts only beyond the noise of two
+    rates counted over RATE_WINDOW_S: z sqrt((a + b) / window), z the SLO percentile's
+    normal quantile (2.33 at 0.99), the Poisson deviation of a difference of two counts. Without the rule's inputs (no slo, unknown
     rate or service rate, no cold start) or with less history than that (a new daemon or
     leader) the pool is ``warmReplicas``, as configured."""
     cap = min(spec.warm_replicas, max(0, spec.max_replicas - desired))
@@ -831,9 +836,13 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     t = np.array([a[0] for a in arrivals], dtype=float)
     x = np.array([a[1] for a in arrivals], dtype=float)
     h = spec.cold_start_s
-    # for each sample, its rise over the lowest sample of the cold start before it
+    # each sample's rise over each sample of the cold start before it, less what Poisson noise
+    # in two rates of one window explains at the SLO's percentile: the largest of many noisy
+    # differences is a rise on a steady rate too (a warm pod 53% of a steady 3 req/s)
     within = (t[None, :] <= t[:, None]) & (t[None, :] >= t[:, None] - h)
-    rise = max(0.0, float(np.max(x - np.where(within, x[None, :], np.inf).min(axis=1))))
+    z = NormalDist().inv_cdf(spec.slo.percentile)
+    beyond = x[:, None] - x[None, :] - z * np.sqrt((x[:, None] + x[None, :]) / RATE_WINDOW_S)
+    rise = max(0.0, float(np.max(np.where(within, beyond, -np.inf))))
     need = _slo_replicas(x[-1] + rise, mu, spec)[0]
     # a new warm pod is loaded when the rise could outgrow the serving replicas decided; one
     # already loaded is kept while it could outgrow what the load measured now needs (a

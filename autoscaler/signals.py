@@ -38,7 +38,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from .policy import Observation
+from .policy import RATE_WINDOW_S, Observation
 from .promql_scope import UnsafeQuery, scope_query
 from .spec import ActivationSpec, AutoscalerSpec, SignalSpec
 
@@ -474,7 +474,6 @@ ADAPTERS: Final[Mapping[str, Signal]] = {
 }
 
 
-RATE_WINDOW_S: Final = 60.0  # the arrival rate's window, the "1m" of its query
 
 
 def recent_window_on(seconds: float) -> bool:

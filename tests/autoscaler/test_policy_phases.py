@@ -424,17 +424,22 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
     ("flat", WARM, ((900.0, 4.0), (950.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 0),
     # no rise: ceil(4/0.8)=5 needed, 5 serving: no pod worth its GPU
     ("rise-needs-pool", WARM, RISE, 4.0, 5, 0, 2),
-    # rose 2 within 45 s: 4+2=6 req/s needs ceil(6/0.8)=8, 8-5=3 beyond serving, capped at warmReplicas 2
+    # rose 2 within 45 s, 2 - 2.33 x sqrt((4 + 2)/60) = 1.26 beyond the noise of two 1 m counts:
+    # 4+1.26 req/s needs ceil(5.26/0.8)=7, 7-5=2 beyond serving, within warmReplicas 2
     ("rise-covered", WARM, RISE, 4.0, 8, 0, 0),  # 8 serving already cover 8: no new pod loaded
     ("loaded-pod-kept", WARM, RISE, 4.0, 8, 1, 1),
-    # the 8 serving are stabilised above the measured need ceil(4/0.8)=5: the loaded pod stays, min(1, 8-5)=1
+    # 8 serving, stabilised above the measured need ceil(4/0.8)=5: the loaded pod stays, min(1, 7-5)=1
     ("rise-slower-than-cold-start", WARM, ((900.0, 2.0), (NOW, 4.0)), 4.0, 5, 0, 0),
     # 2 -> 4 over 100 s > 45 s: a cold start follows it, rise 0
     ("old-rise-remembered", WARM, ((500.0, 0.0), (530.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 2),
-    # 0 -> 4 in 30 s, 470 s ago (history max(600, 8 x 45)=600 s): 4+4=8 needs 10, 10-5=5, capped at 2
+    # 0 -> 4 in 30 s, 470 s ago (history max(600, 8 x 45)=600 s): 4 - 2.33 x sqrt(4/60) = 3.4,
+    # 4+3.4 needs ceil(7.4/0.8)=10, 10-5=5, capped at 2
     ("no-slo", {"warmReplicas": 2}, RISE, 4.0, 5, 0, 2),  # no queueing rule: warmReplicas as configured
     ("rate-unknown", WARM, RISE[:-1], None, 5, 0, 2),  # no rate now: as configured
     ("at-max", WARM, RISE, 4.0, 10, 0, 0),  # maxReplicas 10 serving: a warm pod could never be promoted
+    ("noise-only", WARM, ((940.0, 4.0), (970.0, 3.6), (NOW, 4.4)), 4.4, 6, 0, 0),
+    # 3.6 -> 4.4 is 0.8, within the noise of two 1 m counts: 2.33 x sqrt((4.4 + 3.6)/60) = 0.85;
+    # rise 0, ceil(4.4/0.8)=6 needed, 6 serving: no pod (counted as a rise: 5.2 req/s needs 7, 1 pod)
 ])
 def test_warm_size(name, sp, arrivals, arrival, desired, warm_now, want):
     sigs = () if "slo" in sp else (Q5,)  # a spec needs a signal or an slo
@@ -453,7 +458,8 @@ def test_warm_size_young_state_keeps_the_configured_pool(started, want):
 
 def test_warm_size_says_why_smaller():
     _, note = warm_size(RISE, obs(5, arrival=4.0), spec([], **{**SLO, "warmReplicas": 5}), 5, NOW, 0.0)
-    assert note == "; warm pool 3: rate rose up to 2 req/s within 45s over the last 60s, 4+2 req/s needs 8 vs 5 serving"
+    assert note == ("; warm pool 2: rate rose up to 1.26 req/s within 45s over the last 60s, "
+                    "4+1.26 req/s needs 7 vs 5 serving")
 
 
 # ---------------------------------------------------------------- 10. next state
