@@ -104,8 +104,8 @@ the rate-limit history honest.
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 from dataclasses import dataclass, field, replace
+from statistics import NormalDist
 from typing import Final, Mapping, TypeGuard
 
 import numpy as np
@@ -821,11 +821,15 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     faster than a cold start can follow, so with the queueing rule on it is sized by
     how fast the rate has risen: the largest rise of the arrival rate within one cold
     start over the kept history (the last max(600 s, 8 cold starts)) added to the rate
-    now, less the serving replicas decided. A rise counts only beyond the noise of two
-    rates counted over RATE_WINDOW_S: z sqrt((a + b) / window), z the SLO percentile's
-    normal quantile (2.33 at 0.99), the Poisson deviation of a difference of two counts. Without the rule's inputs (no slo, unknown
-    rate or service rate, no cold start) or with less history than that (a new daemon or
-    leader) the pool is ``warmReplicas``, as configured."""
+    now, less the serving replicas decided. Each pair's rise counts only beyond
+    z sqrt((a + b) / W): the Poisson spread of the difference of two independent counts
+    over the rate's window W (RATE_WINDOW_S), z the normal quantile of the SLO's
+    percentile (2.33 at 0.99; 0 at or below a median). A per-pair threshold and an
+    approximation: two 1 m rates taken seconds apart share most of their window and differ
+    by less, while Prometheus' rate() extrapolates a 45 s count and differs by more.
+    Without the rule's inputs (no slo, unknown rate or service rate, no cold start) or
+    with less history than that (a new daemon or leader) the pool is ``warmReplicas``,
+    as configured."""
     cap = min(spec.warm_replicas, max(0, spec.max_replicas - desired))
     mu = _rate(obs.service_rate, spec.service_rate_per_replica)
     known = _valid(obs.arrival_rate) and bool(arrivals) and arrivals[-1][0] == now
@@ -837,11 +841,13 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     x = np.array([a[1] for a in arrivals], dtype=float)
     h = spec.cold_start_s
     # each sample's rise over each sample of the cold start before it, less what Poisson noise
-    # in two rates of one window explains at the SLO's percentile: the largest of many noisy
-    # differences is a rise on a steady rate too (a warm pod 53% of a steady 3 req/s)
+    # explains at the SLO's percentile: the largest of many noisy differences is a rise on a
+    # steady rate too (a warm pod half the time on a steady 3 req/s). Below a median the
+    # quantile is negative and would invent rises: no margin there.
     within = (t[None, :] <= t[:, None]) & (t[None, :] >= t[:, None] - h)
-    z = NormalDist().inv_cdf(spec.slo.percentile)
-    beyond = x[:, None] - x[None, :] - z * np.sqrt((x[:, None] + x[None, :]) / RATE_WINDOW_S)
+    z = max(0.0, NormalDist().inv_cdf(spec.slo.percentile))
+    noise = z * np.sqrt((x[:, None] + x[None, :]) / RATE_WINDOW_S)
+    beyond = x[:, None] - x[None, :] - noise
     rise = max(0.0, float(np.max(np.where(within, beyond, -np.inf))))
     need = _slo_replicas(x[-1] + rise, mu, spec)[0]
     # a new warm pod is loaded when the rise could outgrow the serving replicas decided; one

@@ -474,8 +474,6 @@ ADAPTERS: Final[Mapping[str, Signal]] = {
 }
 
 
-
-
 def recent_window_on(seconds: float) -> bool:
     """Whether a --recent-window reads anything: 0 is off, and a window as long as the
     1 m rate's is not a recent one (the simulator keeps no scrape older than that)."""

@@ -437,6 +437,10 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
     ("no-slo", {"warmReplicas": 2}, RISE, 4.0, 5, 0, 2),  # no queueing rule: warmReplicas as configured
     ("rate-unknown", WARM, RISE[:-1], None, 5, 0, 2),  # no rate now: as configured
     ("at-max", WARM, RISE, 4.0, 10, 0, 0),  # maxReplicas 10 serving: a warm pod could never be promoted
+    ("flat-median-slo", {**WARM, "slo": {"queueWaitSeconds": 60, "percentile": 0.3}},
+     ((900.0, 4.0), (970.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 0),
+    # at percentile 0.3 the quantile is -0.52: taken as is, a flat 4 req/s would rise by
+    # 0.52 x sqrt(8/60) = 0.19 and 4.19 needs ceil(4.19/0.8) = 6, a pod; no margin below a median
     ("noise-only", WARM, ((940.0, 4.0), (970.0, 3.6), (NOW, 4.4)), 4.4, 6, 0, 0),
     # 3.6 -> 4.4 is 0.8, within the noise of two 1 m counts: 2.33 x sqrt((4.4 + 3.6)/60) = 0.85;
     # rise 0, ceil(4.4/0.8)=6 needed, 6 serving: no pod (counted as a rise: 5.2 req/s needs 7, 1 pod)
