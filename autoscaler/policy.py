@@ -137,7 +137,7 @@ _MIN_ARRIVALS: Final = 3  # samples needed before the trend is trusted
 
 # A wake counts as a request for as long as the gateway's counter would count one (its 1 m window).
 WAKE_WINDOW_S: Final = 60.0
-# the window of the arrival rate the daemon reads (its 1 m rate): the count a rate's noise is of
+# the arrival rate's window (the daemon reads a 1 m rate): the count whose Poisson noise warm_size allows for
 RATE_WINDOW_S: Final = 60.0
 
 _UNITS: Final = {"queueDepth": "/replica", "gpuUtilization": "%", "kvCache": "", "promql": ""}
