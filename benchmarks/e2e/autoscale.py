@@ -68,6 +68,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from autoscaler.queueing import effective_concurrency
+from benchmarks.autoscale.service import seconds_alone
 from benchmarks.fleet.model import Fleet, Request, ServiceModel, Trace, TraceRow, read_trace
 from benchmarks.traces import azure_dir
 from scheduler import contract
@@ -206,12 +207,12 @@ def service_rate(rows: Sequence[TraceRow], service: ServiceModel) -> float:
 
 def concurrency(rows: Sequence[TraceRow], service: ServiceModel, rate: float) -> int:
     """spec.concurrencyPerReplica from the same offline load test as ``rate``: its
-    throughput times the mean time one request of the window takes alone
-    (autoscaler.queueing.effective_concurrency), as the CRD's description tells a user to
-    set it; 1 when the window has no request."""
+    throughput times the mean time one request of the window takes alone (the sim bench's
+    seconds_alone over every row, then autoscaler.queueing.effective_concurrency), as the
+    CRD's description tells a user to set it; 1 when the window has no request."""
     if not rows or rate <= 0:
         return 1
-    alone = float(np.mean([service.service_time(r.prompt_tokens, r.output_tokens) for r in rows]))
+    alone = seconds_alone(rows, service, n=len(rows))
     return effective_concurrency(rate, alone, service.max_batch) if alone > 0 else 1
 
 
