@@ -81,6 +81,10 @@ def test_signal_ratios(name, sp, ob, want_recs, want_unknown, skipped):
     # 5 = 5: neither direction, the 2 without a sample at 5 too: 5/5 = 1 within tolerance, hold 4, need 4
     ("all-report", obs(3, queueDepth=14, reporting=3), (9, None)),
     # every ready replica reports: the plain ratio, ceil(3 x 14/5) = 9
+    ("count-zero", obs(3, queueDepth=14, reporting=0), (9, None)),
+    ("count-above-ready", obs(3, queueDepth=14, reporting=7), (9, None)),
+    # a count no reading can give (an average over 0 pods, or more pods than are ready) is
+    # not believed: the plain ratio again, ceil(3 x 14/5) = 9
 ])
 def test_pods_without_a_sample_count_as_hpa_counts_them(name, ob, want):
     r = signal_ratios(spec(), ob)
