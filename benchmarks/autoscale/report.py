@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -40,12 +40,53 @@ class Row:
     # wait a cold start), and the share within the SLO of the others
     from_zero: int = 0
     queue_wait_ok_warm: float = float("nan")
+    worst_minutes: list = field(default_factory=list)  # worst_minutes(): where the misses fell
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 LOWER_BOUND = "lower_bound"
+WORST_MINUTES = 5  # minutes a row lists
+
+
+def worst_minutes(arrivals: np.ndarray, queue_wait: np.ndarray, wait_bound: float,
+                  timeline: Sequence[tuple[float, int, int, int]], top: int = WORST_MINUTES) -> list[dict]:
+    """The minutes of the trace (from its first second) with the most requests past the
+    wait bound, most first (the earlier on ties): where a run's misses fell, so that "why
+    did it miss" is read off the bench's own output. Each gives the misses, the arrivals
+    in that minute and in the three before it (a burst after quiet minutes is what a
+    policy that reacts to load cannot meet within a cold start), and the replicas serving
+    and warm at the minute's start (the timeline's last entry at or before it; None
+    before the first)."""
+    miss = ~(queue_wait <= wait_bound)
+    if not miss.any():
+        return []
+    minute = np.floor(np.asarray(arrivals, dtype=float) / 60.0).astype(int)
+    counts = np.bincount(minute)
+    misses = np.bincount(minute[miss], minlength=len(counts))
+    t = np.array([e[0] for e in timeline], dtype=float)
+    out = []
+    for m in np.argsort(-misses, kind="stable")[:top]:
+        if misses[m] == 0:
+            break
+        i = int(np.searchsorted(t, 60.0 * m, side="right")) - 1
+        out.append({"minute": int(m), "misses": int(misses[m]), "arrivals": int(counts[m]),
+                    "arrivals_before": [int(counts[j]) if j >= 0 else 0 for j in (m - 3, m - 2, m - 1)],
+                    "serving_at_start": int(timeline[i][1]) if i >= 0 else None,
+                    "warm_at_start": int(timeline[i][2]) if i >= 0 else None})
+    return out
+
+
+def _worst_of(r: RunResult, wait_bound: float) -> list[dict]:
+    """worst_minutes over a run's workloads, each minute naming its model when there are several."""
+    out = []
+    for w in r.workloads:
+        if w.arrivals is None:
+            continue
+        rows = worst_minutes(w.arrivals, w.queue_wait, wait_bound, w.timeline)
+        out += [dict(x, model=w.model) for x in rows] if len(r.workloads) > 1 else rows
+    return sorted(out, key=lambda x: (-x["misses"], x["minute"]))[:WORST_MINUTES]
 
 
 def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_wait_s: float,
@@ -84,7 +125,8 @@ def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_
             promotions=sum(w.promotions for w in r.workloads), scale_events=sum(w.scale_events for w in r.workloads),
             prefetches=sum(w.prefetches for w in r.workloads), aborted=sum(w.aborted for w in r.workloads),
             slo_misses=int(np.sum(~(qw <= queue_wait_s))), from_zero=int(cold.sum()),
-            queue_wait_ok_warm=float(np.mean(warm_qw <= queue_wait_s)) if len(warm_qw) else float("nan")))
+            queue_wait_ok_warm=float(np.mean(warm_qw <= queue_wait_s)) if len(warm_qw) else float("nan"),
+            worst_minutes=_worst_of(r, queue_wait_s)))
     if lower_bound_h is not None:
         nan = float("nan")
         n = out[0].requests if out else 0
@@ -95,6 +137,15 @@ def rows_of(trace: str, runs: Sequence[RunResult], whats: dict[str, str], queue_
             cold_starts_by_tier={}, promotions=0, scale_events=0, prefetches=0, aborted=0,
             slo_misses=int(np.floor((1 - percentile) * n + 1e-9))))
     return out
+
+
+def _minute(x: dict) -> str:
+    """One worst_minutes entry as the verdict says it."""
+    model = f" of {x['model']}" if "model" in x else ""
+    held = ("" if x["serving_at_start"] is None
+            else f"; {x['serving_at_start']} serving, {x['warm_at_start']} warm at its start")
+    return (f"{x['minute']}{model} ({x['misses']} of {x['arrivals']} arrivals, after "
+            f"{', '.join(str(a) for a in x['arrivals_before'])}{held})")
 
 
 def _q(x: np.ndarray, q: float) -> float:
@@ -150,6 +201,8 @@ def verdict(rows: Sequence[Row], percentile: float = 0.99, ratio: float = 1.2, b
     met = ours.queue_wait_ok >= percentile
     lines.append(f"- ours within the queue-wait SLO: {100 * ours.queue_wait_ok:.2f}% (target >= {100 * percentile:g}%): "
                  f"{'met' if met else 'MISSED'}")
+    if ours.worst_minutes:
+        lines.append("- ours' misses fell most in minute " + "; ".join(_minute(x) for x in ours.worst_minutes[:3]))
     if "oracle" in by:
         ok = ours.vs_oracle <= ratio
         lines.append(f"- ours GPU-hours {ours.gpu_hours:.2f} = {ours.vs_oracle:.2f}x the oracle's "

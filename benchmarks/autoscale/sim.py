@@ -498,6 +498,7 @@ class WorkloadResult:
     decisions: list[dict]
     from_zero: np.ndarray | None = None  # per request: arrived with its model at zero (a cold start's wait)
     zero_spans: list[tuple[float, float]] = field(default_factory=list)  # [no live pod, a pod Ready again)
+    arrivals: np.ndarray | None = None  # per request: its arrival (s), as queue_wait is ordered
 
 
 @dataclass
@@ -602,6 +603,7 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
     out = []
     for wl in wls:
         reqs = wl.requests
+        at = np.array([r.arrival for r in reqs], dtype=float)
         qw = np.array([math.inf if r.admitted is None else r.admitted - r.arrival for r in reqs])
         tt = np.array([math.inf if r.first_token is None else r.first_token - r.arrival for r in reqs])
         out.append(WorkloadResult(
@@ -609,7 +611,7 @@ def simulate(inputs: Sequence[WorkloadInput], make: Callable[[WorkloadInput], Co
             gpu_s=dict(wl.gpu_s), cold_starts=dict(wl.cold_starts), promotions=wl.promotions,
             scale_events=wl.scale_events, prefetches=wl.prefetches, timeline=wl.timeline,
             decisions=wl.decisions if record else [],
-            from_zero=wl.from_zero(np.array([r.arrival for r in reqs], dtype=float)),
+            from_zero=wl.from_zero(at), arrivals=at,
             zero_spans=wl.zero_spans + ([(wl.zero_since, math.inf)] if wl.zero_since is not None else [])))
     return RunResult(policy=policy or wls[0].controller.name, duration_s=end, workloads=out)
 

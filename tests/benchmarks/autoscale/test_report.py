@@ -1,0 +1,59 @@
+"""Where a run's misses fell (report.worst_minutes), as the JSON rows and the verdict give it."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks.autoscale.report import rows_of, verdict, worst_minutes
+from benchmarks.autoscale.sim import RunResult, WorkloadResult
+
+INF = math.inf
+# (t, serving, warm, holding GPUs), as the simulator records at each tick
+TIMELINE = [(0.0, 1, 0, 1), (130.0, 3, 1, 4), (200.0, 2, 0, 2)]
+
+
+def _m(minute, misses, arrivals, before, serving, warm):
+    return {"minute": minute, "misses": misses, "arrivals": arrivals, "arrivals_before": before,
+            "serving_at_start": serving, "warm_at_start": warm}
+
+
+@pytest.mark.parametrize("name, arrivals, waits, top, want", [
+    ("no miss, no minute", [1, 2, 70], [0, 2.0, 1.9], 5, []),
+    # minute 2 (t 120-179): 3 arrivals, 2 past 2 s; minute 0 had 1 (arrivals before minute 2: 0 at
+    # minute -1, 1 at 0, 1 at 1); at t 120 the timeline's last entry is t 0 (1 serving)
+    ("one minute", [10, 70, 125, 130, 170], [0, 0, 5, INF, 1], 5, [_m(2, 2, 3, [0, 1, 1], 1, 0)]),
+    # ties go to the earlier minute; minute 3 starts at 180, after the entry at 130 (3 serving, 1 warm)
+    ("most first, then earliest", [61, 62, 190, 191, 250], [3, 0, 3, 0, 9], 5,
+     [_m(1, 1, 2, [0, 0, 0], 1, 0), _m(3, 1, 2, [0, 2, 0], 3, 1), _m(4, 1, 1, [2, 0, 2], 2, 0)]),
+    ("top cuts", [61, 62, 190, 191, 250], [3, 3, 3, 0, 9], 1, [_m(1, 2, 2, [0, 0, 0], 1, 0)]),
+])
+def test_worst_minutes(name, arrivals, waits, top, want):
+    got = worst_minutes(np.array(arrivals, dtype=float), np.array(waits, dtype=float), 2.0, TIMELINE, top)
+    assert got == want, name
+
+
+def test_before_the_timeline_the_replicas_are_unknown():
+    assert worst_minutes(np.array([5.0]), np.array([3.0]), 2.0, [(60.0, 1, 0, 1)]) == [_m(0, 1, 1, [0, 0, 0],
+                                                                                          None, None)]
+
+
+def _workload(model, arrivals, waits):
+    n = len(arrivals)
+    return WorkloadResult(model=model, requests=n, queue_wait=np.array(waits, dtype=float), ttft=np.zeros(n),
+                          aborted=0, gpu_s={"serving": 3600.0}, cold_starts={}, promotions=0, scale_events=0,
+                          prefetches=0, timeline=TIMELINE, decisions=[], arrivals=np.array(arrivals, dtype=float))
+
+
+def test_rows_name_the_model_when_there_are_several_and_the_verdict_says_where():
+    run = RunResult("ours", 300.0, [_workload("a", [10, 130], [3, 0]), _workload("b", [130, 131], [3, 3])])
+    row, = rows_of("t", [run], {}, 2.0, 5.0)
+    assert row.worst_minutes == [dict(_m(2, 2, 2, [0, 0, 0], 1, 0), model="b"),
+                                 dict(_m(0, 1, 1, [0, 0, 0], 1, 0), model="a")]
+    assert ("- ours' misses fell most in minute 2 of b (2 of 2 arrivals, after 0, 0, 0; 1 serving, 0 warm at its "
+            "start); 0 of a (1 of 1 arrivals, after 0, 0, 0; 1 serving, 0 warm at its start)") in verdict([row])
+    one, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [10, 130], [3, 0])])], {}, 2.0, 5.0)
+    assert one.worst_minutes == [_m(0, 1, 1, [0, 0, 0], 1, 0)]
+    met, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [10], [0])])], {}, 2.0, 5.0)
+    assert met.worst_minutes == [] and not any("fell" in line for line in verdict([met]))
