@@ -57,7 +57,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                     "--max-batch 1 models servers that run one request at a time. A trace with a model column "
                     "becomes one autoscaled "
                     "workload per model on one GPU pool. Writes autoscale.json, autoscale.md and PNG plots to "
-                    "--out and prints the table; each row lists the minutes where its SLO misses fell "
+                    "--out and prints the table; each JSON row lists the minutes where its SLO misses fell "
                     "(worst_minutes: the arrivals then and before, the replicas serving and warm).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"

@@ -40,7 +40,7 @@ class Row:
     # wait a cold start), and the share within the SLO of the others
     from_zero: int = 0
     queue_wait_ok_warm: float = float("nan")
-    worst_minutes: list = field(default_factory=list)  # worst_minutes(): where the misses fell
+    worst_minutes: list[dict] = field(default_factory=list)  # worst_minutes(): where the misses fell
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -58,7 +58,8 @@ def worst_minutes(arrivals: np.ndarray, queue_wait: np.ndarray, wait_bound: floa
     in that minute and in the three before it (a burst after quiet minutes is what a
     policy that reacts to load cannot meet within a cold start), and the replicas serving
     and warm at the minute's start (the timeline's last entry at or before it; None
-    before the first)."""
+    before the first; the simulator's first entry is at its first tick, so minute 0 has none)."""
+    # a wait never served (inf) is a miss, as slo_misses counts it
     miss = ~(queue_wait <= wait_bound)
     if not miss.any():
         return []
@@ -66,7 +67,7 @@ def worst_minutes(arrivals: np.ndarray, queue_wait: np.ndarray, wait_bound: floa
     counts = np.bincount(minute)
     misses = np.bincount(minute[miss], minlength=len(counts))
     t = np.array([e[0] for e in timeline], dtype=float)
-    out = []
+    out: list[dict] = []
     for m in np.argsort(-misses, kind="stable")[:top]:
         if misses[m] == 0:
             break
@@ -79,8 +80,10 @@ def worst_minutes(arrivals: np.ndarray, queue_wait: np.ndarray, wait_bound: floa
 
 
 def _worst_of(r: RunResult, wait_bound: float) -> list[dict]:
-    """worst_minutes over a run's workloads, each minute naming its model when there are several."""
-    out = []
+    """worst_minutes over a run's workloads, each minute naming its model when there are several:
+    then a minute is ranked per model (model-minutes; one minute may appear once per model),
+    since whether one model's replicas met its own burst is what the entry tells."""
+    out: list[dict] = []
     for w in r.workloads:
         if w.arrivals is None:
             continue
@@ -145,7 +148,7 @@ def _minute(x: dict) -> str:
     held = ("" if x["serving_at_start"] is None
             else f"; {x['serving_at_start']} serving, {x['warm_at_start']} warm at its start")
     return (f"{x['minute']}{model} ({x['misses']} of {x['arrivals']} arrivals, after "
-            f"{', '.join(str(a) for a in x['arrivals_before'])}{held})")
+            f"{', '.join(str(a) for a in x['arrivals_before'])} in the three minutes before{held})")
 
 
 def _q(x: np.ndarray, q: float) -> float:

@@ -24,9 +24,12 @@ def _m(minute, misses, arrivals, before, serving, warm):
     # minute 2 (t 120-179): 3 arrivals, 2 past 2 s; minute 0 had 1 (arrivals before minute 2: 0 at
     # minute -1, 1 at 0, 1 at 1); at t 120 the timeline's last entry is t 0 (1 serving)
     ("one minute", [10, 70, 125, 130, 170], [0, 0, 5, INF, 1], 5, [_m(2, 2, 3, [0, 1, 1], 1, 0)]),
-    # ties go to the earlier minute; minute 3 starts at 180, after the entry at 130 (3 serving, 1 warm)
+    # one miss each in minutes 1 (61), 3 (190) and 4 (250): ties go to the earlier minute. Arrivals
+    # per minute are 0, 2, 0, 2, 1, so minute 4's three before are 2, 0, 2; minute 3 starts at 180,
+    # after the entry at 130 (3 serving, 1 warm), minute 4 at 240, after the one at 200
     ("most first, then earliest", [61, 62, 190, 191, 250], [3, 0, 3, 0, 9], 5,
      [_m(1, 1, 2, [0, 0, 0], 1, 0), _m(3, 1, 2, [0, 2, 0], 3, 1), _m(4, 1, 1, [2, 0, 2], 2, 0)]),
+    # minute 1 now has 2 misses (61, 62) and comes first; top 1 keeps only it
     ("top cuts", [61, 62, 190, 191, 250], [3, 3, 3, 0, 9], 1, [_m(1, 2, 2, [0, 0, 0], 1, 0)]),
 ])
 def test_worst_minutes(name, arrivals, waits, top, want):
@@ -37,6 +40,7 @@ def test_worst_minutes(name, arrivals, waits, top, want):
 def test_before_the_timeline_the_replicas_are_unknown():
     assert worst_minutes(np.array([5.0]), np.array([3.0]), 2.0, [(60.0, 1, 0, 1)]) == [_m(0, 1, 1, [0, 0, 0],
                                                                                           None, None)]
+    assert worst_minutes(np.array([5.0]), np.array([3.0]), 2.0, []) == [_m(0, 1, 1, [0, 0, 0], None, None)]
 
 
 def _workload(model, arrivals, waits):
@@ -51,8 +55,13 @@ def test_rows_name_the_model_when_there_are_several_and_the_verdict_says_where()
     row, = rows_of("t", [run], {}, 2.0, 5.0)
     assert row.worst_minutes == [dict(_m(2, 2, 2, [0, 0, 0], 1, 0), model="b"),
                                  dict(_m(0, 1, 1, [0, 0, 0], 1, 0), model="a")]
-    assert ("- ours' misses fell most in minute 2 of b (2 of 2 arrivals, after 0, 0, 0; 1 serving, 0 warm at its "
-            "start); 0 of a (1 of 1 arrivals, after 0, 0, 0; 1 serving, 0 warm at its start)") in verdict([row])
+    assert ("- ours' misses fell most in minute 2 of b (2 of 2 arrivals, after 0, 0, 0 in the three minutes "
+            "before; 1 serving, 0 warm at its start); 0 of a (1 of 1 arrivals, after 0, 0, 0 in the three minutes "
+            "before; 1 serving, 0 warm at its start)") in verdict([row])
+    # the same minute in two models is two entries, the larger first
+    tie, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [130], [3]), _workload("b", [131, 132], [3, 3])])],
+                   {}, 2.0, 5.0)
+    assert [(x["model"], x["minute"], x["misses"]) for x in tie.worst_minutes] == [("b", 2, 2), ("a", 2, 1)]
     one, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [10, 130], [3, 0])])], {}, 2.0, 5.0)
     assert one.worst_minutes == [_m(0, 1, 1, [0, 0, 0], 1, 0)]
     met, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [10], [0])])], {}, 2.0, 5.0)
