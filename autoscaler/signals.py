@@ -381,10 +381,8 @@ class GpuUtilization:
         if any(v < 0 or v > 100 for v in vals):
             return Reading(None, f"GPU utilisation outside 0..100: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
-        # only a scope of named pods (the daemon's ready ones) says how many of them report: a
-        # regex, a namespace or hosts may match pods that are not Ready or not the target's
-        reporting = _fewer_than_ready(series, scope, ready) if scope.pods else None
-        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q, reporting)
+        return Reading(avg, f"mean GPU utilisation {avg:g}% over {len(vals)} GPUs{note}", q,
+                       _fewer_than_ready(series, scope, ready))
 
 
 def _both_spellings(metric: str, scope: Scope) -> str:
@@ -406,6 +404,10 @@ def _fewer_than_ready(series: Sequence[tuple[Mapping[str, str], float]], scope: 
     all are, or when a series names no pod (a count of pods is then not known). The
     average is per series (a GPU, an engine) and the count per pod: the policy's fill-in
     is exact when the target's pods are alike, as a Deployment's are."""
+    if not scope.pods:
+        # only a scope of named pods (the daemon's ready ones) says how many of them report: a
+        # regex, a namespace or hosts may match pods that are not Ready or not the target's
+        return None
     pods = {_pod_of(lab, scope) for lab, _ in series}
     if None in pods or len(pods) >= ready:
         return None
@@ -435,7 +437,7 @@ class KvCache:
             return Reading(None, f"KV-cache usage outside 0..1: {vals[:5]}", q)
         avg = sum(vals) / len(vals)
         return Reading(avg, f"mean KV-cache usage {avg:g} over {len(vals)} series", q,
-                       _fewer_than_ready(series, scope, ready) if scope.pods else None)
+                       _fewer_than_ready(series, scope, ready))
 
 
 class PromQL:
