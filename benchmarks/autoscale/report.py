@@ -85,8 +85,6 @@ def _worst_of(r: RunResult, wait_bound: float) -> list[dict]:
     since whether one model's replicas met its own burst is what the entry tells."""
     out: list[dict] = []
     for w in r.workloads:
-        if w.arrivals is None:
-            continue
         rows = worst_minutes(w.arrivals, w.queue_wait, wait_bound, w.timeline)
         out += [dict(x, model=w.model) for x in rows] if len(r.workloads) > 1 else rows
     return sorted(out, key=lambda x: (-x["misses"], x["minute"]))[:WORST_MINUTES]

@@ -496,9 +496,9 @@ class WorkloadResult:
     prefetches: int
     timeline: list[tuple[float, int, int, int]]
     decisions: list[dict]
+    arrivals: np.ndarray  # per request: its arrival (s), as queue_wait is ordered
     from_zero: np.ndarray | None = None  # per request: arrived with its model at zero (a cold start's wait)
     zero_spans: list[tuple[float, float]] = field(default_factory=list)  # [no live pod, a pod Ready again)
-    arrivals: np.ndarray | None = None  # per request: its arrival (s), as queue_wait is ordered
 
 
 @dataclass
