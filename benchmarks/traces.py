@@ -1,5 +1,6 @@
-"""Where the production traces live: in the repository (benchmarks/data/traces, CC-BY 4.0,
-attribution in its README), or in the directory $GPUSCHED_TRACES names, of the same layout."""
+"""Where the production traces live: in the repository (benchmarks/data/traces, each with
+its licence and attribution in its README), or in the directory $GPUSCHED_TRACES names, of
+the same layout."""
 
 from __future__ import annotations
 
@@ -21,3 +22,7 @@ def alibaba_dir() -> Path:
 
 def azure_dir() -> Path:
     return traces_dir() / "azure-llm-2023"
+
+
+def mooncake_dir() -> Path:
+    return traces_dir() / "mooncake-2025"

@@ -391,3 +391,14 @@ def test_the_bundled_azure_trace_reads_whole():
     assert 3000 < rows[-1].t < 3700  # one hour
     assert all(r.prompt_tokens >= 0 and r.output_tokens >= 0 for r in rows)
     assert not math.isnan(sum(r.t for r in rows))
+
+
+def test_the_bundled_mooncake_trace_reads_whole_with_the_papers_figures():
+    from benchmarks.traces import mooncake_dir
+    rows = read_trace(mooncake_dir() / "MooncakeTrace_conversation.csv")
+    # FAST'25, Mooncake's conversation trace: 12,031 requests, 12,035 input and 343 output tokens
+    # on average; the columns are found by name (timestamp, input_tokens, output_tokens)
+    assert len(rows) == 12_031
+    assert rows[-1].t == pytest.approx(3536.999)
+    assert round(sum(r.prompt_tokens for r in rows) / len(rows)) == 12_035
+    assert round(sum(r.output_tokens for r in rows) / len(rows)) == 343
