@@ -10,9 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.traces import azure_dir
+from benchmarks.traces import azure_dir, mooncake_dir
 
 AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
+MOONCAKE = ("MooncakeTrace_conversation.csv",)
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
             "ours-no-recent", "ours-forecast-up", "ours-batch-slots", "ours-mmc", "hpa-util", "keda-queue", "static",
             "static-prev-window", "oracle")
@@ -45,7 +46,8 @@ class InputError(Exception):
 def add_parser(benches: argparse._SubParsersAction) -> None:
     p = benches.add_parser(
         "autoscale", help="replay LLM request traces through autoscaled replicas: SLO attainment vs GPU-hours",
-        description="Replays request traces (default: the two Azure LLM inference traces, 2023) through replicas "
+        description="Replays request traces (default: the two Azure LLM inference traces, 2023, and Mooncake's "
+                    "conversation trace, 2025) through replicas "
                     "modelled with prefill/decode throughput per GPU type, continuous batching and a KV cache "
                     "(benchmarks.fleet.model), cold starts by where the weights come from (GPU, host memory, "
                     "disk, remote store) and a warm pool, under each policy in one run: ours (the daemon's "
@@ -67,7 +69,8 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                "  gpusched bench autoscale --ours-spec '{\"slo\": {\"targetUtilization\": 0.8}}' --out /tmp/b")
     p.add_argument("--trace", action="append", metavar="FILE",
                    help="a CSV request trace; repeat for several (default: both Azure LLM traces in "
-                        "benchmarks/data/traces/azure-llm-2023, or $GPUSCHED_TRACES/azure-llm-2023)")
+                        "benchmarks/data/traces/azure-llm-2023 and Mooncake's conversation trace in "
+                        "benchmarks/data/traces/mooncake-2025, or the same under $GPUSCHED_TRACES)")
     p.add_argument("--time-column", help="arrival time column (default: found by name, e.g. TIMESTAMP)")
     p.add_argument("--prompt-column", help="prompt-token column (default: found by name, e.g. ContextTokens)")
     p.add_argument("--output-column", help="output-token column (default: found by name, e.g. GeneratedTokens)")
@@ -124,7 +127,7 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
 
 
 def default_traces() -> list[Path]:
-    return [azure_dir() / n for n in AZURE]
+    return [azure_dir() / n for n in AZURE] + [mooncake_dir() / n for n in MOONCAKE]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,7 +192,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
                           service_column=args.service_column, limit=args.limit)
     except TraceError as exc:
         raise InputError(str(exc)) from None
-    name = Path(path).stem.replace("AzureLLMInferenceTrace_", "azure-")
+    name = Path(path).stem.replace("AzureLLMInferenceTrace_", "azure-").replace("MooncakeTrace_", "mooncake-")
     if getattr(args, "models", None):
         from benchmarks.autoscale.split import split_models
         try:

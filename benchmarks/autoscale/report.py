@@ -4,14 +4,26 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from benchmarks.autoscale.sim import RunResult
 
-CITATION = ("Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative "
-            "LLM Inference Using Phase Splitting\", ISCA'24")
+# the bundled traces, by the prefix cli.run_trace gives their names
+SOURCES: tuple[tuple[str, str], ...] = (
+    ("azure-", "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative "
+               "LLM Inference Using Phase Splitting\", ISCA'24"),
+    ("mooncake-", "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage for "
+                  "Less Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25"),
+)
+
+
+def citation(traces: Iterable[str]) -> str:
+    """Whom to cite for the traces of a run: the bundled ones it replayed, or the user's files."""
+    names = list(traces)
+    cites = [c for prefix, c in SOURCES if any(n.startswith(prefix) for n in names)]
+    return "; ".join(cites) if cites else "the trace files given with --trace"
 
 
 @dataclass(frozen=True)
@@ -231,9 +243,10 @@ def write(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
     out.mkdir(parents=True, exist_ok=True)
     qs, ts = params["slo"]["queue_wait_s"], params["slo"]["ttft_s"]
     paths = []
+    source = citation(r.trace for r in rows)
     p = out / "autoscale.json"
     p.write_text(json.dumps({
-        "params": params, "seed": params["seed"], "source": CITATION,
+        "params": params, "seed": params["seed"], "source": source,
         "rows": [r.as_dict() for r in rows],
         "timelines": {trace: {r.policy: [w.timeline for w in r.workloads] for r in rs} for trace, rs in runs.items()},
     }, indent=1, default=_json) + "\n")
@@ -245,7 +258,7 @@ def write(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
                  f"max(4 pods, 100%) per 15 s, metrics from the last scrape; KEDA: that HPA on an AverageValue "
                  f"External metric queried at every sync. GPU-hours count every pod holding a GPU (loading, warm, "
                  f"serving, draining); cold starts include warm-pool refills; scale events are changes of the "
-                 f"Deployment's replicas.\n\nSource: {CITATION}.\n")
+                 f"Deployment's replicas.\n\nSource: {source}.\n")
     paths.append(p)
     paths += plots(out, rows, runs, params)
     return paths
@@ -337,7 +350,7 @@ def plots(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
                ylabel=f"requests within the {params['slo']['queue_wait_s']:g} s queue-wait SLO (%)",
                title=f"{trace}: SLO attainment vs GPU-hours")
         ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, f"seed {params['seed']}; {CITATION}", fontsize=6, color="grey")
+    fig.text(0.01, 0.01, f"seed {params['seed']}; {citation(traces)}", fontsize=6, color="grey")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     p = out / "autoscale_slo_vs_gpu_hours.png"
     fig.savefig(p, dpi=110)

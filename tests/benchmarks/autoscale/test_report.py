@@ -1,4 +1,5 @@
-"""Where a run's misses fell (report.worst_minutes), as the JSON rows and the verdict give it."""
+"""Where a run's misses fell (report.worst_minutes), as the JSON rows and the verdict give it; whom
+a run cites (report.citation)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from benchmarks.autoscale.report import rows_of, verdict, worst_minutes
+from benchmarks.autoscale.report import citation, rows_of, verdict, worst_minutes
 from benchmarks.autoscale.sim import RunResult, WorkloadResult
 
 INF = math.inf
@@ -66,3 +67,15 @@ def test_rows_name_the_model_when_there_are_several_and_the_verdict_says_where()
     assert one.worst_minutes == [_m(0, 1, 1, [0, 0, 0], 1, 0)]
     met, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [10], [0])])], {}, 2.0, 5.0)
     assert met.worst_minutes == [] and not any("fell" in line for line in verdict([met]))
+
+
+@pytest.mark.parametrize("traces, cites", [
+    (["azure-code", "azure-conv"], ["Splitwise"]),
+    (["azure-code", "mooncake-conversation"], ["Splitwise", "Mooncake"]),
+    (["mooncake-conversation-x8"], ["Mooncake"]),
+    # a user's file is named by its stem: no bundled trace to cite
+    (["day1", "steady2"], ["--trace"]),
+])
+def test_a_run_cites_the_bundled_traces_it_replayed(traces, cites):
+    text = citation(traces)
+    assert [c for c in ("Splitwise", "Mooncake", "--trace") if c in text] == cites
