@@ -3,6 +3,7 @@ a run cites (report.citation)."""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -79,3 +80,21 @@ def test_rows_name_the_model_when_there_are_several_and_the_verdict_says_where()
 def test_a_run_cites_the_bundled_traces_it_replayed(traces, cites):
     text = citation(traces)
     assert [c for c in ("Splitwise", "Mooncake", "--trace") if c in text] == cites
+
+
+@pytest.mark.parametrize("within, vs_oracle, vs_bound, oracle_says, bound_says", [
+    # 1.1 <= 1.2 and 1.2 <= 1.3, within the SLO: both met
+    (0.995, 1.1, 1.2, "met", "met"),
+    (0.995, 1.5, 2.0, "MISSED", "MISSED"),
+    # 0.69x the lower bound is possible only by missing the SLO: no GPU-hour target is met then
+    (0.0081, 1.0, 0.69, "MISSED (ours misses the SLO)", "MISSED (ours misses the SLO)"),
+    (0.95, 1.5, 2.0, "MISSED (more GPU-hours, and ours misses the SLO)",
+     "MISSED (more GPU-hours, and ours misses the SLO)"),
+])
+def test_a_gpu_hour_target_is_met_only_within_the_slo(within, vs_oracle, vs_bound, oracle_says, bound_says):
+    row, = rows_of("t", [RunResult("ours", 300.0, [_workload("a", [10], [0])])], {}, 2.0, 5.0)
+    rows = [replace(row, queue_wait_ok=within, vs_oracle=vs_oracle, vs_lower_bound=vs_bound),
+            replace(row, policy="oracle"), replace(row, policy="lower_bound")]
+    lines = verdict(rows)
+    assert next(x for x in lines if "the oracle's" in x).endswith(f"(target <= 1.2x): {oracle_says}")
+    assert next(x for x in lines if "the lower bound's" in x).endswith(f"(target <= 1.3x): {bound_says}")
