@@ -179,6 +179,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
 
     from autoscaler.spec import SpecError, parse_spec
     from benchmarks.autoscale import policies as pol
+    from benchmarks.autoscale import report
     from benchmarks.autoscale.bound import Load, lower_bound
     from autoscaler.queueing import effective_concurrency
     from benchmarks.autoscale.service import (TIERS, ColdStart, calibrate_service_rate, replicas_needed,
@@ -192,7 +193,7 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
                           service_column=args.service_column, limit=args.limit)
     except TraceError as exc:
         raise InputError(str(exc)) from None
-    name = Path(path).stem.replace("AzureLLMInferenceTrace_", "azure-").replace("MooncakeTrace_", "mooncake-")
+    name = report.trace_name(path)
     if getattr(args, "models", None):
         from benchmarks.autoscale.split import split_models
         try:

@@ -10,19 +10,31 @@ import numpy as np
 
 from benchmarks.autoscale.sim import RunResult
 
-# the bundled traces, by the prefix cli.run_trace gives their names
-SOURCES: tuple[tuple[str, str], ...] = (
-    ("azure-", "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative "
-               "LLM Inference Using Phase Splitting\", ISCA'24"),
-    ("mooncake-", "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage for "
-                  "Less Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25"),
+# the bundled traces: their files' name prefix, the short name a run gives them, whom to cite
+BUNDLED: tuple[tuple[str, str, str], ...] = (
+    ("AzureLLMInferenceTrace_", "azure-",
+     "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative LLM "
+     "Inference Using Phase Splitting\", ISCA'24"),
+    ("MooncakeTrace_", "mooncake-",
+     "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage for Less "
+     "Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25"),
 )
 
 
-def citation(traces: Iterable[str]) -> str:
-    """Whom to cite for the traces of a run: the bundled ones it replayed, or the user's files."""
-    names = list(traces)
-    cites = [c for prefix, c in SOURCES if any(n.startswith(prefix) for n in names)]
+def trace_name(path: str) -> str:
+    """A trace's name in tables and plots: its file's stem, a bundled file's prefix shortened."""
+    stem = Path(path).stem
+    for prefix, short, _ in BUNDLED:
+        if stem.startswith(prefix):
+            return short + stem[len(prefix):]
+    return stem
+
+
+def citation(files: Iterable[str]) -> str:
+    """Whom to cite for a run's trace files: by the bundled files' names, so that a user's
+    file is never credited to a paper it does not come from."""
+    names = [Path(f).name for f in files]
+    cites = [c for prefix, _, c in BUNDLED if any(n.startswith(prefix) for n in names)]
     return "; ".join(cites) if cites else "the trace files given with --trace"
 
 
@@ -247,7 +259,7 @@ def write(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
     out.mkdir(parents=True, exist_ok=True)
     qs, ts = params["slo"]["queue_wait_s"], params["slo"]["ttft_s"]
     paths = []
-    source = citation(r.trace for r in rows)
+    source = citation(t["file"] for t in params["traces"])
     p = out / "autoscale.json"
     p.write_text(json.dumps({
         "params": params, "seed": params["seed"], "source": source,
@@ -354,7 +366,7 @@ def plots(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
                ylabel=f"requests within the {params['slo']['queue_wait_s']:g} s queue-wait SLO (%)",
                title=f"{trace}: SLO attainment vs GPU-hours")
         ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, f"seed {params['seed']}; {citation(traces)}", fontsize=6, color="grey")
+    fig.text(0.01, 0.01, f"seed {params['seed']}; {citation(t['file'] for t in params['traces'])}", fontsize=6, color="grey")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     p = out / "autoscale_slo_vs_gpu_hours.png"
     fig.savefig(p, dpi=110)

@@ -77,6 +77,8 @@ def test_a_run_writes_everything_and_repeats_with_the_seed(tmp_path, capsys):
         assert (tmp_path / "o1" / f).stat().st_size > 0
     a, b = outs
     assert a["seed"] == 7 and a["params"]["ours_spec_example"]["serviceRatePerReplica"] > 0
+    assert a["source"] == "the trace files given with --trace"  # no bundled trace to cite
+    assert "Source: the trace files given with --trace." in (tmp_path / "o1" / "autoscale.md").read_text()
     assert [r["policy"] for r in a["rows"]] == ["ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing",
                                                 "ours-no-panic", "ours-no-prewarm", "ours-no-recent",
                                                 "ours-forecast-up", "ours-batch-slots", "ours-mmc", "hpa-util", "keda-queue",

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from benchmarks.autoscale.report import citation, rows_of, verdict, worst_minutes
+from benchmarks.autoscale.report import citation, rows_of, trace_name, verdict, worst_minutes
 from benchmarks.autoscale.sim import RunResult, WorkloadResult
 
 INF = math.inf
@@ -70,16 +70,24 @@ def test_rows_name_the_model_when_there_are_several_and_the_verdict_says_where()
     assert met.worst_minutes == [] and not any("fell" in line for line in verdict([met]))
 
 
-@pytest.mark.parametrize("traces, cites", [
-    (["azure-code", "azure-conv"], ["Splitwise"]),
-    (["azure-code", "mooncake-conversation"], ["Splitwise", "Mooncake"]),
-    (["mooncake-conversation-x8"], ["Mooncake"]),
-    # a user's file is named by its stem: no bundled trace to cite
-    (["day1", "steady2"], ["--trace"]),
+@pytest.mark.parametrize("files, names, cites", [
+    (["d/AzureLLMInferenceTrace_code.csv", "d/AzureLLMInferenceTrace_conv.csv"], ["azure-code", "azure-conv"],
+     ["Splitwise"]),
+    (["d/AzureLLMInferenceTrace_code.csv", "e/MooncakeTrace_conversation.csv"],
+     ["azure-code", "mooncake-conversation"], ["Splitwise", "Mooncake"]),
+    # a user's files: named by their stems, credited to no paper, even one named like a short name
+    (["day1.csv", "azure-prod.csv"], ["day1", "azure-prod"], ["--trace"]),
 ])
-def test_a_run_cites_the_bundled_traces_it_replayed(traces, cites):
-    text = citation(traces)
+def test_a_run_names_and_cites_the_bundled_traces_by_their_files(files, names, cites):
+    assert [trace_name(f) for f in files] == names
+    text = citation(files)
     assert [c for c in ("Splitwise", "Mooncake", "--trace") if c in text] == cites
+
+
+def test_the_default_set_cites_both_papers():
+    from benchmarks.autoscale.cli import default_traces
+    text = citation(str(p) for p in default_traces())
+    assert "Splitwise" in text and "Mooncake" in text
 
 
 @pytest.mark.parametrize("within, vs_oracle, vs_bound, oracle_says, bound_says", [
