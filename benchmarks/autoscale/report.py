@@ -366,7 +366,8 @@ def plots(out: Path, rows: Sequence[Row], runs: dict[str, Sequence[RunResult]], 
                ylabel=f"requests within the {params['slo']['queue_wait_s']:g} s queue-wait SLO (%)",
                title=f"{trace}: SLO attainment vs GPU-hours")
         ax.grid(alpha=0.3)
-    fig.text(0.01, 0.01, f"seed {params['seed']}; {citation(t['file'] for t in params['traces'])}", fontsize=6, color="grey")
+    source = citation(t["file"] for t in params["traces"])
+    fig.text(0.01, 0.01, f"seed {params['seed']}; {source}", fontsize=6, color="grey")
     fig.tight_layout(rect=(0, 0.03, 1, 1))
     p = out / "autoscale_slo_vs_gpu_hours.png"
     fig.savefig(p, dpi=110)
