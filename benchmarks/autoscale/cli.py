@@ -392,6 +392,13 @@ def _run(args: argparse.Namespace) -> int:
             raise InputError(f"--cold-start-csv: {exc}") from None
     overrides = _load_overrides(args.ours_spec)
     traces = args.trace or [str(p) for p in default_traces()]
+    # before any simulation: a default set half present (an old $GPUSCHED_TRACES) would
+    # otherwise fail only after the traces before the missing one had run
+    missing = next((t for t in traces if not Path(t).exists()), None)
+    if missing is not None:
+        hint = "" if args.trace else (" (the default set: $GPUSCHED_TRACES must hold azure-llm-2023/ and "
+                                      "mooncake-2025/ as benchmarks/data/traces does; or name files with --trace)")
+        raise InputError(f"{missing}: cannot read (No such file or directory){hint}")
     policies = list(dict.fromkeys(args.policies))
     t0 = time.perf_counter()
     results = []

@@ -51,6 +51,20 @@ def test_missing_file_and_bad_spec_are_one_line(tmp_path, capsys):
     assert rc == 2 and err.strip().endswith("--ours-spec: spec.warmReplicas: must be >= 0, got -1")
 
 
+def test_a_default_set_half_present_fails_before_any_run(tmp_path, capsys, monkeypatch):
+    # an old $GPUSCHED_TRACES with the Azure pair only: one line at once, naming the file
+    # and the layout, and no results written for the traces that were there
+    (tmp_path / "azure-llm-2023").mkdir()
+    for name in ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv"):
+        (tmp_path / "azure-llm-2023" / name).write_text(H + "0,1,1\n1,1,1\n")
+    monkeypatch.setenv("GPUSCHED_TRACES", str(tmp_path))
+    rc, out, err = _run(capsys, "--out", str(tmp_path / "o"))
+    assert rc == 2 and out == ""
+    assert f"{tmp_path / 'mooncake-2025' / 'MooncakeTrace_conversation.csv'}: cannot read" in err
+    assert "$GPUSCHED_TRACES must hold azure-llm-2023/ and mooncake-2025/" in err
+    assert not (tmp_path / "o").exists()
+
+
 def _trace(path, models=("",)):
     """600 s: 1 req/s, a 6 req/s burst from 200 to 320 s, then 1 req/s."""
     lines, t, k = [], 0.0, 0
