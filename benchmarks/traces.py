@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 BUNDLED = Path(__file__).resolve().parent / "data" / "traces"
 
@@ -26,3 +27,30 @@ def azure_dir() -> Path:
 
 def mooncake_dir() -> Path:
     return traces_dir() / "mooncake-2025"
+
+
+class RequestTrace(NamedTuple):
+    """A bundled trace of LLM requests: where it lives, the files `gpusched bench autoscale`
+    replays by default, the prefix of their names (how a run knows them, wherever they
+    are), the short name a run gives them, and whom a run on them cites."""
+    directory: str
+    files: tuple[str, ...]
+    prefix: str
+    short: str
+    citation: str
+
+
+REQUEST_TRACES: tuple[RequestTrace, ...] = (
+    RequestTrace("azure-llm-2023", ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv"),
+                 "AzureLLMInferenceTrace_", "azure-",
+                 "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient "
+                 "Generative LLM Inference Using Phase Splitting\", ISCA'24"),
+    RequestTrace("mooncake-2025", ("MooncakeTrace_conversation.csv",), "MooncakeTrace_", "mooncake-",
+                 "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage "
+                 "for Less Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25"),
+)
+
+
+def request_trace_files() -> list[Path]:
+    """The bundled request traces' files under traces_dir(), in REQUEST_TRACES' order."""
+    return [traces_dir() / t.directory / f for t in REQUEST_TRACES for f in t.files]

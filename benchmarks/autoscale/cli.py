@@ -10,10 +10,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from benchmarks.traces import azure_dir, mooncake_dir
+from benchmarks.traces import REQUEST_TRACES, request_trace_files
 
-AZURE = ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv")
-MOONCAKE = ("MooncakeTrace_conversation.csv",)
 POLICIES = ("ours", "ours-no-warm", "ours-no-forecast", "ours-no-queueing", "ours-no-panic", "ours-no-prewarm",
             "ours-no-recent", "ours-forecast-up", "ours-batch-slots", "ours-mmc", "hpa-util", "keda-queue", "static",
             "static-prev-window", "oracle")
@@ -124,10 +122,6 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
                    help="seed of the service-rate load test sample and the cold-start draws (default 1)")
     p.add_argument("--out", default="results/autoscale", help="results directory (default results/autoscale)")
     p.set_defaults(func=run)
-
-
-def default_traces() -> list[Path]:
-    return [azure_dir() / n for n in AZURE] + [mooncake_dir() / n for n in MOONCAKE]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -391,13 +385,14 @@ def _run(args: argparse.Namespace) -> int:
         except ColdStartError as exc:
             raise InputError(f"--cold-start-csv: {exc}") from None
     overrides = _load_overrides(args.ours_spec)
-    traces = args.trace or [str(p) for p in default_traces()]
+    traces = args.trace or [str(p) for p in request_trace_files()]
     # before any simulation: a default set half present (an old $GPUSCHED_TRACES) would
     # otherwise fail only after the traces before the missing one had run
     missing = next((t for t in traces if not Path(t).exists()), None)
     if missing is not None:
-        hint = "" if args.trace else (" (the default set: $GPUSCHED_TRACES must hold azure-llm-2023/ and "
-                                      "mooncake-2025/ as benchmarks/data/traces does; or name files with --trace)")
+        dirs = " and ".join(f"{t.directory}/" for t in REQUEST_TRACES)
+        hint = "" if args.trace else (f" (the default set: $GPUSCHED_TRACES must hold {dirs} as "
+                                      "benchmarks/data/traces does; or name files with --trace)")
         raise InputError(f"{missing}: cannot read (No such file or directory){hint}")
     policies = list(dict.fromkeys(args.policies))
     t0 = time.perf_counter()

@@ -9,24 +9,15 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from benchmarks.autoscale.sim import RunResult
-
-# the bundled traces: their files' name prefix, the short name a run gives them, whom to cite
-BUNDLED: tuple[tuple[str, str, str], ...] = (
-    ("AzureLLMInferenceTrace_", "azure-",
-     "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative LLM "
-     "Inference Using Phase Splitting\", ISCA'24"),
-    ("MooncakeTrace_", "mooncake-",
-     "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage for Less "
-     "Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25"),
-)
+from benchmarks.traces import REQUEST_TRACES
 
 
 def trace_name(path: str) -> str:
     """A trace's name in tables and plots: its file's stem, a bundled file's prefix shortened."""
     stem = Path(path).stem
-    for prefix, short, _ in BUNDLED:
-        if stem.startswith(prefix):
-            return short + stem[len(prefix):]
+    for t in REQUEST_TRACES:
+        if stem.startswith(t.prefix):
+            return t.short + stem[len(t.prefix):]
     return stem
 
 
@@ -34,7 +25,7 @@ def citation(files: Iterable[str]) -> str:
     """Whom to cite for a run's trace files: by the bundled files' names, so that a user's
     file is never credited to a paper it does not come from."""
     names = [Path(f).name for f in files]
-    cites = [c for prefix, _, c in BUNDLED if any(n.startswith(prefix) for n in names)]
+    cites = [t.citation for t in REQUEST_TRACES if any(n.startswith(t.prefix) for n in names)]
     return "; ".join(cites) if cites else "the trace files given with --trace"
 
 

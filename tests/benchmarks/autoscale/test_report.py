@@ -85,8 +85,8 @@ def test_a_run_names_and_cites_the_bundled_traces_by_their_files(files, names, c
 
 
 def test_the_default_set_cites_both_papers():
-    from benchmarks.autoscale.cli import default_traces
-    text = citation(str(p) for p in default_traces())
+    from benchmarks.traces import request_trace_files
+    text = citation(str(p) for p in request_trace_files())
     assert "Splitwise" in text and "Mooncake" in text
 
 
