@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {t['file']}: {t['pods']:,} pods" + ("" if args.inflate else f", replayed in {t['ordered_by']}{note}"))
     print()
     print(report.mc_table(results) if args.inflate else report.table(results))
+    print(report.verdict_text(results), end="")
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
@@ -171,6 +172,7 @@ def combine(args: argparse.Namespace) -> int:
     paths = report.write(Path(args.out), results, params)
     print(f"merged {len(runs)} Monte Carlo runs: {'; '.join(runs)}\n")
     print(report.mc_table(results))
+    print(report.verdict_text(results), end="")
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

@@ -82,6 +82,40 @@ def mc_table(results: Sequence[Result]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
+# Issue 15's placement targets for gpusched, run by run (a trace at one seed): FGD's own
+# metric at most FGD's, and the first failure no earlier than best-fit's.
+TARGETS = (("unallocated_gpus_at_100pct", "fgd", "unallocated GPUs at 100% arrived <= FGD's", -1),
+           ("gpu_allocation_at_first_failure", "best-fit", "GPU allocation at the first failure >= best-fit's", 1))
+
+
+def verdict(results: Sequence[Result]) -> list[str]:
+    """One line per target whose rival ran beside gpusched: on how many runs it is met,
+    and each miss with both figures. A figure the run did not reach (the demand never
+    reached 100%) is no run for that target."""
+    by = {(r.trace, r.seed, r.policy): r for r in results}
+    runs = [(r.trace, r.seed) for r in results if r.policy == "gpusched"]
+    several = len({t for t, _ in runs}) > 1
+    out: list[str] = []
+    for field, rival, name, sign in TARGETS:
+        pairs = [(t, seed, getattr(by[t, seed, "gpusched"], field), getattr(by[t, seed, rival], field))
+                 for t, seed in runs if (t, seed, rival) in by]
+        pairs = [p for p in pairs if p[2] is not None and p[3] is not None]
+        if not pairs:
+            continue
+        show = _pct if field.startswith("gpu_allocation") else (lambda x: f"{x:,.1f}")
+        misses = [f"{trace + ' ' if several else ''}seed {seed} ({show(ours)} against {show(theirs)})"
+                  for trace, seed, ours, theirs in pairs if sign * (ours - theirs) < 0]
+        out.append(f"- gpusched's {name}: met on {len(pairs) - len(misses)} of {len(pairs)} run"
+                   f"{'s' if len(pairs) > 1 else ''}" + (f"; MISSED on {', '.join(misses)}" if misses else ""))
+    return out
+
+
+def verdict_text(results: Sequence[Result]) -> str:
+    """The verdict lines as a paragraph of their own ("" when no rival ran)."""
+    lines = verdict(results)
+    return "\n".join(lines) + "\n\n" if lines else ""
+
+
 def write(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     if params.get("inflate"):
@@ -98,7 +132,7 @@ def write(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
     paths.append(p)
     p = out / "placement.md"
     p.write_text(f"# Placement on the Alibaba GPU trace\n\n{describe_params(params)}\n\n{table(results)}\n"
-                 f"Source: {CITATION}.\n")
+                 f"{verdict_text(results)}Source: {CITATION}.\n")
     paths.append(p)
     paths += plots(out, results, params)
     return paths
@@ -262,7 +296,7 @@ def write_mc(out: Path, results: Sequence[Result], params: dict) -> list[Path]:
                  f"{params['inflate']:g}x the cluster's {params['nodes']['gpus']:,} GPUs; seeds "
                  f"{' '.join(map(str, params['seeds']))}. CPU-only pods placed by kube-scheduler's defaults "
                  f"(LeastAllocated + BalancedAllocation) for every policy.\n\n{mc_table(results)}\n"
-                 f"Source: {CITATION}.\n")
+                 f"{verdict_text(results)}Source: {CITATION}.\n")
     paths.append(p)
     paths += mc_plots(out, results, params)
     return paths

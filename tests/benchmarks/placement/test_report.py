@@ -59,3 +59,43 @@ def test_plot_when_no_pod_fails(tmp_path):
     assert x_lo <= 100 * 3 / 8 < x_hi
     (png,) = report.plots(tmp_path, [r], {"seed": 1})[:1]
     assert png.stat().st_size > 0
+
+
+def run(trace: str, seed: int, policy: str, unallocated: float | None, first_failure: float) -> sim.Result:
+    """A Monte Carlo run's figures: unallocated GPUs at 100% arrived, allocation at the first failure."""
+    return sim.Result(trace=trace, policy=policy, description="", pods_total=1, pods_placed=1,
+                      gpu_allocation_at_first_failure=first_failure, allocated_gpus=0, total_gpus=100,
+                      arrived_demand_at_first_failure=0, stranded_gpus=0, fgd_fragmented_gpus=0, unallocated_gpus=0,
+                      first_failure=None, runtime_s=0, seed=seed, unallocated_gpus_at_100pct=unallocated)
+
+
+# (trace, seed, policy, unallocated at 100%, first failure)                -> verdict lines
+VERDICTS = [
+    # 280 <= 800 on both seeds; 0.40 = best-fit's 0.40 counts as met (at least), 0.50 > 0.45
+    ([("t", 1, "gpusched", 280.0, 0.40), ("t", 1, "fgd", 800.0, 0.45), ("t", 1, "best-fit", 810.0, 0.40),
+      ("t", 2, "gpusched", 290.0, 0.50), ("t", 2, "fgd", 790.0, 0.45), ("t", 2, "best-fit", 820.0, 0.45)],
+     ["- gpusched's unallocated GPUs at 100% arrived <= FGD's: met on 2 of 2 runs",
+      "- gpusched's GPU allocation at the first failure >= best-fit's: met on 2 of 2 runs"]),
+    # seed 2: 414.5 > 358.3 and 0.581 < 0.718, each named with both figures
+    ([("t", 1, "gpusched", 348.6, 0.126), ("t", 1, "fgd", 409.6, 0.122), ("t", 1, "best-fit", 468.6, 0.122),
+      ("t", 2, "gpusched", 414.5, 0.581), ("t", 2, "fgd", 358.3, 0.5), ("t", 2, "best-fit", 454.0, 0.718)],
+     ["- gpusched's unallocated GPUs at 100% arrived <= FGD's: met on 1 of 2 runs; MISSED on seed 2 (414.5 "
+      "against 358.3)",
+      "- gpusched's GPU allocation at the first failure >= best-fit's: met on 1 of 2 runs; MISSED on seed 2 "
+      "(58.1% against 71.8%)"]),
+    # no FGD in the run: only best-fit's target; several traces: a miss names its trace
+    ([("a", 1, "gpusched", 300.0, 0.3), ("a", 1, "best-fit", 900.0, 0.2),
+      ("b", 1, "gpusched", 300.0, 0.1), ("b", 1, "best-fit", 900.0, 0.2)],
+     ["- gpusched's GPU allocation at the first failure >= best-fit's: met on 1 of 2 runs; MISSED on b seed 1 "
+      "(10.0% against 20.0%)"]),
+    # creation order (no figure at 100% arrived): no run for FGD's target
+    ([("t", 1, "gpusched", None, 0.40), ("t", 1, "fgd", None, 0.19), ("t", 1, "best-fit", None, 0.19)],
+     ["- gpusched's GPU allocation at the first failure >= best-fit's: met on 1 of 1 run"]),
+    # gpusched not in the run: nothing to judge
+    ([("t", 1, "fgd", 800.0, 0.45), ("t", 1, "best-fit", 810.0, 0.40)], []),
+]
+
+
+@pytest.mark.parametrize("rows,want", VERDICTS)
+def test_verdict_counts_gpusched_against_fgd_and_best_fit_run_by_run(rows, want):
+    assert report.verdict([run(*r) for r in rows]) == want
