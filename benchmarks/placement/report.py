@@ -83,26 +83,30 @@ def mc_table(results: Sequence[Result]) -> str:
 
 
 # Issue 15's placement targets for gpusched, run by run (a trace at one seed): FGD's own
-# metric at most FGD's, and the first failure no earlier than best-fit's.
-TARGETS = (("unallocated_gpus_at_100pct", "fgd", "unallocated GPUs at 100% arrived <= FGD's", -1),
-           ("gpu_allocation_at_first_failure", "best-fit", "GPU allocation at the first failure >= best-fit's", 1))
+# metric at most FGD's, and the first failure no earlier than best-fit's. Each: the
+# figure, the rival, the wording, +1 where more is better (-1 less), how a figure reads.
+TARGETS = (("unallocated_gpus_at_100pct", "fgd", "unallocated GPUs at 100% arrived <= FGD's", -1,
+            lambda x: f"{x:,.1f}"),
+           ("gpu_allocation_at_first_failure", "best-fit", "GPU allocation at the first failure >= best-fit's", 1,
+            _pct))
 
 
 def verdict(results: Sequence[Result]) -> list[str]:
     """One line per target whose rival ran beside gpusched: on how many runs it is met,
-    and each miss with both figures. A figure the run did not reach (the demand never
-    reached 100%) is no run for that target."""
+    and each miss with both figures; a tie is met ("at most", "at least"). A run is
+    counted only where both policies ran and reached the figure (creation order has no
+    figure at 100% arrived), so "of N" may be fewer than gpusched's runs; a run given
+    twice (the same pod list twice) counts once."""
     by = {(r.trace, r.seed, r.policy): r for r in results}
-    runs = [(r.trace, r.seed) for r in results if r.policy == "gpusched"]
+    runs = list(dict.fromkeys((r.trace, r.seed) for r in results if r.policy == "gpusched"))
     several = len({t for t, _ in runs}) > 1
     out: list[str] = []
-    for field, rival, name, sign in TARGETS:
+    for field, rival, name, sign, show in TARGETS:
         pairs = [(t, seed, getattr(by[t, seed, "gpusched"], field), getattr(by[t, seed, rival], field))
                  for t, seed in runs if (t, seed, rival) in by]
         pairs = [p for p in pairs if p[2] is not None and p[3] is not None]
         if not pairs:
             continue
-        show = _pct if field.startswith("gpu_allocation") else (lambda x: f"{x:,.1f}")
         misses = [f"{trace + ' ' if several else ''}seed {seed} ({show(ours)} against {show(theirs)})"
                   for trace, seed, ours, theirs in pairs if sign * (ours - theirs) < 0]
         out.append(f"- gpusched's {name}: met on {len(pairs) - len(misses)} of {len(pairs)} run"

@@ -91,6 +91,14 @@ VERDICTS = [
     # creation order (no figure at 100% arrived): no run for FGD's target
     ([("t", 1, "gpusched", None, 0.40), ("t", 1, "fgd", None, 0.19), ("t", 1, "best-fit", None, 0.19)],
      ["- gpusched's GPU allocation at the first failure >= best-fit's: met on 1 of 1 run"]),
+    # FGD ran at seed 1 only: one run for its target, two for best-fit's; the same pod list
+    # given twice (rows repeated) counts once
+    ([("t", 1, "gpusched", 300.0, 0.3), ("t", 1, "fgd", 250.0, 0.3), ("t", 1, "best-fit", 900.0, 0.2),
+      ("t", 2, "gpusched", 300.0, 0.3), ("t", 2, "best-fit", 900.0, 0.2),
+      ("t", 2, "gpusched", 300.0, 0.3), ("t", 2, "best-fit", 900.0, 0.2)],
+     ["- gpusched's unallocated GPUs at 100% arrived <= FGD's: met on 0 of 1 run; MISSED on seed 1 (300.0 "
+      "against 250.0)",
+      "- gpusched's GPU allocation at the first failure >= best-fit's: met on 2 of 2 runs"]),
     # gpusched not in the run: nothing to judge
     ([("t", 1, "fgd", 800.0, 0.45), ("t", 1, "best-fit", 810.0, 0.40)], []),
 ]
