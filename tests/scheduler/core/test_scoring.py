@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from scheduler.core import PodRequest, Weights
-from scheduler.core.scoring import (DEFAULT_SHAPES, Shape, fragmentation_delta, locality, packing, simulate)
+from scheduler.core.scoring import (DEFAULT_SHAPES, Shape, fragmentation_delta, levels, locality, packing,
+                                    simulate, untouched)
 from tests.scheduler.core.fixtures import GiB, NOW, filter_names, node, score_names, share, snapshot, whole
 
 M = "meta-llama/Llama-3.1-8B-Instruct"
@@ -558,3 +559,54 @@ def test_the_untouched_node_that_can_host_a_whole_node_shape_is_kept():
     s = snapshot(node("g3", cpu=128), node("g2", cpu=96))
     scores, details = score_names(s, PodRequest(whole_gpus=1, cpu_milli=8_000), ["g3", "g2"], shapes=shapes)
     assert dict(scores)["g2"] > dict(scores)["g3"], details
+
+
+# totals, untouched                                  -> scores (normalize: rint(10 x total / best))
+LEVELS = [
+    # 0.667 and 0.660 both round to 10: the untouched node goes one level down, the used one stays
+    ([0.667, 0.660, 0.50], [False, True, True], [10, 9, 7]),
+    # every node of the best level untouched: nothing to prefer, the draw stays among them
+    ([0.667, 0.660, 0.50], [True, True, False], [10, 10, 7]),
+    # the used node is a level below (0.55 -> 8): the untouched best keeps its 10
+    ([0.667, 0.55], [True, False], [10, 8]),
+    # a demoted node may tie the next level (9), never pass a used node of the best
+    ([0.667, 0.64, 0.60], [True, False, False], [9, 10, 9]),
+    # nothing scores: all stay 0, none goes below the extender's range
+    ([0.0, 0.0], [False, True], [0, 0]),
+    ([], [], []),
+]
+
+
+@pytest.mark.parametrize("totals,untouched,want", LEVELS)
+def test_levels_put_untouched_nodes_after_used_ones_of_the_best_level(totals, untouched, want):
+    got = levels(np.array(totals, float), np.array(untouched, bool))
+    assert got.tolist() == want
+    assert all(0 <= g <= 10 for g in got.tolist())
+
+
+def test_a_small_pod_goes_to_a_node_in_use_before_it_breaks_an_untouched_one():
+    # Two 8-GPU nodes, one with a GPU taken: a 1-GPU pod scores both near the best (the
+    # 8-GPU shape's weight is too small to move a level), and the untouched one yields.
+    s = snapshot(node("used", allocs=[whole("a", 0)]), node("empty"))
+    shapes = (Shape(whole=1, weight=0.99), Shape(whole=8, weight=0.01))
+    pairs, details = score_names(s, PodRequest(whole_gpus=1), ["used", "empty"], shapes=shapes)
+    assert dict(pairs) == {"used": 10, "empty": 9}
+    assert details.total[1] > 0.9 * details.total[0]  # the same level before the rule
+
+
+# nodes (GPUs, GPUs in use), learned shapes                              -> untouched (kept whole first)
+UNTOUCHED = [
+    # 8-GPU shapes learned: the idle 8-GPU node is kept, the one with a GPU taken is not
+    ([(8, 0), (8, 1)], (Shape(whole=1, weight=0.9), Shape(whole=8, weight=0.1)), [True, False]),
+    # the least multi-GPU shape asks 2: an idle 2-GPU node can take one whole, an idle 1-GPU node cannot
+    ([(2, 0), (1, 0)], (Shape(whole=2, weight=0.5), Shape(whole=4, weight=0.5)), [True, False]),
+    # no multi-GPU shape learned (shares and 1-GPU pods only): nothing needs a node whole
+    ([(8, 0), (2, 0)], (Shape(fraction=0.5, weight=0.5), Shape(whole=1, weight=0.5)), [False, False]),
+]
+
+
+@pytest.mark.parametrize("nodes,shapes,want", UNTOUCHED)
+def test_untouched_nodes_are_those_a_learned_multi_gpu_shape_could_take_whole(nodes, shapes, want):
+    s = snapshot(*(node(f"n{i}", gpus=g, allocs=[whole(f"p{i}", *range(used))] if used else None)
+                   for i, (g, used) in enumerate(nodes)))
+    assert untouched(s, s.indices([f"n{i}" for i in range(len(nodes))]), shapes).tolist() == want
