@@ -462,8 +462,10 @@ def locality(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, w: Weights) 
     nbytes = cache.bytes[idx].astype(np.float64)
     remote = nbytes / w.bandwidth_remote
     local = nbytes * w.tier_seconds_per_byte()[cache.tier[idx]]
-    seconds[has] = remote - local
-    frac[has] = np.where(remote > 0, (remote - local) / remote, 0)
+    # a tier configured slower than the remote load saves nothing (and must not score below 0)
+    saved = np.maximum(remote - local, 0)
+    seconds[has] = saved
+    frac[has] = np.where(remote > 0, saved / remote, 0)
     return frac, seconds
 
 
@@ -539,20 +541,24 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
 
 
 def untouched(s: ClusterSnapshot, rows: np.ndarray, shapes: Sequence[Shape]) -> np.ndarray:
-    """[C] no GPU of the row's node is in use, not even in part, and it has as many GPUs as
-    a learned multi-GPU shape asks: a node that can take such a pod whole."""
+    """[C] every usable GPU of the row's node (present, healthy, reported) is wholly free,
+    and there are as many as a learned multi-GPU shape asks. Counted from the node's
+    report, not its allocatable count, which can differ (an unhealthy GPU, time-slicing).
+    GPU counts only: a node whose CPU or product no such shape could use is kept too (a
+    known overstatement, docs/benchmarks.md)."""
     least = min((sh.whole for sh in shapes if sh.whole > 1), default=0)
     if not least:
         return np.zeros(len(rows), bool)
-    return (s.whole_free_count[rows] >= s.gpu_count[rows]) & (s.gpu_count[rows] >= least)
+    gpus = s.usable[rows].sum(axis=1)
+    return (s.whole_free_count[rows] >= gpus) & (gpus >= least)
 
 
 def levels(total: np.ndarray, untouched: np.ndarray) -> np.ndarray:
     """The extender's scores: `normalize`, then the best level's `untouched` nodes one
     level down while a node already in use shares that level.
 
-    kube-scheduler draws at random among the nodes of the best score, and one level holds
-    every node within a tenth of the best total. Breaking an untouched node costs what
+    kube-scheduler draws at random among the nodes of the best score, and the best level
+    holds every node within a twentieth of the best total (rint(10 x total / best) = 10). Breaking an untouched node costs what
     the pods needing all of its GPUs lose, which the gradient weighs by how often such
     pods come (under 1% of the Alibaba trace's GPU pods ask 8), far below a level: left
     to the draw, small pods broke every untouched 8-GPU node while nodes in use scored
@@ -572,4 +578,7 @@ def normalize(total: np.ndarray) -> np.ndarray:
     DefaultNormalizeScore does: the best candidate gets the maximum, so 11 integer levels
     resolve differences between these candidates, not between all nodes there are."""
     best = total.max() if len(total) else 0.0
-    return (np.rint(total * MAX_EXTENDER_PRIORITY / best) if best > 0 else np.zeros(len(total))).astype(np.int64)
+    if not best > 0:
+        return np.zeros(len(total), np.int64)
+    # never outside the extender's range, whatever a component returns (the protocol refuses it)
+    return np.clip(np.rint(total * MAX_EXTENDER_PRIORITY / best), 0, MAX_EXTENDER_PRIORITY).astype(np.int64)

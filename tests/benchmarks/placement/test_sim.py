@@ -13,7 +13,7 @@ from benchmarks.placement.trace import MILLI, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler import contract
 from scheduler.core import DEFAULT_SHAPES
-from scheduler.core.scoring import normalize
+from scheduler.core.scoring import levels, untouched
 from scheduler.core.assign import assign_gpus
 from scheduler.nodeinfo import MiB
 from tests.benchmarks.placement.tiny import nodes
@@ -101,8 +101,8 @@ def test_gpusched_choice_is_the_top_score_of_scheduler_core():
         if req.gpu_pod:
             assert choice[1] == tuple(assign_gpus(before, got, req).gpu_ids)
             checked += 1
-        # the rounding of the union reproduces prioritize's own scores
-        assert normalize(details.total).tolist() == [s for _, s in scores]
+        # the levels of the union reproduce prioritize's own scores
+        assert levels(details.total, untouched(before, details.rows, pol.shapes)).tolist() == [s for _, s in scores]
         state.apply(p, *choice)
         pol.placed(state, p, choice)
     assert checked > 40
@@ -145,7 +145,8 @@ def test_gpusched_union_over_sizes_keeps_the_best():
         if len(pol.last) > 1:
             multi += 1
             rows = np.concatenate([pol.snapshot.indices(f) for _, f, _, _ in pol.last])
-            ints = normalize(np.concatenate([d.total for *_, d in pol.last]))
+            ints = levels(np.concatenate([d.total for *_, d in pol.last]),
+                          np.concatenate([untouched(pol.snapshot, d.rows, pol.shapes) for *_, d in pol.last]))
             assert ints.max() in (0, 10)  # the best gets 10, unless every candidate scores 0
             assert choice[0] in rows[ints == ints.max()]
         state.apply(p, *choice)

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from scheduler.core import PodRequest, Weights
-from scheduler.core.scoring import (DEFAULT_SHAPES, Shape, fragmentation_delta, levels, locality, packing,
-                                    simulate, untouched)
+from scheduler.core.scoring import (DEFAULT_SHAPES, Shape, fragmentation_delta, levels, locality, normalize,
+                                    packing, simulate, untouched)
 from tests.scheduler.core.fixtures import GiB, NOW, filter_names, node, score_names, share, snapshot, whole
 
 M = "meta-llama/Llama-3.1-8B-Instruct"
@@ -585,13 +585,14 @@ def test_levels_put_untouched_nodes_after_used_ones_of_the_best_level(totals, un
 
 
 def test_a_small_pod_goes_to_a_node_in_use_before_it_breaks_an_untouched_one():
-    # Two 8-GPU nodes, one with a GPU taken: a 1-GPU pod scores both near the best (the
-    # 8-GPU shape's weight is too small to move a level), and the untouched one yields.
+    # Two 8-GPU nodes, one with a GPU taken: a 1-GPU pod scores both within a twentieth of
+    # the best (the 8-GPU shape's weight is too small to move a level), and the untouched
+    # one yields.
     s = snapshot(node("used", allocs=[whole("a", 0)]), node("empty"))
-    shapes = (Shape(whole=1, weight=0.99), Shape(whole=8, weight=0.01))
+    shapes = (Shape(whole=1, weight=0.999), Shape(whole=8, weight=0.001))
     pairs, details = score_names(s, PodRequest(whole_gpus=1), ["used", "empty"], shapes=shapes)
+    assert normalize(details.total).tolist() == [10, 10]  # the same level before the rule
     assert dict(pairs) == {"used": 10, "empty": 9}
-    assert details.total[1] > 0.9 * details.total[0]  # the same level before the rule
 
 
 # nodes (GPUs, GPUs in use), learned shapes                              -> untouched (kept whole first)
@@ -602,11 +603,26 @@ UNTOUCHED = [
     ([(2, 0), (1, 0)], (Shape(whole=2, weight=0.5), Shape(whole=4, weight=0.5)), [True, False]),
     # no multi-GPU shape learned (shares and 1-GPU pods only): nothing needs a node whole
     ([(8, 0), (2, 0)], (Shape(fraction=0.5, weight=0.5), Shape(whole=1, weight=0.5)), [False, False]),
+    # GPU 7 unhealthy: the 7 usable GPUs are all free, so the node is untouched (7 >= 4),
+    # whatever its allocatable count says; with 7 unhealthy, 1 usable GPU takes no 4-GPU pod
+    ([(8, 0, set(range(7))), (8, 0, {0})], (Shape(whole=1, weight=0.5), Shape(whole=4, weight=0.5)),
+     [True, False]),
 ]
 
 
 @pytest.mark.parametrize("nodes,shapes,want", UNTOUCHED)
 def test_untouched_nodes_are_those_a_learned_multi_gpu_shape_could_take_whole(nodes, shapes, want):
-    s = snapshot(*(node(f"n{i}", gpus=g, allocs=[whole(f"p{i}", *range(used))] if used else None)
-                   for i, (g, used) in enumerate(nodes)))
+    s = snapshot(*(node(f"n{i}", gpus=n[0], allocs=[whole(f"p{i}", *range(n[1]))] if n[1] else None,
+                        healthy=n[2] if len(n) > 2 else None)
+                   for i, n in enumerate(nodes)))
     assert untouched(s, s.indices([f"n{i}" for i in range(len(nodes))]), shapes).tolist() == want
+
+
+def test_a_remote_load_faster_than_the_cache_scores_no_locality_and_no_score_below_0():
+    # remote 10 GB/s against the disk tier's 2 GB/s: 100 GB load in 10 s remote, 50 s from
+    # disk; the cache saves nothing (not -40 s), and every score stays within 0..10
+    s = snapshot(node("cached", models={"m": (100 * 10**9, "disk")}), node("other"))
+    w = Weights(bandwidth_remote=10 * 10**9)
+    pairs, details = score_names(s, PodRequest(whole_gpus=1, model="m"), ["cached", "other"], weights=w)
+    assert details.locality.tolist() == [0.0, 0.0] and details.load_seconds_avoided.tolist() == [0.0, 0.0]
+    assert all(0 <= score <= 10 for _, score in pairs)
