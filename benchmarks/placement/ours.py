@@ -49,7 +49,7 @@ from benchmarks.placement.trace import MILLI, Nodes, Pod, Pods
 from benchmarks.testbed.profiles import ALIBABA_GPU_MIB
 from scheduler.core import (Allocation, NodeState, PodRequest, ScoreDetails, Shape, Weights, assign_gpus,
                             build_snapshot, filter_rows, score_rows, workload_shapes)
-from scheduler.core.scoring import levels, untouched
+from scheduler.core.scoring import levels
 from scheduler.nodeinfo import MiB
 
 STALE_AFTER_S = 3600.0  # nodes without an agent report are never stale; the value is not used
@@ -148,8 +148,7 @@ class Gpusched(Policy):
             req, feasible, scores, _ = self.last[0]
             return self._bind(pod, req, feasible[self._draw(np.asarray(scores))])
         totals = np.concatenate([d.total for *_, d in self.last])
-        value = totals if self.exact else levels(totals, np.concatenate(
-            [untouched(self.snapshot, d.rows, self.shapes) for *_, d in self.last]))
+        value = totals if self.exact else levels(totals, np.concatenate([d.untouched for *_, d in self.last]))
         which = np.concatenate([np.full(len(f), k) for k, (_, f, _, _) in enumerate(self.last)])
         at = np.concatenate([np.arange(len(f)) for _, f, _, _ in self.last])
         best = self._draw(value)

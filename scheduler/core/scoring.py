@@ -481,6 +481,7 @@ class ScoreDetails:
     load_seconds_avoided: np.ndarray
     score: np.ndarray  # [C] 0..MAX_EXTENDER_PRIORITY
     total: np.ndarray  # [C] the unrounded weighted sum `score` normalises
+    untouched: np.ndarray  # [C] what `levels` kept whole among equals: merged calls level with it again
 
     def _position(self, node: str) -> int | None:
         row = self.index.get(node, -2)
@@ -521,7 +522,8 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
     zeros = np.zeros(n)
     known = rows >= 0
     if not req.gpu_pod or not known.any():
-        return ScoreDetails(rows, s.index, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), zeros)
+        return ScoreDetails(rows, s.index, zeros, zeros, zeros, zeros, np.zeros(n, np.int64), zeros,
+                            np.zeros(n, bool))
     r = np.where(known, rows, 0)
     if memo is not None and n * DENSE >= len(s):
         # a pinned shape reads product codes, whose meaning is the snapshot's product table
@@ -537,7 +539,8 @@ def score_rows(s: ClusterSnapshot, req: PodRequest, rows: np.ndarray, weights: W
         pack = balance
     loc, secs = locality(s, req, r, w)
     total = np.where(known, w.packing * pack + w.fragmentation * frag + w.locality * loc + w.balance * balance, 0)
-    return ScoreDetails(rows, s.index, pack, frag, loc, secs, levels(total, known & untouched(s, r, shapes)), total)
+    whole = known & untouched(s, r, shapes)
+    return ScoreDetails(rows, s.index, pack, frag, loc, secs, levels(total, whole), total, whole)
 
 
 def untouched(s: ClusterSnapshot, rows: np.ndarray, shapes: Sequence[Shape]) -> np.ndarray:
@@ -553,23 +556,23 @@ def untouched(s: ClusterSnapshot, rows: np.ndarray, shapes: Sequence[Shape]) -> 
     return (s.whole_free_count[rows] >= gpus) & (gpus >= least)
 
 
-def levels(total: np.ndarray, untouched: np.ndarray) -> np.ndarray:
-    """The extender's scores: `normalize`, then the best level's `untouched` nodes one
-    level down while a node already in use shares that level.
+def levels(total: np.ndarray, keep_whole: np.ndarray) -> np.ndarray:
+    """The extender's scores: `normalize`, then the best level's `keep_whole` nodes (see
+    `untouched`) one level down while a node already in use shares that level.
 
     kube-scheduler draws at random among the nodes of the best score, and the best level
-    holds every node within a twentieth of the best total (rint(10 x total / best) = 10). Breaking an untouched node costs what
-    the pods needing all of its GPUs lose, which the gradient weighs by how often such
-    pods come (under 1% of the Alibaba trace's GPU pods ask 8), far below a level: left
-    to the draw, small pods broke every untouched 8-GPU node while nodes in use scored
-    the same (docs/benchmarks.md, placement). So among equals a used node goes first, as
-    FGD's exact minimum and best-fit would have it, and the draw still spreads pods over
-    the used nodes of the best level."""
+    holds every node within a twentieth of the best total (rint(10 x total / best) = 10).
+    Breaking an untouched node costs what the pods needing all of its GPUs lose, which
+    the gradient weighs by how often such pods come (under 1% of the Alibaba trace's GPU
+    pods ask 8), far below a level: left to the draw, small pods broke every untouched
+    8-GPU node while nodes in use scored the same (docs/benchmarks.md, placement). So
+    among equals a used node goes first, as FGD's exact minimum and best-fit would have
+    it, and the draw still spreads pods over the used nodes of the best level."""
     score = normalize(total)
     best = score.max(initial=0)
     top = score == best
-    if best > 0 and (top & ~untouched).any():
-        score = np.where(top & untouched, score - 1, score)
+    if best > 0 and (top & ~keep_whole).any():
+        score = np.where(top & keep_whole, score - 1, score)
     return score
 
 

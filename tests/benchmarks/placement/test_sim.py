@@ -139,14 +139,16 @@ def test_gpusched_union_over_sizes_keeps_the_best():
     multi = 0
     for p in ps.pods:
         c = state.candidates(p)
+        before, shapes = pol.snapshot, pol.shapes  # the bind and a re-learning change both
         choice = pol.choose(state, p, c)
         if choice is None:
             break
         if len(pol.last) > 1:
             multi += 1
-            rows = np.concatenate([pol.snapshot.indices(f) for _, f, _, _ in pol.last])
-            ints = levels(np.concatenate([d.total for *_, d in pol.last]),
-                          np.concatenate([untouched(pol.snapshot, d.rows, pol.shapes) for *_, d in pol.last]))
+            rows = np.concatenate([before.indices(f) for _, f, _, _ in pol.last])
+            keep = np.concatenate([untouched(before, d.rows, shapes) for *_, d in pol.last])
+            assert keep.tolist() == np.concatenate([d.untouched for *_, d in pol.last]).tolist()
+            ints = levels(np.concatenate([d.total for *_, d in pol.last]), keep)
             assert ints.max() in (0, 10)  # the best gets 10, unless every candidate scores 0
             assert choice[0] in rows[ints == ints.max()]
         state.apply(p, *choice)
