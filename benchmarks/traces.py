@@ -17,18 +17,6 @@ def traces_dir() -> Path:
     return Path(env) if env else BUNDLED
 
 
-def alibaba_dir() -> Path:
-    return traces_dir() / "alibaba-gpu-2023"
-
-
-def azure_dir() -> Path:
-    return traces_dir() / "azure-llm-2023"
-
-
-def mooncake_dir() -> Path:
-    return traces_dir() / "mooncake-2025"
-
-
 class RequestTrace(NamedTuple):
     """A bundled trace of LLM requests: where it lives, the files `gpusched bench autoscale`
     replays by default, the prefix of their names (how a run knows them, wherever they
@@ -40,17 +28,30 @@ class RequestTrace(NamedTuple):
     citation: str
 
 
-REQUEST_TRACES: tuple[RequestTrace, ...] = (
-    RequestTrace("azure-llm-2023", ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv"),
-                 "AzureLLMInferenceTrace_", "azure-",
-                 "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient "
-                 "Generative LLM Inference Using Phase Splitting\", ISCA'24"),
-    RequestTrace("mooncake-2025", ("MooncakeTrace_conversation.csv",), "MooncakeTrace_", "mooncake-",
-                 "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage "
-                 "for Less Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25"),
-)
+AZURE_2023 = RequestTrace(
+    "azure-llm-2023", ("AzureLLMInferenceTrace_code.csv", "AzureLLMInferenceTrace_conv.csv"),
+    "AzureLLMInferenceTrace_", "azure-",
+    "Azure LLM inference traces 2023 (CC-BY 4.0), from Patel et al., \"Splitwise: Efficient Generative LLM "
+    "Inference Using Phase Splitting\", ISCA'24")
+MOONCAKE_2025 = RequestTrace(
+    "mooncake-2025", ("MooncakeTrace_conversation.csv",), "MooncakeTrace_", "mooncake-",
+    "Mooncake's conversation trace (Apache-2.0), from Qin et al., \"Mooncake: Trading More Storage for Less "
+    "Computation - A KVCache-centric Architecture for Serving LLM Chatbot\", FAST'25")
+REQUEST_TRACES: tuple[RequestTrace, ...] = (AZURE_2023, MOONCAKE_2025)
 
 
 def request_trace_files() -> list[Path]:
     """The bundled request traces' files under traces_dir(), in REQUEST_TRACES' order."""
     return [traces_dir() / t.directory / f for t in REQUEST_TRACES for f in t.files]
+
+
+def alibaba_dir() -> Path:
+    return traces_dir() / "alibaba-gpu-2023"
+
+
+def azure_dir() -> Path:
+    return traces_dir() / AZURE_2023.directory
+
+
+def mooncake_dir() -> Path:
+    return traces_dir() / MOONCAKE_2025.directory
