@@ -777,7 +777,8 @@ class Autoscaler:
         st.signal_names = list(readings)
         # at zero the pods' series are gone: expected, not a fault worth a Warning every tick
         obs, notes = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
-                                         at_zero=counts.current == 0, recent=recent)
+                                         at_zero=counts.current == 0, recent=recent,
+                                         recent_window_s=self.cfg.recent_window_s)
         obs = replace(obs, wake=self.activator.last_wake(t.key))
         return Seen(views=views, current_hash=current_hash, counts=counts, readings=readings, obs=obs, notes=notes)
 

@@ -40,8 +40,9 @@ Rules, each giving a recommendation with its arithmetic:
    starts ahead.
 4. recent rate (with queueing, when ``Observation.arrival_rate_recent`` is known): the
    queueing rule on the arrival rate over the last scrapes, only when it is above the
-   1-minute rate; a burst after a quiet minute shows there one scrape after it starts.
-   It only ever asks for more, and needs coldStartSeconds > 0 (recent_rule).
+   1-minute rate by more than their difference's Poisson noise at the SLO's percentile;
+   a burst after a quiet minute shows there one scrape after it starts. It only ever
+   asks for more, and needs coldStartSeconds > 0 (recent_rule).
 The recommendation is the largest. Then, in order:
 - unknown data: any configured input that is unknown (a signal that is None, or the
   arrival/service rate when the queueing rule is on) forbids a scale-down; a scale-up
@@ -170,6 +171,9 @@ class Observation:
     wake: float | None = None
     # requests/s over the last two scrapes (the daemon's --recent-window), None = unknown; scale-up only
     arrival_rate_recent: float | None = None
+    # the seconds that rate counts arrivals over (the --recent-window), for its Poisson noise;
+    # None = unknown: its rises count with no margin
+    arrival_rate_recent_window_s: float | None = None
     # by signal name: how many ready replicas a per-replica value averages over, when fewer than
     # ``ready`` reported (a pod Ready since the last scrape); absent = all of them
     reporting: Mapping[str, int] = field(default_factory=dict)
@@ -477,19 +481,47 @@ def forecast(arrivals: tuple[tuple[float, float], ...], lam: float, mu: float, s
     return Forecast(rate, prewarm_target, rec)
 
 
-def recent_rule(recent: float | None, lam: float, mu: float, spec: AutoscalerSpec) -> Recommendation | None:
-    """The queueing rule on the arrival rate over the last scrapes, only when it is above
-    the 1-minute rate lambda (None otherwise). A burst after a quiet minute shows in it one
+def noise_z(spec: AutoscalerSpec) -> float:
+    """The normal quantile of the SLO's percentile (2.33 at 0.99): how many standard
+    deviations of counting noise a rise must clear before it counts. 0 at or below a
+    median (a negative margin would invent rises) and without an slo."""
+    return 0.0 if spec.slo is None else max(0.0, NormalDist().inv_cdf(spec.slo.percentile))
+
+
+def recent_rule(recent: float | None, lam: float, mu: float, spec: AutoscalerSpec,
+                window_s: float | None = None) -> Recommendation | None:
+    """The queueing rule on the arrival rate over the last scrapes (``window_s``
+    seconds), only when it is above the 1-minute rate lambda by more than its counting
+    noise; None otherwise. A burst after a quiet minute shows in the recent rate one
     scrape after it starts, where the 1-minute rate rises only as the burst fills its
-    window; it asks for more only, and stabilisation holds it one cold start, as a
-    forecast: by then the burst is in the 1-minute rate, or it was noise. Like the
-    forecast, it needs coldStartSeconds > 0: with no cold start to look across, an ask
-    held for 0 s would start and stop pods on every blip. A queue seen for longer than
-    the wait bound keeps it as the queued hold keeps a forecast (queued_peak)."""
-    if not _valid(recent) or recent <= lam + _EPS or spec.cold_start_s <= 0:
+    window. But a short window's count is noisy, and on a steady load its upper tail
+    asked for a replica that one cold start later was given back (26 cold starts in 2
+    hours of 3 req/s; docs/benchmarks.md, "The recent rate's noise").
+
+    The margin is z sqrt(lambda (2 / w - 1 / W)), z the SLO percentile's quantile
+    (noise_z): the Poisson spread of the difference between the two rates were the rate
+    still lambda. Prometheus' rate() over a window of two scrapes (the daemon's default)
+    counts the arrivals between them, w / 2 seconds, and extrapolates to w; the 1-minute
+    rate's W = 60 s contains them. A window as long as W has no margin (the daemon does
+    not read one), nor does an unknown window.
+
+    A rise past the margin asks for the whole recent rate: from an idle minute (lambda
+    near 0) the margin is near 0 and the rule reacts as soon as it did without one. It
+    asks for more only, and stabilisation holds it one cold start, as a forecast: by
+    then the burst is in the 1-minute rate, or it was noise. Like the forecast, it needs
+    coldStartSeconds > 0: with no cold start to look across, an ask held for 0 s would
+    start and stop pods on every blip. A queue seen for longer than the wait bound keeps
+    it as the queued hold keeps a forecast (queued_peak)."""
+    if not _valid(recent) or spec.cold_start_s <= 0:
+        return None
+    margin = 0.0
+    if window_s is not None and 0 < window_s < RATE_WINDOW_S:
+        margin = noise_z(spec) * math.sqrt(max(lam, 0.0) * (2.0 / window_s - 1.0 / RATE_WINDOW_S))
+    if recent <= lam + margin + _EPS:
         return None
     c, text = _slo_replicas(recent, mu, spec)
-    return Recommendation(RECENT, c, f"recent arrivals {recent:.3g} req/s, above the 1 m rate {lam:.3g}: {text}")
+    noise = f" (+{margin:.3g} noise)" if margin > 0 else ""
+    return Recommendation(RECENT, c, f"recent arrivals {recent:.3g} req/s, above the 1 m rate {lam:.3g}{noise}: {text}")
 
 
 def queueing_and_forecast(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec: AutoscalerSpec,
@@ -504,7 +536,7 @@ def queueing_and_forecast(arrivals: tuple[tuple[float, float], ...], obs: Observ
     if lam is None or mu is None:
         return missing, arrivals, Forecast()
     fc = forecast(arrivals[-_HOLT_SAMPLES:], lam, mu, spec, now, forecast_asks(spec, obs))
-    recent = recent_rule(obs.arrival_rate_recent, lam, mu, spec)
+    recent = recent_rule(obs.arrival_rate_recent, lam, mu, spec, obs.arrival_rate_recent_window_s)
     recs = ((queueing_rule(lam, mu, spec, obs.current),) + ((fc.rec,) if fc.rec is not None else ())
             + ((recent,) if recent is not None else ()))
     return Rules(recs=recs), arrivals, fc
@@ -845,8 +877,7 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     # steady rate too (a warm pod half the time on a steady 3 req/s). Below a median the
     # quantile is negative and would invent rises: no margin there.
     within = (t[None, :] <= t[:, None]) & (t[None, :] >= t[:, None] - h)
-    z = max(0.0, NormalDist().inv_cdf(spec.slo.percentile))
-    noise = z * np.sqrt((x[:, None] + x[None, :]) / RATE_WINDOW_S)
+    noise = noise_z(spec) * np.sqrt((x[:, None] + x[None, :]) / RATE_WINDOW_S)
     beyond = x[:, None] - x[None, :] - noise
     rise = max(0.0, float(np.max(np.where(within, beyond, -np.inf))))
     need = _slo_replicas(x[-1] + rise, mu, spec)[0]

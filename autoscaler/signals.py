@@ -605,7 +605,8 @@ def reasons(readings: Mapping[str, Reading]) -> dict[str, str]:
 
 def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Reading],
                 arrival: Reading | None, activation: Reading | None = None,
-                at_zero: bool = False, recent: Reading | None = None) -> tuple[Observation, dict[str, str]]:
+                at_zero: bool = False, recent: Reading | None = None,
+                recent_window_s: float | None = None) -> tuple[Observation, dict[str, str]]:
     """The policy's Observation from the pool's counts (autoscaler.warmpool.count) and
     what Prometheus answered; pure, shared by the daemon and the trace simulator so
     both feed ``decide`` the same thing. ``arrival`` is None when the spec has no SLO
@@ -614,7 +615,9 @@ def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Read
     for the SignalsKnown condition. ``at_zero`` (scaled to zero, with an activation):
     the pods' series are gone as expected, so only the activation's absence is reported
     (the policy still sees them unknown). ``recent``: the arrival rate over the last
-    scrapes (None: not read); it only ever adds replicas, so its absence is not a note."""
+    scrapes (None: not read), over ``recent_window_s`` (the --recent-window, the count
+    whose noise the policy allows for); it only ever adds replicas, so its absence is not
+    a note."""
     notes = reasons(readings)
     rate = None
     if arrival is not None:
@@ -628,6 +631,7 @@ def observation(ready: int, pending: int, warm: int, readings: Mapping[str, Read
             notes = {**notes, "activation": activation.reason}
     obs = Observation(ready=ready, pending=pending, warm=warm, signals=values(readings), arrival_rate=rate,
                       activation=act, arrival_rate_recent=None if recent is None else recent.value,
+                      arrival_rate_recent_window_s=None if recent is None else recent_window_s,
                       notes={k: v for k, v in notes.items() if k in readings},
                       reporting={k: r.reporting for k, r in readings.items()
                                  if r.value is not None and r.reporting is not None})

@@ -267,7 +267,7 @@ class Ours:
         on = self.recent and signals.recent_window_on(wl.cfg.recent_s)
         recent = wl.arrival_reading(now, wl.cfg.recent_s) if on and arrival is not None and arrival.known else None
         obs, _ = signals.observation(counts.ready, counts.pending, counts.warm, readings, arrival, activation,
-                                     recent=recent)
+                                     recent=recent, recent_window_s=wl.cfg.recent_s)
         obs = replace(obs, wake=self.last_wake)
         d = decide(self.state, obs, spec, now)
         self.seen_wake = obs.wake

@@ -248,3 +248,5 @@ def test_the_recent_rate_is_read_beside_a_known_minute_rate(monkeypatch, minute,
     d.reconcile(ias, NOW)
     assert asked == want_windows
     assert (seen[0].arrival_rate, seen[0].arrival_rate_recent) == (minute, want_recent)
+    # the policy is told the window it was read over, for its noise margin
+    assert seen[0].arrival_rate_recent_window_s == (window if want_recent is not None else None)

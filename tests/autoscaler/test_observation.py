@@ -36,8 +36,11 @@ def test_observation(readings, arrival, want_signals, want_rate, want_obs_notes,
     (Reading(None, "query returned no series"), None),  # unknown, and not a note: it only adds replicas
 ])
 def test_observation_recent_rate(recent, want):
-    obs, notes = observation(2, 0, 0, {"queueDepth": OK}, Reading(4.5, "4.5 req/s"), recent=recent)
+    obs, notes = observation(2, 0, 0, {"queueDepth": OK}, Reading(4.5, "4.5 req/s"), recent=recent,
+                             recent_window_s=30.0)
     assert (obs.arrival_rate, obs.arrival_rate_recent) == (4.5, want)
+    # the window travels with a reading, known or not, for the policy's noise margin; none without one
+    assert obs.arrival_rate_recent_window_s == (None if recent is None else 30.0)
     assert notes == {} and obs.notes == {}
 
 

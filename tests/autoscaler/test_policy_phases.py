@@ -10,8 +10,8 @@ import pytest
 from autoscaler.policy import (FORECAST, HOLD, MAX_REPLICAS, MIN_REPLICAS, PANIC, QUEUEING, RATE_LIMIT, RECENT,
                                STABILIZATION, UNKNOWN_HOLD, Observation, Panic, Recommendation, Rules, ScaleState,
                                Verdict, clamp, forecast, forecast_asks, held_recommendations, next_state, panic_floor,
-                               panic_mode, pick_largest, queue_inputs, queueing_and_forecast, queueing_rule,
-                               rate_limit, recent_rule, signal_ratios, split_recommendations, stabilise, warm_pool,
+                               noise_z, panic_mode, pick_largest, queue_inputs, queueing_and_forecast,
+                               queueing_rule, rate_limit, recent_rule, signal_ratios, split_recommendations, stabilise, warm_pool,
                                warm_size)
 from autoscaler.spec import parse_spec
 
@@ -198,19 +198,41 @@ def test_queueing_and_forecast_keeps_known_arrivals_only():
     assert len(queueing_and_forecast(many, obs(7, arrival=1), sp, 300.0)[1]) == 256
 
 
-@pytest.mark.parametrize("name,recent,lam,want", [
-    ("burst", 12.0, 5.0, 15),  # the last scrapes saw 12 req/s, the minute 5: ceil(12/(1*0.8))=15
-    ("not-above", 5.0, 5.0, None),  # no higher than the 1 m rate: the queueing rule already asks for it
-    ("below", 2.0, 5.0, None),  # a lull is not a reason to scale down: nothing
-    ("unknown", None, 5.0, None),  # the query found one sample (window under two scrapes) or failed
-    ("nan", float("nan"), 5.0, None),
-    ("negative", -3.0, 5.0, None),
+@pytest.mark.parametrize("name,recent,lam,window,want", [
+    ("burst", 12.0, 5.0, None, 15),  # the last scrapes saw 12 req/s, the minute 5: ceil(12/(1*0.8))=15
+    ("not-above", 5.0, 5.0, None, None),  # no higher than the 1 m rate: the queueing rule already asks for it
+    ("below", 2.0, 5.0, None, None),  # a lull is not a reason to scale down: nothing
+    ("unknown", None, 5.0, None, None),  # the query found one sample (window under two scrapes) or failed
+    ("nan", float("nan"), 5.0, None, None),
+    ("negative", -3.0, 5.0, None, None),
+    # z(0.99) = 2.326, the margin 2.326 sqrt(lambda (2/w - 1/60)); at w = 30: 2.326 sqrt(0.05 lambda)
+    ("burst-30s", 12.0, 5.0, 30.0, 15),  # 12 > 5 + 2.326 sqrt(0.25) = 6.16: ceil(12/0.8)=15
+    ("noise", 4.1, 3.4, 30.0, None),  # 4.1 <= 3.4 + 2.326 sqrt(0.17) = 4.36: a steady rate's upper tail
+    ("past-noise", 4.5, 3.4, 30.0, 6),  # 4.5 > 4.36: the whole recent rate, ceil(4.5/0.8)=6
+    ("no-window", 4.1, 3.4, None, 6),  # window unknown: no margin, ceil(4.1/0.8)=6
+    ("from-idle", 0.2, 0.0, 30.0, 1),  # after an idle minute the margin is 0: ceil(0.2/0.8)=1
+    ("three-scrapes", 4.2, 3.4, 45.0, 6),  # 3.4 + 2.326 sqrt(3.4 (2/45 - 1/60)) = 4.12 < 4.2: ceil(4.2/0.8)=6
+    ("as-long-as-1m", 4.1, 3.4, 60.0, 6),  # no shorter than the 1 m rate: no margin (the daemon reads none)
 ])
-def test_recent_rule(name, recent, lam, want):
-    r = recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **SLO))
-    assert recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **{**SLO, "coldStartSeconds": 0})) is None
+def test_recent_rule(name, recent, lam, window, want):
+    r = recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **SLO), window)
+    assert recent_rule(recent, lam, 1.0, spec([], maxReplicas=20, **{**SLO, "coldStartSeconds": 0}), window) is None
     assert (None if r is None else r.replicas) == want
-    assert r is None or (r.rule == RECENT and r.reason.startswith("recent arrivals 12 req/s, above the 1 m rate 5"))
+    assert r is None or (r.rule == RECENT and r.reason.startswith(f"recent arrivals {recent:g} req/s, above the 1 m rate {lam:g}"))
+    assert r is None or ("noise)" in r.reason) == (window is not None and window < 60 and lam > 0)
+
+
+@pytest.mark.parametrize("percentile,want", [
+    (0.99, 2.326),  # the SLO's 99th percentile: 2.33 standard deviations
+    (0.9, 1.282),
+    (0.5, 0.0),  # at a median no margin
+    (0.3, 0.0),  # below one the quantile is negative: no margin, not a negative one
+])
+def test_noise_z(percentile, want):
+    assert noise_z(spec([], **{**SLO, "slo": {"queueWaitSeconds": 60, "percentile": percentile}})) == \
+        pytest.approx(want, abs=1e-3)
+    assert noise_z(spec()) == 0.0  # no slo: nothing to size a margin by
+
 
 
 def test_queueing_and_forecast_adds_the_recent_rate_last():
