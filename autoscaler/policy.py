@@ -500,10 +500,13 @@ def recent_rule(recent: float | None, lam: float, mu: float, spec: AutoscalerSpe
 
     The margin is z sqrt(lambda (2 / w - 1 / W)), z the SLO percentile's quantile
     (noise_z): the Poisson spread of the difference between the two rates were the rate
-    still lambda. Prometheus' rate() over a window of two scrapes (the daemon's default)
-    counts the arrivals between them, w / 2 seconds, and extrapolates to w; the 1-minute
-    rate's W = 60 s contains them. A window as long as W has no margin (the daemon does
-    not read one), nor does an unknown window.
+    still lambda. Prometheus' rate() over a window of two scrapes (the daemon's default
+    and advice) counts the arrivals between them, w / 2 seconds, and extrapolates to w;
+    the 1-minute rate's W = 60 s contains them. A window of more scrapes counts more of
+    itself, so its margin is wider than its noise: slower to react, never quicker. The
+    reading also adds the growth of the requests in flight (autoscaler.signals), which
+    Poisson does not model. A window of W or more gets no margin (the daemon reads none
+    that long), nor does an unknown window.
 
     A rise past the margin asks for the whole recent rate: from an idle minute (lambda
     near 0) the margin is near 0 and the rule reacts as soon as it did without one. It

@@ -227,6 +227,17 @@ QUEUE_ROWS = [
     # no recent rate read (30 s scrapes): nothing else leads a burst, the forecast asks: ceil(8/0.8)=10
     ("forecast-told-not-to-ask", spec([], maxReplicas=20, forecast={"scaleUp": False}, **SLO), RAMP,
      obs(7, arrival=5), 60, 7, QUEUEING),
+    # the recent rate over a 30 s window asks only past 5 + 2.326 sqrt(5 (2/30 - 1/60)) = 6.16 req/s
+    ("recent-rate-within-its-noise", spec([], maxReplicas=20, **SLO), RAMP,
+     dataclasses.replace(obs(7, arrival=5), arrival_rate_recent=6.0, arrival_rate_recent_window_s=30.0), 60, 7,
+     QUEUEING),
+    # 6.5 > 6.16: the whole recent rate, ceil(6.5/0.8)=9
+    ("recent-rate-past-its-noise", spec([], maxReplicas=20, **SLO), RAMP,
+     dataclasses.replace(obs(7, arrival=5), arrival_rate_recent=6.5, arrival_rate_recent_window_s=30.0), 60, 9,
+     RECENT),
+    # the window unknown: no margin, ceil(6/0.8)=8
+    ("recent-rate-window-unknown", spec([], maxReplicas=20, **SLO), RAMP,
+     dataclasses.replace(obs(7, arrival=5), arrival_rate_recent=6.0), 60, 8, RECENT),
 ]
 
 

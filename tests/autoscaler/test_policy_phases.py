@@ -211,7 +211,7 @@ def test_queueing_and_forecast_keeps_known_arrivals_only():
     ("past-noise", 4.5, 3.4, 30.0, 6),  # 4.5 > 4.36: the whole recent rate, ceil(4.5/0.8)=6
     ("no-window", 4.1, 3.4, None, 6),  # window unknown: no margin, ceil(4.1/0.8)=6
     ("from-idle", 0.2, 0.0, 30.0, 1),  # after an idle minute the margin is 0: ceil(0.2/0.8)=1
-    ("three-scrapes", 4.2, 3.4, 45.0, 6),  # 3.4 + 2.326 sqrt(3.4 (2/45 - 1/60)) = 4.12 < 4.2: ceil(4.2/0.8)=6
+    ("45s-window", 4.2, 3.4, 45.0, 6),  # 3.4 + 2.326 sqrt(3.4 (2/45 - 1/60)) = 4.12 < 4.2: ceil(4.2/0.8)=6
     ("as-long-as-1m", 4.1, 3.4, 60.0, 6),  # no shorter than the 1 m rate: no margin (the daemon reads none)
 ])
 def test_recent_rule(name, recent, lam, window, want):
