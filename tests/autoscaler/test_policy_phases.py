@@ -234,7 +234,6 @@ def test_noise_z(percentile, want):
     assert noise_z(spec()) == 0.0  # no slo: nothing to size a margin by
 
 
-
 def test_queueing_and_forecast_adds_the_recent_rate_last():
     sp = spec([], maxReplicas=20, **SLO, forecast={"scaleUp": True})
     rules, _, _ = queueing_and_forecast(LINE[:-1], obs(7, arrival=5, recent=12), sp, 60.0)
