@@ -299,9 +299,11 @@ def _backlog(api, ns: str, scheduler: str, bodies: list[dict[str, Any]], workers
     first, end = watch.first, watch.last or time.monotonic()
     if bound < pods or first is None:
         raise TimeoutError(f"{scheduler}: only {bound} of {pods} pods bound within {timeout:.0f}s of its start")
-    drain = max(end - first, 1e-3)
+    # rounded before the rate is taken from it, so the row's rate is its drain's: a drain of
+    # 37 ms rounded after gave 1,042 pods/s beside a drain_s that says 1,054
+    drain = round(max(end - first, 1e-3), 3)
     return Row(scheduler, pods, bound, round(create_s, 3), round(end - t_start, 3), round((pods - 1) / drain, 1),
-               mode="backlog", drain_s=round(drain, 3), cpu_ms_per_pod=used)
+               mode="backlog", drain_s=drain, cpu_ms_per_pod=used)
 
 
 def _sa_exists(api, ns: str) -> bool:
