@@ -877,8 +877,7 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     h = spec.cold_start_s
     # each sample's rise over each sample of the cold start before it, less what Poisson noise
     # explains at the SLO's percentile: the largest of many noisy differences is a rise on a
-    # steady rate too (a warm pod half the time on a steady 3 req/s). Below a median the
-    # quantile is negative and would invent rises: no margin there.
+    # steady rate too (a warm pod half the time on a steady 3 req/s)
     within = (t[None, :] <= t[:, None]) & (t[None, :] >= t[:, None] - h)
     noise = noise_z(spec) * np.sqrt((x[:, None] + x[None, :]) / RATE_WINDOW_S)
     beyond = x[:, None] - x[None, :] - noise
