@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 import time
@@ -34,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "scrape_s": 15.0,
     "max_batch": 32,  # vLLM's max_num_seqs as the GPU models have it; 1 = one request at a time
     "static_window_s": 600.0,  # static-prev-window: re-sized from the previous window's requests
+    "service_rate_error": 1.0,  # ours is told the load test's service rate times this
 }
 
 
@@ -98,6 +100,12 @@ def add_parser(benches: argparse._SubParsersAction) -> None:
     p.add_argument("--cold-start-csv", metavar="FILE",
                    help="measured load times in seconds (first column, one a row, optional header): every cold "
                         "start draws one (seeded by --seed) instead of the tier model")
+    p.add_argument("--service-rate-error", type=float, default=DEFAULTS["service_rate_error"], metavar="F",
+                   help="tell every ours a serviceRatePerReplica F times the load test's (concurrencyPerReplica "
+                        "unchanged): F > 1 a load test that over-measured throughput (a mix lighter than "
+                        "production's), F < 1 one that under-measured it. A check of how the defaults bear a "
+                        "mis-measured rate, not a setting; the baselines and the oracle keep the true rate "
+                        "(default 1)")
     p.add_argument("--static-window", type=float, default=DEFAULTS["static_window_s"], metavar="S",
                    help="static-prev-window re-sizes every S seconds to what met the SLO over the previous S "
                         f"seconds (default {DEFAULTS['static_window_s']:g})")
@@ -308,7 +316,8 @@ def run_trace(path: str, args: argparse.Namespace, policies: Sequence[str], over
         if "activation" in extra:
             from benchmarks.autoscale.sim import service_name
             extra = pol.merge_spec(extra, {"activation": {"labels": {"destination_service_name": service_name(i.model)}}})
-        return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=i.mu,
+        told = i.mu * args.service_rate_error  # the load test's rate unless --service-rate-error
+        return pol.merge_spec(pol.ours_spec(i.model, max_replicas=args.max_replicas, mu=told,
                                             cold_start_s=worst_cold, queue_wait_s=args.queue_wait_slo,
                                             queue_target=args.queue_target, overrides=overrides,
                                             concurrency=i.concurrency), extra)
@@ -375,6 +384,9 @@ def _run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-batch must be at least 1 (1 = one request at a time), got {args.max_batch}")
     if not args.static_window > 0:
         raise InputError(f"--static-window must be > 0, got {args.static_window:g}")
+    if not (math.isfinite(args.service_rate_error) and args.service_rate_error > 0):
+        raise InputError(f"--service-rate-error must be a finite number > 0 (1 = the load test's rate), "
+                         f"got {args.service_rate_error:g}")
     problem = None if args.recent_window is None else recent_window_problem(args.recent_window)
     if problem is not None:
         raise InputError(f"--recent-window {problem}")
@@ -436,6 +448,7 @@ def _run(args: argparse.Namespace) -> int:
             "median": round(float(sorted(samples)[len(samples) // 2]), 2), "max": round(max(samples), 2)},
         "max_batch": args.max_batch,
         "static_window_s": args.static_window,
+        "service_rate_error": args.service_rate_error,
         "slo": {"queue_wait_s": args.queue_wait_slo, "ttft_s": args.ttft_slo, "percentile": DEFAULTS["percentile"]},
         "scrape_s": args.scrape,
         "recent_window_s": SimConfig(scrape_s=args.scrape, recent_window_s=args.recent_window).recent_s,
@@ -473,6 +486,9 @@ def _run(args: argparse.Namespace) -> int:
           f"queue-wait SLO {args.queue_wait_slo:g} s at {100 * DEFAULTS['percentile']:g}%, TTFT SLO {args.ttft_slo:g} s, "
           f"policies {', '.join(policies)} ({runtime:.0f} s)")
     print(f"  ours' spec: {json.dumps(params['ours_spec_example'])}")
+    if args.service_rate_error != 1:
+        print(f"  ours is told {args.service_rate_error:g}x each trace's service rate (--service-rate-error); "
+              "the rates below are the load test's")
     for tr in results:
         print(f"  {tr.file}: {tr.rows:,} requests, service rate "
               f"{', '.join(f'{v:.3g}' for v in tr.models.values())} req/s per replica, concurrency "

@@ -138,6 +138,9 @@ def test_model_column_gives_one_workload_per_model(tmp_path, capsys):
 @pytest.mark.parametrize("flags, message", [
     (["--max-batch", "0"], "--max-batch must be at least 1 (1 = one request at a time), got 0"),
     (["--static-window", "0"], "--static-window must be > 0, got 0"),
+    (["--service-rate-error", "0"], "--service-rate-error must be a finite number > 0 (1 = the load test's rate), got 0"),
+    (["--service-rate-error", "inf"], ("--service-rate-error must be a finite number > 0 (1 = the load test's rate), "
+                                       "got inf")),
     (["--recent-window", "60"], "--recent-window must be 0 (off) or seconds below the 1 m rate's window, got 60"),
     (["--cold-start-csv", "{d}/cold.csv"], ("--cold-start-csv: {d}/cold.csv row 2: load time 0 must be a finite "
                                              "number > 0")),
@@ -177,6 +180,29 @@ def test_recent_window_0_is_ours_no_recent(tmp_path, capsys):
     assert d["params"]["recent_window_s"] == 0
     ours, off = ({k: v for k, v in r.items() if k not in ("policy", "what")} for r in d["rows"][:2])
     assert ours == off  # with the window at 0 the daemon reads no recent rate: ours is its own ablation
+
+
+def test_a_service_rate_error_tells_ours_alone(tmp_path, capsys):
+    """--service-rate-error 1.25 gives ours' spec 1.25x the load test's rate; the baselines,
+    the oracle and the bound keep the true one, so only ours' rows move."""
+    p = tmp_path / "small.csv"
+    _trace(p)
+    out = {}
+    for f in ("1", "1.25"):
+        rc, printed, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / f), "--policies", "ours", "static",
+                                "oracle", "--service-rate-error", f)
+        assert rc == 0, err
+        out[f] = json.loads((tmp_path / f / "autoscale.json").read_text())
+        assert ("(--service-rate-error)" in printed) == (f != "1")
+    true, told = out["1"], out["1.25"]
+    assert told["params"]["service_rate_error"] == 1.25 and true["params"]["service_rate_error"] == 1.0
+    mu = true["params"]["traces"][0]["service_rate"]["small"]
+    assert told["params"]["traces"][0]["service_rate"]["small"] == mu  # the load test's, reported as measured
+    assert true["params"]["ours_spec_example"]["serviceRatePerReplica"] == round(mu, 3)
+    assert told["params"]["ours_spec_example"]["serviceRatePerReplica"] == round(1.25 * mu, 3)
+    rows = {f: {r["policy"]: r for r in d["rows"]} for f, d in out.items()}
+    for policy in ("static", "oracle", "lower_bound"):
+        assert rows["1"][policy] == rows["1.25"][policy]
 
 
 def test_every_ours_policy_named_has_its_spec():
