@@ -434,9 +434,21 @@ def _slo_replicas(lam: float, mu: float, spec: AutoscalerSpec) -> tuple[int, str
 
 
 def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Recommendation:
-    """The fewest replicas meeting the SLO; scales down only past the tolerance."""
+    """The fewest replicas meeting the SLO at the 1-minute rate lambda. It scales up only
+    when lambda less its counting noise, z sqrt(lambda / W) (noise_z, W = RATE_WINDOW_S),
+    still needs more than the ``cur`` replicas, and then asks for lambda's whole need, as
+    recent_rule's gate does: a steady rate near a replica's edge crossed it on its upper
+    tail, and the scale-down window held the replica 300 s each time (docs/benchmarks.md,
+    "The 1-minute rate's noise"). Prometheus counts about 45 s of a 1 m window at 15 s
+    scrapes and extrapolates, a little noisier than W assumes: the gate errs toward
+    scaling up. From 0 replicas there is no gate. It scales down only past the tolerance."""
     tol = spec.behavior.tolerance
     c, text = _slo_replicas(lam, mu, spec)
+    if cur > 0 and c > cur:
+        low = max(0.0, lam - noise_z(spec) * math.sqrt(max(lam, 0.0) / RATE_WINDOW_S))
+        if _slo_replicas(low, mu, spec)[0] <= cur:
+            return Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; {lam:g} less its "
+                                  f"noise is {low:.3g} req/s, which {cur} carry -> hold {cur}", c)
     if cur > 0 and c < cur and (cur - c) / cur <= tol:
         return Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; "
                               f"{c} within tolerance {tol:g} of {cur} -> hold {cur}", c)

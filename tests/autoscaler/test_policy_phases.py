@@ -141,6 +141,11 @@ def test_queue_inputs(name, ob, service_spec, want):
     ("down-within-tolerance", 7.5, 1, 11, (11, 10)),  # ceil(7.5/0.8)=10 vs 11: (11-10)/11=0.09 <= 0.1: hold 11
     ("down-past-tolerance", 7.5, 1, 14, (10, None)),  # (14-10)/14=0.29 > 0.1: 10
     ("from-zero", 0.5, 1, 0, (1, None)),  # ceil(0.5/0.8)=1; no tolerance from 0 replicas
+    # up only past the 1 m rate's noise, 2.326 sqrt(lambda/60), and then lambda's whole need:
+    ("up-past-noise", 8, 1, 8, (10, None)),  # 8 - 2.326 sqrt(8/60) = 7.15: ceil(7.15/0.8)=9 > 8: ceil(8/0.8)=10
+    ("up-within-noise", 8.2, 1, 10, (10, 11)),  # ceil(8.2/0.8)=11, but 8.2 - 0.86 = 7.34: ceil(7.34/0.8)=10: hold 10
+    ("from-zero-no-gate", 0.05, 1, 0, (1, None)),  # ceil(0.05/0.8)=1; gated, 0.05 - 2.326 sqrt(0.05/60) < 0 would hold 0
+    ("at-zero-rate", 0, 1, 3, (0, None)),  # nothing arrives: 0 (the scale-down window and minReplicas hold it)
 ])
 def test_queueing_rule(name, lam, mu, cur, want):
     r = queueing_rule(lam, mu, spec([], maxReplicas=20, **SLO), cur)
