@@ -445,7 +445,7 @@ def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Reco
     tol = spec.behavior.tolerance
     c, text = _slo_replicas(lam, mu, spec)
     if cur > 0 and c > cur:
-        low = max(0.0, lam - noise_z(spec) * math.sqrt(max(lam, 0.0) / RATE_WINDOW_S))
+        low = rate_less_noise(lam, spec)
         if _slo_replicas(low, mu, spec)[0] <= cur:
             return Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; {lam:g} less its "
                                   f"noise is {low:.3g} req/s, which {cur} carry -> hold {cur}", c)
@@ -498,6 +498,13 @@ def noise_z(spec: AutoscalerSpec) -> float:
     deviations of counting noise a rise must clear before it counts. 0 at or below a
     median (a negative margin would invent rises) and without an slo."""
     return 0.0 if spec.slo is None else max(0.0, NormalDist().inv_cdf(spec.slo.percentile))
+
+
+def rate_less_noise(lam: float, spec: AutoscalerSpec) -> float:
+    """The 1-minute rate lambda less its counting noise, z sqrt(lambda / W) (noise_z,
+    W = RATE_WINDOW_S), at least 0: the rate at which a replica or a warm pod must still be
+    needed before one is started."""
+    return max(0.0, lam - noise_z(spec) * math.sqrt(max(lam, 0.0) / RATE_WINDOW_S))
 
 
 def recent_rule(recent: float | None, lam: float, mu: float, spec: AutoscalerSpec,
@@ -868,7 +875,7 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     faster than a cold start can follow, so with the queueing rule on it is sized by
     how fast the rate has risen: the largest rise of the arrival rate within one cold
     start over the kept history (the last max(600 s, 8 cold starts)) added to the rate
-    now, less the serving replicas decided. Each pair's rise counts only beyond
+    now less its own noise (rate_less_noise), less the serving replicas decided. Each pair's rise counts only beyond
     z sqrt((a + b) / W): the Poisson spread of the difference of two independent counts
     over the rate's window W (RATE_WINDOW_S), z the normal quantile of the SLO's
     percentile (2.33 at 0.99; 0 at or below a median). A per-pair threshold and an
@@ -895,15 +902,20 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     beyond = x[:, None] - x[None, :] - noise
     rise = max(0.0, float(np.max(np.where(within, beyond, -np.inf))))
     need = _slo_replicas(x[-1] + rise, mu, spec)[0]
-    # a new warm pod is loaded when the rise could outgrow the serving replicas decided; one
-    # already loaded is kept while it could outgrow what the load measured now needs (a
-    # stabilised fleet's surplus is given back later): loading it again would cost a cold start
+    # a new warm pod is loaded when the rise could outgrow the serving replicas decided, from
+    # the rate less its own noise (as the queueing rule scales up: near a replica's edge the
+    # rate's upper tail loaded a pod that the next reading gave back); one already loaded is
+    # kept while it could outgrow what the load measured now needs (a stabilised fleet's
+    # surplus is given back later): loading it again would cost a cold start
+    low = rate_less_noise(float(x[-1]), spec)
+    grow = _slo_replicas(low + rise, mu, spec)[0]
     keep = min(max(0, obs.warm), need - _slo_replicas(x[-1], mu, spec)[0])
-    warm = min(cap, max(0, need - desired, keep))
+    warm = min(cap, max(0, grow - desired, keep))
     if warm == cap:
         return warm, ""
     return warm, (f"; warm pool {warm}: rate rose up to {rise:.3g} req/s within {h:g}s over the last "
-                  f"{t[-1] - t[0]:g}s, {x[-1]:.3g}+{rise:.3g} req/s needs {need} vs {desired} serving")
+                  f"{t[-1] - t[0]:g}s, {x[-1]:.3g} less its noise {low:.3g}, +{rise:.3g} req/s needs {grow} "
+                  f"vs {desired} serving")
 
 
 def warm_pool(desired: int, cur: int, warm_now: int, spec: AutoscalerSpec, prewarm_target: int | None,

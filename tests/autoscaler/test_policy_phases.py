@@ -453,9 +453,10 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
 @pytest.mark.parametrize("name,sp,arrivals,arrival,desired,warm_now,want", [
     ("flat", WARM, ((900.0, 4.0), (950.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 0),
     # no rise: ceil(4/0.8)=5 needed, 5 serving: no pod worth its GPU
-    ("rise-needs-pool", WARM, RISE, 4.0, 5, 0, 2),
-    # rose 2 within 45 s, 2 - 2.33 x sqrt((4 + 2)/60) = 1.26 beyond the noise of two 1 m counts:
-    # 4+1.26 req/s needs ceil(5.26/0.8)=7, 7-5=2 beyond serving, within warmReplicas 2
+    ("rise-needs-pool", WARM, RISE, 4.0, 5, 0, 1),
+    # rose 2 within 45 s, 2 - 2.33 x sqrt((4 + 2)/60) = 1.26 beyond the noise of two 1 m counts;
+    # the rate now less its noise 4 - 2.33 x sqrt(4/60) = 3.4: 3.4+1.26 req/s needs
+    # ceil(4.66/0.8)=6, 6-5=1 beyond serving (from 4 itself: 7, 2 pods)
     ("rise-covered", WARM, RISE, 4.0, 8, 0, 0),  # 8 serving already cover 8: no new pod loaded
     ("loaded-pod-kept", WARM, RISE, 4.0, 8, 1, 1),
     # 8 serving, stabilised above the measured need ceil(4/0.8)=5: the loaded pod stays, min(1, 7-5)=1
@@ -463,7 +464,14 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
     # 2 -> 4 over 100 s > 45 s: a cold start follows it, rise 0
     ("old-rise-remembered", WARM, ((500.0, 0.0), (530.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 2),
     # 0 -> 4 in 30 s, 470 s ago (history max(600, 8 x 45)=600 s): 4 - 2.33 x sqrt(4/60) = 3.4,
-    # 4+3.4 needs ceil(7.4/0.8)=10, 10-5=5, capped at 2
+    # 3.4 (4 less its noise) + 3.4 needs ceil(6.8/0.8)=9, 9-5=4, capped at 2
+    ("edge-noise-no-new-pod", WARM, ((940.0, 4.5), (970.0, 4.5), (NOW, 4.9)), 4.9, 6, 0, 0),
+    # 4.5 -> 4.9 within the noise: rise 0; 4.9 needs ceil(4.9/0.8)=7 but 4.9 - 2.33 x sqrt(4.9/60)
+    # = 4.23 needs ceil(5.29)=6: the 6 serving carry it, no pod (the queueing rule holds 6 too)
+    ("rise-within-lambdas-noise", WARM, RISE, 4.0, 6, 0, 0),
+    # 3.4+1.26 needs 6, the 6 serving carry it: no new pod (from 4 itself, 7: one)
+    ("rise-loaded-pod-kept", WARM, RISE, 4.0, 6, 1, 1),
+    # a loaded pod stays while 4+1.26 could outgrow what 4 needs: min(1, ceil(5.26/0.8) - ceil(4/0.8)) = min(1, 7-5)
     ("no-slo", {"warmReplicas": 2}, RISE, 4.0, 5, 0, 2),  # no queueing rule: warmReplicas as configured
     ("rate-unknown", WARM, RISE[:-1], None, 5, 0, 2),  # no rate now: as configured
     ("at-max", WARM, RISE, 4.0, 10, 0, 0),  # maxReplicas 10 serving: a warm pod could never be promoted
@@ -492,8 +500,8 @@ def test_warm_size_young_state_keeps_the_configured_pool(started, want):
 
 def test_warm_size_says_why_smaller():
     _, note = warm_size(RISE, obs(5, arrival=4.0), spec([], **{**SLO, "warmReplicas": 5}), 5, NOW, 0.0)
-    assert note == ("; warm pool 2: rate rose up to 1.26 req/s within 45s over the last 60s, "
-                    "4+1.26 req/s needs 7 vs 5 serving")
+    assert note == ("; warm pool 1: rate rose up to 1.26 req/s within 45s over the last 60s, "
+                    "4 less its noise 3.4, +1.26 req/s needs 6 vs 5 serving")
 
 
 # ---------------------------------------------------------------- 10. next state
