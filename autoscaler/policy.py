@@ -439,12 +439,15 @@ def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Reco
     still needs more than the ``cur`` replicas, and then asks for lambda's whole need, as
     recent_rule's gate does: a steady rate near a replica's edge crossed it on its upper
     tail, and the scale-down window held the replica 300 s each time (docs/benchmarks.md,
-    "The 1-minute rate's noise"). Prometheus counts about 45 s of a 1 m window at 15 s
-    scrapes and extrapolates, a little noisier than W assumes: the gate errs toward
-    scaling up. From 0 replicas there is no gate. It scales down only past the tolerance."""
+    "Shapes it never saw, and the 1-minute rate's noise"). Prometheus counts about 45 s of
+    a 1 m window at 15 s scrapes and extrapolates, a little noisier than W assumes: the
+    gate errs toward scaling up. It guards the headroom only: at a rate the ``cur``
+    replicas cannot serve even saturated (lambda >= cur mu), and from 0 replicas, there is
+    no gate (with a small fleet the noise can exceed the headroom). It scales down only
+    past the tolerance."""
     tol = spec.behavior.tolerance
     c, text = _slo_replicas(lam, mu, spec)
-    if cur > 0 and c > cur:
+    if 0 < cur and lam < cur * mu < c * mu:
         low = rate_less_noise(lam, spec)
         if _slo_replicas(low, mu, spec)[0] <= cur:
             return Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; {lam:g} less its "
@@ -905,17 +908,19 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     # a new warm pod is loaded when the rise could outgrow the serving replicas decided, from
     # the rate less its own noise (as the queueing rule scales up: near a replica's edge the
     # rate's upper tail loaded a pod that the next reading gave back); one already loaded is
-    # kept while it could outgrow what the load measured now needs (a stabilised fleet's
-    # surplus is given back later): loading it again would cost a cold start
+    # kept, from the rate itself, while the rise could outgrow the serving replicas or what
+    # the load measured now needs (a stabilised fleet's surplus is given back later):
+    # loading it again would cost a cold start
     low = rate_less_noise(float(x[-1]), spec)
     grow = _slo_replicas(low + rise, mu, spec)[0]
-    keep = min(max(0, obs.warm), need - _slo_replicas(x[-1], mu, spec)[0])
+    keep = min(max(0, obs.warm), max(need - desired, need - _slo_replicas(x[-1], mu, spec)[0]))
     warm = min(cap, max(0, grow - desired, keep))
     if warm == cap:
         return warm, ""
+    kept = f", {keep} loaded kept ({x[-1]:.3g}+{rise:.3g} req/s needs {need})" if keep > max(0, grow - desired) else ""
     return warm, (f"; warm pool {warm}: rate rose up to {rise:.3g} req/s within {h:g}s over the last "
-                  f"{t[-1] - t[0]:g}s, {x[-1]:.3g} less its noise {low:.3g}, +{rise:.3g} req/s needs {grow} "
-                  f"vs {desired} serving")
+                  f"{t[-1] - t[0]:g}s, {x[-1]:.3g} ({low:.3g} less its noise) +{rise:.3g} req/s needs {grow} "
+                  f"vs {desired} serving{kept}")
 
 
 def warm_pool(desired: int, cur: int, warm_now: int, spec: AutoscalerSpec, prewarm_target: int | None,

@@ -142,8 +142,10 @@ def test_queue_inputs(name, ob, service_spec, want):
     ("down-past-tolerance", 7.5, 1, 14, (10, None)),  # (14-10)/14=0.29 > 0.1: 10
     ("from-zero", 0.5, 1, 0, (1, None)),  # ceil(0.5/0.8)=1; no tolerance from 0 replicas
     # up only past the 1 m rate's noise, 2.326 sqrt(lambda/60), and then lambda's whole need:
-    ("up-past-noise", 8, 1, 8, (10, None)),  # 8 - 2.326 sqrt(8/60) = 7.15: ceil(7.15/0.8)=9 > 8: ceil(8/0.8)=10
+    ("up-past-noise", 8.6, 1, 9, (11, None)),  # 8.6 - 2.326 sqrt(8.6/60) = 7.72: ceil(7.72/0.8)=10 > 9: ceil(8.6/0.8)=11
     ("up-within-noise", 8.2, 1, 10, (10, 11)),  # ceil(8.2/0.8)=11, but 8.2 - 0.86 = 7.34: ceil(7.34/0.8)=10: hold 10
+    ("saturated-no-gate", 1.05, 1, 1, (2, None)),  # 1.05 >= 1 x 1, more than 1 replica serves saturated: ceil(1.05/0.8)=2
+    # (gated, 1.05 - 2.326 sqrt(1.05/60) = 0.74 would hold 1 replica at rho 1.05: the noise exceeds the headroom)
     ("from-zero-no-gate", 0.05, 1, 0, (1, None)),  # ceil(0.05/0.8)=1; gated, 0.05 - 2.326 sqrt(0.05/60) < 0 would hold 0
     ("at-zero-rate", 0, 1, 3, (0, None)),  # nothing arrives: 0 (the scale-down window and minReplicas hold it)
 ])
@@ -471,6 +473,8 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
     ("rise-within-lambdas-noise", WARM, RISE, 4.0, 6, 0, 0),
     # 3.4+1.26 needs 6, the 6 serving carry it: no new pod (from 4 itself, 7: one)
     ("rise-loaded-pod-kept", WARM, RISE, 4.0, 6, 1, 1),
+    ("edge-noise-loaded-pod-kept", WARM, ((940.0, 4.5), (970.0, 4.5), (NOW, 4.9)), 4.9, 6, 1, 1),
+    # loaded, kept as before the gate: 7 needed at 4.9 itself, min(1, max(7 - 6, 7 - 7)) = 1
     # a loaded pod stays while 4+1.26 could outgrow what 4 needs: min(1, ceil(5.26/0.8) - ceil(4/0.8)) = min(1, 7-5)
     ("no-slo", {"warmReplicas": 2}, RISE, 4.0, 5, 0, 2),  # no queueing rule: warmReplicas as configured
     ("rate-unknown", WARM, RISE[:-1], None, 5, 0, 2),  # no rate now: as configured
@@ -479,9 +483,10 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
      ((900.0, 4.0), (970.0, 4.0), (NOW, 4.0)), 4.0, 5, 0, 0),
     # at percentile 0.3 the quantile is -0.52: taken as is, a flat 4 req/s would rise by
     # 0.52 x sqrt(8/60) = 0.19 and 4.19 needs ceil(4.19/0.8) = 6, a pod; no margin below a median
-    ("noise-only", WARM, ((940.0, 4.0), (970.0, 3.6), (NOW, 4.4)), 4.4, 6, 0, 0),
+    ("noise-only", WARM, ((940.0, 4.0), (970.0, 3.6), (NOW, 4.4)), 4.4, 5, 0, 0),
     # 3.6 -> 4.4 is 0.8, within the noise of two 1 m counts: 2.33 x sqrt((4.4 + 3.6)/60) = 0.85;
-    # rise 0, ceil(4.4/0.8)=6 needed, 6 serving: no pod (counted as a rise: 5.2 req/s needs 7, 1 pod)
+    # rise 0, and 4.4 less its noise, 4.4 - 2.33 x sqrt(4.4/60) = 3.77, needs ceil(3.77/0.8)=5,
+    # 5 serving: no pod (counted as a rise: 3.77 + 0.8 = 4.57 needs 6, 1 pod)
 ])
 def test_warm_size(name, sp, arrivals, arrival, desired, warm_now, want):
     sigs = () if "slo" in sp else (Q5,)  # a spec needs a signal or an slo
@@ -501,7 +506,7 @@ def test_warm_size_young_state_keeps_the_configured_pool(started, want):
 def test_warm_size_says_why_smaller():
     _, note = warm_size(RISE, obs(5, arrival=4.0), spec([], **{**SLO, "warmReplicas": 5}), 5, NOW, 0.0)
     assert note == ("; warm pool 1: rate rose up to 1.26 req/s within 45s over the last 60s, "
-                    "4 less its noise 3.4, +1.26 req/s needs 6 vs 5 serving")
+                    "4 (3.4 less its noise) +1.26 req/s needs 6 vs 5 serving")
 
 
 # ---------------------------------------------------------------- 10. next state

@@ -183,26 +183,27 @@ def test_recent_window_0_is_ours_no_recent(tmp_path, capsys):
 
 
 def test_a_service_rate_error_tells_ours_alone(tmp_path, capsys):
-    """--service-rate-error 1.25 gives ours' spec 1.25x the load test's rate; the baselines,
+    """--service-rate-error 0.5 gives ours' spec half the load test's rate; the baselines,
     the oracle and the bound keep the true one, so only ours' rows move."""
     p = tmp_path / "small.csv"
     _trace(p)
     out = {}
-    for f in ("1", "1.25"):
+    for f in ("1", "0.5"):
         rc, printed, err = _run(capsys, "--trace", str(p), "--out", str(tmp_path / f), "--policies", "ours", "static",
                                 "oracle", "--service-rate-error", f)
         assert rc == 0, err
         out[f] = json.loads((tmp_path / f / "autoscale.json").read_text())
         assert ("(--service-rate-error)" in printed) == (f != "1")
-    true, told = out["1"], out["1.25"]
-    assert told["params"]["service_rate_error"] == 1.25 and true["params"]["service_rate_error"] == 1.0
+    true, told = out["1"], out["0.5"]
+    assert told["params"]["service_rate_error"] == 0.5 and true["params"]["service_rate_error"] == 1.0
     mu = true["params"]["traces"][0]["service_rate"]["small"]
     assert told["params"]["traces"][0]["service_rate"]["small"] == mu  # the load test's, reported as measured
     assert true["params"]["ours_spec_example"]["serviceRatePerReplica"] == round(mu, 3)
-    assert told["params"]["ours_spec_example"]["serviceRatePerReplica"] == round(1.25 * mu, 3)
+    assert told["params"]["ours_spec_example"]["serviceRatePerReplica"] == round(0.5 * mu, 3)
     rows = {f: {r["policy"]: r for r in d["rows"]} for f, d in out.items()}
     for policy in ("static", "oracle", "lower_bound"):
-        assert rows["1"][policy] == rows["1.25"][policy]
+        assert rows["1"][policy] == rows["0.5"][policy]
+    assert rows["1"]["ours"]["gpu_hours"] < rows["0.5"]["ours"]["gpu_hours"]  # told a slower replica, ours keeps more
 
 
 def test_every_ours_policy_named_has_its_spec():
