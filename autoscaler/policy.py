@@ -878,8 +878,9 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     faster than a cold start can follow, so with the queueing rule on it is sized by
     how fast the rate has risen: the largest rise of the arrival rate within one cold
     start over the kept history (the last max(600 s, 8 cold starts)) added to the rate
-    now less its own noise (rate_less_noise), less the serving replicas decided. Each pair's rise counts only beyond
-    z sqrt((a + b) / W): the Poisson spread of the difference of two independent counts
+    now, less the serving replicas decided; a new pod counts from the rate less its own
+    noise (rate_less_noise), a loaded one is kept from the rate itself. Each pair's rise
+    counts only beyond z sqrt((a + b) / W): the Poisson spread of the difference of two independent counts
     over the rate's window W (RATE_WINDOW_S), z the normal quantile of the SLO's
     percentile (2.33 at 0.99; 0 at or below a median). A per-pair threshold and an
     approximation: two 1 m rates taken seconds apart share most of their window and differ
