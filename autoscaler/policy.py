@@ -447,7 +447,7 @@ def queueing_rule(lam: float, mu: float, spec: AutoscalerSpec, cur: int) -> Reco
     past the tolerance."""
     tol = spec.behavior.tolerance
     c, text = _slo_replicas(lam, mu, spec)
-    if 0 < cur and lam < cur * mu < c * mu:
+    if 0 < cur < c and lam < cur * mu:
         low = rate_less_noise(lam, spec)
         if _slo_replicas(low, mu, spec)[0] <= cur:
             return Recommendation(QUEUEING, cur, f"queueing: {lam:g} req/s, mu {mu:g}: {text}; {lam:g} less its "
@@ -880,8 +880,8 @@ def warm_size(arrivals: tuple[tuple[float, float], ...], obs: Observation, spec:
     start over the kept history (the last max(600 s, 8 cold starts)) added to the rate
     now, less the serving replicas decided; a new pod counts from the rate less its own
     noise (rate_less_noise), a loaded one is kept from the rate itself. Each pair's rise
-    counts only beyond z sqrt((a + b) / W): the Poisson spread of the difference of two independent counts
-    over the rate's window W (RATE_WINDOW_S), z the normal quantile of the SLO's
+    counts only beyond z sqrt((a + b) / W): the Poisson spread of the difference of two
+    independent counts over the rate's window W (RATE_WINDOW_S), z the normal quantile of the SLO's
     percentile (2.33 at 0.99; 0 at or below a median). A per-pair threshold and an
     approximation: two 1 m rates taken seconds apart share most of their window and differ
     by less, while Prometheus' rate() extrapolates a 45 s count and differs by more.

@@ -473,9 +473,9 @@ RISE = ((940.0, 2.0), (970.0, 2.0), (NOW, 4.0))  # 2 -> 4 req/s within 30 s < co
     ("rise-within-lambdas-noise", WARM, RISE, 4.0, 6, 0, 0),
     # 3.4+1.26 needs 6, the 6 serving carry it: no new pod (from 4 itself, 7: one)
     ("rise-loaded-pod-kept", WARM, RISE, 4.0, 6, 1, 1),
+    # a loaded pod stays while 4+1.26 could outgrow what 4 needs: min(1, ceil(5.26/0.8) - ceil(4/0.8)) = min(1, 7-5)
     ("edge-noise-loaded-pod-kept", WARM, ((940.0, 4.5), (970.0, 4.5), (NOW, 4.9)), 4.9, 6, 1, 1),
     # loaded, kept as before the gate: 7 needed at 4.9 itself, min(1, max(7 - 6, 7 - 7)) = 1
-    # a loaded pod stays while 4+1.26 could outgrow what 4 needs: min(1, ceil(5.26/0.8) - ceil(4/0.8)) = min(1, 7-5)
     ("no-slo", {"warmReplicas": 2}, RISE, 4.0, 5, 0, 2),  # no queueing rule: warmReplicas as configured
     ("rate-unknown", WARM, RISE[:-1], None, 5, 0, 2),  # no rate now: as configured
     ("at-max", WARM, RISE, 4.0, 10, 0, 0),  # maxReplicas 10 serving: a warm pod could never be promoted
